@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmark scripts: argument parsing, machine info, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("EBSD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+OUT = ROOT / "bench" / "out"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a run of under about 2 minutes")
+    return p
+
+
+def machine() -> dict:
+    import torch
+
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def emit(result: dict) -> None:
+    """Print the result as one JSON object on the last line."""
+    print(json.dumps({"machine": machine(), **result}))

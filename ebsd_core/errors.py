@@ -1,0 +1,39 @@
+"""The project's own error types.
+
+Every problem a user can cause (a bad file, an unknown phase, a model that
+does not fit the data) raises an :class:`EbsdError` whose message names the
+file or value and the problem, so that the CLI and the dashboard can show it
+as one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EbsdError(Exception):
+    """Base class for every error a user can act on."""
+
+
+class InputError(EbsdError, ValueError):
+    """A file or value given by the user cannot be used."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class PhaseError(InputError):
+    """An unknown phase or space group, or a malformed crystal structure."""
+
+
+class ModelError(InputError):
+    """A saved model is missing, tampered with, or does not fit the data."""
+
+
+class StoreError(EbsdError):
+    """The model store refused an operation (for example an overwrite)."""
+
+
+class CancelledError(EbsdError):
+    """A long job was cancelled by its caller."""

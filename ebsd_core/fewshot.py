@@ -1,0 +1,69 @@
+"""Few-shot splits: k patterns per class for training, the rest for validation and testing.
+
+Within the training materials, patterns are split by orientation (every pattern
+has its own random orientation, so disjoint pattern sets are disjoint
+orientations). Patterns of held-out materials (``split == "holdout"``) are never
+trained on and form their own test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ebsd_core.errors import InputError
+from ebsd_core.io.dataset import Dataset
+
+SHOT_CHOICES = (1, 5, 10, 20, 50, 100, 400)
+
+
+@dataclass
+class FewShotSplit:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray  # unseen orientations of the training materials
+    holdout: np.ndarray  # held-out materials
+
+    def sizes(self) -> dict[str, int]:
+        return {k: int(len(getattr(self, k))) for k in ("train", "val", "test", "holdout")}
+
+
+def few_shot_split(
+    dataset: Dataset,
+    shots: int,
+    seed: int = 0,
+    val_per_class: int = 10,
+    test_per_class: int | None = None,
+) -> FewShotSplit:
+    """Sample ``shots`` training patterns per class (seeded), then validation and test.
+
+    Raises
+    ------
+    InputError
+        If the dataset has fewer than two classes, or a class has too few
+        patterns for the requested shots plus at least one validation pattern.
+    """
+    if shots < 1:
+        raise InputError(f"shots per class must be at least 1, not {shots}")
+    present = sorted({int(label) for label in dataset.labels if label >= 0})
+    if len(present) < 2:
+        raise InputError(f"the dataset has {len(present)} class(es); classification needs at least two")
+    rng = np.random.default_rng(seed)
+    seen = np.flatnonzero(dataset.split != "holdout")
+    train, val, test = [], [], []
+    for label in present:
+        members = seen[dataset.labels[seen] == label]
+        symbol = dataset.class_symbols[label]
+        if len(members) < shots + 1:
+            raise InputError(
+                f"class {symbol} has {len(members)} training-material patterns; {shots} shots need at least {shots + 1}"
+            )
+        members = rng.permutation(members)
+        n_val = min(val_per_class, max(1, (len(members) - shots) // 2))
+        train.append(members[:shots])
+        val.append(members[shots : shots + n_val])
+        rest = members[shots + n_val :]
+        test.append(rest if test_per_class is None else rest[:test_per_class])
+    holdout = np.flatnonzero(dataset.split == "holdout")
+    return FewShotSplit(np.concatenate(train), np.concatenate(val), np.concatenate(test), holdout)

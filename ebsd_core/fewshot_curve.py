@@ -1,0 +1,142 @@
+"""The paper's main comparison: accuracy vs shots per class, ImageNet transfer vs scratch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.atomic import atomic_path
+from ebsd_core.inference import predict_source
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.train import TrainConfig, evaluate_split, train_model
+
+MODES = {"transfer": True, "scratch": False}
+
+
+def epochs_to_reach(history: list[dict], target: float = 0.95) -> int | None:
+    """First epoch whose validation accuracy reaches ``target`` (None if never)."""
+    return next((h["epoch"] for h in history if h["val_accuracy"] >= target), None)
+
+
+def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list[dict]:
+    """Predict every pattern of each (file, true space group) pair."""
+    rows = []
+    for path, space_group in real_data:
+        source = open_patterns(path)
+        prediction = predict_source(model, card, source)
+        truth = card.class_symbols[card.classes.index(space_group)] if space_group in card.classes else str(space_group)
+        for label, conf in zip(prediction.labels, prediction.confidence):
+            rows.append(
+                {
+                    "file": Path(path).name,
+                    "truth": truth,
+                    "prediction": label,
+                    "confidence": round(float(conf), 4),
+                    "correct": label == truth,
+                }
+            )
+    return rows
+
+
+def run_curve(
+    data: str | Path,
+    shots: Sequence[int],
+    seeds: Sequence[int],
+    modes: Sequence[str],
+    config_for: Callable[[int, bool, int], TrainConfig],
+    out_dir: str | Path,
+    real_data: Sequence[tuple[str | Path, int]] = (),
+    progress: Callable[[float, str], None] | None = None,
+) -> dict:
+    """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``."""
+    dataset = read_dataset(data)
+    runs = []
+    total = len(modes) * len(shots) * len(seeds)
+    for mode in modes:
+        for k in shots:
+            for seed in seeds:
+                if progress:
+                    progress(len(runs) / total, f"{mode}, {k} shots, seed {seed}")
+                result = train_model(dataset, config_for(k, MODES[mode], seed))
+                run = {
+                    "mode": mode,
+                    "shots": k,
+                    "seed": seed,
+                    "seconds": round(result.seconds, 1),
+                    "epochs_run": len(result.history),
+                    "epochs_to_95": epochs_to_reach(result.history),
+                    "test_accuracy": evaluate_split(result.model, result.card, dataset, result.split.test).get(
+                        "accuracy"
+                    ),
+                    "holdout_accuracy": evaluate_split(result.model, result.card, dataset, result.split.holdout).get(
+                        "accuracy"
+                    ),
+                }
+                if real_data:
+                    real = score_real(result.model, result.card, real_data)
+                    run["real_correct"] = int(sum(r["correct"] for r in real))
+                    run["real_total"] = len(real)
+                    run["real"] = real
+                runs.append(run)
+    summary = summarise(runs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "curve.json") as tmp:
+        tmp.write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
+    plot_curve(summary, out / "curve.png")
+    return {"runs": runs, "summary": summary}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean and std over seeds for each (mode, shots)."""
+    summary: dict = {}
+    for mode in sorted({r["mode"] for r in runs}):
+        rows = {}
+        for k in sorted({r["shots"] for r in runs if r["mode"] == mode}):
+            group = [r for r in runs if r["mode"] == mode and r["shots"] == k]
+            row = {}
+            for key in ("test_accuracy", "holdout_accuracy", "seconds"):
+                values = [r[key] for r in group if r.get(key) is not None]
+                if values:
+                    row[key] = round(float(np.mean(values)), 4)
+                    row[f"{key}_std"] = round(float(np.std(values)), 4)
+            reached = [r["epochs_to_95"] for r in group if r["epochs_to_95"] is not None]
+            row["epochs_to_95"] = round(float(np.mean(reached)), 1) if reached else None
+            if "real_total" in group[0]:
+                row["real_correct"] = f"{sum(r['real_correct'] for r in group)}/{sum(r['real_total'] for r in group)}"
+            rows[str(k)] = row
+        summary[mode] = rows
+    return summary
+
+
+def plot_curve(summary: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in zip(
+        axes, ("test_accuracy", "holdout_accuracy"), ("unseen orientations", "held-out materials")
+    ):
+        for mode, rows in summary.items():
+            ks = [int(k) for k, r in rows.items() if key in r]
+            if not ks:
+                continue
+            mean = np.array([rows[str(k)][key] for k in ks])
+            std = np.array([rows[str(k)][f"{key}_std"] for k in ks])
+            ax.errorbar(ks, mean, yerr=std, marker="o", capsize=3, label=mode)
+        ax.set_xscale("log")
+        ax.set_xlabel("training patterns per class")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,206 @@
+"""The project's labelled-pattern dataset: one HDF5 file per dataset.
+
+Layout (format ``ebsd-fewshot-dataset``, version 1)::
+
+    /patterns         (N, rows, cols) uint8 | uint16 | float32, chunked, gzip
+    /labels           (N,) int16, index into the class list (-1 = unlabelled)
+    /material         (N,) utf-8 material key
+    /split            (N,) utf-8 "train" or "holdout" (held-out materials)
+    /quaternions      (N, 4) float32 crystal orientation, NaN when unknown
+    /pc               (N, 3) float32 Bruker projection centre, NaN when unknown
+    /detector_tilt    (N,) float32, degrees
+    /sample_tilt      (N,) float32, degrees
+    /static_background (rows, cols), optional
+    attrs: format, version, classes (JSON: [{"space_group": 225, "symbol": "Fm-3m"}, ...]),
+           provenance (JSON), nav_shape (rows, cols) for maps, optional
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ebsd_core.atomic import atomic_path
+from ebsd_core.errors import InputError
+from ebsd_core.phases import space_group_symbol
+
+FORMAT_NAME = "ebsd-fewshot-dataset"
+FORMAT_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+
+
+@dataclass
+class Dataset:
+    """Labelled EBSD patterns with their metadata (in memory)."""
+
+    patterns: np.ndarray
+    labels: np.ndarray
+    classes: list[int]  # space-group numbers, index = label
+    material: np.ndarray
+    split: np.ndarray | None = None
+    quaternions: np.ndarray | None = None
+    pc: np.ndarray | None = None
+    detector_tilt: np.ndarray | None = None
+    sample_tilt: np.ndarray | None = None
+    static_background: np.ndarray | None = None
+    nav_shape: tuple[int, int] | None = None
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.patterns)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.material = np.asarray(self.material, dtype=object)
+        if self.split is None:
+            self.split = np.full(n, "train", dtype=object)
+        self.split = np.asarray(self.split, dtype=object)
+        for name in ("labels", "material", "split"):
+            if len(getattr(self, name)) != n:
+                raise InputError(f"{name} has {len(getattr(self, name))} entries for {n} patterns")
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    @property
+    def class_symbols(self) -> list[str]:
+        return [space_group_symbol(sg) for sg in self.classes]
+
+    def class_counts(self) -> dict[str, int]:
+        return {sym: int((self.labels == i).sum()) for i, sym in enumerate(self.class_symbols)}
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """A new dataset holding the patterns at ``index``."""
+        index = np.asarray(index)
+
+        def pick(a):
+            return None if a is None else np.asarray(a)[index]
+
+        return Dataset(
+            patterns=np.asarray(self.patterns[np.sort(index)])[np.argsort(np.argsort(index))]
+            if isinstance(self.patterns, h5py.Dataset)
+            else self.patterns[index],
+            labels=self.labels[index],
+            classes=list(self.classes),
+            material=self.material[index],
+            split=self.split[index],
+            quaternions=pick(self.quaternions),
+            pc=pick(self.pc),
+            detector_tilt=pick(self.detector_tilt),
+            sample_tilt=pick(self.sample_tilt),
+            static_background=self.static_background,
+            provenance=dict(self.provenance),
+        )
+
+    def summary(self) -> dict:
+        return {
+            "patterns": len(self),
+            "pattern_shape": list(self.patterns.shape[1:]),
+            "classes": self.class_symbols,
+            "class_counts": self.class_counts(),
+            "materials": sorted({str(m) for m in self.material}),
+            "holdout_materials": sorted({str(m) for m, s in zip(self.material, self.split) if s == "holdout"}),
+        }
+
+
+def write_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write atomically: an interrupted write leaves nothing under ``path``."""
+    path = Path(path)
+    n = len(dataset)
+    rows, cols = dataset.patterns.shape[1:]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["version"] = FORMAT_VERSION
+        f.attrs["classes"] = json.dumps(
+            [{"space_group": int(sg), "symbol": space_group_symbol(sg)} for sg in dataset.classes]
+        )
+        f.attrs["provenance"] = json.dumps(dataset.provenance, default=str)
+        if dataset.nav_shape is not None:
+            f.attrs["nav_shape"] = np.asarray(dataset.nav_shape, dtype=np.int64)
+        f.create_dataset(
+            "patterns",
+            data=dataset.patterns,
+            chunks=(min(n, 256), rows, cols) if n else None,
+            compression="gzip",
+            compression_opts=4,
+            shuffle=True,
+        )
+        f.create_dataset("labels", data=dataset.labels.astype(np.int16))
+        f.create_dataset("material", data=dataset.material.astype(str).astype(object), dtype=_STR)
+        f.create_dataset("split", data=dataset.split.astype(str).astype(object), dtype=_STR)
+        nan4, nan3, nan1 = np.full((n, 4), np.nan), np.full((n, 3), np.nan), np.full(n, np.nan)
+        for name, value, default in (
+            ("quaternions", dataset.quaternions, nan4),
+            ("pc", dataset.pc, nan3),
+            ("detector_tilt", dataset.detector_tilt, nan1),
+            ("sample_tilt", dataset.sample_tilt, nan1),
+        ):
+            f.create_dataset(name, data=np.asarray(default if value is None else value, dtype=np.float32))
+        if dataset.static_background is not None:
+            f.create_dataset("static_background", data=dataset.static_background)
+    return path
+
+
+def is_dataset_file(path: str | Path) -> bool:
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT_NAME
+    except (OSError, ValueError):
+        return False
+
+
+def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
+    """Read a dataset; with ``lazy=True`` the patterns stay an open h5py dataset."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"not a readable HDF5 file ({exc})", path) from None
+    try:
+        if f.attrs.get("format") != FORMAT_NAME:
+            raise InputError(f"not an {FORMAT_NAME} file (use a vendor reader for EBSD scans)", path)
+        version = int(f.attrs.get("version", 0))
+        if version > FORMAT_VERSION:
+            raise InputError(f"dataset version {version} is newer than this tool ({FORMAT_VERSION})", path)
+        classes = [int(c["space_group"]) for c in json.loads(f.attrs["classes"])]
+        for sg in classes:
+            space_group_symbol(sg)
+        patterns = f["patterns"] if lazy else np.asarray(f["patterns"])
+        if patterns.ndim != 3:
+            raise InputError(f"patterns have shape {patterns.shape}, expected (N, rows, cols)", path)
+        labels = np.asarray(f["labels"])
+        if len(labels) != len(patterns):
+            raise InputError(f"{len(labels)} labels for {len(patterns)} patterns", path)
+        if labels.size and (labels.max() >= len(classes) or labels.min() < -1):
+            raise InputError(f"labels outside 0..{len(classes) - 1}", path)
+
+        def opt(name):
+            return np.asarray(f[name]) if name in f else None
+
+        dataset = Dataset(
+            patterns=patterns,
+            labels=labels,
+            classes=classes,
+            material=np.asarray([m.decode() if isinstance(m, bytes) else m for m in opt("material")], dtype=object),
+            split=np.asarray([s.decode() if isinstance(s, bytes) else s for s in opt("split")], dtype=object),
+            quaternions=opt("quaternions"),
+            pc=opt("pc"),
+            detector_tilt=opt("detector_tilt"),
+            sample_tilt=opt("sample_tilt"),
+            static_background=opt("static_background"),
+            nav_shape=tuple(int(v) for v in f.attrs["nav_shape"]) if "nav_shape" in f.attrs else None,
+            provenance=json.loads(f.attrs.get("provenance", "{}")),
+        )
+    except InputError:
+        f.close()
+        raise
+    except (KeyError, ValueError, TypeError, OSError, json.JSONDecodeError) as exc:
+        f.close()
+        raise InputError(f"corrupt dataset ({exc.__class__.__name__}: {exc})", path) from None
+    if not lazy:
+        f.close()
+    return dataset

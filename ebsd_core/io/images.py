@@ -1,0 +1,163 @@
+"""Pattern images: single files, folders with one sub-folder per class, and zips of those."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from ebsd_core.errors import InputError, PhaseError
+from ebsd_core.phases import parse_space_group
+
+IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
+MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 pattern; larger declared sizes are refused as bombs
+MAX_ZIP_BYTES = 4 * 1024**3
+MAX_ZIP_FILES = 200_000
+MAX_ZIP_RATIO = 200  # uncompressed/compressed size of one member
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One pattern image as a 2-D float32 array (RGB/RGBA converted to grey)."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image of {img.width}x{img.height} pixels is larger than allowed", path)
+                img.load()
+                array = _to_grey(img)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError("image declares an implausibly large size (decompression bomb refused)", path) from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise InputError(f"cannot read this image ({exc.__class__.__name__}: {exc})", path) from None
+    if array.ndim != 2 or min(array.shape) < 8:
+        raise InputError(f"image has shape {array.shape}; a pattern needs at least 8x8 pixels", path)
+    return array
+
+
+def _to_grey(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return np.asarray(img, dtype=np.float32)
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.asarray(img, dtype=np.float32)
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from skimage.transform import resize
+
+    return resize(array, shape, preserve_range=True, anti_aliasing=True).astype(np.float32)
+
+
+def stack_images(paths: list[Path], warn: list[str]) -> np.ndarray:
+    """Read images into (N, rows, cols); resizes odd sizes to the most common one (with a warning)."""
+    arrays = [read_image(p) for p in paths]
+    shapes = Counter(a.shape for a in arrays)
+    target = shapes.most_common(1)[0][0]
+    odd = [p.name for p, a in zip(paths, arrays) if a.shape != target]
+    if odd:
+        warn.append(f"{len(odd)} image(s) resized to {target[1]}x{target[0]} (e.g. {odd[0]})")
+        arrays = [a if a.shape == target else _resize(a, target) for a in arrays]
+    return np.stack(arrays)
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def class_from_folder_name(name: str) -> int:
+    """``"Fm-3m"``, ``"225"``, ``"225_ni"`` or ``"Fm-3m ni"`` -> 225."""
+    for token in [name, *name.replace("-", " - ").split()[:1], *name.replace("_", " ").split()]:
+        try:
+            return parse_space_group(token)
+        except PhaseError:
+            continue
+    raise PhaseError(f"class folder {name!r} does not name a space group; name it like 'Fm-3m', '225' or '225_ni'")
+
+
+def read_image_folder(folder: str | Path, labelled: bool | None = None):
+    """Read a folder of images: class sub-folders (labelled) or images directly (unlabelled)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", folder)
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+    direct = list_images(folder)
+    warn: list[str] = []
+    if subfolders and (labelled is not False):
+        paths, labels, classes = [], [], []
+        for sub in subfolders:
+            images = list_images(sub)
+            if not images:
+                warn.append(f"class folder {sub.name!r} holds no images and was skipped")
+                continue
+            try:
+                sg = class_from_folder_name(sub.name)
+            except PhaseError as exc:
+                raise InputError(str(exc), sub) from None
+            if sg not in classes:
+                classes.append(sg)
+            paths += images
+            labels += [sg] * len(images)
+        if not paths:
+            raise InputError("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder", folder)
+        classes.sort()
+        label_index = np.array([classes.index(sg) for sg in labels])
+        return stack_images(paths, warn), label_index, classes, [str(p.relative_to(folder)) for p in paths], warn
+    if not direct:
+        raise InputError("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders", folder)
+    return stack_images(direct, warn), None, None, [p.name for p in direct], warn
+
+
+def safe_extract_zip(path: str | Path, dest: Path) -> Path:
+    """Extract a zip with size, count, ratio and path checks; returns the folder to read."""
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"not a readable zip file ({exc})", path) from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_FILES:
+            raise InputError(f"zip holds {len(members)} files (limit {MAX_ZIP_FILES})", path)
+        total = sum(m.file_size for m in members)
+        if total > MAX_ZIP_BYTES:
+            raise InputError(f"zip would unpack to {total / 1e9:.1f} GB (limit {MAX_ZIP_BYTES / 1e9:.0f} GB)", path)
+        for member in members:
+            if member.compress_size and member.file_size / member.compress_size > MAX_ZIP_RATIO:
+                raise InputError(
+                    f"zip member {member.filename!r} is compressed suspiciously well (zip bomb refused)", path
+                )
+            parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+            if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise InputError(f"zip member {member.filename!r} points outside the archive", path)
+            if PurePosixPath(member.filename).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            target = dest.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, open(target, "wb") as out:
+                copied = shutil.copyfileobj(src, out, length=1 << 20) or out.tell()
+                if copied > member.file_size:
+                    raise InputError(f"zip member {member.filename!r} is larger than declared", path)
+    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]  # a zip of one top folder holding the class folders
+    return dest
+
+
+def read_image_zip(path: str | Path):
+    with tempfile.TemporaryDirectory(prefix="ebsd-zip-") as tmp:
+        folder = safe_extract_zip(path, Path(tmp))
+        try:
+            return read_image_folder(folder)
+        except InputError as exc:
+            raise InputError(f"{exc} (inside the zip)", path) from None

@@ -1,0 +1,165 @@
+"""Open any supported pattern source as one :class:`PatternSource`.
+
+Readers are plugins, tried in order (as in kikuchipy's I/O): the project's
+HDF5 dataset, every EBSD format kikuchipy reads (EDAX .up1/.up2 and h5, Oxford
+.ebsp and .h5oina, Bruker h5, EMsoft h5, NORDIF .dat, kikuchipy h5ebsd), single
+images, folders of images (one sub-folder per class) and zips of those.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.errors import InputError
+from ebsd_core.io import images
+from ebsd_core.io.dataset import is_dataset_file, read_dataset
+
+log = logging.getLogger(__name__)
+
+KIKUCHIPY_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina", ".up1", ".up2", ".ebsp", ".dat"}
+
+
+@dataclass
+class PatternSource:
+    """Patterns from any reader, with what is known about them."""
+
+    path: str
+    kind: str
+    patterns: object  # (N, rows, cols): numpy, h5py or dask array
+    nav_shape: tuple[int, ...] | None = None
+    static_background: np.ndarray | None = None
+    labels: np.ndarray | None = None  # index into classes
+    classes: list[int] | None = None  # space-group numbers
+    names: list[str] | None = None  # per-pattern names (image files)
+    material: np.ndarray | None = None
+    split: np.ndarray | None = None
+    quaternions: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.patterns.shape[0])
+
+    @property
+    def pattern_shape(self) -> tuple[int, int]:
+        return tuple(int(v) for v in self.patterns.shape[1:3])
+
+    def batch(self, start: int, stop: int) -> np.ndarray:
+        """Patterns ``start:stop`` as a numpy array."""
+        block = self.patterns[start:stop]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        return np.asarray(block)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None and self.classes is not None
+
+
+def _read_project_dataset(path: Path, lazy: bool) -> PatternSource:
+    ds = read_dataset(path, lazy=lazy)
+    return PatternSource(
+        path=str(path),
+        kind="dataset",
+        patterns=ds.patterns,
+        nav_shape=ds.nav_shape,
+        static_background=ds.static_background,
+        labels=ds.labels if (ds.labels >= 0).all() else None,
+        classes=ds.classes,
+        material=ds.material,
+        split=ds.split,
+        quaternions=ds.quaternions,
+    )
+
+
+def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
+    import kikuchipy as kp
+
+    try:
+        signal = kp.load(str(path), lazy=lazy)
+    except Exception as exc:  # kikuchipy/h5py raise many types for bad files
+        raise InputError(f"kikuchipy cannot read this file ({exc.__class__.__name__}: {exc})", path) from None
+    if isinstance(signal, list):
+        signal = signal[0]
+    if not isinstance(signal, kp.signals.EBSD) and type(signal).__name__ != "LazyEBSD":
+        raise InputError(f"holds a {type(signal).__name__}, not EBSD patterns", path)
+    data = signal.data
+    sig_shape = tuple(data.shape[-2:])
+    nav_shape = tuple(int(v) for v in data.shape[:-2]) or (1,)
+    if 0 in nav_shape or 0 in sig_shape:
+        raise InputError(f"the scan is empty (data shape {data.shape})", path)
+    flat = data.reshape((-1, *sig_shape))
+    background = getattr(signal, "static_background", None)
+    if background is not None:
+        background = np.asarray(background.compute() if hasattr(background, "compute") else background)
+        if background.shape != sig_shape:
+            background = None
+    return PatternSource(
+        path=str(path), kind="kikuchipy", patterns=flat, nav_shape=nav_shape, static_background=background
+    )
+
+
+def _read_single_image(path: Path, lazy: bool) -> PatternSource:
+    array = images.read_image(path)
+    return PatternSource(path=str(path), kind="image", patterns=array[None], nav_shape=(1,), names=[path.name])
+
+
+def _from_images(path: Path, kind: str, result) -> PatternSource:
+    stack, labels, classes, names, warn = result
+    return PatternSource(
+        path=str(path),
+        kind=kind,
+        patterns=stack,
+        nav_shape=(len(stack),),
+        labels=labels,
+        classes=classes,
+        names=names,
+        warnings=warn,
+    )
+
+
+Reader = Callable[[Path, bool], PatternSource]
+
+
+def _choose_reader(path: Path) -> Reader:
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p))
+    if suffix == ".zip":
+        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p))
+    if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
+        return _read_project_dataset
+    if suffix in images.IMAGE_EXTENSIONS:
+        return _read_single_image
+    if suffix in KIKUCHIPY_EXTENSIONS:
+        return _read_kikuchipy
+    raise InputError(
+        "unsupported file type; supported: the project's .h5, EBSD files kikuchipy reads "
+        f"({', '.join(sorted(KIKUCHIPY_EXTENSIONS))}), images, folders and zips of images",
+        path,
+    )
+
+
+def open_patterns(path: str | Path, lazy: bool = True) -> PatternSource:
+    """Open a pattern source of any supported kind.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the problem when it cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError("the file is empty", path)
+    source = _choose_reader(path)(path, lazy)
+    if len(source) == 0:
+        raise InputError("holds no patterns", path)
+    for message in source.warnings:
+        log.warning("%s: %s", path, message)
+    return source

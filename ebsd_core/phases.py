@@ -1,0 +1,299 @@
+"""Catalogue of cubic m-3m phases: space group, lattice parameter and atom sites.
+
+Atom sites are the asymmetric unit in the standard setting of the International
+Tables; for the two-origin group Fd-3m the positions use origin choice 2 (origin
+on an inversion centre, Si at 1/8,1/8,1/8), which is also de-ebsd's default.
+Users add phases from CIF files with :func:`phase_from_cif`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.errors import PhaseError
+
+#: The ten space groups of point group m-3m, number -> Hermann-Mauguin symbol.
+M3M_SPACE_GROUPS: dict[int, str] = {
+    221: "Pm-3m",
+    222: "Pn-3n",
+    223: "Pm-3n",
+    224: "Pn-3m",
+    225: "Fm-3m",
+    226: "Fm-3c",
+    227: "Fd-3m",
+    228: "Fd-3c",
+    229: "Im-3m",
+    230: "Ia-3d",
+}
+
+#: The six classes of Kaufmann et al. (2021).
+DEFAULT_CLASSES: tuple[int, ...] = (221, 223, 225, 227, 229, 230)
+
+Site = tuple[str, tuple[float, float, float], float]
+
+#: Position of origin choice 2 in origin-1 coordinates for the two-origin m-3m groups
+#: (International Tables): x(origin 1) = x(origin 2) + shift. Catalogue sites use origin 2;
+#: diffpy and orix tabulate origin 1.
+ORIGIN2_SHIFT: dict[int, float] = {222: -0.25, 224: -0.25, 227: -0.125, 228: -0.375}
+
+
+@dataclass(frozen=True)
+class Material:
+    """One crystalline phase that patterns can be simulated for.
+
+    Parameters
+    ----------
+    key
+        Short identifier used on the command line, e.g. ``"ni3al"``.
+    name
+        Human-readable name, e.g. ``"Ni3Al (L1_2, gamma prime)"``.
+    space_group
+        International Tables number (221-230 for m-3m).
+    a
+        Cubic lattice parameter in angstrom.
+    sites
+        Asymmetric unit: ``(element, (x, y, z), occupancy)``.
+    debye_waller
+        Isotropic Debye-Waller factor B in nm^2 (EMsoft convention).
+    """
+
+    key: str
+    name: str
+    space_group: int
+    a: float
+    sites: tuple[Site, ...]
+    debye_waller: float = 0.005
+    source: str = "catalogue"
+    notes: str = field(default="", compare=False)
+
+    @property
+    def symbol(self) -> str:
+        return space_group_symbol(self.space_group)
+
+    def to_orix_phase(self):
+        """An orix ``Phase`` with the full (expanded) unit cell."""
+        from diffpy.structure import Atom, Lattice, Structure
+        from orix.crystal_map import Phase
+
+        lattice = Lattice(self.a, self.a, self.a, 90, 90, 90)
+        shift = ORIGIN2_SHIFT.get(self.space_group, 0.0)
+        atoms = [Atom(el, np.mod(np.add(xyz, shift), 1.0), occupancy=occ) for el, xyz, occ in self.sites]
+        phase = Phase(
+            name=self.key,
+            space_group=self.space_group,
+            structure=Structure(atoms=atoms, lattice=lattice),
+        )
+        return phase.expand_asymmetric_unit()
+
+    def describe(self) -> dict:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "space_group": self.space_group,
+            "symbol": self.symbol,
+            "a_angstrom": self.a,
+            "sites": [[el, list(xyz), occ] for el, xyz, occ in self.sites],
+            "source": self.source,
+        }
+
+
+def _m(key, name, sg, a, *sites, **kw) -> Material:
+    full = tuple((el, tuple(float(v) for v in xyz), 1.0) for el, xyz in sites)
+    return Material(key=key, name=name, space_group=sg, a=a, sites=full, **kw)
+
+
+_A15 = ((0.0, 0.0, 0.0), (0.25, 0.0, 0.5))  # B at 2a, A at 6c
+_DIAMOND = (0.125, 0.125, 0.125)  # 8a, origin choice 2
+_GARNET_X, _GARNET_C, _GARNET_D = (0.0, 0.0, 0.0), (0.125, 0.0, 0.25), (0.375, 0.0, 0.25)
+
+CATALOGUE: dict[str, Material] = {
+    m.key: m
+    for m in (
+        # Pm-3m 221: B2 and L1_2 ordered alloys, CsCl
+        _m("nial", "NiAl (B2)", 221, 2.887, ("Ni", (0, 0, 0)), ("Al", (0.5, 0.5, 0.5))),
+        _m("feal", "FeAl (B2)", 221, 2.909, ("Fe", (0, 0, 0)), ("Al", (0.5, 0.5, 0.5))),
+        _m("cscl", "CsCl", 221, 4.123, ("Cs", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))),
+        _m("ni3al", "Ni3Al (L1_2, gamma prime)", 221, 3.567, ("Al", (0, 0, 0)), ("Ni", (0, 0.5, 0.5))),
+        _m("cu3au", "Cu3Au (L1_2)", 221, 3.749, ("Au", (0, 0, 0)), ("Cu", (0, 0.5, 0.5))),
+        # Pm-3n 223: A15 compounds
+        _m("cr3si", "Cr3Si (A15)", 223, 4.558, ("Si", _A15[0]), ("Cr", _A15[1])),
+        _m("nb3sn", "Nb3Sn (A15)", 223, 5.290, ("Sn", _A15[0]), ("Nb", _A15[1])),
+        _m("v3si", "V3Si (A15)", 223, 4.725, ("Si", _A15[0]), ("V", _A15[1])),
+        # Fm-3m 225: fcc metals, austenite, rock salt
+        _m("ni", "Ni", 225, 3.524, ("Ni", (0, 0, 0))),
+        _m("cu", "Cu", 225, 3.615, ("Cu", (0, 0, 0))),
+        _m("al", "Al", 225, 4.049, ("Al", (0, 0, 0))),
+        _m("austenite", "Austenite (gamma-Fe)", 225, 3.595, ("Fe", (0, 0, 0))),
+        _m("nacl", "NaCl", 225, 5.640, ("Na", (0, 0, 0)), ("Cl", (0.5, 0.5, 0.5))),
+        # Fd-3m 227 (origin choice 2): diamond-cubic elements
+        _m("si", "Si", 227, 5.431, ("Si", _DIAMOND)),
+        _m("ge", "Ge", 227, 5.658, ("Ge", _DIAMOND)),
+        _m("diamond", "Diamond (C)", 227, 3.567, ("C", _DIAMOND)),
+        # Im-3m 229: bcc metals
+        _m("ferrite", "Ferrite (alpha-Fe)", 229, 2.866, ("Fe", (0, 0, 0))),
+        _m("w", "W", 229, 3.165, ("W", (0, 0, 0))),
+        _m("mo", "Mo", 229, 3.147, ("Mo", (0, 0, 0))),
+        _m("ta", "Ta", 229, 3.303, ("Ta", (0, 0, 0))),
+        # Ia-3d 230: garnets (16a, 24c, 24d, 96h)
+        _m(
+            "yag",
+            "YAG (Y3Al5O12 garnet)",
+            230,
+            12.000,
+            ("Y", _GARNET_C),
+            ("Al", _GARNET_X),
+            ("Al", _GARNET_D),
+            ("O", (-0.0306, 0.0512, 0.1500)),
+        ),
+        _m(
+            "grossular",
+            "Grossular (Ca3Al2Si3O12 garnet)",
+            230,
+            11.851,
+            ("Ca", _GARNET_C),
+            ("Al", _GARNET_X),
+            ("Si", _GARNET_D),
+            ("O", (0.0381, 0.0449, 0.6514)),
+        ),
+        _m(
+            "almandine",
+            "Almandine (Fe3Al2Si3O12 garnet)",
+            230,
+            11.526,
+            ("Fe", _GARNET_C),
+            ("Al", _GARNET_X),
+            ("Si", _GARNET_D),
+            ("O", (0.0340, 0.0490, 0.6530)),
+        ),
+    )
+}
+
+
+def space_group_symbol(number: int) -> str:
+    """Hermann-Mauguin symbol of an m-3m space group, e.g. ``225 -> "Fm-3m"``."""
+    try:
+        return M3M_SPACE_GROUPS[int(number)]
+    except (KeyError, ValueError, TypeError):
+        raise PhaseError(
+            f"space group {number!r} is not one of the cubic m-3m groups {sorted(M3M_SPACE_GROUPS)}"
+        ) from None
+
+
+def parse_space_group(text: str | int) -> int:
+    """Accept ``225``, ``"225"`` or ``"Fm-3m"`` (case-insensitive) and return the number."""
+    if isinstance(text, (int, np.integer)):
+        space_group_symbol(int(text))
+        return int(text)
+    cleaned = str(text).strip()
+    if cleaned.isdigit():
+        return parse_space_group(int(cleaned))
+    by_symbol = {v.lower(): k for k, v in M3M_SPACE_GROUPS.items()}
+    if cleaned.lower() in by_symbol:
+        return by_symbol[cleaned.lower()]
+    raise PhaseError(
+        f"unknown space group {text!r}: use a number 221-230 or a symbol such as "
+        f"{', '.join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)}"
+    )
+
+
+def get_material(key: str) -> Material:
+    """Look up a catalogue material by key (case-insensitive)."""
+    found = CATALOGUE.get(str(key).strip().lower())
+    if found is None:
+        raise PhaseError(f"unknown phase {key!r}; known phases: {', '.join(sorted(CATALOGUE))}")
+    return found
+
+
+def materials_for(space_group: int) -> list[Material]:
+    """All catalogue materials of one space group, in catalogue order."""
+    return [m for m in CATALOGUE.values() if m.space_group == space_group]
+
+
+def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
+    """Read a cubic m-3m phase from a CIF file.
+
+    Raises
+    ------
+    PhaseError
+        If the file cannot be parsed, the cell is not cubic, or the space group
+        is not one of the m-3m groups.
+    """
+    from diffpy.structure.parsers import getParser
+
+    path = Path(path)
+    try:
+        parser = getParser("cif")
+        structure = parser.parseFile(str(path))
+        space_group = int(parser.spacegroup.number)
+    except Exception as exc:  # diffpy raises many types for malformed CIFs
+        raise PhaseError(f"cannot read this CIF file ({exc.__class__.__name__}: {exc})", path) from None
+    lat = structure.lattice
+    if not (np.allclose([lat.a, lat.b], lat.c, rtol=1e-4) and np.allclose([lat.alpha, lat.beta, lat.gamma], 90)):
+        raise PhaseError(f"the cell is not cubic (a, b, c = {lat.a}, {lat.b}, {lat.c})", path)
+    if space_group not in M3M_SPACE_GROUPS:
+        raise PhaseError(f"space group {space_group} is not a cubic m-3m group (221-230)", path)
+    sites = _asymmetric_unit(structure, space_group)
+    if not sites:
+        raise PhaseError("the CIF file has no atom sites", path)
+    key = key or re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_") or "cif_phase"
+    return Material(
+        key=key, name=path.stem, space_group=space_group, a=float(lat.a), sites=sites, source=f"cif:{path.name}"
+    )
+
+
+def _symmetry_operations(space_group: int, origin: int) -> list:
+    """Symmetry operations as callables on fractional coordinates, in origin 1 or 2."""
+    from diffpy.structure.spacegroups import GetSpaceGroup
+
+    ops = list(GetSpaceGroup(space_group).iter_symops())
+    shift = ORIGIN2_SHIFT.get(space_group, 0.0) if origin == 2 else 0.0
+    if not shift:
+        return ops
+    return [lambda x, op=op: op(np.asarray(x) + shift) - shift for op in ops]
+
+
+def _orbit(xyz: np.ndarray, ops) -> np.ndarray:
+    images = np.mod(np.array([op(xyz) for op in ops]), 1.0)
+    images[np.isclose(images, 1.0, atol=1e-4)] = 0.0
+    return np.unique(np.round(images, 4), axis=0)
+
+
+def _asymmetric_unit(structure, space_group: int) -> tuple[Site, ...]:
+    """Reduce a (possibly expanded) structure to one atom per orbit, in origin choice 2.
+
+    The CIF may be written in either origin of a two-origin group; the origin
+    whose orbits reproduce the file's full cell exactly is the one it uses.
+    """
+    atoms = [
+        (
+            re.sub(r"[^A-Za-z]", "", a.element)[:2].capitalize(),
+            np.mod(np.asarray(a.xyz, float), 1.0),
+            float(a.occupancy),
+        )
+        for a in structure
+    ]
+    origins = (2, 1) if space_group in ORIGIN2_SHIFT else (1,)
+    candidates = []
+    for origin in origins:
+        ops = _symmetry_operations(space_group, origin)
+        kept, covered = [], []
+        for element, xyz, occ in atoms:
+            if any(el == element and _contains(orbit, xyz) for el, orbit in covered):
+                continue
+            covered.append((element, _orbit(xyz, ops)))
+            kept.append((element, xyz, occ))
+        shift = ORIGIN2_SHIFT.get(space_group, 0.0) if origin == 1 else 0.0
+        sites = tuple((el, tuple(float(v) for v in np.mod(xyz - shift, 1.0)), occ) for el, xyz, occ in kept)
+        if sum(len(orbit) for _, orbit in covered) == len(atoms):
+            return sites
+        candidates.append(sites)
+    return candidates[0] if candidates else ()
+
+
+def _contains(orbit: np.ndarray, xyz: np.ndarray) -> bool:
+    diff = np.abs(orbit - np.round(np.mod(xyz, 1.0), 4))
+    return bool(np.any(np.all(np.minimum(diff, 1 - diff) < 1e-3, axis=1)))

@@ -1,0 +1,251 @@
+"""The model store: ``models/<name>/weights.safetensors`` + ``model.json``.
+
+Models are saved atomically (a temporary folder renamed into place), never
+overwritten without ``force``, guarded by a lock so two saves of one name
+cannot interleave, and loaded without unpickling anything: the JSON is
+validated and the weights file's SHA-256 must match the one recorded in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ebsd_core import __version__
+from ebsd_core.atomic import atomic_dir
+from ebsd_core.backbones import CHANNEL_MODES, create_model
+from ebsd_core.errors import ModelError, StoreError
+from ebsd_core.phases import space_group_symbol
+from ebsd_core.preprocess import PreprocessConfig
+
+FORMAT_NAME = "ebsd-fewshot-model"
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+META = "model.json"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+DEFAULT_UNKNOWN_THRESHOLD = 0.5
+
+
+def default_store() -> Path:
+    """``$EBSD_MODEL_STORE`` or the project's ``models/`` folder."""
+    return Path(os.environ.get("EBSD_MODEL_STORE", Path(__file__).resolve().parents[1] / "models"))
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to rebuild and use a model, stored as ``model.json``."""
+
+    backbone: str
+    classes: list[int]
+    preprocess: PreprocessConfig
+    channel_mode: str = "adapt"
+    pretrained: bool = True
+    unknown_threshold: float = DEFAULT_UNKNOWN_THRESHOLD
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    name: str = ""
+    created: str = ""
+    version: str = __version__
+
+    @property
+    def class_symbols(self) -> list[str]:
+        return [space_group_symbol(sg) for sg in self.classes]
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.size
+
+    def to_json(self, weights_sha256: str, tensors: dict[str, list[int]]) -> dict:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "backbone": self.backbone,
+            "channel_mode": self.channel_mode,
+            "pretrained": self.pretrained,
+            "classes": [{"space_group": sg, "symbol": space_group_symbol(sg)} for sg in self.classes],
+            "preprocess": self.preprocess.to_dict(),
+            "input_size": self.input_size,
+            "unknown_threshold": self.unknown_threshold,
+            "training": self.training,
+            "metrics": self.metrics,
+            "history": self.history,
+            "created": self.created,
+            "ebsd_core_version": self.version,
+            "weights_sha256": weights_sha256,
+            "tensors": tensors,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, source: Path) -> ModelCard:
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ModelError(f"not an {FORMAT_NAME} description", source)
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError(f"model format {data.get('format_version')} is newer than this tool", source)
+        try:
+            classes = [int(c["space_group"]) for c in data["classes"]]
+            for sg in classes:
+                space_group_symbol(sg)
+            threshold = float(data.get("unknown_threshold", DEFAULT_UNKNOWN_THRESHOLD))
+            card = cls(
+                backbone=str(data["backbone"]),
+                classes=classes,
+                preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                channel_mode=str(data.get("channel_mode", "adapt")),
+                pretrained=bool(data.get("pretrained", True)),
+                unknown_threshold=threshold,
+                training=dict(data.get("training", {})),
+                metrics=dict(data.get("metrics", {})),
+                history=list(data.get("history", [])),
+                name=str(data.get("name", "")),
+                created=str(data.get("created", "")),
+                version=str(data.get("ebsd_core_version", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"invalid model description ({exc.__class__.__name__}: {exc})", source) from None
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ModelError("the class list must hold at least two distinct space groups", source)
+        if card.channel_mode not in CHANNEL_MODES:
+            raise ModelError(f"unknown channel_mode {card.channel_mode!r}", source)
+        if not 0.0 <= threshold <= 1.0:
+            raise ModelError(f"unknown_threshold {threshold} is outside [0, 1]", source)
+        if not 16 <= card.preprocess.size <= 1024:
+            raise ModelError(f"input size {card.preprocess.size} is outside 16..1024", source)
+        return card
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise StoreError(
+            f"model name {name!r} is not allowed: use letters, digits, '_', '-', '.' (up to 80, not starting with '.')"
+        )
+    return name
+
+
+def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Path:
+    """``models/NAME`` or a bare ``NAME`` (looked up in the store)."""
+    path = Path(path_or_name)
+    if path.is_dir() or len(path.parts) > 1:
+        return path
+    return (store or default_store()) / validate_name(str(path_or_name))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _name_lock(target: Path) -> Iterator[None]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{target.name}.lock"
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool = False) -> Path:
+    """Save atomically; refuse to replace an existing model unless ``force``."""
+    target = Path(path)
+    validate_name(target.name)
+    card.name = target.name
+    card.created = card.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with _name_lock(target):
+        if target.exists() and not force:
+            raise StoreError(f"{target} already exists; choose another name or pass --force to replace it")
+        staging = target.parent / f".{target.name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(staging) as tmp:
+            save_file(state, str(tmp / WEIGHTS))
+            meta = card.to_json(_sha256(tmp / WEIGHTS), {k: list(v.shape) for k, v in state.items()})
+            (tmp / META).write_text(json.dumps(meta, indent=2))
+        old = target.parent / f".{target.name}.old"
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(target, old)
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_card(path: str | Path) -> ModelCard:
+    folder = resolve_model_dir(path)
+    meta_path = folder / META
+    if not meta_path.is_file():
+        raise ModelError(f"no {META} here: not a saved model", folder)
+    try:
+        data = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{META} is not valid JSON ({exc})", folder) from None
+    return ModelCard.from_json(data, meta_path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Rebuild a saved model; refuses tampered or mismatched files with the reason."""
+    folder = resolve_model_dir(path)
+    card = read_card(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise ModelError(f"{WEIGHTS} is missing", folder)
+    data = json.loads((folder / META).read_text())
+    if data.get("weights_sha256") != _sha256(weights):
+        raise ModelError(f"{WEIGHTS} does not match the checksum in {META} (changed or corrupt)", folder)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise ModelError(f"cannot read {WEIGHTS} ({exc.__class__.__name__}: {exc})", folder) from None
+    model = create_model(card.backbone, len(card.classes), pretrained=False, channel_mode=card.channel_mode)
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    found = {k: list(v.shape) for k, v in state.items()}
+    if expected != found:
+        missing_or_extra = sorted(set(expected) ^ set(found))
+        mismatched = [k for k in expected if k in found and expected[k] != found[k]]
+        raise ModelError(f"weights do not fit backbone {card.backbone}: {(missing_or_extra or mismatched)[:3]}", folder)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), card
+
+
+def list_models(store: Path | None = None) -> list[dict]:
+    """Saved models in the store with a short summary; broken ones are listed with their problem."""
+    store = store or default_store()
+    rows = []
+    if not store.is_dir():
+        return rows
+    for folder in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            card = read_card(folder)
+            rows.append(
+                {
+                    "name": folder.name,
+                    "path": str(folder),
+                    "backbone": card.backbone,
+                    "pretrained": card.pretrained,
+                    "classes": card.class_symbols,
+                    "accuracy": card.metrics.get("accuracy"),
+                    "created": card.created,
+                }
+            )
+        except ModelError as exc:
+            rows.append({"name": folder.name, "path": str(folder), "error": str(exc)})
+    return rows

@@ -1,0 +1,283 @@
+"""Fine-tune (or train from scratch) a CNN on a few labelled patterns per class.
+
+AdamW with linear warm-up and cosine decay, label smoothing, class-preserving
+augmentations, early stopping on validation loss (the best epoch's weights are
+kept), an optional frozen-backbone warm-up, bf16 autocast and channels_last on
+CUDA. A progress callback receives :class:`TrainProgress`; ``should_stop``
+cancels between batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ebsd_core.augment import AugmentConfig, augment_batch
+from ebsd_core.backbones import classifier_parameters, create_model, select_device
+from ebsd_core.errors import CancelledError
+from ebsd_core.evaluate import evaluate_predictions
+from ebsd_core.fewshot import FewShotSplit, few_shot_split
+from ebsd_core.inference import autocast_context, predict_tensor
+from ebsd_core.io.dataset import Dataset
+from ebsd_core.preprocess import PreprocessConfig, preprocess
+from ebsd_core.store import ModelCard
+
+MIN_STEPS_PER_EPOCH = 8
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    weights_file: str | None = None
+    channel_mode: str = "adapt"
+    input_size: int = 64
+    shots: int = 20
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float | None = None  # default: 1e-3 transfer, 3e-3 scratch
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    frozen_warmup_epochs: int = 0
+    patience: int = 8
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    val_per_class: int = 10
+    unknown_threshold: float = 0.5
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.pretrained else 3e-3)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"learning_rate": self.learning_rate}
+
+
+@dataclass
+class TrainProgress:
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    eta_seconds: float | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, ((self.epoch - 1) + self.batch / max(self.batches, 1)) / max(self.epochs, 1))
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    card: ModelCard
+    split: FewShotSplit
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    best_epoch: int = 0
+
+
+def _prepared(dataset: Dataset, index: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    patterns = (
+        dataset.patterns[np.sort(index)] if not isinstance(dataset.patterns, np.ndarray) else dataset.patterns[index]
+    )
+    if not isinstance(dataset.patterns, np.ndarray):
+        patterns = np.asarray(patterns)[np.argsort(np.argsort(index))]
+    return preprocess(patterns, config, dataset.static_background)
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    head = {id(p) for p in classifier_parameters(model)}
+    for p in model.parameters():
+        if id(p) not in head:
+            p.requires_grad_(trainable)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, batch_size: int = 64) -> None:
+    """Recompute BatchNorm running statistics on un-augmented training patterns.
+
+    With a few dozen patterns per epoch, the exponential running averages still
+    carry ImageNet statistics (or those of augmented batches), and the model
+    behaves very differently in eval mode than in training (seen here: 0.90
+    training accuracy in train mode, 0.28 in eval mode). A cumulative average
+    over the training set fixes that.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = next(model.parameters()).device
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        if len(chunk) < 2:
+            continue
+        model(torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, x: np.ndarray, y: np.ndarray, smoothing: float) -> tuple[float, float]:
+    model.eval()
+    probs = np.concatenate([predict_tensor(model, x[i : i + 256]) for i in range(0, len(x), 256)])
+    loss = F.cross_entropy(
+        torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.from_numpy(y), label_smoothing=smoothing
+    )
+    return float(loss), float((probs.argmax(1) == y).mean())
+
+
+def train_model(
+    dataset: Dataset,
+    config: TrainConfig,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    split: FewShotSplit | None = None,
+) -> TrainResult:
+    """Train on ``config.shots`` patterns per class; returns the best-validation model."""
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    split = split or few_shot_split(dataset, config.shots, config.seed, config.val_per_class)
+    pre = PreprocessConfig(size=config.input_size)
+    x_train = _prepared(dataset, split.train, pre)
+    y_train = dataset.labels[split.train].astype(np.int64)
+    x_val = _prepared(dataset, split.val, pre)
+    y_val = dataset.labels[split.val].astype(np.int64)
+
+    device = select_device(config.device)
+    model = create_model(
+        config.backbone, len(dataset.classes), config.pretrained, config.weights_file, config.channel_mode
+    ).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    batch_size = min(config.batch_size, len(x_train))
+    steps = max(math.ceil(len(x_train) / batch_size), MIN_STEPS_PER_EPOCH)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
+    augment = AugmentConfig()
+    x_all = torch.from_numpy(x_train)[:, None]
+    y_all = torch.from_numpy(y_train)
+
+    history: list[dict] = []
+    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    for epoch in range(1, config.epochs + 1):
+        _set_backbone_trainable(model, epoch > config.frozen_warmup_epochs)
+        model.train()
+        losses, correct, seen = 0.0, 0, 0
+        for step in range(1, steps + 1):
+            if should_stop and should_stop():
+                raise CancelledError(f"training cancelled in epoch {epoch}")
+            pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
+            xb = x_all[pick]
+            if config.augment:
+                xb = augment_batch(xb, augment, generator)
+            xb, yb = xb.to(device), y_all[pick].to(device)
+            if device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast_context(device):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses += float(loss.detach()) * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if progress:
+                elapsed = time.perf_counter() - start_time
+                done = (epoch - 1) * steps + step
+                eta = elapsed / done * (config.epochs * steps - done)
+                progress(
+                    TrainProgress(epoch, config.epochs, step, steps, losses / seen, correct / seen, eta_seconds=eta)
+                )
+        recalibrate_batchnorm(model, x_train)
+        val_loss, val_acc = _validate(model, x_val, y_val, config.label_smoothing)
+        record = {
+            "epoch": epoch,
+            "train_loss": losses / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "seconds": round(time.perf_counter() - start_time, 2),
+        }
+        history.append(record)
+        if progress:
+            progress(
+                TrainProgress(
+                    epoch,
+                    config.epochs,
+                    steps,
+                    steps,
+                    record["train_loss"],
+                    record["train_accuracy"],
+                    val_loss,
+                    val_acc,
+                    message=f"epoch {epoch}: val loss {val_loss:.3f}, val accuracy {val_acc:.3f}",
+                )
+            )
+        if val_loss < best[0] - 1e-4:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= config.patience:
+            break
+    model.load_state_dict(best[2])
+    model.eval()
+    card = ModelCard(
+        backbone=config.backbone,
+        classes=list(dataset.classes),
+        preprocess=pre,
+        channel_mode=config.channel_mode,
+        pretrained=config.pretrained or config.weights_file is not None,
+        unknown_threshold=config.unknown_threshold,
+        training={
+            "config": config.to_dict(),
+            "augment": augment.to_dict(),
+            "split": split.sizes(),
+            "best_epoch": best[1],
+            "device": str(device),
+            "dataset": dataset.provenance.get("generator", "user data"),
+            "materials": sorted({str(m) for m in dataset.material[split.train]}),
+        },
+        history=history,
+    )
+    return TrainResult(model, card, split, history, time.perf_counter() - start_time, best[1])
+
+
+def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: np.ndarray) -> dict:
+    """Metrics of a model on the patterns ``index`` of a dataset."""
+    from ebsd_core.inference import predict_patterns
+
+    if len(index) == 0:
+        return {"patterns": 0}
+    order = np.sort(index)
+    probs = predict_patterns(model, card, np.asarray(dataset.patterns[order]), dataset.static_background)
+    return evaluate_predictions(probs, dataset.labels[order], card.classes, dataset.material[order])

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the real data beside the project, tiny datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EBSD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REAL_NI = SHARED / "real" / "ni_kikuchipy_small" / "patterns.h5"
+REAL_SI = SHARED / "real" / "si_kikuchipy_moving_screen" / "si_in.h5"
+REAL_FE = SHARED / "real" / "fe_astroebsd" / "astroebsd_Fe_pattern_1.tif"
+SDSS_LAYOUT = SHARED / "layouts" / "sdss_ferrite_austenite.ang"
+
+torch.set_num_threads(2)
+
+
+def shared_file(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not available at {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """User caches (masters of CIF phases, jobs) go to a temporary folder."""
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Six classes x 12 patterns of 32x32 plus a held-out material, simulated once."""
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    dataset = simulate_dataset(per_class=12, size=32, seed=3, holdout_materials=["cu", "w"])
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    write_dataset(dataset, path)
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,115 @@
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import REAL_FE, REAL_NI, REAL_SI, shared_file
+from PIL import Image
+
+from ebsd_core.errors import InputError
+from ebsd_core.io.readers import open_patterns
+
+
+def _write_png(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+
+
+def _class_folder(root, size=20):
+    rng = np.random.default_rng(0)
+    for name in ("Fm-3m", "229_ferrite"):
+        for i in range(3):
+            _write_png(root / name / f"p{i}.png", rng.integers(0, 255, (size, size), dtype=np.uint8))
+    return root
+
+
+def test_real_kikuchipy_scan_with_static_background():
+    source = open_patterns(shared_file(REAL_NI))
+    assert source.kind == "kikuchipy"
+    assert len(source) == 9 and source.pattern_shape == (60, 60)
+    assert source.nav_shape == (3, 3)
+    assert source.static_background is not None
+    assert source.batch(0, 4).shape == (4, 60, 60)
+
+
+def test_real_si_and_fe():
+    assert open_patterns(shared_file(REAL_SI)).pattern_shape == (480, 480)
+    fe = open_patterns(shared_file(REAL_FE))
+    assert fe.kind == "image" and fe.pattern_shape == (1200, 1600)
+
+
+def test_class_folders_are_labelled(tmp_path):
+    source = open_patterns(_class_folder(tmp_path / "data"))
+    assert source.classes == [225, 229]
+    by_name = dict(zip(source.names, source.labels))
+    assert by_name["Fm-3m/p0.png"] == 0 and by_name["229_ferrite/p2.png"] == 1
+    assert sorted(source.labels) == [0, 0, 0, 1, 1, 1]
+
+
+def test_rgb_16bit_and_mixed_sizes(tmp_path):
+    root = tmp_path / "mixed"
+    _write_png(root / "a.png", np.zeros((20, 20, 3), dtype=np.uint8))
+    Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)).save(root / "b.png")
+    _write_png(root / "c.png", np.zeros((30, 30), dtype=np.uint8))
+    source = open_patterns(root)
+    assert source.labels is None and len(source) == 3
+    assert source.pattern_shape == (20, 20)
+    assert source.batch(1, 2).max() == 40000
+    assert any("resized" in w for w in source.warnings)
+
+
+def test_zip_of_class_folders(tmp_path):
+    folder = _class_folder(tmp_path / "top")
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in folder.rglob("*.png"):
+            zf.write(path, path.relative_to(tmp_path))
+    source = open_patterns(archive)
+    assert source.classes == [225, 229] and len(source) == 6
+
+
+@pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png"])
+def test_zip_path_traversal_refused(tmp_path, member):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(member, b"x")
+    with pytest.raises(InputError, match="outside the archive"):
+        open_patterns(archive)
+
+
+def test_zip_bomb_refused(tmp_path):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Fm-3m/a.png", b"\0" * 50_000_000)
+    with pytest.raises(InputError, match="zip bomb"):
+        open_patterns(archive)
+
+
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: p.mkdir(), "no images"),
+        (
+            lambda p: (
+                p.mkdir(),
+                (p / "notaclass").mkdir(),
+                _write_png(p / "notaclass" / "a.png", np.zeros((9, 9), np.uint8)),
+            ),
+            "does not name a space group",
+        ),
+        (lambda p: p.with_suffix(".txt").write_text("hi"), "unsupported file type"),
+        (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG broken"), "cannot read this image"),
+        (lambda p: p.with_suffix(".h5").write_bytes(b"\x89HDF\r\n\x1a\n junk"), "kikuchipy cannot read"),
+    ],
+)
+def test_bad_inputs_are_named(tmp_path, setup, match):
+    base = tmp_path / "input"
+    setup(base)
+    target = next(p for p in tmp_path.iterdir())
+    with pytest.raises(InputError, match=match) as info:
+        open_patterns(target)
+    assert target.name in str(info.value)
+
+
+def test_missing_path():
+    with pytest.raises(InputError, match="no such file"):
+        open_patterns("/nonexistent/scan.h5")

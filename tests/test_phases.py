@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+
+from ebsd_core.errors import PhaseError
+from ebsd_core.phases import (
+    CATALOGUE,
+    DEFAULT_CLASSES,
+    get_material,
+    materials_for,
+    parse_space_group,
+    phase_from_cif,
+    space_group_symbol,
+)
+
+
+def test_default_classes_have_three_materials_each():
+    assert DEFAULT_CLASSES == (221, 223, 225, 227, 229, 230)
+    for sg in DEFAULT_CLASSES:
+        assert len(materials_for(sg)) >= 3, sg
+
+
+@pytest.mark.parametrize("text,number", [("225", 225), (229, 229), ("fm-3m", 225), ("Ia-3d", 230), (" Pm-3n ", 223)])
+def test_parse_space_group(text, number):
+    assert parse_space_group(text) == number
+
+
+@pytest.mark.parametrize("bad", ["P1", "194", "Fm3m", "", 12])
+def test_unknown_space_group_is_refused(bad):
+    with pytest.raises(PhaseError, match="space group"):
+        parse_space_group(bad)
+
+
+def test_unknown_phase_names_known_ones():
+    with pytest.raises(PhaseError, match="known phases"):
+        get_material("unobtainium")
+    assert space_group_symbol(227) == "Fd-3m"
+
+
+def _structure_factor(key: str, hkl) -> float:
+    from diffsims.crystallography import ReciprocalLatticeVector
+
+    ref = ReciprocalLatticeVector(get_material(key).to_orix_phase(), hkl=np.atleast_2d(hkl))
+    ref.calculate_structure_factor()
+    return float(np.abs(ref.structure_factor)[0])
+
+
+@pytest.mark.parametrize(
+    "key,absent",
+    [
+        ("si", (2, 0, 0)),
+        ("si", (2, 2, 2)),
+        ("cr3si", (1, 0, 0)),
+        ("yag", (1, 1, 0)),
+        ("yag", (2, 0, 0)),
+        ("ni", (1, 0, 0)),
+        ("ferrite", (1, 1, 1)),
+    ],
+)
+def test_extinctions(key, absent):
+    assert _structure_factor(key, absent) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "key,present", [("si", (1, 1, 1)), ("si", (4, 0, 0)), ("cr3si", (2, 1, 0)), ("yag", (2, 1, 1))]
+)
+def test_allowed_reflections_present(key, present):
+    assert _structure_factor(key, present) > 1.0
+
+
+@pytest.mark.parametrize(
+    "key,superlattice,fundamental", [("ni3al", (1, 0, 0), (1, 1, 1)), ("nial", (1, 0, 0), (1, 1, 0))]
+)
+def test_superlattice_reflections_present_but_weak(key, superlattice, fundamental):
+    weak, strong = _structure_factor(key, superlattice), _structure_factor(key, fundamental)
+    assert 0.05 * strong < weak < 0.6 * strong
+
+
+def test_orix_phase_expands_diamond_cell():
+    assert len(get_material("si").to_orix_phase().structure) == 8
+    assert len(get_material("ni3al").to_orix_phase().structure) == 4
+
+
+CIF_TEMPLATE = """data_{name}
+_cell_length_a {a}
+_cell_length_b {a}
+_cell_length_c {a}
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M '{hm}'
+_symmetry_Int_Tables_number {number}
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+{sites}
+"""
+
+
+def test_phase_from_cif_origin1_diamond_becomes_origin2(tmp_path):
+    path = tmp_path / "my_si.cif"
+    path.write_text(CIF_TEMPLATE.format(name="si", a=5.431, hm="F d -3 m", number=227, sites="Si1 Si 0 0 0 1.0"))
+    material = phase_from_cif(path)
+    assert material.space_group == 227
+    assert material.a == pytest.approx(5.431)
+    assert material.key == "my_si"
+    assert [(el, xyz) for el, xyz, _ in material.sites] == [("Si", (0.125, 0.125, 0.125))]
+    assert len(material.to_orix_phase().structure) == 8
+
+
+def test_phase_from_cif_rock_salt(tmp_path):
+    path = tmp_path / "NaCl.cif"
+    path.write_text(
+        CIF_TEMPLATE.format(
+            name="nacl", a=5.64, hm="F m -3 m", number=225, sites="Na1 Na 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 1"
+        )
+    )
+    material = phase_from_cif(path)
+    assert material.space_group == 225 and len(material.sites) == 2
+
+
+def test_non_cubic_cif_refused(tmp_path):
+    path = tmp_path / "hex.cif"
+    path.write_text(
+        CIF_TEMPLATE.format(name="x", a=3.0, hm="P 63/m m c", number=194, sites="Mg1 Mg 0.333 0.667 0.25 1")
+    )
+    with pytest.raises(PhaseError, match="hex.cif"):
+        phase_from_cif(path)
+
+
+def test_malformed_cif_names_file(tmp_path):
+    path = tmp_path / "broken.cif"
+    path.write_text("data_x\n_cell_length_a five\nloop_\n_atom_site_label\n")
+    with pytest.raises(PhaseError, match="broken.cif"):
+        phase_from_cif(path)
+
+
+def test_catalogue_keys_are_lowercase_identifiers():
+    for key in CATALOGUE:
+        assert key == key.lower() and key.isidentifier()

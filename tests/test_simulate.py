@@ -1,0 +1,40 @@
+import numpy as np
+
+from ebsd_core.phases import get_material
+from ebsd_core.preprocess import normalized_cross_correlation, preprocess
+from ebsd_core.simulate import DetectorModel, random_quaternions, simulate_material
+
+
+def test_random_quaternions_are_unit_and_uniform(rng):
+    q = random_quaternions(20000, rng)
+    assert np.allclose(np.linalg.norm(q, axis=1), 1)
+    assert (q[:, 0] >= 0).all()
+    # uniform on SO(3): |a| of a random rotation has mean 8/(3 pi) ~ 0.849... for the half-sphere
+    assert abs(np.abs(q[:, 1:]).mean() - 0.5 * 8 / (3 * np.pi) * 1.0) < 0.05
+
+
+def test_simulation_is_deterministic_for_a_seed():
+    ni = get_material("ni")
+    a = simulate_material(ni, 8, 32, seed=5)
+    b = simulate_material(ni, 8, 32, seed=5)
+    c = simulate_material(ni, 8, 32, seed=6)
+    assert np.array_equal(a.patterns, b.patterns)
+    assert not np.array_equal(a.patterns, c.patterns)
+    assert a.patterns.dtype == np.uint8 and a.patterns.shape == (8, 32, 32)
+
+
+def test_detector_model_bit_depth_and_mask():
+    sim = simulate_material(get_material("w"), 4, 40, seed=1, detector=DetectorModel(bit_depth=16, circular_mask=True))
+    assert sim.patterns.dtype == np.uint16
+    assert sim.patterns.max() > 40000
+    assert (sim.patterns[:, 0, 0] == 0).all()
+
+
+def test_noise_free_and_noisy_patterns_correlate():
+    ni = get_material("ni")
+    clean = simulate_material(ni, 6, 60, seed=2, detector=DetectorModel(counts_per_pixel=(1e7, 1e7), read_noise=(0, 0)))
+    noisy = simulate_material(ni, 6, 60, seed=2)
+    scores = [
+        normalized_cross_correlation(a, b) for a, b in zip(preprocess(clean.patterns), preprocess(noisy.patterns))
+    ]
+    assert 0.2 < np.mean(scores) < 0.999
