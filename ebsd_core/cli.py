@@ -139,31 +139,15 @@ def _epoch_printer(progress) -> None:
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from ebsd_core.io.dataset import read_dataset
-    from ebsd_core.store import resolve_model_dir, save_model
-    from ebsd_core.train import evaluate_split, train_model
+    from ebsd_core.store import resolve_model_dir
+    from ebsd_core.workflows import train_evaluate_save
 
     out = resolve_model_dir(args.out)
     if out.exists() and not args.force:
         raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
     dataset = read_dataset(args.data)
     config = _train_config(args, args.shots, not args.scratch, args.seed)
-    result = train_model(dataset, config, progress=_epoch_printer)
-    metrics = {"test": evaluate_split(result.model, result.card, dataset, result.split.test)}
-    if len(result.split.holdout):
-        metrics["holdout"] = evaluate_split(result.model, result.card, dataset, result.split.holdout)
-    result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
-    save_model(result.model, result.card, out, force=args.force)
-    print(
-        json.dumps(
-            {
-                "model": str(out),
-                "seconds": round(result.seconds, 1),
-                "best_epoch": result.best_epoch,
-                "test_accuracy": metrics["test"].get("accuracy"),
-                "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
-            }
-        )
-    )
+    print(json.dumps(train_evaluate_save(dataset, config, out, force=args.force, progress=_epoch_printer)))
     return 0
 
 

@@ -53,6 +53,8 @@ class TrainConfig:
     augment: bool = True
     val_per_class: int = 10
     unknown_threshold: float = 0.5
+    min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH
+    augment_config: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
     def learning_rate(self) -> float:
@@ -181,9 +183,9 @@ def train_model(
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, len(x_train))
-    steps = max(math.ceil(len(x_train) / batch_size), MIN_STEPS_PER_EPOCH)
+    steps = max(math.ceil(len(x_train) / batch_size), config.min_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
-    augment = AugmentConfig()
+    augment = config.augment_config
     x_all = torch.from_numpy(x_train)[:, None]
     y_all = torch.from_numpy(y_train)
 

@@ -1,0 +1,31 @@
+"""Dashboard entry point: the router (st.navigation) and the sidebar."""
+
+import streamlit as st
+
+from pages.common import active_dataset_path
+
+st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+]
+navigation = st.navigation(pages)
+
+
+@st.cache_resource
+def _device_label() -> str:
+    from ebsd_core.backbones import device_label
+
+    return device_label()
+
+
+with st.sidebar:
+    st.caption(f"Compute: **{_device_label()}**")
+    dataset = active_dataset_path()
+    st.caption(f"Dataset: **{st.session_state.get('dataset_label', 'none')}**" if dataset else "Dataset: none yet")
+    st.caption(f"Model: **{st.session_state.get('model_name', 'none')}**")
+
+navigation.run()

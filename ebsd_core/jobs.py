@@ -1,0 +1,171 @@
+"""A small job queue for long work (training, simulation) off the caller's thread.
+
+Jobs run on worker threads, at most ``max_concurrent`` at a time per manager
+(one by default, so two trainings queue instead of fighting over one GPU).
+Each job's state is written atomically to ``<home>/jobs/<id>.json`` after every
+change, so a page reload or a new browser session can find it again; jobs that
+were running when the process died are reported as failed on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ebsd_core.atomic import atomic_path
+from ebsd_core.errors import CancelledError, EbsdError
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+JobFunction = Callable[["JobContext"], dict]
+
+
+def jobs_home() -> Path:
+    home = Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
+    return home / "jobs"
+
+
+@dataclass
+class JobState:
+    id: str
+    kind: str
+    owner: str
+    title: str
+    status: str = QUEUED
+    progress: float = 0.0
+    message: str = ""
+    events: list[dict] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
+    error: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == DONE
+
+
+class JobContext:
+    """What a running job sees: progress reporting and the cancel flag."""
+
+    def __init__(self, manager: JobManager, job_id: str) -> None:
+        self._manager = manager
+        self.job_id = job_id
+        self.cancel_requested = threading.Event()
+
+    def report(self, fraction: float, message: str = "", event: dict | None = None) -> None:
+        self._manager._update(self.job_id, progress=float(fraction), message=message, event=event)
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested.is_set()
+
+
+class JobManager:
+    """Queue, run and persist jobs."""
+
+    def __init__(self, home: Path | None = None, max_concurrent: int = 1) -> None:
+        self.home = home or jobs_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._jobs: dict[str, JobState] = {}
+        self._contexts: dict[str, JobContext] = {}
+        self._recover()
+
+    def _path(self, job_id: str) -> Path:
+        return self.home / f"{job_id}.json"
+
+    def _persist(self, state: JobState) -> None:
+        with atomic_path(self._path(state.id)) as tmp:
+            tmp.write_text(json.dumps(asdict(state)))
+
+    def _recover(self) -> None:
+        """Load persisted jobs; those left queued/running by a dead process are failed."""
+        for path in self.home.glob("*.json"):
+            try:
+                state = JobState(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue
+            if state.status not in FINISHED:
+                state.status = FAILED
+                state.error = "the server stopped while this job was running; start it again"
+                state.finished = time.time()
+                self._persist(state)
+            self._jobs[state.id] = state
+
+    def submit(self, kind: str, title: str, owner: str, function: JobFunction) -> str:
+        job_id = uuid.uuid4().hex[:12]
+        state = JobState(id=job_id, kind=kind, owner=owner, title=title)
+        context = JobContext(self, job_id)
+        with self._lock:
+            self._jobs[job_id] = state
+            self._contexts[job_id] = context
+            self._persist(state)
+        thread = threading.Thread(target=self._run, args=(job_id, function, context), daemon=True, name=f"job-{job_id}")
+        thread.start()
+        return job_id
+
+    def _run(self, job_id: str, function: JobFunction, context: JobContext) -> None:
+        with self._slots:
+            if context.should_stop():
+                self._update(job_id, status=CANCELLED, message="cancelled before it started", finished=time.time())
+                return
+            self._update(job_id, status=RUNNING, started=time.time(), message="started")
+            try:
+                result = function(context)
+                self._update(
+                    job_id, status=DONE, progress=1.0, result=result or {}, finished=time.time(), message="done"
+                )
+            except CancelledError as exc:
+                self._update(job_id, status=CANCELLED, message=str(exc), finished=time.time())
+            except EbsdError as exc:
+                self._update(job_id, status=FAILED, error=str(exc), finished=time.time())
+            except Exception as exc:  # a bug: keep the trace in the job file, show one line
+                self._update(
+                    job_id,
+                    status=FAILED,
+                    error=f"internal error: {exc.__class__.__name__}: {exc}",
+                    result={"traceback": traceback.format_exc()},
+                    finished=time.time(),
+                )
+
+    def _update(self, job_id: str, event: dict | None = None, **changes) -> None:
+        with self._lock:
+            state = self._jobs[job_id]
+            for key, value in changes.items():
+                setattr(state, key, value)
+            if event:
+                state.events.append(event)
+            self._persist(state)
+
+    def get(self, job_id: str) -> JobState | None:
+        with self._lock:
+            state = self._jobs.get(job_id)
+            return None if state is None else JobState(**json.loads(json.dumps(asdict(state))))
+
+    def jobs_of(self, owner: str) -> list[JobState]:
+        with self._lock:
+            return sorted((s for s in self._jobs.values() if s.owner == owner), key=lambda s: s.created, reverse=True)
+
+    def cancel(self, job_id: str) -> None:
+        context = self._contexts.get(job_id)
+        if context is not None:
+            context.cancel_requested.set()
+
+    def wait(self, job_id: str, timeout: float = 600.0) -> JobState:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.get(job_id)
+            if state is not None and state.status in FINISHED:
+                return state
+            time.sleep(0.1)
+        raise TimeoutError(f"job {job_id} did not finish in {timeout} s")

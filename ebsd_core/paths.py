@@ -1,0 +1,33 @@
+"""Confine user-given paths to a configured data root."""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+from ebsd_core.errors import InputError
+
+
+def resolve_under_root(root: str | Path, relative: str) -> Path:
+    """Resolve ``relative`` inside ``root``; refuse anything that escapes it.
+
+    Absolute paths, ``..`` components, URL-encoded tricks and symbolic links
+    that point out of the root are all refused with a clear message.
+    """
+    root = Path(root).resolve()
+    text = urllib.parse.unquote(str(relative)).strip()
+    if not text:
+        raise InputError("empty path")
+    if "\x00" in text:
+        raise InputError(f"{relative!r}: path contains a NUL character")
+    candidate = Path(text)
+    if candidate.is_absolute() or text.startswith(("~", "\\\\")):
+        raise InputError(f"{relative!r}: give a path relative to the data root, not an absolute one")
+    if ".." in candidate.parts:
+        raise InputError(f"{relative!r}: '..' is not allowed in paths")
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise InputError(f"{relative!r}: points outside the data root (through a link?)")
+    if not resolved.exists():
+        raise InputError(f"{relative!r}: no such file or folder under the data root")
+    return resolved

@@ -1,0 +1,118 @@
+"""Shared helpers of the dashboard pages: session state, cached engine objects, plots.
+
+Pages only lay out widgets and call ebsd_core; everything long runs as a job.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from ebsd_core.errors import EbsdError
+from ebsd_core.jobs import JobManager
+
+DEMO_PER_CLASS = 40
+DEMO_SIZE = 60
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    """One queue per server process: jobs survive reloads and page switches."""
+    return JobManager(home_dir() / "jobs", max_concurrent=1)
+
+
+def session_id() -> str:
+    if "session_id" not in st.session_state:
+        st.session_state.session_id = uuid.uuid4().hex
+    return st.session_state.session_id
+
+
+def session_dir() -> Path:
+    """A folder private to this browser session (uploads, datasets)."""
+    folder = home_dir() / "sessions" / session_id()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def data_root() -> Path | None:
+    """Server-side folder users may pick scans from (``EBSD_DATA_ROOT``), or None."""
+    root = os.environ.get("EBSD_DATA_ROOT")
+    return Path(root).resolve() if root else None
+
+
+def show_error(exc: Exception) -> None:
+    """One clear line for the user; never a traceback."""
+    st.error(str(exc) if isinstance(exc, EbsdError) else f"Unexpected problem: {exc.__class__.__name__}: {exc}")
+
+
+def active_dataset_path() -> Path | None:
+    path = st.session_state.get("dataset_path")
+    return Path(path) if path and Path(path).exists() else None
+
+
+def set_active_dataset(path: Path, label: str) -> None:
+    st.session_state.dataset_path = str(path)
+    st.session_state.dataset_label = label
+
+
+def montage_figure(patterns: np.ndarray, titles: list[str], columns: int = 6) -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    rows = int(np.ceil(len(patterns) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.06)
+    for i, pattern in enumerate(patterns):
+        fig.add_trace(
+            go.Heatmap(z=pattern[::-1], colorscale="gray", showscale=False, hoverinfo="skip"),
+            row=i // columns + 1,
+            col=i % columns + 1,
+        )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(height=170 * rows, margin=dict(l=5, r=5, t=30, b=5))
+    return fig
+
+
+def curves_figure(histories: dict[str, list[dict]], metric: str) -> go.Figure:
+    fig = go.Figure()
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        for split in ("train", "val"):
+            key = f"{split}_{metric}"
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs,
+                    y=[h[key] for h in history if key in h],
+                    mode="lines+markers",
+                    name=f"{name} {split}",
+                    line=dict(dash="dot" if split == "train" else "solid"),
+                )
+            )
+    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=320, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: bool) -> go.Figure:
+    z = np.asarray(matrix, dtype=float)
+    if normalise:
+        z = z / np.maximum(z.sum(axis=1, keepdims=True), 1)
+    text = [[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=text, texttemplate="%{text}", showscale=False)
+    )
+    fig.update_layout(
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        height=420,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
+    return fig

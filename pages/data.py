@@ -1,0 +1,223 @@
+"""Data: upload or choose patterns, or simulate them; label single-phase scans; inspect."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from ebsd_core.datasets import simulate_dataset
+from ebsd_core.errors import EbsdError, InputError
+from ebsd_core.io.dataset import Dataset, write_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
+from ebsd_core.preprocess import PreprocessConfig, preprocess
+from pages.common import (
+    active_dataset_path,
+    data_root,
+    montage_figure,
+    session_dir,
+    set_active_dataset,
+    show_error,
+)
+
+st.title("Data")
+UPLOAD_TYPES = [
+    "h5",
+    "hdf5",
+    "h5ebsd",
+    "h5oina",
+    "up1",
+    "up2",
+    "ebsp",
+    "dat",
+    "zip",
+    "png",
+    "tif",
+    "tiff",
+    "bmp",
+    "jpg",
+]
+
+
+def safe_name(name: str) -> str:
+    """A user's file name reduced to a harmless base name."""
+    base = Path(name.replace("\\", "/")).name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
+
+
+def dataset_from_sources(sources: list[tuple[object, int]]) -> Dataset:
+    """Combine single-phase scans (one scan = one class) or a labelled source into one dataset."""
+    patterns, labels, materials, classes = [], [], [], sorted({sg for _, sg in sources})
+    shape = None
+    for source, space_group in sources:
+        block = source.batch(0, len(source))
+        shape = shape or block.shape[1:]
+        if block.shape[1:] != shape:
+            raise InputError(
+                f"patterns are {block.shape[2]}x{block.shape[1]}, the others {shape[1]}x{shape[0]}", source.path
+            )
+        patterns.append(block)
+        labels.append(np.full(len(block), classes.index(space_group)))
+        materials.append(np.full(len(block), Path(source.path).stem, dtype=object))
+    return Dataset(
+        patterns=np.concatenate(patterns),
+        labels=np.concatenate(labels),
+        classes=classes,
+        material=np.concatenate(materials),
+        provenance={"generator": "dashboard upload", "files": [Path(s.path).name for s, _ in sources]},
+    )
+
+
+tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"])
+
+with tab_upload:
+    st.write(
+        "Upload EBSD files (any format kikuchipy reads), a zip of class folders (`Fm-3m/`, `229/`, ...), "
+        "images, or a dataset `.h5` made by this tool. Label each single-phase scan with its space group."
+    )
+    uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
+    if uploads:
+        folder = session_dir() / "uploads"
+        folder.mkdir(exist_ok=True)
+        rows = []
+        for upload in uploads:
+            target = folder / safe_name(upload.name)
+            target.write_bytes(upload.getbuffer())
+            try:
+                source = open_patterns(target)
+            except EbsdError as exc:
+                show_error(exc)
+                continue
+            for warning in source.warnings:
+                st.warning(f"{upload.name}: {warning}")
+            if source.labelled:
+                st.success(
+                    f"{upload.name}: {len(source)} labelled patterns, classes {[space_group_symbol(c) for c in source.classes]}"
+                )
+                rows.append((source, None))
+            else:
+                choice = st.selectbox(
+                    f"Space group of {upload.name} ({len(source)} patterns)",
+                    [f"{M3M_SPACE_GROUPS[sg]} ({sg})" for sg in M3M_SPACE_GROUPS],
+                    index=4,
+                    key=f"sg-{upload.name}",
+                )
+                rows.append((source, int(choice.split("(")[1].rstrip(")"))))
+        if rows and st.button("Use these as the dataset", type="primary"):
+            try:
+                labelled = [s for s, sg in rows if sg is None]
+                scans = [(s, sg) for s, sg in rows if sg is not None]
+                if len(labelled) > 1 or (labelled and scans):
+                    raise InputError(
+                        "use one labelled upload (dataset, zip or folder) at a time, or only single-phase scans"
+                    )
+                if labelled and labelled[0].kind == "dataset":
+                    path = Path(labelled[0].path)
+                    dataset = None
+                elif labelled:
+                    source = labelled[0]
+                    dataset = Dataset(
+                        patterns=source.batch(0, len(source)),
+                        labels=source.labels,
+                        classes=source.classes,
+                        material=np.array([n.split("/")[0] for n in source.names], dtype=object),
+                        provenance={"generator": "dashboard upload", "files": [Path(source.path).name]},
+                    )
+                else:
+                    dataset = dataset_from_sources(scans)
+                if dataset is not None:
+                    if len(dataset.classes) < 2:
+                        raise InputError(
+                            f"every pattern is labelled {dataset.class_symbols[0]}: classification needs two classes or more"
+                        )
+                    path = write_dataset(dataset, session_dir() / "uploaded.h5")
+                set_active_dataset(path, f"upload: {path.name}")
+                st.success("Dataset ready: go to **Train**.")
+            except EbsdError as exc:
+                show_error(exc)
+
+with tab_server:
+    root = data_root()
+    if root is None:
+        st.info("Set `EBSD_DATA_ROOT` on the server to let users pick large scans by path instead of uploading.")
+    else:
+        from ebsd_core.paths import resolve_under_root
+
+        relative = st.text_input(f"Path under {root}")
+        if relative:
+            try:
+                path = resolve_under_root(root, relative)
+                source = open_patterns(path)
+                st.write(
+                    f"{len(source)} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px ({source.kind})"
+                )
+                if source.kind == "dataset" and st.button("Use this dataset"):
+                    set_active_dataset(path, path.name)
+            except EbsdError as exc:
+                show_error(exc)
+
+with tab_simulate:
+    groups = st.multiselect(
+        "Space groups",
+        list(M3M_SPACE_GROUPS),
+        default=list(DEFAULT_CLASSES),
+        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+    )
+    available = [k for k, m in CATALOGUE.items() if m.space_group in groups]
+    phases = st.multiselect("Materials (empty: all of the chosen groups)", available)
+    holdout = st.multiselect("Held-out materials (test only)", phases or available)
+    c1, c2, c3 = st.columns(3)
+    per_class = c1.number_input("Patterns per class", 4, 5000, 60)
+    size = c2.select_slider("Pattern size (px)", [40, 60, 80, 120, 160], value=60)
+    seed = c3.number_input("Seed", 0, 10_000, 0)
+    if st.button("Simulate", type="primary"):
+        try:
+            bar = st.progress(0.0, "starting")
+            dataset = simulate_dataset(
+                per_class=int(per_class),
+                classes=groups,
+                phases=phases or None,
+                holdout_materials=holdout,
+                size=int(size),
+                seed=int(seed),
+                progress=lambda f, m: bar.progress(f, m),
+            )
+            path = write_dataset(dataset, session_dir() / f"simulated-{seed}.h5")
+            set_active_dataset(path, f"simulated ({len(dataset)} patterns)")
+            st.success(f"Simulated {len(dataset)} patterns.")
+        except EbsdError as exc:
+            show_error(exc)
+
+path = active_dataset_path()
+if path:
+    st.divider()
+    st.subheader(f"Active dataset: {st.session_state.get('dataset_label')}")
+    try:
+        from ebsd_core.io.dataset import read_dataset
+
+        dataset = read_dataset(path)
+        summary = dataset.summary()
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Patterns", summary["patterns"])
+        c2.metric("Pattern size", "x".join(map(str, summary["pattern_shape"][::-1])))
+        c3.metric("Classes", len(summary["classes"]))
+        st.bar_chart(summary["class_counts"])
+        picks = [
+            int(np.flatnonzero(dataset.labels == i)[0])
+            for i in range(len(dataset.classes))
+            if (dataset.labels == i).any()
+        ]
+        raw = np.asarray(dataset.patterns[sorted(picks)], dtype=np.float32)
+        corrected = preprocess(raw, PreprocessConfig(size=raw.shape[-1]), dataset.static_background)
+        titles = [dataset.class_symbols[dataset.labels[i]] for i in sorted(picks)]
+        st.caption("One pattern per class, as recorded (top) and after background correction (bottom).")
+        st.plotly_chart(
+            montage_figure(np.concatenate([raw, corrected]), titles + [f"{t} corrected" for t in titles], len(titles))
+        )
+        st.caption(
+            "Preprocessing: static background removal (if the file has one), dynamic background removal "
+            "(Gaussian, sigma = 1/8 width), centre crop to square, resize, per-pattern standardisation."
+        )
+    except EbsdError as exc:
+        show_error(exc)

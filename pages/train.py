@@ -1,0 +1,155 @@
+"""Train: choose backbone, shots and mode; the job runs off the script thread with live curves."""
+
+import re
+import time
+
+import streamlit as st
+
+from ebsd_core.backbones import describe_registry
+from ebsd_core.errors import EbsdError
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.jobs import FINISHED, RUNNING
+from ebsd_core.store import default_store
+from ebsd_core.train import TrainConfig
+from ebsd_core.workflows import train_evaluate_save
+from pages.common import active_dataset_path, curves_figure, job_manager, session_id, show_error
+
+st.title("Train")
+manager = job_manager()
+
+
+def training_job(context, dataset_path, runs, name_prefix, epochs, input_size):
+    dataset = read_dataset(dataset_path)
+    summaries = []
+    for i, (label, config) in enumerate(runs):
+
+        def progress(p, i=i, label=label):
+            fraction = (i + p.fraction) / len(runs)
+            event = None
+            if p.message:
+                event = {
+                    "run": label,
+                    "epoch": p.epoch,
+                    "train_loss": p.train_loss,
+                    "train_accuracy": p.train_accuracy,
+                    "val_loss": p.val_loss,
+                    "val_accuracy": p.val_accuracy,
+                }
+            eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
+            context.report(fraction, f"{label}: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}{eta}", event)
+
+        summary = train_evaluate_save(
+            dataset, config, f"{name_prefix}-{label}", progress=progress, should_stop=context.should_stop
+        )
+        summaries.append({"run": label, **summary})
+    return {"runs": summaries, "model_name": f"{name_prefix}-{runs[0][0]}"}
+
+
+path = active_dataset_path()
+job_id = st.session_state.get("train_job")
+
+if path is None and not job_id:
+    st.info("No dataset yet: simulate or upload one on the **Data** page, or run the demo on **Home**.")
+elif path is not None:
+    registry = describe_registry()
+    names = [r["name"] for r in registry]
+    with st.form("train"):
+        backbone = st.selectbox(
+            "Backbone",
+            names,
+            format_func=lambda n: (
+                n
+                + (
+                    ""
+                    if next(r for r in registry if r["name"] == n)["pretrained_offline"]
+                    else "  (no offline ImageNet weights: scratch only)"
+                )
+            ),
+        )
+        c1, c2, c3 = st.columns(3)
+        shots_text = c1.text_input("Shots per class (one value or a sweep: 5,10,20)", "10")
+        epochs = c2.number_input("Epochs", 1, 200, 15)
+        input_size = c3.select_slider("Input size (px)", [32, 48, 64, 96, 128, 160, 224], value=64)
+        mode = st.radio("Initialisation", ["ImageNet transfer", "scratch", "both side by side"], horizontal=True)
+        name = st.text_input("Model name prefix", f"model-{time.strftime('%Y%m%d-%H%M%S')}")
+        submitted = st.form_submit_button("Start training", type="primary")
+    if submitted:
+        try:
+            shots = [int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s]
+            if not shots or min(shots) < 1:
+                raise ValueError("give shots per class as positive integers, e.g. 10 or 5,10,20")
+            offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
+            modes = {"ImageNet transfer": [True], "scratch": [False], "both side by side": [True, False]}[mode]
+            if not offline and True in modes:
+                raise ValueError(
+                    f"{backbone} has no offline ImageNet weights here: choose scratch or efficientnet_lite0"
+                )
+            if (default_store() / f"{name}-transfer-k{shots[0]}").exists():
+                raise ValueError(f"a model named {name} exists in the store; choose another name")
+            runs = [
+                (
+                    f"{'transfer' if pre else 'scratch'}-k{k}",
+                    TrainConfig(
+                        backbone=backbone,
+                        pretrained=pre,
+                        shots=k,
+                        epochs=int(epochs),
+                        input_size=int(input_size),
+                        patience=max(5, int(epochs) // 3),
+                    ),
+                )
+                for k in shots
+                for pre in modes
+            ]
+            dataset_path = str(path)
+            job = manager.submit(
+                "train",
+                f"{name}: {len(runs)} run(s)",
+                session_id(),
+                lambda ctx: training_job(ctx, dataset_path, runs, name, epochs, input_size),
+            )
+            st.session_state.train_job = job
+            job_id = job
+        except (ValueError, EbsdError) as exc:
+            show_error(exc)
+
+
+@st.fragment(run_every=1.0)
+def job_panel(job_id: str) -> None:
+    state = manager.get(job_id)
+    if state is None or state.owner != session_id():
+        st.warning("This job is not known to this session.")
+        return
+    st.subheader(state.title)
+    if state.status == "queued":
+        st.info("Queued: another job is using the compute device.")
+    st.progress(min(1.0, state.progress), state.message or state.status)
+    histories: dict[str, list] = {}
+    for event in state.events:
+        histories.setdefault(event.get("run", "model"), []).append(event)
+    if histories:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(curves_figure(histories, "loss"), key=f"loss-{len(state.events)}")
+        c2.plotly_chart(curves_figure(histories, "accuracy"), key=f"acc-{len(state.events)}")
+    if state.status == RUNNING and st.button("Cancel", key="cancel"):
+        manager.cancel(job_id)
+    if state.status in FINISHED:
+        if state.status == "done":
+            st.success("Finished: the model is in the store.")
+            for run in state.result.get("runs", [state.result]):
+                st.write(
+                    f"**{run.get('run', run.get('model_name'))}**: test accuracy {run.get('test_accuracy', 0):.3f}, "
+                    f"{run.get('seconds')} s"
+                )
+            st.session_state.model_name = state.result.get("model_name")
+            if state.result.get("dataset"):
+                st.session_state.dataset_path = state.result["dataset"]
+                st.session_state.dataset_label = "demo"
+            st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
+        else:
+            st.error(f"{state.status}: {state.error or state.message}")
+        return
+
+
+if job_id:
+    job_panel(job_id)

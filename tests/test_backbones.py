@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from ebsd_core.backbones import REGISTRY, create_model, describe_registry, get_spec, load_weights_file, select_device
+from ebsd_core.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def imagenet_model():
+    import timm
+
+    from ebsd_core.backbones import _package_state_dict
+
+    spec = get_spec("efficientnet_lite0")
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    model.load_state_dict(_package_state_dict(spec, model))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name,expected", [("chelsea", 285), ("coffee", 967)])
+def test_shipped_weights_are_real_imagenet(imagenet_model, name, expected):
+    from PIL import Image
+
+    image = Image.fromarray(getattr(data, name)()).resize((224, 224))
+    x = torch.tensor(np.asarray(image) / 255.0).permute(2, 0, 1).float()
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        logits = imagenet_model(((x - mean) / std)[None])
+    assert int(logits.argmax()) == expected
+
+
+def test_grey_stem_is_summed_rgb(imagenet_model):
+    grey = create_model("efficientnet_lite0", 6, pretrained=True, channel_mode="adapt")
+    assert grey.conv_stem.weight.shape[1] == 1
+    assert torch.allclose(grey.conv_stem.weight, imagenet_model.conv_stem.weight.sum(1, keepdim=True))
+    replicated = create_model("efficientnet_lite0", 6, pretrained=True, channel_mode="replicate")
+    out = replicated(torch.zeros(2, 1, 64, 64))
+    assert out.shape == (2, 6)
+
+
+def test_registry_says_what_is_offline():
+    rows = {r["name"]: r for r in describe_registry()}
+    assert rows["efficientnet_lite0"]["pretrained_offline"] is True
+    assert {"resnet18", "mobilenetv3_small_100", "convnext_atto", "xception41"} <= set(REGISTRY)
+    assert rows["resnet18"]["pretrained_offline"] is False
+
+
+def test_scratch_and_local_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    scratch = create_model("resnet18", 3, pretrained=False)
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in scratch.state_dict().items()}, str(path))
+    loaded = create_model("resnet18", 3, weights_file=path)
+    assert torch.equal(loaded.layer1[0].conv1.weight, scratch.layer1[0].conv1.weight)
+
+
+def test_bad_names_and_files(tmp_path):
+    with pytest.raises(ModelError, match="unknown backbone"):
+        get_spec("not_a_model")
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ModelError, match="w.pt"):
+        load_weights_file(bad)
+    assert select_device("cpu").type == "cpu"

@@ -1,0 +1,134 @@
+"""Training, the model store and inference on tiny settings (CPU, fixed seeds)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ebsd_core.cli import main
+from ebsd_core.errors import CancelledError, ModelError, StoreError
+from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
+from ebsd_core.inference import predict_source
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.store import list_models, load_model, read_card, save_model
+from ebsd_core.train import TrainConfig, train_model
+
+TINY = dict(shots=4, epochs=2, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset):
+    ds = read_dataset(tiny_dataset)
+    return ds, train_model(ds, TrainConfig(**TINY, seed=0))
+
+
+def test_training_history_and_card(trained):
+    ds, result = trained
+    assert len(result.history) == 2
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(result.history[0])
+    assert result.card.classes == ds.classes and result.card.input_size == 32
+    assert result.split.sizes()["train"] == 24
+
+
+def test_training_is_deterministic(tiny_dataset, trained):
+    ds, first = trained
+    again = train_model(ds, TrainConfig(**TINY, seed=0))
+    assert again.history[-1]["train_loss"] == pytest.approx(first.history[-1]["train_loss"], rel=1e-4)
+
+
+def test_cancel_stops_training(tiny_dataset):
+    ds = read_dataset(tiny_dataset)
+    with pytest.raises(CancelledError):
+        train_model(ds, TrainConfig(**TINY), should_stop=lambda: True)
+
+
+def test_progress_reports_epochs(tiny_dataset):
+    seen = []
+    train_model(read_dataset(tiny_dataset), TrainConfig(**TINY | {"epochs": 1}), progress=seen.append)
+    assert seen[-1].epoch == 1 and seen[-1].val_accuracy is not None and seen[-1].fraction == 1.0
+
+
+def test_store_roundtrip_refuses_overwrite_and_tampering(trained, tmp_path):
+    ds, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m1")
+    with pytest.raises(StoreError, match="already exists"):
+        save_model(result.model, result.card, tmp_path / "m1")
+    model, card = load_model(path)
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), result.model.eval()(x), atol=1e-5)
+    assert card.class_symbols == ds.class_symbols
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["weights_sha256"] and meta["tensors"]
+    weights = path / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(ModelError, match="checksum"):
+        load_model(path)
+    (path / "model.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        read_card(path)
+    assert list_models(tmp_path)[0]["error"]
+
+
+def test_force_replaces_atomically(trained, tmp_path):
+    _, result = trained
+    save_model(result.model, result.card, tmp_path / "m2")
+    save_model(result.model, result.card, tmp_path / "m2", force=True)
+    assert sorted(p.name for p in (tmp_path / "m2").iterdir()) == ["model.json", "weights.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.") and p.is_dir()]
+
+
+def test_invalid_model_json_is_refused(trained, tmp_path):
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m3")
+    meta = json.loads((path / "model.json").read_text())
+    meta["classes"] = [{"space_group": 194}]
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="space group 194"):
+        load_model(path)
+
+
+def test_predict_source_with_unknown(trained, tiny_dataset):
+    _, result = trained
+    source = open_patterns(tiny_dataset)
+    result.card.unknown_threshold = 1.01
+    prediction = predict_source(result.model, result.card, source, batch_size=16)
+    assert prediction.probabilities.shape == (len(source), 6)
+    assert np.allclose(prediction.probabilities.sum(1), 1, atol=1e-4)
+    assert set(prediction.labels) == {"unknown"}
+    result.card.unknown_threshold = 0.0
+    assert "unknown" not in predict_source(result.model, result.card, source).labels
+
+
+def test_metrics_on_known_predictions():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 1, 1])
+    metrics = evaluate_predictions(probs, labels, [225, 221], np.array(["ni", "ni3al", "ni3al", "ni3al"]))
+    assert metrics["accuracy"] == 0.75
+    assert metrics["confusion_matrix"] == [[1, 0], [1, 2]]
+    assert metrics["same_lattice_confusion"]["Pm-3m as Fm-3m"] == pytest.approx(1 / 3)
+    assert metrics["per_material"]["ni3al"]["accuracy"] == pytest.approx(2 / 3)
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
+
+
+def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    args = ["--data", str(tiny_dataset), "--shots", "3", "--epochs", "1", "--input-size", "32", "--batch-size", "8"]
+    assert main(["train", *args, "--out", "cli-model"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["model"].endswith("cli-model") and 0 <= summary["test_accuracy"] <= 1
+    assert main(["train", *args, "--out", "cli-model"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["patterns"] == 96 and len(metrics["confusion_matrix"]) == 6
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out)]) == 0
+    header, first = out.read_text().splitlines()[:2]
+    assert header.startswith("path,index,prediction,confidence,p_Pm-3m")
+    assert first.split(",")[2] in {"Pm-3m", "Pm-3n", "Fm-3m", "Fd-3m", "Im-3m", "Ia-3d", "unknown"}
+    capsys.readouterr()
+    assert main(["predict", "--model", "nonexistent", "--input", str(tiny_dataset), "--out", str(out)]) == 2
+    assert "not a saved model" in capsys.readouterr().err
