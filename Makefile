@@ -20,6 +20,8 @@ app: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Chromium could not be installed: the real-browser test will be skipped"
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import active_dataset_path
+from pages.common import active_dataset_path, session_id
 
 st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
 
@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/results.py", title="Results", icon=":material/insights:"),
 ]
 navigation = st.navigation(pages)
+session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 
 
 @st.cache_resource

@@ -147,7 +147,8 @@ def _train(args: argparse.Namespace) -> int:
         raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
     dataset = read_dataset(args.data)
     config = _train_config(args, args.shots, not args.scratch, args.seed)
-    print(json.dumps(train_evaluate_save(dataset, config, out, force=args.force, progress=_epoch_printer)))
+    summary = train_evaluate_save(dataset, config, out, args.force, _epoch_printer, dataset_path=args.data)
+    print(json.dumps(summary))
     return 0
 
 

@@ -17,6 +17,7 @@ def train_evaluate_save(
     force: bool = False,
     progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    dataset_path: str | Path | None = None,
 ) -> dict:
     """Train, evaluate on unseen orientations and held-out materials, save to the store."""
     target = resolve_model_dir(out)
@@ -25,6 +26,8 @@ def train_evaluate_save(
     if len(result.split.holdout):
         metrics["holdout"] = evaluate_split(result.model, result.card, dataset, result.split.holdout)
     result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
+    if dataset_path is not None:
+        result.card.training["dataset_path"] = str(Path(dataset_path).resolve())
     save_model(result.model, result.card, target, force=force)
     return {
         "model": str(target),

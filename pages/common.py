@@ -31,8 +31,17 @@ def job_manager() -> JobManager:
 
 
 def session_id() -> str:
+    """This browser session's private id, kept in the URL so that a reload finds its data and jobs again.
+
+    The id is a random 128-bit token: knowing it is what grants access, as with a
+    private link.
+    """
     if "session_id" not in st.session_state:
-        st.session_state.session_id = uuid.uuid4().hex
+        from_url = st.query_params.get("sid", "")
+        valid = len(from_url) == 32 and all(c in "0123456789abcdef" for c in from_url)
+        st.session_state.session_id = from_url if valid else uuid.uuid4().hex
+    if st.query_params.get("sid") != st.session_state.session_id:
+        st.query_params["sid"] = st.session_state.session_id
     return st.session_state.session_id
 
 
@@ -56,12 +65,19 @@ def show_error(exc: Exception) -> None:
 
 def active_dataset_path() -> Path | None:
     path = st.session_state.get("dataset_path")
+    if not path:
+        remembered = session_dir() / "active_dataset.txt"
+        path = remembered.read_text().strip() if remembered.exists() else None
+        if path:
+            st.session_state.dataset_path = path
+            st.session_state.dataset_label = Path(path).name
     return Path(path) if path and Path(path).exists() else None
 
 
 def set_active_dataset(path: Path, label: str) -> None:
     st.session_state.dataset_path = str(path)
     st.session_state.dataset_label = label
+    (session_dir() / "active_dataset.txt").write_text(str(path))
 
 
 def montage_figure(patterns: np.ndarray, titles: list[str], columns: int = 6) -> go.Figure:
@@ -116,3 +132,39 @@ def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: boo
         margin=dict(l=10, r=10, t=30, b=10),
     )
     return fig
+
+
+@st.cache_resource(max_entries=4)
+def cached_model(path: str, modified: float):
+    """A saved model, loaded once per (folder, modification time)."""
+    from ebsd_core.store import load_model
+
+    return load_model(path)
+
+
+def confusion_png(matrix: list[list[int]], classes: list[str], title: str) -> bytes:
+    """The confusion matrix as a PNG (matplotlib; no browser needed)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    z = np.asarray(matrix, dtype=float)
+    norm = z / np.maximum(z.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(z[i, j])}", ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()

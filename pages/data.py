@@ -92,9 +92,8 @@ with tab_upload:
             for warning in source.warnings:
                 st.warning(f"{upload.name}: {warning}")
             if source.labelled:
-                st.success(
-                    f"{upload.name}: {len(source)} labelled patterns, classes {[space_group_symbol(c) for c in source.classes]}"
-                )
+                symbols = ", ".join(space_group_symbol(c) for c in source.classes)
+                st.success(f"{upload.name}: {len(source)} labelled patterns, classes {symbols}")
                 rows.append((source, None))
             else:
                 choice = st.selectbox(
@@ -128,9 +127,8 @@ with tab_upload:
                     dataset = dataset_from_sources(scans)
                 if dataset is not None:
                     if len(dataset.classes) < 2:
-                        raise InputError(
-                            f"every pattern is labelled {dataset.class_symbols[0]}: classification needs two classes or more"
-                        )
+                        only = dataset.class_symbols[0]
+                        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more")
                     path = write_dataset(dataset, session_dir() / "uploaded.h5")
                 set_active_dataset(path, f"upload: {path.name}")
                 st.success("Dataset ready: go to **Train**.")

@@ -46,7 +46,9 @@ def _demo_job(context, folder, epochs):
         )
 
     name = f"demo-{context.job_id}"
-    summary = train_evaluate_save(dataset, config, name, progress=progress, should_stop=context.should_stop)
+    summary = train_evaluate_save(
+        dataset, config, name, progress=progress, should_stop=context.should_stop, dataset_path=path
+    )
     return {"dataset": str(path), **summary, "model_name": name}
 
 

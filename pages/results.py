@@ -2,14 +2,65 @@
 
 import io
 import json
+import re
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import confusion_figure, curves_figure, show_error
+from pages.common import cached_model, confusion_figure, confusion_png, curves_figure, montage_figure, show_error
+
+SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
+
+
+def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
+    """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN)."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for m in models:
+        match = SWEEP_NAME.match(m["name"])
+        if match and match["prefix"] == prefix and m.get("accuracy") is not None:
+            points.setdefault(match["mode"], []).append((int(match["shots"]), m["accuracy"]))
+    if sum(len(v) for v in points.values()) < 2:
+        return None
+    fig = go.Figure()
+    for mode, values in points.items():
+        values.sort()
+        fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
+    fig.update_layout(
+        xaxis_title="training patterns per class",
+        xaxis_type="log",
+        yaxis_title="test accuracy",
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+    )
+    return fig
+
+
+def misclassified(card, model_dir: Path, limit: int = 12):
+    """Test patterns the model gets wrong, recomputed from the seeded split of its training dataset."""
+    from ebsd_core.fewshot import few_shot_split
+    from ebsd_core.inference import predict_patterns
+    from ebsd_core.io.dataset import read_dataset
+
+    config = card.training.get("config", {})
+    path = card.training.get("dataset_path")
+    if not path or not Path(path).exists():
+        return None
+    dataset = read_dataset(path)
+    if dataset.classes != card.classes:
+        raise EbsdError(f"{Path(path).name}: its classes {dataset.class_symbols} differ from the model's")
+    split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
+    index = np.sort(split.test)[:600]
+    model, _ = cached_model(str(model_dir), (model_dir / "weights.safetensors").stat().st_mtime)
+    probs = predict_patterns(model, card, dataset.patterns[index], dataset.static_background)
+    wrong = np.flatnonzero(probs.argmax(1) != dataset.labels[index])[:limit]
+    return dataset.patterns[index[wrong]], dataset.labels[index[wrong]], probs[wrong], dataset.material[index[wrong]]
+
 
 st.title("Results")
 models = [m for m in list_models() if "error" not in m]
@@ -36,7 +87,7 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Test accuracy (unseen orientations)", f"{test.get('accuracy', float('nan')):.3f}")
 if "holdout" in card.metrics:
     c2.metric("Held-out materials", f"{card.metrics['holdout'].get('accuracy', float('nan')):.3f}")
-c3.metric("Backbone", card.backbone + (" (ImageNet)" if card.pretrained else " (scratch)"))
+c3.metric("Initialisation", "ImageNet" if card.pretrained else "scratch", help=card.backbone)
 c4.metric("Calibration error (ECE)", f"{test.get('ece', float('nan')):.3f}")
 
 histories = {choice: card.history}
@@ -63,11 +114,39 @@ if test.get("confusion_matrix"):
     if metrics.get("per_material"):
         st.dataframe(pd.DataFrame(metrics["per_material"]).T)
 
+match = SWEEP_NAME.match(choice)
+if match:
+    fig = sweep_figure(match["prefix"], models)
+    if fig is not None:
+        st.subheader("Few-shot curve of this sweep")
+        st.plotly_chart(fig)
+
+with st.expander("Misclassified test patterns"):
+    try:
+        found = misclassified(card, default_store() / choice)
+        if found is None:
+            st.info("The dataset this model was trained on is not available here.")
+        elif len(found[0]) == 0:
+            st.success("No misclassified patterns among the first 600 test patterns.")
+        else:
+            patterns, labels, probs, materials = found
+            symbols = card.class_symbols
+            titles = [
+                f"{materials[i]}: {symbols[labels[i]]} as {symbols[probs[i].argmax()]}" for i in range(len(labels))
+            ]
+            st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), titles, columns=6))
+            st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
+    except EbsdError as exc:
+        show_error(exc)
+
 st.subheader("Downloads")
 st.download_button("Metrics (JSON)", json.dumps(card.metrics, indent=1), f"{choice}-metrics.json", "application/json")
 if test.get("per_class"):
     csv = pd.DataFrame(test["per_class"]).T.to_csv()
     st.download_button("Per-class scores (CSV)", csv, f"{choice}-per-class.csv", "text/csv")
+if test.get("confusion_matrix"):
+    png = confusion_png(test["confusion_matrix"], test["classes"], f"{choice}: test")
+    st.download_button("Confusion matrix (PNG)", png, f"{choice}-confusion.png", "image/png")
 buffer = io.BytesIO()
 with zipfile.ZipFile(buffer, "w") as archive:
     for file in (default_store() / choice).iterdir():

@@ -2,6 +2,7 @@
 
 import re
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -12,7 +13,14 @@ from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.store import default_store
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_evaluate_save
-from pages.common import active_dataset_path, curves_figure, job_manager, session_id, show_error
+from pages.common import (
+    active_dataset_path,
+    curves_figure,
+    job_manager,
+    session_id,
+    set_active_dataset,
+    show_error,
+)
 
 st.title("Train")
 manager = job_manager()
@@ -47,6 +55,9 @@ def training_job(context, dataset_path, runs, name_prefix, epochs, input_size):
 
 path = active_dataset_path()
 job_id = st.session_state.get("train_job")
+if not job_id:  # after a browser reload: the latest job of this session
+    mine = manager.jobs_of(session_id())
+    job_id = mine[0].id if mine else None
 
 if path is None and not job_id:
     st.info("No dataset yet: simulate or upload one on the **Data** page, or run the demo on **Home**.")
@@ -141,10 +152,11 @@ def job_panel(job_id: str) -> None:
                     f"**{run.get('run', run.get('model_name'))}**: test accuracy {run.get('test_accuracy', 0):.3f}, "
                     f"{run.get('seconds')} s"
                 )
-            st.session_state.model_name = state.result.get("model_name")
-            if state.result.get("dataset"):
-                st.session_state.dataset_path = state.result["dataset"]
-                st.session_state.dataset_label = "demo"
+            if st.session_state.get("applied_job") != job_id:
+                st.session_state.applied_job = job_id
+                st.session_state.model_name = state.result.get("model_name")
+                if state.result.get("dataset"):
+                    set_active_dataset(Path(state.result["dataset"]), "demo")
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(f"{state.status}: {state.error or state.message}")

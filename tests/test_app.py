@@ -1,0 +1,104 @@
+"""Dashboard tests with Streamlit's AppTest: every page renders, the demo runs end to end, bad input is explained."""
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py"]
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    from pages.common import job_manager
+
+    job_manager.clear()
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(app, page):
+    app.run()
+    app.switch_page(page).run()
+    assert not app.exception
+    assert not app.error
+
+
+def test_demo_end_to_end_shows_confusion_matrix(app):
+    from pages.common import job_manager
+
+    app.run()
+    app.number_input[0].set_value(1)
+    app.button[0].click().run()
+    job_id = app.session_state["train_job"]
+    state = job_manager().wait(job_id, timeout=600)
+    assert state.status == "done", state.error
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert any("Finished" in s.value for s in app.success)
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert app.selectbox[0].value.startswith("demo-")
+    charts = app.get("plotly_chart")
+    assert any("predicted" in chart.proto.spec for chart in charts)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("scan.h5", b"\x89HDF\r\n\x1a\n truncated", "scan.h5"),
+        ("empty.up2", b"", "the file is empty"),
+        ("../outside.h5", None, "not allowed"),
+    ],
+)
+def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, name, content, message):
+    root = tmp_path / "root"
+    root.mkdir()
+    if content is not None:
+        (root / name).write_bytes(content)
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input(name).run()
+    assert not app.exception
+    assert any(message in e.value for e in app.error), [e.value for e in app.error]
+
+
+def test_upload_names_are_sanitised():
+    from pages.data import safe_name
+
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("a b/..\\c?.png") == "c_.png"
+
+
+def test_zip_without_class_folders_is_explained(tmp_path):
+    from ebsd_core.errors import InputError
+    from ebsd_core.io.readers import open_patterns
+
+    archive = tmp_path / "flat.zip"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("notes.txt", "no images here")
+    archive.write_bytes(buffer.getvalue())
+    with pytest.raises(InputError, match="no images"):
+        open_patterns(archive)
+
+
+def test_sessions_do_not_share_datasets_or_jobs(app, tmp_path):
+    from pages.common import job_manager
+
+    first = AppTest.from_file(APP, default_timeout=60).run()
+    second = AppTest.from_file(APP, default_timeout=60).run()
+    assert first.session_state["session_id"] != second.session_state["session_id"]
+    first.session_state["dataset_path"] = str(tmp_path / "mine.h5")
+    job = job_manager().submit("test", "first's job", first.session_state["session_id"], lambda ctx: {})
+    job_manager().wait(job)
+    second.session_state["train_job"] = job
+    second.switch_page("pages/train.py").run()
+    assert "dataset_path" not in second.session_state
+    assert any("not known to this session" in w.value for w in second.warning)
+    assert job_manager().jobs_of(second.session_state["session_id"]) == []

@@ -1,0 +1,109 @@
+"""Real-browser end-to-end test: streamlit run app.py, driven by Playwright on the system Chromium.
+
+Opens the app, runs the demo, waits for training to finish, checks the confusion
+matrix is drawn on the Results page, and saves a screenshot of each page under
+tests/artifacts/ (git-ignored). Skips when Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="system Chromium is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    env = os.environ | {
+        "EBSD_FEWSHOT_HOME": str(tmp_path / "home"),
+        "EBSD_MODEL_STORE": str(tmp_path / "store"),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start within 60 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_demo_in_a_real_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
+        page.get_by_test_id("stNumberInputField").fill("1")
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Run the demo").click()
+        page.get_by_text("Finished: the model is in the store.").wait_for(timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
+        page.get_by_role("link", name="See the results").click()
+        page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        assert page.get_by_text("predicted").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+        page.get_by_role("link", name="Data").click()
+        page.get_by_text("Active dataset").wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "data.png"), full_page=True)
+        browser.close()
