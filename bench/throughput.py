@@ -30,9 +30,7 @@ def make_scan(n: int, size: int) -> str:
 
 
 def measure(device: str, n: int, size: int, input_size: int, batch: int) -> float:
-    model = create_model("efficientnet_lite0", 6, pretrained=False).to(device).eval()
-    if device.startswith("cuda"):
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model("efficientnet_lite0", 6, pretrained=False).to(device, memory_format=torch.channels_last).eval()
     card = ModelCard("efficientnet_lite0", [221, 223, 225, 227, 229, 230], PreprocessConfig(size=input_size))
     source = open_patterns(make_scan(n, size), lazy=True)
     predict_source(model, card, source.__class__(**{**source.__dict__, "patterns": source.patterns[:batch]}))

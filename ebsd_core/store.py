@@ -223,7 +223,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         mismatched = [k for k in expected if k in found and expected[k] != found[k]]
         raise ModelError(f"weights do not fit backbone {card.backbone}: {(missing_or_extra or mismatched)[:3]}", folder)
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), card
+    return model.to(device, memory_format=torch.channels_last).eval(), card
 
 
 def list_models(store: Path | None = None) -> list[dict]:

@@ -179,8 +179,7 @@ def train_model(
     model = create_model(
         config.backbone, len(dataset.classes), config.pretrained, config.weights_file, config.channel_mode
     ).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, len(x_train))
     steps = max(math.ceil(len(x_train) / batch_size), config.min_steps_per_epoch)
@@ -203,8 +202,7 @@ def train_model(
             if config.augment:
                 xb = augment_batch(xb, augment, generator)
             xb, yb = xb.to(device), y_all[pick].to(device)
-            if device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast_context(device):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)

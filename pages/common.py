@@ -80,6 +80,12 @@ def set_active_dataset(path: Path, label: str) -> None:
     (session_dir() / "active_dataset.txt").write_text(str(path))
 
 
+def tidy(fig: go.Figure, height: int, **layout) -> go.Figure:
+    """The dashboard's common plot layout: compact margins and a fixed height."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), **layout)
+    return fig
+
+
 def montage_figure(patterns: np.ndarray, titles: list[str], columns: int = 6) -> go.Figure:
     from plotly.subplots import make_subplots
 
@@ -112,8 +118,7 @@ def curves_figure(histories: dict[str, list[dict]], metric: str) -> go.Figure:
                     line=dict(dash="dot" if split == "train" else "solid"),
                 )
             )
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=320, margin=dict(l=10, r=10, t=30, b=10))
-    return fig
+    return tidy(fig, 320, xaxis_title="epoch", yaxis_title=metric)
 
 
 def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: bool) -> go.Figure:
@@ -124,14 +129,7 @@ def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: boo
     fig = go.Figure(
         go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=text, texttemplate="%{text}", showscale=False)
     )
-    fig.update_layout(
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
-        height=420,
-        margin=dict(l=10, r=10, t=30, b=10),
-    )
-    return fig
+    return tidy(fig, 420, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
 
 
 @st.cache_resource(max_entries=4)

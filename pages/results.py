@@ -13,7 +13,15 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import cached_model, confusion_figure, confusion_png, curves_figure, montage_figure, show_error
+from pages.common import (
+    cached_model,
+    confusion_figure,
+    confusion_png,
+    curves_figure,
+    montage_figure,
+    show_error,
+    tidy,
+)
 
 SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
 
@@ -31,14 +39,7 @@ def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
     for mode, values in points.items():
         values.sort()
         fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
-    fig.update_layout(
-        xaxis_title="training patterns per class",
-        xaxis_type="log",
-        yaxis_title="test accuracy",
-        height=320,
-        margin=dict(l=10, r=10, t=30, b=10),
-    )
-    return fig
+    return tidy(fig, 320, xaxis_title="training patterns per class", xaxis_type="log", yaxis_title="test accuracy")
 
 
 def misclassified(card, model_dir: Path, limit: int = 12):
