@@ -201,6 +201,10 @@ if path:
         c2.metric("Pattern size", "x".join(map(str, summary["pattern_shape"][::-1])))
         c3.metric("Classes", len(summary["classes"]))
         st.bar_chart(summary["class_counts"])
+        kinds = dataset.provenance.get("master_kinds")
+        if kinds:
+            described = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
+            st.caption(f"Master patterns used (dynamical = de-ebsd Bloch waves, kinematical = kikuchipy): {described}")
         picks = [
             int(np.flatnonzero(dataset.labels == i)[0])
             for i in range(len(dataset.classes))
