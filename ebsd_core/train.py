@@ -26,7 +26,7 @@ from ebsd_core.errors import CancelledError
 from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, predict_tensor
-from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.store import ModelCard
 
@@ -93,12 +93,7 @@ class TrainResult:
 
 
 def _prepared(dataset: Dataset, index: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    patterns = (
-        dataset.patterns[np.sort(index)] if not isinstance(dataset.patterns, np.ndarray) else dataset.patterns[index]
-    )
-    if not isinstance(dataset.patterns, np.ndarray):
-        patterns = np.asarray(patterns)[np.argsort(np.argsort(index))]
-    return preprocess(patterns, config, dataset.static_background)
+    return preprocess(take(dataset.patterns, index), config, dataset.static_background)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -279,5 +274,5 @@ def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: n
     if len(index) == 0:
         return {"patterns": 0}
     order = np.sort(index)
-    probs = predict_patterns(model, card, np.asarray(dataset.patterns[order]), dataset.static_background)
+    probs = predict_patterns(model, card, take(dataset.patterns, order), dataset.static_background)
     return evaluate_predictions(probs, dataset.labels[order], card.classes, dataset.material[order])

@@ -192,9 +192,9 @@ if path:
     st.divider()
     st.subheader(f"Active dataset: {st.session_state.get('dataset_label')}")
     try:
-        from ebsd_core.io.dataset import read_dataset
+        from ebsd_core.io.dataset import read_dataset, take
 
-        dataset = read_dataset(path)
+        dataset = read_dataset(path, lazy=True)  # patterns stay on disk: only the montage is read
         summary = dataset.summary()
         c1, c2, c3 = st.columns(3)
         c1.metric("Patterns", summary["patterns"])
@@ -210,7 +210,7 @@ if path:
             for i in range(len(dataset.classes))
             if (dataset.labels == i).any()
         ]
-        raw = np.asarray(dataset.patterns[sorted(picks)], dtype=np.float32)
+        raw = take(dataset.patterns, np.sort(picks)).astype(np.float32)
         corrected = preprocess(raw, PreprocessConfig(size=raw.shape[-1]), dataset.static_background)
         titles = [dataset.class_symbols[dataset.labels[i]] for i in sorted(picks)]
         st.caption("One pattern per class, as recorded (top) and after background correction (bottom).")

@@ -26,7 +26,7 @@ st.title("Train")
 manager = job_manager()
 
 
-def training_job(context, dataset_path, runs, name_prefix, epochs, input_size):
+def training_job(context, dataset_path, runs, name_prefix):
     dataset = read_dataset(dataset_path)
     summaries = []
     for i, (label, config) in enumerate(runs):
@@ -117,7 +117,7 @@ elif path is not None:
                 "train",
                 f"{name}: {len(runs)} run(s)",
                 session_id(),
-                lambda ctx: training_job(ctx, dataset_path, runs, name, epochs, input_size),
+                lambda ctx: training_job(ctx, dataset_path, runs, name),
             )
             st.session_state.train_job = job
             job_id = job

@@ -33,6 +33,18 @@ FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 
 
+def take(patterns, index: np.ndarray) -> np.ndarray:
+    """``patterns[index]`` for numpy arrays and h5py datasets alike (h5py needs sorted indices)."""
+    index = np.asarray(index)
+    if isinstance(patterns, np.ndarray):
+        return patterns[index]
+    order = np.argsort(index)
+    out = np.empty((len(index), *patterns.shape[1:]), dtype=patterns.dtype)
+    if len(index):
+        out[order] = patterns[index[order]]
+    return out
+
+
 @dataclass
 class Dataset:
     """Labelled EBSD patterns with their metadata (in memory)."""
@@ -79,9 +91,7 @@ class Dataset:
             return None if a is None else np.asarray(a)[index]
 
         return Dataset(
-            patterns=np.asarray(self.patterns[np.sort(index)])[np.argsort(np.argsort(index))]
-            if isinstance(self.patterns, h5py.Dataset)
-            else self.patterns[index],
+            patterns=take(self.patterns, index),
             labels=self.labels[index],
             classes=list(self.classes),
             material=self.material[index],
