@@ -10,7 +10,6 @@ were running when the process died are reported as failed on the next start.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import traceback
@@ -21,16 +20,17 @@ from pathlib import Path
 
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import CancelledError, EbsdError
+from ebsd_core.paths import fewshot_home
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+PERSIST_INTERVAL_S = 1.0  # progress-only updates (every training batch) reach disk at most this often
 FINISHED = (DONE, FAILED, CANCELLED)
 
 JobFunction = Callable[["JobContext"], dict]
 
 
 def jobs_home() -> Path:
-    home = Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
-    return home / "jobs"
+    return fewshot_home() / "jobs"
 
 
 @dataclass
@@ -48,10 +48,6 @@ class JobState:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-
-    @property
-    def finished_ok(self) -> bool:
-        return self.status == DONE
 
 
 class JobContext:
@@ -79,6 +75,7 @@ class JobManager:
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._jobs: dict[str, JobState] = {}
         self._contexts: dict[str, JobContext] = {}
+        self._last_persist: dict[str, float] = {}
         self._recover()
 
     def _path(self, job_id: str) -> Path:
@@ -145,7 +142,11 @@ class JobManager:
                 setattr(state, key, value)
             if event:
                 state.events.append(event)
-            self._persist(state)
+            progress_only = event is None and set(changes) <= {"progress", "message"}
+            now = time.monotonic()
+            if not progress_only or now - self._last_persist.get(job_id, 0.0) >= PERSIST_INTERVAL_S:
+                self._persist(state)
+                self._last_persist[job_id] = now
 
     def get(self, job_id: str) -> JobState | None:
         with self._lock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import InputError
+from ebsd_core.paths import fewshot_home
 from ebsd_core.phases import CATALOGUE, Material
 
 PACKAGE_MASTER_DIR = Path(__file__).parent / "data" / "masters"
@@ -68,8 +68,7 @@ class MasterPattern:
 
 def user_master_dir() -> Path:
     """Where masters of user-added phases are cached (``$EBSD_FEWSHOT_HOME/masters``)."""
-    home = Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
-    return home / "masters"
+    return fewshot_home() / "masters"
 
 
 def dynamical_available() -> bool:

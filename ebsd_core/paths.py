@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from pathlib import Path
 
 from ebsd_core.errors import InputError
+
+
+def fewshot_home() -> Path:
+    """Per-user working folder: ``$EBSD_FEWSHOT_HOME`` or ``~/.ebsd_fewshot`` (jobs, sessions, user masters)."""
+    return Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
 
 
 def resolve_under_root(root: str | Path, relative: str) -> Path:

@@ -14,20 +14,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
-from ebsd_core.jobs import JobManager
+from ebsd_core.jobs import JobManager, jobs_home
+from ebsd_core.paths import fewshot_home
 
 DEMO_PER_CLASS = 40
 DEMO_SIZE = 120  # 60 px patterns reached 0.29 test accuracy in the demo, 120 px 0.68 (44 s on 2 CPU cores)
 
 
-def home_dir() -> Path:
-    return Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
-
-
 @st.cache_resource
 def job_manager() -> JobManager:
     """One queue per server process: jobs survive reloads and page switches."""
-    return JobManager(home_dir() / "jobs", max_concurrent=1)
+    return JobManager(jobs_home(), max_concurrent=1)
 
 
 def session_id() -> str:
@@ -47,7 +44,7 @@ def session_id() -> str:
 
 def session_dir() -> Path:
     """A folder private to this browser session (uploads, datasets)."""
-    folder = home_dir() / "sessions" / session_id()
+    folder = fewshot_home() / "sessions" / session_id()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -42,30 +42,54 @@ def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
     return tidy(fig, 320, xaxis_title="training patterns per class", xaxis_type="log", yaxis_title="test accuracy")
 
 
-def misclassified(card, model_dir: Path, limit: int = 12):
-    """Test patterns the model gets wrong, recomputed from the seeded split of its training dataset."""
+def weights_mtime(model_dir: Path) -> float:
+    return (model_dir / "weights.safetensors").stat().st_mtime
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding misclassified test patterns")
+def misclassified(model_dir: str, modified: float, limit: int = 12):
+    """Test patterns the model gets wrong, recomputed from the seeded split of its training dataset.
+
+    Cached per model (folder and weights' modification time): it runs the model on
+    up to 600 patterns, which must not happen on every rerun of the page.
+    """
     from ebsd_core.fewshot import few_shot_split
     from ebsd_core.inference import predict_patterns
-    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.io.dataset import read_dataset, take
 
+    model, card = cached_model(model_dir, modified)
     config = card.training.get("config", {})
     path = card.training.get("dataset_path")
     if not path or not Path(path).exists():
         return None
-    dataset = read_dataset(path)
+    dataset = read_dataset(path, lazy=True)
     if dataset.classes != card.classes:
         raise EbsdError(f"{Path(path).name}: its classes {dataset.class_symbols} differ from the model's")
     split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
     index = np.sort(split.test)[:600]
-    model, _ = cached_model(str(model_dir), (model_dir / "weights.safetensors").stat().st_mtime)
-    probs = predict_patterns(model, card, dataset.patterns[index], dataset.static_background)
-    wrong = np.flatnonzero(probs.argmax(1) != dataset.labels[index])[:limit]
-    return dataset.patterns[index[wrong]], dataset.labels[index[wrong]], probs[wrong], dataset.material[index[wrong]]
+    probs = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)
+    wrong = index[np.flatnonzero(probs.argmax(1) != dataset.labels[index])[:limit]]
+    probs = probs[np.isin(index, wrong)]
+    return take(dataset.patterns, wrong), dataset.labels[wrong], probs, dataset.material[wrong]
+
+
+@st.cache_data(max_entries=4)
+def model_zip(model_dir: str, modified: float) -> bytes:
+    folder = Path(model_dir)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, f"{folder.name}/{file.name}")
+    return buffer.getvalue()
+
+
+cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
 
 
 st.title("Results")
-models = [m for m in list_models() if "error" not in m]
-broken = [m for m in list_models() if "error" in m]
+stored = list_models()
+models = [m for m in stored if "error" not in m]
+broken = [m for m in stored if "error" in m]
 for m in broken:
     st.warning(f"Skipped {m['name']}: {m['error']}")
 if not models:
@@ -124,7 +148,8 @@ if match:
 
 with st.expander("Misclassified test patterns"):
     try:
-        found = misclassified(card, default_store() / choice)
+        model_dir = default_store() / choice
+        found = misclassified(str(model_dir), weights_mtime(model_dir))
         if found is None:
             st.info("The dataset this model was trained on is not available here.")
         elif len(found[0]) == 0:
@@ -146,12 +171,12 @@ if test.get("per_class"):
     csv = pd.DataFrame(test["per_class"]).T.to_csv()
     st.download_button("Per-class scores (CSV)", csv, f"{choice}-per-class.csv", "text/csv")
 if test.get("confusion_matrix"):
-    png = confusion_png(test["confusion_matrix"], test["classes"], f"{choice}: test")
+    png = cached_confusion_png(test["confusion_matrix"], test["classes"], f"{choice}: test")
     st.download_button("Confusion matrix (PNG)", png, f"{choice}-confusion.png", "image/png")
-buffer = io.BytesIO()
-with zipfile.ZipFile(buffer, "w") as archive:
-    for file in (default_store() / choice).iterdir():
-        archive.write(file, f"{choice}/{file.name}")
+model_dir = default_store() / choice
 st.download_button(
-    "Model (zip: weights.safetensors + model.json)", buffer.getvalue(), f"{choice}.zip", "application/zip"
+    "Model (zip: weights.safetensors + model.json)",
+    model_zip(str(model_dir), weights_mtime(model_dir)),
+    f"{choice}.zip",
+    "application/zip",
 )
