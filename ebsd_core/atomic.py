@@ -17,8 +17,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    With ``keep_suffix`` the temporary name ends like ``path`` (for writers that
+    choose the format from the extension).
 
     The temporary file lives in the same folder so the final ``os.replace`` is
     atomic on POSIX file systems. On any exception the temporary file is removed
@@ -26,7 +29,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=".part" + (final.suffix if keep_suffix else ""), dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -208,6 +208,78 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("simulate-map")
+def _simulate_map(args: argparse.Namespace) -> int:
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.phases import get_material
+    from ebsd_core.simulate_map import layout_from_ang, parse_shape, simulate_scan, voronoi_layout
+
+    phases = _csv(args.phases)
+    if args.layout:
+        layout = layout_from_ang(args.layout, phases or None)
+    else:
+        if len(phases) < 2:
+            raise EbsdError("--phases needs at least two phases, e.g. ni,ni3al (see 'phases')")
+        layout = voronoi_layout(
+            [get_material(p) for p in phases],
+            parse_shape(args.shape),
+            grain_size=args.grain_size,
+            seed=args.seed,
+            step_um=args.step,
+        )
+    scan = simulate_scan(layout, size=args.size, seed=args.seed, progress=_print_progress if args.verbose else None)
+    write_dataset(scan, args.out)
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "nav_shape": list(scan.nav_shape),
+                "layout": layout.origin,
+                **{k: v for k, v in scan.summary().items() if k != "holdout_materials"},
+            }
+        )
+    )
+    return 0
+
+
+@command("phasemap")
+def _phasemap(args: argparse.Namespace) -> int:
+    from ebsd_core.map_export import check_export_path, export_map
+    from ebsd_core.phasemap import LOCAL_CLUSTER_THRESHOLD, map_scan, map_scan_distributed, open_cluster
+    from ebsd_core.simulate_map import parse_shape
+
+    nav_shape = parse_shape(args.nav_shape) if args.nav_shape else None
+    outputs = [Path(p) for p in args.out]
+    for out in outputs:
+        check_export_path(out)
+    progress = _print_progress if args.verbose else None
+    scheduler = args.scheduler
+    if scheduler == "auto":
+        from ebsd_core.io.readers import open_patterns
+
+        scheduler = "local" if len(open_patterns(args.scan)) > LOCAL_CLUSTER_THRESHOLD else "none"
+    if scheduler == "none":
+        from ebsd_core.io.readers import open_patterns
+        from ebsd_core.store import load_model
+
+        model, card = load_model(args.model, device=_device(args.device))
+        phase_map = map_scan(model, card, open_patterns(args.scan), nav_shape, args.batch_size, progress)
+    else:
+        with open_cluster(scheduler, args.workers) as client:
+            phase_map = map_scan_distributed(
+                args.model, args.scan, client, nav_shape, args.batch_size, args.device, progress
+            )
+    written = [str(export_map(phase_map, out)) for out in outputs]
+    print(json.dumps({"written": written, **phase_map.summary()}))
+    return 0
+
+
+def _device(name: str):
+    from ebsd_core.backbones import select_device
+
+    return select_device(name)
+
+
 def _real_pair(text: str) -> tuple[Path, int]:
     from ebsd_core.phases import parse_space_group
 
@@ -300,6 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="transfer,scratch")
     p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
+
+    p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")
+    p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")
+    p.add_argument("--shape", default="100x100", help="ROWSxCOLS (ignored with --layout)")
+    p.add_argument("--layout", type=Path, help="take phases and orientations from a real map (.ang, .ctf, orix .h5)")
+    p.add_argument("--grain-size", type=float, default=8.0, help="mean grain diameter in points (Voronoi)")
+    p.add_argument("--step", type=float, default=1.0, help="scan step in micrometres (Voronoi)")
+    p.add_argument("--size", type=int, default=60, help="pattern size in pixels (square)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
+    p.add_argument("--model", required=True, help="models/NAME")
+    p.add_argument("--scan", type=Path, required=True, help="scan file (any supported format)")
+    p.add_argument(
+        "--out", action="append", required=True, help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)"
+    )
+    p.add_argument("--nav-shape", help="ROWSxCOLS when the file does not record the map shape")
+    p.add_argument(
+        "--scheduler",
+        default="auto",
+        help="'none' (this process), 'local' (dask LocalCluster), a scheduler address "
+        "(tcp://host:8786), or 'auto': local cluster above 200,000 patterns",
+    )
+    p.add_argument("--workers", type=int, default=2, help="workers of the local cluster")
+    p.add_argument("--batch-size", type=int, default=512, help="patterns per batch (per task on a cluster)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
 
     p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
     p.add_argument("path", type=Path)

@@ -12,7 +12,7 @@ from torch import nn
 
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.io.readers import PatternSource
-from ebsd_core.preprocess import preprocess
+from ebsd_core.preprocess import image_quality, preprocess
 from ebsd_core.store import ModelCard
 
 UNKNOWN = "unknown"
@@ -61,6 +61,7 @@ class Prediction:
     probabilities: np.ndarray  # (N, C)
     classes: list[str]
     threshold: float
+    quality: np.ndarray | None = None  # (N,) image quality of each pattern
 
     @property
     def confidence(self) -> np.ndarray:
@@ -99,12 +100,24 @@ def predict_source(
             source.path,
         )
     probs = np.empty((len(source), len(card.classes)), dtype=np.float32)
+    quality = np.empty(len(source), dtype=np.float32)
     for start, raw in iter_source_batches(source, batch_size):
         if should_stop and should_stop():
             raise CancelledError("prediction cancelled")
-        batch = preprocess(raw, card.preprocess, source.static_background, source.path)
-        probs[start : start + len(raw)] = predict_tensor(model, batch)
+        stop = start + len(raw)
+        probs[start:stop], quality[start:stop] = classify_batch(model, card, raw, source.static_background, source.path)
         if progress:
-            done = start + len(raw)
-            progress(done / len(source), f"{done}/{len(source)} patterns")
-    return Prediction(probs, card.class_symbols, card.unknown_threshold)
+            progress(stop / len(source), f"{stop:,}/{len(source):,} patterns")
+    return Prediction(probs, card.class_symbols, card.unknown_threshold, quality)
+
+
+def classify_batch(
+    model: nn.Module,
+    card: ModelCard,
+    raw: np.ndarray,
+    static_background: np.ndarray | None = None,
+    source: str = "patterns",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N, C) and image quality (N,) of raw patterns."""
+    batch = preprocess(raw, card.preprocess, static_background, source)
+    return predict_tensor(model, batch), image_quality(batch)

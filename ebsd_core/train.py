@@ -261,6 +261,7 @@ def train_model(
             "device": str(device),
             "dataset": dataset.provenance.get("generator", "user data"),
             "materials": sorted({str(m) for m in dataset.material[split.train]}),
+            "pattern_size": int(dataset.patterns.shape[-1]),
         },
         history=history,
     )

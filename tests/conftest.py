@@ -43,6 +43,32 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def map_model(tmp_path_factory):
+    """A tiny austenite (Fm-3m) / ferrite (Im-3m) model saved in a store folder."""
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.store import save_model
+    from ebsd_core.train import TrainConfig, train_model
+
+    dataset = simulate_dataset(per_class=24, phases=["austenite", "ferrite"], size=32, seed=5)
+    config = TrainConfig(shots=8, epochs=2, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=4)
+    result = train_model(dataset, config)
+    return save_model(result.model, result.card, tmp_path_factory.mktemp("store") / "duplex")
+
+
+@pytest.fixture(scope="session")
+def map_scan_file(tmp_path_factory):
+    """A simulated 8x10 austenite/ferrite scan of 32x32 patterns with ground truth."""
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.phases import get_material
+    from ebsd_core.simulate_map import simulate_scan, voronoi_layout
+
+    layout = voronoi_layout([get_material("austenite"), get_material("ferrite")], (8, 10), grain_size=4, seed=2)
+    path = tmp_path_factory.mktemp("scans") / "duplex_scan.h5"
+    write_dataset(simulate_scan(layout, size=32, seed=1), path)
+    return path
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -39,6 +39,7 @@ class PatternSource:
     material: np.ndarray | None = None
     split: np.ndarray | None = None
     quaternions: np.ndarray | None = None
+    step_um: float = 1.0  # scan step between map points
     warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -50,10 +51,16 @@ class PatternSource:
 
     def batch(self, start: int, stop: int) -> np.ndarray:
         """Patterns ``start:stop`` as a numpy array."""
-        block = self.patterns[start:stop]
-        if hasattr(block, "compute"):
-            block = block.compute()
-        return np.asarray(block)
+        try:
+            block = self.patterns[start:stop]
+            if hasattr(block, "compute"):
+                block = block.compute()
+            return np.asarray(block)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # truncated or corrupt file mid-scan
+            raise InputError(
+                f"cannot read patterns {start}-{stop} ({exc.__class__.__name__}: {exc}); the file may be truncated",
+                self.path,
+            ) from None
 
     @property
     def labelled(self) -> bool:
@@ -73,6 +80,7 @@ def _read_project_dataset(path: Path, lazy: bool) -> PatternSource:
         material=ds.material,
         split=ds.split,
         quaternions=ds.quaternions,
+        step_um=float(ds.provenance.get("step_um", 1.0)),
     )
 
 
@@ -98,8 +106,14 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         background = np.asarray(background.compute() if hasattr(background, "compute") else background)
         if background.shape != sig_shape:
             background = None
+    nav_axes = signal.axes_manager.navigation_axes
     return PatternSource(
-        path=str(path), kind="kikuchipy", patterns=flat, nav_shape=nav_shape, static_background=background
+        path=str(path),
+        kind="kikuchipy",
+        patterns=flat,
+        nav_shape=nav_shape,
+        static_background=background,
+        step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
     )
 
 

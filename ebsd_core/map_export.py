@@ -1,0 +1,205 @@
+"""Write phase maps for other tools: .ang (MTEX, OIM), orix .h5, .ctf (AZtec, Channel 5), CSV and PNG.
+
+Every writer goes through :func:`ebsd_core.atomic.atomic_path`, so an export
+that fails half-way never leaves a partial file under its final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.atomic import atomic_path
+from ebsd_core.errors import InputError
+from ebsd_core.inference import UNKNOWN
+from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap
+
+EXPORT_FORMATS = {
+    ".ang": "EDAX TSL .ang (OIM Analysis, MTEX, orix)",
+    ".ctf": "Oxford Channel Text File .ctf (AZtec, Channel 5, MTEX, orix)",
+    ".h5": "orix HDF5 crystal map",
+    ".csv": "CSV table, one row per point",
+    ".png": "image of the map with legend and scale bar",
+}
+
+
+def write_ang(phase_map: PhaseMap, path: Path) -> None:
+    from orix import io as orix_io
+
+    xmap = phase_map.to_crystal_map()
+    orix_io.save(str(path), xmap, overwrite=True, image_quality_prop="iq", confidence_index_prop="confidence")
+
+
+def write_orix_h5(phase_map: PhaseMap, path: Path) -> None:
+    from orix import io as orix_io
+
+    orix_io.save(str(path), phase_map.to_crystal_map(), overwrite=True)
+
+
+def ctf_text(phase_map: PhaseMap) -> str:
+    """The map as an Oxford Channel Text File; phase 0 means not indexed, as in AZtec."""
+    rows, cols = phase_map.nav_shape
+    step = phase_map.step_um
+    out = io.StringIO()
+    header = [
+        "Channel Text File",
+        "Prj\tebsd_fewshot phase map",
+        "Author\tebsd_fewshot",
+        "JobMode\tGrid",
+        f"XCells\t{cols}",
+        f"YCells\t{rows}",
+        f"XStep\t{step:.4f}",
+        f"YStep\t{step:.4f}",
+        "AcqE1\t0",
+        "AcqE2\t0",
+        "AcqE3\t0",
+        "Euler angles refer to Sample Coordinate system (CS0)!\tMag\t0\tCoverage\t100\tDevice\t0\tKV\t20"
+        "\tTiltAngle\t70\tTiltAxis\t0",
+        f"Phases\t{len(phase_map.phases)}",
+    ]
+    for p in phase_map.phases:
+        header.append(f"{p.a:.4f};{p.a:.4f};{p.a:.4f}\t90.000;90.000;90.000\t{p.name}\t11\t{p.space_group}")
+    header.append("Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS")
+    out.write("\n".join(header) + "\n")
+    x, y = phase_map.coordinates()
+    index = phase_map.index
+    band_contrast = np.clip(np.round(phase_map.quality * 255), 0, 255).astype(int)
+    band_slope = np.clip(np.round(phase_map.confidence * 255), 0, 255).astype(int)
+    for i in range(phase_map.size):
+        indexed = index[i] >= 0
+        out.write(
+            f"{index[i] + 1 if indexed else 0}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else 3}"
+            f"\t0.0000\t0.0000\t0.0000\t0.0000\t{band_contrast[i]}\t{band_slope[i]}\n"
+        )
+    return out.getvalue()
+
+
+def write_ctf(phase_map: PhaseMap, path: Path) -> None:
+    path.write_text(ctf_text(phase_map))
+
+
+def write_csv(phase_map: PhaseMap, path: Path) -> None:
+    x, y = phase_map.coordinates()
+    rows, cols = phase_map.nav_shape
+    index, confidence = phase_map.index, phase_map.confidence
+    names = [p.label for p in phase_map.phases]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["row", "col", "x_um", "y_um", "phase", "space_group", "confidence", "image_quality"]
+        header += [f"p_{p.symbol}" for p in phase_map.phases]
+        if phase_map.truth is not None:
+            header.append("true_phase")
+        writer.writerow(header)
+        for i in range(phase_map.size):
+            k = index[i]
+            row = [i // cols, i % cols, f"{x[i]:.4f}", f"{y[i]:.4f}", names[k] if k >= 0 else UNKNOWN]
+            row += [phase_map.phases[k].space_group if k >= 0 else "", f"{confidence[i]:.4f}"]
+            row += [f"{phase_map.quality[i]:.4f}", *[f"{p:.4f}" for p in phase_map.probabilities[i]]]
+            if phase_map.truth is not None:
+                t = phase_map.truth[i]
+                row.append(names[t] if t >= 0 else "")
+            writer.writerow(row)
+
+
+def map_figure(phase_map: PhaseMap, title: str | None = None):
+    """A matplotlib figure of the phase map with a legend and a scale bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    rows, cols = phase_map.nav_shape
+    colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
+    width = min(12.0, max(4.0, cols / 20))
+    fig, ax = plt.subplots(figsize=(width + 2.5, width * rows / cols + 0.8), dpi=100)
+    ax.imshow(
+        phase_map.grid(phase_map.index + 1),
+        cmap=ListedColormap(colours),
+        vmin=0,
+        vmax=len(colours) - 1,
+        interpolation="nearest",
+    )
+    ax.set_axis_off()
+    fractions = phase_map.fractions()
+    handles = [Patch(color=p.colour, label=f"{p.label}: {fractions[p.label]:.1%}") for p in phase_map.phases]
+    if fractions[UNKNOWN] > 0:
+        handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {fractions[UNKNOWN]:.1%}"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    bar_um = _nice_length(cols * phase_map.step_um / 5)
+    ax.add_artist(
+        AnchoredSizeBar(
+            ax.transData,
+            bar_um / phase_map.step_um,
+            f"{bar_um:g} µm",
+            "lower right",
+            pad=0.4,
+            color="white",
+            frameon=False,
+            size_vertical=max(1, rows / 80),
+        )
+    )
+    ax.set_title(title or Path(phase_map.source).name or "phase map", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _nice_length(value: float) -> float:
+    """1, 2 or 5 times a power of ten, at most ``value``."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** np.floor(np.log10(value))
+    return float(max(m for m in (1, 2, 5) if m * power <= value) * power)
+
+
+def write_png(phase_map: PhaseMap, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = map_figure(phase_map)
+    try:
+        fig.savefig(path, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+WRITERS: dict[str, Callable[[PhaseMap, Path], None]] = {
+    ".ang": write_ang,
+    ".ctf": write_ctf,
+    ".h5": write_orix_h5,
+    ".csv": write_csv,
+    ".png": write_png,
+}
+
+
+def check_export_path(path: str | Path) -> Callable[[PhaseMap, Path], None]:
+    """The writer for ``path``'s extension; refuses unknown formats before any work is done."""
+    writer = WRITERS.get(Path(path).suffix.lower())
+    if writer is None:
+        raise InputError(f"unknown export format; use one of {', '.join(EXPORT_FORMATS)}", path)
+    return writer
+
+
+def export_map(phase_map: PhaseMap, path: str | Path) -> Path:
+    """Write the map in the format its extension names, atomically."""
+    path = Path(path)
+    writer = check_export_path(path)
+    if phase_map.size == 0:
+        raise InputError("the map is empty: nothing to export", path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        writer(phase_map, tmp)
+    return path
+
+
+def export_bytes(phase_map: PhaseMap, suffix: str) -> bytes:
+    """An export as bytes (for download buttons)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        target = export_map(phase_map, Path(folder) / f"phase_map{suffix}")
+        return target.read_bytes()

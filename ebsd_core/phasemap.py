@@ -1,0 +1,360 @@
+"""Phase maps: classify every pattern of a scan, with bounded memory.
+
+:func:`map_scan` streams a scan in batches through the model in this process;
+:func:`map_scan_distributed` sends slices of the scan to the workers of a
+dask.distributed cluster (a ``LocalCluster`` on this machine, or any scheduler
+address), each of which opens the scan and the saved model itself. Both return a
+:class:`PhaseMap`, which becomes an orix ``CrystalMap`` for the ecosystem's
+tools and exports (:mod:`ebsd_core.map_export`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.errors import CancelledError, InputError, ModelError
+from ebsd_core.inference import UNKNOWN, classify_batch, predict_source
+from ebsd_core.io.readers import PatternSource, open_patterns
+from ebsd_core.phases import get_material, materials_for, space_group_symbol
+from ebsd_core.store import ModelCard
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+PHASE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+UNKNOWN_COLOUR = "#000000"
+LOCAL_CLUSTER_THRESHOLD = 200_000  # patterns; above this 'auto' runs on a local dask cluster
+
+
+@dataclass(frozen=True)
+class MapPhase:
+    """A phase of the map: one class of the model."""
+
+    name: str
+    space_group: int
+    a: float  # lattice parameter (angstrom), for the export headers
+    colour: str
+
+    @property
+    def symbol(self) -> str:
+        return space_group_symbol(self.space_group)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.symbol})" if self.name != self.symbol else self.symbol
+
+
+def phases_for_model(card: ModelCard) -> list[MapPhase]:
+    """Name each class after the one material it was trained on, else after its space group."""
+    trained = [str(m) for m in card.training.get("materials", [])]
+    phases = []
+    for i, sg in enumerate(card.classes):
+        mats = []
+        for key in trained:
+            try:
+                material = get_material(key)
+            except InputError:
+                continue
+            if material.space_group == sg:
+                mats.append(material)
+        name = mats[0].key if len(mats) == 1 else space_group_symbol(sg)
+        a = mats[0].a if mats else (materials_for(sg)[0].a if materials_for(sg) else 4.0)
+        phases.append(MapPhase(name, sg, float(a), PHASE_COLOURS[i % len(PHASE_COLOURS)]))
+    return phases
+
+
+@dataclass
+class PhaseMap:
+    """Per-point classification of a 2D scan."""
+
+    nav_shape: tuple[int, int]
+    phases: list[MapPhase]
+    probabilities: np.ndarray  # (N, C) float32
+    quality: np.ndarray  # (N,) image quality
+    threshold: float
+    step_um: float = 1.0
+    truth: np.ndarray | None = None  # (N,) index into phases, -1 = unknown or not a model class
+    source: str = ""
+    model: str = ""
+    notes: list[str] = field(default_factory=list)  # warnings a user should see with the map
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @property
+    def index(self) -> np.ndarray:
+        """Phase index per point, -1 where the model is not confident enough."""
+        idx = self.probabilities.argmax(axis=1)
+        return np.where(self.confidence >= self.threshold, idx, -1)
+
+    @property
+    def size(self) -> int:
+        return int(self.probabilities.shape[0])
+
+    def grid(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values).reshape(self.nav_shape)
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """x, y of every point in micrometres (row-major)."""
+        rows, cols = self.nav_shape
+        yy, xx = np.divmod(np.arange(rows * cols), cols)
+        return xx * self.step_um, yy * self.step_um
+
+    def fractions(self) -> dict[str, float]:
+        index = self.index
+        out = {p.label: float((index == i).mean()) for i, p in enumerate(self.phases)}
+        out[UNKNOWN] = float((index < 0).mean())
+        return out
+
+    def accuracy(self) -> float | None:
+        """Fraction of points with a known true phase that got it (unknown counts as wrong)."""
+        if self.truth is None or not (self.truth >= 0).any():
+            return None
+        known = self.truth >= 0
+        return float((self.index[known] == self.truth[known]).mean())
+
+    def summary(self) -> dict:
+        return {
+            "source": self.source,
+            "model": self.model,
+            "nav_shape": list(self.nav_shape),
+            "points": self.size,
+            "step_um": self.step_um,
+            "phases": [p.label for p in self.phases],
+            "fractions": {k: round(v, 4) for k, v in self.fractions().items()},
+            "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
+            "accuracy": None if self.accuracy() is None else round(self.accuracy(), 4),
+            "notes": self.notes,
+        }
+
+    def to_crystal_map(self):
+        """An orix ``CrystalMap``: phase ids 0.. per class, -1 not indexed; orientations identity."""
+        from orix.crystal_map import CrystalMap, PhaseList
+        from orix.quaternion import Rotation
+
+        from ebsd_core.phases import Material
+
+        x, y = self.coordinates()
+        orix_phases = []
+        for phase in self.phases:
+            material = Material(phase.name, phase.label, phase.space_group, phase.a, sites=())
+            orix_phase = material.to_orix_phase()
+            orix_phase.color = phase.colour
+            orix_phases.append(orix_phase)
+        phase_list = PhaseList(orix_phases, ids=list(range(len(orix_phases))))
+        props = {"confidence": self.confidence, "iq": self.quality}
+        props.update({f"p_{p.symbol}": self.probabilities[:, i] for i, p in enumerate(self.phases)})
+        return CrystalMap(
+            rotations=Rotation.identity(self.size),
+            phase_id=self.index,
+            x=x.astype(float),
+            y=y.astype(float),
+            phase_list=phase_list,
+            prop=props,
+            scan_unit="um",
+        )
+
+
+def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
+    shape = tuple(int(v) for v in (nav_shape or source.nav_shape or ()))
+    if len(shape) == 1 and nav_shape is None and source.nav_shape is not None and len(source) > 1:
+        raise InputError(
+            f"the file holds {len(source)} patterns without a 2D map shape; give one (ROWSxCOLS)", source.path
+        )
+    if len(shape) == 1:
+        shape = (1, shape[0])
+    if len(shape) != 2:
+        raise InputError("the scan has no 2D navigation shape; give one (ROWSxCOLS)", source.path)
+    if shape[0] * shape[1] != len(source):
+        raise InputError(f"map shape {shape[0]}x{shape[1]} does not match its {len(source)} patterns", source.path)
+    return shape
+
+
+def _truth(source: PatternSource, phases: list[MapPhase], notes: list[str]) -> np.ndarray | None:
+    if not source.labelled:
+        return None
+    groups = [p.space_group for p in phases]
+    foreign = [space_group_symbol(sg) for sg in source.classes if sg not in groups]
+    if foreign:
+        notes.append(
+            f"the scan's ground truth holds {', '.join(foreign)}, which the model does not know; "
+            "those points are left out of the map accuracy"
+        )
+    lookup = np.array([groups.index(sg) if sg in groups else -1 for sg in source.classes])
+    return lookup[np.asarray(source.labels)]
+
+
+def _assemble(
+    source: PatternSource,
+    card: ModelCard,
+    shape: tuple[int, int],
+    probabilities: np.ndarray,
+    quality: np.ndarray,
+    notes: list[str],
+) -> PhaseMap:
+    phases = phases_for_model(card)
+    truth = _truth(source, phases, notes)
+    for message in notes:
+        log.warning("%s: %s", source.path, message)
+    return PhaseMap(
+        nav_shape=shape,
+        phases=phases,
+        probabilities=probabilities,
+        quality=quality,
+        threshold=card.unknown_threshold,
+        step_um=source.step_um,
+        truth=truth,
+        source=source.path,
+        model=card.name,
+        notes=notes,
+    )
+
+
+def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
+    """Warn (or refuse) when the scan's pattern size differs from what the model was trained on."""
+    trained = card.training.get("pattern_size")
+    shape = source.pattern_shape
+    if not trained or tuple(shape) == (int(trained), int(trained)):
+        return []
+    message = (
+        f"patterns are {shape[1]}x{shape[0]} px but the model was trained on {trained}x{trained} px "
+        f"simulations; they are resized to {card.input_size}x{card.input_size} like the training data"
+    )
+    if not allow_resize:
+        raise ModelError(message.split(";")[0] + " (resizing was not allowed)", source.path)
+    return [message]
+
+
+def map_scan(
+    model,
+    card: ModelCard,
+    source: PatternSource,
+    nav_shape: Sequence[int] | None = None,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    allow_resize: bool = True,
+) -> PhaseMap:
+    """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``."""
+    shape = _nav_shape(source, nav_shape)
+    notes = check_pattern_size(source, card, allow_resize)
+    prediction = predict_source(model, card, source, batch_size, progress, should_stop)
+    return _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes)
+
+
+# --- distributed -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_model(model_dir: str, device: str):
+    import torch
+
+    from ebsd_core.store import load_model
+
+    if device == "cpu":
+        torch.set_num_threads(max(1, int(os.environ.get("EBSD_WORKER_THREADS", "1"))))
+    return load_model(model_dir, device=device)
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_source(scan_path: str) -> PatternSource:
+    return open_patterns(scan_path, lazy=True)
+
+
+def classify_slice(model_dir: str, scan_path: str, start: int, stop: int, device: str = "auto") -> np.ndarray:
+    """Run on a dask worker: open scan and model (cached per worker) and classify ``start:stop``.
+
+    Returns (stop - start, C + 1): class probabilities, then image quality.
+    """
+    from ebsd_core.backbones import select_device
+
+    model, card = _worker_model(model_dir, str(select_device(device)))
+    source = _worker_source(scan_path)
+    probs, quality = classify_batch(model, card, source.batch(start, stop), source.static_background, scan_path)
+    return np.concatenate([probs, quality[:, None]], axis=1)
+
+
+@contextlib.contextmanager
+def open_cluster(scheduler: str | None, workers: int = 2) -> Iterator:
+    """A dask.distributed client for an existing scheduler's address, or on a new LocalCluster.
+
+    Workers of a LocalCluster run one thread each, so ``workers`` processes share the CPU cores.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler and scheduler != "local":
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise InputError(f"cannot reach the dask scheduler ({exc})", scheduler) from None
+        with client:
+            yield client
+        return
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+    finally:
+        quiet.setLevel(level)
+
+
+def map_scan_distributed(
+    model_dir: str | Path,
+    scan_path: str | Path,
+    client,
+    nav_shape: Sequence[int] | None = None,
+    chunk: int = 2048,
+    device: str = "auto",
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PhaseMap:
+    """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``."""
+    from distributed import as_completed
+
+    from ebsd_core.store import read_card
+
+    model_dir, scan_path = str(Path(model_dir).resolve()), str(Path(scan_path).resolve())
+    card = read_card(model_dir)
+    source = open_patterns(scan_path, lazy=True)
+    shape = _nav_shape(source, nav_shape)
+    notes = check_pattern_size(source, card)
+    n, n_classes = len(source), len(card.classes)
+    out = np.empty((n, n_classes + 1), dtype=np.float32)
+    starts = list(range(0, n, chunk))
+    futures = {
+        client.submit(classify_slice, model_dir, scan_path, s, min(n, s + chunk), device, pure=False): s for s in starts
+    }
+    done = 0
+    try:
+        for future in as_completed(futures):
+            if should_stop and should_stop():
+                raise CancelledError("phase map cancelled")
+            start = futures[future]
+            block = future.result()
+            out[start : start + len(block)] = block
+            done += len(block)
+            if progress:
+                progress(done / n, f"{done:,}/{n:,} patterns on {len(client.scheduler_info()['workers'])} workers")
+    finally:
+        client.cancel(list(futures))
+    return _assemble(source, card, shape, out[:, :n_classes], out[:, n_classes], notes)

@@ -1,0 +1,78 @@
+"""Exports round-trip through orix's readers; a failed export leaves nothing behind."""
+
+import csv
+
+import numpy as np
+import pytest
+from orix import io as orix_io
+
+from ebsd_core import map_export
+from ebsd_core.errors import InputError
+from ebsd_core.map_export import ctf_text, export_bytes, export_map
+from ebsd_core.phasemap import MapPhase, PhaseMap
+
+
+@pytest.fixture
+def small_map():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1], size=12).astype(np.float32)
+    probs[3] = [0.5, 0.5]  # below a 0.6 threshold: not indexed
+    phases = [MapPhase("austenite", 225, 3.595, "#1f77b4"), MapPhase("ferrite", 229, 2.867, "#ff7f0e")]
+    return PhaseMap(
+        (3, 4),
+        phases,
+        probs,
+        rng.random(12).astype(np.float32),
+        threshold=0.6,
+        step_um=1.5,
+        truth=rng.integers(0, 2, 12),
+        source="scan.h5",
+    )
+
+
+def _ids_after_reading(path):
+    xmap = orix_io.load(str(path))
+    names = {pid: phase.name for pid, phase in xmap.phases}
+    return xmap, [names.get(int(i), "not indexed") if i >= 0 else "not indexed" for i in xmap.phase_id]
+
+
+@pytest.mark.parametrize("suffix", [".ang", ".ctf", ".h5"])
+def test_roundtrip_through_orix(small_map, tmp_path, suffix):
+    path = export_map(small_map, tmp_path / f"map{suffix}")
+    xmap, read_names = _ids_after_reading(path)
+    assert xmap.shape == (3, 4) and xmap.dx == pytest.approx(1.5)
+    expected = [small_map.phases[i].name if i >= 0 else "not indexed" for i in small_map.index]
+    assert read_names == expected
+    if suffix != ".ang":  # .ang keeps only the point group
+        assert sorted(p.space_group.number for _, p in xmap.phases if p.space_group) == [225, 229]
+
+
+def test_ctf_marks_unindexed_points_with_phase_zero(small_map):
+    data_lines = ctf_text(small_map).splitlines()[16:]
+    assert len(data_lines) == 12 and data_lines[3].split("\t")[0] == "0"
+
+
+def test_csv_and_png(small_map, tmp_path):
+    rows = list(csv.DictReader(export_map(small_map, tmp_path / "map.csv").read_text().splitlines()))
+    assert len(rows) == 12 and rows[3]["phase"] == "unknown" and rows[0]["true_phase"]
+    assert float(rows[5]["x_um"]) == pytest.approx(1.5) and rows[5]["row"] == "1"
+    assert export_bytes(small_map, ".png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failed_export_leaves_no_file(small_map, tmp_path, monkeypatch):
+    def boom(phase_map, path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setitem(map_export.WRITERS, ".csv", boom)
+    with pytest.raises(OSError):
+        export_map(small_map, tmp_path / "map.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_exports_are_refused(small_map, tmp_path):
+    with pytest.raises(InputError, match="unknown export format"):
+        export_map(small_map, tmp_path / "map.xlsx")
+    empty = PhaseMap((0, 0), small_map.phases, np.zeros((0, 2), np.float32), np.zeros(0, np.float32), 0.5)
+    with pytest.raises(InputError, match="empty"):
+        export_map(empty, tmp_path / "map.csv")

@@ -1,0 +1,97 @@
+"""Map inference: in-process and on a dask cluster, map shape handling, ground truth, bad scans."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from ebsd_core.cli import main
+from ebsd_core.errors import InputError
+from ebsd_core.io.dataset import read_dataset, write_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster, phases_for_model
+from ebsd_core.store import load_model
+
+
+@pytest.fixture(scope="module")
+def phase_map(map_model, map_scan_file):
+    model, card = load_model(map_model)
+    return map_scan(model, card, open_patterns(map_scan_file), batch_size=16)
+
+
+def test_map_has_one_result_per_point(phase_map):
+    assert phase_map.nav_shape == (8, 10) and phase_map.size == 80
+    np.testing.assert_allclose(phase_map.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert phase_map.quality.shape == (80,) and np.isfinite(phase_map.quality).all()
+    assert sum(phase_map.fractions().values()) == pytest.approx(1.0)
+    assert [p.name for p in phase_map.phases] == ["austenite", "ferrite"]
+
+
+def test_accuracy_is_scored_against_ground_truth(phase_map):
+    truth = phase_map.truth
+    assert truth is not None and set(np.unique(truth)) == {0, 1}
+    assert phase_map.accuracy() == pytest.approx(float((phase_map.index == truth).mean()))
+
+
+def test_crystal_map_has_phases_and_points(phase_map):
+    xmap = phase_map.to_crystal_map()
+    assert xmap.shape == (8, 10)
+    assert [xmap.phases[i].space_group.number for i in (0, 1)] == [225, 229]
+    np.testing.assert_array_equal(xmap.get_map_data("phase_id").ravel(), phase_map.index)
+
+
+def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map):
+    with open_cluster("local", workers=1) as client:
+        distributed = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu")
+    np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
+    np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
+
+
+def test_phase_names_fall_back_to_space_groups(map_model):
+    _, card = load_model(map_model)
+    card.training["materials"] = ["austenite", "ni", "ferrite"]
+    assert [p.name for p in phases_for_model(card)] == ["Fm-3m", "ferrite"]
+
+
+def test_map_shape_problems_are_named(map_model, map_scan_file):
+    model, card = load_model(map_model)
+    source = open_patterns(map_scan_file)
+    with pytest.raises(InputError, match="does not match its 80 patterns"):
+        map_scan(model, card, source, nav_shape=(7, 7))
+    assert map_scan(model, card, source, nav_shape=(10, 8)).nav_shape == (10, 8)
+    source.nav_shape = (80,)
+    with pytest.raises(InputError, match="without a 2D map shape"):
+        map_scan(model, card, source)
+
+
+def test_nan_patterns_are_refused(map_model, map_scan_file, tmp_path):
+    scan = read_dataset(map_scan_file)
+    scan.patterns = scan.patterns.astype(np.float32)
+    scan.patterns[5, 3, 3] = np.nan
+    write_dataset(scan, tmp_path / "nan.h5")
+    model, card = load_model(map_model)
+    with pytest.raises(InputError, match="NaN"):
+        map_scan(model, card, open_patterns(tmp_path / "nan.h5"))
+
+
+def test_truncated_scan_is_named(map_model, map_scan_file, tmp_path):
+    broken = tmp_path / "broken.h5"
+    data = map_scan_file.read_bytes()
+    with h5py.File(map_scan_file) as f:
+        offset = f["patterns"].id.get_offset() or len(data) // 2
+    broken.write_bytes(data[: offset + 100])
+    model, card = load_model(map_model)
+    with pytest.raises(InputError, match="broken.h5"):
+        map_scan(model, card, open_patterns(broken))
+
+
+def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path, capsys):
+    outs = [tmp_path / f"map{ext}" for ext in (".ang", ".ctf", ".h5", ".csv", ".png")]
+    args = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--scheduler", "none"]
+    assert main(args + [x for out in outs for x in ("--out", str(out))]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["points"] == 80 and 0 <= summary["accuracy"] <= 1
+    assert all(out.is_file() and out.stat().st_size > 0 for out in outs)
+    assert main(args + ["--out", str(tmp_path / "map.txt")]) == 2
+    assert "unknown export format" in capsys.readouterr().err
