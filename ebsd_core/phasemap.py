@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -162,6 +163,48 @@ class PhaseMap:
             prop=props,
             scan_unit="um",
         )
+
+
+def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
+    """Store a map for later viewing (numpy arrays + JSON, no pickles), atomically."""
+    from ebsd_core.atomic import atomic_path
+
+    meta = {
+        "nav_shape": list(phase_map.nav_shape),
+        "phases": [p.__dict__ for p in phase_map.phases],
+        "threshold": phase_map.threshold,
+        "step_um": phase_map.step_um,
+        "source": phase_map.source,
+        "model": phase_map.model,
+        "notes": phase_map.notes,
+    }
+    arrays = {"probabilities": phase_map.probabilities, "quality": phase_map.quality}
+    if phase_map.truth is not None:
+        arrays["truth"] = np.asarray(phase_map.truth, dtype=np.int16)
+    with atomic_path(path, keep_suffix=True) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return Path(path)
+
+
+def load_phase_map(path: str | Path) -> PhaseMap:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            truth = data["truth"].astype(int) if "truth" in data else None
+            return PhaseMap(
+                nav_shape=tuple(meta["nav_shape"]),
+                phases=[MapPhase(**p) for p in meta["phases"]],
+                probabilities=data["probabilities"],
+                quality=data["quality"],
+                threshold=float(meta["threshold"]),
+                step_um=float(meta["step_um"]),
+                truth=truth,
+                source=meta["source"],
+                model=meta["model"],
+                notes=list(meta.get("notes", [])),
+            )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a saved phase map ({exc.__class__.__name__}: {exc})", path) from None
 
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:

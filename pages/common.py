@@ -6,6 +6,7 @@ Pages only lay out widgets and call ebsd_core; everything long runs as a job.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError
 from ebsd_core.jobs import JobManager, jobs_home
 from ebsd_core.paths import fewshot_home
@@ -53,6 +55,23 @@ def data_root() -> Path | None:
     """Server-side folder users may pick scans from (``EBSD_DATA_ROOT``), or None."""
     root = os.environ.get("EBSD_DATA_ROOT")
     return Path(root).resolve() if root else None
+
+
+def safe_name(name: str) -> str:
+    """A user's file name reduced to a harmless base name."""
+    base = Path(name.replace("\\", "/")).name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
+
+
+def upload_to_session(upload) -> Path:
+    """Save a Streamlit upload into this session's private folder under a sanitised name."""
+    folder = session_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / safe_name(upload.name)
+    if not target.exists() or target.stat().st_size != upload.size:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(upload.getbuffer())
+    return target
 
 
 def show_error(exc: Exception) -> None:

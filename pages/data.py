@@ -1,6 +1,5 @@
 """Data: upload or choose patterns, or simulate them; label single-phase scans; inspect."""
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from pages.common import (
     session_dir,
     set_active_dataset,
     show_error,
+    upload_to_session,
 )
 
 st.title("Data")
@@ -38,12 +38,6 @@ UPLOAD_TYPES = [
     "bmp",
     "jpg",
 ]
-
-
-def safe_name(name: str) -> str:
-    """A user's file name reduced to a harmless base name."""
-    base = Path(name.replace("\\", "/")).name
-    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
 
 
 def dataset_from_sources(sources: list[tuple[object, int]]) -> Dataset:
@@ -78,12 +72,9 @@ with tab_upload:
     )
     uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
     if uploads:
-        folder = session_dir() / "uploads"
-        folder.mkdir(exist_ok=True)
         rows = []
         for upload in uploads:
-            target = folder / safe_name(upload.name)
-            target.write_bytes(upload.getbuffer())
+            target = upload_to_session(upload)
             try:
                 source = open_patterns(target)
             except EbsdError as exc:

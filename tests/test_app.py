@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py"]
+PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py", "pages/phasemap.py"]
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, n
 
 
 def test_upload_names_are_sanitised():
-    from pages.data import safe_name
+    from pages.common import safe_name
 
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("a b/..\\c?.png") == "c_.png"
@@ -102,3 +102,27 @@ def test_sessions_do_not_share_datasets_or_jobs(app, tmp_path):
     assert "dataset_path" not in second.session_state
     assert any("not known to this session" in w.value for w in second.warning)
     assert job_manager().jobs_of(second.session_state["session_id"]) == []
+
+
+def test_phase_map_demo_end_to_end(app, monkeypatch):
+    """The demo map trains a model, simulates a scan, maps it; the page shows maps, accuracy and exports."""
+    from ebsd_core import workflows
+    from pages.common import job_manager
+
+    tiny = workflows.DemoMapSettings(shots=4, val_per_class=2, pattern_size=32, input_size=32, epochs=1)
+    monkeypatch.setattr(workflows, "DEMO_MAP", tiny)
+    app.switch_page("pages/phasemap.py").run()
+    app.number_input[0].set_value(10)
+    app.number_input[1].set_value(12)
+    next(b for b in app.button if b.label == "Run the demo map").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["points"] == 120 and state.result["accuracy"] is not None
+    app.session_state["map_path"] = state.result["map"]
+    app.session_state["map_scan"] = state.result["scan"]
+    app.run()
+    assert not app.exception and not app.error
+    assert any("Map accuracy" in m.label for m in app.metric)
+    charts = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("confidence" in spec for spec in charts) and any("difference" in spec for spec in charts)
+    assert len(app.get("download_button")) == 5

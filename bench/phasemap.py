@@ -1,0 +1,150 @@
+"""Phase-map benchmarks: map accuracy with 20-shot models, throughput (1 vs 2 dask workers), memory at 1M points.
+
+    python bench/phasemap.py accuracy [--quick]      # Voronoi maps + the real SDSS layout, ground truth known
+    python bench/phasemap.py throughput [--quick]    # in-process vs dask LocalCluster with 1 and 2 workers
+    python bench/phasemap.py memory [--points N]     # streams an N-point 60x60 scan, reports peak RSS
+
+Targets (issue #5): accuracy >= 98 % austenite/ferrite, >= 95 % Ni/Ni3Al; >= 1,000 patterns/s on the
+2-core CPU; 1,000,000 patterns in < 2 GB resident memory.
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import time
+
+import h5py
+import numpy as np
+from _common import OUT, SHARED, emit, parser
+
+from ebsd_core.datasets import simulate_dataset
+from ebsd_core.io.dataset import Dataset, write_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster
+from ebsd_core.phases import get_material
+from ebsd_core.simulate_map import layout_from_ang, simulate_scan, voronoi_layout
+from ebsd_core.store import load_model, save_model
+from ebsd_core.train import TrainConfig, train_model
+
+PAIRS = {"austenite/ferrite": ("austenite", "ferrite"), "Ni/Ni3Al": ("ni", "ni3al")}
+
+
+def train_pair(phases, size: int, input_size: int, epochs: int, tag: str):
+    dataset = simulate_dataset(per_class=30, phases=list(phases), size=size, seed=0)
+    result = train_model(dataset, TrainConfig(shots=20, epochs=epochs, input_size=input_size, patience=epochs))
+    target = OUT / "models" / tag
+    shutil.rmtree(target, ignore_errors=True)
+    save_model(result.model, result.card, target)
+    return target, result
+
+
+def accuracy(args) -> dict:
+    size, input_size, epochs = (60, 64, 10) if args.quick else (args.size, args.input_size, args.epochs)
+    shape = (30, 40) if args.quick else (100, 117)
+    out = {"settings": {"pattern_size": size, "input_size": input_size, "epochs": epochs, "shots": 20}}
+    for label, phases in PAIRS.items():
+        model_dir, result = train_pair(phases, size, input_size, epochs, f"map-{phases[0]}-{phases[1]}")
+        model, card = load_model(model_dir)
+        layout = voronoi_layout([get_material(p) for p in phases], shape, seed=1)
+        scan_path = write_dataset(simulate_scan(layout, size=size, seed=1), OUT / f"map-{phases[0]}.h5")
+        start = time.perf_counter()
+        phase_map = map_scan(model, card, open_patterns(scan_path))
+        out[label] = {
+            "voronoi_accuracy": round(phase_map.accuracy(), 4),
+            "points": phase_map.size,
+            "train_seconds": round(result.seconds, 1),
+            "map_seconds": round(time.perf_counter() - start, 1),
+        }
+        layout_file = SHARED / "layouts" / "sdss_ferrite_austenite.ang"
+        if phases == ("austenite", "ferrite") and layout_file.exists():
+            real = layout_from_ang(layout_file)
+            scan_path = write_dataset(simulate_scan(real, size=size, seed=2), OUT / "map-sdss.h5")
+            phase_map = map_scan(model, card, open_patterns(scan_path))
+            out[label]["sdss_layout_accuracy"] = round(phase_map.accuracy(), 4)
+    return out
+
+
+def make_scan(points: int, size: int = 60) -> str:
+    """A chunked scan of ``points`` patterns, tiled from 2,000 simulated ones (written in blocks)."""
+    path = OUT / f"scan-{points}-{size}.h5"
+    if path.exists():
+        return str(path)
+    layout = voronoi_layout([get_material("austenite"), get_material("ferrite")], (40, 50), seed=3)
+    block = simulate_scan(layout, size=size, seed=3)
+    cols = 1000
+    rows = points // cols
+    small = Dataset(block.patterns[:1], [0], block.classes, ["austenite"], nav_shape=(1, 1))
+    write_dataset(small, path)  # the header and metadata, then grow the arrays in place
+    with h5py.File(path, "a") as f:
+        for name in list(f):
+            del f[name]
+        f.attrs["nav_shape"] = np.array([rows, cols])
+        dset = f.create_dataset("patterns", (rows * cols, size, size), np.uint8, chunks=(256, size, size))
+        for start in range(0, rows * cols, len(block.patterns)):
+            stop = min(rows * cols, start + len(block.patterns))
+            dset[start:stop] = block.patterns[: stop - start]
+        f.create_dataset("labels", data=np.full(rows * cols, -1, np.int16))
+        f.create_dataset("material", data=np.full(rows * cols, "", dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("split", data=np.full(rows * cols, "train", dtype=object), dtype=h5py.string_dtype())
+    return str(path)
+
+
+def tiny_model() -> str:
+    target = OUT / "models" / "throughput"
+    if not target.exists():
+        dataset = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=60, seed=0)
+        result = train_model(dataset, TrainConfig(shots=4, epochs=1, input_size=64, min_steps_per_epoch=1))
+        save_model(result.model, result.card, target)
+    return str(target)
+
+
+def throughput(args) -> dict:
+    points = 20_000 if args.quick else 100_000
+    scan, model_dir = make_scan(points), tiny_model()
+    model, card = load_model(model_dir)
+    start = time.perf_counter()
+    map_scan(model, card, open_patterns(scan), batch_size=512)
+    results = {"points": points, "in_process_patterns_per_s": round(points / (time.perf_counter() - start))}
+    for workers in (1, 2):
+        with open_cluster("local", workers) as client:
+            start = time.perf_counter()
+            map_scan_distributed(model_dir, scan, client, chunk=2048, device="cpu")
+            results[f"dask_{workers}_workers_patterns_per_s"] = round(points / (time.perf_counter() - start))
+    return results
+
+
+def memory(args) -> dict:
+    scan, model_dir = make_scan(args.points), tiny_model()
+    model, card = load_model(model_dir)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    phase_map = map_scan(model, card, open_patterns(scan), batch_size=512)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "points": phase_map.size,
+        "pattern_shape": [60, 60],
+        "scan_file_gb": round(open_patterns(scan).patterns.id.get_storage_size() / 1e9, 2),
+        "peak_rss_mb": round(peak),
+        "rss_before_mb": round(before),
+        "seconds": round(seconds),
+        "patterns_per_s": round(phase_map.size / seconds),
+    }
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("what", choices=["accuracy", "throughput", "memory"])
+    p.add_argument("--points", type=int, default=1_000_000)
+    p.add_argument("--size", type=int, default=60)
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    emit(
+        {
+            "benchmark": f"phasemap {args.what}",
+            **{"accuracy": accuracy, "throughput": throughput, "memory": memory}[args.what](args),
+        }
+    )

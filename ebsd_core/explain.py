@@ -1,0 +1,195 @@
+"""What the network looks at: filters, activation maps, Grad-CAM and Shapley values.
+
+* :func:`first_layer_filters` and :func:`filter_changes` show the stem kernels of
+  the ImageNet, fine-tuned and scratch networks and rank how much fine-tuning
+  moved each one (Euclidean distance), as Kaufmann et al. (2021) did.
+* :func:`activation_maps` returns a layer's feature maps for one pattern.
+* :func:`grad_cam` computes Grad-CAM (Selvaraju et al. 2017) for any class.
+* :func:`shap_values` computes Shapley-value attributions with ``shap``:
+  ``GradientExplainer`` (expected gradients) by default, or ``DeepExplainer``
+  (DeepLIFT), which works on a copy of the model with in-place activations
+  turned off and ReLU6 registered as a non-linearity (shap does not know it).
+* :mod:`ebsd_core.band_check` then asks whether the attributions sit on Kikuchi bands.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ebsd_core.errors import InputError
+from ebsd_core.inference import model_device
+
+METHODS = ("filters", "activations", "gradcam", "shap")
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the convolution layers, input to output."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise InputError(f"the model has no layer {name!r}; convolution layers: {', '.join(conv_layers(model)[:8])}...")
+    return modules[name]
+
+
+def default_cam_layer(model: nn.Module) -> str:
+    """The last convolution: the most semantic feature maps that still have a spatial layout."""
+    return conv_layers(model)[-1]
+
+
+def as_input(pattern: np.ndarray, model: nn.Module) -> torch.Tensor:
+    """A preprocessed pattern (S, S) or batch (N, S, S) as the model's input tensor."""
+    x = torch.as_tensor(np.asarray(pattern, dtype=np.float32))
+    if x.ndim == 2:
+        x = x[None]
+    return x[:, None].to(model_device(model))
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+
+def first_layer_filters(model: nn.Module, layer: str | None = None) -> np.ndarray:
+    """Kernels of a convolution layer as (out, in, k, k); the stem by default."""
+    conv = get_layer(model, layer or conv_layers(model)[0])
+    return conv.weight.detach().float().cpu().numpy()
+
+
+def filter_grid(weights: np.ndarray, columns: int = 8, channel: int = 0) -> np.ndarray:
+    """Kernels (out, in, k, k) tiled into one image with a one-pixel gap, each scaled to [0, 1]."""
+    kernels = weights[:, channel] if weights.ndim == 4 else weights
+    n, k = kernels.shape[0], kernels.shape[-1]
+    rows = int(np.ceil(n / columns))
+    grid = np.full((rows * (k + 1) - 1, columns * (k + 1) - 1), np.nan, dtype=np.float32)
+    for i, kernel in enumerate(kernels):
+        lo, hi = kernel.min(), kernel.max()
+        r, c = divmod(i, columns)
+        grid[r * (k + 1) : r * (k + 1) + k, c * (k + 1) : c * (k + 1) + k] = (kernel - lo) / max(hi - lo, 1e-12)
+    return grid
+
+
+def filter_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Euclidean distance between each kernel before and after fine-tuning, per output filter."""
+    if before.shape != after.shape:
+        raise InputError(f"filter shapes differ: {before.shape} vs {after.shape}")
+    return np.sqrt(((after - before) ** 2).reshape(len(before), -1).sum(axis=1))
+
+
+# --- activations and Grad-CAM ----------------------------------------------------------------------
+
+
+@contextmanager
+def _capture(layer: nn.Module, keep_grad: bool = False) -> Iterator[dict]:
+    store: dict = {}
+
+    def hook(module, inputs, output):
+        store["activation"] = output
+        if keep_grad:
+            output.register_hook(lambda grad: store.__setitem__("gradient", grad))
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def activation_maps(model: nn.Module, pattern: np.ndarray, layer: str, top: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` most active feature maps of ``layer`` for one pattern: (maps (top, h, w), channel ids)."""
+    with _capture(get_layer(model, layer)) as store:
+        model(as_input(pattern, model))
+    maps = store["activation"][0].float().cpu().numpy()
+    order = np.argsort(maps.mean(axis=(1, 2)))[::-1][:top]
+    return maps[order], order
+
+
+def grad_cam(model: nn.Module, pattern: np.ndarray, target: int, layer: str | None = None) -> np.ndarray:
+    """Grad-CAM heat map (S, S) in [0, 1] of class ``target`` for one preprocessed pattern."""
+    x = as_input(pattern, model)
+    with _capture(get_layer(model, layer or default_cam_layer(model)), keep_grad=True) as store:
+        with torch.enable_grad():
+            logits = model(x)
+            model.zero_grad(set_to_none=True)
+            logits[0, target].backward()
+    activation, gradient = store["activation"][0].detach(), store["gradient"][0]
+    weights = gradient.mean(dim=(1, 2))
+    cam = F.relu((weights[:, None, None] * activation).sum(0))[None, None]
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    cam = cam.cpu().numpy()
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+# --- SHAP --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShapResult:
+    values: np.ndarray  # (N, C, S, S): attribution of every pixel to every class output (logit)
+    expected: np.ndarray  # (C,) mean logit over the background
+    method: str
+
+
+def _deep_ready(model: nn.Module) -> nn.Module:
+    """A copy DeepExplainer can handle: no in-place activations, ReLU6 known as a non-linearity."""
+    from shap.explainers._deep import deep_pytorch
+
+    deep_pytorch.op_handler.setdefault("ReLU6", deep_pytorch.nonlinear_1d)
+    clone = copy.deepcopy(model).float().eval()
+    for module in clone.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    return clone
+
+
+def _as_per_class(values, n: int) -> np.ndarray:
+    """shap returns a list per class (old) or one array (..., C) (new); make it (N, C, S, S)."""
+    if isinstance(values, list):
+        return np.stack([np.asarray(v)[:, 0] for v in values], axis=1)
+    array = np.asarray(values)
+    return np.moveaxis(array[:, 0], -1, 1) if array.ndim == 5 else array[:, None, 0]
+
+
+def shap_values(
+    model: nn.Module,
+    patterns: np.ndarray,
+    background: np.ndarray,
+    method: str = "gradient",
+    nsamples: int = 64,
+    seed: int = 0,
+) -> ShapResult:
+    """Shapley-value attributions of preprocessed patterns (N, S, S) against a background (B, S, S)."""
+    import shap
+
+    model = model.float().eval()
+    x, bg = as_input(patterns, model), as_input(background, model)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if method == "gradient":
+        explainer = shap.GradientExplainer(model, bg)
+        values = explainer.shap_values(x, nsamples=nsamples, rseed=seed)
+    elif method == "deep":
+        deep_model = _deep_ready(model)
+        explainer = shap.DeepExplainer(deep_model, bg)
+        values = explainer.shap_values(x, check_additivity=True)
+    else:
+        raise InputError(f"unknown SHAP method {method!r}; use 'gradient' or 'deep'")
+    with torch.no_grad():
+        expected = model(bg).float().mean(0).cpu().numpy()
+    return ShapResult(_as_per_class(values, len(patterns)), expected, method)
+
+
+def mass_fraction(attribution: np.ndarray, region: np.ndarray) -> float:
+    """Share of the absolute attribution that falls inside a boolean region."""
+    weights = np.abs(attribution)
+    total = weights.sum()
+    return float(weights[region].sum() / total) if total > 0 else 0.0

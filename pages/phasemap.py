@@ -1,0 +1,255 @@
+"""Phase map: classify every pattern of a scan, explore the map, export it."""
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ebsd_core.errors import EbsdError
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.jobs import FINISHED
+from ebsd_core.map_export import EXPORT_FORMATS, export_bytes
+from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
+from ebsd_core.simulate_map import DEMO_PAIRS
+from ebsd_core.store import default_store, list_models
+from ebsd_core.workflows import demo_map_job, phase_map_job
+from pages.common import data_root, job_manager, session_dir, session_id, show_error, tidy, upload_to_session
+
+st.title("Phase map")
+st.caption(
+    "Classify every pattern of a scan with a saved model. The map is interactive: hover for the phase and "
+    "confidence, click a point to see its pattern and the model's probabilities."
+)
+manager = job_manager()
+SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat"]
+
+
+def choose_scan() -> Path | None:
+    """Upload, server path or a demo scan; returns the scan path or None."""
+    tab_demo, tab_upload, tab_server = st.tabs(["Demo scan", "Upload", "Server path"])
+    with tab_demo:
+        st.write(
+            "Simulates a dual-phase scan with Voronoi grains and known ground truth, trains a 20-shot model for "
+            "the pair (or uses the chosen one) and maps it."
+        )
+        pair = st.selectbox("Phases", list(DEMO_PAIRS))
+        c1, c2 = st.columns(2)
+        rows = c1.number_input("Rows", 10, 300, 40)
+        cols = c2.number_input("Columns", 10, 300, 50)
+        if st.button("Run the demo map", type="primary"):
+            folder = session_dir() / "maps"
+            job = manager.submit(
+                "phasemap",
+                f"Demo map: {pair}",
+                session_id(),
+                lambda ctx: demo_map_job(ctx, DEMO_PAIRS[pair], (int(rows), int(cols)), folder),
+            )
+            st.session_state.map_job = job
+    with tab_upload:
+        upload = st.file_uploader("Scan file (kikuchipy formats or the project's .h5)", type=SCAN_TYPES)
+        if upload is not None:
+            try:
+                return upload_to_session(upload)
+            except EbsdError as exc:
+                show_error(exc)
+    with tab_server:
+        root = data_root()
+        if root is None:
+            st.info("Set `EBSD_DATA_ROOT` on the server to let users map large scans by path instead of uploading.")
+        else:
+            from ebsd_core.paths import resolve_under_root
+
+            relative = st.text_input(f"Scan path under {root}", key="map_server_path")
+            if relative:
+                try:
+                    return resolve_under_root(root, relative)
+                except EbsdError as exc:
+                    show_error(exc)
+    return None
+
+
+def model_choice() -> str | None:
+    models = [m for m in list_models() if not m.get("error")]
+    if not models:
+        st.info("No saved model yet: train one on **Train**, or run the demo map, which trains its own.")
+        return None
+    names = [m["name"] for m in models]
+    current = st.session_state.get("model_name")
+    index = names.index(current) if current in names else 0
+    return st.selectbox("Model", names, index=index, key="map_model")
+
+
+def start_map(model_name: str, scan: Path) -> None:
+    try:
+        source = open_patterns(scan)
+        st.write(
+            f"**{scan.name}**: {len(source):,} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px, "
+            f"map shape {source.nav_shape}"
+        )
+    except EbsdError as exc:
+        show_error(exc)
+        return
+    if st.button("Classify every pattern", type="primary"):
+        model_dir = str(default_store() / model_name)
+        out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
+        st.session_state.map_job = manager.submit(
+            "phasemap",
+            f"Phase map of {scan.name} with {model_name}",
+            session_id(),
+            lambda ctx: phase_map_job(ctx, model_dir, str(scan), out),
+        )
+
+
+@st.fragment(run_every=1.0)
+def job_progress(job_id: str) -> None:
+    state = manager.get(job_id)
+    if state is None or state.owner != session_id():
+        return
+    if state.status in FINISHED:
+        if state.status == "done":
+            if st.session_state.get("map_path") != state.result["map"]:
+                st.session_state.map_path = state.result["map"]
+                st.session_state.map_scan = state.result["scan"]
+                st.rerun(scope="app")
+        else:
+            st.error(f"{state.title}: {state.status}: {state.error or state.message}")
+        return
+    st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
+    if st.button("Cancel", key="cancel_map"):
+        manager.cancel(job_id)
+
+
+def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None) -> go.Figure:
+    rows, cols = phase_map.nav_shape
+    x, y = phase_map.coordinates()
+    names = ["unknown"] + [p.label for p in phase_map.phases]
+    custom = np.stack(
+        [
+            x.reshape(rows, cols),
+            y.reshape(rows, cols),
+            np.array(names, dtype=object)[phase_map.index + 1].reshape(rows, cols),
+            phase_map.confidence.reshape(rows, cols),
+        ],
+        axis=-1,
+    )
+    heatmap = go.Heatmap(
+        z=values.reshape(rows, cols),
+        customdata=custom,
+        hovertemplate="x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}"
+        "<br>confidence %{customdata[3]:.2f}<extra></extra>",
+        showscale=colours is None,
+        colorscale=colours or "Viridis",
+        zmin=zrange[0] if zrange else None,
+        zmax=zrange[1] if zrange else None,
+    )
+    fig = go.Figure(heatmap)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    fig.update_xaxes(visible=False)
+    return tidy(fig, 420, title=title)
+
+
+def discrete_scale(colours: list[str]) -> list:
+    n = len(colours)
+    scale = []
+    for i, colour in enumerate(colours):
+        scale += [[i / n, colour], [(i + 1) / n, colour]]
+    return scale
+
+
+@st.cache_data(max_entries=16, show_spinner="Preparing the export")
+def cached_export(map_path: str, modified: float, suffix: str) -> bytes:
+    return export_bytes(load_phase_map(map_path), suffix)
+
+
+def show_point(phase_map, scan_path: str, point: int) -> None:
+    rows, cols = phase_map.nav_shape
+    r, c = divmod(point, cols)
+    left, right = st.columns(2)
+    try:
+        pattern = open_patterns(scan_path).batch(point, point + 1)[0]
+        left.plotly_chart(
+            tidy(
+                go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),
+                320,
+                title=f"pattern at row {r}, column {c}",
+                yaxis_autorange="reversed",
+                yaxis_scaleanchor="x",
+            ),
+        )
+    except EbsdError as exc:
+        left.warning(str(exc))
+    probs = phase_map.probabilities[point]
+    bars = go.Bar(x=[p.label for p in phase_map.phases], y=probs, marker_color=[p.colour for p in phase_map.phases])
+    fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
+    fig.add_hline(y=phase_map.threshold, line_dash="dot", annotation_text="unknown below")
+    right.plotly_chart(fig)
+
+
+def show_map(map_path: str, scan_path: str) -> None:
+    phase_map = load_phase_map(map_path)
+    st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
+    for note in phase_map.notes:
+        st.warning(note)
+    colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
+    n = len(colours)
+    phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n))
+    left, right = st.columns(2)
+    with left:
+        event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode="points", key="phase_map_chart")
+        swatches = [(p.colour, p.label) for p in phase_map.phases] + [(UNKNOWN_COLOUR, "unknown")]
+        st.markdown(
+            " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)}" for c, label in swatches),
+            unsafe_allow_html=True,
+        )
+    right.plotly_chart(map_figure(phase_map, phase_map.confidence, "confidence", zrange=(0, 1)), key="conf_map")
+    fractions = phase_map.fractions()
+    c1, c2, c3 = st.columns(3)
+    c1.dataframe(
+        pd.DataFrame({"phase": list(fractions), "fraction": [f"{v:.1%}" for v in fractions.values()]}), hide_index=True
+    )
+    c2.metric("Mean confidence", f"{phase_map.confidence.mean():.3f}")
+    accuracy = phase_map.accuracy()
+    if accuracy is not None:
+        c3.metric("Map accuracy (ground truth known)", f"{accuracy:.1%}")
+        wrong = (phase_map.index != phase_map.truth) & (phase_map.truth >= 0)
+        diff = map_figure(
+            phase_map,
+            wrong.astype(float) + 0.5,
+            "difference: red = wrong",
+            discrete_scale(["#dddddd", "#d62728"]),
+            (0, 2),
+        )
+        st.plotly_chart(diff, key="diff_map")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    if points:
+        point = int(points[0]["y"]) * phase_map.nav_shape[1] + int(points[0]["x"])
+        show_point(phase_map, scan_path, point)
+    else:
+        st.caption("Click a point of the phase map to see its pattern and probabilities.")
+    st.subheader("Export")
+    modified = Path(map_path).stat().st_mtime
+    columns = st.columns(len(EXPORT_FORMATS))
+    for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
+        column.download_button(
+            suffix,
+            cached_export(map_path, modified, suffix),
+            file_name=f"{Path(phase_map.source).stem}{suffix}",
+            help=description,
+            key=f"export{suffix}",
+        )
+
+
+model_name = model_choice()
+scan = choose_scan()
+if scan is not None and model_name:
+    start_map(model_name, scan)
+if st.session_state.get("map_job"):
+    job_progress(st.session_state.map_job)
+if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():
+    try:
+        show_map(st.session_state.map_path, st.session_state.map_scan)
+    except EbsdError as exc:
+        show_error(exc)
