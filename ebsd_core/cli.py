@@ -274,6 +274,27 @@ def _phasemap(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("explain")
+def _explain(args: argparse.Namespace) -> int:
+    from ebsd_core.explain_report import explain_pattern
+
+    if args.method != "filters" and args.input is None:
+        raise EbsdError(f"--method {args.method} needs --input FILE and --index I")
+    explanation = explain_pattern(
+        args.model,
+        args.input,
+        args.index,
+        args.method,
+        target=args.target,
+        layer=args.layer,
+        compare=args.compare,
+        shap_method=args.shap_method,
+    )
+    written = explanation.save(args.out)
+    print(json.dumps({"written": written, "captions": explanation.captions, **explanation.numbers}))
+    return 0
+
+
 def _device(name: str):
     from ebsd_core.backbones import select_device
 
@@ -399,6 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="workers of the local cluster")
     p.add_argument("--batch-size", type=int, default=512, help="patterns per batch (per task on a cluster)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+
+    p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
+    p.add_argument("--model", required=True, help="models/NAME")
+    p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
+    p.add_argument("--index", type=int, default=0, help="which pattern of the input")
+    p.add_argument("--method", choices=["filters", "activations", "gradcam", "shap"], required=True)
+    p.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
+    p.add_argument("--layer", help="layer for activations / Grad-CAM (default: a middle / the last convolution)")
+    p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
+    p.add_argument("--shap-method", choices=["gradient", "deep"], default="gradient")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
 
     p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
     p.add_argument("path", type=Path)

@@ -116,11 +116,10 @@ def activation_maps(model: nn.Module, pattern: np.ndarray, layer: str, top: int 
 def grad_cam(model: nn.Module, pattern: np.ndarray, target: int, layer: str | None = None) -> np.ndarray:
     """Grad-CAM heat map (S, S) in [0, 1] of class ``target`` for one preprocessed pattern."""
     x = as_input(pattern, model)
-    with _capture(get_layer(model, layer or default_cam_layer(model)), keep_grad=True) as store:
-        with torch.enable_grad():
-            logits = model(x)
-            model.zero_grad(set_to_none=True)
-            logits[0, target].backward()
+    with _capture(get_layer(model, layer or default_cam_layer(model)), keep_grad=True) as store, torch.enable_grad():
+        logits = model(x)
+        model.zero_grad(set_to_none=True)
+        logits[0, target].backward()
     activation, gradient = store["activation"][0].detach(), store["gradient"][0]
     weights = gradient.mean(dim=(1, 2))
     cam = F.relu((weights[:, None, None] * activation).sum(0))[None, None]

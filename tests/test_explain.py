@@ -1,0 +1,159 @@
+"""Explanations: they find planted evidence, SHAP adds up, filters have the right shapes, bands line up."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ebsd_core.band_check import band_masks, band_report, parent_centring
+from ebsd_core.cli import main
+from ebsd_core.explain import (
+    activation_maps,
+    filter_changes,
+    filter_grid,
+    first_layer_filters,
+    grad_cam,
+    mass_fraction,
+    shap_values,
+)
+from ebsd_core.phases import get_material
+from ebsd_core.store import load_model
+
+SIZE = 32
+EVIDENCE = (slice(2, 12), slice(2, 12))  # class 1 shows a bright square here, nowhere else
+
+
+def _images(n, rng):
+    x = rng.normal(0, 1, (n, SIZE, SIZE)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    x[y == 1, EVIDENCE[0], EVIDENCE[1]] += 2.5
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A small CNN trained until it uses the planted square."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 2),
+    )
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        x, y = _images(64, rng)
+        loss = nn.functional.cross_entropy(model(torch.from_numpy(x)[:, None]), torch.from_numpy(y))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    x, y = _images(64, rng)
+    accuracy = (model(torch.from_numpy(x)[:, None]).argmax(1).numpy() == y).mean()
+    assert accuracy > 0.9
+    return model, x[y == 1][:4], x[:16]
+
+
+def _region():
+    mask = np.zeros((SIZE, SIZE), bool)
+    mask[EVIDENCE] = True
+    return mask
+
+
+def test_grad_cam_finds_the_evidence(planted):
+    model, positives, _ = planted
+    region = _region()  # 10 % of the image
+    for image in positives:
+        cam = grad_cam(model, image, target=1, layer="2")
+        assert cam.shape == (SIZE, SIZE) and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+        assert mass_fraction(cam, region) > 0.5
+
+
+def test_shap_finds_the_evidence_and_adds_up(planted):
+    model, positives, background = planted
+    result = shap_values(model, positives, background, method="gradient", nsamples=400)
+    assert result.values.shape == (4, 2, SIZE, SIZE)
+    region = _region()  # 10 % of the pixels
+    for values in result.values:
+        evidence = values[1]
+        # the square carries most of the net evidence, and |SHAP| is concentrated there
+        assert evidence[region].sum() / evidence.sum() > 0.6
+        assert mass_fraction(evidence, region) > 2 * region.mean()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(positives)[:, None]).numpy()
+    totals = result.values[:, 1].sum(axis=(1, 2))
+    np.testing.assert_allclose(totals, logits[:, 1] - result.expected[1], rtol=0.2, atol=0.2)
+
+
+def test_deep_shap_is_exactly_additive_on_the_efficientnet(map_model, map_scan_file):
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.preprocess import preprocess
+
+    model, card = load_model(map_model)
+    patterns = preprocess(read_dataset(map_scan_file).patterns[:12], card.preprocess)
+    result = shap_values(model, patterns[:2], patterns[2:12], method="deep")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(patterns[:2])[:, None]).numpy()
+    np.testing.assert_allclose(result.values.sum(axis=(2, 3)), logits - result.expected, atol=1e-2)
+
+
+def test_filter_grids_and_changes(map_model):
+    model, _ = load_model(map_model)
+    weights = first_layer_filters(model)
+    assert weights.shape == (32, 1, 3, 3)
+    assert filter_grid(weights).shape == (4 * 4 - 1, 8 * 4 - 1)
+    assert filter_grid(weights, columns=5).shape == (7 * 4 - 1, 5 * 4 - 1)
+    changes = filter_changes(weights, weights + np.arange(32)[:, None, None, None] * 0.1)
+    np.testing.assert_allclose(changes, np.arange(32) * 0.1 * 3, rtol=1e-5)
+    np.testing.assert_array_equal(filter_changes(weights, weights), 0)
+
+
+def test_activation_maps_are_ranked(map_model, map_scan_file):
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.preprocess import preprocess
+
+    model, card = load_model(map_model)
+    pattern = preprocess(read_dataset(map_scan_file).patterns[:1], card.preprocess)[0]
+    maps, channels = activation_maps(model, pattern, "conv_stem", top=5)
+    assert maps.shape == (5, 16, 16) and len(set(channels.tolist())) == 5
+    assert np.all(np.diff(maps.mean(axis=(1, 2))) <= 1e-6)
+
+
+def test_band_masks_sit_on_bright_bands():
+    from ebsd_core.masters import load_master
+    from ebsd_core.simulate import project, random_quaternions
+
+    q = random_quaternions(2, np.random.default_rng(3))
+    pc = np.array([0.5, 0.25, 0.55])
+    for quaternion in q:
+        clean = project(load_master(get_material("ni3al")), quaternion[None], pc[None], 64)[0]
+        masks = band_masks(get_material("ni3al"), quaternion, pc, 64)
+        assert clean[masks.bands].mean() > 1.15 * clean[~masks.bands].mean()
+        assert masks.superlattice is not None and len(masks.superlattice_lines) > 0
+    assert band_masks(get_material("ni"), q[0], pc, 64).superlattice is None
+    assert parent_centring(get_material("ni3al")) == "F" and parent_centring(get_material("nial")) == "I"
+    report = band_report(masks.bands.astype(float), masks)
+    assert report["band_mass"] == pytest.approx(1.0) and report["band_enrichment"] > 1
+
+
+@pytest.mark.parametrize("method", ["filters", "activations", "gradcam", "shap"])
+def test_explain_command(map_model, map_scan_file, tmp_path, capsys, method):
+    args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--index", "3"]
+    assert main(args + ["--method", method, "--out", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] and all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in summary["written"])
+    if method in ("gradcam", "shap"):
+        assert 0 <= summary["bands"]["band_mass"] <= 1
+
+
+def test_explain_refuses_bad_index(map_model, map_scan_file, tmp_path, capsys):
+    args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--index", "999"]
+    assert main(args + ["--method", "gradcam", "--out", str(tmp_path)]) == 2
+    assert "outside 0..79" in capsys.readouterr().err
