@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/results.py", title="Results", icon=":material/insights:"),
     st.Page("pages/phasemap.py", title="Phase map", icon=":material/map:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
 ]
 navigation = st.navigation(pages)
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)

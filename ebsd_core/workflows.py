@@ -67,41 +67,70 @@ def phase_map_job(context, model_dir: str, scan_path: str, out: str | Path) -> d
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 
 
-def demo_map_job(context, phases: tuple[str, ...], shape: tuple[int, int], folder: Path) -> dict:
-    """Job body of the dashboard's demo: train a 20-shot model for two phases, simulate a scan, map it."""
+def demo_map_job(
+    context, phases: tuple[str, ...], shape: tuple[int, int], folder: Path, model_dir: str | None = None
+) -> dict:
+    """Job body of the dashboard's demo map: simulate a Voronoi scan of two phases and map it.
+
+    Uses ``model_dir`` when that model knows both phases' space groups; otherwise
+    first trains a 20-shot model for the pair (:data:`DEMO_MAP`).
+    """
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.phases import get_material
     from ebsd_core.simulate_map import simulate_scan, voronoi_layout
+    from ebsd_core.store import read_card
 
     folder = Path(folder)
+    materials = [get_material(p) for p in phases]
     name = f"demo-map-{'-'.join(phases)}-{context.job_id}"
-    context.report(0.01, "simulating 20 training patterns per phase")
-    training = simulate_dataset(
-        per_class=DEMO_MAP.shots + DEMO_MAP.val_per_class, phases=list(phases), size=DEMO_MAP.pattern_size, seed=0
-    )
-    config = TrainConfig(
-        shots=DEMO_MAP.shots,
-        epochs=DEMO_MAP.epochs,
-        input_size=DEMO_MAP.input_size,
-        patience=DEMO_MAP.epochs,
-        val_per_class=DEMO_MAP.val_per_class,
-    )
+    pattern_size = DEMO_MAP.pattern_size
+    card = read_card(model_dir) if model_dir else None
+    if card is not None and {m.space_group for m in materials} <= set(card.classes):
+        pattern_size = int(card.training.get("pattern_size", pattern_size))
+        name = card.name or Path(model_dir).name
+        start = 0.0
+    else:
+        context.report(0.01, f"simulating {DEMO_MAP.shots} training patterns per phase")
+        training = simulate_dataset(
+            per_class=DEMO_MAP.shots + DEMO_MAP.val_per_class, phases=list(phases), size=pattern_size, seed=0
+        )
+        config = TrainConfig(
+            shots=DEMO_MAP.shots,
+            epochs=DEMO_MAP.epochs,
+            input_size=DEMO_MAP.input_size,
+            patience=DEMO_MAP.epochs,
+            val_per_class=DEMO_MAP.val_per_class,
+        )
 
-    def progress(p: TrainProgress) -> None:
-        context.report(0.05 + 0.6 * p.fraction, f"training: epoch {p.epoch}/{p.epochs}")
+        def progress(p: TrainProgress) -> None:
+            context.report(
+                0.05 + 0.6 * p.fraction, f"training a {DEMO_MAP.shots}-shot model: epoch {p.epoch}/{p.epochs}"
+            )
 
-    model_dir = train_evaluate_save(training, config, name, progress=progress, should_stop=context.should_stop)["model"]
-    context.report(0.65, f"simulating a {shape[0]}x{shape[1]} scan")
-    layout = voronoi_layout([get_material(p) for p in phases], shape, grain_size=8, seed=1)
-    scan_path = write_dataset(simulate_scan(layout, size=DEMO_MAP.pattern_size, seed=1), folder / f"{name}.h5")
+        model_dir = train_evaluate_save(training, config, name, progress=progress, should_stop=context.should_stop)[
+            "model"
+        ]
+        start = 0.65
+    context.report(start, f"simulating a {shape[0]}x{shape[1]} scan")
+    layout = voronoi_layout(materials, shape, grain_size=8, seed=1)
+    scan_path = write_dataset(simulate_scan(layout, size=pattern_size, seed=1), folder / f"scan-{context.job_id}.h5")
+    scaled = _ScaledContext(context, start + 0.05, 1.0)
+    return {
+        "model_name": name,
+        **phase_map_job(scaled, str(model_dir), str(scan_path), folder / f"{context.job_id}.npz"),
+    }
 
-    def scaled(fraction: float, message: str) -> None:
-        context.report(0.7 + 0.3 * fraction, message)
 
-    class _Scaled:
-        job_id = context.job_id
-        report = staticmethod(scaled)
-        should_stop = staticmethod(context.should_stop)
+class _ScaledContext:
+    """A job context whose progress maps 0..1 onto ``low..high`` of the parent's."""
 
-    return {"model_name": name, **phase_map_job(_Scaled, model_dir, str(scan_path), folder / f"{name}.npz")}
+    def __init__(self, parent, low: float, high: float) -> None:
+        self.parent, self.low, self.high = parent, low, high
+        self.job_id = parent.job_id
+
+    def report(self, fraction: float, message: str = "", event: dict | None = None) -> None:
+        self.parent.report(self.low + (self.high - self.low) * fraction, message, event)
+
+    def should_stop(self) -> bool:
+        return self.parent.should_stop()

@@ -66,3 +66,11 @@ st.subheader("Pages")
 st.page_link("pages/data.py", label="Data: upload scans, image folders, or simulate", icon=":material/dataset:")
 st.page_link("pages/train.py", label="Train: backbone, shots, transfer vs scratch", icon=":material/model_training:")
 st.page_link("pages/results.py", label="Results: curves, confusion matrix, downloads", icon=":material/insights:")
+st.page_link(
+    "pages/phasemap.py",
+    label="Phase map: classify every point of a scan, export to MTEX/OIM/AZtec",
+    icon=":material/map:",
+)
+st.page_link(
+    "pages/explain.py", label="Explain: filters, activation maps, Grad-CAM, SHAP", icon=":material/visibility:"
+)

@@ -24,16 +24,18 @@ st.caption(
     "confidence, click a point to see its pattern and the model's probabilities."
 )
 manager = job_manager()
+MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
 SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat"]
 
 
-def choose_scan() -> Path | None:
+def choose_scan(model_name: str | None) -> Path | None:
     """Upload, server path or a demo scan; returns the scan path or None."""
     tab_demo, tab_upload, tab_server = st.tabs(["Demo scan", "Upload", "Server path"])
     with tab_demo:
         st.write(
-            "Simulates a dual-phase scan with Voronoi grains and known ground truth, trains a 20-shot model for "
-            "the pair (or uses the chosen one) and maps it."
+            "Simulates a dual-phase scan with Voronoi grains and known ground truth and maps it with the chosen "
+            "model when it knows both phases, or else first trains a 20-shot model for the pair (a few minutes on "
+            "a CPU)."
         )
         pair = st.selectbox("Phases", list(DEMO_PAIRS))
         c1, c2 = st.columns(2)
@@ -41,11 +43,12 @@ def choose_scan() -> Path | None:
         cols = c2.number_input("Columns", 10, 300, 50)
         if st.button("Run the demo map", type="primary"):
             folder = session_dir() / "maps"
+            model_dir = str(default_store() / model_name) if model_name else None
             job = manager.submit(
                 "phasemap",
                 f"Demo map: {pair}",
                 session_id(),
-                lambda ctx: demo_map_job(ctx, DEMO_PAIRS[pair], (int(rows), int(cols)), folder),
+                lambda ctx: demo_map_job(ctx, DEMO_PAIRS[pair], (int(rows), int(cols)), folder, model_dir),
             )
             st.session_state.map_job = job
     with tab_upload:
@@ -113,6 +116,9 @@ def job_progress(job_id: str) -> None:
             if st.session_state.get("map_path") != state.result["map"]:
                 st.session_state.map_path = state.result["map"]
                 st.session_state.map_scan = state.result["scan"]
+                st.session_state.map_point = (0, 0)
+                if state.result.get("model_name"):
+                    st.session_state.model_name = state.result["model_name"]
                 st.rerun(scope="app")
         else:
             st.error(f"{state.title}: {state.status}: {state.error or state.message}")
@@ -122,30 +128,39 @@ def job_progress(job_id: str) -> None:
         manager.cancel(job_id)
 
 
-def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None) -> go.Figure:
+def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None, clickable=False) -> go.Figure:
+    """A map as a heatmap in (column, row) coordinates; ``clickable`` adds invisible markers that take clicks."""
     rows, cols = phase_map.nav_shape
     x, y = phase_map.coordinates()
-    names = ["unknown"] + [p.label for p in phase_map.phases]
-    custom = np.stack(
-        [
-            x.reshape(rows, cols),
-            y.reshape(rows, cols),
-            np.array(names, dtype=object)[phase_map.index + 1].reshape(rows, cols),
-            phase_map.confidence.reshape(rows, cols),
-        ],
-        axis=-1,
+    names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index + 1]
+    hover = (
+        "x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>confidence %{customdata[3]:.2f}"
     )
-    heatmap = go.Heatmap(
-        z=values.reshape(rows, cols),
-        customdata=custom,
-        hovertemplate="x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}"
-        "<br>confidence %{customdata[3]:.2f}<extra></extra>",
-        showscale=colours is None,
-        colorscale=colours or "Viridis",
-        zmin=zrange[0] if zrange else None,
-        zmax=zrange[1] if zrange else None,
+    custom = np.stack([x, y, names, phase_map.confidence], axis=-1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values.reshape(rows, cols),
+            customdata=custom.reshape(rows, cols, 4),
+            hovertemplate=hover + "<extra></extra>",
+            showscale=colours is None,
+            colorscale=colours or "Viridis",
+            zmin=zrange[0] if zrange else None,
+            zmax=zrange[1] if zrange else None,
+        )
     )
-    fig = go.Figure(heatmap)
+    if clickable and phase_map.size <= MAX_CLICKABLE_POINTS:
+        row, col = np.divmod(np.arange(phase_map.size), cols)
+        fig.add_trace(
+            go.Scattergl(
+                x=col,
+                y=row,
+                mode="markers",
+                customdata=custom,
+                hovertemplate=hover + "<extra></extra>",
+                marker=dict(size=max(3, 400 // max(rows, cols)), color="rgba(0,0,0,0)", symbol="square"),
+                showlegend=False,
+            )
+        )
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
     return tidy(fig, 420, title=title)
@@ -186,6 +201,9 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
     fig.add_hline(y=phase_map.threshold, line_dash="dot", annotation_text="unknown below")
     right.plotly_chart(fig)
+    if right.button("Explain this pattern", icon=":material/visibility:"):
+        st.session_state.explain_index = point
+        st.switch_page("pages/explain.py")
 
 
 def show_map(map_path: str, scan_path: str) -> None:
@@ -195,7 +213,7 @@ def show_map(map_path: str, scan_path: str) -> None:
         st.warning(note)
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
     n = len(colours)
-    phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n))
+    phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n), True)
     left, right = st.columns(2)
     with left:
         event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode="points", key="phase_map_chart")
@@ -223,12 +241,16 @@ def show_map(map_path: str, scan_path: str) -> None:
             (0, 2),
         )
         st.plotly_chart(diff, key="diff_map")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    points = event.get("selection", {}).get("points", []) if event else []
+    rows, cols = phase_map.nav_shape
     if points:
-        point = int(points[0]["y"]) * phase_map.nav_shape[1] + int(points[0]["x"])
-        show_point(phase_map, scan_path, point)
-    else:
-        st.caption("Click a point of the phase map to see its pattern and probabilities.")
+        st.session_state.map_point = (int(round(points[0]["y"])), int(round(points[0]["x"])))
+    chosen = st.session_state.get("map_point", (0, 0))
+    st.caption("Click a point of the phase map, or choose it here, to see its pattern and probabilities.")
+    c1, c2 = st.columns(2)
+    row = int(c1.number_input("Row", 0, rows - 1, min(chosen[0], rows - 1), key=f"pt_row_{chosen}"))
+    col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
+    show_point(phase_map, scan_path, row * cols + col)
     st.subheader("Export")
     modified = Path(map_path).stat().st_mtime
     columns = st.columns(len(EXPORT_FORMATS))
@@ -243,7 +265,7 @@ def show_map(map_path: str, scan_path: str) -> None:
 
 
 model_name = model_choice()
-scan = choose_scan()
+scan = choose_scan(model_name)
 if scan is not None and model_name:
     start_map(model_name, scan)
 if st.session_state.get("map_job"):

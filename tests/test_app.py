@@ -1,6 +1,7 @@
 """Dashboard tests with Streamlit's AppTest: every page renders, the demo runs end to end, bad input is explained."""
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -8,7 +9,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py", "pages/phasemap.py"]
+PAGES = [
+    "pages/home.py",
+    "pages/data.py",
+    "pages/train.py",
+    "pages/results.py",
+    "pages/phasemap.py",
+    "pages/explain.py",
+]
 
 
 @pytest.fixture
@@ -126,3 +134,18 @@ def test_phase_map_demo_end_to_end(app, monkeypatch):
     charts = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("confidence" in spec for spec in charts) and any("difference" in spec for spec in charts)
     assert len(app.get("download_button")) == 5
+
+
+def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model, map_scan_file):
+    import shutil
+
+    target = Path(os.environ["EBSD_MODEL_STORE"]) / "duplex"
+    shutil.copytree(map_model, target)
+    app.switch_page("pages/explain.py").run()
+    app.session_state["map_scan"] = str(map_scan_file)
+    app.run()
+    app.radio[0].set_value("gradcam").run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any("Evidence on Kikuchi bands" in m.label for m in app.metric)
+    assert len(app.get("image")) >= 1

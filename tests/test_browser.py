@@ -107,3 +107,36 @@ def test_demo_in_a_real_browser(server):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "data.png"), full_page=True)
         browser.close()
+
+
+def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_model):
+    """Demo map with a saved duplex model, click a point, explain it with Grad-CAM."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_role("link", name="Phase map").first.click()
+        page.get_by_role("button", name="Run the demo map").wait_for(timeout=60_000)
+        page.get_by_test_id("stSelectbox").nth(1).click()
+        page.get_by_role("option", name="austenite + ferrite (duplex steel)").click()
+        page.get_by_role("button", name="Run the demo map").click()
+        page.get_by_text("Map accuracy (ground truth known)").wait_for(timeout=300_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(ARTIFACTS / "phasemap.png"), full_page=True)
+        chart = page.locator(".js-plotly-plot").first
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6)
+        page.wait_for_timeout(3000)
+        row = page.get_by_label("Row", exact=True).input_value()
+        column = page.get_by_label("Column", exact=True).input_value()
+        assert (row, column) != ("0", "0"), "a click on the map did not select a point"
+        page.get_by_role("button", name="Explain this pattern").click(timeout=60_000)
+        page.get_by_role("button", name="Explain", exact=True).click(timeout=60_000)
+        page.get_by_text("Evidence on Kikuchi bands").wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
+        browser.close()

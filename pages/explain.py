@@ -1,0 +1,109 @@
+"""Explain: what the network looks at, for one pattern and one class."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from ebsd_core.errors import EbsdError
+from ebsd_core.explain_report import explain_pattern
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.store import default_store, list_models, read_card
+from pages.common import active_dataset_path, show_error
+
+st.title("Explain")
+st.caption(
+    "Filters, activation maps, Grad-CAM and Shapley values (SHAP) show what the network uses. Green lines mark the "
+    "Kikuchi bands of the pattern's true orientation and magenta lines the superlattice bands, when the pattern is "
+    "simulated and its geometry is known: a model that uses physics puts its evidence on them."
+)
+
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM (fast)",
+    "shap": "SHAP (Shapley values, a few seconds)",
+    "activations": "Activation maps",
+    "filters": "First-layer filters",
+}
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing the explanation")
+def cached_explanation(model_dir: str, modified: float, source: str, index: int, method: str, target, shap_method):
+    explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method)
+    return explanation.figures, explanation.captions, explanation.numbers
+
+
+models = [m for m in list_models() if not m.get("error")]
+if not models:
+    st.info("No saved model yet: train one on **Train** or run a demo first.")
+    st.stop()
+names = [m["name"] for m in models]
+current = st.session_state.get("model_name")
+model_name = st.selectbox("Model", names, index=names.index(current) if current in names else 0)
+model_dir = default_store() / model_name
+card = read_card(model_dir)
+
+sources = {}
+if active_dataset_path():
+    sources[f"dataset: {active_dataset_path().name}"] = str(active_dataset_path())
+if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
+    sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
+method = st.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True)
+source_path, index, target, shap_method = None, 0, None, "gradient"
+if method != "filters":
+    if not sources:
+        st.info("No patterns yet: choose a dataset on **Data** or make a phase map first.")
+        st.stop()
+    label = st.selectbox("Patterns from", list(sources))
+    source_path = sources[label]
+    try:
+        count = len(open_patterns(source_path))
+    except EbsdError as exc:
+        show_error(exc)
+        st.stop()
+    c1, c2, c3 = st.columns(3)
+    default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
+    index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
+    choice = c2.selectbox("Class to explain", ["predicted class", *card.class_symbols])
+    target = None if choice == "predicted class" else card.class_symbols.index(choice)
+    if method == "shap":
+        shap_method = c3.radio(
+            "SHAP explainer",
+            ["gradient", "deep"],
+            horizontal=True,
+            help="gradient: expected gradients; deep: DeepLIFT, exactly additive",
+        )
+
+if st.button("Explain", type="primary") or st.session_state.get("explain_shown") == (model_name, method, index):
+    st.session_state.explain_shown = (model_name, method, index)
+    try:
+        modified = (model_dir / "weights.safetensors").stat().st_mtime
+        figures, captions, numbers = cached_explanation(
+            str(model_dir), modified, source_path, index, method, target, shap_method
+        )
+    except EbsdError as exc:
+        show_error(exc)
+        st.stop()
+    if "predicted" in numbers:
+        st.write(
+            f"Pattern {index}: predicted **{numbers['predicted']}** "
+            f"({numbers['probabilities'][numbers['predicted']]:.0%}); explaining **{numbers['explained_class']}**"
+            + (f"; true material: {numbers['material']}" if numbers.get("material") else "")
+        )
+    bands = numbers.get("bands")
+    if bands:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Evidence on Kikuchi bands", f"{bands['band_mass']:.0%}", help="share of |attribution| on bands")
+        c2.metric("Band pixels", f"{bands['band_area']:.0%}", help="share of the pattern the bands cover")
+        c3.metric("Enrichment", f"{bands['band_enrichment']:.2f}x", help="above 1: the model looks at bands")
+        if "superlattice_mass" in bands:
+            st.caption(
+                f"Superlattice bands hold {bands['superlattice_mass']:.0%} of the evidence on "
+                f"{bands['superlattice_area']:.0%} of the pixels (enrichment {bands['superlattice_enrichment']:.2f}x)."
+            )
+    columns = st.columns(min(2, len(figures)) or 1)
+    for i, (name, png) in enumerate(figures.items()):
+        with columns[i % len(columns)]:
+            st.image(png, caption=captions.get(name, ""))
+            st.download_button(f"Download {name}.png", png, file_name=f"{name}.png", key=f"dl-{name}")
+    if method == "filters" and numbers.get("change_ranking"):
+        st.caption("Filters that fine-tuning changed most (Euclidean distance):")
+        st.dataframe(numbers["change_ranking"], hide_index=True)
