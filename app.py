@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages.common import active_dataset_path, session_id
+from pages.common import active_dataset_path, housekeeping, require_access, session_id
 
 st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
+require_access()  # open on localhost; password or OIDC login when configured in .streamlit/secrets.toml
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -15,6 +16,7 @@ pages = [
     st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
 ]
 navigation = st.navigation(pages)
+housekeeping()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 
 

@@ -295,6 +295,19 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("hash-password")
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from ebsd_core.access import hash_password
+
+    password = getpass.getpass("Lab password: ")
+    if getpass.getpass("Again: ") != password:
+        raise EbsdError("the two passwords differ")
+    print(f'[access]\npassword_hash = "{hash_password(password)}"')
+    return 0
+
+
 def _device(name: str):
     from ebsd_core.backbones import select_device
 
@@ -431,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
     p.add_argument("--shap-method", choices=["gradient", "deep"], default="gradient")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+
+    sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
 
     p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
     p.add_argument("path", type=Path)

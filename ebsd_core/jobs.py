@@ -45,6 +45,7 @@ class JobState:
     events: list[dict] = field(default_factory=list)
     result: dict = field(default_factory=dict)
     error: str = ""
+    params: dict = field(default_factory=dict)  # JSON parameters, enough to start the job again
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -99,9 +100,9 @@ class JobManager:
                 self._persist(state)
             self._jobs[state.id] = state
 
-    def submit(self, kind: str, title: str, owner: str, function: JobFunction) -> str:
+    def submit(self, kind: str, title: str, owner: str, function: JobFunction, params: dict | None = None) -> str:
         job_id = uuid.uuid4().hex[:12]
-        state = JobState(id=job_id, kind=kind, owner=owner, title=title)
+        state = JobState(id=job_id, kind=kind, owner=owner, title=title, params=dict(params or {}))
         context = JobContext(self, job_id)
         with self._lock:
             self._jobs[job_id] = state
@@ -147,6 +148,14 @@ class JobManager:
             if not progress_only or now - self._last_persist.get(job_id, 0.0) >= PERSIST_INTERVAL_S:
                 self._persist(state)
                 self._last_persist[job_id] = now
+
+    def restart(self, job_id: str, function: JobFunction) -> str:
+        """Start a finished (failed or cancelled) job again with its saved parameters, as a new job."""
+        state = self.get(job_id)
+        if state is None or state.status not in FINISHED:
+            raise EbsdError(f"job {job_id} is not finished, so it cannot be started again")
+        title = state.title if state.title.endswith("(restarted)") else f"{state.title} (restarted)"
+        return self.submit(state.kind, title, state.owner, function, state.params)
 
     def get(self, job_id: str) -> JobState | None:
         with self._lock:

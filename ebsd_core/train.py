@@ -63,6 +63,17 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"learning_rate": self.learning_rate}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "augment_config"}
+        augment = data.get("augment_config") or {}
+        fields = AugmentConfig.__dataclass_fields__
+        known["augment_config"] = AugmentConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in augment.items() if k in fields}
+        )
+        return cls(**known)
+
 
 @dataclass
 class TrainProgress:

@@ -53,6 +53,47 @@ def train_evaluate_save(
     }
 
 
+def train_runs_job(context, params: dict) -> dict:
+    """Job body of the Train page: train every run of ``params``, a JSON dict so the job can be restarted.
+
+    ``params``: ``dataset_path``, ``runs`` (``[label, TrainConfig.to_dict()]`` pairs) and ``name``
+    (models are saved as ``name-label``). Runs whose model is already in the store (after a
+    restart) are kept, never overwritten.
+    """
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.store import default_store
+
+    dataset = read_dataset(params["dataset_path"])
+    runs = [(label, TrainConfig.from_dict(config)) for label, config in params["runs"]]
+    name_prefix = params["name"]
+    summaries = []
+    for i, (label, config) in enumerate(runs):
+        if (default_store() / f"{name_prefix}-{label}" / "model.json").exists():
+            summaries.append({"run": label, "model": f"{name_prefix}-{label}", "kept": True})
+            continue
+
+        def progress(p, i=i, label=label):
+            fraction = (i + p.fraction) / len(runs)
+            event = None
+            if p.message:
+                event = {
+                    "run": label,
+                    "epoch": p.epoch,
+                    "train_loss": p.train_loss,
+                    "train_accuracy": p.train_accuracy,
+                    "val_loss": p.val_loss,
+                    "val_accuracy": p.val_accuracy,
+                }
+            eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
+            context.report(fraction, f"{label}: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}{eta}", event)
+
+        summary = train_evaluate_save(
+            dataset, config, f"{name_prefix}-{label}", progress=progress, should_stop=context.should_stop
+        )
+        summaries.append({"run": label, **summary})
+    return {"runs": summaries, "model_name": f"{name_prefix}-{runs[0][0]}"}
+
+
 def phase_map_job(context, model_dir: str, scan_path: str, out: str | Path) -> dict:
     """Job body: map a scan with a saved model and store the map for viewing."""
     from ebsd_core.backbones import select_device

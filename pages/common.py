@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +30,44 @@ def job_manager() -> JobManager:
     return JobManager(jobs_home(), max_concurrent=1)
 
 
+def _secret_section(name: str) -> dict:
+    try:
+        return dict(st.secrets.get(name, {}))
+    except (FileNotFoundError, KeyError, AttributeError, ValueError):  # no secrets file: access control is off
+        return {}
+
+
+def require_access() -> None:
+    """Stop the script until the visitor is allowed in.
+
+    * ``[auth]`` in ``.streamlit/secrets.toml``: Streamlit's OIDC login (``st.login``).
+    * ``[access] password_hash``: one shared password for a small lab (hash from
+      ``python -m ebsd_core hash-password``).
+    * neither (``make app`` on localhost): open.
+    """
+    if _secret_section("auth"):
+        if not st.user.is_logged_in:
+            st.title("EBSD few-shot classifier")
+            st.button("Log in", on_click=st.login, type="primary")
+            st.stop()
+        return
+    stored = _secret_section("access").get("password_hash")
+    if not stored or st.session_state.get("access_granted"):
+        return
+    from ebsd_core.access import verify_password
+
+    st.title("EBSD few-shot classifier")
+    with st.form("login"):
+        password = st.text_input("Lab password", type="password")
+        if st.form_submit_button("Enter", type="primary"):
+            if verify_password(password, str(stored)):
+                st.session_state.access_granted = True
+                st.rerun()
+            time.sleep(1.0)  # slows down guessing
+            st.error("Wrong password.")
+    st.stop()
+
+
 def session_id() -> str:
     """This browser session's private id, kept in the URL so that a reload finds its data and jobs again.
 
@@ -48,7 +87,19 @@ def session_dir() -> Path:
     """A folder private to this browser session (uploads, datasets)."""
     folder = fewshot_home() / "sessions" / session_id()
     folder.mkdir(parents=True, exist_ok=True)
+    os.utime(folder)  # activity keeps the folder from ageing out (ebsd_core.housekeeping)
     return folder
+
+
+@st.cache_resource(ttl=3600, show_spinner=False)
+def housekeeping() -> float:
+    """At most hourly per server process: remove idle sessions' files and stale partial saves."""
+    from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions
+    from ebsd_core.store import default_store
+
+    cleanup_sessions()
+    cleanup_partial_saves(default_store())
+    return time.time()
 
 
 def data_root() -> Path | None:

@@ -98,12 +98,14 @@ def start_map(model_name: str, scan: Path) -> None:
     if st.button("Classify every pattern", type="primary"):
         model_dir = str(default_store() / model_name)
         out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
+        params = {"model_dir": model_dir, "scan": str(scan), "out": str(out)}
         st.session_state.map_job = manager.submit(
-            "phasemap",
-            f"Phase map of {scan.name} with {model_name}",
-            session_id(),
-            lambda ctx: phase_map_job(ctx, model_dir, str(scan), out),
+            "phasemap", f"Phase map of {scan.name} with {model_name}", session_id(), _map_function(params), params
         )
+
+
+def _map_function(params: dict):
+    return lambda ctx: phase_map_job(ctx, params["model_dir"], params["scan"], params["out"])
 
 
 @st.fragment(run_every=1.0)
@@ -122,6 +124,9 @@ def job_progress(job_id: str) -> None:
                 st.rerun(scope="app")
         else:
             st.error(f"{state.title}: {state.status}: {state.error or state.message}")
+            if "scan" in state.params and st.button("Start again", key="restart_map"):
+                st.session_state.map_job = manager.restart(job_id, _map_function(state.params))
+                st.rerun()
         return
     st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
     if st.button("Cancel", key="cancel_map"):

@@ -8,11 +8,10 @@ import streamlit as st
 
 from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
-from ebsd_core.io.dataset import read_dataset
 from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.store import default_store
 from ebsd_core.train import TrainConfig
-from ebsd_core.workflows import train_evaluate_save
+from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
     curves_figure,
@@ -24,33 +23,6 @@ from pages.common import (
 
 st.title("Train")
 manager = job_manager()
-
-
-def training_job(context, dataset_path, runs, name_prefix):
-    dataset = read_dataset(dataset_path)
-    summaries = []
-    for i, (label, config) in enumerate(runs):
-
-        def progress(p, i=i, label=label):
-            fraction = (i + p.fraction) / len(runs)
-            event = None
-            if p.message:
-                event = {
-                    "run": label,
-                    "epoch": p.epoch,
-                    "train_loss": p.train_loss,
-                    "train_accuracy": p.train_accuracy,
-                    "val_loss": p.val_loss,
-                    "val_accuracy": p.val_accuracy,
-                }
-            eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
-            context.report(fraction, f"{label}: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}{eta}", event)
-
-        summary = train_evaluate_save(
-            dataset, config, f"{name_prefix}-{label}", progress=progress, should_stop=context.should_stop
-        )
-        summaries.append({"run": label, **summary})
-    return {"runs": summaries, "model_name": f"{name_prefix}-{runs[0][0]}"}
 
 
 path = active_dataset_path()
@@ -112,12 +84,13 @@ elif path is not None:
                 for k in shots
                 for pre in modes
             ]
-            dataset_path = str(path)
+            params = {
+                "dataset_path": str(path),
+                "runs": [[label, config.to_dict()] for label, config in runs],
+                "name": name,
+            }
             job = manager.submit(
-                "train",
-                f"{name}: {len(runs)} run(s)",
-                session_id(),
-                lambda ctx: training_job(ctx, dataset_path, runs, name),
+                "train", f"{name}: {len(runs)} run(s)", session_id(), lambda ctx: train_runs_job(ctx, params), params
             )
             st.session_state.train_job = job
             job_id = job
@@ -160,6 +133,10 @@ def job_panel(job_id: str) -> None:
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(f"{state.status}: {state.error or state.message}")
+            if state.kind == "train" and state.params and st.button("Start again", key="restart"):
+                params = state.params
+                st.session_state.train_job = manager.restart(job_id, lambda ctx: train_runs_job(ctx, params))
+                st.rerun()
         return
 
 

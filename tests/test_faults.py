@@ -1,0 +1,129 @@
+"""Faults: a training worker killed with SIGKILL mid-epoch, an interrupted save, leftovers, idle sessions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ebsd_core import atomic
+from ebsd_core.errors import StoreError
+from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions
+from ebsd_core.jobs import FAILED, JobManager
+from ebsd_core.store import list_models, save_model
+from ebsd_core.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+OWNER = "ab" * 16  # a valid session id
+WORKER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from ebsd_core.jobs import JobManager
+from ebsd_core.workflows import train_runs_job
+params = {params!r}
+JobManager().submit("train", "victim: 1 run(s)", {owner!r}, lambda ctx: train_runs_job(ctx, params), params)
+time.sleep(600)
+"""
+
+
+def _params(dataset: Path, epochs: int) -> dict:
+    config = TrainConfig(shots=4, epochs=epochs, input_size=32, batch_size=8, min_steps_per_epoch=40, patience=999)
+    return {"dataset_path": str(dataset), "runs": [["transfer-k4", config.to_dict()]], "name": "victim"}
+
+
+def _wait_for_mid_epoch(jobs: Path, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in jobs.glob("*.json"):
+            state = json.loads(path.read_text())
+            if state["status"] == "running" and "batch" in state["message"] and state["progress"] > 0:
+                return state
+        time.sleep(0.2)
+    pytest.fail("the training job never got going")
+
+
+def test_sigkill_mid_epoch(tiny_dataset, tmp_path, monkeypatch):
+    home, store = tmp_path / "home", tmp_path / "store"
+    env = os.environ | {"EBSD_FEWSHOT_HOME": str(home), "EBSD_MODEL_STORE": str(store)}
+    script = WORKER.format(root=str(ROOT), params=_params(tiny_dataset, 200), owner=OWNER)
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
+    try:
+        running = _wait_for_mid_epoch(home / "jobs")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    # the next server process reports the job failed, and the store holds no partial model
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(home))
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
+    state = JobManager().get(running["id"])
+    assert state.status == FAILED and "stopped" in state.error
+    assert list_models(store) == [] and not (store / "victim-transfer-k4").exists()
+    # the app still serves, shows the failure and can start the job again
+    from pages.common import job_manager
+
+    job_manager.clear()
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    app.query_params["sid"] = OWNER
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert any("stopped" in e.value for e in app.error)
+    next(b for b in app.button if b.label == "Start again").click().run()
+    new_job = app.session_state["train_job"]
+    assert new_job != running["id"]
+    assert job_manager().get(new_job).params == running["params"]
+    job_manager().cancel(new_job)
+    assert job_manager().wait(new_job, timeout=120).status == "cancelled"
+    assert list_models(store) == []
+
+
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
+    from ebsd_core.backbones import create_model
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    model = create_model("efficientnet_lite0", 2, pretrained=False)
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=32))
+
+    def power_cut(*args):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(atomic.os, "rename", power_cut)
+    with pytest.raises(OSError):
+        save_model(model, card, tmp_path / "store" / "m")
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "store").iterdir() if not p.name.endswith(".lock")] == []
+    save_model(model, card, tmp_path / "store" / "m")
+    with pytest.raises(StoreError):
+        save_model(model, card, tmp_path / "store" / "m")
+
+
+def test_leftovers_of_a_killed_save_are_ignored_then_removed(tmp_path):
+    store = tmp_path / "store"
+    leftover = store / ".m.abc123.part"
+    leftover.mkdir(parents=True)
+    (leftover / "weights.safetensors").write_bytes(b"half")
+    assert list_models(store) == []
+    assert cleanup_partial_saves(store) == []  # too young: it may be a save in progress
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
+    assert cleanup_partial_saves(store) == [".m.abc123.part"] and not leftover.exists()
+
+
+def test_idle_sessions_age_out(tmp_path):
+    sessions = tmp_path / "sessions"
+    idle, active = sessions / "idle", sessions / "active"
+    for folder in (idle, active):
+        (folder / "uploads").mkdir(parents=True)
+        (folder / "uploads" / "scan.h5").write_bytes(b"x")
+    old = time.time() - 48 * 3600
+    for path in (idle, idle / "uploads", idle / "uploads" / "scan.h5"):
+        os.utime(path, (old, old))
+    assert cleanup_sessions(tmp_path, max_age_hours=24) == ["idle"]
+    assert active.exists() and not idle.exists()
