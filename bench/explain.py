@@ -44,5 +44,10 @@ if __name__ == "__main__":
     args = parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(2)
     sizes = [TrainConfig().input_size] if args.quick else [TrainConfig().input_size, 128]
-    emit({"benchmark": "explain", "default_input_size": TrainConfig().input_size,
-          "results": [measure(s, args.quick) for s in sizes]})
+    emit(
+        {
+            "benchmark": "explain",
+            "default_input_size": TrainConfig().input_size,
+            "results": [measure(s, args.quick) for s in sizes],
+        }
+    )

@@ -161,9 +161,12 @@ def layout_from_ang(path: str | Path, phases: Sequence[str] | None = None) -> Ma
         except PhaseError as exc:
             raise PhaseError(f"{path}: {exc}") from None
     _distinct_classes(materials)
-    rows, cols = xmap.shape
-    phase_id = np.asarray(xmap.phase_id, dtype=int).reshape(rows, cols)
-    quats = np.asarray(xmap.rotations.data).reshape(rows * cols, -1, 4)[:, 0].reshape(rows, cols, 4)
+    try:
+        rows, cols = xmap.shape
+        phase_id = np.asarray(xmap.phase_id, dtype=int).reshape(rows, cols)
+        quats = np.asarray(xmap.rotations.data).reshape(rows * cols, -1, 4)[:, 0].reshape(rows, cols, 4)
+    except ValueError as exc:  # a header that disagrees with the data rows
+        raise InputError(f"the map's points do not fill its grid ({exc})", path) from None
     index = np.full(phase_id.shape, -1)
     for k, pid in enumerate(ids):
         index[phase_id == pid] = k

@@ -94,8 +94,11 @@ class ModelCard:
     def from_json(cls, data: dict, source: Path) -> ModelCard:
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ModelError(f"not an {FORMAT_NAME} description", source)
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise ModelError(f"model format {data.get('format_version')} is newer than this tool", source)
+        version = data.get("format_version", 0)
+        if not isinstance(version, int) or version < 1:
+            raise ModelError(f"format_version {version!r} is not a version number", source)
+        if version > FORMAT_VERSION:
+            raise ModelError(f"model format {version} is newer than this tool", source)
         try:
             classes = [int(c["space_group"]) for c in data["classes"]]
             for sg in classes:

@@ -157,7 +157,7 @@ def is_dataset_file(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("format") == FORMAT_NAME
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, RuntimeError):  # h5py's errors for damaged files
         return False
 
 
@@ -208,7 +208,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     except InputError:
         f.close()
         raise
-    except (KeyError, ValueError, TypeError, OSError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError, json.JSONDecodeError) as exc:
         f.close()
         raise InputError(f"corrupt dataset ({exc.__class__.__name__}: {exc})", path) from None
     if not lazy:

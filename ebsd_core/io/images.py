@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
@@ -123,7 +124,7 @@ def safe_extract_zip(path: str | Path, dest: Path) -> Path:
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_ERRORS as exc:
         raise InputError(f"not a readable zip file ({exc})", path) from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -142,16 +143,26 @@ def safe_extract_zip(path: str | Path, dest: Path) -> Path:
                 raise InputError(f"zip member {member.filename!r} points outside the archive", path)
             if PurePosixPath(member.filename).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as src, open(target, "wb") as out:
-                copied = shutil.copyfileobj(src, out, length=1 << 20) or out.tell()
-                if copied > member.file_size:
-                    raise InputError(f"zip member {member.filename!r} is larger than declared", path)
+            _extract_member(archive, member, dest.joinpath(*parts), path)
     entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__"))]
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]  # a zip of one top folder holding the class folders
     return dest
+
+
+# what zipfile and zlib raise for damaged archives (bad headers, CRC, truncated or unsupported data)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
+
+
+def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, path: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with archive.open(member) as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out, length=1 << 20)
+            if out.tell() > member.file_size:
+                raise InputError(f"zip member {member.filename!r} is larger than declared", path)
+    except ZIP_ERRORS as exc:
+        raise InputError(f"zip member {member.filename!r} is damaged ({exc.__class__.__name__}: {exc})", path) from None
 
 
 def read_image_zip(path: str | Path):

@@ -1,0 +1,210 @@
+"""Fuzzing harness shared by tests/test_fuzz.py (a few hundred cases) and bench/fuzz.py (1,000+ per format).
+
+Every format has a valid sample maker and the reader a user's file goes through.
+Mutations: truncation, bit flips, a garbage header, and "huge declared sizes"
+(a 4-byte window overwritten with a very large integer). A case passes when the
+reader either reads the file or raises the project's own error with a message;
+any other exception, a crash or a hang (over ``CASE_TIMEOUT_S``) is a finding.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import zipfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+
+from ebsd_core.errors import EbsdError
+
+CASE_TIMEOUT_S = 20
+HUGE = [b"\xff\xff\xff\xff", b"\xff\xff\xff\x7f", b"\x7f\xff\xff\xff", b"\x00\x00\x00\x80"]
+
+
+@st.composite
+def mutations(draw, data: bytes) -> bytes:
+    kind = draw(st.sampled_from(["truncate", "flip", "header", "huge"]))
+    if kind == "truncate":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    out = bytearray(data)
+    if kind == "flip":
+        for position, bit in draw(
+            st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 7)), min_size=1, max_size=32)
+        ):
+            out[position] ^= 1 << bit
+    elif kind == "header":
+        length = draw(st.integers(1, min(64, len(data))))
+        out[:length] = draw(st.binary(min_size=length, max_size=length))
+    else:
+        for _ in range(draw(st.integers(1, 4))):
+            position = draw(st.integers(0, max(0, min(len(data), 4096) - 4)))
+            out[position : position + 4] = draw(st.sampled_from(HUGE))
+    return bytes(out)
+
+
+@contextmanager
+def time_limit(seconds: int):
+    def alarm(signum, frame):
+        raise TimeoutError(f"reader hung for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def outcome(read: Callable[[Path], object], path: Path) -> str:
+    """'read' or 'refused'; anything else propagates (the test fails, the benchmark counts it)."""
+    with time_limit(CASE_TIMEOUT_S):
+        try:
+            read(path)
+        except EbsdError as exc:
+            assert str(exc), "an error without a message"
+            return "refused"
+    return "read"
+
+
+# --- valid samples ---------------------------------------------------------------------------------
+
+
+def _dataset(folder: Path) -> Path:
+    from ebsd_core.io.dataset import Dataset, write_dataset
+
+    rng = np.random.default_rng(0)
+    ds = Dataset(rng.integers(0, 255, (6, 16, 16), dtype=np.uint8), [0, 1] * 3, [225, 229], ["ni", "w"] * 3)
+    return write_dataset(ds, folder / "sample.h5")
+
+
+def _h5ebsd(folder: Path) -> Path:
+    import kikuchipy as kp
+
+    rng = np.random.default_rng(0)
+    signal = kp.signals.EBSD(rng.integers(0, 255, (2, 3, 16, 16), dtype=np.uint8))
+    path = folder / "sample.h5ebsd"
+    signal.save(str(path), overwrite=True)
+    return path
+
+
+def _png(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "sample.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 24), dtype=np.uint8)).save(path)
+    return path
+
+
+def _tiff(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "sample.tif"
+    Image.fromarray(np.random.default_rng(0).integers(0, 65535, (24, 24), dtype=np.uint16)).save(path)
+    return path
+
+
+def _zip(folder: Path) -> Path:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for cls in ("Fm-3m", "Im-3m"):
+            for i in range(2):
+                image = io.BytesIO()
+                Image.fromarray(np.full((16, 16), 40 * i + 10, np.uint8)).save(image, format="PNG")
+                archive.writestr(f"{cls}/{i}.png", image.getvalue())
+    path = folder / "sample.zip"
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _model(folder: Path) -> Path:
+    from ebsd_core.backbones import create_model
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import META, ModelCard, save_model
+
+    model = create_model("efficientnet_lite0", 2, pretrained=False)
+    saved = save_model(model, ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=32)), folder / "m")
+    return saved / META
+
+
+def _ang(folder: Path) -> Path:
+    lines = ["# GRID: SqrGrid", "# XSTEP: 1.0", "# YSTEP: 1.0", "# NCOLS_ODD: 3", "# NCOLS_EVEN: 3", "# NROWS: 2"]
+    for pid, name in ((1, "austenite"), (2, "ferrite")):
+        lines += [
+            f"# Phase {pid}",
+            f"# MaterialName {name}",
+            "# Symmetry 43",
+            "# LatticeConstants 3.6 3.6 3.6 90 90 90",
+        ]
+    rows = [f"0.1 0.2 0.3 {x:.1f} {y:.1f} 30.0 0.8 {1 + (x + y) % 2:.0f} 1.0 0.5" for y in range(2) for x in range(3)]
+    path = folder / "sample.ang"
+    path.write_text("\n".join(lines + rows) + "\n")
+    return path
+
+
+# --- readers -----------------------------------------------------------------------------------------
+
+
+def read_patterns(path: Path) -> None:
+    from ebsd_core.io.readers import open_patterns
+
+    source = open_patterns(path)
+    source.batch(0, min(len(source), 4))
+
+
+def read_model_json(meta: Path) -> None:
+    from ebsd_core.store import load_model
+
+    load_model(meta.parent)
+
+
+def read_layout(path: Path) -> None:
+    from ebsd_core.simulate_map import layout_from_ang
+
+    layout_from_ang(path)
+
+
+@dataclass(frozen=True)
+class Format:
+    make: Callable[[Path], Path]
+    read: Callable[[Path], None]
+
+
+FORMATS: dict[str, Format] = {
+    "project-hdf5": Format(_dataset, read_patterns),
+    "kikuchipy-h5ebsd": Format(_h5ebsd, read_patterns),
+    "png": Format(_png, read_patterns),
+    "tiff-16bit": Format(_tiff, read_patterns),
+    "zip": Format(_zip, read_patterns),
+    "model-json": Format(_model, read_model_json),
+    "ang-layout": Format(_ang, read_layout),
+}
+
+
+def json_mutations(meta: bytes):
+    """Structured mutations of model.json: dropped keys, wrong types, out-of-range values."""
+    data = json.loads(meta)
+    keys = sorted(data)
+    values = st.one_of(
+        st.none(), st.integers(-(2**40), 2**40), st.text(max_size=8), st.lists(st.integers(), max_size=3)
+    )
+
+    @st.composite
+    def mutate(draw):
+        changed = dict(data)
+        for key in draw(st.lists(st.sampled_from(keys), min_size=1, max_size=3)):
+            if draw(st.booleans()):
+                changed.pop(key, None)
+            else:
+                changed[key] = draw(values)
+        return json.dumps(changed).encode()
+
+    return mutate()
