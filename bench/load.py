@@ -48,10 +48,24 @@ def prepare(folder: Path) -> tuple[Path, Path]:
 
 
 def start_server(folder: Path, store: Path, root: Path, port: int) -> subprocess.Popen:
-    env = os.environ | {"EBSD_MODEL_STORE": str(store), "EBSD_DATA_ROOT": str(root),
-                        "EBSD_FEWSHOT_HOME": str(folder / "home")}
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true"]
+    env = os.environ | {
+        "EBSD_MODEL_STORE": str(store),
+        "EBSD_DATA_ROOT": str(root),
+        "EBSD_FEWSHOT_HOME": str(folder / "home"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(120):
         try:
@@ -99,11 +113,25 @@ async def drive(url: str, sessions: int, rounds: int) -> dict:
         await browser.close()
 
     def stats(values):
-        return {"n": len(values), "p50_s": round(float(np.percentile(values, 50)), 2),
-                "p95_s": round(float(np.percentile(values, 95)), 2)} if values else {"n": 0}
+        return (
+            {
+                "n": len(values),
+                "p50_s": round(float(np.percentile(values, 50)), 2),
+                "p95_s": round(float(np.percentile(values, 95)), 2),
+            }
+            if values
+            else {"n": 0}
+        )
 
-    return {"sessions": sessions, "rounds": rounds, "wall_s": round(wall, 1), "page_load": stats(loads),
-            "prediction": stats(predictions), "errors": len(errors), "error_messages": errors[:5]}
+    return {
+        "sessions": sessions,
+        "rounds": rounds,
+        "wall_s": round(wall, 1),
+        "page_load": stats(loads),
+        "prediction": stats(predictions),
+        "errors": len(errors),
+        "error_messages": errors[:5],
+    }
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Phase map: classify every pattern of a scan, explore the map, export it."""
 
+import functools
 import html
 from pathlib import Path
 
@@ -262,7 +263,7 @@ def show_map(map_path: str, scan_path: str) -> None:
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         column.download_button(
             suffix,
-            cached_export(map_path, modified, suffix),
+            functools.partial(cached_export, map_path, modified, suffix),  # made only when clicked
             file_name=f"{Path(phase_map.source).stem}{suffix}",
             help=description,
             key=f"export{suffix}",
