@@ -24,6 +24,7 @@ class AugmentConfig:
     pc_shift: float = 0.03  # fraction of the pattern width
     pc_zoom: float = 0.05
     mirror: bool = True
+    rotation: float = 0.0  # largest in-plane rotation in degrees (about the pattern centre)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,15 +46,18 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
     # projection-centre jitter as a small affine shift and zoom
     zoom = 1 + _uniform(n, -config.pc_zoom, config.pc_zoom, generator, device)
     shift = _uniform(2 * n, -config.pc_shift, config.pc_shift, generator, device).view(n, 2) * 2
+    angle = torch.deg2rad(_uniform(n, -config.rotation, config.rotation, generator, device))
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
     theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0] = zoom
-    theta[:, 1, 1] = zoom
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     if config.mirror:
         flip = torch.rand(n, generator=generator, device=device) < 0.5
-        theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])
+        theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # pixels moved in from outside get the mean level (reflection would invent mirrored bands)
+    level = x.mean(dim=(2, 3), keepdim=True)
+    x = F.grid_sample(x - level, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + level
     blur = torch.rand(n, generator=generator, device=device) < config.blur_probability
     if blur.any():
         kernel = torch.tensor([0.25, 0.5, 0.25], device=device)

@@ -110,6 +110,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int):
+    from ebsd_core.augment import AugmentConfig
     from ebsd_core.train import TrainConfig
 
     return TrainConfig(
@@ -127,6 +128,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         seed=seed,
         device=args.device,
         unknown_threshold=args.unknown_threshold,
+        augment_config=AugmentConfig(rotation=args.rotation),
     )
 
 
@@ -351,6 +353,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--frozen-epochs", type=int, default=0, help="epochs training only the head first")
+    p.add_argument("--rotation", type=float, default=0.0, help="augment with in-plane rotations up to DEG degrees")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--unknown-threshold", type=float, default=0.5)

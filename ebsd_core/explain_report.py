@@ -75,7 +75,9 @@ def _plt():
     return plt
 
 
-def _overlay_png(pattern: np.ndarray, heat: np.ndarray, title: str, lines=(), cmap="jet", symmetric=False) -> bytes:
+def _overlay_png(
+    pattern: np.ndarray, heat: np.ndarray, title: str, lines=(), cmap="jet", symmetric=False, unit_range=False
+) -> bytes:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
     axes[0].imshow(pattern, cmap="gray")
@@ -83,6 +85,8 @@ def _overlay_png(pattern: np.ndarray, heat: np.ndarray, title: str, lines=(), cm
     axes[1].imshow(pattern, cmap="gray")
     limit = np.abs(heat).max() or 1.0
     kwargs = {"vmin": -limit, "vmax": limit} if symmetric else {}
+    if unit_range:  # a flat map (e.g. Grad-CAM of a 1x1 last layer) must not get a stretched colour scale
+        kwargs = {"vmin": 0.0, "vmax": 1.0}
     shown = axes[1].imshow(heat, cmap="bwr" if symmetric else cmap, alpha=0.55, **kwargs)
     for colour, group in lines:
         for x0, y0, x1, y1 in group:
@@ -257,7 +261,7 @@ def explain_pattern(
     elif method == "gradcam":
         cam = grad_cam(model, context.pattern, target, layer)
         lines = _band_lines_and_report(context, cam, out.numbers)
-        out.figures["gradcam"] = _overlay_png(context.pattern, cam, f"Grad-CAM for {symbol}", lines)
+        out.figures["gradcam"] = _overlay_png(context.pattern, cam, f"Grad-CAM for {symbol}", lines, unit_range=True)
         out.captions["gradcam"] = (
             f"Where the evidence for {symbol} comes from (red = most). Lines: Kikuchi bands of the true orientation "
             "(green) and superlattice bands (magenta) when known."

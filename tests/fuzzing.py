@@ -54,11 +54,12 @@ def time_limit(seconds: int):
         raise TimeoutError(f"reader hung for more than {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
+    # repeat every second: an alarm that lands in a gc callback is swallowed ("Exception ignored in ...")
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

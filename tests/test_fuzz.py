@@ -1,6 +1,6 @@
 """Fuzzing every reader: mutated files are read or refused with the project's own error, never crash or hang.
 
-``make test`` runs FUZZ_CASES cases per format (a few hundred in all); ``bench/fuzz.py`` runs 1,000+.
+``make test`` runs FUZZ_CASES (200) cases per format; ``bench/fuzz.py`` runs 1,000+.
 """
 
 import os
@@ -12,7 +12,7 @@ from fuzzing import FORMATS, json_mutations, mutations, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ_CASES = int(os.environ.get("EBSD_FUZZ_CASES", "50"))
+FUZZ_CASES = int(os.environ.get("EBSD_FUZZ_CASES", "200"))
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,19 @@ def test_bad_inputs_are_named(tmp_path, setup, match):
 def test_missing_path():
     with pytest.raises(InputError, match="no such file"):
         open_patterns("/nonexistent/scan.h5")
+
+
+def test_h5ebsd_declaring_billions_of_patterns_is_refused(tmp_path):
+    """Found by fuzzing: kikuchipy would zero-pad the declared (268435458, 3) scan until memory runs out."""
+    import h5py
+    import kikuchipy as kp
+
+    path = tmp_path / "scan.h5"
+    kp.signals.EBSD(np.zeros((2, 3, 16, 16), np.uint8)).save(str(path))
+    with h5py.File(path, "a") as f:
+        header = f["Scan 1/EBSD/Header"]
+        del header["n_rows"]
+        header["n_rows"] = 268435458
+    with pytest.raises(InputError, match="declares more patterns than the file holds") as info:
+        open_patterns(path)
+    assert "scan.h5" in str(info.value)

@@ -9,6 +9,7 @@ images, folders of images (one sub-folder per class) and zips of those.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,15 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     import kikuchipy as kp
 
     try:
-        signal = kp.load(str(path), lazy=lazy)
+        with warnings.catch_warnings():
+            # kikuchipy zero-pads a scan whose header declares more patterns than the file holds; a damaged
+            # header can declare billions (found by fuzzing: 22 GB and counting), so refuse instead
+            warnings.filterwarnings("error", message=".*larger than file size", category=UserWarning)
+            signal = kp.load(str(path), lazy=lazy)
+    except UserWarning as exc:
+        raise InputError(
+            f"the header declares more patterns than the file holds (an incomplete or damaged scan: {exc})", path
+        ) from None
     except Exception as exc:  # kikuchipy/h5py raise many types for bad files
         raise InputError(f"kikuchipy cannot read this file ({exc.__class__.__name__}: {exc})", path) from None
     if isinstance(signal, list):
