@@ -16,8 +16,6 @@ Target (issue #7): 0 errors, p95 page load < 3 s with 20 sessions.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from _common import ROOT, emit, parser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+sys.path.insert(0, str(ROOT / "tests"))
+from serving import CHROMIUM, start_dashboard  # noqa: E402
+from serving import CHROMIUM_FLAGS as FLAGS  # noqa: E402
 
 
 def prepare(folder: Path) -> tuple[Path, Path]:
@@ -52,33 +51,8 @@ def prepare(folder: Path) -> tuple[Path, Path]:
 
 
 def start_server(folder: Path, store: Path, root: Path, port: int) -> subprocess.Popen:
-    env = os.environ | {
-        "EBSD_MODEL_STORE": str(store),
-        "EBSD_DATA_ROOT": str(root),
-        "EBSD_FEWSHOT_HOME": str(folder / "home"),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "app.py"),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-            return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("the server did not start")
+    env = {"EBSD_MODEL_STORE": str(store), "EBSD_DATA_ROOT": str(root), "EBSD_FEWSHOT_HOME": str(folder / "home")}
+    return start_dashboard(port, env)
 
 
 class ProtocolSession:
