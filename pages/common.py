@@ -108,6 +108,24 @@ def data_root() -> Path | None:
     return Path(root).resolve() if root else None
 
 
+def server_path_input(label: str, purpose: str, key: str | None = None) -> Path | None:
+    """A path typed by the user under ``EBSD_DATA_ROOT``, confined to it; None until a valid one is given."""
+    root = data_root()
+    if root is None:
+        st.info(f"Set `EBSD_DATA_ROOT` on the server to let users {purpose} by path instead of uploading.")
+        return None
+    from ebsd_core.paths import resolve_under_root
+
+    relative = st.text_input(f"{label} under {root}", key=key)
+    if not relative:
+        return None
+    try:
+        return resolve_under_root(root, relative)
+    except EbsdError as exc:
+        show_error(exc)
+        return None
+
+
 def safe_name(name: str) -> str:
     """A user's file name reduced to a harmless base name."""
     base = Path(name.replace("\\", "/")).name

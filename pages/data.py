@@ -13,8 +13,8 @@ from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from pages.common import (
     active_dataset_path,
-    data_root,
     montage_figure,
+    server_path_input,
     session_dir,
     set_active_dataset,
     show_error,
@@ -127,24 +127,16 @@ with tab_upload:
                 show_error(exc)
 
 with tab_server:
-    root = data_root()
-    if root is None:
-        st.info("Set `EBSD_DATA_ROOT` on the server to let users pick large scans by path instead of uploading.")
-    else:
-        from ebsd_core.paths import resolve_under_root
-
-        relative = st.text_input(f"Path under {root}")
-        if relative:
-            try:
-                path = resolve_under_root(root, relative)
-                source = open_patterns(path)
-                st.write(
-                    f"{len(source)} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px ({source.kind})"
-                )
-                if source.kind == "dataset" and st.button("Use this dataset"):
-                    set_active_dataset(path, path.name)
-            except EbsdError as exc:
-                show_error(exc)
+    path = server_path_input("Path", "pick large scans")
+    if path is not None:
+        try:
+            source = open_patterns(path)
+            height, width = source.pattern_shape
+            st.write(f"{len(source)} patterns of {width}x{height} px ({source.kind})")
+            if source.kind == "dataset" and st.button("Use this dataset"):
+                set_active_dataset(path, path.name)
+        except EbsdError as exc:
+            show_error(exc)
 
 with tab_simulate:
     groups = st.multiselect(

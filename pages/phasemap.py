@@ -17,7 +17,15 @@ from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
 from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
-from pages.common import data_root, job_manager, session_dir, session_id, show_error, tidy, upload_to_session
+from pages.common import (
+    job_manager,
+    server_path_input,
+    session_dir,
+    session_id,
+    show_error,
+    tidy,
+    upload_to_session,
+)
 
 st.title("Phase map")
 st.caption(
@@ -60,19 +68,7 @@ def choose_scan(model_name: str | None) -> Path | None:
             except EbsdError as exc:
                 show_error(exc)
     with tab_server:
-        root = data_root()
-        if root is None:
-            st.info("Set `EBSD_DATA_ROOT` on the server to let users map large scans by path instead of uploading.")
-        else:
-            from ebsd_core.paths import resolve_under_root
-
-            relative = st.text_input(f"Scan path under {root}", key="map_server_path")
-            if relative:
-                try:
-                    return resolve_under_root(root, relative)
-                except EbsdError as exc:
-                    show_error(exc)
-    return None
+        return server_path_input("Scan path", "map large scans", key="map_server_path")
 
 
 def model_choice() -> str | None:
