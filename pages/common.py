@@ -126,6 +126,12 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         return None
 
 
+def select_model(names: list[str], key: str | None = None) -> str:
+    """A model picker that starts on the session's current model (the one last trained or mapped)."""
+    current = st.session_state.get("model_name")
+    return st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
+
+
 def safe_name(name: str) -> str:
     """A user's file name reduced to a harmless base name."""
     base = Path(name.replace("\\", "/")).name

@@ -8,7 +8,7 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import active_dataset_path, show_error
+from pages.common import active_dataset_path, select_model, show_error
 
 st.title("Explain")
 st.caption(
@@ -35,9 +35,7 @@ models = [m for m in list_models() if not m.get("error")]
 if not models:
     st.info("No saved model yet: train one on **Train** or run a demo first.")
     st.stop()
-names = [m["name"] for m in models]
-current = st.session_state.get("model_name")
-model_name = st.selectbox("Model", names, index=names.index(current) if current in names else 0)
+model_name = select_model([m["name"] for m in models])
 model_dir = default_store() / model_name
 card = read_card(model_dir)
 

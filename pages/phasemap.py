@@ -19,6 +19,7 @@ from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
     job_manager,
+    select_model,
     server_path_input,
     session_dir,
     session_id,
@@ -76,10 +77,7 @@ def model_choice() -> str | None:
     if not models:
         st.info("No saved model yet: train one on **Train**, or run the demo map, which trains its own.")
         return None
-    names = [m["name"] for m in models]
-    current = st.session_state.get("model_name")
-    index = names.index(current) if current in names else 0
-    return st.selectbox("Model", names, index=index, key="map_model")
+    return select_model([m["name"] for m in models], key="map_model")
 
 
 def start_map(model_name: str, scan: Path) -> None:
@@ -176,9 +174,15 @@ def discrete_scale(colours: list[str]) -> list:
     return scale
 
 
+@st.cache_resource(max_entries=8)
+def cached_phase_map(map_path: str, modified: float):
+    """The saved map, read once per file version (not again on every click); treated as read-only."""
+    return load_phase_map(map_path)
+
+
 @st.cache_data(max_entries=16, show_spinner="Preparing the export")
 def cached_export(map_path: str, modified: float, suffix: str) -> bytes:
-    return export_bytes(load_phase_map(map_path), suffix)
+    return export_bytes(cached_phase_map(map_path, modified), suffix)
 
 
 def show_point(phase_map, scan_path: str, point: int) -> None:
@@ -209,7 +213,8 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
 
 
 def show_map(map_path: str, scan_path: str) -> None:
-    phase_map = load_phase_map(map_path)
+    modified = Path(map_path).stat().st_mtime
+    phase_map = cached_phase_map(map_path, modified)
     st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
     for note in phase_map.notes:
         st.warning(note)
@@ -254,7 +259,6 @@ def show_map(map_path: str, scan_path: str) -> None:
     col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
     show_point(phase_map, scan_path, row * cols + col)
     st.subheader("Export")
-    modified = Path(map_path).stat().st_mtime
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         column.download_button(

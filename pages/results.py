@@ -19,6 +19,7 @@ from pages.common import (
     confusion_png,
     curves_figure,
     montage_figure,
+    select_model,
     show_error,
     tidy,
 )
@@ -97,8 +98,7 @@ if not models:
     st.stop()
 
 names = [m["name"] for m in models]
-preferred = st.session_state.get("model_name")
-choice = st.selectbox("Model", names, index=names.index(preferred) if preferred in names else 0)
+choice = select_model(names)
 compare = st.multiselect("Overlay training curves of", [n for n in names if n != choice])
 try:
     card = read_card(default_store() / choice)
