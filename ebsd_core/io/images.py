@@ -21,6 +21,8 @@ MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 pattern; larger declared sizes are 
 MAX_ZIP_BYTES = 4 * 1024**3
 MAX_ZIP_FILES = 200_000
 MAX_ZIP_RATIO = 200  # uncompressed/compressed size of one member
+# what zipfile and zlib raise for damaged archives (bad headers, CRC, truncated or unsupported data)
+ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -150,19 +152,16 @@ def safe_extract_zip(path: str | Path, dest: Path) -> Path:
     return dest
 
 
-# what zipfile and zlib raise for damaged archives (bad headers, CRC, truncated or unsupported data)
-ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
-
-
 def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, path: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with archive.open(member) as src, open(target, "wb") as out:
             shutil.copyfileobj(src, out, length=1 << 20)
-            if out.tell() > member.file_size:
-                raise InputError(f"zip member {member.filename!r} is larger than declared", path)
+            written = out.tell()
     except ZIP_ERRORS as exc:
         raise InputError(f"zip member {member.filename!r} is damaged ({exc.__class__.__name__}: {exc})", path) from None
+    if written > member.file_size:
+        raise InputError(f"zip member {member.filename!r} is larger than declared", path)
 
 
 def read_image_zip(path: str | Path):
