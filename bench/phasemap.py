@@ -90,22 +90,32 @@ def make_scan(points: int, size: int = 60) -> str:
     return str(path)
 
 
-def tiny_model() -> str:
-    target = OUT / "models" / "throughput"
+def speed_model() -> str:
+    """A 20-shot austenite/ferrite model at the default input size (its weights only matter for bf16's check)."""
+    target = OUT / "models" / "speed"
     if not target.exists():
-        dataset = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=60, seed=0)
-        result = train_model(dataset, TrainConfig(shots=4, epochs=1, input_size=64, min_steps_per_epoch=1))
+        dataset = simulate_dataset(per_class=30, phases=["austenite", "ferrite"], size=60, seed=0)
+        result = train_model(dataset, TrainConfig(shots=20, epochs=5, input_size=64))
         save_model(result.model, result.card, target)
     return str(target)
 
 
+def precision_used(card) -> dict:
+    import torch
+
+    from ebsd_core.inference import inference_precision
+
+    return {"precision": inference_precision(torch.device("cpu"), "auto", card), **card.training.get("bf16_check", {})}
+
+
 def throughput(args) -> dict:
     points = 20_000 if args.quick else 100_000
-    scan, model_dir = make_scan(points), tiny_model()
+    scan, model_dir = make_scan(points), speed_model()
     model, card = load_model(model_dir)
     start = time.perf_counter()
     map_scan(model, card, open_patterns(scan), batch_size=512)
     results = {"points": points, "in_process_patterns_per_s": round(points / (time.perf_counter() - start))}
+    results["bf16"] = precision_used(card)
     for workers in (1, 2):
         with open_cluster("local", workers) as client:
             start = time.perf_counter()
@@ -115,7 +125,7 @@ def throughput(args) -> dict:
 
 
 def memory(args) -> dict:
-    scan, model_dir = make_scan(args.points), tiny_model()
+    scan, model_dir = make_scan(args.points), speed_model()
     model, card = load_model(model_dir)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
@@ -130,6 +140,7 @@ def memory(args) -> dict:
         "rss_before_mb": round(before),
         "seconds": round(seconds),
         "patterns_per_s": round(phase_map.size / seconds),
+        "bf16": precision_used(card),
     }
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,13 +21,73 @@ from ebsd_core.preprocess import image_quality, preprocess
 from ebsd_core.store import ModelCard
 
 UNKNOWN = "unknown"
+log = logging.getLogger(__name__)
 
 
 def autocast_context(device: torch.device):
-    """bf16 autocast on CUDA; nothing elsewhere (CPU bf16 is slower on most CPUs)."""
+    """bf16 autocast for training on CUDA; nothing elsewhere (CPU bf16 training is slower: 0.16 vs 0.08 s/step)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), where oneDNN runs it fastest.
+
+    CPUs that only emulate bf16 would run it slower than float32, so they keep float32.
+    """
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except (AttributeError, RuntimeError, OSError):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+BF16_MIN_AGREEMENT = 0.98  # share of patterns whose class must not change
+BF16_MAX_MEAN_SHIFT = 0.02  # mean total-variation distance between the two probability vectors
+
+
+def inference_precision(device: torch.device, precision: str = "auto", card: ModelCard | None = None) -> str:
+    """The precision inference runs at.
+
+    ``auto`` means bf16 where the hardware computes it natively (CUDA, CPUs with AVX512-BF16 or AMX)
+    and the model passed :func:`bf16_check` when it was trained; float32 otherwise. bf16 runs about
+    twice as fast on such a CPU, but a badly conditioned model (huge activations) can change its
+    answers in bf16, which is why every model is checked once.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    checked = card is not None and bool(card.training.get("bf16_check", {}).get("passed"))
+    return "bf16" if native and checked else "fp32"
+
+
+def inference_autocast(device: torch.device, precision: str):
+    if precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def bf16_check(model: nn.Module, batch: np.ndarray) -> dict:
+    """Compare bf16 with float32 predictions on preprocessed patterns; ``passed`` allows bf16 under ``auto``."""
+    fp32 = predict_tensor(model, batch, "fp32")
+    bf16 = predict_tensor(model, batch, "bf16")
+    agreement = float((fp32.argmax(1) == bf16.argmax(1)).mean())
+    shift = float(np.abs(fp32 - bf16).sum(1).mean() / 2)
+    return {
+        "patterns": len(batch),
+        "agreement": round(agreement, 4),
+        "mean_shift": round(shift, 4),
+        "passed": agreement >= BF16_MIN_AGREEMENT and shift <= BF16_MAX_MEAN_SHIFT,
+    }
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -30,14 +95,73 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_tensor(model: nn.Module, batch: np.ndarray) -> np.ndarray:
-    """Softmax probabilities for preprocessed patterns (N, S, S)."""
+def predict_tensor(model: nn.Module, batch: np.ndarray, precision: str = "fp32") -> np.ndarray:
+    """Softmax probabilities for preprocessed patterns (N, S, S), in ``"fp32"`` or ``"bf16"``."""
     device = model_device(model)
     x = torch.from_numpy(np.ascontiguousarray(batch))[:, None].to(device, non_blocking=True)
     x = x.contiguous(memory_format=torch.channels_last)  # 2.5x faster on this 2-core CPU too
-    with autocast_context(device):
-        logits = model(x)
+    step = CPU_MICRO_BATCH if device.type == "cpu" else len(x)
+    with inference_autocast(device, precision):
+        logits = torch.cat([model(chunk) for chunk in x.split(max(step, 1))]) if len(x) else model(x)
     return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+CPU_MICRO_BATCH = 64  # activations of 64 patterns stay in cache: 1,650 patterns/s eager vs 1,230 at 256
+COMPILE_MIN_PATTERNS = 20_000  # compiling takes about 20 s on 2 cores: worth it for scans, not for a folder
+COMPILE_CHOICES = ("auto", "always", "never")
+
+
+def can_compile(device: torch.device) -> bool:
+    """torch.compile's CPU backend needs a C++ compiler; other devices keep eager mode (not measured yet)."""
+    return device.type == "cpu" and any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++"))
+
+
+def compile_wanted(choice: str, patterns: int) -> bool:
+    """Whether ``choice`` (auto, always, never) asks to compile for a run of ``patterns`` patterns."""
+    if choice not in COMPILE_CHOICES:
+        raise ModelError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, not {choice!r}")
+    return choice == "always" or (choice == "auto" and patterns >= COMPILE_MIN_PATTERNS)
+
+
+class CompiledForInference(nn.Module):
+    """A model compiled once for inference with frozen weights (BatchNorm folded, fused oneDNN kernels).
+
+    The arithmetic stays float32 (logits within 3e-4 of eager mode) and runs 1.7x faster than eager
+    mode on this 2-core CPU (64-pattern batches: 2,870 vs 1,650 patterns/s). Batches are padded to
+    one fixed shape so the graph compiles only once. If compiling fails (no working compiler, an
+    unsupported backbone), it logs why and runs the model eagerly.
+    """
+
+    def __init__(self, model: nn.Module, batch_size: int = CPU_MICRO_BATCH):
+        super().__init__()
+        self.model = model
+        self.batch_size = batch_size
+        self.compiled = torch.compile(model, dynamic=False, options={"freezing": True})
+        self.failed = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.failed:
+            return self.model(x)
+        out = []
+        for chunk in x.split(self.batch_size):
+            n = len(chunk)
+            if n < self.batch_size:
+                chunk = torch.cat([chunk, chunk.new_zeros((self.batch_size - n, *chunk.shape[1:]))])
+            chunk = chunk.contiguous(memory_format=torch.channels_last)
+            try:
+                out.append(self.compiled(chunk)[:n])
+            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to the same eager model
+                log.warning("compiling failed (%s: %s); running the model without compiling", type(exc).__name__, exc)
+                self.failed = True
+                return self.model(x)
+        return torch.cat(out)
+
+
+def prepare_for_inference(model: nn.Module, compile: str, patterns: int) -> nn.Module:
+    """``model`` itself, or a :class:`CompiledForInference` wrapper when compiling pays off."""
+    if compile_wanted(compile, patterns) and can_compile(model_device(model)):
+        return CompiledForInference(model)
+    return model
 
 
 def predict_patterns(
@@ -47,12 +171,14 @@ def predict_patterns(
     static_background: np.ndarray | None = None,
     batch_size: int = 256,
     source: str = "patterns",
+    precision: str = "auto",
 ) -> np.ndarray:
     """Probabilities (N, C) for raw patterns, preprocessed as the model was trained."""
+    precision = inference_precision(model_device(model), precision, card)
     out = []
     for start in range(0, len(patterns), batch_size):
         batch = preprocess(patterns[start : start + batch_size], card.preprocess, static_background, source)
-        out.append(predict_tensor(model, batch))
+        out.append(predict_tensor(model, batch, precision))
     return np.concatenate(out) if out else np.zeros((0, len(card.classes)), np.float32)
 
 
@@ -91,8 +217,14 @@ def predict_source(
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resize: bool = True,
+    precision: str = "auto",
+    compile: str = "auto",
 ) -> Prediction:
-    """Classify every pattern of a source in batches with bounded memory."""
+    """Classify every pattern of a source in batches with bounded memory.
+
+    ``compile``: ``auto`` compiles the model on the CPU for sources of at least
+    ``COMPILE_MIN_PATTERNS`` patterns, ``always`` or ``never`` force the choice.
+    """
     if not resize and source.pattern_shape != (card.input_size, card.input_size):
         raise ModelError(
             f"patterns are {source.pattern_shape[1]}x{source.pattern_shape[0]} but the model expects "
@@ -101,11 +233,16 @@ def predict_source(
         )
     probs = np.empty((len(source), len(card.classes)), dtype=np.float32)
     quality = np.empty(len(source), dtype=np.float32)
+    runner = prepare_for_inference(model, compile, len(source))
+    if runner is not model and progress:
+        progress(0.0, "compiling the model for this CPU (about 20 s, once per run)")
     for start, raw in iter_source_batches(source, batch_size):
         if should_stop and should_stop():
             raise CancelledError("prediction cancelled")
         stop = start + len(raw)
-        probs[start:stop], quality[start:stop] = classify_batch(model, card, raw, source.static_background, source.path)
+        probs[start:stop], quality[start:stop] = classify_batch(
+            runner, card, raw, source.static_background, source.path, precision
+        )
         if progress:
             progress(stop / len(source), f"{stop:,}/{len(source):,} patterns")
     return Prediction(probs, card.class_symbols, card.unknown_threshold, quality)
@@ -117,7 +254,9 @@ def classify_batch(
     raw: np.ndarray,
     static_background: np.ndarray | None = None,
     source: str = "patterns",
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, C) and image quality (N,) of raw patterns."""
+    """Probabilities (N, C) and image quality (N,) of raw patterns; ``precision`` as in :func:`inference_precision`."""
+    precision = inference_precision(model_device(model), precision, card)
     batch = preprocess(raw, card.preprocess, static_background, source)
-    return predict_tensor(model, batch), image_quality(batch)
+    return predict_tensor(model, batch, precision), image_quality(batch)

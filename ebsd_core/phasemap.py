@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
-from ebsd_core.inference import UNKNOWN, classify_batch, predict_source
+from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, predict_source
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import ModelCard
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 PHASE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 UNKNOWN_COLOUR = "#000000"
-LOCAL_CLUSTER_THRESHOLD = 200_000  # patterns; above this 'auto' runs on a local dask cluster
 
 
 @dataclass(frozen=True)
@@ -286,11 +285,18 @@ def map_scan(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     allow_resize: bool = True,
+    precision: str = "auto",
+    compile: str = "auto",
 ) -> PhaseMap:
-    """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``."""
+    """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``.
+
+    ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`.
+    """
     shape = _nav_shape(source, nav_shape)
     notes = check_pattern_size(source, card, allow_resize)
-    prediction = predict_source(model, card, source, batch_size, progress, should_stop)
+    prediction = predict_source(
+        model, card, source, batch_size, progress, should_stop, precision=precision, compile=compile
+    )
     return _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes)
 
 
@@ -298,14 +304,16 @@ def map_scan(
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_model(model_dir: str, device: str):
+def _worker_model(model_dir: str, device: str, compile: str):
     import torch
 
+    from ebsd_core.inference import prepare_for_inference
     from ebsd_core.store import load_model
 
     if device == "cpu":
         torch.set_num_threads(max(1, int(os.environ.get("EBSD_WORKER_THREADS", "1"))))
-    return load_model(model_dir, device=device)
+    model, card = load_model(model_dir, device=device)
+    return prepare_for_inference(model, compile, 0), card
 
 
 @functools.lru_cache(maxsize=4)
@@ -313,16 +321,27 @@ def _worker_source(scan_path: str) -> PatternSource:
     return open_patterns(scan_path, lazy=True)
 
 
-def classify_slice(model_dir: str, scan_path: str, start: int, stop: int, device: str = "auto") -> np.ndarray:
+def classify_slice(
+    model_dir: str,
+    scan_path: str,
+    start: int,
+    stop: int,
+    device: str = "auto",
+    precision: str = "auto",
+    compile: str = "never",
+) -> np.ndarray:
     """Run on a dask worker: open scan and model (cached per worker) and classify ``start:stop``.
 
+    ``compile="always"`` compiles the model once per worker.
     Returns (stop - start, C + 1): class probabilities, then image quality.
     """
     from ebsd_core.backbones import select_device
 
-    model, card = _worker_model(model_dir, str(select_device(device)))
+    model, card = _worker_model(model_dir, str(select_device(device)), compile)
     source = _worker_source(scan_path)
-    probs, quality = classify_batch(model, card, source.batch(start, stop), source.static_background, scan_path)
+    probs, quality = classify_batch(
+        model, card, source.batch(start, stop), source.static_background, scan_path, precision
+    )
     return np.concatenate([probs, quality[:, None]], axis=1)
 
 
@@ -370,8 +389,14 @@ def map_scan_distributed(
     device: str = "auto",
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    precision: str = "auto",
+    compile: str = "auto",
 ) -> PhaseMap:
-    """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``."""
+    """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``.
+
+    With ``compile="auto"`` every CPU worker compiles the model once when the scan has at least
+    ``ebsd_core.inference.COMPILE_MIN_PATTERNS`` patterns (see :func:`ebsd_core.inference.predict_source`).
+    """
     from distributed import as_completed
 
     from ebsd_core.store import read_card
@@ -384,8 +409,12 @@ def map_scan_distributed(
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)
     starts = list(range(0, n, chunk))
+    on_workers = "always" if compile_wanted(compile, n) else "never"
     futures = {
-        client.submit(classify_slice, model_dir, scan_path, s, min(n, s + chunk), device, pure=False): s for s in starts
+        client.submit(
+            classify_slice, model_dir, scan_path, s, min(n, s + chunk), device, precision, on_workers, pure=False
+        ): s
+        for s in starts
     }
     done = 0
     try:

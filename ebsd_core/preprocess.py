@@ -147,9 +147,9 @@ def image_quality(batch: np.ndarray) -> np.ndarray:
     """
     batch = standardise(np.asarray(batch, dtype=np.float32))
     weights, inertia_max = _frequency_weights(*batch.shape[1:])
-    spectrum = np.abs(np.fft.fft2(batch))
-    inertia = (spectrum * weights).sum(axis=(1, 2)) / np.maximum(spectrum.sum(axis=(1, 2)), 1e-12)
-    return (1 - inertia / inertia_max).astype(np.float32)
+    spectrum = torch.fft.fft2(torch.from_numpy(batch)).abs()  # single precision: 3x faster than numpy's
+    inertia = (spectrum * torch.from_numpy(weights)).sum(dim=(1, 2)) / spectrum.sum(dim=(1, 2)).clamp_min(1e-12)
+    return (1 - inertia / inertia_max).numpy().astype(np.float32)
 
 
 def normalized_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:

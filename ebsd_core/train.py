@@ -25,11 +25,12 @@ from ebsd_core.backbones import classifier_parameters, create_model, select_devi
 from ebsd_core.errors import CancelledError
 from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
-from ebsd_core.inference import autocast_context, predict_tensor
+from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.store import ModelCard
 
+BF16_CHECK_PATTERNS = 256
 MIN_STEPS_PER_EPOCH = 25  # few-shot sets are tiny: an epoch is at least this many batches (8 gave 0.61, 25 gave 0.75)
 
 
@@ -273,6 +274,7 @@ def train_model(
             "dataset": dataset.provenance.get("generator", "user data"),
             "materials": sorted({str(m) for m in dataset.material[split.train]}),
             "pattern_size": int(dataset.patterns.shape[-1]),
+            "bf16_check": bf16_check(model, np.concatenate([x_train, x_val])[:BF16_CHECK_PATTERNS]),
         },
         history=history,
     )

@@ -5,9 +5,10 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from ebsd_core.cli import main
-from ebsd_core.errors import InputError
+from ebsd_core.errors import InputError, ModelError
 from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster, phases_for_model
@@ -44,8 +45,33 @@ def test_crystal_map_has_phases_and_points(phase_map):
 def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map):
     with open_cluster("local", workers=1) as client:
         distributed = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu")
+        compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
+    np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
+
+
+def test_compiled_map_matches_eager(map_model, map_scan_file, phase_map):
+    model, card = load_model(map_model)
+    compiled = map_scan(model, card, open_patterns(map_scan_file), batch_size=24, compile="always")
+    np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
+    assert compiled.summary()["points"] == phase_map.summary()["points"]
+
+
+def test_compile_failure_falls_back_to_eager(map_model, map_scan_file, phase_map, monkeypatch, caplog):
+    def broken_compile(model, **kwargs):
+        def run(x):
+            raise RuntimeError("no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model, card = load_model(map_model)
+    result = map_scan(model, card, open_patterns(map_scan_file), compile="always")
+    np.testing.assert_allclose(result.probabilities, phase_map.probabilities, atol=1e-6)
+    assert "compiling failed (RuntimeError: no C++ compiler)" in caplog.text
+    with pytest.raises(ModelError, match="compile must be one of"):
+        map_scan(model, card, open_patterns(map_scan_file), compile="sometimes")
 
 
 def test_phase_names_fall_back_to_space_groups(map_model):

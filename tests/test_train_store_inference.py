@@ -1,5 +1,6 @@
 """Training, the model store and inference on tiny settings (CPU, fixed seeds)."""
 
+import copy
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from ebsd_core.cli import main
 from ebsd_core.errors import CancelledError, ModelError, StoreError
 from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
-from ebsd_core.inference import predict_source
+from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import list_models, load_model, read_card, save_model
@@ -102,6 +103,35 @@ def test_predict_source_with_unknown(trained, tiny_dataset):
     assert "unknown" not in predict_source(result.model, result.card, source).labels
 
 
+def test_bf16_is_used_only_for_models_that_pass_the_check(trained, tiny_dataset):
+    _, result = trained
+    check = result.card.training["bf16_check"]
+    assert {"patterns", "agreement", "mean_shift", "passed"} <= set(check)
+    source = open_patterns(tiny_dataset)
+    fp32 = predict_source(result.model, result.card, source, precision="fp32").probabilities
+    bf16 = predict_source(result.model, result.card, source, precision="bf16").probabilities
+    assert np.allclose(bf16.sum(1), 1, atol=1e-3)
+    card = copy.deepcopy(result.card)
+    card.training["bf16_check"] = {"passed": False}
+    assert np.array_equal(predict_source(result.model, card, source).probabilities, fp32)
+    card.training["bf16_check"] = {"passed": True}
+    expected = bf16 if inference_precision(torch.device("cpu"), "auto", card) == "bf16" else fp32
+    assert np.array_equal(predict_source(result.model, card, source).probabilities, expected)
+
+
+def test_precision_choice(trained):
+    card = copy.deepcopy(trained[1].card)
+    card.training["bf16_check"] = {"passed": True}
+    assert inference_precision(torch.device("cpu"), "fp32", card) == "fp32"
+    assert inference_precision(torch.device("cuda"), "auto", card) == "bf16"
+    assert inference_precision(torch.device("mps"), "auto", card) == "fp32"
+    assert inference_precision(torch.device("cuda"), "auto", None) == "fp32"  # unchecked model
+    card.training["bf16_check"] = {"passed": False}
+    assert inference_precision(torch.device("cuda"), "auto", card) == "fp32"
+    with pytest.raises(ModelError, match="precision must be one of"):
+        inference_precision(torch.device("cpu"), "fp16")
+
+
 def test_metrics_on_known_predictions():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     labels = np.array([0, 1, 1, 1])
@@ -121,7 +151,7 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     assert summary["model"].endswith("cli-model") and 0 <= summary["test_accuracy"] <= 1
     assert main(["train", *args, "--out", "cli-model"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset)]) == 0
+    assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset), "--precision", "fp32"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["patterns"] == 96 and len(metrics["confusion_matrix"]) == 6
     out = tmp_path / "preds.csv"
