@@ -32,9 +32,13 @@ def main() -> None:
     p.add_argument("--size", type=int, default=120, help="simulated pattern size")
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--shots", help="comma-separated shots per class (default 1,5,10,20,50,100; quick: 5,20)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
     args = p.parse_args()
     shots = [5, 20] if args.quick else [1, 5, 10, 20, 50, 100]
     seeds = [0] if args.quick else [0, 1, 2]
+    shots = [int(k) for k in args.shots.split(",")] if args.shots else shots
+    seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else seeds
     epochs = 6 if args.quick else args.epochs
     per_class = max(shots) + 60
     out = OUT / "fewshot"

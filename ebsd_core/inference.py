@@ -78,6 +78,9 @@ def inference_autocast(device: torch.device, precision: str):
 
 def bf16_check(model: nn.Module, batch: np.ndarray) -> dict:
     """Compare bf16 with float32 predictions on preprocessed patterns; ``passed`` allows bf16 under ``auto``."""
+    device = model_device(model)
+    if device.type not in ("cuda", "cpu"):
+        return {"patterns": 0, "passed": False, "skipped": f"bf16 is not checked on {device.type}"}
     fp32 = predict_tensor(model, batch, "fp32")
     bf16 = predict_tensor(model, batch, "bf16")
     agreement = float((fp32.argmax(1) == bf16.argmax(1)).mean())
