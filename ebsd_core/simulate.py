@@ -23,6 +23,14 @@ from ebsd_core.phases import Material
 log = logging.getLogger(__name__)
 
 
+PROJECTION_CHUNK_BYTES = 400_000_000  # kikuchipy holds 3 float64 direction cosines per pixel
+
+
+def projection_chunk(size: int, wanted: int) -> int:
+    """Patterns per :func:`project` call: ``wanted``, fewer for large patterns (60-120 px keep 1024)."""
+    return max(1, min(wanted, PROJECTION_CHUNK_BYTES // (size * size * 3 * 8)))
+
+
 @dataclass(frozen=True)
 class GeometryRanges:
     """Ranges of the randomised detector geometry (Bruker projection-centre convention)."""
@@ -109,6 +117,10 @@ def project(
         compute=True,
         dtype_out=np.float32,
         show_progressbar=False,
+        # one chunk: with a projection centre per pattern, kikuchipy fails on several chunks
+        # ("Dimension 1 has 2 blocks"; 256 patterns of 480x480 split automatically); callers
+        # bound the memory by projecting in chunks of `projection_chunk` patterns
+        chunk_shape=len(quaternions),
     )
     data = np.asarray(sim.data, dtype=np.float32).reshape(-1, size, size)
     lo = data.min(axis=(1, 2), keepdims=True)
@@ -183,6 +195,7 @@ def simulate_material(
     det_tilt = np.empty(n)
     samp_tilt = np.empty(n)
     images = np.empty((n, size, size), dtype=np.uint8 if detector.bit_depth <= 8 else np.uint16)
+    chunk = projection_chunk(size, chunk)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         det_tilt[start:stop] = rng.uniform(*geometry.detector_tilt)

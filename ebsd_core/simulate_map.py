@@ -26,7 +26,14 @@ from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.io.dataset import Dataset
 from ebsd_core.masters import load_master
 from ebsd_core.phases import CATALOGUE, Material, get_material
-from ebsd_core.simulate import DetectorModel, GeometryRanges, apply_detector_model, project, random_quaternions
+from ebsd_core.simulate import (
+    DetectorModel,
+    GeometryRanges,
+    apply_detector_model,
+    project,
+    projection_chunk,
+    random_quaternions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +223,7 @@ def simulate_scan(
     sample_tilt = float(np.mean(geometry.sample_tilt))
     dtype = np.uint8 if detector.bit_depth <= 8 else np.uint16
     patterns = np.empty((n, size, size), dtype=dtype)
+    chunk = projection_chunk(size, chunk)
     for k, material in enumerate(layout.materials):
         where = np.flatnonzero(phase == k)
         master = load_master(material)

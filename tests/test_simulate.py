@@ -38,3 +38,21 @@ def test_noise_free_and_noisy_patterns_correlate():
         normalized_cross_correlation(a, b) for a, b in zip(preprocess(clean.patterns), preprocess(noisy.patterns))
     ]
     assert 0.2 < np.mean(scores) < 0.999
+
+
+def test_large_batches_with_a_pc_per_pattern_project():
+    # kikuchipy splits a large batch (dask's chunk size, 128 MiB: e.g. 256 patterns of 480 px) into
+    # several chunks and then fails ("Dimension 1 has 2 blocks") when every pattern has its own
+    # projection centre; a 64 KiB chunk size makes 100 small patterns such a batch
+    import dask
+
+    from ebsd_core.masters import load_master
+    from ebsd_core.simulate import project, projection_chunk
+
+    rng = np.random.default_rng(3)
+    n = 100
+    pcs = np.column_stack([rng.uniform(0.4, 0.6, n), rng.uniform(0.2, 0.3, n), rng.uniform(0.5, 0.6, n)])
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        patterns = project(load_master(get_material("ferrite")), random_quaternions(n, rng), pcs, 40)
+    assert patterns.shape == (n, 40, 40) and np.isfinite(patterns).all()
+    assert projection_chunk(60, 1024) == 1024 and projection_chunk(480, 256) == 72
