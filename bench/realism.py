@@ -10,6 +10,7 @@ simulated ones, and writes docs/realism.png.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from _common import ROOT, SHARED, emit, parser
 from scipy.ndimage import gaussian_filter
 
@@ -44,7 +45,7 @@ def raw_at_60(path) -> tuple[np.ndarray, np.ndarray | None]:
     background = source.static_background
     if background is not None:
         raw = raw - background[None] + background.mean()
-    return resize_batch(raw, 60), None
+    return resize_batch(torch.from_numpy(raw), 60).numpy(), None
 
 
 def figure(rows: list[tuple[str, np.ndarray, np.ndarray]], path) -> None:

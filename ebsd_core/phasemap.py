@@ -281,7 +281,7 @@ def map_scan(
     card: ModelCard,
     source: PatternSource,
     nav_shape: Sequence[int] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     allow_resize: bool = True,
@@ -290,7 +290,7 @@ def map_scan(
 ) -> PhaseMap:
     """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``.
 
-    ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`.
+    ``batch_size``, ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`.
     """
     shape = _nav_shape(source, nav_shape)
     notes = check_pattern_size(source, card, allow_resize)

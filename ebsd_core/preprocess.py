@@ -8,6 +8,10 @@ Real and simulated patterns go through exactly the same steps:
 3. centre-crop to a square (rectangular cameras) and resize to the model's input size,
 4. per-pattern standardisation (zero mean, unit variance),
 5. an optional circular mask.
+
+The steps are written in torch so that the same code runs on the CPU and, for
+GPU inference, on the GPU next to the model (:func:`preprocess_tensor`);
+:func:`preprocess` is the numpy front door.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 
 from ebsd_core.errors import InputError
+
+GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas, as scipy.ndimage.gaussian_filter
 
 
 @dataclass(frozen=True)
@@ -42,30 +47,56 @@ class PreprocessConfig:
         return cls(**known)
 
 
-def as_float_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
-    """(N, H, W) float32 copy; refuses NaN/inf with a clear message."""
+def checked_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
+    """(N, H, W) view of ``patterns``; refuses other shapes and NaN/inf with a clear message."""
     batch = np.asarray(patterns)
     if batch.ndim == 2:
         batch = batch[None]
     if batch.ndim != 3:
         raise InputError(f"expected patterns of shape (N, rows, cols), got {batch.shape}", source)
-    batch = batch.astype(np.float32, copy=True)
-    if not np.isfinite(batch).all():
+    if batch.dtype.kind == "f" and not np.isfinite(batch).all():
         bad = int((~np.isfinite(batch)).any(axis=(1, 2)).sum())
         raise InputError(f"{bad} pattern(s) contain NaN or infinite values", source)
     return batch
 
 
-def remove_static_background(batch: np.ndarray, background: np.ndarray | None) -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def _blur_matrix(length: int, sigma: float) -> torch.Tensor:
+    """(length, length) matrix of a 1-D Gaussian blur with edge-replicating borders.
+
+    ``matrix @ x`` equals scipy's ``gaussian_filter1d(x, sigma, mode="nearest")``;
+    as a matrix product the blur is fast on the CPU and the GPU alike (a 61-tap
+    torch convolution ran 6x slower than scipy on the CPU).
+    """
+    radius = int(GAUSSIAN_TRUNCATE * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    matrix = np.zeros((length, length))
+    rows = np.arange(length)
+    for offset, weight in zip(offsets, kernel):
+        np.add.at(matrix, (rows, np.clip(rows + offset, 0, length - 1)), weight)
+    return torch.from_numpy(matrix.astype(np.float32))
+
+
+def gaussian_blur(batch: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur each (H, W) image of an (N, H, W) float tensor with edge-replicating borders."""
+    rows, cols = batch.shape[1:]
+    along_rows = _blur_matrix(rows, sigma).to(batch.device)
+    along_cols = _blur_matrix(cols, sigma).to(batch.device)
+    return along_rows @ batch @ along_cols.T
+
+
+def remove_static_background(batch: torch.Tensor, background: torch.Tensor | np.ndarray | None) -> torch.Tensor:
     if background is None:
         return batch
-    bg = np.asarray(background, dtype=np.float32)
-    if bg.shape != batch.shape[1:]:
+    bg = torch.as_tensor(np.asarray(background, dtype=np.float32) if isinstance(background, np.ndarray) else background)
+    if tuple(bg.shape) != tuple(batch.shape[1:]):
         return batch  # a background of another size cannot apply; dynamic removal still runs
-    return batch - bg[None]
+    return batch - bg.to(batch.device, torch.float32)[None]
 
 
-def remove_dynamic_background(batch: np.ndarray, sigma_fraction: float = 0.125) -> np.ndarray:
+def remove_dynamic_background(batch: torch.Tensor, sigma_fraction: float = 0.125) -> torch.Tensor:
     """Subtract a Gaussian-blurred copy (sigma = ``sigma_fraction`` of the width).
 
     The background is smooth, so it is blurred on a copy binned to about 32
@@ -75,17 +106,14 @@ def remove_dynamic_background(batch: np.ndarray, sigma_fraction: float = 0.125) 
     rows, cols = batch.shape[1:]
     factor = max(1, min(rows, cols) // 32)
     if factor == 1:
-        sigma = sigma_fraction * cols
-        return batch - gaussian_filter(batch, sigma=(0, sigma, sigma), mode="nearest")
-    tensor = torch.from_numpy(np.ascontiguousarray(batch))[:, None]
-    small = F.avg_pool2d(tensor, factor, ceil_mode=True)[:, 0].numpy()
-    sigma = sigma_fraction * cols / factor
-    smooth = gaussian_filter(small, sigma=(0, sigma, sigma), mode="nearest")
-    back = F.interpolate(torch.from_numpy(smooth)[:, None], size=(rows, cols), mode="bilinear", align_corners=False)
-    return batch - back[:, 0].numpy()
+        return batch - gaussian_blur(batch, sigma_fraction * cols)
+    small = F.avg_pool2d(batch[:, None], factor, ceil_mode=True)[:, 0]
+    smooth = gaussian_blur(small, sigma_fraction * cols / factor)
+    back = F.interpolate(smooth[:, None], size=(rows, cols), mode="bilinear", align_corners=False)
+    return batch - back[:, 0]
 
 
-def crop_to_square(batch: np.ndarray) -> np.ndarray:
+def crop_to_square(batch: torch.Tensor) -> torch.Tensor:
     """Centre-crop rectangular patterns (e.g. 1600x1200 cameras) to a square, without distortion."""
     rows, cols = batch.shape[1:]
     side = min(rows, cols)
@@ -93,24 +121,42 @@ def crop_to_square(batch: np.ndarray) -> np.ndarray:
     return batch[:, top : top + side, left : left + side]
 
 
-def resize_batch(batch: np.ndarray, size: int) -> np.ndarray:
-    if batch.shape[1:] == (size, size):
+def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
+    if tuple(batch.shape[1:]) == (size, size):
         return batch
-    tensor = torch.from_numpy(np.ascontiguousarray(batch))[:, None]
-    out = F.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return out[:, 0].numpy()
+    out = F.interpolate(batch[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out[:, 0]
 
 
-def standardise(batch: np.ndarray) -> np.ndarray:
-    mean = batch.mean(axis=(1, 2), keepdims=True)
-    std = batch.std(axis=(1, 2), keepdims=True)
-    return (batch - mean) / np.maximum(std, 1e-6)
+def standardise(batch: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per pattern (flattened: twice as fast on the CPU as ``torch.std_mean`` over 2 dims)."""
+    flat = batch.reshape(len(batch), -1)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    std = centred.square().mean(dim=1, keepdim=True).sqrt()
+    return (centred / std.clamp_min(1e-6)).view(batch.shape)
 
 
 def circular_mask(size: int) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size]
     centre = (size - 1) / 2
     return ((yy - centre) ** 2 + (xx - centre) ** 2) <= (size / 2) ** 2
+
+
+def preprocess_tensor(
+    patterns: torch.Tensor,
+    config: PreprocessConfig = PreprocessConfig(),
+    static_background: torch.Tensor | np.ndarray | None = None,
+) -> torch.Tensor:
+    """The pipeline on an (N, H, W) tensor of any numeric dtype, on its own device; float32 (N, size, size)."""
+    batch = patterns.to(torch.float32)
+    if config.static_background:
+        batch = remove_static_background(batch, static_background)
+    if config.dynamic_background:
+        batch = remove_dynamic_background(batch, config.dynamic_sigma_fraction)
+    batch = standardise(resize_batch(crop_to_square(batch), config.size))
+    if config.circular_mask:
+        batch = batch * torch.from_numpy(circular_mask(config.size)).to(batch.device)[None]
+    return batch
 
 
 def preprocess(
@@ -120,36 +166,43 @@ def preprocess(
     source: str = "patterns",
 ) -> np.ndarray:
     """Run the pipeline on a batch; returns float32 ``(N, size, size)``."""
-    batch = as_float_batch(patterns, source)
-    if config.static_background:
-        batch = remove_static_background(batch, static_background)
-    if config.dynamic_background:
-        batch = remove_dynamic_background(batch, config.dynamic_sigma_fraction)
-    batch = standardise(resize_batch(crop_to_square(batch), config.size))
-    if config.circular_mask:
-        batch = batch * circular_mask(config.size)[None]
-    return batch.astype(np.float32, copy=False)
+    batch = torch.from_numpy(np.ascontiguousarray(checked_batch(patterns, source)))
+    return preprocess_tensor(batch, config, static_background).numpy()
 
 
 @functools.lru_cache(maxsize=8)
-def _frequency_weights(rows: int, cols: int) -> tuple[np.ndarray, float]:
-    from kikuchipy.pattern import fft_frequency_vectors
+def _frequency_weights(rows: int, cols: int) -> tuple[torch.Tensor, float]:
+    """kikuchipy's ``fft_frequency_vectors`` (squared spatial frequencies), without importing kikuchipy.
 
-    weights = fft_frequency_vectors((rows, cols)).astype(np.float32)
-    return weights, float(weights.sum() / (rows * cols))
+    Inference workers and GPU machines then need no kikuchipy; a test checks the
+    values against kikuchipy's.
+    """
+
+    def line(n: int) -> np.ndarray:
+        values = np.arange(n) + 1
+        values[n // 2 :] -= n + 1
+        return values
+
+    weights = (line(rows)[:, None] ** 2 + line(cols)[None, :] ** 2 - 1).astype(np.float32)
+    return torch.from_numpy(weights), float(weights.sum() / (rows * cols))
 
 
-def image_quality(batch: np.ndarray) -> np.ndarray:
-    """Krieger Lassen image quality of each pattern (as kikuchipy's ``get_image_quality``), vectorised.
+def image_quality_tensor(batch: torch.Tensor) -> torch.Tensor:
+    """Krieger Lassen image quality of each pattern (as kikuchipy's ``get_image_quality``), on the batch's device.
 
     Sharp, high-contrast Kikuchi bands concentrate the power spectrum at low
     frequencies and give values near 1; noise spreads it and lowers the value.
     """
-    batch = standardise(np.asarray(batch, dtype=np.float32))
+    batch = standardise(batch.to(torch.float32))
     weights, inertia_max = _frequency_weights(*batch.shape[1:])
-    spectrum = torch.fft.fft2(torch.from_numpy(batch)).abs()  # single precision: 3x faster than numpy's
-    inertia = (spectrum * torch.from_numpy(weights)).sum(dim=(1, 2)) / spectrum.sum(dim=(1, 2)).clamp_min(1e-12)
-    return (1 - inertia / inertia_max).numpy().astype(np.float32)
+    spectrum = torch.fft.fft2(batch).abs()  # single precision: 3x faster than numpy's on the CPU
+    inertia = (spectrum * weights.to(batch.device)).sum(dim=(1, 2)) / spectrum.sum(dim=(1, 2)).clamp_min(1e-12)
+    return 1 - inertia / inertia_max
+
+
+def image_quality(batch: np.ndarray) -> np.ndarray:
+    """:func:`image_quality_tensor` for a numpy batch."""
+    return image_quality_tensor(torch.from_numpy(np.asarray(batch, dtype=np.float32))).numpy()
 
 
 def normalized_cross_correlation(a: np.ndarray, b: np.ndarray) -> float:

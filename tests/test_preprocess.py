@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
+import torch
 
 from ebsd_core.errors import InputError
-from ebsd_core.preprocess import PreprocessConfig, circular_mask, normalized_cross_correlation, preprocess
+from ebsd_core.preprocess import (
+    PreprocessConfig,
+    _frequency_weights,
+    circular_mask,
+    gaussian_blur,
+    image_quality,
+    image_quality_tensor,
+    normalized_cross_correlation,
+    preprocess,
+    preprocess_tensor,
+)
 
 
 def test_output_is_standardised_and_resized(rng):
@@ -46,3 +57,42 @@ def test_mask_and_config_roundtrip():
     assert PreprocessConfig.from_dict(config.to_dict() | {"unknown": 1}) == config
     out = preprocess(np.random.default_rng(1).random((1, 32, 32)), config)
     assert out[0, 0, 0] == 0 and circular_mask(32)[16, 16]
+
+
+@pytest.mark.parametrize("size,sigma", [(60, 7.5), (17, 2.3), (40, 5.0)])
+def test_gaussian_blur_matches_scipy_nearest_mode(rng, size, sigma):
+    from scipy.ndimage import gaussian_filter
+
+    images = rng.random((3, size, size + 5)).astype(np.float32)
+    expected = gaussian_filter(images, sigma=(0, sigma, sigma), mode="nearest")
+    assert np.allclose(gaussian_blur(torch.from_numpy(images), sigma).numpy(), expected, atol=1e-5)
+
+
+def test_frequency_weights_match_kikuchipy():
+    from kikuchipy.pattern import fft_frequency_vectors
+
+    for shape in ((60, 60), (31, 48)):
+        weights, _ = _frequency_weights(*shape)
+        assert np.array_equal(weights.numpy(), fft_frequency_vectors(shape))
+
+
+def test_image_quality_matches_kikuchipy(rng):
+    from kikuchipy.pattern import get_image_quality
+
+    yy, xx = np.mgrid[:48, :48]
+    patterns = np.stack([np.cos(xx / 3.0) + 0.1 * rng.random((48, 48)), rng.random((48, 48))]).astype(np.float32)
+    expected = [get_image_quality(p) for p in patterns]
+    assert np.allclose(image_quality(patterns), expected, atol=1e-4)
+    assert image_quality(patterns)[0] > image_quality(patterns)[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pipeline_on_cuda_matches_cpu(rng):
+    raw = rng.integers(0, 255, (16, 120, 100)).astype(np.uint8)
+    background = rng.random((120, 100)).astype(np.float32) * 10
+    config = PreprocessConfig(size=64, circular_mask=True)
+    on_cpu = preprocess_tensor(torch.from_numpy(raw), config, background)
+    on_gpu = preprocess_tensor(torch.from_numpy(raw).cuda(), config, background)
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
+    assert torch.allclose(image_quality_tensor(on_gpu).cpu(), image_quality_tensor(on_cpu), atol=1e-5)

@@ -13,6 +13,7 @@ from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
 from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
+from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import list_models, load_model, read_card, save_model
 from ebsd_core.train import TrainConfig, train_model
 
@@ -123,11 +124,14 @@ def test_precision_choice(trained):
     card = copy.deepcopy(trained[1].card)
     card.training["bf16_check"] = {"passed": True}
     assert inference_precision(torch.device("cpu"), "fp32", card) == "fp32"
-    assert inference_precision(torch.device("cuda"), "auto", card) == "bf16"
+    assert inference_precision(torch.device("cuda"), "auto", card) == "fp32"  # small input: TF32 is faster
+    large = copy.deepcopy(card)
+    large.preprocess = PreprocessConfig(size=128)
+    assert inference_precision(torch.device("cuda"), "auto", large) == "bf16"
     assert inference_precision(torch.device("mps"), "auto", card) == "fp32"
     assert inference_precision(torch.device("cuda"), "auto", None) == "fp32"  # unchecked model
-    card.training["bf16_check"] = {"passed": False}
-    assert inference_precision(torch.device("cuda"), "auto", card) == "fp32"
+    large.training["bf16_check"] = {"passed": False}
+    assert inference_precision(torch.device("cuda"), "auto", large) == "fp32"
     with pytest.raises(ModelError, match="precision must be one of"):
         inference_precision(torch.device("cpu"), "fp16")
 

@@ -1,0 +1,55 @@
+"""Batched prediction from a pattern source: batches, pipelining on a GPU, and CPU/GPU agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ebsd_core.backbones import create_model
+from ebsd_core.inference import classify_batch, default_batch_size, predict_source
+from ebsd_core.io.readers import PatternSource
+from ebsd_core.preprocess import PreprocessConfig
+from ebsd_core.store import ModelCard
+
+
+@pytest.fixture(scope="module")
+def model_and_card():
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", 3, pretrained=False).eval()
+    return model, ModelCard("efficientnet_lite0", [221, 225, 229], PreprocessConfig(size=32))
+
+
+@pytest.fixture(scope="module")
+def source():
+    rng = np.random.default_rng(3)
+    patterns = rng.integers(0, 255, (70, 40, 40), dtype=np.uint8)
+    return PatternSource("scan.h5", "test", patterns, static_background=rng.random((40, 40)).astype(np.float32))
+
+
+def test_batches_give_the_same_answer_as_one_call(model_and_card, source):
+    model, card = model_and_card
+    seen = []
+    prediction = predict_source(model, card, source, batch_size=16, progress=lambda f, m: seen.append(m))
+    probs, quality = classify_batch(model, card, source.patterns, source.static_background, precision="fp32")
+    assert np.allclose(prediction.probabilities, probs, atol=1e-5)
+    assert np.allclose(prediction.quality, quality, atol=1e-6)
+    assert seen[-1] == "70/70 patterns" and len(seen) == 5
+
+
+def test_default_batch_sizes():
+    assert default_batch_size(torch.device("cpu")) < default_batch_size(torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_prediction_matches_cpu(model_and_card, source):
+    model, card = model_and_card
+    on_cpu = predict_source(model, card, source, precision="fp32")
+    gpu_model = create_model("efficientnet_lite0", 3, pretrained=False)
+    gpu_model.load_state_dict(model.state_dict())
+    gpu_model = gpu_model.cuda().eval()
+    on_gpu = predict_source(gpu_model, card, source, batch_size=16, precision="fp32")
+    assert np.abs(on_gpu.probabilities - on_cpu.probabilities).max() < 1e-3
+    assert np.allclose(on_gpu.quality, on_cpu.quality, atol=1e-4)
+    in_bf16 = predict_source(gpu_model, card, source, batch_size=16, precision="bf16")
+    assert np.isfinite(in_bf16.probabilities).all()
