@@ -395,7 +395,7 @@ def _add_precision_option(p: argparse.ArgumentParser, compile_option: bool = Tru
             "--compile",
             choices=["auto", "always", "never"],
             default="auto",
-            help="compile the model (CPU: about 20 s, then 1.9x faster; GPU: 1.8x faster); "
+            help="compile the model (CPU: about 20 s, then 1.5x faster; GPU: 1.8x faster); "
             "auto: from 20,000 patterns on",
         )
 
