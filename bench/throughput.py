@@ -44,7 +44,7 @@ def measure(
     card = ModelCard("efficientnet_lite0", [221, 223, 225, 227, 229, 230], PreprocessConfig(size=input_size))
     source = open_patterns(make_scan(n, size), lazy=True)
     warm_up = source.__class__(**{**source.__dict__, "patterns": source.patterns[:batch]})
-    predict_source(model, card, warm_up, precision=precision, compile=compile)
+    predict_source(model, card, warm_up, batch_size=batch, precision=precision, compile=compile)
     start = time.perf_counter()
     predict_source(model, card, source, batch_size=batch, precision=precision, compile=compile)
     if device.startswith("cuda"):

@@ -48,8 +48,10 @@ class PreprocessConfig:
 
 
 def checked_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
-    """(N, H, W) view of ``patterns``; refuses other shapes and NaN/inf with a clear message."""
+    """(N, H, W) view of ``patterns`` (a copy if read-only, for torch); refuses other shapes and NaN/inf."""
     batch = np.asarray(patterns)
+    if not batch.flags.writeable:
+        batch = batch.copy()
     if batch.ndim == 2:
         batch = batch[None]
     if batch.ndim != 3:

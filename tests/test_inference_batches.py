@@ -38,7 +38,19 @@ def test_batches_give_the_same_answer_as_one_call(model_and_card, source):
 
 
 def test_default_batch_sizes():
-    assert default_batch_size(torch.device("cpu")) < default_batch_size(torch.device("cuda"))
+    cuda = torch.device("cuda")
+    assert default_batch_size(torch.device("cpu")) == 256
+    assert default_batch_size(cuda, (60, 60)) == 4096
+    assert default_batch_size(cuda, (240, 240)) == 256  # bounded GPU memory for large patterns
+    assert default_batch_size(cuda, (2000, 2000)) == 64
+
+
+def test_read_only_patterns_are_accepted(model_and_card, source):
+    model, card = model_and_card
+    frozen = source.patterns.copy()
+    frozen.flags.writeable = False
+    probs, _ = classify_batch(model, card, frozen[:4], precision="fp32")
+    assert probs.shape == (4, 3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
