@@ -315,7 +315,8 @@ def predict_source(
     quality = np.empty(len(source), dtype=np.float32)
     runner = prepare_for_inference(model, compile, len(source))
     if runner is not model and progress:
-        progress(0.0, f"compiling the model for this {device.type.upper()} (once per run; about 20 s on a CPU)")
+        cost = "about 20 s, once per run" if device.type == "cpu" else "once per run"
+        progress(0.0, f"compiling the model for the {device.type.upper()} ({cost})")
 
     def collect(launched: _Launched) -> None:
         stop = launched.start + len(launched.probabilities)
