@@ -92,10 +92,10 @@ def gaussian_blur(batch: torch.Tensor, sigma: float) -> torch.Tensor:
 def remove_static_background(batch: torch.Tensor, background: torch.Tensor | np.ndarray | None) -> torch.Tensor:
     if background is None:
         return batch
-    bg = torch.as_tensor(np.asarray(background, dtype=np.float32) if isinstance(background, np.ndarray) else background)
+    bg = torch.as_tensor(background, dtype=torch.float32, device=batch.device)  # no copy when already there
     if tuple(bg.shape) != tuple(batch.shape[1:]):
         return batch  # a background of another size cannot apply; dynamic removal still runs
-    return batch - bg.to(batch.device, torch.float32)[None]
+    return batch - bg[None]
 
 
 def remove_dynamic_background(batch: torch.Tensor, sigma_fraction: float = 0.125) -> torch.Tensor:
