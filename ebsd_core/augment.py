@@ -5,10 +5,18 @@ noise, blur, contrast and gamma, and a small shift/zoom that mimics a
 projection-centre change. A horizontal mirror is a valid pattern of the same
 (centrosymmetric, m-3m) crystal in another orientation with the mirrored
 projection centre.
+
+``crystal_rotation`` makes patterns of new orientations. A pattern is the gnomonic
+projection of the Kikuchi sphere through the projection centre (PC), so rotating
+the crystal by R moves every detector point along its ray: the new pattern is the
+old one re-sampled through the homography K R^T K^-1 (K: the PC and the detector
+distance). That is exact but for the rim, where the rotated view needs
+pixels the detector never saw; those get the mean level.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,17 +33,97 @@ class AugmentConfig:
     pc_zoom: float = 0.05
     mirror: bool = True
     rotation: float = 0.0  # largest in-plane rotation in degrees (about the pattern centre)
+    # largest crystal rotation in degrees (random axis), by re-projection; 20 shots, 120 px, 30 epochs,
+    # 3 seeds: 30 degrees lifted unseen orientations 0.77 -> 0.84 and held-out materials 0.64 -> 0.71
+    crystal_rotation: float = 30.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Bruker projection centre (x, y from the top-left, z = distance / height) used when
+#: the patterns do not say theirs: the middle of the simulator's geometry ranges.
+NOMINAL_PC = (0.5, 0.25, 0.575)
 
 
 def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=device) * (high - low) + low
 
 
-def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a batch (N, 1, H, W) of standardised patterns."""
+def random_rotations(n: int, max_degrees: float, generator, device) -> torch.Tensor:
+    """``n`` rotation matrices about uniformly random axes, angles uniform in [0, max_degrees]."""
+    axis = torch.randn(n, 3, generator=generator, device=device)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    angle = torch.deg2rad(_uniform(n, 0.0, max_degrees, generator, device))
+    cross = torch.zeros(n, 3, 3, device=device)
+    cross[:, 0, 1], cross[:, 0, 2], cross[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    cross = cross - cross.transpose(1, 2)
+    sin, cos = torch.sin(angle).view(n, 1, 1), torch.cos(angle).view(n, 1, 1)
+    return torch.eye(3, device=device) + sin * cross + (1 - cos) * cross @ cross  # Rodrigues
+
+
+def reproject(grid: torch.Tensor, rotations: torch.Tensor, pc: torch.Tensor) -> torch.Tensor:
+    """Where, in the recorded pattern, each point of ``grid`` lies after rotating the crystal.
+
+    ``grid`` (N, H, W, 2) holds normalised [-1, 1] coordinates (``grid_sample``'s), ``pc``
+    (N, 3) Bruker projection centres of square patterns. Points whose ray leaves the
+    detector's half-space are sent outside the image.
+    """
+    pc = pc.to(grid)[:, None, None, :]
+    ray = torch.stack(
+        ((grid[..., 0] + 1) / 2 - pc[..., 0], (grid[..., 1] + 1) / 2 - pc[..., 1], pc[..., 2].expand_as(grid[..., 0])),
+        dim=-1,
+    )
+    source = torch.einsum("nhwi,nij->nhwj", ray, rotations)  # R^T applied to each ray
+    depth = source[..., 2]
+    ahead = depth > 1e-3
+    scale = pc[..., 2] / depth.clamp_min(1e-3)
+    u = pc[..., 0] + source[..., 0] * scale
+    v = pc[..., 1] + source[..., 1] * scale
+    out = torch.stack((2 * u - 1, 2 * v - 1), dim=-1)
+    return torch.where(ahead[..., None], out, torch.full_like(out, 2.0))
+
+
+VIEW_ROTATION = 15.0  # degrees: test-time views of crystals turned by up to this much (beyond, the rim grows)
+
+
+@functools.lru_cache(maxsize=8)
+def view_grids(size: int, views: int, device: str = "cpu", max_degrees: float = VIEW_ROTATION) -> torch.Tensor:
+    """Sampling grids (views - 1, S, S, 2) of fixed crystal rotations, every other one mirrored.
+
+    The test-time views of :func:`ebsd_core.inference.model_probabilities`: the same rotations for
+    every pattern and batch (seeded), about the nominal projection centre, since a scan's own is
+    rarely known.
+    """
+    n = views - 1
+    with torch.inference_mode(False):  # cached: usable later with autograd on as well
+        generator = torch.Generator().manual_seed(20210415)
+        theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(n, 1, 1)
+        theta[1::2, 0, 0] = -1.0
+        grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+        rotations = random_rotations(n, max_degrees, generator, "cpu")
+        return reproject(grid, rotations, torch.tensor(NOMINAL_PC).expand(n, 3)).to(device)
+
+
+def resample_standardised(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Re-sample standardised patterns (N, 1, S, S) through ``grid``; the rim gets the mean level."""
+    level = x.mean(dim=(2, 3), keepdim=True)
+    grid = grid.expand(len(x), *grid.shape[-3:]) if grid.dim() == 3 else grid
+    x = F.grid_sample(x - level, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+
+
+def augment_batch(
+    x: torch.Tensor,
+    config: AugmentConfig,
+    generator: torch.Generator | None = None,
+    pc: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Augment a batch (N, 1, H, W) of standardised patterns.
+
+    ``pc`` (N, 3): the patterns' Bruker projection centres, used by ``crystal_rotation``
+    (default :data:`NOMINAL_PC`).
+    """
     n, device = x.shape[0], x.device
     # gamma on a [0, 1] rescaled copy, then back to zero mean / unit variance
     lo = x.amin(dim=(2, 3), keepdim=True)
@@ -55,6 +143,9 @@ def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Gener
         theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if config.crystal_rotation > 0:
+        centres = torch.tensor(NOMINAL_PC, device=device).expand(n, 3) if pc is None else pc.to(device)
+        grid = reproject(grid, random_rotations(n, config.crystal_rotation, generator, device), centres)
     # pixels moved in from outside get the mean level (reflection would invent mirrored bands)
     level = x.mean(dim=(2, 3), keepdim=True)
     x = F.grid_sample(x - level, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + level

@@ -130,7 +130,11 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         seed=seed,
         device=args.device,
         unknown_threshold=args.unknown_threshold,
-        augment_config=AugmentConfig(rotation=args.rotation),
+        views=args.views or TrainConfig.views,
+        augment_config=AugmentConfig(
+            rotation=args.rotation,
+            crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
+        ),
     )
 
 
@@ -163,9 +167,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ebsd_core.evaluate import evaluate_predictions
     from ebsd_core.inference import predict_source
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.store import load_model
 
-    model, card = load_model(args.model)
+    model, card = _load_for_inference(args)
     source = open_patterns(args.data)
     if not source.labelled:
         raise EbsdError(f"{args.data}: has no labels to evaluate against (use 'predict' instead)")
@@ -191,9 +194,8 @@ def _predict(args: argparse.Namespace) -> int:
     from ebsd_core.atomic import atomic_path
     from ebsd_core.inference import predict_source
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.store import load_model
 
-    model, card = load_model(args.model)
+    model, card = _load_for_inference(args)
     source = open_patterns(args.input)
     prediction = predict_source(
         model,
@@ -268,9 +270,8 @@ def _phasemap(args: argparse.Namespace) -> int:
     scheduler = "none" if args.scheduler == "auto" else args.scheduler
     if scheduler == "none":
         from ebsd_core.io.readers import open_patterns
-        from ebsd_core.store import load_model
 
-        model, card = load_model(args.model, device=_device(args.device))
+        model, card = _load_for_inference(args, _device(args.device))
         phase_map = map_scan(
             model,
             card,
@@ -293,6 +294,7 @@ def _phasemap(args: argparse.Namespace) -> int:
                 progress,
                 precision=args.precision,
                 compile=args.compile,
+                views=args.views,
             )
     written = [str(export_map(phase_map, out)) for out in outputs]
     print(json.dumps({"written": written, **phase_map.summary()}))
@@ -361,6 +363,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         out_dir=args.out,
         real_data=[_real_pair(text) for text in args.real_data or []],
         progress=_print_progress,
+        also_views=(1,),
     )
     print(json.dumps(result["summary"]))
     return 0
@@ -377,12 +380,48 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--frozen-epochs", type=int, default=0, help="epochs training only the head first")
     p.add_argument("--rotation", type=float, default=0.0, help="augment with in-plane rotations up to DEG degrees")
+    p.add_argument(
+        "--crystal-rotation",
+        type=float,
+        help="augment with crystal rotations up to DEG degrees, re-projected through the projection centre "
+        "(0 turns it off; default: ebsd_core.augment.AugmentConfig's)",
+    )
+    _add_views_option(p, "test-time views the saved model predicts with")
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--unknown-threshold", type=float, default=0.5)
 
 
-def _add_precision_option(p: argparse.ArgumentParser, compile_option: bool = True) -> None:
+def _views(text: str) -> int:
+    from ebsd_core.store import MAX_VIEWS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_VIEWS:
+        raise argparse.ArgumentTypeError(f"views must be a whole number from 1 to {MAX_VIEWS}, not {text!r}")
+    return int(text)
+
+
+def _load_for_inference(args: argparse.Namespace, device=None):
+    """The model and card of ``--model``, predicting with ``--views`` when given."""
+    from ebsd_core.store import load_model
+
+    model, card = load_model(args.model) if device is None else load_model(args.model, device=device)
+    if args.views:
+        card.views = args.views
+    return model, card
+
+
+def _add_views_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--views",
+        type=_views,
+        metavar="N",
+        help=f"{what}: average each pattern's probabilities over N re-projected views of its crystal "
+        "(N times the work, fewer orientation-specific errors; default: the model's own)",
+    )
+
+
+def _add_inference_options(p: argparse.ArgumentParser, compile_option: bool = True) -> None:
+    _add_views_option(p, "inference")
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -436,14 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="all", choices=["all", "train", "holdout"], help="dataset split to score")
     p.add_argument("--batch-size", type=int, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)")
-    _add_precision_option(p, compile_option=False)
+    _add_inference_options(p, compile_option=False)
 
     p = sub.add_parser("predict", help="classify patterns of any supported file, image or folder")
     p.add_argument("--model", required=True)
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="CSV file")
     p.add_argument("--batch-size", type=int, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)")
-    _add_precision_option(p)
+    _add_inference_options(p)
 
     p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
     _add_training_options(p)
@@ -483,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="patterns per batch (default: 256 on a CPU, 4096 on a GPU; per task on a cluster: 512)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
-    _add_precision_option(p)
+    _add_inference_options(p)
 
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
     p.add_argument("--model", required=True, help="models/NAME")

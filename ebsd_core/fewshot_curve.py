@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +43,17 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
     return rows
 
 
+def _accuracies(result, dataset, also_views: Sequence[int]) -> dict:
+    """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``."""
+    scores = {}
+    for views in (result.card.views, *sorted(set(also_views) - {result.card.views})):
+        suffix = "" if views == result.card.views else f"_{views}view"
+        scored = dataclasses.replace(result.card, views=views)
+        for split, key in ((result.split.test, "test_accuracy"), (result.split.holdout, "holdout_accuracy")):
+            scores[key + suffix] = evaluate_split(result.model, scored, dataset, split).get("accuracy")
+    return scores
+
+
 def run_curve(
     data: str | Path,
     shots: Sequence[int],
@@ -51,8 +63,13 @@ def run_curve(
     out_dir: str | Path,
     real_data: Sequence[tuple[str | Path, int]] = (),
     progress: Callable[[float, str], None] | None = None,
+    also_views: Sequence[int] = (),
 ) -> dict:
-    """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``."""
+    """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``.
+
+    Accuracies use each model's own test-time views; ``also_views`` scores them with other counts too
+    (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``).
+    """
     dataset = read_dataset(data)
     runs = []
     total = len(modes) * len(shots) * len(seeds)
@@ -69,12 +86,7 @@ def run_curve(
                     "seconds": round(result.seconds, 1),
                     "epochs_run": len(result.history),
                     "epochs_to_95": epochs_to_reach(result.history),
-                    "test_accuracy": evaluate_split(result.model, result.card, dataset, result.split.test).get(
-                        "accuracy"
-                    ),
-                    "holdout_accuracy": evaluate_split(result.model, result.card, dataset, result.split.holdout).get(
-                        "accuracy"
-                    ),
+                    **_accuracies(result, dataset, also_views),
                 }
                 if real_data:
                     real = score_real(result.model, result.card, real_data)
@@ -99,7 +111,8 @@ def summarise(runs: list[dict]) -> dict:
         for k in sorted({r["shots"] for r in runs if r["mode"] == mode}):
             group = [r for r in runs if r["mode"] == mode and r["shots"] == k]
             row = {}
-            for key in ("test_accuracy", "holdout_accuracy", "seconds"):
+            by_views = sorted({key for r in group for key in r if key.endswith("view")})
+            for key in ["test_accuracy", "holdout_accuracy", *by_views, "seconds"]:
                 values = [r[key] for r in group if r.get(key) is not None]
                 if values:
                     row[key] = round(float(np.mean(values)), 4)

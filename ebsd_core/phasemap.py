@@ -304,7 +304,7 @@ def map_scan(
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_model(model_dir: str, device: str, compile: str):
+def _worker_model(model_dir: str, device: str, compile: str, views: int | None):
     import torch
 
     from ebsd_core.inference import prepare_for_inference
@@ -313,6 +313,7 @@ def _worker_model(model_dir: str, device: str, compile: str):
     if device == "cpu":
         torch.set_num_threads(max(1, int(os.environ.get("EBSD_WORKER_THREADS", "1"))))
     model, card = load_model(model_dir, device=device)
+    card.views = views or card.views
     return prepare_for_inference(model, compile, 0), card
 
 
@@ -329,15 +330,16 @@ def classify_slice(
     device: str = "auto",
     precision: str = "auto",
     compile: str = "never",
+    views: int | None = None,
 ) -> np.ndarray:
     """Run on a dask worker: open scan and model (cached per worker) and classify ``start:stop``.
 
-    ``compile="always"`` compiles the model once per worker.
+    ``compile="always"`` compiles the model once per worker; ``views`` overrides the model's own.
     Returns (stop - start, C + 1): class probabilities, then image quality.
     """
     from ebsd_core.backbones import select_device
 
-    model, card = _worker_model(model_dir, str(select_device(device)), compile)
+    model, card = _worker_model(model_dir, str(select_device(device)), compile, views)
     source = _worker_source(scan_path)
     probs, quality = classify_batch(
         model, card, source.batch(start, stop), source.static_background, scan_path, precision
@@ -391,8 +393,11 @@ def map_scan_distributed(
     should_stop: Callable[[], bool] | None = None,
     precision: str = "auto",
     compile: str = "auto",
+    views: int | None = None,
 ) -> PhaseMap:
     """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``.
+
+    ``views`` overrides the model's test-time views (see :func:`ebsd_core.inference.model_probabilities`).
 
     With ``compile="auto"`` every CPU worker compiles the model once when the scan has at least
     ``ebsd_core.inference.COMPILE_MIN_PATTERNS`` patterns (see :func:`ebsd_core.inference.predict_source`).
@@ -403,6 +408,7 @@ def map_scan_distributed(
 
     model_dir, scan_path = str(Path(model_dir).resolve()), str(Path(scan_path).resolve())
     card = read_card(model_dir)
+    card.views = views or card.views
     source = open_patterns(scan_path, lazy=True)
     shape = _nav_shape(source, nav_shape)
     notes = check_pattern_size(source, card)
@@ -412,7 +418,16 @@ def map_scan_distributed(
     on_workers = "always" if compile_wanted(compile, n) else "never"
     futures = {
         client.submit(
-            classify_slice, model_dir, scan_path, s, min(n, s + chunk), device, precision, on_workers, pure=False
+            classify_slice,
+            model_dir,
+            scan_path,
+            s,
+            min(n, s + chunk),
+            device,
+            precision,
+            on_workers,
+            views,
+            pure=False,
         ): s
         for s in starts
     }

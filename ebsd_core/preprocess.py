@@ -123,6 +123,17 @@ def crop_to_square(batch: torch.Tensor) -> torch.Tensor:
     return batch[:, top : top + side, left : left + side]
 
 
+def square_crop_pc(pc: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Bruker projection centres (N, 3) of ``rows x cols`` patterns after :func:`crop_to_square`."""
+    pc = np.array(pc, dtype=np.float32, ndmin=2)
+    side = min(rows, cols)
+    top, left = (rows - side) // 2, (cols - side) // 2
+    pc[:, 0] = (pc[:, 0] * cols - left) / side
+    pc[:, 1] = (pc[:, 1] * rows - top) / side
+    pc[:, 2] = pc[:, 2] * rows / side
+    return pc
+
+
 def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
     if tuple(batch.shape[1:]) == (size, size):
         return batch

@@ -37,6 +37,7 @@ WEIGHTS = "weights.safetensors"
 META = "model.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 DEFAULT_UNKNOWN_THRESHOLD = 0.5
+MAX_VIEWS = 64  # test-time views per pattern
 
 
 def default_store() -> Path:
@@ -54,6 +55,7 @@ class ModelCard:
     channel_mode: str = "adapt"
     pretrained: bool = True
     unknown_threshold: float = DEFAULT_UNKNOWN_THRESHOLD
+    views: int = 1  # test-time views averaged per pattern (see inference.model_probabilities)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
@@ -81,6 +83,7 @@ class ModelCard:
             "preprocess": self.preprocess.to_dict(),
             "input_size": self.input_size,
             "unknown_threshold": self.unknown_threshold,
+            "views": self.views,
             "training": self.training,
             "metrics": self.metrics,
             "history": self.history,
@@ -111,6 +114,7 @@ class ModelCard:
                 channel_mode=str(data.get("channel_mode", "adapt")),
                 pretrained=bool(data.get("pretrained", True)),
                 unknown_threshold=threshold,
+                views=int(data.get("views", 1)),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
                 history=list(data.get("history", [])),
@@ -126,6 +130,8 @@ class ModelCard:
             raise ModelError(f"unknown channel_mode {card.channel_mode!r}", source)
         if not 0.0 <= threshold <= 1.0:
             raise ModelError(f"unknown_threshold {threshold} is outside [0, 1]", source)
+        if not 1 <= card.views <= MAX_VIEWS:
+            raise ModelError(f"views {card.views} is outside 1..{MAX_VIEWS}", source)
         if not 16 <= card.preprocess.size <= 1024:
             raise ModelError(f"input size {card.preprocess.size} is outside 16..1024", source)
         return card

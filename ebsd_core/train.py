@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebsd_core.augment import AugmentConfig, augment_batch
+from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
 from ebsd_core.backbones import classifier_parameters, create_model, select_device
 from ebsd_core.errors import CancelledError
 from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
-from ebsd_core.preprocess import PreprocessConfig, preprocess
+from ebsd_core.preprocess import PreprocessConfig, preprocess, square_crop_pc
 from ebsd_core.store import ModelCard
 
 BF16_CHECK_PATTERNS = 256
@@ -54,6 +54,7 @@ class TrainConfig:
     augment: bool = True
     val_per_class: int = 10
     unknown_threshold: float = 0.5
+    views: int = 4  # test-time views the model predicts with (stored in its card): +0.03-0.04 accuracy
     min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH
     augment_config: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -106,6 +107,16 @@ class TrainResult:
 
 def _prepared(dataset: Dataset, index: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return preprocess(take(dataset.patterns, index), config, dataset.static_background)
+
+
+def _projection_centres(dataset: Dataset, index: np.ndarray) -> torch.Tensor | None:
+    """The training patterns' projection centres in the square model frame, when the data has them."""
+    if dataset.pc is None:
+        return None
+    pc = np.asarray(dataset.pc, dtype=np.float32).reshape(-1, 3)
+    pc = pc[index] if len(pc) == len(dataset) else np.repeat(pc[:1], len(index), axis=0)
+    pc = np.where(np.isfinite(pc).all(axis=1, keepdims=True), pc, np.asarray(NOMINAL_PC, dtype=np.float32))
+    return torch.from_numpy(square_crop_pc(pc, *dataset.patterns.shape[1:3]))
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -198,6 +209,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
     augment = config.augment_config
     x_all = torch.from_numpy(x_train)[:, None]
+    pc_all = _projection_centres(dataset, split.train)
     y_all = torch.from_numpy(y_train)
 
     history: list[dict] = []
@@ -212,7 +224,7 @@ def train_model(
             pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
             xb = x_all[pick]
             if config.augment:
-                xb = augment_batch(xb, augment, generator)
+                xb = augment_batch(xb, augment, generator, None if pc_all is None else pc_all[pick])
             xb, yb = xb.to(device), y_all[pick].to(device)
             xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast_context(device):
@@ -270,6 +282,7 @@ def train_model(
         channel_mode=config.channel_mode,
         pretrained=config.pretrained or config.weights_file is not None,
         unknown_threshold=config.unknown_threshold,
+        views=config.views,
         training={
             "config": config.to_dict(),
             "augment": augment.to_dict(),

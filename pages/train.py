@@ -53,6 +53,14 @@ elif path is not None:
         shots_text = c1.text_input("Shots per class (one value or a sweep: 5,10,20)", "10")
         epochs = c2.number_input("Epochs", 1, 200, 15)
         input_size = c3.select_slider("Input size (px)", [32, 48, 64, 96, 128, 160, 224], value=64)
+        views = st.number_input(
+            "Test-time views",
+            1,
+            64,
+            TrainConfig.views,
+            help="The saved model averages each pattern over this many re-projected views of its crystal: "
+            "fewer orientation-specific mistakes, at this many times the prediction time.",
+        )
         mode = st.radio("Initialisation", ["ImageNet transfer", "scratch", "both side by side"], horizontal=True)
         name = st.text_input("Model name prefix", f"model-{time.strftime('%Y%m%d-%H%M%S')}")
         submitted = st.form_submit_button("Start training", type="primary")
@@ -79,6 +87,7 @@ elif path is not None:
                         epochs=int(epochs),
                         input_size=int(input_size),
                         patience=max(5, int(epochs) // 3),
+                        views=int(views),
                     ),
                 )
                 for k in shots

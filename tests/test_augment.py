@@ -1,11 +1,20 @@
-"""Augmentations keep a pattern's physics: standardised output, rotations about the centre only."""
+"""Augmentations keep a pattern's physics: standardised output, rotations about the centre, re-projection."""
 
+import numpy as np
+import pytest
 import torch
 
-from ebsd_core.augment import AugmentConfig, augment_batch
+from ebsd_core.augment import AugmentConfig, augment_batch, random_rotations, reproject
 
 STILL = AugmentConfig(
-    noise_std=0.0, blur_probability=0.0, contrast=(1, 1), gamma=(1, 1), pc_shift=0.0, pc_zoom=0.0, mirror=False
+    noise_std=0.0,
+    blur_probability=0.0,
+    contrast=(1, 1),
+    gamma=(1, 1),
+    pc_shift=0.0,
+    pc_zoom=0.0,
+    mirror=False,
+    crystal_rotation=0.0,
 )
 
 
@@ -46,3 +55,59 @@ def test_no_rotation_by_default():
     stripes = torch.cos(10 * xx)[None, None].repeat(4, 1, 1, 1)
     out = augment_batch(stripes, STILL, torch.Generator())
     assert min(_correlation(out[k, 0], stripes[k, 0]) for k in range(4)) > 0.999
+
+
+def test_crystal_rotation_is_identity_at_zero_degrees():
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    still = STILL.to_dict() | {"crystal_rotation": 1e-6}
+    y = augment_batch(
+        x, AugmentConfig(**still), torch.Generator().manual_seed(1), pc=torch.tensor([[0.5, 0.3, 0.6]] * 4)
+    )
+    z = augment_batch(x, STILL, torch.Generator().manual_seed(1))
+    assert torch.allclose(y, z, atol=1e-3)
+
+
+def test_random_rotations_are_rotations_within_the_limit():
+    rotations = random_rotations(256, 20.0, torch.Generator().manual_seed(0), "cpu")
+    eye = torch.eye(3).expand(256, 3, 3)
+    assert torch.allclose(rotations @ rotations.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotations), torch.ones(256), atol=1e-5)
+    angles = torch.rad2deg(torch.arccos(((rotations.diagonal(dim1=1, dim2=2).sum(1) - 1) / 2).clamp(-1, 1)))
+    assert angles.max() <= 20.01 and angles.min() >= 0
+
+
+def test_reprojection_is_the_pattern_of_the_rotated_crystal():
+    """Warping a simulated pattern by the homography equals simulating the rotated crystal.
+
+    A rotation R of the ray frame (x right, y down, z towards the sample) is S = O F R^T F O^T
+    in kikuchipy's sample frame (F flips y, O is the detector-to-sample matrix), so the new
+    orientation is g S.
+    """
+    kikuchipy = pytest.importorskip("kikuchipy")
+    import torch.nn.functional as F
+    from orix.quaternion import Rotation
+
+    from ebsd_core.masters import load_master
+    from ebsd_core.phases import get_material
+    from ebsd_core.simulate import project
+
+    size, pc, tilt, sample_tilt = 90, np.array([0.47, 0.28, 0.6]), 5.0, 70.0
+    master = load_master(get_material("ni"))
+    detector = kikuchipy.detectors.EBSDDetector(shape=(size, size), pc=pc, tilt=tilt, sample_tilt=sample_tilt)
+    to_sample = (~detector.sample_to_detector).to_matrix().squeeze()
+    flip = np.diag([1.0, -1.0, 1.0])
+    g1 = Rotation.from_axes_angles([1, 2, 3], 0.7)
+    recorded = torch.from_numpy(project(master, g1.data, pc[None], size, tilt, sample_tilt))[:, None]
+    from scipy.spatial.transform import Rotation as Turn
+
+    axes = np.array([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, -2, 0.5]])
+    for r in Turn.from_rotvec(np.radians(12) * axes / np.linalg.norm(axes, axis=1, keepdims=True)).as_matrix():
+        s_transposed = to_sample @ flip @ r.T @ flip @ to_sample.T
+        rotated = project(master, (g1 * Rotation.from_matrix(s_transposed)).data, pc[None], size, tilt, sample_tilt)[0]
+        grid = F.affine_grid(torch.tensor([[[1.0, 0, 0], [0, 1, 0]]]), [1, 1, size, size], align_corners=False)
+        grid = reproject(grid, torch.from_numpy(r).float()[None], torch.from_numpy(pc).float()[None])
+        warped = F.grid_sample(recorded, grid, align_corners=False)[0, 0]
+        seen = (grid.abs() <= 1).all(-1)[0]
+        assert seen.float().mean() > 0.6
+        assert _correlation(warped[seen], torch.from_numpy(rotated)[seen]) > 0.9  # 0.95-0.97: bilinear re-sampling
+        assert abs(_correlation(recorded[0, 0][seen], torch.from_numpy(rotated)[seen])) < 0.3

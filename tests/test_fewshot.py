@@ -26,3 +26,19 @@ def test_too_few_patterns_or_classes():
     one = Dataset(patterns=np.zeros((4, 8, 8)), labels=[0] * 4, classes=[225], material=["a"] * 4)
     with pytest.raises(InputError, match="at least two"):
         few_shot_split(one, shots=1)
+
+
+def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from ebsd_core.cli import main
+
+    args = ["--data", str(tiny_dataset), "--shots", "2", "--seeds", "0", "--epochs", "1", "--input-size", "32"]
+    assert main(["fewshot-curve", *args, "--batch-size", "8", "--views", "2", "--out", str(tmp_path / "c")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary) == {"transfer", "scratch"}
+    curve = json.loads((tmp_path / "c" / "curve.json").read_text())
+    run = curve["runs"][0]
+    assert {"test_accuracy", "holdout_accuracy", "test_accuracy_1view", "holdout_accuracy_1view"} <= set(run)
+    assert 0 <= run["test_accuracy"] <= 1 and run["shots"] == 2
+    assert (tmp_path / "c" / "curve.png").stat().st_size > 1000

@@ -1,11 +1,14 @@
-"""Batched prediction from a pattern source: batches, pipelining on a GPU, and CPU/GPU agreement."""
+"""Batched prediction from a pattern source: batches, test-time views, pipelining on a GPU, CPU/GPU agreement."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
+from ebsd_core.augment import view_grids
 from ebsd_core.backbones import create_model
 from ebsd_core.inference import classify_batch, default_batch_size, predict_source
 from ebsd_core.io.readers import PatternSource
@@ -65,3 +68,24 @@ def test_cuda_prediction_matches_cpu(model_and_card, source):
     assert np.allclose(on_gpu.quality, on_cpu.quality, atol=1e-4)
     in_bf16 = predict_source(gpu_model, card, source, batch_size=16, precision="bf16")
     assert np.isfinite(in_bf16.probabilities).all()
+
+
+def test_views_average_reprojections_independent_of_batching(model_and_card, source):
+    model, card = model_and_card
+    multi = dataclasses.replace(card, views=5)
+    single = predict_source(model, card, source, precision="fp32").probabilities
+    averaged = predict_source(model, multi, source, batch_size=16, precision="fp32").probabilities
+    at_once, _ = classify_batch(model, multi, source.patterns, source.static_background, precision="fp32")
+    assert np.allclose(averaged.sum(1), 1, atol=1e-5)
+    assert np.allclose(averaged, at_once, atol=1e-5)  # the same views for every pattern, whatever the batch
+    assert not np.allclose(averaged, single, atol=1e-4)
+
+
+def test_views_are_mirrored_crystal_rotations():
+    grids = view_grids(24, 5, "cpu", max_degrees=1e-6)
+    assert grids.shape == (4, 24, 24, 2)
+    identity = torch.nn.functional.affine_grid(torch.eye(2, 3)[None], [1, 1, 24, 24], align_corners=False)[0]
+    mirrored = identity * torch.tensor([-1.0, 1.0])
+    assert torch.allclose(grids[0], identity, atol=1e-4) and torch.allclose(grids[1], mirrored, atol=1e-4)
+    turned = view_grids(24, 5, "cpu")
+    assert (turned - identity).abs().amax() > 0.05

@@ -92,6 +92,19 @@ def test_invalid_model_json_is_refused(trained, tmp_path):
         load_model(path)
 
 
+def test_views_are_stored_and_checked(trained, tmp_path):
+    _, result = trained
+    card = copy.deepcopy(result.card)
+    card.views = 6
+    path = save_model(result.model, card, tmp_path / "views")
+    assert load_model(path)[1].views == 6
+    meta = json.loads((path / "model.json").read_text())
+    meta["views"] = 0
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="views 0 is outside"):
+        load_model(path)
+
+
 def test_predict_source_with_unknown(trained, tiny_dataset):
     _, result = trained
     source = open_patterns(tiny_dataset)
@@ -159,10 +172,15 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["patterns"] == 96 and len(metrics["confusion_matrix"]) == 6
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out)]) == 0
+    assert (
+        main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "3"]) == 0
+    )
     header, first = out.read_text().splitlines()[:2]
     assert header.startswith("path,index,prediction,confidence,p_Pm-3m")
     assert first.split(",")[2] in {"Pm-3m", "Pm-3n", "Fm-3m", "Fd-3m", "Im-3m", "Ia-3d", "unknown"}
     capsys.readouterr()
     assert main(["predict", "--model", "nonexistent", "--input", str(tiny_dataset), "--out", str(out)]) == 2
     assert "not a saved model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "0"])
+    assert "views must be a whole number from 1 to 64" in capsys.readouterr().err
