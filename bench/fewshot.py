@@ -12,6 +12,7 @@ import json
 
 from _common import OUT, SHARED, emit, parser
 
+from ebsd_core.augment import AugmentConfig
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.fewshot_curve import run_curve
 from ebsd_core.io.dataset import write_dataset
@@ -34,6 +35,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--shots", help="comma-separated shots per class (default 1,5,10,20,50,100; quick: 5,20)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
+    p.add_argument("--modes", default="transfer,scratch", help="comma-separated: transfer, scratch")
+    p.add_argument("--crystal-rotation", type=float, help="training augmentation (default: AugmentConfig's)")
+    p.add_argument("--views", type=int, help="test-time views (default: TrainConfig's)")
+    p.add_argument("--also-views", default="1", help="comma-separated view counts to score the models with too")
+    p.add_argument("--out", default="fewshot", help="folder under bench/out for curve.json/png, summary.json")
     args = p.parse_args()
     shots = [5, 20] if args.quick else [1, 5, 10, 20, 50, 100]
     seeds = [0] if args.quick else [0, 1, 2]
@@ -41,8 +47,8 @@ def main() -> None:
     seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else seeds
     epochs = 6 if args.quick else args.epochs
     per_class = max(shots) + 60
-    out = OUT / "fewshot"
-    data = out / f"data-{args.size}-{per_class}.h5"
+    out = OUT / args.out
+    data = OUT / "fewshot" / f"data-{args.size}-{per_class}.h5"
     if not data.exists():
         dataset = simulate_dataset(per_class=per_class, size=args.size, seed=123, holdout_materials=HOLDOUT)
         write_dataset(dataset, data)
@@ -58,14 +64,22 @@ def main() -> None:
             patience=max(4, epochs // 3),
             val_per_class=20,
             min_steps_per_epoch=25,
+            views=args.views or TrainConfig.views,
+            augment_config=AugmentConfig(
+                crystal_rotation=AugmentConfig.crystal_rotation
+                if args.crystal_rotation is None
+                else args.crystal_rotation
+            ),
         )
 
-    result = run_curve(data, shots, seeds, ["transfer", "scratch"], config_for, out, real)
+    modes = args.modes.split(",")
+    also = [int(v) for v in args.also_views.split(",") if v]
+    result = run_curve(data, shots, seeds, modes, config_for, out, real, also_views=also)
     summary = result["summary"]
     transfer_beats_scratch = {
         k: summary["transfer"][k]["test_accuracy"] > summary["scratch"][k]["test_accuracy"]
-        for k in summary["transfer"]
-        if int(k) <= 20
+        for k in summary.get("transfer", {})
+        if int(k) <= 20 and "scratch" in summary
     }
     emit(
         {
@@ -74,6 +88,8 @@ def main() -> None:
             "epochs": epochs,
             "pattern_size": args.size,
             "input_size": args.input_size,
+            "crystal_rotation": config_for(1, True, 0).augment_config.crystal_rotation,
+            "views": config_for(1, True, 0).views,
             "summary": summary,
             "transfer_beats_scratch": transfer_beats_scratch,
             "curve": str(out / "curve.png"),

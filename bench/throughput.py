@@ -1,9 +1,10 @@
 """End-to-end inference throughput: read, preprocess and classify, patterns per second.
 
 Targets: >= 1,000 patterns/s on the 2-core CPU, >= 100,000 patterns/s on one
-H100/H200 (when CUDA is available) at the default input size. The CPU is measured
-in float32 and bf16, eager and compiled (what a scan of 20,000 patterns or more
-gets by default: compiled, float32 unless the model passed its bf16 check).
+H100/H200 (when CUDA is available) at the default input size, one view per pattern
+(``--views 1``). The CPU is measured in float32 and bf16, eager and compiled (what a
+scan of 20,000 patterns or more gets by default: compiled, float32 unless the model
+passed its bf16 check), and with the test-time views a newly trained model uses.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ebsd_core.io.dataset import Dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import ModelCard
+from ebsd_core.train import TrainConfig
 
 
 def log(message: str) -> None:
@@ -37,11 +39,19 @@ def make_scan(n: int, size: int) -> str:
 
 
 def measure(
-    device: str, n: int, size: int, input_size: int, batch: int, precision: str = "fp32", compile: str = "never"
+    device: str,
+    n: int,
+    size: int,
+    input_size: int,
+    batch: int,
+    precision: str = "fp32",
+    compile: str = "never",
+    views: int = 1,
 ) -> float:
     """Patterns/s of one run over ``n`` patterns; compiling (from the on-disk cache after the warm-up) is included."""
     model = create_model("efficientnet_lite0", 6, pretrained=False).to(device, memory_format=torch.channels_last).eval()
-    card = ModelCard("efficientnet_lite0", [221, 223, 225, 227, 229, 230], PreprocessConfig(size=input_size))
+    classes = [221, 223, 225, 227, 229, 230]
+    card = ModelCard("efficientnet_lite0", classes, PreprocessConfig(size=input_size), views=views)
     source = open_patterns(make_scan(n, size), lazy=True)
     warm_up = source.__class__(**{**source.__dict__, "patterns": source.patterns[:batch]})
     predict_source(model, card, warm_up, batch_size=batch, precision=precision, compile=compile)
@@ -63,6 +73,10 @@ def measure_cpu(args) -> dict:
     checked = ModelCard("efficientnet_lite0", [225], PreprocessConfig(), training={"bf16_check": {"passed": True}})
     result["cpu_native_bf16"] = inference_precision(torch.device("cpu"), "auto", checked) == "bf16"
     result["cpu_patterns_per_s"] = result["cpu_fp32_compiled_patterns_per_s"]
+    # a newly trained model averages TrainConfig.views test-time views per pattern (--views 1 turns them off)
+    views = TrainConfig.views
+    speed = measure("cpu", n_cpu, args.size, args.input_size, 512, "fp32", "always", views)
+    result[f"cpu_fp32_compiled_views{views}_patterns_per_s"] = round(speed, 1)
     return result
 
 
