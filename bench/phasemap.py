@@ -52,6 +52,7 @@ def accuracy(args) -> dict:
         phase_map = map_scan(model, card, open_patterns(scan_path))
         out[label] = {
             "voronoi_accuracy": round(phase_map.accuracy(), 4),
+            "voronoi_accuracy_before_cleanup": phase_map.summary()["accuracy_before_cleanup"],
             "points": phase_map.size,
             "train_seconds": round(result.seconds, 1),
             "map_seconds": round(time.perf_counter() - start, 1),
@@ -62,6 +63,7 @@ def accuracy(args) -> dict:
             scan_path = write_dataset(simulate_scan(real, size=size, seed=2), OUT / "map-sdss.h5")
             phase_map = map_scan(model, card, open_patterns(scan_path))
             out[label]["sdss_layout_accuracy"] = round(phase_map.accuracy(), 4)
+            out[label]["sdss_layout_accuracy_before_cleanup"] = phase_map.summary()["accuracy_before_cleanup"]
     return out
 
 

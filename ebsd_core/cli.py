@@ -281,6 +281,7 @@ def _phasemap(args: argparse.Namespace) -> int:
             progress,
             precision=args.precision,
             compile=args.compile,
+            cleanup=args.cleanup == "grain",
         )
     else:
         with open_cluster(scheduler, args.workers) as client:
@@ -295,6 +296,7 @@ def _phasemap(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 compile=args.compile,
                 views=args.views,
+                cleanup=args.cleanup == "grain",
             )
     written = [str(export_map(phase_map, out)) for out in outputs]
     print(json.dumps({"written": written, **phase_map.summary()}))
@@ -522,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="patterns per batch (default: 256 on a CPU, 4096 on a GPU; per task on a cluster: 512)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    p.add_argument(
+        "--cleanup",
+        choices=["grain", "none"],
+        default="grain",
+        help="grain: average each point with its same-grain neighbours (patterns that correlate), a second "
+        "pass over the scan; none: every point on its own",
+    )
     _add_inference_options(p)
 
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")

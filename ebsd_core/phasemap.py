@@ -11,6 +11,7 @@ tools and exports (:mod:`ebsd_core.map_export`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -85,6 +86,7 @@ class PhaseMap:
     source: str = ""
     model: str = ""
     notes: list[str] = field(default_factory=list)  # warnings a user should see with the map
+    raw_probabilities: np.ndarray | None = None  # (N, C) before the grain clean-up, when it ran
 
     @property
     def confidence(self) -> np.ndarray:
@@ -115,12 +117,14 @@ class PhaseMap:
         out[UNKNOWN] = float((index < 0).mean())
         return out
 
-    def accuracy(self) -> float | None:
+    def accuracy(self, probabilities: np.ndarray | None = None) -> float | None:
         """Fraction of points with a known true phase that got it (unknown counts as wrong)."""
         if self.truth is None or not (self.truth >= 0).any():
             return None
+        probabilities = self.probabilities if probabilities is None else probabilities
+        index = np.where(probabilities.max(axis=1) >= self.threshold, probabilities.argmax(axis=1), -1)
         known = self.truth >= 0
-        return float((self.index[known] == self.truth[known]).mean())
+        return float((index[known] == self.truth[known]).mean())
 
     def summary(self) -> dict:
         return {
@@ -133,8 +137,13 @@ class PhaseMap:
             "fractions": {k: round(v, 4) for k, v in self.fractions().items()},
             "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
             "accuracy": None if self.accuracy() is None else round(self.accuracy(), 4),
+            "grain_cleanup": self.raw_probabilities is not None,
+            **({"accuracy_before_cleanup": round(raw, 4)} if (raw := self._raw_accuracy()) is not None else {}),
             "notes": self.notes,
         }
+
+    def _raw_accuracy(self) -> float | None:
+        return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
     def to_crystal_map(self):
         """An orix ``CrystalMap``: phase ids 0.. per class, -1 not indexed; orientations identity."""
@@ -178,6 +187,8 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
         "notes": phase_map.notes,
     }
     arrays = {"probabilities": phase_map.probabilities, "quality": phase_map.quality}
+    if phase_map.raw_probabilities is not None:
+        arrays["raw_probabilities"] = phase_map.raw_probabilities
     if phase_map.truth is not None:
         arrays["truth"] = np.asarray(phase_map.truth, dtype=np.int16)
     with atomic_path(path, keep_suffix=True) as tmp, open(tmp, "wb") as handle:
@@ -201,6 +212,7 @@ def load_phase_map(path: str | Path) -> PhaseMap:
                 source=meta["source"],
                 model=meta["model"],
                 notes=list(meta.get("notes", [])),
+                raw_probabilities=data.get("raw_probabilities"),
             )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"not a saved phase map ({exc.__class__.__name__}: {exc})", path) from None
@@ -287,17 +299,40 @@ def map_scan(
     allow_resize: bool = True,
     precision: str = "auto",
     compile: str = "auto",
+    cleanup: bool = True,
 ) -> PhaseMap:
     """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``.
 
-    ``batch_size``, ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`.
+    ``batch_size``, ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`;
+    ``cleanup``: the grain clean-up of :mod:`ebsd_core.grain_cleanup` (a second pass over the scan).
     """
     shape = _nav_shape(source, nav_shape)
     notes = check_pattern_size(source, card, allow_resize)
     prediction = predict_source(
         model, card, source, batch_size, progress, should_stop, precision=precision, compile=compile
     )
-    return _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes)
+    phase_map = _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes)
+    return clean_up(phase_map, source, card, progress, should_stop) if cleanup else phase_map
+
+
+def clean_up(
+    phase_map: PhaseMap,
+    source: PatternSource,
+    card: ModelCard,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PhaseMap:
+    """The map after the grain clean-up; its ``raw_probabilities`` keep the answers from before."""
+    from ebsd_core.grain_cleanup import neighbour_similarity, smooth_probabilities
+
+    if phase_map.size < 2:
+        return phase_map
+    similarity = neighbour_similarity(source, phase_map.nav_shape, card.preprocess, progress, should_stop)
+    return dataclasses.replace(
+        phase_map,
+        probabilities=smooth_probabilities(phase_map.probabilities, similarity),
+        raw_probabilities=phase_map.probabilities,
+    )
 
 
 # --- distributed -------------------------------------------------------------------------------
@@ -394,8 +429,11 @@ def map_scan_distributed(
     precision: str = "auto",
     compile: str = "auto",
     views: int | None = None,
+    cleanup: bool = True,
 ) -> PhaseMap:
     """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``.
+
+    The grain clean-up (``cleanup``) runs here, in the client, after the workers' answers are in.
 
     ``views`` overrides the model's test-time views (see :func:`ebsd_core.inference.model_probabilities`).
 
@@ -444,4 +482,5 @@ def map_scan_distributed(
                 progress(done / n, f"{done:,}/{n:,} patterns on {len(client.scheduler_info()['workers'])} workers")
     finally:
         client.cancel(list(futures))
-    return _assemble(source, card, shape, out[:, :n_classes], out[:, n_classes], notes)
+    phase_map = _assemble(source, card, shape, out[:, :n_classes], out[:, n_classes], notes)
+    return clean_up(phase_map, source, card, progress, should_stop) if cleanup else phase_map
