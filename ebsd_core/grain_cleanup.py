@@ -22,8 +22,9 @@ from ebsd_core.preprocess import PreprocessConfig, preprocess
 #: Neighbour offsets (row, column) stored per point; with their mirror images they cover all eight.
 OFFSETS = ((0, 1), (1, -1), (1, 0), (1, 1))
 SIGNATURE_SIZE = 64  # pixels of the pattern copy that similarities are computed on
-SAME_GRAIN_NCC = 0.5  # neighbours whose patterns correlate above this count as the same grain
-PASSES = 5  # averaging rounds: each one reaches one neighbour further into the grain
+# Both chosen on development maps that the accuracy benchmark never maps (bench/phasemap.py cleanup):
+SAME_GRAIN_NCC = 0.7  # neighbours whose patterns correlate above this count as the same grain
+PASSES = 20  # averaging rounds: each one reaches one neighbour further into the grain
 BLOCK_PATTERNS = 4096  # patterns read at a time (whole rows, plus the row below)
 
 Progress = Callable[[float, str], None]

@@ -90,17 +90,26 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
+    cleanup = st.checkbox(
+        "Grain clean-up",
+        value=True,
+        help="Averages each point with its neighbours whose patterns correlate (the same grain), so isolated "
+        "mistakes take their grain's answer. Turn it off when the phases share their orientation (coherent "
+        "precipitates such as gamma-prime in gamma): their patterns correlate across the phase boundary too.",
+    )
     if st.button("Classify every pattern", type="primary"):
         model_dir = str(default_store() / model_name)
         out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
-        params = {"model_dir": model_dir, "scan": str(scan), "out": str(out)}
+        params = {"model_dir": model_dir, "scan": str(scan), "out": str(out), "cleanup": cleanup}
         st.session_state.map_job = manager.submit(
             "phasemap", f"Phase map of {scan.name} with {model_name}", session_id(), _map_function(params), params
         )
 
 
 def _map_function(params: dict):
-    return lambda ctx: phase_map_job(ctx, params["model_dir"], params["scan"], params["out"])
+    return lambda ctx: phase_map_job(
+        ctx, params["model_dir"], params["scan"], params["out"], params.get("cleanup", True)
+    )
 
 
 @st.fragment(run_every=1.0)

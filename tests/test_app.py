@@ -149,3 +149,21 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert not app.exception and not app.error
     assert any("Evidence on Kikuchi bands" in m.label for m in app.metric)
     assert len(app.get("image")) >= 1
+
+
+def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
+    """A scan picked by server path, mapped with the grain clean-up turned off on the page."""
+    import shutil
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
+    next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.params["cleanup"] is False and state.result["grain_cleanup"] is False
+    assert state.result["points"] == 80

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ebsd_core.grain_cleanup import OFFSETS, neighbour_similarity, smooth_probabilities
+from ebsd_core.grain_cleanup import OFFSETS, SAME_GRAIN_NCC, neighbour_similarity, smooth_probabilities
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phasemap import load_phase_map, map_scan, save_phase_map
 from ebsd_core.preprocess import PreprocessConfig, preprocess
@@ -36,7 +36,7 @@ def test_similarity_is_high_inside_grains_and_low_across(monkeypatch):
                     continue
                 expected = signature[r * 9 + c] @ signature[rr * 9 + cc]
                 assert similarity[r, c, k] == pytest.approx(expected, abs=1e-4)
-                assert (similarity[r, c, k] > 0.5) == (grain[r, c] == grain[rr, cc])
+                assert (similarity[r, c, k] > SAME_GRAIN_NCC) == (grain[r, c] == grain[rr, cc])
 
 
 def test_smoothing_fixes_isolated_points_and_keeps_the_boundary():
