@@ -8,7 +8,9 @@ import streamlit as st
 
 from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
+from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED, RUNNING
+from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.store import default_store
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
@@ -22,6 +24,16 @@ from pages.common import (
 )
 
 st.title("Train")
+
+
+def default_input_size(path: Path) -> int:
+    """The input size that keeps every pixel of the dataset's patterns (64 when it cannot be read)."""
+    try:
+        return input_size_for(open_patterns(path).pattern_shape)
+    except EbsdError:
+        return 64
+
+
 manager = job_manager()
 
 
@@ -52,7 +64,13 @@ elif path is not None:
         c1, c2, c3 = st.columns(3)
         shots_text = c1.text_input("Shots per class (one value or a sweep: 5,10,20)", "10")
         epochs = c2.number_input("Epochs", 1, 200, 15)
-        input_size = c3.select_slider("Input size (px)", [32, 48, 64, 96, 128, 160, 224], value=64)
+        input_size = c3.select_slider(
+            "Input size (px)",
+            INPUT_SIZES,
+            value=default_input_size(path),
+            help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
+            "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
+        )
         views = st.number_input(
             "Test-time views",
             1,

@@ -10,10 +10,18 @@ from ebsd_core.preprocess import (
     gaussian_blur,
     image_quality,
     image_quality_tensor,
+    input_size_for,
     normalized_cross_correlation,
     preprocess,
     preprocess_tensor,
 )
+
+
+@pytest.mark.parametrize(
+    "shape, size", [((24, 24), 32), ((60, 60), 64), ((60, 80), 64), ((120, 120), 128), ((480, 640), 224)]
+)
+def test_default_input_keeps_every_pixel_of_the_square_crop(shape, size):
+    assert input_size_for(shape) == size
 
 
 def test_output_is_standardised_and_resized(rng):

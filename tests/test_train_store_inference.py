@@ -184,3 +184,11 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     with pytest.raises(SystemExit):
         main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "0"])
     assert "views must be a whole number from 1 to 64" in capsys.readouterr().err
+
+
+def test_cli_train_input_size_follows_the_patterns(tiny_dataset, tmp_path, capsys, monkeypatch):
+    """Without --input-size the model keeps every pixel of the dataset's 32 px patterns."""
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    args = ["--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--batch-size", "8", "--views", "1"]
+    assert main(["train", *args, "--out", "auto-size"]) == 0
+    assert read_card(tmp_path / "store" / "auto-size").input_size == 32
