@@ -4,6 +4,7 @@
     python bench/phasemap.py throughput [--quick]    # in-process vs dask LocalCluster with 1 and 2 workers
     python bench/phasemap.py memory [--points N]     # streams an N-point 60x60 scan, reports peak RSS
     python bench/phasemap.py cleanup                 # grain clean-up settings on maps the accuracy run never sees
+    python bench/phasemap.py views                   # shared test-time views vs each point's own, same maps
 
 Targets (issue #5): accuracy >= 98 % austenite/ferrite, >= 95 % Ni/Ni3Al; >= 1,000 patterns/s on the
 2-core CPU; 1,000,000 patterns in < 2 GB resident memory.
@@ -23,7 +24,7 @@ from ebsd_core.datasets import simulate_dataset
 from ebsd_core.grain_cleanup import PASSES, SAME_GRAIN_NCC, neighbour_similarity, smooth_probabilities
 from ebsd_core.io.dataset import Dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster
+from ebsd_core.phasemap import MAP_VIEWS, clean_up, map_scan, map_scan_distributed, open_cluster
 from ebsd_core.phases import get_material
 from ebsd_core.simulate_map import layout_from_ang, simulate_scan, voronoi_layout
 from ebsd_core.store import load_model, save_model
@@ -73,33 +74,54 @@ def accuracy(args) -> dict:
     return out
 
 
-def cleanup(args) -> dict:
-    """Map accuracy for each clean-up threshold and pass count, on development maps only."""
-    size, input_size, epochs = args.size, args.input_size, args.epochs
-    maps = {}
+def dev_maps(args):
+    """(name, model, card, source) of the development maps: both pairs, seeds and grain sizes of DEV_MAPS."""
     for label, phases in PAIRS.items():
         model_dir = OUT / "models" / f"map-{phases[0]}-{phases[1]}"
         if not model_dir.exists():
-            model_dir, _ = train_pair(phases, size, input_size, epochs, model_dir.name)
+            model_dir, _ = train_pair(phases, args.size, args.input_size, args.epochs, model_dir.name)
         model, card = load_model(model_dir)
         for seed, grain_size in DEV_MAPS:
-            layout = voronoi_layout([get_material(p) for p in phases], (60, 80), grain_size=grain_size, seed=seed)
-            scan_path = write_dataset(simulate_scan(layout, size=size, seed=seed), OUT / f"dev-{phases[0]}-{seed}.h5")
-            source = open_patterns(scan_path)
-            phase_map = map_scan(model, card, source, cleanup=False)
-            similarity = neighbour_similarity(source, phase_map.nav_shape, card.preprocess)
-            cells = {
-                f"ncc>{t} x{k}": phase_map.accuracy(smooth_probabilities(phase_map.probabilities, similarity, t, k))
-                for t in THRESHOLDS
-                for k in PASS_COUNTS
-            }
-            maps[f"{label} seed {seed} grains {grain_size:g}"] = {
-                "raw": round(phase_map.accuracy(), 4),
-                **{name: round(value, 4) for name, value in cells.items()},
-            }
+            scan_path = OUT / f"dev-{phases[0]}-{seed}.h5"
+            if not scan_path.exists():
+                materials = [get_material(p) for p in phases]
+                layout = voronoi_layout(materials, (60, 80), grain_size=grain_size, seed=seed)
+                write_dataset(simulate_scan(layout, size=args.size, seed=seed), scan_path)
+            yield f"{label} seed {seed} grains {grain_size:g}", model, card, open_patterns(scan_path)
+
+
+def with_mean(maps: dict) -> dict:
+    """``maps`` (name -> {setting: accuracy}) plus the mean of each setting and the best one."""
     mean = {name: round(float(np.mean([m[name] for m in maps.values()])), 4) for name in next(iter(maps.values()))}
-    best = max((name for name in mean if name != "raw"), key=mean.get)
-    return {"maps": maps, "mean": mean, "best": best, "default": f"ncc>{SAME_GRAIN_NCC} x{PASSES}"}
+    return {"maps": maps, "mean": mean, "best": max((name for name in mean if name != "raw"), key=mean.get)}
+
+
+def cleanup(args) -> dict:
+    """Map accuracy for each clean-up threshold and pass count, on development maps only."""
+    maps = {}
+    for name, model, card, source in dev_maps(args):
+        phase_map = map_scan(model, card, source, cleanup=False)
+        similarity = neighbour_similarity(source, phase_map.nav_shape, card.preprocess)
+        cells = {
+            f"ncc>{t} x{k}": phase_map.accuracy(smooth_probabilities(phase_map.probabilities, similarity, t, k))
+            for t in THRESHOLDS
+            for k in PASS_COUNTS
+        }
+        maps[name] = {"raw": round(phase_map.accuracy(), 4), **{n: round(v, 4) for n, v in cells.items()}}
+    return {**with_mean(maps), "default": f"ncc>{SAME_GRAIN_NCC} x{PASSES}"}
+
+
+def views(args) -> dict:
+    """Map accuracy after the default clean-up: the model's shared test-time views vs views of each point's own."""
+    maps = {}
+    for name, model, card, source in dev_maps(args):
+        shared = map_scan(model, card, source, cleanup=False)
+        row = {"raw": round(shared.accuracy(), 4)}
+        row[f"shared x{card.views}"] = round(clean_up(shared, source, card).accuracy(), 4)
+        for k in (1, 2, 4):
+            row[f"own x{k}"] = round(map_scan(model, card, source, views=k).accuracy(), 4)
+        maps[name] = row
+    return {**with_mean(maps), "default": f"own x{MAP_VIEWS}"}
 
 
 def make_scan(points: int, size: int = 60) -> str:
@@ -183,7 +205,7 @@ def memory(args) -> dict:
 
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("what", choices=["accuracy", "throughput", "memory", "cleanup"])
+    p.add_argument("what", choices=["accuracy", "throughput", "memory", "cleanup", "views"])
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--size", type=int, default=60)
     p.add_argument("--input-size", type=int, default=64)
@@ -193,6 +215,8 @@ if __name__ == "__main__":
     emit(
         {
             "benchmark": f"phasemap {args.what}",
-            **{"accuracy": accuracy, "throughput": throughput, "memory": memory, "cleanup": cleanup}[args.what](args),
+            **{"accuracy": accuracy, "throughput": throughput, "memory": memory, "cleanup": cleanup, "views": views}[
+                args.what
+            ](args),
         }
     )

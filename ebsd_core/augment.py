@@ -87,22 +87,53 @@ def reproject(grid: torch.Tensor, rotations: torch.Tensor, pc: torch.Tensor) -> 
 VIEW_ROTATION = 15.0  # degrees: test-time views of crystals turned by up to this much (beyond, the rim grows)
 
 
+def _view_grids(size: int, rotations: torch.Tensor, mirrored: torch.Tensor) -> torch.Tensor:
+    """Sampling grids (N, S, S, 2), on the rotations' device, that turn the crystal by ``rotations``
+    (N, 3, 3) about the nominal projection centre (a scan's own is rarely known), mirroring the
+    patterns where ``mirrored``."""
+    n, device = len(rotations), rotations.device
+    theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], device=device).repeat(n, 1, 1)
+    theta[mirrored, 0, 0] = -1.0
+    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
+    return reproject(grid, rotations, torch.tensor(NOMINAL_PC, device=device).expand(n, 3))
+
+
 @functools.lru_cache(maxsize=8)
 def view_grids(size: int, views: int, device: str = "cpu", max_degrees: float = VIEW_ROTATION) -> torch.Tensor:
     """Sampling grids (views - 1, S, S, 2) of fixed crystal rotations, every other one mirrored.
 
     The test-time views of :func:`ebsd_core.inference.model_probabilities`: the same rotations for
-    every pattern and batch (seeded), about the nominal projection centre, since a scan's own is
-    rarely known.
+    every pattern and batch (seeded).
     """
     n = views - 1
     with torch.inference_mode(False):  # cached: usable later with autograd on as well
         generator = torch.Generator().manual_seed(20210415)
-        theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(n, 1, 1)
-        theta[1::2, 0, 0] = -1.0
-        grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
-        rotations = random_rotations(n, max_degrees, generator, "cpu")
-        return reproject(grid, rotations, torch.tensor(NOMINAL_PC).expand(n, 3)).to(device)
+        mirrored = torch.arange(n) % 2 == 1
+        return _view_grids(size, random_rotations(n, max_degrees, generator, "cpu"), mirrored).to(device)
+
+
+SCATTERED_TABLE = 4093  # per-point views drawn from this many (a prime, so scan strides do not repeat them)
+
+
+@functools.lru_cache(maxsize=1)
+def _scattered_table(max_degrees: float = VIEW_ROTATION) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(20210416)
+    rotations = random_rotations(SCATTERED_TABLE, max_degrees, generator, "cpu")
+    return rotations, torch.rand(SCATTERED_TABLE, generator=generator) < 0.5
+
+
+def scattered_view_grids(size: int, points: torch.Tensor, view: int, device: str = "cpu") -> torch.Tensor:
+    """Sampling grids (N, S, S, 2): view number ``view`` of each scan point in ``points`` (N,), its own.
+
+    Every point of a map gets different crystal rotations (a hash of its index and the view
+    number picks them from a seeded table), so the same point always gets the same views whatever
+    the batching. Averaging neighbours, as the grain clean-up does, then averages over as many
+    different views as the grain has points, where fixed views would repeat the same mistakes
+    over a whole grain.
+    """
+    rotations, mirrored = _scattered_table()
+    pick = (points.cpu().long() * 2654435761 + view * 40503) % SCATTERED_TABLE
+    return _view_grids(size, rotations[pick].to(device), mirrored[pick].to(device))
 
 
 def resample_standardised(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

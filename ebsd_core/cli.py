@@ -283,6 +283,7 @@ def _phasemap(args: argparse.Namespace) -> int:
             precision=args.precision,
             compile=args.compile,
             cleanup=args.cleanup == "grain",
+            views=args.views,
         )
     else:
         with open_cluster(scheduler, args.workers) as client:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ebsd_core.augment import resample_standardised, view_grids
+from ebsd_core.augment import resample_standardised, scattered_view_grids, view_grids
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.preprocess import checked_batch, image_quality_tensor, preprocess, preprocess_tensor
@@ -113,17 +113,26 @@ def _softmax(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
-def model_probabilities(model: nn.Module, batch: torch.Tensor, precision: str = "fp32", views: int = 1) -> torch.Tensor:
+def model_probabilities(
+    model: nn.Module, batch: torch.Tensor, precision: str = "fp32", views: int = 1, first_point: int | None = None
+) -> torch.Tensor:
     """Softmax probabilities (N, C), float32 on the model's device, for preprocessed patterns (N, S, S) there.
 
     ``views > 1`` averages the probabilities of the pattern and of ``views - 1`` re-projections of it
     as if the crystal were turned (by up to ``augment.VIEW_ROTATION`` degrees, every other one
     mirrored): errors that belong to one orientation average out, at ``views`` times the cost.
+    The views are the same for every pattern, unless ``first_point`` gives the scan index of the
+    first pattern: then every point gets its own (:func:`ebsd_core.augment.scattered_view_grids`).
     """
     x = batch[:, None]
     probs = _softmax(model, x, precision)
     if views > 1 and len(x):
-        for grid in view_grids(x.shape[-1], int(views), str(x.device)):
+        if first_point is None:
+            grids = list(view_grids(x.shape[-1], int(views), str(x.device)))
+        else:
+            points = torch.arange(first_point, first_point + len(x))
+            grids = [scattered_view_grids(x.shape[-1], points, v, str(x.device)) for v in range(1, int(views))]
+        for grid in grids:
             probs += _softmax(model, resample_standardised(x, grid), precision)
         probs /= views
     return probs
@@ -276,19 +285,32 @@ def classify_tensor(
     raw: torch.Tensor,
     static_background: torch.Tensor | np.ndarray | None = None,
     precision: str = "fp32",
+    first_point: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities (N, C) and image quality (N,) of raw patterns already on the model's device."""
+    """Probabilities (N, C) and image quality (N,) of raw patterns already on the model's device.
+
+    ``first_point``: scan index of the first pattern, for views of each point's own (see
+    :func:`model_probabilities`); None: the same views for every pattern.
+    """
     batch = preprocess_tensor(raw, card.preprocess, static_background)
-    return model_probabilities(model, batch, precision, card.views), image_quality_tensor(batch)
+    return model_probabilities(model, batch, precision, card.views, first_point), image_quality_tensor(batch)
 
 
 def _launch(
-    model: nn.Module, card: ModelCard, raw: np.ndarray, background, source: str, precision: str, start: int
+    model: nn.Module,
+    card: ModelCard,
+    raw: np.ndarray,
+    background,
+    source: str,
+    precision: str,
+    start: int,
+    scatter_views: bool = False,
 ) -> _Launched:
     """Queue one batch on the model's device; on a GPU this returns before the batch is done."""
     device = model_device(model)
     raw_tensor = torch.from_numpy(np.ascontiguousarray(checked_batch(raw, source))).to(device)
-    probs, quality = classify_tensor(model, card, raw_tensor, background, precision)
+    first_point = start if scatter_views else None
+    probs, quality = classify_tensor(model, card, raw_tensor, background, precision, first_point)
     if device.type != "cuda":
         return _Launched(start, probs, quality)
     launched = _Launched(start, probs.to("cpu", non_blocking=True), quality.to("cpu", non_blocking=True))
@@ -307,8 +329,12 @@ def predict_source(
     resize: bool = True,
     precision: str = "auto",
     compile: str = "auto",
+    scatter_views: bool = False,
 ) -> Prediction:
     """Classify every pattern of a source in batches with bounded memory.
+
+    ``scatter_views``: every pattern gets test-time views of its own instead of the same ones
+    (for maps that the grain clean-up averages; see :func:`model_probabilities`).
 
     ``batch_size`` defaults to :func:`default_batch_size` (256 on the CPU, up to 4096 on a GPU),
     where preprocessing runs on the GPU too and the next batch is read while the
@@ -343,7 +369,7 @@ def predict_source(
     for start, raw in iter_source_batches(source, batch_size):
         if should_stop and should_stop():
             raise CancelledError("prediction cancelled")
-        launched = _launch(runner, card, raw, background, source.path, precision, start)
+        launched = _launch(runner, card, raw, background, source.path, precision, start, scatter_views)
         if pending is not None:
             collect(pending)
         pending = launched
@@ -359,7 +385,12 @@ def classify_batch(
     static_background: np.ndarray | None = None,
     source: str = "patterns",
     precision: str = "auto",
+    first_point: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (N, C) and image quality (N,) of raw patterns; ``precision`` as in :func:`inference_precision`."""
+    """Probabilities (N, C) and image quality (N,) of raw patterns; ``precision`` as in :func:`inference_precision`.
+
+    ``first_point``: the scan index of ``raw[0]``, for views of each point's own (None: shared views).
+    """
     precision = inference_precision(model_device(model), precision, card)
-    return _launch(model, card, raw, static_background, source, precision, 0).wait()
+    start, scatter = (0, False) if first_point is None else (first_point, True)
+    return _launch(model, card, raw, static_background, source, precision, start, scatter).wait()

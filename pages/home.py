@@ -21,7 +21,7 @@ st.subheader("Try it: the demo")
 st.write(
     f"Simulates {DEMO_PER_CLASS} patterns for each of the six space groups ({DEMO_SIZE}x{DEMO_SIZE} px), "
     "then fine-tunes EfficientNet-Lite0 on 10 patterns per class for a few epochs (about a minute on a CPU; "
-    "six epochs reached 0.68 accuracy on unseen orientations here, chance is 0.17)."
+    "six epochs reached 0.71 accuracy on unseen orientations here in 43 s, chance is 0.17)."
 )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ebsd_core.augment import view_grids
+from ebsd_core.augment import scattered_view_grids, view_grids
 from ebsd_core.backbones import create_model
 from ebsd_core.inference import classify_batch, default_batch_size, predict_source
 from ebsd_core.io.readers import PatternSource
@@ -89,3 +89,27 @@ def test_views_are_mirrored_crystal_rotations():
     assert torch.allclose(grids[0], identity, atol=1e-4) and torch.allclose(grids[1], mirrored, atol=1e-4)
     turned = view_grids(24, 5, "cpu")
     assert (turned - identity).abs().amax() > 0.05
+
+
+def test_scattered_views_belong_to_each_point_whatever_the_batching(model_and_card, source):
+    model, card = model_and_card
+    multi = dataclasses.replace(card, views=3)
+    shared = predict_source(model, multi, source, precision="fp32").probabilities
+    own = predict_source(model, multi, source, batch_size=16, precision="fp32", scatter_views=True).probabilities
+    background = source.static_background
+    at_once, _ = classify_batch(model, multi, source.patterns, background, precision="fp32", first_point=0)
+    assert np.allclose(own, at_once, atol=1e-5) and np.allclose(own.sum(1), 1, atol=1e-5)
+    point, _ = classify_batch(model, multi, source.patterns[37:38], background, precision="fp32", first_point=37)
+    assert np.allclose(point[0], own[37], atol=1e-5)  # a point's views depend on its index alone
+    assert not np.allclose(own, shared, atol=1e-4)
+
+
+def test_each_point_gets_different_views():
+    points = torch.arange(0, 200)
+    grids = scattered_view_grids(16, points, 1)
+    assert grids.shape == (200, 16, 16, 2)
+    assert torch.equal(grids[5], scattered_view_grids(16, torch.tensor([5]), 1)[0])
+    flat = grids.reshape(200, -1)
+    distinct = torch.cdist(flat, flat) + torch.eye(200) > 1e-3
+    assert distinct.all()  # no two of 200 neighbouring points share a view
+    assert not torch.equal(grids, scattered_view_grids(16, points, 2))

@@ -11,7 +11,7 @@ from ebsd_core.cli import main
 from ebsd_core.errors import InputError, ModelError
 from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster, phases_for_model
+from ebsd_core.phasemap import MAP_VIEWS, map_scan, map_scan_distributed, map_views, open_cluster, phases_for_model
 from ebsd_core.store import load_model
 
 
@@ -49,6 +49,15 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map)
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
     np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
+
+
+def test_map_views_follow_the_cleanup(map_model):
+    _, card = load_model(map_model)
+    card.views = 4
+    assert map_views(card, cleanup=True) == MAP_VIEWS == 2  # each point's own views, fewer of them
+    assert map_views(card, cleanup=False) == 4 and map_views(card, cleanup=True, views=3) == 3
+    card.views = 1
+    assert map_views(card, cleanup=True) == 1  # never more work than the model asks for
 
 
 def test_compiled_map_matches_eager(map_model, map_scan_file, phase_map):
