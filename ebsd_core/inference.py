@@ -304,12 +304,12 @@ def _launch(
     source: str,
     precision: str,
     start: int,
-    scatter_views: bool = False,
+    first_point: int | None = None,
 ) -> _Launched:
-    """Queue one batch on the model's device; on a GPU this returns before the batch is done."""
+    """Queue one batch (``start``: its place in the results) on the model's device; on a GPU this
+    returns before the batch is done. ``first_point`` as in :func:`classify_tensor`."""
     device = model_device(model)
     raw_tensor = torch.from_numpy(np.ascontiguousarray(checked_batch(raw, source))).to(device)
-    first_point = start if scatter_views else None
     probs, quality = classify_tensor(model, card, raw_tensor, background, precision, first_point)
     if device.type != "cuda":
         return _Launched(start, probs, quality)
@@ -369,7 +369,8 @@ def predict_source(
     for start, raw in iter_source_batches(source, batch_size):
         if should_stop and should_stop():
             raise CancelledError("prediction cancelled")
-        launched = _launch(runner, card, raw, background, source.path, precision, start, scatter_views)
+        first_point = start if scatter_views else None
+        launched = _launch(runner, card, raw, background, source.path, precision, start, first_point)
         if pending is not None:
             collect(pending)
         pending = launched
@@ -392,5 +393,4 @@ def classify_batch(
     ``first_point``: the scan index of ``raw[0]``, for views of each point's own (None: shared views).
     """
     precision = inference_precision(model_device(model), precision, card)
-    start, scatter = (0, False) if first_point is None else (first_point, True)
-    return _launch(model, card, raw, static_background, source, precision, start, scatter).wait()
+    return _launch(model, card, raw, static_background, source, precision, 0, first_point).wait()
