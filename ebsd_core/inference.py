@@ -236,6 +236,11 @@ def predict_patterns(
     return np.concatenate(out) if out else np.zeros((0, len(card.classes)), np.float32)
 
 
+def decide(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Class index per row of ``probabilities`` (N, C), -1 where the top probability is below ``threshold``."""
+    return np.where(probabilities.max(axis=1) >= threshold, probabilities.argmax(axis=1), -1)
+
+
 @dataclass
 class Prediction:
     probabilities: np.ndarray  # (N, C)
@@ -250,8 +255,7 @@ class Prediction:
     @property
     def index(self) -> np.ndarray:
         """Predicted class index, -1 where the model is not confident enough."""
-        idx = self.probabilities.argmax(axis=1)
-        return np.where(self.confidence >= self.threshold, idx, -1)
+        return decide(self.probabilities, self.threshold)
 
     @property
     def labels(self) -> list[str]:

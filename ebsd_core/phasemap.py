@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
-from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, predict_source
+from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import ModelCard
@@ -99,8 +99,7 @@ class PhaseMap:
     @property
     def index(self) -> np.ndarray:
         """Phase index per point, -1 where the model is not confident enough."""
-        idx = self.probabilities.argmax(axis=1)
-        return np.where(self.confidence >= self.threshold, idx, -1)
+        return decide(self.probabilities, self.threshold)
 
     @property
     def size(self) -> int:
@@ -125,12 +124,12 @@ class PhaseMap:
         """Fraction of points with a known true phase that got it (unknown counts as wrong)."""
         if self.truth is None or not (self.truth >= 0).any():
             return None
-        probabilities = self.probabilities if probabilities is None else probabilities
-        index = np.where(probabilities.max(axis=1) >= self.threshold, probabilities.argmax(axis=1), -1)
+        index = self.index if probabilities is None else decide(probabilities, self.threshold)
         known = self.truth >= 0
         return float((index[known] == self.truth[known]).mean())
 
     def summary(self) -> dict:
+        accuracy = self.accuracy()
         return {
             "source": self.source,
             "model": self.model,
@@ -140,7 +139,7 @@ class PhaseMap:
             "phases": [p.label for p in self.phases],
             "fractions": {k: round(v, 4) for k, v in self.fractions().items()},
             "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
-            "accuracy": None if self.accuracy() is None else round(self.accuracy(), 4),
+            "accuracy": None if accuracy is None else round(accuracy, 4),
             "grain_cleanup": self.raw_probabilities is not None,
             **({"accuracy_before_cleanup": round(raw, 4)} if (raw := self._raw_accuracy()) is not None else {}),
             "notes": self.notes,
