@@ -116,9 +116,9 @@ SCATTERED_TABLE = 4093  # per-point views drawn from this many (a prime, so scan
 
 
 @functools.lru_cache(maxsize=1)
-def _scattered_table(max_degrees: float = VIEW_ROTATION) -> tuple[torch.Tensor, torch.Tensor]:
+def _scattered_table() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(20210416)
-    rotations = random_rotations(SCATTERED_TABLE, max_degrees, generator, "cpu")
+    rotations = random_rotations(SCATTERED_TABLE, VIEW_ROTATION, generator, "cpu")
     return rotations, torch.rand(SCATTERED_TABLE, generator=generator) < 0.5
 
 
@@ -136,12 +136,21 @@ def scattered_view_grids(size: int, points: torch.Tensor, view: int, device: str
     return _view_grids(size, rotations[pick].to(device), mirrored[pick].to(device))
 
 
+def _resample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Re-sample patterns (N, 1, S, S) through ``grid`` (N or 1, S, S, 2). Pixels moved in from
+    outside get the mean level (reflection would invent mirrored bands)."""
+    level = x.mean(dim=(2, 3), keepdim=True)
+    grid = grid.expand(len(x), *grid.shape[-3:]).to(x.dtype)
+    return F.grid_sample(x - level, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + level
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+
+
 def resample_standardised(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Re-sample standardised patterns (N, 1, S, S) through ``grid``; the rim gets the mean level."""
-    level = x.mean(dim=(2, 3), keepdim=True)
-    grid = grid.expand(len(x), *grid.shape[-3:]) if grid.dim() == 3 else grid
-    x = F.grid_sample(x - level, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return _standardise(_resample(x, grid))
 
 
 def augment_batch(
@@ -177,9 +186,7 @@ def augment_batch(
     if config.crystal_rotation > 0:
         centres = torch.tensor(NOMINAL_PC, device=device).expand(n, 3) if pc is None else pc.to(device)
         grid = reproject(grid, random_rotations(n, config.crystal_rotation, generator, device), centres)
-    # pixels moved in from outside get the mean level (reflection would invent mirrored bands)
-    level = x.mean(dim=(2, 3), keepdim=True)
-    x = F.grid_sample(x - level, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + level
+    x = _resample(x, grid)
     blur = torch.rand(n, generator=generator, device=device) < config.blur_probability
     if blur.any():
         kernel = torch.tensor([0.25, 0.5, 0.25], device=device)
@@ -189,6 +196,4 @@ def augment_batch(
     x = x + torch.randn(x.shape, generator=generator, device=device) * (
         _uniform(n, 0, config.noise_std, generator, device).view(n, 1, 1, 1) * x.std(dim=(2, 3), keepdim=True)
     )
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    return (x - mean) / std
+    return _standardise(x)
