@@ -11,7 +11,7 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
-from ebsd_core.store import default_store
+from ebsd_core.store import MAX_VIEWS, default_store
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
@@ -74,7 +74,7 @@ elif path is not None:
         views = st.number_input(
             "Test-time views",
             1,
-            64,
+            MAX_VIEWS,
             TrainConfig.views,
             help="The saved model averages each pattern over this many re-projected views of its crystal: "
             "fewer orientation-specific mistakes, at this many times the prediction time.",
