@@ -5,6 +5,8 @@
     python bench/phasemap.py memory [--points N]     # streams an N-point 60x60 scan, reports peak RSS
     python bench/phasemap.py cleanup                 # grain clean-up settings on maps the accuracy run never sees
     python bench/phasemap.py views                   # shared test-time views vs each point's own, same maps
+    python bench/phasemap.py prior                   # ImageNet vs an EBSD prior as the start, same maps
+    python bench/phasemap.py accuracy --prior        # the accuracy maps with models started from the prior
 
 Targets (issue #5): accuracy >= 98 % austenite/ferrite, >= 95 % Ni/Ni3Al; >= 1,000 patterns/s on the
 2-core CPU; 1,000,000 patterns in < 2 GB resident memory.
@@ -26,6 +28,7 @@ from ebsd_core.io.dataset import Dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import MAP_VIEWS, clean_up, map_scan, map_scan_distributed, open_cluster
 from ebsd_core.phases import get_material
+from ebsd_core.prior import build_prior
 from ebsd_core.simulate_map import layout_from_ang, simulate_scan, voronoi_layout
 from ebsd_core.store import load_model, save_model
 from ebsd_core.train import TrainConfig, train_model
@@ -37,9 +40,19 @@ THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
 PASS_COUNTS = (1, 3, 5, 8, 12, 20)
 
 
-def train_pair(phases, size: int, input_size: int, epochs: int, tag: str):
+def prior_dir() -> str:
+    """An EBSD prior that has never seen any phase of PAIRS (built once, about 4 minutes on 2 cores)."""
+    target = OUT / "models" / "prior-maps"
+    if not (target / "model.json").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        build_prior([p for pair in PAIRS.values() for p in pair], target)
+    return str(target)
+
+
+def train_pair(phases, size: int, input_size: int, epochs: int, tag: str, weights: str | None = None):
     dataset = simulate_dataset(per_class=30, phases=list(phases), size=size, seed=0)
-    result = train_model(dataset, TrainConfig(shots=20, epochs=epochs, input_size=input_size, patience=epochs))
+    config = TrainConfig(shots=20, epochs=epochs, input_size=input_size, patience=epochs, weights_file=weights)
+    result = train_model(dataset, config)
     target = OUT / "models" / tag
     shutil.rmtree(target, ignore_errors=True)
     save_model(result.model, result.card, target)
@@ -49,9 +62,12 @@ def train_pair(phases, size: int, input_size: int, epochs: int, tag: str):
 def accuracy(args) -> dict:
     size, input_size, epochs = (60, 64, 10) if args.quick else (args.size, args.input_size, args.epochs)
     shape = (30, 40) if args.quick else (100, 117)
+    weights = prior_dir() if args.prior else None
     out = {"settings": {"pattern_size": size, "input_size": input_size, "epochs": epochs, "shots": 20}}
+    out["settings"]["start"] = "EBSD prior (bench/out/models/prior-maps)" if weights else "ImageNet"
     for label, phases in PAIRS.items():
-        model_dir, result = train_pair(phases, size, input_size, epochs, f"map-{phases[0]}-{phases[1]}")
+        tag = f"map-{phases[0]}-{phases[1]}{'-prior' if weights else ''}"
+        model_dir, result = train_pair(phases, size, input_size, epochs, tag, weights)
         model, card = load_model(model_dir)
         layout = voronoi_layout([get_material(p) for p in phases], shape, seed=1)
         scan_path = write_dataset(simulate_scan(layout, size=size, seed=1), OUT / f"map-{phases[0]}.h5")
@@ -74,12 +90,12 @@ def accuracy(args) -> dict:
     return out
 
 
-def dev_maps(args):
+def dev_maps(args, weights: str | None = None):
     """(name, model, card, source) of the development maps: both pairs, seeds and grain sizes of DEV_MAPS."""
     for label, phases in PAIRS.items():
-        model_dir = OUT / "models" / f"map-{phases[0]}-{phases[1]}"
+        model_dir = OUT / "models" / f"map-{phases[0]}-{phases[1]}{'-prior' if weights else ''}"
         if not model_dir.exists():
-            model_dir, _ = train_pair(phases, args.size, args.input_size, args.epochs, model_dir.name)
+            model_dir, _ = train_pair(phases, args.size, args.input_size, args.epochs, model_dir.name, weights)
         model, card = load_model(model_dir)
         for seed, grain_size in DEV_MAPS:
             scan_path = OUT / f"dev-{phases[0]}-{seed}.h5"
@@ -93,7 +109,7 @@ def dev_maps(args):
 def with_mean(maps: dict) -> dict:
     """``maps`` (name -> {setting: accuracy}) plus the mean of each setting and the best one."""
     mean = {name: round(float(np.mean([m[name] for m in maps.values()])), 4) for name in next(iter(maps.values()))}
-    return {"maps": maps, "mean": mean, "best": max((name for name in mean if name != "raw"), key=mean.get)}
+    return {"maps": maps, "mean": mean, "best": max((name for name in mean if not name.endswith("raw")), key=mean.get)}
 
 
 def cleanup(args) -> dict:
@@ -122,6 +138,18 @@ def views(args) -> dict:
             row[f"own x{k}"] = round(map_scan(model, card, source, views=k).accuracy(), 4)
         maps[name] = row
     return {**with_mean(maps), "default": f"own x{MAP_VIEWS}"}
+
+
+def prior(args) -> dict:
+    """Map accuracy (default views and clean-up) of 20-shot models started from ImageNet vs an EBSD prior."""
+    maps = {}
+    for start, weights in (("ImageNet", None), ("EBSD prior", prior_dir())):
+        for name, model, card, source in dev_maps(args, weights):
+            phase_map = map_scan(model, card, source)
+            row = maps.setdefault(name, {})
+            row[f"{start} raw"] = phase_map.summary()["accuracy_before_cleanup"]
+            row[start] = round(phase_map.accuracy(), 4)
+    return with_mean(maps)
 
 
 def make_scan(points: int, size: int = 60) -> str:
@@ -205,7 +233,8 @@ def memory(args) -> dict:
 
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("what", choices=["accuracy", "throughput", "memory", "cleanup", "views"])
+    p.add_argument("what", choices=["accuracy", "throughput", "memory", "cleanup", "views", "prior"])
+    p.add_argument("--prior", action="store_true", help="accuracy: start the 20-shot models from an EBSD prior")
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--size", type=int, default=60)
     p.add_argument("--input-size", type=int, default=64)
@@ -215,8 +244,13 @@ if __name__ == "__main__":
     emit(
         {
             "benchmark": f"phasemap {args.what}",
-            **{"accuracy": accuracy, "throughput": throughput, "memory": memory, "cleanup": cleanup, "views": views}[
-                args.what
-            ](args),
+            **{
+                "accuracy": accuracy,
+                "throughput": throughput,
+                "memory": memory,
+                "cleanup": cleanup,
+                "views": views,
+                "prior": prior,
+            }[args.what](args),
         }
     )

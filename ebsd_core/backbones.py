@@ -148,6 +148,7 @@ def create_model(
     pretrained: bool = True,
     weights_file: str | Path | None = None,
     channel_mode: str = "adapt",
+    initial_state: dict[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Build a classifier over grey patterns.
 
@@ -165,13 +166,18 @@ def create_model(
     channel_mode
         ``"adapt"``: one input channel, the pretrained stem summed over RGB;
         ``"replicate"``: the grey pattern is copied to three channels.
+    initial_state
+        A state dict of this very architecture to start from (a saved model's weights, e.g. an
+        EBSD prior); its classifier is kept only when the class count matches.
     """
     if channel_mode not in CHANNEL_MODES:
         raise ModelError(f"channel_mode must be one of {CHANNEL_MODES}, not {channel_mode!r}")
     spec = get_spec(name)
     in_chans = 1 if channel_mode == "adapt" else 3
     state = None
-    if weights_file is not None:
+    if initial_state is not None:
+        state = {k.removeprefix("net."): v for k, v in initial_state.items()}
+    elif weights_file is not None:
         state = load_weights_file(weights_file)
     elif pretrained and spec.weights.startswith("package:"):
         state = _package_state_dict(spec, timm.create_model(spec.timm_name, pretrained=False))

@@ -161,6 +161,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("prior")
+def _prior(args: argparse.Namespace) -> int:
+    from ebsd_core.prior import PriorSettings, build_prior
+
+    settings = PriorSettings(
+        per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs
+    )
+    summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
+    print(json.dumps(summary))
+    return 0
+
+
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
@@ -378,7 +390,11 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate')")
     p.add_argument("--backbone", default="efficientnet_lite0", help="registry name or any timm model name")
-    p.add_argument("--weights", help="start from a local weights file (safetensors or state dict)")
+    p.add_argument(
+        "--weights",
+        help="start from a local weights file (safetensors or state dict) or a saved model, e.g. an EBSD prior "
+        "made with 'prior' (models/NAME)",
+    )
     p.add_argument("--channels", choices=["adapt", "replicate"], default="adapt", help="grey input handling")
     p.add_argument(
         "--input-size",
@@ -486,6 +502,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, default=20, help="training patterns per class")
     p.add_argument("--scratch", action="store_true", help="random initialisation instead of ImageNet weights")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="models/NAME (or NAME)")
+    p.add_argument("--force", action="store_true", help="replace an existing model of that name")
+
+    p = sub.add_parser(
+        "prior",
+        help="train an EBSD prior on simulated patterns of other materials (then: train --weights models/PRIOR)",
+    )
+    p.add_argument(
+        "--exclude",
+        required=True,
+        help="comma-separated materials the prior must not see: the phases your few-shot model will tell apart",
+    )
+    p.add_argument("--per-class", type=int, default=150, help="simulated patterns per space group")
+    p.add_argument("--size", type=int, default=120, help="simulated pattern size in pixels")
+    p.add_argument("--input-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 

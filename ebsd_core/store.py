@@ -68,6 +68,11 @@ class ModelCard:
         return [space_group_symbol(sg) for sg in self.classes]
 
     @property
+    def is_prior(self) -> bool:
+        """Whether this model is an EBSD prior (:mod:`ebsd_core.prior`), made to start few-shot training from."""
+        return "prior" in self.training
+
+    @property
     def input_size(self) -> int:
         return self.preprocess.size
 
@@ -253,6 +258,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "classes": card.class_symbols,
                     "accuracy": card.metrics.get("accuracy"),
                     "created": card.created,
+                    "prior": card.is_prior,
                 }
             )
         except ModelError as exc:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,13 +23,13 @@ from torch import nn
 
 from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
 from ebsd_core.backbones import classifier_parameters, create_model, select_device
-from ebsd_core.errors import CancelledError
+from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, preprocess, square_crop_pc
-from ebsd_core.store import ModelCard
+from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
 BF16_CHECK_PATTERNS = 256
 MIN_STEPS_PER_EPOCH = 25  # few-shot sets are tiny: an epoch is at least this many batches (8 gave 0.61, 25 gave 0.75)
@@ -103,6 +104,33 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     best_epoch: int = 0
+
+
+def initial_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The network before training: ImageNet or scratch, a weights file, or a saved model of the store.
+
+    ``config.weights_file`` may name a saved model (a folder such as ``models/prior`` or a bare
+    store name), e.g. an EBSD prior from :mod:`ebsd_core.prior`: its checksum is verified, its
+    backbone and channel mode must match, and its classifier is kept only if the classes match.
+    """
+    weights = config.weights_file
+    folder = resolve_model_dir(weights) if weights and not Path(weights).is_file() else None
+    if folder is None or not (folder / META).is_file():
+        return create_model(config.backbone, num_classes, config.pretrained, weights, config.channel_mode)
+    donor, card = load_model(folder)
+    if (card.backbone, card.channel_mode) != (config.backbone, config.channel_mode):
+        raise ModelError(
+            f"this model is a {card.backbone} ({card.channel_mode} channels); the training asks for "
+            f"{config.backbone} ({config.channel_mode}): choose the same backbone to start from it",
+            folder,
+        )
+    return create_model(
+        config.backbone,
+        num_classes,
+        pretrained=False,
+        channel_mode=config.channel_mode,
+        initial_state=donor.state_dict(),
+    )
 
 
 def _prepared(dataset: Dataset, index: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -194,9 +222,7 @@ def train_model(
     y_val = dataset.labels[split.val].astype(np.int64)
 
     device = select_device(config.device)
-    model = create_model(
-        config.backbone, len(dataset.classes), config.pretrained, config.weights_file, config.channel_mode
-    ).to(device)
+    model = initial_model(config, len(dataset.classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(),

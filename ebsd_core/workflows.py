@@ -33,8 +33,12 @@ def train_evaluate_save(
     progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     dataset_path: str | Path | None = None,
+    training_notes: dict | None = None,
 ) -> dict:
-    """Train, evaluate on unseen orientations and held-out materials, save to the store."""
+    """Train, evaluate on unseen orientations and held-out materials, save to the store.
+
+    ``training_notes`` are added to the card's ``training`` record (e.g. what a prior was trained on).
+    """
     target = resolve_model_dir(out)
     result = train_model(dataset, config, progress=progress, should_stop=should_stop)
     metrics = {"test": evaluate_split(result.model, result.card, dataset, result.split.test)}
@@ -43,6 +47,7 @@ def train_evaluate_save(
     result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
     if dataset_path is not None:
         result.card.training["dataset_path"] = str(Path(dataset_path).resolve())
+    result.card.training.update(training_notes or {})
     save_model(result.model, result.card, target, force=force)
     return {
         "model": str(target),
@@ -51,6 +56,27 @@ def train_evaluate_save(
         "test_accuracy": metrics["test"].get("accuracy"),
         "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
     }
+
+
+def job_progress(context, label: str, index: int = 0, runs: int = 1) -> Callable[[TrainProgress], None]:
+    """A training progress callback that reports run ``index`` of ``runs`` to a job, with curve events."""
+
+    def progress(p: TrainProgress) -> None:
+        event = None
+        if p.message:
+            event = {
+                "run": label,
+                "epoch": p.epoch,
+                "train_loss": p.train_loss,
+                "train_accuracy": p.train_accuracy,
+                "val_loss": p.val_loss,
+                "val_accuracy": p.val_accuracy,
+            }
+        eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
+        message = f"{label}: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}{eta}"
+        context.report((index + p.fraction) / runs, message, event)
+
+    return progress
 
 
 def train_runs_job(context, params: dict) -> dict:
@@ -72,23 +98,12 @@ def train_runs_job(context, params: dict) -> dict:
             summaries.append({"run": label, "model": f"{name_prefix}-{label}", "kept": True})
             continue
 
-        def progress(p, i=i, label=label):
-            fraction = (i + p.fraction) / len(runs)
-            event = None
-            if p.message:
-                event = {
-                    "run": label,
-                    "epoch": p.epoch,
-                    "train_loss": p.train_loss,
-                    "train_accuracy": p.train_accuracy,
-                    "val_loss": p.val_loss,
-                    "val_accuracy": p.val_accuracy,
-                }
-            eta = f", ETA {p.eta_seconds:.0f} s" if p.eta_seconds is not None else ""
-            context.report(fraction, f"{label}: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}{eta}", event)
-
         summary = train_evaluate_save(
-            dataset, config, f"{name_prefix}-{label}", progress=progress, should_stop=context.should_stop
+            dataset,
+            config,
+            f"{name_prefix}-{label}",
+            progress=job_progress(context, label, i, len(runs)),
+            should_stop=context.should_stop,
         )
         summaries.append({"run": label, **summary})
     return {"runs": summaries, "model_name": f"{name_prefix}-{runs[0][0]}"}

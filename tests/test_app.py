@@ -167,3 +167,40 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     assert state.status == "done", state.error
     assert state.params["cleanup"] is False and state.result["grain_cleanup"] is False
     assert state.result["points"] == 80
+
+
+def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
+    """The Train page builds an EBSD prior without the dataset's phases, then a few-shot run starts from it."""
+    from ebsd_core import prior
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.store import read_card
+    from pages.common import job_manager
+
+    monkeypatch.setattr(
+        prior, "PAGE_SETTINGS", prior.PriorSettings(per_class=24, pattern_size=32, input_size=32, epochs=1)
+    )
+    data = write_dataset(
+        simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=2), tmp_path / "pair.h5"
+    )
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    assert next(m for m in app.multiselect if "must not see" in m.label).value == ["austenite", "ferrite"]
+    next(t for t in app.text_input if t.label == "Prior name").set_value("duplex-prior")
+    next(b for b in app.button if b.label == "Build the prior").click().run()
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    store = Path(os.environ["EBSD_MODEL_STORE"])
+    assert read_card(store / "duplex-prior").training["prior"]["excluded"] == ["austenite", "ferrite"]
+
+    app.run()
+    assert not app.exception and not app.error
+    next(s for s in app.selectbox if s.label == "Transfer starts from").set_value("duplex-prior")
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
+    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("from-prior")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    card = read_card(store / "from-prior-transfer-k2")
+    assert card.training["config"]["weights_file"] == str(store / "duplex-prior")

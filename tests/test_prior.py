@@ -1,0 +1,87 @@
+"""EBSD priors: what they are trained on, how few-shot training starts from them, and refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ebsd_core.cli import main
+from ebsd_core.datasets import simulate_dataset
+from ebsd_core.errors import ModelError, PhaseError
+from ebsd_core.prior import prior_materials
+from ebsd_core.store import load_model, read_card
+from ebsd_core.train import TrainConfig, initial_model, train_model
+
+TINY = ["--per-class", "24", "--size", "32", "--input-size", "32", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    """A one-epoch prior on 32 px patterns that never saw austenite or ferrite (through the CLI)."""
+    store = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EBSD_MODEL_STORE", str(store))
+        assert main(["prior", "--exclude", "austenite,ferrite", *TINY, "--out", "prior"]) == 0
+    return store / "prior"
+
+
+def test_prior_materials_leave_out_the_excluded_phases():
+    materials = prior_materials(["Austenite", "ferrite"])
+    assert "austenite" not in materials and "ferrite" not in materials
+    assert {"ni", "w", "ni3al", "si"} <= set(materials)
+    with pytest.raises(PhaseError, match="fewer than two space groups"):
+        prior_materials([m for m in prior_materials([]) if m != "ni"])
+    with pytest.raises(PhaseError):
+        prior_materials(["kryptonite"])
+
+
+def test_prior_card_records_what_it_saw(prior):
+    card = read_card(prior)
+    assert card.is_prior
+    assert card.training["prior"]["excluded"] == ["austenite", "ferrite"]
+    assert set(card.training["materials"]) <= set(card.training["prior"]["materials"])
+    assert "austenite" not in card.training["materials"] and len(card.classes) == 6
+
+
+def test_prior_is_never_overwritten(prior, capsys, monkeypatch):
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(prior.parent))
+    before = (prior / "weights.safetensors").read_bytes()
+    assert main(["prior", "--exclude", "ni", *TINY, "--out", "prior"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (prior / "weights.safetensors").read_bytes() == before
+
+
+def test_few_shot_training_starts_from_the_prior(prior):
+    """The backbone starts as the prior's; the 2-class head is new; the card says where it started."""
+    donor, _ = load_model(prior)
+    config = TrainConfig(input_size=32, weights_file=str(prior))
+    start = initial_model(config, num_classes=2).state_dict()
+    stem = "conv_stem.weight"
+    assert torch.equal(start[stem], donor.state_dict()[stem])
+    assert start["classifier.weight"].shape[0] == 2
+
+    pair = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=4)
+    config = TrainConfig(
+        shots=4, epochs=1, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=4, weights_file=str(prior)
+    )
+    result = train_model(pair, config)
+    assert result.card.training["config"]["weights_file"] == str(prior) and result.card.pretrained
+
+
+def test_a_prior_of_another_backbone_is_refused(prior):
+    config = TrainConfig(backbone="resnet18", pretrained=False, input_size=32, weights_file=str(prior))
+    with pytest.raises(ModelError, match="choose the same backbone"):
+        initial_model(config, num_classes=2)
+
+
+def test_cli_train_from_a_prior(prior, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(prior.parent))
+    data = tmp_path / "pair.h5"
+    simulate = ["simulate", "--phases", "austenite,ferrite", "--per-class", "12", "--size", "32"]
+    assert main([*simulate, "--out", str(data)]) == 0
+    args = ["--data", str(data), "--shots", "4", "--epochs", "1", "--batch-size", "8", "--views", "1"]
+    assert main(["train", *args, "--weights", "prior", "--out", "from-prior"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert read_card(summary["model"]).training["config"]["weights_file"] == "prior"
