@@ -28,13 +28,16 @@ from pages.common import (
 st.title("Train")
 
 
-def dataset_materials(path: Path) -> list[str]:
-    """Catalogue materials the dataset holds: what an EBSD prior for it should leave out."""
+@st.cache_data(max_entries=16, show_spinner=False)
+def dataset_facts(path: str, modified: float) -> tuple[int, list[str]]:
+    """The input size that keeps every pixel of the dataset's patterns (64 when it cannot be read), and
+    the catalogue materials it holds (what an EBSD prior for it should leave out); read once per file version."""
     try:
-        found = open_patterns(path).material
+        source = open_patterns(path)
     except EbsdError:
-        return []
-    return sorted({str(m) for m in found} & set(CATALOGUE)) if found is not None else []
+        return 64, []
+    found = source.material if source.material is not None else []
+    return input_size_for(source.pattern_shape), sorted({str(m) for m in found} & set(CATALOGUE))
 
 
 def prior_form(path: Path) -> str | None:
@@ -47,7 +50,8 @@ def prior_form(path: Path) -> str | None:
             "clean-up, against 0.86 from ImageNet alone. Leave out the phases your model will tell apart."
         )
         with st.form("prior"):
-            exclude = st.multiselect("Materials the prior must not see", sorted(CATALOGUE), dataset_materials(path))
+            materials = dataset_facts(str(path), path.stat().st_mtime)[1]
+            exclude = st.multiselect("Materials the prior must not see", sorted(CATALOGUE), materials)
             prior_name = st.text_input("Prior name", f"prior-{time.strftime('%Y%m%d-%H%M%S')}")
             if not st.form_submit_button("Build the prior"):
                 return None
@@ -60,14 +64,6 @@ def prior_form(path: Path) -> str | None:
         except (ValueError, EbsdError) as exc:
             show_error(exc)
     return None
-
-
-def default_input_size(path: Path) -> int:
-    """The input size that keeps every pixel of the dataset's patterns (64 when it cannot be read)."""
-    try:
-        return input_size_for(open_patterns(path).pattern_shape)
-    except EbsdError:
-        return 64
 
 
 manager = job_manager()
@@ -103,7 +99,7 @@ elif path is not None:
         input_size = c3.select_slider(
             "Input size (px)",
             INPUT_SIZES,
-            value=default_input_size(path),
+            value=dataset_facts(str(path), path.stat().st_mtime)[0],
             help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
             "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
         )
