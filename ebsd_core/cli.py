@@ -165,9 +165,8 @@ def _train(args: argparse.Namespace) -> int:
 def _prior(args: argparse.Namespace) -> int:
     from ebsd_core.prior import PriorSettings, build_prior
 
-    settings = PriorSettings(
-        per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs
-    )
+    given = dict(per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs)
+    settings = PriorSettings(**{k: v for k, v in given.items() if v is not None})
     summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
     print(json.dumps(summary))
     return 0
@@ -514,10 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="comma-separated materials the prior must not see: the phases your few-shot model will tell apart",
     )
-    p.add_argument("--per-class", type=int, default=150, help="simulated patterns per space group")
-    p.add_argument("--size", type=int, default=120, help="simulated pattern size in pixels")
-    p.add_argument("--input-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=20)
+    defaults = "default: ebsd_core.prior.PriorSettings's"
+    p.add_argument("--per-class", type=int, help=f"simulated patterns per space group ({defaults}, 150)")
+    p.add_argument("--size", type=int, help=f"simulated pattern size in pixels ({defaults}, 120)")
+    p.add_argument("--input-size", type=int, help=f"network input in pixels ({defaults}, 128)")
+    p.add_argument("--epochs", type=int, help=f"({defaults}, 20)")
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 

@@ -87,8 +87,8 @@ def build_prior(
         val_per_class=settings.val_per_class,
         views=1,
     )
-    notes = {"prior": {"materials": materials, "excluded": sorted(get_material(e).key for e in exclude)}}
-    notes["prior"]["settings"] = settings.to_dict()
+    excluded = sorted({get_material(name).key for name in exclude})
+    notes = {"prior": {"materials": materials, "excluded": excluded, "settings": settings.to_dict()}}
     return train_evaluate_save(dataset, config, target, force, progress, should_stop, training_notes=notes)
 
 
