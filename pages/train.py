@@ -13,7 +13,7 @@ from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.phases import CATALOGUE
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import prior_job, prior_materials
-from ebsd_core.store import MAX_VIEWS, default_store, list_models
+from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
@@ -56,7 +56,7 @@ def prior_form(path: Path) -> str | None:
             if not st.form_submit_button("Build the prior"):
                 return None
         try:
-            if (default_store() / prior_name).exists():
+            if (default_store() / validate_name(prior_name)).exists():
                 raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
             params = {"exclude": exclude, "name": prior_name}
@@ -135,7 +135,7 @@ elif path is not None:
             prior = priors.get(start)
             if prior and prior["backbone"] != backbone:
                 raise ValueError(f"the prior {start} is a {prior['backbone']}: choose that backbone to start from it")
-            if (default_store() / f"{name}-transfer-k{shots[0]}").exists():
+            if (default_store() / validate_name(f"{name}-transfer-k{shots[0]}")).exists():
                 raise ValueError(f"a model named {name} exists in the store; choose another name")
             runs = [
                 (

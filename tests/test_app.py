@@ -204,3 +204,20 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     assert state.status == "done", state.error
     card = read_card(store / "from-prior-transfer-k2")
     assert card.training["config"]["weights_file"] == str(store / "duplex-prior")
+
+
+def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
+    """A name with a path in it is refused with a message on the Train page; no job starts."""
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    data = write_dataset(simulate_dataset(per_class=4, phases=["ni", "w"], size=32, seed=2), tmp_path / "pair.h5")
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("../escape")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
+    next(t for t in app.text_input if t.label == "Prior name").set_value("../escape-prior")
+    next(b for b in app.button if b.label == "Build the prior").click().run()
+    assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
+    assert not app.exception
