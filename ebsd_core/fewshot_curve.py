@@ -44,13 +44,19 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
 
 
 def _accuracies(result, dataset, also_views: Sequence[int]) -> dict:
-    """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``."""
+    """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``;
+    ``holdout_per_material``: each held-out material's accuracy (model's views)."""
     scores = {}
     for views in (result.card.views, *sorted(set(also_views) - {result.card.views})):
         suffix = "" if views == result.card.views else f"_{views}view"
         scored = dataclasses.replace(result.card, views=views)
         for split, key in ((result.split.test, "test_accuracy"), (result.split.holdout, "holdout_accuracy")):
-            scores[key + suffix] = evaluate_split(result.model, scored, dataset, split).get("accuracy")
+            metrics = evaluate_split(result.model, scored, dataset, split)
+            scores[key + suffix] = metrics.get("accuracy")
+            if key == "holdout_accuracy" and not suffix and metrics.get("per_material"):
+                scores["holdout_per_material"] = {
+                    name: round(row["accuracy"], 4) for name, row in metrics["per_material"].items()
+                }
     return scores
 
 
@@ -117,6 +123,12 @@ def summarise(runs: list[dict]) -> dict:
                 if values:
                     row[key] = round(float(np.mean(values)), 4)
                     row[f"{key}_std"] = round(float(np.std(values)), 4)
+            per_material = [r["holdout_per_material"] for r in group if r.get("holdout_per_material")]
+            if per_material:
+                row["holdout_per_material"] = {
+                    name: round(float(np.mean([m[name] for m in per_material if name in m])), 4)
+                    for name in sorted({name for m in per_material for name in m})
+                }
             reached = [r["epochs_to_95"] for r in group if r["epochs_to_95"] is not None]
             row["epochs_to_95"] = round(float(np.mean(reached)), 1) if reached else None
             if "real_total" in group[0]:

@@ -41,4 +41,6 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     run = curve["runs"][0]
     assert {"test_accuracy", "holdout_accuracy", "test_accuracy_1view", "holdout_accuracy_1view"} <= set(run)
     assert 0 <= run["test_accuracy"] <= 1 and run["shots"] == 2
+    assert set(run["holdout_per_material"]) == {"cu", "w"}  # the fixture's held-out materials
+    assert set(curve["summary"]["transfer"]["2"]["holdout_per_material"]) == {"cu", "w"}
     assert (tmp_path / "c" / "curve.png").stat().st_size > 1000
