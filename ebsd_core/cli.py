@@ -32,6 +32,13 @@ def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
 
+def _csv_ints(text: str | None, option: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise EbsdError(f"{option}: {text!r} is not a comma-separated list of whole numbers") from None
+
+
 def _print_progress(fraction: float, message: str) -> None:
     print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
@@ -373,8 +380,8 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
     pattern_shape = open_patterns(args.data).pattern_shape
     result = run_curve(
         data=args.data,
-        shots=[int(s) for s in _csv(args.shots)],
-        seeds=[int(s) for s in _csv(args.seeds)],
+        shots=_csv_ints(args.shots, "--shots"),
+        seeds=_csv_ints(args.seeds, "--seeds"),
         modes=_csv(args.modes),
         config_for=lambda shots, pretrained, seed: _train_config(args, shots, pretrained, seed, pattern_shape),
         out_dir=args.out,

@@ -44,3 +44,12 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     assert set(run["holdout_per_material"]) == {"cu", "w"}  # the fixture's held-out materials
     assert set(curve["summary"]["transfer"]["2"]["holdout_per_material"]) == {"cu", "w"}
     assert (tmp_path / "c" / "curve.png").stat().st_size > 1000
+
+
+def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsys):
+    from ebsd_core.cli import main
+
+    args = ["--data", str(tiny_dataset), "--seeds", "0", "--out", str(tmp_path / "c")]
+    assert main(["fewshot-curve", *args, "--shots", "5,twenty"]) == 2
+    assert "--shots: '5,twenty' is not a comma-separated list of whole numbers" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
