@@ -68,6 +68,20 @@ def require_access() -> None:
     st.stop()
 
 
+def default_name(prefix: str) -> str:
+    """A time-stamped default for a name field, the same on every rerun until :func:`renew_default_name`.
+
+    A default that changed every second would give the text field a new identity on the rerun
+    that submits its form, and Streamlit would then drop what the user typed.
+    """
+    return st.session_state.setdefault(f"default_name_{prefix}", f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def renew_default_name(prefix: str) -> None:
+    """After a job took the name: the next form offers a new one."""
+    st.session_state.pop(f"default_name_{prefix}", None)
+
+
 def session_id() -> str:
     """This browser session's private id, kept in the URL so that a reload finds its data and jobs again.
 

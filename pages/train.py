@@ -1,7 +1,6 @@
 """Train: choose backbone, shots and mode; the job runs off the script thread with live curves."""
 
 import re
-import time
 from pathlib import Path
 
 import streamlit as st
@@ -19,7 +18,9 @@ from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
     curves_figure,
+    default_name,
     job_manager,
+    renew_default_name,
     session_id,
     set_active_dataset,
     show_error,
@@ -52,7 +53,7 @@ def prior_form(path: Path) -> str | None:
         with st.form("prior"):
             materials = dataset_facts(str(path), path.stat().st_mtime)[1]
             exclude = st.multiselect("Materials the prior must not see", sorted(CATALOGUE), materials)
-            prior_name = st.text_input("Prior name", f"prior-{time.strftime('%Y%m%d-%H%M%S')}")
+            prior_name = st.text_input("Prior name", default_name("prior"))
             if not st.form_submit_button("Build the prior"):
                 return None
         try:
@@ -60,7 +61,9 @@ def prior_form(path: Path) -> str | None:
                 raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
             params = {"exclude": exclude, "name": prior_name}
-            return manager.submit("prior", f"EBSD prior {prior_name}", session_id(), lambda ctx: prior_job(ctx, params))
+            job = manager.submit("prior", f"EBSD prior {prior_name}", session_id(), lambda ctx: prior_job(ctx, params))
+            renew_default_name("prior")
+            return job
         except (ValueError, EbsdError) as exc:
             show_error(exc)
     return None
@@ -119,7 +122,7 @@ elif path is not None:
             help="An EBSD prior (build one below) instead of the ImageNet weights alone: better few-shot "
             "accuracy when the prior has not seen the phases of this dataset.",
         )
-        name = st.text_input("Model name prefix", f"model-{time.strftime('%Y%m%d-%H%M%S')}")
+        name = st.text_input("Model name prefix", default_name("model"))
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
         try:
@@ -164,6 +167,7 @@ elif path is not None:
             )
             st.session_state.train_job = job
             job_id = job
+            renew_default_name("model")
         except (ValueError, EbsdError) as exc:
             show_error(exc)
 

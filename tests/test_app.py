@@ -2,6 +2,7 @@
 
 import io
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -207,7 +208,11 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
 
 
 def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
-    """A name with a path in it is refused with a message on the Train page; no job starts."""
+    """A name with a path in it is refused with a message on the Train page; no job starts.
+
+    The pauses before each click keep the test honest about typed names: a default that changes with
+    the clock once made Streamlit drop the typed name when the form was submitted a second later.
+    """
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
 
@@ -215,9 +220,11 @@ def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     app.session_state["dataset_path"] = str(data)
     app.switch_page("pages/train.py").run()
     next(t for t in app.text_input if t.label == "Model name prefix").set_value("../escape")
+    time.sleep(1.1)
     next(b for b in app.button if b.label == "Start training").click().run()
     assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
     next(t for t in app.text_input if t.label == "Prior name").set_value("../escape-prior")
+    time.sleep(1.1)
     next(b for b in app.button if b.label == "Build the prior").click().run()
     assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
     assert not app.exception
