@@ -102,7 +102,9 @@ def remove_static_background(batch: torch.Tensor, background: torch.Tensor | np.
     return batch - bg[None]
 
 
-def remove_dynamic_background(batch: torch.Tensor, sigma_fraction: float = 0.05) -> torch.Tensor:
+def remove_dynamic_background(
+    batch: torch.Tensor, sigma_fraction: float = PreprocessConfig.dynamic_sigma_fraction
+) -> torch.Tensor:
     """Subtract a Gaussian-blurred copy (sigma = ``sigma_fraction`` of the width).
 
     The background is smooth, so it is blurred on a copy binned to about 32
