@@ -35,12 +35,15 @@ PRIOR_MATERIALS = ["feal", "cscl", "nb3sn", "al", "nacl", "diamond", "ta", "gros
 
 
 def prior_weights() -> str:
-    """The --prior start: an EBSD prior of PRIOR_MATERIALS only (built once, about 4 minutes on 2 cores)."""
+    """The --prior start: an EBSD prior of PRIOR_MATERIALS only (built once, about 5 minutes on 2 cores;
+    rebuilt when the saved one was trained on other materials)."""
     from ebsd_core.datasets import resolve_materials
     from ebsd_core.prior import build_prior
+    from ebsd_core.store import read_card
 
     target = OUT / "models" / "prior-fewshot"
-    if not (target / "model.json").exists():
+    saved = read_card(target).training.get("prior", {}) if (target / "model.json").exists() else {}
+    if sorted(saved.get("materials", [])) != sorted(PRIOR_MATERIALS):
         others = [m.key for m in resolve_materials("default") if m.key not in PRIOR_MATERIALS]
         build_prior(others, target, force=True)
     return str(target)
