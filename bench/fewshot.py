@@ -34,16 +34,31 @@ HOLDOUT = ["cu3au", "v3si", "cu", "ge", "mo", "almandine"]
 PRIOR_MATERIALS = ["feal", "cscl", "nb3sn", "al", "nacl", "diamond", "ta", "grossular"]
 
 
-def prior_weights() -> str:
-    """The --prior start: an EBSD prior of PRIOR_MATERIALS only (built once, about 5 minutes on 2 cores;
-    rebuilt when the saved one was trained on other materials)."""
-    from ebsd_core.datasets import resolve_materials
-    from ebsd_core.prior import build_prior
+def _prior_is_current(target) -> bool:
+    """Whether the saved prior was built as prior_weights would build it now (materials, settings, background)."""
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.prior import PriorSettings
     from ebsd_core.store import read_card
 
+    if not (target / "model.json").exists():
+        return False
+    card = read_card(target)
+    saved = card.training.get("prior", {})
+    return (
+        sorted(saved.get("materials", [])) == sorted(PRIOR_MATERIALS)
+        and saved.get("settings") == PriorSettings().to_dict()
+        and card.preprocess.dynamic_sigma_fraction == PreprocessConfig.dynamic_sigma_fraction
+    )
+
+
+def prior_weights() -> str:
+    """The --prior start: an EBSD prior of PRIOR_MATERIALS only (built once, about 5 minutes on 2 cores;
+    rebuilt when the saved one was built otherwise)."""
+    from ebsd_core.datasets import resolve_materials
+    from ebsd_core.prior import build_prior
+
     target = OUT / "models" / "prior-fewshot"
-    saved = read_card(target).training.get("prior", {}) if (target / "model.json").exists() else {}
-    if sorted(saved.get("materials", [])) != sorted(PRIOR_MATERIALS):
+    if not _prior_is_current(target):
         others = [m.key for m in resolve_materials("default") if m.key not in PRIOR_MATERIALS]
         build_prior(others, target, force=True)
     return str(target)
