@@ -37,8 +37,24 @@ class RealismResult:
         }
 
 
-def realism_against_scan(path: str | Path, material: Material | str = "ni") -> RealismResult:
-    """NCC between every pattern of a kikuchipy h5ebsd scan and its simulation.
+@dataclass
+class IndexedScan:
+    """One scan of an h5ebsd file with the orientation and geometry of every pattern."""
+
+    patterns: np.ndarray  # (N, size, size) as recorded
+    static_background: np.ndarray
+    quaternions: np.ndarray  # (N, 4)
+    pcs: np.ndarray  # (N, 3) Bruker
+    detector_tilt: float
+    sample_tilt: float
+
+    @property
+    def size(self) -> int:
+        return self.patterns.shape[-1]
+
+
+def indexed_scans(path: str | Path) -> list[IndexedScan]:
+    """The scans of a kikuchipy h5ebsd file that carry orientations, each distinct scan once.
 
     A scan group whose patterns repeat an earlier one's exactly is counted once (kikuchipy's small
     Ni file holds the same 9 patterns as "Scan 1" and "Scan 2").
@@ -46,31 +62,47 @@ def realism_against_scan(path: str | Path, material: Material | str = "ni") -> R
     import h5py
     import kikuchipy as kp
 
-    material = get_material(material) if isinstance(material, str) else material
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            scans = [k for k in f if k.lower().startswith("scan")]
+            names = [k for k in f if k.lower().startswith("scan")]
     except OSError as exc:
         raise InputError(f"cannot read ({exc})", path) from None
-    master = load_master(material)
-    reals, sims, scores, seen = [], [], [], set()
-    for scan in scans:
-        signal = kp.load(str(path), scan_group_names=scan)
+    scans, seen = [], set()
+    for name in names:
+        signal = kp.load(str(path), scan_group_names=name)
         digest = hashlib.sha256(np.ascontiguousarray(signal.data).tobytes()).hexdigest()
         if digest in seen:
             continue
         seen.add(digest)
         if signal.xmap is None:
-            raise InputError(f"{scan} has no crystal map (orientations) to simulate from", path)
+            raise InputError(f"{name} has no crystal map (orientations) to simulate from", path)
         size = signal.data.shape[-1]
         quats = signal.xmap.rotations.data.reshape(-1, 4)
         pcs = np.asarray(signal.detector.pc).reshape(-1, 3)
         if len(pcs) == 1:
             pcs = np.repeat(pcs, len(quats), axis=0)
-        clean = project(master, quats, pcs, size, signal.detector.tilt, signal.detector.sample_tilt)
-        config = PreprocessConfig(size=size)
-        real = preprocess(signal.data.reshape(-1, size, size), config, np.asarray(signal.static_background))
+        scans.append(
+            IndexedScan(
+                signal.data.reshape(-1, size, size),
+                np.asarray(signal.static_background),
+                quats,
+                pcs,
+                float(signal.detector.tilt),
+                float(signal.detector.sample_tilt),
+            )
+        )
+    return scans
+
+
+def realism_against_scan(path: str | Path, material: Material | str = "ni") -> RealismResult:
+    """NCC between every pattern of a kikuchipy h5ebsd scan and its simulation (each distinct scan once)."""
+    master = load_master(get_material(material) if isinstance(material, str) else material)
+    reals, sims, scores = [], [], []
+    for scan in indexed_scans(path):
+        clean = project(master, scan.quaternions, scan.pcs, scan.size, scan.detector_tilt, scan.sample_tilt)
+        config = PreprocessConfig(size=scan.size)
+        real = preprocess(scan.patterns, config, scan.static_background)
         sim = preprocess(clean, config)
         reals.append(real)
         sims.append(sim)

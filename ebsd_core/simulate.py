@@ -142,20 +142,30 @@ def backscatter_background(pcs: np.ndarray, size: int, widths: np.ndarray) -> np
     return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w**2)).astype(np.float32)
 
 
+def kikuchi_signal(clean: np.ndarray, background: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """Noise-free intensity on the screen: the backscatter lobe modulated by the standardised
+    Kikuchi pattern, ``contrast`` (N,) times its standard deviation over 2."""
+    kikuchi = clean - clean.mean(axis=(1, 2), keepdims=True)
+    spread = np.maximum(kikuchi.std(axis=(1, 2), keepdims=True), 1e-6)
+    return np.clip(background * (1.0 + contrast[:, None, None] * kikuchi / spread * 0.5), 0, None)
+
+
+def blurred(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """Each image (in place) blurred by its point-spread sigma in pixels (none below 0.05)."""
+    for i, sigma in enumerate(sigmas):
+        if sigma > 0.05:
+            images[i] = gaussian_filter(images[i], sigma)
+    return images
+
+
 def apply_detector_model(
     clean: np.ndarray, pcs: np.ndarray, model: DetectorModel, rng: np.random.Generator
 ) -> np.ndarray:
     """Turn clean projections (N, H, W) in [0, 1] into quantised camera images."""
     n, size = clean.shape[0], clean.shape[-1]
-    contrast = _uniform(rng, model.band_contrast, n)[:, None, None]
+    contrast = _uniform(rng, model.band_contrast, n)
     background = backscatter_background(pcs, size, _uniform(rng, model.background_width, n))
-    kikuchi = clean - clean.mean(axis=(1, 2), keepdims=True)
-    signal = background * (1.0 + contrast * kikuchi / np.maximum(kikuchi.std(axis=(1, 2), keepdims=True), 1e-6) * 0.5)
-    signal = np.clip(signal, 0, None)
-    sigmas = _uniform(rng, model.psf_sigma_px, n)
-    for i, sigma in enumerate(sigmas):
-        if sigma > 0.05:
-            signal[i] = gaussian_filter(signal[i], sigma)
+    signal = blurred(kikuchi_signal(clean, background, contrast), _uniform(rng, model.psf_sigma_px, n))
     counts = _uniform(rng, model.counts_per_pixel, n)[:, None, None]
     recorded = rng.poisson(signal * counts).astype(np.float32)
     recorded += (

@@ -2,7 +2,15 @@ import numpy as np
 
 from ebsd_core.phases import get_material
 from ebsd_core.preprocess import normalized_cross_correlation, preprocess
-from ebsd_core.simulate import DetectorModel, random_quaternions, simulate_material
+from ebsd_core.simulate import (
+    DetectorModel,
+    apply_detector_model,
+    backscatter_background,
+    blurred,
+    kikuchi_signal,
+    random_quaternions,
+    simulate_material,
+)
 
 
 def test_random_quaternions_are_unit_and_uniform(rng):
@@ -38,6 +46,27 @@ def test_noise_free_and_noisy_patterns_correlate():
         normalized_cross_correlation(a, b) for a, b in zip(preprocess(clean.patterns), preprocess(noisy.patterns))
     ]
     assert 0.2 < np.mean(scores) < 0.999
+
+
+def test_the_noise_free_screen_is_what_the_detector_model_records_without_noise(rng):
+    # bench/separability.py renders its templates with these two pieces: with every range of the
+    # detector model pinned and the noise turned off, they must give the model's own recording
+    clean = rng.random((3, 40, 40)).astype(np.float32)
+    pcs = np.tile([0.5, 0.25, 0.6], (3, 1))
+    pinned = DetectorModel(
+        band_contrast=(0.2, 0.2),
+        counts_per_pixel=(1e9, 1e9),
+        read_noise=(0.0, 0.0),
+        psf_sigma_px=(0.8, 0.8),
+        gamma=(1.0, 1.0),
+        background_width=(0.7, 0.7),
+        bit_depth=16,
+    )
+    recorded = apply_detector_model(clean, pcs, pinned, rng)
+    screen = kikuchi_signal(clean, backscatter_background(pcs, 40, np.full(3, 0.7)), np.full(3, 0.2))
+    expected = blurred(screen, np.full(3, 0.8))
+    for a, b in zip(recorded.astype(np.float32), expected):
+        assert normalized_cross_correlation(a, b) > 0.9999
 
 
 def test_large_batches_with_a_pc_per_pattern_project():
