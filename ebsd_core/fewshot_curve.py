@@ -24,19 +24,23 @@ def epochs_to_reach(history: list[dict], target: float = 0.95) -> int | None:
 
 
 def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list[dict]:
-    """Predict every pattern of each (file, true space group) pair."""
+    """Predict every pattern of each (file, true space group) pair; ``most_likely`` is the top class
+    even where the prediction is ``unknown``, ``p_truth`` the probability of the true class."""
     rows = []
     for path, space_group in real_data:
         source = open_patterns(path)
         prediction = predict_source(model, card, source)
-        truth = card.class_symbols[card.classes.index(space_group)] if space_group in card.classes else str(space_group)
-        for label, conf in zip(prediction.labels, prediction.confidence):
+        known = space_group in card.classes
+        truth = card.class_symbols[card.classes.index(space_group)] if known else str(space_group)
+        for label, probabilities in zip(prediction.labels, prediction.probabilities):
             rows.append(
                 {
                     "file": Path(path).name,
                     "truth": truth,
                     "prediction": label,
-                    "confidence": round(float(conf), 4),
+                    "confidence": round(float(probabilities.max()), 4),
+                    "most_likely": card.class_symbols[int(probabilities.argmax())],
+                    "p_truth": round(float(probabilities[card.classes.index(space_group)]), 4) if known else None,
                     "correct": label == truth,
                 }
             )
@@ -45,17 +49,17 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
 
 def _accuracies(result, dataset, also_views: Sequence[int]) -> dict:
     """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``;
-    ``holdout_per_material``: each held-out material's accuracy (model's views)."""
+    ``test_per_material`` and ``holdout_per_material``: each material's accuracy (model's views)."""
     scores = {}
     for views in (result.card.views, *sorted(set(also_views) - {result.card.views})):
         suffix = "" if views == result.card.views else f"_{views}view"
         scored = dataclasses.replace(result.card, views=views)
-        for split, key in ((result.split.test, "test_accuracy"), (result.split.holdout, "holdout_accuracy")):
+        for split, name in ((result.split.test, "test"), (result.split.holdout, "holdout")):
             metrics = evaluate_split(result.model, scored, dataset, split)
-            scores[key + suffix] = metrics.get("accuracy")
-            if key == "holdout_accuracy" and not suffix and metrics.get("per_material"):
-                scores["holdout_per_material"] = {
-                    name: round(row["accuracy"], 4) for name, row in metrics["per_material"].items()
+            scores[f"{name}_accuracy{suffix}"] = metrics.get("accuracy")
+            if not suffix and metrics.get("per_material"):
+                scores[f"{name}_per_material"] = {
+                    material: round(row["accuracy"], 4) for material, row in metrics["per_material"].items()
                 }
     return scores
 
@@ -123,12 +127,13 @@ def summarise(runs: list[dict]) -> dict:
                 if values:
                     row[key] = round(float(np.mean(values)), 4)
                     row[f"{key}_std"] = round(float(np.std(values)), 4)
-            per_material = [r["holdout_per_material"] for r in group if r.get("holdout_per_material")]
-            if per_material:
-                row["holdout_per_material"] = {
-                    name: round(float(np.mean([m[name] for m in per_material if name in m])), 4)
-                    for name in sorted({name for m in per_material for name in m})
-                }
+            for key in ("test_per_material", "holdout_per_material"):
+                per_material = [r[key] for r in group if r.get(key)]
+                if per_material:
+                    row[key] = {
+                        name: round(float(np.mean([m[name] for m in per_material if name in m])), 4)
+                        for name in sorted({name for m in per_material for name in m})
+                    }
             reached = [r["epochs_to_95"] for r in group if r["epochs_to_95"] is not None]
             row["epochs_to_95"] = round(float(np.mean(reached)), 1) if reached else None
             if "real_total" in group[0]:

@@ -11,7 +11,7 @@ from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.phases import CATALOGUE
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
-from ebsd_core.prior import prior_job, prior_materials
+from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
 from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
@@ -30,28 +30,32 @@ st.title("Train")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def dataset_facts(path: str, modified: float) -> tuple[int, list[str]]:
-    """The input size that keeps every pixel of the dataset's patterns (64 when it cannot be read), and
-    the catalogue materials it holds (what an EBSD prior for it should leave out); read once per file version."""
+def dataset_facts(path: str, modified: float) -> tuple[tuple[int, int], list[str]]:
+    """The dataset's pattern shape ((60, 60) when it cannot be read) and the catalogue materials it holds
+    (what an EBSD prior for it should leave out); read once per file version."""
     try:
         source = open_patterns(path)
     except EbsdError:
-        return 64, []
+        return (60, 60), []
     found = source.material if source.material is not None else []
-    return input_size_for(source.pattern_shape), sorted({str(m) for m in found} & set(CATALOGUE))
+    return tuple(source.pattern_shape), sorted({str(m) for m in found} & set(CATALOGUE))
 
 
 def prior_form(path: Path) -> str | None:
     """The "Build an EBSD prior" expander; returns the job id when one was started."""
-    with st.expander("Build an EBSD prior (about 4 minutes on a 2-core CPU)"):
+    shape, materials = dataset_facts(str(path), path.stat().st_mtime)
+    settings = settings_for(shape)
+    minutes = minutes_on_two_cores(settings)
+    with st.expander(f"Build an EBSD prior (about {minutes} minutes on a 2-core CPU)"):
         st.caption(
             "A prior is the ImageNet network trained further on simulated patterns of the other catalogue "
             "materials of the six cubic space groups. A few-shot model started from it has seen band geometry "
             "and superlattice bands before; on development maps it put 0.94 of points right before the grain "
-            "clean-up, against 0.86 from ImageNet alone. Leave out the phases your model will tell apart."
+            "clean-up, against 0.86 from ImageNet alone. Leave out the phases your model will tell apart. "
+            f"It is simulated at {settings.pattern_size} px and trained at a {settings.input_size} px input, "
+            "like this dataset's patterns."
         )
         with st.form("prior"):
-            materials = dataset_facts(str(path), path.stat().st_mtime)[1]
             exclude = st.multiselect("Materials the prior must not see", sorted(CATALOGUE), materials)
             prior_name = st.text_input("Prior name", default_name("prior"))
             if not st.form_submit_button("Build the prior"):
@@ -60,7 +64,12 @@ def prior_form(path: Path) -> str | None:
             if (default_store() / validate_name(prior_name)).exists():
                 raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
-            params = {"exclude": exclude, "name": prior_name}
+            params = {
+                "exclude": exclude,
+                "name": prior_name,
+                "pattern_size": settings.pattern_size,
+                "input_size": settings.input_size,
+            }
             job = manager.submit("prior", f"EBSD prior {prior_name}", session_id(), lambda ctx: prior_job(ctx, params))
             renew_default_name("prior")
             return job
@@ -102,7 +111,7 @@ elif path is not None:
         input_size = c3.select_slider(
             "Input size (px)",
             INPUT_SIZES,
-            value=dataset_facts(str(path), path.stat().st_mtime)[0],
+            value=input_size_for(dataset_facts(str(path), path.stat().st_mtime)[0]),
             help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
             "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
         )

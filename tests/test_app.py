@@ -179,7 +179,7 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     from pages.common import job_manager
 
     monkeypatch.setattr(
-        prior, "PAGE_SETTINGS", prior.PriorSettings(per_class=24, pattern_size=32, input_size=32, epochs=1)
+        prior, "PAGE_SETTINGS", prior.PriorSettings(per_class=24, pattern_size=40, input_size=48, epochs=1)
     )
     data = write_dataset(
         simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=2), tmp_path / "pair.h5"
@@ -192,7 +192,10 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     state = job_manager().wait(app.session_state["train_job"], timeout=600)
     assert state.status == "done", state.error
     store = Path(os.environ["EBSD_MODEL_STORE"])
-    assert read_card(store / "duplex-prior").training["prior"]["excluded"] == ["austenite", "ferrite"]
+    made = read_card(store / "duplex-prior").training["prior"]
+    assert made["excluded"] == ["austenite", "ferrite"]
+    # simulated and trained like the dataset's 32 px patterns, not at the page's own sizes
+    assert (made["settings"]["pattern_size"], made["settings"]["input_size"]) == (32, 32)
 
     app.run()
     assert not app.exception and not app.error

@@ -43,6 +43,9 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     assert 0 <= run["test_accuracy"] <= 1 and run["shots"] == 2
     assert set(run["holdout_per_material"]) == {"cu", "w"}  # the fixture's held-out materials
     assert set(curve["summary"]["transfer"]["2"]["holdout_per_material"]) == {"cu", "w"}
+    tested = set(run["test_per_material"])  # unseen orientations: the training materials only
+    assert tested and not tested & {"cu", "w"}
+    assert all(0 <= v <= 1 for v in run["test_per_material"].values())
     assert (tmp_path / "c" / "curve.png").stat().st_size > 1000
 
 
@@ -53,3 +56,17 @@ def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsy
     assert main(["fewshot-curve", *args, "--shots", "5,twenty"]) == 2
     assert "--shots: '5,twenty' is not a comma-separated list of whole numbers" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_real_patterns_are_scored_with_their_most_likely_class_and_the_truths_probability(map_model, map_scan_file):
+    from ebsd_core.fewshot_curve import score_real
+    from ebsd_core.store import load_model
+
+    model, card = load_model(map_model)
+    rows = score_real(model, card, [(map_scan_file, 225), (map_scan_file, 221)])
+    assert len(rows) == 2 * 80  # every point of the 8x10 scan, once per (file, space group) pair
+    fcc, absent = rows[:80], rows[80:]
+    for row in fcc:
+        assert row["most_likely"] in ("Fm-3m", "Im-3m") and 0 <= row["p_truth"] <= 1
+        assert row["correct"] == (row["prediction"] == "Fm-3m")
+    assert all(row["p_truth"] is None and not row["correct"] for row in absent)  # Pm-3m: not a class of the model

@@ -10,7 +10,7 @@ import torch
 from ebsd_core.cli import main
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import ModelError, PhaseError
-from ebsd_core.prior import prior_materials
+from ebsd_core.prior import PriorSettings, minutes_on_two_cores, prior_materials, settings_for
 from ebsd_core.store import load_model, read_card
 from ebsd_core.train import TrainConfig, initial_model, train_model
 
@@ -35,6 +35,15 @@ def test_prior_materials_leave_out_the_excluded_phases():
         prior_materials([m for m in prior_materials([]) if m != "ni"])
     with pytest.raises(PhaseError):
         prior_materials(["kryptonite"])
+
+
+def test_prior_settings_follow_the_dataset_patterns():
+    sizes = {shape: settings_for(shape) for shape in [(60, 60), (120, 120), (480, 480), (1200, 1600)]}
+    assert [(s.pattern_size, s.input_size) for s in sizes.values()] == [(60, 64), (120, 128), (240, 224), (240, 224)]
+    assert all(s.per_class == PriorSettings().per_class for s in sizes.values())
+    assert settings_for((120, 120), PriorSettings(epochs=3)).epochs == 3
+    assert minutes_on_two_cores(sizes[(60, 60)]) < minutes_on_two_cores(sizes[(120, 120)]) == 4
+    assert minutes_on_two_cores(sizes[(480, 480)]) == 12  # 10 measured
 
 
 def test_prior_card_records_what_it_saw(prior):
