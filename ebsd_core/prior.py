@@ -120,14 +120,10 @@ def minutes_on_two_cores(settings: PriorSettings) -> int:
 
 
 def prior_job(context, params: dict) -> dict:
-    """Job body of the Train page's "Build an EBSD prior": ``params`` has ``exclude``, ``name`` and,
-    from the dataset, ``pattern_size`` and ``input_size`` (:data:`PAGE_SETTINGS`' when absent)."""
+    """Job body of the Train page's "Build an EBSD prior": ``params`` has ``exclude``, ``name`` and
+    ``settings`` (a :class:`PriorSettings` dict, from :func:`settings_for`; :data:`PAGE_SETTINGS` when absent)."""
     name = params["name"]
     progress = job_progress(context, name)
-    settings = replace(
-        PAGE_SETTINGS,
-        pattern_size=params.get("pattern_size", PAGE_SETTINGS.pattern_size),
-        input_size=params.get("input_size", PAGE_SETTINGS.input_size),
-    )
+    settings = PriorSettings(**params["settings"]) if "settings" in params else PAGE_SETTINGS
     summary = build_prior(params["exclude"], name, settings, progress=progress, should_stop=context.should_stop)
     return {"runs": [{"run": name, **summary}], "model_name": name}

@@ -64,12 +64,7 @@ def prior_form(path: Path) -> str | None:
             if (default_store() / validate_name(prior_name)).exists():
                 raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
-            params = {
-                "exclude": exclude,
-                "name": prior_name,
-                "pattern_size": settings.pattern_size,
-                "input_size": settings.input_size,
-            }
+            params = {"exclude": exclude, "name": prior_name, "settings": settings.to_dict()}
             job = manager.submit("prior", f"EBSD prior {prior_name}", session_id(), lambda ctx: prior_job(ctx, params))
             renew_default_name("prior")
             return job
