@@ -33,7 +33,8 @@ REAL = [
 ]
 HOLDOUT = ["cu3au", "v3si", "cu", "ge", "mo", "almandine"]
 #: With --prior: what the prior is trained on (at least one material of each class stays for few-shot training).
-PRIOR_MATERIALS = ["feal", "cscl", "nb3sn", "al", "nacl", "diamond", "ta", "grossular"]
+#: Pt3Fe and Al3Sc (L1_2) give the prior and its rehearsal superlattice phases other than the few-shot Ni3Al.
+PRIOR_MATERIALS = ["feal", "cscl", "pt3fe", "al3sc", "nb3sn", "al", "nacl", "diamond", "ta", "grossular"]
 
 
 def _prior_is_current(target, settings) -> bool:
@@ -79,12 +80,16 @@ def main() -> None:
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
     p.add_argument("--modes", default="transfer,scratch", help="comma-separated: transfer, scratch")
     p.add_argument("--crystal-rotation", type=float, help="training augmentation (default: AugmentConfig's)")
+    p.add_argument("--resolution", type=float, help="largest camera binning to augment with (default: AugmentConfig's)")
+    p.add_argument("--rehearse", type=int, default=0, help="with --prior: N rehearsal patterns per class")
     p.add_argument("--views", type=int, help="test-time views (default: TrainConfig's)")
     p.add_argument("--also-views", default="1", help="comma-separated view counts to score the models with too")
     p.add_argument("--out", default="fewshot", help="folder under bench/out for curve.json/png, summary.json")
     p.add_argument("--prior", action="store_true", help="transfer starts from an EBSD prior of PRIOR_MATERIALS")
     p.add_argument("--without-prior-materials", action="store_true", help="leave PRIOR_MATERIALS out of the data")
     args = p.parse_args()
+    if args.rehearse and not args.prior:
+        p.error("--rehearse needs --prior (it rehearses the prior's materials)")
     shots = [5, 20] if args.quick else [1, 5, 10, 20, 50, 100]
     seeds = [0] if args.quick else [0, 1, 2]
     shots = [int(k) for k in args.shots.split(",")] if args.shots else shots
@@ -117,10 +122,12 @@ def main() -> None:
             val_per_class=20,
             min_steps_per_epoch=25,
             views=args.views or TrainConfig.views,
+            rehearsal_per_class=args.rehearse if pretrained else 0,
             augment_config=AugmentConfig(
                 crystal_rotation=AugmentConfig.crystal_rotation
                 if args.crystal_rotation is None
-                else args.crystal_rotation
+                else args.crystal_rotation,
+                resolution=AugmentConfig.resolution if args.resolution is None else args.resolution,
             ),
         )
 

@@ -17,6 +17,7 @@ pixels the detector never saw; those get the mean level.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -36,6 +37,9 @@ class AugmentConfig:
     # largest crystal rotation in degrees (random axis), by re-projection; 20 shots, 120 px, 30 epochs,
     # 3 seeds: 30 degrees lifted unseen orientations 0.77 -> 0.84 and held-out materials 0.64 -> 0.71
     crystal_rotation: float = 30.0
+    # largest camera binning to mimic: down-sample by a factor drawn log-uniformly from [1, resolution]
+    # (after the noise, as a camera with fewer pixels records it), then back up; 1 turns it off
+    resolution: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,4 +200,23 @@ def augment_batch(
     x = x + torch.randn(x.shape, generator=generator, device=device) * (
         _uniform(n, 0, config.noise_std, generator, device).view(n, 1, 1, 1) * x.std(dim=(2, 3), keepdim=True)
     )
+    if config.resolution > 1:
+        x = rebinned(x, config.resolution, generator)
     return _standardise(x)
+
+
+def rebinned(x: torch.Tensor, max_factor: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Patterns (N, 1, S, S) as a camera with ``S / f`` pixels would record them, resized back to S.
+
+    ``f`` is drawn per pattern, log-uniformly from [1, ``max_factor``]: the model then sees what
+    preprocessing makes of a small camera's patterns (a 60 px pattern resized to a 224 px input).
+    """
+    n, _, size, _ = x.shape
+    factors = torch.exp(_uniform(n, 0.0, math.log(max_factor), generator, x.device))
+    out = x.clone()
+    for i, factor in enumerate(factors.tolist()):
+        small = max(8, round(size / factor))
+        if small < size:
+            low = F.interpolate(x[i : i + 1], size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+            out[i : i + 1] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return out

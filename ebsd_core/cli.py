@@ -139,6 +139,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         device=args.device,
         unknown_threshold=args.unknown_threshold,
         views=args.views or TrainConfig.views,
+        rehearsal_per_class=args.rehearse,
         augment_config=AugmentConfig(
             rotation=args.rotation,
             crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
@@ -420,6 +421,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "(0 turns it off; default: ebsd_core.augment.AugmentConfig's)",
     )
     _add_views_option(p, "test-time views the saved model predicts with")
+    p.add_argument(
+        "--rehearse",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --weights PRIOR: also train on N simulated patterns per space group of the prior's "
+        "materials, weighted like the shots (better on materials the model has not seen; default 0: off)",
+    )
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--unknown-threshold", type=float, default=0.5)

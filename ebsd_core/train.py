@@ -29,6 +29,7 @@ from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, preprocess, square_crop_pc
+from ebsd_core.rehearsal import rehearsal_for, repeats_for
 from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
 BF16_CHECK_PATTERNS = 256
@@ -57,6 +58,9 @@ class TrainConfig:
     unknown_threshold: float = 0.5
     views: int = 4  # test-time views the model predicts with (stored in its card): +0.03-0.04 accuracy
     min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH
+    # > 0: simulate this many patterns per space group of the prior's materials (weights_file must be an
+    # EBSD prior) and train on them alongside the shots, weighted equally (ebsd_core.rehearsal)
+    rehearsal_per_class: int = 0
     augment_config: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
@@ -147,6 +151,23 @@ def _projection_centres(dataset: Dataset, index: np.ndarray) -> torch.Tensor | N
     return torch.from_numpy(square_crop_pc(pc, *dataset.patterns.shape[1:3]))
 
 
+def _with_rehearsal(
+    x_shots: np.ndarray, y_shots: np.ndarray, pc_shots: torch.Tensor | None, rehearsal: Dataset, pre: PreprocessConfig
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """The shots, repeated to weigh as much as the rehearsal patterns, followed by those."""
+    repeat = repeats_for(len(x_shots), len(rehearsal))
+    everything = np.arange(len(rehearsal))
+    x = np.concatenate([np.tile(x_shots, (repeat, 1, 1)), _prepared(rehearsal, everything, pre)])
+    y = np.concatenate([np.tile(y_shots, repeat), rehearsal.labels.astype(np.int64)])
+    pc_rehearsal = _projection_centres(rehearsal, everything)
+    if pc_shots is None and pc_rehearsal is None:
+        return x, y, None
+    nominal = torch.from_numpy(square_crop_pc(np.asarray([NOMINAL_PC], dtype=np.float32), *x_shots.shape[1:3]))
+    pc_shots = nominal.expand(len(x_shots), 3) if pc_shots is None else pc_shots
+    pc_rehearsal = nominal.expand(len(rehearsal), 3) if pc_rehearsal is None else pc_rehearsal
+    return x, y, torch.cat([pc_shots.repeat(repeat, 1), pc_rehearsal])
+
+
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -220,6 +241,11 @@ def train_model(
     y_train = dataset.labels[split.train].astype(np.int64)
     x_val = _prepared(dataset, split.val, pre)
     y_val = dataset.labels[split.val].astype(np.int64)
+    pc_train = _projection_centres(dataset, split.train)
+    rehearsal = None
+    if config.rehearsal_per_class > 0:
+        rehearsal = rehearsal_for(config.weights_file, dataset, config.rehearsal_per_class)
+        x_train, y_train, pc_train = _with_rehearsal(x_train, y_train, pc_train, rehearsal.dataset, pre)
 
     device = select_device(config.device)
     model = initial_model(config, len(dataset.classes)).to(device)
@@ -235,7 +261,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
     augment = config.augment_config
     x_all = torch.from_numpy(x_train)[:, None]
-    pc_all = _projection_centres(dataset, split.train)
+    pc_all = pc_train
     y_all = torch.from_numpy(y_train)
 
     history: list[dict] = []
@@ -317,6 +343,7 @@ def train_model(
             "device": str(device),
             "dataset": dataset.provenance.get("generator", "user data"),
             "materials": sorted({str(m) for m in dataset.material[split.train]}),
+            **({"rehearsal": rehearsal.summary()} if rehearsal else {}),
             "pattern_size": int(dataset.patterns.shape[-1]),
             "bf16_check": bf16_check(model, np.concatenate([x_train, x_val])[:BF16_CHECK_PATTERNS]),
         },

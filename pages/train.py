@@ -12,6 +12,7 @@ from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.phases import CATALOGUE
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
+from ebsd_core.rehearsal import REHEARSAL_PER_CLASS
 from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
@@ -126,6 +127,13 @@ elif path is not None:
             help="An EBSD prior (build one below) instead of the ImageNet weights alone: better few-shot "
             "accuracy when the prior has not seen the phases of this dataset.",
         )
+        rehearse = st.checkbox(
+            "Keep training on the prior's materials (rehearsal)",
+            value=True,
+            help=f"With an EBSD prior: {REHEARSAL_PER_CLASS} simulated patterns per class of the prior's materials "
+            "join the shots, weighted like them. About twice the training time; on materials the model has "
+            "not seen, 0.96 instead of 0.82 (20 shots, 240 px, bench/RESULTS.md).",
+        )
         name = st.text_input("Model name prefix", default_name("model"))
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
@@ -156,6 +164,7 @@ elif path is not None:
                         input_size=int(input_size),
                         patience=max(5, int(epochs) // 3),
                         views=int(views),
+                        rehearsal_per_class=REHEARSAL_PER_CLASS if prior and pre and rehearse else 0,
                     ),
                 )
                 for k in shots

@@ -175,6 +175,7 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     from ebsd_core import prior
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.rehearsal import REHEARSAL_PER_CLASS
     from ebsd_core.store import read_card
     from pages.common import job_manager
 
@@ -208,6 +209,10 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     assert state.status == "done", state.error
     card = read_card(store / "from-prior-transfer-k2")
     assert card.training["config"]["weights_file"] == str(store / "duplex-prior")
+    # rehearsal is on by default with a prior: the prior's other materials of the two classes
+    rehearsal = card.training["rehearsal"]
+    assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS
+    assert {"austenite", "ferrite"}.isdisjoint(rehearsal["materials"])
 
 
 def test_model_and_prior_names_stay_in_the_store(app, tmp_path):

@@ -1,10 +1,12 @@
 """Augmentations keep a pattern's physics: standardised output, rotations about the centre, re-projection."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from ebsd_core.augment import AugmentConfig, augment_batch, random_rotations, reproject
+from ebsd_core.augment import AugmentConfig, augment_batch, random_rotations, rebinned, reproject
 
 STILL = AugmentConfig(
     noise_std=0.0,
@@ -111,3 +113,20 @@ def test_reprojection_is_the_pattern_of_the_rotated_crystal():
         assert seen.float().mean() > 0.6
         assert _correlation(warped[seen], torch.from_numpy(rotated)[seen]) > 0.9  # 0.95-0.97: bilinear re-sampling
         assert abs(_correlation(recorded[0, 0][seen], torch.from_numpy(rotated)[seen])) < 0.3
+
+
+def test_rebinning_looks_like_a_smaller_camera():
+    """A pattern re-binned by 4 keeps its coarse bands and loses what a camera of a quarter the pixels misses."""
+    yy, xx = _grid(96)
+    coarse = torch.cos(6 * xx) + torch.cos(5 * yy)
+    fine = torch.cos(60 * xx)
+    x = (coarse + fine)[None, None].repeat(4, 1, 1, 1)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(rebinned(x, 1.0, generator), x)
+    out = rebinned(x, 4.0, generator)
+    assert out.shape == x.shape
+    for pattern in out:
+        assert _correlation(pattern[0], coarse) > 0.9
+    assert min(_correlation(p[0], fine) for p in out) < 0.5  # some drew factors that blur the fine stripes away
+    binned = augment_batch(x, replace(STILL, resolution=4.0), torch.Generator().manual_seed(1))
+    assert torch.allclose(binned.mean(dim=(2, 3)), torch.zeros(4, 1), atol=1e-5)

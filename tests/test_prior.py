@@ -10,8 +10,10 @@ import torch
 from ebsd_core.cli import main
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import ModelError, PhaseError
+from ebsd_core.phases import get_material
 from ebsd_core.prior import PriorSettings, minutes_on_two_cores, prior_materials, settings_for
-from ebsd_core.store import load_model, read_card
+from ebsd_core.rehearsal import rehearsal_for
+from ebsd_core.store import load_model, read_card, save_model
 from ebsd_core.train import TrainConfig, initial_model, train_model
 
 TINY = ["--per-class", "24", "--size", "32", "--input-size", "32", "--epochs", "1"]
@@ -94,3 +96,47 @@ def test_cli_train_from_a_prior(prior, tmp_path, capsys, monkeypatch):
     assert main(["train", *args, "--weights", "prior", "--out", "from-prior"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert read_card(summary["model"]).training["config"]["weights_file"] == "prior"
+
+
+def test_rehearsal_simulates_the_prior_materials_the_dataset_lacks(prior):
+    pair = simulate_dataset(per_class=12, phases=["austenite", "ni3al"], size=32, seed=4)
+    rehearsal = rehearsal_for(str(prior), pair, per_class=6)
+    prior_record = read_card(prior).training["prior"]
+    assert set(rehearsal.materials) <= set(prior_record["materials"]) - {"austenite", "ni3al"}
+    assert {get_material(m).space_group for m in rehearsal.materials} == {221, 225}
+    assert rehearsal.dataset.classes == pair.classes and len(rehearsal.dataset) == 12
+    assert sorted(rehearsal.dataset.labels.tolist()) == [0] * 6 + [1] * 6
+    assert rehearsal.dataset.patterns.shape[1:] == (32, 32)  # the prior's pattern size
+
+
+def test_few_shot_training_rehearses_the_prior(prior):
+    pair = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=4)
+    config = TrainConfig(
+        shots=4,
+        epochs=1,
+        input_size=32,
+        batch_size=8,
+        min_steps_per_epoch=2,
+        val_per_class=4,
+        views=1,
+        weights_file=str(prior),
+        rehearsal_per_class=8,
+    )
+    steps = []
+    result = train_model(pair, config, progress=lambda p: steps.append(p.batches))
+    record = result.card.training["rehearsal"]
+    assert record["patterns"] == 16 and "austenite" not in record["materials"]
+    assert result.card.training["split"]["train"] == 8  # the shots; the rehearsal is recorded apart
+    assert max(steps) == 4  # (8 shots x 2 repeats + 16 rehearsal patterns) / batches of 8
+
+
+def test_rehearsal_needs_a_prior(prior, tmp_path):
+    pair = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=4)
+    with pytest.raises(ModelError, match="needs an EBSD prior"):
+        rehearsal_for(None, pair, 4)
+    plain = tmp_path / "plain"
+    config = TrainConfig(shots=4, epochs=1, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=4)
+    trained = train_model(pair, config)
+    save_model(trained.model, trained.card, plain)
+    with pytest.raises(ModelError, match="not an EBSD prior"):
+        rehearsal_for(str(plain), pair, 4)
