@@ -3,8 +3,9 @@
 Fine-tuned on a few patterns of a few materials, a network learns to call a new material like
 the known one it resembles most. Kept in training alongside the shots, the prior's patterns
 (other materials of the same space groups) make it keep what tells the space groups apart across
-materials. Measured at 240 px, 20 shots (bench/RESULTS.md): held-out materials 0.819 -> 0.971,
-Cu3Au (L1_2) 0.00 -> 1.00, unseen orientations 0.989 -> 0.996.
+materials. Measured at 240 px, 20 shots, 3 seeds (bench/RESULTS.md): held-out materials 0.82 -> 0.97,
+Cu3Au (L1_2) 0.00 -> 0.97; unseen orientations 0.975 (0.989 without rehearsal, from a prior without
+L1_2 phases).
 
 The rehearsal patterns are simulated again, seeded as the prior's own (seconds), from the
 materials and settings its card records; materials of the few-shot dataset itself, held-out ones

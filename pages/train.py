@@ -132,7 +132,7 @@ elif path is not None:
             value=True,
             help=f"With an EBSD prior: {REHEARSAL_PER_CLASS} simulated patterns per class of the prior's materials "
             "join the shots, weighted like them. About twice the training time; on materials the model has "
-            "not seen, 0.96 instead of 0.82 (20 shots, 240 px, bench/RESULTS.md).",
+            "not seen, 0.97 instead of 0.82 (20 shots, 240 px, bench/RESULTS.md).",
         )
         name = st.text_input("Model name prefix", default_name("model"))
         submitted = st.form_submit_button("Start training", type="primary")
