@@ -140,6 +140,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         unknown_threshold=args.unknown_threshold,
         views=args.views or TrainConfig.views,
         rehearsal_per_class=args.rehearse,
+        rehearsal_source=args.rehearse_from,
         augment_config=AugmentConfig(
             rotation=args.rotation,
             crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
@@ -428,6 +429,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --weights PRIOR: also train on N simulated patterns per space group of the prior's "
         "materials, weighted like the shots (better on materials the model has not seen; default 0: off)",
+    )
+    p.add_argument(
+        "--rehearse-from",
+        choices=("prior", "catalogue"),  # ebsd_core.rehearsal.REHEARSAL_SOURCES, unimported: the CLI starts light
+        default="prior",
+        help="with --rehearse: the prior's own materials, or every catalogue material of the classes that "
+        "the data lacks (adds superlattice phases the prior may not have seen)",
     )
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")

@@ -4,12 +4,15 @@ Fine-tuned on a few patterns of a few materials, a network learns to call a new 
 the known one it resembles most. Kept in training alongside the shots, the prior's patterns
 (other materials of the same space groups) make it keep what tells the space groups apart across
 materials. Measured at 240 px, 20 shots, 3 seeds (bench/RESULTS.md): held-out materials 0.82 -> 0.97,
-Cu3Au (L1_2) 0.00 -> 0.97; unseen orientations 0.975 (0.989 without rehearsal, from a prior without
-L1_2 phases).
+Cu3Au (L1_2) 0.00 -> 0.97, unseen orientations 0.975, from a prior with L1_2 phases and its own
+materials; 0.954 and 0.983 from a prior without them, rehearsing the catalogue's (``source="catalogue"``).
 
-The rehearsal patterns are simulated again, seeded as the prior's own (seconds), from the
-materials and settings its card records; materials of the few-shot dataset itself, held-out ones
-included, are left out so that they are still judged unseen.
+The rehearsal patterns are simulated (seconds) at the pattern size and seed the prior's card
+records. They come from the prior's own materials (``source="prior"``) or from every catalogue
+material of the dataset's space groups (``source="catalogue"``, the prior's first), which adds
+superlattice phases the prior may lack.
+Materials of the few-shot dataset itself, held-out ones included, are left out so that they are
+still judged unseen.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import numpy as np
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import ModelError
 from ebsd_core.io.dataset import Dataset
-from ebsd_core.phases import get_material
+from ebsd_core.phases import get_material, materials_for
 from ebsd_core.store import META, read_card, resolve_model_dir
 
 #: Rehearsal patterns per space group that the dashboard uses (80: as many as 20 shots x 4 repeats).
 REHEARSAL_PER_CLASS = 80
+#: Where rehearsal materials come from: the prior's card, or the whole catalogue (the prior's included).
+REHEARSAL_SOURCES = ("prior", "catalogue")
 
 
 @dataclass
@@ -36,9 +41,10 @@ class Rehearsal:
     dataset: Dataset  # labels index the few-shot dataset's classes
     prior: str
     materials: list[str]
+    source: str = "prior"
 
     def summary(self) -> dict:
-        return {"prior": self.prior, "materials": self.materials, "patterns": len(self.dataset)}
+        return {"prior": self.prior, "source": self.source, "materials": self.materials, "patterns": len(self.dataset)}
 
 
 def prior_record(weights_file: str | Path | None) -> dict:
@@ -60,20 +66,33 @@ def prior_record(weights_file: str | Path | None) -> dict:
     return record
 
 
-def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int) -> Rehearsal:
-    """``per_class`` simulated patterns per space group of the prior's materials, for ``dataset``'s classes.
+def rehearsal_materials(record: dict, dataset: Dataset, source: str = "prior") -> list[str]:
+    """The materials to rehearse: ``source``'s materials of ``dataset``'s classes that ``dataset`` lacks."""
+    if source not in REHEARSAL_SOURCES:
+        raise ModelError(f"unknown rehearsal source {source!r}: use one of {', '.join(REHEARSAL_SOURCES)}")
+    candidates = list(record["materials"])
+    if source == "catalogue":
+        candidates += [m.key for sg in dataset.classes for m in materials_for(sg)]
+    present = {str(m) for m in dataset.material}
+    return [
+        key
+        for key in dict.fromkeys(candidates)
+        if key not in present and get_material(key).space_group in dataset.classes
+    ]
+
+
+def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int, source: str = "prior") -> Rehearsal:
+    """``per_class`` simulated patterns per space group of ``source``'s materials, for ``dataset``'s classes.
 
     Materials that ``dataset`` contains, and space groups it does not, are left out.
     """
     record = prior_record(weights_file)
     settings = record.get("settings", {})
-    present = {str(m) for m in dataset.material}
-    materials = [
-        key for key in record["materials"] if key not in present and get_material(key).space_group in dataset.classes
-    ]
+    materials = rehearsal_materials(record, dataset, source)
     if not materials:
         raise ModelError(
-            f"{weights_file}: none of the prior's materials is left to rehearse for this dataset's classes"
+            f"{weights_file}: no {'prior' if source == 'prior' else 'catalogue'} material is left to rehearse "
+            "for this dataset's classes"
         )
     simulated = simulate_dataset(
         per_class=per_class,
@@ -83,7 +102,7 @@ def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int) ->
     )
     labels = np.array([dataset.classes.index(simulated.classes[label]) for label in simulated.labels])
     simulated.labels, simulated.classes = labels, list(dataset.classes)
-    return Rehearsal(simulated, str(weights_file), materials)
+    return Rehearsal(simulated, str(weights_file), materials, source)
 
 
 def repeats_for(shots: int, rehearsal_patterns: int) -> int:

@@ -61,6 +61,7 @@ class TrainConfig:
     # > 0: simulate this many patterns per space group of the prior's materials (weights_file must be an
     # EBSD prior) and train on them alongside the shots, weighted equally (ebsd_core.rehearsal)
     rehearsal_per_class: int = 0
+    rehearsal_source: str = "prior"  # or "catalogue": every catalogue material the dataset lacks
     augment_config: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
@@ -244,7 +245,7 @@ def train_model(
     pc_train = _projection_centres(dataset, split.train)
     rehearsal = None
     if config.rehearsal_per_class > 0:
-        rehearsal = rehearsal_for(config.weights_file, dataset, config.rehearsal_per_class)
+        rehearsal = rehearsal_for(config.weights_file, dataset, config.rehearsal_per_class, config.rehearsal_source)
         x_train, y_train, pc_train = _with_rehearsal(x_train, y_train, pc_train, rehearsal.dataset, pre)
 
     device = select_device(config.device)

@@ -10,9 +10,9 @@ import torch
 from ebsd_core.cli import main
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import ModelError, PhaseError
-from ebsd_core.phases import get_material
+from ebsd_core.phases import get_material, materials_for
 from ebsd_core.prior import PriorSettings, minutes_on_two_cores, prior_materials, settings_for
-from ebsd_core.rehearsal import rehearsal_for
+from ebsd_core.rehearsal import rehearsal_for, rehearsal_materials
 from ebsd_core.store import load_model, read_card, save_model
 from ebsd_core.train import TrainConfig, initial_model, train_model
 
@@ -96,6 +96,11 @@ def test_cli_train_from_a_prior(prior, tmp_path, capsys, monkeypatch):
     assert main(["train", *args, "--weights", "prior", "--out", "from-prior"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert read_card(summary["model"]).training["config"]["weights_file"] == "prior"
+    rehearse = ["--rehearse", "4", "--rehearse-from", "catalogue"]
+    assert main(["train", *args, "--weights", "prior", *rehearse, "--out", "rehearsed"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = read_card(summary["model"]).training["rehearsal"]
+    assert record["source"] == "catalogue" and record["patterns"] == 8
 
 
 def test_rehearsal_simulates_the_prior_materials_the_dataset_lacks(prior):
@@ -107,6 +112,19 @@ def test_rehearsal_simulates_the_prior_materials_the_dataset_lacks(prior):
     assert rehearsal.dataset.classes == pair.classes and len(rehearsal.dataset) == 12
     assert sorted(rehearsal.dataset.labels.tolist()) == [0] * 6 + [1] * 6
     assert rehearsal.dataset.patterns.shape[1:] == (32, 32)  # the prior's pattern size
+
+
+def test_catalogue_rehearsal_adds_the_phases_the_prior_lacks():
+    """``source="catalogue"``: the prior's materials first, then every other catalogue material of the classes."""
+    pair = simulate_dataset(per_class=4, phases=["austenite", "ni3al"], size=32, seed=4)
+    record = {"materials": ["ni", "w"]}  # w (Im-3m) is not a class of the pair
+    assert rehearsal_materials(record, pair, "prior") == ["ni"]
+    catalogue = rehearsal_materials(record, pair, "catalogue")
+    expected = {m.key for sg in (221, 225) for m in materials_for(sg)} - {"austenite", "ni3al"}
+    assert catalogue[0] == "ni" and set(catalogue) == expected
+    assert {"cu3au", "pt3fe", "al3sc"} <= set(catalogue)  # the L1_2 phases besides the dataset's Ni3Al
+    with pytest.raises(ModelError, match="unknown rehearsal source 'everything'"):
+        rehearsal_materials(record, pair, "everything")
 
 
 def test_few_shot_training_rehearses_the_prior(prior):
