@@ -10,9 +10,10 @@ materials; 0.954 and 0.983 from a prior without them, rehearsing the catalogue's
 The rehearsal patterns are simulated (seconds) at the pattern size and seed the prior's card
 records. They come from the prior's own materials (``source="prior"``) or from every catalogue
 material of the dataset's space groups (``source="catalogue"``, the prior's first), which adds
-superlattice phases the prior may lack.
-Materials of the few-shot dataset itself, held-out ones included, are left out so that they are
-still judged unseen.
+superlattice phases the prior may lack, but also phases the prior was told not to see.
+Materials the few-shot dataset names, held-out ones included, are left out so that they are still
+judged unseen; a dataset of real patterns usually names none (its class folders), so the catalogue's
+simulated versions of its own phases join it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from pages.common import (
 )
 
 #: The rehearsal radio's choices and the rehearsal source each sets (None: off); the first is the default.
-REHEARSAL_CHOICES = {"prior's materials + catalogue": "catalogue", "prior's materials": "prior", "off": None}
+REHEARSAL_CHOICES = {"prior's materials": "prior", "prior's materials + catalogue": "catalogue", "off": None}
 
 st.title("Train")
 
@@ -136,8 +136,10 @@ elif path is not None:
             horizontal=True,
             help=f"{REHEARSAL_PER_CLASS} simulated patterns per class of other materials of the dataset's space "
             "groups join the shots, weighted like them: the prior's materials, or those and every other "
-            "catalogue material the dataset lacks (more superlattice phases). About twice the training time; "
-            "on materials the model has not seen, 0.95-0.97 instead of 0.82 (20 shots, 240 px, bench/RESULTS.md). "
+            "catalogue material the dataset does not name (more superlattice phases, but also any phase the "
+            "prior was told not to see, and for real data the simulated phases it holds). About twice the "
+            "training time; on materials the model has not seen, 0.95-0.97 instead of 0.82 (20 shots, 240 px, "
+            "bench/RESULTS.md). "
             "Ignored when transfer starts from the ImageNet weights.",
         )
         name = st.text_input("Model name prefix", default_name("model"))

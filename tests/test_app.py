@@ -209,9 +209,9 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     assert state.status == "done", state.error
     card = read_card(store / "from-prior-transfer-k2")
     assert card.training["config"]["weights_file"] == str(store / "duplex-prior")
-    # rehearsal is on by default with a prior: the prior's and the catalogue's other materials of the two classes
+    # rehearsal is on by default with a prior: the prior's other materials of the two classes
     rehearsal = card.training["rehearsal"]
-    assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS and rehearsal["source"] == "catalogue"
+    assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS and rehearsal["source"] == "prior"
     assert {"austenite", "ferrite"}.isdisjoint(rehearsal["materials"])
 
 
