@@ -435,7 +435,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=("prior", "catalogue"),  # ebsd_core.rehearsal.REHEARSAL_SOURCES, unimported: the CLI starts light
         default="prior",
         help="with --rehearse: the prior's own materials, or every catalogue material of the classes that "
-        "the data lacks (adds superlattice phases the prior may not have seen)",
+        "the data does not name (adds superlattice phases the prior may not have seen, and phases it was "
+        "told not to see)",
     )
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")

@@ -68,7 +68,7 @@ def prior_record(weights_file: str | Path | None) -> dict:
 
 
 def rehearsal_materials(record: dict, dataset: Dataset, source: str = "prior") -> list[str]:
-    """The materials to rehearse: ``source``'s materials of ``dataset``'s classes that ``dataset`` lacks."""
+    """The materials to rehearse: ``source``'s materials of ``dataset``'s classes that ``dataset`` does not name."""
     if source not in REHEARSAL_SOURCES:
         raise ModelError(f"unknown rehearsal source {source!r}: use one of {', '.join(REHEARSAL_SOURCES)}")
     candidates = list(record["materials"])
@@ -91,10 +91,7 @@ def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int, so
     settings = record.get("settings", {})
     materials = rehearsal_materials(record, dataset, source)
     if not materials:
-        raise ModelError(
-            f"{weights_file}: no {'prior' if source == 'prior' else 'catalogue'} material is left to rehearse "
-            "for this dataset's classes"
-        )
+        raise ModelError(f"{weights_file}: no {source} material is left to rehearse for this dataset's classes")
     simulated = simulate_dataset(
         per_class=per_class,
         phases=materials,

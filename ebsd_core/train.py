@@ -61,7 +61,7 @@ class TrainConfig:
     # > 0: simulate this many patterns per space group of the prior's materials (weights_file must be an
     # EBSD prior) and train on them alongside the shots, weighted equally (ebsd_core.rehearsal)
     rehearsal_per_class: int = 0
-    rehearsal_source: str = "prior"  # or "catalogue": every catalogue material the dataset lacks
+    rehearsal_source: str = "prior"  # or "catalogue": every catalogue material the dataset does not name
     augment_config: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
