@@ -262,7 +262,6 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
     augment = config.augment_config
     x_all = torch.from_numpy(x_train)[:, None]
-    pc_all = pc_train
     y_all = torch.from_numpy(y_train)
 
     history: list[dict] = []
@@ -277,7 +276,7 @@ def train_model(
             pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
             xb = x_all[pick]
             if config.augment:
-                xb = augment_batch(xb, augment, generator, None if pc_all is None else pc_all[pick])
+                xb = augment_batch(xb, augment, generator, None if pc_train is None else pc_train[pick])
             xb, yb = xb.to(device), y_all[pick].to(device)
             xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast_context(device):

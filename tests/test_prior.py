@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from ebsd_core.cli import main
+from ebsd_core.cli import build_parser, main
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import ModelError, PhaseError
 from ebsd_core.phases import get_material, materials_for
 from ebsd_core.prior import PriorSettings, minutes_on_two_cores, prior_materials, settings_for
-from ebsd_core.rehearsal import rehearsal_for, rehearsal_materials
+from ebsd_core.rehearsal import REHEARSAL_SOURCES, rehearsal_for, rehearsal_materials
 from ebsd_core.store import load_model, read_card, save_model
 from ebsd_core.train import TrainConfig, initial_model, train_model
 
@@ -125,6 +125,13 @@ def test_catalogue_rehearsal_adds_the_phases_the_prior_lacks():
     assert {"cu3au", "pt3fe", "al3sc"} <= set(catalogue)  # the L1_2 phases besides the dataset's Ni3Al
     with pytest.raises(ModelError, match="unknown rehearsal source 'everything'"):
         rehearsal_materials(record, pair, "everything")
+    # the CLI spells the sources out (it does not import the engine to start); they must stay the same
+    parse = build_parser().parse_args
+    assert [
+        parse(["train", "--data", "d.h5", "--out", "m", "--rehearse-from", s]).rehearse_from for s in REHEARSAL_SOURCES
+    ] == list(REHEARSAL_SOURCES)
+    with pytest.raises(SystemExit):
+        parse(["train", "--data", "d.h5", "--out", "m", "--rehearse-from", "everything"])
 
 
 def test_few_shot_training_rehearses_the_prior(prior):
