@@ -390,6 +390,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         real_data=[_real_pair(text) for text in args.real_data or []],
         progress=_print_progress,
         also_views=(1,),
+        save_models=args.save_models,
     )
     print(json.dumps(result["summary"]))
     return 0
@@ -567,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="transfer,scratch")
     p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
+    p.add_argument(
+        "--save-models", action="store_true", help="also save every model to OUT/models/ (replaced on a rerun)"
+    )
 
     p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")
     p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")

@@ -13,6 +13,7 @@ from ebsd_core.atomic import atomic_path
 from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
+from ebsd_core.store import save_model
 from ebsd_core.train import TrainConfig, evaluate_split, train_model
 
 MODES = {"transfer": True, "scratch": False}
@@ -74,11 +75,14 @@ def run_curve(
     real_data: Sequence[tuple[str | Path, int]] = (),
     progress: Callable[[float, str], None] | None = None,
     also_views: Sequence[int] = (),
+    save_models: bool = False,
 ) -> dict:
     """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``.
 
     Accuracies use each model's own test-time views; ``also_views`` scores them with other counts too
-    (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``).
+    (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``). With ``save_models`` every model
+    is also saved to ``out_dir/models/<mode>-<shots>shots-seed<seed>`` (replaced on a rerun, like
+    ``curve.json``), so that it can be evaluated or explained later without training it again.
     """
     dataset = read_dataset(data)
     runs = []
@@ -103,6 +107,10 @@ def run_curve(
                     run["real_correct"] = int(sum(r["correct"] for r in real))
                     run["real_total"] = len(real)
                     run["real"] = real
+                if save_models:
+                    name = f"{mode}-{k}shots-seed{seed}"
+                    save_model(result.model, result.card, Path(out_dir) / "models" / name, force=True)
+                    run["model"] = f"models/{name}"
                 runs.append(run)
     summary = summarise(runs)
     out = Path(out_dir)

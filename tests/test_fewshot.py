@@ -49,6 +49,24 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     assert (tmp_path / "c" / "curve.png").stat().st_size > 1000
 
 
+def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from ebsd_core.cli import main
+
+    args = ["--data", str(tiny_dataset), "--shots", "2", "--seeds", "0", "--epochs", "1", "--input-size", "32"]
+    out = tmp_path / "c"
+    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 0
+    run = json.loads((out / "curve.json").read_text())["runs"][0]
+    assert run["model"] == "models/transfer-2shots-seed0"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / run["model"]), "--data", str(tiny_dataset), "--split", "holdout"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["accuracy"] == pytest.approx(run["holdout_accuracy"])
+    # a rerun replaces the models with the curve, as it replaces curve.json
+    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 0
+
+
 def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsys):
     from ebsd_core.cli import main
 
