@@ -60,7 +60,8 @@ def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tm
     run = json.loads((out / "curve.json").read_text())["runs"][0]
     assert run["model"] == "models/transfer-2shots-seed0"
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(out / run["model"]), "--data", str(tiny_dataset), "--split", "holdout"]) == 0
+    model = str(out / run["model"])
+    assert main(["evaluate", "--model", model, "--data", str(tiny_dataset), "--split", "holdout"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(run["holdout_accuracy"])
     # a rerun replaces the models with the curve, as it replaces curve.json
