@@ -96,6 +96,9 @@ def main() -> None:
     )
     p.add_argument("--views", type=int, help="test-time views (default: TrainConfig's)")
     p.add_argument("--also-views", default="1", help="comma-separated view counts to score the models with too")
+    p.add_argument(
+        "--also-binning", default="4", help="comma-separated camera binnings to score the models with too (4: 60 px)"
+    )
     p.add_argument("--out", default="fewshot", help="folder under bench/out for curve.json/png, summary.json")
     p.add_argument("--save-models", action="store_true", help="also save every model to OUT/models/")
     p.add_argument("--prior", action="store_true", help="transfer starts from an EBSD prior of PRIOR_MATERIALS")
@@ -150,7 +153,18 @@ def main() -> None:
 
     modes = args.modes.split(",")
     also = [int(v) for v in args.also_views.split(",") if v]
-    result = run_curve(data, shots, seeds, modes, config_for, out, real, also_views=also, save_models=args.save_models)
+    result = run_curve(
+        data,
+        shots,
+        seeds,
+        modes,
+        config_for,
+        out,
+        real,
+        also_views=also,
+        save_models=args.save_models,
+        also_binning=[int(f) for f in args.also_binning.split(",") if f],
+    )
     summary = result["summary"]
     transfer_beats_scratch = {
         k: summary["transfer"][k]["test_accuracy"] > summary["scratch"][k]["test_accuracy"]

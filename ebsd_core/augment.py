@@ -17,7 +17,6 @@ pixels the detector never saw; those get the mean level.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -37,8 +36,8 @@ class AugmentConfig:
     # largest crystal rotation in degrees (random axis), by re-projection; 20 shots, 120 px, 30 epochs,
     # 3 seeds: 30 degrees lifted unseen orientations 0.77 -> 0.84 and held-out materials 0.64 -> 0.71
     crystal_rotation: float = 30.0
-    # largest camera binning to mimic: down-sample by a factor drawn log-uniformly from [1, resolution]
-    # (after the noise, as a camera with fewer pixels records it), then back up; 1 turns it off
+    # largest camera binning to mimic: each pattern is averaged down by an integer factor drawn
+    # uniformly from 1 to resolution, gets its noise at that scale, and is resized back; 1 turns it off
     resolution: float = 1.0
 
     def to_dict(self) -> dict:
@@ -197,26 +196,46 @@ def augment_batch(
         kernel = (kernel[:, None] * kernel[None, :]).view(1, 1, 3, 3)
         blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel)
         x = torch.where(blur.view(n, 1, 1, 1), blurred, x)
-    x = x + torch.randn(x.shape, generator=generator, device=device) * (
-        _uniform(n, 0, config.noise_std, generator, device).view(n, 1, 1, 1) * x.std(dim=(2, 3), keepdim=True)
+    factors = camera_binning(n, config.resolution, generator, device)
+    return _standardise(rebinned(x, factors, config.noise_std, generator))
+
+
+def camera_binning(n: int, max_factor: float, generator: torch.Generator | None, device) -> torch.Tensor:
+    """Binning factor per pattern, uniform over the integers 1 to ``max_factor`` (all 1 below 2)."""
+    top = max(1, int(max_factor))
+    if top == 1:  # draws nothing, so that training without binning keeps its random sequence
+        return torch.ones(n, dtype=torch.long, device=device)
+    return torch.randint(1, top + 1, (n,), generator=generator, device=device)
+
+
+def with_noise(x: torch.Tensor, noise_std: float, generator: torch.Generator | None) -> torch.Tensor:
+    """White noise of up to ``noise_std`` times each pattern's standard deviation (drawn per pattern)."""
+    n = x.shape[0]
+    white = torch.randn(x.shape, generator=generator, device=x.device)  # drawn before the levels, as always
+    return x + white * (
+        _uniform(n, 0, noise_std, generator, x.device).view(n, 1, 1, 1) * x.std(dim=(2, 3), keepdim=True)
     )
-    if config.resolution > 1:
-        x = rebinned(x, config.resolution, generator)
-    return _standardise(x)
 
 
-def rebinned(x: torch.Tensor, max_factor: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Patterns (N, 1, S, S) as a camera with ``S / f`` pixels would record them, resized back to S.
+def rebinned(
+    x: torch.Tensor, factors: torch.Tensor, noise_std: float = 0.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Patterns (N, 1, S, S) as a camera binned ``factors`` (N,) times records them, resized back to S.
 
-    ``f`` is drawn per pattern, log-uniformly from [1, ``max_factor``]: the model then sees what
-    preprocessing makes of a small camera's patterns (a 60 px pattern resized to a 224 px input).
+    Each pattern is averaged down to ``S / f`` pixels, gets its noise there (a binned camera's noise
+    is as coarse as its pixels), and is resized back up: the model then sees what preprocessing makes
+    of a small camera's patterns (a 60 px pattern resized to a 224 px input). Factor 1 only adds the noise.
     """
-    n, _, size, _ = x.shape
-    factors = torch.exp(_uniform(n, 0.0, math.log(max_factor), generator, x.device))
-    out = x.clone()
-    for i, factor in enumerate(factors.tolist()):
+    size = x.shape[-1]
+    out = torch.empty_like(x)
+    for factor in torch.unique(factors).tolist():
+        chosen = factors == factor
         small = max(8, round(size / factor))
-        if small < size:
-            low = F.interpolate(x[i : i + 1], size=(small, small), mode="bilinear", antialias=True, align_corners=False)
-            out[i : i + 1] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+        patterns = x[chosen]
+        if small >= size:
+            out[chosen] = with_noise(patterns, noise_std, generator)
+            continue
+        low = F.interpolate(patterns, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+        low = with_noise(low, noise_std, generator)
+        out[chosen] = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
     return out

@@ -391,6 +391,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         progress=_print_progress,
         also_views=(1,),
         save_models=args.save_models,
+        also_binning=_csv_ints(args.also_binning, "--also-binning") if args.also_binning else (),
     )
     print(json.dumps(result["summary"]))
     return 0
@@ -570,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
     p.add_argument(
         "--save-models", action="store_true", help="also save every model to OUT/models/ (replaced on a rerun)"
+    )
+    p.add_argument(
+        "--also-binning", default="", help="comma-separated camera binnings to score the models with too, e.g. 2,4"
     )
 
     p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")

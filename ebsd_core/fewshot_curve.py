@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ebsd_core.store import save_model
 from ebsd_core.train import TrainConfig, evaluate_split, train_model
 
 MODES = {"transfer": True, "scratch": False}
+VARIANT_KEY = re.compile(r"_accuracy_(\d+view|binned\d+)$")  # scores with other views or binned patterns
 
 
 def epochs_to_reach(history: list[dict], target: float = 0.95) -> int | None:
@@ -48,15 +50,18 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
     return rows
 
 
-def _accuracies(result, dataset, also_views: Sequence[int]) -> dict:
-    """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``;
+def _accuracies(result, dataset, also_views: Sequence[int], also_binning: Sequence[int] = ()) -> dict:
+    """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``
+    (keys ``..._<N>view``) and on the patterns binned by each of ``also_binning`` (``..._binned<F>``);
     ``test_per_material`` and ``holdout_per_material``: each material's accuracy (model's views)."""
     scores = {}
-    for views in (result.card.views, *sorted(set(also_views) - {result.card.views})):
-        suffix = "" if views == result.card.views else f"_{views}view"
+    variants = [(views, 1) for views in (result.card.views, *sorted(set(also_views) - {result.card.views}))]
+    variants += [(result.card.views, factor) for factor in sorted(set(also_binning) - {1})]
+    for views, binning in variants:
+        suffix = f"_binned{binning}" if binning > 1 else ("" if views == result.card.views else f"_{views}view")
         scored = dataclasses.replace(result.card, views=views)
         for split, name in ((result.split.test, "test"), (result.split.holdout, "holdout")):
-            metrics = evaluate_split(result.model, scored, dataset, split)
+            metrics = evaluate_split(result.model, scored, dataset, split, binning)
             scores[f"{name}_accuracy{suffix}"] = metrics.get("accuracy")
             if not suffix and metrics.get("per_material"):
                 scores[f"{name}_per_material"] = {
@@ -76,13 +81,15 @@ def run_curve(
     progress: Callable[[float, str], None] | None = None,
     also_views: Sequence[int] = (),
     save_models: bool = False,
+    also_binning: Sequence[int] = (),
 ) -> dict:
     """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``.
 
     Accuracies use each model's own test-time views; ``also_views`` scores them with other counts too
-    (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``). With ``save_models`` every model
-    is also saved to ``out_dir/models/<mode>-<shots>shots-seed<seed>`` (replaced on a rerun, like
-    ``curve.json``), so that it can be evaluated or explained later without training it again.
+    (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``), ``also_binning`` on the patterns
+    binned F times, as a camera with fewer pixels records them (``test_accuracy_binned<F>``, ...).
+    With ``save_models`` every model is also saved to ``out_dir/models/<mode>-<shots>shots-seed<seed>``
+    (replaced on a rerun, like ``curve.json``), to evaluate or explain later without training again.
     """
     dataset = read_dataset(data)
     runs = []
@@ -100,7 +107,7 @@ def run_curve(
                     "seconds": round(result.seconds, 1),
                     "epochs_run": len(result.history),
                     "epochs_to_95": epochs_to_reach(result.history),
-                    **_accuracies(result, dataset, also_views),
+                    **_accuracies(result, dataset, also_views, also_binning),
                 }
                 if real_data:
                     real = score_real(result.model, result.card, real_data)
@@ -129,7 +136,7 @@ def summarise(runs: list[dict]) -> dict:
         for k in sorted({r["shots"] for r in runs if r["mode"] == mode}):
             group = [r for r in runs if r["mode"] == mode and r["shots"] == k]
             row = {}
-            by_views = sorted({key for r in group for key in r if key.endswith("view")})
+            by_views = sorted({key for r in group for key in r if VARIANT_KEY.search(key)})
             for key in ["test_accuracy", "holdout_accuracy", *by_views, "seconds"]:
                 values = [r[key] for r in group if r.get(key) is not None]
                 if values:

@@ -158,6 +158,17 @@ def resize_batch(batch: torch.Tensor, size: int) -> torch.Tensor:
     return out[:, 0]
 
 
+def bin_patterns(patterns: np.ndarray, factor: int) -> np.ndarray:
+    """Patterns (..., H, W) as a camera binned ``factor`` times records them: the mean of every
+    ``factor`` x ``factor`` block, as float32 (rows and columns that fill no whole block are cropped)."""
+    if factor <= 1:
+        return patterns
+    *lead, rows, cols = patterns.shape
+    rows, cols = rows // factor, cols // factor
+    blocks = np.asarray(patterns[..., : rows * factor, : cols * factor], dtype=np.float32)
+    return blocks.reshape(*lead, rows, factor, cols, factor).mean(axis=(-3, -1))
+
+
 def standardise(batch: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance per pattern (flattened: twice as fast on the CPU as ``torch.std_mean`` over 2 dims)."""
     flat = batch.reshape(len(batch), -1)

@@ -28,7 +28,7 @@ from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
-from ebsd_core.preprocess import PreprocessConfig, preprocess, square_crop_pc
+from ebsd_core.preprocess import PreprocessConfig, bin_patterns, preprocess, square_crop_pc
 from ebsd_core.rehearsal import rehearsal_for, repeats_for
 from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
@@ -352,12 +352,15 @@ def train_model(
     return TrainResult(model, card, split, history, time.perf_counter() - start_time, best[1])
 
 
-def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: np.ndarray) -> dict:
-    """Metrics of a model on the patterns ``index`` of a dataset."""
+def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: np.ndarray, binning: int = 1) -> dict:
+    """Metrics of a model on the patterns ``index`` of a dataset, as recorded or ``binning`` times binned
+    (how the model fares on a camera with fewer pixels)."""
     from ebsd_core.inference import predict_patterns
 
     if len(index) == 0:
         return {"patterns": 0}
     order = np.sort(index)
-    probs = predict_patterns(model, card, take(dataset.patterns, order), dataset.static_background)
+    patterns = bin_patterns(take(dataset.patterns, order), binning)
+    background = None if dataset.static_background is None else bin_patterns(dataset.static_background, binning)
+    probs = predict_patterns(model, card, patterns, background)
     return evaluate_predictions(probs, dataset.labels[order], card.classes, dataset.material[order])

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ebsd_core.augment import AugmentConfig, augment_batch, random_rotations, rebinned, reproject
+from ebsd_core.augment import (
+    AugmentConfig,
+    augment_batch,
+    camera_binning,
+    random_rotations,
+    rebinned,
+    reproject,
+)
 
 STILL = AugmentConfig(
     noise_std=0.0,
@@ -116,17 +123,31 @@ def test_reprojection_is_the_pattern_of_the_rotated_crystal():
 
 
 def test_rebinning_looks_like_a_smaller_camera():
-    """A pattern re-binned by 4 keeps its coarse bands and loses what a camera of a quarter the pixels misses."""
+    """A pattern binned by 4 keeps its coarse bands, loses what a camera of a quarter the pixels misses,
+    and gets its noise at that camera's pixel scale."""
     yy, xx = _grid(96)
     coarse = torch.cos(6 * xx) + torch.cos(5 * yy)
     fine = torch.cos(60 * xx)
     x = (coarse + fine)[None, None].repeat(4, 1, 1, 1)
     generator = torch.Generator().manual_seed(0)
-    assert torch.equal(rebinned(x, 1.0, generator), x)
-    out = rebinned(x, 4.0, generator)
-    assert out.shape == x.shape
-    for pattern in out:
+    assert torch.equal(rebinned(x, torch.ones(4, dtype=torch.long)), x)
+    out = rebinned(x, torch.tensor([1, 2, 4, 4]), 0.0, generator)
+    assert out.shape == x.shape and torch.equal(out[0], x[0])
+    for pattern in out[1:]:
         assert _correlation(pattern[0], coarse) > 0.9
-    assert min(_correlation(p[0], fine) for p in out) < 0.5  # some drew factors that blur the fine stripes away
+    assert max(_correlation(p[0], fine) for p in out[2:]) < 0.5  # binned 4x: the fine stripes are gone
+    noise = rebinned(torch.zeros(2, 1, 96, 96) + coarse, torch.tensor([1, 4]), 0.5, generator) - coarse
+    # neighbouring pixels share a binned camera's noise, not an unbinned one's
+    lag = [_correlation(n[0, :, 1:], n[0, :, :-1]) for n in noise]
+    assert abs(lag[0]) < 0.1 and lag[1] > 0.5
     binned = augment_batch(x, replace(STILL, resolution=4.0), torch.Generator().manual_seed(1))
     assert torch.allclose(binned.mean(dim=(2, 3)), torch.zeros(4, 1), atol=1e-5)
+
+
+def test_binning_factors_are_whole_and_off_without_drawing():
+    generator = torch.Generator().manual_seed(0)
+    factors = camera_binning(400, 4.0, generator, "cpu")
+    assert set(factors.tolist()) == {1, 2, 3, 4}
+    state = generator.get_state()
+    assert torch.equal(camera_binning(3, 1.0, generator, "cpu"), torch.ones(3, dtype=torch.long))
+    assert torch.equal(generator.get_state(), state)

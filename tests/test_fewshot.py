@@ -56,9 +56,17 @@ def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tm
 
     args = ["--data", str(tiny_dataset), "--shots", "2", "--seeds", "0", "--epochs", "1", "--input-size", "32"]
     out = tmp_path / "c"
-    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 0
-    run = json.loads((out / "curve.json").read_text())["runs"][0]
+    assert (
+        main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--also-binning", "2", "--out", str(out)])
+        == 0
+    )
+    curve = json.loads((out / "curve.json").read_text())
+    run = curve["runs"][0]
     assert run["model"] == "models/transfer-2shots-seed0"
+    assert 0 <= run["test_accuracy_binned2"] <= 1 and 0 <= run["holdout_accuracy_binned2"] <= 1
+    assert curve["summary"]["transfer"]["2"]["test_accuracy_binned2"] == pytest.approx(
+        run["test_accuracy_binned2"], abs=1e-4
+    )
     capsys.readouterr()
     model = str(out / run["model"])
     assert main(["evaluate", "--model", model, "--data", str(tiny_dataset), "--split", "holdout"]) == 0

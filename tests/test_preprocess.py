@@ -6,6 +6,7 @@ from ebsd_core.errors import InputError
 from ebsd_core.preprocess import (
     PreprocessConfig,
     _frequency_weights,
+    bin_patterns,
     circular_mask,
     gaussian_blur,
     image_quality,
@@ -22,6 +23,15 @@ from ebsd_core.preprocess import (
 )
 def test_default_input_keeps_every_pixel_of_the_square_crop(shape, size):
     assert input_size_for(shape) == size
+
+
+def test_binning_averages_blocks_like_a_camera():
+    patterns = np.arange(2 * 5 * 7, dtype=np.uint8).reshape(2, 5, 7)
+    binned = bin_patterns(patterns, 2)
+    assert binned.shape == (2, 2, 3) and binned.dtype == np.float32  # the odd row and column are cropped
+    assert binned[0, 0, 0] == np.mean([0, 1, 7, 8])
+    assert bin_patterns(patterns[0], 2).shape == (2, 3)  # a static background bins the same way
+    assert bin_patterns(patterns, 1) is patterns
 
 
 def test_output_is_standardised_and_resized(rng):
