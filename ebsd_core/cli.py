@@ -144,6 +144,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         augment_config=AugmentConfig(
             rotation=args.rotation,
             crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
+            resolution=args.camera_binning,
         ),
     )
 
@@ -422,6 +423,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=float,
         help="augment with crystal rotations up to DEG degrees, re-projected through the projection centre "
         "(0 turns it off; default: ebsd_core.augment.AugmentConfig's)",
+    )
+    p.add_argument(
+        "--camera-binning",
+        type=int,
+        default=1,
+        metavar="F",
+        help="also train on the patterns as cameras binned up to F times record them (4: 240 px patterns "
+        "seen as 60 px ones too), for scans with fewer pixels than the training data (default 1: off)",
     )
     _add_views_option(p, "test-time views the saved model predicts with")
     p.add_argument(

@@ -60,6 +60,26 @@ def test_map_views_follow_the_cleanup(map_model):
     assert map_views(card, cleanup=True) == 1  # never more work than the model asks for
 
 
+def test_a_much_coarser_camera_gets_advice_on_training_for_it():
+    from types import SimpleNamespace
+
+    from ebsd_core.phasemap import check_pattern_size
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=224), training={"pattern_size": 240})
+    scan = SimpleNamespace(pattern_shape=(60, 60), path="scan.h5")
+    (note,) = check_pattern_size(scan, card)
+    assert "60x60 px" in note and "--camera-binning 4" in note
+    (note,) = check_pattern_size(SimpleNamespace(pattern_shape=(120, 120), path="scan.h5"), card)
+    assert "--camera-binning" not in note  # 2x coarser: resized, and measured to cost little
+    card.training["augment"] = {"resolution": 4}
+    (note,) = check_pattern_size(scan, card)
+    assert "--camera-binning" not in note  # trained for it
+    with pytest.raises(ModelError, match="resizing was not allowed"):
+        check_pattern_size(scan, card, allow_resize=False)
+
+
 def test_compiled_map_matches_eager(map_model, map_scan_file, phase_map):
     model, card = load_model(map_model)
     compiled = map_scan(model, card, open_patterns(map_scan_file), batch_size=24, compile="always")
