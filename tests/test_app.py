@@ -204,11 +204,13 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
     next(n for n in app.number_input if n.label == "Epochs").set_value(1)
     next(t for t in app.text_input if t.label == "Model name prefix").set_value("from-prior")
+    next(s for s in app.select_slider if s.label.startswith("Also train for cameras")).set_value(2)
     next(b for b in app.button if b.label == "Start training").click().run()
     state = job_manager().wait(app.session_state["train_job"], timeout=600)
     assert state.status == "done", state.error
     card = read_card(store / "from-prior-transfer-k2")
     assert card.training["config"]["weights_file"] == str(store / "duplex-prior")
+    assert card.training["augment"]["resolution"] == 2  # the page's camera binning reached the training
     # rehearsal is on by default with a prior: the prior's other materials of the two classes
     rehearsal = card.training["rehearsal"]
     assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS and rehearsal["source"] == "prior"
