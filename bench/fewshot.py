@@ -86,7 +86,13 @@ def main() -> None:
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
     p.add_argument("--modes", default="transfer,scratch", help="comma-separated: transfer, scratch")
     p.add_argument("--crystal-rotation", type=float, help="training augmentation (default: AugmentConfig's)")
-    p.add_argument("--resolution", type=float, help="largest camera binning to augment with (default: AugmentConfig's)")
+    p.add_argument(
+        "--camera-binning",
+        "--resolution",
+        dest="resolution",
+        type=float,
+        help="largest camera binning to augment with, as train --camera-binning (default: AugmentConfig's)",
+    )
     p.add_argument("--rehearse", type=int, default=0, help="with --prior: N rehearsal patterns per class")
     p.add_argument(
         "--rehearse-from",

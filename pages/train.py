@@ -129,9 +129,9 @@ elif path is not None:
             value=1,
             format_func=lambda f: "off" if f == 1 else f"{f}x",
             help="For scans with fewer pixels than this dataset's patterns (4x: 240 px training patterns, "
-            "60 px scans): training also shows each pattern as such a camera records it. A 240 px model "
-            "read 60 px simulations 0.77 right without it and 0.94 with 4x, at 0.99 instead of 1.00 on "
-            "240 px ones (bench/RESULTS.md).",
+            "60 px scans): training also shows each pattern as such a camera records it. 240 px models "
+            "read 60 px simulations 0.77 right without it and 0.945 with 4x, and 240 px ones as well as "
+            "before (0.985 against 0.983; bench/RESULTS.md).",
         )
         mode = st.radio("Initialisation", ["ImageNet transfer", "scratch", "both side by side"], horizontal=True)
         priors = {r["name"]: r for r in list_models() if r.get("prior")}
