@@ -297,8 +297,9 @@ def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: boo
     if binning >= SMALL_CAMERA_FACTOR and card.training.get("augment", {}).get("resolution", 1) < binning - 0.5:
         message += (
             f". Patterns {binning:.0f}x coarser than the training data are read much worse (a 240 px model: "
-            f"0.996 right at 240 px, 0.771 at 60 px); train with --camera-binning {round(binning)} or on "
-            f"{min(shape)} px simulations"
+            f"0.996 right at 240 px, 0.771 at 60 px); train for cameras binned {round(binning)}x (--camera-binning "
+            f"{round(binning)}, or the Train page's 'Also train for cameras binned up to') or on {min(shape)} px "
+            "simulations"
         )
     return [message]
 
