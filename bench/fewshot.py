@@ -93,6 +93,9 @@ def main() -> None:
         type=float,
         help="largest camera binning to augment with, as train --camera-binning (default: AugmentConfig's)",
     )
+    p.add_argument("--noise", type=float, help="largest added white noise, as train --noise (default: AugmentConfig's)")
+    p.add_argument("--spectral", type=float, help="spectral-gain augmentation, as train --spectral (default: off)")
+    p.add_argument("--gamma", help="LOW,HIGH range of the gamma augmentation (default: AugmentConfig's)")
     p.add_argument("--rehearse", type=int, default=0, help="with --prior: N rehearsal patterns per class")
     p.add_argument(
         "--rehearse-from",
@@ -154,6 +157,9 @@ def main() -> None:
                 if args.crystal_rotation is None
                 else args.crystal_rotation,
                 resolution=AugmentConfig.resolution if args.resolution is None else args.resolution,
+                noise_std=AugmentConfig.noise_std if args.noise is None else args.noise,
+                spectral=AugmentConfig.spectral if args.spectral is None else args.spectral,
+                gamma=AugmentConfig.gamma if args.gamma is None else tuple(float(g) for g in args.gamma.split(",")),
             ),
         )
 

@@ -145,6 +145,8 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
             rotation=args.rotation,
             crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
             resolution=args.camera_binning,
+            noise_std=AugmentConfig.noise_std if args.noise is None else args.noise,
+            spectral=args.spectral,
         ),
     )
 
@@ -432,6 +434,21 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="also train on the patterns as cameras binned up to F times record them (4: 240 px patterns "
         "seen as 60 px ones too), for scans with fewer pixels than the training data (default 1: off)",
     )
+    p.add_argument(
+        "--noise",
+        type=_number_within("noise", 0, 10),
+        metavar="K",
+        help="augment with white noise of up to K times each pattern's standard deviation, at the camera "
+        "binning's pixel scale (default: ebsd_core.augment.AugmentConfig's; bench/RESULTS.md measures K = 2)",
+    )
+    p.add_argument(
+        "--spectral",
+        type=_number_within("spectral", 0, 2),
+        default=0.0,
+        metavar="S",
+        help="augment by reweighting each scale of detail (1.5-48 cycles per width) by up to e^S, so the model "
+        "leans less on how the simulator renders any one of them (default 0: off; bench/RESULTS.md measures S)",
+    )
     _add_views_option(p, "test-time views the saved model predicts with")
     p.add_argument(
         "--rehearse",
@@ -452,6 +469,21 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument("--unknown-threshold", type=float, default=0.5)
+
+
+def _number_within(name: str, low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high``, refused with a message naming ``name``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be a number from {low:g} to {high:g}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _views(text: str) -> int:
