@@ -94,7 +94,6 @@ def main() -> None:
         help="largest camera binning to augment with, as train --camera-binning (default: AugmentConfig's)",
     )
     p.add_argument("--noise", type=float, help="largest added white noise, as train --noise (default: AugmentConfig's)")
-    p.add_argument("--spectral", type=float, help="spectral-gain augmentation, as train --spectral (default: off)")
     p.add_argument("--gamma", help="LOW,HIGH range of the gamma augmentation (default: AugmentConfig's)")
     p.add_argument("--rehearse", type=int, default=0, help="with --prior: N rehearsal patterns per class")
     p.add_argument(
@@ -158,7 +157,6 @@ def main() -> None:
                 else args.crystal_rotation,
                 resolution=AugmentConfig.resolution if args.resolution is None else args.resolution,
                 noise_std=AugmentConfig.noise_std if args.noise is None else args.noise,
-                spectral=AugmentConfig.spectral if args.spectral is None else args.spectral,
                 gamma=AugmentConfig.gamma if args.gamma is None else tuple(float(g) for g in args.gamma.split(",")),
             ),
         )

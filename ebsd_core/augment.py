@@ -39,9 +39,6 @@ class AugmentConfig:
     # largest camera binning to mimic: each pattern is averaged down by an integer factor drawn
     # uniformly from 1 to resolution, gets its noise at that scale, and is resized back; 1 turns it off
     resolution: float = 1.0
-    # largest gain change, in natural-log units, of the pattern's spatial-frequency bands (band profiles
-    # render differently in a real camera than in the simulator); 0 turns it off
-    spectral: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,33 +196,8 @@ def augment_batch(
         kernel = (kernel[:, None] * kernel[None, :]).view(1, 1, 3, 3)
         blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel)
         x = torch.where(blur.view(n, 1, 1, 1), blurred, x)
-    if config.spectral > 0:  # draws nothing when off, so the default random sequence is unchanged
-        x = spectral_gain(x, config.spectral, generator)
     factors = camera_binning(n, config.resolution, generator, device)
     return _standardise(rebinned(x, factors, config.noise_std, generator))
-
-
-SPECTRAL_BANDS = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)  # cycles per pattern width: centres of the gain bumps
-
-
-def spectral_gain(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Reweight each pattern's spatial frequencies by a smooth random gain.
-
-    The log-gain is a sum of Gaussian bumps in log-frequency at :data:`SPECTRAL_BANDS` (one octave
-    apart, one octave wide), each with a weight uniform in [-strength, strength]. Band positions and
-    phases stay; what changes is how much each scale of detail (band profiles, edges, fine lines)
-    weighs, so that a model cannot lean on how the simulator renders one scale.
-    """
-    n, size = x.shape[0], x.shape[-1]
-    rows = torch.fft.fftfreq(size, device=x.device) * size
-    cols = torch.fft.rfftfreq(size, device=x.device) * size
-    radius = torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2).clamp_min(0.5)
-    centres = torch.log2(torch.tensor(SPECTRAL_BANDS, device=x.device))
-    bumps = torch.exp(-0.5 * ((torch.log2(radius)[None] - centres[:, None, None]) / 0.5) ** 2)  # (B, H, W/2+1)
-    weights = _uniform(n * len(SPECTRAL_BANDS), -strength, strength, generator, x.device).view(n, -1)
-    gain = torch.exp(torch.einsum("nb,bhw->nhw", weights, bumps))[:, None]
-    gain[..., 0, 0] = 1.0  # keep the mean level
-    return torch.fft.irfft2(torch.fft.rfft2(x) * gain, s=x.shape[-2:])
 
 
 def camera_binning(n: int, max_factor: float, generator: torch.Generator | None, device) -> torch.Tensor:

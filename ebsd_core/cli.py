@@ -146,7 +146,6 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
             crystal_rotation=AugmentConfig.crystal_rotation if args.crystal_rotation is None else args.crystal_rotation,
             resolution=args.camera_binning,
             noise_std=AugmentConfig.noise_std if args.noise is None else args.noise,
-            spectral=args.spectral,
         ),
     )
 
@@ -440,14 +439,6 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="augment with white noise of up to K times each pattern's standard deviation, at the camera "
         "binning's pixel scale (default: ebsd_core.augment.AugmentConfig's; bench/RESULTS.md measures K = 2)",
-    )
-    p.add_argument(
-        "--spectral",
-        type=_number_within("spectral", 0, 2),
-        default=0.0,
-        metavar="S",
-        help="augment by reweighting each scale of detail (1.5-48 cycles per width) by up to e^S, so the model "
-        "leans less on how the simulator renders any one of them (default 0: off; bench/RESULTS.md measures S)",
     )
     _add_views_option(p, "test-time views the saved model predicts with")
     p.add_argument(

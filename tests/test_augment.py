@@ -13,7 +13,6 @@ from ebsd_core.augment import (
     random_rotations,
     rebinned,
     reproject,
-    spectral_gain,
 )
 
 STILL = AugmentConfig(
@@ -152,27 +151,3 @@ def test_binning_factors_are_whole_and_off_without_drawing():
     state = generator.get_state()
     assert torch.equal(camera_binning(3, 1.0, generator, "cpu"), torch.ones(3, dtype=torch.long))
     assert torch.equal(generator.get_state(), state)
-
-
-def test_spectral_gain_reweights_scales_but_keeps_positions():
-    yy, xx = _grid(96)
-    coarse, fine = torch.cos(3 * torch.pi * yy), torch.cos(24 * torch.pi * xx)  # 1.5 and 12 cycles per width
-    x = (coarse + fine)[None, None].repeat(64, 1, 1, 1)
-    out = spectral_gain(x, 0.7, torch.Generator().manual_seed(0))
-    assert torch.allclose(out.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-5)  # the mean level stays
-    coarse_gain = torch.stack([(p[0] * coarse).mean() / (coarse * coarse).mean() for p in out])
-    fine_gain = torch.stack([(p[0] * fine).mean() / (fine * fine).mean() for p in out])
-    assert coarse_gain.min() > 0.3 and fine_gain.min() > 0.3  # no scale is erased or inverted
-    assert fine_gain.max() / fine_gain.min() > 1.5 and coarse_gain.max() / coarse_gain.min() > 1.5
-    assert abs(np.corrcoef(coarse_gain, fine_gain)[0, 1]) < 0.5  # each scale gets its own gain
-    for pattern in out[:4]:  # nothing moves: the stripes are where they were
-        assert _correlation(pattern[0] - pattern[0].mean(), x[0, 0]) > 0.7
-
-
-def test_spectral_gain_is_off_by_default():
-    x = torch.randn(3, 1, 32, 32)
-    assert AugmentConfig().spectral == 0.0
-    plain = augment_batch(x, STILL, torch.Generator().manual_seed(0))
-    reweighted = augment_batch(x, replace(STILL, spectral=0.5), torch.Generator().manual_seed(0))
-    assert not torch.allclose(reweighted, plain, atol=1e-3)
-    assert torch.allclose(reweighted.std(dim=(2, 3)), torch.ones(3, 1), atol=1e-3)  # still standardised

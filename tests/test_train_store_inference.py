@@ -190,13 +190,12 @@ def test_cli_train_input_size_follows_the_patterns(tiny_dataset, tmp_path, capsy
     """Without --input-size the model keeps every pixel of the dataset's 32 px patterns."""
     monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
     args = ["--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--batch-size", "8", "--views", "1"]
-    options = ["--camera-binning", "2", "--noise", "1.5", "--spectral", "0.4"]
+    options = ["--camera-binning", "2", "--noise", "1.5"]
     assert main(["train", *args, *options, "--out", "auto-size"]) == 0
     card = read_card(tmp_path / "store" / "auto-size")
     assert card.input_size == 32
     assert card.training["augment"]["resolution"] == 2  # the card says which cameras it was trained for
     assert card.training["augment"]["noise_std"] == 1.5
-    assert card.training["augment"]["spectral"] == 0.4
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["train", *args, "--noise", "-1", "--out", "bad-noise"])
