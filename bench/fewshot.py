@@ -116,6 +116,14 @@ def main() -> None:
     args = p.parse_args()
     if args.rehearse and not args.prior:
         p.error("--rehearse needs --prior (it rehearses the prior's materials)")
+    gamma = AugmentConfig.gamma
+    if args.gamma:
+        try:
+            gamma = tuple(float(g) for g in args.gamma.split(","))
+        except ValueError:
+            gamma = ()
+        if len(gamma) != 2 or not 0 < gamma[0] <= gamma[1]:
+            p.error(f"--gamma takes LOW,HIGH with 0 < LOW <= HIGH, not {args.gamma!r}")
     shots = [5, 20] if args.quick else [1, 5, 10, 20, 50, 100]
     seeds = [0] if args.quick else [0, 1, 2]
     shots = [int(k) for k in args.shots.split(",")] if args.shots else shots
@@ -157,7 +165,7 @@ def main() -> None:
                 else args.crystal_rotation,
                 resolution=AugmentConfig.resolution if args.resolution is None else args.resolution,
                 noise_std=AugmentConfig.noise_std if args.noise is None else args.noise,
-                gamma=AugmentConfig.gamma if args.gamma is None else tuple(float(g) for g in args.gamma.split(",")),
+                gamma=gamma,
             ),
         )
 

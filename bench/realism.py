@@ -30,7 +30,7 @@ REAL = {
 
 def image_stats(patterns: np.ndarray) -> dict:
     """Band contrast and high-frequency noise, each relative to the mean intensity, and the skewness
-    of the background-corrected intensities (real patterns 0.2-0.6, simulations about 1.1)."""
+    of the background-corrected intensities (real patterns 0.2-0.8, simulations about 1.1)."""
     p = patterns.astype(float)
     mean = p.mean(axis=(1, 2))
     detail = p - gaussian_filter(p, (0, p.shape[-1] / 8, p.shape[-1] / 8))
