@@ -459,7 +459,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
-    p.add_argument("--unknown-threshold", type=float, default=0.5)
+    p.add_argument(
+        "--unknown-threshold",
+        type=_number_within("unknown threshold", 0, 1),
+        default=0.5,
+        help="predict 'unknown' below this top probability (stored in the model; default 0.5)",
+    )
 
 
 def _number_within(name: str, low: float, high: float) -> Callable[[str], float]:
