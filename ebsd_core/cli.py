@@ -427,7 +427,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--camera-binning",
-        type=int,
+        type=_whole_number_within("camera binning", 1, 16),
         default=1,
         metavar="F",
         help="also train on the patterns as cameras binned up to F times record them (4: 240 px patterns "
@@ -482,12 +482,21 @@ def _number_within(name: str, low: float, high: float) -> Callable[[str], float]
     return parse
 
 
+def _whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, refused with a message naming ``name``."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number from {low} to {high}, not {text!r}")
+        return int(text)
+
+    return parse
+
+
 def _views(text: str) -> int:
     from ebsd_core.store import MAX_VIEWS
 
-    if not text.isdigit() or not 1 <= int(text) <= MAX_VIEWS:
-        raise argparse.ArgumentTypeError(f"views must be a whole number from 1 to {MAX_VIEWS}, not {text!r}")
-    return int(text)
+    return _whole_number_within("views", 1, MAX_VIEWS)(text)
 
 
 def _load_for_inference(args: argparse.Namespace, device=None):

@@ -203,3 +203,6 @@ def test_cli_train_input_size_follows_the_patterns(tiny_dataset, tmp_path, capsy
     with pytest.raises(SystemExit):  # refused before training: the store would refuse to load such a model
         main(["train", *args, "--unknown-threshold", "5", "--out", "bad-threshold"])
     assert "unknown threshold must be a number from 0 to 1, not '5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", *args, "--camera-binning", "0", "--out", "bad-binning"])
+    assert "camera binning must be a whole number from 1 to 16, not '0'" in capsys.readouterr().err
