@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.masters import load_master
+from ebsd_core.masters import MasterPattern, load_master
 from ebsd_core.phases import Material, get_material
 from ebsd_core.preprocess import PreprocessConfig, normalized_cross_correlation, preprocess
 from ebsd_core.simulate import project
@@ -95,16 +95,37 @@ def indexed_scans(path: str | Path) -> list[IndexedScan]:
     return scans
 
 
+def _against_scan(scan: IndexedScan, master: MasterPattern) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """The scan's corrected patterns, their simulations with `master` at the recorded geometry, and the NCCs."""
+    clean = project(master, scan.quaternions, scan.pcs, scan.size, scan.detector_tilt, scan.sample_tilt)
+    config = PreprocessConfig(size=scan.size)
+    real = preprocess(scan.patterns, config, scan.static_background)
+    sim = preprocess(clean, config)
+    return real, sim, [normalized_cross_correlation(r, s) for r, s in zip(real, sim)]
+
+
 def realism_against_scan(path: str | Path, material: Material | str = "ni") -> RealismResult:
     """NCC between every pattern of a kikuchipy h5ebsd scan and its simulation (each distinct scan once)."""
     master = load_master(get_material(material) if isinstance(material, str) else material)
     reals, sims, scores = [], [], []
     for scan in indexed_scans(path):
-        clean = project(master, scan.quaternions, scan.pcs, scan.size, scan.detector_tilt, scan.sample_tilt)
-        config = PreprocessConfig(size=scan.size)
-        real = preprocess(scan.patterns, config, scan.static_background)
-        sim = preprocess(clean, config)
+        real, sim, ncc = _against_scan(scan, master)
         reals.append(real)
         sims.append(sim)
-        scores += [normalized_cross_correlation(r, s) for r, s in zip(real, sim)]
+        scores += ncc
     return RealismResult(np.asarray(scores), np.concatenate(reals), np.concatenate(sims))
+
+
+def master_fits(path: str | Path, materials: list[Material]) -> dict[str, np.ndarray]:
+    """NCC of every pattern of an indexed scan with each material's simulation at the recorded geometry.
+
+    All cubic phases share the zone-axis geometry, so at a pattern's recorded orientation and
+    projection centre every cubic master can be compared on equal terms: which bands are present and
+    how wide they are is all that differs. The best fit per space group is then the most a template
+    matcher that knew the geometry could tell the classes apart by (a bound on what the file carries).
+    """
+    scans = indexed_scans(path)
+    return {
+        material.key: np.concatenate([_against_scan(scan, load_master(material))[2] for scan in scans])
+        for material in materials
+    }
