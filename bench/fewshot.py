@@ -17,11 +17,13 @@ the prior and the data and are rehearsed only.
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from _common import OUT, SHARED, emit, parser
 
 from ebsd_core.augment import AugmentConfig
+from ebsd_core.cli import number_within, whole_number_within
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.fewshot_curve import run_curve
 from ebsd_core.io.dataset import write_dataset
@@ -90,10 +92,14 @@ def main() -> None:
         "--camera-binning",
         "--resolution",
         dest="resolution",
-        type=float,
+        type=whole_number_within("camera binning", 1, 16),
         help="largest camera binning to augment with, as train --camera-binning (default: AugmentConfig's)",
     )
-    p.add_argument("--noise", type=float, help="largest added white noise, as train --noise (default: AugmentConfig's)")
+    p.add_argument(
+        "--noise",
+        type=number_within("noise", 0, 10),
+        help="largest added white noise, as train --noise (default: AugmentConfig's)",
+    )
     p.add_argument("--gamma", help="LOW,HIGH range of the gamma augmentation (default: AugmentConfig's)")
     p.add_argument("--rehearse", type=int, default=0, help="with --prior: N rehearsal patterns per class")
     p.add_argument(
@@ -114,6 +120,10 @@ def main() -> None:
         "--without-prior-materials", action="store_true", help="leave PRIOR_MATERIALS, REHEARSAL_ONLY out of the data"
     )
     args = p.parse_args()
+    try:
+        also_binning = [whole_number_within("--also-binning", 1, 16)(f) for f in args.also_binning.split(",") if f]
+    except argparse.ArgumentTypeError as exc:
+        p.error(str(exc))
     if args.rehearse and not args.prior:
         p.error("--rehearse needs --prior (it rehearses the prior's materials)")
     gamma = AugmentConfig.gamma
@@ -181,7 +191,7 @@ def main() -> None:
         real,
         also_views=also,
         save_models=args.save_models,
-        also_binning=[int(f) for f in args.also_binning.split(",") if f],
+        also_binning=also_binning,
     )
     summary = result["summary"]
     transfer_beats_scratch = {

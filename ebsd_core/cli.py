@@ -427,7 +427,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--camera-binning",
-        type=_whole_number_within("camera binning", 1, 16),
+        type=whole_number_within("camera binning", 1, 16),
         default=1,
         metavar="F",
         help="also train on the patterns as cameras binned up to F times record them (4: 240 px patterns "
@@ -435,7 +435,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--noise",
-        type=_number_within("noise", 0, 10),
+        type=number_within("noise", 0, 10),
         metavar="K",
         help="augment with white noise of up to K times each pattern's standard deviation, at the camera "
         "binning's pixel scale (default: ebsd_core.augment.AugmentConfig's; bench/RESULTS.md measures K = 2)",
@@ -461,13 +461,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument(
         "--unknown-threshold",
-        type=_number_within("unknown threshold", 0, 1),
+        type=number_within("unknown threshold", 0, 1),
         default=0.5,
         help="predict 'unknown' below this top probability (stored in the model; default 0.5)",
     )
 
 
-def _number_within(name: str, low: float, high: float) -> Callable[[str], float]:
+def number_within(name: str, low: float, high: float) -> Callable[[str], float]:
     """An argparse type: a number from ``low`` to ``high``, refused with a message naming ``name``."""
 
     def parse(text: str) -> float:
@@ -482,7 +482,7 @@ def _number_within(name: str, low: float, high: float) -> Callable[[str], float]
     return parse
 
 
-def _whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
+def whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to ``high``, refused with a message naming ``name``."""
 
     def parse(text: str) -> int:
@@ -496,7 +496,7 @@ def _whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]
 def _views(text: str) -> int:
     from ebsd_core.store import MAX_VIEWS
 
-    return _whole_number_within("views", 1, MAX_VIEWS)(text)
+    return whole_number_within("views", 1, MAX_VIEWS)(text)
 
 
 def _load_for_inference(args: argparse.Namespace, device=None):
