@@ -123,6 +123,13 @@ with tab_upload:
                     path = write_dataset(dataset, session_dir() / "uploaded.h5")
                 set_active_dataset(path, f"upload: {path.name}")
                 st.success("Dataset ready: go to **Train**.")
+                if scans:
+                    st.info(
+                        "Each class comes from its own scan, so a model can learn to tell the scans apart (camera, "
+                        "session, exposure) instead of the crystals. Check it on a scan that holds several phases. "
+                        "A model fine-tuned on real patterns of one phase from one camera read other crystals in "
+                        "that camera's patterns as that phase too (bench/RESULTS.md)."
+                    )
             except EbsdError as exc:
                 show_error(exc)
 
