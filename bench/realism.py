@@ -32,7 +32,7 @@ from ebsd_core.preprocess import (
     preprocess,
     resize_batch,
 )
-from ebsd_core.simulate import simulate_material
+from ebsd_core.simulate import project, simulate_material
 
 REAL = {
     "Ni (Fm-3m)": ("real/ni_kikuchipy_small/patterns.h5", "ni"),
@@ -68,24 +68,15 @@ def by_space_group(fits: dict[str, np.ndarray], true_group: int) -> dict:
 
 def fe_master_fits(path) -> dict[str, np.ndarray]:
     """NCC of the real Fe pattern with every catalogue master at its refined geometry (150x200, then squared)."""
-    import kikuchipy as kp
-    from orix.quaternion import Rotation
-
     shape = FE_GEOMETRY["shape"]
     raw = torch.from_numpy(open_patterns(path).batch(0, 1).astype(np.float32))[None]
-    real = torch.nn.functional.interpolate(raw, size=shape, mode="area")[0].numpy()
     config = PreprocessConfig(size=shape[0])
-    real = preprocess(real, config)
-    detector = kp.detectors.EBSDDetector(shape=shape, pc=FE_GEOMETRY["pc"], sample_tilt=70, tilt=0)
-    rotation = Rotation(FE_GEOMETRY["quaternion"])
+    real = preprocess(torch.nn.functional.interpolate(raw, size=shape, mode="area")[0].numpy(), config)[0]
+    quaternion = np.asarray([FE_GEOMETRY["quaternion"]])
     fits = {}
     for key, material in CATALOGUE.items():
-        master = load_master(material)
-        sim = master.to_kikuchipy_cached().get_patterns(
-            rotation, detector, energy=master.energy_kev, compute=True, dtype_out=np.float32, show_progressbar=False
-        )
-        sim = preprocess(np.asarray(sim.data).reshape(1, *shape), config)
-        fits[key] = np.array([normalized_cross_correlation(real[0], sim[0])])
+        sim = preprocess(project(load_master(material), quaternion, FE_GEOMETRY["pc"], shape), config)[0]
+        fits[key] = np.array([normalized_cross_correlation(real, sim)])
     return fits
 
 

@@ -89,7 +89,8 @@ def camera_swap(model, card, scan) -> dict:
         return remove_dynamic_background(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
     ni = simulated("ni")
-    alpha = (high_pass(real) * high_pass(ni)).sum(axis=(1, 2)) / (high_pass(ni) ** 2).sum(axis=(1, 2))
+    real_detail, ni_detail = high_pass(real), high_pass(ni)
+    alpha = (real_detail * ni_detail).sum(axis=(1, 2)) / (ni_detail**2).sum(axis=(1, 2))
     out = {}
     for key in SWAP_MATERIALS:
         composite = real + alpha[:, None, None] * (simulated(key) - ni)

@@ -97,17 +97,21 @@ def project(
     master: MasterPattern,
     quaternions: np.ndarray,
     pcs: np.ndarray,
-    size: int,
+    size: int | tuple[int, int],
     detector_tilt: float = 0.0,
     sample_tilt: float = 70.0,
 ) -> np.ndarray:
-    """Clean projections (N, size, size) in [0, 1] for one detector and sample tilt."""
+    """Clean projections (N, size, size) in [0, 1] for one detector and sample tilt.
+
+    ``size`` may also be a (rows, columns) detector shape, for rectangular cameras.
+    """
     import kikuchipy as kp
     from orix.quaternion import Rotation
 
+    shape = (size, size) if isinstance(size, int) else tuple(size)
     pcs = np.asarray(pcs, dtype=float).reshape(-1, 3)
     detector = kp.detectors.EBSDDetector(
-        shape=(size, size), pc=pcs if len(pcs) > 1 else pcs[0], tilt=detector_tilt, sample_tilt=sample_tilt
+        shape=shape, pc=pcs if len(pcs) > 1 else pcs[0], tilt=detector_tilt, sample_tilt=sample_tilt
     )
     signal = master.to_kikuchipy_cached()
     sim = signal.get_patterns(
@@ -122,7 +126,7 @@ def project(
         # bound the memory by projecting in chunks of `projection_chunk` patterns
         chunk_shape=len(quaternions),
     )
-    data = np.asarray(sim.data, dtype=np.float32).reshape(-1, size, size)
+    data = np.asarray(sim.data, dtype=np.float32).reshape(-1, *shape)
     lo = data.min(axis=(1, 2), keepdims=True)
     hi = data.max(axis=(1, 2), keepdims=True)
     return (data - lo) / np.maximum(hi - lo, 1e-12)

@@ -85,3 +85,15 @@ def test_large_batches_with_a_pc_per_pattern_project():
         patterns = project(load_master(get_material("ferrite")), random_quaternions(n, rng), pcs, 40)
     assert patterns.shape == (n, 40, 40) and np.isfinite(patterns).all()
     assert projection_chunk(60, 1024) == 1024 and projection_chunk(480, 256) == 72
+
+
+def test_a_rectangular_detector_projects_its_own_shape():
+    from ebsd_core.masters import load_master
+    from ebsd_core.simulate import project
+
+    master = load_master(get_material("ferrite"))
+    q = random_quaternions(2, np.random.default_rng(4))
+    wide = project(master, q, (0.5, 0.45, 0.57), (30, 40))
+    assert wide.shape == (2, 30, 40) and wide.min() == 0 and np.isclose(wide.max(), 1)
+    # the square call is the rectangular one with equal sides
+    assert np.allclose(project(master, q, (0.5, 0.45, 0.57), 30), project(master, q, (0.5, 0.45, 0.57), (30, 30)))
