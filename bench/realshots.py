@@ -127,6 +127,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=30, help="times each real pattern is repeated in the training set")
     p.add_argument("--epochs", type=int, default=8)
     args = p.parse_args()
+    epochs = 2 if args.quick else args.epochs
     if not (SHARED / NI).exists():
         emit({"benchmark": "realshots", "skipped": f"{SHARED / NI} is absent"})
         return
@@ -151,10 +152,10 @@ def main() -> None:
         ]
     )
     tuned_config = dataclasses.replace(
-        config, weights_file=str(args.model), epochs=args.epochs, patience=args.epochs, lr=3e-4, rehearsal_per_class=0
+        config, weights_file=str(args.model), epochs=epochs, patience=epochs, lr=3e-4, rehearsal_per_class=0
     )
     tuned = train_model(combined, tuned_config, split=FewShotSplit(train, split.val, split.test, split.holdout))
-    name = f"realshots-seed{config.seed}-repeat{args.repeat}"
+    name = f"realshots-seed{config.seed}-repeat{args.repeat}-epochs{epochs}"
     save_model(tuned.model, tuned.card, OUT / "realshots" / name, force=True)
     emit(
         {
@@ -162,7 +163,7 @@ def main() -> None:
             "model": str(args.model),
             "seed": config.seed,
             "repeat": args.repeat,
-            "epochs": args.epochs,
+            "epochs": epochs,
             "real_share_of_training": round(len(GRAIN_A) * args.repeat / len(train), 3),
             "simulation_only": scores(sim_model, card, data, split, scan),
             "with_3_real_patterns": scores(tuned.model, tuned.card, data, split, scan),
