@@ -95,13 +95,19 @@ def indexed_scans(path: str | Path) -> list[IndexedScan]:
     return scans
 
 
-def _against_scan(scan: IndexedScan, master: MasterPattern) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """The scan's corrected patterns, their simulations with `master` at the recorded geometry, and the NCCs."""
+def _corrected(scan: IndexedScan) -> np.ndarray:
+    """The scan's patterns after background correction."""
+    return preprocess(scan.patterns, PreprocessConfig(size=scan.size), scan.static_background)
+
+
+def _simulated(scan: IndexedScan, master: MasterPattern) -> np.ndarray:
+    """Simulations with ``master`` at the scan's recorded geometry, after the same correction."""
     clean = project(master, scan.quaternions, scan.pcs, scan.size, scan.detector_tilt, scan.sample_tilt)
-    config = PreprocessConfig(size=scan.size)
-    real = preprocess(scan.patterns, config, scan.static_background)
-    sim = preprocess(clean, config)
-    return real, sim, [normalized_cross_correlation(r, s) for r, s in zip(real, sim)]
+    return preprocess(clean, PreprocessConfig(size=scan.size))
+
+
+def _nccs(real: np.ndarray, sim: np.ndarray) -> list[float]:
+    return [normalized_cross_correlation(r, s) for r, s in zip(real, sim)]
 
 
 def realism_against_scan(path: str | Path, material: Material | str = "ni") -> RealismResult:
@@ -109,10 +115,10 @@ def realism_against_scan(path: str | Path, material: Material | str = "ni") -> R
     master = load_master(get_material(material) if isinstance(material, str) else material)
     reals, sims, scores = [], [], []
     for scan in indexed_scans(path):
-        real, sim, ncc = _against_scan(scan, master)
+        real, sim = _corrected(scan), _simulated(scan, master)
         reals.append(real)
         sims.append(sim)
-        scores += ncc
+        scores += _nccs(real, sim)
     return RealismResult(np.asarray(scores), np.concatenate(reals), np.concatenate(sims))
 
 
@@ -124,8 +130,8 @@ def master_fits(path: str | Path, materials: list[Material]) -> dict[str, np.nda
     how wide they are is all that differs. The best fit per space group is then the most a template
     matcher that knew the geometry could tell the classes apart by (a bound on what the file carries).
     """
-    scans = indexed_scans(path)
+    scans = [(scan, _corrected(scan)) for scan in indexed_scans(path)]
     return {
-        material.key: np.concatenate([_against_scan(scan, load_master(material))[2] for scan in scans])
+        material.key: np.concatenate([_nccs(real, _simulated(scan, load_master(material))) for scan, real in scans])
         for material in materials
     }
