@@ -65,6 +65,29 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("dataset")
+def _dataset(args: argparse.Namespace) -> int:
+    import sys
+
+    from ebsd_core.assemble import SINGLE_PHASE_SCANS_CAUTION, dataset_from_labelled, dataset_from_scans
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.io.readers import open_patterns
+
+    if bool(args.scan) == bool(args.labelled):
+        raise EbsdError("give either --labelled PATH or two or more --scan PATH=SPACEGROUP")
+    if args.out.exists() and not args.force:
+        raise EbsdError(f"{args.out} already exists; choose another --out or pass --force to replace it")
+    if args.labelled:
+        dataset = dataset_from_labelled(open_patterns(args.labelled))
+    else:
+        pairs = [_path_and_space_group(text, "--scan") for text in args.scan]
+        dataset = dataset_from_scans([(open_patterns(path), group) for path, group in pairs])
+        print(SINGLE_PHASE_SCANS_CAUTION, file=sys.stderr)
+    write_dataset(dataset, args.out)
+    print(json.dumps({"out": str(args.out), **dataset.summary()}))
+    return 0
+
+
 @command("phases")
 def _phases(args: argparse.Namespace) -> int:
     from ebsd_core.masters import master_path
@@ -367,12 +390,12 @@ def _device(name: str):
     return select_device(name)
 
 
-def _real_pair(text: str) -> tuple[Path, int]:
+def _path_and_space_group(text: str, option: str) -> tuple[Path, int]:
     from ebsd_core.phases import parse_space_group
 
     path, _, group = text.rpartition("=")
     if not path:
-        raise EbsdError(f"--real-data {text!r}: write it as PATH=SPACEGROUP, e.g. ni.h5=Fm-3m")
+        raise EbsdError(f"{option} {text!r}: write it as PATH=SPACEGROUP, e.g. ni.h5=Fm-3m")
     return Path(path), parse_space_group(group)
 
 
@@ -389,7 +412,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         modes=_csv(args.modes),
         config_for=lambda shots, pretrained, seed: _train_config(args, shots, pretrained, seed, pattern_shape),
         out_dir=args.out,
-        real_data=[_real_pair(text) for text in args.real_data or []],
+        real_data=[_path_and_space_group(text, "--real-data") for text in args.real_data or []],
         progress=_print_progress,
         also_views=(1,),
         save_models=args.save_models,
@@ -400,7 +423,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate')")
+    p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate' or 'dataset')")
     p.add_argument("--backbone", default="efficientnet_lite0", help="registry name or any timm model name")
     p.add_argument(
         "--weights",
@@ -560,6 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser(
+        "dataset", help="a labelled dataset (HDF5) from real patterns: class folders, or single-phase scans"
+    )
+    p.add_argument("--labelled", type=Path, help="a zip or folder of class folders (Fm-3m/, 229/, ...)")
+    p.add_argument(
+        "--scan",
+        action="append",
+        help="a single-phase scan and its space group, PATH=SPACEGROUP (e.g. ni.up1=Fm-3m); repeat per scan",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the dataset file to write, for train --data")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     sub.add_parser("phases", help="list the phase catalogue")
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from ebsd_core.assemble import SINGLE_PHASE_SCANS_CAUTION, dataset_from_labelled, dataset_from_scans
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import EbsdError, InputError
-from ebsd_core.io.dataset import Dataset, write_dataset
+from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
@@ -38,29 +39,6 @@ UPLOAD_TYPES = [
     "bmp",
     "jpg",
 ]
-
-
-def dataset_from_sources(sources: list[tuple[object, int]]) -> Dataset:
-    """Combine single-phase scans (one scan = one class) or a labelled source into one dataset."""
-    patterns, labels, materials, classes = [], [], [], sorted({sg for _, sg in sources})
-    shape = None
-    for source, space_group in sources:
-        block = source.batch(0, len(source))
-        shape = shape or block.shape[1:]
-        if block.shape[1:] != shape:
-            raise InputError(
-                f"patterns are {block.shape[2]}x{block.shape[1]}, the others {shape[1]}x{shape[0]}", source.path
-            )
-        patterns.append(block)
-        labels.append(np.full(len(block), classes.index(space_group)))
-        materials.append(np.full(len(block), Path(source.path).stem, dtype=object))
-    return Dataset(
-        patterns=np.concatenate(patterns),
-        labels=np.concatenate(labels),
-        classes=classes,
-        material=np.concatenate(materials),
-        provenance={"generator": "dashboard upload", "files": [Path(s.path).name for s, _ in sources]},
-    )
 
 
 tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"])
@@ -104,32 +82,13 @@ with tab_upload:
                     )
                 if labelled and labelled[0].kind == "dataset":
                     path = Path(labelled[0].path)
-                    dataset = None
-                elif labelled:
-                    source = labelled[0]
-                    dataset = Dataset(
-                        patterns=source.batch(0, len(source)),
-                        labels=source.labels,
-                        classes=source.classes,
-                        material=np.array([n.split("/")[0] for n in source.names], dtype=object),
-                        provenance={"generator": "dashboard upload", "files": [Path(source.path).name]},
-                    )
                 else:
-                    dataset = dataset_from_sources(scans)
-                if dataset is not None:
-                    if len(dataset.classes) < 2:
-                        only = dataset.class_symbols[0]
-                        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more")
+                    dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
                     path = write_dataset(dataset, session_dir() / "uploaded.h5")
                 set_active_dataset(path, f"upload: {path.name}")
                 st.success("Dataset ready: go to **Train**.")
                 if scans:
-                    st.info(
-                        "Each class comes from its own scan, so a model can learn to tell the scans apart (camera, "
-                        "session, exposure) instead of the crystals. Check it on a scan that holds several phases. "
-                        "A model fine-tuned on real patterns of one phase from one camera read other crystals in "
-                        "that camera's patterns as that phase too (bench/RESULTS.md)."
-                    )
+                    st.info(SINGLE_PHASE_SCANS_CAUTION)
             except EbsdError as exc:
                 show_error(exc)
 

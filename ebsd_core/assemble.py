@@ -1,0 +1,92 @@
+"""Labelled datasets from real pattern files: one labelled source, or single-phase scans with a space group each.
+
+The Data page and ``python -m ebsd_core dataset`` both build their datasets here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.errors import InputError
+from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.readers import PatternSource
+from ebsd_core.phases import space_group_symbol
+
+#: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
+SINGLE_PHASE_SCANS_CAUTION = (
+    "Each class comes from its own scan, so a model can learn to tell the scans apart (camera, session, "
+    "exposure) instead of the crystals. Check it on a scan that holds several phases. A model fine-tuned on "
+    "real patterns of one phase from one camera read other crystals in that camera's patterns as that phase "
+    "too (bench/RESULTS.md)."
+)
+
+
+def dataset_from_labelled(source: PatternSource) -> Dataset:
+    """A dataset of every pattern of a labelled source (a zip or folder of class folders, a dataset file)."""
+    if not source.labelled:
+        raise InputError("has no labels: give each single-phase scan its space group instead", source.path)
+    if source.material is not None:
+        material = np.asarray(source.material, dtype=object)
+    elif source.names is not None:
+        material = np.array([name.split("/")[0] for name in source.names], dtype=object)
+    else:
+        material = np.full(len(source), Path(source.path).stem, dtype=object)
+    return _checked(
+        Dataset(
+            patterns=source.batch(0, len(source)),
+            labels=source.labels,
+            classes=list(source.classes),
+            material=material,
+            split=source.split,
+            quaternions=source.quaternions,
+            static_background=source.static_background,
+            provenance={"generator": "labelled source", "files": [Path(source.path).name]},
+        )
+    )
+
+
+def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
+    """One dataset of single-phase scans, each (source, space-group number); a scan's material is its file name.
+
+    Raises
+    ------
+    InputError
+        If the scans' patterns differ in shape, or all scans are of one space group.
+    """
+    if not scans:
+        raise InputError("no scans given")
+    classes = sorted({int(space_group) for _, space_group in scans})
+    shape = scans[0][0].pattern_shape
+    patterns, labels, materials = [], [], []
+    for source, space_group in scans:
+        if source.pattern_shape != shape:
+            rows, cols = source.pattern_shape
+            raise InputError(f"patterns are {cols}x{rows}, those of the first scan {shape[1]}x{shape[0]}", source.path)
+        block = source.batch(0, len(source))
+        patterns.append(block)
+        labels.append(np.full(len(block), classes.index(int(space_group))))
+        materials.append(np.full(len(block), Path(source.path).stem, dtype=object))
+    return _checked(
+        Dataset(
+            patterns=np.concatenate(patterns),
+            labels=np.concatenate(labels),
+            classes=classes,
+            material=np.concatenate(materials),
+            provenance={
+                "generator": "single-phase scans",
+                "files": [Path(source.path).name for source, _ in scans],
+                "space_groups": [int(space_group) for _, space_group in scans],
+            },
+        )
+    )
+
+
+def _checked(dataset: Dataset) -> Dataset:
+    present = sorted({int(label) for label in dataset.labels if label >= 0})
+    if len(present) < 2:
+        only = ", ".join(space_group_symbol(dataset.classes[i]) for i in present) or "nothing"
+        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more")
+    return dataset

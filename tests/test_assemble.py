@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebsd_core.assemble import dataset_from_labelled, dataset_from_scans
+from ebsd_core.cli import main
+from ebsd_core.errors import InputError
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.phases import get_material
+from ebsd_core.simulate import simulate_material
+
+
+def _png_folder(root, patterns):
+    root.mkdir(parents=True, exist_ok=True)
+    for i, pattern in enumerate(patterns):
+        Image.fromarray(pattern).save(root / f"p{i:02d}.png")
+    return root
+
+
+def _kikuchipy_scan(path, patterns):
+    """A scan in kikuchipy's h5ebsd format, as a user's vendor converter would leave it."""
+    import kikuchipy as kp
+
+    kp.signals.EBSD(patterns.reshape(2, -1, *patterns.shape[1:])).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_scans(tmp_path_factory):
+    """A 2x5 Ni scan (kikuchipy h5) and 10 ferrite patterns as PNG files, 32x32, simulated."""
+    root = tmp_path_factory.mktemp("scans")
+    ni = simulate_material(get_material("ni"), 10, size=32, seed=1).patterns
+    ferrite = simulate_material(get_material("ferrite"), 10, size=32, seed=2).patterns
+    return _kikuchipy_scan(root / "ni_scan.h5", ni), _png_folder(root / "ferrite_scan", ferrite), ni, ferrite
+
+
+def test_single_phase_scans_make_one_dataset(two_scans):
+    ni_path, ferrite_path, ni, ferrite = two_scans
+    dataset = dataset_from_scans([(open_patterns(ferrite_path), 229), (open_patterns(ni_path), 225)])
+    assert dataset.classes == [225, 229] and dataset.class_counts() == {"Fm-3m": 10, "Im-3m": 10}
+    assert set(dataset.material) == {"ni_scan", "ferrite_scan"}
+    assert (dataset.patterns[dataset.material == "ni_scan"] == ni).all()
+    assert dataset.provenance["generator"] == "single-phase scans"
+
+
+def test_scans_must_agree_and_differ(two_scans, tmp_path):
+    ni_path, ferrite_path, _, _ = two_scans
+    with pytest.raises(InputError, match="classification needs two classes"):
+        dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 225)])
+    small = _png_folder(tmp_path / "small", np.zeros((2, 20, 20), dtype=np.uint8))
+    with pytest.raises(InputError, match="small: patterns are 20x20, those of the first scan 32x32"):
+        dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(small), 229)])
+
+
+def test_labelled_folders_keep_their_folder_as_material(two_scans, tmp_path):
+    _, _, ni, ferrite = two_scans
+    _png_folder(tmp_path / "classes" / "Fm-3m", ni[:4])
+    _png_folder(tmp_path / "classes" / "229_ferrite", ferrite[:3])
+    dataset = dataset_from_labelled(open_patterns(tmp_path / "classes"))
+    assert dataset.class_counts() == {"Fm-3m": 4, "Im-3m": 3}
+    assert set(dataset.material) == {"Fm-3m", "229_ferrite"}
+    with pytest.raises(InputError, match="has no labels"):
+        dataset_from_labelled(open_patterns(tmp_path / "classes" / "Fm-3m"))
+
+
+def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
+    """Headless, as on the Data page: two single-phase scans become a dataset a model trains on."""
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    ni_path, ferrite_path, _, _ = two_scans
+    out = tmp_path / "real.h5"
+    args = ["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=229", "--out", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["class_counts"] == {"Fm-3m": 10, "Im-3m": 10}
+    assert "learn to tell the scans apart" in captured.err
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert read_dataset(out).material[0] == "ni_scan"
+    train = ["train", "--data", str(out), "--shots", "3", "--epochs", "1", "--batch-size", "8", "--out", "real"]
+    assert main(train) == 0
+    assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] <= 1
+    assert main(["dataset", "--scan", f"{ni_path}=Fm-3m", "--out", str(tmp_path / "one.h5")]) == 2
+    assert "classification needs two classes" in capsys.readouterr().err
+    assert main(["dataset", "--scan", str(ni_path), "--out", str(tmp_path / "bad.h5")]) == 2
+    assert "write it as PATH=SPACEGROUP" in capsys.readouterr().err
+    assert not (tmp_path / "one.h5").exists() and not (tmp_path / "bad.h5").exists()
