@@ -54,7 +54,8 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
     Raises
     ------
     InputError
-        If the scans' patterns differ in shape, or all scans are of one space group.
+        If a scan holds labelled patterns already, the scans' patterns differ in shape, or all scans
+        are of one space group.
     """
     if not scans:
         raise InputError("no scans given")
@@ -62,6 +63,8 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
     shape = scans[0][0].pattern_shape
     patterns, labels, materials = [], [], []
     for source, space_group in scans:
+        if source.labelled:
+            raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", source.path)
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
             raise InputError(f"patterns are {cols}x{rows}, those of the first scan {shape[1]}x{shape[0]}", source.path)

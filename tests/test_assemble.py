@@ -64,6 +64,8 @@ def test_labelled_folders_keep_their_folder_as_material(two_scans, tmp_path):
     assert set(dataset.material) == {"Fm-3m", "229_ferrite"}
     with pytest.raises(InputError, match="has no labels"):
         dataset_from_labelled(open_patterns(tmp_path / "classes" / "Fm-3m"))
+    with pytest.raises(InputError, match="use it as the labelled source"):
+        dataset_from_scans([(open_patterns(tmp_path / "classes"), 225), (open_patterns(tmp_path / "classes"), 229)])
 
 
 def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
