@@ -51,6 +51,9 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
 def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
     """One dataset of single-phase scans, each (source, space-group number); a scan's material is its file name.
 
+    A dataset holds one static background, and each scan brings its own: where a scan has one, its
+    patterns are stored with it already subtracted (float32), as inference on that scan will see them.
+
     Raises
     ------
     InputError
@@ -61,14 +64,18 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
         raise InputError("no scans given")
     classes = sorted({int(space_group) for _, space_group in scans})
     shape = scans[0][0].pattern_shape
+    backgrounds = [_own_background(source) for source, _ in scans]
+    subtract = any(background is not None for background in backgrounds)
     patterns, labels, materials = [], [], []
-    for source, space_group in scans:
+    for (source, space_group), background in zip(scans, backgrounds):
         if source.labelled:
             raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", source.path)
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
             raise InputError(f"patterns are {cols}x{rows}, those of the first scan {shape[1]}x{shape[0]}", source.path)
         block = source.batch(0, len(source))
+        if subtract:
+            block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)
         labels.append(np.full(len(block), classes.index(int(space_group))))
         materials.append(np.full(len(block), Path(source.path).stem, dtype=object))
@@ -82,9 +89,18 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
                 "generator": "single-phase scans",
                 "files": [Path(source.path).name for source, _ in scans],
                 "space_groups": [int(space_group) for _, space_group in scans],
+                "static_background_subtracted": [background is not None for background in backgrounds],
             },
         )
     )
+
+
+def _own_background(source: PatternSource) -> np.ndarray | None:
+    """The scan's static background as float32, when it fits its patterns (preprocessing ignores others too)."""
+    background = source.static_background
+    if background is None or tuple(np.shape(background)) != source.pattern_shape:
+        return None
+    return np.asarray(background, dtype=np.float32)
 
 
 def _checked(dataset: Dataset) -> Dataset:

@@ -20,11 +20,14 @@ def _png_folder(root, patterns):
     return root
 
 
-def _kikuchipy_scan(path, patterns):
+def _kikuchipy_scan(path, patterns, static_background=None):
     """A scan in kikuchipy's h5ebsd format, as a user's vendor converter would leave it."""
     import kikuchipy as kp
 
-    kp.signals.EBSD(patterns.reshape(2, -1, *patterns.shape[1:])).save(path)
+    signal = kp.signals.EBSD(patterns.reshape(2, -1, *patterns.shape[1:]))
+    if static_background is not None:
+        signal.static_background = static_background
+    signal.save(path)
     return path
 
 
@@ -44,6 +47,19 @@ def test_single_phase_scans_make_one_dataset(two_scans):
     assert set(dataset.material) == {"ni_scan", "ferrite_scan"}
     assert (dataset.patterns[dataset.material == "ni_scan"] == ni).all()
     assert dataset.provenance["generator"] == "single-phase scans"
+
+
+def test_each_scan_keeps_its_own_static_background(two_scans, tmp_path):
+    """Each scan's patterns are stored with its own background subtracted, as inference on that scan sees them."""
+    _, ferrite_path, ni, ferrite = two_scans
+    background = np.full((32, 32), 7, dtype=np.uint8)
+    ni_path = _kikuchipy_scan(tmp_path / "ni_bg.h5", ni, background)
+    assert open_patterns(ni_path).static_background is not None
+    dataset = dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)])
+    assert dataset.patterns.dtype == np.float32 and dataset.static_background is None
+    assert np.allclose(dataset.patterns[dataset.material == "ni_bg"], ni.astype(np.float32) - 7)
+    assert np.allclose(dataset.patterns[dataset.material == "ferrite_scan"], ferrite)
+    assert dataset.provenance["static_background_subtracted"] == [True, False]
 
 
 def test_scans_must_agree_and_differ(two_scans, tmp_path):
