@@ -103,9 +103,20 @@ def _own_background(source: PatternSource) -> np.ndarray | None:
     return np.asarray(background, dtype=np.float32)
 
 
-def _checked(dataset: Dataset) -> Dataset:
-    present = sorted({int(label) for label in dataset.labels if label >= 0})
+def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Path | None = None) -> None:
+    """Refuse labels of fewer than two classes (``path`` names the file in the message)."""
+    present = sorted({int(label) for label in labels if label >= 0})
     if len(present) < 2:
-        only = ", ".join(space_group_symbol(dataset.classes[i]) for i in present) or "nothing"
-        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more")
+        only = ", ".join(space_group_symbol(classes[i]) for i in present) or "nothing"
+        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more", path)
+
+
+def checked_dataset_file(source: PatternSource) -> Path:
+    """The path of a dataset file that can be trained on as it is; refuses one of a single class."""
+    check_two_classes(source.labels, source.classes, source.path)
+    return Path(source.path)
+
+
+def _checked(dataset: Dataset) -> Dataset:
+    check_two_classes(dataset.labels, dataset.classes)
     return dataset

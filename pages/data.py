@@ -1,11 +1,14 @@
 """Data: upload or choose patterns, or simulate them; label single-phase scans; inspect."""
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
-from ebsd_core.assemble import SINGLE_PHASE_SCANS_CAUTION, dataset_from_labelled, dataset_from_scans
+from ebsd_core.assemble import (
+    SINGLE_PHASE_SCANS_CAUTION,
+    checked_dataset_file,
+    dataset_from_labelled,
+    dataset_from_scans,
+)
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
@@ -81,7 +84,7 @@ with tab_upload:
                         "use one labelled upload (dataset, zip or folder) at a time, or only single-phase scans"
                     )
                 if labelled and labelled[0].kind == "dataset":
-                    path = Path(labelled[0].path)
+                    path = checked_dataset_file(labelled[0])
                 else:
                     dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
                     path = write_dataset(dataset, session_dir() / "uploaded.h5")
@@ -100,7 +103,7 @@ with tab_server:
             height, width = source.pattern_shape
             st.write(f"{len(source)} patterns of {width}x{height} px ({source.kind})")
             if source.kind == "dataset" and st.button("Use this dataset"):
-                set_active_dataset(path, path.name)
+                set_active_dataset(checked_dataset_file(source), path.name)
         except EbsdError as exc:
             show_error(exc)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ebsd_core.assemble import dataset_from_labelled, dataset_from_scans
+from ebsd_core.assemble import checked_dataset_file, dataset_from_labelled, dataset_from_scans
 from ebsd_core.cli import main
 from ebsd_core.errors import InputError
-from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.dataset import Dataset, read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phases import get_material
 from ebsd_core.simulate import simulate_material
@@ -69,6 +69,19 @@ def test_scans_must_agree_and_differ(two_scans, tmp_path):
     small = _png_folder(tmp_path / "small", np.zeros((2, 20, 20), dtype=np.uint8))
     with pytest.raises(InputError, match="small: patterns are 20x20, those of the first scan 32x32"):
         dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(small), 229)])
+
+
+def test_dataset_file_of_one_class_is_refused_before_training(two_scans, tmp_path):
+    """A dataset file is used as it is (Data page), so its classes are checked when it is chosen."""
+    ni_path, ferrite_path, ni, _ = two_scans
+    both = write_dataset(
+        dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)]), tmp_path / "both.h5"
+    )
+    assert checked_dataset_file(open_patterns(both)) == both
+    only_ni = Dataset(patterns=ni, labels=np.zeros(len(ni), dtype=int), classes=[225], material=np.full(len(ni), "ni"))
+    one = write_dataset(only_ni, tmp_path / "only_ni.h5")
+    with pytest.raises(InputError, match="only_ni.h5: every pattern is labelled Fm-3m"):
+        checked_dataset_file(open_patterns(one))
 
 
 def test_labelled_folders_keep_their_folder_as_material(two_scans, tmp_path):
