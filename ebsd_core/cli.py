@@ -240,9 +240,12 @@ def _predict(args: argparse.Namespace) -> int:
     from ebsd_core.atomic import atomic_path
     from ebsd_core.inference import predict_source
     from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import reading_notes
 
     model, card = _load_for_inference(args)
     source = open_patterns(args.input)
+    for note in reading_notes(source, card):
+        print(f"note: {args.input}: {note}", file=sys.stderr)
     prediction = predict_source(
         model,
         card,

@@ -304,6 +304,29 @@ def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: boo
     return [message]
 
 
+#: Shown when a model trained on simulated patterns alone reads a recorded scan (bench/RESULTS.md, issue 3 (c)).
+SIMULATION_ONLY_CAUTION = (
+    "the model was trained on simulated patterns only. Models trained that way read the real Si test patterns "
+    "right, but not the real Ni ones (read Ia-3d, Pm-3m or unknown) nor the Fe one (bench/RESULTS.md): check the "
+    "result against a region of known phase, or fine-tune on labelled real patterns of every phase from this "
+    "camera (python -m ebsd_core dataset, or the Data page)"
+)
+
+
+def trained_on_simulation_only(card: ModelCard) -> bool:
+    """Whether the model's training data came from the simulator (``simulate``, ``simulate-map``, priors)."""
+    return "simulate" in str(card.training.get("dataset", ""))
+
+
+def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
+    """What a user should know before trusting ``card``'s reading of ``source``: pattern size, and a recorded
+    scan (any file but this tool's own datasets) read by a model that has seen only simulations."""
+    notes = check_pattern_size(source, card, allow_resize)
+    if source.kind != "dataset" and trained_on_simulation_only(card):
+        notes.append(SIMULATION_ONLY_CAUTION)
+    return notes
+
+
 def map_views(card: ModelCard, cleanup: bool, views: int | None = None) -> int:
     """Test-time views per point: ``views`` when given; with the grain clean-up at most :data:`MAP_VIEWS`
     (each point's own, see :func:`ebsd_core.augment.scattered_view_grids`); else the model's own."""
@@ -333,7 +356,7 @@ def map_scan(
     with views of each point's own; ``views`` overrides :func:`map_views`.
     """
     shape = _nav_shape(source, nav_shape)
-    notes = check_pattern_size(source, card, allow_resize)
+    notes = reading_notes(source, card, allow_resize)
     card = dataclasses.replace(card, views=map_views(card, cleanup, views))
     prediction = predict_source(
         model,
@@ -492,7 +515,7 @@ def map_scan_distributed(
     views = card.views = map_views(card, cleanup, views)
     source = open_patterns(scan_path, lazy=True)
     shape = _nav_shape(source, nav_shape)
-    notes = check_pattern_size(source, card)
+    notes = reading_notes(source, card)
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)
     starts = list(range(0, n, chunk))

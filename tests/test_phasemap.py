@@ -60,6 +60,23 @@ def test_map_views_follow_the_cleanup(map_model):
     assert map_views(card, cleanup=True) == 1  # never more work than the model asks for
 
 
+def test_a_recorded_scan_read_by_a_simulation_only_model_gets_the_caution():
+    from types import SimpleNamespace
+
+    from ebsd_core.phasemap import SIMULATION_ONLY_CAUTION, reading_notes
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=64), training={"pattern_size": 60})
+    recorded = SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", kind="kikuchipy")
+    simulated_map = SimpleNamespace(pattern_shape=(60, 60), path="map.h5", kind="dataset")
+    card.training["dataset"] = "ebsd_core 0.1 simulate"
+    assert reading_notes(recorded, card) == [SIMULATION_ONLY_CAUTION]
+    assert reading_notes(simulated_map, card) == []  # this tool's own (simulated) scans
+    card.training["dataset"] = "single-phase scans"  # fine-tuned on real patterns
+    assert reading_notes(recorded, card) == []
+
+
 def test_a_much_coarser_camera_gets_advice_on_training_for_it():
     from types import SimpleNamespace
 
