@@ -77,6 +77,25 @@ def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, n
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
 
 
+def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
+    import numpy as np
+
+    from ebsd_core.io.dataset import Dataset, write_dataset
+
+    root = tmp_path / "root"
+    root.mkdir()
+    patterns = np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8)
+    write_dataset(Dataset(patterns, np.zeros(4, dtype=int), [225], np.full(4, "ni")), root / "only_ni.h5")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("only_ni.h5").run()
+    next(b for b in app.button if b.label == "Use this dataset").click().run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("only_ni.h5: every pattern is labelled Fm-3m" in e for e in errors), errors
+    assert "dataset_path" not in app.session_state  # nothing was made active
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 
