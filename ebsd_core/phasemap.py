@@ -313,16 +313,16 @@ SIMULATION_ONLY_CAUTION = (
 )
 
 
-def trained_on_simulation_only(card: ModelCard) -> bool:
-    """Whether the model's training data came from the simulator (``simulate``, ``simulate-map``, priors)."""
-    return "simulate" in str(card.training.get("dataset", ""))
+def _simulated(generator: object) -> bool:
+    """Whether a provenance ``generator`` is the simulator (``simulate``, ``simulate-map``, priors)."""
+    return "simulate" in str(generator or "")
 
 
 def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
-    """What a user should know before trusting ``card``'s reading of ``source``: pattern size, and a recorded
-    scan (any file but this tool's own datasets) read by a model that has seen only simulations."""
+    """What a user should know before trusting ``card``'s reading of ``source``: pattern size, and recorded
+    patterns (anything the simulator did not make) read by a model that has seen only simulations."""
     notes = check_pattern_size(source, card, allow_resize)
-    if source.kind != "dataset" and trained_on_simulation_only(card):
+    if not _simulated(source.provenance.get("generator")) and _simulated(card.training.get("dataset")):
         notes.append(SIMULATION_ONLY_CAUTION)
     return notes
 

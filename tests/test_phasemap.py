@@ -68,11 +68,15 @@ def test_a_recorded_scan_read_by_a_simulation_only_model_gets_the_caution():
     from ebsd_core.store import ModelCard
 
     card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=64), training={"pattern_size": 60})
-    recorded = SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", kind="kikuchipy")
-    simulated_map = SimpleNamespace(pattern_shape=(60, 60), path="map.h5", kind="dataset")
+    recorded = SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", provenance={})
+    real_dataset = SimpleNamespace(pattern_shape=(60, 60), path="real.h5", provenance={"generator": "labelled source"})
+    simulated_map = SimpleNamespace(
+        pattern_shape=(60, 60), path="map.h5", provenance={"generator": "ebsd_core 0.1 simulate-map"}
+    )
     card.training["dataset"] = "ebsd_core 0.1 simulate"
     assert reading_notes(recorded, card) == [SIMULATION_ONLY_CAUTION]
-    assert reading_notes(simulated_map, card) == []  # this tool's own (simulated) scans
+    assert reading_notes(real_dataset, card) == [SIMULATION_ONLY_CAUTION]  # real patterns in a dataset file
+    assert reading_notes(simulated_map, card) == []  # the simulator's own scans
     card.training["dataset"] = "single-phase scans"  # fine-tuned on real patterns
     assert reading_notes(recorded, card) == []
 

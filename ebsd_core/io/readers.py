@@ -42,6 +42,7 @@ class PatternSource:
     quaternions: np.ndarray | None = None
     step_um: float = 1.0  # scan step between map points
     warnings: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
 
     def __len__(self) -> int:
         return int(self.patterns.shape[0])
@@ -82,6 +83,7 @@ def _read_project_dataset(path: Path, lazy: bool) -> PatternSource:
         split=ds.split,
         quaternions=ds.quaternions,
         step_um=float(ds.provenance.get("step_um", 1.0)),
+        provenance=ds.provenance,
     )
 
 
