@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.io.readers import PatternSource
-from ebsd_core.phases import space_group_symbol
 
 #: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
 SINGLE_PHASE_SCANS_CAUTION = (
@@ -101,14 +100,6 @@ def _own_background(source: PatternSource) -> np.ndarray | None:
     if background is None or tuple(np.shape(background)) != source.pattern_shape:
         return None
     return np.asarray(background, dtype=np.float32)
-
-
-def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Path | None = None) -> None:
-    """Refuse labels of fewer than two classes (``path`` names the file in the message)."""
-    present = sorted({int(label) for label in labels if label >= 0})
-    if len(present) < 2:
-        only = ", ".join(space_group_symbol(classes[i]) for i in present) or "nothing"
-        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more", path)
 
 
 def checked_dataset_file(source: PatternSource) -> Path:

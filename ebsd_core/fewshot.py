@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.dataset import Dataset, check_two_classes
 
 SHOT_CHOICES = (1, 5, 10, 20, 50, 100, 400)
 
@@ -46,9 +46,8 @@ def few_shot_split(
     """
     if shots < 1:
         raise InputError(f"shots per class must be at least 1, not {shots}")
+    check_two_classes(dataset.labels, dataset.classes)
     present = sorted({int(label) for label in dataset.labels if label >= 0})
-    if len(present) < 2:
-        raise InputError(f"the dataset has {len(present)} class(es); classification needs at least two")
     rng = np.random.default_rng(seed)
     seen = np.flatnonzero(dataset.split != "holdout")
     train, val, test = [], [], []

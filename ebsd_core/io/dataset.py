@@ -18,6 +18,7 @@ Layout (format ``ebsd-fewshot-dataset``, version 1)::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,14 @@ class Dataset:
             "materials": sorted({str(m) for m in self.material}),
             "holdout_materials": sorted({str(m) for m, s in zip(self.material, self.split) if s == "holdout"}),
         }
+
+
+def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Path | None = None) -> None:
+    """Refuse labels of fewer than two classes (``path`` names the file in the message)."""
+    present = sorted({int(label) for label in labels if label >= 0})
+    if len(present) < 2:
+        only = ", ".join(space_group_symbol(classes[i]) for i in present) or "nothing"
+        raise InputError(f"every pattern is labelled {only}: classification needs two classes or more", path)
 
 
 def write_dataset(dataset: Dataset, path: str | Path) -> Path:
