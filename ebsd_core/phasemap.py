@@ -313,7 +313,7 @@ SIMULATION_ONLY_CAUTION = (
 )
 
 
-def _simulated(generator: object) -> bool:
+def _made_by_simulator(generator: object) -> bool:
     """Whether a provenance ``generator`` is the simulator (``simulate``, ``simulate-map``, priors)."""
     return "simulate" in str(generator or "")
 
@@ -322,7 +322,7 @@ def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = T
     """What a user should know before trusting ``card``'s reading of ``source``: pattern size, and recorded
     patterns (anything the simulator did not make) read by a model that has seen only simulations."""
     notes = check_pattern_size(source, card, allow_resize)
-    if not _simulated(source.provenance.get("generator")) and _simulated(card.training.get("dataset")):
+    if not _made_by_simulator(source.provenance.get("generator")) and _made_by_simulator(card.training.get("dataset")):
         notes.append(SIMULATION_ONLY_CAUTION)
     return notes
 
