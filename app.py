@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from pages.common import active_dataset_path, housekeeping, require_access, session_id
+from pages.common import active_dataset_path, has_access, housekeeping, require_access, session_id
 
 st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
-require_access()  # open on localhost; password or OIDC login when configured in .streamlit/secrets.toml
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -15,7 +14,10 @@ pages = [
     st.Page("pages/phasemap.py", title="Phase map", icon=":material/map:"),
     st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
 ]
-navigation = st.navigation(pages)
+# The page list stays hidden until the visitor is in; open on localhost, password or OIDC login when
+# configured in .streamlit/secrets.toml.
+navigation = st.navigation(pages, position="sidebar" if has_access() else "hidden")
+require_access()
 housekeeping()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 
@@ -27,10 +29,16 @@ def _device_label() -> str:
     return device_label()
 
 
-with st.sidebar:
+def _sidebar_status() -> None:
     st.caption(f"Compute: **{_device_label()}**")
     dataset = active_dataset_path()
     st.caption(f"Dataset: **{st.session_state.get('dataset_label', 'none')}**" if dataset else "Dataset: none yet")
     st.caption(f"Model: **{st.session_state.get('model_name', 'none')}**")
 
-navigation.run()
+
+status = st.sidebar.container()
+try:
+    navigation.run()
+finally:  # drawn after the page, which may have just chosen a model or dataset (also when it stops early)
+    with status:
+        _sidebar_status()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
 from _common import ROOT, emit, parser
+
+sys.path.insert(0, str(ROOT / "tests"))
+from serving import as_running_server  # noqa: E402
 
 PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py"]
 
@@ -14,7 +18,10 @@ PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/results.py"]
 def main() -> None:
     args = parser(__doc__).parse_args()
     os.environ.setdefault("EBSD_FEWSHOT_HOME", tempfile.mkdtemp())
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
+
+    PagesManager.__init__ = as_running_server(PagesManager.__init__)
 
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     start = time.perf_counter()

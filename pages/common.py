@@ -37,6 +37,31 @@ def _secret_section(name: str) -> dict:
         return {}
 
 
+def enter_page() -> None:
+    """The first call of every page: the login, and the router when Streamlit skipped it.
+
+    Until some session of a freshly started server has run ``app.py`` (and so called
+    ``st.navigation``), Streamlit treats the ``pages/`` folder as an old-style multipage app:
+    a deep link such as a bookmarked ``/results`` then runs the page alone, without the
+    router and its login. Such a run turns that fallback off and starts again through
+    ``app.py``, which asks for the login and then opens the same page. The login is asked
+    here as well, should a Streamlit version skip the router some other way.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    require_access()
+
+
+def has_access() -> bool:
+    """Whether this visitor may use the dashboard (see :func:`require_access`)."""
+    if _secret_section("auth"):
+        return bool(st.user.is_logged_in)
+    return not _secret_section("access").get("password_hash") or bool(st.session_state.get("access_granted"))
+
+
 def require_access() -> None:
     """Stop the script until the visitor is allowed in.
 
@@ -45,16 +70,15 @@ def require_access() -> None:
       ``python -m ebsd_core hash-password``).
     * neither (``make app`` on localhost): open.
     """
+    if has_access():
+        return
     if _secret_section("auth"):
-        if not st.user.is_logged_in:
-            st.title("EBSD few-shot classifier")
-            st.button("Log in", on_click=st.login, type="primary")
-            st.stop()
-        return
-    stored = _secret_section("access").get("password_hash")
-    if not stored or st.session_state.get("access_granted"):
-        return
+        st.title("EBSD few-shot classifier")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
     from ebsd_core.access import verify_password
+
+    stored = _secret_section("access")["password_hash"]
 
     st.title("EBSD few-shot classifier")
     with st.form("login"):

@@ -17,6 +17,7 @@ from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from pages.common import (
     active_dataset_path,
+    enter_page,
     montage_figure,
     server_path_input,
     session_dir,
@@ -24,6 +25,8 @@ from pages.common import (
     show_error,
     upload_to_session,
 )
+
+enter_page()
 
 st.title("Data")
 UPLOAD_TYPES = [

@@ -8,7 +8,9 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import active_dataset_path, select_model, show_error
+from pages.common import active_dataset_path, enter_page, select_model, show_error
+
+enter_page()
 
 st.title("Explain")
 st.caption(

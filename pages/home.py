@@ -6,7 +6,9 @@ from ebsd_core.datasets import simulate_dataset
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_evaluate_save
-from pages.common import DEMO_PER_CLASS, DEMO_SIZE, job_manager, session_dir, session_id
+from pages.common import DEMO_PER_CLASS, DEMO_SIZE, enter_page, job_manager, session_dir, session_id
+
+enter_page()
 
 st.title("Few-shot EBSD pattern classification")
 st.markdown(

@@ -18,6 +18,7 @@ from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
+    enter_page,
     job_manager,
     select_model,
     server_path_input,
@@ -27,6 +28,8 @@ from pages.common import (
     tidy,
     upload_to_session,
 )
+
+enter_page()
 
 st.title("Phase map")
 st.caption(

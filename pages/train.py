@@ -21,12 +21,15 @@ from pages.common import (
     active_dataset_path,
     curves_figure,
     default_name,
+    enter_page,
     job_manager,
     renew_default_name,
     session_id,
     set_active_dataset,
     show_error,
 )
+
+enter_page()
 
 #: The rehearsal radio's choices and the rehearsal source each sets (None: off); the first is the default.
 REHEARSAL_CHOICES = {"prior's materials": "prior", "prior's materials + catalogue": "catalogue", "off": None}

@@ -31,6 +31,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path_factory.mktemp("home")))
 
 
+@pytest.fixture(autouse=True)
+def _warm_streamlit_server(request, monkeypatch):
+    """Dashboard tests run as on a server that is already up (``serving.as_running_server``), unless marked
+    ``cold_server``."""
+    if "cold_server" in request.keywords:
+        return
+    from serving import as_running_server
+    from streamlit.runtime.pages_manager import PagesManager
+
+    monkeypatch.setattr(PagesManager, "__init__", as_running_server(PagesManager.__init__))
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """Six classes x 12 patterns of 32x32 plus a held-out material, simulated once."""

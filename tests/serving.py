@@ -30,10 +30,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(port: int, env: dict[str, str], timeout_s: float = 60) -> subprocess.Popen:
-    """``streamlit run app.py`` on 127.0.0.1:``port`` with ``env`` added; returns once it answers /health."""
+def start_dashboard(
+    port: int, env: dict[str, str], timeout_s: float = 60, options: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """``streamlit run app.py`` on 127.0.0.1:``port`` with ``env`` added and Streamlit ``options``
+    (``--secrets.files``, ...); returns once it answers /health."""
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true", *options]
     process = subprocess.Popen(
         command, cwd=ROOT, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -46,3 +49,18 @@ def start_dashboard(port: int, env: dict[str, str], timeout_s: float = 60) -> su
             time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"streamlit did not start within {timeout_s:.0f} s")
+
+
+def as_running_server(init):
+    """Wrap Streamlit's ``PagesManager.__init__`` so that AppTest runs as on a server that is already up.
+
+    AppTest starts every run as a freshly started server, on which Streamlit runs a page alone, without
+    app.py (its pages/ folder fallback, which ``pages.common.enter_page`` turns off with a rerun). A real
+    server does that at most once.
+    """
+
+    def warm_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        type(self).uses_pages_directory = False
+
+    return warm_init

@@ -46,6 +46,16 @@ def test_password_gate(gated):
     assert any("Few-shot EBSD" in t.value for t in gated.title)
 
 
+@pytest.mark.cold_server
+@pytest.mark.parametrize("page", ["pages/results.py", "pages/train.py", "pages/phasemap.py"])
+def test_a_deep_link_to_a_freshly_started_server_still_asks_for_the_password(gated, page):
+    """Streamlit runs a bookmarked page alone on a fresh server (its pages/ folder fallback): no way round the login."""
+    gated.switch_page(page).run()
+    assert not gated.exception
+    assert [t.label for t in gated.text_input] == ["Lab password"]
+    assert [t.value for t in gated.title] == ["EBSD few-shot classifier"]  # the login, not the page
+
+
 def test_open_without_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
     app = AppTest.from_file(APP, default_timeout=60).run()

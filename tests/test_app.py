@@ -38,6 +38,25 @@ def test_every_page_renders_without_exception(app, page):
     assert not app.error
 
 
+def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_path):
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    app.run()
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert app.selectbox[0].value == "duplex"
+    assert "Model: **duplex**" in [c.value for c in app.sidebar.caption]
+
+
+@pytest.mark.cold_server
+def test_a_deep_link_to_a_freshly_started_server_runs_through_the_router(app):
+    app.switch_page("pages/train.py").run()  # a bookmark, before any session has run app.py
+    assert not app.exception
+    assert any("No dataset yet" in i.value for i in app.info)  # the page itself
+    assert "Dataset: none yet" in [c.value for c in app.sidebar.caption]  # and app.py's sidebar
+
+
 def test_demo_end_to_end_shows_confusion_matrix(app):
     from pages.common import job_manager
 

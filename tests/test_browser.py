@@ -91,3 +91,31 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
         browser.close()
+
+
+def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password(tmp_path):
+    """On a fresh server Streamlit would run a deep link's page alone, without app.py and its login."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from ebsd_core.access import hash_password
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[access]\npassword_hash = "{hash_password("lab password 1")}"\n')
+    port = free_port()
+    env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
+    process = start_dashboard(port, env, options=("--secrets.files", str(secrets)))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/results")  # the first request the server ever gets
+            page.get_by_label("Lab password").wait_for(timeout=60_000)
+            assert page.get_by_text("No saved models yet").count() == 0
+            assert page.get_by_role("link", name="common").count() == 0  # no page list of the pages/ folder
+            page.get_by_label("Lab password").fill("lab password 1")
+            page.keyboard.press("Enter")
+            page.get_by_text("No saved models yet").wait_for(timeout=60_000)  # then the bookmarked page
+            assert page.get_by_role("link", name="Phase map").count() == 1
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
