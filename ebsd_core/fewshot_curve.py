@@ -15,7 +15,7 @@ from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import save_model
-from ebsd_core.train import TrainConfig, evaluate_split, train_model
+from ebsd_core.train import TrainConfig, evaluate_split, record_metrics, train_model
 
 MODES = {"transfer": True, "scratch": False}
 VARIANT_KEY = re.compile(r"_accuracy_(\d+view|binned\d+)$")  # scores with other views or binned patterns
@@ -53,20 +53,25 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
 def _accuracies(result, dataset, also_views: Sequence[int], also_binning: Sequence[int] = ()) -> dict:
     """Accuracy on unseen orientations and held-out materials with the model's views, and with ``also_views``
     (keys ``..._<N>view``) and on the patterns binned by each of ``also_binning`` (``..._binned<F>``);
-    ``test_per_material`` and ``holdout_per_material``: each material's accuracy (model's views)."""
+    ``test_per_material`` and ``holdout_per_material``: each material's accuracy (model's views).
+    The metrics with the model's own views are also stored in its card (:func:`record_metrics`)."""
     scores = {}
-    variants = [(views, 1) for views in (result.card.views, *sorted(set(also_views) - {result.card.views}))]
+    for name, metrics in record_metrics(result, dataset).items():
+        scores[f"{name}_accuracy"] = metrics.get("accuracy")
+        if metrics.get("per_material"):
+            scores[f"{name}_per_material"] = {
+                material: round(row["accuracy"], 4) for material, row in metrics["per_material"].items()
+            }
+    scores.setdefault("holdout_accuracy", None)
+    variants = [(views, 1) for views in sorted(set(also_views) - {result.card.views})]
     variants += [(result.card.views, factor) for factor in sorted(set(also_binning) - {1})]
     for views, binning in variants:
-        suffix = f"_binned{binning}" if binning > 1 else ("" if views == result.card.views else f"_{views}view")
+        suffix = f"_binned{binning}" if binning > 1 else f"_{views}view"
         scored = dataclasses.replace(result.card, views=views)
         for split, name in ((result.split.test, "test"), (result.split.holdout, "holdout")):
-            metrics = evaluate_split(result.model, scored, dataset, split, binning)
-            scores[f"{name}_accuracy{suffix}"] = metrics.get("accuracy")
-            if not suffix and metrics.get("per_material"):
-                scores[f"{name}_per_material"] = {
-                    material: round(row["accuracy"], 4) for material, row in metrics["per_material"].items()
-                }
+            scores[f"{name}_accuracy{suffix}"] = evaluate_split(result.model, scored, dataset, split, binning).get(
+                "accuracy"
+            )
     return scores
 
 

@@ -364,3 +364,13 @@ def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: n
     background = None if dataset.static_background is None else bin_patterns(dataset.static_background, binning)
     probs = predict_patterns(model, card, patterns, background)
     return evaluate_predictions(probs, dataset.labels[order], card.classes, dataset.material[order])
+
+
+def record_metrics(result: TrainResult, dataset: Dataset) -> dict:
+    """Evaluate a trained model on its unseen orientations (``test``) and held-out materials (``holdout``)
+    and store the metrics in its card, as the Results page and ``evaluate`` read them."""
+    metrics = {"test": evaluate_split(result.model, result.card, dataset, result.split.test)}
+    if len(result.split.holdout):
+        metrics["holdout"] = evaluate_split(result.model, result.card, dataset, result.split.holdout)
+    result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
+    return metrics

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ebsd_core.io.dataset import Dataset
 from ebsd_core.store import resolve_model_dir, save_model
-from ebsd_core.train import TrainConfig, TrainProgress, evaluate_split, train_model
+from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,7 @@ def train_evaluate_save(
     """
     target = resolve_model_dir(out)
     result = train_model(dataset, config, progress=progress, should_stop=should_stop)
-    metrics = {"test": evaluate_split(result.model, result.card, dataset, result.split.test)}
-    if len(result.split.holdout):
-        metrics["holdout"] = evaluate_split(result.model, result.card, dataset, result.split.holdout)
-    result.card.metrics = {"accuracy": metrics["test"].get("accuracy"), **metrics}
+    metrics = record_metrics(result, dataset)
     if dataset_path is not None:
         result.card.training["dataset_path"] = str(Path(dataset_path).resolve())
     result.card.training.update(training_notes or {})

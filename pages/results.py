@@ -18,11 +18,14 @@ from pages.common import (
     confusion_figure,
     confusion_png,
     curves_figure,
+    enter_page,
     montage_figure,
     select_model,
     show_error,
     tidy,
 )
+
+enter_page()
 
 SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
 
@@ -87,6 +90,10 @@ def model_zip(model_dir: str, modified: float) -> bytes:
 cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
 
 
+def _score(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.3f}"
+
+
 st.title("Results")
 stored = list_models()
 models = [m for m in stored if "error" not in m]
@@ -109,11 +116,16 @@ except EbsdError as exc:
 st.session_state.model_name = choice
 test = card.metrics.get("test", {})
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Test accuracy (unseen orientations)", f"{test.get('accuracy', float('nan')):.3f}")
+c1.metric("Test accuracy (unseen orientations)", _score(test.get("accuracy")))
 if "holdout" in card.metrics:
-    c2.metric("Held-out materials", f"{card.metrics['holdout'].get('accuracy', float('nan')):.3f}")
+    c2.metric("Held-out materials", _score(card.metrics["holdout"].get("accuracy")))
 c3.metric("Initialisation", "ImageNet" if card.pretrained else "scratch", help=card.backbone)
-c4.metric("Calibration error (ECE)", f"{test.get('ece', float('nan')):.3f}")
+c4.metric("Calibration error (ECE)", _score(test.get("ece")))
+if not test:
+    st.info(
+        f"{choice} was saved without test metrics (an older sweep model): score it with "
+        f"`python -m ebsd_core evaluate --model {default_store() / choice} --data DATASET.h5`."
+    )
 
 histories = {choice: card.history}
 for other in compare:
@@ -132,12 +144,13 @@ if test.get("confusion_matrix"):
     fig = confusion_figure(metrics["confusion_matrix"], metrics["classes"], normalise)
     st.plotly_chart(fig)
     table = pd.DataFrame(metrics["per_class"]).T
-    st.dataframe(table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}))
+    st.dataframe(table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
     if metrics.get("same_lattice_confusion"):
         st.caption("Same-lattice confusions (fraction of the true class predicted as the other):")
         st.json(metrics["same_lattice_confusion"])
     if metrics.get("per_material"):
-        st.dataframe(pd.DataFrame(metrics["per_material"]).T)
+        st.caption("Accuracy of each material (n: its patterns in this split):")
+        st.dataframe(pd.DataFrame(metrics["per_material"]).T.style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}))
 
 match = SWEEP_NAME.match(choice)
 if match:

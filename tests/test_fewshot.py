@@ -4,6 +4,7 @@ import pytest
 from ebsd_core.errors import InputError
 from ebsd_core.fewshot import few_shot_split
 from ebsd_core.io.dataset import Dataset, read_dataset
+from ebsd_core.store import read_card
 
 
 def test_split_is_seeded_disjoint_and_stratified(tiny_dataset):
@@ -69,6 +70,9 @@ def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tm
     )
     capsys.readouterr()
     model = str(out / run["model"])
+    card = read_card(model)  # what the Results page shows of a sweep's model
+    assert card.metrics["test"]["accuracy"] == pytest.approx(run["test_accuracy"])
+    assert card.metrics["holdout"]["confusion_matrix"] and card.metrics["accuracy"] == card.metrics["test"]["accuracy"]
     assert main(["evaluate", "--model", model, "--data", str(tiny_dataset), "--split", "holdout"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(run["holdout_accuracy"])
