@@ -71,7 +71,11 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
             raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", source.path)
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
-            raise InputError(f"patterns are {cols}x{rows}, those of the first scan {shape[1]}x{shape[0]}", source.path)
+            raise InputError(
+                f"patterns are {cols}x{rows}, those of the first scan {shape[1]}x{shape[0]}: a dataset holds one "
+                "pattern size, so use scans recorded with the same camera and binning",
+                source.path,
+            )
         block = source.batch(0, len(source))
         if subtract:
             block = block.astype(np.float32) - (0.0 if background is None else background)

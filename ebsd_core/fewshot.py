@@ -55,8 +55,11 @@ def few_shot_split(
         members = seen[dataset.labels[seen] == label]
         symbol = dataset.class_symbols[label]
         if len(members) < shots + 1:
+            have = f"{len(members)} pattern{'s' if len(members) != 1 else ''}"
             raise InputError(
-                f"class {symbol} has {len(members)} training-material patterns; {shots} shots need at least {shots + 1}"
+                f"class {symbol} has {have} of its training materials; {shots + 1} are needed for {shots} "
+                f"shot{'s' if shots != 1 else ''} per class (one more to validate on): choose fewer shots or add "
+                "patterns"
             )
         members = rng.permutation(members)
         n_val = min(val_per_class, max(1, (len(members) - shots) // 2))

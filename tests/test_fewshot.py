@@ -22,7 +22,7 @@ def test_split_is_seeded_disjoint_and_stratified(tiny_dataset):
 
 def test_too_few_patterns_or_classes():
     ds = Dataset(patterns=np.zeros((4, 8, 8)), labels=[0, 0, 1, 1], classes=[225, 229], material=["a"] * 4)
-    with pytest.raises(InputError, match="5 shots need at least 6"):
+    with pytest.raises(InputError, match="has 2 patterns of its training materials; 6 are needed for 5 shots"):
         few_shot_split(ds, shots=5)
     one = Dataset(patterns=np.zeros((4, 8, 8)), labels=[0] * 4, classes=[225], material=["a"] * 4)
     with pytest.raises(InputError, match="every pattern is labelled Fm-3m: classification needs two classes"):
