@@ -8,12 +8,15 @@ trained on and form their own test split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
+from ebsd_core.phases import space_group_symbol
 
 SHOT_CHOICES = (1, 5, 10, 20, 50, 100, 400)
 
@@ -27,6 +30,38 @@ class FewShotSplit:
 
     def sizes(self) -> dict[str, int]:
         return {k: int(len(getattr(self, k))) for k in ("train", "val", "test", "holdout")}
+
+
+def check_shots(
+    labels: np.ndarray,
+    split: np.ndarray | None,
+    classes: Sequence[int],
+    shots: int,
+    path: str | Path | None = None,
+) -> None:
+    """Refuse ``shots`` per class that the labelled patterns cannot give (before any training starts).
+
+    Raises
+    ------
+    InputError
+        If fewer than two classes are labelled, or a class has fewer than ``shots + 1`` patterns of its
+        training materials (``split != "holdout"``): one more than the shots is kept to validate on.
+    """
+    if shots < 1:
+        raise InputError(f"shots per class must be at least 1, not {shots}", path)
+    check_two_classes(labels, classes, path)
+    labels = np.asarray(labels)
+    seen = labels if split is None else labels[np.asarray(split) != "holdout"]
+    for label in sorted({int(label) for label in labels if label >= 0}):
+        count = int((seen == label).sum())
+        if count < shots + 1:
+            have = f"{count} pattern{'s' if count != 1 else ''}"
+            raise InputError(
+                f"class {space_group_symbol(classes[label])} has {have} of its training materials; {shots + 1} "
+                f"are needed for {shots} shot{'s' if shots != 1 else ''} per class (one more to validate on): "
+                "choose fewer shots or add patterns",
+                path,
+            )
 
 
 def few_shot_split(
@@ -44,24 +79,13 @@ def few_shot_split(
         If the dataset has fewer than two classes, or a class has too few
         patterns for the requested shots plus at least one validation pattern.
     """
-    if shots < 1:
-        raise InputError(f"shots per class must be at least 1, not {shots}")
-    check_two_classes(dataset.labels, dataset.classes)
+    check_shots(dataset.labels, dataset.split, dataset.classes, shots)
     present = sorted({int(label) for label in dataset.labels if label >= 0})
     rng = np.random.default_rng(seed)
     seen = np.flatnonzero(dataset.split != "holdout")
     train, val, test = [], [], []
     for label in present:
-        members = seen[dataset.labels[seen] == label]
-        symbol = dataset.class_symbols[label]
-        if len(members) < shots + 1:
-            have = f"{len(members)} pattern{'s' if len(members) != 1 else ''}"
-            raise InputError(
-                f"class {symbol} has {have} of its training materials; {shots + 1} are needed for {shots} "
-                f"shot{'s' if shots != 1 else ''} per class (one more to validate on): choose fewer shots or add "
-                "patterns"
-            )
-        members = rng.permutation(members)
+        members = rng.permutation(seen[dataset.labels[seen] == label])
         n_val = min(val_per_class, max(1, (len(members) - shots) // 2))
         train.append(members[:shots])
         val.append(members[shots : shots + n_val])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.atomic import atomic_path
+from ebsd_core.fewshot import check_shots
 from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
@@ -97,6 +98,7 @@ def run_curve(
     (replaced on a rerun, like ``curve.json``), to evaluate or explain later without training again.
     """
     dataset = read_dataset(data)
+    check_shots(dataset.labels, dataset.split, dataset.classes, max(shots), data)  # before hours of training
     runs = []
     total = len(modes) * len(shots) * len(seeds)
     for mode in modes:

@@ -8,6 +8,7 @@ import streamlit as st
 from ebsd_core.augment import AugmentConfig
 from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
+from ebsd_core.fewshot import check_shots
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED, RUNNING
 from ebsd_core.phases import CATALOGUE
@@ -163,6 +164,9 @@ elif path is not None:
             shots = [int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s]
             if not shots or min(shots) < 1:
                 raise ValueError("give shots per class as positive integers, e.g. 10 or 5,10,20")
+            labelled = open_patterns(path)
+            if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
+                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
             modes = {"ImageNet transfer": [True], "scratch": [False], "both side by side": [True, False]}[mode]
             if not offline and True in modes:

@@ -115,6 +115,29 @@ def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monke
     assert "dataset_path" not in app.session_state  # nothing was made active
 
 
+def test_train_page_refuses_more_shots_than_the_dataset_has_before_any_job(app, tmp_path, monkeypatch):
+    import numpy as np
+
+    from ebsd_core.io.dataset import Dataset, write_dataset
+
+    root = tmp_path / "root"
+    root.mkdir()
+    patterns = np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8)
+    labels = np.repeat([0, 1], 4)
+    write_dataset(Dataset(patterns, labels, [225, 229], np.repeat(["ni", "fe"], 4)), root / "real.h5")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("real.h5").run()
+    next(b for b in app.button if b.label == "Use this dataset").click().run()
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).input("10")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("real.h5: class Fm-3m has 4 patterns of its training materials; 11 are needed" in e for e in errors)
+    assert "train_job" not in app.session_state  # no job was started
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 

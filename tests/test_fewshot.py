@@ -87,6 +87,10 @@ def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsy
     assert main(["fewshot-curve", *args, "--shots", "5,twenty"]) == 2
     assert "--shots: '5,twenty' is not a comma-separated list of whole numbers" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    # the largest shot count the data cannot give is refused before the smaller ones are trained
+    assert main(["fewshot-curve", *args, "--shots", "1,12", "--epochs", "1"]) == 2
+    assert "tiny.h5: class Pm-3m has 12 patterns of its training materials; 13 are needed" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 def test_real_patterns_are_scored_with_their_most_likely_class_and_the_truths_probability(map_model, map_scan_file):
