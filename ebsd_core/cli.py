@@ -188,7 +188,10 @@ def _train(args: argparse.Namespace) -> int:
     out = resolve_model_dir(args.out)
     if out.exists() and not args.force:
         raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
+    from ebsd_core.fewshot import check_shots
+
     dataset = read_dataset(args.data)
+    check_shots(dataset.labels, dataset.split, dataset.classes, args.shots, args.data)  # names the file
     config = _train_config(args, args.shots, not args.scratch, args.seed, dataset.patterns.shape[1:])
     summary = train_evaluate_save(dataset, config, out, args.force, _epoch_printer, dataset_path=args.data)
     print(json.dumps(summary))

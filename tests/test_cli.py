@@ -30,3 +30,11 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "x.h5").exists()
     assert main(["info", str(tmp_path / "missing.h5")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "models" / "too-many"
+    assert main(["train", "--data", str(tiny_dataset), "--shots", "12", "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tiny_dataset}: class Pm-3m has 12 patterns") and "choose fewer shots" in err
+    assert not out.exists()
