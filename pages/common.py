@@ -165,9 +165,11 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
 
 
 def select_model(names: list[str], key: str | None = None) -> str:
-    """A model picker that starts on the session's current model (the one last trained or mapped)."""
+    """A model picker that starts on the session's current model (the one last trained, mapped or chosen)."""
     current = st.session_state.get("model_name")
-    return st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
+    choice = st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
+    st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
+    return choice
 
 
 def safe_name(name: str) -> str:

@@ -126,8 +126,8 @@ def job_progress(job_id: str) -> None:
                 st.session_state.map_path = state.result["map"]
                 st.session_state.map_scan = state.result["scan"]
                 st.session_state.map_point = (0, 0)
-                if state.result.get("model_name"):
-                    st.session_state.model_name = state.result["model_name"]
+                if state.result.get("model_name"):  # the demo map's own model: the picker shows it too
+                    st.session_state.model_name = st.session_state.map_model = state.result["model_name"]
                 st.rerun(scope="app")
         else:
             st.error(f"{state.title}: {state.status}: {state.error or state.message}")

@@ -113,7 +113,6 @@ except EbsdError as exc:
     show_error(exc)
     st.stop()
 
-st.session_state.model_name = choice
 test = card.metrics.get("test", {})
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Test accuracy (unseen orientations)", _score(test.get("accuracy")))

@@ -164,9 +164,6 @@ elif path is not None:
             shots = [int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s]
             if not shots or min(shots) < 1:
                 raise ValueError("give shots per class as positive integers, e.g. 10 or 5,10,20")
-            labelled = open_patterns(path)
-            if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
-                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
             modes = {"ImageNet transfer": [True], "scratch": [False], "both side by side": [True, False]}[mode]
             if not offline and True in modes:
@@ -178,6 +175,9 @@ elif path is not None:
                 raise ValueError(f"the prior {start} is a {prior['backbone']}: choose that backbone to start from it")
             if (default_store() / validate_name(f"{name}-transfer-k{shots[0]}")).exists():
                 raise ValueError(f"a model named {name} exists in the store; choose another name")
+            labelled = open_patterns(path)
+            if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
+                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
             runs = [
                 (
                     f"{'transfer' if pre else 'scratch'}-k{k}",

@@ -49,6 +49,20 @@ def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_pa
     assert "Model: **duplex**" in [c.value for c in app.sidebar.caption]
 
 
+def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
+    import shutil
+
+    for name in ("duplex", "other"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    app.run()
+    app.switch_page("pages/phasemap.py").run()
+    app.selectbox(key="map_model").select("other").run()
+    assert not app.exception
+    assert "Model: **other**" in [c.value for c in app.sidebar.caption]
+    app.switch_page("pages/explain.py").run()
+    assert app.selectbox[0].value == "other"
+
+
 @pytest.mark.cold_server
 def test_a_deep_link_to_a_freshly_started_server_runs_through_the_router(app):
     app.switch_page("pages/train.py").run()  # a bookmark, before any session has run app.py
