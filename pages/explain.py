@@ -21,7 +21,7 @@ st.caption(
 
 METHOD_LABELS = {
     "gradcam": "Grad-CAM (fast)",
-    "shap": "SHAP (Shapley values, a few seconds)",
+    "shap": "SHAP (Shapley values)",
     "activations": "Activation maps",
     "filters": "First-layer filters",
 }
@@ -46,7 +46,10 @@ if active_dataset_path():
     sources[f"dataset: {active_dataset_path().name}"] = str(active_dataset_path())
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
-method = st.radio("Method", list(METHOD_LABELS), format_func=METHOD_LABELS.get, horizontal=True)
+# measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
+shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
+labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
+method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
 source_path, index, target, shap_method = None, 0, None, "gradient"
 if method != "filters":
     if not sources:
