@@ -189,9 +189,18 @@ def upload_to_session(upload) -> Path:
     return target
 
 
+def for_the_user(message: str) -> str:
+    """``message`` with this session's private folder left out: files are named as the user uploaded them,
+    and a hosted server does not show its folders."""
+    for folder in (session_dir() / "uploads", session_dir()):
+        message = message.replace(f"{folder}{os.sep}", "")
+    return message
+
+
 def show_error(exc: Exception) -> None:
     """One clear line for the user; never a traceback."""
-    st.error(str(exc) if isinstance(exc, EbsdError) else f"Unexpected problem: {exc.__class__.__name__}: {exc}")
+    text = str(exc) if isinstance(exc, EbsdError) else f"Unexpected problem: {exc.__class__.__name__}: {exc}"
+    st.error(for_the_user(text))
 
 
 def active_dataset_path() -> Path | None:

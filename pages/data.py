@@ -72,7 +72,7 @@ with tab_upload:
                 rows.append((source, None))
             else:
                 choice = st.selectbox(
-                    f"Space group of {upload.name} ({len(source)} patterns)",
+                    f"Space group of {upload.name} ({len(source)} pattern{'s' if len(source) != 1 else ''})",
                     [f"{M3M_SPACE_GROUPS[sg]} ({sg})" for sg in M3M_SPACE_GROUPS],
                     index=4,
                     key=f"sg-{upload.name}",

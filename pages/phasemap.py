@@ -19,6 +19,7 @@ from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
     enter_page,
+    for_the_user,
     job_manager,
     select_model,
     server_path_input,
@@ -130,7 +131,7 @@ def job_progress(job_id: str) -> None:
                     st.session_state.model_name = st.session_state.map_model = state.result["model_name"]
                 st.rerun(scope="app")
         else:
-            st.error(f"{state.title}: {state.status}: {state.error or state.message}")
+            st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
             if "scan" in state.params and st.button("Start again", key="restart_map"):
                 st.session_state.map_job = manager.restart(job_id, _map_function(state.params))
                 st.rerun()

@@ -23,6 +23,7 @@ from pages.common import (
     curves_figure,
     default_name,
     enter_page,
+    for_the_user,
     job_manager,
     renew_default_name,
     session_id,
@@ -247,7 +248,7 @@ def job_panel(job_id: str) -> None:
                     set_active_dataset(Path(state.result["dataset"]), "demo")
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
-            st.error(f"{state.status}: {state.error or state.message}")
+            st.error(for_the_user(f"{state.status}: {state.error or state.message}"))
             if state.kind == "train" and state.params and st.button("Start again", key="restart"):
                 params = state.params
                 st.session_state.train_job = manager.restart(job_id, lambda ctx: train_runs_job(ctx, params))

@@ -119,3 +119,29 @@ def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):
+    """The message names the file as the user uploaded it, not by the server's session folder."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for name, size in (("grain_a.png", 32), ("grain_b.png", 40)):
+        files.append(tmp_path / name)
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(files[-1])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_role("link", name="Data").first.click()
+        page.locator("input[type=file]").first.set_input_files([str(f) for f in files])
+        page.get_by_text("Space group of grain_b.png (1 pattern)").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Use these as the dataset").click()
+        message = page.get_by_text("patterns are 40x40, those of the first scan 32x32")
+        message.wait_for(timeout=60_000)
+        text = message.inner_text()
+        assert text.startswith("grain_b.png: patterns are 40x40") and "sessions" not in text, text
+        browser.close()
