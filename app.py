@@ -36,9 +36,11 @@ def _sidebar_status() -> None:
     st.caption(f"Model: **{st.session_state.get('model_name', 'none')}**")
 
 
-status = st.sidebar.container()
+status = st.sidebar.empty()
+with status.container():  # what stays when the page stops early (st.stop draws nothing after it)
+    _sidebar_status()
 try:
     navigation.run()
-finally:  # drawn after the page, which may have just chosen a model or dataset (also when it stops early)
-    with status:
+finally:  # drawn again after the page, which may have just chosen a model or dataset
+    with status.container():
         _sidebar_status()

@@ -63,6 +63,14 @@ def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, ma
     assert app.selectbox[0].value == "other"
 
 
+@pytest.mark.parametrize("page", ["pages/results.py", "pages/explain.py", "pages/train.py"])
+def test_sidebar_status_stays_when_a_page_stops_early(app, page):
+    app.run()
+    app.switch_page(page).run()  # no models and no dataset: these pages say so and stop
+    assert not app.exception and app.info
+    assert [c.value for c in app.sidebar.caption][1:] == ["Dataset: none yet", "Model: **none**"]
+
+
 @pytest.mark.cold_server
 def test_a_deep_link_to_a_freshly_started_server_runs_through_the_router(app):
     app.switch_page("pages/train.py").run()  # a bookmark, before any session has run app.py
