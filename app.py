@@ -1,5 +1,8 @@
 """Dashboard entry point: the router (st.navigation) and the sidebar."""
 
+import sys
+import time
+
 import streamlit as st
 
 from pages.common import active_dataset_path, has_access, housekeeping, require_access, session_id
@@ -18,6 +21,15 @@ pages = [
 # configured in .streamlit/secrets.toml.
 navigation = st.navigation(pages, position="sidebar" if has_access() else "hidden")
 require_access()
+if "torch" not in sys.modules:  # the first visit after a server start: say why the page waits
+    starting = st.empty()
+    starting.info(
+        "Starting the engine (PyTorch): about 5 s, once after the server starts.", icon=":material/hourglass_top:"
+    )
+    time.sleep(0.2)  # the import holds the interpreter: let the server send the note first
+    import ebsd_core.train  # noqa: F401
+
+    starting.empty()
 housekeeping()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 

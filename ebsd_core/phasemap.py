@@ -58,19 +58,24 @@ class MapPhase:
 
 
 def phases_for_model(card: ModelCard) -> list[MapPhase]:
-    """Name each class after the one material it was trained on, else after its space group."""
+    """Name the classes after the materials they were trained on when each class had just one.
+
+    A model of one sample's phases (Ni and Ni3Al) then labels its map with them. A model trained on
+    several materials for some class is a space-group classifier: all its classes are named by space
+    group, so that a map of it does not claim a material it only learnt a class from.
+    """
     trained = [str(m) for m in card.training.get("materials", [])]
+    known = []
+    for key in trained:
+        try:
+            known.append(get_material(key))
+        except InputError:
+            continue
+    by_class = [[m for m in known if m.space_group == sg] for sg in card.classes]
+    one_each = all(len(mats) == 1 for mats in by_class)
     phases = []
-    for i, sg in enumerate(card.classes):
-        mats = []
-        for key in trained:
-            try:
-                material = get_material(key)
-            except InputError:
-                continue
-            if material.space_group == sg:
-                mats.append(material)
-        name = mats[0].key if len(mats) == 1 else space_group_symbol(sg)
+    for i, (sg, mats) in enumerate(zip(card.classes, by_class)):
+        name = mats[0].key if one_each else space_group_symbol(sg)
         a = mats[0].a if mats else (materials_for(sg)[0].a if materials_for(sg) else 4.0)
         phases.append(MapPhase(name, sg, float(a), PHASE_COLOURS[i % len(PHASE_COLOURS)]))
     return phases

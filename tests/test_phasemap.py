@@ -124,10 +124,13 @@ def test_compile_failure_falls_back_to_eager(map_model, map_scan_file, phase_map
         map_scan(model, card, open_patterns(map_scan_file), compile="sometimes")
 
 
-def test_phase_names_fall_back_to_space_groups(map_model):
+def test_phases_are_named_by_material_only_when_each_class_had_one(map_model):
     _, card = load_model(map_model)
+    assert [p.label for p in phases_for_model(card)] == ["austenite (Fm-3m)", "ferrite (Im-3m)"]
     card.training["materials"] = ["austenite", "ni", "ferrite"]
-    assert [p.name for p in phases_for_model(card)] == ["Fm-3m", "ferrite"]
+    assert [p.label for p in phases_for_model(card)] == ["Fm-3m", "Im-3m"]
+    card.training["materials"] = ["my-steel-a", "my-steel-b"]  # class folders of real data
+    assert [p.label for p in phases_for_model(card)] == ["Fm-3m", "Im-3m"]
 
 
 def test_map_shape_problems_are_named(map_model, map_scan_file):
