@@ -309,7 +309,7 @@ def _simulate_map(args: argparse.Namespace) -> int:
 @command("phasemap")
 def _phasemap(args: argparse.Namespace) -> int:
     from ebsd_core.map_export import check_export_path, export_map
-    from ebsd_core.phasemap import map_scan, map_scan_distributed, open_cluster
+    from ebsd_core.phasemap import attach_orientations, map_scan, map_scan_distributed, open_cluster
     from ebsd_core.simulate_map import parse_shape
 
     nav_shape = parse_shape(args.nav_shape) if args.nav_shape else None
@@ -324,10 +324,13 @@ def _phasemap(args: argparse.Namespace) -> int:
         from ebsd_core.io.readers import open_patterns
 
         model, card = _load_for_inference(args, _device(args.device))
+        source = open_patterns(args.scan)
+        if args.orientations is not None:
+            attach_orientations(source, args.orientations, nav_shape)
         phase_map = map_scan(
             model,
             card,
-            open_patterns(args.scan),
+            source,
             nav_shape,
             args.batch_size,
             progress,
@@ -350,6 +353,7 @@ def _phasemap(args: argparse.Namespace) -> int:
                 compile=args.compile,
                 views=args.views,
                 cleanup=args.cleanup == "grain",
+                orientations=args.orientations,
             )
     written = [str(export_map(phase_map, out)) for out in outputs]
     print(json.dumps({"written": written, **phase_map.summary()}))
@@ -685,6 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", action="append", required=True, help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)"
     )
     p.add_argument("--nav-shape", help="ROWSxCOLS when the file does not record the map shape")
+    p.add_argument(
+        "--orientations",
+        type=Path,
+        help="the scan's Hough indexing (.ang, .ctf, orix .h5; points in the scan's order) whose orientations "
+        "the exports keep; by default those the scan file holds, if any",
+    )
     p.add_argument(
         "--scheduler",
         default="auto",

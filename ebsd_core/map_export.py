@@ -67,13 +67,14 @@ def ctf_text(phase_map: PhaseMap) -> str:
     out.write("\n".join(header) + "\n")
     x, y = phase_map.coordinates()
     index = phase_map.index
+    euler = np.rad2deg(phase_map.euler())
     band_contrast = np.clip(np.round(phase_map.quality * 255), 0, 255).astype(int)
     band_slope = np.clip(np.round(phase_map.confidence * 255), 0, 255).astype(int)
     for i in range(phase_map.size):
         indexed = index[i] >= 0
         out.write(
             f"{index[i] + 1 if indexed else 0}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else 3}"
-            f"\t0.0000\t0.0000\t0.0000\t0.0000\t{band_contrast[i]}\t{band_slope[i]}\n"
+            f"\t{euler[i, 0]:.4f}\t{euler[i, 1]:.4f}\t{euler[i, 2]:.4f}\t0.0000\t{band_contrast[i]}\t{band_slope[i]}\n"
         )
     return out.getvalue()
 

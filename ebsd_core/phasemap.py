@@ -24,6 +24,7 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
 from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source
+from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import ModelCard
@@ -96,6 +97,8 @@ class PhaseMap:
     model: str = ""
     notes: list[str] = field(default_factory=list)  # warnings a user should see with the map
     raw_probabilities: np.ndarray | None = None  # (N, C) before the grain clean-up, when it ran
+    rotations: np.ndarray | None = None  # (N, 4) the scan's own orientations (orix quaternions), NaN unknown
+    orientations_from: str = ""  # where ``rotations`` came from; "" when the scan had none
 
     @property
     def confidence(self) -> np.ndarray:
@@ -130,8 +133,8 @@ class PhaseMap:
         if self.truth is None or not (self.truth >= 0).any():
             return None
         index = self.index if probabilities is None else decide(probabilities, self.threshold)
-        known = self.truth >= 0
-        return float((index[known] == self.truth[known]).mean())
+        labelled = self.truth >= 0
+        return float((index[labelled] == self.truth[labelled]).mean())
 
     def summary(self) -> dict:
         accuracy = self.accuracy()
@@ -146,6 +149,7 @@ class PhaseMap:
             "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "grain_cleanup": self.raw_probabilities is not None,
+            "orientations": self.orientations_from or "none (the exports give every point the identity)",
             **({"accuracy_before_cleanup": round(raw, 4)} if (raw := self._raw_accuracy()) is not None else {}),
             "notes": self.notes,
         }
@@ -153,8 +157,19 @@ class PhaseMap:
     def _raw_accuracy(self) -> float | None:
         return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
+    def euler(self) -> np.ndarray:
+        """(N, 3) Bunge Euler angles in radians of the scan's orientations; zeros where unknown."""
+        from orix.quaternion import Rotation
+
+        if self.rotations is None:
+            return np.zeros((self.size, 3))
+        q = np.asarray(self.rotations, dtype=np.float64)
+        q = np.where(np.isfinite(q).all(axis=1, keepdims=True), q, [1.0, 0.0, 0.0, 0.0])
+        return Rotation(q).to_euler()
+
     def to_crystal_map(self):
-        """An orix ``CrystalMap``: phase ids 0.. per class, -1 not indexed; orientations identity."""
+        """An orix ``CrystalMap``: phase ids 0.. per class, -1 not indexed; the scan's orientations (else the
+        identity) for every point."""
         from orix.crystal_map import CrystalMap, PhaseList
         from orix.quaternion import Rotation
 
@@ -171,7 +186,7 @@ class PhaseMap:
         props = {"confidence": self.confidence, "iq": self.quality}
         props.update({f"p_{p.symbol}": self.probabilities[:, i] for i, p in enumerate(self.phases)})
         return CrystalMap(
-            rotations=Rotation.identity(self.size),
+            rotations=Rotation.from_euler(self.euler()),
             phase_id=self.index,
             x=x.astype(float),
             y=y.astype(float),
@@ -193,8 +208,11 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
         "source": phase_map.source,
         "model": phase_map.model,
         "notes": phase_map.notes,
+        "orientations_from": phase_map.orientations_from,
     }
     arrays = {"probabilities": phase_map.probabilities, "quality": phase_map.quality}
+    if phase_map.rotations is not None:
+        arrays["rotations"] = np.asarray(phase_map.rotations, dtype=np.float32)
     if phase_map.raw_probabilities is not None:
         arrays["raw_probabilities"] = phase_map.raw_probabilities
     if phase_map.truth is not None:
@@ -221,9 +239,23 @@ def load_phase_map(path: str | Path) -> PhaseMap:
                 model=meta["model"],
                 notes=list(meta.get("notes", [])),
                 raw_probabilities=data.get("raw_probabilities"),
+                rotations=data.get("rotations"),
+                orientations_from=str(meta.get("orientations_from", "")),
             )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"not a saved phase map ({exc.__class__.__name__}: {exc})", path) from None
+
+
+def attach_orientations(
+    source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None, name: str | None = None
+) -> PatternSource:
+    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang or .ctf of the same
+    scan, points in the same order), for the map's exports; they replace any the scan file holds."""
+    from ebsd_core.io.orientations import read_orientations
+
+    source.quaternions = read_orientations(path, len(source), nav_shape or source.nav_shape)
+    source.orientations_from = name or Path(path).name
+    return source
 
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
@@ -265,6 +297,7 @@ def _assemble(
 ) -> PhaseMap:
     phases = phases_for_model(card)
     truth = _truth(source, phases, notes)
+    rotations = source.quaternions if known(source.quaternions) else None
     for message in notes:
         log.warning("%s: %s", source.path, message)
     return PhaseMap(
@@ -278,6 +311,8 @@ def _assemble(
         source=source.path,
         model=card.name,
         notes=notes,
+        rotations=None if rotations is None else np.asarray(rotations, dtype=np.float32).reshape(-1, 4),
+        orientations_from=source.orientations_from if rotations is not None else "",
     )
 
 
@@ -292,9 +327,10 @@ def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: boo
     shape = source.pattern_shape
     if not trained or tuple(shape) == (int(trained), int(trained)):
         return []
+    square = "" if shape[0] == shape[1] else "centre-cropped to a square and "
     message = (
         f"patterns are {shape[1]}x{shape[0]} px but the model was trained on {trained}x{trained} px "
-        f"simulations; they are resized to {card.input_size}x{card.input_size} like the training data"
+        f"simulations; they are {square}resized to {card.input_size}x{card.input_size} like the training data"
     )
     if not allow_resize:
         raise ModelError(message.split(";")[0] + " (resizing was not allowed)", source.path)
@@ -501,12 +537,14 @@ def map_scan_distributed(
     compile: str = "auto",
     views: int | None = None,
     cleanup: bool = True,
+    orientations: str | Path | None = None,
 ) -> PhaseMap:
     """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``.
 
     The grain clean-up (``cleanup``) runs here, in the client, after the workers' answers are in.
 
     ``views`` overrides :func:`map_views`; with the clean-up every point gets views of its own.
+    ``orientations``: an indexing file of the scan for the exports (:func:`attach_orientations`).
 
     With ``compile="auto"`` every CPU worker compiles the model once when the scan has at least
     ``ebsd_core.inference.COMPILE_MIN_PATTERNS`` patterns (see :func:`ebsd_core.inference.predict_source`).
@@ -520,6 +558,8 @@ def map_scan_distributed(
     views = card.views = map_views(card, cleanup, views)
     source = open_patterns(scan_path, lazy=True)
     shape = _nav_shape(source, nav_shape)
+    if orientations is not None:
+        attach_orientations(source, orientations, shape)
     notes = reading_notes(source, card)
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)

@@ -106,15 +106,26 @@ def train_runs_job(context, params: dict) -> dict:
     return {"runs": summaries, "model_name": f"{name_prefix}-{runs[0][0]}"}
 
 
-def phase_map_job(context, model_dir: str, scan_path: str, out: str | Path, cleanup: bool = True) -> dict:
-    """Job body: map a scan with a saved model (and the grain clean-up) and store the map for viewing."""
+def phase_map_job(
+    context,
+    model_dir: str,
+    scan_path: str,
+    out: str | Path,
+    cleanup: bool = True,
+    orientations: str | Path | None = None,
+) -> dict:
+    """Job body: map a scan with a saved model (and the grain clean-up) and store the map for viewing.
+
+    ``orientations``: the scan's indexing file, whose orientations the map's exports keep."""
     from ebsd_core.backbones import select_device
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.phasemap import map_scan, save_phase_map
+    from ebsd_core.phasemap import attach_orientations, map_scan, save_phase_map
     from ebsd_core.store import load_model
 
     model, card = load_model(model_dir, device=select_device("auto"))
     source = open_patterns(scan_path)
+    if orientations is not None:
+        attach_orientations(source, orientations)
     phase_map = map_scan(model, card, source, cleanup=cleanup, progress=context.report, should_stop=context.should_stop)
     save_phase_map(phase_map, out)
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}

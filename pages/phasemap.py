@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
+from ebsd_core.io.orientations import read_orientations
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes
@@ -94,6 +95,9 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
+    orientations = orientation_choice(source)
+    if orientations is False:
+        return
     cleanup = st.checkbox(
         "Grain clean-up",
         value=True,
@@ -105,14 +109,46 @@ def start_map(model_name: str, scan: Path) -> None:
         model_dir = str(default_store() / model_name)
         out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
         params = {"model_dir": model_dir, "scan": str(scan), "out": str(out), "cleanup": cleanup}
+        if orientations is not None:
+            params["orientations"] = str(orientations)
         st.session_state.map_job = manager.submit(
             "phasemap", f"Phase map of {scan.name} with {model_name}", session_id(), _map_function(params), params
         )
 
 
+def orientation_choice(source) -> Path | None | bool:
+    """The scan's own orientations when it has them, else an optional upload of its Hough indexing.
+
+    Returns the uploaded file, None (none given, or the scan's own are used) or False when the upload is refused.
+    """
+    if source.orientations_from:
+        st.caption(f"Orientations: from {source.orientations_from}; the .ang, .ctf and .h5 exports keep them.")
+        return None
+    upload = st.file_uploader(
+        "Hough indexing of this scan (optional: .ang or .ctf, points in the scan's order)",
+        type=["ang", "ctf"],
+        help="The exports then keep its orientations and replace only the phases; without it every point of "
+        "the exported map has the identity orientation.",
+    )
+    if upload is None:
+        return None
+    try:
+        path = upload_to_session(upload)
+        read_orientations(path, len(source), source.nav_shape)
+    except EbsdError as exc:
+        show_error(exc)
+        return False
+    return path
+
+
 def _map_function(params: dict):
     return lambda ctx: phase_map_job(
-        ctx, params["model_dir"], params["scan"], params["out"], params.get("cleanup", True)
+        ctx,
+        params["model_dir"],
+        params["scan"],
+        params["out"],
+        params.get("cleanup", True),
+        orientations=params.get("orientations"),
     )
 
 
@@ -278,6 +314,7 @@ def show_map(map_path: str, scan_path: str) -> None:
     col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
     show_point(phase_map, scan_path, row * cols + col)
     st.subheader("Export")
+    st.caption(f"Orientations: {phase_map.summary()['orientations']}.")
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         column.download_button(

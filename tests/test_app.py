@@ -6,6 +6,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -251,6 +252,46 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     assert state.status == "done", state.error
     assert state.params["cleanup"] is False and state.result["grain_cleanup"] is False
     assert state.result["points"] == 80
+    assert state.result["orientations"] == "simulation (true orientations)"
+    assert any("Orientations: from simulation" in c.value for c in app.caption)
+
+
+def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model, map_scan_file, tmp_path):
+    """A scan without orientations, and the vendor's .ang of it uploaded beside: the map's exports keep them."""
+    import dataclasses
+    import shutil
+
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+
+    from ebsd_core.io.dataset import read_dataset, write_dataset
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    write_dataset(dataclasses.replace(read_dataset(map_scan_file), quaternions=None), scans / "patterns_only.h5")
+
+    def ang_bytes(name, points, cols):
+        yy, xx = np.divmod(np.arange(points), cols)
+        path = tmp_path / name
+        orix_io.save(str(path), CrystalMap(rotations=Rotation.random(points), x=xx * 1.0, y=yy * 1.0))
+        return (name, path.read_bytes(), "text/plain")
+
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(scans))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("patterns_only.h5").run()
+    hough = next(u for u in app.file_uploader if u.label.startswith("Hough indexing"))
+    hough.set_value(ang_bytes("other_scan.ang", 6, 3)).run()
+    assert any("other_scan.ang: holds 6 points but the scan has 80 patterns" in e.value for e in app.error)
+    assert not any(b.label == "Classify every pattern" for b in app.button)
+    hough = next(u for u in app.file_uploader if u.label.startswith("Hough indexing"))
+    hough.set_value(ang_bytes("hough.ang", 80, 10)).run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["orientations"] == "hough.ang"
 
 
 def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):

@@ -76,3 +76,23 @@ def test_bad_exports_are_refused(small_map, tmp_path):
     empty = PhaseMap((0, 0), small_map.phases, np.zeros((0, 2), np.float32), np.zeros(0, np.float32), 0.5)
     with pytest.raises(InputError, match="empty"):
         export_map(empty, tmp_path / "map.csv")
+
+
+def _angle_deg(a, b):
+    """Angle between rotations given as orix quaternions (no crystal symmetry)."""
+    from orix.quaternion import Rotation
+
+    return np.rad2deg((~Rotation(a) * Rotation(b)).angle)
+
+
+@pytest.mark.parametrize("suffix", [".ang", ".ctf", ".h5"])
+def test_exports_keep_the_scans_orientations(small_map, tmp_path, suffix):
+    from orix.quaternion import Rotation
+
+    small_map.rotations = Rotation.random(12).data.astype(np.float32)
+    small_map.rotations[5] = np.nan  # unknown: exported as the identity
+    xmap = orix_io.load(str(export_map(small_map, tmp_path / f"map{suffix}")))
+    indexed = small_map.index >= 0
+    indexed[5] = False
+    assert _angle_deg(xmap.rotations.data[indexed], small_map.rotations[indexed]).max() < 0.01
+    assert _angle_deg(xmap.rotations.data[[5]], np.array([[1.0, 0, 0, 0]])).max() < 0.01

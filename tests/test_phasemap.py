@@ -49,6 +49,7 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map)
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
     np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
+    np.testing.assert_array_equal(distributed.rotations, phase_map.rotations)  # the scan's, for the exports
 
 
 def test_map_views_follow_the_cleanup(map_model):
@@ -94,6 +95,9 @@ def test_a_much_coarser_camera_gets_advice_on_training_for_it():
     assert "60x60 px" in note and "--camera-binning 4" in note
     (note,) = check_pattern_size(SimpleNamespace(pattern_shape=(120, 120), path="scan.h5"), card)
     assert "--camera-binning" not in note  # 2x coarser: resized, and measured to cost little
+    assert "they are resized to 224x224" in note
+    (note,) = check_pattern_size(SimpleNamespace(pattern_shape=(1200, 1600), path="fe.tif"), card)
+    assert "1600x1200 px" in note and "centre-cropped to a square and resized to 224x224" in note
     card.training["augment"] = {"resolution": 4}
     (note,) = check_pattern_size(scan, card)
     assert "--camera-binning" not in note  # trained for it
@@ -174,3 +178,64 @@ def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path
     assert all(out.is_file() and out.stat().st_size > 0 for out in outs)
     assert main(args + ["--out", str(tmp_path / "map.txt")]) == 2
     assert "unknown export format" in capsys.readouterr().err
+
+
+def _angles_deg(a, b):
+    from orix.quaternion import Rotation
+
+    return np.rad2deg((~Rotation(np.asarray(a, dtype=float)) * Rotation(np.asarray(b, dtype=float))).angle)
+
+
+def test_a_map_keeps_the_scans_orientations_through_save_and_export(phase_map, map_scan_file, tmp_path):
+    from orix import io as orix_io
+
+    from ebsd_core.map_export import export_map
+    from ebsd_core.phasemap import load_phase_map, save_phase_map
+
+    truth = read_dataset(map_scan_file).quaternions.reshape(-1, 4)
+    assert phase_map.orientations_from == "simulation (true orientations)"
+    assert phase_map.summary()["orientations"] == "simulation (true orientations)"
+    reloaded = load_phase_map(save_phase_map(phase_map, tmp_path / "map.npz"))
+    assert _angles_deg(reloaded.rotations, truth).max() < 0.01
+    xmap = orix_io.load(str(export_map(reloaded, tmp_path / "map.ctf")))
+    indexed = phase_map.index >= 0
+    assert _angles_deg(xmap.rotations.data[indexed], truth[indexed]).max() < 0.01
+
+
+def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_model, map_scan_file, tmp_path, capsys):
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+
+    hough = Rotation.random(80)
+    yy, xx = np.divmod(np.arange(80), 10)
+    orix_io.save(str(tmp_path / "hough.ang"), CrystalMap(rotations=hough, x=xx * 1.0, y=yy * 1.0))
+    args = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--cleanup", "none"]
+    args += ["--orientations", str(tmp_path / "hough.ang"), "--out", str(tmp_path / "map.ang")]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["orientations"] == "hough.ang"
+    xmap = orix_io.load(str(tmp_path / "map.ang"))
+    indexed = xmap.phase_id >= 0
+    assert indexed.any() and _angles_deg(xmap.rotations.data[indexed], hough.data[indexed]).max() < 0.01
+    args[args.index("--orientations") + 1] = str(map_scan_file)  # a pattern file orix cannot read
+    assert main(args[:-2] + ["--out", str(tmp_path / "other.ang")]) == 2
+    assert "duplex_scan.h5: orix cannot read orientations" in capsys.readouterr().err
+
+
+def test_a_real_scans_own_indexing_reaches_the_export(map_model, tmp_path):
+    import kikuchipy as kp
+    from conftest import REAL_NI, shared_file
+    from orix import io as orix_io
+
+    from ebsd_core.map_export import export_map
+
+    path = shared_file(REAL_NI)
+    model, card = load_model(map_model)
+    phase_map = map_scan(model, card, open_patterns(path), cleanup=False, allow_resize=True)
+    assert phase_map.orientations_from == "the scan's own indexing"
+    recorded = kp.load(str(path), lazy=True).xmap.rotations.data
+    assert _angles_deg(phase_map.rotations, recorded).max() < 0.01
+    export_map(phase_map, tmp_path / "ni.ctf")
+    xmap = orix_io.load(str(tmp_path / "ni.ctf"))
+    indexed = xmap.phase_id >= 0
+    assert _angles_deg(xmap.rotations.data[indexed], recorded[indexed]).max() < 0.01

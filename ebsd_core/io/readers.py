@@ -19,6 +19,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images
 from ebsd_core.io.dataset import is_dataset_file, read_dataset
+from ebsd_core.io.orientations import from_crystal_map, known
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class PatternSource:
     names: list[str] | None = None  # per-pattern names (image files)
     material: np.ndarray | None = None
     split: np.ndarray | None = None
-    quaternions: np.ndarray | None = None
+    quaternions: np.ndarray | None = None  # (N, 4) orix convention, NaN rows unknown
+    orientations_from: str = ""  # where known quaternions came from, for the map's summary; "" when none
     step_um: float = 1.0  # scan step between map points
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
@@ -82,9 +84,16 @@ def _read_project_dataset(path: Path, lazy: bool) -> PatternSource:
         material=ds.material,
         split=ds.split,
         quaternions=ds.quaternions,
+        orientations_from=_dataset_orientations(ds),
         step_um=float(ds.provenance.get("step_um", 1.0)),
         provenance=ds.provenance,
     )
+
+
+def _dataset_orientations(ds) -> str:
+    if not known(ds.quaternions):
+        return ""
+    return "simulation (true orientations)" if "simulate" in str(ds.provenance.get("generator", "")) else "the dataset"
 
 
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
@@ -118,12 +127,15 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         if background.shape != sig_shape:
             background = None
     nav_axes = signal.axes_manager.navigation_axes
+    quaternions = from_crystal_map(getattr(signal, "xmap", None), int(np.prod(nav_shape)))
     return PatternSource(
         path=str(path),
         kind="kikuchipy",
         patterns=flat,
         nav_shape=nav_shape,
         static_background=background,
+        quaternions=quaternions,
+        orientations_from="" if quaternions is None else "the scan's own indexing",
         step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
     )
 

@@ -1,0 +1,82 @@
+"""Crystal orientations of a scan, from its own indexing: kept so that phase maps export them.
+
+Hough indexing gives every point of a dual-phase scan an orientation even where it cannot
+tell the phases apart (Ni and Ni3Al, ferrite and NiAl). The phase map replaces only the
+phase, so its .ang / .ctf / .h5 exports carry those orientations on, for grain and texture
+analysis in MTEX, OIM or AZtec. They come from the pattern file itself (kikuchipy reads the
+crystal map that h5ebsd files store) or from a separate file orix reads (.ang, .ctf, orix .h5,
+Bruker and EMsoft h5ebsd), with its points in the scan's order.
+
+Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ebsd_core.errors import InputError
+
+#: File types orix reads a crystal map from.
+ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd"}
+
+
+def known(quaternions: np.ndarray | None) -> bool:
+    """Whether ``quaternions`` hold any orientation: some row finite and not the identity.
+
+    kikuchipy gives a scan without indexing a crystal map of identity rotations, and the
+    project's datasets store NaN where the orientation is unknown; neither is an orientation.
+    """
+    if quaternions is None or len(quaternions) == 0:
+        return False
+    q = np.asarray(quaternions, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(q).all(axis=1)
+    identity = np.isclose(np.abs(q[:, 0]), 1.0) & np.isclose(np.abs(q[:, 1:]).sum(axis=1), 0.0)
+    return bool((finite & ~identity).any())
+
+
+def from_crystal_map(xmap, points: int) -> np.ndarray | None:
+    """The quaternions of an orix ``CrystalMap`` of ``points`` points, or None when it holds none.
+
+    Points the map left out (not in its data) get NaN.
+    """
+    if xmap is None or xmap.is_in_data.size != points:
+        return None
+    quaternions = np.full((points, 4), np.nan, dtype=np.float32)
+    quaternions[xmap.is_in_data] = xmap.rotations.data.reshape(-1, 4)
+    return quaternions if known(quaternions) else None
+
+
+def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | None = None) -> np.ndarray:
+    """The orientations of a scan's ``points`` points from a file orix reads (.ang, .ctf, ...).
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, of another size or map shape, or without orientations.
+    """
+    from orix import io as orix_io
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such orientation file", path)
+    if path.suffix.lower() not in ORIENTATION_EXTENSIONS:
+        raise InputError(f"not an orientation file; orix reads {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
+    try:
+        xmap = orix_io.load(str(path))
+    except Exception as exc:  # orix raises many types for files it cannot parse
+        raise InputError(f"orix cannot read orientations from it ({exc.__class__.__name__}: {exc})", path) from None
+    size = xmap.is_in_data.size
+    if size != points:
+        raise InputError(f"holds {size} points but the scan has {points} patterns", path)
+    shape = tuple(int(v) for v in nav_shape or ())
+    if len(shape) == 2 and np.prod(shape) == points and tuple(xmap.shape) not in {shape, (points,)}:
+        raise InputError(
+            f"its map is {xmap.shape[0]}x{xmap.shape[1]} points but the scan is {shape[0]}x{shape[1]}", path
+        )
+    quaternions = from_crystal_map(xmap, points)
+    if quaternions is None:
+        raise InputError("holds no orientations (every point is the identity)", path)
+    return quaternions

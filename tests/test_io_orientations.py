@@ -1,0 +1,53 @@
+"""Orientations of a scan's own indexing: read, checked, and carried into the phase map's exports."""
+
+import numpy as np
+import pytest
+from orix import io as orix_io
+from orix.crystal_map import CrystalMap
+from orix.quaternion import Rotation
+
+from ebsd_core.errors import InputError
+from ebsd_core.io.orientations import from_crystal_map, known, read_orientations
+
+
+def _ang(path, rotations, shape=(2, 3)):
+    rows, cols = shape
+    yy, xx = np.divmod(np.arange(rows * cols), cols)
+    xmap = CrystalMap(rotations=rotations, x=xx.astype(float), y=yy.astype(float))
+    orix_io.save(str(path), xmap)
+    return path
+
+
+def test_identity_and_nan_are_not_orientations():
+    assert not known(None) and not known(np.full((4, 4), np.nan))
+    assert not known(Rotation.identity(4).data)
+    assert known(Rotation.random(4).data)
+
+
+def test_reading_an_ang_file_keeps_the_point_order(tmp_path):
+    rotations = Rotation.random(6)
+    quaternions = read_orientations(_ang(tmp_path / "hough.ang", rotations), 6, (2, 3))
+    angles = (~Rotation(quaternions) * rotations).angle
+    assert quaternions.shape == (6, 4) and np.rad2deg(angles).max() < 0.01
+
+
+def test_orientation_files_that_do_not_fit_are_named(tmp_path):
+    path = _ang(tmp_path / "hough.ang", Rotation.random(6))
+    with pytest.raises(InputError, match="hough.ang: holds 6 points but the scan has 8 patterns"):
+        read_orientations(path, 8)
+    with pytest.raises(InputError, match="its map is 2x3 points but the scan is 3x2"):
+        read_orientations(path, 6, (3, 2))
+    with pytest.raises(InputError, match="holds no orientations"):
+        read_orientations(_ang(tmp_path / "empty.ang", Rotation.identity(6)), 6)
+    (tmp_path / "notes.ang").write_text("not an ang file\n")
+    with pytest.raises(InputError, match="notes.ang: orix cannot read"):
+        read_orientations(tmp_path / "notes.ang", 6)
+    (tmp_path / "map.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match="map.png: not an orientation file"):
+        read_orientations(tmp_path / "map.png", 6)
+
+
+def test_a_crystal_map_of_another_size_gives_none():
+    xmap = CrystalMap(rotations=Rotation.random(4))
+    assert from_crystal_map(xmap, 5) is None and from_crystal_map(None, 4) is None
+    assert from_crystal_map(xmap, 4).shape == (4, 4)
