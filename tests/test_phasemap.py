@@ -82,6 +82,25 @@ def test_a_recorded_scan_read_by_a_simulation_only_model_gets_the_caution():
     assert reading_notes(recorded, card) == []
 
 
+def test_a_small_simulated_scan_read_by_a_model_of_larger_patterns_is_named():
+    from types import SimpleNamespace
+
+    from ebsd_core.phasemap import reading_notes
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    training = {"pattern_size": 240, "dataset": "simulate", "augment": {"resolution": 4}}
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=224), training=training)
+    simulated = {"generator": "ebsd_core 0.1 simulate-map"}
+    resized, note = reading_notes(SimpleNamespace(pattern_shape=(60, 60), path="map.h5", provenance=simulated), card)
+    assert "resized to 224x224" in resized
+    assert "simulated at 60 px" in note and "simulate the scan at the model's pattern size" in note
+    notes = reading_notes(SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", provenance={}), card)
+    assert not any("simulated at" in n for n in notes)  # a real camera's binned patterns: trained for
+    (note,) = reading_notes(SimpleNamespace(pattern_shape=(120, 120), path="map.h5", provenance=simulated), card)
+    assert "resized to 224x224" in note  # 2x smaller: only resized
+
+
 def test_a_much_coarser_camera_gets_advice_on_training_for_it():
     from types import SimpleNamespace
 
