@@ -157,13 +157,13 @@ class PhaseMap:
     def _raw_accuracy(self) -> float | None:
         return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
-    def euler(self) -> np.ndarray:
-        """(N, 3) Bunge Euler angles in radians of the scan's orientations; zeros where unknown."""
+    def euler(self, points: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(N, 3) Bunge Euler angles in radians of the scan's orientations (of ``points``); zeros where unknown."""
         from orix.quaternion import Rotation
 
         if self.rotations is None:
-            return np.zeros((self.size, 3))
-        q = np.asarray(self.rotations, dtype=np.float64)
+            return np.zeros((len(np.arange(self.size)[points]), 3))
+        q = np.asarray(self.rotations[points], dtype=np.float64).reshape(-1, 4)
         q = np.where(np.isfinite(q).all(axis=1, keepdims=True), q, [1.0, 0.0, 0.0, 0.0])
         return Rotation(q).to_euler()
 

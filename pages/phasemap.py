@@ -256,6 +256,12 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
     fig.add_hline(y=phase_map.threshold, line_dash="dot", annotation_text="unknown below")
     right.plotly_chart(fig)
+    if phase_map.rotations is not None and np.isfinite(phase_map.rotations[point]).all():
+        phi1, big_phi, phi2 = np.rad2deg(phase_map.euler([point])[0])
+        right.caption(
+            f"Orientation from {phase_map.orientations_from} (Bunge Euler): "
+            f"φ1 {phi1:.1f}°, Φ {big_phi:.1f}°, φ2 {phi2:.1f}°"
+        )
     if right.button("Explain this pattern", icon=":material/visibility:"):
         st.session_state.explain_index = point
         st.switch_page("pages/explain.py")

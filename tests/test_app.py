@@ -254,6 +254,10 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     assert state.result["points"] == 80
     assert state.result["orientations"] == "simulation (true orientations)"
     assert any("Orientations: from simulation" in c.value for c in app.caption)
+    app.run()  # the finished job's map, and its first point
+    assert any(
+        c.value.startswith("Orientation from simulation (true orientations) (Bunge Euler): φ1") for c in app.caption
+    )
 
 
 def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model, map_scan_file, tmp_path):
