@@ -153,8 +153,9 @@ def prior(args) -> dict:
 
 
 def make_scan(points: int, size: int = 60) -> str:
-    """A chunked scan of ``points`` patterns, tiled from 2,000 simulated ones (written in blocks)."""
-    path = OUT / f"scan-{points}-{size}.h5"
+    """A chunked scan of ``points`` patterns, tiled from 2,000 simulated ones (written in blocks), with their
+    orientations, as an indexed scan has them (the map keeps them for its exports)."""
+    path = OUT / f"scan-{points}-{size}-indexed.h5"
     if path.exists():
         return str(path)
     layout = voronoi_layout([get_material("austenite"), get_material("ferrite")], (40, 50), seed=3)
@@ -171,6 +172,8 @@ def make_scan(points: int, size: int = 60) -> str:
         for start in range(0, rows * cols, len(block.patterns)):
             stop = min(rows * cols, start + len(block.patterns))
             dset[start:stop] = block.patterns[: stop - start]
+        quaternions = np.resize(block.quaternions.reshape(-1, 4), (rows * cols, 4)).astype(np.float32)
+        f.create_dataset("quaternions", data=quaternions)
         f.create_dataset("labels", data=np.full(rows * cols, -1, np.int16))
         f.create_dataset("material", data=np.full(rows * cols, "", dtype=object), dtype=h5py.string_dtype())
         f.create_dataset("split", data=np.full(rows * cols, "train", dtype=object), dtype=h5py.string_dtype())
@@ -227,6 +230,7 @@ def memory(args) -> dict:
         "rss_before_mb": round(before),
         "seconds": round(seconds),
         "patterns_per_s": round(phase_map.size / seconds),
+        "orientations_kept": phase_map.rotations is not None,
         "bf16": precision_used(card),
     }
 
