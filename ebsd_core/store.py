@@ -73,6 +73,21 @@ class ModelCard:
         return "prior" in self.training
 
     @property
+    def initialisation(self) -> str:
+        """Where training started: "scratch", "ImageNet", "EBSD prior NAME", "saved model NAME" or
+        "weights file NAME" (``TrainConfig.weights_file``; a prior is named so when its folder is still here)."""
+        weights = (self.training.get("config") or {}).get("weights_file")
+        if not weights:
+            return "ImageNet" if self.pretrained else "scratch"
+        path = Path(str(weights))
+        if path.suffix:
+            return f"weights file {path.name}"
+        try:
+            return f"{'EBSD prior' if read_card(path).is_prior else 'saved model'} {path.name}"
+        except ModelError:
+            return f"saved model {path.name}"
+
+    @property
     def input_size(self) -> int:
         return self.preprocess.size
 

@@ -206,3 +206,21 @@ def test_cli_train_input_size_follows_the_patterns(tiny_dataset, tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["train", *args, "--camera-binning", "0", "--out", "bad-binning"])
     assert "camera binning must be a whole number from 1 to 16, not '0'" in capsys.readouterr().err
+
+
+def test_the_card_says_where_training_started(tmp_path):
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    def card(pretrained=True, weights=None):
+        return ModelCard(
+            "efficientnet_lite0",
+            [225, 229],
+            PreprocessConfig(),
+            pretrained=pretrained,
+            training={"config": {"weights_file": weights}},
+        )
+
+    assert card().initialisation == "ImageNet" and card(pretrained=False).initialisation == "scratch"
+    assert card(weights=str(tmp_path / "lite0.safetensors")).initialisation == "weights file lite0.safetensors"
+    assert card(weights=str(tmp_path / "gone")).initialisation == "saved model gone"  # moved away since
