@@ -27,7 +27,7 @@ from ebsd_core.explain import (
     grad_cam,
     shap_values,
 )
-from ebsd_core.inference import predict_tensor
+from ebsd_core.inference import UNKNOWN, decide, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.preprocess import preprocess
 from ebsd_core.store import ModelCard, load_model
@@ -234,6 +234,7 @@ def explain_pattern(
     context = load_pattern(source, card, index)
     probabilities = predict_tensor(model, context.pattern[None])[0]
     predicted = int(np.argmax(probabilities))
+    decided = int(decide(probabilities[None], card.unknown_threshold)[0])  # what predict and the maps answer
     target = predicted if target is None else int(target)
     if not 0 <= target < len(card.classes):
         raise InputError(f"class index {target} is outside 0..{len(card.classes) - 1} ({card.class_symbols})")
@@ -242,6 +243,8 @@ def explain_pattern(
         {
             "index": index,
             "predicted": card.class_symbols[predicted],
+            "decision": card.class_symbols[decided] if decided >= 0 else UNKNOWN,
+            "threshold": card.unknown_threshold,
             "probabilities": {s: round(float(p), 4) for s, p in zip(card.class_symbols, probabilities)},
             "explained_class": card.class_symbols[target],
             "material": context.material,

@@ -86,9 +86,13 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
         show_error(exc)
         st.stop()
     if "predicted" in numbers:
+        top = f"{numbers['predicted']}** ({numbers['probabilities'][numbers['predicted']]:.0%})"
+        if numbers.get("decision") == "unknown":
+            answer = f"**unknown**: top class **{top}, below the model's {numbers['threshold']:.0%} threshold"
+        else:
+            answer = f"predicted **{top}"
         st.write(
-            f"Pattern {index}: predicted **{numbers['predicted']}** "
-            f"({numbers['probabilities'][numbers['predicted']]:.0%}); explaining **{numbers['explained_class']}**"
+            f"Pattern {index}: {answer}; explaining **{numbers['explained_class']}**"
             + (f"; true material: {numbers['material']}" if numbers.get("material") else "")
         )
     bands = numbers.get("bands")

@@ -233,6 +233,8 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
     assert any("Evidence on Kikuchi bands" in m.label for m in app.metric)
+    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
+    assert headline.startswith(("Pattern 0: predicted **", "Pattern 0: **unknown**: top class **"))
     assert len(app.get("image")) >= 1
 
 

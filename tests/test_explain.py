@@ -157,3 +157,20 @@ def test_explain_refuses_bad_index(map_model, map_scan_file, tmp_path, capsys):
     args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--index", "999"]
     assert main(args + ["--method", "gradcam", "--out", str(tmp_path)]) == 2
     assert "outside 0..79" in capsys.readouterr().err
+
+
+def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file, tmp_path):
+    import shutil
+
+    from ebsd_core.explain_report import explain_pattern
+    from ebsd_core.store import read_card
+
+    numbers = explain_pattern(map_model, map_scan_file, 3, "gradcam").numbers
+    top = numbers["probabilities"][numbers["predicted"]]
+    assert numbers["decision"] == (numbers["predicted"] if top >= read_card(map_model).unknown_threshold else "unknown")
+    unsure = shutil.copytree(map_model, tmp_path / "unsure")  # the same model, never sure enough
+    card = json.loads((unsure / "model.json").read_text())
+    card["unknown_threshold"] = 0.999
+    (unsure / "model.json").write_text(json.dumps(card))
+    numbers = explain_pattern(unsure, map_scan_file, 3, "gradcam").numbers
+    assert numbers["decision"] == "unknown" and numbers["threshold"] == 0.999
