@@ -66,13 +66,13 @@ def phases_for_model(card: ModelCard) -> list[MapPhase]:
     group, so that a map of it does not claim a material it only learnt a class from.
     """
     trained = [str(m) for m in card.training.get("materials", [])]
-    known = []
+    catalogued = []
     for key in trained:
         try:
-            known.append(get_material(key))
+            catalogued.append(get_material(key))
         except InputError:
             continue
-    by_class = [[m for m in known if m.space_group == sg] for sg in card.classes]
+    by_class = [[m for m in catalogued if m.space_group == sg] for sg in card.classes]
     one_each = all(len(mats) == 1 for mats in by_class)
     phases = []
     for i, (sg, mats) in enumerate(zip(card.classes, by_class)):
@@ -149,7 +149,7 @@ class PhaseMap:
             "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "grain_cleanup": self.raw_probabilities is not None,
-            "orientations": self.orientations_from or "none (the exports give every point the identity)",
+            "orientations": self.orientations_note,
             **({"accuracy_before_cleanup": round(raw, 4)} if (raw := self._raw_accuracy()) is not None else {}),
             "notes": self.notes,
         }
@@ -157,15 +157,24 @@ class PhaseMap:
     def _raw_accuracy(self) -> float | None:
         return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
-    def euler(self, points: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """(N, 3) Bunge Euler angles in radians of the scan's orientations (of ``points``); zeros where unknown."""
+    @property
+    def orientations_note(self) -> str:
+        """Where the exports' orientations come from."""
+        return self.orientations_from or "none (the exports give every point the identity)"
+
+    def quaternions(self, points: Sequence[int] | slice = slice(None)) -> np.ndarray:
+        """(N, 4) the scan's orientations (of ``points``) as orix quaternions; the identity where unknown."""
+        identity = np.array([1.0, 0.0, 0.0, 0.0])
+        if self.rotations is None:
+            return np.tile(identity, (len(np.arange(self.size)[points]), 1))
+        q = np.asarray(self.rotations[points], dtype=np.float64).reshape(-1, 4)
+        return np.where(np.isfinite(q).all(axis=1, keepdims=True), q, identity)
+
+    def euler(self, points: Sequence[int] | slice = slice(None)) -> np.ndarray:
+        """(N, 3) Bunge Euler angles in radians of :meth:`quaternions`."""
         from orix.quaternion import Rotation
 
-        if self.rotations is None:
-            return np.zeros((len(np.arange(self.size)[points]), 3))
-        q = np.asarray(self.rotations[points], dtype=np.float64).reshape(-1, 4)
-        q = np.where(np.isfinite(q).all(axis=1, keepdims=True), q, [1.0, 0.0, 0.0, 0.0])
-        return Rotation(q).to_euler()
+        return Rotation(self.quaternions(points)).to_euler()
 
     def to_crystal_map(self):
         """An orix ``CrystalMap``: phase ids 0.. per class, -1 not indexed; the scan's orientations (else the
@@ -186,7 +195,7 @@ class PhaseMap:
         props = {"confidence": self.confidence, "iq": self.quality}
         props.update({f"p_{p.symbol}": self.probabilities[:, i] for i, p in enumerate(self.phases)})
         return CrystalMap(
-            rotations=Rotation.from_euler(self.euler()),
+            rotations=Rotation(self.quaternions()),
             phase_id=self.index,
             x=x.astype(float),
             y=y.astype(float),
@@ -247,14 +256,14 @@ def load_phase_map(path: str | Path) -> PhaseMap:
 
 
 def attach_orientations(
-    source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None, name: str | None = None
+    source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None
 ) -> PatternSource:
     """Give ``source`` the orientations of a separate indexing file (the vendor's .ang or .ctf of the same
     scan, points in the same order), for the map's exports; they replace any the scan file holds."""
     from ebsd_core.io.orientations import read_orientations
 
     source.quaternions = read_orientations(path, len(source), nav_shape or source.nav_shape)
-    source.orientations_from = name or Path(path).name
+    source.orientations_from = Path(path).name
     return source
 
 
@@ -361,7 +370,7 @@ def _made_by_simulator(generator: object) -> bool:
 
 def _small_simulation_note(source: PatternSource, card: ModelCard) -> list[str]:
     """The simulator renders a small detector directly, which a model trained on larger patterns does not read
-    like a binned camera's patterns (bench/RESULTS.md, "Small simulated patterns")."""
+    like a binned camera's patterns (bench/RESULTS.md, "Tenth session: small simulated patterns")."""
     trained = int(card.training.get("pattern_size") or 0)
     size = min(source.pattern_shape)
     if not _made_by_simulator(source.provenance.get("generator")) or size * SMALL_CAMERA_FACTOR > trained:

@@ -73,19 +73,20 @@ class ModelCard:
         return "prior" in self.training
 
     @property
-    def initialisation(self) -> str:
-        """Where training started: "scratch", "ImageNet", "EBSD prior NAME", "saved model NAME" or
-        "weights file NAME" (``TrainConfig.weights_file``; a prior is named so when its folder is still here)."""
+    def initialisation(self) -> tuple[str, str]:
+        """Where training started, as (kind, name): ("ImageNet", ""), ("scratch", ""), ("EBSD prior", NAME),
+        ("saved model", NAME) or ("weights file", NAME), from ``TrainConfig.weights_file`` (a prior is named so
+        while its folder is still here)."""
         weights = (self.training.get("config") or {}).get("weights_file")
         if not weights:
-            return "ImageNet" if self.pretrained else "scratch"
+            return ("ImageNet" if self.pretrained else "scratch"), ""
         path = Path(str(weights))
         if path.suffix:
-            return f"weights file {path.name}"
+            return "weights file", path.name
         try:
-            return f"{'EBSD prior' if read_card(path).is_prior else 'saved model'} {path.name}"
+            return ("EBSD prior" if read_card(path).is_prior else "saved model"), path.name
         except ModelError:
-            return f"saved model {path.name}"
+            return "saved model", path.name
 
     @property
     def input_size(self) -> int:

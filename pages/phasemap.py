@@ -320,7 +320,7 @@ def show_map(map_path: str, scan_path: str) -> None:
     col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
     show_point(phase_map, scan_path, row * cols + col)
     st.subheader("Export")
-    st.caption(f"Orientations: {phase_map.summary()['orientations']}.")
+    st.caption(f"Orientations: {phase_map.orientations_note}.")
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         column.download_button(

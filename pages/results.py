@@ -118,9 +118,8 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Test accuracy (unseen orientations)", _score(test.get("accuracy")))
 if "holdout" in card.metrics:
     c2.metric("Held-out materials", _score(card.metrics["holdout"].get("accuracy")))
-start = card.initialisation  # "ImageNet", "scratch", or a kind and a name ("EBSD prior duplex-prior")
-kind, _, source = start.rpartition(" ") if start not in ("ImageNet", "scratch") else (start, "", "")
-c3.metric("Initialisation", kind, help=f"{card.backbone}, from {source}" if source else card.backbone)
+start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...
+c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)
 c4.metric("Calibration error (ECE)", _score(test.get("ece")))
 if not test:
     st.info(

@@ -345,7 +345,7 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     rehearsal = card.training["rehearsal"]
     assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS and rehearsal["source"] == "prior"
     assert {"austenite", "ferrite"}.isdisjoint(rehearsal["materials"])
-    assert card.initialisation == "EBSD prior duplex-prior"
+    assert card.initialisation == ("EBSD prior", "duplex-prior")
     app.switch_page("pages/results.py").run()
     next(s for s in app.selectbox if s.label == "Model").set_value("from-prior-transfer-k2").run()
     assert next(m for m in app.metric if m.label == "Initialisation").value == "EBSD prior"

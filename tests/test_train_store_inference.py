@@ -221,6 +221,7 @@ def test_the_card_says_where_training_started(tmp_path):
             training={"config": {"weights_file": weights}},
         )
 
-    assert card().initialisation == "ImageNet" and card(pretrained=False).initialisation == "scratch"
-    assert card(weights=str(tmp_path / "lite0.safetensors")).initialisation == "weights file lite0.safetensors"
-    assert card(weights=str(tmp_path / "gone")).initialisation == "saved model gone"  # moved away since
+    assert card().initialisation == ("ImageNet", "") and card(pretrained=False).initialisation == ("scratch", "")
+    weights = tmp_path / "my weights.safetensors"
+    assert card(weights=str(weights)).initialisation == ("weights file", "my weights.safetensors")
+    assert card(weights=str(tmp_path / "gone")).initialisation == ("saved model", "gone")  # moved away since
