@@ -24,6 +24,7 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
 from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source
+from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
@@ -363,17 +364,12 @@ SIMULATION_ONLY_CAUTION = (
 )
 
 
-def _made_by_simulator(generator: object) -> bool:
-    """Whether a provenance ``generator`` is the simulator (``simulate``, ``simulate-map``, priors)."""
-    return "simulate" in str(generator or "")
-
-
 def _small_simulation_note(source: PatternSource, card: ModelCard) -> list[str]:
     """The simulator renders a small detector directly, which a model trained on larger patterns does not read
     like a binned camera's patterns (bench/RESULTS.md, "Tenth session: small simulated patterns")."""
     trained = int(card.training.get("pattern_size") or 0)
     size = min(source.pattern_shape)
-    if not _made_by_simulator(source.provenance.get("generator")) or size * SMALL_CAMERA_FACTOR > trained:
+    if not made_by_simulator(source.provenance.get("generator")) or size * SMALL_CAMERA_FACTOR > trained:
         return []
     return [
         f"this scan was simulated at {size} px, and the model was trained on {trained} px patterns. The simulator "
@@ -388,7 +384,7 @@ def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = T
     scans, and recorded patterns (anything the simulator did not make) read by a model that has seen only
     simulations."""
     notes = check_pattern_size(source, card, allow_resize) + _small_simulation_note(source, card)
-    if not _made_by_simulator(source.provenance.get("generator")) and _made_by_simulator(card.training.get("dataset")):
+    if not made_by_simulator(source.provenance.get("generator")) and made_by_simulator(card.training.get("dataset")):
         notes.append(SIMULATION_ONLY_CAUTION)
     return notes
 

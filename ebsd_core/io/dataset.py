@@ -162,6 +162,11 @@ def write_dataset(dataset: Dataset, path: str | Path) -> Path:
     return path
 
 
+def made_by_simulator(generator: object) -> bool:
+    """Whether a provenance ``generator`` is the simulator (``simulate``, ``simulate-map``, priors)."""
+    return "simulate" in str(generator or "")
+
+
 def is_dataset_file(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as f:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ebsd_core.errors import InputError
 from ebsd_core.io import images
-from ebsd_core.io.dataset import is_dataset_file, read_dataset
+from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.orientations import from_crystal_map, known
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _read_project_dataset(path: Path, lazy: bool) -> PatternSource:
 def _dataset_orientations(ds) -> str:
     if not known(ds.quaternions):
         return ""
-    return "simulation (true orientations)" if "simulate" in str(ds.provenance.get("generator", "")) else "the dataset"
+    return "simulation (true orientations)" if made_by_simulator(ds.provenance.get("generator")) else "the dataset"
 
 
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
