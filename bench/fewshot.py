@@ -25,7 +25,7 @@ from _common import OUT, SHARED, emit, parser
 from ebsd_core.augment import AugmentConfig
 from ebsd_core.cli import number_within, whole_number_within
 from ebsd_core.datasets import simulate_dataset
-from ebsd_core.fewshot_curve import run_curve
+from ebsd_core.fewshot_curve import merge_curves, run_curve, transfer_beats_scratch
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.train import TrainConfig
 
@@ -119,7 +119,24 @@ def main() -> None:
     p.add_argument(
         "--without-prior-materials", action="store_true", help="leave PRIOR_MATERIALS, REHEARSAL_ONLY out of the data"
     )
+    p.add_argument(
+        "--merge",
+        help="comma-separated folders under bench/out of earlier runs: merge their curves into --out, train nothing",
+    )
     args = p.parse_args()
+    if args.merge:
+        curves = [OUT / name / "curve.json" for name in args.merge.split(",") if name]
+        summary = merge_curves(curves, OUT / args.out)["summary"]
+        emit(
+            {
+                "benchmark": "fewshot",
+                "merged": args.merge,
+                "summary": summary,
+                "transfer_beats_scratch": transfer_beats_scratch(summary),
+                "curve": str(OUT / args.out / "curve.png"),
+            }
+        )
+        return
     try:
         also_binning = [whole_number_within("--also-binning", 1, 16)(f) for f in args.also_binning.split(",") if f]
     except argparse.ArgumentTypeError as exc:
@@ -194,11 +211,6 @@ def main() -> None:
         also_binning=also_binning,
     )
     summary = result["summary"]
-    transfer_beats_scratch = {
-        k: summary["transfer"][k]["test_accuracy"] > summary["scratch"][k]["test_accuracy"]
-        for k in summary.get("transfer", {})
-        if int(k) <= 20 and "scratch" in summary
-    }
     emit(
         {
             "benchmark": "fewshot",
@@ -211,7 +223,7 @@ def main() -> None:
             "start": f"EBSD prior ({weights})" if weights else "ImageNet",
             "data": data.name,
             "summary": summary,
-            "transfer_beats_scratch": transfer_beats_scratch,
+            "transfer_beats_scratch": transfer_beats_scratch(summary),
             "curve": str(out / "curve.png"),
         }
     )

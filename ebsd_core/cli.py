@@ -432,6 +432,16 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("fewshot-merge")
+def _fewshot_merge(args: argparse.Namespace) -> int:
+    from ebsd_core.fewshot_curve import merge_curves, transfer_beats_scratch
+
+    curves = [path / "curve.json" if path.is_dir() else path for path in args.curve]
+    summary = merge_curves(curves, args.out)["summary"]
+    print(json.dumps({"summary": summary, "transfer_beats_scratch": transfer_beats_scratch(summary)}))
+    return 0
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate' or 'dataset')")
     p.add_argument("--backbone", default="efficientnet_lite0", help="registry name or any timm model name")
@@ -666,6 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--also-binning", default="", help="comma-separated camera binnings to score the models with too, e.g. 2,4"
     )
+
+    p = sub.add_parser("fewshot-merge", help="one curve from several fewshot-curve runs (a sweep split up)")
+    p.add_argument(
+        "--curve", type=Path, action="append", required=True, help="a fewshot-curve --out folder or its curve.json"
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder for the merged curve.json and curve.png")
 
     p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")
     p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.atomic import atomic_path
+from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot import check_shots
 from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
@@ -126,6 +128,11 @@ def run_curve(
                     save_model(result.model, result.card, Path(out_dir) / "models" / name, force=True)
                     run["model"] = f"models/{name}"
                 runs.append(run)
+    return write_curve(runs, out_dir)
+
+
+def write_curve(runs: list[dict], out_dir: str | Path) -> dict:
+    """Summarise ``runs`` and write them to ``out_dir/curve.json`` and ``curve.png`` (atomically)."""
     summary = summarise(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +140,59 @@ def run_curve(
         tmp.write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
     plot_curve(summary, out / "curve.png")
     return {"runs": runs, "summary": summary}
+
+
+def merge_curves(curve_files: Sequence[str | Path], out_dir: str | Path) -> dict:
+    """One curve from the runs of several ``curve.json`` files (a sweep split over several commands).
+
+    Each run's saved model (``model``) is given as a path from the merged folder. Raises
+    :class:`EbsdError` naming the file when one is unreadable, holds no runs, or repeats a
+    (mode, shots, seed) run of another file.
+    """
+    out = Path(out_dir)
+    runs: list[dict] = []
+    seen: dict[tuple, Path] = {}
+    for curve_file in map(Path, curve_files):
+        for run in _read_runs(curve_file):
+            key = (run["mode"], run["shots"], run["seed"])
+            if key in seen:
+                raise EbsdError(
+                    f"{curve_file}: the {key[0]} run with shots {key[1]}, seed {key[2]} is also in {seen[key]}"
+                )
+            seen[key] = curve_file
+            if run.get("model"):
+                run = {**run, "model": os.path.relpath(curve_file.parent / run["model"], out)}
+            runs.append(run)
+    return write_curve(sorted(runs, key=lambda r: (r["mode"], r["shots"], r["seed"])), out)
+
+
+def _read_runs(curve_file: Path) -> list[dict]:
+    """The runs of a ``curve.json`` written by :func:`write_curve`."""
+    try:
+        data = json.loads(curve_file.read_text())
+    except FileNotFoundError:
+        raise EbsdError(f"{curve_file}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise EbsdError(f"{curve_file}: not a curve.json of fewshot-curve ({exc})") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if (
+        not isinstance(runs, list)
+        or not runs
+        or not all(isinstance(r, dict) and {"mode", "shots", "seed"} <= r.keys() for r in runs)
+    ):
+        raise EbsdError(f"{curve_file}: holds no training runs of fewshot-curve")
+    return runs
+
+
+def transfer_beats_scratch(summary: dict, up_to: int = 20) -> dict[str, bool]:
+    """For each shot count up to ``up_to`` run in both modes: whether transfer's mean accuracy on
+    unseen orientations is above scratch's."""
+    transfer, scratch = summary.get("transfer", {}), summary.get("scratch", {})
+    return {
+        k: transfer[k]["test_accuracy"] > scratch[k]["test_accuracy"]
+        for k in transfer
+        if int(k) <= up_to and k in scratch
+    }
 
 
 def summarise(runs: list[dict]) -> dict:

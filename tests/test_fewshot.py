@@ -80,6 +80,67 @@ def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tm
     assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 0
 
 
+def test_fewshot_merge_joins_sweeps_run_apart(tiny_dataset, tmp_path, capsys):
+    import json
+
+    from ebsd_core.cli import main
+
+    args = ["--data", str(tiny_dataset), "--seeds", "0", "--epochs", "1", "--input-size", "32", "--save-models"]
+    for mode in ("transfer", "scratch"):
+        assert main(["fewshot-curve", *args, "--modes", mode, "--shots", "2", "--out", str(tmp_path / mode)]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "sweep" / "all"
+    assert (
+        main(
+            [
+                "fewshot-merge",
+                "--curve",
+                str(tmp_path / "transfer"),
+                "--curve",
+                str(tmp_path / "scratch" / "curve.json"),
+                "--out",
+                str(merged),
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    apart = [json.loads((tmp_path / mode / "curve.json").read_text()) for mode in ("transfer", "scratch")]
+    assert printed["summary"] == {
+        "transfer": apart[0]["summary"]["transfer"],
+        "scratch": apart[1]["summary"]["scratch"],
+    }
+    transfer_won = (
+        apart[0]["summary"]["transfer"]["2"]["test_accuracy"] > apart[1]["summary"]["scratch"]["2"]["test_accuracy"]
+    )
+    assert printed["transfer_beats_scratch"] == {"2": transfer_won}
+    curve = json.loads((merged / "curve.json").read_text())
+    assert [(r["mode"], r["shots"]) for r in curve["runs"]] == [("scratch", 2), ("transfer", 2)]
+    assert read_card(merged / curve["runs"][1]["model"]).metrics["accuracy"] == pytest.approx(
+        curve["runs"][1]["test_accuracy"]
+    )
+    assert (merged / "curve.png").stat().st_size > 1000
+    # the same run twice is refused, naming both files; nothing is written
+    again = [
+        "fewshot-merge",
+        "--curve",
+        str(tmp_path / "scratch"),
+        "--curve",
+        str(merged),
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main(again) == 2
+    assert (
+        f"{merged / 'curve.json'}: the scratch run with shots 2, seed 0 is also in {tmp_path / 'scratch'}"
+        in capsys.readouterr().err
+    )
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["fewshot-merge", "--curve", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
+    assert "bad.json: holds no training runs of fewshot-curve" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsys):
     from ebsd_core.cli import main
 
