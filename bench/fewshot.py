@@ -25,6 +25,7 @@ from _common import OUT, SHARED, emit, parser
 from ebsd_core.augment import AugmentConfig
 from ebsd_core.cli import number_within, whole_number_within
 from ebsd_core.datasets import simulate_dataset
+from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot_curve import merge_curves, run_curve, transfer_beats_scratch
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.train import TrainConfig
@@ -126,7 +127,10 @@ def main() -> None:
     args = p.parse_args()
     if args.merge:
         curves = [OUT / name / "curve.json" for name in args.merge.split(",") if name]
-        summary = merge_curves(curves, OUT / args.out)["summary"]
+        try:
+            summary = merge_curves(curves, OUT / args.out)["summary"]
+        except EbsdError as exc:
+            p.error(str(exc))
         emit(
             {
                 "benchmark": "fewshot",
