@@ -87,6 +87,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--shots", help="comma-separated shots per class (default 1,5,10,20,50,100; quick: 5,20)")
     p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
+    p.add_argument(
+        "--per-class",
+        type=whole_number_within("--per-class", 2, 10_000),
+        help="simulated patterns per class and split (default: the largest shot count + 60); give the same "
+        "number to sweeps run apart so that they train and score on one dataset",
+    )
     p.add_argument("--modes", default="transfer,scratch", help="comma-separated: transfer, scratch")
     p.add_argument("--crystal-rotation", type=float, help="training augmentation (default: AugmentConfig's)")
     p.add_argument(
@@ -160,7 +166,9 @@ def main() -> None:
     shots = [int(k) for k in args.shots.split(",")] if args.shots else shots
     seeds = [int(k) for k in args.seeds.split(",")] if args.seeds else seeds
     epochs = 6 if args.quick else args.epochs
-    per_class = max(shots) + 60
+    per_class = args.per_class or max(shots) + 60
+    if per_class < max(shots) + 20:
+        p.error(f"--per-class {per_class} leaves too few patterns: give at least the largest shot count + 20")
     out = OUT / args.out
     reduced = args.prior or args.without_prior_materials
     data = OUT / "fewshot" / f"data-{args.size}-{per_class}{'-without-prior-materials' if reduced else ''}.h5"
