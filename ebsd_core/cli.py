@@ -162,6 +162,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         device=args.device,
         unknown_threshold=args.unknown_threshold,
         views=args.views or TrainConfig.views,
+        views_below=TrainConfig.views_below if args.views_below is None else args.views_below,
         rehearsal_per_class=args.rehearse,
         rehearsal_source=args.rehearse_from,
         augment_config=AugmentConfig(
@@ -338,6 +339,7 @@ def _phasemap(args: argparse.Namespace) -> int:
             compile=args.compile,
             cleanup=args.cleanup == "grain",
             views=args.views,
+            views_below=args.views_below,
         )
     else:
         with open_cluster(scheduler, args.workers) as client:
@@ -354,6 +356,7 @@ def _phasemap(args: argparse.Namespace) -> int:
                 views=args.views,
                 cleanup=args.cleanup == "grain",
                 orientations=args.orientations,
+                views_below=args.views_below,
             )
     written = [str(export_map(phase_map, out)) for out in outputs]
     print(json.dumps({"written": written, **phase_map.summary()}))
@@ -484,6 +487,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "binning's pixel scale (default: ebsd_core.augment.AugmentConfig's; bench/RESULTS.md measures K = 2)",
     )
     _add_views_option(p, "test-time views the saved model predicts with")
+    _add_views_below_option(p, "ebsd_core.train.TrainConfig's")
     p.add_argument(
         "--rehearse",
         type=int,
@@ -549,6 +553,8 @@ def _load_for_inference(args: argparse.Namespace, device=None):
     model, card = load_model(args.model) if device is None else load_model(args.model, device=device)
     if args.views:
         card.views = args.views
+    if args.views_below is not None:
+        card.views_below = args.views_below
     return model, card
 
 
@@ -562,8 +568,21 @@ def _add_views_option(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _add_inference_options(p: argparse.ArgumentParser, compile_option: bool = True) -> None:
+def _add_views_below_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--views-below",
+        type=number_within("views-below", 0.01, 1),
+        metavar="P",
+        help="only patterns whose first view's top probability is below P get the other views; the rest keep "
+        f"their first view's probabilities (1: every pattern gets every view, as always on a GPU; default: {default})",
+    )
+
+
+def _add_inference_options(
+    p: argparse.ArgumentParser, compile_option: bool = True, views_below_default: str = "the model's own"
+) -> None:
     _add_views_option(p, "inference")
+    _add_views_below_option(p, views_below_default)
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -731,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grain: average each point with its same-grain neighbours (patterns that correlate), a second "
         "pass over the scan; none: every point on its own",
     )
-    _add_inference_options(p)
+    _add_inference_options(p, views_below_default="1, every point gets every view: the grain clean-up needs them")
 
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
     p.add_argument("--model", required=True, help="models/NAME")

@@ -114,7 +114,12 @@ def _softmax(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
 
 
 def model_probabilities(
-    model: nn.Module, batch: torch.Tensor, precision: str = "fp32", views: int = 1, first_point: int | None = None
+    model: nn.Module,
+    batch: torch.Tensor,
+    precision: str = "fp32",
+    views: int = 1,
+    first_point: int | None = None,
+    views_below: float | None = None,
 ) -> torch.Tensor:
     """Softmax probabilities (N, C), float32 on the model's device, for preprocessed patterns (N, S, S) there.
 
@@ -123,26 +128,42 @@ def model_probabilities(
     mirrored): errors that belong to one orientation average out, at ``views`` times the cost.
     The views are the same for every pattern, unless ``first_point`` gives the scan index of the
     first pattern: then every point gets its own (:func:`ebsd_core.augment.scattered_view_grids`).
+    ``views_below``: only patterns whose first view's top probability is below it get the other
+    views; the others keep their first view's probabilities (None or 1: every pattern gets them all;
+    on CUDA every pattern always does).
     """
     x = batch[:, None]
     probs = _softmax(model, x, precision)
-    if views > 1 and len(x):
-        if first_point is None:
-            grids = list(view_grids(x.shape[-1], int(views), str(x.device)))
-        else:
-            points = torch.arange(first_point, first_point + len(x))
-            grids = [scattered_view_grids(x.shape[-1], points, v, str(x.device)) for v in range(1, int(views))]
-        for grid in grids:
-            probs += _softmax(model, resample_standardised(x, grid), precision)
-        probs /= views
+    if views <= 1 or not len(x):
+        return probs
+    unsure = torch.arange(len(x), device=x.device)
+    # Not on CUDA: picking the unsure patterns waits for the GPU (it stalls the read-ahead of predict_source),
+    # and the compiled model pads every batch to one shape, so a GPU would do the same work, later.
+    if views_below is not None and views_below < 1 and x.device.type != "cuda":
+        unsure = unsure[probs.max(dim=1).values < views_below]
+    if not len(unsure):
+        return probs
+    x = x[unsure]
+    if first_point is None:
+        grids = list(view_grids(x.shape[-1], int(views), str(x.device)))
+    else:
+        points = first_point + unsure.cpu()
+        grids = [scattered_view_grids(x.shape[-1], points, v, str(x.device)) for v in range(1, int(views))]
+    averaged = probs[unsure]
+    for grid in grids:
+        averaged += _softmax(model, resample_standardised(x, grid), precision)
+    probs[unsure] = averaged / views
     return probs
 
 
 @torch.inference_mode()
-def predict_tensor(model: nn.Module, batch: np.ndarray, precision: str = "fp32", views: int = 1) -> np.ndarray:
-    """Softmax probabilities for preprocessed patterns (N, S, S), in ``"fp32"`` or ``"bf16"``."""
+def predict_tensor(
+    model: nn.Module, batch: np.ndarray, precision: str = "fp32", views: int = 1, views_below: float | None = None
+) -> np.ndarray:
+    """Softmax probabilities for preprocessed patterns (N, S, S), in ``"fp32"`` or ``"bf16"``; ``views`` and
+    ``views_below`` as in :func:`model_probabilities`."""
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(model_device(model), non_blocking=True)
-    return model_probabilities(model, x, precision, views).cpu().numpy()
+    return model_probabilities(model, x, precision, views, views_below=views_below).cpu().numpy()
 
 
 CPU_MICRO_BATCH = 64  # activations of 64 patterns stay in cache: 1,650 patterns/s eager vs 1,230 at 256
@@ -232,7 +253,7 @@ def predict_patterns(
     out = []
     for start in range(0, len(patterns), batch_size):
         batch = preprocess(patterns[start : start + batch_size], card.preprocess, static_background, source)
-        out.append(predict_tensor(model, batch, precision, card.views))
+        out.append(predict_tensor(model, batch, precision, card.views, card.views_below))
     return np.concatenate(out) if out else np.zeros((0, len(card.classes)), np.float32)
 
 
@@ -297,7 +318,8 @@ def classify_tensor(
     :func:`model_probabilities`); None: the same views for every pattern.
     """
     batch = preprocess_tensor(raw, card.preprocess, static_background)
-    return model_probabilities(model, batch, precision, card.views, first_point), image_quality_tensor(batch)
+    probs = model_probabilities(model, batch, precision, card.views, first_point, card.views_below)
+    return probs, image_quality_tensor(batch)
 
 
 def _launch(

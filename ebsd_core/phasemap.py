@@ -37,7 +37,9 @@ PHASE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 UNKNOWN_COLOUR = "#000000"
 # With the grain clean-up every point gets 2 test-time views of its own: on four development maps
 # (bench/phasemap.py views) that beat the model's 4 shared views, 0.966 -> 0.978, at half the cost
-# (4 views of its own: 0.980, twice the work).
+# (4 views of its own: 0.980, twice the work). Every point gets them, whatever the model's views_below:
+# giving them only to the points whose first view is below 0.8 was 1.6x faster on the same maps but cost
+# 0.03 of map accuracy after the clean-up (0.907 -> 0.877; bench/phasemap.py views --views-below 0.8).
 MAP_VIEWS = 2
 
 
@@ -410,16 +412,18 @@ def map_scan(
     compile: str = "auto",
     cleanup: bool = True,
     views: int | None = None,
+    views_below: float | None = None,
 ) -> PhaseMap:
     """Classify every pattern of ``source`` in this process; memory is bounded by ``batch_size``.
 
     ``batch_size``, ``precision`` and ``compile`` as in :func:`ebsd_core.inference.predict_source`;
     ``cleanup``: the grain clean-up of :mod:`ebsd_core.grain_cleanup` (a second pass over the scan),
-    with views of each point's own; ``views`` overrides :func:`map_views`.
+    with views of each point's own; ``views`` overrides :func:`map_views`. Every point gets every view
+    unless ``views_below`` (see :data:`MAP_VIEWS`).
     """
     shape = _nav_shape(source, nav_shape)
     notes = reading_notes(source, card, allow_resize)
-    card = dataclasses.replace(card, views=map_views(card, cleanup, views))
+    card = dataclasses.replace(card, views=map_views(card, cleanup, views), views_below=views_below)
     prediction = predict_source(
         model,
         card,
@@ -459,7 +463,7 @@ def clean_up(
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_model(model_dir: str, device: str, compile: str, views: int | None):
+def _worker_model(model_dir: str, device: str, compile: str, views: int | None, views_below: float | None = None):
     import torch
 
     from ebsd_core.inference import prepare_for_inference
@@ -468,7 +472,7 @@ def _worker_model(model_dir: str, device: str, compile: str, views: int | None):
     if device == "cpu":
         torch.set_num_threads(max(1, int(os.environ.get("EBSD_WORKER_THREADS", "1"))))
     model, card = load_model(model_dir, device=device)
-    card.views = views or card.views
+    card.views, card.views_below = views or card.views, views_below
     return prepare_for_inference(model, compile, 0), card
 
 
@@ -487,16 +491,17 @@ def classify_slice(
     compile: str = "never",
     views: int | None = None,
     scatter_views: bool = False,
+    views_below: float | None = None,
 ) -> np.ndarray:
     """Run on a dask worker: open scan and model (cached per worker) and classify ``start:stop``.
 
-    ``compile="always"`` compiles the model once per worker; ``views`` overrides the model's own;
-    ``scatter_views`` gives every point views of its own.
+    ``compile="always"`` compiles the model once per worker; ``views`` overrides the model's own,
+    ``views_below`` as in :func:`map_scan`; ``scatter_views`` gives every point views of its own.
     Returns (stop - start, C + 1): class probabilities, then image quality.
     """
     from ebsd_core.backbones import select_device
 
-    model, card = _worker_model(model_dir, str(select_device(device)), compile, views)
+    model, card = _worker_model(model_dir, str(select_device(device)), compile, views, views_below)
     source = _worker_source(scan_path)
     probs, quality = classify_batch(
         model,
@@ -559,12 +564,14 @@ def map_scan_distributed(
     views: int | None = None,
     cleanup: bool = True,
     orientations: str | Path | None = None,
+    views_below: float | None = None,
 ) -> PhaseMap:
     """Classify a scan on a dask.distributed cluster; every worker must see ``model_dir`` and ``scan_path``.
 
     The grain clean-up (``cleanup``) runs here, in the client, after the workers' answers are in.
 
-    ``views`` overrides :func:`map_views`; with the clean-up every point gets views of its own.
+    ``views`` overrides :func:`map_views`; with the clean-up every point gets views of its own, and
+    every point gets every view unless ``views_below`` (see :data:`MAP_VIEWS`).
     ``orientations``: an indexing file of the scan for the exports (:func:`attach_orientations`).
 
     With ``compile="auto"`` every CPU worker compiles the model once when the scan has at least
@@ -598,6 +605,7 @@ def map_scan_distributed(
             on_workers,
             views,
             cleanup,
+            views_below,
             pure=False,
         ): s
         for s in starts

@@ -56,6 +56,8 @@ class ModelCard:
     pretrained: bool = True
     unknown_threshold: float = DEFAULT_UNKNOWN_THRESHOLD
     views: int = 1  # test-time views averaged per pattern (see inference.model_probabilities)
+    # only patterns whose first view's top probability is below this get the other views (None: all do)
+    views_below: float | None = None
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
@@ -105,6 +107,7 @@ class ModelCard:
             "input_size": self.input_size,
             "unknown_threshold": self.unknown_threshold,
             "views": self.views,
+            "views_below": self.views_below,
             "training": self.training,
             "metrics": self.metrics,
             "history": self.history,
@@ -136,6 +139,7 @@ class ModelCard:
                 pretrained=bool(data.get("pretrained", True)),
                 unknown_threshold=threshold,
                 views=int(data.get("views", 1)),
+                views_below=None if data.get("views_below") is None else float(data["views_below"]),
                 training=dict(data.get("training", {})),
                 metrics=dict(data.get("metrics", {})),
                 history=list(data.get("history", [])),
@@ -153,6 +157,8 @@ class ModelCard:
             raise ModelError(f"unknown_threshold {threshold} is outside [0, 1]", source)
         if not 1 <= card.views <= MAX_VIEWS:
             raise ModelError(f"views {card.views} is outside 1..{MAX_VIEWS}", source)
+        if card.views_below is not None and not 0.0 < card.views_below <= 1.0:
+            raise ModelError(f"views_below {card.views_below} is outside (0, 1]", source)
         if not 16 <= card.preprocess.size <= 1024:
             raise ModelError(f"input size {card.preprocess.size} is outside 16..1024", source)
         return card

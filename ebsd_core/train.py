@@ -57,6 +57,9 @@ class TrainConfig:
     val_per_class: int = 10
     unknown_threshold: float = 0.5
     views: int = 4  # test-time views the model predicts with (stored in its card): +0.03-0.04 accuracy
+    # the other views only for patterns whose first view's top probability is below this (stored in its card):
+    # the same answers as every pattern getting every view, for a fraction of the work (bench/RESULTS.md)
+    views_below: float | None = 0.8
     min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH
     # > 0: simulate this many patterns per space group of the prior's materials (weights_file must be an
     # EBSD prior) and train on them alongside the shots, weighted equally (ebsd_core.rehearsal)
@@ -335,6 +338,7 @@ def train_model(
         pretrained=config.pretrained or config.weights_file is not None,
         unknown_threshold=config.unknown_threshold,
         views=config.views,
+        views_below=config.views_below,
         training={
             "config": config.to_dict(),
             "augment": augment.to_dict(),

@@ -126,7 +126,9 @@ elif path is not None:
             MAX_VIEWS,
             TrainConfig.views,
             help="The saved model averages each pattern over this many re-projected views of its crystal: "
-            "fewer orientation-specific mistakes, at this many times the prediction time.",
+            "fewer orientation-specific mistakes. Only patterns whose first view is unsure (below "
+            f"{TrainConfig.views_below:.0%} for one class) get the other views, so prediction takes up to this "
+            "many times as long, usually far less.",
         )
         binning = st.select_slider(
             "Also train for cameras binned up to",

@@ -81,6 +81,28 @@ def test_views_average_reprojections_independent_of_batching(model_and_card, sou
     assert not np.allclose(averaged, single, atol=1e-4)
 
 
+def test_only_unsure_patterns_get_the_other_views(model_and_card, source):
+    """With ``views_below``, a pattern sure of its first view keeps it; an unsure one gets every view, the
+    same views as without the cut (shared, or its own scan point's)."""
+    model, card = model_and_card
+    single = predict_source(model, card, source, precision="fp32").probabilities
+    first = single.max(1)
+    ranked = np.sort(first)
+    cut = float(ranked[len(ranked) // 2 - 1] + ranked[len(ranked) // 2]) / 2  # between two patterns: half and half
+    unsure = first < cut
+    every = dataclasses.replace(card, views=3)
+    some = dataclasses.replace(every, views_below=cut)
+    for scatter in (False, True):
+        full = predict_source(model, every, source, 16, precision="fp32", scatter_views=scatter).probabilities
+        mixed = predict_source(model, some, source, 16, precision="fp32", scatter_views=scatter).probabilities
+        assert np.allclose(mixed[~unsure], single[~unsure], atol=1e-5)
+        assert np.allclose(mixed[unsure], full[unsure], atol=1e-5)
+        assert not np.allclose(mixed[unsure], single[unsure], atol=1e-4)
+    at_one = dataclasses.replace(every, views_below=1.0)  # 1: every pattern gets every view
+    everything = predict_source(model, every, source, precision="fp32").probabilities
+    assert np.allclose(predict_source(model, at_one, source, precision="fp32").probabilities, everything, atol=1e-6)
+
+
 def test_views_are_mirrored_crystal_rotations():
     grids = view_grids(24, 5, "cpu", max_degrees=1e-6)
     assert grids.shape == (4, 24, 24, 2)

@@ -52,6 +52,19 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map)
     np.testing.assert_array_equal(distributed.rotations, phase_map.rotations)  # the scan's, for the exports
 
 
+def test_every_map_point_gets_every_view_unless_asked(map_model, map_scan_file, phase_map):
+    """The model's views_below is for single patterns: the grain clean-up needs every point's views."""
+    model, card = load_model(map_model)
+    card.views, card.views_below = 4, 0.999
+    source = open_patterns(map_scan_file)
+    every = map_scan(model, card, source, batch_size=16)
+    assert every.probabilities.shape == phase_map.probabilities.shape
+    card.views_below = None
+    np.testing.assert_allclose(every.probabilities, map_scan(model, card, source, batch_size=16).probabilities)
+    fewer = map_scan(model, card, source, batch_size=16, views_below=0.5)  # asked: the sure points keep one view
+    assert not np.allclose(fewer.probabilities, every.probabilities, atol=1e-4)
+
+
 def test_map_views_follow_the_cleanup(map_model):
     _, card = load_model(map_model)
     card.views = 4

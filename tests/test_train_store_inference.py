@@ -95,14 +95,18 @@ def test_invalid_model_json_is_refused(trained, tmp_path):
 def test_views_are_stored_and_checked(trained, tmp_path):
     _, result = trained
     card = copy.deepcopy(result.card)
-    card.views = 6
+    card.views, card.views_below = 6, 0.75
     path = save_model(result.model, card, tmp_path / "views")
-    assert load_model(path)[1].views == 6
+    assert (load_model(path)[1].views, load_model(path)[1].views_below) == (6, 0.75)
+    assert result.card.views_below == TrainConfig.views_below  # a newly trained model's
     meta = json.loads((path / "model.json").read_text())
-    meta["views"] = 0
+    del meta["views_below"]  # a model saved before views_below existed: every pattern gets every view
     (path / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="views 0 is outside"):
-        load_model(path)
+    assert load_model(path)[1].views_below is None
+    for key, value, message in (("views_below", 1.5, "views_below 1.5 is outside"), ("views", 0, "views 0 is outside")):
+        (path / "model.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(ModelError, match=message):
+            load_model(path)
 
 
 def test_predict_source_with_unknown(trained, tiny_dataset):
@@ -184,6 +188,9 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     with pytest.raises(SystemExit):
         main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "0"])
     assert "views must be a whole number from 1 to 64" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views-below", "2"])
+    assert "views-below must be a number from 0.01 to 1, not '2'" in capsys.readouterr().err
 
 
 def test_cli_train_input_size_follows_the_patterns(tiny_dataset, tmp_path, capsys, monkeypatch):
