@@ -60,7 +60,7 @@ def test_map_scan_cleans_up_and_keeps_the_raw_answers(map_model, map_scan_file, 
     source = open_patterns(map_scan_file)
     assert map_scan(model, card, source, cleanup=False).raw_probabilities is None
     cleaned = map_scan(model, card, source)
-    own_views = dataclasses.replace(card, views=map_views(card, cleanup=True))
+    own_views = dataclasses.replace(card, views=map_views(card, cleanup=True), views_below=None)  # every point's
     raw = predict_source(model, own_views, source, scatter_views=True).probabilities  # before the clean-up
     np.testing.assert_allclose(cleaned.raw_probabilities, raw, atol=1e-6)
     assert not np.allclose(cleaned.probabilities, raw)
