@@ -1,5 +1,6 @@
 """Explanations: they find planted evidence, SHAP adds up, filters have the right shapes, bands line up."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ebsd_core.explain import (
     mass_fraction,
     shap_values,
 )
+from ebsd_core.inference import predict_source
+from ebsd_core.io.readers import open_patterns
 from ebsd_core.phases import get_material
 from ebsd_core.store import load_model
 
@@ -165,12 +168,17 @@ def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file
     from ebsd_core.explain_report import explain_pattern
     from ebsd_core.store import read_card
 
-    numbers = explain_pattern(map_model, map_scan_file, 3, "gradcam").numbers
+    model, card = load_model(map_model)
+    single_view = predict_source(model, dataclasses.replace(card, views=1), open_patterns(map_scan_file))
+    index = int(single_view.confidence.argmin())  # its least sure pattern: some models are sure of most (p = 1.0)
+    threshold = round(float(single_view.confidence[index]) + 0.0001, 4)
+    assert threshold < 1
+    numbers = explain_pattern(map_model, map_scan_file, index, "gradcam").numbers
     top = numbers["probabilities"][numbers["predicted"]]
     assert numbers["decision"] == (numbers["predicted"] if top >= read_card(map_model).unknown_threshold else "unknown")
-    unsure = shutil.copytree(map_model, tmp_path / "unsure")  # the same model, never sure enough
-    card = json.loads((unsure / "model.json").read_text())
-    card["unknown_threshold"] = 0.999
-    (unsure / "model.json").write_text(json.dumps(card))
-    numbers = explain_pattern(unsure, map_scan_file, 3, "gradcam").numbers
-    assert numbers["decision"] == "unknown" and numbers["threshold"] == 0.999
+    unsure = shutil.copytree(map_model, tmp_path / "unsure")  # the same model, not sure enough of that pattern
+    meta = json.loads((unsure / "model.json").read_text())
+    meta["unknown_threshold"] = threshold
+    (unsure / "model.json").write_text(json.dumps(meta))
+    numbers = explain_pattern(unsure, map_scan_file, index, "gradcam").numbers
+    assert numbers["decision"] == "unknown" and numbers["threshold"] == threshold
