@@ -23,6 +23,7 @@ from torch import nn
 
 from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
 from ebsd_core.backbones import classifier_parameters, create_model, select_device
+from ebsd_core.depthwise import fast_depthwise_grads
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.evaluate import evaluate_predictions
 from ebsd_core.fewshot import FewShotSplit, few_shot_split
@@ -269,65 +270,66 @@ def train_model(
 
     history: list[dict] = []
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
-    for epoch in range(1, config.epochs + 1):
-        _set_backbone_trainable(model, epoch > config.frozen_warmup_epochs)
-        model.train()
-        losses, correct, seen = 0.0, 0, 0
-        for step in range(1, steps + 1):
-            if should_stop and should_stop():
-                raise CancelledError(f"training cancelled in epoch {epoch}")
-            pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
-            xb = x_all[pick]
-            if config.augment:
-                xb = augment_batch(xb, augment, generator, None if pc_train is None else pc_train[pick])
-            xb, yb = xb.to(device), y_all[pick].to(device)
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast_context(device):
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
+    with fast_depthwise_grads(model, device):
+        for epoch in range(1, config.epochs + 1):
+            _set_backbone_trainable(model, epoch > config.frozen_warmup_epochs)
+            model.train()
+            losses, correct, seen = 0.0, 0, 0
+            for step in range(1, steps + 1):
+                if should_stop and should_stop():
+                    raise CancelledError(f"training cancelled in epoch {epoch}")
+                pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
+                xb = x_all[pick]
+                if config.augment:
+                    xb = augment_batch(xb, augment, generator, None if pc_train is None else pc_train[pick])
+                xb, yb = xb.to(device), y_all[pick].to(device)
+                xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast_context(device):
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses += float(loss.detach()) * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                if progress:
+                    elapsed = time.perf_counter() - start_time
+                    done = (epoch - 1) * steps + step
+                    eta = elapsed / done * (config.epochs * steps - done)
+                    progress(
+                        TrainProgress(epoch, config.epochs, step, steps, losses / seen, correct / seen, eta_seconds=eta)
+                    )
+            recalibrate_batchnorm(model, x_train)
+            val_loss, val_acc = _validate(model, x_val, y_val, config.label_smoothing)
+            record = {
+                "epoch": epoch,
+                "train_loss": losses / seen,
+                "train_accuracy": correct / seen,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "seconds": round(time.perf_counter() - start_time, 2),
+            }
+            history.append(record)
             if progress:
-                elapsed = time.perf_counter() - start_time
-                done = (epoch - 1) * steps + step
-                eta = elapsed / done * (config.epochs * steps - done)
                 progress(
-                    TrainProgress(epoch, config.epochs, step, steps, losses / seen, correct / seen, eta_seconds=eta)
+                    TrainProgress(
+                        epoch,
+                        config.epochs,
+                        steps,
+                        steps,
+                        record["train_loss"],
+                        record["train_accuracy"],
+                        val_loss,
+                        val_acc,
+                        message=f"epoch {epoch}: val loss {val_loss:.3f}, val accuracy {val_acc:.3f}",
+                    )
                 )
-        recalibrate_batchnorm(model, x_train)
-        val_loss, val_acc = _validate(model, x_val, y_val, config.label_smoothing)
-        record = {
-            "epoch": epoch,
-            "train_loss": losses / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "seconds": round(time.perf_counter() - start_time, 2),
-        }
-        history.append(record)
-        if progress:
-            progress(
-                TrainProgress(
-                    epoch,
-                    config.epochs,
-                    steps,
-                    steps,
-                    record["train_loss"],
-                    record["train_accuracy"],
-                    val_loss,
-                    val_acc,
-                    message=f"epoch {epoch}: val loss {val_loss:.3f}, val accuracy {val_acc:.3f}",
-                )
-            )
-        if val_loss < best[0] - 1e-4:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= config.patience:
-            break
+            if val_loss < best[0] - 1e-4:
+                best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+            elif epoch - best[1] >= config.patience:
+                break
     model.load_state_dict(best[2])
     model.eval()
     card = ModelCard(

@@ -1,0 +1,60 @@
+"""Seconds per training step on the CPU (forward, backward, AdamW; batch 32, channels_last), with
+oneDNN's depthwise weight gradients and with ``ebsd_core.depthwise``'s, per input size.
+
+Training turns ``ebsd_core.depthwise`` on by itself only on x86 CPUs without AVX-512, where oneDNN
+takes its slow GEMM path for those gradients; this measures both on any CPU, so it can tell whether
+another CPU would gain from it too. Random weights and patterns (the cost does not depend on them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+from _common import emit, parser
+
+from ebsd_core.backbones import create_model
+from ebsd_core.depthwise import fast_depthwise_grads, slow_depthwise_weight_grad
+
+
+def seconds_per_step(backbone: str, size: int, depthwise: bool, steps: int, batch: int = 32) -> float:
+    torch.manual_seed(0)
+    model = create_model(backbone, 6, pretrained=False).to(memory_format=torch.channels_last).train()
+    x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 6, (batch,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    swap = fast_depthwise_grads(model, torch.device("cpu"), enabled=True) if depthwise else contextlib.nullcontext()
+    times = []
+    with swap:
+        for _ in range(steps + 2):  # the first two warm oneDNN's primitive cache
+            start = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+    return sum(times[2:]) / steps
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--sizes", default="32,64,128,224", help="input sizes, comma-separated")
+    p.add_argument("--steps", type=int, default=6)
+    args = p.parse_args()
+    sizes = [64] if args.quick else [int(s) for s in args.sizes.split(",")]
+    steps = 3 if args.quick else args.steps
+    rows = []
+    for size in sizes:
+        onednn = seconds_per_step(args.backbone, size, False, steps)
+        ours = seconds_per_step(args.backbone, size, True, steps)
+        speed_up = round(onednn / ours, 2)
+        rows.append({"input": size, "onednn_s": round(onednn, 3), "depthwise_s": round(ours, 3), "speed_up": speed_up})
+        print(rows[-1], flush=True)
+    emit({"backbone": args.backbone, "batch": 32, "used_in_training": slow_depthwise_weight_grad(), "steps": rows})
+
+
+if __name__ == "__main__":
+    main()
