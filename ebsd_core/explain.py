@@ -88,13 +88,11 @@ def filter_changes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _capture(layer: nn.Module, keep_grad: bool = False) -> Iterator[dict]:
+def _capture(layer: nn.Module) -> Iterator[dict]:
     store: dict = {}
 
     def hook(module, inputs, output):
         store["activation"] = output
-        if keep_grad:
-            output.register_hook(lambda grad: store.__setitem__("gradient", grad))
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -116,11 +114,11 @@ def activation_maps(model: nn.Module, pattern: np.ndarray, layer: str, top: int 
 def grad_cam(model: nn.Module, pattern: np.ndarray, target: int, layer: str | None = None) -> np.ndarray:
     """Grad-CAM heat map (S, S) in [0, 1] of class ``target`` for one preprocessed pattern."""
     x = as_input(pattern, model)
-    with _capture(get_layer(model, layer or default_cam_layer(model)), keep_grad=True) as store, torch.enable_grad():
+    with _capture(get_layer(model, layer or default_cam_layer(model))) as store, torch.enable_grad():
         logits = model(x)
-        model.zero_grad(set_to_none=True)
-        logits[0, target].backward()
-    activation, gradient = store["activation"][0].detach(), store["gradient"][0]
+        # the gradient at the layer only: no weight gradients (which a shared, cached model would keep)
+        (gradient,) = torch.autograd.grad(logits[0, target], store["activation"])
+    activation, gradient = store["activation"][0].detach(), gradient[0]
     weights = gradient.mean(dim=(1, 2))
     cam = F.relu((weights[:, None, None] * activation).sum(0))[None, None]
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]

@@ -72,11 +72,13 @@ def _region():
 
 def test_grad_cam_finds_the_evidence(planted):
     model, positives, _ = planted
+    model.zero_grad(set_to_none=True)
     region = _region()  # 10 % of the image
     for image in positives:
         cam = grad_cam(model, image, target=1, layer="2")
         assert cam.shape == (SIZE, SIZE) and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
         assert mass_fraction(cam, region) > 0.5
+    assert all(p.grad is None for p in model.parameters())  # the shared model is left without weight gradients
 
 
 def test_shap_finds_the_evidence_and_adds_up(planted):
