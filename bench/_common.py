@@ -14,6 +14,10 @@ sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("EBSD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 OUT = ROOT / "bench" / "out"
 
+from ebsd_core.memory import keep_freed_memory  # noqa: E402  (needs ROOT on the path)
+
+keep_freed_memory()  # as the command line does: EBSD_KEEP_FREED_MEMORY=0 measures without it
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)

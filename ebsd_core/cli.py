@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ebsd_core.errors import EbsdError
+from ebsd_core.memory import keep_freed_memory
 
 CLUSTER_TASK_PATTERNS = 512  # patterns per task when a phase map runs on a dask cluster
 
@@ -773,6 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return COMMANDS[args.command](args)

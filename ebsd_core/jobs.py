@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import CancelledError, EbsdError
+from ebsd_core.memory import release_freed_memory
 from ebsd_core.paths import fewshot_home
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
@@ -135,6 +136,8 @@ class JobManager:
                     result={"traceback": traceback.format_exc()},
                     finished=time.time(),
                 )
+            finally:
+                release_freed_memory()  # what the job's batches kept for reuse goes back to the system
 
     def _update(self, job_id: str, event: dict | None = None, **changes) -> None:
         with self._lock:

@@ -1,0 +1,57 @@
+"""Keep freed memory in the process while the network runs on the CPU (glibc's allocator).
+
+glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it again when it is
+freed. A network's activations at 128-224 px are that large (32 x 96 x 112 x 112 floats: 154 MB),
+so every batch asked the kernel for new pages and faulted on each 4 kB of them; on a 2-core
+virtual machine that took more time than the arithmetic. Kept in the heap instead, the pages are
+reused batch after batch: EfficientNet-Lite0 inference at 224 px went from 24-27 to 57-58 patterns/s and
+a training step from 3.2-3.5 to 2.3-2.5 s (bench/RESULTS.md, "Freed memory kept in the process").
+
+:func:`keep_freed_memory` sets that for the process (the command line and the benchmarks call it
+first); ``make app`` starts the dashboard with the same settings through ``GLIBC_TUNABLES``
+(:data:`GLIBC_TUNABLES`), which also covers the job threads. :func:`release_freed_memory` gives
+the memory back to the system when a job has finished. ``EBSD_KEEP_FREED_MEMORY=0`` turns it
+off; other C libraries and systems are left alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import platform
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+#: the largest trim threshold ``mallopt`` takes (an int): a free top of the heap beyond it goes back
+TRIM_THRESHOLD = 2**31 - 1
+#: the same for a whole process, set before it starts (``make app``); one arena, so that job threads
+#: allocate from the heap as well (a thread's own arena maps its large blocks afresh each time)
+GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.arena_max=1"
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or os.environ.get("EBSD_KEEP_FREED_MEMORY", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process already uses
+    except OSError:
+        return None
+    # musl and others have their own allocators and no gnu_get_libc_version
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
+
+
+def keep_freed_memory() -> bool:
+    """Keep freed blocks of any size in this process for reuse; True when glibc took the settings."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> None:
+    """Give the freed memory kept in the process back to the system (``malloc_trim``)."""
+    libc = _glibc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
