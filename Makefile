@@ -16,11 +16,12 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# keep freed memory for reuse (see ebsd_core/memory.py, GLIBC_TUNABLES there); glibc ignores what it does not know
+# keep freed memory for reuse (ebsd_core/memory.py, GLIBC_TUNABLES there; EBSD_KEEP_FREED_MEMORY=0 turns it off)
 MALLOC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.arena_max=1
 
 app: $(VENV)/.runtime
-	GLIBC_TUNABLES=$(MALLOC_TUNABLES) $(PY) -m streamlit run app.py --server.port $(PORT)
+	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
+		$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: $(VENV)/.dev
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \

@@ -2,8 +2,8 @@
 
 On such CPUs oneDNN computes the weight gradient of a channels_last depthwise convolution with its
 generic im2col + GEMM kernel (``x64:gemm:jit`` in ``ONEDNN_VERBOSE``), one small GEMM per channel:
-about 25 ms per layer on 2 cores (AMD EPYC Zen 3, AVX2) however small the feature map, where the
-forward pass takes 0.3 ms. EfficientNet-Lite0 has 16 depthwise layers, so at a 64 px input this
+15-25 ms per layer on 2x2 and 4x4 maps on 2 cores (AMD EPYC Zen 3, AVX2), where the forward pass
+takes 0.3 ms. EfficientNet-Lite0 has 16 depthwise layers, so at a 64 px input this
 weight gradient took half of every training step. CPUs with AVX-512 have oneDNN's direct
 depthwise kernel for it (a whole 64 px step took 78 ms on a Zen 4), so nothing changes there.
 

@@ -33,4 +33,4 @@ def test_switched_off_by_the_environment(fresh_lookup, monkeypatch):
 def test_make_app_starts_the_dashboard_with_the_same_settings():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^MALLOC_TUNABLES := (\S+)$", makefile, re.M).group(1) == memory.GLIBC_TUNABLES
-    assert "GLIBC_TUNABLES=$(MALLOC_TUNABLES) $(PY) -m streamlit run app.py" in makefile
+    assert "GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES))" in makefile
