@@ -1,4 +1,4 @@
-"""Depthwise weight gradients by grouped convolution equal oneDNN's, and the swap leaves models as they were."""
+"""Depthwise weight gradients summed tap by tap equal oneDNN's, and the swap leaves models as they were."""
 
 import pytest
 import torch
