@@ -170,7 +170,11 @@ CPU_MICRO_BATCH = 64  # activations of 64 patterns stay in cache: 1,650 patterns
 CPU_BATCH = 256  # patterns read and preprocessed at a time on the CPU
 GPU_BATCH = 4096  # on a GPU, for patterns up to 60x60 (H100: 110,700 patterns/s end to end)
 GPU_BATCH_PIXELS = GPU_BATCH * 60 * 60  # larger patterns come in smaller batches: bounded GPU memory
-COMPILE_MIN_PATTERNS = 20_000  # compiling takes about 20 s on 2 cores: worth it for scans, not for a folder
+#: Compiling takes about 20 s on 2 cores (every run: frozen weights are not cached on disk) and pays off once
+#: the model has enough to do, counted in pattern pixels: patterns x input pixels x views every pattern gets.
+#: Frozen and compiled, Lite0 ran 1.35x / 1.55x / 1.6x faster than uncompiled at 64 / 128 / 224 px (2-core
+#: Zen 3), which breaks even at about 50,000 / 9,500 / 3,000 patterns: some 2e8 pattern pixels at each size.
+COMPILE_MIN_WORK = 200_000_000
 COMPILE_CHOICES = ("auto", "always", "never")
 
 
@@ -188,30 +192,47 @@ def default_batch_size(device: torch.device, pattern_shape: tuple[int, int] = (6
     return int(np.clip(GPU_BATCH_PIXELS // max(1, pattern_shape[0] * pattern_shape[1]), 64, GPU_BATCH))
 
 
-def compile_wanted(choice: str, patterns: int) -> bool:
-    """Whether ``choice`` (auto, always, never) asks to compile for a run of ``patterns`` patterns."""
+def compile_wanted(choice: str, patterns: int, input_size: int, views: int = 1) -> bool:
+    """Whether ``choice`` (auto, always, never) asks to compile for ``patterns`` patterns of ``input_size``
+    pixels square, each classified ``views`` times (auto: from :data:`COMPILE_MIN_WORK` pattern pixels on)."""
     if choice not in COMPILE_CHOICES:
         raise ModelError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, not {choice!r}")
-    return choice == "always" or (choice == "auto" and patterns >= COMPILE_MIN_PATTERNS)
+    return choice == "always" or (choice == "auto" and patterns * input_size**2 * views >= COMPILE_MIN_WORK)
+
+
+def views_for_all(card: ModelCard) -> int:
+    """The test-time views every pattern is sure to get: all of them, or one when only the unsure get more."""
+    return card.views if card.views_below is None or card.views_below >= 1 else 1
 
 
 class CompiledForInference(nn.Module):
-    """A model compiled once for inference with frozen weights (BatchNorm folded, fused kernels).
+    """A model compiled once for inference; on the CPU with frozen weights (BatchNorm folded into the
+    convolutions, weights packed for oneDNN once, ReLU6 and residual sums fused into the convolutions).
 
-    The arithmetic stays float32 (logits within 3e-4 of eager mode) and runs 1.7x faster than eager
-    mode on this 2-core CPU (64-pattern batches: 2,870 vs 1,650 patterns/s) and 1.8x faster end to
-    end on an H100 (4096-pattern batches: 110,700 vs 60,700 patterns/s). Batches are padded to one
-    fixed shape so the graph compiles only once: ``batch_size``, by default the CPU's micro-batch
-    or, on a GPU, the size of the first batch. If compiling fails (no working compiler, an
-    unsupported backbone), it logs why and runs the model eagerly.
+    The arithmetic stays float32 (logits within 3e-4 of eager mode). Frozen, Lite0 runs 1.35x faster
+    than eager at a 64 px input and 1.6x at 224 px on a 2-core AVX2 CPU (bench/RESULTS.md); on an
+    H100, compiled without freezing, 1.8x end to end (4096-pattern batches: 110,700 vs 60,700
+    patterns/s). Batches are padded to one fixed shape so the graph compiles only once:
+    ``batch_size``, by default the CPU's micro-batch or, on a GPU, the size of the first batch. If
+    compiling fails (no working compiler, an unsupported backbone), it logs why and runs the model eagerly.
     """
 
     def __init__(self, model: nn.Module, batch_size: int | None = None):
         super().__init__()
         self.model = model
-        self.batch_size = batch_size or (CPU_MICRO_BATCH if model_device(model).type == "cpu" else None)
-        self.compiled = torch.compile(model, dynamic=False, options={"freezing": True})
+        on_cpu = model_device(model).type == "cpu"
+        self.batch_size = batch_size or (CPU_MICRO_BATCH if on_cpu else None)
+        self.freeze = on_cpu  # on CUDA it stays as measured on the H100 (not frozen)
+        self.compiled = torch.compile(model, dynamic=False)
         self.failed = False
+
+    def _run_compiled(self, chunk: torch.Tensor) -> torch.Tensor:
+        # Dynamo decides whether to freeze from inductor's global flag when it traces (the first call or a
+        # recompile); torch.compile(options={"freezing": True}) comes too late for that and froze nothing.
+        from torch._inductor import config as inductor_config  # 2 s to import: only when compiling
+
+        with inductor_config.patch(freezing=self.freeze):
+            return self.compiled(chunk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.failed:
@@ -224,7 +245,7 @@ class CompiledForInference(nn.Module):
                 chunk = torch.cat([chunk, chunk.new_zeros((self.batch_size - n, *chunk.shape[1:]))])
             chunk = chunk.contiguous(memory_format=torch.channels_last)
             try:
-                out.append(self.compiled(chunk)[:n])
+                out.append(self._run_compiled(chunk)[:n])
             except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to the same eager model
                 log.warning("compiling failed (%s: %s); running the model without compiling", type(exc).__name__, exc)
                 self.failed = True
@@ -232,9 +253,9 @@ class CompiledForInference(nn.Module):
         return torch.cat(out)
 
 
-def prepare_for_inference(model: nn.Module, compile: str, patterns: int) -> nn.Module:
-    """``model`` itself, or a :class:`CompiledForInference` wrapper when compiling pays off."""
-    if compile_wanted(compile, patterns) and can_compile(model_device(model)):
+def prepare_for_inference(model: nn.Module, compile: str, patterns: int, input_size: int, views: int = 1) -> nn.Module:
+    """``model`` itself, or a :class:`CompiledForInference` wrapper when compiling pays off (:func:`compile_wanted`)."""
+    if compile_wanted(compile, patterns, input_size, views) and can_compile(model_device(model)):
         return CompiledForInference(model)
     return model
 
@@ -365,7 +386,7 @@ def predict_source(
     ``batch_size`` defaults to :func:`default_batch_size` (256 on the CPU, up to 4096 on a GPU),
     where preprocessing runs on the GPU too and the next batch is read while the
     GPU works on this one. ``compile``: ``auto`` compiles the model (CPU or CUDA)
-    for sources of at least ``COMPILE_MIN_PATTERNS`` patterns, ``always`` or
+    when the source gives it enough to do (:func:`compile_wanted`), ``always`` or
     ``never`` force the choice.
     """
     if not resize and source.pattern_shape != (card.input_size, card.input_size):
@@ -380,7 +401,7 @@ def predict_source(
     background = None if source.static_background is None else torch.as_tensor(source.static_background).to(device)
     probs = np.empty((len(source), len(card.classes)), dtype=np.float32)
     quality = np.empty(len(source), dtype=np.float32)
-    runner = prepare_for_inference(model, compile, len(source))
+    runner = prepare_for_inference(model, compile, len(source), card.input_size, views_for_all(card))
     if runner is not model and progress:
         cost = "about 20 s, once per run" if device.type == "cpu" else "once per run"
         progress(0.0, f"compiling the model for the {device.type.upper()} ({cost})")

@@ -9,9 +9,10 @@ a training step from 3.2-3.5 to 2.3-2.5 s (bench/RESULTS.md, "Freed memory kept 
 
 :func:`keep_freed_memory` sets that for the process (the command line and the benchmarks call it
 first); ``make app`` starts the dashboard with the same settings through ``GLIBC_TUNABLES``
-(:data:`GLIBC_TUNABLES`), which also covers the job threads. :func:`release_freed_memory` gives
+(:data:`GLIBC_TUNABLES`), which also covers the job threads, and the workers of a dask LocalCluster
+start with them too (:func:`worker_environment`). :func:`release_freed_memory` gives
 the memory back to the system when a job has finished. ``EBSD_KEEP_FREED_MEMORY=0`` turns it
-off; other C libraries and systems are left alone.
+off; other C libraries and systems, and the workers of a cluster started elsewhere, are left alone.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def keep_freed_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def worker_environment() -> dict[str, str]:
+    """glibc's environment variables for the same settings in a new process, from its start: what a dask
+    LocalCluster's workers get (their tasks run in threads, hence one arena). Empty where it does not apply."""
+    if _glibc() is None:
+        return {}
+    return {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD), "MALLOC_ARENA_MAX": "1"}
 
 
 def release_freed_memory() -> None:

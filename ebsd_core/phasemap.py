@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
-from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source
+from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source, views_for_all
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import PatternSource, open_patterns
@@ -473,7 +473,7 @@ def _worker_model(model_dir: str, device: str, compile: str, views: int | None, 
         torch.set_num_threads(max(1, int(os.environ.get("EBSD_WORKER_THREADS", "1"))))
     model, card = load_model(model_dir, device=device)
     card.views, card.views_below = views or card.views, views_below
-    return prepare_for_inference(model, compile, 0), card
+    return prepare_for_inference(model, compile, 0, card.input_size), card
 
 
 @functools.lru_cache(maxsize=4)
@@ -521,7 +521,10 @@ def open_cluster(scheduler: str | None, workers: int = 2) -> Iterator:
 
     Workers of a LocalCluster run one thread each, so ``workers`` processes share the CPU cores.
     """
+    import dask
     from distributed import Client, LocalCluster
+
+    from ebsd_core.memory import worker_environment
 
     if scheduler and scheduler != "local":
         try:
@@ -534,8 +537,11 @@ def open_cluster(scheduler: str | None, workers: int = 2) -> Iterator:
     quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    # set in this process before each worker starts, for glibc to read (replaces distributed's MALLOC_TRIM_THRESHOLD_)
+    spawn_environ = dask.config.get("distributed.nanny.pre-spawn-environ", {}) | worker_environment()
     try:
         with (
+            dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_environ}),
             LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -574,8 +580,8 @@ def map_scan_distributed(
     every point gets every view unless ``views_below`` (see :data:`MAP_VIEWS`).
     ``orientations``: an indexing file of the scan for the exports (:func:`attach_orientations`).
 
-    With ``compile="auto"`` every CPU worker compiles the model once when the scan has at least
-    ``ebsd_core.inference.COMPILE_MIN_PATTERNS`` patterns (see :func:`ebsd_core.inference.predict_source`).
+    With ``compile="auto"`` every CPU worker compiles the model once when the scan gives it enough to do
+    (:func:`ebsd_core.inference.compile_wanted`).
     """
     from distributed import as_completed
 
@@ -584,6 +590,7 @@ def map_scan_distributed(
     model_dir, scan_path = str(Path(model_dir).resolve()), str(Path(scan_path).resolve())
     card = read_card(model_dir)
     views = card.views = map_views(card, cleanup, views)
+    card.views_below = views_below  # as the workers will (and map_scan does)
     source = open_patterns(scan_path, lazy=True)
     shape = _nav_shape(source, nav_shape)
     if orientations is not None:
@@ -592,7 +599,7 @@ def map_scan_distributed(
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)
     starts = list(range(0, n, chunk))
-    on_workers = "always" if compile_wanted(compile, n) else "never"
+    on_workers = "always" if compile_wanted(compile, n, card.input_size, views_for_all(card)) else "never"
     futures = {
         client.submit(
             classify_slice,

@@ -10,7 +10,7 @@ import torch
 
 from ebsd_core.augment import scattered_view_grids, view_grids
 from ebsd_core.backbones import create_model
-from ebsd_core.inference import classify_batch, default_batch_size, predict_source
+from ebsd_core.inference import classify_batch, compile_wanted, default_batch_size, predict_source, views_for_all
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import ModelCard
@@ -38,6 +38,17 @@ def test_batches_give_the_same_answer_as_one_call(model_and_card, source):
     assert np.allclose(prediction.probabilities, probs, atol=1e-5)
     assert np.allclose(prediction.quality, quality, atol=1e-6)
     assert seen[-1] == "70/70 patterns" and len(seen) == 5
+
+
+def test_compiling_pays_off_for_large_scans_only():
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=64), views=4, views_below=0.8)
+    assert views_for_all(card) == 1  # only the unsure patterns get the other views
+    assert views_for_all(dataclasses.replace(card, views_below=None)) == 4
+    assert not compile_wanted("auto", 20_000, 64)
+    assert compile_wanted("auto", 20_000, 64, views=4)
+    assert compile_wanted("auto", 50_000, 64) and compile_wanted("auto", 5_000, 224)
+    assert not compile_wanted("auto", 3_000, 224)
+    assert compile_wanted("always", 1, 64) and not compile_wanted("never", 10**7, 224)
 
 
 def test_default_batch_sizes():

@@ -27,6 +27,7 @@ def test_glibc_takes_the_settings_and_gives_memory_back(fresh_lookup):
 def test_switched_off_by_the_environment(fresh_lookup, monkeypatch):
     monkeypatch.setenv("EBSD_KEEP_FREED_MEMORY", "0")
     assert not memory.keep_freed_memory()
+    assert memory.worker_environment() == {}
     memory.release_freed_memory()  # a no-op, without error
 
 

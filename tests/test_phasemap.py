@@ -1,12 +1,14 @@
 """Map inference: in-process and on a dask cluster, map shape handling, ground truth, bad scans."""
 
 import json
+import os
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from ebsd_core import memory
 from ebsd_core.cli import main
 from ebsd_core.errors import InputError, ModelError
 from ebsd_core.io.dataset import read_dataset, write_dataset
@@ -44,6 +46,9 @@ def test_crystal_map_has_phases_and_points(phase_map):
 
 def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map):
     with open_cluster("local", workers=1) as client:
+        # the workers keep freed memory as this process does (set before they start, where glibc reads it)
+        expected = memory.worker_environment().get("MALLOC_MMAP_MAX_")
+        assert set(client.run(os.environ.get, "MALLOC_MMAP_MAX_").values()) == {expected}
         distributed = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu")
         compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
@@ -138,10 +143,15 @@ def test_a_much_coarser_camera_gets_advice_on_training_for_it():
 
 
 def test_compiled_map_matches_eager(map_model, map_scan_file, phase_map):
+    from torch._dynamo.utils import counters
+
     model, card = load_model(map_model)
+    folded = counters["inductor"]["binary_folding_conv"]
     compiled = map_scan(model, card, open_patterns(map_scan_file), batch_size=24, compile="always")
     np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
     assert compiled.summary()["points"] == phase_map.summary()["points"]
+    # the weights were frozen: BatchNorm folded into the convolutions (options={"freezing": True} did not)
+    assert counters["inductor"]["binary_folding_conv"] > folded
 
 
 def test_compile_failure_falls_back_to_eager(map_model, map_scan_file, phase_map, monkeypatch, caplog):
