@@ -580,8 +580,8 @@ def map_scan_distributed(
     every point gets every view unless ``views_below`` (see :data:`MAP_VIEWS`).
     ``orientations``: an indexing file of the scan for the exports (:func:`attach_orientations`).
 
-    With ``compile="auto"`` every CPU worker compiles the model once when the scan gives it enough to do
-    (:func:`ebsd_core.inference.compile_wanted`).
+    With ``compile="auto"`` every CPU worker compiles the model once when its share of the scan gives it
+    enough to do (:func:`ebsd_core.inference.compile_wanted`).
     """
     from distributed import as_completed
 
@@ -599,7 +599,9 @@ def map_scan_distributed(
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)
     starts = list(range(0, n, chunk))
-    on_workers = "always" if compile_wanted(compile, n, card.input_size, views_for_all(card)) else "never"
+    # each worker compiles for itself (frozen graphs are not cached on disk) and classifies its share of the scan
+    share = n // max(1, len(client.scheduler_info()["workers"]))
+    on_workers = "always" if compile_wanted(compile, share, card.input_size, views_for_all(card)) else "never"
     futures = {
         client.submit(
             classify_slice,
