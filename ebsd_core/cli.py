@@ -463,7 +463,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="AdamW learning rate (default: 3e-3 for efficientnet_lite0 from ImageNet and from scratch, 1e-3 for "
+        "other backbones and from --weights)",
+    )
     p.add_argument("--frozen-epochs", type=int, default=0, help="epochs training only the head first")
     p.add_argument("--rotation", type=float, default=0.0, help="augment with in-plane rotations up to DEG degrees")
     p.add_argument(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ebsd_core.backbones import DEFAULT_FINETUNE_LR
 from ebsd_core.datasets import resolve_materials, simulate_dataset
 from ebsd_core.errors import PhaseError, StoreError
 from ebsd_core.phases import get_material
@@ -22,6 +23,9 @@ from ebsd_core.preprocess import input_size_for
 from ebsd_core.store import resolve_model_dir
 from ebsd_core.train import TrainConfig, TrainProgress
 from ebsd_core.workflows import job_progress, train_evaluate_save
+
+#: Priors were measured with this rate (150 patterns per class); the few-shot default of Lite0 is higher.
+PRIOR_LR = DEFAULT_FINETUNE_LR
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def build_prior(
         shots=settings.shots,
         epochs=settings.epochs,
         patience=settings.epochs,
+        lr=PRIOR_LR,
         seed=settings.seed,
         val_per_class=settings.val_per_class,
         views=1,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
-from ebsd_core.backbones import classifier_parameters, create_model, select_device
+from ebsd_core.backbones import DEFAULT_FINETUNE_LR, classifier_parameters, create_model, finetune_lr, select_device
 from ebsd_core.depthwise import fast_depthwise_grads
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.evaluate import evaluate_predictions
@@ -34,6 +34,7 @@ from ebsd_core.rehearsal import rehearsal_for, repeats_for
 from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
 BF16_CHECK_PATTERNS = 256
+SCRATCH_LR = 3e-3
 MIN_STEPS_PER_EPOCH = 25  # few-shot sets are tiny: an epoch is at least this many batches (8 gave 0.61, 25 gave 0.75)
 
 
@@ -47,7 +48,7 @@ class TrainConfig:
     shots: int = 20
     epochs: int = 30
     batch_size: int = 32
-    lr: float | None = None  # default: 1e-3 transfer, 3e-3 scratch
+    lr: float | None = None  # default: see learning_rate
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     frozen_warmup_epochs: int = 0
@@ -70,7 +71,13 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (1e-3 if self.pretrained else 3e-3)
+        """``lr``, or by default: the backbone's fine-tuning rate from its ImageNet weights, 1e-3 from a
+        weights file or saved model (an EBSD prior), and 3e-3 from scratch."""
+        if self.lr is not None:
+            return self.lr
+        if not self.pretrained:
+            return SCRATCH_LR
+        return DEFAULT_FINETUNE_LR if self.weights_file else finetune_lr(self.backbone)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"learning_rate": self.learning_rate}

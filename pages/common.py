@@ -21,7 +21,7 @@ from ebsd_core.jobs import JobManager, jobs_home
 from ebsd_core.paths import fewshot_home
 
 DEMO_PER_CLASS = 40
-DEMO_SIZE = 120  # 60 px patterns reached 0.29 test accuracy in the demo, 120 px 0.71 (43 s on 2 CPU cores)
+DEMO_SIZE = 120  # 60 px patterns reached 0.29 test accuracy in the demo, 120 px 0.71-0.75 (43-79 s on 2 CPU cores)
 
 
 @st.cache_resource

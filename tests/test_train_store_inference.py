@@ -232,3 +232,18 @@ def test_the_card_says_where_training_started(tmp_path):
     weights = tmp_path / "my weights.safetensors"
     assert card(weights=str(weights)).initialisation == ("weights file", "my weights.safetensors")
     assert card(weights=str(tmp_path / "gone")).initialisation == ("saved model", "gone")  # moved away since
+
+
+def test_default_learning_rate_follows_where_training_starts():
+    from ebsd_core.backbones import DEFAULT_FINETUNE_LR, REGISTRY
+    from ebsd_core.prior import PRIOR_LR
+    from ebsd_core.train import SCRATCH_LR
+
+    assert TrainConfig().learning_rate == REGISTRY["efficientnet_lite0"].finetune_lr == 3e-3  # measured for Lite0
+    assert TrainConfig(backbone="resnet18").learning_rate == DEFAULT_FINETUNE_LR == 1e-3  # not measured: unchanged
+    assert TrainConfig(backbone="some_timm_model").learning_rate == DEFAULT_FINETUNE_LR
+    assert TrainConfig(weights_file="models/prior").learning_rate == DEFAULT_FINETUNE_LR  # from an EBSD prior
+    assert TrainConfig(pretrained=False).learning_rate == SCRATCH_LR == 3e-3
+    assert TrainConfig(lr=5e-4).learning_rate == 5e-4
+    assert PRIOR_LR == DEFAULT_FINETUNE_LR  # priors stay as they were built and measured
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).learning_rate == 3e-3
