@@ -84,8 +84,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """The inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        """The inverse of :meth:`to_dict` (unknown keys are ignored). The recorded ``learning_rate`` is kept,
+        so that a job queued before a default changed resumes at the rate it was queued with."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "augment_config"}
+        if known.get("lr") is None and data.get("learning_rate") is not None:
+            known["lr"] = float(data["learning_rate"])
         augment = data.get("augment_config") or {}
         fields = AugmentConfig.__dataclass_fields__
         known["augment_config"] = AugmentConfig(

@@ -247,3 +247,5 @@ def test_default_learning_rate_follows_where_training_starts():
     assert TrainConfig(lr=5e-4).learning_rate == 5e-4
     assert PRIOR_LR == DEFAULT_FINETUNE_LR  # priors stay as they were built and measured
     assert TrainConfig.from_dict(TrainConfig().to_dict()).learning_rate == 3e-3
+    queued_before = {**TrainConfig().to_dict(), "learning_rate": 1e-3}  # a dashboard job queued at the old default
+    assert TrainConfig.from_dict(queued_before).learning_rate == 1e-3
