@@ -461,16 +461,21 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="network input in pixels (default: the smallest of 32, 48, 64, 96, 128, 160, 224 that keeps every "
         "pixel of the patterns: 60 px -> 64, 120 px -> 128)",
     )
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), default=30)
+    p.add_argument("--batch-size", type=whole_number_within("batch size", 1, 4096), default=32)
     p.add_argument(
         "--lr",
-        type=float,
+        type=number_within("learning rate", 1e-7, 1),
         default=None,
         help="AdamW learning rate (default: 3e-3 for efficientnet_lite0 from ImageNet and from scratch, 1e-3 for "
         "other backbones and from --weights)",
     )
-    p.add_argument("--frozen-epochs", type=int, default=0, help="epochs training only the head first")
+    p.add_argument(
+        "--frozen-epochs",
+        type=whole_number_within("frozen epochs", 0, 10_000),
+        default=0,
+        help="epochs training only the head first",
+    )
     p.add_argument("--rotation", type=float, default=0.0, help="augment with in-plane rotations up to DEG degrees")
     p.add_argument(
         "--crystal-rotation",
@@ -511,7 +516,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "the data does not name (adds superlattice phases the prior may not have seen, and phases it was "
         "told not to see)",
     )
-    p.add_argument("--patience", type=int, default=8, help="early-stopping patience (epochs)")
+    p.add_argument(
+        "--patience",
+        type=whole_number_within("patience", 1, 10_000),
+        default=8,
+        help="early-stopping patience (epochs)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument(
         "--unknown-threshold",

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from ebsd_core.cli import main
 from ebsd_core.io.dataset import read_dataset
 
@@ -37,4 +39,23 @@ def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset
     assert main(["train", "--data", str(tiny_dataset), "--shots", "12", "--epochs", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tiny_dataset}: class Pm-3m has 12 patterns") and "choose fewer shots" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--lr", "-1", "learning rate must be a number from 1e-07 to 1, not '-1'"),
+        ("--batch-size", "0", "batch size must be a whole number from 1 to 4096, not '0'"),
+        ("--epochs", "0", "epochs must be a whole number from 1 to 10000, not '0'"),
+        ("--patience", "-1", "patience must be a whole number from 1 to 10000, not '-1'"),
+        ("--frozen-epochs", "-2", "frozen epochs must be a whole number from 0 to 10000, not '-2'"),
+    ],
+)
+def test_train_refuses_bad_training_options_before_training(tiny_dataset, tmp_path, capsys, option, value, message):
+    out = tmp_path / "models" / "bad"
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tiny_dataset), "--shots", "2", option, value, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
     assert not out.exists()
