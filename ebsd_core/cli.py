@@ -79,7 +79,7 @@ def _dataset(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         raise EbsdError(f"{args.out} already exists; choose another --out or pass --force to replace it")
     if args.labelled:
-        dataset = dataset_from_labelled(open_patterns(args.labelled))
+        dataset = dataset_from_labelled(open_patterns(args.labelled, labelled=True))
     else:
         pairs = [_path_and_space_group(text, "--scan") for text in args.scan]
         dataset = dataset_from_scans([(open_patterns(path), group) for path, group in pairs])
@@ -220,7 +220,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ebsd_core.io.readers import open_patterns
 
     model, card = _load_for_inference(args)
-    source = open_patterns(args.data)
+    source = open_patterns(args.data, labelled=True)
     if not source.labelled:
         raise EbsdError(f"{args.data}: has no labels to evaluate against (use 'predict' instead)")
     missing = sorted(set(source.classes) - set(card.classes))

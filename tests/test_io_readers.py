@@ -67,6 +67,43 @@ def test_zip_of_class_folders(tmp_path):
     assert source.classes == [225, 229] and len(source) == 6
 
 
+
+def test_unreadable_images_in_a_folder_are_left_out_and_named(tmp_path):
+    root = _class_folder(tmp_path / "data")
+    (root / "Fm-3m" / "p1.png").write_bytes(b"\x89PNG truncated")
+    source = open_patterns(root)
+    assert len(source) == 5 and "Fm-3m/p1.png" not in source.names
+    assert dict(zip(source.names, source.labels))["229_ferrite/p0.png"] == 1
+    assert any("could not be read" in w and "p1.png" in w for w in source.warnings)
+
+
+def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path):
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / "a.png").write_bytes(b"\x89PNG truncated")
+    with pytest.raises(InputError, match="none of its 1 image") as info:
+        open_patterns(tmp_path / "scan")
+    assert "a.png" in str(info.value)
+
+
+def test_images_beside_folders_that_are_not_classes_are_read(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "scan"
+    for name in ("x0.png", "x1.png", "thumbnails/t.png"):
+        _write_png(root / name, rng.integers(0, 255, (20, 20), dtype=np.uint8))
+    source = open_patterns(root)
+    assert source.labels is None and source.names == ["x0.png", "x1.png"]
+    assert any("thumbnails" in w for w in source.warnings)
+    with pytest.raises(InputError, match="'thumbnails' does not name a space group"):
+        open_patterns(root, labelled=True)  # as the dataset and evaluate commands read labelled data
+
+
+def test_images_beside_class_folders_are_reported(tmp_path):
+    root = _class_folder(tmp_path / "data")
+    _write_png(root / "loose.png", np.zeros((20, 20), np.uint8))
+    source = open_patterns(root)
+    assert source.classes == [225, 229] and len(source) == 6
+    assert any("beside the class folders" in w and "loose.png" in w for w in source.warnings)
+
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png"])
 def test_zip_path_traversal_refused(tmp_path, member):
     archive = tmp_path / "evil.zip"

@@ -62,16 +62,32 @@ def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return resize(array, shape, preserve_range=True, anti_aliasing=True).astype(np.float32)
 
 
-def stack_images(paths: list[Path], warn: list[str]) -> np.ndarray:
-    """Read images into (N, rows, cols); resizes odd sizes to the most common one (with a warning)."""
-    arrays = [read_image(p) for p in paths]
+def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.ndarray, list[Path]]:
+    """Read the images of a folder into (N, rows, cols) and return the paths that were read.
+
+    An image that cannot be read is left out with a warning naming it, so that one damaged file does not stop a
+    folder of thousands; a folder where none can be read is an error. Odd sizes are resized to the most common one
+    (with a warning).
+    """
+    arrays, kept, failed = [], [], []
+    for path in paths:
+        try:
+            arrays.append(read_image(path))
+            kept.append(path)
+        except InputError as exc:
+            failed.append(exc)
+    if not arrays:
+        raise InputError(f"none of its {len(paths)} image(s) can be read; the first: {failed[0]}", source)
+    if failed:
+        names = ", ".join(Path(exc.path).name for exc in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}): {failed[0]}")
     shapes = Counter(a.shape for a in arrays)
     target = shapes.most_common(1)[0][0]
-    odd = [p.name for p, a in zip(paths, arrays) if a.shape != target]
+    odd = [p.name for p, a in zip(kept, arrays) if a.shape != target]
     if odd:
         warn.append(f"{len(odd)} image(s) resized to {target[1]}x{target[0]} (e.g. {odd[0]})")
         arrays = [a if a.shape == target else _resize(a, target) for a in arrays]
-    return np.stack(arrays)
+    return np.stack(arrays), kept
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -89,36 +105,62 @@ def class_from_folder_name(name: str) -> int:
 
 
 def read_image_folder(folder: str | Path, labelled: bool | None = None):
-    """Read a folder of images: class sub-folders (labelled) or images directly (unlabelled)."""
+    """Read a folder of images: class sub-folders (labelled) or images directly (unlabelled).
+
+    With ``labelled=None``, a folder holding images directly and sub-folders that do not name a space group
+    (``thumbnails/``, ``raw/``) is read as its direct images, with a warning; ``labelled=True`` insists on class
+    folders.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("not a folder", folder)
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
     direct = list_images(folder)
     warn: list[str] = []
+    if subfolders and labelled is None and direct and not all(_names_space_group(sub.name) for sub in subfolders):
+        names = ", ".join(sub.name for sub in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {names}")
+        subfolders = []
     if subfolders and (labelled is not False):
-        paths, labels, classes = [], [], []
-        for sub in subfolders:
-            images = list_images(sub)
-            if not images:
-                warn.append(f"class folder {sub.name!r} holds no images and was skipped")
-                continue
-            try:
-                sg = class_from_folder_name(sub.name)
-            except PhaseError as exc:
-                raise InputError(str(exc), sub) from None
-            if sg not in classes:
-                classes.append(sg)
-            paths += images
-            labels += [sg] * len(images)
-        if not paths:
-            raise InputError("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder", folder)
-        classes.sort()
-        label_index = np.array([classes.index(sg) for sg in labels])
-        return stack_images(paths, warn), label_index, classes, [str(p.relative_to(folder)) for p in paths], warn
+        return _read_class_folders(folder, subfolders, direct, warn)
     if not direct:
         raise InputError("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders", folder)
-    return stack_images(direct, warn), None, None, [p.name for p in direct], warn
+    patterns, kept = read_images(direct, warn, folder)
+    return patterns, None, None, [p.name for p in kept], warn
+
+
+def _names_space_group(name: str) -> bool:
+    try:
+        class_from_folder_name(name)
+    except PhaseError:
+        return False
+    return True
+
+
+def _read_class_folders(folder: Path, subfolders: list[Path], direct: list[Path], warn: list[str]):
+    if direct:
+        warn.append(f"{len(direct)} image(s) beside the class folders were not read (e.g. {direct[0].name})")
+    paths, labels, classes = [], [], []
+    for sub in subfolders:
+        images = list_images(sub)
+        if not images:
+            warn.append(f"class folder {sub.name!r} holds no images and was skipped")
+            continue
+        try:
+            sg = class_from_folder_name(sub.name)
+        except PhaseError as exc:
+            raise InputError(str(exc), sub) from None
+        if sg not in classes:
+            classes.append(sg)
+        paths += images
+        labels += [sg] * len(images)
+    if not paths:
+        raise InputError("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder", folder)
+    patterns, kept = read_images(paths, warn, folder)
+    label_of = dict(zip(paths, labels))
+    classes.sort()
+    label_index = np.array([classes.index(label_of[p]) for p in kept])
+    return patterns, label_index, classes, [str(p.relative_to(folder)) for p in kept], warn
 
 
 def safe_extract_zip(path: str | Path, dest: Path) -> Path:
@@ -164,10 +206,10 @@ def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: P
         raise InputError(f"zip member {member.filename!r} is larger than declared", path)
 
 
-def read_image_zip(path: str | Path):
+def read_image_zip(path: str | Path, labelled: bool | None = None):
     with tempfile.TemporaryDirectory(prefix="ebsd-zip-") as tmp:
         folder = safe_extract_zip(path, Path(tmp))
         try:
-            return read_image_folder(folder)
+            return read_image_folder(folder, labelled)
         except InputError as exc:
             raise InputError(f"{exc} (inside the zip)", path) from None

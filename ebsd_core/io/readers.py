@@ -162,12 +162,12 @@ def _from_images(path: Path, kind: str, result) -> PatternSource:
 Reader = Callable[[Path, bool], PatternSource]
 
 
-def _choose_reader(path: Path) -> Reader:
+def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     suffix = path.suffix.lower()
     if path.is_dir():
-        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p))
+        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p, labelled))
     if suffix == ".zip":
-        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p))
+        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p, labelled))
     if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
         return _read_project_dataset
     if suffix in images.IMAGE_EXTENSIONS:
@@ -181,8 +181,11 @@ def _choose_reader(path: Path) -> Reader:
     )
 
 
-def open_patterns(path: str | Path, lazy: bool = True) -> PatternSource:
+def open_patterns(path: str | Path, lazy: bool = True, labelled: bool | None = None) -> PatternSource:
     """Open a pattern source of any supported kind.
+
+    ``labelled=True`` reads a folder or zip of images as class folders only (an error names a sub-folder that
+    does not name a space group); by default, images beside such sub-folders are read unlabelled instead.
 
     Raises
     ------
@@ -194,7 +197,7 @@ def open_patterns(path: str | Path, lazy: bool = True) -> PatternSource:
         raise InputError("no such file or folder", path)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError("the file is empty", path)
-    source = _choose_reader(path)(path, lazy)
+    source = _choose_reader(path, labelled)(path, lazy)
     if len(source) == 0:
         raise InputError("holds no patterns", path)
     for message in source.warnings:
