@@ -67,7 +67,6 @@ def test_zip_of_class_folders(tmp_path):
     assert source.classes == [225, 229] and len(source) == 6
 
 
-
 def test_unreadable_images_in_a_folder_are_left_out_and_named(tmp_path):
     root = _class_folder(tmp_path / "data")
     (root / "Fm-3m" / "p1.png").write_bytes(b"\x89PNG truncated")
@@ -103,6 +102,7 @@ def test_images_beside_class_folders_are_reported(tmp_path):
     source = open_patterns(root)
     assert source.classes == [225, 229] and len(source) == 6
     assert any("beside the class folders" in w and "loose.png" in w for w in source.warnings)
+
 
 @pytest.mark.parametrize("member", ["../evil.png", "/abs/evil.png"])
 def test_zip_path_traversal_refused(tmp_path, member):
