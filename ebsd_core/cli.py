@@ -33,11 +33,14 @@ def _csv(text: str | None) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()] if text else []
 
 
-def _csv_ints(text: str | None, option: str) -> list[int]:
+def _csv_ints(text: str | None, option: str, low: int = 0) -> list[int]:
     try:
-        return [int(t) for t in _csv(text)]
+        values = [int(t) for t in _csv(text)]
     except ValueError:
         raise EbsdError(f"{option}: {text!r} is not a comma-separated list of whole numbers") from None
+    if any(value < low for value in values):
+        raise EbsdError(f"{option}: {text!r} holds a number below {low}")
+    return values
 
 
 def _print_progress(fraction: float, message: str) -> None:
@@ -421,7 +424,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
     pattern_shape = open_patterns(args.data).pattern_shape
     result = run_curve(
         data=args.data,
-        shots=_csv_ints(args.shots, "--shots"),
+        shots=_csv_ints(args.shots, "--shots", low=1),
         seeds=_csv_ints(args.seeds, "--seeds"),
         modes=_csv(args.modes),
         config_for=lambda shots, pretrained, seed: _train_config(args, shots, pretrained, seed, pattern_shape),
@@ -430,7 +433,7 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         progress=_print_progress,
         also_views=(1,),
         save_models=args.save_models,
-        also_binning=_csv_ints(args.also_binning, "--also-binning") if args.also_binning else (),
+        also_binning=_csv_ints(args.also_binning, "--also-binning", low=1) if args.also_binning else (),
     )
     print(json.dumps(result["summary"]))
     return 0
@@ -457,7 +460,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", choices=["adapt", "replicate"], default="adapt", help="grey input handling")
     p.add_argument(
         "--input-size",
-        type=int,
+        type=INPUT_SIZE,
         help="network input in pixels (default: the smallest of 32, 48, 64, 96, 128, 160, 224 that keeps every "
         "pixel of the patterns: 60 px -> 64, 120 px -> 128)",
     )
@@ -476,10 +479,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="epochs training only the head first",
     )
-    p.add_argument("--rotation", type=float, default=0.0, help="augment with in-plane rotations up to DEG degrees")
+    p.add_argument(
+        "--rotation",
+        type=number_within("rotation", 0, 180),
+        default=0.0,
+        help="augment with in-plane rotations up to DEG degrees",
+    )
     p.add_argument(
         "--crystal-rotation",
-        type=float,
+        type=number_within("crystal rotation", 0, 180),
         help="augment with crystal rotations up to DEG degrees, re-projected through the projection centre "
         "(0 turns it off; default: ebsd_core.augment.AugmentConfig's)",
     )
@@ -502,7 +510,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     _add_views_below_option(p, "ebsd_core.train.TrainConfig's")
     p.add_argument(
         "--rehearse",
-        type=int,
+        type=whole_number_within("rehearsal patterns", 0, 100_000),
         default=0,
         metavar="N",
         help="with --weights PRIOR: also train on N simulated patterns per space group of the prior's "
@@ -555,6 +563,13 @@ def whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
         return int(text)
 
     return parse
+
+
+SEED = whole_number_within("seed", 0, 2**32 - 1)
+PER_CLASS = whole_number_within("patterns per class", 1, 100_000)
+PATTERN_SIZE = whole_number_within("pattern size", 16, 1024)
+INPUT_SIZE = whole_number_within("input size", 16, 1024)
+INFERENCE_BATCH = whole_number_within("batch size", 1, 65_536)
 
 
 def _views(text: str) -> int:
@@ -631,14 +646,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", help="materials instead of classes, e.g. ni,ni3al (see 'phases')")
     p.add_argument("--cif", action="append", help="add a phase from a CIF file (repeatable)")
     p.add_argument("--holdout-materials", help="materials simulated as a held-out test split, e.g. cu,w")
-    p.add_argument("--per-class", type=int, required=True, help="patterns per class")
+    p.add_argument("--per-class", type=PER_CLASS, required=True, help="patterns per class")
     p.add_argument(
         "--size",
-        type=int,
+        type=PATTERN_SIZE,
         default=SIMULATED_SIZE,
         help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser(
@@ -665,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     p.add_argument("--shots", type=int, default=20, help="training patterns per class")
     p.add_argument("--scratch", action="store_true", help="random initialisation instead of ImageNet weights")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
@@ -679,10 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated materials the prior must not see: the phases your few-shot model will tell apart",
     )
     defaults = "default: ebsd_core.prior.PriorSettings's"
-    p.add_argument("--per-class", type=int, help=f"simulated patterns per space group ({defaults}, 150)")
-    p.add_argument("--size", type=int, help=f"simulated pattern size in pixels ({defaults}, 120)")
-    p.add_argument("--input-size", type=int, help=f"network input in pixels ({defaults}, 128)")
-    p.add_argument("--epochs", type=int, help=f"({defaults}, 20)")
+    p.add_argument("--per-class", type=PER_CLASS, help=f"simulated patterns per space group ({defaults}, 150)")
+    p.add_argument("--size", type=PATTERN_SIZE, help=f"simulated pattern size in pixels ({defaults}, 120)")
+    p.add_argument("--input-size", type=INPUT_SIZE, help=f"network input in pixels ({defaults}, 128)")
+    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), help=f"({defaults}, 20)")
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
@@ -690,14 +705,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="all", choices=["all", "train", "holdout"], help="dataset split to score")
-    p.add_argument("--batch-size", type=int, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)")
+    p.add_argument(
+        "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
+    )
     _add_inference_options(p, compile_option=False)
 
     p = sub.add_parser("predict", help="classify patterns of any supported file, image or folder")
     p.add_argument("--model", required=True)
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="CSV file")
-    p.add_argument("--batch-size", type=int, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)")
+    p.add_argument(
+        "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
+    )
     _add_inference_options(p)
 
     p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
@@ -724,15 +743,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")
     p.add_argument("--shape", default="100x100", help="ROWSxCOLS (ignored with --layout)")
     p.add_argument("--layout", type=Path, help="take phases and orientations from a real map (.ang, .ctf, orix .h5)")
-    p.add_argument("--grain-size", type=float, default=8.0, help="mean grain diameter in points (Voronoi)")
-    p.add_argument("--step", type=float, default=1.0, help="scan step in micrometres (Voronoi)")
+    p.add_argument(
+        "--grain-size",
+        type=number_within("grain size", 1, 1e6),
+        default=8.0,
+        help="mean grain diameter in points (Voronoi)",
+    )
+    p.add_argument(
+        "--step", type=number_within("step", 1e-4, 1e4), default=1.0, help="scan step in micrometres (Voronoi)"
+    )
     p.add_argument(
         "--size",
-        type=int,
+        type=PATTERN_SIZE,
         default=SIMULATED_SIZE,
         help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
@@ -754,10 +780,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'none' or 'auto' (this process, every core), 'local' (a dask LocalCluster of --workers "
         "processes), or a scheduler address (tcp://host:8786)",
     )
-    p.add_argument("--workers", type=int, default=2, help="workers of the local cluster")
+    p.add_argument(
+        "--workers", type=whole_number_within("workers", 1, 256), default=2, help="workers of the local cluster"
+    )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=INFERENCE_BATCH,
         help="patterns per batch (default: 256 on a CPU, 4096 on a GPU; per task on a cluster: 512)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")

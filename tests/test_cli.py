@@ -59,3 +59,34 @@ def test_train_refuses_bad_training_options_before_training(tiny_dataset, tmp_pa
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["simulate", "--per-class", "0"], "patterns per class must be a whole number from 1 to 100000, not '0'"),
+        (["simulate", "--per-class", "2", "--size", "8"], "pattern size must be a whole number from 16 to 1024"),
+        (["simulate", "--per-class", "2", "--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
+        (["train", "--data", "d.h5", "--input-size", "8"], "input size must be a whole number from 16 to 1024"),
+        (["train", "--data", "d.h5", "--rotation", "-5"], "rotation must be a number from 0 to 180, not '-5'"),
+        (["prior", "--exclude", "ni", "--epochs", "0"], "epochs must be a whole number from 1 to 10000, not '0'"),
+        (["predict", "--model", "m", "--input", "x.png", "--batch-size", "0"], "batch size must be a whole number"),
+        (["phasemap", "--model", "m", "--scan", "s.h5", "--workers", "0"], "workers must be a whole number from 1"),
+        (["simulate-map", "--phases", "ni,ni3al", "--step", "-1"], "step must be a number from 0.0001 to 10000"),
+        (["simulate-map", "--phases", "ni,ni3al", "--grain-size", "0"], "grain size must be a number from 1 to"),
+    ],
+)
+def test_bad_numbers_are_refused_naming_the_option(tmp_path, capsys, args, message):
+    """Found on review: a negative seed ended in numpy's traceback, --workers 0 waited forever for a dask worker,
+    a negative scan step was written into the exported map."""
+    out = tmp_path / "out.h5"
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_fewshot_curve_refuses_negative_seeds(tiny_dataset, tmp_path, capsys):
+    assert main(["fewshot-curve", "--data", str(tiny_dataset), "--seeds", "0,-1", "--out", str(tmp_path)]) == 2
+    assert "error: --seeds: '0,-1' holds a number below 0" in capsys.readouterr().err
