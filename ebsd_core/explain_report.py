@@ -27,7 +27,7 @@ from ebsd_core.explain import (
     grad_cam,
     shap_values,
 )
-from ebsd_core.inference import UNKNOWN, decide, predict_tensor
+from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.preprocess import preprocess
 from ebsd_core.store import ModelCard, load_model
@@ -232,9 +232,11 @@ def explain_pattern(
         return explain_filters(model, card, compare)
     source = open_patterns(input_path)
     context = load_pattern(source, card, index)
-    probabilities = predict_tensor(model, context.pattern[None])[0]
+    # the model's answer as predict gives it (its test-time views and precision); the methods below explain one view
+    precision = inference_precision(model_device(model), "auto", card)
+    probabilities = predict_tensor(model, context.pattern[None], precision, card.views, card.views_below)[0]
     predicted = int(np.argmax(probabilities))
-    decided = int(decide(probabilities[None], card.unknown_threshold)[0])  # what predict and the maps answer
+    decided = int(decide(probabilities[None], card.unknown_threshold)[0])
     target = predicted if target is None else int(target)
     if not 0 <= target < len(card.classes):
         raise InputError(f"class index {target} is outside 0..{len(card.classes) - 1} ({card.class_symbols})")
