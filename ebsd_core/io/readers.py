@@ -162,8 +162,19 @@ def _from_images(path: Path, kind: str, result) -> PatternSource:
 Reader = Callable[[Path, bool], PatternSource]
 
 
+ORIENTATION_MAP_EXTENSIONS = {".ang", ".ctf"}
+
+
 def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     suffix = path.suffix.lower()
+    if suffix in ORIENTATION_MAP_EXTENSIONS:
+        raise InputError(
+            "holds a scan's orientations, not its patterns: give it to phasemap --orientations (with the pattern "
+            "file) or to simulate-map --layout",
+            path,
+        )
+    if path.is_dir() and (path / "model.json").is_file():
+        raise InputError("is a saved model, not patterns: give it as --model", path)
     if path.is_dir():
         return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p, labelled))
     if suffix == ".zip":
