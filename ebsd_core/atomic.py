@@ -9,11 +9,38 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from ebsd_core.errors import InputError
+
 
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def check_writable_folder(folder: str | Path, target: str | Path | None = None) -> None:
+    """Create ``folder`` if needed and check that files can be written in it.
+
+    Raises
+    ------
+    InputError
+        Naming ``target`` (default: the folder) and the reason, before any long work is done.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write in {folder} ({exc.strerror or exc})", target or folder) from None
+
+
+def check_writable_file(path: str | Path) -> None:
+    """Check that a file can be written at ``path``: not a folder, in a folder that can be written."""
+    final = Path(path)
+    if final.is_dir():
+        raise InputError("is a folder; give a file name", final)
+    check_writable_folder(final.parent, final)
 
 
 @contextlib.contextmanager
@@ -28,7 +55,7 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     and ``path`` is left as it was.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_file(final)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final.name}.", suffix=".part" + (final.suffix if keep_suffix else ""), dir=final.parent
     )
@@ -50,7 +77,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     ``path`` must not exist yet (callers decide about overwriting first).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(final.parent, final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp

@@ -816,15 +816,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MODEL_OUTPUTS = ("train", "prior")  # --out is a model folder of the store
+FOLDER_OUTPUTS = ("fewshot-curve", "fewshot-merge", "explain")  # --out is a folder of files
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Fail before the work, not after it, when an output cannot be written."""
+    from ebsd_core.atomic import check_writable_file, check_writable_folder
+
+    outputs = getattr(args, "out", None)
+    for out in outputs if isinstance(outputs, list) else [] if outputs is None else [outputs]:
+        if args.command in MODEL_OUTPUTS:
+            from ebsd_core.store import resolve_model_dir
+
+            target = resolve_model_dir(out)
+            check_writable_folder(target.parent, target)
+        elif args.command in FOLDER_OUTPUTS:
+            check_writable_folder(out)
+        else:
+            check_writable_file(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        _check_outputs(args)
         return COMMANDS[args.command](args)
     except EbsdError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # what the checks above cannot foresee (a disk that fills up, a path that vanishes)
+        print(f"error: {exc.filename2 or exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

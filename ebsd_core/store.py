@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ebsd_core import __version__
-from ebsd_core.atomic import atomic_dir
+from ebsd_core.atomic import atomic_dir, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
 from ebsd_core.phases import space_group_symbol
@@ -190,7 +190,7 @@ def _sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def _name_lock(target: Path) -> Iterator[None]:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_folder(target.parent, target)
     lock_path = target.parent / f".{target.name}.lock"
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

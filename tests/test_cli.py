@@ -90,3 +90,14 @@ def test_bad_numbers_are_refused_naming_the_option(tmp_path, capsys, args, messa
 def test_fewshot_curve_refuses_negative_seeds(tiny_dataset, tmp_path, capsys):
     assert main(["fewshot-curve", "--data", str(tiny_dataset), "--seeds", "0,-1", "--out", str(tmp_path)]) == 2
     assert "error: --seeds: '0,-1' holds a number below 0" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(tiny_dataset, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    train = ["train", "--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--out", str(blocker / "m")]
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {blocker / 'm'}: cannot write in {blocker}") and "Traceback" not in err
+    assert main(["simulate", "--phases", "ni,ni3al", "--per-class", "2", "--out", str(tmp_path)]) == 2
+    assert f"error: {tmp_path}: is a folder; give a file name" in capsys.readouterr().err
