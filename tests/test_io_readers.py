@@ -43,6 +43,7 @@ def test_class_folders_are_labelled(tmp_path):
     by_name = dict(zip(source.names, source.labels))
     assert by_name["Fm-3m/p0.png"] == 0 and by_name["229_ferrite/p2.png"] == 1
     assert sorted(source.labels) == [0, 0, 0, 1, 1, 1]
+    assert source.patterns.dtype == np.uint8  # as recorded: a quarter of the memory of float32
 
 
 def test_rgb_16bit_and_mixed_sizes(tmp_path):
@@ -54,6 +55,7 @@ def test_rgb_16bit_and_mixed_sizes(tmp_path):
     assert source.labels is None and len(source) == 3
     assert source.pattern_shape == (20, 20)
     assert source.batch(1, 2).max() == 40000
+    assert source.patterns.dtype == np.float32  # 8- and 16-bit images together
     assert any("resized" in w for w in source.warnings)
 
 

@@ -26,7 +26,8 @@ ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One pattern image as a 2-D float32 array (RGB/RGBA converted to grey)."""
+    """One pattern image as a 2-D array: uint8 or uint16 as recorded, float32 for float or 32-bit images
+    (RGB/RGBA converted to 8-bit grey)."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -49,17 +50,22 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def _to_grey(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)  # native byte order
+    if img.mode in ("I", "F"):
         return np.asarray(img, dtype=np.float32)
     if img.mode != "L":
         img = img.convert("L")
-    return np.asarray(img, dtype=np.float32)
+    return np.asarray(img, dtype=np.uint8)
 
 
-def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _resize(array: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     from skimage.transform import resize
 
-    return resize(array, shape, preserve_range=True, anti_aliasing=True).astype(np.float32)
+    resized = resize(array.astype(np.float32), shape, preserve_range=True, anti_aliasing=True)
+    if np.issubdtype(dtype, np.integer):
+        resized = np.clip(np.rint(resized), np.iinfo(dtype).min, np.iinfo(dtype).max)
+    return resized.astype(dtype)
 
 
 def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.ndarray, list[Path]]:
@@ -83,11 +89,13 @@ def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.nd
         warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}): {failed[0]}")
     shapes = Counter(a.shape for a in arrays)
     target = shapes.most_common(1)[0][0]
+    # stored as recorded (8-bit patterns take a quarter of the memory of float32); mixed kinds as float32
+    dtypes = {a.dtype for a in arrays}
+    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
     odd = [p.name for p, a in zip(kept, arrays) if a.shape != target]
     if odd:
         warn.append(f"{len(odd)} image(s) resized to {target[1]}x{target[0]} (e.g. {odd[0]})")
-        arrays = [a if a.shape == target else _resize(a, target) for a in arrays]
-    return np.stack(arrays), kept
+    return np.stack([a.astype(dtype) if a.shape == target else _resize(a, target, dtype) for a in arrays]), kept
 
 
 def list_images(folder: Path) -> list[Path]:
