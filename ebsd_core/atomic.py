@@ -19,17 +19,21 @@ def _umask() -> int:
 
 
 def check_writable_folder(folder: str | Path, target: str | Path | None = None) -> None:
-    """Create ``folder`` if needed and check that files can be written in it.
+    """Check that ``folder`` exists and files can be written in it, or that it can be made. Creates nothing.
 
     Raises
     ------
     InputError
         Naming ``target`` (default: the folder) and the reason, before any long work is done.
     """
-    folder = Path(folder)
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write in {folder} ({existing} is a file)", target or folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise InputError(f"cannot write in {folder} ({exc.strerror or exc})", target or folder) from None
@@ -56,6 +60,7 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """
     final = Path(path)
     check_writable_file(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final.name}.", suffix=".part" + (final.suffix if keep_suffix else ""), dir=final.parent
     )
@@ -78,6 +83,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     final = Path(path)
     check_writable_folder(final.parent, final)
+    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp

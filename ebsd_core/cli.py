@@ -825,7 +825,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from ebsd_core.atomic import check_writable_file, check_writable_folder
 
     outputs = getattr(args, "out", None)
-    for out in outputs if isinstance(outputs, list) else [] if outputs is None else [outputs]:
+    if outputs is None:
+        return
+    for out in outputs if isinstance(outputs, list) else [outputs]:
         if args.command in MODEL_OUTPUTS:
             from ebsd_core.store import resolve_model_dir
 

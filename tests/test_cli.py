@@ -98,6 +98,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(tiny_dataset
     train = ["train", "--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--out", str(blocker / "m")]
     assert main(train) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {blocker / 'm'}: cannot write in {blocker}") and "Traceback" not in err
+    assert err.startswith(f"error: {blocker / 'm'}: cannot write in {blocker} ({blocker} is a file)")
+    assert "Traceback" not in err
     assert main(["simulate", "--phases", "ni,ni3al", "--per-class", "2", "--out", str(tmp_path)]) == 2
     assert f"error: {tmp_path}: is a folder; give a file name" in capsys.readouterr().err

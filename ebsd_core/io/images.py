@@ -68,6 +68,10 @@ def _resize(array: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.nd
     return resized.astype(dtype)
 
 
+def _first_names(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.ndarray, list[Path]]:
     """Read the images of a folder into (N, rows, cols) and return the paths that were read.
 
@@ -85,7 +89,7 @@ def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.nd
     if not arrays:
         raise InputError(f"none of its {len(paths)} image(s) can be read; the first: {failed[0]}", source)
     if failed:
-        names = ", ".join(Path(exc.path).name for exc in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        names = _first_names([Path(exc.path).name for exc in failed])
         warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}): {failed[0]}")
     shapes = Counter(a.shape for a in arrays)
     target = shapes.most_common(1)[0][0]
@@ -126,7 +130,7 @@ def read_image_folder(folder: str | Path, labelled: bool | None = None):
     direct = list_images(folder)
     warn: list[str] = []
     if subfolders and labelled is None and direct and not all(_names_space_group(sub.name) for sub in subfolders):
-        names = ", ".join(sub.name for sub in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+        names = _first_names([sub.name for sub in subfolders])
         warn.append(f"sub-folder(s) not read, as they do not all name a space group: {names}")
         subfolders = []
     if subfolders and (labelled is not False):
