@@ -20,6 +20,7 @@ class InputError(EbsdError, ValueError):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
+        self.reason = message  # without the path
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 

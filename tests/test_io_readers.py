@@ -170,3 +170,16 @@ def test_h5ebsd_declaring_billions_of_patterns_is_refused(tmp_path):
     with pytest.raises(InputError, match="declares more patterns than the file holds") as info:
         open_patterns(path)
     assert "scan.h5" in str(info.value)
+
+
+def test_a_zip_names_its_unreadable_images_as_the_zip_does(tmp_path):
+    archive = tmp_path / "scan.zip"
+    good = tmp_path / "good.png"
+    _write_png(good, np.zeros((20, 20), np.uint8))
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(good, "good.png")
+        zf.writestr("bad.png", b"\x89PNG truncated")
+    source = open_patterns(archive)
+    assert len(source) == 1
+    assert any("bad.png: cannot read this image" in w for w in source.warnings)
+    assert not any("ebsd-zip-" in w for w in source.warnings)  # not the temporary folder it was unpacked to

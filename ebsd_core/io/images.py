@@ -86,11 +86,12 @@ def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.nd
             kept.append(path)
         except InputError as exc:
             failed.append(exc)
+    first = f"{Path(failed[0].path).relative_to(source)}: {failed[0].reason}" if failed else ""
     if not arrays:
-        raise InputError(f"none of its {len(paths)} image(s) can be read; the first: {failed[0]}", source)
+        raise InputError(f"none of its {len(paths)} image(s) can be read; the first, {first}", source)
     if failed:
         names = _first_names([Path(exc.path).name for exc in failed])
-        warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}): {failed[0]}")
+        warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
     shapes = Counter(a.shape for a in arrays)
     target = shapes.most_common(1)[0][0]
     # stored as recorded (8-bit patterns take a quarter of the memory of float32); mixed kinds as float32
@@ -222,6 +223,14 @@ def read_image_zip(path: str | Path, labelled: bool | None = None):
     with tempfile.TemporaryDirectory(prefix="ebsd-zip-") as tmp:
         folder = safe_extract_zip(path, Path(tmp))
         try:
-            return read_image_folder(folder, labelled)
+            patterns, labels, classes, names, warn = read_image_folder(folder, labelled)
         except InputError as exc:
-            raise InputError(f"{exc} (inside the zip)", path) from None
+            raise InputError(f"{_inside(exc, folder)} (inside the zip)", path) from None
+        return patterns, labels, classes, names, [_inside(message, folder) for message in warn]
+
+
+def _inside(message: object, folder: Path) -> str:
+    """A message about a file of an unpacked zip, naming it as the zip does instead of by its temporary path."""
+    if isinstance(message, InputError) and message.path == str(folder):
+        message = message.reason
+    return str(message).replace(f"{folder}/", "").replace(str(folder), "the zip")
