@@ -394,8 +394,12 @@ def _hash_password(args: argparse.Namespace) -> int:
 
     from ebsd_core.access import hash_password
 
-    password = getpass.getpass("Lab password: ")
-    if getpass.getpass("Again: ") != password:
+    try:
+        password = getpass.getpass("Lab password: ")
+        again = getpass.getpass("Again: ")
+    except EOFError:
+        raise EbsdError("no password was typed: run it in a terminal and type the password twice") from None
+    if again != password:
         raise EbsdError("the two passwords differ")
     print(f'[access]\npassword_hash = "{hash_password(password)}"')
     return 0

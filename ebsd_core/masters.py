@@ -22,7 +22,7 @@ import numpy as np
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import InputError
 from ebsd_core.paths import fewshot_home
-from ebsd_core.phases import CATALOGUE, Material
+from ebsd_core.phases import CATALOGUE, Material, get_material
 
 PACKAGE_MASTER_DIR = Path(__file__).parent / "data" / "masters"
 DEFAULT_ENERGY_KEV = 20.0
@@ -220,9 +220,9 @@ def _kinematical_lambert(material: Material, npx: int, energy_kev: float):
 def build_catalogue(keys: list[str] | None = None, skip_existing: bool = False, **kwargs) -> list[Path]:
     """Rebuild and store the shipped masters (all catalogue phases by default)."""
     written = []
-    for key in keys or list(CATALOGUE):
-        material = CATALOGUE[key]
-        if skip_existing and (PACKAGE_MASTER_DIR / f"{key}.h5").exists():
+    materials = [get_material(key) for key in keys] if keys else list(CATALOGUE.values())  # unknown names first
+    for material in materials:
+        if skip_existing and (PACKAGE_MASTER_DIR / f"{material.key}.h5").exists():
             continue
         master = build_master(material, kind="dynamical", progress=print, **kwargs)
         written.append(save_master(master, PACKAGE_MASTER_DIR / f"{material.key}.h5"))

@@ -102,3 +102,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(tiny_dataset
     assert "Traceback" not in err
     assert main(["simulate", "--phases", "ni,ni3al", "--per-class", "2", "--out", str(tmp_path)]) == 2
     assert f"error: {tmp_path}: is a folder; give a file name" in capsys.readouterr().err
+
+
+def test_hash_password_without_a_terminal_says_so(monkeypatch, capsys):
+    import getpass
+
+    def no_input(prompt=""):
+        raise EOFError
+
+    monkeypatch.setattr(getpass, "getpass", no_input)
+    assert main(["hash-password"]) == 2
+    assert "error: no password was typed" in capsys.readouterr().err

@@ -54,3 +54,10 @@ def test_kinematical_fallback_for_user_phase():
 def test_dmin_grows_with_cell_size():
     assert default_dmin(get_material("ni")) == pytest.approx(0.05)
     assert default_dmin(get_material("yag")) == pytest.approx(0.15)
+
+
+def test_building_an_unknown_phase_names_it_before_building_anything():
+    from ebsd_core.masters import build_catalogue
+
+    with pytest.raises(InputError, match="unknown phase 'kryptonite'"):
+        build_catalogue(["ni", "kryptonite"])
