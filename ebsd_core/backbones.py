@@ -10,6 +10,7 @@ order onto timm's ``efficientnet_lite0``.
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import timm
 import torch
 from torch import nn
 
-from ebsd_core.errors import ModelError
+from ebsd_core.errors import InputError, ModelError
 
 CHANNEL_MODES = ("adapt", "replicate")
 DEFAULT_FINETUNE_LR = 1e-3
@@ -124,6 +125,13 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own advice (load with weights_only=False) would run code from the file: never here
+        raise ModelError(
+            "not a safetensors file or a plain PyTorch state dict: only tensors are loaded from a weights file, "
+            "never pickled objects",
+            path,
+        ) from None
     except Exception as exc:
         raise ModelError(f"cannot read weights ({exc.__class__.__name__}: {exc})", path) from None
     if isinstance(state, dict) and "state_dict" in state:
@@ -228,14 +236,31 @@ def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def select_device(preference: str = "auto") -> torch.device:
-    """CUDA, then Apple MPS, then CPU (or the named device)."""
+    """CUDA, then Apple MPS, then CPU (or the named device, which must be there)."""
     if preference != "auto":
-        return torch.device(preference)
+        return _named_device(preference)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _named_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1, ... or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r}: no CUDA GPU is available here; use auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise InputError(f"device {name!r}: Apple MPS is not available here; use auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {name!r}: only cpu, cuda and mps are supported")
+    return device
 
 
 def device_label(device: torch.device | None = None) -> str:

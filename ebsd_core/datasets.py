@@ -8,8 +8,16 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ebsd_core import __version__
+from ebsd_core.errors import PhaseError
 from ebsd_core.io.dataset import Dataset
-from ebsd_core.phases import DEFAULT_CLASSES, Material, get_material, materials_for, parse_space_group
+from ebsd_core.phases import (
+    DEFAULT_CLASSES,
+    Material,
+    get_material,
+    materials_for,
+    parse_space_group,
+    space_group_symbol,
+)
 from ebsd_core.simulate import DetectorModel, GeometryRanges, simulate_material
 
 Progress = Callable[[float, str], None]
@@ -36,8 +44,6 @@ def resolve_materials(
     materials = [m for sg in groups for m in materials_for(sg)]
     missing = [sg for sg in groups if not materials_for(sg)]
     if missing:
-        from ebsd_core.errors import PhaseError
-
         raise PhaseError(f"no catalogue material for space group(s) {missing}; add one from a CIF file")
     return materials
 
@@ -67,16 +73,25 @@ def simulate_dataset(
     materials = resolve_materials(classes, phases) + list(extra_materials)
     holdout = {get_material(h).key if not any(m.key == h for m in extra_materials) else h for h in holdout_materials}
     class_list = sorted({m.space_group for m in materials})
+    for key in sorted(holdout - {m.key for m in materials}):  # held out of --phases: simulated for the test only
+        material = get_material(key)
+        if material.space_group not in class_list:
+            symbols = ", ".join(space_group_symbol(sg) for sg in class_list)
+            raise PhaseError(
+                f"held-out material {key!r} is {material.symbol}, none of the simulated classes ({symbols})"
+            )
+        materials.append(material)
     jobs: list[tuple[Material, int, str]] = []
     for sg in class_list:
         for split in ("train", "holdout"):
             group = [m for m in materials if m.space_group == sg and (m.key in holdout) == (split == "holdout")]
             if group:
                 jobs += [(m, n, split) for m, n in zip(group, _split_counts(per_class, len(group))) if n > 0]
-    if not any(split == "train" for _, _, split in jobs):
-        from ebsd_core.errors import InputError
-
-        raise InputError("every material is held out: nothing is left to train on")
+    trained = {m.space_group for m, _, split in jobs if split == "train"}
+    for sg in class_list:
+        if sg not in trained:
+            held = ", ".join(sorted(m.key for m in materials if m.space_group == sg))
+            raise PhaseError(f"every {space_group_symbol(sg)} material is held out ({held}): none is left to train on")
     parts, kinds = [], {}
     total = sum(n for _, n, _ in jobs)
     done = 0

@@ -66,3 +66,24 @@ def test_bad_names_and_files(tmp_path):
     with pytest.raises(ModelError, match="w.pt"):
         load_weights_file(bad)
     assert select_device("cpu").type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("tpu", "unknown device 'tpu'"), ("opengl", "only cpu, cuda and mps are supported")]
+    + ([] if torch.cuda.is_available() else [("cuda", "no CUDA GPU is available here")]),
+)
+def test_a_device_that_is_not_there_is_named(name, message):
+    from ebsd_core.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        select_device(name)
+
+
+def test_a_pickled_object_is_not_weights(tmp_path):
+    import pickle
+
+    path = tmp_path / "weights.pt"
+    path.write_bytes(pickle.dumps({"not": object()}))
+    with pytest.raises(ModelError, match="never pickled objects"):
+        load_weights_file(path)

@@ -76,3 +76,8 @@ def test_wrong_hdf5_is_refused(tmp_path):
         f["x"] = 1
     with pytest.raises(InputError, match="not an ebsd-fewshot-dataset"):
         read_dataset(path)
+
+
+def test_a_folder_given_as_a_dataset_says_how_to_make_one(tmp_path):
+    with pytest.raises(InputError, match="is a folder, not a dataset file: make one from class folders"):
+        read_dataset(tmp_path)

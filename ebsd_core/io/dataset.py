@@ -178,6 +178,12 @@ def is_dataset_file(path: str | Path) -> bool:
 def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     """Read a dataset; with ``lazy=True`` the patterns stay an open h5py dataset."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            "is a folder, not a dataset file: make one from class folders with 'python -m ebsd_core dataset "
+            "--labelled FOLDER --out data.h5' (or on the Data page)",
+            path,
+        )
     if not path.is_file():
         raise InputError("no such file", path)
     try:
