@@ -119,7 +119,12 @@ with tab_simulate:
     )
     available = [k for k, m in CATALOGUE.items() if m.space_group in groups]
     phases = st.multiselect("Materials (empty: all of the chosen groups)", available)
-    holdout = st.multiselect("Held-out materials (test only)", phases or available)
+    holdout = st.multiselect(
+        "Held-out materials (test only)",
+        available,
+        help="Simulated for the test split only, to score the model on materials it never trained on; they need "
+        "not be among the chosen materials, but each class needs a material left to train on.",
+    )
     c1, c2, c3 = st.columns(3)
     per_class = c1.number_input("Patterns per class", 4, 5000, 60)
     size = c2.select_slider(

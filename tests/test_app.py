@@ -372,3 +372,25 @@ def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     next(b for b in app.button if b.label == "Build the prior").click().run()
     assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
     assert not app.exception
+
+
+@pytest.mark.parametrize(
+    "held_out, message", [("cu3au", None), ("ni", "every Fm-3m material is held out (ni): none is left to train on")]
+)
+def test_simulate_tab_holds_out_a_material_it_does_not_train_on(app, held_out, message):
+    from ebsd_core.io.dataset import read_dataset
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    next(m for m in app.multiselect if m.label.startswith("Materials")).set_value(["ni", "ni3al"]).run()
+    next(m for m in app.multiselect if m.label.startswith("Held-out")).set_value([held_out]).run()
+    app.number_input[0].set_value(4)
+    app.select_slider[0].set_value(40)
+    next(b for b in app.button if b.label == "Simulate").click().run()
+    assert not app.exception
+    if message:
+        assert any(message in e.value for e in app.error), [e.value for e in app.error]
+        return
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert set(dataset.material[dataset.split == "holdout"]) == {"cu3au"}
+    assert set(dataset.material[dataset.split == "train"]) == {"ni", "ni3al"}
