@@ -19,7 +19,8 @@ def _umask() -> int:
 
 
 def check_writable_folder(folder: str | Path, target: str | Path | None = None) -> None:
-    """Check that ``folder`` exists and files can be written in it, or that it can be made. Creates nothing.
+    """Check that ``folder`` exists and files can be written in it, or that it can be made. Creates nothing:
+    commands call it before long work; the writers below report the same problems when they meet them.
 
     Raises
     ------
@@ -48,6 +49,15 @@ def check_writable_file(path: str | Path) -> None:
 
 
 @contextlib.contextmanager
+def _named_for(target: Path) -> Iterator[None]:
+    """Turn an OSError of making ``target``'s folder or a file in it into an InputError naming ``target``."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"cannot write in {target.parent} ({exc.strerror or exc})", target) from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
@@ -59,11 +69,12 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     and ``path`` is left as it was.
     """
     final = Path(path)
-    check_writable_file(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=".part" + (final.suffix if keep_suffix else ""), dir=final.parent
-    )
+    if final.is_dir():
+        raise InputError("is a folder; give a file name", final)
+    suffix = ".part" + (final.suffix if keep_suffix else "")
+    with _named_for(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -82,9 +93,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     ``path`` must not exist yet (callers decide about overwriting first).
     """
     final = Path(path)
-    check_writable_folder(final.parent, final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    with _named_for(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
         os.rename(tmp, final)

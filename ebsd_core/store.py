@@ -192,8 +192,7 @@ def _sha256(path: Path) -> str:
 def _name_lock(target: Path) -> Iterator[None]:
     check_writable_folder(target.parent, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f".{target.name}.lock"
-    with open(lock_path, "w") as handle:
+    with open(target.parent / f".{target.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
