@@ -1,14 +1,27 @@
-"""Pattern images: single files, folders with one sub-folder per class, and zips of those."""
+"""Pattern images: single files, folders with one sub-folder per class, and zips of those.
+
+A folder or zip is first read as an :class:`ImageStack`, from each image's header only (its size and pixel type).
+When its patterns fit in :data:`IN_MEMORY_BYTES` they are decoded at once, and an image that cannot be decoded is left
+out with a warning. Larger ones stay an ImageStack that decodes images when sliced: a scan exported as 100,000 images
+then needs the memory of one batch, as kikuchipy's lazy signals do for vendor files. Zips are read in place, never
+unpacked.
+"""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import contextlib
+import io
+import os
+import threading
 import warnings
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -23,40 +36,70 @@ MAX_ZIP_FILES = 200_000
 MAX_ZIP_RATIO = 200  # uncompressed/compressed size of one member
 # what zipfile and zlib raise for damaged archives (bad headers, CRC, truncated or unsupported data)
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
+DECODE_THREADS = min(8, os.cpu_count() or 1)  # PIL's decoders release the GIL...
+# ...but below about 200x200 px the rest of reading an image (opening it, its header, numpy) holds it, and one
+# thread decodes faster than two (2-core EPYC: 5,000 PNGs of 160 px in 0.83 s on one thread, 1.01 s on two; of
+# 240 px, 10,240 in 3.4 s on one and 2.5 s on two)
+THREADED_DECODE_PIXELS = 200 * 200
+DECODE_CHUNK = 32
+IN_MEMORY_BYTES = 1024**3  # folders and zips whose patterns take more are decoded batch by batch
+HEADER_BYTES = 1 << 16
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """One pattern image as a 2-D array: uint8 or uint16 as recorded, float32 for float or 32-bit images
-    (RGB/RGBA converted to 8-bit grey)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _image_errors(path: str | Path) -> Iterator[None]:
+    """Turn whatever PIL (or a damaged zip member) raises into one InputError naming ``path``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_IMAGE_PIXELS:
-                    raise InputError(f"image of {img.width}x{img.height} pixels is larger than allowed", path)
-                img.load()
-                array = _to_grey(img)
+            yield
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("image declares an implausibly large size (decompression bomb refused)", path) from None
     except Exception as exc:  # PIL raises many types for corrupt files
         raise InputError(f"cannot read this image ({exc.__class__.__name__}: {exc})", path) from None
-    if array.ndim != 2 or min(array.shape) < 8:
-        raise InputError(f"image has shape {array.shape}; a pattern needs at least 8x8 pixels", path)
-    return array
+
+
+def _checked_header(img: Image.Image, path: str | Path) -> tuple[tuple[int, int], np.dtype]:
+    """(rows, cols) and the pixel type a pattern image will be read as, from its header alone."""
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise InputError(f"image of {img.width}x{img.height} pixels is larger than allowed", path)
+    if min(img.width, img.height) < 8:
+        raise InputError(f"image has shape {(img.height, img.width)}; a pattern needs at least 8x8 pixels", path)
+    return (img.height, img.width), _dtype_of_mode(img.mode)
+
+
+def _dtype_of_mode(mode: str) -> np.dtype:
+    if mode.startswith("I;16"):
+        return np.dtype(np.uint16)
+    if mode in ("I", "F"):
+        return np.dtype(np.float32)
+    return np.dtype(np.uint8)  # 8-bit grey, and colour converted to it
 
 
 def _to_grey(img: Image.Image) -> np.ndarray:
-    if img.mode in ("I;16", "I;16B", "I;16L"):
+    if img.mode.startswith("I;16"):
         return np.asarray(img).astype(np.uint16)  # native byte order
     if img.mode in ("I", "F"):
         return np.asarray(img, dtype=np.float32)
     if img.mode != "L":
         img = img.convert("L")
     return np.asarray(img, dtype=np.uint8)
+
+
+def _decode(file: str | Path | BinaryIO, path: str | Path) -> np.ndarray:
+    with _image_errors(path), Image.open(file) as img:
+        _checked_header(img, path)
+        img.load()
+        return _to_grey(img)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One pattern image as a 2-D array: uint8 or uint16 as recorded, float32 for float or 32-bit images
+    (RGB/RGBA converted to 8-bit grey)."""
+    return _decode(Path(path), path)
 
 
 def _resize(array: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
@@ -72,35 +115,228 @@ def _first_names(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
-def read_images(paths: list[Path], warn: list[str], source: Path) -> tuple[np.ndarray, list[Path]]:
-    """Read the images of a folder into (N, rows, cols) and return the paths that were read.
+class _Folder:
+    """Images in a folder, named by their path relative to it."""
 
-    An image that cannot be read is left out with a warning naming it, so that one damaged file does not stop a
-    folder of thousands; a folder where none can be read is an error. Odd sizes are resized to the most common one
-    (with a warning).
-    """
-    arrays, kept, failed = [], [], []
-    for path in paths:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root  # what messages name
+
+    def listing(self) -> tuple[list[str], dict[str, list[str]]]:
+        """The images directly inside, and those of each visible sub-folder."""
+        subfolders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+        inside = {sub.name: [f"{sub.name}/{p.name}" for p in list_images(sub)] for sub in subfolders}
+        return [p.name for p in list_images(self.root)], inside
+
+    def open(self, name: str, header_only: bool = False) -> Path:
+        return self.root / name
+
+    def error(self, message: str, name: str | None = None) -> InputError:
+        """``message`` about the folder, or about its file ``name``."""
+        return InputError(message, self.root if name is None else self.root / name)
+
+
+class _Zip:
+    """Image members of a zip, read in place, named as the zip names them below its one top folder (if any)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._members = _checked_image_members(path)
+        self._archive: zipfile.ZipFile | None = None
+        self._lock = threading.Lock()
+
+    def listing(self) -> tuple[list[str], dict[str, list[str]]]:
+        direct, inside = [], {}
+        for name in sorted(self._members):
+            parts = name.split("/")
+            if len(parts) == 1:
+                direct.append(name)
+            elif len(parts) == 2 and not parts[0].startswith((".", "__")):
+                inside.setdefault(parts[0], []).append(name)
+        return direct, dict(sorted(inside.items()))
+
+    def open(self, name: str, header_only: bool = False) -> BinaryIO:
+        """The member's bytes; with ``header_only``, its first 64 kB (enough for the headers of most images)."""
         try:
-            arrays.append(read_image(path))
-            kept.append(path)
+            with self._lock:  # one handle per process, opened on first use (the central directory is read once)
+                if self._archive is None:
+                    self._archive = zipfile.ZipFile(self.path)
+                with self._archive.open(self._members[name]) as member:
+                    return io.BytesIO(member.read(HEADER_BYTES if header_only else -1))
+        except ZIP_ERRORS as exc:
+            raise InputError(f"zip member is damaged ({exc.__class__.__name__}: {exc})", name) from None
+
+    def error(self, message: str, name: str | None = None) -> InputError:
+        """``message`` about the zip, or about its member ``name``."""
+        return InputError(f"{message if name is None else f'{name}: {message}'} (inside the zip)", self.path)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_archive": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+
+def _checked_image_members(path: Path) -> dict[str, str]:
+    """Image members of a zip by their name below its one top folder, after size, count, ratio and path checks."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+    except ZIP_ERRORS as exc:
+        raise InputError(f"not a readable zip file ({exc})", path) from None
+    if len(members) > MAX_ZIP_FILES:
+        raise InputError(f"zip holds {len(members)} files (limit {MAX_ZIP_FILES})", path)
+    total = sum(m.file_size for m in members)
+    if total > MAX_ZIP_BYTES:
+        raise InputError(f"zip would unpack to {total / 1e9:.1f} GB (limit {MAX_ZIP_BYTES / 1e9:.0f} GB)", path)
+    images: dict[str, str] = {}
+    for member in members:
+        if member.compress_size and member.file_size / member.compress_size > MAX_ZIP_RATIO:
+            raise InputError(f"zip member {member.filename!r} is compressed suspiciously well (zip bomb refused)", path)
+        parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+        if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise InputError(f"zip member {member.filename!r} points outside the archive", path)
+        if parts and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
+            images["/".join(parts)] = member.filename
+    tops = {name.split("/")[0] for name in images if not name.startswith((".", "__"))}
+    if len(tops) == 1 and (top := tops.pop()) not in images:  # a zip of one top folder holding the class folders
+        images = {name[len(top) + 1 :]: member for name, member in images.items() if name.startswith(f"{top}/")}
+    return images
+
+
+@dataclass(frozen=True)
+class _Header:
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+
+class ImageStack:
+    """Pattern images as an (N, rows, cols) array that decodes them when sliced.
+
+    Images of another size than the most common one are resized to it; the pixel type is the images' own when they
+    all share one (8-bit patterns take a quarter of the memory of float32), float32 otherwise.
+    """
+
+    ndim = 3
+
+    def __init__(self, container: _Folder | _Zip, names: list[str], headers: list[_Header]) -> None:
+        self._container = container
+        self.names = names
+        self._shapes = [h.shape for h in headers]
+        rows, cols = Counter(self._shapes).most_common(1)[0][0]
+        self.shape = (len(names), rows, cols)
+        kinds = {h.dtype for h in headers}
+        self.dtype = kinds.pop() if len(kinds) == 1 else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    @property
+    def resized(self) -> list[str]:
+        """The images of another size than the stack's."""
+        return [name for name, shape in zip(self.names, self._shapes) if shape != self.shape[1:]]
+
+    def read(self, index: int) -> np.ndarray:
+        """Pattern ``index`` at the stack's shape and type; an image that cannot be decoded is named."""
+        name = self.names[index]
+        try:
+            array = _decode(self._container.open(name), name)
         except InputError as exc:
-            failed.append(exc)
-    first = f"{Path(failed[0].path).relative_to(source)}: {failed[0].reason}" if failed else ""
-    if not arrays:
-        raise InputError(f"none of its {len(paths)} image(s) can be read; the first, {first}", source)
-    if failed:
-        names = _first_names([Path(exc.path).name for exc in failed])
-        warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
-    shapes = Counter(a.shape for a in arrays)
-    target = shapes.most_common(1)[0][0]
-    # stored as recorded (8-bit patterns take a quarter of the memory of float32); mixed kinds as float32
-    dtypes = {a.dtype for a in arrays}
-    dtype = dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32)
-    odd = [p.name for p, a in zip(kept, arrays) if a.shape != target]
-    if odd:
-        warn.append(f"{len(odd)} image(s) resized to {target[1]}x{target[0]} (e.g. {odd[0]})")
-    return np.stack([a.astype(dtype) if a.shape == target else _resize(a, target, dtype) for a in arrays]), kept
+            raise self._container.error(exc.reason, name) from None
+        if array.shape != self.shape[1:]:
+            return _resize(array, self.shape[1:], self.dtype)
+        return array.astype(self.dtype, copy=False)
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            return self.read(int(np.arange(len(self))[key]))[rest]
+        indices = np.arange(len(self))[key]
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        for row, array in enumerate(self._decoded(indices.tolist(), self.read, self.shape[1] * self.shape[2])):
+            out[row] = array
+        return out[(slice(None), *rest)] if rest else out
+
+    def _try_read(self, index: int) -> np.ndarray | InputError:
+        try:
+            return self.read(index)
+        except InputError as exc:
+            return exc
+
+    @staticmethod
+    def _decoded(indices, read, pixels: int) -> Iterator:
+        """``read`` of each index, in order, on threads for large images, DECODE_CHUNK images per task (a task per
+        image would cost more than decoding it; a share per thread would hold all the patterns twice)."""
+        indices = list(indices)
+        if len(indices) < 2 * DECODE_CHUNK or DECODE_THREADS < 2 or pixels < THREADED_DECODE_PIXELS:
+            yield from map(read, indices)
+            return
+        chunks = [indices[i : i + DECODE_CHUNK] for i in range(0, len(indices), DECODE_CHUNK)]
+        with ThreadPoolExecutor(DECODE_THREADS) as pool:
+            for decoded in pool.map(lambda chunk: [read(i) for i in chunk], chunks):
+                yield from decoded
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self[:]
+        return array if dtype is None else array.astype(dtype)
+
+    def readable(self, warn: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every pattern that can be decoded, and their indices; the others are left out with a warning."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        kept, failed = [], []
+        for index, array in enumerate(self._decoded(range(len(self)), self._try_read, self.shape[1] * self.shape[2])):
+            if isinstance(array, InputError):
+                failed.append((self.names[index], array.reason))
+            else:
+                out[index] = array
+                kept.append(index)
+        _report_unreadable(self._container, failed, len(self), warn)
+        return (out[kept] if failed else out), np.asarray(kept)
+
+
+def _report_unreadable(container: _Folder | _Zip, failed: list[tuple[str, str]], total: int, warn: list[str]) -> None:
+    """Warn of the images left out as unreadable, (name, reason) each; an error when none of ``total`` is left."""
+    if not failed:
+        return
+    first = f"{failed[0][0]}: {failed[0][1]}"
+    if len(failed) == total:
+        raise container.error(f"none of its {total} image(s) can be read; the first, {first}")
+    names = _first_names([PurePosixPath(name).name for name, _ in failed])
+    warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
+
+
+def _read_headers(container: _Folder | _Zip, names: list[str], warn: list[str]) -> tuple[list[str], list[_Header]]:
+    """The images whose headers can be read, with their headers; the others are left out with a warning.
+
+    One damaged file does not stop a folder of thousands; a folder where none can be read is an error.
+    """
+    kept, headers, failed = [], [], []
+    for name in names:
+        try:
+            headers.append(_read_header(container, name))
+            kept.append(name)
+        except InputError as exc:
+            failed.append((name, exc.reason))
+    _report_unreadable(container, failed, len(names), warn)
+    return kept, headers
+
+
+def _read_header(container: _Folder | _Zip, name: str) -> _Header:
+    try:
+        with _image_errors(name), Image.open(container.open(name, header_only=True)) as img:
+            return _Header(*_checked_header(img, name))
+    except InputError:
+        if not isinstance(container, _Zip):
+            raise
+    # a header beyond the first bytes of a zip member (a TIFF may store it at the end)
+    with _image_errors(name), Image.open(container.open(name)) as img:
+        return _Header(*_checked_header(img, name))
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -117,31 +353,6 @@ def class_from_folder_name(name: str) -> int:
     raise PhaseError(f"class folder {name!r} does not name a space group; name it like 'Fm-3m', '225' or '225_ni'")
 
 
-def read_image_folder(folder: str | Path, labelled: bool | None = None):
-    """Read a folder of images: class sub-folders (labelled) or images directly (unlabelled).
-
-    With ``labelled=None``, a folder holding images directly and sub-folders that do not name a space group
-    (``thumbnails/``, ``raw/``) is read as its direct images, with a warning; ``labelled=True`` insists on class
-    folders.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError("not a folder", folder)
-    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
-    direct = list_images(folder)
-    warn: list[str] = []
-    if subfolders and labelled is None and direct and not all(_names_space_group(sub.name) for sub in subfolders):
-        names = _first_names([sub.name for sub in subfolders])
-        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {names}")
-        subfolders = []
-    if subfolders and (labelled is not False):
-        return _read_class_folders(folder, subfolders, direct, warn)
-    if not direct:
-        raise InputError("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders", folder)
-    patterns, kept = read_images(direct, warn, folder)
-    return patterns, None, None, [p.name for p in kept], warn
-
-
 def _names_space_group(name: str) -> bool:
     try:
         class_from_folder_name(name)
@@ -150,87 +361,84 @@ def _names_space_group(name: str) -> bool:
     return True
 
 
-def _read_class_folders(folder: Path, subfolders: list[Path], direct: list[Path], warn: list[str]):
+@dataclass
+class ImageSet:
+    """What a folder or zip of images holds: the patterns, their names and, for class folders, their labels."""
+
+    patterns: ImageStack | np.ndarray
+    names: list[str]
+    labels: np.ndarray | None = None  # index into classes
+    classes: list[int] | None = None  # space-group numbers
+    warnings: list[str] | None = None
+
+
+def _read_container(container: _Folder | _Zip, labelled: bool | None, lazy: bool) -> ImageSet:
+    """Class sub-folders (labelled) or images directly (unlabelled).
+
+    With ``labelled=None``, images directly inside beside sub-folders that do not name a space group
+    (``thumbnails/``, ``raw/``) are read, with a warning; ``labelled=True`` insists on class folders.
+    """
+    direct, inside = container.listing()
+    warn: list[str] = []
+    if inside and labelled is None and direct and not all(_names_space_group(sub) for sub in inside):
+        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {_first_names(list(inside))}")
+        inside = {}
+    label_of: dict[str, int] | None = None
+    if inside and labelled is not False:
+        names, label_of = _class_folders(container, inside, direct, warn)
+    elif direct:
+        names = direct
+    else:
+        raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
+    names, headers = _read_headers(container, names, warn)
+    stack = ImageStack(container, names, headers)
+    if stack.resized:
+        rows, cols = stack.shape[1:]
+        warn.append(f"{len(stack.resized)} image(s) resized to {cols}x{rows} (e.g. {stack.resized[0]})")
+    patterns: ImageStack | np.ndarray = stack
+    if not lazy or stack.nbytes <= IN_MEMORY_BYTES:
+        patterns, kept = stack.readable(warn)
+        names = [names[i] for i in kept]
+    if label_of is None:
+        return ImageSet(patterns, names, warnings=warn)
+    classes = sorted(set(label_of[name] for name in names))
+    labels = np.array([classes.index(label_of[name]) for name in names])
+    return ImageSet(patterns, names, labels, classes, warn)
+
+
+def _class_folders(
+    container: _Folder | _Zip, inside: dict[str, list[str]], direct: list[str], warn: list[str]
+) -> tuple[list[str], dict[str, int]]:
     if direct:
-        warn.append(f"{len(direct)} image(s) beside the class folders were not read (e.g. {direct[0].name})")
-    paths, labels, classes = [], [], []
-    for sub in subfolders:
-        images = list_images(sub)
-        if not images:
-            warn.append(f"class folder {sub.name!r} holds no images and was skipped")
+        warn.append(f"{len(direct)} image(s) beside the class folders were not read (e.g. {direct[0]})")
+    label_of: dict[str, int] = {}
+    for sub, names in inside.items():
+        if not names:
+            warn.append(f"class folder {sub!r} holds no images and was skipped")
             continue
         try:
-            sg = class_from_folder_name(sub.name)
+            space_group = class_from_folder_name(sub)
         except PhaseError as exc:
-            raise InputError(str(exc), sub) from None
-        if sg not in classes:
-            classes.append(sg)
-        paths += images
-        labels += [sg] * len(images)
-    if not paths:
-        raise InputError("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder", folder)
-    patterns, kept = read_images(paths, warn, folder)
-    label_of = dict(zip(paths, labels))
-    classes.sort()
-    label_index = np.array([classes.index(label_of[p]) for p in kept])
-    return patterns, label_index, classes, [str(p.relative_to(folder)) for p in kept], warn
+            raise container.error(exc.reason, sub) from None
+        label_of.update(dict.fromkeys(names, space_group))
+    if not label_of:
+        raise container.error("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder")
+    return list(label_of), label_of
 
 
-def safe_extract_zip(path: str | Path, dest: Path) -> Path:
-    """Extract a zip with size, count, ratio and path checks; returns the folder to read."""
-    path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except ZIP_ERRORS as exc:
-        raise InputError(f"not a readable zip file ({exc})", path) from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_FILES:
-            raise InputError(f"zip holds {len(members)} files (limit {MAX_ZIP_FILES})", path)
-        total = sum(m.file_size for m in members)
-        if total > MAX_ZIP_BYTES:
-            raise InputError(f"zip would unpack to {total / 1e9:.1f} GB (limit {MAX_ZIP_BYTES / 1e9:.0f} GB)", path)
-        for member in members:
-            if member.compress_size and member.file_size / member.compress_size > MAX_ZIP_RATIO:
-                raise InputError(
-                    f"zip member {member.filename!r} is compressed suspiciously well (zip bomb refused)", path
-                )
-            parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-            if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise InputError(f"zip member {member.filename!r} points outside the archive", path)
-            if PurePosixPath(member.filename).suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            _extract_member(archive, member, dest.joinpath(*parts), path)
-    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__"))]
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]  # a zip of one top folder holding the class folders
-    return dest
+def read_image_folder(folder: str | Path, labelled: bool | None = None, lazy: bool = True) -> ImageSet:
+    """A folder of images: class sub-folders (labelled) or images directly (unlabelled).
+
+    Patterns of up to :data:`IN_MEMORY_BYTES`, or all with ``lazy=False``, are decoded now, and an image that cannot be
+    is left out with a warning. Larger ones come as an :class:`ImageStack` checked from the headers only: an image
+    damaged beyond its header is named when its patterns are read.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("not a folder", folder)
+    return _read_container(_Folder(folder), labelled, lazy)
 
 
-def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, path: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with archive.open(member) as src, open(target, "wb") as out:
-            shutil.copyfileobj(src, out, length=1 << 20)
-            written = out.tell()
-    except ZIP_ERRORS as exc:
-        raise InputError(f"zip member {member.filename!r} is damaged ({exc.__class__.__name__}: {exc})", path) from None
-    if written > member.file_size:
-        raise InputError(f"zip member {member.filename!r} is larger than declared", path)
-
-
-def read_image_zip(path: str | Path, labelled: bool | None = None):
-    with tempfile.TemporaryDirectory(prefix="ebsd-zip-") as tmp:
-        folder = safe_extract_zip(path, Path(tmp))
-        try:
-            patterns, labels, classes, names, warn = read_image_folder(folder, labelled)
-        except InputError as exc:
-            raise InputError(f"{_inside(exc, folder)} (inside the zip)", path) from None
-        return patterns, labels, classes, names, [_inside(message, folder) for message in warn]
-
-
-def _inside(message: object, folder: Path) -> str:
-    """A message about a file of an unpacked zip, naming it as the zip does instead of by its temporary path."""
-    if isinstance(message, InputError) and message.path == str(folder):
-        message = message.reason
-    return str(message).replace(f"{folder}/", "").replace(str(folder), "the zip")
+def read_image_zip(path: str | Path, labelled: bool | None = None, lazy: bool = True) -> ImageSet:
+    """A zip of images laid out as :func:`read_image_folder` reads them, read in place (never unpacked)."""
+    return _read_container(_Zip(Path(path)), labelled, lazy)

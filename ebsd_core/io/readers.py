@@ -32,7 +32,7 @@ class PatternSource:
 
     path: str
     kind: str
-    patterns: object  # (N, rows, cols): numpy, h5py or dask array
+    patterns: object  # (N, rows, cols): numpy, h5py or dask array, or an ImageStack
     nav_shape: tuple[int, ...] | None = None
     static_background: np.ndarray | None = None
     labels: np.ndarray | None = None  # index into classes
@@ -60,6 +60,8 @@ class PatternSource:
             if hasattr(block, "compute"):
                 block = block.compute()
             return np.asarray(block)
+        except InputError:
+            raise  # names the damaged image of a folder or zip
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # truncated or corrupt file mid-scan
             raise InputError(
                 f"cannot read patterns {start}-{stop} ({exc.__class__.__name__}: {exc}); the file may be truncated",
@@ -145,17 +147,16 @@ def _read_single_image(path: Path, lazy: bool) -> PatternSource:
     return PatternSource(path=str(path), kind="image", patterns=array[None], nav_shape=(1,), names=[path.name])
 
 
-def _from_images(path: Path, kind: str, result) -> PatternSource:
-    stack, labels, classes, names, warn = result
+def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource:
     return PatternSource(
         path=str(path),
         kind=kind,
-        patterns=stack,
-        nav_shape=(len(stack),),
-        labels=labels,
-        classes=classes,
-        names=names,
-        warnings=warn,
+        patterns=found.patterns,
+        nav_shape=(len(found.names),),
+        labels=found.labels,
+        classes=found.classes,
+        names=found.names,
+        warnings=found.warnings,
     )
 
 
@@ -176,9 +177,9 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     if path.is_dir() and (path / "model.json").is_file():
         raise InputError("is a saved model, not patterns: give it as --model", path)
     if path.is_dir():
-        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p, labelled))
+        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p, labelled, lazy))
     if suffix == ".zip":
-        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p, labelled))
+        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p, labelled, lazy))
     if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
         return _read_project_dataset
     if suffix in images.IMAGE_EXTENSIONS:

@@ -1,0 +1,142 @@
+"""Folders and zips of images: decoded at once when they fit in memory, image by image when they do not."""
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebsd_core.errors import InputError
+from ebsd_core.io import images
+from ebsd_core.io.readers import open_patterns
+
+
+def _class_folder(root, count=4, size=20):
+    rng = np.random.default_rng(0)
+    for name in ("Fm-3m", "229_ferrite"):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(root / name / f"p{i}.png")
+    return root
+
+
+def _zip(folder, archive, top=""):
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*.png")):
+            zf.write(path, top + str(path.relative_to(folder)))
+    return archive
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    """Every folder and zip is larger than the memory allowed for decoding it at once."""
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header survives, the pixels do not
+
+
+def test_a_large_folder_is_decoded_batch_by_batch_with_the_same_patterns(tmp_path, monkeypatch):
+    root = _class_folder(tmp_path / "data")
+    eager = open_patterns(root)
+    assert isinstance(eager.patterns, np.ndarray)
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    lazy = open_patterns(root)
+    assert isinstance(lazy.patterns, images.ImageStack)
+    assert (lazy.names, lazy.classes) == (eager.names, eager.classes)
+    np.testing.assert_array_equal(lazy.labels, eager.labels)
+    assert lazy.patterns.dtype == np.uint8 and len(lazy) == 8
+    np.testing.assert_array_equal(lazy.batch(0, 8), eager.patterns)
+    np.testing.assert_array_equal(lazy.batch(3, 5), eager.patterns[3:5])
+    np.testing.assert_array_equal(lazy.patterns[[6, 1]], eager.patterns[[6, 1]])
+    np.testing.assert_array_equal(lazy.patterns[-1], eager.patterns[-1])
+    np.testing.assert_array_equal(np.asarray(lazy.patterns), eager.patterns)
+
+
+def test_lazy_false_decodes_even_a_large_folder(tmp_path, streamed):
+    source = open_patterns(_class_folder(tmp_path / "data"), lazy=False)
+    assert isinstance(source.patterns, np.ndarray) and source.patterns.shape == (8, 20, 20)
+
+
+def test_an_image_damaged_past_its_header_is_left_out_when_decoded_at_once(tmp_path):
+    root = _class_folder(tmp_path / "data")
+    _truncate(root / "Fm-3m" / "p2.png")
+    source = open_patterns(root)
+    assert len(source) == 7 and "Fm-3m/p2.png" not in source.names
+    assert any("could not be read" in w and "p2.png" in w for w in source.warnings)
+
+
+def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, streamed):
+    root = _class_folder(tmp_path / "data")
+    _truncate(root / "Fm-3m" / "p2.png")
+    source = open_patterns(root)
+    assert len(source) == 8  # only its header was read
+    assert source.batch(0, 2).shape == (2, 20, 20)
+    with pytest.raises(InputError, match="cannot read this image") as info:
+        source.batch(0, 8)
+    assert str(root / "Fm-3m" / "p2.png") in str(info.value)
+
+
+def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):
+    archive = _zip(_class_folder(tmp_path / "data"), tmp_path / "scan.zip", top="export/")
+    source = open_patterns(archive)
+    assert source.kind == "zip" and source.classes == [225, 229]
+    index = source.names.index("Fm-3m/p0.png")
+    with Image.open(tmp_path / "data" / "Fm-3m" / "p0.png") as image:
+        np.testing.assert_array_equal(source.batch(index, index + 1)[0], np.asarray(image))
+
+
+def test_a_zip_member_damaged_past_its_header_is_named_with_the_zip(tmp_path, streamed):
+    root = _class_folder(tmp_path / "data")
+    _truncate(root / "Fm-3m" / "p1.png")
+    archive = _zip(root, tmp_path / "scan.zip")
+    source = open_patterns(archive)
+    with pytest.raises(InputError, match="cannot read this image") as info:
+        source.batch(0, 8)
+    message = str(info.value)
+    assert message.startswith(f"{archive}: Fm-3m/p1.png: ") and message.endswith("(inside the zip)")
+
+
+def test_a_zip_member_failing_its_checksum_is_left_out(tmp_path, streamed):
+    archive = _zip(_class_folder(tmp_path / "data"), tmp_path / "scan.zip")
+    data = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as zf:
+        member = zf.getinfo("Fm-3m/p1.png")
+    start = member.header_offset + 30 + len(member.filename) + 40  # inside the stored PNG's pixel data
+    data[start : start + 8] = b"\xff" * 8
+    archive.write_bytes(bytes(data))
+    source = open_patterns(archive)
+    assert len(source) == 7 and "Fm-3m/p1.png" not in source.names
+    assert any("Fm-3m/p1.png: zip member is damaged (BadZipFile: Bad CRC-32" in w for w in source.warnings)
+
+
+def test_a_zip_header_beyond_the_first_bytes_is_read_from_the_whole_member(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "HEADER_BYTES", 16)  # a PNG's size is at bytes 16-24
+    archive = _zip(_class_folder(tmp_path / "data"), tmp_path / "scan.zip")
+    source = open_patterns(archive)
+    assert len(source) == 8 and not source.warnings
+
+
+def test_a_class_folder_of_a_zip_that_names_no_space_group_is_named_with_the_zip(tmp_path):
+    root = _class_folder(tmp_path / "data")
+    (root / "Fm-3m").rename(root / "thumbnails")
+    with pytest.raises(InputError, match="'thumbnails' does not name a space group") as info:
+        open_patterns(_zip(root, tmp_path / "scan.zip"), labelled=True)
+    assert str(info.value).startswith(f"{tmp_path / 'scan.zip'}: thumbnails: ")
+
+
+def test_predictions_on_a_streamed_folder_are_those_on_the_decoded_one(tmp_path, monkeypatch, map_model, map_scan_file):
+    from ebsd_core.inference import predict_source
+    from ebsd_core.store import load_model
+
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 20)):
+        Image.fromarray(pattern).save(folder / f"{index:03d}.png")
+    model, card = load_model(map_model)
+    decoded = predict_source(model, card, open_patterns(folder), batch_size=8, precision="fp32")
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    streamed = predict_source(model, card, open_patterns(folder), batch_size=8, precision="fp32")
+    np.testing.assert_allclose(streamed.probabilities, decoded.probabilities, atol=1e-6)
