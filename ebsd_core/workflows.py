@@ -113,10 +113,12 @@ def phase_map_job(
     out: str | Path,
     cleanup: bool = True,
     orientations: str | Path | None = None,
+    nav_shape: tuple[int, int] | None = None,
 ) -> dict:
     """Job body: map a scan with a saved model (and the grain clean-up) and store the map for viewing.
 
-    ``orientations``: the scan's indexing file, whose orientations the map's exports keep."""
+    ``orientations``: the scan's indexing file, whose orientations the map's exports keep; ``nav_shape``: rows and
+    columns, for files that do not record them."""
     from ebsd_core.backbones import select_device
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.phasemap import attach_orientations, map_scan, save_phase_map
@@ -125,8 +127,16 @@ def phase_map_job(
     model, card = load_model(model_dir, device=select_device("auto"))
     source = open_patterns(scan_path)
     if orientations is not None:
-        attach_orientations(source, orientations)
-    phase_map = map_scan(model, card, source, cleanup=cleanup, progress=context.report, should_stop=context.should_stop)
+        attach_orientations(source, orientations, nav_shape)
+    phase_map = map_scan(
+        model,
+        card,
+        source,
+        nav_shape=nav_shape,
+        cleanup=cleanup,
+        progress=context.report,
+        should_stop=context.should_stop,
+    )
     save_phase_map(phase_map, out)
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 

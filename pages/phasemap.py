@@ -40,7 +40,7 @@ st.caption(
 )
 manager = job_manager()
 MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
-SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat"]
+SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
 
 
 def choose_scan(model_name: str | None) -> Path | None:
@@ -67,7 +67,9 @@ def choose_scan(model_name: str | None) -> Path | None:
             )
             st.session_state.map_job = job
     with tab_upload:
-        upload = st.file_uploader("Scan file (kikuchipy formats or the project's .h5)", type=SCAN_TYPES)
+        upload = st.file_uploader(
+            "Scan file (kikuchipy formats, the project's .h5, or a zip of the scan's pattern images)", type=SCAN_TYPES
+        )
         if upload is not None:
             try:
                 return upload_to_session(upload)
@@ -95,7 +97,10 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
-    orientations = orientation_choice(source)
+    nav_shape = map_shape_choice(source)
+    if nav_shape is False:
+        return
+    orientations = orientation_choice(source, nav_shape)
     if orientations is False:
         return
     cleanup = st.checkbox(
@@ -109,6 +114,8 @@ def start_map(model_name: str, scan: Path) -> None:
         model_dir = str(default_store() / model_name)
         out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
         params = {"model_dir": model_dir, "scan": str(scan), "out": str(out), "cleanup": cleanup}
+        if nav_shape is not None:
+            params["nav_shape"] = list(nav_shape)
         if orientations is not None:
             params["orientations"] = str(orientations)
         st.session_state.map_job = manager.submit(
@@ -116,7 +123,30 @@ def start_map(model_name: str, scan: Path) -> None:
         )
 
 
-def orientation_choice(source) -> Path | None | bool:
+def map_shape_choice(source) -> tuple[int, int] | None | bool:
+    """The map's rows and columns when the files do not record them (images, line scans); None when they do,
+    False while the rows given do not fit the patterns."""
+    count = len(source)
+    if len(source.nav_shape or ()) == 2 or count == 1:
+        return None
+    st.caption(
+        "The files do not record the map's shape. Patterns are taken row by row, images in the order of their "
+        "names (p2 before p10): give the number of rows."
+    )
+    rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key="map_rows"))
+    if count % rows:
+        st.error(f"{count:,} patterns do not fill {rows:,} rows: give a number of rows that divides {count:,}.")
+        return False
+    st.caption(f"{rows:,} rows x {count // rows:,} columns")
+    return rows, count // rows
+
+
+def squarest_rows(count: int) -> int:
+    """The divisor of ``count`` nearest its square root from below: the most likely rows of an unknown map."""
+    return next(rows for rows in range(int(count**0.5), 0, -1) if count % rows == 0)
+
+
+def orientation_choice(source, nav_shape: tuple[int, int] | None = None) -> Path | None | bool:
     """The scan's own orientations when it has them, else an optional upload of its Hough indexing.
 
     Returns the uploaded file, None (none given, or the scan's own are used) or False when the upload is refused.
@@ -134,7 +164,7 @@ def orientation_choice(source) -> Path | None | bool:
         return None
     try:
         path = upload_to_session(upload)
-        read_orientations(path, len(source), source.nav_shape)
+        read_orientations(path, len(source), nav_shape or source.nav_shape)
     except EbsdError as exc:
         show_error(exc)
         return False
@@ -149,6 +179,7 @@ def _map_function(params: dict):
         params["out"],
         params.get("cleanup", True),
         orientations=params.get("orientations"),
+        nav_shape=params.get("nav_shape"),
     )
 
 

@@ -262,6 +262,36 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     )
 
 
+def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch, map_model, map_scan_file, tmp_path):
+    """Images do not record the map's shape: the page asks for the rows and maps the folder in name order."""
+    import shutil
+
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
+        Image.fromarray(pattern).save(folder / f"p{index}.png")  # p2 before p10 only in natural order
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
+    rows = next(n for n in app.number_input if n.key == "map_rows")
+    assert rows.value == 8  # the divisor of 80 nearest its square root
+    rows.set_value(7).run()
+    assert any("80 patterns do not fill 7 rows" in e.value for e in app.error)
+    assert not any(b.label == "Classify every pattern" for b in app.button)
+    next(n for n in app.number_input if n.key == "map_rows").set_value(8).run()
+    next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["nav_shape"] == [8, 10] and state.result["points"] == 80
+
+
 def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model, map_scan_file, tmp_path):
     """A scan without orientations, and the vendor's .ang of it uploaded beside: the map's exports keep them."""
     import dataclasses

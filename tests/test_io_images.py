@@ -140,3 +140,15 @@ def test_predictions_on_a_streamed_folder_are_those_on_the_decoded_one(tmp_path,
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
     streamed = predict_source(model, card, open_patterns(folder), batch_size=8, precision="fp32")
     np.testing.assert_allclose(streamed.probabilities, decoded.probabilities, atol=1e-6)
+
+
+def test_images_are_taken_in_natural_name_order(tmp_path):
+    """A scan exported as p0 ... p11 is a map only when p2 comes before p10, in a folder and in a zip."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for index in range(12):
+        Image.fromarray(np.full((16, 16), index, np.uint8)).save(folder / f"p{index}.png")
+    expected = [f"p{index}.png" for index in range(12)]
+    for source in (open_patterns(folder), open_patterns(_zip(folder, tmp_path / "scan.zip"))):
+        assert source.names == expected
+        np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import threading
 import warnings
 import zipfile
@@ -147,7 +148,7 @@ class _Zip:
 
     def listing(self) -> tuple[list[str], dict[str, list[str]]]:
         direct, inside = [], {}
-        for name in sorted(self._members):
+        for name in sorted(self._members, key=natural_order):
             parts = name.split("/")
             if len(parts) == 1:
                 direct.append(name)
@@ -339,8 +340,17 @@ def _read_header(container: _Folder | _Zip, name: str) -> _Header:
         return _Header(*_checked_header(img, name))
 
 
+def natural_order(name: str | Path) -> tuple[list, str]:
+    """Sort key that puts ``p2.png`` before ``p10.png``: a scan exported as images is a map only in this order."""
+    name = str(name)
+    parts = re.split(r"(\d+)", name)  # text, digits, text, ...: each place holds one type, so keys compare
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)], name
+
+
 def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The images directly in ``folder``, in natural order of their names."""
+    images = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(images, key=lambda path: natural_order(path.name))
 
 
 def class_from_folder_name(name: str) -> int:
