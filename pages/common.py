@@ -272,6 +272,25 @@ def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: boo
     return tidy(fig, 420, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
 
 
+@st.cache_resource(max_entries=2, ttl=600, show_spinner="Opening the scan")
+def cached_source(path: str, modified: float):
+    """A pattern source opened once per (path, modification time), for looking at its patterns one by one: opening
+    a folder or zip of images reads every image's header and decodes a small one whole. Shared, so read-only;
+    two at most, as a small folder of images is held decoded (up to 1 GiB)."""
+    from ebsd_core.io.readers import open_patterns
+
+    return open_patterns(path)
+
+
+def opened_source(path: str | Path):
+    """:func:`cached_source` of ``path`` as it is now."""
+    try:
+        modified = Path(path).stat().st_mtime
+    except OSError:  # gone or unreadable: opening says which, in its own words
+        modified = -1.0
+    return cached_source(str(path), modified)
+
+
 @st.cache_resource(max_entries=4)
 def cached_model(path: str, modified: float):
     """A saved model, loaded once per (folder, modification time)."""

@@ -6,9 +6,8 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.explain_report import explain_pattern
-from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import active_dataset_path, enter_page, select_model, show_error
+from pages.common import active_dataset_path, enter_page, opened_source, select_model, show_error
 
 enter_page()
 
@@ -58,7 +57,7 @@ if method != "filters":
     label = st.selectbox("Patterns from", list(sources))
     source_path = sources[label]
     try:
-        count = len(open_patterns(source_path))
+        count = len(opened_source(source_path))
     except EbsdError as exc:
         show_error(exc)
         st.stop()

@@ -11,7 +11,6 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.orientations import read_orientations
-from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes
 from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
@@ -22,6 +21,7 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    opened_source,
     select_model,
     server_path_input,
     session_dir,
@@ -89,10 +89,12 @@ def model_choice() -> str | None:
 
 def start_map(model_name: str, scan: Path) -> None:
     try:
-        source = open_patterns(scan)
+        source = opened_source(scan)
+        shape = source.nav_shape or ()
+        points = f", a map of {shape[0]:,} x {shape[1]:,} points" if len(shape) == 2 else ""
         st.write(
-            f"**{scan.name}**: {len(source):,} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px, "
-            f"map shape {source.nav_shape}"
+            f"**{scan.name}**: {len(source):,} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px"
+            + points
         )
     except EbsdError as exc:
         show_error(exc)
@@ -270,7 +272,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     r, c = divmod(point, cols)
     left, right = st.columns(2)
     try:
-        pattern = open_patterns(scan_path).batch(point, point + 1)[0]
+        pattern = opened_source(scan_path).batch(point, point + 1)[0]
         left.plotly_chart(
             tidy(
                 go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),

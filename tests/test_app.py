@@ -292,6 +292,35 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     assert state.result["nav_shape"] == [8, 10] and state.result["points"] == 80
 
 
+def test_a_scan_is_opened_once_while_its_map_is_looked_at(app, monkeypatch, map_model, tmp_path):
+    """Opening a folder of images reads every file: reruns (a click on the map, a new row) reuse the opened scan."""
+    import shutil
+
+    from PIL import Image
+
+    from ebsd_core.io import readers
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index in range(12):
+        Image.fromarray(np.full((16, 16), index, np.uint8)).save(folder / f"p{index}.png")
+    opened, real_open = [], readers.open_patterns
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(readers, "open_patterns", counting_open)
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
+    next(n for n in app.number_input if n.key == "map_rows").set_value(4).run()
+    next(n for n in app.number_input if n.key == "map_rows").set_value(3).run()
+    assert any("3 rows x 4 columns" in c.value for c in app.caption)
+    assert opened == [str(folder)]
+
+
 def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model, map_scan_file, tmp_path):
     """A scan without orientations, and the vendor's .ang of it uploaded beside: the map's exports keep them."""
     import dataclasses
