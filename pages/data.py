@@ -12,13 +12,13 @@ from ebsd_core.assemble import (
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
-from ebsd_core.io.readers import open_patterns
 from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from pages.common import (
     active_dataset_path,
     enter_page,
     montage_figure,
+    opened_source,
     server_path_input,
     session_dir,
     set_active_dataset,
@@ -60,7 +60,7 @@ with tab_upload:
         for upload in uploads:
             target = upload_to_session(upload)
             try:
-                source = open_patterns(target)
+                source = opened_source(target)
             except EbsdError as exc:
                 show_error(exc)
                 continue
@@ -102,11 +102,26 @@ with tab_server:
     path = server_path_input("Path", "pick large scans")
     if path is not None:
         try:
-            source = open_patterns(path)
+            source = opened_source(path)
             height, width = source.pattern_shape
-            st.write(f"{len(source)} patterns of {width}x{height} px ({source.kind})")
-            if source.kind == "dataset" and st.button("Use this dataset"):
-                set_active_dataset(checked_dataset_file(source), path.name)
+            st.write(f"{len(source):,} patterns of {width}x{height} px ({source.kind})")
+            for warning in source.warnings:
+                st.warning(f"{path.name}: {warning}")
+            if source.kind == "dataset":
+                if st.button("Use this dataset"):
+                    set_active_dataset(checked_dataset_file(source), path.name)
+            elif source.labelled:
+                symbols = ", ".join(space_group_symbol(c) for c in source.classes)
+                st.success(f"{path.name}: labelled patterns of {symbols}")
+                if st.button("Make a dataset of these labelled patterns", key="server_labelled"):
+                    with st.spinner("Reading every pattern"):
+                        dataset_path = write_dataset(dataset_from_labelled(source), session_dir() / "server.h5")
+                    set_active_dataset(dataset_path, f"server: {path.name}")
+                    st.success("Dataset ready: go to **Train**.")
+            else:
+                st.caption(
+                    "Unlabelled: map it on **Phase map**, or upload single-phase scans on **Upload** to label them."
+                )
         except EbsdError as exc:
             show_error(exc)
 

@@ -119,6 +119,30 @@ def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, n
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
 
 
+def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from ebsd_core.io.dataset import read_dataset
+
+    root = tmp_path / "root"
+    rng = np.random.default_rng(0)
+    for name in ("Fm-3m_ni", "229_ferrite"):
+        folder = root / "labelled" / name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(folder / f"{index}.png")
+    (root / "labelled" / "Fm-3m_ni" / "bad.png").write_bytes(b"\x89PNG truncated")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("labelled").run()
+    assert any("1 image(s) could not be read" in w.value for w in app.warning)
+    next(b for b in app.button if b.label == "Make a dataset of these labelled patterns").click().run()
+    assert not app.exception and not app.error
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.classes == [225, 229] and len(dataset.labels) == 6
+    assert sorted(set(dataset.material)) == ["229_ferrite", "Fm-3m_ni"]
+
+
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
     import numpy as np
 
