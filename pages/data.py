@@ -47,7 +47,7 @@ UPLOAD_TYPES = [
 ]
 
 
-tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"])
+tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"], key="data_tab", on_change="rerun")
 
 with tab_upload:
     st.write(

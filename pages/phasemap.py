@@ -45,7 +45,9 @@ SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zi
 
 def choose_scan(model_name: str | None) -> Path | None:
     """Upload, server path or a demo scan; returns the scan path or None."""
-    tab_demo, tab_upload, tab_server = st.tabs(["Demo scan", "Upload", "Server path"])
+    tab_demo, tab_upload, tab_server = st.tabs(
+        ["Demo scan", "Upload", "Server path"], key="scan_tab", on_change="rerun"
+    )
     with tab_demo:
         st.write(
             "Simulates a dual-phase scan with Voronoi grains and known ground truth and maps it with the chosen "
