@@ -164,8 +164,8 @@ class _Zip:
                     self._archive = zipfile.ZipFile(self.path)
                 with self._archive.open(self._members[name]) as member:
                     return io.BytesIO(member.read(HEADER_BYTES if header_only else -1))
-        except ZIP_ERRORS as exc:
-            raise InputError(f"zip member is damaged ({exc.__class__.__name__}: {exc})", name) from None
+        except (*ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted member
+            raise InputError(f"cannot be read from the zip ({exc.__class__.__name__}: {exc})", name) from None
 
     def error(self, message: str, name: str | None = None) -> InputError:
         """``message`` about the zip, or about its member ``name``."""
