@@ -121,7 +121,6 @@ class _Folder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.path = root  # what messages name
 
     def listing(self) -> tuple[list[str], dict[str, list[str]]]:
         """The images directly inside, and those of each visible sub-folder."""
@@ -189,7 +188,7 @@ def _checked_image_members(path: Path) -> dict[str, str]:
         raise InputError(f"zip holds {len(members)} files (limit {MAX_ZIP_FILES})", path)
     total = sum(m.file_size for m in members)
     if total > MAX_ZIP_BYTES:
-        raise InputError(f"zip would unpack to {total / 1e9:.1f} GB (limit {MAX_ZIP_BYTES / 1e9:.0f} GB)", path)
+        raise InputError(f"zip holds {total / 1e9:.1f} GB of files (limit {MAX_ZIP_BYTES / 1e9:.0f} GB)", path)
     images: dict[str, str] = {}
     for member in members:
         if member.compress_size and member.file_size / member.compress_size > MAX_ZIP_RATIO:
