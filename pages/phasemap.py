@@ -137,7 +137,8 @@ def map_shape_choice(source) -> tuple[int, int] | None | bool:
         "The files do not record the map's shape. Patterns are taken row by row, images in the order of their "
         "names (p2 before p10): give the number of rows."
     )
-    rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key="map_rows"))
+    # a key per pattern count: another scan starts from its own guess, not from rows that cannot fit it
+    rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key=f"map_rows_{count}"))
     if count % rows:
         st.error(f"{count:,} patterns do not fill {rows:,} rows: give a number of rows that divides {count:,}.")
         return False

@@ -303,12 +303,12 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
-    rows = next(n for n in app.number_input if n.key == "map_rows")
+    rows = next(n for n in app.number_input if n.label == "Map rows")
     assert rows.value == 8  # the divisor of 80 nearest its square root
     rows.set_value(7).run()
     assert any("80 patterns do not fill 7 rows" in e.value for e in app.error)
     assert not any(b.label == "Classify every pattern" for b in app.button)
-    next(n for n in app.number_input if n.key == "map_rows").set_value(8).run()
+    next(n for n in app.number_input if n.label == "Map rows").set_value(8).run()
     next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
@@ -339,8 +339,8 @@ def test_a_scan_is_opened_once_while_its_map_is_looked_at(app, monkeypatch, map_
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
-    next(n for n in app.number_input if n.key == "map_rows").set_value(4).run()
-    next(n for n in app.number_input if n.key == "map_rows").set_value(3).run()
+    next(n for n in app.number_input if n.label == "Map rows").set_value(4).run()
+    next(n for n in app.number_input if n.label == "Map rows").set_value(3).run()
     assert any("3 rows x 4 columns" in c.value for c in app.caption)
     assert opened == [str(folder)]
 
