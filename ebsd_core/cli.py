@@ -125,6 +125,8 @@ def _masters(args: argparse.Namespace) -> int:
 
 @command("info")
 def _info(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ebsd_core.io.readers import open_patterns
 
     source = open_patterns(args.path)
@@ -138,6 +140,8 @@ def _info(args: argparse.Namespace) -> int:
                 "nav_shape": list(source.nav_shape) if source.nav_shape else None,
                 "classes": source.classes,
                 "static_background": source.static_background is not None,
+                # a folder of images over IN_MEMORY_BYTES, or a scan kikuchipy reads lazily
+                "read": "in memory" if isinstance(source.patterns, np.ndarray) else "from disk, batch by batch",
                 "warnings": source.warnings,
             }
         )

@@ -152,3 +152,16 @@ def test_images_are_taken_in_natural_name_order(tmp_path):
     for source in (open_patterns(folder), open_patterns(_zip(folder, tmp_path / "scan.zip"))):
         assert source.names == expected
         np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))
+
+
+def test_info_says_how_a_folder_is_read(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ebsd_core.cli import main
+
+    folder = _class_folder(tmp_path / "data")
+    assert main(["info", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["read"] == "in memory"
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    assert main(["info", str(folder)]) == 0
+    assert json.loads(capsys.readouterr().out)["read"] == "from disk, batch by batch"
