@@ -161,6 +161,19 @@ def read_patterns(path: Path) -> None:
     source.batch(0, min(len(source), 4))
 
 
+def read_patterns_streamed(path: Path) -> None:
+    """As a folder or zip of images too large to decode when opened is read: every pattern, batch by batch."""
+    from ebsd_core.io import images
+    from ebsd_core.io.readers import open_patterns
+
+    limit, images.IN_MEMORY_BYTES = images.IN_MEMORY_BYTES, 0
+    try:
+        source = open_patterns(path)
+        source.batch(0, len(source))
+    finally:
+        images.IN_MEMORY_BYTES = limit
+
+
 def read_model_json(meta: Path) -> None:
     from ebsd_core.store import load_model
 
@@ -185,6 +198,7 @@ FORMATS: dict[str, Format] = {
     "png": Format(_png, read_patterns),
     "tiff-16bit": Format(_tiff, read_patterns),
     "zip": Format(_zip, read_patterns),
+    "zip-streamed": Format(_zip, read_patterns_streamed),
     "model-json": Format(_model, read_model_json),
     "ang-layout": Format(_ang, read_layout),
 }
