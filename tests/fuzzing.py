@@ -111,6 +111,16 @@ def _tiff(folder: Path) -> Path:
     return path
 
 
+def _tiff_stack(folder: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 65535, (16, 16), dtype=np.uint16)) for _ in range(4)]
+    path = folder / "stack.tif"
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    return path
+
+
 def _zip(folder: Path) -> Path:
     from PIL import Image
 
@@ -197,6 +207,7 @@ FORMATS: dict[str, Format] = {
     "kikuchipy-h5ebsd": Format(_h5ebsd, read_patterns),
     "png": Format(_png, read_patterns),
     "tiff-16bit": Format(_tiff, read_patterns),
+    "tiff-stack": Format(_tiff_stack, read_patterns),
     "zip": Format(_zip, read_patterns),
     "zip-streamed": Format(_zip, read_patterns_streamed),
     "model-json": Format(_model, read_model_json),

@@ -165,3 +165,43 @@ def test_info_says_how_a_folder_is_read(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
     assert main(["info", str(folder)]) == 0
     assert json.loads(capsys.readouterr().out)["read"] == "from disk, batch by batch"
+
+
+def _tiff_stack(path, count=5, dtype=np.uint16):
+    pages = [Image.fromarray(np.full((20, 24), 1000 * index + 7, dtype)) for index in range(count)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    return path
+
+
+@pytest.mark.parametrize("limit", [images.IN_MEMORY_BYTES, 0])
+def test_a_multi_page_tiff_is_read_as_a_stack_of_patterns(tmp_path, monkeypatch, limit):
+    """An ImageJ-style stack of a scan's patterns: every page, in order (before, only the first page was read)."""
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", limit)
+    source = open_patterns(_tiff_stack(tmp_path / "scan.tif"))
+    assert source.kind == "image-stack" and len(source) == 5 and source.nav_shape == (5,)
+    assert source.pattern_shape == (20, 24) and source.patterns.dtype == np.uint16
+    np.testing.assert_array_equal(source.batch(0, 5)[:, 0, 0], [7, 1007, 2007, 3007, 4007])
+    assert source.names[3] == "page 3"
+
+
+def test_a_single_page_tiff_is_one_image(tmp_path):
+    source = open_patterns(_tiff_stack(tmp_path / "one.tif", count=1))
+    assert source.kind == "image" and len(source) == 1
+
+
+def test_an_image_far_larger_than_the_others_is_left_out(tmp_path):
+    """Found by fuzzing: a damaged header declaring 16x2,097,168 px took minutes to resize to the others' size."""
+    root = _class_folder(tmp_path / "data")
+    Image.fromarray(np.zeros((400, 400), np.uint8)).save(root / "Fm-3m" / "huge.png")
+    source = open_patterns(root)
+    assert len(source) == 8 and "Fm-3m/huge.png" not in source.names
+    assert any("huge.png: image of 400x400 px, over 16 times the size of most (20x20)" in w for w in source.warnings)
+
+
+def test_a_zip_member_damaged_past_its_header_is_named_once_when_left_out(tmp_path):
+    root = _class_folder(tmp_path / "data")
+    _truncate(root / "Fm-3m" / "p1.png")
+    source = open_patterns(_zip(root, tmp_path / "scan.zip"))
+    assert len(source) == 7
+    warning = next(w for w in source.warnings if "could not be read" in w)
+    assert "the first, Fm-3m/p1.png: cannot read this image" in warning and warning.count("p1.png") == 2

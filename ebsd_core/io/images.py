@@ -43,8 +43,17 @@ DECODE_THREADS = min(8, os.cpu_count() or 1)  # PIL's decoders release the GIL..
 # 240 px, 10,240 in 3.4 s on one and 2.5 s on two)
 THREADED_DECODE_PIXELS = 200 * 200
 DECODE_CHUNK = 32
+OUTSIZED = 16  # images of more times the pixels of the most common size are left out
 IN_MEMORY_BYTES = 1024**3  # folders and zips whose patterns take more are decoded batch by batch
 HEADER_BYTES = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What an image's header says: its (rows, cols) and the pixel type it will be read as."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
 
 
 @contextlib.contextmanager
@@ -90,6 +99,11 @@ def _to_grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _header(file: str | Path | BinaryIO, path: str | Path) -> _Header:
+    with _image_errors(path), Image.open(file) as img:
+        return _Header(*_checked_header(img, path))
+
+
 def _decode(file: str | Path | BinaryIO, path: str | Path) -> np.ndarray:
     with _image_errors(path), Image.open(file) as img:
         _checked_header(img, path)
@@ -128,8 +142,11 @@ class _Folder:
         inside = {sub.name: [f"{sub.name}/{p.name}" for p in list_images(sub)] for sub in subfolders}
         return [p.name for p in list_images(self.root)], inside
 
-    def open(self, name: str, header_only: bool = False) -> Path:
-        return self.root / name
+    def header(self, name: str) -> _Header:
+        return _header(self.root / name, name)
+
+    def decode(self, name: str) -> np.ndarray:
+        return _decode(self.root / name, name)
 
     def error(self, message: str, name: str | None = None) -> InputError:
         """``message`` about the folder, or about its file ``name``."""
@@ -166,6 +183,15 @@ class _Zip:
         except (*ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted member
             raise InputError(f"cannot be read from the zip ({exc.__class__.__name__}: {exc})", name) from None
 
+    def header(self, name: str) -> _Header:
+        try:
+            return _header(self.open(name, header_only=True), name)
+        except InputError:  # a header beyond the first bytes (a TIFF may store it at the end)
+            return _header(self.open(name), name)
+
+    def decode(self, name: str) -> np.ndarray:
+        return _decode(self.open(name), name)
+
     def error(self, message: str, name: str | None = None) -> InputError:
         """``message`` about the zip, or about its member ``name``."""
         return InputError(f"{message if name is None else f'{name}: {message}'} (inside the zip)", self.path)
@@ -175,6 +201,43 @@ class _Zip:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
+
+
+class _Pages:
+    """The pages of one multi-page TIFF, named ``page 0``, ``page 1``, ...; one open file, read under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._image: Image.Image | None = None
+        self._lock = threading.Lock()
+
+    def _at(self, name: str) -> Image.Image:
+        if self._image is None:
+            self._image = Image.open(self.path)
+        self._image.seek(int(name.split()[-1]))
+        return self._image
+
+    def header(self, name: str) -> _Header:
+        with self._lock, _image_errors(name):
+            return _Header(*_checked_header(self._at(name), name))
+
+    def decode(self, name: str) -> np.ndarray:
+        with self._lock, _image_errors(name):
+            page = self._at(name)
+            page.load()
+            return _to_grey(page)
+
+    def error(self, message: str, name: str | None = None) -> InputError:
+        return InputError(message if name is None else f"{name}: {message}", self.path)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_image": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+
+_Container = _Folder | _Zip | _Pages  # where an ImageStack reads its images: header(name), decode(name), error()
 
 
 def _checked_image_members(path: Path) -> dict[str, str]:
@@ -204,12 +267,6 @@ def _checked_image_members(path: Path) -> dict[str, str]:
     return images
 
 
-@dataclass(frozen=True)
-class _Header:
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-
 class ImageStack:
     """Pattern images as an (N, rows, cols) array that decodes them when sliced.
 
@@ -219,7 +276,7 @@ class ImageStack:
 
     ndim = 3
 
-    def __init__(self, container: _Folder | _Zip, names: list[str], headers: list[_Header]) -> None:
+    def __init__(self, container: _Container, names: list[str], headers: list[_Header]) -> None:
         self._container = container
         self.names = names
         self._shapes = [h.shape for h in headers]
@@ -242,11 +299,13 @@ class ImageStack:
 
     def read(self, index: int) -> np.ndarray:
         """Pattern ``index`` at the stack's shape and type; an image that cannot be decoded is named."""
-        name = self.names[index]
         try:
-            array = _decode(self._container.open(name), name)
+            return self._read(index)
         except InputError as exc:
-            raise self._container.error(exc.reason, name) from None
+            raise self._container.error(exc.reason, self.names[index]) from None
+
+    def _read(self, index: int) -> np.ndarray:
+        array = self._container.decode(self.names[index])
         if array.shape != self.shape[1:]:
             return _resize(array, self.shape[1:], self.dtype)
         return array.astype(self.dtype, copy=False)
@@ -265,7 +324,7 @@ class ImageStack:
 
     def _try_read(self, index: int) -> np.ndarray | InputError:
         try:
-            return self.read(index)
+            return self._read(index)
         except InputError as exc:
             return exc
 
@@ -300,7 +359,7 @@ class ImageStack:
         return (out[kept] if failed else out), np.asarray(kept)
 
 
-def _report_unreadable(container: _Folder | _Zip, failed: list[tuple[str, str]], total: int, warn: list[str]) -> None:
+def _report_unreadable(container: _Container, failed: list[tuple[str, str]], total: int, warn: list[str]) -> None:
     """Warn of the images left out as unreadable, (name, reason) each; an error when none of ``total`` is left."""
     if not failed:
         return
@@ -311,7 +370,7 @@ def _report_unreadable(container: _Folder | _Zip, failed: list[tuple[str, str]],
     warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
 
 
-def _read_headers(container: _Folder | _Zip, names: list[str], warn: list[str]) -> tuple[list[str], list[_Header]]:
+def _read_headers(container: _Container, names: list[str], warn: list[str]) -> tuple[list[str], list[_Header]]:
     """The images whose headers can be read, with their headers; the others are left out with a warning.
 
     One damaged file does not stop a folder of thousands; a folder where none can be read is an error.
@@ -319,24 +378,12 @@ def _read_headers(container: _Folder | _Zip, names: list[str], warn: list[str]) 
     kept, headers, failed = [], [], []
     for name in names:
         try:
-            headers.append(_read_header(container, name))
+            headers.append(container.header(name))
             kept.append(name)
         except InputError as exc:
             failed.append((name, exc.reason))
     _report_unreadable(container, failed, len(names), warn)
     return kept, headers
-
-
-def _read_header(container: _Folder | _Zip, name: str) -> _Header:
-    try:
-        with _image_errors(name), Image.open(container.open(name, header_only=True)) as img:
-            return _Header(*_checked_header(img, name))
-    except InputError:
-        if not isinstance(container, _Zip):
-            raise
-    # a header beyond the first bytes of a zip member (a TIFF may store it at the end)
-    with _image_errors(name), Image.open(container.open(name)) as img:
-        return _Header(*_checked_header(img, name))
 
 
 def natural_order(name: str | Path) -> tuple[list, str]:
@@ -381,7 +428,7 @@ class ImageSet:
     warnings: list[str] | None = None
 
 
-def _read_container(container: _Folder | _Zip, labelled: bool | None, lazy: bool) -> ImageSet:
+def _read_container(container: _Container, labelled: bool | None, lazy: bool) -> ImageSet:
     """Class sub-folders (labelled) or images directly (unlabelled).
 
     With ``labelled=None``, images directly inside beside sub-folders that do not name a space group
@@ -399,15 +446,7 @@ def _read_container(container: _Folder | _Zip, labelled: bool | None, lazy: bool
         names = direct
     else:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
-    names, headers = _read_headers(container, names, warn)
-    stack = ImageStack(container, names, headers)
-    if stack.resized:
-        rows, cols = stack.shape[1:]
-        warn.append(f"{len(stack.resized)} image(s) resized to {cols}x{rows} (e.g. {stack.resized[0]})")
-    patterns: ImageStack | np.ndarray = stack
-    if not lazy or stack.nbytes <= IN_MEMORY_BYTES:
-        patterns, kept = stack.readable(warn)
-        names = [names[i] for i in kept]
+    patterns, names = _opened(container, names, warn, lazy)
     if label_of is None:
         return ImageSet(patterns, names, warnings=warn)
     classes = sorted(set(label_of[name] for name in names))
@@ -415,8 +454,43 @@ def _read_container(container: _Folder | _Zip, labelled: bool | None, lazy: bool
     return ImageSet(patterns, names, labels, classes, warn)
 
 
+def _opened(
+    container: _Container, names: list[str], warn: list[str], lazy: bool
+) -> tuple[ImageStack | np.ndarray, list[str]]:
+    """The patterns of the images ``names`` and the names kept: decoded now when they fit in IN_MEMORY_BYTES (or
+    ``lazy`` is False), else an ImageStack; unreadable images are left out with a warning."""
+    names, headers = _without_outsized(container, *_read_headers(container, names, warn), warn)
+    stack = ImageStack(container, names, headers)
+    if stack.resized:
+        rows, cols = stack.shape[1:]
+        warn.append(f"{len(stack.resized)} image(s) resized to {cols}x{rows} (e.g. {stack.resized[0]})")
+    if lazy and stack.nbytes > IN_MEMORY_BYTES:
+        return stack, names
+    patterns, kept = stack.readable(warn)
+    return patterns, [names[i] for i in kept]
+
+
+def _without_outsized(
+    container: _Container, names: list[str], headers: list[_Header], warn: list[str]
+) -> tuple[list[str], list[_Header]]:
+    """Leave out images of over OUTSIZED times the pixels of the most common size: not a pattern of this scan, and
+    resizing it (found by fuzzing: a damaged header declaring 16x8,000,000 px) would take minutes."""
+    rows, cols = Counter(h.shape for h in headers).most_common(1)[0][0]
+    outsized = [(name, h) for name, h in zip(names, headers) if h.shape[0] * h.shape[1] > OUTSIZED * rows * cols]
+    if not outsized:
+        return names, headers
+    failed = [
+        (name, f"image of {h.shape[1]}x{h.shape[0]} px, over {OUTSIZED} times the size of most ({cols}x{rows})")
+        for name, h in outsized
+    ]
+    _report_unreadable(container, failed, len(names), warn)
+    left_out = {name for name, _ in outsized}
+    kept = [(name, h) for name, h in zip(names, headers) if name not in left_out]
+    return [name for name, _ in kept], [h for _, h in kept]
+
+
 def _class_folders(
-    container: _Folder | _Zip, inside: dict[str, list[str]], direct: list[str], warn: list[str]
+    container: _Container, inside: dict[str, list[str]], direct: list[str], warn: list[str]
 ) -> tuple[list[str], dict[str, int]]:
     if direct:
         warn.append(f"{len(direct)} image(s) beside the class folders were not read (e.g. {direct[0]})")
@@ -451,3 +525,17 @@ def read_image_folder(folder: str | Path, labelled: bool | None = None, lazy: bo
 def read_image_zip(path: str | Path, labelled: bool | None = None, lazy: bool = True) -> ImageSet:
     """A zip of images laid out as :func:`read_image_folder` reads them, read in place (never unpacked)."""
     return _read_container(_Zip(Path(path)), labelled, lazy)
+
+
+def page_count(path: str | Path) -> int:
+    """How many images a file holds: several for a multi-page TIFF (an ImageJ stack of a scan's patterns)."""
+    with _image_errors(path), Image.open(path) as img:
+        return int(getattr(img, "n_frames", 1))
+
+
+def read_image_pages(path: str | Path, lazy: bool = True) -> ImageSet:
+    """Every page of a multi-page TIFF, in order, as :func:`read_image_folder` reads the images of a folder."""
+    path = Path(path)
+    warn: list[str] = []
+    patterns, names = _opened(_Pages(path), [f"page {index}" for index in range(page_count(path))], warn, lazy)
+    return ImageSet(patterns, names, warnings=warn)

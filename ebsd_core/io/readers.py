@@ -143,6 +143,8 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
 
 
 def _read_single_image(path: Path, lazy: bool) -> PatternSource:
+    if images.page_count(path) > 1:  # a stack of a scan's patterns (ImageJ and others write these)
+        return _from_images(path, "image-stack", images.read_image_pages(path, lazy))
     array = images.read_image(path)
     return PatternSource(path=str(path), kind="image", patterns=array[None], nav_shape=(1,), names=[path.name])
 
@@ -152,7 +154,7 @@ def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource
         path=str(path),
         kind=kind,
         patterns=found.patterns,
-        nav_shape=(len(found.names),),
+        nav_shape=(len(found.patterns),),
         labels=found.labels,
         classes=found.classes,
         names=found.names,
