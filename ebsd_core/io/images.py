@@ -196,12 +196,6 @@ class _Zip:
         """``message`` about the zip, or about its member ``name``."""
         return InputError(f"{message if name is None else f'{name}: {message}'} (inside the zip)", self.path)
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_archive": None, "_lock": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
-
 
 class _Pages:
     """The pages of one multi-page TIFF, named ``page 0``, ``page 1``, ...; one open file, read under a lock."""
@@ -229,12 +223,6 @@ class _Pages:
 
     def error(self, message: str, name: str | None = None) -> InputError:
         return InputError(message if name is None else f"{name}: {message}", self.path)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_image": None, "_lock": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
 
 
 _Container = _Folder | _Zip | _Pages  # where an ImageStack reads its images: header(name), decode(name), error()
