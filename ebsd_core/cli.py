@@ -16,6 +16,7 @@ from pathlib import Path
 from ebsd_core.errors import EbsdError
 from ebsd_core.memory import keep_freed_memory
 
+log = logging.getLogger(__name__)
 CLUSTER_TASK_PATTERNS = 512  # patterns per task when a phase map runs on a dask cluster
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -257,7 +258,7 @@ def _predict(args: argparse.Namespace) -> int:
     model, card = _load_for_inference(args)
     source = open_patterns(args.input)
     for note in reading_notes(source, card):
-        print(f"note: {args.input}: {note}", file=sys.stderr)
+        log.warning("%s: %s", args.input, note)
     prediction = predict_source(
         model,
         card,
@@ -847,11 +848,18 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_writable_file(out)
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Messages as ``warning: FILE: what`` beside the ``error: FILE: what`` of a failed command."""
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    _configure_logging(args.verbose)
     try:
         _check_outputs(args)
         return COMMANDS[args.command](args)

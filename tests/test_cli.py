@@ -1,6 +1,10 @@
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from ebsd_core.cli import main
 from ebsd_core.io.dataset import read_dataset
@@ -32,6 +36,18 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "x.h5").exists()
     assert main(["info", str(tmp_path / "missing.h5")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_warnings_name_the_file_as_errors_do(tmp_path):
+    """Run as a user runs it (a process of its own, where the command line sets up logging)."""
+    for index in range(3):
+        Image.fromarray(np.full((16, 16), 40 * index, np.uint8)).save(tmp_path / f"p{index}.png")
+    (tmp_path / "p3.png").write_bytes(b"not a png")
+    done = subprocess.run(
+        [sys.executable, "-m", "ebsd_core", "info", str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert done.stderr.startswith(f"warning: {tmp_path}: 1 image(s) could not be read and were left out (p3.png)")
+    assert json.loads(done.stdout)["patterns"] == 3
 
 
 def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset, tmp_path, capsys):
