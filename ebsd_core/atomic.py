@@ -98,6 +98,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the folder from its group and others
         os.rename(tmp, final)
     finally:
         if tmp.exists():

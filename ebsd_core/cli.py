@@ -393,6 +393,16 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("import-model")
+def _import_model(args: argparse.Namespace) -> int:
+    from ebsd_core.store import import_model, read_card
+
+    target = import_model(args.source, args.name, args.store, force=args.force)
+    card = read_card(target)
+    print(json.dumps({"model": str(target), "backbone": card.backbone, "classes": card.class_symbols}))
+    return 0
+
+
 @command("hash-password")
 def _hash_password(args: argparse.Namespace) -> int:
     import getpass
@@ -817,6 +827,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
     p.add_argument("--shap-method", choices=["gradient", "deep"], default="gradient")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
+
+    p = sub.add_parser(
+        "import-model", help="add a model trained elsewhere (a Results page zip or a folder) to the store"
+    )
+    p.add_argument("source", type=Path, help="NAME.zip (weights.safetensors + model.json) or a model folder")
+    p.add_argument("--name", help="its name in the store (default: the name it was saved under)")
+    p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
+    p.add_argument("--force", action="store_true", help="replace a model of that name")
 
     sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
 

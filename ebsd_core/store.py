@@ -4,6 +4,9 @@ Models are saved atomically (a temporary folder renamed into place), never
 overwritten without ``force``, guarded by a lock so two saves of one name
 cannot interleave, and loaded without unpickling anything: the JSON is
 validated and the weights file's SHA-256 must match the one recorded in it.
+A model trained elsewhere joins the store through :func:`import_model`, which
+checks it as :func:`load_model` does before it appears; :func:`delete_model`
+moves a model out of sight into ``.deleted/``, from where it can be moved back.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +43,9 @@ META = "model.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 DEFAULT_UNKNOWN_THRESHOLD = 0.5
 MAX_VIEWS = 64  # test-time views per pattern
+MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
+MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
+DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
 
 
 def default_store() -> Path:
@@ -207,15 +215,25 @@ def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool 
     card.name = target.name
     card.created = card.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+    def write(folder: Path) -> None:
+        save_file(state, str(folder / WEIGHTS))
+        meta = card.to_json(_sha256(folder / WEIGHTS), {k: list(v.shape) for k, v in state.items()})
+        (folder / META).write_text(json.dumps(meta, indent=2))
+
+    return _install(target, force, write)
+
+
+def _install(target: Path, force: bool, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a staging folder, then rename it onto ``target``: the model appears complete or not at
+    all, and an existing one is replaced only with ``force``."""
     with _name_lock(target):
         if target.exists() and not force:
             raise StoreError(f"{target} already exists; choose another name or pass --force to replace it")
         staging = target.parent / f".{target.name}.new"
         shutil.rmtree(staging, ignore_errors=True)
         with atomic_dir(staging) as tmp:
-            save_file(state, str(tmp / WEIGHTS))
-            meta = card.to_json(_sha256(tmp / WEIGHTS), {k: list(v.shape) for k, v in state.items()})
-            (tmp / META).write_text(json.dumps(meta, indent=2))
+            write(tmp)
         old = target.parent / f".{target.name}.old"
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -223,6 +241,104 @@ def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool 
         os.rename(staging, target)
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _model_members(archive: zipfile.ZipFile, source: Path) -> dict[str, zipfile.ZipInfo]:
+    """The zip's model.json and weights.safetensors, at its top or in its one folder (as Results downloads them)."""
+    found: dict[str, list[zipfile.ZipInfo]] = {META: [], WEIGHTS: []}
+    for member in archive.infolist():
+        parts = member.filename.replace("\\", "/").strip("/").split("/")
+        if parts[-1] in found and len(parts) <= 2:
+            found[parts[-1]].append(member)
+    for file, members in found.items():
+        if len(members) != 1:
+            problem = "no" if not members else f"{len(members)} copies of"
+            raise ModelError(f"{problem} {file} in the zip: a model zip holds {META} and {WEIGHTS}", source)
+    if found[WEIGHTS][0].file_size > MAX_WEIGHTS_BYTES or found[META][0].file_size > MAX_META_BYTES:
+        raise ModelError(f"the model in the zip is larger than allowed ({MAX_WEIGHTS_BYTES / 1e9:.0f} GB)", source)
+    return {file: members[0] for file, members in found.items()}
+
+
+def _copy_model_files(source: Path, folder: Path) -> None:
+    """The two files of a model from a zip or a model folder at ``source`` into ``folder``."""
+    if source.is_dir():
+        for file in (META, WEIGHTS):
+            if not (source / file).is_file():
+                raise ModelError(f"{file} is missing: not a saved model", source)
+            shutil.copyfile(source / file, folder / file)
+        return
+    if not zipfile.is_zipfile(source):
+        raise ModelError(
+            f"not a model: give a zip of {META} and {WEIGHTS} (as Results downloads it) or a model folder", source
+        )
+    try:
+        with zipfile.ZipFile(source) as archive:
+            for file, member in _model_members(archive, source).items():
+                with archive.open(member) as src, open(folder / file, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise ModelError(f"not a readable zip file ({exc.__class__.__name__}: {exc})", source) from None
+
+
+def import_model(source: str | Path, name: str | None = None, store: Path | None = None, force: bool = False) -> Path:
+    """Add a model trained elsewhere to the store, checked first as :func:`load_model` checks it.
+
+    Parameters
+    ----------
+    source
+        A zip of ``weights.safetensors`` and ``model.json`` (the Results page's model download) or a model folder.
+    name
+        Its name in the store; by default the name it was saved under.
+    store
+        The model store (default: :func:`default_store`).
+    force
+        Replace a model of that name; without it, an existing model is never replaced.
+
+    Raises
+    ------
+    ModelError
+        Naming ``source`` and the problem: not a model, tampered with, or weights that do not fit its backbone.
+    StoreError
+        When a model of that name exists and ``force`` is not given.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise ModelError("no such file or folder", source)
+    if name is not None:
+        validate_name(name)
+    store = store or default_store()
+    check_writable_folder(store)
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=store) as staged:
+        staged = Path(staged)
+        _copy_model_files(source, staged)
+        try:
+            card = load_model(staged)[1]
+        except ModelError as exc:
+            raise ModelError(exc.reason, source) from None
+        meta = json.loads((staged / META).read_text())
+        meta["name"] = validate_name(name or card.name or source.stem)
+
+        def write(folder: Path) -> None:
+            os.rename(staged / WEIGHTS, folder / WEIGHTS)
+            (folder / META).write_text(json.dumps(meta, indent=2))
+
+        return _install(store / meta["name"], force, write)
+
+
+def delete_model(name: str, store: Path | None = None) -> Path:
+    """Move model ``name`` out of the store's listing, to ``.deleted/NAME-TIME`` in the store (never erased here:
+    whoever runs the server can move it back). Returns where it went."""
+    store = store or default_store()
+    target = store / validate_name(name)
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    with _name_lock(target):
+        if not (target / META).is_file():
+            raise StoreError(f"{target} is not a saved model")
+        (store / DELETED).mkdir(exist_ok=True)
+        moved = store / DELETED / f"{name}-{stamp}"
+        os.rename(target, moved)
+    return moved
 
 
 def read_card(path: str | Path) -> ModelCard:

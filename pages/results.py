@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
-from ebsd_core.store import default_store, list_models, read_card
+from ebsd_core.store import default_store, delete_model, import_model, list_models, read_card
 from pages.common import (
     cached_model,
     confusion_figure,
@@ -23,6 +23,7 @@ from pages.common import (
     select_model,
     show_error,
     tidy,
+    upload_to_session,
 )
 
 enter_page()
@@ -94,14 +95,53 @@ def _score(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.3f}"
 
 
+def add_model_section(expanded: bool) -> bool:
+    """Bring in a model trained on another machine (a GPU workstation, the command line), checked before it is
+    listed. Whether one was added."""
+    with st.expander("Add a model trained elsewhere", expanded=expanded):
+        upload = st.file_uploader(
+            "Model zip (weights.safetensors + model.json, as this page downloads it)", type="zip", key="model_zip"
+        )
+        name = st.text_input("Name (empty: the name it was saved under)", key="model_zip_name").strip()
+        if upload is not None and st.button("Add to the models", key="model_zip_add"):
+            try:
+                target = import_model(upload_to_session(upload), name or None)
+            except EbsdError as exc:
+                show_error(exc)
+            else:
+                st.session_state.model_name = target.name
+                st.success(f"Added {target.name}.")
+                return True
+    return False
+
+
+def delete_section(choice: str) -> None:
+    with st.expander("Delete this model"):
+        st.caption(
+            "It leaves the model lists of everyone on this server. Nothing is erased: it moves to the models "
+            "folder's `.deleted/`, from where whoever runs the server can move it back."
+        )
+        sure = st.checkbox(f"Yes, delete {choice}", key=f"delete_sure_{choice}")
+        if st.button("Delete", disabled=not sure, key="delete_model"):
+            try:
+                delete_model(choice)
+            except EbsdError as exc:
+                show_error(exc)
+            else:
+                st.session_state.pop("model_name", None)
+                st.rerun()
+
+
 st.title("Results")
 stored = list_models()
+if add_model_section(expanded=not stored):
+    stored = list_models()
 models = [m for m in stored if "error" not in m]
 broken = [m for m in stored if "error" in m]
 for m in broken:
     st.warning(f"Skipped {m['name']}: {m['error']}")
 if not models:
-    st.info("No saved models yet: train one on the **Train** page (or run the demo on **Home**).")
+    st.info("No saved models yet: train one on the **Train** page, run the demo on **Home**, or add one above.")
     st.stop()
 
 names = [m["name"] for m in models]
@@ -193,3 +233,4 @@ st.download_button(
     f"{choice}.zip",
     "application/zip",
 )
+delete_section(choice)

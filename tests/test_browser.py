@@ -146,3 +146,42 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
         text = message.inner_text()
         assert text.startswith("grain_b.png: patterns are 40x40") and "sessions" not in text, text
         browser.close()
+
+
+def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server, tmp_path, map_model):
+    """A lab trains on a GPU workstation, downloads the zip, and brings it to the hosted dashboard."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import zipfile
+
+    download = tmp_path / "gpu-duplex.zip"
+    with zipfile.ZipFile(download, "w") as archive:
+        for file in map_model.iterdir():
+            archive.write(file, f"{map_model.name}/{file.name}")
+    not_a_model = tmp_path / "notes.zip"
+    with zipfile.ZipFile(not_a_model, "w") as archive:
+        archive.writestr("notes.txt", "nothing")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_role("link", name="Results").first.click(timeout=120_000)
+        page.get_by_text("No saved models yet").wait_for(timeout=60_000)
+        upload = page.locator("input[type=file]").first
+        upload.set_input_files(str(not_a_model), timeout=60_000)
+        page.get_by_role("button", name="Add to the models").click()
+        refused = page.get_by_text("notes.zip: no model.json in the zip")
+        refused.wait_for(timeout=60_000)
+        upload.set_input_files(str(download), timeout=60_000)
+        page.get_by_label("Name (empty: the name it was saved under)").fill("from-the-gpu")
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Add to the models").click()
+        page.get_by_text("Added from-the-gpu.").wait_for(timeout=60_000)
+        page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
+        page.get_by_text("Delete this model").click()
+        page.get_by_text("Yes, delete from-the-gpu").click()
+        page.get_by_role("button", name="Delete", exact=True).click()
+        page.get_by_text("No saved models yet").wait_for(timeout=60_000)
+        browser.close()
+    store = tmp_path / "store"  # the server's (the fixture's tmp_path is this test's)
+    assert [p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")] == []
+    assert [p.name.rpartition("-")[0] for p in (store / ".deleted").iterdir()] == ["from-the-gpu"]

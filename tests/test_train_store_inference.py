@@ -2,6 +2,8 @@
 
 import copy
 import json
+import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
-from ebsd_core.store import list_models, load_model, read_card, save_model
+from ebsd_core.store import delete_model, import_model, list_models, load_model, read_card, save_model
 from ebsd_core.train import TrainConfig, train_model
 
 TINY = dict(shots=4, epochs=2, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=2)
@@ -80,6 +82,84 @@ def test_force_replaces_atomically(trained, tmp_path):
     save_model(result.model, result.card, tmp_path / "m2", force=True)
     assert sorted(p.name for p in (tmp_path / "m2").iterdir()) == ["model.json", "weights.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.") and p.is_dir()]
+
+
+def test_saved_models_are_readable_by_the_group_as_the_umask_allows(trained, tmp_path):
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "shared")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def _zip_of(folder, zip_path, top=True):
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for file in folder.iterdir():
+            archive.write(file, f"{folder.name}/{file.name}" if top else file.name)
+    return zip_path
+
+
+def test_a_downloaded_model_is_imported_checked_and_never_over_another(trained, tmp_path):
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "elsewhere" / "gpu-model")
+    store = tmp_path / "store"
+    download = _zip_of(path, tmp_path / "gpu-model.zip")
+    imported = import_model(download, store=store)
+    assert imported == store / "gpu-model" and read_card(imported).name == "gpu-model"
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(load_model(imported)[0](x), load_model(path)[0](x))
+    with pytest.raises(StoreError, match="already exists"):
+        import_model(download, store=store)
+    assert read_card(import_model(_zip_of(path, tmp_path / "flat.zip", top=False), "renamed", store)).name == "renamed"
+    assert read_card(import_model(path, "from-folder", store)).name == "from-folder"
+    assert import_model(download, store=store, force=True) == imported
+    assert main(["import-model", str(download), "--store", str(store), "--name", "via-cli"]) == 0
+    assert sorted(m["name"] for m in list_models(store)) == ["from-folder", "gpu-model", "renamed", "via-cli"]
+    assert not [p for p in store.iterdir() if p.name.startswith(".") and p.is_dir()]  # no staging left behind
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("not a zip", "not a model: give a zip of model.json and weights.safetensors"),
+        ("weights only", "no model.json in the zip"),
+        ("tampered", "does not match the checksum"),
+        ("other backbone", "weights do not fit backbone"),
+    ],
+)
+def test_a_bad_model_is_refused_naming_the_file(trained, tmp_path, damage, message):
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m")
+    if damage == "weights only":
+        (path / "model.json").unlink()
+    elif damage == "tampered":
+        weights = path / "weights.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    elif damage == "other backbone":
+        meta = json.loads((path / "model.json").read_text())
+        (path / "model.json").write_text(json.dumps(meta | {"backbone": "resnet18"}))
+    upload = tmp_path / "upload.zip"
+    if damage == "not a zip":
+        upload.write_bytes(b"PK but not really")
+    else:
+        _zip_of(path, upload)
+    store = tmp_path / "store"
+    with pytest.raises(ModelError, match=message) as caught:
+        import_model(upload, store=store)
+    assert str(caught.value).startswith(f"{upload}: ")
+    assert list_models(store) == [] and not [p for p in store.iterdir() if p.is_dir()]
+
+
+def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path):
+    _, result = trained
+    save_model(result.model, result.card, tmp_path / "old")
+    moved = delete_model("old", tmp_path)
+    assert list_models(tmp_path) == [] and moved.parent == tmp_path / ".deleted"
+    assert read_card(moved).name == "old"
+    with pytest.raises(StoreError, match="not a saved model"):
+        delete_model("old", tmp_path)
+    save_model(result.model, result.card, tmp_path / "old")  # the name is free again
 
 
 def test_invalid_model_json_is_refused(trained, tmp_path):
