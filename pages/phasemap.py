@@ -40,7 +40,7 @@ st.caption(
 )
 manager = job_manager()
 MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
-SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
+SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip", "tif", "tiff"]
 
 
 def choose_scan(model_name: str | None) -> Path | None:
@@ -70,7 +70,9 @@ def choose_scan(model_name: str | None) -> Path | None:
             st.session_state.map_job = job
     with tab_upload:
         upload = st.file_uploader(
-            "Scan file (kikuchipy formats, the project's .h5, or a zip of the scan's pattern images)", type=SCAN_TYPES
+            "Scan file (kikuchipy formats, the project's .h5, a zip of the scan's pattern images, or a multi-page "
+            "TIFF of them)",
+            type=SCAN_TYPES,
         )
         if upload is not None:
             try:
@@ -133,10 +135,8 @@ def map_shape_choice(source) -> tuple[int, int] | None | bool:
     count = len(source)
     if len(source.nav_shape or ()) == 2 or count == 1:
         return None
-    st.caption(
-        "The files do not record the map's shape. Patterns are taken row by row, images in the order of their "
-        "names (p2 before p10): give the number of rows."
-    )
+    order = "pages in order" if source.kind == "image-stack" else "images in the order of their names (p2 before p10)"
+    st.caption(f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows.")
     # a key per pattern count: another scan starts from its own guess, not from rows that cannot fit it
     rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key=f"map_rows_{count}"))
     if count % rows:
