@@ -205,3 +205,25 @@ def test_a_zip_member_damaged_past_its_header_is_named_once_when_left_out(tmp_pa
     assert len(source) == 7
     warning = next(w for w in source.warnings if "could not be read" in w)
     assert "the first, Fm-3m/p1.png: cannot read this image" in warning and warning.count("p1.png") == 2
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares ``width`` x ``height`` pixels and holds none (how a decompression bomb starts)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("side, message", [(9_000, "larger than allowed"), (12_000, "decompression bomb refused")])
+def test_images_declaring_huge_sizes_are_refused_from_their_header(tmp_path, side, message):
+    """Above MAX_IMAGE_PIXELS PIL only warns, above twice it raises: both are refused, naming the file."""
+    with pytest.raises(InputError, match=message) as caught:
+        images.read_image(_png_header_only(tmp_path / "huge.png", side, side))
+    assert str(caught.value).startswith(str(tmp_path / "huge.png"))

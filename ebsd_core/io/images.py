@@ -14,7 +14,6 @@ import io
 import os
 import re
 import threading
-import warnings
 import zipfile
 import zlib
 from collections import Counter
@@ -56,17 +55,19 @@ class _Header:
     dtype: np.dtype
 
 
+# PIL raises above twice this and warns above it; _checked_header refuses what lies between, from the same header.
+# (No warnings filter: warnings.catch_warnings is not thread-safe, and images are read on threads.)
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
 @contextlib.contextmanager
 def _image_errors(path: str | Path) -> Iterator[None]:
     """Turn whatever PIL (or a damaged zip member) raises into one InputError naming ``path``."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-            yield
+        yield
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning where -W error makes it one
         raise InputError("image declares an implausibly large size (decompression bomb refused)", path) from None
     except Exception as exc:  # PIL raises many types for corrupt files
         raise InputError(f"cannot read this image ({exc.__class__.__name__}: {exc})", path) from None
