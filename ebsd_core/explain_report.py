@@ -9,6 +9,7 @@ against the geometrical Kikuchi bands (:mod:`ebsd_core.band_check`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from dataclasses import dataclass, field
@@ -142,23 +143,37 @@ def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternC
     return context
 
 
-def background_patterns(card: ModelCard, source: PatternSource, index: int, n: int = SHAP_BACKGROUND) -> np.ndarray:
-    """A SHAP background: patterns of the model's training dataset, else other patterns of the input."""
+def background_patterns(
+    card: ModelCard, source: PatternSource, index: int, n: int = SHAP_BACKGROUND
+) -> tuple[np.ndarray, str]:
+    """A SHAP background and what it is: patterns of the model's training dataset, else other patterns of the
+    input, else (one pattern explained with a model whose data is elsewhere) patterns simulated for its classes."""
     dataset_path = card.training.get("dataset_path")
+    background_source, kind = source, "of this input"
     if dataset_path and Path(dataset_path).is_file():
-        try:
-            background_source = open_patterns(dataset_path)
-        except EbsdError:
-            background_source = source
-    else:
-        background_source = source
+        with contextlib.suppress(EbsdError):  # unreadable now: the input's own patterns serve
+            background_source, kind = open_patterns(dataset_path), "of the model's training data"
     rng = np.random.default_rng(0)
     candidates = np.setdiff1d(np.arange(len(background_source)), [index] if background_source is source else [])
     if len(candidates) == 0:
-        raise InputError("SHAP needs background patterns: the input holds only this one", source.path)
+        return _simulated_background(card, n, source.path), "simulated for the model's classes"
     pick = np.sort(rng.choice(candidates, size=min(n, len(candidates)), replace=False))
     raw = np.stack([background_source.batch(int(i), int(i) + 1)[0] for i in pick])
-    return preprocess(raw, card.preprocess, background_source.static_background, background_source.path)
+    return preprocess(raw, card.preprocess, background_source.static_background, background_source.path), kind
+
+
+def _simulated_background(card: ModelCard, n: int, path: str) -> np.ndarray:
+    """``n`` patterns simulated for the model's classes at its input size, as its training data was made."""
+    from ebsd_core.datasets import simulate_dataset
+
+    try:
+        dataset = simulate_dataset(-(-n // len(card.classes)), classes=card.classes, size=card.input_size, seed=0)
+    except EbsdError as exc:
+        raise InputError(
+            f"SHAP needs background patterns: the input holds only this one, and none can be simulated ({exc})", path
+        ) from None
+    pick = np.sort(np.random.default_rng(0).choice(len(dataset.patterns), size=n, replace=False))
+    return preprocess(np.asarray(dataset.patterns)[pick], card.preprocess, None, "simulated background")
 
 
 def _band_lines_and_report(context: PatternContext, heat: np.ndarray, numbers: dict) -> list:
@@ -272,7 +287,7 @@ def explain_pattern(
             "(green) and superlattice bands (magenta) when known."
         )
     else:
-        background = background_patterns(card, source, index)
+        background, kind = background_patterns(card, source, index)
         result = shap_values(model, context.pattern[None], background, method=shap_method)
         values = result.values[0]
         out.numbers["shap_sum"] = round(float(values[target].sum()), 4)
@@ -283,7 +298,7 @@ def explain_pattern(
         )
         out.captions["shap"] = (
             f"Red pixels push the prediction towards {symbol}, blue pixels away from it; "
-            f"the values add up to the logit minus its mean over {len(background)} background patterns."
+            f"the values add up to the logit minus its mean over {len(background)} background patterns {kind}."
         )
         out.figures["shap_all_classes"] = shap_image_plot(values, context.pattern, card.class_symbols)
         out.captions["shap_all_classes"] = "The same for every class (shap's image plot)."

@@ -283,6 +283,9 @@ def _copy_model_files(source: Path, folder: Path) -> None:
 def import_model(source: str | Path, name: str | None = None, store: Path | None = None, force: bool = False) -> Path:
     """Add a model trained elsewhere to the store, checked first as :func:`load_model` checks it.
 
+    Its training dataset's path is kept as ``training.dataset_path_where_trained``: it names a file of the
+    machine it was trained on, which here could be any other file (or another session's dataset).
+
     Parameters
     ----------
     source
@@ -318,6 +321,9 @@ def import_model(source: str | Path, name: str | None = None, store: Path | None
             raise ModelError(exc.reason, source) from None
         meta = json.loads((staged / META).read_text())
         meta["name"] = validate_name(name or card.name or source.stem)
+        training = meta.get("training") or {}
+        if "dataset_path" in training:  # a path of the machine it was trained on: here it would read another file
+            training["dataset_path_where_trained"] = training.pop("dataset_path")
 
         def write(folder: Path) -> None:
             os.rename(staged / WEIGHTS, folder / WEIGHTS)

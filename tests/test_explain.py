@@ -186,3 +186,18 @@ def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file
     (unsure / "model.json").write_text(json.dumps(meta))
     numbers = explain_pattern(unsure, map_scan_file, index, "gradcam").numbers
     assert numbers["decision"] == "unknown" and numbers["threshold"] == threshold
+
+
+def test_shap_of_a_lone_pattern_takes_simulated_patterns_as_its_background(map_model, map_scan_file, tmp_path):
+    """One uploaded pattern, with a model whose training data is not on this machine (trained elsewhere)."""
+    from PIL import Image
+
+    from ebsd_core.explain_report import explain_pattern
+
+    pattern = np.asarray(open_patterns(map_scan_file).batch(3, 4)[0])
+    Image.fromarray(pattern).save(tmp_path / "lone.tif")
+    report = explain_pattern(map_model, tmp_path / "lone.tif", 0, "shap")
+    assert "16 background patterns simulated for the model's classes" in report.captions["shap"]
+    assert np.isfinite(report.numbers["shap_sum"]) and report.figures["shap"][:4] == b"\x89PNG"
+    on_scan = explain_pattern(map_model, map_scan_file, 3, "shap")
+    assert "background patterns of this input" in on_scan.captions["shap"]

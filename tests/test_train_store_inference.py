@@ -101,11 +101,15 @@ def _zip_of(folder, zip_path, top=True):
 
 def test_a_downloaded_model_is_imported_checked_and_never_over_another(trained, tmp_path):
     _, result = trained
-    path = save_model(result.model, result.card, tmp_path / "elsewhere" / "gpu-model")
+    card = copy.deepcopy(result.card)
+    card.training["dataset_path"] = "/gpu/box/data.h5"
+    path = save_model(result.model, card, tmp_path / "elsewhere" / "gpu-model")
     store = tmp_path / "store"
     download = _zip_of(path, tmp_path / "gpu-model.zip")
     imported = import_model(download, store=store)
     assert imported == store / "gpu-model" and read_card(imported).name == "gpu-model"
+    training = read_card(imported).training
+    assert "dataset_path" not in training and training["dataset_path_where_trained"] == "/gpu/box/data.h5"
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(load_model(imported)[0](x), load_model(path)[0](x))
