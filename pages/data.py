@@ -15,6 +15,8 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from pages.common import (
+    IMAGE_FILE_TYPES,
+    SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
     montage_figure,
@@ -29,22 +31,7 @@ from pages.common import (
 enter_page()
 
 st.title("Data")
-UPLOAD_TYPES = [
-    "h5",
-    "hdf5",
-    "h5ebsd",
-    "h5oina",
-    "up1",
-    "up2",
-    "ebsp",
-    "dat",
-    "zip",
-    "png",
-    "tif",
-    "tiff",
-    "bmp",
-    "jpg",
-]
+UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES
 
 
 tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"], key="data_tab", on_change="rerun")

@@ -7,7 +7,16 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.store import default_store, list_models, read_card
-from pages.common import active_dataset_path, enter_page, opened_source, select_model, show_error
+from pages.common import (
+    IMAGE_FILE_TYPES,
+    SCAN_FILE_TYPES,
+    active_dataset_path,
+    enter_page,
+    opened_source,
+    select_model,
+    show_error,
+    upload_to_session,
+)
 
 enter_page()
 
@@ -51,8 +60,18 @@ labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
 source_path, index, target, shap_method = None, 0, None, "gradient"
 if method != "filters":
+    upload = st.file_uploader(
+        "Explain a pattern of your own (an image, or a scan file)",
+        type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES,
+        key="explain_upload",
+    )
+    if upload is not None:
+        try:
+            sources = {f"upload: {upload.name}": str(upload_to_session(upload))} | sources  # the one just given first
+        except EbsdError as exc:
+            show_error(exc)
     if not sources:
-        st.info("No patterns yet: choose a dataset on **Data** or make a phase map first.")
+        st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()
     label = st.selectbox("Patterns from", list(sources))
     source_path = sources[label]

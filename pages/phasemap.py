@@ -18,6 +18,7 @@ from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
+    SCAN_FILE_TYPES,
     enter_page,
     for_the_user,
     job_manager,
@@ -40,7 +41,7 @@ st.caption(
 )
 manager = job_manager()
 MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
-SCAN_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip", "tif", "tiff"]
+SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff"]  # a TIFF: a stack of the scan's patterns
 
 
 def choose_scan(model_name: str | None) -> Path | None:

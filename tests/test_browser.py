@@ -185,3 +185,26 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
     store = tmp_path / "store"  # the server's (the fixture's tmp_path is this test's)
     assert [p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")] == []
     assert [p.name.rpartition("-")[0] for p in (store / ".deleted").iterdir()] == ["from-the-gpu"]
+
+
+def test_a_pattern_of_ones_own_is_explained_with_shap(server, tmp_path, map_model, map_scan_file):
+    """Upload one pattern on Explain: SHAP needs a background, which is simulated for the model's classes."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    Image.fromarray(open_patterns(map_scan_file).batch(5, 6)[0]).save(tmp_path / "my_grain.tif")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.get_by_role("link", name="Explain").first.click(timeout=120_000)
+        page.get_by_text("No patterns yet: upload one above").wait_for(timeout=60_000)
+        page.get_by_text("SHAP (Shapley values").click()
+        page.locator("input[type=file]").first.set_input_files(str(tmp_path / "my_grain.tif"), timeout=60_000)
+        page.get_by_text("Pattern index (0 to 0)").wait_for(timeout=60_000)  # the upload, one pattern, chosen
+        page.get_by_role("button", name="Explain", exact=True).click(timeout=60_000)
+        page.get_by_text("background patterns simulated for the model's classes").wait_for(timeout=120_000)
+        browser.close()
