@@ -33,6 +33,7 @@ from ebsd_core import __version__
 from ebsd_core.atomic import atomic_dir, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
+from ebsd_core.io.images import ZIP_ERRORS
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 
@@ -276,7 +277,7 @@ def _copy_model_files(source: Path, folder: Path) -> None:
             for file, member in _model_members(archive, source).items():
                 with archive.open(member) as src, open(folder / file, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+    except (*ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted member
         raise ModelError(f"not a readable zip file ({exc.__class__.__name__}: {exc})", source) from None
 
 

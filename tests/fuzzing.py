@@ -146,6 +146,22 @@ def _model(folder: Path) -> Path:
     return saved / META
 
 
+def _model_zip(folder: Path) -> Path:
+    """A model as the Results page downloads it (a small backbone: the weights are fuzzed byte by byte)."""
+    from ebsd_core.backbones import create_model
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard, save_model
+
+    backbone = "mobilenetv3_small_050"
+    card = ModelCard(backbone, [225, 229], PreprocessConfig(size=32))
+    saved = save_model(create_model(backbone, 2, pretrained=False), card, folder / "small")
+    path = folder / "small.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in saved.iterdir():
+            archive.write(file, f"small/{file.name}")
+    return path
+
+
 def _ang(folder: Path) -> Path:
     lines = ["# GRID: SqrGrid", "# XSTEP: 1.0", "# YSTEP: 1.0", "# NCOLS_ODD: 3", "# NCOLS_EVEN: 3", "# NROWS: 2"]
     for pid, name in ((1, "austenite"), (2, "ferrite")):
@@ -190,6 +206,18 @@ def read_model_json(meta: Path) -> None:
     load_model(meta.parent)
 
 
+def import_model_zip(path: Path) -> None:
+    """Added to a store beside it, or refused; either way nothing half-made is left in the store."""
+    from ebsd_core.store import import_model
+
+    store = path.parent / "store"
+    try:
+        import_model(path, store=store, force=True)
+    finally:
+        leftovers = [p.name for p in store.glob(".*") if p.is_dir()] if store.exists() else []
+        assert not leftovers, f"left in the store: {leftovers}"
+
+
 def read_layout(path: Path) -> None:
     from ebsd_core.simulate_map import layout_from_ang
 
@@ -211,6 +239,7 @@ FORMATS: dict[str, Format] = {
     "zip": Format(_zip, read_patterns),
     "zip-streamed": Format(_zip, read_patterns_streamed),
     "model-json": Format(_model, read_model_json),
+    "model-zip": Format(_model_zip, import_model_zip),
     "ang-layout": Format(_ang, read_layout),
 }
 

@@ -7,6 +7,7 @@ tests/artifacts/ (git-ignored). Skips when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -31,6 +32,20 @@ def server(tmp_path):
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def dashboard_page(server: str, link: str):
+    """A Chromium page on the dashboard, opened on the page named ``link``."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        # Playwright's default 30 s is too short for a first page on 2 busy cores (it imports torch)
+        page.get_by_role("link", name=link).first.click(timeout=120_000)
+        yield page
+        browser.close()
 
 
 def test_demo_in_a_real_browser(server):
@@ -62,14 +77,9 @@ def test_demo_in_a_real_browser(server):
 
 def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_model):
     """Demo map with a saved duplex model, click a point, explain it with Grad-CAM."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     shutil.copytree(map_model, tmp_path / "store" / "duplex")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        page.get_by_role("link", name="Phase map").first.click()
+    with dashboard_page(server, "Phase map") as page:
         page.get_by_role("button", name="Run the demo map").wait_for(timeout=60_000)
         page.get_by_test_id("stSelectbox").nth(1).click()
         page.get_by_role("option", name="austenite + ferrite (duplex steel)").click()
@@ -90,7 +100,6 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
         page.get_by_text("Evidence on Kikuchi bands").wait_for(timeout=120_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
-        browser.close()
 
 
 def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password(tmp_path):
@@ -123,7 +132,6 @@ def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password
 
 def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):
     """The message names the file as the user uploaded it, not by the server's session folder."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     import numpy as np
     from PIL import Image
 
@@ -132,12 +140,7 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
     for name, size in (("grain_a.png", 32), ("grain_b.png", 40)):
         files.append(tmp_path / name)
         Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(files[-1])
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        # Playwright's default 30 s is too short for a first page on 2 busy cores (it imports torch)
-        page.get_by_role("link", name="Data").first.click(timeout=120_000)
+    with dashboard_page(server, "Data") as page:
         page.locator("input[type=file]").first.set_input_files([str(f) for f in files], timeout=120_000)
         page.get_by_text("Space group of grain_b.png (1 pattern)").wait_for(timeout=60_000)
         page.get_by_role("button", name="Use these as the dataset").click()
@@ -145,12 +148,10 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
         message.wait_for(timeout=60_000)
         text = message.inner_text()
         assert text.startswith("grain_b.png: patterns are 40x40") and "sessions" not in text, text
-        browser.close()
 
 
 def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server, tmp_path, map_model):
     """A lab trains on a GPU workstation, downloads the zip, and brings it to the hosted dashboard."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     import zipfile
 
     download = tmp_path / "gpu-duplex.zip"
@@ -160,11 +161,7 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
     not_a_model = tmp_path / "notes.zip"
     with zipfile.ZipFile(not_a_model, "w") as archive:
         archive.writestr("notes.txt", "nothing")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        page.get_by_role("link", name="Results").first.click(timeout=120_000)
+    with dashboard_page(server, "Results") as page:
         page.get_by_text("No saved models yet").wait_for(timeout=60_000)
         upload = page.locator("input[type=file]").first
         upload.set_input_files(str(not_a_model), timeout=60_000)
@@ -181,7 +178,6 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_text("Yes, delete from-the-gpu").click()
         page.get_by_role("button", name="Delete", exact=True).click()
         page.get_by_text("No saved models yet").wait_for(timeout=60_000)
-        browser.close()
     store = tmp_path / "store"  # the server's (the fixture's tmp_path is this test's)
     assert [p.name for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")] == []
     assert [p.name.rpartition("-")[0] for p in (store / ".deleted").iterdir()] == ["from-the-gpu"]
@@ -189,22 +185,16 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
 
 def test_a_pattern_of_ones_own_is_explained_with_shap(server, tmp_path, map_model, map_scan_file):
     """Upload one pattern on Explain: SHAP needs a background, which is simulated for the model's classes."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
 
     from ebsd_core.io.readers import open_patterns
 
     shutil.copytree(map_model, tmp_path / "store" / "duplex")
     Image.fromarray(open_patterns(map_scan_file).batch(5, 6)[0]).save(tmp_path / "my_grain.tif")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server)
-        page.get_by_role("link", name="Explain").first.click(timeout=120_000)
+    with dashboard_page(server, "Explain") as page:
         page.get_by_text("No patterns yet: upload one above").wait_for(timeout=60_000)
         page.get_by_text("SHAP (Shapley values").click()
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "my_grain.tif"), timeout=60_000)
         page.get_by_text("Pattern index (0 to 0)").wait_for(timeout=60_000)  # the upload, one pattern, chosen
         page.get_by_role("button", name="Explain", exact=True).click(timeout=60_000)
         page.get_by_text("background patterns simulated for the model's classes").wait_for(timeout=120_000)
-        browser.close()
