@@ -313,7 +313,8 @@ def import_model(source: str | Path, name: str | None = None, store: Path | None
     store = store or default_store()
     check_writable_folder(store)
     store.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".import-", dir=store) as staged:
+    # named like the partial saves that housekeeping clears when a killed process leaves one behind
+    with tempfile.TemporaryDirectory(prefix=".import-", suffix=".part", dir=store) as staged:
         staged = Path(staged)
         _copy_model_files(source, staged)
         try:

@@ -182,13 +182,19 @@ def safe_name(name: str) -> str:
 
 
 def upload_to_session(upload) -> Path:
-    """Save a Streamlit upload into this session's private folder under a sanitised name."""
+    """Save a Streamlit upload into this session's private folder under a sanitised name.
+
+    Written once per upload, not on every rerun. Another file uploaded under the same name replaces it, also when
+    it has the same size (two uncompressed TIFF patterns of one camera do).
+    """
     folder = session_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / safe_name(upload.name)
-    if not target.exists() or target.stat().st_size != upload.size:
+    written = st.session_state.setdefault("uploads_written", {})  # file name -> the upload it holds
+    if not target.exists() or written.get(target.name) != upload.file_id:
         with atomic_path(target) as tmp:
             tmp.write_bytes(upload.getbuffer())
+        written[target.name] = upload.file_id
     return target
 
 

@@ -36,7 +36,10 @@ METHOD_LABELS = {
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the explanation")
-def cached_explanation(model_dir: str, modified: float, source: str, index: int, method: str, target, shap_method):
+def cached_explanation(
+    model_dir: str, modified: float, source: str, source_modified: float, index: int, method: str, target, shap_method
+):
+    """One explanation per model and source file version (an upload of the same name replaces the file)."""
     explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method)
     return explanation.figures, explanation.captions, explanation.numbers
 
@@ -97,10 +100,11 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
     st.session_state.explain_shown = (model_name, method, index)
     try:
         modified = (model_dir / "weights.safetensors").stat().st_mtime
+        source_modified = Path(source_path).stat().st_mtime if source_path else 0.0
         figures, captions, numbers = cached_explanation(
-            str(model_dir), modified, source_path, index, method, target, shap_method
+            str(model_dir), modified, source_path, source_modified, index, method, target, shap_method
         )
-    except EbsdError as exc:
+    except (EbsdError, OSError) as exc:  # OSError: a file gone since the page was drawn
         show_error(exc)
         st.stop()
     if "predicted" in numbers:

@@ -192,6 +192,33 @@ def test_upload_names_are_sanitised():
     assert safe_name("a b/..\\c?.png") == "c_.png"
 
 
+def _upload_twice():
+    """Two different files uploaded one after the other under one name, of one size."""
+    import streamlit as st
+
+    from pages.common import upload_to_session
+
+    class Upload:
+        def __init__(self, file_id, data):
+            self.file_id, self.name, self.size, self.data = file_id, "grain.tif", len(data), data
+
+        def getbuffer(self):
+            return memoryview(self.data)
+
+    first = upload_to_session(Upload("id-1", b"A" * 64))
+    st.session_state.first, st.session_state.written = first.read_bytes(), first.stat().st_mtime_ns
+    st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64)).stat().st_mtime_ns  # not written again
+    st.session_state.second = upload_to_session(Upload("id-2", b"B" * 64)).read_bytes()
+
+
+def test_a_second_upload_of_the_same_name_and_size_replaces_the_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    app = AppTest.from_function(_upload_twice).run()
+    assert not app.exception
+    assert app.session_state.first == b"A" * 64 and app.session_state.second == b"B" * 64
+    assert app.session_state.rerun == app.session_state.written
+
+
 def test_zip_without_class_folders_is_explained(tmp_path):
     from ebsd_core.errors import InputError
     from ebsd_core.io.readers import open_patterns
