@@ -86,6 +86,14 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _share_as_umask_allows(folder: Path) -> None:
+    """Give ``folder`` and what it holds the modes a plain mkdir and open would: mkdtemp makes the folder 0700 and
+    safetensors writes its files 0600, which would keep a shared model store from the lab's other accounts."""
+    umask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it onto ``path`` on success.
@@ -98,7 +106,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the folder from its group and others
+        _share_as_umask_allows(tmp)
         os.rename(tmp, final)
     finally:
         if tmp.exists():

@@ -90,6 +90,8 @@ def test_saved_models_are_readable_by_the_group_as_the_umask_allows(trained, tmp
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o777 & ~umask
+    for file in ("weights.safetensors", "model.json"):  # safetensors alone writes 0600
+        assert (path / file).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def _zip_of(folder, zip_path, top=True):
