@@ -164,7 +164,7 @@ elif path is not None:
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
         try:
-            shots = [int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s]
+            shots = list(dict.fromkeys(int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s))  # 5,5: once
             if not shots or min(shots) < 1:
                 raise ValueError("give shots per class as positive integers, e.g. 10 or 5,10,20")
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
@@ -176,11 +176,6 @@ elif path is not None:
             prior = priors.get(start)
             if prior and prior["backbone"] != backbone:
                 raise ValueError(f"the prior {start} is a {prior['backbone']}: choose that backbone to start from it")
-            if (default_store() / validate_name(f"{name}-transfer-k{shots[0]}")).exists():
-                raise ValueError(f"a model named {name} exists in the store; choose another name")
-            labelled = open_patterns(path)
-            if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
-                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
             runs = [
                 (
                     f"{'transfer' if pre else 'scratch'}-k{k}",
@@ -201,6 +196,14 @@ elif path is not None:
                 for k in shots
                 for pre in modes
             ]
+            # a run whose model exists would be kept as it is (so that a restarted job resumes): say so now
+            names = [validate_name(f"{name}-{label}") for label, _ in runs]
+            taken = [model for model in names if (default_store() / model).exists()]
+            if taken:
+                raise ValueError(f"a model named {taken[0]} exists in the store; choose another name prefix")
+            labelled = open_patterns(path)
+            if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
+                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
             params = {
                 "dataset_path": str(path),
                 "runs": [[label, config.to_dict()] for label, config in runs],

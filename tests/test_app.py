@@ -484,6 +484,26 @@ def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     assert not app.exception
 
 
+def test_a_run_whose_model_exists_is_refused_before_training(app, tmp_path, map_model):
+    """The job keeps such a model as it is (so that a restarted job resumes), so training it again would do nothing."""
+    import shutil
+
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    shutil.copytree(map_model, tmp_path / "store" / "taken-scratch-k4")
+    data = write_dataset(simulate_dataset(per_class=8, phases=["ni", "w"], size=32, seed=2), tmp_path / "pair.h5")
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("4")
+    next(r for r in app.radio if r.label == "Initialisation").set_value("scratch")
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("taken")
+    time.sleep(1.1)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("a model named taken-scratch-k4 exists" in e.value for e in app.error), [e.value for e in app.error]
+    assert "train_job" not in app.session_state and not app.exception
+
+
 @pytest.mark.parametrize(
     "held_out, message", [("cu3au", None), ("ni", "every Fm-3m material is held out (ni): none is left to train on")]
 )
