@@ -132,6 +132,12 @@ def session_dir() -> Path:
     return folder
 
 
+def new_session_file(stem: str, suffix: str = ".h5") -> Path:
+    """A new file in this session's folder. A dataset made again must not replace the one a model was trained on:
+    the model's card names that file, and Results, Explain and a restarted job read it."""
+    return session_dir() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}{suffix}"
+
+
 @st.cache_resource(ttl=3600, show_spinner=False)
 def housekeeping() -> float:
     """At most hourly per server process: remove idle sessions' files and stale partial saves."""

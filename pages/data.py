@@ -20,9 +20,9 @@ from pages.common import (
     active_dataset_path,
     enter_page,
     montage_figure,
+    new_session_file,
     opened_source,
     server_path_input,
-    session_dir,
     set_active_dataset,
     show_error,
     upload_to_session,
@@ -77,8 +77,9 @@ with tab_upload:
                     path = checked_dataset_file(labelled[0])
                 else:
                     dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
-                    path = write_dataset(dataset, session_dir() / "uploaded.h5")
-                set_active_dataset(path, f"upload: {path.name}")
+                    path = write_dataset(dataset, new_session_file("uploaded"))
+                more = f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""
+                set_active_dataset(path, f"upload: {uploads[0].name}{more}")
                 st.success("Dataset ready: go to **Train**.")
                 if scans:
                     st.info(SINGLE_PHASE_SCANS_CAUTION)
@@ -102,7 +103,7 @@ with tab_server:
                 st.success(f"{path.name}: labelled patterns of {symbols}")
                 if st.button("Make a dataset of these labelled patterns", key="server_labelled"):
                     with st.spinner("Reading every pattern"):
-                        dataset_path = write_dataset(dataset_from_labelled(source), session_dir() / "server.h5")
+                        dataset_path = write_dataset(dataset_from_labelled(source), new_session_file("server"))
                     set_active_dataset(dataset_path, f"server: {path.name}")
                     st.success("Dataset ready: go to **Train**.")
             else:
@@ -151,7 +152,7 @@ with tab_simulate:
                 seed=int(seed),
                 progress=lambda f, m: bar.progress(f, m),
             )
-            path = write_dataset(dataset, session_dir() / f"simulated-{seed}.h5")
+            path = write_dataset(dataset, new_session_file(f"simulated-{seed}"))
             set_active_dataset(path, f"simulated ({len(dataset)} patterns)")
             st.success(f"Simulated {len(dataset)} patterns.")
         except EbsdError as exc:

@@ -524,3 +524,21 @@ def test_simulate_tab_holds_out_a_material_it_does_not_train_on(app, held_out, m
     dataset = read_dataset(app.session_state["dataset_path"])
     assert set(dataset.material[dataset.split == "holdout"]) == {"cu3au"}
     assert set(dataset.material[dataset.split == "train"]) == {"ni", "ni3al"}
+
+
+def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
+    """Simulating again with the same seed made the same file name, and replaced the data a model's card names."""
+    from ebsd_core.io.dataset import read_dataset
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    next(m for m in app.multiselect if m.label.startswith("Materials")).set_value(["ni", "ni3al"]).run()
+    app.select_slider[0].set_value(40)
+    paths = []
+    for per_class in (4, 6):
+        app.number_input[0].set_value(per_class)
+        next(b for b in app.button if b.label == "Simulate").click().run()
+        assert not app.exception
+        paths.append(app.session_state["dataset_path"])
+    assert paths[0] != paths[1]
+    assert len(read_dataset(paths[0])) == 8 and len(read_dataset(paths[1])) == 12
