@@ -22,6 +22,7 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    new_session_file,
     opened_source,
     select_model,
     server_path_input,
@@ -119,7 +120,7 @@ def start_map(model_name: str, scan: Path) -> None:
     )
     if st.button("Classify every pattern", type="primary"):
         model_dir = str(default_store() / model_name)
-        out = session_dir() / "maps" / f"{scan.stem}-{model_name}.npz"
+        out = new_session_file(f"maps/{scan.stem}-{model_name}", ".npz")  # two scans of one name: two maps
         params = {"model_dir": model_dir, "scan": str(scan), "out": str(out), "cleanup": cleanup}
         if nav_shape is not None:
             params["nav_shape"] = list(nav_shape)
