@@ -165,14 +165,14 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_text("No saved models yet").wait_for(timeout=60_000)
         upload = page.locator("input[type=file]").first
         upload.set_input_files(str(not_a_model), timeout=60_000)
-        page.get_by_role("button", name="Add to the models").click()
+        page.get_by_role("button", name="Add to the models").click(timeout=60_000)  # it appears with the upload
         refused = page.get_by_text("notes.zip: no model.json in the zip")
         refused.wait_for(timeout=60_000)
         upload.set_input_files(str(download), timeout=60_000)
+        refused.wait_for(state="detached", timeout=60_000)  # the page has run again with the new upload
         page.get_by_label("Name (empty: the name it was saved under)").fill("from-the-gpu")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Add to the models").click()
-        page.get_by_text("Added from-the-gpu.").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Add to the models").click()  # the name is sent as the field loses focus
+        page.get_by_text("Added from-the-gpu.").wait_for(timeout=120_000)
         page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
         page.get_by_text("Delete this model").click()
         page.get_by_text("Yes, delete from-the-gpu").click()
@@ -193,8 +193,9 @@ def test_a_pattern_of_ones_own_is_explained_with_shap(server, tmp_path, map_mode
     Image.fromarray(open_patterns(map_scan_file).batch(5, 6)[0]).save(tmp_path / "my_grain.tif")
     with dashboard_page(server, "Explain") as page:
         page.get_by_text("No patterns yet: upload one above").wait_for(timeout=60_000)
-        page.get_by_text("SHAP (Shapley values").click()
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "my_grain.tif"), timeout=60_000)
         page.get_by_text("Pattern index (0 to 0)").wait_for(timeout=60_000)  # the upload, one pattern, chosen
+        page.get_by_text("SHAP (Shapley values").click()
+        page.get_by_text("SHAP explainer").wait_for(timeout=60_000)
         page.get_by_role("button", name="Explain", exact=True).click(timeout=60_000)
         page.get_by_text("background patterns simulated for the model's classes").wait_for(timeout=120_000)
