@@ -12,10 +12,24 @@ from pathlib import Path
 from ebsd_core.errors import InputError
 
 
-def _umask() -> int:
+def _umask_by_setting_it() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+#: Read once at import: setting the umask to read it is process-wide, and for that moment a file another
+#: thread of the server makes would be writable by all.
+_UMASK_AT_IMPORT = _umask_by_setting_it()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else as at import."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return _UMASK_AT_IMPORT
 
 
 def check_writable_folder(folder: str | Path, target: str | Path | None = None) -> None:

@@ -31,15 +31,20 @@ def free_port() -> int:
 
 
 def start_dashboard(
-    port: int, env: dict[str, str], timeout_s: float = 60, options: tuple[str, ...] = ()
+    port: int,
+    env: dict[str, str],
+    timeout_s: float = 60,
+    options: tuple[str, ...] = (),
+    log: Path | None = None,
 ) -> subprocess.Popen:
     """``streamlit run app.py`` on 127.0.0.1:``port`` with ``env`` added and Streamlit ``options``
-    (``--secrets.files``, ...); returns once it answers /health."""
+    (``--secrets.files``, ...); returns once it answers /health. The server's output goes to ``log``."""
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true", *options]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
+    process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT)
+    if log:
+        output.close()
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ def server(tmp_path):
     port = free_port()
     env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
     try:
-        process = start_dashboard(port, env)
+        process = start_dashboard(port, env, log=tmp_path / "server.log")
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield f"http://127.0.0.1:{port}"
@@ -48,7 +50,32 @@ def dashboard_page(server: str, link: str):
         browser.close()
 
 
-def test_demo_in_a_real_browser(server):
+def wait_for_job(page, text: str, tmp_path: Path, timeout_ms: int = 300_000) -> None:
+    """Wait until the page shows ``text``; when it shows an error instead, or nothing in time, fail with what
+    the page, the job files and the server log say (a CI failure must be readable from its log alone)."""
+    error = page.get_by_test_id("stAlertContentError")
+    try:
+        page.get_by_text(text).or_(error).first.wait_for(timeout=timeout_ms)
+        if not error.count():
+            return
+        reason = f"the page shows an error instead of {text!r}"
+    except Exception as exc:  # Playwright's TimeoutError
+        reason = f"{text!r} did not appear ({exc.__class__.__name__})"
+    page.screenshot(path=str(ARTIFACTS / "failed.png"), full_page=True)
+    jobs = [p.read_text()[-3000:] for p in sorted((tmp_path / "home").rglob("jobs/*.json"))]
+    log = tmp_path / "server.log"
+    try:
+        health = urllib.request.urlopen(urllib.parse.urljoin(page.url, "/_stcore/health"), timeout=5).read()
+    except OSError as exc:
+        health = f"no answer ({exc})"
+    pytest.fail(
+        f"{reason}\n--- server health: {health} ---\n--- page ---\n{page.inner_text('body')[-3000:]}\n--- jobs ---\n"
+        + "\n".join(jobs)
+        + f"\n--- server log ---\n{log.read_text(errors='replace')[-4000:] if log.exists() else ''}"
+    )
+
+
+def test_demo_in_a_real_browser(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
@@ -59,8 +86,10 @@ def test_demo_in_a_real_browser(server):
         page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
         page.get_by_test_id("stNumberInputField").fill("1")
         page.keyboard.press("Enter")
+        page.wait_for_timeout(1500)  # the rerun the new value starts, before the click starts another
         page.get_by_role("button", name="Run the demo").click()
-        page.get_by_text("Finished: the model is in the store.").wait_for(timeout=300_000)
+        wait_for_job(page, "Demo: simulate + train", tmp_path, timeout_ms=60_000)  # the Train page, with the job
+        wait_for_job(page, "Finished: the model is in the store.", tmp_path)
         page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
         page.get_by_role("link", name="See the results").click()
         page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
@@ -84,7 +113,7 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
         page.get_by_test_id("stSelectbox").nth(1).click()
         page.get_by_role("option", name="austenite + ferrite (duplex steel)").click()
         page.get_by_role("button", name="Run the demo map").click()
-        page.get_by_text("Map accuracy (ground truth known)").wait_for(timeout=300_000)
+        wait_for_job(page, "Map accuracy (ground truth known)", tmp_path)
         page.wait_for_timeout(2000)
         page.screenshot(path=str(ARTIFACTS / "phasemap.png"), full_page=True)
         chart = page.locator(".js-plotly-plot").first
@@ -148,6 +177,7 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
         message.wait_for(timeout=60_000)
         text = message.inner_text()
         assert text.startswith("grain_b.png: patterns are 40x40") and "sessions" not in text, text
+        assert page.get_by_test_id("stAlertContentError").count() == 1  # what wait_for_job watches for
 
 
 def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server, tmp_path, map_model):
