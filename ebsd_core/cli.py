@@ -403,6 +403,35 @@ def _import_model(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("models")
+def _models(args: argparse.Namespace) -> int:
+    from ebsd_core.store import delete_model, export_model, list_models
+
+    if args.action == "list":
+        rows = list_models(args.store)
+        if args.json:
+            print(json.dumps(rows))
+        for row in [] if args.json else rows:
+            if row.get("error"):
+                print(f"{row['name']}: broken ({row['error']})")
+                continue
+            accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+            kind = "prior" if row["prior"] else ("transfer" if row["pretrained"] else "scratch")
+            print(f"{row['name']}\t{row['backbone']}\t{kind}\taccuracy {accuracy}\t{' '.join(row['classes'])}")
+        if not rows and not args.json:
+            print("no saved models", file=sys.stderr)
+        return 0
+    if not args.name:
+        raise EbsdError(f"models {args.action}: give the model's NAME")
+    if args.action == "export":
+        out = export_model(args.name, args.out or Path(f"{Path(args.name).name}.zip"), args.store, force=args.force)
+        print(json.dumps({"model": args.name, "zip": str(out)}))
+    else:
+        moved = delete_model(args.name, args.store)
+        print(json.dumps({"model": args.name, "moved_to": str(moved)}))
+    return 0
+
+
 @command("hash-password")
 def _hash_password(args: argparse.Namespace) -> int:
     import getpass
@@ -835,6 +864,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="its name in the store (default: the name it was saved under)")
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
     p.add_argument("--force", action="store_true", help="replace a model of that name")
+
+    p = sub.add_parser(
+        "models",
+        help="the model store: list; export NAME (a zip for import-model or the Results page elsewhere); delete NAME "
+        "(moved to the store's .deleted/)",
+    )
+    p.add_argument("action", choices=["list", "export", "delete"])
+    p.add_argument("name", nargs="?", help="export, delete: the model's name in the store (export: or its folder)")
+    p.add_argument("--out", type=Path, help="export: the zip to write (default: NAME.zip here)")
+    p.add_argument("--force", action="store_true", help="export: replace the zip when it exists")
+    p.add_argument("--json", action="store_true", help="list: one JSON list instead of lines")
+    p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
 
     sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
 

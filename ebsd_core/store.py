@@ -5,8 +5,9 @@ overwritten without ``force``, guarded by a lock so two saves of one name
 cannot interleave, and loaded without unpickling anything: the JSON is
 validated and the weights file's SHA-256 must match the one recorded in it.
 A model trained elsewhere joins the store through :func:`import_model`, which
-checks it as :func:`load_model` does before it appears; :func:`delete_model`
-moves a model out of sight into ``.deleted/``, from where it can be moved back.
+checks it as :func:`load_model` does before it appears, and leaves as the zip
+of :func:`export_model`; :func:`delete_model` moves a model out of sight into
+``.deleted/``, from where it can be moved back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
@@ -30,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ebsd_core import __version__
-from ebsd_core.atomic import atomic_dir, check_writable_folder
+from ebsd_core.atomic import atomic_dir, atomic_path, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
 from ebsd_core.io.images import ZIP_ERRORS
@@ -347,6 +349,35 @@ def delete_model(name: str, store: Path | None = None) -> Path:
         moved = store / DELETED / f"{name}-{stamp}"
         os.rename(target, moved)
     return moved
+
+
+def model_zip(folder: str | Path) -> bytes:
+    """A saved model as a zip of its folder's ``model.json`` and ``weights.safetensors`` (what Results downloads and
+    :func:`import_model` takes). The weights are stored, not compressed: they would shrink by a few per cent."""
+    folder = Path(folder)
+    for file in (META, WEIGHTS):
+        if not (folder / file).is_file():
+            raise ModelError(f"{file} is missing: not a saved model", folder)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.write(folder / META, f"{folder.name}/{META}", zipfile.ZIP_DEFLATED)
+        archive.write(folder / WEIGHTS, f"{folder.name}/{WEIGHTS}", zipfile.ZIP_STORED)
+    return buffer.getvalue()
+
+
+def export_model(name: str | Path, out: str | Path, store: Path | None = None, force: bool = False) -> Path:
+    """Write model ``name`` (a store name or a model folder) to the zip ``out``, checked first as
+    :func:`load_model` checks it: a zip of a damaged model would only be refused where it is imported.
+    An existing ``out`` is replaced only with ``force``."""
+    folder = resolve_model_dir(name, store)
+    out = Path(out)
+    if out.exists() and not force:
+        raise StoreError(f"{out} exists; give another file name or --force")
+    load_model(folder)
+    data = model_zip(folder)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return out
 
 
 def read_card(path: str | Path) -> ModelCard:

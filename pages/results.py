@@ -1,9 +1,7 @@
 """Results: curves, confusion matrices, per-class scores and downloads for any saved model."""
 
-import io
 import json
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
-from ebsd_core.store import default_store, delete_model, import_model, list_models, read_card
+from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from pages.common import (
     cached_model,
     confusion_figure,
@@ -79,13 +77,8 @@ def misclassified(model_dir: str, modified: float, limit: int = 12):
 
 
 @st.cache_data(max_entries=4)
-def model_zip(model_dir: str, modified: float) -> bytes:
-    folder = Path(model_dir)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for file in folder.iterdir():
-            archive.write(file, f"{folder.name}/{file.name}")
-    return buffer.getvalue()
+def cached_model_zip(model_dir: str, modified: float) -> bytes:
+    return model_zip(model_dir)
 
 
 cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
@@ -229,7 +222,7 @@ if test.get("confusion_matrix"):
 model_dir = default_store() / choice
 st.download_button(
     "Model (zip: weights.safetensors + model.json)",
-    model_zip(str(model_dir), weights_mtime(model_dir)),
+    cached_model_zip(str(model_dir), weights_mtime(model_dir)),
     f"{choice}.zip",
     "application/zip",
 )

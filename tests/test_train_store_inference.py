@@ -16,7 +16,15 @@ from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
-from ebsd_core.store import delete_model, import_model, list_models, load_model, read_card, save_model
+from ebsd_core.store import (
+    delete_model,
+    export_model,
+    import_model,
+    list_models,
+    load_model,
+    read_card,
+    save_model,
+)
 from ebsd_core.train import TrainConfig, train_model
 
 TINY = dict(shots=4, epochs=2, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=2)
@@ -166,6 +174,39 @@ def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path)
     with pytest.raises(StoreError, match="not a saved model"):
         delete_model("old", tmp_path)
     save_model(result.model, result.card, tmp_path / "old")  # the name is free again
+
+
+def test_the_store_is_listed_exported_and_deleted_from_the_command_line(trained, tmp_path, capsys):
+    """Headless, as on the Results page: a model of a GPU workstation leaves as a zip that the lab's server takes."""
+    _, result = trained
+    store, other = tmp_path / "store", tmp_path / "lab-server"
+    save_model(result.model, result.card, store / "gpu-model")
+    assert main(["models", "list", "--store", str(store)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("gpu-model\tefficientnet_lite0\ttransfer\taccuracy ") and line.endswith("Ia-3d"), line
+    out = tmp_path / "gpu-model.zip"
+    assert main(["models", "export", "gpu-model", "--store", str(store), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["zip"] == str(out)
+    with zipfile.ZipFile(out) as archive:
+        assert sorted(archive.namelist()) == ["gpu-model/model.json", "gpu-model/weights.safetensors"]
+    assert main(["models", "export", "gpu-model", "--store", str(store), "--out", str(out)]) == 2
+    assert f"{out} exists" in capsys.readouterr().err
+    assert read_card(import_model(out, store=other)).name == "gpu-model"
+    assert main(["models", "delete", "gpu-model", "--store", str(store)]) == 0
+    assert main(["models", "list", "--json", "--store", str(store)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
+    assert main(["models", "delete", "--store", str(store)]) == 2
+    assert "give the model's NAME" in capsys.readouterr().err
+
+
+def test_a_damaged_model_is_not_exported(trained, tmp_path):
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m")
+    weights = path / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    with pytest.raises(ModelError, match="does not match the checksum"):
+        export_model(path, tmp_path / "m.zip")
+    assert not (tmp_path / "m.zip").exists()
 
 
 def test_invalid_model_json_is_refused(trained, tmp_path):
