@@ -232,7 +232,8 @@ def active_dataset_path() -> Path | None:
 def set_active_dataset(path: Path, label: str) -> None:
     st.session_state.dataset_path = str(path)
     st.session_state.dataset_label = label
-    (session_dir() / "active_dataset.txt").write_text(str(path))
+    with atomic_path(session_dir() / "active_dataset.txt") as tmp:  # read by this session's other tabs
+        tmp.write_text(str(path))
 
 
 def tidy(fig: go.Figure, height: int, **layout) -> go.Figure:
