@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -403,18 +404,30 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     if data.get("weights_sha256") != _sha256(weights):
         raise ModelError(f"{WEIGHTS} does not match the checksum in {META} (changed or corrupt)", folder)
     try:
-        state = load_file(str(weights))
+        with safe_open(str(weights), "pt") as stored:
+            # the header alone; safe_open is not iterable
+            found = {k: list(stored.get_slice(k).get_shape()) for k in stored.keys()}  # noqa: SIM118
     except Exception as exc:
         raise ModelError(f"cannot read {WEIGHTS} ({exc.__class__.__name__}: {exc})", folder) from None
-    model = create_model(card.backbone, len(card.classes), pretrained=False, channel_mode=card.channel_mode)
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    found = {k: list(v.shape) for k, v in state.items()}
+    # On the meta device first: a card may name any timm architecture (a billion parameters cost 4 GB to build),
+    # which must fit the weights before it takes memory.
+    with torch.device("meta"):
+        expected = {k: list(v.shape) for k, v in _build(card).state_dict().items()}
     if expected != found:
         missing_or_extra = sorted(set(expected) ^ set(found))
         mismatched = [k for k in expected if k in found and expected[k] != found[k]]
         raise ModelError(f"weights do not fit backbone {card.backbone}: {(missing_or_extra or mismatched)[:3]}", folder)
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise ModelError(f"cannot read {WEIGHTS} ({exc.__class__.__name__}: {exc})", folder) from None
+    model = _build(card)
     model.load_state_dict(state, strict=True)
     return model.to(device, memory_format=torch.channels_last).eval(), card
+
+
+def _build(card: ModelCard) -> nn.Module:
+    return create_model(card.backbone, len(card.classes), pretrained=False, channel_mode=card.channel_mode)
 
 
 def list_models(store: Path | None = None) -> list[dict]:

@@ -165,6 +165,29 @@ def test_a_bad_model_is_refused_naming_the_file(trained, tmp_path, damage, messa
     assert list_models(store) == [] and not [p for p in store.iterdir() if p.is_dir()]
 
 
+def test_a_card_naming_a_huge_network_is_refused_before_it_takes_memory(trained, tmp_path, monkeypatch):
+    """A billion-parameter architecture would take 4 GB to build: it is compared with the weights on the meta
+    device, and refused there."""
+    import ebsd_core.store as store
+
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m")
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps(meta | {"backbone": "vit_giant_patch14_224"}))
+    built_on = []
+
+    def spy(*args, **kwargs):
+        model = create_model(*args, **kwargs)
+        built_on.append({p.device.type for p in model.parameters()})
+        return model
+
+    create_model = store.create_model
+    monkeypatch.setattr(store, "create_model", spy)
+    with pytest.raises(ModelError, match="weights do not fit backbone vit_giant_patch14_224"):
+        load_model(path)
+    assert built_on == [{"meta"}]
+
+
 def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path):
     _, result = trained
     save_model(result.model, result.card, tmp_path / "old")
