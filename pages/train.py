@@ -251,6 +251,7 @@ def job_panel(job_id: str) -> None:
                 st.session_state.model_name = state.result.get("model_name")
                 if state.result.get("dataset"):
                     set_active_dataset(Path(state.result["dataset"]), "demo")
+                st.rerun(scope="app")  # a fragment run leaves the sidebar's dataset and model as they were
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(for_the_user(f"{state.status}: {state.error or state.message}"))

@@ -125,6 +125,8 @@ def test_demo_in_a_real_browser(server, tmp_path):
         page.get_by_role("button", name="Run the demo").click()
         wait_for_job(page, "Demo: simulate + train", tmp_path, timeout_ms=60_000)  # the Train page, with the job
         wait_for_job(page, "Finished: the model is in the store.", tmp_path)
+        page.get_by_text("Dataset: demo").wait_for(timeout=30_000)  # the sidebar follows the finished job
+        assert page.get_by_text("Model: demo-").count() == 1
         page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
         page.get_by_role("link", name="See the results").click()
         page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
