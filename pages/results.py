@@ -1,5 +1,6 @@
 """Results: curves, confusion matrices, per-class scores and downloads for any saved model."""
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -222,7 +223,7 @@ if test.get("confusion_matrix"):
 model_dir = default_store() / choice
 st.download_button(
     "Model (zip: weights.safetensors + model.json)",
-    cached_model_zip(str(model_dir), weights_mtime(model_dir)),
+    functools.partial(cached_model_zip, str(model_dir), weights_mtime(model_dir)),  # made only when clicked
     f"{choice}.zip",
     "application/zip",
 )

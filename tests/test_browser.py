@@ -241,6 +241,14 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_role("button", name="Add to the models").click()  # the name is sent as the field loses focus
         page.get_by_text("Added from-the-gpu.").wait_for(timeout=120_000)
         page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
+        with page.expect_download(timeout=60_000) as download_info:  # the zip is made when the button is clicked
+            page.get_by_role("button", name="Model (zip: weights.safetensors + model.json)").click()
+        downloaded = download_info.value
+        assert downloaded.suggested_filename == "from-the-gpu.zip"
+        downloaded.save_as(tmp_path / "downloaded.zip")
+        with zipfile.ZipFile(tmp_path / "downloaded.zip") as archive:
+            names = sorted(archive.namelist())
+        assert names == ["from-the-gpu/model.json", "from-the-gpu/weights.safetensors"]
         page.get_by_text("Delete this model").click()
         page.get_by_text("Yes, delete from-the-gpu").click()
         page.get_by_role("button", name="Delete", exact=True).click()
