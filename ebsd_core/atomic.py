@@ -12,24 +12,31 @@ from pathlib import Path
 from ebsd_core.errors import InputError
 
 
+def _umask_from_proc() -> int | None:
+    """The process's umask as Linux reports it, without changing it (None elsewhere)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return None
+
+
 def _umask_by_setting_it() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
 
 
-#: Read once at import: setting the umask to read it is process-wide, and for that moment a file another
-#: thread of the server makes would be writable by all.
-_UMASK_AT_IMPORT = _umask_by_setting_it()
+#: Where the system does not report it: read once at import, because setting the umask to read it is
+#: process-wide, and for that moment a file that another thread of the server makes would be writable by all.
+_UMASK_AT_IMPORT = _umask_by_setting_it() if _umask_from_proc() is None else None
 
 
 def _umask() -> int:
-    """The process's umask, read without changing it where the system says it (Linux), else as at import."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return _UMASK_AT_IMPORT
+    for umask in (_umask_from_proc(), _UMASK_AT_IMPORT):
+        if umask is not None:
+            return umask
+    return _umask_by_setting_it()  # /proc readable at import and not now: not seen
 
 
 def check_writable_folder(folder: str | Path, target: str | Path | None = None) -> None:
