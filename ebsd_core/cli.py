@@ -411,15 +411,11 @@ def _models(args: argparse.Namespace) -> int:
         rows = list_models(args.store)
         if args.json:
             print(json.dumps(rows))
-        for row in [] if args.json else rows:
-            if row.get("error"):
-                print(f"{row['name']}: broken ({row['error']})")
-                continue
-            accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
-            kind = "prior" if row["prior"] else ("transfer" if row["pretrained"] else "scratch")
-            print(f"{row['name']}\t{row['backbone']}\t{kind}\taccuracy {accuracy}\t{' '.join(row['classes'])}")
-        if not rows and not args.json:
+            return 0
+        if not rows:
             print("no saved models", file=sys.stderr)
+        for row in rows:
+            print(_model_line(row))
         return 0
     if not args.name:
         raise EbsdError(f"models {args.action}: give the model's NAME")
@@ -430,6 +426,15 @@ def _models(args: argparse.Namespace) -> int:
         moved = delete_model(args.name, args.store)
         print(json.dumps({"model": args.name, "moved_to": str(moved)}))
     return 0
+
+
+def _model_line(row: dict) -> str:
+    """One store entry as a tab-separated line: name, backbone, kind, accuracy, classes (or the problem)."""
+    if row.get("error"):
+        return f"{row['name']}: broken ({row['error']})"
+    accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+    kind = "prior" if row["prior"] else ("transfer" if row["pretrained"] else "scratch")
+    return f"{row['name']}\t{row['backbone']}\t{kind}\taccuracy {accuracy}\t{' '.join(row['classes'])}"
 
 
 @command("hash-password")

@@ -221,10 +221,10 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
     """A lab trains on a GPU workstation, downloads the zip, and brings it to the hosted dashboard."""
     import zipfile
 
+    from ebsd_core.store import model_zip
+
     download = tmp_path / "gpu-duplex.zip"
-    with zipfile.ZipFile(download, "w") as archive:
-        for file in map_model.iterdir():
-            archive.write(file, f"{map_model.name}/{file.name}")
+    download.write_bytes(model_zip(map_model))
     not_a_model = tmp_path / "notes.zip"
     with zipfile.ZipFile(not_a_model, "w") as archive:
         archive.writestr("notes.txt", "nothing")
