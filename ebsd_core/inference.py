@@ -283,12 +283,11 @@ def decide(probabilities: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(probabilities.max(axis=1) >= threshold, probabilities.argmax(axis=1), -1)
 
 
-@dataclass
-class Prediction:
-    probabilities: np.ndarray  # (N, C)
-    classes: list[str]
+class Decisions:
+    """Top probability and decided class of every row of ``self.probabilities`` (N, C) at ``self.threshold``."""
+
+    probabilities: np.ndarray
     threshold: float
-    quality: np.ndarray | None = None  # (N,) image quality of each pattern
 
     @property
     def confidence(self) -> np.ndarray:
@@ -296,8 +295,16 @@ class Prediction:
 
     @property
     def index(self) -> np.ndarray:
-        """Predicted class index, -1 where the model is not confident enough."""
+        """Class index per row, -1 where the model is not confident enough."""
         return decide(self.probabilities, self.threshold)
+
+
+@dataclass
+class Prediction(Decisions):
+    probabilities: np.ndarray  # (N, C)
+    classes: list[str]
+    threshold: float
+    quality: np.ndarray | None = None  # (N,) image quality of each pattern
 
     @property
     def labels(self) -> list[str]:

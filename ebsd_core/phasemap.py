@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import CancelledError, InputError, ModelError
-from ebsd_core.inference import UNKNOWN, classify_batch, compile_wanted, decide, predict_source, views_for_all
+from ebsd_core.inference import (
+    UNKNOWN,
+    Decisions,
+    classify_batch,
+    compile_wanted,
+    decide,
+    predict_source,
+    views_for_all,
+)
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import PatternSource, open_patterns
@@ -86,7 +94,7 @@ def phases_for_model(card: ModelCard) -> list[MapPhase]:
 
 
 @dataclass
-class PhaseMap:
+class PhaseMap(Decisions):
     """Per-point classification of a 2D scan."""
 
     nav_shape: tuple[int, int]
@@ -102,15 +110,6 @@ class PhaseMap:
     raw_probabilities: np.ndarray | None = None  # (N, C) before the grain clean-up, when it ran
     rotations: np.ndarray | None = None  # (N, 4) the scan's own orientations (orix quaternions), NaN unknown
     orientations_from: str = ""  # where ``rotations`` came from; "" when the scan had none
-
-    @property
-    def confidence(self) -> np.ndarray:
-        return self.probabilities.max(axis=1)
-
-    @property
-    def index(self) -> np.ndarray:
-        """Phase index per point, -1 where the model is not confident enough."""
-        return decide(self.probabilities, self.threshold)
 
     @property
     def size(self) -> int:

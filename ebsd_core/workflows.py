@@ -188,7 +188,8 @@ def demo_map_job(
         start = 0.65
     context.report(start, f"simulating a {shape[0]}x{shape[1]} scan")
     layout = voronoi_layout(materials, shape, grain_size=8, seed=1)
-    scan_path = write_dataset(simulate_scan(layout, size=pattern_size, seed=1), folder / f"scan-{context.job_id}.h5")
+    scan_file = f"demo-scan-{'-'.join(phases)}-{context.job_id}.h5"  # the map's title and export names
+    scan_path = write_dataset(simulate_scan(layout, size=pattern_size, seed=1), folder / scan_file)
     scaled = _ScaledContext(context, start + 0.05, 1.0)
     return {
         "model_name": name,

@@ -181,6 +181,11 @@ def select_model(names: list[str], key: str | None = None) -> str:
     return choice
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 pattern``, ``1,024 patterns``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def safe_name(name: str) -> str:
     """A user's file name reduced to a harmless base name."""
     base = Path(name.replace("\\", "/")).name

@@ -18,6 +18,7 @@ from pages.common import (
     IMAGE_FILE_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
+    counted,
     enter_page,
     montage_figure,
     new_session_file,
@@ -59,7 +60,7 @@ with tab_upload:
                 rows.append((source, None))
             else:
                 choice = st.selectbox(
-                    f"Space group of {upload.name} ({len(source)} pattern{'s' if len(source) != 1 else ''})",
+                    f"Space group of {upload.name} ({counted(len(source), 'pattern')})",
                     [f"{M3M_SPACE_GROUPS[sg]} ({sg})" for sg in M3M_SPACE_GROUPS],
                     index=4,
                     key=f"sg-{upload.name}",
@@ -92,7 +93,7 @@ with tab_server:
         try:
             source = opened_source(path)
             height, width = source.pattern_shape
-            st.write(f"{len(source):,} patterns of {width}x{height} px ({source.kind})")
+            st.write(f"{counted(len(source), 'pattern')} of {width}x{height} px ({source.kind})")
             for warning in source.warnings:
                 st.warning(f"{path.name}: {warning}")
             if source.kind == "dataset":

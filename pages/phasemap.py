@@ -19,6 +19,7 @@ from ebsd_core.store import default_store, list_models
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
     SCAN_FILE_TYPES,
+    counted,
     enter_page,
     for_the_user,
     job_manager,
@@ -98,10 +99,8 @@ def start_map(model_name: str, scan: Path) -> None:
         source = opened_source(scan)
         shape = source.nav_shape or ()
         points = f", a map of {shape[0]:,} x {shape[1]:,} points" if len(shape) == 2 else ""
-        st.write(
-            f"**{scan.name}**: {len(source):,} patterns of {source.pattern_shape[1]}x{source.pattern_shape[0]} px"
-            + points
-        )
+        height, width = source.pattern_shape
+        st.write(f"**{scan.name}**: {counted(len(source), 'pattern')} of {width}x{height} px{points}")
     except EbsdError as exc:
         show_error(exc)
         return
