@@ -202,7 +202,7 @@ def summarise(runs: list[dict]) -> dict:
         rows = {}
         for k in sorted({r["shots"] for r in runs if r["mode"] == mode}):
             group = [r for r in runs if r["mode"] == mode and r["shots"] == k]
-            row = {}
+            row: dict = {"seeds": sorted(r["seed"] for r in group)}
             by_views = sorted({key for r in group for key in r if VARIANT_KEY.search(key)})
             for key in ["test_accuracy", "holdout_accuracy", *by_views, "seconds"]:
                 values = [r[key] for r in group if r.get(key) is not None]
@@ -241,8 +241,22 @@ def plot_curve(summary: dict, path: str | Path) -> None:
                 continue
             mean = np.array([rows[str(k)][key] for k in ks])
             std = np.array([rows[str(k)][f"{key}_std"] for k in ks])
-            ax.errorbar(ks, mean, yerr=std, marker="o", capsize=3, label=mode)
+            line = ax.errorbar(ks, mean, yerr=std, marker="o", capsize=3, label=mode)
+            for k, y in zip(ks, mean):  # a sweep merged from runs made apart may have fewer seeds at some points
+                if "seeds" not in rows[str(k)]:  # summaries written before seeds were kept
+                    continue
+                ax.annotate(
+                    f"n={len(rows[str(k)]['seeds'])}",
+                    (k, y),
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                    fontsize=7,
+                    color=line[0].get_color(),
+                )
         ax.set_xscale("log")
+        shots = sorted({int(k) for rows in summary.values() for k in rows})
+        ax.set_xticks(shots, [str(k) for k in shots])  # 1, 5, 10, 20 rather than 10^0, 10^1
+        ax.minorticks_off()
         ax.set_xlabel("training patterns per class")
         ax.set_title(title)
         ax.grid(alpha=0.3)

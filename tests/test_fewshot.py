@@ -44,6 +44,7 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     assert 0 <= run["test_accuracy"] <= 1 and run["shots"] == 2
     assert set(run["holdout_per_material"]) == {"cu", "w"}  # the fixture's held-out materials
     assert set(curve["summary"]["transfer"]["2"]["holdout_per_material"]) == {"cu", "w"}
+    assert curve["summary"]["transfer"]["2"]["seeds"] == [0]  # each point says how many seeds it averages
     tested = set(run["test_per_material"])  # unseen orientations: the training materials only
     assert tested and not tested & {"cu", "w"}
     assert all(0 <= v <= 1 for v in run["test_per_material"].values())

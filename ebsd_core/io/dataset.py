@@ -192,7 +192,11 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
         raise InputError(f"not a readable HDF5 file ({exc})", path) from None
     try:
         if f.attrs.get("format") != FORMAT_NAME:
-            raise InputError(f"not an {FORMAT_NAME} file (use a vendor reader for EBSD scans)", path)
+            raise InputError(
+                f"not an {FORMAT_NAME} file with labelled patterns; make one from an EBSD scan of a known "
+                "phase with 'python -m ebsd_core dataset --scan FILE=SPACEGROUP --out data.h5' (or on the Data page)",
+                path,
+            )
         version = int(f.attrs.get("version", 0))
         if version > FORMAT_VERSION:
             raise InputError(f"dataset version {version} is newer than this tool ({FORMAT_VERSION})", path)
