@@ -251,9 +251,9 @@ def _predict(args: argparse.Namespace) -> int:
     import csv
 
     from ebsd_core.atomic import atomic_path
+    from ebsd_core.caveats import reading_notes
     from ebsd_core.inference import predict_source
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.phasemap import reading_notes
 
     model, card = _load_for_inference(args)
     source = open_patterns(args.input)
@@ -388,6 +388,8 @@ def _explain(args: argparse.Namespace) -> int:
         compare=args.compare,
         shap_method=args.shap_method,
     )
+    for note in explanation.notes:
+        log.warning("%s: %s", args.input, note)
     written = explanation.save(args.out)
     print(json.dumps({"written": written, "captions": explanation.captions, **explanation.numbers}))
     return 0

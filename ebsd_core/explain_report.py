@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ebsd_core.caveats import reading_notes
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.explain import (
     METHODS,
@@ -45,6 +46,7 @@ class Explanation:
     figures: dict[str, bytes] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     numbers: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what to know before trusting the model's reading
 
     def save(self, folder: str | Path) -> list[str]:
         from ebsd_core.atomic import atomic_path
@@ -255,7 +257,7 @@ def explain_pattern(
     target = predicted if target is None else int(target)
     if not 0 <= target < len(card.classes):
         raise InputError(f"class index {target} is outside 0..{len(card.classes) - 1} ({card.class_symbols})")
-    out = Explanation(method)
+    out = Explanation(method, notes=reading_notes(source, card))
     out.numbers.update(
         {
             "index": index,

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import CancelledError, InputError, ModelError
+from ebsd_core.caveats import reading_notes
+from ebsd_core.errors import CancelledError, InputError
 from ebsd_core.inference import (
     UNKNOWN,
     Decisions,
@@ -32,7 +33,6 @@ from ebsd_core.inference import (
     predict_source,
     views_for_all,
 )
-from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
@@ -325,69 +325,6 @@ def _assemble(
         rotations=None if rotations is None else np.asarray(rotations, dtype=np.float32).reshape(-1, 4),
         orientations_from=source.orientations_from if rotations is not None else "",
     )
-
-
-# scans this many times coarser than the training patterns get the advice below; a 240 px model scored
-# 0.996 / 0.983 / 0.771 on simulated unseen orientations at 240 / 120 / 60 px (bench/RESULTS.md)
-SMALL_CAMERA_FACTOR = 3
-
-
-def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
-    """Warn (or refuse) when the scan's pattern size differs from what the model was trained on."""
-    trained = card.training.get("pattern_size")
-    shape = source.pattern_shape
-    if not trained or tuple(shape) == (int(trained), int(trained)):
-        return []
-    square = "" if shape[0] == shape[1] else "centre-cropped to a square and "
-    message = (
-        f"patterns are {shape[1]}x{shape[0]} px but the model was trained on {trained}x{trained} px "
-        f"simulations; they are {square}resized to {card.input_size}x{card.input_size} like the training data"
-    )
-    if not allow_resize:
-        raise ModelError(message.split(";")[0] + " (resizing was not allowed)", source.path)
-    binning = int(trained) / max(1, min(shape))
-    if binning >= SMALL_CAMERA_FACTOR and card.training.get("augment", {}).get("resolution", 1) < binning - 0.5:
-        message += (
-            f". Patterns {binning:.0f}x coarser than the training data are read much worse (a 240 px model: "
-            f"0.996 right at 240 px, 0.771 at 60 px); train for cameras binned {round(binning)}x (--camera-binning "
-            f"{round(binning)}, or the Train page's 'Also train for cameras binned up to') or on {min(shape)} px "
-            "simulations"
-        )
-    return [message]
-
-
-#: Shown when a model trained on simulated patterns alone reads a recorded scan (bench/RESULTS.md, issue 3 (c)).
-SIMULATION_ONLY_CAUTION = (
-    "the model was trained on simulated patterns only. Models trained that way read the real Si test patterns "
-    "right, but not the real Ni ones (read Ia-3d, Pm-3m or unknown) nor the Fe one (bench/RESULTS.md): check the "
-    "result against a region of known phase, or fine-tune on labelled real patterns of every phase from this "
-    "camera (python -m ebsd_core dataset, or the Data page)"
-)
-
-
-def _small_simulation_note(source: PatternSource, card: ModelCard) -> list[str]:
-    """The simulator renders a small detector directly, which a model trained on larger patterns does not read
-    like a binned camera's patterns (bench/RESULTS.md, "Tenth session: small simulated patterns")."""
-    trained = int(card.training.get("pattern_size") or 0)
-    size = min(source.pattern_shape)
-    if not made_by_simulator(source.provenance.get("generator")) or size * SMALL_CAMERA_FACTOR > trained:
-        return []
-    return [
-        f"this scan was simulated at {size} px, and the model was trained on {trained} px patterns. The simulator "
-        f"renders a {size} px detector directly, not as a larger camera binned down, and a 240 px model trained for "
-        "binned cameras read 60 px simulations of austenite, Si and ferrite right only 0.30, 0.55 and 0.10 of the "
-        "time (0.95, 1.00 and 0.75 for 240 px ones binned 4x): simulate the scan at the model's pattern size"
-    ]
-
-
-def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
-    """What a user should know before trusting ``card``'s reading of ``source``: pattern size, small simulated
-    scans, and recorded patterns (anything the simulator did not make) read by a model that has seen only
-    simulations."""
-    notes = check_pattern_size(source, card, allow_resize) + _small_simulation_note(source, card)
-    if not made_by_simulator(source.provenance.get("generator")) and made_by_simulator(card.training.get("dataset")):
-        notes.append(SIMULATION_ONLY_CAUTION)
-    return notes
 
 
 def map_views(card: ModelCard, cleanup: bool, views: int | None = None) -> int:

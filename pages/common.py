@@ -181,6 +181,12 @@ def select_model(names: list[str], key: str | None = None) -> str:
     return choice
 
 
+def show_notes(notes: list[str]) -> None:
+    """The engine's notes on how far a reading can be trusted (written to follow 'FILE: ') as warnings."""
+    for note in notes:
+        st.warning(note[:1].upper() + note[1:])
+
+
 def counted(count: int, noun: str) -> str:
     """``1 pattern``, ``1,024 patterns``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"

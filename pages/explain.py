@@ -15,6 +15,7 @@ from pages.common import (
     opened_source,
     select_model,
     show_error,
+    show_notes,
     upload_to_session,
 )
 
@@ -41,7 +42,7 @@ def cached_explanation(
 ):
     """One explanation per model and source file version (an upload of the same name replaces the file)."""
     explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method)
-    return explanation.figures, explanation.captions, explanation.numbers
+    return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
 
 models = [m for m in list_models() if not m.get("error")]
@@ -101,7 +102,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
     try:
         modified = (model_dir / "weights.safetensors").stat().st_mtime
         source_modified = Path(source_path).stat().st_mtime if source_path else 0.0
-        figures, captions, numbers = cached_explanation(
+        figures, captions, numbers, notes = cached_explanation(
             str(model_dir), modified, source_path, source_modified, index, method, target, shap_method
         )
     except (EbsdError, OSError) as exc:  # OSError: a file gone since the page was drawn
@@ -117,6 +118,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
             f"Pattern {index}: {answer}; explaining **{numbers['explained_class']}**"
             + (f"; true material: {numbers['material']}" if numbers.get("material") else "")
         )
+        show_notes(notes)
     bands = numbers.get("bands")
     if bands:
         c1, c2, c3 = st.columns(3)

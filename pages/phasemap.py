@@ -30,6 +30,7 @@ from pages.common import (
     session_dir,
     session_id,
     show_error,
+    show_notes,
     tidy,
     upload_to_session,
 )
@@ -308,8 +309,7 @@ def show_map(map_path: str, scan_path: str) -> None:
     modified = Path(map_path).stat().st_mtime
     phase_map = cached_phase_map(map_path, modified)
     st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
-    for note in phase_map.notes:
-        st.warning(note[:1].upper() + note[1:])  # notes are written to follow 'FILE: '
+    show_notes(phase_map.notes)
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
     n = len(colours)
     phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n), True)

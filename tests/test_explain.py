@@ -192,6 +192,7 @@ def test_shap_of_a_lone_pattern_takes_simulated_patterns_as_its_background(map_m
     """One uploaded pattern, with a model whose training data is not on this machine (trained elsewhere)."""
     from PIL import Image
 
+    from ebsd_core.caveats import SIMULATION_ONLY_CAUTION
     from ebsd_core.explain_report import explain_pattern
 
     pattern = np.asarray(open_patterns(map_scan_file).batch(3, 4)[0])
@@ -199,5 +200,7 @@ def test_shap_of_a_lone_pattern_takes_simulated_patterns_as_its_background(map_m
     report = explain_pattern(map_model, tmp_path / "lone.tif", 0, "shap")
     assert "16 background patterns simulated for the model's classes" in report.captions["shap"]
     assert np.isfinite(report.numbers["shap_sum"]) and report.figures["shap"][:4] == b"\x89PNG"
+    assert report.notes == [SIMULATION_ONLY_CAUTION]  # an image is a recorded pattern, as far as anyone knows
     on_scan = explain_pattern(map_model, map_scan_file, 3, "shap")
     assert "background patterns of this input" in on_scan.captions["shap"]
+    assert on_scan.notes == []  # the simulator's own scan

@@ -79,69 +79,6 @@ def test_map_views_follow_the_cleanup(map_model):
     assert map_views(card, cleanup=True) == 1  # never more work than the model asks for
 
 
-def test_a_recorded_scan_read_by_a_simulation_only_model_gets_the_caution():
-    from types import SimpleNamespace
-
-    from ebsd_core.phasemap import SIMULATION_ONLY_CAUTION, reading_notes
-    from ebsd_core.preprocess import PreprocessConfig
-    from ebsd_core.store import ModelCard
-
-    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=64), training={"pattern_size": 60})
-    recorded = SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", provenance={})
-    real_dataset = SimpleNamespace(pattern_shape=(60, 60), path="real.h5", provenance={"generator": "labelled source"})
-    simulated_map = SimpleNamespace(
-        pattern_shape=(60, 60), path="map.h5", provenance={"generator": "ebsd_core 0.1 simulate-map"}
-    )
-    card.training["dataset"] = "ebsd_core 0.1 simulate"
-    assert reading_notes(recorded, card) == [SIMULATION_ONLY_CAUTION]
-    assert reading_notes(real_dataset, card) == [SIMULATION_ONLY_CAUTION]  # real patterns in a dataset file
-    assert reading_notes(simulated_map, card) == []  # the simulator's own scans
-    card.training["dataset"] = "single-phase scans"  # fine-tuned on real patterns
-    assert reading_notes(recorded, card) == []
-
-
-def test_a_small_simulated_scan_read_by_a_model_of_larger_patterns_is_named():
-    from types import SimpleNamespace
-
-    from ebsd_core.phasemap import reading_notes
-    from ebsd_core.preprocess import PreprocessConfig
-    from ebsd_core.store import ModelCard
-
-    training = {"pattern_size": 240, "dataset": "simulate", "augment": {"resolution": 4}}
-    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=224), training=training)
-    simulated = {"generator": "ebsd_core 0.1 simulate-map"}
-    resized, note = reading_notes(SimpleNamespace(pattern_shape=(60, 60), path="map.h5", provenance=simulated), card)
-    assert "resized to 224x224" in resized
-    assert "simulated at 60 px" in note and "simulate the scan at the model's pattern size" in note
-    notes = reading_notes(SimpleNamespace(pattern_shape=(60, 60), path="ni.h5", provenance={}), card)
-    assert not any("simulated at" in n for n in notes)  # a real camera's binned patterns: trained for
-    (note,) = reading_notes(SimpleNamespace(pattern_shape=(120, 120), path="map.h5", provenance=simulated), card)
-    assert "resized to 224x224" in note  # 2x smaller: only resized
-
-
-def test_a_much_coarser_camera_gets_advice_on_training_for_it():
-    from types import SimpleNamespace
-
-    from ebsd_core.phasemap import check_pattern_size
-    from ebsd_core.preprocess import PreprocessConfig
-    from ebsd_core.store import ModelCard
-
-    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(size=224), training={"pattern_size": 240})
-    scan = SimpleNamespace(pattern_shape=(60, 60), path="scan.h5")
-    (note,) = check_pattern_size(scan, card)
-    assert "60x60 px" in note and "--camera-binning 4" in note
-    (note,) = check_pattern_size(SimpleNamespace(pattern_shape=(120, 120), path="scan.h5"), card)
-    assert "--camera-binning" not in note  # 2x coarser: resized, and measured to cost little
-    assert "they are resized to 224x224" in note
-    (note,) = check_pattern_size(SimpleNamespace(pattern_shape=(1200, 1600), path="fe.tif"), card)
-    assert "1600x1200 px" in note and "centre-cropped to a square and resized to 224x224" in note
-    card.training["augment"] = {"resolution": 4}
-    (note,) = check_pattern_size(scan, card)
-    assert "--camera-binning" not in note  # trained for it
-    with pytest.raises(ModelError, match="resizing was not allowed"):
-        check_pattern_size(scan, card, allow_resize=False)
-
-
 def test_compiled_map_matches_eager(map_model, map_scan_file, phase_map):
     from torch._dynamo.utils import counters
 
