@@ -5,7 +5,10 @@ import time
 
 import streamlit as st
 
+from ebsd_core.jobs import serialise_ast_parse
 from pages.common import active_dataset_path, has_access, housekeeping, require_access, session_id
+
+serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
 
 st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
 

@@ -9,7 +9,10 @@ were running when the process died are reported as failed on the next start.
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
+import sys
 import threading
 import time
 import traceback
@@ -28,6 +31,29 @@ PERSIST_INTERVAL_S = 1.0  # progress-only updates (every training batch) reach d
 FINISHED = (DONE, FAILED, CANCELLED)
 
 JobFunction = Callable[["JobContext"], dict]
+
+
+# CPython 3.11.0-3.11.7 and 3.12.0-3.12.1 keep ast.parse's recursion counter in state shared by all threads; when
+# the garbage collector lets another thread parse in the middle of a parse, one of them raises "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905, fixed in 3.11.8 and 3.12.2). Jobs import libraries
+# that parse (lazy_loader reads kikuchipy's, orix's and scikit-image's stubs with ast.parse; matplotlib its rc
+# values) while the server's script threads import and parse too: it failed the dashboard's demo in CI.
+AST_PARSE_SHARES_STATE = sys.version_info[:3] < (3, 11, 8) or (3, 12) <= sys.version_info[:3] < (3, 12, 2)
+
+
+def serialise_ast_parse() -> None:
+    """On Pythons with the race above, let one thread at a time run :func:`ast.parse` in this process."""
+    if not AST_PARSE_SHARES_STATE or getattr(ast.parse, "serialised", False):
+        return
+    parse, lock = ast.parse, threading.RLock()
+
+    @functools.wraps(parse)
+    def serialised(*args, **kwargs):
+        with lock:
+            return parse(*args, **kwargs)
+
+    serialised.serialised = True
+    ast.parse = serialised
 
 
 def jobs_home() -> Path:
@@ -71,6 +97,7 @@ class JobManager:
     """Queue, run and persist jobs."""
 
     def __init__(self, home: Path | None = None, max_concurrent: int = 1) -> None:
+        serialise_ast_parse()  # before the first worker thread
         self.home = home or jobs_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
