@@ -243,8 +243,6 @@ def plot_curve(summary: dict, path: str | Path) -> None:
             std = np.array([rows[str(k)][f"{key}_std"] for k in ks])
             line = ax.errorbar(ks, mean, yerr=std, marker="o", capsize=3, label=mode)
             for k, y in zip(ks, mean):  # a sweep merged from runs made apart may have fewer seeds at some points
-                if "seeds" not in rows[str(k)]:  # summaries written before seeds were kept
-                    continue
                 ax.annotate(
                     f"n={len(rows[str(k)]['seeds'])}",
                     (k, y),
