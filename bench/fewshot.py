@@ -22,8 +22,9 @@ import json
 
 from _common import OUT, SHARED, emit, parser
 
+from ebsd_core.atomic import atomic_path
 from ebsd_core.augment import AugmentConfig
-from ebsd_core.cli import number_within, whole_number_within
+from ebsd_core.cli import number_within, print_progress, print_run_epoch, whole_number_within
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot_curve import merge_curves, run_curve, transfer_beats_scratch
@@ -122,6 +123,9 @@ def main() -> None:
     )
     p.add_argument("--out", default="fewshot", help="folder under bench/out for curve.json/png, summary.json")
     p.add_argument("--save-models", action="store_true", help="also save every model to OUT/models/")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="OUT holds a stopped sweep: train only the runs it lacks")
+    again.add_argument("--force", action="store_true", help="OUT holds a sweep: start it again (--quick always does)")
     p.add_argument("--prior", action="store_true", help="transfer starts from an EBSD prior of PRIOR_MATERIALS")
     p.add_argument(
         "--without-prior-materials", action="store_true", help="leave PRIOR_MATERIALS, REHEARSAL_ONLY out of the data"
@@ -210,18 +214,25 @@ def main() -> None:
 
     modes = args.modes.split(",")
     also = [int(v) for v in args.also_views.split(",") if v]
-    result = run_curve(
-        data,
-        shots,
-        seeds,
-        modes,
-        config_for,
-        out,
-        real,
-        also_views=also,
-        save_models=args.save_models,
-        also_binning=also_binning,
-    )
+    try:
+        result = run_curve(
+            data,
+            shots,
+            seeds,
+            modes,
+            config_for,
+            out,
+            real,
+            also_views=also,
+            save_models=args.save_models,
+            also_binning=also_binning,
+            resume=args.resume,
+            force=args.force or args.quick,
+            progress=print_progress,
+            epoch_progress=print_run_epoch,
+        )
+    except EbsdError as exc:
+        p.error(str(exc))
     summary = result["summary"]
     emit(
         {
@@ -239,7 +250,8 @@ def main() -> None:
             "curve": str(out / "curve.png"),
         }
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

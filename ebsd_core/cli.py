@@ -44,7 +44,8 @@ def _csv_ints(text: str | None, option: str, low: int = 0) -> list[int]:
     return values
 
 
-def _print_progress(fraction: float, message: str) -> None:
+def print_progress(fraction: float, message: str) -> None:
+    """``[ 25.0%] message`` on stderr, for long commands (and the benchmarks)."""
     print(f"[{fraction * 100:5.1f}%] {message}", file=sys.stderr, flush=True)
 
 
@@ -63,7 +64,7 @@ def _simulate(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         extra_materials=extra,
-        progress=_print_progress,
+        progress=print_progress,
     )
     write_dataset(dataset, args.out)
     print(json.dumps({"out": str(args.out), **dataset.summary()}))
@@ -189,6 +190,13 @@ def _epoch_printer(progress) -> None:
         print(f"[{progress.fraction * 100:5.1f}%] {progress.message}{eta}", file=sys.stderr, flush=True)
 
 
+def print_run_epoch(progress) -> None:
+    """Epoch lines within one run of a sweep, indented under the sweep's own progress lines."""
+    if progress.message:
+        eta = "" if progress.eta_seconds is None else f" (this run's ETA {progress.eta_seconds:.0f} s)"
+        print(f"        {progress.message}{eta}", file=sys.stderr, flush=True)
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from ebsd_core.io.dataset import read_dataset
@@ -264,7 +272,7 @@ def _predict(args: argparse.Namespace) -> int:
         card,
         source,
         batch_size=args.batch_size,
-        progress=_print_progress if args.verbose else None,
+        progress=print_progress if args.verbose else None,
         precision=args.precision,
         compile=args.compile,
     )
@@ -301,7 +309,7 @@ def _simulate_map(args: argparse.Namespace) -> int:
             seed=args.seed,
             step_um=args.step,
         )
-    scan = simulate_scan(layout, size=args.size, seed=args.seed, progress=_print_progress if args.verbose else None)
+    scan = simulate_scan(layout, size=args.size, seed=args.seed, progress=print_progress if args.verbose else None)
     write_dataset(scan, args.out)
     print(
         json.dumps(
@@ -326,7 +334,7 @@ def _phasemap(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in args.out]
     for out in outputs:
         check_export_path(out)
-    progress = _print_progress if args.verbose else None
+    progress = print_progress if args.verbose else None
     # One process with every core and the compiled model beat a 2-worker LocalCluster on a 2-core CPU
     # (1,946 vs 1,010 patterns/s, 100,000 points): clusters are opt-in, for many cores, GPUs or nodes.
     scheduler = "none" if args.scheduler == "auto" else args.scheduler
@@ -485,10 +493,13 @@ def _fewshot_curve(args: argparse.Namespace) -> int:
         config_for=lambda shots, pretrained, seed: _train_config(args, shots, pretrained, seed, pattern_shape),
         out_dir=args.out,
         real_data=[_path_and_space_group(text, "--real-data") for text in args.real_data or []],
-        progress=_print_progress,
+        progress=print_progress,
         also_views=(1,),
         save_models=args.save_models,
         also_binning=_csv_ints(args.also_binning, "--also-binning", low=1) if args.also_binning else (),
+        resume=args.resume,
+        force=args.force,
+        epoch_progress=print_run_epoch,
     )
     print(json.dumps(result["summary"]))
     return 0
@@ -781,9 +792,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", default="transfer,scratch")
     p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
-    p.add_argument(
-        "--save-models", action="store_true", help="also save every model to OUT/models/ (replaced on a rerun)"
+    p.add_argument("--save-models", action="store_true", help="also save every model to OUT/models/")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume", action="store_true", help="OUT holds a curve stopped before its end: train only the runs it lacks"
     )
+    again.add_argument("--force", action="store_true", help="OUT holds a curve: start it again (runs replaced)")
     p.add_argument(
         "--also-binning", default="", help="comma-separated camera binnings to score the models with too, e.g. 2,4"
     )
@@ -937,4 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        if args.command == "fewshot-curve" and (args.out / "curve.json").exists():
+            kept = args.out / "curve.json"
+            print(f"the finished runs are kept in {kept}: add --resume to train the rest", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.phases import space_group_symbol
+from ebsd_core.wording import counted
 
 SHOT_CHOICES = (1, 5, 10, 20, 50, 100, 400)
 
@@ -55,10 +56,9 @@ def check_shots(
     for label in sorted({int(label) for label in labels if label >= 0}):
         count = int((seen == label).sum())
         if count < shots + 1:
-            have = f"{count} pattern{'s' if count != 1 else ''}"
             raise InputError(
-                f"class {space_group_symbol(classes[label])} has {have} of its training materials; {shots + 1} "
-                f"are needed for {shots} shot{'s' if shots != 1 else ''} per class (one more to validate on): "
+                f"class {space_group_symbol(classes[label])} has {counted(count, 'pattern')} of its training "
+                f"materials; {shots + 1} are needed for {counted(shots, 'shot')} per class (one more to validate on): "
                 "choose fewer shots or add patterns",
                 path,
             )

@@ -17,8 +17,9 @@ from ebsd_core.fewshot import check_shots
 from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.store import save_model
-from ebsd_core.train import TrainConfig, evaluate_split, record_metrics, train_model
+from ebsd_core.store import file_sha256, save_model
+from ebsd_core.train import TrainConfig, TrainProgress, evaluate_split, record_metrics, train_model
+from ebsd_core.wording import counted
 
 MODES = {"transfer": True, "scratch": False}
 VARIANT_KEY = re.compile(r"_accuracy_(\d+view|binned\d+)$")  # scores with other views or binned patterns
@@ -90,6 +91,9 @@ def run_curve(
     also_views: Sequence[int] = (),
     save_models: bool = False,
     also_binning: Sequence[int] = (),
+    resume: bool = False,
+    force: bool = False,
+    epoch_progress: Callable[[TrainProgress], None] | None = None,
 ) -> dict:
     """Train every (mode, shots, seed) and write ``curve.json`` and ``curve.png`` to ``out_dir``.
 
@@ -97,38 +101,102 @@ def run_curve(
     (keys ``test_accuracy_<N>view``, ``holdout_accuracy_<N>view``), ``also_binning`` on the patterns
     binned F times, as a camera with fewer pixels records them (``test_accuracy_binned<F>``, ...).
     With ``save_models`` every model is also saved to ``out_dir/models/<mode>-<shots>shots-seed<seed>``
-    (replaced on a rerun, like ``curve.json``), to evaluate or explain later without training again.
+    (to evaluate or explain later without training again).
+
+    The curve is written after every run, so a sweep that is stopped keeps the runs it finished. A folder
+    that already holds a curve is refused unless ``resume`` (keep its runs, train only the ones it lacks;
+    its settings must be the ones given now) or ``force`` (start it again; its runs and models are replaced
+    as the new ones are trained). Each run records its ``settings``: the data's SHA-256, the training
+    configuration and what it was scored on.
     """
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        raise EbsdError(f"--modes: {', '.join(map(repr, unknown))} is not a mode; the modes are {', '.join(MODES)}")
     dataset = read_dataset(data)
     check_shots(dataset.labels, dataset.split, dataset.classes, max(shots), data)  # before hours of training
-    runs = []
-    total = len(modes) * len(shots) * len(seeds)
-    for mode in modes:
-        for k in shots:
-            for seed in seeds:
-                if progress:
-                    progress(len(runs) / total, f"{mode}, {k} shots, seed {seed}")
-                result = train_model(dataset, config_for(k, MODES[mode], seed))
-                run = {
-                    "mode": mode,
-                    "shots": k,
-                    "seed": seed,
-                    "seconds": round(result.seconds, 1),
-                    "epochs_run": len(result.history),
-                    "epochs_to_95": epochs_to_reach(result.history),
-                    **_accuracies(result, dataset, also_views, also_binning),
-                }
-                if real_data:
-                    real = score_real(result.model, result.card, real_data)
-                    run["real_correct"] = int(sum(r["correct"] for r in real))
-                    run["real_total"] = len(real)
-                    run["real"] = real
-                if save_models:
-                    name = f"{mode}-{k}shots-seed{seed}"
-                    save_model(result.model, result.card, Path(out_dir) / "models" / name, force=True)
-                    run["model"] = f"models/{name}"
-                runs.append(run)
-    return write_curve(runs, out_dir)
+    curve_file = Path(out_dir) / "curve.json"
+    data_settings = {"file": Path(data).name, "sha256": file_sha256(Path(data))}
+    scoring = {
+        "also_views": sorted(set(also_views)),
+        "also_binning": sorted(set(also_binning)),
+        "real_data": [[Path(path).name, int(space_group)] for path, space_group in real_data],
+    }
+
+    def settings_for(mode: str, k: int, seed: int) -> dict:
+        config = config_for(k, MODES[mode], seed).to_dict()
+        return json.loads(json.dumps({"data": data_settings, "train": config, "scoring": scoring}))
+
+    runs = _earlier_runs(curve_file, settings_for, resume, force)
+    done = {(r["mode"], r["shots"], r["seed"]) for r in runs}
+    todo = [(mode, k, seed) for mode in modes for k in shots for seed in seeds if (mode, k, seed) not in done]
+    if runs and progress:
+        progress(0.0, f"{curve_file}: {counted(len(runs), 'run')} kept, {len(todo)} to train")
+    for number, (mode, k, seed) in enumerate(todo):
+        if progress:
+            progress(number / len(todo), f"{mode}, {k} shots, seed {seed} (run {number + 1} of {len(todo)})")
+        result = train_model(dataset, config_for(k, MODES[mode], seed), progress=epoch_progress)
+        run = {
+            "mode": mode,
+            "shots": k,
+            "seed": seed,
+            "seconds": round(result.seconds, 1),
+            "epochs_run": len(result.history),
+            "epochs_to_95": epochs_to_reach(result.history),
+            **_accuracies(result, dataset, also_views, also_binning),
+        }
+        if real_data:
+            real = score_real(result.model, result.card, real_data)
+            run["real_correct"] = int(sum(r["correct"] for r in real))
+            run["real_total"] = len(real)
+            run["real"] = real
+        if save_models:
+            name = f"{mode}-{k}shots-seed{seed}"
+            save_model(result.model, result.card, Path(out_dir) / "models" / name, force=True)
+            run["model"] = f"models/{name}"
+        run["settings"] = settings_for(mode, k, seed)
+        runs = [r for r in runs if (r["mode"], r["shots"], r["seed"]) != (mode, k, seed)] + [run]
+        curve = write_curve(runs, out_dir)
+    return curve if todo else write_curve(runs, out_dir)
+
+
+def _earlier_runs(curve_file: Path, settings_for: Callable[[str, int, int], dict], resume: bool, force: bool) -> list:
+    """The runs of an earlier curve in the output folder that a resumed sweep keeps (see :func:`run_curve`)."""
+    if not curve_file.exists() or force:
+        return []
+    runs = _read_runs(curve_file)
+    if not resume:
+        raise EbsdError(
+            f"{curve_file} already holds {counted(len(runs), 'training run')}: pass --resume to "
+            "train only the runs it lacks, --force to start it again, or choose another --out"
+        )
+    for run in runs:
+        label = f"the {run['mode']} run with shots {run['shots']}, seed {run['seed']}"
+        if not isinstance(run.get("settings"), dict):
+            raise EbsdError(
+                f"{curve_file}: {label} does not record its settings (it was written by an older version), so the "
+                "curve cannot be resumed: pass --force to start it again, or choose another --out"
+            )
+        if run["mode"] not in MODES:
+            raise EbsdError(f"{curve_file}: {label} has an unknown mode; the modes are {', '.join(MODES)}")
+        differences = _differences(run["settings"], settings_for(run["mode"], run["shots"], run["seed"]))
+        if differences:
+            raise EbsdError(
+                f"{curve_file}: {label} was made with other settings ({'; '.join(differences[:3])}): resume it "
+                "with the same options, pass --force to start it again, or choose another --out"
+            )
+    return runs
+
+
+def _differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:
+    """``key: EARLIER then, NOW now`` for each leaf where two settings dictionaries differ."""
+    found = []
+    for key in sorted(set(earlier) | set(now)):
+        a, b = earlier.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {a} then, {b} now")
+    return found
 
 
 def write_curve(runs: list[dict], out_dir: str | Path) -> dict:
@@ -146,12 +214,14 @@ def merge_curves(curve_files: Sequence[str | Path], out_dir: str | Path) -> dict
     """One curve from the runs of several ``curve.json`` files (a sweep split over several commands).
 
     Each run's saved model (``model``) is given as a path from the merged folder. Raises
-    :class:`EbsdError` naming the file when one is unreadable, holds no runs, or repeats a
-    (mode, shots, seed) run of another file.
+    :class:`EbsdError` naming the file when one is unreadable, holds no runs, repeats a
+    (mode, shots, seed) run of another file, or was made on other data (its SHA-256; runs that do not
+    record their settings are not checked).
     """
     out = Path(out_dir)
     runs: list[dict] = []
     seen: dict[tuple, Path] = {}
+    first_data: tuple[dict, Path] | None = None
     for curve_file in map(Path, curve_files):
         for run in _read_runs(curve_file):
             key = (run["mode"], run["shots"], run["seed"])
@@ -160,6 +230,16 @@ def merge_curves(curve_files: Sequence[str | Path], out_dir: str | Path) -> dict
                     f"{curve_file}: the {key[0]} run with shots {key[1]}, seed {key[2]} is also in {seen[key]}"
                 )
             seen[key] = curve_file
+            settings = run.get("settings")
+            data = settings.get("data") if isinstance(settings, dict) else None
+            if isinstance(data, dict) and first_data is None:
+                first_data = (data, curve_file)
+            elif isinstance(data, dict) and data.get("sha256") != first_data[0].get("sha256"):
+                raise EbsdError(
+                    f"{curve_file}: the {key[0]} run with shots {key[1]}, seed {key[2]} was trained and scored on "
+                    f"other data ({data.get('file')}) than {first_data[1]} ({first_data[0].get('file')}); a curve's "
+                    "points must share their test patterns"
+                )
             if run.get("model"):
                 run = {**run, "model": os.path.relpath(curve_file.parent / run["model"], out)}
             runs.append(run)

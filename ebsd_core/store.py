@@ -192,7 +192,8 @@ def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Pa
     return (store or default_store()) / validate_name(str(path_or_name))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read 1 MiB at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -222,7 +223,7 @@ def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool 
 
     def write(folder: Path) -> None:
         save_file(state, str(folder / WEIGHTS))
-        meta = card.to_json(_sha256(folder / WEIGHTS), {k: list(v.shape) for k, v in state.items()})
+        meta = card.to_json(file_sha256(folder / WEIGHTS), {k: list(v.shape) for k, v in state.items()})
         (folder / META).write_text(json.dumps(meta, indent=2))
 
     return _install(target, force, write)
@@ -401,7 +402,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     if not weights.is_file():
         raise ModelError(f"{WEIGHTS} is missing", folder)
     data = json.loads((folder / META).read_text())
-    if data.get("weights_sha256") != _sha256(weights):
+    if data.get("weights_sha256") != file_sha256(weights):
         raise ModelError(f"{WEIGHTS} does not match the checksum in {META} (changed or corrupt)", folder)
     try:
         with safe_open(str(weights), "pt") as stored:

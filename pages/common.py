@@ -187,11 +187,6 @@ def show_notes(notes: list[str]) -> None:
         st.warning(note[:1].upper() + note[1:])
 
 
-def counted(count: int, noun: str) -> str:
-    """``1 pattern``, ``1,024 patterns``."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def safe_name(name: str) -> str:
     """A user's file name reduced to a harmless base name."""
     base = Path(name.replace("\\", "/")).name

@@ -14,11 +14,11 @@ from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
+from ebsd_core.wording import counted
 from pages.common import (
     IMAGE_FILE_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
-    counted,
     enter_page,
     montage_figure,
     new_session_file,

@@ -16,10 +16,10 @@ from ebsd_core.map_export import EXPORT_FORMATS, export_bytes
 from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
 from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
+from ebsd_core.wording import counted
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
     SCAN_FILE_TYPES,
-    counted,
     enter_page,
     for_the_user,
     job_manager,

@@ -77,8 +77,60 @@ def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tm
     assert main(["evaluate", "--model", model, "--data", str(tiny_dataset), "--split", "holdout"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["accuracy"] == pytest.approx(run["holdout_accuracy"])
-    # a rerun replaces the models with the curve, as it replaces curve.json
-    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 0
+    # a rerun into the same folder is refused, naming the curve; --force starts it again
+    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--out", str(out)]) == 2
+    assert f"{out / 'curve.json'} already holds 1 training run: pass --resume" in capsys.readouterr().err
+    assert json.loads((out / "curve.json").read_text()) == curve
+    assert main(["fewshot-curve", *args, "--modes", "transfer", "--save-models", "--force", "--out", str(out)]) == 0
+
+
+def test_a_stopped_sweep_resumes_with_the_runs_it_lacks(tiny_dataset, tmp_path, capsys, monkeypatch):
+    import json
+
+    import ebsd_core.fewshot_curve as fewshot_curve
+    from ebsd_core.cli import main
+
+    args = ["--data", str(tiny_dataset), "--shots", "2", "--seeds", "0,1", "--epochs", "1", "--input-size", "32"]
+    args += ["--modes", "transfer"]
+    assert main(["fewshot-curve", *args, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "curve.json").read_text())["runs"]
+
+    trained = []
+    train_model = fewshot_curve.train_model
+
+    def stopped_after_one_run(dataset, config, **kwargs):
+        if trained:
+            raise KeyboardInterrupt
+        trained.append(config.seed)
+        return train_model(dataset, config, **kwargs)
+
+    monkeypatch.setattr(fewshot_curve, "train_model", stopped_after_one_run)
+    out = tmp_path / "stopped"
+    capsys.readouterr()
+    assert main(["fewshot-curve", *args, "--out", str(out)]) == 130
+    assert f"the finished runs are kept in {out / 'curve.json'}: add --resume" in capsys.readouterr().err
+    assert [r["seed"] for r in json.loads((out / "curve.json").read_text())["runs"]] == [0]
+
+    # other settings are refused before any training, naming what differs
+    assert main(["fewshot-curve", *args, "--epochs", "2", "--resume", "--out", str(out)]) == 2
+    assert "shots 2, seed 0 was made with other settings (train.epochs: 1 then, 2 now)" in capsys.readouterr().err
+
+    trained.clear()
+    monkeypatch.setattr(fewshot_curve, "train_model", lambda *a, **k: trained.append(a[1].seed) or train_model(*a, **k))
+    assert main(["fewshot-curve", *args, "--resume", "--out", str(out)]) == 0
+    assert trained == [1]  # only the run it lacked
+    assert "curve.json: 1 run kept, 1 to train" in capsys.readouterr().err
+    resumed = json.loads((out / "curve.json").read_text())["runs"]
+    score = ("seed", "test_accuracy", "holdout_accuracy", "epochs_run", "settings")
+    assert [{k: r[k] for k in score} for r in resumed] == [{k: r[k] for k in score} for r in whole]
+
+    # a curve written before runs recorded their settings cannot be resumed
+    curve = json.loads((out / "curve.json").read_text())
+    for run in curve["runs"]:
+        del run["settings"]
+    (out / "curve.json").write_text(json.dumps(curve))
+    assert main(["fewshot-curve", *args, "--resume", "--out", str(out)]) == 2
+    assert "does not record its settings (it was written by an older version)" in capsys.readouterr().err
 
 
 def test_fewshot_merge_joins_sweeps_run_apart(tiny_dataset, tmp_path, capsys):
@@ -135,6 +187,15 @@ def test_fewshot_merge_joins_sweeps_run_apart(tiny_dataset, tmp_path, capsys):
     assert (
         f"{merged / 'curve.json'}: the scratch run with shots 2, seed 0 is also in {tmp_path / 'scratch'}"
         in capsys.readouterr().err
+    )
+    # runs made on other data (another SHA-256) are refused too
+    other = json.loads((tmp_path / "scratch" / "curve.json").read_text())
+    other["runs"][0]["settings"]["data"] = {"file": "other.h5", "sha256": "0" * 64}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused = ["fewshot-merge", "--curve", str(tmp_path / "transfer"), "--curve", str(tmp_path / "other.json")]
+    assert main([*refused, "--out", str(tmp_path / "x")]) == 2
+    assert "other.json: the scratch run with shots 2, seed 0 was trained and scored on other data (other.h5) than" in (
+        capsys.readouterr().err
     )
     (tmp_path / "bad.json").write_text("{}")
     assert main(["fewshot-merge", "--curve", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
