@@ -152,6 +152,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int, pattern_shape: tuple[int, int]):
+    """The training of one run; a scratch run (``pretrained`` false) starts from random weights whatever
+    ``--weights`` says, and rehearses nothing (``--rehearse`` needs the prior it starts from)."""
     from ebsd_core.augment import AugmentConfig
     from ebsd_core.preprocess import input_size_for
     from ebsd_core.train import TrainConfig
@@ -159,7 +161,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
     return TrainConfig(
         backbone=args.backbone,
         pretrained=pretrained,
-        weights_file=args.weights,
+        weights_file=args.weights if pretrained else None,
         channel_mode=args.channels,
         input_size=args.input_size or input_size_for(pattern_shape),
         shots=shots,
@@ -173,7 +175,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         unknown_threshold=args.unknown_threshold,
         views=args.views or TrainConfig.views,
         views_below=TrainConfig.views_below if args.views_below is None else args.views_below,
-        rehearsal_per_class=args.rehearse,
+        rehearsal_per_class=args.rehearse if pretrained else 0,
         rehearsal_source=args.rehearse_from,
         augment_config=AugmentConfig(
             rotation=args.rotation,
@@ -206,6 +208,9 @@ def _train(args: argparse.Namespace) -> int:
     out = resolve_model_dir(args.out)
     if out.exists() and not args.force:
         raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
+    if args.scratch and (args.weights or args.rehearse):
+        given = "--weights" if args.weights else "--rehearse"
+        raise EbsdError(f"--scratch starts from random weights and cannot take {given}: leave out one of them")
     from ebsd_core.fewshot import check_shots
 
     dataset = read_dataset(args.data)
@@ -521,7 +526,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         help="start from a local weights file (safetensors or state dict) or a saved model, e.g. an EBSD prior "
-        "made with 'prior' (models/NAME)",
+        "made with 'prior' (models/NAME); not with --scratch (fewshot-curve: its transfer runs only)",
     )
     p.add_argument("--channels", choices=["adapt", "replicate"], default="adapt", help="grey input handling")
     p.add_argument(
@@ -789,7 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     p.add_argument("--shots", default="1,5,10,20", help="comma-separated shots per class")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
-    p.add_argument("--modes", default="transfer,scratch")
+    p.add_argument(
+        "--modes", default="transfer,scratch", help="comma-separated: transfer (from --weights or ImageNet), scratch"
+    )
     p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
     p.add_argument("--save-models", action="store_true", help="also save every model to OUT/models/")
