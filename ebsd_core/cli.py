@@ -153,7 +153,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int, pattern_shape: tuple[int, int]):
     """The training of one run; a scratch run (``pretrained`` false) starts from random weights whatever
-    ``--weights`` says, and rehearses nothing (``--rehearse`` needs the prior it starts from)."""
+    ``--weights`` says, rehearses nothing (``--rehearse`` needs the prior it starts from) and trains the
+    whole network from the first epoch (a frozen random backbone teaches nothing)."""
     from ebsd_core.augment import AugmentConfig
     from ebsd_core.preprocess import input_size_for
     from ebsd_core.train import TrainConfig
@@ -168,7 +169,7 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        frozen_warmup_epochs=args.frozen_epochs,
+        frozen_warmup_epochs=args.frozen_epochs if pretrained else 0,
         patience=args.patience,
         seed=seed,
         device=args.device,
@@ -208,8 +209,8 @@ def _train(args: argparse.Namespace) -> int:
     out = resolve_model_dir(args.out)
     if out.exists() and not args.force:
         raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
-    if args.scratch and (args.weights or args.rehearse):
-        given = "--weights" if args.weights else "--rehearse"
+    if args.scratch and (args.weights or args.rehearse or args.frozen_epochs):
+        given = "--weights" if args.weights else "--rehearse" if args.rehearse else "--frozen-epochs"
         raise EbsdError(f"--scratch starts from random weights and cannot take {given}: leave out one of them")
     from ebsd_core.fewshot import check_shots
 
@@ -548,7 +549,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--frozen-epochs",
         type=whole_number_within("frozen epochs", 0, 10_000),
         default=0,
-        help="epochs training only the head first",
+        help="epochs training only the head first, on the pretrained weights (not with --scratch)",
     )
     p.add_argument(
         "--rotation",

@@ -110,22 +110,27 @@ def test_fewshot_curve_refuses_negative_seeds(tiny_dataset, tmp_path, capsys):
 
 def test_scratch_starts_from_random_weights_whatever_weights_says(tiny_dataset, tmp_path, capsys):
     """Found on review: fewshot-curve --weights PRIOR started its scratch runs from the prior too (and rehearsed),
-    so the comparison compared the prior with itself; train --scratch --weights did the same silently."""
+    so the comparison compared the prior with itself; train --scratch --weights did the same silently. A frozen
+    warm-up of a random backbone only trains the head on random features."""
     from ebsd_core.cli import _train_config, build_parser
 
     prior = str(tmp_path / "prior")
     args = build_parser().parse_args(
-        ["fewshot-curve", "--data", str(tiny_dataset), "--weights", prior, "--rehearse", "5", "--out", str(tmp_path)]
+        ["fewshot-curve", "--data", str(tiny_dataset), "--weights", prior, "--rehearse", "5", "--frozen-epochs", "2"]
+        + ["--out", str(tmp_path)]
     )
     transfer, scratch = (_train_config(args, 2, pretrained, 0, (32, 32)) for pretrained in (True, False))
-    assert (transfer.weights_file, transfer.rehearsal_per_class) == (prior, 5)
+    assert (transfer.weights_file, transfer.rehearsal_per_class, transfer.frozen_warmup_epochs) == (prior, 5, 2)
     assert (scratch.pretrained, scratch.weights_file, scratch.rehearsal_per_class) == (False, None, 0)
+    assert scratch.frozen_warmup_epochs == 0
 
     train = ["train", "--data", str(tiny_dataset), "--shots", "2", "--scratch", "--out", str(tmp_path / "m")]
     assert main([*train, "--weights", prior]) == 2
     assert "error: --scratch starts from random weights and cannot take --weights" in capsys.readouterr().err
     assert main([*train, "--rehearse", "5"]) == 2
     assert "cannot take --rehearse: leave out one of them" in capsys.readouterr().err
+    assert main([*train, "--frozen-epochs", "1"]) == 2
+    assert "cannot take --frozen-epochs" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 
