@@ -154,9 +154,9 @@ def run_curve(
             save_model(result.model, result.card, Path(out_dir) / "models" / name, force=True)
             run["model"] = f"models/{name}"
         run["settings"] = settings_for(mode, k, seed)
-        runs = [r for r in runs if (r["mode"], r["shots"], r["seed"]) != (mode, k, seed)] + [run]
-        curve = write_curve(runs, out_dir)
-    return curve if todo else write_curve(runs, out_dir)
+        runs.append(run)
+        write_curve(runs, out_dir)
+    return {"runs": runs, "summary": summarise(runs)}
 
 
 def _earlier_runs(curve_file: Path, settings_for: Callable[[str, int, int], dict], resume: bool, force: bool) -> list:
