@@ -187,16 +187,19 @@ def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: 
     )
 
 
+def _eta(progress, what: str = "ETA") -> str:
+    return "" if progress.eta_seconds is None else f" ({what} {progress.eta_seconds:.0f} s)"
+
+
 def _epoch_printer(progress) -> None:
     if progress.message:
-        eta = "" if progress.eta_seconds is None else f" (ETA {progress.eta_seconds:.0f} s)"
-        print(f"[{progress.fraction * 100:5.1f}%] {progress.message}{eta}", file=sys.stderr, flush=True)
+        print(f"[{progress.fraction * 100:5.1f}%] {progress.message}{_eta(progress)}", file=sys.stderr, flush=True)
 
 
 def print_run_epoch(progress) -> None:
     """Epoch lines within one run of a sweep, indented under the sweep's own progress lines."""
     if progress.message:
-        eta = "" if progress.eta_seconds is None else f" (this run's ETA {progress.eta_seconds:.0f} s)"
+        eta = _eta(progress, "this run's ETA")
         print(f"        {progress.message}{eta}", file=sys.stderr, flush=True)
 
 

@@ -170,7 +170,7 @@ def _earlier_runs(curve_file: Path, settings_for: Callable[[str, int, int], dict
             "train only the runs it lacks, --force to start it again, or choose another --out"
         )
     for run in runs:
-        label = f"the {run['mode']} run with shots {run['shots']}, seed {run['seed']}"
+        label = _run_label(run)
         if not isinstance(run.get("settings"), dict):
             raise EbsdError(
                 f"{curve_file}: {label} does not record its settings (it was written by an older version), so the "
@@ -185,6 +185,11 @@ def _earlier_runs(curve_file: Path, settings_for: Callable[[str, int, int], dict
                 "with the same options, pass --force to start it again, or choose another --out"
             )
     return runs
+
+
+def _run_label(run: dict) -> str:
+    """``the scratch run with shots 5, seed 0``: how messages name one run of a curve."""
+    return f"the {run['mode']} run with shots {run['shots']}, seed {run['seed']}"
 
 
 def _differences(earlier: dict, now: dict, prefix: str = "") -> list[str]:
@@ -226,9 +231,7 @@ def merge_curves(curve_files: Sequence[str | Path], out_dir: str | Path) -> dict
         for run in _read_runs(curve_file):
             key = (run["mode"], run["shots"], run["seed"])
             if key in seen:
-                raise EbsdError(
-                    f"{curve_file}: the {key[0]} run with shots {key[1]}, seed {key[2]} is also in {seen[key]}"
-                )
+                raise EbsdError(f"{curve_file}: {_run_label(run)} is also in {seen[key]}")
             seen[key] = curve_file
             settings = run.get("settings")
             data = settings.get("data") if isinstance(settings, dict) else None
@@ -236,7 +239,7 @@ def merge_curves(curve_files: Sequence[str | Path], out_dir: str | Path) -> dict
                 first_data = (data, curve_file)
             elif isinstance(data, dict) and data.get("sha256") != first_data[0].get("sha256"):
                 raise EbsdError(
-                    f"{curve_file}: the {key[0]} run with shots {key[1]}, seed {key[2]} was trained and scored on "
+                    f"{curve_file}: {_run_label(run)} was trained and scored on "
                     f"other data ({data.get('file')}) than {first_data[1]} ({first_data[0].get('file')}); a curve's "
                     "points must share their test patterns"
                 )
