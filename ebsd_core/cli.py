@@ -81,8 +81,6 @@ def _dataset(args: argparse.Namespace) -> int:
 
     if bool(args.scan) == bool(args.labelled):
         raise EbsdError("give either --labelled PATH or two or more --scan PATH=SPACEGROUP")
-    if args.out.exists() and not args.force:
-        raise EbsdError(f"{args.out} already exists; choose another --out or pass --force to replace it")
     if args.labelled:
         dataset = dataset_from_labelled(open_patterns(args.labelled, labelled=True))
     else:
@@ -252,8 +250,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if missing:
         raise EbsdError(f"{args.data}: classes {missing} are not among the model's {card.classes}")
     labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
-    if source.split is not None and args.split != "all":
-        keep = np.flatnonzero(source.split == args.split)
+    if args.split != "all":
+        keep = np.flatnonzero(source.split == args.split) if source.split is not None else []
+        if not len(keep):
+            splits = "no splits" if source.split is None else f"splits {sorted(set(source.split))}"
+            raise EbsdError(f"{args.data}: has no {args.split!r} patterns ({splits}); use --split all")
         source.patterns = np.asarray(source.patterns)[keep]
         labels, materials = labels[keep], source.material[keep]
     else:
@@ -389,21 +390,36 @@ def _phasemap(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPLAIN_OPTIONS = ("input", "index", "target", "layer", "compare", "shap_method")
+EXPLAIN_OPTIONS_USED = {  # besides --model and --out
+    "filters": {"compare"},
+    "activations": {"input", "index", "layer"},
+    "gradcam": {"input", "index", "target", "layer"},
+    "shap": {"input", "index", "target", "shap_method"},
+}
+
+
 @command("explain")
 def _explain(args: argparse.Namespace) -> int:
     from ebsd_core.explain_report import explain_pattern
 
     if args.method != "filters" and args.input is None:
         raise EbsdError(f"--method {args.method} needs --input FILE and --index I")
+    unused = [option for option in EXPLAIN_OPTIONS if getattr(args, option) is not None]
+    unused = [option for option in unused if option not in EXPLAIN_OPTIONS_USED[args.method]]
+    if unused:
+        named = ", ".join("--" + option.replace("_", "-") for option in unused)
+        them = "it" if len(unused) == 1 else "them"
+        raise EbsdError(f"--method {args.method} does not use {named}: leave {them} out")
     explanation = explain_pattern(
         args.model,
         args.input,
-        args.index,
+        args.index or 0,
         args.method,
         target=args.target,
         layer=args.layer,
         compare=args.compare,
-        shap_method=args.shap_method,
+        shap_method=args.shap_method or "gradient",
     )
     for note in explanation.notes:
         log.warning("%s: %s", args.input, note)
@@ -730,6 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser(
         "dataset", help="a labelled dataset (HDF5) from real patterns: class folders, or single-phase scans"
@@ -840,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
     p.add_argument("--model", required=True, help="models/NAME")
@@ -881,12 +899,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
-    p.add_argument("--index", type=int, default=0, help="which pattern of the input")
+    p.add_argument("--index", type=int, help="which pattern of the input (default 0)")
     p.add_argument("--method", choices=["filters", "activations", "gradcam", "shap"], required=True)
     p.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
     p.add_argument("--layer", help="layer for activations / Grad-CAM (default: a middle / the last convolution)")
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
-    p.add_argument("--shap-method", choices=["gradient", "deep"], default="gradient")
+    p.add_argument("--shap-method", choices=["gradient", "deep"], help="shap: the explainer (default gradient)")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
 
     p = sub.add_parser(
@@ -918,6 +936,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 MODEL_OUTPUTS = ("train", "prior")  # --out is a model folder of the store
 FOLDER_OUTPUTS = ("fewshot-curve", "fewshot-merge", "explain")  # --out is a folder of files
+DATA_OUTPUTS = ("simulate", "simulate-map", "dataset")  # --out is a dataset that may have taken an hour to make
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -937,6 +956,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_writable_folder(out)
         else:
             check_writable_file(out)
+            if args.command in DATA_OUTPUTS and Path(out).exists() and not args.force:
+                raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -21,6 +21,18 @@ def test_simulate_command_is_deterministic(tmp_path, capsys):
     assert a.provenance["master_kinds"] == {"ni": "dynamical", "ni3al": "dynamical"}
 
 
+@pytest.mark.parametrize("command", [["simulate", "--per-class", "2"], ["simulate-map", "--phases", "ni,ni3al"]])
+def test_a_simulation_never_replaces_a_dataset_unasked(tmp_path, capsys, command):
+    out = tmp_path / "hour-long.h5"
+    out.write_bytes(b"a dataset simulated earlier")
+    assert main([*command, "--size", "24", "--out", str(out)]) == 2
+    assert "already exists; choose another --out or pass --force" in capsys.readouterr().err
+    assert out.read_bytes() == b"a dataset simulated earlier"
+    shape = ["--shape", "2x2"] if command[0] == "simulate-map" else ["--phases", "ni,ni3al"]
+    assert main([*command, *shape, "--size", "24", "--out", str(out), "--force"]) == 0
+    assert len(read_dataset(out)) == 4
+
+
 def test_holdout_materials(tiny_dataset):
     ds = read_dataset(tiny_dataset)
     assert len(ds.classes) == 6

@@ -149,7 +149,8 @@ def test_band_masks_sit_on_bright_bands():
 
 @pytest.mark.parametrize("method", ["filters", "activations", "gradcam", "shap"])
 def test_explain_command(map_model, map_scan_file, tmp_path, capsys, method):
-    args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--index", "3"]
+    args = ["explain", "--model", str(map_model)]
+    args += [] if method == "filters" else ["--input", str(map_scan_file), "--index", "3"]
     assert main(args + ["--method", method, "--out", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["written"] and all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in summary["written"])
@@ -161,6 +162,12 @@ def test_explain_refuses_bad_index(map_model, map_scan_file, tmp_path, capsys):
     args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--index", "999"]
     assert main(args + ["--method", "gradcam", "--out", str(tmp_path)]) == 2
     assert "outside 0..79" in capsys.readouterr().err
+    # an option the method would ignore is refused, not ignored
+    assert main(args + ["--method", "activations", "--target", "1", "--out", str(tmp_path)]) == 2
+    assert "--method activations does not use --target: leave it out" in capsys.readouterr().err
+    filters = ["explain", "--model", str(map_model), "--method", "filters"]
+    assert main([*filters, "--layer", "conv_stem", "--out", str(tmp_path)]) == 2
+    assert "--method filters does not use --layer" in capsys.readouterr().err
 
 
 def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file, tmp_path):

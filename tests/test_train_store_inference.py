@@ -13,7 +13,7 @@ from ebsd_core.cli import main
 from ebsd_core.errors import CancelledError, ModelError, StoreError
 from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
 from ebsd_core.inference import inference_precision, predict_source
-from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import (
@@ -325,6 +325,11 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset), "--precision", "fp32"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["patterns"] == 96 and len(metrics["confusion_matrix"]) == 6
+    unsplit = read_dataset(tiny_dataset)
+    unsplit.split[:] = "train"
+    write_dataset(unsplit, tmp_path / "unsplit.h5")
+    assert main(["evaluate", "--model", "cli-model", "--data", str(tmp_path / "unsplit.h5"), "--split", "holdout"]) == 2
+    assert "unsplit.h5: has no 'holdout' patterns (splits ['train']); use --split all" in capsys.readouterr().err
     out = tmp_path / "preds.csv"
     assert (
         main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "3"]) == 0
