@@ -348,6 +348,8 @@ def _phasemap(args: argparse.Namespace) -> int:
     # One process with every core and the compiled model beat a 2-worker LocalCluster on a 2-core CPU
     # (1,946 vs 1,010 patterns/s, 100,000 points): clusters are opt-in, for many cores, GPUs or nodes.
     scheduler = "none" if args.scheduler == "auto" else args.scheduler
+    if args.workers is not None and scheduler != "local":
+        raise EbsdError("--workers sizes the cluster that --scheduler local starts: add --scheduler local")
     if scheduler == "none":
         from ebsd_core.io.readers import open_patterns
 
@@ -369,7 +371,7 @@ def _phasemap(args: argparse.Namespace) -> int:
             views_below=args.views_below,
         )
     else:
-        with open_cluster(scheduler, args.workers) as client:
+        with open_cluster(scheduler, args.workers or 2) as client:
             phase_map = map_scan_distributed(
                 args.model,
                 args.scan,
@@ -879,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
         "processes), or a scheduler address (tcp://host:8786)",
     )
     p.add_argument(
-        "--workers", type=whole_number_within("workers", 1, 256), default=2, help="workers of the local cluster"
+        "--workers", type=whole_number_within("workers", 1, 256), help="workers of the local cluster (default 2)"
     )
     p.add_argument(
         "--batch-size",

@@ -157,6 +157,8 @@ def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path
     assert all(out.is_file() and out.stat().st_size > 0 for out in outs)
     assert main(args + ["--out", str(tmp_path / "map.txt")]) == 2
     assert "unknown export format" in capsys.readouterr().err
+    assert main(args + ["--workers", "8", "--out", str(tmp_path / "map.ang")]) == 2  # not silently one process
+    assert "--workers sizes the cluster that --scheduler local starts" in capsys.readouterr().err
 
 
 def _angles_deg(a, b):
