@@ -164,9 +164,10 @@ elif path is not None:
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
         try:
-            shots = list(dict.fromkeys(int(s) for s in re.split(r"[,\s]+", shots_text.strip()) if s))  # 5,5: once
-            if not shots or min(shots) < 1:
-                raise ValueError("give shots per class as positive integers, e.g. 10 or 5,10,20")
+            given = [s for s in re.split(r"[,\s]+", shots_text.strip()) if s]
+            if not given or not all(s.isdigit() and int(s) >= 1 for s in given):  # "ten", "5.5", "-1", "0"
+                raise ValueError(f"shots per class {shots_text!r}: give whole numbers from 1, e.g. 10 or 5,10,20")
+            shots = list(dict.fromkeys(int(s) for s in given))  # 5,5: once
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
             modes = {"ImageNet transfer": [True], "scratch": [False], "both side by side": [True, False]}[mode]
             if not offline and True in modes:

@@ -462,7 +462,7 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
 
 
 def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
-    """A name with a path in it is refused with a message on the Train page; no job starts.
+    """A name with a path in it (and shots that are not whole numbers) is refused with a message; no job starts.
 
     The pauses before each click keep the test honest about typed names: a default that changes with
     the clock once made Streamlit drop the typed name when the form was submitted a second later.
@@ -477,6 +477,12 @@ def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     time.sleep(1.1)
     next(b for b in app.button if b.label == "Start training").click().run()
     assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("5.5")
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("fine")
+    time.sleep(1.1)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("shots per class '5.5': give whole numbers from 1" in e.value for e in app.error)
+    assert "train_job" not in app.session_state
     next(t for t in app.text_input if t.label == "Prior name").set_value("../escape-prior")
     time.sleep(1.1)
     next(b for b in app.button if b.label == "Build the prior").click().run()
