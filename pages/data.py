@@ -23,6 +23,7 @@ from pages.common import (
     montage_figure,
     new_session_file,
     opened_source,
+    safe_name,
     server_path_input,
     set_active_dataset,
     show_error,
@@ -44,8 +45,12 @@ with tab_upload:
     )
     uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
     if uploads:
-        rows = []
+        rows, saved_as = [], set()
         for upload in uploads:
+            if safe_name(upload.name) in saved_as:  # both would be saved in one file, and be told apart by nothing
+                show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
+                continue
+            saved_as.add(safe_name(upload.name))
             target = upload_to_session(upload)
             try:
                 source = opened_source(target)

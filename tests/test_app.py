@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -120,8 +121,6 @@ def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, n
 
 
 def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monkeypatch):
-    from PIL import Image
-
     from ebsd_core.io.dataset import read_dataset
 
     root = tmp_path / "root"
@@ -217,6 +216,22 @@ def test_a_second_upload_of_the_same_name_and_size_replaces_the_first(tmp_path, 
     assert not app.exception
     assert app.session_state.first == b"A" * 64 and app.session_state.second == b"B" * 64
     assert app.session_state.rerun == app.session_state.written
+
+
+def test_two_uploads_of_one_name_at_once_are_explained(app):
+    """Found on review: both were saved in one file and their space-group boxes shared a key (an exception)."""
+
+    def png(seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
+        return ("pattern.png", buffer.getvalue(), "image/png")
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([png(1), png(2)]).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["pattern.png: two uploads have this name: rename one of them to use both"]
+    assert [s.label for s in app.selectbox] == ["Space group of pattern.png (1 pattern)"]
 
 
 def test_zip_without_class_folders_is_explained(tmp_path):
