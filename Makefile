@@ -6,7 +6,13 @@ PORT ?= 8501
 
 .PHONY: app test lint bench clean-venv
 
+# what a new .venv takes (measured: 6.9 GB, 4.4 of them PyTorch and its CUDA libraries): said before, not half-way
+VENV_GB := 7
+
 $(VENV)/.runtime: requirements.txt
+	@test -x $(PY) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 1e9; \
+		sys.exit(None if free >= $(VENV_GB) else f'.venv needs about $(VENV_GB) GB (PyTorch and its CUDA libraries) ' \
+		f'and {free:.1f} GB are free here: free some space, then run make again')"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
