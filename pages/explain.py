@@ -87,8 +87,9 @@ if method != "filters":
     c1, c2, c3 = st.columns(3)
     default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
     index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
-    choice = c2.selectbox("Class to explain", ["predicted class", *card.class_symbols])
-    target = None if choice == "predicted class" else card.class_symbols.index(choice)
+    if method != "activations":  # what a layer responds to does not depend on a class
+        choice = c2.selectbox("Class to explain", ["predicted class", *card.class_symbols])
+        target = None if choice == "predicted class" else card.class_symbols.index(choice)
     if method == "shap":
         shap_method = c3.radio(
             "SHAP explainer",

@@ -302,6 +302,10 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
     assert headline.startswith(("Pattern 0: predicted **", "Pattern 0: **unknown**: top class **"))
     assert len(app.get("image")) >= 1
+    app.radio[0].set_value("activations").run()  # a layer's response has no class to explain: no such box
+    assert [s.label for s in app.selectbox if s.label == "Class to explain"] == []
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error and len(app.get("image")) >= 1
 
 
 def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
