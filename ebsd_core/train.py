@@ -139,8 +139,8 @@ def initial_model(config: TrainConfig, num_classes: int) -> nn.Module:
     donor, card = load_model(folder)
     if (card.backbone, card.channel_mode) != (config.backbone, config.channel_mode):
         raise ModelError(
-            f"this model is a {card.backbone} ({card.channel_mode} channels); the training asks for "
-            f"{config.backbone} ({config.channel_mode}): choose the same backbone to start from it",
+            f"this model is {card.backbone} with {card.channel_mode} channels; the training asks for "
+            f"{config.backbone} with {config.channel_mode} channels: choose the same backbone to start from it",
             folder,
         )
     return create_model(
