@@ -142,10 +142,10 @@ class JobManager:
 
     def _run(self, job_id: str, function: JobFunction, context: JobContext) -> None:
         with self._slots:
-            if context.should_stop():
-                self._update(job_id, status=CANCELLED, message="cancelled before it started", finished=time.time())
-                return
-            self._update(job_id, status=RUNNING, started=time.time(), message="started")
+            with self._lock:  # cancel() sees it queued or running, never between
+                if context.should_stop():
+                    return  # cancel() has marked it
+                self._update(job_id, status=RUNNING, started=time.time(), message="started")
             try:
                 result = function(context)
                 self._update(
@@ -197,9 +197,15 @@ class JobManager:
             return sorted((s for s in self._jobs.values() if s.owner == owner), key=lambda s: s.created, reverse=True)
 
     def cancel(self, job_id: str) -> None:
-        context = self._contexts.get(job_id)
-        if context is not None:
+        """Ask a running job to stop at its next check; a queued one is cancelled at once (it would otherwise
+        look queued until the job before it ends)."""
+        with self._lock:
+            context = self._contexts.get(job_id)
+            if context is None:
+                return
             context.cancel_requested.set()
+            if self._jobs[job_id].status == QUEUED:
+                self._update(job_id, status=CANCELLED, message="cancelled before it started", finished=time.time())
 
     def wait(self, job_id: str, timeout: float = 600.0) -> JobState:
         deadline = time.time() + timeout

@@ -10,7 +10,7 @@ from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot import check_shots
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.jobs import FINISHED, RUNNING
+from ebsd_core.jobs import FINISHED, QUEUED, RUNNING
 from ebsd_core.phases import CATALOGUE
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
@@ -227,7 +227,7 @@ def job_panel(job_id: str) -> None:
         st.warning("This job is not known to this session.")
         return
     st.subheader(state.title)
-    if state.status == "queued":
+    if state.status == QUEUED:
         st.info("Queued: another job is using the compute device.")
     st.progress(min(1.0, state.progress), state.message or state.status)
     histories: dict[str, list] = {}
@@ -237,7 +237,7 @@ def job_panel(job_id: str) -> None:
         c1, c2 = st.columns(2)
         c1.plotly_chart(curves_figure(histories, "loss"), key=f"loss-{len(state.events)}")
         c2.plotly_chart(curves_figure(histories, "accuracy"), key=f"acc-{len(state.events)}")
-    if state.status == RUNNING and st.button("Cancel", key="cancel"):
+    if state.status in (QUEUED, RUNNING) and st.button("Cancel", key="cancel"):
         manager.cancel(job_id)
     if state.status in FINISHED:
         if state.status == "done":

@@ -1,12 +1,13 @@
-"""Jobs run library code on worker threads next to the server's script threads."""
+"""Jobs run library code on worker threads next to the server's script threads, one at a time, cancellable."""
 
 import ast
 import gc
 import sys
 import threading
+import time
 from pathlib import Path
 
-from ebsd_core.jobs import JobManager
+from ebsd_core.jobs import CANCELLED, DONE, QUEUED, RUNNING, JobManager
 
 
 class _Finaliser:
@@ -45,3 +46,25 @@ def test_threads_parse_python_at_once_without_a_system_error(tmp_path):
         sys.setswitchinterval(interval)
         gc.set_threshold(*thresholds)
     assert errors == []
+
+
+def test_a_queued_job_is_cancelled_at_once_and_never_runs(tmp_path):
+    """Found on review: a job queued behind a long one said 'queued' until that one ended, with no Cancel button."""
+    manager = JobManager(tmp_path / "jobs")
+    release, ran = threading.Event(), []
+
+    def long_job(ctx):
+        release.wait(30)
+        return {}
+
+    first = manager.submit("train", "first", "a", long_job)
+    second = manager.submit("train", "second", "b", lambda ctx: ran.append(1) or {})
+    while manager.get(first).status != RUNNING:
+        time.sleep(0.01)
+    assert manager.get(second).status == QUEUED
+    manager.cancel(second)
+    assert manager.get(second).status == CANCELLED  # at once, while the first still runs
+    release.set()
+    assert manager.wait(first).status == DONE and manager.wait(second).status == CANCELLED
+    time.sleep(0.1)  # the second's thread has taken its slot and let it go
+    assert ran == [] and manager.get(second).message == "cancelled before it started"
