@@ -23,8 +23,6 @@ from ebsd_core.paths import fewshot_home
 # what the uploaders take: every format the engine reads patterns from (ebsd_core.io.readers)
 SCAN_FILE_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
 IMAGE_FILE_TYPES = ["png", "tif", "tiff", "bmp", "jpg", "jpeg"]
-DEMO_PER_CLASS = 40
-DEMO_SIZE = 120  # 60 px patterns reached 0.29 test accuracy in the demo, 120 px 0.71-0.75 (43-79 s on 2 CPU cores)
 
 
 @st.cache_resource

@@ -2,11 +2,8 @@
 
 import streamlit as st
 
-from ebsd_core.datasets import simulate_dataset
-from ebsd_core.io.dataset import write_dataset
-from ebsd_core.train import TrainConfig
-from ebsd_core.workflows import train_evaluate_save
-from pages.common import DEMO_PER_CLASS, DEMO_SIZE, enter_page, job_manager, session_dir, session_id
+from ebsd_core.workflows import DEMO, demo_train_job
+from pages.common import enter_page, job_manager, session_dir, session_id
 
 enter_page()
 
@@ -21,45 +18,17 @@ st.markdown(
 
 st.subheader("Try it: the demo")
 st.write(
-    f"Simulates {DEMO_PER_CLASS} patterns for each of the six space groups ({DEMO_SIZE}x{DEMO_SIZE} px), "
-    "then fine-tunes EfficientNet-Lite0 on 10 patterns per class for a few epochs (one to two minutes on a CPU; "
-    "six epochs reached 0.75 accuracy on unseen orientations in 79 s on 2 CPU cores, chance is 0.17)."
+    f"Simulates {DEMO.per_class} patterns for each of the six space groups ({DEMO.pattern_size}x"
+    f"{DEMO.pattern_size} px), then fine-tunes EfficientNet-Lite0 on {DEMO.shots} patterns per class for a few "
+    "epochs (one to two minutes on a CPU; six epochs reached 0.75 accuracy on unseen orientations in 79 s on "
+    "2 CPU cores, chance is 0.17)."
 )
-
-
-def _demo_job(context, folder, epochs):
-    context.report(0.02, "simulating the demo dataset")
-    dataset = simulate_dataset(per_class=DEMO_PER_CLASS, size=DEMO_SIZE, seed=0)
-    path = write_dataset(dataset, folder / "demo.h5")
-    config = TrainConfig(shots=10, epochs=epochs, input_size=128, patience=epochs, val_per_class=10)
-
-    def progress(p):
-        context.report(
-            0.1 + 0.9 * p.fraction,
-            p.message or f"epoch {p.epoch}, batch {p.batch}/{p.batches}",
-            event={
-                "epoch": p.epoch,
-                "train_loss": p.train_loss,
-                "train_accuracy": p.train_accuracy,
-                "val_loss": p.val_loss,
-                "val_accuracy": p.val_accuracy,
-            }
-            if p.message
-            else None,
-        )
-
-    name = f"demo-{context.job_id}"
-    summary = train_evaluate_save(
-        dataset, config, name, progress=progress, should_stop=context.should_stop, dataset_path=path
-    )
-    return {"dataset": str(path), **summary, "model_name": name}
-
 
 epochs = st.number_input("Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy")
 if st.button("Run the demo", type="primary"):
     folder = session_dir()
     job_id = job_manager().submit(
-        "demo", "Demo: simulate + train", session_id(), lambda ctx: _demo_job(ctx, folder, epochs)
+        "demo", "Demo: simulate + train", session_id(), lambda ctx: demo_train_job(ctx, folder, epochs)
     )
     st.session_state.train_job = job_id
     st.switch_page("pages/train.py")

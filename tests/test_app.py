@@ -90,6 +90,7 @@ def test_demo_end_to_end_shows_confusion_matrix(app):
     job_id = app.session_state["train_job"]
     state = job_manager().wait(job_id, timeout=600)
     assert state.status == "done", state.error
+    assert [event["run"] for event in state.events] == ["demo"]  # one epoch: one point of the live curves
     app.switch_page("pages/train.py").run()
     assert not app.exception
     assert any("Finished" in s.value for s in app.success)
