@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ebsd_core.io.dataset import Dataset
 from ebsd_core.store import resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
@@ -67,6 +69,32 @@ def train_evaluate_save(
         "test_accuracy": metrics["test"].get("accuracy"),
         "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
     }
+
+
+def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600):
+    """Test patterns the model gets wrong among the first ``scanned`` of its test split, at most ``limit``.
+
+    The split is recomputed from the seed and shots recorded on the card, on the dataset it was trained on.
+    Returns ``(patterns, labels, probabilities, materials)``, or None when that dataset is not here.
+    """
+    from ebsd_core.errors import InputError
+    from ebsd_core.fewshot import few_shot_split
+    from ebsd_core.inference import predict_patterns
+    from ebsd_core.io.dataset import read_dataset, take
+
+    config = card.training.get("config", {})
+    path = card.training.get("dataset_path")
+    if not path or not Path(path).exists():
+        return None
+    dataset = read_dataset(path, lazy=True)
+    if dataset.classes != card.classes:
+        raise InputError(f"its classes {dataset.class_symbols} differ from the model's", Path(path).name)
+    split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
+    index = np.sort(split.test)[:scanned]
+    probabilities = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)
+    wrong = index[np.flatnonzero(probabilities.argmax(1) != dataset.labels[index])[:limit]]
+    probabilities = probabilities[np.isin(index, wrong)]
+    return take(dataset.patterns, wrong), dataset.labels[wrong], probabilities, dataset.material[wrong]
 
 
 def job_progress(context, label: str, index: int = 0, runs: int = 1) -> Callable[[TrainProgress], None]:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
+from ebsd_core.workflows import misclassified_test_patterns
 from pages.common import (
     cached_model,
     confusion_figure,
@@ -51,30 +52,10 @@ def weights_mtime(model_dir: Path) -> float:
 
 
 @st.cache_data(max_entries=8, show_spinner="Finding misclassified test patterns")
-def misclassified(model_dir: str, modified: float, limit: int = 12):
-    """Test patterns the model gets wrong, recomputed from the seeded split of its training dataset.
-
-    Cached per model (folder and weights' modification time): it runs the model on
-    up to 600 patterns, which must not happen on every rerun of the page.
-    """
-    from ebsd_core.fewshot import few_shot_split
-    from ebsd_core.inference import predict_patterns
-    from ebsd_core.io.dataset import read_dataset, take
-
-    model, card = cached_model(model_dir, modified)
-    config = card.training.get("config", {})
-    path = card.training.get("dataset_path")
-    if not path or not Path(path).exists():
-        return None
-    dataset = read_dataset(path, lazy=True)
-    if dataset.classes != card.classes:
-        raise EbsdError(f"{Path(path).name}: its classes {dataset.class_symbols} differ from the model's")
-    split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
-    index = np.sort(split.test)[:600]
-    probs = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)
-    wrong = index[np.flatnonzero(probs.argmax(1) != dataset.labels[index])[:limit]]
-    probs = probs[np.isin(index, wrong)]
-    return take(dataset.patterns, wrong), dataset.labels[wrong], probs, dataset.material[wrong]
+def misclassified(model_dir: str, modified: float):
+    """Cached per model (folder and weights' modification time): it runs the model on up to 600 patterns,
+    which must not happen on every rerun of the page."""
+    return misclassified_test_patterns(*cached_model(model_dir, modified))
 
 
 @st.cache_data(max_entries=4)

@@ -404,3 +404,22 @@ def test_default_learning_rate_follows_where_training_starts():
     assert TrainConfig.from_dict(TrainConfig().to_dict()).learning_rate == 3e-3
     queued_before = {**TrainConfig().to_dict(), "learning_rate": 1e-3}  # a dashboard job queued at the old default
     assert TrainConfig.from_dict(queued_before).learning_rate == 1e-3
+
+
+def test_misclassified_test_patterns_are_the_test_splits_mistakes(tiny_dataset, tmp_path):
+    """What the Results page shows under "Misclassified test patterns", recomputed from the card's seed and shots."""
+    from ebsd_core.fewshot import few_shot_split
+    from ebsd_core.workflows import misclassified_test_patterns, train_evaluate_save
+
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    dataset = read_dataset(tiny_dataset)
+    summary = train_evaluate_save(dataset, config, tmp_path / "m", dataset_path=tiny_dataset)
+    model, card = load_model(summary["model"])
+    patterns, labels, probabilities, materials = misclassified_test_patterns(model, card, limit=50)
+    assert len(patterns) == len(labels) == len(probabilities) == len(materials) > 0  # one epoch: many mistakes
+    assert (probabilities.argmax(1) != labels).all()
+    test = np.sort(few_shot_split(dataset, 2, config.seed, config.val_per_class).test)
+    assert len(labels) <= 50
+    assert {bytes(p.tobytes()) for p in patterns} <= {bytes(p.tobytes()) for p in dataset.patterns[test]}
+    card.training["dataset_path"] = str(tmp_path / "gone.h5")
+    assert misclassified_test_patterns(model, card) is None
