@@ -185,7 +185,9 @@ def main() -> None:
             per_class=per_class, phases=phases, size=args.size, seed=123, holdout_materials=HOLDOUT
         )
         write_dataset(dataset, data)
-    weights = prior_weights(args.size, args.input_size) if args.prior else None
+    modes = args.modes.split(",")
+    # scratch runs start from random weights: a scratch-only run neither needs nor builds the prior
+    weights = prior_weights(args.size, args.input_size) if args.prior and "transfer" in modes else None
     real = [(SHARED / rel, sg) for rel, sg in REAL if (SHARED / rel).exists()]
 
     def config_for(k: int, pretrained: bool, seed: int) -> TrainConfig:
@@ -212,7 +214,6 @@ def main() -> None:
             ),
         )
 
-    modes = args.modes.split(",")
     also = [int(v) for v in args.also_views.split(",") if v]
     try:
         result = run_curve(
@@ -243,7 +244,11 @@ def main() -> None:
             "input_size": args.input_size,
             "crystal_rotation": config_for(1, True, 0).augment_config.crystal_rotation,
             "views": config_for(1, True, 0).views,
-            "start": f"EBSD prior ({weights})" if weights else "ImageNet",
+            "start": f"EBSD prior ({weights})"
+            if weights
+            else "ImageNet"
+            if "transfer" in modes
+            else "scratch runs only",
             "data": data.name,
             "summary": summary,
             "transfer_beats_scratch": transfer_beats_scratch(summary),
