@@ -244,11 +244,7 @@ def main() -> None:
             "input_size": args.input_size,
             "crystal_rotation": config_for(1, True, 0).augment_config.crystal_rotation,
             "views": config_for(1, True, 0).views,
-            "start": f"EBSD prior ({weights})"
-            if weights
-            else "ImageNet"
-            if "transfer" in modes
-            else "scratch runs only",
+            "start": (f"EBSD prior ({weights})" if weights else "ImageNet") if "transfer" in modes else "none: scratch",
             "data": data.name,
             "summary": summary,
             "transfer_beats_scratch": transfer_beats_scratch(summary),
