@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.atomic import atomic_path
-from ebsd_core.errors import EbsdError
+from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.fewshot import check_shots
 from ebsd_core.inference import predict_source
 from ebsd_core.io.dataset import read_dataset
@@ -79,6 +79,21 @@ def _accuracies(result, dataset, also_views: Sequence[int], also_binning: Sequen
     return scores
 
 
+SMALLEST_BINNED_PIXELS = 16  # the smallest patterns the tool simulates or reads (simulate --size)
+
+
+def _check_binning(factors: Sequence[int], pattern_pixels: int, data: str | Path) -> None:
+    """Refuse binnings that leave fewer pixels than any camera records (a 32 px pattern binned 16x: 2 px)."""
+    too_coarse = [f for f in factors if pattern_pixels // f < SMALLEST_BINNED_PIXELS]
+    if too_coarse:
+        largest = max(1, pattern_pixels // SMALLEST_BINNED_PIXELS)
+        raise InputError(
+            f"--also-binning {max(too_coarse)} leaves {pattern_pixels // max(too_coarse)} px of its "
+            f"{pattern_pixels} px patterns; bin them at most {largest}x ({SMALLEST_BINNED_PIXELS} px or more)",
+            data,
+        )
+
+
 def run_curve(
     data: str | Path,
     shots: Sequence[int],
@@ -114,6 +129,7 @@ def run_curve(
         raise EbsdError(f"--modes: {', '.join(map(repr, unknown))} is not a mode; the modes are {', '.join(MODES)}")
     dataset = read_dataset(data)
     check_shots(dataset.labels, dataset.split, dataset.classes, max(shots), data)  # before hours of training
+    _check_binning(also_binning, min(dataset.patterns.shape[1:]), data)
     curve_file = Path(out_dir) / "curve.json"
     data_settings = {"file": Path(data).name, "sha256": file_sha256(Path(data))}
     scoring = {

@@ -118,6 +118,9 @@ def test_bad_numbers_are_refused_naming_the_option(tmp_path, capsys, args, messa
 def test_fewshot_curve_refuses_negative_seeds(tiny_dataset, tmp_path, capsys):
     assert main(["fewshot-curve", "--data", str(tiny_dataset), "--seeds", "0,-1", "--out", str(tmp_path)]) == 2
     assert "error: --seeds: '0,-1' holds a number below 0" in capsys.readouterr().err
+    binned = ["--data", str(tiny_dataset), "--shots", "2", "--also-binning", "2,4", "--out", str(tmp_path)]  # 32 px: 8
+    assert main(["fewshot-curve", *binned]) == 2
+    assert "tiny.h5: --also-binning 4 leaves 8 px of its 32 px patterns; bin them at most 2x" in capsys.readouterr().err
 
 
 def test_scratch_starts_from_random_weights_whatever_weights_says(tiny_dataset, tmp_path, capsys):
