@@ -185,17 +185,30 @@ def space_group_symbol(number: int) -> str:
         ) from None
 
 
+#: What symbols are written with besides letters and digits: spaces ("F m -3 m", as CIF files write them), minus
+#: signs (also U+2212) and bars over the 3 (U+0304, U+0305 combining; U+203E): "Fm3m", "Fm−3m" and "Fm3̄m" are Fm-3m.
+_SYMBOL_MARKS = str.maketrans("", "", " _-\u2212\u0304\u0305\u203e")
+
+
+def _symbol_key(symbol: str) -> str:
+    return symbol.translate(_SYMBOL_MARKS).lower()
+
+
 def parse_space_group(text: str | int) -> int:
-    """Accept ``225``, ``"225"`` or ``"Fm-3m"`` (case-insensitive) and return the number."""
+    """Accept ``225``, ``"225"`` or ``"Fm-3m"`` and return the number.
+
+    Symbols are read case-insensitively and as written by hand or by CIF files: ``"Fm3m"``, ``"F m -3 m"``,
+    ``"Fm−3m"`` (a minus sign) and ``"Fm3̄m"`` (a bar over the 3) are all 225.
+    """
     if isinstance(text, (int, np.integer)):
         space_group_symbol(int(text))
         return int(text)
     cleaned = str(text).strip()
     if cleaned.isdigit():
         return parse_space_group(int(cleaned))
-    by_symbol = {v.lower(): k for k, v in M3M_SPACE_GROUPS.items()}
-    if cleaned.lower() in by_symbol:
-        return by_symbol[cleaned.lower()]
+    by_symbol = {_symbol_key(v): k for k, v in M3M_SPACE_GROUPS.items()}
+    if cleaned and _symbol_key(cleaned) in by_symbol:
+        return by_symbol[_symbol_key(cleaned)]
     raise PhaseError(
         f"unknown space group {text!r}: use a number 221-230 or a symbol such as "
         f"{', '.join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)}"

@@ -19,12 +19,25 @@ def test_default_classes_have_three_materials_each():
         assert len(materials_for(sg)) >= 3, sg
 
 
-@pytest.mark.parametrize("text,number", [("225", 225), (229, 229), ("fm-3m", 225), ("Ia-3d", 230), (" Pm-3n ", 223)])
+@pytest.mark.parametrize(
+    "text,number",
+    [
+        ("225", 225),
+        (229, 229),
+        ("fm-3m", 225),
+        ("Ia-3d", 230),
+        (" Pm-3n ", 223),
+        ("Fm3m", 225),  # the symbols before 1983 wrote no bar: Fm3m is Fm-3m, there is no other
+        ("F m -3 m", 225),  # as CIF files write it
+        ("Im\u22123m", 229),  # a minus sign
+        ("Fd3\u0304m", 227),  # a bar over the 3
+    ],
+)
 def test_parse_space_group(text, number):
     assert parse_space_group(text) == number
 
 
-@pytest.mark.parametrize("bad", ["P1", "194", "Fm3m", "", 12])
+@pytest.mark.parametrize("bad", ["P1", "194", "Fm-3", "", "-", 12])
 def test_unknown_space_group_is_refused(bad):
     with pytest.raises(PhaseError, match="space group"):
         parse_space_group(bad)
