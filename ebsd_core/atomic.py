@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ebsd_core.errors import InputError
+from ebsd_core.wording import byte_size
 
 
 def _umask_from_proc() -> int | None:
@@ -69,6 +71,40 @@ def check_writable_file(path: str | Path) -> None:
     check_writable_folder(final.parent, final)
 
 
+def check_free_space(path: str | Path, needed_bytes: int) -> None:
+    """Refuse to start writing ``needed_bytes`` at ``path`` where the disk has less room (a folder not made yet:
+    its nearest existing parent's disk)."""
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise InputError(
+            f"needs up to {byte_size(needed_bytes)} and {byte_size(free)} are free in {folder}: "
+            "free some space, or write it elsewhere",
+            path,
+        )
+
+
+#: What a full disk or quota makes writes fail with; h5py and safetensors sometimes give only the words.
+OUT_OF_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+OUT_OF_SPACE_WORDS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+@contextlib.contextmanager
+def _out_of_space_named_for(target: Path) -> Iterator[None]:
+    """Turn a write that ran out of disk into an InputError naming ``target``, not ``.target.xyz.part`` or nothing
+    (a failed ``write`` names no file). Other errors pass unchanged: they may concern a file being read."""
+    try:
+        yield
+    except OSError as exc:
+        words = next((w for w in OUT_OF_SPACE_WORDS if w in str(exc)), None)
+        if exc.errno not in OUT_OF_SPACE_ERRNOS and words is None:
+            raise
+        reason = words or exc.strerror or str(exc)
+        raise InputError(f"could not be written ({reason}): free some space in {target.parent}", target) from None
+
+
 @contextlib.contextmanager
 def _named_for(target: Path) -> Iterator[None]:
     """Turn an OSError of making ``target``'s folder or a file in it into an InputError naming ``target``."""
@@ -99,7 +135,8 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        with _out_of_space_named_for(final):
+            yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     finally:
@@ -126,7 +163,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
     try:
-        yield tmp
+        with _out_of_space_named_for(final):
+            yield tmp
         _share_as_umask_allows(tmp)
         os.rename(tmp, final)
     finally:

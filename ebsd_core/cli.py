@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ebsd_core.errors import EbsdError
+from ebsd_core.errors import EbsdError, os_error_text
 from ebsd_core.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
@@ -980,8 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     except EbsdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # what the checks above cannot foresee (a disk that fills up, a path that vanishes)
-        print(f"error: {exc.filename2 or exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # what the checks above cannot foresee (a path that vanishes, a permission taken away)
+        print(f"error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

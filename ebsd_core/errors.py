@@ -38,3 +38,10 @@ class StoreError(EbsdError):
 
 class CancelledError(EbsdError):
     """A long job was cancelled by its caller."""
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for a file operation that failed: ``FILE: reason`` (``reason`` alone when it names no file)."""
+    where = exc.filename2 or exc.filename
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason

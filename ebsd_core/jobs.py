@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ebsd_core.atomic import atomic_path
-from ebsd_core.errors import CancelledError, EbsdError
+from ebsd_core.errors import CancelledError, EbsdError, os_error_text
 from ebsd_core.memory import release_freed_memory
 from ebsd_core.paths import fewshot_home
 
@@ -155,6 +155,8 @@ class JobManager:
                 self._update(job_id, status=CANCELLED, message=str(exc), finished=time.time())
             except EbsdError as exc:
                 self._update(job_id, status=FAILED, error=str(exc), finished=time.time())
+            except OSError as exc:  # a file that went away or a permission taken away: the user can act on it
+                self._update(job_id, status=FAILED, error=os_error_text(exc), finished=time.time())
             except Exception as exc:  # a bug: keep the trace in the job file, show one line
                 self._update(
                     job_id,

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.atomic import atomic_path
-from ebsd_core.errors import EbsdError
+from ebsd_core.errors import EbsdError, os_error_text
 from ebsd_core.jobs import JobManager, jobs_home
 from ebsd_core.paths import fewshot_home
 
@@ -218,7 +218,12 @@ def for_the_user(message: str) -> str:
 
 def show_error(exc: Exception) -> None:
     """One clear line for the user; never a traceback."""
-    text = str(exc) if isinstance(exc, EbsdError) else f"Unexpected problem: {exc.__class__.__name__}: {exc}"
+    if isinstance(exc, EbsdError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        text = os_error_text(exc)
+    else:
+        text = f"Unexpected problem: {exc.__class__.__name__}: {exc}"
     st.error(for_the_user(text))
 
 

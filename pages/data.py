@@ -51,10 +51,9 @@ with tab_upload:
                 show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
                 continue
             saved_as.add(safe_name(upload.name))
-            target = upload_to_session(upload)
             try:
-                source = opened_source(target)
-            except EbsdError as exc:
+                source = opened_source(upload_to_session(upload))
+            except EbsdError as exc:  # also a disk too full to keep the upload
                 show_error(exc)
                 continue
             for warning in source.warnings:

@@ -104,6 +104,33 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
         save_model(model, card, tmp_path / "store" / "m")
 
 
+def test_a_full_disk_is_named_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """A write that fails names no file ('[Errno 28] No space left on device'): the message names the one being
+    made, whatever wrote it (h5py gives the words only); a dataset larger than the free space is refused first."""
+    import errno
+    import shutil
+
+    from ebsd_core.cli import main
+    from ebsd_core.errors import InputError
+
+    target = tmp_path / "maps" / "map.ang"
+    for failure in (OSError(errno.ENOSPC, "No space left on device"), OSError("file write failed: 'File too large'")):
+        named = r"map.ang: could not be written \((No space|File too large).*free some"
+        with pytest.raises(InputError, match=named), atomic.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half a map")
+            raise failure
+        assert list(target.parent.iterdir()) == []
+    with pytest.raises(FileNotFoundError), atomic.atomic_path(target):  # reading another file: its own error
+        (tmp_path / "missing.ang").read_bytes()
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda folder: usage._replace(free=10_000))
+    out = tmp_path / "data.h5"
+    assert main(["simulate", "--phases", "ni,ni3al", "--per-class", "4", "--size", "64", "--out", str(out)]) == 2
+    assert f"data.h5: needs up to 33 kB and 10 kB are free in {tmp_path}: free some" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".data.h5*"))
+
+
 def test_leftovers_of_a_killed_save_are_ignored_then_removed(tmp_path):
     store = tmp_path / "store"
     leftover = store / ".m.abc123.part"

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from ebsd_core.jobs import CANCELLED, DONE, QUEUED, RUNNING, JobManager
+from ebsd_core.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobManager
 
 
 class _Finaliser:
@@ -68,3 +68,9 @@ def test_a_queued_job_is_cancelled_at_once_and_never_runs(tmp_path):
     assert manager.wait(first).status == DONE and manager.wait(second).status == CANCELLED
     time.sleep(0.1)  # the second's thread has taken its slot and let it go
     assert ran == [] and manager.get(second).message == "cancelled before it started"
+
+
+def test_a_job_that_meets_a_missing_file_says_which_not_internal_error(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    state = manager.wait(manager.submit("phasemap", "map", "a", lambda ctx: (tmp_path / "gone.h5").read_bytes()))
+    assert state.status == FAILED and state.error == f"{tmp_path / 'gone.h5'}: No such file or directory"

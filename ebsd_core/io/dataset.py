@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ebsd_core.atomic import atomic_path
+from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
 from ebsd_core.phases import space_group_symbol
 
@@ -125,8 +125,16 @@ def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Pa
 
 
 def write_dataset(dataset: Dataset, path: str | Path) -> Path:
-    """Write atomically: an interrupted write leaves nothing under ``path``."""
+    """Write atomically: an interrupted write leaves nothing under ``path``.
+
+    Raises
+    ------
+    InputError
+        Before writing, when the disk has less room than the patterns take uncompressed (HDF5 leaves a
+        file it could not finish in a state that fails again when it is closed).
+    """
     path = Path(path)
+    check_free_space(path, int(np.prod(dataset.patterns.shape)) * np.dtype(dataset.patterns.dtype).itemsize)
     n = len(dataset)
     rows, cols = dataset.patterns.shape[1:]
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
