@@ -55,10 +55,13 @@ def _simulate(args: argparse.Namespace) -> int:
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.phases import phase_from_cif
 
+    if args.classes and (args.phases or args.cif):
+        given = "--phases" if args.phases else "--cif"
+        raise EbsdError(f"--classes picks catalogue materials by space group and {given} names the materials: give one")
     extra = [phase_from_cif(p) for p in args.cif or []]
     dataset = simulate_dataset(
         per_class=args.per_class,
-        classes=None if args.phases or extra else args.classes,
+        classes=None if args.phases or extra else args.classes or "default",
         phases=_csv(args.phases) or ([] if not extra else None),
         holdout_materials=_csv(args.holdout_materials),
         size=args.size,
@@ -735,7 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="simulate a labelled dataset (HDF5)")
-    p.add_argument("--classes", default="default", help="'default' or space groups, e.g. 225,229 or Fm-3m,Im-3m")
+    p.add_argument(
+        "--classes", help="'default' (the six of Kaufmann et al.) or space groups, e.g. 225,229 or Fm-3m,Im-3m"
+    )
     p.add_argument("--phases", help="materials instead of classes, e.g. ni,ni3al (see 'phases')")
     p.add_argument("--cif", action="append", help="add a phase from a CIF file (repeatable)")
     p.add_argument("--holdout-materials", help="materials simulated as a held-out test split, e.g. cu,w")

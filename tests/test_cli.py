@@ -41,6 +41,13 @@ def test_holdout_materials(tiny_dataset):
     assert ds.class_counts()["Fm-3m"] == 24
 
 
+def test_simulate_takes_classes_or_materials_not_both(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    assert main(["simulate", "--classes", "225,229", "--phases", "ni,w", "--per-class", "2", "--out", str(out)]) == 2
+    assert "--classes picks catalogue materials by space group and --phases names" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_errors_are_one_line(tmp_path, capsys):
     assert main(["simulate", "--phases", "kryptonite", "--per-class", "2", "--out", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err
