@@ -311,16 +311,20 @@ def _simulate_map(args: argparse.Namespace) -> int:
 
     phases = _csv(args.phases)
     if args.layout:
+        voronoi = [name for name in ("shape", "grain_size", "step") if getattr(args, name) is not None]
+        if voronoi:
+            named = ", ".join("--" + name.replace("_", "-") for name in voronoi)
+            raise EbsdError(f"--layout takes the map's shape, grains and step from {args.layout}: leave out {named}")
         layout = layout_from_ang(args.layout, phases or None)
     else:
         if len(phases) < 2:
             raise EbsdError("--phases needs at least two phases, e.g. ni,ni3al (see 'phases')")
         layout = voronoi_layout(
             [get_material(p) for p in phases],
-            parse_shape(args.shape),
-            grain_size=args.grain_size,
+            parse_shape(args.shape or "100x100"),
+            grain_size=args.grain_size or 8.0,
             seed=args.seed,
-            step_um=args.step,
+            step_um=args.step or 1.0,
         )
     scan = simulate_scan(layout, size=args.size, seed=args.seed, progress=print_progress if args.verbose else None)
     write_dataset(scan, args.out)
@@ -845,16 +849,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")
     p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")
-    p.add_argument("--shape", default="100x100", help="ROWSxCOLS (ignored with --layout)")
+    p.add_argument("--shape", help="ROWSxCOLS of the Voronoi map (default 100x100)")
     p.add_argument("--layout", type=Path, help="take phases and orientations from a real map (.ang, .ctf, orix .h5)")
     p.add_argument(
         "--grain-size",
         type=number_within("grain size", 1, 1e6),
-        default=8.0,
-        help="mean grain diameter in points (Voronoi)",
+        help="mean grain diameter in points of the Voronoi map (default 8)",
     )
     p.add_argument(
-        "--step", type=number_within("step", 1e-4, 1e4), default=1.0, help="scan step in micrometres (Voronoi)"
+        "--step", type=number_within("step", 1e-4, 1e4), help="scan step of the Voronoi map in micrometres (default 1)"
     )
     p.add_argument(
         "--size",

@@ -69,4 +69,12 @@ def test_simulate_map_command(tmp_path, capsys):
     assert summary["nav_shape"] == [4, 5] and summary["patterns"] == 20
     source = open_patterns(out)
     assert source.nav_shape == (4, 5) and source.labelled
-    assert main(["simulate-map", "--phases", "ni", "--shape", "4x5", "--out", str(out)]) == 2
+    other = tmp_path / "other.h5"
+    assert main(["simulate-map", "--phases", "ni", "--shape", "4x5", "--out", str(other)]) == 2
+    assert "--phases needs at least two phases" in capsys.readouterr().err
+    # a real layout brings its own shape and step: the Voronoi options are refused, not ignored
+    layout = ["simulate-map", "--layout", "map.ang", "--shape", "4x5", "--step", "0.5", "--out", str(other)]
+    assert main(layout) == 2
+    assert "--layout takes the map's shape, grains and step from map.ang: leave out --shape, --step" in (
+        capsys.readouterr().err
+    )
