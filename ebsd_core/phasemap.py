@@ -270,6 +270,13 @@ def attach_orientations(
 
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
+    recorded = tuple(int(v) for v in source.nav_shape or ())
+    if nav_shape is not None and len(recorded) == 2 and tuple(int(v) for v in nav_shape) != recorded:
+        raise InputError(
+            f"the file records its map shape, {recorded[0]}x{recorded[1]}; the shape given, "
+            f"{'x'.join(str(int(v)) for v in nav_shape)}, would scramble it: leave it out",
+            source.path,
+        )
     shape = tuple(int(v) for v in (nav_shape or source.nav_shape or ()))
     if len(shape) == 1 and nav_shape is None and source.nav_shape is not None and len(source) > 1:
         raise InputError(

@@ -159,6 +159,8 @@ def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path
     assert "unknown export format" in capsys.readouterr().err
     assert main(args + ["--workers", "8", "--out", str(tmp_path / "map.ang")]) == 2  # not silently one process
     assert "--workers sizes the cluster that --scheduler local starts" in capsys.readouterr().err
+    assert main(args + ["--nav-shape", "10x8", "--out", str(tmp_path / "map.ang")]) == 2  # the file says 8x10
+    assert "records its map shape, 8x10; the shape given, 10x8, would scramble it" in capsys.readouterr().err
 
 
 def _angles_deg(a, b):
