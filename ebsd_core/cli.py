@@ -911,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
     p.add_argument("--index", type=int, help="which pattern of the input (default 0)")
     p.add_argument("--method", choices=["filters", "activations", "gradcam", "shap"], required=True)
-    p.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
+    p.add_argument("--target", type=int, help="gradcam, shap: the class index to explain (default: predicted)")
     p.add_argument("--layer", help="layer for activations / Grad-CAM (default: a middle / the last convolution)")
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
     p.add_argument("--shap-method", choices=["gradient", "deep"], help="shap: the explainer (default gradient)")
