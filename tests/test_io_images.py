@@ -119,6 +119,22 @@ def test_a_zip_header_beyond_the_first_bytes_is_read_from_the_whole_member(tmp_p
     assert len(source) == 8 and not source.warnings
 
 
+@pytest.mark.parametrize(
+    "name, space_group",
+    [
+        ("Fm-3m", 225),
+        ("225_ni", 225),
+        ("Fm3m ni", 225),
+        ("Ni3Al", 221),
+        ("NiAl", 221),
+        ("ferrite", 229),
+        ("225_w", 225),
+    ],
+)
+def test_class_folders_name_a_space_group_or_a_catalogue_material(name, space_group):
+    assert images.class_from_folder_name(name) == space_group
+
+
 def test_a_class_folder_of_a_zip_that_names_no_space_group_is_named_with_the_zip(tmp_path):
     root = _class_folder(tmp_path / "data")
     (root / "Fm-3m").rename(root / "thumbnails")

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ebsd_core.errors import InputError, PhaseError
-from ebsd_core.phases import parse_space_group
+from ebsd_core.phases import get_material, parse_space_group
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
 MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 pattern; larger declared sizes are refused as bombs
@@ -389,13 +389,20 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def class_from_folder_name(name: str) -> int:
-    """``"Fm-3m"``, ``"225"``, ``"225_ni"`` or ``"Fm-3m ni"`` -> 225."""
-    for token in [name, *name.replace("-", " - ").split()[:1], *name.replace("_", " ").split()]:
+    """``"Fm-3m"``, ``"225"``, ``"225_ni"``, ``"Fm-3m ni"`` or a catalogue material, ``"Ni"``, -> 225."""
+    tokens = [name, *name.replace("-", " - ").split()[:1], *name.replace("_", " ").split()]
+    for token in tokens:
         try:
             return parse_space_group(token)
         except PhaseError:
             continue
-    raise PhaseError(f"class folder {name!r} does not name a space group; name it like 'Fm-3m', '225' or '225_ni'")
+    for token in tokens:  # after the space groups: "225_w" is Fm-3m, whatever tungsten's group
+        with contextlib.suppress(PhaseError):
+            return get_material(token).space_group
+    raise PhaseError(
+        f"class folder {name!r} does not name a space group; name it like 'Fm-3m', '225', '225_ni' or after a "
+        "catalogue material ('ni3al'; see 'python -m ebsd_core phases')"
+    )
 
 
 def _names_space_group(name: str) -> bool:
