@@ -119,6 +119,9 @@ def test_phases_are_named_by_material_only_when_each_class_had_one(map_model):
 def test_map_shape_problems_are_named(map_model, map_scan_file):
     model, card = load_model(map_model)
     source = open_patterns(map_scan_file)
+    with pytest.raises(InputError, match="records its map shape, 8x10; the shape given, 10x8, would scramble it"):
+        map_scan(model, card, source, nav_shape=(10, 8))
+    source.nav_shape = None  # a file that records no shape takes the one given, when it fits
     with pytest.raises(InputError, match="does not match its 80 patterns"):
         map_scan(model, card, source, nav_shape=(7, 7))
     assert map_scan(model, card, source, nav_shape=(10, 8)).nav_shape == (10, 8)
