@@ -77,7 +77,10 @@ if method != "filters":
     if not sources:
         st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()
-    label = st.selectbox("Patterns from", list(sources))
+    names = list(sources)
+    # a pattern sent from the Phase map page is of its scan; a file just uploaded (first) comes before it
+    sent = next((i for i, name in enumerate(names) if sources[name] == st.session_state.get("explain_from")), 0)
+    label = st.selectbox("Patterns from", names, index=0 if upload is not None else sent)
     source_path = sources[label]
     try:
         count = len(opened_source(source_path))

@@ -302,6 +302,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         )
     if right.button("Explain this pattern", icon=":material/visibility:"):
         st.session_state.explain_index = point
+        st.session_state.explain_from = scan_path  # this scan's pattern, not that index of the session's dataset
         st.switch_page("pages/explain.py")
 
 

@@ -309,6 +309,20 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert not app.exception and not app.error and len(app.get("image")) >= 1
 
 
+def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, map_model, map_scan_file, tiny_dataset):
+    """Found on review: "Explain this pattern" opened that index of the session's dataset, listed first."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.session_state["map_scan"] = str(map_scan_file)
+    app.session_state["explain_index"], app.session_state["explain_from"] = 7, str(map_scan_file)
+    app.switch_page("pages/explain.py").run()
+    assert not app.exception
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"phase-map scan: {map_scan_file.name}"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 7
+
+
 def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
     """A scan picked by server path, mapped with the grain clean-up turned off on the page."""
     import shutil
