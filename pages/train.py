@@ -142,9 +142,11 @@ elif path is not None:
         )
         mode = st.radio("Initialisation", ["ImageNet transfer", "scratch", "both side by side"], horizontal=True)
         priors = {r["name"]: r for r in list_models() if r.get("prior")}
+        current = st.session_state.get("model_name")  # a prior just built here is the session's model
         start = st.selectbox(
             "Transfer starts from",
             ["ImageNet weights", *priors],
+            index=1 + list(priors).index(current) if current in priors else 0,
             help="An EBSD prior (build one below) instead of the ImageNet weights alone: better few-shot "
             "accuracy when the prior has not seen the phases of this dataset.",
         )

@@ -474,7 +474,8 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
 
     app.run()
     assert not app.exception and not app.error
-    next(s for s in app.selectbox if s.label == "Transfer starts from").set_value("duplex-prior")
+    # the prior just built is where transfer starts, unless the user chooses otherwise
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex-prior"
     next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
     next(n for n in app.number_input if n.label == "Epochs").set_value(1)
     next(t for t in app.text_input if t.label == "Model name prefix").set_value("from-prior")
