@@ -399,7 +399,6 @@ def _phasemap(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPLAIN_OPTIONS = ("input", "index", "target", "layer", "compare", "shap_method")
 EXPLAIN_OPTIONS_USED = {  # besides --model and --out
     "filters": {"compare"},
     "activations": {"input", "index", "layer"},
@@ -414,8 +413,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     if args.method != "filters" and args.input is None:
         raise EbsdError(f"--method {args.method} needs --input FILE and --index I")
-    unused = [option for option in EXPLAIN_OPTIONS if getattr(args, option) is not None]
-    unused = [option for option in unused if option not in EXPLAIN_OPTIONS_USED[args.method]]
+    options = set().union(*EXPLAIN_OPTIONS_USED.values()) - EXPLAIN_OPTIONS_USED[args.method]
+    unused = [option for option, value in vars(args).items() if option in options and value is not None]  # as parsed
     if unused:
         named = ", ".join("--" + option.replace("_", "-") for option in unused)
         them = "it" if len(unused) == 1 else "them"
