@@ -176,7 +176,8 @@ if path:
         c1.metric("Patterns", summary["patterns"])
         c2.metric("Pattern size", "x".join(map(str, summary["pattern_shape"][::-1])))
         c3.metric("Classes", len(summary["classes"]))
-        st.bar_chart(summary["class_counts"])
+        # sort=False: space-group order (Pm-3m 221 first), not alphabetical
+        st.bar_chart(summary["class_counts"], x_label="space group", y_label="patterns", sort=False)
         kinds = dataset.provenance.get("master_kinds")
         if kinds:
             described = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
@@ -186,9 +187,9 @@ if path:
             for i in range(len(dataset.classes))
             if (dataset.labels == i).any()
         ]
-        raw = take(dataset.patterns, np.sort(picks)).astype(np.float32)
+        raw = take(dataset.patterns, np.asarray(picks)).astype(np.float32)  # one per class, in space-group order
         corrected = preprocess(raw, PreprocessConfig(size=raw.shape[-1]), dataset.static_background)
-        titles = [dataset.class_symbols[dataset.labels[i]] for i in sorted(picks)]
+        titles = [dataset.class_symbols[dataset.labels[i]] for i in picks]
         st.caption("One pattern per class, as recorded (top) and after background correction (bottom).")
         st.plotly_chart(
             montage_figure(np.concatenate([raw, corrected]), titles + [f"{t} corrected" for t in titles], len(titles))

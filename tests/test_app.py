@@ -1,6 +1,7 @@
 """Dashboard tests with Streamlit's AppTest: every page renders, the demo runs end to end, bad input is explained."""
 
 import io
+import json
 import os
 import time
 import zipfile
@@ -141,6 +142,28 @@ def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monk
     dataset = read_dataset(app.session_state["dataset_path"])
     assert dataset.classes == [225, 229] and len(dataset.labels) == 6
     assert sorted(set(dataset.material)) == ["229_ferrite", "Fm-3m_ni"]
+
+
+def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch):
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    root = tmp_path / "root"
+    for name in ("Fm-3m_ni", "cscl"):  # by name Fm-3m (225) comes first, by space group CsCl's Pm-3m (221)
+        folder = root / "labelled" / name
+        folder.mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((24, 24), 40 * index, np.uint8)).save(folder / f"{index}.png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("labelled").run()
+    next(b for b in app.button if b.label == "Make a dataset of these labelled patterns").click().run()
+    assert not app.exception and not app.error
+    chart = next(e.proto for e in app.get("vega_lite_chart"))
+    assert json.loads(chart.spec)["encoding"]["x"]["sort"] is None  # drawn in the data's order
+    counts = convert_arrow_bytes_to_pandas_df(chart.datasets[0].data.data)
+    assert list(counts.iloc[:, 0]) == ["Pm-3m", "Fm-3m"]
+    montage = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert [a["text"] for a in montage["layout"]["annotations"]][:2] == ["Pm-3m", "Fm-3m"]
 
 
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
