@@ -251,7 +251,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise EbsdError(f"{args.data}: has no labels to evaluate against (use 'predict' instead)")
     missing = sorted(set(source.classes) - set(card.classes))
     if missing:
-        raise EbsdError(f"{args.data}: classes {missing} are not among the model's {card.classes}")
+        from ebsd_core.phases import space_group_symbol
+
+        def named(numbers: list[int]) -> str:
+            return ", ".join(f"{space_group_symbol(n)} ({n})" for n in numbers)
+
+        raise EbsdError(
+            f"{args.data}: holds patterns of {named(missing)}, which the model does not know (it knows "
+            f"{named(card.classes)}): evaluate it on data of its classes"
+        )
     labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
     if args.split != "all":
         keep = np.flatnonzero(source.split == args.split) if source.split is not None else []

@@ -88,7 +88,11 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
         return None
     dataset = read_dataset(path, lazy=True)
     if dataset.classes != card.classes:
-        raise InputError(f"its classes {dataset.class_symbols} differ from the model's", Path(path).name)
+        raise InputError(
+            f"its classes ({', '.join(dataset.class_symbols)}) differ from the model's "
+            f"({', '.join(card.class_symbols)}): the file has changed since the model was trained on it",
+            Path(path).name,
+        )
     split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
     index = np.sort(split.test)[:scanned]
     probabilities = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)

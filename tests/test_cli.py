@@ -69,6 +69,14 @@ def test_warnings_name_the_file_as_errors_do(tmp_path):
     assert json.loads(done.stdout)["patterns"] == 3
 
 
+def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
+    assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tiny_dataset}: holds patterns of Pm-3m (221), Pm-3n (223), Fd-3m (227), Ia-3d (230), which the "
+        "model does not know (it knows Fm-3m (225), Im-3m (229)): evaluate it on data of its classes"
+    )
+
+
 def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "models" / "too-many"
     assert main(["train", "--data", str(tiny_dataset), "--shots", "12", "--epochs", "1", "--out", str(out)]) == 2

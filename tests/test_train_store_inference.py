@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ebsd_core.cli import main
-from ebsd_core.errors import CancelledError, ModelError, StoreError
+from ebsd_core.errors import CancelledError, InputError, ModelError, StoreError
 from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
 from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset, write_dataset
@@ -423,3 +423,9 @@ def test_misclassified_test_patterns_are_the_test_splits_mistakes(tiny_dataset, 
     assert {bytes(p.tobytes()) for p in patterns} <= {bytes(p.tobytes()) for p in dataset.patterns[test]}
     card.training["dataset_path"] = str(tmp_path / "gone.h5")
     assert misclassified_test_patterns(model, card) is None
+    changed = dataset.subset(np.flatnonzero(dataset.labels < 2))  # the file now holds two of the six classes
+    changed.classes = [221, 223]
+    write_dataset(changed, tmp_path / "changed.h5")
+    card.training["dataset_path"] = str(tmp_path / "changed.h5")
+    with pytest.raises(InputError, match=r"classes \(Pm-3m, Pm-3n\) differ from the model's \(Pm-3m, Pm-3n, Fm-3m"):
+        misclassified_test_patterns(model, card)
