@@ -12,6 +12,7 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
+from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
 from pages.common import (
     cached_model,
@@ -68,6 +69,16 @@ cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
 
 def _score(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.3f}"
+
+
+def _scored_on(metrics: dict) -> str | None:
+    """How many patterns the accuracies rest on, and what one of them is worth: a 10-pattern test split moves by 0.1."""
+    parts = [
+        f"{counted(n, noun)} (each {1 / n:.3f} of the accuracy)"
+        for split, noun in (("test", "test pattern"), ("holdout", "held-out pattern"))
+        if (n := metrics.get(split, {}).get("patterns"))
+    ]
+    return f"Scored on {' and '.join(parts)}." if parts else None
 
 
 def add_model_section(expanded: bool) -> bool:
@@ -136,11 +147,8 @@ if "holdout" in card.metrics:
 start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...
 c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)
 c4.metric("Calibration error (ECE)", _score(test.get("ece")))
-if not test:
-    st.info(
-        f"{choice} was saved without test metrics (an older sweep model): score it with "
-        f"`python -m ebsd_core evaluate --model {default_store() / choice} --data DATASET.h5`."
-    )
+if scored := _scored_on(card.metrics):
+    st.caption(scored)
 
 histories = {choice: card.history}
 for other in compare:

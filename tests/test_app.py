@@ -100,6 +100,7 @@ def test_demo_end_to_end_shows_confusion_matrix(app):
     assert app.selectbox[0].value.startswith("demo-")
     charts = app.get("plotly_chart")
     assert any("predicted" in chart.proto.spec for chart in charts)
+    assert "Scored on 120 test patterns (each 0.008 of the accuracy)." in [c.value for c in app.caption]
 
 
 @pytest.mark.parametrize(
