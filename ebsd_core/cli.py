@@ -222,6 +222,12 @@ def _train(args: argparse.Namespace) -> int:
     check_shots(dataset.labels, dataset.split, dataset.classes, args.shots, args.data)  # names the file
     config = _train_config(args, args.shots, not args.scratch, args.seed, dataset.patterns.shape[1:])
     summary = train_evaluate_save(dataset, config, out, args.force, _epoch_printer, dataset_path=args.data)
+    if summary["test_accuracy"] is None:
+        log.warning(
+            "%s: no pattern was left to test on (the shots and the validation patterns took them all), so the "
+            "model has no test accuracy: add patterns or choose fewer shots to get one",
+            args.data,
+        )
     print(json.dumps(summary))
     return 0
 

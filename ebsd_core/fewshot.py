@@ -39,26 +39,31 @@ def check_shots(
     classes: Sequence[int],
     shots: int,
     path: str | Path | None = None,
+    tested: bool = False,
 ) -> None:
     """Refuse ``shots`` per class that the labelled patterns cannot give (before any training starts).
+
+    ``tested``: each class must also keep a pattern to test on (a few-shot curve scores every run).
 
     Raises
     ------
     InputError
         If fewer than two classes are labelled, or a class has fewer than ``shots + 1`` patterns of its
-        training materials (``split != "holdout"``): one more than the shots is kept to validate on.
+        training materials (``split != "holdout"``): one more than the shots is kept to validate on
+        (``shots + 2`` when ``tested``).
     """
     if shots < 1:
         raise InputError(f"shots per class must be at least 1, not {shots}", path)
     check_two_classes(labels, classes, path)
     labels = np.asarray(labels)
     seen = labels if split is None else labels[np.asarray(split) != "holdout"]
+    needed, why = (shots + 2, "two more to validate and test on") if tested else (shots + 1, "one more to validate on")
     for label in sorted({int(label) for label in labels if label >= 0}):
         count = int((seen == label).sum())
-        if count < shots + 1:
+        if count < needed:
             raise InputError(
                 f"class {space_group_symbol(classes[label])} has {counted(count, 'pattern')} of its training "
-                f"materials; {shots + 1} are needed for {counted(shots, 'shot')} per class (one more to validate on): "
+                f"materials; {needed} are needed for {counted(shots, 'shot')} per class ({why}): "
                 "choose fewer shots or add patterns",
                 path,
             )

@@ -128,7 +128,8 @@ def run_curve(
     if unknown:
         raise EbsdError(f"--modes: {', '.join(map(repr, unknown))} is not a mode; the modes are {', '.join(MODES)}")
     dataset = read_dataset(data)
-    check_shots(dataset.labels, dataset.split, dataset.classes, max(shots), data)  # before hours of training
+    # before hours of training; every run is scored, so each class keeps a pattern to test on
+    check_shots(dataset.labels, dataset.split, dataset.classes, max(shots), data, tested=True)
     _check_binning(also_binning, min(dataset.patterns.shape[1:]), data)
     curve_file = Path(out_dir) / "curve.json"
     data_settings = {"file": Path(data).name, "sha256": file_sha256(Path(data))}

@@ -141,7 +141,13 @@ except EbsdError as exc:
 
 test = card.metrics.get("test", {})
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Test accuracy (unseen orientations)", _score(test.get("accuracy")))
+c1.metric(
+    "Test accuracy (unseen orientations)",
+    "no test patterns" if test.get("patterns") == 0 else _score(test.get("accuracy")),
+    help="Every pattern went to training and validation: none was left to test on."
+    if test.get("patterns") == 0
+    else None,
+)
 if "holdout" in card.metrics:
     c2.metric("Held-out materials", _score(card.metrics["holdout"].get("accuracy")))
 start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...

@@ -222,6 +222,13 @@ elif path is not None:
             show_error(exc)
 
 
+def _tested(run: dict) -> str:
+    accuracy = run.get("test_accuracy")
+    if accuracy is None:  # every pattern of a class went to training and validation
+        return "no pattern was left to test on (add patterns or choose fewer shots to get a test accuracy)"
+    return f"test accuracy {accuracy:.3f}"
+
+
 @st.fragment(run_every=1.0)
 def job_panel(job_id: str) -> None:
     state = manager.get(job_id)
@@ -245,10 +252,7 @@ def job_panel(job_id: str) -> None:
         if state.status == "done":
             st.success("Finished: the model is in the store.")
             for run in state.result.get("runs", [state.result]):
-                st.write(
-                    f"**{run.get('run', run.get('model_name'))}**: test accuracy {run.get('test_accuracy', 0):.3f}, "
-                    f"{run.get('seconds')} s"
-                )
+                st.write(f"**{run.get('run', run.get('model_name'))}**: {_tested(run)}, {run.get('seconds')} s")
             if st.session_state.get("applied_job") != job_id:
                 st.session_state.applied_job = job_id
                 st.session_state.model_name = state.result.get("model_name")

@@ -209,6 +209,31 @@ def test_train_page_refuses_more_shots_than_the_dataset_has_before_any_job(app, 
     assert "train_job" not in app.session_state  # no job was started
 
 
+def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_path):
+    """Few real patterns: 3 shots of 4 per class leave one to validate on and none to test on."""
+    from ebsd_core.io.dataset import Dataset, write_dataset
+    from pages.common import job_manager
+
+    patterns = np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8)
+    data = tmp_path / "real.h5"
+    write_dataset(Dataset(patterns, np.repeat([0, 1], 4), [225, 229], np.repeat(["ni", "fe"], 4)), data)
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("3")
+    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("all-in")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception
+    assert any("no pattern was left to test on" in m.value for m in app.markdown), [m.value for m in app.markdown]
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "no test patterns"
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 

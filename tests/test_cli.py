@@ -77,6 +77,15 @@ def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_data
     )
 
 
+def test_train_on_every_pattern_warns_that_nothing_is_left_to_test(tiny_dataset, tmp_path, capsys, caplog):
+    seen = read_dataset(tiny_dataset)
+    shots = int(np.bincount(seen.labels[seen.split != "holdout"]).min()) - 1  # and one each to validate on
+    args = ["--data", str(tiny_dataset), "--shots", str(shots), "--epochs", "1", "--input-size", "32", "--views", "1"]
+    assert main(["train", *args, "--batch-size", "8", "--out", str(tmp_path / "m")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] is None
+    assert f"{tiny_dataset}: no pattern was left to test on" in caplog.text
+
+
 def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "models" / "too-many"
     assert main(["train", "--data", str(tiny_dataset), "--shots", "12", "--epochs", "1", "--out", str(out)]) == 2

@@ -29,6 +29,20 @@ def test_too_few_patterns_or_classes():
         few_shot_split(one, shots=1)
 
 
+def test_fewshot_curve_keeps_a_pattern_per_class_to_test_on(tiny_dataset, tmp_path, capsys):
+    """train may use every pattern (shots + 1 to validate on); a curve point needs a test score too."""
+    from ebsd_core.cli import main
+
+    seen = read_dataset(tiny_dataset)
+    per_class = int(np.bincount(seen.labels[seen.split != "holdout"]).min())
+    args = ["--data", str(tiny_dataset), "--shots", str(per_class - 1), "--seeds", "0", "--epochs", "1"]
+    assert main(["fewshot-curve", *args, "--out", str(tmp_path / "c")]) == 2
+    assert f"{per_class + 1} are needed for {per_class - 1} shots per class (two more to validate and test on)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "c").exists()
+
+
 def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_path, capsys):
     import json
 
