@@ -166,9 +166,10 @@ left, right = st.columns(2)
 left.plotly_chart(curves_figure(histories, "loss"))
 right.plotly_chart(curves_figure(histories, "accuracy"))
 
-if test.get("confusion_matrix"):
+scored_splits = [s for s in ("test", "holdout") if card.metrics.get(s, {}).get("confusion_matrix")]
+if scored_splits:  # a split without patterns (every one went to training) has no matrix
     normalise = st.toggle("Normalise confusion matrix by true class", value=True)
-    split = st.radio("Split", [s for s in ("test", "holdout") if s in card.metrics], horizontal=True)
+    split = st.radio("Split", scored_splits, horizontal=True)
     metrics = card.metrics[split]
     fig = confusion_figure(metrics["confusion_matrix"], metrics["classes"], normalise)
     st.plotly_chart(fig)

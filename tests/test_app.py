@@ -214,9 +214,11 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     from ebsd_core.io.dataset import Dataset, write_dataset
     from pages.common import job_manager
 
-    patterns = np.random.default_rng(0).integers(0, 255, (8, 16, 16), dtype=np.uint8)
+    patterns = np.random.default_rng(0).integers(0, 255, (12, 16, 16), dtype=np.uint8)
+    labels, material = np.repeat([0, 1, 0, 1], [4, 4, 2, 2]), np.repeat(["ni", "fe", "cu", "w"], [4, 4, 2, 2])
+    split = np.repeat(["train", "holdout"], [8, 4])  # and two patterns of another material per class
     data = tmp_path / "real.h5"
-    write_dataset(Dataset(patterns, np.repeat([0, 1], 4), [225, 229], np.repeat(["ni", "fe"], 4)), data)
+    write_dataset(Dataset(patterns, labels, [225, 229], material, split), data)
     app.session_state["dataset_path"] = str(data)
     app.switch_page("pages/train.py").run()
     next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("3")
@@ -232,6 +234,8 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "no test patterns"
+    assert next(r for r in app.radio if r.label == "Split").options == ["holdout"]  # its confusion matrix is shown
+    assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
 
 
 def test_upload_names_are_sanitised():
