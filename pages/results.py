@@ -192,8 +192,10 @@ if match:
 with st.expander("Misclassified test patterns"):
     try:
         model_dir = default_store() / choice
-        found = misclassified(str(model_dir), weights_mtime(model_dir))
-        if found is None:
+        found = None if test.get("patterns") == 0 else misclassified(str(model_dir), weights_mtime(model_dir))
+        if test.get("patterns") == 0:
+            st.info("No test patterns: every pattern of the training materials went to training and validation.")
+        elif found is None:
             st.info("The dataset this model was trained on is not available here.")
         elif len(found[0]) == 0:
             st.success("No misclassified patterns among the first 600 test patterns.")

@@ -233,6 +233,8 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     assert any("no pattern was left to test on" in m.value for m in app.markdown), [m.value for m in app.markdown]
     app.switch_page("pages/results.py").run()
     assert not app.exception
+    assert not app.error
+    assert any(i.value.startswith("No test patterns: every pattern") for i in app.info)  # none to look through
     assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "no test patterns"
     assert next(r for r in app.radio if r.label == "Split").options == ["holdout"]  # its confusion matrix is shown
     assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
