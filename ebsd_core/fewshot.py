@@ -69,6 +69,16 @@ def check_shots(
             )
 
 
+def suggested_shots(labels: np.ndarray, split: np.ndarray | None, preferred: int = 10) -> int:
+    """``preferred`` shots per class, or fewer when a class of the training materials (``split != "holdout"``)
+    has too few patterns to keep one to validate on and one to test on after them (never under 1)."""
+    labels = np.asarray(labels)
+    seen = labels if split is None else labels[np.asarray(split) != "holdout"]
+    counts = np.bincount(seen[seen >= 0]) if len(seen) else np.zeros(0, int)
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else preferred + 2
+    return max(1, min(preferred, smallest - 2))
+
+
 def few_shot_split(
     dataset: Dataset,
     shots: int,

@@ -8,7 +8,7 @@ import streamlit as st
 from ebsd_core.augment import AugmentConfig
 from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
-from ebsd_core.fewshot import check_shots
+from ebsd_core.fewshot import check_shots, suggested_shots
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED, QUEUED, RUNNING
 from ebsd_core.phases import CATALOGUE
@@ -40,20 +40,21 @@ st.title("Train")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def dataset_facts(path: str, modified: float) -> tuple[tuple[int, int], list[str]]:
-    """The dataset's pattern shape ((60, 60) when it cannot be read) and the catalogue materials it holds
-    (what an EBSD prior for it should leave out); read once per file version."""
+def dataset_facts(path: str, modified: float) -> tuple[tuple[int, int], list[str], int]:
+    """The dataset's pattern shape ((60, 60) when it cannot be read), the catalogue materials it holds
+    (what an EBSD prior for it should leave out) and the shots per class to offer; read once per file version."""
     try:
         source = open_patterns(path)
     except EbsdError:
-        return (60, 60), []
+        return (60, 60), [], 10
     found = source.material if source.material is not None else []
-    return tuple(source.pattern_shape), sorted({str(m) for m in found} & set(CATALOGUE))
+    shots = suggested_shots(source.labels, source.split) if source.labelled else 10
+    return tuple(source.pattern_shape), sorted({str(m) for m in found} & set(CATALOGUE)), shots
 
 
 def prior_form(path: Path) -> str | None:
     """The "Build an EBSD prior" expander; returns the job id when one was started."""
-    shape, materials = dataset_facts(str(path), path.stat().st_mtime)
+    shape, materials, _ = dataset_facts(str(path), path.stat().st_mtime)
     settings = settings_for(shape)
     minutes = minutes_on_two_cores(settings)
     with st.expander(f"Build an EBSD prior (about {minutes} minutes on a 2-core CPU)"):
@@ -97,6 +98,7 @@ if path is None and not job_id:
 elif path is not None:
     registry = describe_registry()
     names = [r["name"] for r in registry]
+    shape, _, shots_offered = dataset_facts(str(path), path.stat().st_mtime)
     with st.form("train"):
         backbone = st.selectbox(
             "Backbone",
@@ -111,12 +113,17 @@ elif path is not None:
             ),
         )
         c1, c2, c3 = st.columns(3)
-        shots_text = c1.text_input("Shots per class (one value or a sweep: 5,10,20)", "10")
+        shots_text = c1.text_input(
+            "Shots per class (one value or a sweep: 5,10,20)",
+            str(shots_offered),
+            help="Training patterns per class. Of the rest of each class, up to 10 validate (one at least) and the "
+            "others test: fewer than 10 are offered when a class of this dataset could not keep one of each.",
+        )
         epochs = c2.number_input("Epochs", 1, 200, 15)
         input_size = c3.select_slider(
             "Input size (px)",
             INPUT_SIZES,
-            value=input_size_for(dataset_facts(str(path), path.stat().st_mtime)[0]),
+            value=input_size_for(shape),
             help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
             "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
         )

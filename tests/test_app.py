@@ -221,7 +221,9 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     write_dataset(Dataset(patterns, labels, [225, 229], material, split), data)
     app.session_state["dataset_path"] = str(data)
     app.switch_page("pages/train.py").run()
-    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("3")
+    shots = next(t for t in app.text_input if t.label.startswith("Shots per class"))
+    assert shots.value == "2"  # 4 per class: 2 shots keep one to validate and one to test on
+    shots.set_value("3")
     next(n for n in app.number_input if n.label == "Epochs").set_value(1)
     next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
     next(t for t in app.text_input if t.label == "Model name prefix").set_value("all-in")

@@ -29,6 +29,17 @@ def test_too_few_patterns_or_classes():
         few_shot_split(one, shots=1)
 
 
+def test_suggested_shots_leave_a_pattern_to_validate_and_one_to_test():
+    from ebsd_core.fewshot import suggested_shots
+
+    assert suggested_shots(np.repeat([0, 1], [30, 40]), None) == 10
+    assert suggested_shots(np.repeat([0, 1], [4, 40]), None) == 2  # 2 shots, 1 to validate, 1 to test
+    assert suggested_shots(np.repeat([0, 1], [2, 2]), None) == 1  # nothing to test on, but it can train
+    held_out = np.repeat([0, 1, 0], [30, 30, 20])  # the held-out material's patterns are not the shots'
+    assert suggested_shots(held_out, np.repeat(["train", "holdout"], [60, 20])) == 10
+    assert suggested_shots(np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, -1]), None, preferred=20) == 3
+
+
 def test_fewshot_curve_keeps_a_pattern_per_class_to_test_on(tiny_dataset, tmp_path, capsys):
     """train may use every pattern (shots + 1 to validate on); a curve point needs a test score too."""
     from ebsd_core.cli import main
