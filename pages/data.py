@@ -45,7 +45,7 @@ with tab_upload:
     )
     uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
     if uploads:
-        rows, saved_as = [], set()
+        rows, saved_as, unchosen = [], set(), []
         for upload in uploads:
             if safe_name(upload.name) in saved_as:  # both would be saved in one file, and be told apart by nothing
                 show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
@@ -63,15 +63,22 @@ with tab_upload:
                 st.success(f"{upload.name}: {len(source)} labelled patterns, classes {symbols}")
                 rows.append((source, None))
             else:
-                choice = st.selectbox(
+                choice = st.selectbox(  # no default: a label left as it came would go unnoticed
                     f"Space group of {upload.name} ({counted(len(source), 'pattern')})",
-                    [f"{M3M_SPACE_GROUPS[sg]} ({sg})" for sg in M3M_SPACE_GROUPS],
-                    index=4,
+                    list(M3M_SPACE_GROUPS),
+                    index=None,
+                    format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+                    placeholder="choose its space group",
                     key=f"sg-{upload.name}",
                 )
-                rows.append((source, int(choice.split("(")[1].rstrip(")"))))
-        if rows and st.button("Use these as the dataset", type="primary"):
+                if choice is None:
+                    unchosen.append(upload.name)
+                else:
+                    rows.append((source, choice))
+        if (rows or unchosen) and st.button("Use these as the dataset", type="primary"):
             try:
+                if unchosen:
+                    raise InputError(f"choose the space group of {', '.join(unchosen)} first")
                 labelled = [s for s, sg in rows if sg is None]
                 scans = [(s, sg) for s, sg in rows if sg is not None]
                 if len(labelled) > 1 or (labelled and scans):

@@ -292,6 +292,30 @@ def test_two_uploads_of_one_name_at_once_are_explained(app):
     assert [s.label for s in app.selectbox] == ["Space group of pattern.png (1 pattern)"]
 
 
+def test_an_upload_is_labelled_only_with_the_space_group_chosen_for_it(app):
+    """No space group is preselected: one left as it came would have labelled the patterns unnoticed."""
+    from ebsd_core.io.dataset import read_dataset
+
+    def png(name, seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
+        return (name, buffer.getvalue(), "image/png")
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([png("ni.png", 1), png("ni3al.png", 2)]).run()
+    assert [s.value for s in app.selectbox] == [None, None]
+    app.selectbox[0].set_value(225).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["choose the space group of ni3al.png first"]
+    assert "dataset_path" not in app.session_state
+    app.selectbox[1].set_value(221).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception and not app.error
+    assert read_dataset(app.session_state["dataset_path"]).classes == [221, 225]
+
+
 def test_zip_without_class_folders_is_explained(tmp_path):
     from ebsd_core.errors import InputError
     from ebsd_core.io.readers import open_patterns

@@ -209,6 +209,9 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
     with dashboard_page(server, "Data") as page:
         page.locator("input[type=file]").first.set_input_files([str(f) for f in files], timeout=120_000)
         page.get_by_text("Space group of grain_b.png (1 pattern)").wait_for(timeout=60_000)
+        for index in range(2):  # no space group is preselected
+            page.get_by_test_id("stSelectbox").nth(index).click()
+            page.get_by_role("option", name="Fm-3m (225)").click()
         page.get_by_role("button", name="Use these as the dataset").click()
         message = page.get_by_text("patterns are 40x40, those of the first scan 32x32")
         message.wait_for(timeout=60_000)
