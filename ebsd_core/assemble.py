@@ -47,9 +47,23 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
     )
 
 
-def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
+#: Patterns taken from each single-phase scan by default: enough for 400 shots, validation and a test split, while a
+#: full scan (10^5-10^6 patterns) would take gigabytes of memory and disk for patterns no few-shot training uses.
+PER_SCAN = 1000
+
+
+def spread_over(count: int, most: int | None) -> np.ndarray:
+    """Indices of at most ``most`` patterns of ``count``, evenly spread over the scan (every grain it crosses
+    has its share); all of them when ``most`` is None or 0 or not smaller than ``count``."""
+    if not most or most >= count:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, most).round().astype(np.int64))
+
+
+def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int | None = PER_SCAN) -> Dataset:
     """One dataset of single-phase scans, each (source, space-group number); a scan's material is its file name.
 
+    ``per_scan``: at most this many patterns of each scan, spread evenly over it (None or 0: every pattern).
     A dataset holds one static background, and each scan brings its own: where a scan has one, its
     patterns are stored with it already subtracted (float32), as inference on that scan will see them.
 
@@ -65,7 +79,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
     shape = scans[0][0].pattern_shape
     backgrounds = [_own_background(source) for source, _ in scans]
     subtract = any(background is not None for background in backgrounds)
-    patterns, labels, materials = [], [], []
+    patterns, labels, materials, taken = [], [], [], []
     for (source, space_group), background in zip(scans, backgrounds):
         if source.labelled:
             raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", source.path)
@@ -76,7 +90,9 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
                 "pattern size, so use scans recorded with the same camera and binning",
                 source.path,
             )
-        block = source.batch(0, len(source))
+        chosen = spread_over(len(source), per_scan)
+        block = source.batch(0, len(source)) if len(chosen) == len(source) else source.take(chosen)
+        taken.append([len(chosen), len(source)])
         if subtract:
             block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)
@@ -93,9 +109,21 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]]) -> Dataset:
                 "files": [Path(source.path).name for source, _ in scans],
                 "space_groups": [int(space_group) for _, space_group in scans],
                 "static_background_subtracted": [background is not None for background in backgrounds],
+                "patterns_taken_of": taken,  # per scan: [taken, in the scan], spread evenly over it
             },
         )
     )
+
+
+def sampling_notes(dataset: Dataset) -> list[str]:
+    """``FILE: N of its M patterns ...`` for each scan of which only a part was taken (dataset_from_scans)."""
+    files = dataset.provenance.get("files", [])
+    taken = dataset.provenance.get("patterns_taken_of", [])
+    return [
+        f"{name}: {used:,} of its {total:,} patterns were taken, spread evenly over the scan"
+        for name, (used, total) in zip(files, taken)
+        if used < total
+    ]
 
 
 def _own_background(source: PatternSource) -> np.ndarray | None:

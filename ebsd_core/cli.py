@@ -78,17 +78,28 @@ def _simulate(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> int:
     import sys
 
-    from ebsd_core.assemble import SINGLE_PHASE_SCANS_CAUTION, dataset_from_labelled, dataset_from_scans
+    from ebsd_core.assemble import (
+        PER_SCAN,
+        SINGLE_PHASE_SCANS_CAUTION,
+        dataset_from_labelled,
+        dataset_from_scans,
+        sampling_notes,
+    )
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.io.readers import open_patterns
 
     if bool(args.scan) == bool(args.labelled):
         raise EbsdError("give either --labelled PATH or two or more --scan PATH=SPACEGROUP")
     if args.labelled:
+        if args.per_scan is not None:
+            raise EbsdError("--per-scan takes patterns of --scan files; a --labelled source is read whole")
         dataset = dataset_from_labelled(open_patterns(args.labelled, labelled=True))
     else:
         pairs = [_path_and_space_group(text, "--scan") for text in args.scan]
-        dataset = dataset_from_scans([(open_patterns(path), group) for path, group in pairs])
+        per_scan = PER_SCAN if args.per_scan is None else args.per_scan
+        dataset = dataset_from_scans([(open_patterns(path), group) for path, group in pairs], per_scan)
+        for note in sampling_notes(dataset):
+            log.warning("%s (--per-scan sets how many)", note)
         print(SINGLE_PHASE_SCANS_CAUTION, file=sys.stderr)
     write_dataset(dataset, args.out)
     print(json.dumps({"out": str(args.out), **dataset.summary()}))
@@ -780,6 +791,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--scan",
         action="append",
         help="a single-phase scan and its space group, PATH=SPACEGROUP (e.g. ni.up1=Fm-3m); repeat per scan",
+    )
+    p.add_argument(
+        "--per-scan",
+        type=whole_number_within("patterns per scan", 0, 100_000_000),
+        metavar="N",
+        help="with --scan: at most N patterns of each scan, spread evenly over it (default 1000, "
+        "ebsd_core.assemble.PER_SCAN: enough for 400 shots, validation and testing; 0: every pattern)",
     )
     p.add_argument("--out", type=Path, required=True, help="the dataset file to write, for train --data")
     p.add_argument("--force", action="store_true", help="replace an existing file")

@@ -8,6 +8,7 @@ from ebsd_core.assemble import (
     checked_dataset_file,
     dataset_from_labelled,
     dataset_from_scans,
+    sampling_notes,
 )
 from ebsd_core.datasets import simulate_dataset
 from ebsd_core.errors import EbsdError, InputError
@@ -94,6 +95,8 @@ with tab_upload:
                 set_active_dataset(path, f"upload: {uploads[0].name}{more}")
                 st.success("Dataset ready: go to **Train**.")
                 if scans:
+                    for note in sampling_notes(dataset):
+                        st.caption(f"{note}: enough for few-shot training.")
                     st.info(SINGLE_PHASE_SCANS_CAUTION)
             except EbsdError as exc:
                 show_error(exc)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ebsd_core.assemble import checked_dataset_file, dataset_from_labelled, dataset_from_scans
+from ebsd_core.assemble import checked_dataset_file, dataset_from_labelled, dataset_from_scans, sampling_notes
 from ebsd_core.cli import main
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, read_dataset, write_dataset
@@ -47,6 +47,33 @@ def test_single_phase_scans_make_one_dataset(two_scans):
     assert set(dataset.material) == {"ni_scan", "ferrite_scan"}
     assert (dataset.patterns[dataset.material == "ni_scan"] == ni).all()
     assert dataset.provenance["generator"] == "single-phase scans"
+
+
+def test_a_large_scan_gives_patterns_spread_over_it(two_scans, tmp_path, capsys, caplog):
+    """A full scan holds 10^5-10^6 patterns; few-shot training needs a few hundred, taken across every grain."""
+    ni_path, ferrite_path, ni, ferrite = two_scans
+    dataset = dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)], per_scan=4)
+    assert dataset.class_counts() == {"Fm-3m": 4, "Im-3m": 4}
+    assert (dataset.patterns[dataset.material == "ni_scan"] == ni[[0, 3, 6, 9]]).all()  # first to last
+    assert (dataset.patterns[dataset.material == "ferrite_scan"] == ferrite[[0, 3, 6, 9]]).all()
+    assert dataset.provenance["patterns_taken_of"] == [[4, 10], [4, 10]]
+    assert sampling_notes(dataset)[0] == "ni_scan.h5: 4 of its 10 patterns were taken, spread evenly over the scan"
+    scans = ["--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=Im-3m"]
+    assert main(["dataset", *scans, "--per-scan", "5", "--out", str(tmp_path / "five.h5")]) == 0
+    assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 5, "Im-3m": 5}
+    assert "ferrite_scan: 5 of its 10 patterns were taken, spread evenly over the scan (--per-scan" in caplog.text
+    assert main(["dataset", *scans, "--per-scan", "0", "--out", str(tmp_path / "all.h5")]) == 0
+    assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 10, "Im-3m": 10}
+    assert main(["dataset", "--labelled", str(ferrite_path), "--per-scan", "4", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "--per-scan takes patterns of --scan files" in capsys.readouterr().err
+
+
+def test_patterns_are_taken_in_runs_as_a_slice_would_give_them(two_scans):
+    ni_path, _, ni, _ = two_scans
+    source = open_patterns(ni_path)
+    for index in ([0], [9], [0, 1, 2, 9], [1, 5, 8], list(range(10))):
+        for window in (1, 3, 256):
+            assert (source.take(np.array(index), window) == ni[index]).all(), (index, window)
 
 
 def test_each_scan_keeps_its_own_static_background(two_scans, tmp_path):

@@ -68,6 +68,21 @@ class PatternSource:
                 self.path,
             ) from None
 
+    def take(self, index: np.ndarray, window: int = 256) -> np.ndarray:
+        """Patterns at ``index`` (increasing), read in runs: indices within ``window`` of each other are read
+        as one slice (one chunk of a compressed file is decompressed once, not once per pattern)."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), *self.pattern_shape), dtype=self.patterns.dtype)
+        first = 0
+        while first < len(index):
+            last = first
+            while last + 1 < len(index) and index[last + 1] - index[first] < window:
+                last += 1
+            block = self.batch(int(index[first]), int(index[last]) + 1)
+            out[first : last + 1] = block[index[first : last + 1] - index[first]]
+            first = last + 1
+        return out
+
     @property
     def labelled(self) -> bool:
         return self.labels is not None and self.classes is not None
