@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 from _common import OUT, ROOT, emit, parser
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report this process's peak
 CHILD = (
-    "import resource, sys; from ebsd_core.cli import main; code = main(sys.argv[1:]); "
-    "print(f'peak_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr); sys.exit(code)"
+    "import re, sys; from ebsd_core.cli import main; code = main(sys.argv[1:]); "
+    "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+    "print(f'peak_kb={hwm}', file=sys.stderr); sys.exit(code)"
 )
 
 

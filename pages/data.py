@@ -1,9 +1,12 @@
 """Data: upload or choose patterns, or simulate them; label single-phase scans; inspect."""
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
 from ebsd_core.assemble import (
+    PER_SCAN,
     SINGLE_PHASE_SCANS_CAUTION,
     checked_dataset_file,
     dataset_from_labelled,
@@ -35,6 +38,54 @@ enter_page()
 
 st.title("Data")
 UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES
+
+
+def explain_scans_dataset(dataset) -> None:
+    """What a dataset of single-phase scans took of each, and what such a dataset can teach a model."""
+    for note in sampling_notes(dataset):
+        st.caption(f"{note}: enough for few-shot training.")
+    st.info(SINGLE_PHASE_SCANS_CAUTION)
+
+
+def label_server_scan(path: Path, source) -> None:
+    """An unlabelled scan on the server: give it its space group and collect it for a dataset of such scans."""
+    st.caption(
+        "Unlabelled: map it on **Phase map**, or, when it holds one phase, give its space group and add it to the "
+        f"scans of a dataset (at most {PER_SCAN:,} patterns of each are taken, spread over it)."
+    )
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    choice = c1.selectbox(
+        f"Space group of {path.name}",
+        list(M3M_SPACE_GROUPS),
+        index=None,
+        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+        placeholder="choose its space group",
+        key=f"server-sg-{path}",
+    )
+    if c2.button("Add to the scans", disabled=choice is None, key="add_server_scan"):
+        st.session_state.setdefault("server_scans", {})[str(path)] = choice
+
+
+def server_scans_section() -> None:
+    """The single-phase server scans collected so far, and the dataset made of them."""
+    scans = st.session_state.get("server_scans", {})
+    if not scans:
+        return
+    st.write("Scans for a dataset: " + ", ".join(f"{Path(p).name} ({M3M_SPACE_GROUPS[sg]})" for p, sg in scans.items()))
+    c1, c2 = st.columns(2)
+    if c2.button("Clear the list", key="clear_server_scans"):
+        st.session_state.server_scans = {}
+        st.rerun()
+    if c1.button("Make a dataset of these scans", type="primary", key="server_scans_dataset"):
+        try:
+            with st.spinner("Reading the scans"):
+                dataset = dataset_from_scans([(opened_source(Path(p)), sg) for p, sg in scans.items()])
+                dataset_path = write_dataset(dataset, new_session_file("server-scans"))
+            set_active_dataset(dataset_path, f"server: {len(scans)} scans")
+            st.success("Dataset ready: go to **Train**.")
+            explain_scans_dataset(dataset)
+        except EbsdError as exc:
+            show_error(exc)
 
 
 tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"], key="data_tab", on_change="rerun")
@@ -95,9 +146,7 @@ with tab_upload:
                 set_active_dataset(path, f"upload: {uploads[0].name}{more}")
                 st.success("Dataset ready: go to **Train**.")
                 if scans:
-                    for note in sampling_notes(dataset):
-                        st.caption(f"{note}: enough for few-shot training.")
-                    st.info(SINGLE_PHASE_SCANS_CAUTION)
+                    explain_scans_dataset(dataset)
             except EbsdError as exc:
                 show_error(exc)
 
@@ -122,11 +171,10 @@ with tab_server:
                     set_active_dataset(dataset_path, f"server: {path.name}")
                     st.success("Dataset ready: go to **Train**.")
             else:
-                st.caption(
-                    "Unlabelled: map it on **Phase map**, or upload single-phase scans on **Upload** to label them."
-                )
+                label_server_scan(path, source)
         except EbsdError as exc:
             show_error(exc)
+    server_scans_section()
 
 with tab_simulate:
     groups = st.multiselect(

@@ -167,6 +167,34 @@ def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch)
     assert [a["text"] for a in montage["layout"]["annotations"]][:2] == ["Pm-3m", "Fm-3m"]
 
 
+def test_single_phase_scans_on_the_server_become_a_dataset(app, tmp_path, monkeypatch):
+    """Reference scans too large to upload: each gets its space group on the Server path tab."""
+    import kikuchipy as kp
+
+    from ebsd_core.io.dataset import read_dataset
+
+    root = tmp_path / "root"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("ni_ref", "ni3al_ref"):
+        kp.signals.EBSD(rng.integers(0, 255, (2, 3, 24, 24), dtype=np.uint8)).save(str(root / f"{name}.h5"))
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    for name, space_group in (("ni_ref.h5", 225), ("ni3al_ref.h5", 221)):
+        app.text_input[0].input(name).run()
+        add = next(b for b in app.button if b.label == "Add to the scans")
+        assert add.disabled  # until its space group is chosen
+        next(s for s in app.selectbox if s.label == f"Space group of {name}").set_value(space_group).run()
+        next(b for b in app.button if b.label == "Add to the scans").click().run()
+    assert not app.exception and not app.error
+    assert any("ni_ref.h5 (Fm-3m), ni3al_ref.h5 (Pm-3m)" in m.value for m in app.markdown)
+    next(b for b in app.button if b.label == "Make a dataset of these scans").click().run()
+    assert not app.exception and not app.error
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.classes == [221, 225] and dataset.class_counts() == {"Pm-3m": 6, "Fm-3m": 6}
+    assert sorted(set(dataset.material)) == ["ni3al_ref", "ni_ref"]
+
+
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
     import numpy as np
 
