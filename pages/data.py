@@ -47,21 +47,26 @@ def explain_scans_dataset(dataset) -> None:
     st.info(SINGLE_PHASE_SCANS_CAUTION)
 
 
-def label_server_scan(path: Path, source) -> None:
+def space_group_choice(label: str, key: str, where=st) -> int | None:
+    """A single-phase scan's space group; none is preselected, as a label left as it came would go unnoticed."""
+    return where.selectbox(
+        label,
+        list(M3M_SPACE_GROUPS),
+        index=None,
+        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+        placeholder="choose its space group",
+        key=key,
+    )
+
+
+def label_server_scan(path: Path) -> None:
     """An unlabelled scan on the server: give it its space group and collect it for a dataset of such scans."""
     st.caption(
         "Unlabelled: map it on **Phase map**, or, when it holds one phase, give its space group and add it to the "
         f"scans of a dataset (at most {PER_SCAN:,} patterns of each are taken, spread over it)."
     )
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    choice = c1.selectbox(
-        f"Space group of {path.name}",
-        list(M3M_SPACE_GROUPS),
-        index=None,
-        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
-        placeholder="choose its space group",
-        key=f"server-sg-{path}",
-    )
+    choice = space_group_choice(f"Space group of {path.name}", f"server-sg-{path}", c1)
     if c2.button("Add to the scans", disabled=choice is None, key="add_server_scan"):
         st.session_state.setdefault("server_scans", {})[str(path)] = choice
 
@@ -115,13 +120,8 @@ with tab_upload:
                 st.success(f"{upload.name}: {len(source)} labelled patterns, classes {symbols}")
                 rows.append((source, None))
             else:
-                choice = st.selectbox(  # no default: a label left as it came would go unnoticed
-                    f"Space group of {upload.name} ({counted(len(source), 'pattern')})",
-                    list(M3M_SPACE_GROUPS),
-                    index=None,
-                    format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
-                    placeholder="choose its space group",
-                    key=f"sg-{upload.name}",
+                choice = space_group_choice(
+                    f"Space group of {upload.name} ({counted(len(source), 'pattern')})", f"sg-{upload.name}"
                 )
                 if choice is None:
                     unchosen.append(upload.name)
@@ -171,7 +171,7 @@ with tab_server:
                     set_active_dataset(dataset_path, f"server: {path.name}")
                     st.success("Dataset ready: go to **Train**.")
             else:
-                label_server_scan(path, source)
+                label_server_scan(path)
         except EbsdError as exc:
             show_error(exc)
     server_scans_section()
