@@ -52,12 +52,22 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
 PER_SCAN = 1000
 
 
-def spread_over(count: int, most: int | None) -> np.ndarray:
-    """Indices of at most ``most`` patterns of ``count``, evenly spread over the scan (every grain it crosses
-    has its share); all of them when ``most`` is None or 0 or not smaller than ``count``."""
+def spread_over(count: int, most: int | None, nav_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Indices (increasing) of at most ``most`` of a scan's ``count`` patterns, spread evenly over it: on a grid of
+    rows and columns over a map of ``nav_shape`` (evenly spaced flat indices would fall on a few columns of it),
+    otherwise along the scan; all of them when ``most`` is None or 0 or not smaller than ``count``."""
     if not most or most >= count:
         return np.arange(count)
-    return np.unique(np.linspace(0, count - 1, most).round().astype(np.int64))
+
+    def centres(length: int, taken: int) -> np.ndarray:  # the middle of each of ``taken`` equal parts
+        return np.unique(((np.arange(taken) + 0.5) * length / taken).astype(np.int64))
+
+    if nav_shape is not None and len(nav_shape) == 2 and nav_shape[0] * nav_shape[1] == count:
+        rows, cols = nav_shape
+        taken_rows = max(1, min(rows, most, round(np.sqrt(most * rows / cols))))
+        taken_cols = max(1, min(cols, most // taken_rows))
+        return (centres(rows, taken_rows)[:, None] * cols + centres(cols, taken_cols)[None, :]).ravel()
+    return centres(count, most)
 
 
 def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int | None = PER_SCAN) -> Dataset:
@@ -90,7 +100,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
                 "pattern size, so use scans recorded with the same camera and binning",
                 source.path,
             )
-        chosen = spread_over(len(source), per_scan)
+        chosen = spread_over(len(source), per_scan, source.nav_shape)
         block = source.batch(0, len(source)) if len(chosen) == len(source) else source.take(chosen)
         taken.append([len(chosen), len(source)])
         if subtract:

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ebsd_core.assemble import checked_dataset_file, dataset_from_labelled, dataset_from_scans, sampling_notes
+from ebsd_core.assemble import (
+    checked_dataset_file,
+    dataset_from_labelled,
+    dataset_from_scans,
+    sampling_notes,
+    spread_over,
+)
 from ebsd_core.cli import main
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, read_dataset, write_dataset
@@ -54,8 +60,8 @@ def test_a_large_scan_gives_patterns_spread_over_it(two_scans, tmp_path, capsys,
     ni_path, ferrite_path, ni, ferrite = two_scans
     dataset = dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)], per_scan=4)
     assert dataset.class_counts() == {"Fm-3m": 4, "Im-3m": 4}
-    assert (dataset.patterns[dataset.material == "ni_scan"] == ni[[0, 3, 6, 9]]).all()  # first to last
-    assert (dataset.patterns[dataset.material == "ferrite_scan"] == ferrite[[0, 3, 6, 9]]).all()
+    assert (dataset.patterns[dataset.material == "ni_scan"] == ni[[5, 6, 8, 9]]).all()  # a 2x5 map: row 1, 4 columns
+    assert (dataset.patterns[dataset.material == "ferrite_scan"] == ferrite[[1, 3, 6, 8]]).all()  # images: in order
     assert dataset.provenance["patterns_taken_of"] == [[4, 10], [4, 10]]
     assert sampling_notes(dataset)[0] == "ni_scan.h5: 4 of its 10 patterns were taken, spread evenly over the scan"
     scans = ["--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=Im-3m"]
@@ -66,6 +72,17 @@ def test_a_large_scan_gives_patterns_spread_over_it(two_scans, tmp_path, capsys,
     assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 10, "Im-3m": 10}
     assert main(["dataset", "--labelled", str(ferrite_path), "--per-scan", "4", "--out", str(tmp_path / "x.h5")]) == 2
     assert "--per-scan takes patterns of --scan files" in capsys.readouterr().err
+
+
+def test_patterns_taken_of_a_map_cover_its_rows_and_columns():
+    taken = spread_over(500 * 500, 1000, (500, 500))
+    assert 900 <= len(taken) <= 1000 and (np.diff(taken) > 0).all()
+    # evenly spaced flat indices would have fallen on 2 of the 500 columns
+    assert len(np.unique(taken % 500)) >= 30 and len(np.unique(taken // 500)) >= 30
+    for count, most, nav_shape in ((5000, 1000, (5000, 1)), (5000, 1000, (1, 5000)), (7, 3, None), (6, 5, (2, 3))):
+        taken = spread_over(count, most, nav_shape)
+        assert 0 < len(taken) <= most and taken.max() < count and (np.diff(taken) > 0).all()
+    assert list(spread_over(10, 0)) == list(range(10)) == list(spread_over(10, 10))
 
 
 def test_patterns_are_taken_in_runs_as_a_slice_would_give_them(two_scans):
