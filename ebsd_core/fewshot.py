@@ -55,8 +55,7 @@ def check_shots(
     if shots < 1:
         raise InputError(f"shots per class must be at least 1, not {shots}", path)
     check_two_classes(labels, classes, path)
-    labels = np.asarray(labels)
-    seen = labels if split is None else labels[np.asarray(split) != "holdout"]
+    labels, seen = np.asarray(labels), _training_materials(labels, split)
     needed, why = (shots + 2, "two more to validate and test on") if tested else (shots + 1, "one more to validate on")
     for label in sorted({int(label) for label in labels if label >= 0}):
         count = int((seen == label).sum())
@@ -69,11 +68,16 @@ def check_shots(
             )
 
 
+def _training_materials(labels: np.ndarray, split: np.ndarray | None) -> np.ndarray:
+    """The labels of the patterns shots can be drawn from: all but the held-out materials'."""
+    labels = np.asarray(labels)
+    return labels if split is None else labels[np.asarray(split) != "holdout"]
+
+
 def suggested_shots(labels: np.ndarray, split: np.ndarray | None, preferred: int = 10) -> int:
     """``preferred`` shots per class, or fewer when a class of the training materials (``split != "holdout"``)
     has too few patterns to keep one to validate on and one to test on after them (never under 1)."""
-    labels = np.asarray(labels)
-    seen = labels if split is None else labels[np.asarray(split) != "holdout"]
+    seen = _training_materials(labels, split)
     counts = np.bincount(seen[seen >= 0]) if len(seen) else np.zeros(0, int)
     smallest = int(counts[counts > 0].min()) if (counts > 0).any() else preferred + 2
     return max(1, min(preferred, smallest - 2))
