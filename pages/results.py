@@ -140,13 +140,12 @@ except EbsdError as exc:
     st.stop()
 
 test = card.metrics.get("test", {})
+untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
 c1, c2, c3, c4 = st.columns(4)
 c1.metric(
     "Test accuracy (unseen orientations)",
-    "no test patterns" if test.get("patterns") == 0 else _score(test.get("accuracy")),
-    help="Every pattern went to training and validation: none was left to test on."
-    if test.get("patterns") == 0
-    else None,
+    "no test patterns" if untested else _score(test.get("accuracy")),
+    help="Every pattern went to training and validation: none was left to test on." if untested else None,
 )
 if "holdout" in card.metrics:
     c2.metric("Held-out materials", _score(card.metrics["holdout"].get("accuracy")))
@@ -155,6 +154,11 @@ c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if
 c4.metric("Calibration error (ECE)", _score(test.get("ece")))
 if scored := _scored_on(card.metrics):
     st.caption(scored)
+if not test:
+    st.info(
+        f"{choice} was saved without test metrics (an older sweep model): score it with "
+        f"`python -m ebsd_core evaluate --model {default_store() / choice} --data DATASET.h5`."
+    )
 
 histories = {choice: card.history}
 for other in compare:
@@ -192,8 +196,8 @@ if match:
 with st.expander("Misclassified test patterns"):
     try:
         model_dir = default_store() / choice
-        found = None if test.get("patterns") == 0 else misclassified(str(model_dir), weights_mtime(model_dir))
-        if test.get("patterns") == 0:
+        found = None if untested else misclassified(str(model_dir), weights_mtime(model_dir))
+        if untested:
             st.info("No test patterns: every pattern of the training materials went to training and validation.")
         elif found is None:
             st.info("The dataset this model was trained on is not available here.")

@@ -231,7 +231,7 @@ elif path is not None:
 
 def _tested(run: dict) -> str:
     accuracy = run.get("test_accuracy")
-    if accuracy is None:  # every pattern of a class went to training and validation
+    if accuracy is None:  # the shots and the validation took every pattern of the training materials
         return "no pattern was left to test on (add patterns or choose fewer shots to get a test accuracy)"
     return f"test accuracy {accuracy:.3f}"
 

@@ -52,6 +52,19 @@ def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_pa
     assert "Model: **duplex**" in [c.value for c in app.sidebar.caption]
 
 
+def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model, tmp_path):
+    """An older sweep model: its card has no metrics, and the Results page says which command scores it."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "old-sweep")
+    card_file = tmp_path / "store" / "old-sweep" / "model.json"
+    card_file.write_text(json.dumps({**json.loads(card_file.read_text()), "metrics": {}}))
+    app.switch_page("pages/results.py").run()
+    assert not app.exception and not app.error
+    assert any("old-sweep was saved without test metrics" in i.value for i in app.info)
+    assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "not recorded"
+
+
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
     import shutil
 
