@@ -209,6 +209,19 @@ class JobManager:
             if self._jobs[job_id].status == QUEUED:
                 self._update(job_id, status=CANCELLED, message="cancelled before it started", finished=time.time())
 
+    def jobs_ahead(self, job_id: str) -> tuple[int, int]:
+        """For a queued job: how many jobs of any owner are running, and how many were queued before it.
+
+        Both are (0, 0) once the job runs or ends. Queued jobs take the free slot in about the order they came."""
+        with self._lock:
+            state = self._jobs.get(job_id)
+            if state is None or state.status != QUEUED:
+                return 0, 0
+            others = [s for s in self._jobs.values() if s.id != job_id]
+            running = sum(s.status == RUNNING for s in others)
+            earlier = sum(s.status == QUEUED and s.created <= state.created for s in others)
+            return running, earlier
+
     def wait(self, job_id: str, timeout: float = 600.0) -> JobState:
         deadline = time.time() + timeout
         while time.time() < deadline:

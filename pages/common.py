@@ -17,8 +17,9 @@ import streamlit as st
 
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError, os_error_text
-from ebsd_core.jobs import JobManager, jobs_home
+from ebsd_core.jobs import QUEUED, JobManager, jobs_home
 from ebsd_core.paths import fewshot_home
+from ebsd_core.wording import counted
 
 # what the uploaders take: every format the engine reads patterns from (ebsd_core.io.readers)
 SCAN_FILE_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
@@ -29,6 +30,23 @@ IMAGE_FILE_TYPES = ["png", "tif", "tiff", "bmp", "jpg", "jpeg"]
 def job_manager() -> JobManager:
     """One queue per server process: jobs survive reloads and page switches."""
     return JobManager(jobs_home(), max_concurrent=1)
+
+
+def queue_note(job_id: str) -> str | None:
+    """What a queued job waits for, in words (the queue is shared by everyone on this server); None once it runs."""
+    manager = job_manager()
+    state = manager.get(job_id)
+    if state is None or state.status != QUEUED:
+        return None
+    running, earlier = manager.jobs_ahead(job_id)
+    ahead = [f"{counted(running, 'job')} {'is' if running == 1 else 'are'} running"] if running else []
+    ahead += [f"{counted(earlier, 'job')} {'was' if earlier == 1 else 'were'} queued before it"] if earlier else []
+    if not ahead:
+        return "Queued: starting."
+    return (
+        f"Queued: the compute device runs one job at a time, and {' and '.join(ahead)}. "
+        "It starts by itself; you can leave this page."
+    )
 
 
 def _secret_section(name: str) -> dict:

@@ -25,6 +25,7 @@ from pages.common import (
     job_manager,
     new_session_file,
     opened_source,
+    queue_note,
     select_model,
     server_path_input,
     session_dir,
@@ -210,6 +211,9 @@ def job_progress(job_id: str) -> None:
                 st.session_state.map_job = manager.restart(job_id, _map_function(state.params))
                 st.rerun()
         return
+    note = queue_note(job_id)
+    if note:
+        st.info(note)
     st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
     if st.button("Cancel", key="cancel_map"):
         manager.cancel(job_id)

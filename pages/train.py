@@ -25,6 +25,7 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    queue_note,
     renew_default_name,
     session_id,
     set_active_dataset,
@@ -243,8 +244,9 @@ def job_panel(job_id: str) -> None:
         st.warning("This job is not known to this session.")
         return
     st.subheader(state.title)
-    if state.status == QUEUED:
-        st.info("Queued: another job is using the compute device.")
+    note = queue_note(job_id)
+    if note:
+        st.info(note)
     st.progress(min(1.0, state.progress), state.message or state.status)
     histories: dict[str, list] = {}
     for event in state.events:

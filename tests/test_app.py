@@ -386,6 +386,29 @@ def test_sessions_do_not_share_datasets_or_jobs(app, tmp_path):
     assert job_manager().jobs_of(second.session_state["session_id"]) == []
 
 
+def test_a_queued_job_says_what_it_waits_for(app):
+    """A class clicking the demo at once: the second student's page says one job runs before theirs."""
+    import threading
+
+    from pages.common import job_manager
+
+    release = threading.Event()
+    other = job_manager().submit("demo", "another student's demo", "someone else", lambda ctx: release.wait(60) and {})
+    try:
+        while job_manager().get(other).status != "running":
+            time.sleep(0.01)
+        app.run()
+        mine = job_manager().submit("demo", "Demo: simulate + train", app.session_state["session_id"], lambda ctx: {})
+        app.session_state["train_job"] = mine
+        app.switch_page("pages/train.py").run()
+        assert not app.exception
+        assert any("1 job is running. It starts by itself" in i.value for i in app.info)
+        assert "another student" not in str([i.value for i in app.info])  # nothing of the other job is shown
+    finally:
+        release.set()
+    assert job_manager().wait(other).status == job_manager().wait(mine).status == "done"
+
+
 def test_phase_map_demo_end_to_end(app, monkeypatch):
     """The demo map trains a model, simulates a scan, maps it; the page shows maps, accuracy and exports."""
     from ebsd_core import workflows

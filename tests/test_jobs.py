@@ -70,6 +70,24 @@ def test_a_queued_job_is_cancelled_at_once_and_never_runs(tmp_path):
     assert ran == [] and manager.get(second).message == "cancelled before it started"
 
 
+def test_a_queued_job_knows_what_runs_and_waits_before_it(tmp_path):
+    """A class running the demo at once queues on one device: each student's page says what is ahead of theirs."""
+    manager = JobManager(tmp_path / "jobs")
+    release = threading.Event()
+    first = manager.submit("demo", "first", "a", lambda ctx: release.wait(30) and {})
+    while manager.get(first).status != RUNNING:
+        time.sleep(0.01)
+    second = manager.submit("demo", "second", "b", lambda ctx: {})
+    third = manager.submit("demo", "third", "c", lambda ctx: {})
+    assert manager.jobs_ahead(second) == (1, 0)
+    assert manager.jobs_ahead(third) == (1, 1)
+    assert manager.jobs_ahead(first) == (0, 0)  # running: nothing ahead
+    manager.cancel(second)
+    assert manager.jobs_ahead(third) == (1, 0)  # a cancelled job no longer waits
+    release.set()
+    assert manager.wait(third).status == DONE and manager.jobs_ahead(third) == (0, 0)
+
+
 def test_a_job_that_meets_a_missing_file_says_which_not_internal_error(tmp_path):
     manager = JobManager(tmp_path / "jobs")
     state = manager.wait(manager.submit("phasemap", "map", "a", lambda ctx: (tmp_path / "gone.h5").read_bytes()))
