@@ -4,17 +4,23 @@ Browser sessions have no reliable "ended" signal, so a session's private
 folder (uploads, datasets, maps) ages out: it is removed once nothing in it was
 touched for ``max_age_hours``. Temporary ``.part`` folders and files that a
 killed process left in the model store are removed once they are an hour old
-(a live save finishes in seconds).
+(a live save finishes in seconds). The models that a removed session's demos
+trained go with it, out of the store's listing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
+from ebsd_core.errors import StoreError
+from ebsd_core.jobs import DONE, jobs_home
 from ebsd_core.paths import fewshot_home
+from ebsd_core.store import delete_model
 
 log = logging.getLogger(__name__)
 SESSION_MAX_AGE_HOURS = 24.0
@@ -58,3 +64,33 @@ def cleanup_partial_saves(store: Path, max_age_s: float = STALE_PART_SECONDS) ->
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
+
+
+def retire_demo_models(sessions: Iterable[str], home: Path | None = None, store: Path | None = None) -> list[str]:
+    """Move the models that the demos of these removed sessions trained out of the store's listing.
+
+    Every click on a demo trains and saves a model for whoever clicked (``demo-<job>``, ``demo-map-...-<job>``);
+    on a server a class uses, they would fill everyone's model pickers. With their session gone nobody is
+    looking at them, and one click makes such a model again. They move to the store's ``.deleted/`` folder
+    (:func:`ebsd_core.store.delete_model`), never erased. Returns the names moved."""
+    owners = set(sessions)
+    jobs = jobs_home() if home is None else home / "jobs"
+    if not owners or not jobs.is_dir():
+        return []
+    retired = []
+    for path in jobs.glob("*.json"):
+        try:
+            state = json.loads(path.read_text())
+            name = str(state.get("result", {}).get("model_name") or "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        demo_model = name.startswith("demo-") and name.endswith(f"-{state.get('id')}")
+        if state.get("owner") in owners and state.get("status") == DONE and demo_model:
+            try:
+                delete_model(name, store)
+            except (StoreError, OSError):  # deleted already, or never saved
+                continue
+            retired.append(name)
+    if retired:
+        log.info("moved %d demo model(s) of removed sessions to .deleted/", len(retired))
+    return retired

@@ -156,11 +156,11 @@ def new_session_file(stem: str, suffix: str = ".h5") -> Path:
 
 @st.cache_resource(ttl=3600, show_spinner=False)
 def housekeeping() -> float:
-    """At most hourly per server process: remove idle sessions' files and stale partial saves."""
-    from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions
+    """At most hourly per server process: remove idle sessions' files and demo models, and stale partial saves."""
+    from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
     from ebsd_core.store import default_store
 
-    cleanup_sessions()
+    retire_demo_models(cleanup_sessions())
     cleanup_partial_saves(default_store())
     return time.time()
 

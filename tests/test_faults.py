@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from ebsd_core import atomic
 from ebsd_core.errors import StoreError
-from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions
+from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
 from ebsd_core.jobs import FAILED, JobManager
 from ebsd_core.store import list_models, save_model
 from ebsd_core.train import TrainConfig
@@ -154,3 +154,28 @@ def test_idle_sessions_age_out(tmp_path):
         os.utime(path, (old, old))
     assert cleanup_sessions(tmp_path, max_age_hours=24) == ["idle"]
     assert active.exists() and not idle.exists()
+
+
+def test_demo_models_go_with_their_session(tmp_path, map_model):
+    """A class clicks the demo 30 times: once their sessions age out, the pickers show the lab's own models again."""
+    import shutil
+
+    home, store = tmp_path / "home", tmp_path / "store"
+    manager = JobManager(home / "jobs")
+
+    def saves(name: str) -> dict:
+        shutil.copytree(map_model, store / name)
+        return {"model_name": name}
+
+    gone = manager.wait(manager.submit("demo", "Demo", "idle", lambda ctx: saves(f"demo-{ctx.job_id}")))
+    gone_map = manager.wait(
+        manager.submit("phasemap", "Demo map", "idle", lambda ctx: saves(f"demo-map-ni-{ctx.job_id}"))
+    )
+    kept = manager.wait(manager.submit("demo", "Demo", "active", lambda ctx: saves(f"demo-{ctx.job_id}")))
+    manager.wait(manager.submit("train", "Train", "idle", lambda ctx: saves("demo-ni")))  # a user's own, named demo-
+    assert sorted(retire_demo_models(["idle"], home, store)) == sorted(
+        [f"demo-{gone.id}", f"demo-map-ni-{gone_map.id}"]
+    )
+    assert {m["name"] for m in list_models(store)} == {f"demo-{kept.id}", "demo-ni"}
+    assert len(list((store / ".deleted").iterdir())) == 2  # moved, not erased
+    assert retire_demo_models(["idle"], home, store) == []  # moved already
