@@ -5,6 +5,7 @@ Pages only lay out widgets and call ebsd_core; everything long runs as a job.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -125,12 +126,33 @@ def renew_default_name(prefix: str) -> None:
     st.session_state.pop(f"default_name_{prefix}", None)
 
 
-def session_id() -> str:
-    """This browser session's private id, kept in the URL so that a reload finds its data and jobs again.
+def login_identity() -> str | None:
+    """With an identity provider (``[auth]``): a private id for the logged-in person, from the provider's issuer
+    and subject, so that their uploads, datasets and jobs follow them to any browser. None otherwise."""
+    if not _secret_section("auth") or not st.user.is_logged_in:
+        return None
+    subject = st.user.get("sub") or st.user.get("email")
+    if not subject:
+        return None
+    return hashlib.sha256(f"{st.user.get('iss', '')}\n{subject}".encode()).hexdigest()[:32]
 
-    The id is a random 128-bit token: knowing it is what grants access, as with a
+
+def session_id() -> str:
+    """This browser session's private id: the login's (:func:`login_identity`) with an identity provider;
+    otherwise kept in the URL so that a reload finds its data and jobs again.
+
+    The URL's id is a random 128-bit token: knowing it is what grants access, as with a
     private link.
     """
+    identity = login_identity()
+    if identity is not None:
+        if st.session_state.get("session_id") != identity:  # another person logged in at this browser tab
+            for key in list(st.session_state):
+                del st.session_state[key]  # nothing of the previous one's work stays in view
+            st.session_state.session_id = identity
+        if "sid" in st.query_params:
+            del st.query_params["sid"]
+        return identity
     if "session_id" not in st.session_state:
         from_url = st.query_params.get("sid", "")
         valid = len(from_url) == 32 and all(c in "0123456789abcdef" for c in from_url)

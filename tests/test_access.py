@@ -60,3 +60,44 @@ def test_open_without_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert any("Few-shot EBSD" in t.value for t in app.title)
+
+
+def _logged_in(user: dict) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
+    app.user = {"is_logged_in": True, "iss": "https://idp.example.org", **user}
+    return app
+
+
+def test_with_an_identity_provider_work_follows_the_login(tmp_path, monkeypatch):
+    """A lab user logged in through OIDC finds their jobs again from another browser; a colleague does not."""
+    from pages.common import job_manager
+
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    job_manager.clear()
+    office = _logged_in({"sub": "ada", "email": "ada@lab.org"}).run()
+    assert not office.exception
+    mine = office.session_state["session_id"]
+    assert "sid" not in office.query_params  # no private link to leak: the login is the key
+    job_manager().wait(job_manager().submit("demo", "Ada's demo", mine, lambda ctx: {}))
+    microscope = _logged_in({"sub": "ada", "email": "ada@lab.org"}).run()  # another browser, the same person
+    assert microscope.session_state["session_id"] == mine
+    microscope.switch_page("pages/train.py").run()
+    assert [s.value for s in microscope.subheader] == ["Ada's demo"]
+    colleague = _logged_in({"sub": "bob", "email": "bob@lab.org"})
+    colleague.query_params["sid"] = mine  # a copied link gives nothing away
+    colleague.run()
+    assert colleague.session_state["session_id"] != mine
+    colleague.switch_page("pages/train.py").run()
+    assert not colleague.subheader and not colleague.exception
+
+
+def test_a_new_login_at_the_same_tab_sees_none_of_the_previous_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    app = _logged_in({"sub": "ada"}).run()
+    app.session_state["dataset_path"] = str(tmp_path / "adas.h5")
+    app.user = {"is_logged_in": True, "iss": "https://idp.example.org", "sub": "bob"}
+    app.run()
+    assert not app.exception
+    assert "dataset_path" not in app.session_state
