@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,6 +208,19 @@ class JobManager:
             context.cancel_requested.set()
             if self._jobs[job_id].status == QUEUED:
                 self._update(job_id, status=CANCELLED, message="cancelled before it started", finished=time.time())
+
+    def forget(self, owners: Iterable[str]) -> list[str]:
+        """Drop the finished jobs of these owners (sessions removed for idleness) from memory and disk; their files
+        and demo models are gone, so a bookmarked link shows a fresh start instead. Returns the ids dropped."""
+        owners = set(owners)
+        with self._lock:
+            dropped = [s.id for s in self._jobs.values() if s.owner in owners and s.status in FINISHED]
+            for job_id in dropped:
+                del self._jobs[job_id]
+                self._contexts.pop(job_id, None)
+                self._last_persist.pop(job_id, None)
+                self._path(job_id).unlink(missing_ok=True)
+        return dropped
 
     def jobs_ahead(self, job_id: str) -> tuple[int, int]:
         """For a queued job: how many jobs of any owner are running, and how many were queued before it.

@@ -182,7 +182,9 @@ def housekeeping() -> float:
     from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
     from ebsd_core.store import default_store
 
-    retire_demo_models(cleanup_sessions())
+    removed = cleanup_sessions()
+    retire_demo_models(removed)  # reads the removed sessions' job records: before they are forgotten
+    job_manager().forget(removed)
     cleanup_partial_saves(default_store())
     return time.time()
 

@@ -88,6 +88,24 @@ def test_a_queued_job_knows_what_runs_and_waits_before_it(tmp_path):
     assert manager.wait(third).status == DONE and manager.jobs_ahead(third) == (0, 0)
 
 
+def test_the_finished_jobs_of_removed_sessions_are_forgotten(tmp_path):
+    """A bookmarked link to a session removed for idleness must not show a job whose dataset and model are gone."""
+    manager = JobManager(tmp_path / "jobs")
+    release = threading.Event()
+    done = manager.wait(manager.submit("demo", "old demo", "idle", lambda ctx: {}))
+    other = manager.wait(manager.submit("demo", "theirs", "active", lambda ctx: {}))
+    running = manager.submit("train", "long", "idle", lambda ctx: release.wait(30) and {})
+    while manager.get(running).status != RUNNING:
+        time.sleep(0.01)
+    assert manager.forget(["idle"]) == [done.id]
+    assert manager.get(done.id) is None and not (tmp_path / "jobs" / f"{done.id}.json").exists()
+    assert [j.id for j in manager.jobs_of("idle")] == [running]  # a running job is never dropped
+    assert manager.get(other.id) is not None
+    release.set()
+    manager.wait(running)
+    assert {j.id for j in JobManager(tmp_path / "jobs").jobs_of("idle")} == {running}  # gone from disk too
+
+
 def test_a_job_that_meets_a_missing_file_says_which_not_internal_error(tmp_path):
     manager = JobManager(tmp_path / "jobs")
     state = manager.wait(manager.submit("phasemap", "map", "a", lambda ctx: (tmp_path / "gone.h5").read_bytes()))
