@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 
 def counted(count: int, noun: str) -> str:
     """``1 pattern``, ``1,024 patterns``."""
@@ -15,3 +17,19 @@ def byte_size(count: float) -> str:
             value = count / scale
             return f"{value:.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
     return counted(int(count), "byte")
+
+
+def since(iso_time: str, now: _dt.datetime | None = None) -> str:
+    """``just now``, ``5 minutes ago``, ``3 hours ago``, ``2 days ago`` for an ISO time with a zone
+    (``on 2026-12-03`` when it cannot be read or lies ahead)."""
+    try:
+        then = _dt.datetime.fromisoformat(iso_time)
+        seconds = ((now or _dt.datetime.now(_dt.UTC)) - then).total_seconds()
+    except (TypeError, ValueError):
+        return f"on {iso_time[:10]}" if iso_time else "at an unknown time"
+    if seconds < 0:
+        return f"on {iso_time[:10]}"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return f"{counted(int(seconds // size), unit)} ago"
+    return "just now"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.io.dataset import Dataset
-from ebsd_core.store import resolve_model_dir, save_model
+from ebsd_core.store import list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
@@ -39,6 +40,18 @@ class DemoSettings:
 
 
 DEMO = DemoSettings()
+DEMO_MODEL_NAME = re.compile(r"demo-[0-9a-f]{12}")  # demo_train_job's models: "demo-" and the job's id
+
+
+def latest_demo_model(store: Path | None = None) -> dict | None:
+    """The newest model that the Home page's demo saved, in anyone's session (:func:`ebsd_core.store.list_models`'
+    row, with ``epochs``), or None: a class can look at one at once while their own demos wait in the queue."""
+    rows = [r for r in list_models(store) if "error" not in r and DEMO_MODEL_NAME.fullmatch(r["name"])]
+    newest = max(rows, key=lambda r: r["created"], default=None)
+    if newest is None:
+        return None
+    epochs = read_card(newest["path"]).training.get("config", {}).get("epochs")
+    return {**newest, "epochs": epochs}
 
 
 def train_evaluate_save(
@@ -222,7 +235,6 @@ def demo_map_job(
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.phases import get_material
     from ebsd_core.simulate_map import simulate_scan, voronoi_layout
-    from ebsd_core.store import read_card
 
     folder = Path(folder)
     materials = [get_material(p) for p in phases]

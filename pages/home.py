@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ebsd_core.workflows import DEMO, demo_train_job
+from ebsd_core.wording import since
+from ebsd_core.workflows import DEMO, demo_train_job, latest_demo_model
 from pages.common import enter_page, job_manager, session_dir, session_id
 
 enter_page()
@@ -32,6 +33,16 @@ if st.button("Run the demo", type="primary"):
     )
     st.session_state.train_job = job_id
     st.switch_page("pages/train.py")
+ready = latest_demo_model()
+if ready is not None:
+    accuracy = "" if ready["accuracy"] is None else f", test accuracy {ready['accuracy']:.2f}"
+    trained = f"{ready['epochs']} epochs{accuracy}, trained {since(ready['created'])}"
+    if st.button(
+        f"See the latest demo's results at once ({trained})",
+        help="A demo someone on this server has run already: no waiting for the compute device.",
+    ):
+        st.session_state.model_name = ready["name"]
+        st.switch_page("pages/results.py")
 
 st.subheader("Pages")
 st.page_link("pages/data.py", label="Data: upload scans, image folders, or simulate", icon=":material/dataset:")

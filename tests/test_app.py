@@ -409,6 +409,25 @@ def test_a_queued_job_says_what_it_waits_for(app):
     assert job_manager().wait(other).status == job_manager().wait(mine).status == "done"
 
 
+def test_home_offers_the_latest_demo_at_once(app, map_model, tmp_path):
+    """While a class's demos queue, Home offers the demo model someone has already trained, and opens its results."""
+    import shutil
+
+    app.run()
+    assert not [b for b in app.button if b.label.startswith("See the latest demo")]  # none trained yet
+    for name in ("demo-0123456789ab", "demo-map-ni-ni3al-0123456789ac", "demo-ni"):  # only the first is the demo's
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    card_file = tmp_path / "store" / "demo-0123456789ab" / "model.json"
+    card_file.write_text(json.dumps({**json.loads(card_file.read_text()), "metrics": {"accuracy": 0.75}}))
+    app.run()
+    offered = [b for b in app.button if b.label.startswith("See the latest demo")]
+    assert len(offered) == 1 and "(2 epochs, test accuracy 0.75, trained just now)" in offered[0].label
+    offered[0].click().run()
+    assert not app.exception
+    assert app.selectbox[0].value == "demo-0123456789ab"
+    assert "Model: **demo-0123456789ab**" in [c.value for c in app.sidebar.caption]
+
+
 def test_phase_map_demo_end_to_end(app, monkeypatch):
     """The demo map trains a model, simulates a scan, maps it; the page shows maps, accuracy and exports."""
     from ebsd_core import workflows

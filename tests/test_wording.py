@@ -1,0 +1,20 @@
+"""Plain wording shared by messages and pages."""
+
+import datetime as dt
+
+from ebsd_core.wording import byte_size, counted, since
+
+
+def test_counts_and_sizes():
+    assert counted(1, "pattern") == "1 pattern" and counted(1024, "pattern") == "1,024 patterns"
+    assert byte_size(840) == "840 bytes" and byte_size(4.2e6) == "4.2 MB" and byte_size(12e9) == "12 GB"
+
+
+def test_since_says_how_long_ago_in_the_largest_whole_unit():
+    now = dt.datetime(2026, 12, 3, 18, 0, tzinfo=dt.UTC)
+    assert since("2026-12-03T17:59:30+00:00", now) == "just now"
+    assert since("2026-12-03T17:55:00+00:00", now) == "5 minutes ago"
+    assert since("2026-12-03T17:00:00+00:00", now) == "1 hour ago"
+    assert since("2026-12-01T12:00:00+00:00", now) == "2 days ago"
+    assert since("2026-12-04T00:00:00+00:00", now) == "on 2026-12-04"  # a clock ahead of this one
+    assert since("not a time", now) == "on not a time" and since("", now) == "at an unknown time"
