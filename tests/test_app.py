@@ -409,8 +409,22 @@ def test_a_queued_job_says_what_it_waits_for(app):
     assert job_manager().wait(other).status == job_manager().wait(mine).status == "done"
 
 
+def test_a_job_forgotten_with_its_idle_session_is_explained(app):
+    from pages.common import job_manager
+
+    app.run()
+    job = job_manager().wait(job_manager().submit("demo", "Demo", app.session_state["session_id"], lambda ctx: {}))
+    app.session_state["train_job"] = job.id
+    job_manager().forget([app.session_state["session_id"]])  # what the hourly housekeeping does a day later
+    app.switch_page("pages/train.py").run()
+    assert not app.exception and not app.warning
+    assert any("record is gone: its session was idle for a day" in i.value for i in app.info)
+    assert "train_job" not in app.session_state
+
+
 def test_home_offers_the_latest_demo_at_once(app, map_model, tmp_path):
     """While a class's demos queue, Home offers the demo model someone has already trained, and opens its results."""
+    import datetime as dt
     import shutil
 
     app.run()
@@ -418,10 +432,13 @@ def test_home_offers_the_latest_demo_at_once(app, map_model, tmp_path):
     for name in ("demo-0123456789ab", "demo-map-ni-ni3al-0123456789ac", "demo-ni"):  # only the first is the demo's
         shutil.copytree(map_model, tmp_path / "store" / name)
     card_file = tmp_path / "store" / "demo-0123456789ab" / "model.json"
-    card_file.write_text(json.dumps({**json.loads(card_file.read_text()), "metrics": {"accuracy": 0.75}}))
+    trained = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat(timespec="seconds")
+    card_file.write_text(
+        json.dumps({**json.loads(card_file.read_text()), "metrics": {"accuracy": 0.75}, "created": trained})
+    )
     app.run()
     offered = [b for b in app.button if b.label.startswith("See the latest demo")]
-    assert len(offered) == 1 and "(2 epochs, test accuracy 0.75, trained just now)" in offered[0].label
+    assert len(offered) == 1 and "(2 epochs, test accuracy 0.75, trained 5 minutes ago)" in offered[0].label
     offered[0].click().run()
     assert not app.exception
     assert app.selectbox[0].value == "demo-0123456789ab"
