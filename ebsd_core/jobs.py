@@ -222,6 +222,12 @@ class JobManager:
                 self._path(job_id).unlink(missing_ok=True)
         return dropped
 
+    def load(self) -> tuple[int, int]:
+        """How many jobs of any owner are running and how many are queued."""
+        with self._lock:
+            statuses = [s.status for s in self._jobs.values()]
+        return statuses.count(RUNNING), statuses.count(QUEUED)
+
     def jobs_ahead(self, job_id: str) -> tuple[int, int]:
         """For a queued job: how many jobs of any owner are running, and how many were queued before it.
 

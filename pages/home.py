@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ebsd_core.wording import since
+from ebsd_core.wording import counted, since
 from ebsd_core.workflows import DEMO, demo_train_job, latest_demo_model
 from pages.common import enter_page, job_manager, session_dir, session_id
 
@@ -25,6 +25,10 @@ st.write(
     "2 CPU cores, chance is 0.17)."
 )
 
+running, queued = job_manager().load()
+if running or queued:
+    waiting = f" and {counted(queued, 'job')} queued" if queued else ""
+    st.info(f"The compute device is busy: {counted(running, 'job')} running{waiting}. A new demo starts after them.")
 epochs = st.number_input("Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy")
 if st.button("Run the demo", type="primary"):
     folder = session_dir()

@@ -404,6 +404,8 @@ def test_a_queued_job_says_what_it_waits_for(app):
         assert not app.exception
         assert any("1 job is running. It starts by itself" in i.value for i in app.info)
         assert "another student" not in str([i.value for i in app.info])  # nothing of the other job is shown
+        app.switch_page("pages/home.py").run()  # the next student sees the queue before adding to it
+        assert any("busy: 1 job running and 1 job queued" in i.value for i in app.info)
     finally:
         release.set()
     assert job_manager().wait(other).status == job_manager().wait(mine).status == "done"
