@@ -222,7 +222,7 @@ class JobManager:
                 self._path(job_id).unlink(missing_ok=True)
         return dropped
 
-    def load(self) -> tuple[int, int]:
+    def occupancy(self) -> tuple[int, int]:
         """How many jobs of any owner are running and how many are queued."""
         with self._lock:
             statuses = [s.status for s in self._jobs.values()]

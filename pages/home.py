@@ -25,7 +25,7 @@ st.write(
     "2 CPU cores, chance is 0.17)."
 )
 
-running, queued = job_manager().load()
+running, queued = job_manager().occupancy()
 if running or queued:
     waiting = f" and {counted(queued, 'job')} queued" if queued else ""
     st.info(f"The compute device is busy: {counted(running, 'job')} running{waiting}. A new demo starts after them.")
