@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.dataset import Dataset, made_by_simulator
 from ebsd_core.store import list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
@@ -45,13 +45,20 @@ DEMO_MODEL_NAME = re.compile(r"demo-[0-9a-f]{12}")  # demo_train_job's models: "
 
 def latest_demo_model(store: Path | None = None) -> dict | None:
     """The newest model that the Home page's demo saved, in anyone's session (:func:`ebsd_core.store.list_models`'
-    row, with ``epochs``), or None: a class can look at one at once while their own demos wait in the queue."""
+    row, with ``epochs`` and its simulated ``dataset`` while that file is still there, else None), or None: a class
+    can look at one at once while their own demos wait in the queue."""
     rows = [r for r in list_models(store) if "error" not in r and DEMO_MODEL_NAME.fullmatch(r["name"])]
     newest = max(rows, key=lambda r: r["created"], default=None)
     if newest is None:
         return None
-    epochs = read_card(newest["path"]).training.get("config", {}).get("epochs")
-    return {**newest, "epochs": epochs}
+    training = read_card(newest["path"]).training
+    dataset = training.get("dataset_path")
+    simulated = made_by_simulator(training.get("dataset"))  # never a user's recorded patterns
+    return {
+        **newest,
+        "epochs": training.get("config", {}).get("epochs"),
+        "dataset": dataset if simulated and dataset and Path(dataset).is_file() else None,
+    }
 
 
 def train_evaluate_save(

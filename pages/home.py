@@ -1,10 +1,22 @@
 """Home: what the tool does, and a one-click demo."""
 
+import contextlib
+import shutil
+
 import streamlit as st
 
+from ebsd_core.atomic import atomic_path
 from ebsd_core.wording import counted, since
 from ebsd_core.workflows import DEMO, demo_train_job, latest_demo_model
-from pages.common import enter_page, job_manager, session_dir, session_id
+from pages.common import (
+    active_dataset_path,
+    enter_page,
+    job_manager,
+    new_session_file,
+    session_dir,
+    session_id,
+    set_active_dataset,
+)
 
 enter_page()
 
@@ -46,6 +58,12 @@ if ready is not None:
         help="A demo someone on this server has run already: no waiting for the compute device.",
     ):
         st.session_state.model_name = ready["name"]
+        if ready["dataset"] and active_dataset_path() is None:  # a copy of its simulated patterns, to explain them
+            with contextlib.suppress(OSError):  # its session has just gone: the results need no dataset
+                copy = new_session_file("demo")
+                with atomic_path(copy) as tmp:
+                    shutil.copyfile(ready["dataset"], tmp)
+                set_active_dataset(copy, "demo")
         st.switch_page("pages/results.py")
 
 st.subheader("Pages")

@@ -445,6 +445,34 @@ def test_home_offers_the_latest_demo_at_once(app, map_model, tmp_path):
     assert not app.exception
     assert app.selectbox[0].value == "demo-0123456789ab"
     assert "Model: **demo-0123456789ab**" in [c.value for c in app.sidebar.caption]
+    assert "Dataset: none yet" in [c.value for c in app.sidebar.caption]  # its dataset file is gone
+
+
+def test_the_latest_demo_brings_a_copy_of_its_simulated_patterns(app, map_model, tmp_path):
+    """So that a student who skipped the queue can explain the demo model's patterns; a user's own data never."""
+    import shutil
+
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    theirs = write_dataset(
+        simulate_dataset(per_class=3, phases=["austenite", "ferrite"], size=32, seed=1), tmp_path / "d.h5"
+    )
+    shutil.copytree(map_model, tmp_path / "store" / "demo-0123456789ab")
+    card_file = tmp_path / "store" / "demo-0123456789ab" / "model.json"
+    card = json.loads(card_file.read_text())
+    card["training"]["dataset_path"] = str(theirs)
+    card_file.write_text(json.dumps(card))
+    app.run()
+    next(b for b in app.button if b.label.startswith("See the latest demo")).click().run()
+    assert not app.exception
+    copy = Path(app.session_state["dataset_path"])
+    assert copy != theirs and copy.read_bytes() == theirs.read_bytes() and app.session_state["session_id"] in str(copy)
+    card["training"]["dataset"] = "single-phase scans"  # recorded patterns: not offered
+    card_file.write_text(json.dumps(card))
+    other = AppTest.from_file(APP, default_timeout=120).run()
+    next(b for b in other.button if b.label.startswith("See the latest demo")).click().run()
+    assert not other.exception and "dataset_path" not in other.session_state
 
 
 def test_phase_map_demo_end_to_end(app, monkeypatch):
