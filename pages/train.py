@@ -240,14 +240,14 @@ def _tested(run: dict) -> str:
 @st.fragment(run_every=1.0)
 def job_panel(job_id: str) -> None:
     state = manager.get(job_id)
-    if state is None and job_id == st.session_state.get("train_job"):
-        st.session_state.pop("train_job")  # forgotten with its idle session's files (ebsd_core.housekeeping)
+    if state is None:  # forgotten with its idle session's files (ebsd_core.housekeeping)
+        st.session_state.pop("train_job", None)
         st.info(
             "That job's record is gone: its session was idle for a day, and its files and demo models were cleared. "
             "Models trained on this page stay in the store."
         )
         return
-    if state is None or state.owner != session_id():
+    if state.owner != session_id():
         st.warning("This job is not known to this session.")
         return
     st.subheader(state.title)
