@@ -17,13 +17,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.atomic import atomic_path
-from ebsd_core.errors import EbsdError, os_error_text
+from ebsd_core.errors import EbsdError, InputError, os_error_text
+from ebsd_core.io import nordif
 from ebsd_core.jobs import QUEUED, JobManager, jobs_home
 from ebsd_core.paths import fewshot_home
 from ebsd_core.wording import counted
 
 # what the uploaders take: every format the engine reads patterns from (ebsd_core.io.readers)
 SCAN_FILE_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
+NORDIF_SETTING_TYPES = ["txt"]  # a NORDIF Pattern.dat is read with the Setting.txt uploaded beside it
 IMAGE_FILE_TYPES = ["png", "tif", "tiff", "bmp", "jpg", "jpeg"]
 
 
@@ -233,21 +235,54 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
 
 
-def upload_to_session(upload) -> Path:
-    """Save a Streamlit upload into this session's private folder under a sanitised name.
+def upload_to_session(upload, name: str | None = None) -> Path:
+    """Save a Streamlit upload into this session's private folder under a sanitised name (or ``name``, one the
+    engine gave).
 
     Written once per upload, not on every rerun. Another file uploaded under the same name replaces it, also when
     it has the same size (two uncompressed TIFF patterns of one camera do).
     """
     folder = session_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_name(upload.name)
+    target = folder / (name or safe_name(upload.name))
     written = st.session_state.setdefault("uploads_written", {})  # file name -> the upload it holds
     if not target.exists() or written.get(target.name) != upload.file_id:
         with atomic_path(target) as tmp:
             tmp.write_bytes(upload.getbuffer())
         written[target.name] = upload.file_id
     return target
+
+
+def uploads_to_read(uploads: list) -> list:
+    """The uploads to read as patterns. The files a NORDIF scan is read with (Setting.txt, its background image)
+    are saved beside it under NORDIF's names instead, and its calibration patterns are left out, said so."""
+    roles = nordif.upload_roles([upload.name for upload in uploads])
+    if any(nordif.is_scan_file(upload.name) for upload in uploads) and "companion" not in roles.values():
+        nordif.remove_companions(session_dir() / "uploads")  # an earlier scan's Setting.txt must not be used
+    for upload in uploads:
+        if roles[upload.name] == "companion":
+            try:
+                upload_to_session(upload, nordif.companion_name(upload.name))
+            except EbsdError as exc:
+                show_error(exc)
+    calibration = [upload.name for upload in uploads if roles[upload.name] == "calibration"]
+    if calibration:
+        st.caption(f"Not read: {', '.join(calibration)} (NORDIF calibration patterns, not points of the scan).")
+    return [upload for upload in uploads if roles[upload.name] == "file"]
+
+
+def one_upload_to_read(uploads: list) -> Path | None:
+    """The one file of an uploader that takes one scan (with a NORDIF scan's Setting.txt beside it), saved into
+    the session; None, with the reason shown, when there is none or more than one."""
+    to_read = uploads_to_read(uploads)
+    if len(to_read) > 1:
+        show_error(InputError(f"one scan at a time: {', '.join(upload.name for upload in to_read)} were given"))
+        return None
+    try:
+        return upload_to_session(to_read[0]) if to_read else None
+    except EbsdError as exc:
+        show_error(exc)
+        return None
 
 
 def for_the_user(message: str) -> str:

@@ -21,6 +21,7 @@ from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.wording import counted
 from pages.common import (
     IMAGE_FILE_TYPES,
+    NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
@@ -32,12 +33,13 @@ from pages.common import (
     set_active_dataset,
     show_error,
     upload_to_session,
+    uploads_to_read,
 )
 
 enter_page()
 
 st.title("Data")
-UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES
+UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
 
 
 def explain_scans_dataset(dataset) -> None:
@@ -97,12 +99,14 @@ tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simula
 
 with tab_upload:
     st.write(
-        "Upload EBSD files (any format kikuchipy reads), a zip of class folders (`Fm-3m/`, `229/`, ...), "
-        "images, or a dataset `.h5` made by this tool. Label each single-phase scan with its space group."
+        "Upload EBSD files (any format kikuchipy reads; a NORDIF `Pattern.dat` together with its `Setting.txt`), "
+        "a zip of class folders (`Fm-3m/`, `229/`, ...), images, or a dataset `.h5` made by this tool. Label each "
+        "single-phase scan with its space group."
     )
     uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
     if uploads:
         rows, saved_as, unchosen = [], set(), []
+        uploads = uploads_to_read(uploads)
         for upload in uploads:
             if safe_name(upload.name) in saved_as:  # both would be saved in one file, and be told apart by nothing
                 show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))

@@ -9,14 +9,15 @@ from ebsd_core.explain_report import explain_pattern
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
     IMAGE_FILE_TYPES,
+    NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
+    one_upload_to_read,
     opened_source,
     select_model,
     show_error,
     show_notes,
-    upload_to_session,
 )
 
 enter_page()
@@ -64,23 +65,22 @@ labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
 source_path, index, target, shap_method = None, 0, None, "gradient"
 if method != "filters":
-    upload = st.file_uploader(
-        "Explain a pattern of your own (an image, or a scan file)",
-        type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES,
+    uploads = st.file_uploader(
+        "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
+        type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES,
+        accept_multiple_files=True,
         key="explain_upload",
     )
-    if upload is not None:
-        try:
-            sources = {f"upload: {upload.name}": str(upload_to_session(upload))} | sources  # the one just given first
-        except EbsdError as exc:
-            show_error(exc)
+    uploaded = one_upload_to_read(uploads) if uploads else None
+    if uploaded is not None:
+        sources = {f"upload: {uploaded.name}": str(uploaded)} | sources  # the one just given first
     if not sources:
         st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()
     names = list(sources)
     # a pattern sent from the Phase map page is of its scan; a file just uploaded (first) comes before it
     sent = next((i for i, name in enumerate(names) if sources[name] == st.session_state.get("explain_from")), 0)
-    label = st.selectbox("Patterns from", names, index=0 if upload is not None else sent)
+    label = st.selectbox("Patterns from", names, index=0 if uploaded is not None else sent)
     source_path = sources[label]
     try:
         count = len(opened_source(source_path))

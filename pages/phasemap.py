@@ -19,11 +19,13 @@ from ebsd_core.store import default_store, list_models
 from ebsd_core.wording import counted
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
+    NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     enter_page,
     for_the_user,
     job_manager,
     new_session_file,
+    one_upload_to_read,
     opened_source,
     queue_note,
     select_model,
@@ -45,7 +47,7 @@ st.caption(
 )
 manager = job_manager()
 MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
-SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff"]  # a TIFF: a stack of the scan's patterns
+SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", *NORDIF_SETTING_TYPES]  # a TIFF: a stack of the scan's patterns
 
 
 def choose_scan(model_name: str | None) -> Path | None:
@@ -74,16 +76,14 @@ def choose_scan(model_name: str | None) -> Path | None:
             )
             st.session_state.map_job = job
     with tab_upload:
-        upload = st.file_uploader(
-            "Scan file (kikuchipy formats, the project's .h5, a zip of the scan's pattern images, or a multi-page "
-            "TIFF of them)",
+        uploads = st.file_uploader(
+            "Scan file (kikuchipy formats, a NORDIF Pattern.dat together with its Setting.txt, the project's .h5, "
+            "a zip of the scan's pattern images, or a multi-page TIFF of them)",
             type=SCAN_TYPES,
+            accept_multiple_files=True,
         )
-        if upload is not None:
-            try:
-                return upload_to_session(upload)
-            except EbsdError as exc:
-                show_error(exc)
+        if uploads:
+            return one_upload_to_read(uploads)
     with tab_server:
         return server_path_input("Scan path", "map large scans", key="map_server_path")
 

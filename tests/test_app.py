@@ -333,6 +333,41 @@ def test_two_uploads_of_one_name_at_once_are_explained(app):
     assert [s.label for s in app.selectbox] == ["Space group of pattern.png (1 pattern)"]
 
 
+def test_a_nordif_scan_is_uploaded_with_its_setting_file(app):
+    """Found on review: Setting.txt could not be uploaded, so a NORDIF Pattern.dat could not be read, and its
+    background and calibration images were taken as patterns."""
+    import kikuchipy
+
+    from ebsd_core.io.dataset import read_dataset
+
+    shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    names = ["Pattern.dat", "Setting.txt", "Background acquisition pattern.bmp", "Calibration (294,532).bmp"]
+    files = [(name, (shipped / name).read_bytes(), "application/octet-stream") for name in names]
+    other = io.BytesIO()  # a second class, for a dataset to train on
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 60), dtype=np.uint8)).save(other, "PNG")
+    app.run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([*files, ("fe.png", other.getvalue(), "image/png")]).run()
+    assert not app.exception and not app.error
+    assert [s.label for s in app.selectbox] == [
+        "Space group of Pattern.dat (9 patterns)",
+        "Space group of fe.png (1 pattern)",
+    ]
+    assert any("Calibration (294,532).bmp (NORDIF calibration patterns" in c.value for c in app.caption)
+    app.selectbox[0].set_value(225).run()
+    app.selectbox[1].set_value(229).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception and not app.error
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.classes == [225, 229] and list(np.bincount(dataset.labels)) == [9, 1]
+    # the same scan again without its Setting.txt: the earlier upload's is not used
+    app.file_uploader[0].set_value(files[:1]).run()
+    assert [e.value for e in app.error] == [
+        "Pattern.dat: a NORDIF scan is read with the Setting.txt written beside it at acquisition (it holds the scan "
+        "and pattern sizes), and there is none in its folder: put Setting.txt beside it, or upload both together"
+    ]
+
+
 def test_an_upload_is_labelled_only_with_the_space_group_chosen_for_it(app):
     """No space group is preselected: one left as it came would have labelled the patterns unnoticed."""
     from ebsd_core.io.dataset import read_dataset
@@ -556,6 +591,32 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     assert any(
         c.value.startswith("Orientation from simulation (true orientations) (Bunge Euler): φ1") for c in app.caption
     )
+
+
+def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
+    """A NORDIF Pattern.dat is mapped when its Setting.txt comes with it; two scans at once are refused by name."""
+    import shutil
+
+    import kikuchipy
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    files = [
+        (name, (shipped / name).read_bytes(), "application/octet-stream") for name in ("Pattern.dat", "Setting.txt")
+    ]
+    app.switch_page("pages/phasemap.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([*files, ("other.dat", files[0][1], "application/octet-stream")]).run()
+    assert [e.value for e in app.error] == ["one scan at a time: Pattern.dat, other.dat were given"]
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value(files).run()
+    assert not app.exception and not app.error
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["points"] == 9
 
 
 def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch, map_model, map_scan_file, tmp_path):

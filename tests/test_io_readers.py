@@ -183,3 +183,20 @@ def test_a_zip_names_its_unreadable_images_as_the_zip_does(tmp_path):
     assert len(source) == 1
     assert any("bad.png: cannot read this image" in w for w in source.warnings)
     assert not any("ebsd-zip-" in w for w in source.warnings)  # not the temporary folder it was unpacked to
+
+
+def test_a_file_of_several_scans_says_which_was_read(tmp_path):
+    """Found on review: kikuchipy reads the first scan of an h5ebsd file; the others went unmentioned."""
+    import kikuchipy as kp
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "two_scans.h5"
+    kp.signals.EBSD(rng.integers(0, 255, (2, 3, 16, 16), dtype=np.uint8)).save(str(path))
+    kp.signals.EBSD(rng.integers(0, 255, (1, 2, 16, 16), dtype=np.uint8)).save(str(path), add_scan=True, scan_number=2)
+    source = open_patterns(path)
+    assert len(source) == 6
+    assert len(source.warnings) == 1
+    assert source.warnings[0].startswith("holds 2 scans (Scan 1, Scan 2); the first, Scan 1, was read")
+    single = tmp_path / "one_scan.h5"
+    kp.signals.EBSD(rng.integers(0, 255, (2, 2, 16, 16), dtype=np.uint8)).save(str(single))
+    assert open_patterns(single).warnings == []

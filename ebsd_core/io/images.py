@@ -127,7 +127,7 @@ def _resize(array: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.nd
     return resized.astype(dtype)
 
 
-def _first_names(names: list[str], shown: int = 3) -> str:
+def first_names(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
@@ -355,7 +355,7 @@ def _report_unreadable(container: _Container, failed: list[tuple[str, str]], tot
     first = f"{failed[0][0]}: {failed[0][1]}"
     if len(failed) == total:
         raise container.error(f"none of its {total} image(s) can be read; the first, {first}")
-    names = _first_names([PurePosixPath(name).name for name, _ in failed])
+    names = first_names([PurePosixPath(name).name for name, _ in failed])
     warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
 
 
@@ -433,7 +433,7 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
     direct, inside = container.listing()
     warn: list[str] = []
     if inside and labelled is None and direct and not all(_names_space_group(sub) for sub in inside):
-        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {_first_names(list(inside))}")
+        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {first_names(list(inside))}")
         inside = {}
     label_of: dict[str, int] | None = None
     if inside and labelled is not False:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io import images
+from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.orientations import from_crystal_map, known
 
@@ -116,11 +116,14 @@ def _dataset_orientations(ds) -> str:
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     import kikuchipy as kp
 
+    if nordif.is_scan_file(path) and not nordif.has_setting(path):
+        raise InputError(nordif.MISSING_SETTING, path)
     try:
         with warnings.catch_warnings():
             # kikuchipy zero-pads a scan whose header declares more patterns than the file holds; a damaged
             # header can declare billions (found by fuzzing: 22 GB and counting), so refuse instead
             warnings.filterwarnings("error", message=".*larger than file size", category=UserWarning)
+            warnings.filterwarnings("ignore", message="Could not read static background")  # said below, plainly
             signal = kp.load(str(path), lazy=lazy)
     except UserWarning as exc:
         raise InputError(
@@ -154,7 +157,37 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         quaternions=quaternions,
         orientations_from="" if quaternions is None else "the scan's own indexing",
         step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
+        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path)),
     )
+
+
+def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]) -> list[str]:
+    """What the user should know about how a vendor file was read."""
+    notes = []
+    if len(scans) > 1:
+        notes.append(
+            f"holds {len(scans)} scans ({images.first_names(scans)}); the first, {scans[0]}, was read (save another "
+            "on its own with kikuchipy to read it)"
+        )
+    if nordif.is_scan_file(path) and background is None:
+        notes.append(f"no {nordif.BACKGROUND_FILE} beside it: only the dynamic background is removed")
+    return notes
+
+
+def _h5ebsd_scans(path: Path) -> list[str]:
+    """The scans of a vendor or kikuchipy h5ebsd file (its top groups; kikuchipy reads the first), or [] for
+    other files."""
+    if path.suffix.lower() not in {".h5", ".hdf5", ".h5ebsd", ".h5oina"}:
+        return []
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as file:
+            if not any(key.lower() == "manufacturer" for key in file):
+                return []  # not h5ebsd (an EMsoft file's top groups are not scans)
+            return [key for key, item in file.items() if isinstance(item, h5py.Group)]
+    except (OSError, ValueError):
+        return []  # kikuchipy has just read it; nothing more to say
 
 
 def _read_single_image(path: Path, lazy: bool) -> PatternSource:
@@ -177,6 +210,44 @@ def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource
     )
 
 
+def _with_note(source: PatternSource, note: str) -> PatternSource:
+    source.warnings.append(note)
+    return source
+
+
+def _read_acquisition_folder(scan: Path) -> Reader:
+    """A NORDIF acquisition folder, read as its scan: its images are the background and calibration patterns."""
+    note = (
+        f"read as a NORDIF acquisition: its scan {scan.name} with {nordif.SETTING_FILE}; the images beside them "
+        "(background, calibration) are not patterns of the scan"
+    )
+    return lambda _folder, lazy: _with_note(_read_kikuchipy(scan, lazy), note)
+
+
+def _unread_scan_files(names: list[str]) -> str | None:
+    """The warning for scan files inside a folder or zip read as images, or None when there are none."""
+    scans = sorted(name for name in names if Path(name).suffix.lower() in KIKUCHIPY_EXTENSIONS)
+    if not scans:
+        return None
+    return f"scan file(s) here were not read, only the images: {images.first_names(scans)}; give a scan file by itself"
+
+
+def _read_image_container(kind: str, read: Callable, listing: Callable[[Path], list[str]]) -> Reader:
+    def reader(path: Path, lazy: bool) -> PatternSource:
+        source = _from_images(path, kind, read(path, lazy))
+        unread = _unread_scan_files(listing(path))
+        return _with_note(source, unread) if unread else source
+
+    return reader
+
+
+def _zip_names(path: Path) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:  # already opened once by the image reader
+        return archive.namelist()
+
+
 Reader = Callable[[Path, bool], PatternSource]
 
 
@@ -191,12 +262,29 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             "file) or to simulate-map --layout",
             path,
         )
+    if path.is_file() and nordif.companion_name(path.name) == nordif.SETTING_FILE:
+        raise InputError(
+            f"is read with its NORDIF scan: give the {nordif.SCAN_SUFFIX} file beside it, or upload both", path
+        )
     if path.is_dir() and (path / "model.json").is_file():
         raise InputError("is a saved model, not patterns: give it as --model", path)
     if path.is_dir():
-        return lambda p, lazy: _from_images(p, "image-folder", images.read_image_folder(p, labelled, lazy))
+        if scan := nordif.scan_in_folder(path):
+            return _read_acquisition_folder(scan)
+        return _read_image_container(
+            "image-folder",
+            lambda p, lazy: images.read_image_folder(p, labelled, lazy),
+            lambda p: [child.name for child in p.iterdir() if child.is_file()],
+        )
     if suffix == ".zip":
-        return lambda p, lazy: _from_images(p, "zip", images.read_image_zip(p, labelled, lazy))
+        if nordif.zip_holds_acquisition(path):
+            raise InputError(
+                f"holds a NORDIF acquisition ({nordif.SCAN_SUFFIX} scan and {nordif.SETTING_FILE}), which is read from "
+                f"its files, never from a zip: upload the .dat with {nordif.SETTING_FILE}, or unpack the zip on the "
+                "server and give its folder",
+                path,
+            )
+        return _read_image_container("zip", lambda p, lazy: images.read_image_zip(p, labelled, lazy), _zip_names)
     if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
         return _read_project_dataset
     if suffix in images.IMAGE_EXTENSIONS:

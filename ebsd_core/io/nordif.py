@@ -1,0 +1,105 @@
+"""NORDIF acquisitions: a scan is a folder, not one file.
+
+NORDIF writes a scan's patterns to ``Pattern.dat`` (raw bytes, no header) and its scan and pattern sizes to
+``Setting.txt`` beside it; kikuchipy reads both, and the static background from ``Background acquisition
+pattern.bmp`` when it lies there too. The other images of the folder (calibration patterns, the area image)
+are not patterns of the scan. This module finds the scan of such a folder and says what each uploaded file
+is to it, so that neither a folder nor a set of uploads is read as its background and calibration images.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ebsd_core.errors import InputError
+
+SCAN_SUFFIX = ".dat"
+SETTING_FILE = "Setting.txt"
+BACKGROUND_FILE = "Background acquisition pattern.bmp"
+#: Saved beside Pattern.dat under exactly these names, which is where kikuchipy looks for them.
+COMPANION_FILES = (SETTING_FILE, BACKGROUND_FILE)
+MISSING_SETTING = (
+    f"a NORDIF scan is read with the {SETTING_FILE} written beside it at acquisition (it holds the scan and "
+    f"pattern sizes), and there is none in its folder: put {SETTING_FILE} beside it, or upload both together"
+)
+
+
+def is_scan_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == SCAN_SUFFIX
+
+
+def has_setting(scan: Path) -> bool:
+    """Whether kikuchipy will find the scan's Setting.txt (beside it, under this exact name)."""
+    return (scan.parent / SETTING_FILE).is_file()
+
+
+def scan_in_folder(folder: Path) -> Path | None:
+    """The scan of a NORDIF acquisition folder (its ``.dat`` file beside ``Setting.txt``), or None when the folder
+    is not one.
+
+    Raises
+    ------
+    InputError
+        When the folder holds several ``.dat`` files and none is ``Pattern.dat``.
+    """
+    if not (folder / SETTING_FILE).is_file():
+        return None
+    scans = sorted(p for p in folder.iterdir() if p.is_file() and is_scan_file(p))
+    if not scans:
+        return None
+    named = [p for p in scans if p.name.lower() == "pattern.dat"]
+    if named or len(scans) == 1:
+        return (named or scans)[0]
+    raise InputError(
+        f"a NORDIF acquisition folder with {len(scans)} .dat files ({', '.join(p.name for p in scans[:3])}) and "
+        "no Pattern.dat: give the one to read",
+        folder,
+    )
+
+
+def zip_holds_acquisition(path: Path) -> bool:
+    """Whether a zip holds a NORDIF scan with its Setting.txt (read from files only, never from a zip)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [PurePosixPath(name.replace("\\", "/")).name for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # the zip reader names what is wrong with it
+    return SETTING_FILE in names and any(is_scan_file(name) for name in names)
+
+
+def companion_name(name: str) -> str | None:
+    """The name under which an uploaded file must lie beside a NORDIF scan, or None when it is none of its
+    companions (``setting.txt`` or a path ending in it is still the scan's Setting.txt)."""
+    base = Path(name.replace("\\", "/")).name.lower()
+    return next((companion for companion in COMPANION_FILES if companion.lower() == base), None)
+
+
+def is_calibration_pattern(name: str) -> bool:
+    """A NORDIF calibration pattern (``Calibration (294,532).bmp``), recorded to fit the projection centre, not
+    a point of the scan."""
+    base = Path(name.replace("\\", "/")).name.lower()
+    return base.startswith("calibration") and base.endswith(".bmp")
+
+
+def upload_roles(names: list[str]) -> dict[str, str]:
+    """What each uploaded file is when a NORDIF scan is among them: ``"companion"`` (saved beside it under
+    NORDIF's name), ``"calibration"`` (not read) or ``"file"`` (read as any upload). Without a ``.dat`` upload,
+    every file is a ``"file"``: a lone Setting.txt is then refused as an unsupported file, naming it."""
+    with_scan = any(is_scan_file(name) for name in names)
+    roles = {}
+    for name in names:
+        if with_scan and companion_name(name):
+            roles[name] = "companion"
+        elif with_scan and is_calibration_pattern(name):
+            roles[name] = "calibration"
+        else:
+            roles[name] = "file"
+    return roles
+
+
+def remove_companions(folder: Path) -> None:
+    """Remove the companion files an earlier upload left in ``folder``: a scan uploaded without them must not be
+    read with another scan's Setting.txt."""
+    for name in COMPANION_FILES:
+        (folder / name).unlink(missing_ok=True)

@@ -1,0 +1,103 @@
+"""NORDIF acquisitions: Pattern.dat is read with its Setting.txt, never as the folder's background images."""
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import kikuchipy
+import numpy as np
+import pytest
+from PIL import Image
+
+from ebsd_core.errors import InputError
+from ebsd_core.io import nordif
+from ebsd_core.io.readers import open_patterns
+
+# a real NORDIF acquisition of Ni (3x3 patterns of 60x60 px), shipped with kikuchipy
+SHIPPED = Path(kikuchipy.__file__).parent / "data" / "nordif"
+ACQUISITION = [
+    "Pattern.dat",
+    "Setting.txt",
+    "Background acquisition pattern.bmp",
+    "Background calibration pattern.bmp",
+    "Calibration (294,532).bmp",
+    "Calibration (425,447).bmp",
+]
+
+
+@pytest.fixture
+def acquisition(tmp_path) -> Path:
+    folder = tmp_path / "ni_scan"
+    folder.mkdir()
+    for name in ACQUISITION:
+        shutil.copy(SHIPPED / name, folder / name)
+    return folder
+
+
+def test_an_acquisition_folder_is_read_as_its_scan(acquisition):
+    """Found on review: the folder was read as a folder of images, its 4 background and calibration images."""
+    source = open_patterns(acquisition)
+    assert source.kind == "kikuchipy" and Path(source.path).name == "Pattern.dat"
+    assert len(source) == 9 and source.nav_shape == (3, 3) and source.pattern_shape == (60, 60)
+    assert source.static_background is not None  # from Background acquisition pattern.bmp
+    assert len(source.warnings) == 1 and "NORDIF acquisition" in source.warnings[0]
+
+
+def test_a_scan_without_its_background_says_so(acquisition, recwarn):
+    (acquisition / "Background acquisition pattern.bmp").unlink()
+    source = open_patterns(acquisition / "Pattern.dat")
+    assert source.static_background is None
+    assert source.warnings == [
+        "no Background acquisition pattern.bmp beside it: only the dynamic background is removed"
+    ]
+    assert not [w for w in recwarn if "static background" in str(w.message)]  # kikuchipy's, with the server's path
+
+
+def test_a_scan_without_its_setting_file_names_what_is_missing(acquisition):
+    (acquisition / "Setting.txt").unlink()
+    with pytest.raises(InputError, match=r"Pattern\.dat: a NORDIF scan is read with the Setting\.txt"):
+        open_patterns(acquisition / "Pattern.dat")
+
+
+def test_a_zipped_acquisition_is_refused_with_what_to_do(acquisition, tmp_path):
+    archive = tmp_path / "ni_scan.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in ACQUISITION:
+            zipped.write(acquisition / name, f"ni_scan/{name}")
+    with pytest.raises(InputError, match="ni_scan.zip: holds a NORDIF acquisition.*upload the .dat with Setting.txt"):
+        open_patterns(archive)
+
+
+def test_several_scans_in_one_acquisition_folder_are_not_guessed(acquisition):
+    (acquisition / "Pattern.dat").rename(acquisition / "first.dat")
+    shutil.copy(acquisition / "first.dat", acquisition / "second.dat")
+    with pytest.raises(InputError, match="2 .dat files .*give the one to read"):
+        open_patterns(acquisition)
+
+
+def test_scan_files_beside_images_are_named_as_not_read(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    Image.fromarray(np.full((20, 20), 90, np.uint8)).save(folder / "iq_map.bmp")
+    (folder / "scan.up2").write_bytes(b"\0" * 64)
+    source = open_patterns(folder)
+    assert len(source) == 1
+    assert any("scan.up2" in warning and "not read" in warning for warning in source.warnings)
+
+
+def test_upload_roles():
+    roles = nordif.upload_roles(
+        ["Pattern.dat", "setting.txt", "Background acquisition pattern.bmp", "Calibration (1,2).bmp"]
+    )
+    assert roles == {
+        "Pattern.dat": "file",
+        "setting.txt": "companion",
+        "Background acquisition pattern.bmp": "companion",
+        "Calibration (1,2).bmp": "calibration",
+    }
+    assert nordif.companion_name("setting.txt") == "Setting.txt"
+    # without a scan among them, nothing is set aside: a lone Setting.txt is refused as an unsupported file
+    assert nordif.upload_roles(["Setting.txt", "Calibration (1,2).bmp"]) == {
+        "Setting.txt": "file",
+        "Calibration (1,2).bmp": "file",
+    }
