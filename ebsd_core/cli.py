@@ -117,6 +117,22 @@ def _phases(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("backbones")
+def _backbones(args: argparse.Namespace) -> int:
+    from ebsd_core.backbones import describe_registry
+
+    for entry in describe_registry():
+        if entry["pretrained_offline"]:
+            weights = "ImageNet weights offline"
+        elif entry["weights"] == "timm-hub":
+            weights = "ImageNet weights online only (timm's download), or --weights FILE"
+        else:
+            weights = "no pretrained weights"
+        print(f"{entry['name']:22s} {entry['description']}  [{weights}]")
+    print("also: any timm model name (python -c 'import timm; print(timm.list_models())'); --scratch: random weights")
+    return 0
+
+
 @command("masters")
 def _masters(args: argparse.Namespace) -> int:
     from ebsd_core.masters import build_catalogue, build_master, dynamical_available, save_master, user_master_dir
@@ -575,7 +591,9 @@ def _fewshot_merge(args: argparse.Namespace) -> int:
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate' or 'dataset')")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="registry name or any timm model name")
+    p.add_argument(
+        "--backbone", default="efficientnet_lite0", help="registry name (see 'backbones') or any timm model name"
+    )
     p.add_argument(
         "--weights",
         help="start from a local weights file (safetensors or state dict) or a saved model, e.g. an EBSD prior "
@@ -803,6 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     sub.add_parser("phases", help="list the phase catalogue")
+    sub.add_parser("backbones", help="list the backbone registry and which ImageNet weights work offline")
 
     p = sub.add_parser("masters", help="build master patterns with de-ebsd")
     p.add_argument("action", choices=["build"])

@@ -194,3 +194,12 @@ def test_hash_password_without_a_terminal_says_so(monkeypatch, capsys):
     monkeypatch.setattr(getpass, "getpass", no_input)
     assert main(["hash-password"]) == 2
     assert "error: no password was typed" in capsys.readouterr().err
+
+
+def test_backbones_lists_the_registry_and_what_works_offline(capsys):
+    assert main(["backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line.split()[0]: line for line in lines[:-1]}
+    assert set(by_name) == {"efficientnet_lite0", "resnet18", "mobilenetv3_small_100", "convnext_atto", "xception41"}
+    assert by_name["efficientnet_lite0"].endswith("[ImageNet weights offline]")  # the package is a requirement
+    assert "online only" in by_name["xception41"]
