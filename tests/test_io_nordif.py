@@ -101,3 +101,25 @@ def test_upload_roles():
         "Setting.txt": "file",
         "Calibration (1,2).bmp": "file",
     }
+
+
+def test_a_setting_file_of_another_scan_is_refused_with_both_sizes(acquisition):
+    """Found on review: a Setting.txt giving more patterns than Pattern.dat holds opened, and the scan failed only
+    when its patterns were read (with fewer, it would have been cut short without a word)."""
+    setting = acquisition / "Setting.txt"
+    text = setting.read_bytes()
+    assert b"Number of samples\t3x3" in text
+    setting.write_bytes(text.replace(b"Number of samples\t3x3", b"Number of samples\t4x4"))
+    with pytest.raises(
+        InputError, match=r"gives 4 x 4 patterns of 60x60 px \(57,600 bytes\) and the file holds 32,400"
+    ):
+        open_patterns(acquisition)
+    setting.write_bytes(text.replace(b"Number of samples\t3x3", b"Number of samples\t2x2"))
+    with pytest.raises(InputError, match="a Setting.txt written for another scan"):
+        open_patterns(acquisition / "Pattern.dat")
+
+
+def test_a_setting_file_kikuchipy_cannot_parse_is_named(acquisition):
+    (acquisition / "Setting.txt").write_text("not a NORDIF setting file\n")
+    with pytest.raises(InputError, match="cannot read this scan with the Setting.txt beside it"):
+        open_patterns(acquisition)

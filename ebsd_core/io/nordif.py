@@ -12,6 +12,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from ebsd_core.errors import InputError
 
 SCAN_SUFFIX = ".dat"
@@ -56,6 +58,27 @@ def scan_in_folder(folder: Path) -> Path | None:
         "no Pattern.dat: give the one to read",
         folder,
     )
+
+
+def check_size(scan: Path, data_shape: tuple[int, ...], itemsize: int) -> None:
+    """Refuse a scan whose Setting.txt gives another size than Pattern.dat has (raw patterns, no header): read
+    as given, it would be cut short or read as garbage.
+
+    Raises
+    ------
+    InputError
+        Naming both sizes.
+    """
+    expected = int(np.prod(data_shape)) * itemsize
+    actual = scan.stat().st_size
+    if actual != expected:
+        *nav, rows, cols = data_shape
+        raise InputError(
+            f"its {SETTING_FILE} gives {' x '.join(map(str, nav)) or 1} patterns of {cols}x{rows} px ({expected:,} "
+            f"bytes) and the file holds {actual:,} bytes: a {SETTING_FILE} written for another scan, or an "
+            "incomplete scan",
+            scan,
+        )
 
 
 def zip_holds_acquisition(path: Path) -> bool:

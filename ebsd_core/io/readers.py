@@ -130,12 +130,20 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
             f"the header declares more patterns than the file holds (an incomplete or damaged scan: {exc})", path
         ) from None
     except Exception as exc:  # kikuchipy/h5py raise many types for bad files
+        if nordif.is_scan_file(path):
+            raise InputError(
+                f"kikuchipy cannot read this scan with the {nordif.SETTING_FILE} beside it (a damaged scan, or a "
+                f"{nordif.SETTING_FILE} written for another one; {exc.__class__.__name__}: {exc})",
+                path,
+            ) from None
         raise InputError(f"kikuchipy cannot read this file ({exc.__class__.__name__}: {exc})", path) from None
     if isinstance(signal, list):
         signal = signal[0]
     if not isinstance(signal, kp.signals.EBSD) and type(signal).__name__ != "LazyEBSD":
         raise InputError(f"holds a {type(signal).__name__}, not EBSD patterns", path)
     data = signal.data
+    if nordif.is_scan_file(path):
+        nordif.check_size(path, data.shape, data.dtype.itemsize)
     sig_shape = tuple(data.shape[-2:])
     nav_shape = tuple(int(v) for v in data.shape[:-2]) or (1,)
     if 0 in nav_shape or 0 in sig_shape:
