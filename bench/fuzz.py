@@ -6,7 +6,6 @@ message) or a finding: any other exception or a hang, listed with its type and m
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -16,22 +15,15 @@ from pathlib import Path
 from _common import ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fuzzing import FORMATS, json_mutations, mutations, outcome  # noqa: E402
+from fuzzing import FORMATS, case_file, outcome  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 def fuzz_format(name: str, cases: int, folder: Path) -> dict:
     fmt = FORMATS[name]
     (folder / "sample").mkdir(parents=True)
     sample = fmt.make(folder / "sample")
-    original = sample.read_bytes()
-    if name == "model-json":
-        shutil.copytree(sample.parent, folder / "case")
-        target, strategy = folder / "case" / sample.name, st.one_of(mutations(original), json_mutations(original))
-    else:
-        (folder / "case").mkdir()
-        target, strategy = folder / "case" / sample.name, mutations(original)
+    target, strategy = case_file(name, sample, folder / "case")
     counts: Counter = Counter()
     findings: Counter = Counter()
 
@@ -60,8 +52,12 @@ def fuzz_format(name: str, cases: int, folder: Path) -> dict:
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=1000)
+    p.add_argument("--formats", help=f"comma-separated (default: all of {', '.join(FORMATS)})")
     args = p.parse_args()
     cases = 100 if args.quick else args.cases
+    names = args.formats.split(",") if args.formats else list(FORMATS)
+    if unknown := [name for name in names if name not in FORMATS]:
+        p.error(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
     with tempfile.TemporaryDirectory() as tmp:
-        results = {name: fuzz_format(name, cases, Path(tmp) / name) for name in FORMATS}
+        results = {name: fuzz_format(name, cases, Path(tmp) / name) for name in names}
     emit({"benchmark": "fuzz", "cases_per_format": cases, "formats": results})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import zipfile
 from collections.abc import Callable
@@ -177,6 +178,17 @@ def _ang(folder: Path) -> Path:
     return path
 
 
+def _nordif(folder: Path, name: str) -> Path:
+    """A real NORDIF acquisition shipped with kikuchipy (Pattern.dat, Setting.txt, static background); ``name`` is
+    the file to mutate, the others stay beside it."""
+    import kikuchipy
+
+    shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"
+    for file in ("Pattern.dat", "Setting.txt", "Background acquisition pattern.bmp"):
+        shutil.copy(shipped / file, folder / file)
+    return folder / name
+
+
 # --- readers -----------------------------------------------------------------------------------------
 
 
@@ -198,6 +210,11 @@ def read_patterns_streamed(path: Path) -> None:
         source.batch(0, len(source))
     finally:
         images.IN_MEMORY_BYTES = limit
+
+
+def read_nordif(path: Path) -> None:
+    """A NORDIF acquisition folder, read as the Server path tab and the command line read it."""
+    read_patterns(path.parent)
 
 
 def read_model_json(meta: Path) -> None:
@@ -228,6 +245,7 @@ def read_layout(path: Path) -> None:
 class Format:
     make: Callable[[Path], Path]
     read: Callable[[Path], None]
+    with_folder: bool = False  # the sample is read with the files beside it: each case gets a copy of its folder
 
 
 FORMATS: dict[str, Format] = {
@@ -238,7 +256,9 @@ FORMATS: dict[str, Format] = {
     "tiff-stack": Format(_tiff_stack, read_patterns),
     "zip": Format(_zip, read_patterns),
     "zip-streamed": Format(_zip, read_patterns_streamed),
-    "model-json": Format(_model, read_model_json),
+    "model-json": Format(_model, read_model_json, with_folder=True),
+    "nordif-setting": Format(lambda folder: _nordif(folder, "Setting.txt"), read_nordif, with_folder=True),
+    "nordif-dat": Format(lambda folder: _nordif(folder, "Pattern.dat"), read_nordif, with_folder=True),
     "model-zip": Format(_model_zip, import_model_zip),
     "ang-layout": Format(_ang, read_layout),
 }
@@ -263,3 +283,17 @@ def json_mutations(meta: bytes):
         return json.dumps(changed).encode()
 
     return mutate()
+
+
+def case_file(name: str, sample: Path, folder: Path):
+    """Where the cases of a format are written (in ``folder``, with a copy of the sample's folder when the format
+    needs it) and the mutations drawn for them."""
+    original = sample.read_bytes()
+    if FORMATS[name].with_folder:
+        shutil.copytree(sample.parent, folder, dirs_exist_ok=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    strategy = mutations(original)
+    if name == "model-json":
+        strategy = st.one_of(strategy, json_mutations(original))
+    return folder / sample.name, strategy

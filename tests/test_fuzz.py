@@ -4,13 +4,11 @@
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from fuzzing import FORMATS, json_mutations, mutations, outcome
+from fuzzing import FORMATS, case_file, outcome
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 FUZZ_CASES = int(os.environ.get("EBSD_FUZZ_CASES", "200"))
 
@@ -33,16 +31,7 @@ def test_valid_sample_reads(samples, name):
 
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_mutated_files_are_read_or_refused(samples, name, tmp_path_factory):
-    sample = samples[name]
-    original = sample.read_bytes()
-    work = tmp_path_factory.mktemp(f"case-{name}")
-    if name == "model-json":  # the model folder travels with its weights
-        shutil.copytree(sample.parent, work / "m")
-        target = work / "m" / sample.name
-        strategy = st.one_of(mutations(original), json_mutations(original))
-    else:
-        target = work / sample.name
-        strategy = mutations(original)
+    target, strategy = case_file(name, samples[name], tmp_path_factory.mktemp(f"case-{name}"))
 
     @settings(
         max_examples=FUZZ_CASES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)

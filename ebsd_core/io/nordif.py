@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.io.images import ZIP_ERRORS
 
 SCAN_SUFFIX = ".dat"
 SETTING_FILE = "Setting.txt"
@@ -86,7 +87,7 @@ def zip_holds_acquisition(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [PurePosixPath(name.replace("\\", "/")).name for name in archive.namelist()]
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except ZIP_ERRORS:
         return False  # the zip reader names what is wrong with it
     return SETTING_FILE in names and any(is_scan_file(name) for name in names)
 

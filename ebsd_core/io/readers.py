@@ -252,8 +252,11 @@ def _read_image_container(kind: str, read: Callable, listing: Callable[[Path], l
 def _zip_names(path: Path) -> list[str]:
     import zipfile
 
-    with zipfile.ZipFile(path) as archive:  # already opened once by the image reader
-        return archive.namelist()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except images.ZIP_ERRORS:
+        return []  # read already by the image reader, which names what is wrong with a zip
 
 
 Reader = Callable[[Path, bool], PatternSource]
