@@ -70,8 +70,26 @@ def spread_over(count: int, most: int | None, nav_shape: tuple[int, ...] | None 
     return centres(count, most)
 
 
+def scan_files(paths: Sequence[str | Path]) -> list[Path]:
+    """How each scan is named in a dataset: its file name, with its folder where two share a name (every NORDIF
+    scan is a ``Pattern.dat``; a material is the name without its suffix).
+
+    Raises
+    ------
+    InputError
+        When one scan is given twice.
+    """
+    paths = [Path(path) for path in paths]
+    resolved = [path.resolve() for path in paths]
+    if twice := next((path for path, real in zip(paths, resolved) if resolved.count(real) > 1), None):
+        raise InputError("is given twice: give each scan once, with its space group", twice)
+    names = [path.name for path in paths]
+    return [Path(path.parent.name, path.name) if names.count(path.name) > 1 else Path(path.name) for path in paths]
+
+
 def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int | None = PER_SCAN) -> Dataset:
-    """One dataset of single-phase scans, each (source, space-group number); a scan's material is its file name.
+    """One dataset of single-phase scans, each (source, space-group number); a scan's material is its name
+    (:func:`scan_files`) without the suffix.
 
     ``per_scan``: at most this many patterns of each scan, spread evenly over it (None or 0: every pattern).
     A dataset holds one static background, and each scan brings its own: where a scan has one, its
@@ -89,10 +107,11 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
     shape = scans[0][0].pattern_shape
     backgrounds = [_own_background(source) for source, _ in scans]
     subtract = any(background is not None for background in backgrounds)
+    if labelled := next((source for source, _ in scans if source.labelled), None):
+        raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", labelled.path)
+    names = scan_files([source.path for source, _ in scans])
     patterns, labels, materials, taken = [], [], [], []
-    for (source, space_group), background in zip(scans, backgrounds):
-        if source.labelled:
-            raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", source.path)
+    for (source, space_group), background, name in zip(scans, backgrounds, names):
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
             raise InputError(
@@ -107,7 +126,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
             block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)
         labels.append(np.full(len(block), classes.index(int(space_group))))
-        materials.append(np.full(len(block), Path(source.path).stem, dtype=object))
+        materials.append(np.full(len(block), name.with_suffix("").as_posix(), dtype=object))
     return _checked(
         Dataset(
             patterns=np.concatenate(patterns),
@@ -116,7 +135,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
             material=np.concatenate(materials),
             provenance={
                 "generator": "single-phase scans",
-                "files": [Path(source.path).name for source, _ in scans],
+                "files": [name.as_posix() for name in names],
                 "space_groups": [int(space_group) for _, space_group in scans],
                 "static_background_subtracted": [background is not None for background in backgrounds],
                 "patterns_taken_of": taken,  # per scan: [taken, in the scan], spread evenly over it

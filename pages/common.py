@@ -256,7 +256,11 @@ def upload_to_session(upload, name: str | None = None) -> Path:
 def uploads_to_read(uploads: list) -> list:
     """The uploads to read as patterns. The files a NORDIF scan is read with (Setting.txt, its background image)
     are saved beside it under NORDIF's names instead, and its calibration patterns are left out, said so."""
-    roles = nordif.upload_roles([upload.name for upload in uploads])
+    try:
+        roles = nordif.upload_roles([upload.name for upload in uploads])
+    except EbsdError as exc:
+        show_error(exc)
+        return []
     if any(nordif.is_scan_file(upload.name) for upload in uploads) and "companion" not in roles.values():
         nordif.remove_companions(session_dir() / "uploads")  # an earlier scan's Setting.txt must not be used
     for upload in uploads:

@@ -594,7 +594,7 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
 
 
 def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
-    """A NORDIF Pattern.dat is mapped when its Setting.txt comes with it; two scans at once are refused by name."""
+    """A NORDIF Pattern.dat is mapped when its Setting.txt comes with it; two scans at once are refused, naming them."""
     import shutil
 
     import kikuchipy
@@ -609,7 +609,10 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value([*files, ("other.dat", files[0][1], "application/octet-stream")]).run()
-    assert [e.value for e in app.error] == ["one scan at a time: Pattern.dat, other.dat were given"]
+    assert [e.value for e in app.error][0].startswith("several NORDIF scans at once (Pattern.dat, other.dat)")
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([*files, ("scan.h5", b"\0", "application/octet-stream")]).run()
+    assert [e.value for e in app.error] == ["one scan at a time: Pattern.dat, scan.h5 were given"]
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value(files).run()
     assert not app.exception and not app.error

@@ -162,3 +162,19 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     assert main(["dataset", "--scan", str(ni_path), "--out", str(tmp_path / "bad.h5")]) == 2
     assert "write it as PATH=SPACEGROUP" in capsys.readouterr().err
     assert not (tmp_path / "one.h5").exists() and not (tmp_path / "bad.h5").exists()
+
+
+def test_scans_of_one_file_name_are_told_apart_by_their_folder(two_scans, tmp_path):
+    """Every NORDIF scan is a Pattern.dat: named by file alone, two scans became one material."""
+    import shutil
+
+    ni_path, _, ni, _ = two_scans
+    for folder in ("ni_grain_a", "ni3al_grain_b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(ni_path, tmp_path / folder / "Pattern.h5")
+    first, second = tmp_path / "ni_grain_a" / "Pattern.h5", tmp_path / "ni3al_grain_b" / "Pattern.h5"
+    dataset = dataset_from_scans([(open_patterns(first), 225), (open_patterns(second), 221)])
+    assert set(dataset.material) == {"ni_grain_a/Pattern", "ni3al_grain_b/Pattern"}
+    assert dataset.provenance["files"] == ["ni_grain_a/Pattern.h5", "ni3al_grain_b/Pattern.h5"]
+    with pytest.raises(InputError, match="Pattern.h5: is given twice"):
+        dataset_from_scans([(open_patterns(first), 225), (open_patterns(first), 221)])

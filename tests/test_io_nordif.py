@@ -123,3 +123,11 @@ def test_a_setting_file_kikuchipy_cannot_parse_is_named(acquisition):
     (acquisition / "Setting.txt").write_text("not a NORDIF setting file\n")
     with pytest.raises(InputError, match="cannot read this scan with the Setting.txt beside it"):
         open_patterns(acquisition)
+
+
+def test_the_files_of_several_scans_are_not_paired_by_guess():
+    """Each NORDIF scan's files have the same names: in one upload, which Setting.txt is whose is lost."""
+    with pytest.raises(InputError, match=r"several NORDIF scans at once \(Pattern.dat, Pattern.dat\)"):
+        nordif.upload_roles(["Pattern.dat", "Setting.txt", "Pattern.dat", "Setting.txt"])
+    with pytest.raises(InputError, match=r"several NORDIF scans at once \(ni.dat, ni3al.dat\)"):
+        nordif.upload_roles(["ni.dat", "ni3al.dat", "Setting.txt"])

@@ -109,8 +109,23 @@ def is_calibration_pattern(name: str) -> bool:
 def upload_roles(names: list[str]) -> dict[str, str]:
     """What each uploaded file is when a NORDIF scan is among them: ``"companion"`` (saved beside it under
     NORDIF's name), ``"calibration"`` (not read) or ``"file"`` (read as any upload). Without a ``.dat`` upload,
-    every file is a ``"file"``: a lone Setting.txt is then refused as an unsupported file, naming it."""
-    with_scan = any(is_scan_file(name) for name in names)
+    every file is a ``"file"``: a lone Setting.txt is then refused as an unsupported file, naming it.
+
+    Raises
+    ------
+    InputError
+        When the files are of several NORDIF scans: each scan's files carry the same names, so which Setting.txt
+        belongs to which scan is lost in an upload.
+    """
+    scans = [name for name in names if is_scan_file(name)]
+    settings = [name for name in names if companion_name(name) == SETTING_FILE]
+    if len(scans) > 1 or len(settings) > 1:
+        raise InputError(
+            f"several NORDIF scans at once ({', '.join(scans or settings)}): their files share names, so upload one "
+            "scan with its Setting.txt at a time, or give the scans' folders on the server (Server path) or to the "
+            "command line"
+        )
+    with_scan = bool(scans)
     roles = {}
     for name in names:
         if with_scan and companion_name(name):
