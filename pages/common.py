@@ -255,7 +255,7 @@ def upload_to_session(upload, name: str | None = None) -> Path:
 
 def uploads_to_read(uploads: list) -> list:
     """The uploads to read as patterns. The files a NORDIF scan is read with (Setting.txt, its background image)
-    are saved beside it under NORDIF's names instead, and its calibration patterns are left out, said so."""
+    are saved beside it under NORDIF's names instead, and its other images are left out, said so."""
     try:
         roles = nordif.upload_roles([upload.name for upload in uploads])
     except EbsdError as exc:
@@ -269,9 +269,11 @@ def uploads_to_read(uploads: list) -> list:
                 upload_to_session(upload, nordif.companion_name(upload.name))
             except EbsdError as exc:
                 show_error(exc)
-    calibration = [upload.name for upload in uploads if roles[upload.name] == "calibration"]
-    if calibration:
-        st.caption(f"Not read: {', '.join(calibration)} (NORDIF calibration patterns, not points of the scan).")
+    side_images = [upload.name for upload in uploads if roles[upload.name] == "side image"]
+    if side_images:
+        st.caption(
+            f"Not read: {', '.join(side_images)} (NORDIF's calibration and area images, not points of the scan)."
+        )
     return [upload for upload in uploads if roles[upload.name] == "file"]
 
 

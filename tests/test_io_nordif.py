@@ -86,14 +86,17 @@ def test_scan_files_beside_images_are_named_as_not_read(tmp_path):
 
 
 def test_upload_roles():
-    roles = nordif.upload_roles(
-        ["Pattern.dat", "setting.txt", "Background acquisition pattern.bmp", "Calibration (1,2).bmp"]
-    )
+    names = [*ACQUISITION, "Area.bmp", "fe.png"]
+    roles = nordif.upload_roles([name.lower() if name == "Setting.txt" else name for name in names])
     assert roles == {
         "Pattern.dat": "file",
         "setting.txt": "companion",
         "Background acquisition pattern.bmp": "companion",
-        "Calibration (1,2).bmp": "calibration",
+        "Background calibration pattern.bmp": "side image",
+        "Calibration (294,532).bmp": "side image",
+        "Calibration (425,447).bmp": "side image",
+        "Area.bmp": "side image",
+        "fe.png": "file",
     }
     assert nordif.companion_name("setting.txt") == "Setting.txt"
     # without a scan among them, nothing is set aside: a lone Setting.txt is refused as an unsupported file

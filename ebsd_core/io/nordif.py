@@ -99,17 +99,18 @@ def companion_name(name: str) -> str | None:
     return next((companion for companion in COMPANION_FILES if companion.lower() == base), None)
 
 
-def is_calibration_pattern(name: str) -> bool:
-    """A NORDIF calibration pattern (``Calibration (294,532).bmp``), recorded to fit the projection centre, not
-    a point of the scan."""
-    base = Path(name.replace("\\", "/")).name.lower()
-    return base.startswith("calibration") and base.endswith(".bmp")
+def is_side_image(name: str) -> bool:
+    """One of the BMP images NORDIF writes beside a scan other than its static background: calibration patterns
+    (``Calibration (294,532).bmp``, recorded to fit the projection centre), their background, the area image.
+    None is a point of the scan."""
+    return name.lower().endswith(".bmp") and companion_name(name) != BACKGROUND_FILE
 
 
 def upload_roles(names: list[str]) -> dict[str, str]:
     """What each uploaded file is when a NORDIF scan is among them: ``"companion"`` (saved beside it under
-    NORDIF's name), ``"calibration"`` (not read) or ``"file"`` (read as any upload). Without a ``.dat`` upload,
-    every file is a ``"file"``: a lone Setting.txt is then refused as an unsupported file, naming it.
+    NORDIF's name), ``"side image"`` (not read: :func:`is_side_image`) or ``"file"`` (read as any upload).
+    Without a ``.dat`` upload, every file is a ``"file"``: a lone Setting.txt is then refused as an unsupported
+    file, naming it.
 
     Raises
     ------
@@ -130,8 +131,8 @@ def upload_roles(names: list[str]) -> dict[str, str]:
     for name in names:
         if with_scan and companion_name(name):
             roles[name] = "companion"
-        elif with_scan and is_calibration_pattern(name):
-            roles[name] = "calibration"
+        elif with_scan and is_side_image(name):
+            roles[name] = "side image"
         else:
             roles[name] = "file"
     return roles
