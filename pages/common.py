@@ -223,6 +223,12 @@ def select_model(names: list[str], key: str | None = None) -> str:
     return choice
 
 
+def show_source_warnings(name: str, source) -> None:
+    """What the reader noticed about a pattern file (images left out, scans not read, a missing background)."""
+    for warning in source.warnings:
+        st.warning(f"{name}: {warning}")
+
+
 def show_notes(notes: list[str]) -> None:
     """The engine's notes on how far a reading can be trusted (written to follow 'FILE: ') as warnings."""
     for note in notes:
@@ -261,8 +267,9 @@ def uploads_to_read(uploads: list) -> list:
     except EbsdError as exc:
         show_error(exc)
         return []
-    if any(nordif.is_scan_file(upload.name) for upload in uploads) and "companion" not in roles.values():
-        nordif.remove_companions(session_dir() / "uploads")  # an earlier scan's Setting.txt must not be used
+    if any(nordif.is_scan_file(upload.name) for upload in uploads):  # an earlier scan's files must not be used
+        uploaded = {nordif.companion_name(upload.name) for upload in uploads if roles[upload.name] == "companion"}
+        nordif.remove_companions(session_dir() / "uploads", keep=uploaded)
     for upload in uploads:
         if roles[upload.name] == "companion":
             try:

@@ -32,6 +32,7 @@ from pages.common import (
     server_path_input,
     set_active_dataset,
     show_error,
+    show_source_warnings,
     upload_to_session,
     uploads_to_read,
 )
@@ -117,8 +118,7 @@ with tab_upload:
             except EbsdError as exc:  # also a disk too full to keep the upload
                 show_error(exc)
                 continue
-            for warning in source.warnings:
-                st.warning(f"{upload.name}: {warning}")
+            show_source_warnings(upload.name, source)
             if source.labelled:
                 symbols = ", ".join(space_group_symbol(c) for c in source.classes)
                 st.success(f"{upload.name}: {len(source)} labelled patterns, classes {symbols}")
@@ -161,8 +161,7 @@ with tab_server:
             source = opened_source(path)
             height, width = source.pattern_shape
             st.write(f"{counted(len(source), 'pattern')} of {width}x{height} px ({source.kind})")
-            for warning in source.warnings:
-                st.warning(f"{path.name}: {warning}")
+            show_source_warnings(path.name, source)
             if source.kind == "dataset":
                 if st.button("Use this dataset"):
                     set_active_dataset(checked_dataset_file(source), path.name)

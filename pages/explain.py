@@ -18,6 +18,7 @@ from pages.common import (
     select_model,
     show_error,
     show_notes,
+    show_source_warnings,
 )
 
 enter_page()
@@ -83,10 +84,12 @@ if method != "filters":
     label = st.selectbox("Patterns from", names, index=0 if uploaded is not None else sent)
     source_path = sources[label]
     try:
-        count = len(opened_source(source_path))
+        opened = opened_source(source_path)
     except EbsdError as exc:
         show_error(exc)
         st.stop()
+    show_source_warnings(Path(source_path).name, opened)
+    count = len(opened)
     c1, c2, c3 = st.columns(3)
     default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
     index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))

@@ -34,6 +34,7 @@ from pages.common import (
     session_id,
     show_error,
     show_notes,
+    show_source_warnings,
     tidy,
     upload_to_session,
 )
@@ -47,7 +48,8 @@ st.caption(
 )
 manager = job_manager()
 MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
-SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", *NORDIF_SETTING_TYPES]  # a TIFF: a stack of the scan's patterns
+# a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
+SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
 
 
 def choose_scan(model_name: str | None) -> Path | None:
@@ -103,6 +105,7 @@ def start_map(model_name: str, scan: Path) -> None:
         points = f", a map of {shape[0]:,} x {shape[1]:,} points" if len(shape) == 2 else ""
         height, width = source.pattern_shape
         st.write(f"**{scan.name}**: {counted(len(source), 'pattern')} of {width}x{height} px{points}")
+        show_source_warnings(scan.name, source)
     except EbsdError as exc:
         show_error(exc)
         return

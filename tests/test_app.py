@@ -610,9 +610,8 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
-    files = [
-        (name, (shipped / name).read_bytes(), "application/octet-stream") for name in ("Pattern.dat", "Setting.txt")
-    ]
+    names = ("Pattern.dat", "Setting.txt", "Background acquisition pattern.bmp")
+    files = [(name, (shipped / name).read_bytes(), "application/octet-stream") for name in names]
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value([*files, ("other.dat", files[0][1], "application/octet-stream")]).run()
@@ -621,8 +620,13 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     uploader.set_value([*files, ("scan.h5", b"\0", "application/octet-stream")]).run()
     assert [e.value for e in app.error] == ["one scan at a time: Pattern.dat, scan.h5 were given"]
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value(files[:2]).run()  # what the reader notices is said on this page too
+    assert [w.value for w in app.warning] == [
+        "Pattern.dat: no Background acquisition pattern.bmp beside it: only the dynamic background is removed"
+    ]
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value(files).run()
-    assert not app.exception and not app.error
+    assert not app.exception and not app.error and not app.warning
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error

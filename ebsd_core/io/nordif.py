@@ -10,6 +10,7 @@ is to it, so that neither a folder nor a set of uploads is read as its backgroun
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -138,8 +139,8 @@ def upload_roles(names: list[str]) -> dict[str, str]:
     return roles
 
 
-def remove_companions(folder: Path) -> None:
-    """Remove the companion files an earlier upload left in ``folder``: a scan uploaded without them must not be
-    read with another scan's Setting.txt."""
-    for name in COMPANION_FILES:
+def remove_companions(folder: Path, keep: Collection[str] = ()) -> None:
+    """Remove the companion files an earlier upload left in ``folder``, except those named in ``keep`` (uploaded
+    now): a scan uploaded without them must not be read with another scan's Setting.txt or background."""
+    for name in set(COMPANION_FILES) - set(keep):
         (folder / name).unlink(missing_ok=True)
