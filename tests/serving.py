@@ -56,6 +56,17 @@ def start_dashboard(
     raise RuntimeError(f"streamlit did not start within {timeout_s:.0f} s")
 
 
+def stop_dashboard(process: subprocess.Popen, grace_s: float = 60) -> None:
+    """Stop a server started by :func:`start_dashboard`: SIGTERM, then SIGKILL if it has not exited within
+    ``grace_s`` (in one full-suite run a server took over 20 s to stop after a Grad-CAM; not seen when rerun alone)."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def as_running_server(init):
     """Wrap Streamlit's ``PagesManager.__init__`` so that AppTest runs as on a server that is already up.
 

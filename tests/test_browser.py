@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from serving import CHROMIUM, free_port, start_dashboard
+from serving import CHROMIUM, free_port, start_dashboard, stop_dashboard
 from serving import CHROMIUM_FLAGS as FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,7 @@ def server(tmp_path):
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=20)
+    stop_dashboard(process)
 
 
 @contextlib.contextmanager
@@ -192,8 +191,7 @@ def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password
             assert page.get_by_role("link", name="Phase map").count() == 1
             browser.close()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        stop_dashboard(process)
 
 
 def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):
