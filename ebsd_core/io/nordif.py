@@ -9,14 +9,12 @@ is to it, so that neither a folder nor a set of uploads is read as its backgroun
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.images import ZIP_ERRORS
 
 SCAN_SUFFIX = ".dat"
 SETTING_FILE = "Setting.txt"
@@ -83,13 +81,10 @@ def check_size(scan: Path, data_shape: tuple[int, ...], itemsize: int) -> None:
         )
 
 
-def zip_holds_acquisition(path: Path) -> bool:
-    """Whether a zip holds a NORDIF scan with its Setting.txt (read from files only, never from a zip)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [PurePosixPath(name.replace("\\", "/")).name for name in archive.namelist()]
-    except ZIP_ERRORS:
-        return False  # the zip reader names what is wrong with it
+def holds_acquisition(member_names: list[str]) -> bool:
+    """Whether a zip of these members holds a NORDIF scan with its Setting.txt (read from files only, never from a
+    zip)."""
+    names = [PurePosixPath(name.replace("\\", "/")).name for name in member_names]
     return SETTING_FILE in names and any(is_scan_file(name) for name in names)
 
 

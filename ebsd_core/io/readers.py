@@ -256,7 +256,7 @@ def _zip_names(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             return archive.namelist()
     except images.ZIP_ERRORS:
-        return []  # read already by the image reader, which names what is wrong with a zip
+        return []  # the image reader names what is wrong with the zip
 
 
 Reader = Callable[[Path, bool], PatternSource]
@@ -288,14 +288,17 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             lambda p: [child.name for child in p.iterdir() if child.is_file()],
         )
     if suffix == ".zip":
-        if nordif.zip_holds_acquisition(path):
+        members = _zip_names(path)  # once, for both checks
+        if nordif.holds_acquisition(members):
             raise InputError(
                 f"holds a NORDIF acquisition ({nordif.SCAN_SUFFIX} scan and {nordif.SETTING_FILE}), which is read from "
                 f"its files, never from a zip: upload the .dat with {nordif.SETTING_FILE}, or unpack the zip on the "
                 "server and give its folder",
                 path,
             )
-        return _read_image_container("zip", lambda p, lazy: images.read_image_zip(p, labelled, lazy), _zip_names)
+        return _read_image_container(
+            "zip", lambda p, lazy: images.read_image_zip(p, labelled, lazy), lambda _zip: members
+        )
     if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
         return _read_project_dataset
     if suffix in images.IMAGE_EXTENSIONS:
