@@ -7,6 +7,8 @@ their results; each is backed by a measurement in ``bench/RESULTS.md``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ebsd_core.errors import ModelError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.readers import PatternSource
@@ -73,3 +75,15 @@ def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = T
     if not made_by_simulator(source.provenance.get("generator")) and made_by_simulator(card.training.get("dataset")):
         notes.append(SIMULATION_ONLY_CAUTION)
     return notes
+
+
+def blank_pattern_note(blank: np.ndarray) -> list[str]:
+    """Say how many patterns were blank (``blank``: a mask, see :func:`ebsd_core.inference.blank_points`)."""
+    count = int(np.count_nonzero(blank))
+    if not count:
+        return []
+    first = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (", ..." if count > 5 else "")
+    return [
+        f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {first}): dropped frames, a blanked "
+        "beam or a saturated camera. There is nothing in them to classify, so they are unknown"
+    ]

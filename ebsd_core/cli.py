@@ -313,8 +313,8 @@ def _predict(args: argparse.Namespace) -> int:
     import csv
 
     from ebsd_core.atomic import atomic_path
-    from ebsd_core.caveats import reading_notes
-    from ebsd_core.inference import predict_source
+    from ebsd_core.caveats import blank_pattern_note, reading_notes
+    from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
 
     model, card = _load_for_inference(args)
@@ -330,6 +330,8 @@ def _predict(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
     )
+    for note in blank_pattern_note(blank_points(prediction.quality)):
+        log.warning("%s: %s", args.input, note)
     names = source.names or [source.path] * len(source)
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -29,7 +29,14 @@ from ebsd_core.explain import (
     grad_cam,
     shap_values,
 )
-from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
+from ebsd_core.inference import (
+    UNKNOWN,
+    blank_patterns,
+    decide,
+    inference_precision,
+    model_device,
+    predict_tensor,
+)
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.preprocess import preprocess
 from ebsd_core.store import ModelCard, load_model
@@ -129,6 +136,12 @@ def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternC
     if not 0 <= index < len(source):
         raise InputError(f"pattern index {index} is outside 0..{len(source) - 1}", source.path)
     raw = source.batch(index, index + 1)
+    if blank_patterns(raw)[0]:
+        raise InputError(
+            f"pattern {index} holds one value everywhere (a dropped frame, a blanked beam or a saturated camera): "
+            "there is nothing in it to explain; pick another",
+            source.path,
+        )
     pattern = preprocess(raw, card.preprocess, source.static_background, source.path)[0]
     context = PatternContext(pattern, index)
     if source.kind == "dataset":

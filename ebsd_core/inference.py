@@ -279,8 +279,11 @@ def predict_patterns(
 
 
 def decide(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """Class index per row of ``probabilities`` (N, C), -1 where the top probability is below ``threshold``."""
-    return np.where(probabilities.max(axis=1) >= threshold, probabilities.argmax(axis=1), -1)
+    """Class index per row of ``probabilities`` (N, C), -1 where the top probability is below ``threshold`` or
+    every class is equally likely (a blank pattern's, :func:`classify_tensor`: no class to pick at any threshold)."""
+    top = probabilities.max(axis=1)
+    tied = top == probabilities.min(axis=1)
+    return np.where((top >= threshold) & ~tied, probabilities.argmax(axis=1), -1)
 
 
 class Decisions:
@@ -347,7 +350,24 @@ def classify_tensor(
     """
     batch = preprocess_tensor(raw, card.preprocess, static_background)
     probs = model_probabilities(model, batch, precision, card.views, first_point, card.views_below)
-    return probs, image_quality_tensor(batch)
+    blank = blank_patterns(raw)[:, None]
+    # a blank frame holds no evidence: every class equally likely (decided unknown), quality 0
+    probs = torch.where(blank, torch.full_like(probs, 1 / probs.shape[1]), probs)
+    return probs, torch.where(blank[:, 0], 0.0, image_quality_tensor(batch))
+
+
+def blank_points(quality: np.ndarray) -> np.ndarray:
+    """Which results are of blank patterns: :func:`classify_tensor` gives them quality 0, which no pattern with
+    any contrast gets (their probabilities, all equal, do not tell: a weak model can tie too)."""
+    return np.asarray(quality) == 0
+
+
+def blank_patterns(raw: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Which raw patterns (N, H, W) hold one value everywhere: dropped frames (NORDIF writes zeros), a blanked
+    beam, a saturated camera. Any model output for them would be its bias, not a reading."""
+    flat = raw.reshape(len(raw), -1)
+    # equality with the first pixel, not max == min: torch has no max of uint16 (EDAX .up2) on the CPU
+    return (flat == flat[:, :1]).all(1)
 
 
 def _launch(

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.caveats import reading_notes
+from ebsd_core.caveats import blank_pattern_note, reading_notes
 from ebsd_core.errors import CancelledError, InputError
 from ebsd_core.inference import (
     UNKNOWN,
     Decisions,
+    blank_points,
     classify_batch,
     compile_wanted,
     decide,
@@ -34,7 +35,7 @@ from ebsd_core.inference import (
     views_for_all,
 )
 from ebsd_core.io.orientations import known
-from ebsd_core.io.readers import PatternSource, open_patterns
+from ebsd_core.io.readers import HEXAGONAL_GRID, PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import ModelCard
 
@@ -270,6 +271,8 @@ def attach_orientations(
 
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
+    if source.hexagonal_grid:
+        raise InputError(HEXAGONAL_GRID, source.path)
     recorded = tuple(int(v) for v in source.nav_shape or ())
     if nav_shape is not None and len(recorded) == 2 and tuple(int(v) for v in nav_shape) != recorded:
         raise InputError(
@@ -315,6 +318,7 @@ def _assemble(
 ) -> PhaseMap:
     phases = phases_for_model(card)
     truth = _truth(source, phases, notes)
+    notes += blank_pattern_note(blank_points(quality))
     rotations = source.quaternions if known(source.quaternions) else None
     for message in notes:
         log.warning("%s: %s", source.path, message)

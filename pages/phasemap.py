@@ -139,6 +139,8 @@ def map_shape_choice(source) -> tuple[int, int] | None | bool:
     """The map's rows and columns when the files do not record them (images, line scans); None when they do,
     False while the rows given do not fit the patterns."""
     count = len(source)
+    if source.hexagonal_grid:
+        return False  # its reading note says why
     if len(source.nav_shape or ()) == 2 or count == 1:
         return None
     order = "pages in order" if source.kind == "image-stack" else "images in the order of their names (p2 before p10)"

@@ -869,3 +869,22 @@ def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
         paths.append(app.session_state["dataset_path"])
     assert paths[0] != paths[1]
     assert len(read_dataset(paths[0])) == 8 and len(read_dataset(paths[1])) == 12
+
+
+def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, map_model):
+    """kikuchipy reads a hexagonal grid as one line: no rows can lay it out, so none are asked for."""
+    import shutil
+
+    import kikuchipy
+
+    from ebsd_core.io.readers import HEXAGONAL_GRID
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    scan = Path(kikuchipy.__file__).parent / "data" / "edax_binary" / "edax_binary.up2"
+    app.switch_page("pages/phasemap.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([("edax_binary.up2", scan.read_bytes(), "application/octet-stream")]).run()
+    assert not app.exception and not app.error
+    assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
+    assert not any(n.label == "Map rows" for n in app.number_input)
+    assert not any(b.label == "Classify every pattern" for b in app.button)

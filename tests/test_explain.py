@@ -211,3 +211,30 @@ def test_shap_of_a_lone_pattern_takes_simulated_patterns_as_its_background(map_m
     on_scan = explain_pattern(map_model, map_scan_file, 3, "shap")
     assert "background patterns of this input" in on_scan.captions["shap"]
     assert on_scan.notes == []  # the simulator's own scan
+
+
+def test_a_blank_pattern_is_not_explained(map_model, map_scan_file, tmp_path, capsys, caplog):
+    from ebsd_core.io.dataset import read_dataset, write_dataset
+
+    scan = read_dataset(map_scan_file)
+    scan.patterns[4] = 0
+    write_dataset(scan, tmp_path / "dropped.h5")
+    args = ["explain", "--model", str(map_model), "--input", str(tmp_path / "dropped.h5"), "--method", "gradcam"]
+    assert main([*args, "--index", "4", "--out", str(tmp_path / "x")]) == 2
+    assert "pattern 4 holds one value everywhere" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(map_model),
+                "--input",
+                str(tmp_path / "dropped.h5"),
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
+    assert "1 of 80 patterns hold one value everywhere (index 4)" in caplog.text
+    assert (tmp_path / "p.csv").read_text().splitlines()[5].split(",")[2] == "unknown"

@@ -147,3 +147,19 @@ def test_each_point_gets_different_views():
     distinct = torch.cdist(flat, flat) + torch.eye(200) > 1e-3
     assert distinct.all()  # no two of 200 neighbouring points share a view
     assert not torch.equal(grids, scattered_view_grids(16, points, 2))
+
+
+def test_blank_patterns_get_every_class_equally_and_no_decision(model_and_card, source):
+    """Even with a background to remove, and at a threshold of 0 (never unknown otherwise)."""
+    from ebsd_core.inference import decide
+
+    model, card = model_and_card
+    patterns = np.array(source.patterns)
+    patterns[[2, 5]] = 0  # dropped frames
+    patterns[7] = 255  # a saturated camera
+    probs, quality = classify_batch(model, card, patterns[:10], source.static_background, precision="fp32")
+    np.testing.assert_array_equal(probs[[2, 5, 7]], np.full((3, 3), 1 / 3, np.float32))
+    np.testing.assert_array_equal(quality[[2, 5, 7]], 0)
+    assert (quality[[0, 1, 3, 4, 6, 8, 9]] > 0).all()
+    decided = decide(probs, threshold=0.0)
+    assert (decided[[2, 5, 7]] == -1).all() and (decided[[0, 1, 3]] >= 0).all()

@@ -200,3 +200,41 @@ def test_a_file_of_several_scans_says_which_was_read(tmp_path):
     single = tmp_path / "one_scan.h5"
     kp.signals.EBSD(rng.integers(0, 255, (2, 2, 16, 16), dtype=np.uint8)).save(str(single))
     assert open_patterns(single).warnings == []
+
+
+def _kikuchipy_file(relative: str):
+    from pathlib import Path
+
+    import kikuchipy
+
+    return Path(kikuchipy.__file__).parent / "data" / relative
+
+
+def test_vendor_files_kikuchipy_ships_are_read():
+    """Found by reading every vendor example kikuchipy ships: an EMsoft file was said to hold 4 scans (its top
+    groups), and a hexagonal EDAX grid was read as a line without a word."""
+    expected = {
+        "edax_binary/edax_binary.up1": (9, (9,)),  # version 1 records no grid: the map asks for one
+        "edax_h5ebsd/patterns.h5": (9, (3, 3)),
+        "oxford_binary/patterns.ebsp": (9, (3, 3)),
+        "emsoft_ebsd/EBSD_TEST_Ni.h5": (1, (1,)),
+        "emsoft_ebsd/simulated_ebsd.h5": (10, (10,)),
+    }
+    for relative, (count, nav_shape) in expected.items():
+        source = open_patterns(_kikuchipy_file(relative))
+        assert (len(source), source.nav_shape, source.warnings) == (count, nav_shape, []), relative
+        assert not source.hexagonal_grid
+    assert open_patterns(_kikuchipy_file("emsoft_ebsd/EBSD_TEST_Ni.h5")).pattern_shape == (480, 640)
+
+
+def test_a_hexagonal_grid_is_named(recwarn):
+    from ebsd_core.io.readers import HEXAGONAL_GRID
+
+    source = open_patterns(_kikuchipy_file("edax_binary/edax_binary.up2"))
+    assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID]
+    assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
+
+
+def test_a_master_pattern_is_named_as_such():
+    with pytest.raises(InputError, match="holds an EBSD master pattern .* not the patterns of a scan"):
+        open_patterns(_kikuchipy_file("emsoft_ebsd_master_pattern/master_patterns.h5"))

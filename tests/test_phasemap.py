@@ -225,3 +225,38 @@ def test_a_real_scans_own_indexing_reaches_the_export(map_model, tmp_path):
     xmap = orix_io.load(str(tmp_path / "ni.ctf"))
     indexed = xmap.phase_id >= 0
     assert _angles_deg(xmap.rotations.data[indexed], recorded[indexed]).max() < 0.01
+
+
+def test_blank_frames_are_unknown_and_named(map_model, map_scan_file, tmp_path):
+    """Dropped frames (NORDIF writes zeros) or a saturated camera hold no evidence: whatever the model
+    answered for them was its bias, and their image quality came out as the best of the map (1.0)."""
+    scan = read_dataset(map_scan_file)
+    blank = [3, 40, 41]
+    scan.patterns[3] = 0
+    scan.patterns[40:42] = scan.patterns.max()
+    write_dataset(scan, tmp_path / "dropped.h5")
+    model, card = load_model(map_model)
+    for cleanup in (False, True):
+        blanked = map_scan(model, card, open_patterns(tmp_path / "dropped.h5"), batch_size=16, cleanup=cleanup)
+        raw = blanked.raw_probabilities if cleanup else blanked.probabilities
+        np.testing.assert_array_equal(raw[blank], 0.5)
+        np.testing.assert_array_equal(np.flatnonzero(blanked.quality == 0), blank)
+        assert (blanked.quality < 1).all()
+        assert any("3 of 80 patterns hold one value everywhere (index 3, 40, 41)" in n for n in blanked.notes)
+        if not cleanup:
+            assert (blanked.index[blank] == -1).all()
+
+
+def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, capsys):
+    from pathlib import Path
+
+    import kikuchipy
+
+    hexagonal = Path(kikuchipy.__file__).parent / "data" / "edax_binary" / "edax_binary.up2"
+    model, card = load_model(map_model)
+    with pytest.raises(InputError, match="hexagonal grid"):
+        map_scan(model, card, open_patterns(hexagonal), nav_shape=(2, 5))
+    assert (
+        main(["predict", "--model", str(map_model), "--input", str(hexagonal), "--out", str(tmp_path / "p.csv")]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["patterns"] == 10

@@ -43,6 +43,7 @@ class PatternSource:
     quaternions: np.ndarray | None = None  # (N, 4) orix convention, NaN rows unknown
     orientations_from: str = ""  # where known quaternions came from, for the map's summary; "" when none
     step_um: float = 1.0  # scan step between map points
+    hexagonal_grid: bool = False  # points on a hexagonal grid (EDAX), read as one line: no square map
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
 
@@ -119,12 +120,14 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     if nordif.is_scan_file(path) and not nordif.has_setting(path):
         raise InputError(nordif.MISSING_SETTING, path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             # kikuchipy zero-pads a scan whose header declares more patterns than the file holds; a damaged
             # header can declare billions (found by fuzzing: 22 GB and counting), so refuse instead
             warnings.filterwarnings("error", message=".*larger than file size", category=UserWarning)
             warnings.filterwarnings("ignore", message="Could not read static background")  # said below, plainly
             signal = kp.load(str(path), lazy=lazy)
+        hexagonal = _hexagonal_grid(caught)
     except UserWarning as exc:
         raise InputError(
             f"the header declares more patterns than the file holds (an incomplete or damaged scan: {exc})", path
@@ -139,6 +142,12 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         raise InputError(f"kikuchipy cannot read this file ({exc.__class__.__name__}: {exc})", path) from None
     if isinstance(signal, list):
         signal = signal[0]
+    if "MasterPattern" in type(signal).__name__:
+        raise InputError(
+            "holds an EBSD master pattern (intensities over all crystal directions, for simulation), not the "
+            "patterns of a scan: give the scan's pattern file",
+            path,
+        )
     if not isinstance(signal, kp.signals.EBSD) and type(signal).__name__ != "LazyEBSD":
         raise InputError(f"holds a {type(signal).__name__}, not EBSD patterns", path)
     data = signal.data
@@ -165,8 +174,27 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         quaternions=quaternions,
         orientations_from="" if quaternions is None else "the scan's own indexing",
         step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
-        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path)),
+        hexagonal_grid=hexagonal,
+        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path)) + ([HEXAGONAL_GRID] if hexagonal else []),
     )
+
+
+#: The note on a scan recorded on a hexagonal grid, which kikuchipy reads as one line of patterns.
+HEXAGONAL_GRID = (
+    "the scan was recorded on a hexagonal grid, which kikuchipy reads as one line of patterns: each pattern is "
+    "classified on its own, but no phase map can be drawn from it; record the scan on a square grid to map it"
+)
+
+
+def _hexagonal_grid(caught: list[warnings.WarningMessage]) -> bool:
+    """Whether kikuchipy warned that the scan's grid is hexagonal; other warnings go on as they came."""
+    hexagonal = False
+    for warning in caught:
+        if "hexagonal grid" in str(warning.message):
+            hexagonal = True
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return hexagonal
 
 
 def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]) -> list[str]:
@@ -192,8 +220,13 @@ def _h5ebsd_scans(path: Path) -> list[str]:
     try:
         with h5py.File(path, "r") as file:
             if not any(key.lower() == "manufacturer" for key in file):
-                return []  # not h5ebsd (an EMsoft file's top groups are not scans)
-            return [key for key, item in file.items() if isinstance(item, h5py.Group)]
+                return []  # not h5ebsd
+            # a scan's group holds EBSD/Data in every vendor's h5ebsd; EMsoft's top groups (CrystalData, ...) do not
+            return [
+                key
+                for key, item in file.items()
+                if isinstance(item, h5py.Group) and isinstance(item.get("EBSD/Data"), h5py.Group)
+            ]
     except (OSError, ValueError):
         return []  # kikuchipy has just read it; nothing more to say
 
