@@ -243,8 +243,7 @@ def test_blank_frames_are_unknown_and_named(map_model, map_scan_file, tmp_path):
         np.testing.assert_array_equal(np.flatnonzero(blanked.quality == 0), blank)
         assert (blanked.quality < 1).all()
         assert any("3 of 80 patterns hold one value everywhere (index 3, 40, 41)" in n for n in blanked.notes)
-        if not cleanup:
-            assert (blanked.index[blank] == -1).all()
+        assert (blanked.index[blank] == -1).all()  # the clean-up too: a blank correlates with no neighbour
 
 
 def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, capsys):
