@@ -13,6 +13,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.io.readers import PatternSource
+from ebsd_core.preprocess import blank_patterns
 
 #: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
 SINGLE_PHASE_SCANS_CAUTION = (
@@ -33,18 +34,32 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
         material = np.array([name.split("/")[0] for name in source.names], dtype=object)
     else:
         material = np.full(len(source), Path(source.path).stem, dtype=object)
-    return _checked(
-        Dataset(
-            patterns=source.batch(0, len(source)),
-            labels=source.labels,
-            classes=list(source.classes),
-            material=material,
-            split=source.split,
-            quaternions=source.quaternions,
-            static_background=source.static_background,
-            provenance={"generator": "labelled source", "files": [Path(source.path).name]},
-        )
+    dataset = Dataset(
+        patterns=source.batch(0, len(source)),
+        labels=source.labels,
+        classes=list(source.classes),
+        material=material,
+        split=source.split,
+        quaternions=source.quaternions,
+        static_background=source.static_background,
+        provenance={"generator": "labelled source", "files": [Path(source.path).name]},
     )
+    blank = np.asarray(blank_patterns(dataset.patterns))
+    if blank.any():
+        dataset = dataset.subset(np.flatnonzero(~blank))
+        names = [source.names[i] for i in np.flatnonzero(blank)] if source.names else []
+        dataset.provenance["blank_left_out"] = [_blank_record(blank, source, names)]
+    return _checked(dataset)
+
+
+def _blank_record(blank: np.ndarray, source: PatternSource, names: list[str]) -> dict:
+    """What :func:`blank_notes` says of the blank patterns left out of one source."""
+    if not len(blank) or blank.all():
+        raise InputError(
+            "every pattern taken of it holds one value everywhere (blank frames): there is nothing to learn from",
+            source.path,
+        )
+    return {"file": Path(source.path).name, "count": int(blank.sum()), "names": names[:5]}
 
 
 #: Patterns taken from each single-phase scan by default: enough for 400 shots, validation and a test split, while a
@@ -110,7 +125,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
     if labelled := next((source for source, _ in scans if source.labelled), None):
         raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", labelled.path)
     names = scan_files([source.path for source, _ in scans])
-    patterns, labels, materials, taken = [], [], [], []
+    patterns, labels, materials, taken, blanks = [], [], [], [], []
     for (source, space_group), background, name in zip(scans, backgrounds, names):
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
@@ -122,6 +137,10 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
         chosen = spread_over(len(source), per_scan, source.nav_shape)
         block = source.batch(0, len(source)) if len(chosen) == len(source) else source.take(chosen)
         taken.append([len(chosen), len(source)])
+        blank = np.asarray(blank_patterns(block))  # before the background: a blank frame minus it is not blank
+        if blank.any():
+            block = block[~blank]
+            blanks.append(_blank_record(blank, source, []) | {"file": name.as_posix()})
         if subtract:
             block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)
@@ -139,6 +158,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
                 "space_groups": [int(space_group) for _, space_group in scans],
                 "static_background_subtracted": [background is not None for background in backgrounds],
                 "patterns_taken_of": taken,  # per scan: [taken, in the scan], spread evenly over it
+                **({"blank_left_out": blanks} if blanks else {}),
             },
         )
     )
@@ -153,6 +173,18 @@ def sampling_notes(dataset: Dataset) -> list[str]:
         for name, (used, total) in zip(files, taken)
         if used < total
     ]
+
+
+def blank_notes(dataset: Dataset) -> list[str]:
+    """``FILE: N blank patterns ... were left out`` for each source that had some (see :func:`blank_patterns`)."""
+    notes = []
+    for record in dataset.provenance.get("blank_left_out", []):
+        names = f" ({', '.join(record['names'])}{', ...' if record['count'] > len(record['names']) else ''})"
+        notes.append(
+            f"{record['file']}: {record['count']:,} blank pattern(s){names if record['names'] else ''} were left "
+            "out: they hold one value everywhere (dropped frames, a blanked beam or a saturated camera)"
+        )
+    return notes
 
 
 def _own_background(source: PatternSource) -> np.ndarray | None:

@@ -81,6 +81,7 @@ def _dataset(args: argparse.Namespace) -> int:
     from ebsd_core.assemble import (
         PER_SCAN,
         SINGLE_PHASE_SCANS_CAUTION,
+        blank_notes,
         dataset_from_labelled,
         dataset_from_scans,
         sampling_notes,
@@ -101,6 +102,8 @@ def _dataset(args: argparse.Namespace) -> int:
         for note in sampling_notes(dataset):
             log.warning("%s (--per-scan sets how many)", note)
         print(SINGLE_PHASE_SCANS_CAUTION, file=sys.stderr)
+    for note in blank_notes(dataset):
+        log.warning("%s", note)
     write_dataset(dataset, args.out)
     print(json.dumps({"out": str(args.out), **dataset.summary()}))
     return 0

@@ -31,14 +31,13 @@ from ebsd_core.explain import (
 )
 from ebsd_core.inference import (
     UNKNOWN,
-    blank_patterns,
     decide,
     inference_precision,
     model_device,
     predict_tensor,
 )
 from ebsd_core.io.readers import PatternSource, open_patterns
-from ebsd_core.preprocess import preprocess
+from ebsd_core.preprocess import blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from torch import nn
 from ebsd_core.augment import resample_standardised, scattered_view_grids, view_grids
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.io.readers import PatternSource
-from ebsd_core.preprocess import checked_batch, image_quality_tensor, preprocess, preprocess_tensor
+from ebsd_core.preprocess import blank_patterns, checked_batch, image_quality_tensor, preprocess, preprocess_tensor
 from ebsd_core.store import ModelCard
 
 UNKNOWN = "unknown"
@@ -360,14 +360,6 @@ def blank_points(quality: np.ndarray) -> np.ndarray:
     """Which results are of blank patterns: :func:`classify_tensor` gives them quality 0, which no pattern with
     any contrast gets (their probabilities, all equal, do not tell: a weak model can tie too)."""
     return np.asarray(quality) == 0
-
-
-def blank_patterns(raw: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """Which raw patterns (N, H, W) hold one value everywhere: dropped frames (NORDIF writes zeros), a blanked
-    beam, a saturated camera. Any model output for them would be its bias, not a reading."""
-    flat = raw.reshape(len(raw), -1)
-    # equality with the first pixel, not max == min: torch has no max of uint16 (EDAX .up2) on the CPU
-    return (flat == flat[:, :1]).all(1)
 
 
 def _launch(

@@ -66,6 +66,14 @@ def checked_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
     return batch
 
 
+def blank_patterns(raw: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Which raw patterns (N, H, W) hold one value everywhere: dropped frames (NORDIF writes zeros), a blanked
+    beam, a saturated camera. Any model output for them would be its bias, not a reading."""
+    flat = raw.reshape(len(raw), -1)
+    # equality with the first pixel, not max == min: torch has no max of uint16 (EDAX .up2) on the CPU
+    return (flat == flat[:, :1]).all(1)
+
+
 @functools.lru_cache(maxsize=32)
 def _blur_matrix(length: int, sigma: float) -> torch.Tensor:
     """(length, length) matrix of a 1-D Gaussian blur with edge-replicating borders.

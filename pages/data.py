@@ -8,6 +8,7 @@ import streamlit as st
 from ebsd_core.assemble import (
     PER_SCAN,
     SINGLE_PHASE_SCANS_CAUTION,
+    blank_notes,
     checked_dataset_file,
     dataset_from_labelled,
     dataset_from_scans,
@@ -41,6 +42,15 @@ enter_page()
 
 st.title("Data")
 UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
+
+
+def dataset_ready(dataset, path: Path, label: str) -> None:
+    """Make the dataset at ``path`` the session's, and say what was left out of it (``dataset``: None for a
+    dataset file used as it is)."""
+    set_active_dataset(path, label)
+    st.success("Dataset ready: go to **Train**.")
+    for note in blank_notes(dataset) if dataset is not None else []:
+        st.warning(note)
 
 
 def explain_scans_dataset(dataset) -> None:
@@ -89,8 +99,7 @@ def server_scans_section() -> None:
             with st.spinner("Reading the scans"):
                 dataset = dataset_from_scans([(opened_source(Path(p)), sg) for p, sg in scans.items()])
                 dataset_path = write_dataset(dataset, new_session_file("server-scans"))
-            set_active_dataset(dataset_path, f"server: {len(scans)} scans")
-            st.success("Dataset ready: go to **Train**.")
+            dataset_ready(dataset, dataset_path, f"server: {len(scans)} scans")
             explain_scans_dataset(dataset)
         except EbsdError as exc:
             show_error(exc)
@@ -141,14 +150,13 @@ with tab_upload:
                     raise InputError(
                         "use one labelled upload (dataset, zip or folder) at a time, or only single-phase scans"
                     )
+                more = f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""
                 if labelled and labelled[0].kind == "dataset":
-                    path = checked_dataset_file(labelled[0])
+                    dataset_ready(None, checked_dataset_file(labelled[0]), f"upload: {uploads[0].name}{more}")
                 else:
                     dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
                     path = write_dataset(dataset, new_session_file("uploaded"))
-                more = f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""
-                set_active_dataset(path, f"upload: {uploads[0].name}{more}")
-                st.success("Dataset ready: go to **Train**.")
+                    dataset_ready(dataset, path, f"upload: {uploads[0].name}{more}")
                 if scans:
                     explain_scans_dataset(dataset)
             except EbsdError as exc:
@@ -170,9 +178,9 @@ with tab_server:
                 st.success(f"{path.name}: labelled patterns of {symbols}")
                 if st.button("Make a dataset of these labelled patterns", key="server_labelled"):
                     with st.spinner("Reading every pattern"):
-                        dataset_path = write_dataset(dataset_from_labelled(source), new_session_file("server"))
-                    set_active_dataset(dataset_path, f"server: {path.name}")
-                    st.success("Dataset ready: go to **Train**.")
+                        dataset = dataset_from_labelled(source)
+                        dataset_path = write_dataset(dataset, new_session_file("server"))
+                    dataset_ready(dataset, dataset_path, f"server: {path.name}")
             else:
                 label_server_scan(path)
         except EbsdError as exc:

@@ -130,7 +130,8 @@ def _zip(folder: Path) -> Path:
         for cls in ("Fm-3m", "Im-3m"):
             for i in range(2):
                 image = io.BytesIO()
-                Image.fromarray(np.full((16, 16), 40 * i + 10, np.uint8)).save(image, format="PNG")
+                pattern = np.full((16, 16), 40 * i + 10, np.uint8) + np.arange(16, dtype=np.uint8)  # not blank
+                Image.fromarray(pattern).save(image, format="PNG")
                 archive.writestr(f"{cls}/{i}.png", image.getvalue())
     path = folder / "sample.zip"
     path.write_bytes(buffer.getvalue())

@@ -147,12 +147,16 @@ def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monk
         for index in range(3):
             Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(folder / f"{index}.png")
     (root / "labelled" / "Fm-3m_ni" / "bad.png").write_bytes(b"\x89PNG truncated")
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(root / "labelled" / "229_ferrite" / "dropped.png")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
     app.switch_page("pages/data.py").run()
     app.text_input[0].input("labelled").run()
     assert any("1 image(s) could not be read" in w.value for w in app.warning)
     next(b for b in app.button if b.label == "Make a dataset of these labelled patterns").click().run()
     assert not app.exception and not app.error
+    assert any(
+        w.value.startswith("labelled: 1 blank pattern(s) (229_ferrite/dropped.png) were left out") for w in app.warning
+    )
     dataset = read_dataset(app.session_state["dataset_path"])
     assert dataset.classes == [225, 229] and len(dataset.labels) == 6
     assert sorted(set(dataset.material)) == ["229_ferrite", "Fm-3m_ni"]
@@ -166,7 +170,8 @@ def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch)
         folder = root / "labelled" / name
         folder.mkdir(parents=True)
         for index in range(2):
-            Image.fromarray(np.full((24, 24), 40 * index, np.uint8)).save(folder / f"{index}.png")
+            pattern = np.add.outer(np.arange(24), np.arange(24)).astype(np.uint8) + 40 * index  # not blank
+            Image.fromarray(pattern).save(folder / f"{index}.png")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
     app.switch_page("pages/data.py").run()
     app.text_input[0].input("labelled").run()

@@ -178,3 +178,35 @@ def test_scans_of_one_file_name_are_told_apart_by_their_folder(two_scans, tmp_pa
     assert dataset.provenance["files"] == ["ni_grain_a/Pattern.h5", "ni3al_grain_b/Pattern.h5"]
     with pytest.raises(InputError, match="Pattern.h5: is given twice"):
         dataset_from_scans([(open_patterns(first), 225), (open_patterns(first), 221)])
+
+
+def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, caplog):
+    """A dropped frame labelled with its scan's phase would teach the model that a blank frame is that phase;
+    with the scan's background subtracted it would no longer even look blank."""
+    from ebsd_core.assemble import blank_notes
+
+    _, ferrite_path, ni, ferrite = two_scans
+    dropped = ni.copy()
+    dropped[[1, 6]] = 0
+    ni_path = _kikuchipy_scan(tmp_path / "ni_dropped.h5", dropped, np.full((32, 32), 7, dtype=np.uint8))
+    dataset = dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)])
+    assert dataset.class_counts() == {"Fm-3m": 8, "Im-3m": 10}
+    assert np.allclose(dataset.patterns[dataset.material == "ni_dropped"], np.delete(ni, [1, 6], 0) - 7.0)
+    assert blank_notes(dataset) == [
+        "ni_dropped.h5: 2 blank pattern(s) were left out: they hold one value everywhere (dropped frames, a blanked "
+        "beam or a saturated camera)"
+    ]
+    assert blank_notes(read_dataset(write_dataset(dataset, tmp_path / "d.h5"))) == blank_notes(dataset)
+    saturated = ferrite[:3].copy()
+    saturated[2] = 255
+    _png_folder(tmp_path / "classes" / "Fm-3m", ni[:4])
+    _png_folder(tmp_path / "classes" / "Im-3m", saturated)
+    labelled = dataset_from_labelled(open_patterns(tmp_path / "classes"))
+    assert labelled.class_counts() == {"Fm-3m": 4, "Im-3m": 2}
+    assert blank_notes(labelled)[0].startswith("classes: 1 blank pattern(s) (Im-3m/p02.png) were left out")
+    all_blank = _kikuchipy_scan(tmp_path / "all_blank.h5", np.zeros_like(ni))
+    with pytest.raises(InputError, match="all_blank.h5: every pattern taken of it holds one value everywhere"):
+        dataset_from_scans([(open_patterns(all_blank), 225), (open_patterns(ferrite_path), 229)])
+    out = tmp_path / "cli.h5"
+    assert main(["dataset", "--scan", f"{ni_path}=225", "--scan", f"{ferrite_path}=229", "--out", str(out)]) == 0
+    assert "ni_dropped.h5: 2 blank pattern(s) were left out" in caplog.text

@@ -238,3 +238,21 @@ def test_a_hexagonal_grid_is_named(recwarn):
 def test_a_master_pattern_is_named_as_such():
     with pytest.raises(InputError, match="holds an EBSD master pattern .* not the patterns of a scan"):
         open_patterns(_kikuchipy_file("emsoft_ebsd_master_pattern/master_patterns.h5"))
+
+
+def test_a_zip_member_without_a_name_is_passed_over(tmp_path):
+    """Found by fuzzing: zipfile cuts a name at its first NUL, and ZipInfo.is_dir() of an empty name raised
+    IndexError."""
+    import io
+
+    path = tmp_path / "classes.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("Fm-3m/0.png", "Fm-3m/1.png", "Im-3m/0.png", "Im-3m/1.png"):
+            image = io.BytesIO()
+            Image.fromarray(np.random.default_rng(len(name)).integers(0, 255, (16, 16), np.uint8)).save(image, "PNG")
+            archive.writestr(name, image.getvalue())
+    data = path.read_bytes()
+    directory = data.rindex(b"Fm-3m/1.png")  # its entry in the central directory, not its local header
+    path.write_bytes(data[:directory] + b"\0" + data[directory + 1 :])
+    source = open_patterns(path)
+    assert len(source) == 3 and source.classes == [225, 229]

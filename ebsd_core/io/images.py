@@ -233,7 +233,8 @@ def _checked_image_members(path: Path) -> dict[str, str]:
     """Image members of a zip by their name below its one top folder, after size, count, ratio and path checks."""
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
+            # a member without a name (a damaged directory; found by fuzzing) is nothing to read: ZipInfo.is_dir fails
+            members = [m for m in archive.infolist() if m.filename and not m.is_dir()]
     except ZIP_ERRORS as exc:
         raise InputError(f"not a readable zip file ({exc})", path) from None
     if len(members) > MAX_ZIP_FILES:
