@@ -48,18 +48,18 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
     if blank.any():
         dataset = dataset.subset(np.flatnonzero(~blank))
         names = [source.names[i] for i in np.flatnonzero(blank)] if source.names else []
-        dataset.provenance["blank_left_out"] = [_blank_record(blank, source, names)]
+        dataset.provenance["blank_left_out"] = [_blank_record(blank, source.path, Path(source.path).name, names)]
     return _checked(dataset)
 
 
-def _blank_record(blank: np.ndarray, source: PatternSource, names: list[str]) -> dict:
-    """What :func:`blank_notes` says of the blank patterns left out of one source."""
-    if not len(blank) or blank.all():
+def _blank_record(blank: np.ndarray, path: str, file: str, names: Sequence[str] = ()) -> dict:
+    """What :func:`blank_notes` says of the blank patterns (``blank``, a mask) left out of the source at ``path``,
+    named ``file`` in the dataset; ``names``: of the blank patterns, where they have names."""
+    if blank.all():
         raise InputError(
-            "every pattern taken of it holds one value everywhere (blank frames): there is nothing to learn from",
-            source.path,
+            "every pattern taken of it holds one value everywhere (blank frames): there is nothing to learn from", path
         )
-    return {"file": Path(source.path).name, "count": int(blank.sum()), "names": names[:5]}
+    return {"file": file, "count": int(blank.sum()), "names": list(names[:5])}
 
 
 #: Patterns taken from each single-phase scan by default: enough for 400 shots, validation and a test split, while a
@@ -140,7 +140,7 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
         blank = np.asarray(blank_patterns(block))  # before the background: a blank frame minus it is not blank
         if blank.any():
             block = block[~blank]
-            blanks.append(_blank_record(blank, source, []) | {"file": name.as_posix()})
+            blanks.append(_blank_record(blank, source.path, name.as_posix()))
         if subtract:
             block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)

@@ -29,13 +29,7 @@ from ebsd_core.explain import (
     grad_cam,
     shap_values,
 )
-from ebsd_core.inference import (
-    UNKNOWN,
-    decide,
-    inference_precision,
-    model_device,
-    predict_tensor,
-)
+from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.preprocess import blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
