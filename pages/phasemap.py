@@ -137,7 +137,7 @@ def start_map(model_name: str, scan: Path) -> None:
 
 def map_shape_choice(source) -> tuple[int, int] | None | bool:
     """The map's rows and columns when the files do not record them (images, line scans); None when they do,
-    False while the rows given do not fit the patterns."""
+    False while the rows given do not fit the patterns, and for a hexagonal grid, which no rows lay out."""
     count = len(source)
     if source.hexagonal_grid:
         return False  # its reading note says why
