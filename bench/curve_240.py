@@ -21,7 +21,7 @@ TRANSFER = {
     5: ([0, 1, 2], 0.919, 0.025, 0.862, 0.004, "Twenty-second session: 5, seeds 0-2"),
     10: ([0, 1, 2], 0.957, 0.017, 0.890, 0.018, "Twenty-first session: 10, seeds 0-2"),
     20: ([0, 1, 2], 0.985, 0.002, 0.947, 0.018, "Camera binning in training: 3 seeds"),
-    50: ([0, 1], 0.992, 0.001, 0.932, 0.029, "Twenty-sixth session: 50, seeds 0-1"),
+    50: ([0, 1, 2], 0.988, 0.006, 0.936, 0.025, "Twenty-sixth session: 50, seeds 0-2 (transfer)"),
     100: ([0, 1, 2], 0.993, 0.005, 0.969, 0.016, "Twenty-fifth session: 100, seeds 0-2"),
 }
 SCRATCH = {
