@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ REAL_NI = SHARED / "real" / "ni_kikuchipy_small" / "patterns.h5"
 REAL_SI = SHARED / "real" / "si_kikuchipy_moving_screen" / "si_in.h5"
 REAL_FE = SHARED / "real" / "fe_astroebsd" / "astroebsd_Fe_pattern_1.tif"
 SDSS_LAYOUT = SHARED / "layouts" / "sdss_ferrite_austenite.ang"
+#: The example files kikuchipy ships (vendor formats, a real NORDIF acquisition), found without importing it.
+KIKUCHIPY_DATA = Path(importlib.util.find_spec("kikuchipy").origin).parent / "data"
 
 torch.set_num_threads(2)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import KIKUCHIPY_DATA
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -341,11 +342,9 @@ def test_two_uploads_of_one_name_at_once_are_explained(app):
 def test_a_nordif_scan_is_uploaded_with_its_setting_file(app):
     """Found on review: Setting.txt could not be uploaded, so a NORDIF Pattern.dat could not be read, and its
     background and calibration images were taken as patterns."""
-    import kikuchipy
-
     from ebsd_core.io.dataset import read_dataset
 
-    shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
     names = [
         "Pattern.dat",
         "Setting.txt",
@@ -609,12 +608,10 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     """A NORDIF Pattern.dat is mapped when its Setting.txt comes with it; two scans at once are refused, naming them."""
     import shutil
 
-    import kikuchipy
-
     from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    shipped = Path(kikuchipy.__file__).parent / "data" / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
     names = ("Pattern.dat", "Setting.txt", "Background acquisition pattern.bmp")
     files = [(name, (shipped / name).read_bytes(), "application/octet-stream") for name in names]
     app.switch_page("pages/phasemap.py").run()
@@ -880,12 +877,10 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, ma
     """kikuchipy reads a hexagonal grid as one line: no rows can lay it out, so none are asked for."""
     import shutil
 
-    import kikuchipy
-
     from ebsd_core.io.readers import HEXAGONAL_GRID
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    scan = Path(kikuchipy.__file__).parent / "data" / "edax_binary" / "edax_binary.up2"
+    scan = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value([("edax_binary.up2", scan.read_bytes(), "application/octet-stream")]).run()

@@ -4,9 +4,9 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import kikuchipy
 import numpy as np
 import pytest
+from conftest import KIKUCHIPY_DATA
 from PIL import Image
 
 from ebsd_core.errors import InputError
@@ -14,7 +14,7 @@ from ebsd_core.io import nordif
 from ebsd_core.io.readers import open_patterns
 
 # a real NORDIF acquisition of Ni (3x3 patterns of 60x60 px), shipped with kikuchipy
-SHIPPED = Path(kikuchipy.__file__).parent / "data" / "nordif"
+SHIPPED = KIKUCHIPY_DATA / "nordif"
 ACQUISITION = [
     "Pattern.dat",
     "Setting.txt",

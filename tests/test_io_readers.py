@@ -2,7 +2,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import REAL_FE, REAL_NI, REAL_SI, shared_file
+from conftest import KIKUCHIPY_DATA, REAL_FE, REAL_NI, REAL_SI, shared_file
 from PIL import Image
 
 from ebsd_core.errors import InputError
@@ -202,14 +202,6 @@ def test_a_file_of_several_scans_says_which_was_read(tmp_path):
     assert open_patterns(single).warnings == []
 
 
-def _kikuchipy_file(relative: str):
-    from pathlib import Path
-
-    import kikuchipy
-
-    return Path(kikuchipy.__file__).parent / "data" / relative
-
-
 def test_vendor_files_kikuchipy_ships_are_read():
     """Found by reading every vendor example kikuchipy ships: an EMsoft file was said to hold 4 scans (its top
     groups), and a hexagonal EDAX grid was read as a line without a word."""
@@ -221,23 +213,23 @@ def test_vendor_files_kikuchipy_ships_are_read():
         "emsoft_ebsd/simulated_ebsd.h5": (10, (10,)),
     }
     for relative, (count, nav_shape) in expected.items():
-        source = open_patterns(_kikuchipy_file(relative))
+        source = open_patterns(KIKUCHIPY_DATA / (relative))
         assert (len(source), source.nav_shape, source.warnings) == (count, nav_shape, []), relative
         assert not source.hexagonal_grid
-    assert open_patterns(_kikuchipy_file("emsoft_ebsd/EBSD_TEST_Ni.h5")).pattern_shape == (480, 640)
+    assert open_patterns(KIKUCHIPY_DATA / ("emsoft_ebsd/EBSD_TEST_Ni.h5")).pattern_shape == (480, 640)
 
 
 def test_a_hexagonal_grid_is_named(recwarn):
     from ebsd_core.io.readers import HEXAGONAL_GRID
 
-    source = open_patterns(_kikuchipy_file("edax_binary/edax_binary.up2"))
+    source = open_patterns(KIKUCHIPY_DATA / ("edax_binary/edax_binary.up2"))
     assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID]
     assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
 
 
 def test_a_master_pattern_is_named_as_such():
     with pytest.raises(InputError, match="holds an EBSD master pattern .* not the patterns of a scan"):
-        open_patterns(_kikuchipy_file("emsoft_ebsd_master_pattern/master_patterns.h5"))
+        open_patterns(KIKUCHIPY_DATA / ("emsoft_ebsd_master_pattern/master_patterns.h5"))
 
 
 def test_a_zip_member_without_a_name_is_passed_over(tmp_path):

@@ -247,11 +247,9 @@ def test_blank_frames_are_unknown_and_named(map_model, map_scan_file, tmp_path):
 
 
 def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, capsys):
-    from pathlib import Path
+    from conftest import KIKUCHIPY_DATA
 
-    import kikuchipy
-
-    hexagonal = Path(kikuchipy.__file__).parent / "data" / "edax_binary" / "edax_binary.up2"
+    hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"
     model, card = load_model(map_model)
     with pytest.raises(InputError, match="hexagonal grid"):
         map_scan(model, card, open_patterns(hexagonal), nav_shape=(2, 5))
