@@ -11,8 +11,6 @@ every command reads it like a real scan and can score itself against the truth.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from scipy.spatial import cKDTree
 from ebsd_core import __version__
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.io.dataset import Dataset
+from ebsd_core.io.orientations import load_crystal_map
 from ebsd_core.masters import load_master
 from ebsd_core.phases import CATALOGUE, Material, get_material
 from ebsd_core.simulate import (
@@ -144,16 +143,10 @@ def layout_from_ang(path: str | Path, phases: Sequence[str] | None = None) -> Ma
     with ``phases``. Points that were not indexed take the phase and
     orientation of their nearest indexed neighbour.
     """
-    from orix import io as orix_io
-
     path = Path(path)
     if not path.is_file():
         raise InputError("no such layout file", path)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # orix prints phase-name notes
-            xmap = orix_io.load(str(path))
-    except Exception as exc:  # orix raises many types for malformed files
-        raise InputError(f"orix cannot read this crystal map ({exc.__class__.__name__}: {exc})", path) from None
+    xmap = load_crystal_map(path)
     if xmap.ndim != 2:
         raise InputError(f"the crystal map is {xmap.ndim}D; a 2D map is needed", path)
     ids = [int(i) for i in xmap.phases.ids if i >= 0]

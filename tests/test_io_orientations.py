@@ -8,6 +8,7 @@ from orix.quaternion import Rotation
 
 from ebsd_core.errors import InputError
 from ebsd_core.io.orientations import from_crystal_map, known, read_orientations
+from ebsd_core.simulate_map import layout_from_ang
 
 
 def _ang(path, rotations, shape=(2, 3)):
@@ -15,6 +16,15 @@ def _ang(path, rotations, shape=(2, 3)):
     yy, xx = np.divmod(np.arange(rows * cols), cols)
     xmap = CrystalMap(rotations=rotations, x=xx.astype(float), y=yy.astype(float))
     orix_io.save(str(path), xmap)
+    return path
+
+
+def _hexagonal_ang(path, grid="HexGrid"):
+    """An EDAX .ang of 5 points on a hexagonal grid: rows of 3 and 2, the second shifted half a step."""
+    square = _ang(path, Rotation.random(6)).read_text().splitlines()
+    header = [line.replace("SqrGrid", grid).replace("NCOLS_EVEN: 3", "NCOLS_EVEN: 2") for line in square if "#" in line]
+    points = [(0, 0), (1, 0), (2, 0), (0.5, 0.866), (1.5, 0.866)]
+    path.write_text("\n".join(header + [f"0.1 0.2 0.3 {x} {y} 0 0 1 0 0" for x, y in points]) + "\n")
     return path
 
 
@@ -51,3 +61,13 @@ def test_a_crystal_map_of_another_size_gives_none():
     xmap = CrystalMap(rotations=Rotation.random(4))
     assert from_crystal_map(xmap, 5) is None and from_crystal_map(None, 4) is None
     assert from_crystal_map(xmap, 4).shape == (4, 4)
+
+
+def test_a_hexagonal_grid_is_named_not_misread(tmp_path):
+    # orix reads EDAX's hexagonal grid into a 2x5 map of 5 points: its orientations would land on wrong pixels
+    hexagonal = _hexagonal_ang(tmp_path / "hex.ang")
+    for read in (lambda: read_orientations(hexagonal, 5), lambda: layout_from_ang(hexagonal, ["ni", "ni3al"])):
+        with pytest.raises(InputError, match="hex.ang: its 5 points lie on a hexagonal grid .* convert it"):
+            read()
+    with pytest.raises(InputError, match="odd.ang: its 5 points do not fill its 2x5 grid"):
+        read_orientations(_hexagonal_ang(tmp_path / "odd.ang", grid="SqrGrid"), 5)

@@ -205,7 +205,7 @@ def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_mode
     assert indexed.any() and _angles_deg(xmap.rotations.data[indexed], hough.data[indexed]).max() < 0.01
     args[args.index("--orientations") + 1] = str(map_scan_file)  # a pattern file orix cannot read
     assert main(args[:-2] + ["--out", str(tmp_path / "other.ang")]) == 2
-    assert "duplex_scan.h5: orix cannot read orientations" in capsys.readouterr().err
+    assert "duplex_scan.h5: orix cannot read a crystal map" in capsys.readouterr().err
 
 
 def test_a_real_scans_own_indexing_reaches_the_export(map_model, tmp_path):

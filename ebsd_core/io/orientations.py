@@ -12,6 +12,8 @@ Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +51,48 @@ def from_crystal_map(xmap, points: int) -> np.ndarray | None:
     return quaternions if known(quaternions) else None
 
 
+def load_crystal_map(path: str | Path):
+    """The orix ``CrystalMap`` in ``path``, its points on a square grid.
+
+    Raises
+    ------
+    InputError
+        Naming the file: orix cannot read it, or its points do not fill a square grid (an EDAX
+        hexagonal grid, or coordinates that disagree with the header).
+    """
+    from orix import io as orix_io
+
+    path = Path(path)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # orix prints phase-name notes
+            xmap = orix_io.load(str(path))
+    except Exception as exc:  # orix raises many types for files it cannot parse
+        raise InputError(f"orix cannot read a crystal map from it ({exc.__class__.__name__}: {exc})", path) from None
+    points, grid = xmap.is_in_data.size, int(np.prod(xmap.shape))
+    if points != grid:
+        if _hexagonal_header(path):
+            raise InputError(
+                f"its {points} points lie on a hexagonal grid (GRID: HexGrid), which no square map fits; "
+                "convert it to a square grid first (OIM Analysis and MTEX can)",
+                path,
+            )
+        raise InputError(f"its {points} points do not fill its {xmap.shape[0]}x{xmap.shape[1]} grid", path)
+    return xmap
+
+
+def _hexagonal_header(path: Path) -> bool:
+    """Whether an EDAX .ang header says ``GRID: HexGrid``."""
+    if path.suffix.lower() != ".ang":
+        return False
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            if not line.startswith("#"):
+                return False
+            if line.lstrip("# ").upper().startswith("GRID:"):
+                return "HEX" in line.upper()
+    return False
+
+
 def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | None = None) -> np.ndarray:
     """The orientations of a scan's ``points`` points from a file orix reads (.ang, .ctf, ...).
 
@@ -57,17 +101,12 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
     InputError
         Naming the file: unreadable, of another size or map shape, or without orientations.
     """
-    from orix import io as orix_io
-
     path = Path(path)
     if not path.is_file():
         raise InputError("no such orientation file", path)
     if path.suffix.lower() not in ORIENTATION_EXTENSIONS:
         raise InputError(f"not an orientation file; orix reads {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
-    try:
-        xmap = orix_io.load(str(path))
-    except Exception as exc:  # orix raises many types for files it cannot parse
-        raise InputError(f"orix cannot read orientations from it ({exc.__class__.__name__}: {exc})", path) from None
+    xmap = load_crystal_map(path)
     size = xmap.is_in_data.size
     if size != points:
         raise InputError(f"holds {size} points but the scan has {points} patterns", path)
