@@ -261,7 +261,7 @@ def load_phase_map(path: str | Path) -> PhaseMap:
 def attach_orientations(
     source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None
 ) -> PatternSource:
-    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang or .ctf of the same
+    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang, .ctf or .h5oina of the same
     scan, points in the same order), for the map's exports; they replace any the scan file holds."""
     from ebsd_core.io.orientations import read_orientations
 

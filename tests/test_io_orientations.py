@@ -71,3 +71,38 @@ def test_a_hexagonal_grid_is_named_not_misread(tmp_path):
             read()
     with pytest.raises(InputError, match="odd.ang: its 5 points do not fill its 2x5 grid"):
         read_orientations(_hexagonal_ang(tmp_path / "odd.ang", grid="SqrGrid"), 5)
+
+
+def _h5oina(path):
+    """kikuchipy's own H5OINA test file: 3x3 Ni patterns of two grains, AZtec's Euler angles in radians."""
+    dummy = pytest.importorskip("kikuchipy.data._dummy_files.oxford_h5ebsd")
+    dummy.create_dummy_oxford_h5ebsd_file(path)
+    return path
+
+
+def test_an_h5oina_files_own_indexing_is_read(tmp_path):
+    """kikuchipy reads H5OINA patterns with an empty crystal map and orix does not read the format: an Oxford
+    scan's phase map exported identities where AZtec had indexed every point."""
+    import h5py
+
+    from ebsd_core.io.readers import open_patterns
+
+    path = _h5oina(tmp_path / "scan.h5oina")
+    with h5py.File(path, "r+") as file:
+        file["1/EBSD/Data/Phase"][4] = 0  # AZtec indexed nothing there
+    grain = Rotation([0.9542, -0.0183, -0.2806, 0.1018])  # the dummy's first grain, at points 0, 3, 6
+    source = open_patterns(path)
+    assert source.orientations_from == "the scan's own indexing" and source.warnings == []
+    quaternions = read_orientations(path, 9, (3, 3))
+    np.testing.assert_array_equal(quaternions, source.quaternions)
+    assert np.rad2deg((~Rotation(quaternions[[0, 3, 6]]) * grain).angle).max() < 0.01
+    assert np.isnan(quaternions[4]).all() and np.isfinite(np.delete(quaternions, 4, axis=0)).all()
+    with pytest.raises(InputError, match="its map is 3x3 points but the scan is 1x9"):
+        read_orientations(path, 9, (1, 9))
+    broken = _h5oina(tmp_path / "broken.h5oina")
+    with h5py.File(broken, "r+") as file:
+        del file["1/EBSD/Data/Euler"]
+        file["1/EBSD/Data/Euler"] = ["not", "angles"]
+    with pytest.raises(InputError, match="broken.h5oina: its indexing cannot be read"):
+        read_orientations(broken, 9)
+    assert "its indexing cannot be read" in open_patterns(broken).warnings[0]

@@ -4,8 +4,9 @@ Hough indexing gives every point of a dual-phase scan an orientation even where 
 tell the phases apart (Ni and Ni3Al, ferrite and NiAl). The phase map replaces only the
 phase, so its .ang / .ctf / .h5 exports carry those orientations on, for grain and texture
 analysis in MTEX, OIM or AZtec. They come from the pattern file itself (kikuchipy reads the
-crystal map that h5ebsd files store) or from a separate file orix reads (.ang, .ctf, orix .h5,
-Bruker and EMsoft h5ebsd), with its points in the scan's order.
+crystal map that h5ebsd files store; an Oxford H5OINA file's is read here, as neither kikuchipy
+nor orix reads it yet) or from a separate file (.ang, .ctf, orix .h5, Bruker and EMsoft
+h5ebsd, read with orix, or H5OINA), with its points in the scan's order.
 
 Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 """
@@ -21,8 +22,10 @@ import numpy as np
 
 from ebsd_core.errors import InputError
 
-#: File types orix reads a crystal map from.
-ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd"}
+#: Oxford Instruments' HDF5 format: kikuchipy reads its patterns but not its indexing, orix not at all.
+H5OINA = ".h5oina"
+#: File types orientations are read from: what orix reads, and H5OINA.
+ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd", H5OINA}
 
 
 def known(quaternions: np.ndarray | None) -> bool:
@@ -46,9 +49,44 @@ def from_crystal_map(xmap, points: int) -> np.ndarray | None:
     """
     if xmap is None or xmap.is_in_data.size != points:
         return None
-    quaternions = np.full((points, 4), np.nan, dtype=np.float32)
-    quaternions[xmap.is_in_data] = xmap.rotations.data.reshape(-1, 4)
+    quaternions = _map_quaternions(xmap)
     return quaternions if known(quaternions) else None
+
+
+def _map_quaternions(xmap) -> np.ndarray:
+    quaternions = np.full((xmap.is_in_data.size, 4), np.nan, dtype=np.float32)
+    quaternions[xmap.is_in_data] = xmap.rotations.data.reshape(-1, 4)
+    return quaternions
+
+
+def read_h5oina(path: str | Path) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The Hough indexing of an Oxford H5OINA file's first scan, or None when it holds none.
+
+    Returns quaternions (N, 4), NaN where AZtec indexed nothing (phase 0), from the Bunge Euler
+    angles ``<scan>/EBSD/Data/Euler`` as orix reads those of AZtec's .ctf export, and the map
+    shape (rows, columns) of ``EBSD/Header``.
+    """
+    import h5py
+    from orix.quaternion import Rotation
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as file:
+            scan = next((item for item in file.values() if isinstance(item, h5py.Group) and "EBSD/Data" in item), None)
+            if scan is None or "Euler" not in scan["EBSD/Data"]:
+                return None
+            data, header = scan["EBSD/Data"], scan["EBSD/Header"]
+            euler = np.asarray(data["Euler"], dtype=np.float64).reshape(-1, 3)
+            degrees = str(data["Euler"].attrs.get("Unit", "rad")).lower().startswith("deg")
+            phase = np.asarray(data["Phase"]).reshape(-1) if "Phase" in data else np.ones(len(euler))
+            shape = (int(np.asarray(header["Y Cells"])), int(np.asarray(header["X Cells"])))
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py and numpy raise these for damaged files
+        raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
+    if len(phase) != len(euler):
+        raise InputError(f"its indexing holds {len(euler)} orientations but {len(phase)} phases", path)
+    quaternions = Rotation.from_euler(euler, degrees=degrees).data.astype(np.float32)
+    quaternions[phase == 0] = np.nan
+    return quaternions, shape
 
 
 def load_crystal_map(path: str | Path):
@@ -94,7 +132,7 @@ def _hexagonal_header(path: Path) -> bool:
 
 
 def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | None = None) -> np.ndarray:
-    """The orientations of a scan's ``points`` points from a file orix reads (.ang, .ctf, ...).
+    """The orientations of a scan's ``points`` points from an indexing file (.ang, .ctf, H5OINA, ...).
 
     Raises
     ------
@@ -105,17 +143,24 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
     if not path.is_file():
         raise InputError("no such orientation file", path)
     if path.suffix.lower() not in ORIENTATION_EXTENSIONS:
-        raise InputError(f"not an orientation file; orix reads {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
-    xmap = load_crystal_map(path)
-    size = xmap.is_in_data.size
-    if size != points:
-        raise InputError(f"holds {size} points but the scan has {points} patterns", path)
+        raise InputError(f"not an orientation file; these are read: {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
+    quaternions, map_shape = _indexing(path)
+    if len(quaternions) != points:
+        raise InputError(f"holds {len(quaternions)} points but the scan has {points} patterns", path)
     shape = tuple(int(v) for v in nav_shape or ())
-    if len(shape) == 2 and np.prod(shape) == points and tuple(xmap.shape) not in {shape, (points,)}:
-        raise InputError(
-            f"its map is {xmap.shape[0]}x{xmap.shape[1]} points but the scan is {shape[0]}x{shape[1]}", path
-        )
-    quaternions = from_crystal_map(xmap, points)
-    if quaternions is None:
-        raise InputError("holds no orientations (every point is the identity)", path)
+    if len(shape) == 2 and np.prod(shape) == points and map_shape not in {shape, (points,)}:
+        raise InputError(f"its map is {map_shape[0]}x{map_shape[1]} points but the scan is {shape[0]}x{shape[1]}", path)
+    if not known(quaternions):
+        raise InputError("holds no orientations (every point is the identity or unindexed)", path)
     return quaternions
+
+
+def _indexing(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Every point's quaternion (NaN where unknown) and the map shape of an indexing file."""
+    if path.suffix.lower() == H5OINA:
+        found = read_h5oina(path)
+        if found is None:
+            raise InputError("holds no indexing (no EBSD/Data/Euler in its scan)", path)
+        return found
+    xmap = load_crystal_map(path)
+    return _map_quaternions(xmap), tuple(int(v) for v in xmap.shape)

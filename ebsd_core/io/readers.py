@@ -19,7 +19,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.orientations import from_crystal_map, known
+from ebsd_core.io.orientations import H5OINA, from_crystal_map, known, read_h5oina
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         if background.shape != sig_shape:
             background = None
     nav_axes = signal.axes_manager.navigation_axes
-    quaternions = from_crystal_map(getattr(signal, "xmap", None), int(np.prod(nav_shape)))
+    quaternions, indexing_notes = _own_orientations(signal, path, int(np.prod(nav_shape)))
     return PatternSource(
         path=str(path),
         kind="kikuchipy",
@@ -175,8 +175,25 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         orientations_from="" if quaternions is None else "the scan's own indexing",
         step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
         hexagonal_grid=hexagonal,
-        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path)) + ([HEXAGONAL_GRID] if hexagonal else []),
+        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path))
+        + ([HEXAGONAL_GRID] if hexagonal else [])
+        + indexing_notes,
     )
+
+
+def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | None, list[str]]:
+    """The scan's own indexing, and a note when it is there but unreadable: kikuchipy's crystal map, or the
+    Euler angles of an H5OINA file, whose crystal map kikuchipy leaves empty."""
+    quaternions = from_crystal_map(getattr(signal, "xmap", None), points)
+    if quaternions is not None or path.suffix.lower() != H5OINA:
+        return quaternions, []
+    try:
+        found = read_h5oina(path)
+    except InputError as exc:
+        return None, [f"{exc.reason}: its map's exports will carry no orientations"]
+    if found is None or len(found[0]) != points or not known(found[0]):
+        return None, []
+    return found[0], []
 
 
 #: The note on a scan recorded on a hexagonal grid, which kikuchipy reads as one line of patterns.
