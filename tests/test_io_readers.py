@@ -1,3 +1,4 @@
+import shutil
 import zipfile
 
 import numpy as np
@@ -200,6 +201,14 @@ def test_a_file_of_several_scans_says_which_was_read(tmp_path):
     single = tmp_path / "one_scan.h5"
     kp.signals.EBSD(rng.integers(0, 255, (2, 2, 16, 16), dtype=np.uint8)).save(str(single))
     assert open_patterns(single).warnings == []
+    # EDAX writes its file's keys with a leading space (" Manufacturer"): its second scan went unmentioned
+    import h5py
+
+    edax = tmp_path / "edax_two_scans.h5"
+    shutil.copyfile(KIKUCHIPY_DATA / "edax_h5ebsd/patterns.h5", edax)
+    with h5py.File(edax, "r+") as file:
+        file.copy("Scan 1", "Scan 2")
+    assert open_patterns(edax).warnings[0].startswith("holds 2 scans (Scan 1, Scan 2); the first, Scan 1, was read")
 
 
 def test_vendor_files_kikuchipy_ships_are_read():

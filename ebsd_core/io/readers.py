@@ -236,7 +236,7 @@ def _h5ebsd_scans(path: Path) -> list[str]:
 
     try:
         with h5py.File(path, "r") as file:
-            if not any(key.lower() == "manufacturer" for key in file):
+            if not any(key.strip().lower() == "manufacturer" for key in file):  # EDAX writes " Manufacturer"
                 return []  # not h5ebsd
             # a scan's group holds EBSD/Data in every vendor's h5ebsd; EMsoft's top groups (CrystalData, ...) do not
             return [
