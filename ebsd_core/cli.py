@@ -173,6 +173,8 @@ def _info(args: argparse.Namespace) -> int:
                 "nav_shape": list(source.nav_shape) if source.nav_shape else None,
                 "classes": source.classes,
                 "static_background": source.static_background is not None,
+                "orientations": source.orientations_from or None,  # what a phase map's exports would keep
+                "hexagonal_grid": source.hexagonal_grid,
                 # a folder of images over IN_MEMORY_BYTES, or a scan kikuchipy reads lazily
                 "read": "in memory" if isinstance(source.patterns, np.ndarray) else "from disk, batch by batch",
                 "warnings": source.warnings,

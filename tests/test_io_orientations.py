@@ -1,11 +1,14 @@
 """Orientations of a scan's own indexing: read, checked, and carried into the phase map's exports."""
 
+import json
+
 import numpy as np
 import pytest
 from orix import io as orix_io
 from orix.crystal_map import CrystalMap
 from orix.quaternion import Rotation
 
+from ebsd_core.cli import main
 from ebsd_core.errors import InputError
 from ebsd_core.io.orientations import from_crystal_map, known, read_orientations
 from ebsd_core.simulate_map import layout_from_ang
@@ -80,7 +83,7 @@ def _h5oina(path):
     return path
 
 
-def test_an_h5oina_files_own_indexing_is_read(tmp_path):
+def test_an_h5oina_files_own_indexing_is_read(tmp_path, capsys):
     """kikuchipy reads H5OINA patterns with an empty crystal map and orix does not read the format: an Oxford
     scan's phase map exported identities where AZtec had indexed every point."""
     import h5py
@@ -99,6 +102,8 @@ def test_an_h5oina_files_own_indexing_is_read(tmp_path):
     assert np.isnan(quaternions[4]).all() and np.isfinite(np.delete(quaternions, 4, axis=0)).all()
     with pytest.raises(InputError, match="its map is 3x3 points but the scan is 1x9"):
         read_orientations(path, 9, (1, 9))
+    assert main(["info", str(path)]) == 0  # info says what a phase map's exports would keep
+    assert json.loads(capsys.readouterr().out)["orientations"] == "the scan's own indexing"
     broken = _h5oina(tmp_path / "broken.h5oina")
     with h5py.File(broken, "r+") as file:
         del file["1/EBSD/Data/Euler"]

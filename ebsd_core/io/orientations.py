@@ -5,8 +5,9 @@ tell the phases apart (Ni and Ni3Al, ferrite and NiAl). The phase map replaces o
 phase, so its .ang / .ctf / .h5 exports carry those orientations on, for grain and texture
 analysis in MTEX, OIM or AZtec. They come from the pattern file itself (kikuchipy reads the
 crystal map of its own h5ebsd and EMsoft files, not yet that of EDAX or Bruker h5; an Oxford
-H5OINA file's is read here, as neither kikuchipy nor orix reads it) or from a separate file (.ang, .ctf, orix .h5, Bruker and EMsoft
-h5ebsd, read with orix, or H5OINA), with its points in the scan's order.
+H5OINA file's is read here, as neither kikuchipy nor orix reads it) or from a separate file
+(.ang, .ctf, orix .h5, Bruker and EMsoft h5ebsd, read with orix, or H5OINA), with its points
+in the scan's order.
 
 Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 """
