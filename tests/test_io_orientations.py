@@ -104,6 +104,11 @@ def test_an_h5oina_files_own_indexing_is_read(tmp_path, capsys):
         read_orientations(path, 9, (1, 9))
     assert main(["info", str(path)]) == 0  # info says what a phase map's exports would keep
     assert json.loads(capsys.readouterr().out)["orientations"] == "the scan's own indexing"
+    degrees = _h5oina(tmp_path / "degrees.h5oina")  # the unit as bytes, as h5py may give it
+    with h5py.File(degrees, "r+") as file:
+        euler = file["1/EBSD/Data/Euler"]
+        euler[...], euler.attrs["Unit"] = np.rad2deg(euler[()]), np.bytes_(b"deg")
+    assert np.rad2deg((~Rotation(read_orientations(degrees, 9)[[0, 3, 6]]) * grain).angle).max() < 0.01
     broken = _h5oina(tmp_path / "broken.h5oina")
     with h5py.File(broken, "r+") as file:
         del file["1/EBSD/Data/Euler"]

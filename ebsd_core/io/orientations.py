@@ -78,7 +78,7 @@ def read_h5oina(path: str | Path) -> tuple[np.ndarray, tuple[int, int]] | None:
                 return None
             data, header = scan["EBSD/Data"], scan["EBSD/Header"]
             euler = np.asarray(data["Euler"], dtype=np.float64).reshape(-1, 3)
-            degrees = str(data["Euler"].attrs.get("Unit", "rad")).lower().startswith("deg")
+            degrees = _text(data["Euler"].attrs.get("Unit", "rad")).lower().startswith("deg")
             phase = np.asarray(data["Phase"]).reshape(-1) if "Phase" in data else np.ones(len(euler))
             shape = (int(np.asarray(header["Y Cells"])), int(np.asarray(header["X Cells"])))
     except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py and numpy raise these for damaged files
@@ -130,6 +130,12 @@ def _hexagonal_header(path: Path) -> bool:
             if line.lstrip("# ").upper().startswith("GRID:"):
                 return "HEX" in line.upper()
     return False
+
+
+def _text(value) -> str:
+    """An HDF5 attribute as text: h5py gives str, bytes or an array of either."""
+    value = np.asarray(value).reshape(-1)[0] if np.ndim(value) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | None = None) -> np.ndarray:
