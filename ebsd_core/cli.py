@@ -936,8 +936,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--orientations",
         type=Path,
-        help="the scan's Hough indexing (.ang, .ctf, .h5oina, orix .h5; points in the scan's order) whose orientations "
-        "the exports keep; by default those the scan file holds, if any",
+        help="the scan's Hough indexing (.ang, .ctf, .h5oina, OIM or orix .h5; points in the scan's order) whose "
+        "orientations the exports keep; by default those the scan file holds, if any",
     )
     p.add_argument(
         "--scheduler",

@@ -261,8 +261,8 @@ def load_phase_map(path: str | Path) -> PhaseMap:
 def attach_orientations(
     source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None
 ) -> PatternSource:
-    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang, .ctf or .h5oina of the same
-    scan, points in the same order), for the map's exports; they replace any the scan file holds."""
+    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang, .ctf, .h5oina or OIM
+    .h5 of the same scan, points in the same order), for the map's exports; they replace any the scan file holds."""
     from ebsd_core.io.orientations import read_orientations
 
     source.quaternions = read_orientations(path, len(source), nav_shape or source.nav_shape)

@@ -168,8 +168,8 @@ def orientation_choice(source, nav_shape: tuple[int, int] | None = None) -> Path
         st.caption(f"Orientations: from {source.orientations_from}; the .ang, .ctf and .h5 exports keep them.")
         return None
     upload = st.file_uploader(
-        "Hough indexing of this scan (optional: .ang, .ctf or .h5oina, points in the scan's order)",
-        type=["ang", "ctf", "h5oina"],
+        "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
+        type=["ang", "ctf", "h5oina", "h5"],
         help="The exports then keep its orientations and replace only the phases; without it every point of "
         "the exported map has the identity orientation.",
     )

@@ -1,6 +1,7 @@
 """Orientations of a scan's own indexing: read, checked, and carried into the phase map's exports."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -116,3 +117,26 @@ def test_an_h5oina_files_own_indexing_is_read(tmp_path, capsys):
     with pytest.raises(InputError, match="broken.h5oina: its indexing cannot be read"):
         read_orientations(broken, 9)
     assert "its indexing cannot be read" in open_patterns(broken).warnings[0]
+
+
+def test_an_edax_h5_files_own_indexing_is_read(tmp_path):
+    """kikuchipy reads OIM's HDF5 patterns with an empty crystal map, and orix does not read the file."""
+    import h5py
+    from conftest import KIKUCHIPY_DATA
+
+    from ebsd_core.io.readers import open_patterns
+
+    path = tmp_path / "oim.h5"
+    shutil.copyfile(KIKUCHIPY_DATA / "edax_h5ebsd/patterns.h5", path)
+    rotations = Rotation.random(9)
+    with h5py.File(path, "r+") as file:
+        data = file["Scan 1/EBSD/Data"]
+        for name, angles in zip(("Phi1", "Phi", "Phi2"), rotations.to_euler().T, strict=True):
+            data[name][...] = angles
+        data["CI"][...] = [0.2] * 8 + [-1]  # OIM's mark of a point it did not index
+    source = open_patterns(path)
+    assert source.orientations_from == "the scan's own indexing" and source.warnings == []
+    quaternions = read_orientations(path, 9, (3, 3))
+    np.testing.assert_array_equal(quaternions, source.quaternions)
+    assert np.rad2deg((~Rotation(quaternions[:8]) * rotations[:8]).angle).max() < 0.01
+    assert np.isnan(quaternions[8]).all()

@@ -4,10 +4,10 @@ Hough indexing gives every point of a dual-phase scan an orientation even where 
 tell the phases apart (Ni and Ni3Al, ferrite and NiAl). The phase map replaces only the
 phase, so its .ang / .ctf / .h5 exports carry those orientations on, for grain and texture
 analysis in MTEX, OIM or AZtec. They come from the pattern file itself (kikuchipy reads the
-crystal map of its own h5ebsd and EMsoft files, not yet that of EDAX or Bruker h5; an Oxford
-H5OINA file's is read here, as neither kikuchipy nor orix reads it) or from a separate file
-(.ang, .ctf, orix .h5, Bruker and EMsoft h5ebsd, read with orix, or H5OINA), with its points
-in the scan's order.
+crystal map of its own h5ebsd and EMsoft files, not yet that of Oxford, EDAX or Bruker HDF5
+files; Oxford's H5OINA and EDAX's OIM h5 are read here, as orix reads neither) or from a
+separate file (.ang, .ctf, orix .h5, Bruker and EMsoft h5ebsd, read with orix, or those two),
+with its points in the scan's order.
 
 Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 """
@@ -17,16 +17,17 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ebsd_core.errors import InputError
 
-#: Oxford Instruments' HDF5 format: kikuchipy reads its patterns but not its indexing, orix not at all.
-H5OINA = ".h5oina"
-#: File types orientations are read from: what orix reads, and H5OINA.
-ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd", H5OINA}
+#: File types orientations are read from: what orix reads, and Oxford's H5OINA.
+ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd", ".h5oina"}
+#: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for first.
+HDF5_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina"}
 
 
 def known(quaternions: np.ndarray | None) -> bool:
@@ -60,12 +61,28 @@ def _map_quaternions(xmap) -> np.ndarray:
     return quaternions
 
 
-def read_h5oina(path: str | Path) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """The Hough indexing of an Oxford H5OINA file's first scan, or None when it holds none.
+@dataclass(frozen=True)
+class _VendorIndexing:
+    """Where a vendor's HDF5 file keeps a scan's Hough indexing (under ``<scan>/EBSD``)."""
 
-    Returns quaternions (N, 4), NaN where AZtec indexed nothing (phase 0), from the Bunge Euler
-    angles ``<scan>/EBSD/Data/Euler`` as orix reads those of AZtec's .ctf export, and the map
-    shape (rows, columns) of ``EBSD/Header``.
+    euler: tuple[str, ...]  # Bunge angles in Data: one (N, 3) dataset or three (N,) ones
+    unindexed: tuple[str, float]  # a Data dataset and the value it holds where nothing was indexed
+    shape: tuple[str, str]  # Header datasets of the map's rows and columns
+
+
+#: The vendor HDF5 files whose indexing kikuchipy leaves out of the crystal map it reads, and orix does not read.
+VENDOR_INDEXING = {
+    "Oxford H5OINA": _VendorIndexing(("Euler",), ("Phase", 0), ("Y Cells", "X Cells")),
+    "EDAX OIM h5": _VendorIndexing(("Phi1", "Phi", "Phi2"), ("CI", -1), ("nRows", "nColumns")),
+}
+
+
+def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The Hough indexing in an Oxford H5OINA or EDAX OIM HDF5 file's first scan, or None when it holds none.
+
+    Returns quaternions (N, 4), NaN where nothing was indexed, from the Bunge Euler angles as orix
+    reads those of the same software's .ctf or .ang export (radians unless the dataset's unit says
+    degrees), and the map shape (rows, columns) of the scan's header.
     """
     import h5py
     from orix.quaternion import Rotation
@@ -74,19 +91,23 @@ def read_h5oina(path: str | Path) -> tuple[np.ndarray, tuple[int, int]] | None:
     try:
         with h5py.File(path, "r") as file:
             scan = next((item for item in file.values() if isinstance(item, h5py.Group) and "EBSD/Data" in item), None)
-            if scan is None or "Euler" not in scan["EBSD/Data"]:
+            data = None if scan is None else scan["EBSD/Data"]
+            layout = next((v for v in VENDOR_INDEXING.values() if data is not None and v.euler[0] in data), None)
+            if layout is None:
                 return None
-            data, header = scan["EBSD/Data"], scan["EBSD/Header"]
-            euler = np.asarray(data["Euler"], dtype=np.float64).reshape(-1, 3)
-            degrees = _text(data["Euler"].attrs.get("Unit", "rad")).lower().startswith("deg")
-            phase = np.asarray(data["Phase"]).reshape(-1) if "Phase" in data else np.ones(len(euler))
-            shape = (int(np.asarray(header["Y Cells"])), int(np.asarray(header["X Cells"])))
+            euler = np.column_stack([np.asarray(data[name], dtype=np.float64) for name in layout.euler])
+            degrees = _text(data[layout.euler[0]].attrs.get("Unit", "rad")).lower().startswith("deg")
+            flag, value = layout.unindexed
+            unindexed = np.asarray(data[flag]).reshape(-1) == value if flag in data else np.zeros(len(euler), bool)
+            header = scan["EBSD/Header"]
+            shape = tuple(int(np.asarray(header[name]).reshape(-1)[0]) for name in layout.shape)
     except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py and numpy raise these for damaged files
         raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
-    if len(phase) != len(euler):
-        raise InputError(f"its indexing holds {len(euler)} orientations but {len(phase)} phases", path)
+    euler = euler.reshape(-1, 3)
+    if len(unindexed) != len(euler):
+        raise InputError(f"its indexing holds {len(euler)} orientations but {len(unindexed)} points", path)
     quaternions = Rotation.from_euler(euler, degrees=degrees).data.astype(np.float32)
-    quaternions[phase == 0] = np.nan
+    quaternions[unindexed] = np.nan
     return quaternions, shape
 
 
@@ -164,10 +185,10 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
 
 def _indexing(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
     """Every point's quaternion (NaN where unknown) and the map shape of an indexing file."""
-    if path.suffix.lower() == H5OINA:
-        found = read_h5oina(path)
-        if found is None:
-            raise InputError("holds no indexing (no EBSD/Data/Euler in its scan)", path)
+    found = read_vendor_indexing(path) if path.suffix.lower() in HDF5_EXTENSIONS else None
+    if found is not None:
         return found
+    if path.suffix.lower() == ".h5oina":  # orix does not read the format: its message would mislead
+        raise InputError("holds no indexing (no EBSD/Data/Euler in its first scan)", path)
     xmap = load_crystal_map(path)
     return _map_quaternions(xmap), tuple(int(v) for v in xmap.shape)

@@ -19,7 +19,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.orientations import H5OINA, from_crystal_map, known, read_h5oina
+from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,12 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
 
 def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | None, list[str]]:
     """The scan's own indexing, and a note when it is there but unreadable: kikuchipy's crystal map, or the
-    Euler angles of an H5OINA file, whose crystal map kikuchipy leaves empty."""
+    Euler angles of an Oxford or EDAX HDF5 file, whose crystal map kikuchipy leaves empty."""
     quaternions = from_crystal_map(getattr(signal, "xmap", None), points)
-    if quaternions is not None or path.suffix.lower() != H5OINA:
+    if quaternions is not None or path.suffix.lower() not in HDF5_EXTENSIONS:
         return quaternions, []
     try:
-        found = read_h5oina(path)
+        found = read_vendor_indexing(path)
     except InputError as exc:
         return None, [f"{exc.reason}: its map's exports will carry no orientations"]
     if found is None or len(found[0]) != points or not known(found[0]):
@@ -230,7 +230,7 @@ def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]
 def _h5ebsd_scans(path: Path) -> list[str]:
     """The scans of a vendor or kikuchipy h5ebsd file (its top groups; kikuchipy reads the first), or [] for
     other files."""
-    if path.suffix.lower() not in {".h5", ".hdf5", ".h5ebsd", ".h5oina"}:
+    if path.suffix.lower() not in HDF5_EXTENSIONS:
         return []
     import h5py
 
