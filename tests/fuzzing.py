@@ -96,6 +96,24 @@ def _h5ebsd(folder: Path) -> Path:
     return path
 
 
+def _h5oina(folder: Path) -> Path:
+    """kikuchipy's own H5OINA test file (3x3 Ni patterns of 60x60 px, AZtec's indexing of two grains)."""
+    from kikuchipy.data._dummy_files.oxford_h5ebsd import create_dummy_oxford_h5ebsd_file
+
+    path = folder / "sample.h5oina"
+    create_dummy_oxford_h5ebsd_file(path)
+    return path
+
+
+def _oim_h5(folder: Path) -> Path:
+    """kikuchipy's EDAX OIM HDF5 example (3x3 patterns of 60x60 px with their indexing)."""
+    import importlib.util
+
+    path = folder / "sample.h5"
+    shutil.copyfile(Path(importlib.util.find_spec("kikuchipy").origin).parent / "data/edax_h5ebsd/patterns.h5", path)
+    return path
+
+
 def _png(folder: Path) -> Path:
     from PIL import Image
 
@@ -200,6 +218,14 @@ def read_patterns(path: Path) -> None:
     source.batch(0, min(len(source), 4))
 
 
+def read_patterns_and_indexing(path: Path) -> None:
+    """A scan file's patterns, and its indexing as ``--orientations`` reads it."""
+    from ebsd_core.io.orientations import read_orientations
+
+    read_patterns(path)
+    read_orientations(path, 9)
+
+
 def read_patterns_streamed(path: Path) -> None:
     """As a folder or zip of images too large to decode when opened is read: every pattern, batch by batch."""
     from ebsd_core.io import images
@@ -252,6 +278,8 @@ class Format:
 FORMATS: dict[str, Format] = {
     "project-hdf5": Format(_dataset, read_patterns),
     "kikuchipy-h5ebsd": Format(_h5ebsd, read_patterns),
+    "oxford-h5oina": Format(_h5oina, read_patterns_and_indexing),
+    "edax-oim-h5": Format(_oim_h5, read_patterns_and_indexing),
     "png": Format(_png, read_patterns),
     "tiff-16bit": Format(_tiff, read_patterns),
     "tiff-stack": Format(_tiff_stack, read_patterns),

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -132,9 +133,11 @@ def test_an_edax_h5_files_own_indexing_is_read(tmp_path):
     with h5py.File(path, "r+") as file:
         data = file["Scan 1/EBSD/Data"]
         for name, angles in zip(("Phi1", "Phi", "Phi2"), rotations.to_euler().T, strict=True):
-            data[name][...] = angles
-        data["CI"][...] = [0.2] * 8 + [-1]  # OIM's mark of a point it did not index
-    source = open_patterns(path)
+            data[name][...] = np.append(angles[:8], 4 * np.pi)  # OIM's angles of a point it did not index
+        data["CI"][...] = [0.2] * 8 + [-1]  # and its mark of it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # orix warned of the 4 pi as angles given in degrees
+        source = open_patterns(path)
     assert source.orientations_from == "the scan's own indexing" and source.warnings == []
     quaternions = read_orientations(path, 9, (3, 3))
     np.testing.assert_array_equal(quaternions, source.quaternions)

@@ -106,6 +106,7 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
     euler = euler.reshape(-1, 3)
     if len(unindexed) != len(euler):
         raise InputError(f"its indexing holds {len(euler)} orientations but {len(unindexed)} points", path)
+    euler[unindexed] = 0  # OIM writes 4 pi there, which orix warns of as angles given in degrees
     quaternions = Rotation.from_euler(euler, degrees=degrees).data.astype(np.float32)
     quaternions[unindexed] = np.nan
     return quaternions, shape
