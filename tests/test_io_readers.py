@@ -228,6 +228,17 @@ def test_vendor_files_kikuchipy_ships_are_read():
     assert open_patterns(KIKUCHIPY_DATA / ("emsoft_ebsd/EBSD_TEST_Ni.h5")).pattern_shape == (480, 640)
 
 
+def test_bruker_files_made_by_kikuchipys_test_writers_are_read(tmp_path):
+    dummy = pytest.importorskip("kikuchipy.data._dummy_files.bruker_h5ebsd")
+    dummy.create_dummy_bruker_h5ebsd_file(tmp_path / "full.h5")
+    dummy.create_dummy_bruker_h5ebsd_roi_file(tmp_path / "roi.h5")
+    dummy.create_dummy_bruker_h5ebsd_nonrectangular_roi_file(tmp_path / "outline.h5")
+    assert open_patterns(tmp_path / "full.h5").nav_shape == (3, 3)
+    assert open_patterns(tmp_path / "roi.h5").nav_shape == (3, 2)  # a rectangular region of the scan
+    with pytest.raises(InputError, match="outline.h5: kikuchipy cannot read .*Only a rectangular region"):
+        open_patterns(tmp_path / "outline.h5")
+
+
 def test_a_hexagonal_grid_is_named(recwarn):
     from ebsd_core.io.readers import HEXAGONAL_GRID
 
