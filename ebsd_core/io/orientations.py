@@ -24,10 +24,10 @@ import numpy as np
 
 from ebsd_core.errors import InputError
 
-#: File types orientations are read from: what orix reads, and Oxford's H5OINA.
-ORIENTATION_EXTENSIONS = {".ang", ".ctf", ".h5", ".hdf5", ".h5ebsd", ".h5oina"}
-#: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for first.
+#: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
 HDF5_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina"}
+#: File types orientations are read from.
+ORIENTATION_EXTENSIONS = {".ang", ".ctf"} | HDF5_EXTENSIONS
 
 
 def known(quaternions: np.ndarray | None) -> bool:
