@@ -72,7 +72,7 @@ def test_a_hexagonal_grid_is_named_not_misread(tmp_path):
     # orix reads EDAX's hexagonal grid into a 2x5 map of 5 points: its orientations would land on wrong pixels
     hexagonal = _hexagonal_ang(tmp_path / "hex.ang")
     for read in (lambda: read_orientations(hexagonal, 5), lambda: layout_from_ang(hexagonal, ["ni", "ni3al"])):
-        with pytest.raises(InputError, match="hex.ang: its 5 points lie on a hexagonal grid .* convert it"):
+        with pytest.raises(InputError, match="hex.ang: its 5 points lie on a hexagonal grid, .* convert it"):
             read()
     with pytest.raises(InputError, match="odd.ang: its 5 points do not fill its 2x5 grid"):
         read_orientations(_hexagonal_ang(tmp_path / "odd.ang", grid="SqrGrid"), 5)
@@ -143,3 +143,9 @@ def test_an_edax_h5_files_own_indexing_is_read(tmp_path):
     np.testing.assert_array_equal(quaternions, source.quaternions)
     assert np.rad2deg((~Rotation(quaternions[:8]) * rotations[:8]).angle).max() < 0.01
     assert np.isnan(quaternions[8]).all()
+    hexagonal = shutil.copyfile(path, tmp_path / "oim_hex.h5")
+    with h5py.File(hexagonal, "r+") as file:  # as OIM records a hexagonal scan
+        del file["Scan 1/EBSD/Header/Grid Type"]
+        file["Scan 1/EBSD/Header/Grid Type"] = [b"HexGrid"]
+    with pytest.raises(InputError, match="oim_hex.h5: its 9 points lie on a hexagonal grid"):
+        read_orientations(hexagonal, 9)

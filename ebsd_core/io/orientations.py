@@ -68,12 +68,13 @@ class _VendorIndexing:
     euler: tuple[str, ...]  # Bunge angles in Data: one (N, 3) dataset or three (N,) ones
     unindexed: tuple[str, float]  # a Data dataset and the value it holds where nothing was indexed
     shape: tuple[str, str]  # Header datasets of the map's rows and columns
+    grid: str = ""  # the Header dataset naming the grid type (square or hexagonal), if the vendor writes one
 
 
 #: The vendor HDF5 files whose indexing kikuchipy leaves out of the crystal map it reads, and orix does not read.
 VENDOR_INDEXING = {
     "Oxford H5OINA": _VendorIndexing(("Euler",), ("Phase", 0), ("Y Cells", "X Cells")),
-    "EDAX OIM h5": _VendorIndexing(("Phi1", "Phi", "Phi2"), ("CI", -1), ("nRows", "nColumns")),
+    "EDAX OIM h5": _VendorIndexing(("Phi1", "Phi", "Phi2"), ("CI", -1), ("nRows", "nColumns"), "Grid Type"),
 }
 
 
@@ -101,8 +102,11 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
             unindexed = np.asarray(data[flag]).reshape(-1) == value if flag in data else np.zeros(len(euler), bool)
             header = scan["EBSD/Header"]
             shape = tuple(int(np.asarray(header[name]).reshape(-1)[0]) for name in layout.shape)
+            hexagonal = layout.grid in header and "hex" in _text(header[layout.grid][()]).lower()
     except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py and numpy raise these for damaged files
         raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
+    if hexagonal:
+        raise InputError(_hexagonal_grid(len(euler)), path)
     euler = euler.reshape(-1, 3)
     if len(unindexed) != len(euler):
         raise InputError(f"its indexing holds {len(euler)} orientations but {len(unindexed)} points", path)
@@ -132,13 +136,16 @@ def load_crystal_map(path: str | Path):
     points, grid = xmap.is_in_data.size, int(np.prod(xmap.shape))
     if points != grid:
         if _hexagonal_header(path):
-            raise InputError(
-                f"its {points} points lie on a hexagonal grid (GRID: HexGrid), which no square map fits; "
-                "convert it to a square grid first (OIM Analysis and MTEX can)",
-                path,
-            )
+            raise InputError(_hexagonal_grid(points), path)
         raise InputError(f"its {points} points do not fill its {xmap.shape[0]}x{xmap.shape[1]} grid", path)
     return xmap
+
+
+def _hexagonal_grid(points: int) -> str:
+    return (
+        f"its {points} points lie on a hexagonal grid, which no square map fits; convert it to a square grid first "
+        "(OIM Analysis and MTEX can)"
+    )
 
 
 def _hexagonal_header(path: Path) -> bool:
