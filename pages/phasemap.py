@@ -177,11 +177,26 @@ def orientation_choice(source, nav_shape: tuple[int, int] | None = None) -> Path
         return None
     try:
         path = upload_to_session(upload)
-        read_orientations(path, len(source), nav_shape or source.nav_shape)
     except EbsdError as exc:
         show_error(exc)
         return False
+    shape = tuple(nav_shape or source.nav_shape or ())
+    problem = orientation_problem(str(path), path.stat().st_mtime_ns, len(source), shape)
+    if problem:
+        st.error(for_the_user(problem))
+        return False
     return path
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the indexing")
+def orientation_problem(path: str, modified_ns: int, points: int, nav_shape: tuple[int, ...]) -> str | None:
+    """What keeps an indexing file from serving this scan, or None. Checked once per version of the file (a map's
+    indexing of a million points takes seconds to read), not on every rerun of the page."""
+    try:
+        read_orientations(path, points, nav_shape or None)
+    except EbsdError as exc:
+        return str(exc)
+    return None
 
 
 def _map_function(params: dict):
