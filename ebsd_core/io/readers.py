@@ -160,7 +160,8 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     flat = data.reshape((-1, *sig_shape))
     background = getattr(signal, "static_background", None)
     if background is not None:
-        background = np.asarray(background.compute() if hasattr(background, "compute") else background)
+        # a copy: kikuchipy's can be read-only (NORDIF's), which torch warns of as undefined behaviour
+        background = np.array(background.compute() if hasattr(background, "compute") else background)
         if background.shape != sig_shape:
             background = None
     nav_axes = signal.axes_manager.navigation_axes
