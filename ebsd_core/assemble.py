@@ -13,7 +13,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.io.readers import PatternSource
-from ebsd_core.preprocess import blank_patterns
+from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns
 
 #: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
 SINGLE_PHASE_SCANS_CAUTION = (
@@ -179,10 +179,11 @@ def blank_notes(dataset: Dataset) -> list[str]:
     """``FILE: N blank patterns ... were left out`` for each source that had some (see :func:`blank_patterns`)."""
     notes = []
     for record in dataset.provenance.get("blank_left_out", []):
-        names = f" ({', '.join(record['names'])}{', ...' if record['count'] > len(record['names']) else ''})"
+        more = ", ..." if record["count"] > len(record["names"]) else ""
+        names = f" ({', '.join(record['names'])}{more})" if record["names"] else ""
         notes.append(
-            f"{record['file']}: {record['count']:,} blank pattern(s){names if record['names'] else ''} were left "
-            "out: they hold one value everywhere (dropped frames, a blanked beam or a saturated camera)"
+            f"{record['file']}: {record['count']:,} blank pattern(s){names} were left "
+            f"out: they hold one value everywhere ({BLANK_CAUSES})"
         )
     return notes
 

@@ -12,6 +12,7 @@ import numpy as np
 from ebsd_core.errors import ModelError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.readers import PatternSource
+from ebsd_core.preprocess import BLANK_CAUSES
 from ebsd_core.store import ModelCard
 
 # scans this many times coarser than the training patterns get the advice below; a 240 px model scored
@@ -84,6 +85,6 @@ def blank_pattern_note(blank: np.ndarray) -> list[str]:
         return []
     first = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (", ..." if count > 5 else "")
     return [
-        f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {first}): dropped frames, a blanked "
-        "beam or a saturated camera. There is nothing in them to classify, so they are unknown"
+        f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {first}): {BLANK_CAUSES}. There is "
+        "nothing in them to classify, so they are unknown"
     ]

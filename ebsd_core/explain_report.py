@@ -31,7 +31,7 @@ from ebsd_core.explain import (
 )
 from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
-from ebsd_core.preprocess import blank_patterns, preprocess
+from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternC
     raw = source.batch(index, index + 1)
     if blank_patterns(raw)[0]:
         raise InputError(
-            f"pattern {index} holds one value everywhere (a dropped frame, a blanked beam or a saturated camera): "
+            f"pattern {index} holds one value everywhere ({BLANK_CAUSES}): "
             "there is nothing in it to explain; pick another",
             source.path,
         )

@@ -66,6 +66,10 @@ def checked_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
     return batch
 
 
+#: What makes a pattern blank (:func:`blank_patterns`), as every message about one says it.
+BLANK_CAUSES = "dropped frames, a blanked beam or a saturated camera"
+
+
 def blank_patterns(raw: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     """Which raw patterns (N, H, W) hold one value everywhere: dropped frames (NORDIF writes zeros), a blanked
     beam, a saturated camera. Any model output for them would be its bias, not a reading."""
