@@ -114,6 +114,29 @@ def _oim_h5(folder: Path) -> Path:
     return path
 
 
+def _kikuchipy_example(relative: str) -> Callable[[Path], Path]:
+    """A copy of a vendor example file kikuchipy ships (``relative`` to its ``data`` folder)."""
+
+    def make(folder: Path) -> Path:
+        import importlib.util
+
+        shipped = Path(importlib.util.find_spec("kikuchipy").origin).parent / "data" / relative
+        path = folder / shipped.name
+        shutil.copyfile(shipped, path)
+        return path
+
+    return make
+
+
+def _bruker_h5(folder: Path) -> Path:
+    """kikuchipy's Bruker h5 test file (a full scan)."""
+    from kikuchipy.data._dummy_files.bruker_h5ebsd import create_dummy_bruker_h5ebsd_file
+
+    path = folder / "sample.h5"
+    create_dummy_bruker_h5ebsd_file(path)
+    return path
+
+
 def _png(folder: Path) -> Path:
     from PIL import Image
 
@@ -197,6 +220,33 @@ def _ang(folder: Path) -> Path:
     return path
 
 
+def _ctf(folder: Path) -> Path:
+    """An AZtec-style .ctf of 2x3 points, two phases, one point not indexed (phase 0)."""
+    lines = [
+        "Channel Text File",
+        "Prj\tsample",
+        "JobMode\tGrid",
+        "XCells\t3",
+        "YCells\t2",
+        "XStep\t1.0",
+        "YStep\t1.0",
+        "AcqE1\t0",
+        "AcqE2\t0",
+        "AcqE3\t0",
+        "Euler angles refer to Sample Coordinate system (CS0)!\tMag\t100\tCoverage\t100\tDevice\t0\tKV\t20"
+        "\tTiltAngle\t70\tTiltAxis\t0",
+        "Phases\t2",
+        "3.6;3.6;3.6\t90;90;90\taustenite\t11\t225",
+        "2.87;2.87;2.87\t90;90;90\tferrite\t11\t229",
+        "Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS",
+    ]
+    point = "{phase}\t{x:.1f}\t{y:.1f}\t8\t0\t10.0\t20.0\t30.0\t0.5\t120\t140"
+    rows = [point.format(phase=(x + y) % 3, x=x, y=y) for y in range(2) for x in range(3)]
+    path = folder / "sample.ctf"
+    path.write_text("\n".join(lines + rows) + "\n")
+    return path
+
+
 def _nordif(folder: Path, name: str) -> Path:
     """A real NORDIF acquisition shipped with kikuchipy (Pattern.dat, Setting.txt, static background); ``name`` is
     the file to mutate, the others stay beside it."""
@@ -262,6 +312,13 @@ def import_model_zip(path: Path) -> None:
         assert not leftovers, f"left in the store: {leftovers}"
 
 
+def read_indexing(path: Path) -> None:
+    """An indexing file as ``--orientations`` and the Phase map page read it, for a scan of 6 points."""
+    from ebsd_core.io.orientations import read_orientations
+
+    read_orientations(path, 6)
+
+
 def read_layout(path: Path) -> None:
     from ebsd_core.simulate_map import layout_from_ang
 
@@ -280,6 +337,11 @@ FORMATS: dict[str, Format] = {
     "kikuchipy-h5ebsd": Format(_h5ebsd, read_patterns),
     "oxford-h5oina": Format(_h5oina, read_patterns_and_indexing),
     "edax-oim-h5": Format(_oim_h5, read_patterns_and_indexing),
+    "edax-up1": Format(_kikuchipy_example("edax_binary/edax_binary.up1"), read_patterns),
+    "edax-up2": Format(_kikuchipy_example("edax_binary/edax_binary.up2"), read_patterns),
+    "oxford-ebsp": Format(_kikuchipy_example("oxford_binary/patterns.ebsp"), read_patterns),
+    "emsoft-h5": Format(_kikuchipy_example("emsoft_ebsd/simulated_ebsd.h5"), read_patterns),
+    "bruker-h5": Format(_bruker_h5, read_patterns),
     "png": Format(_png, read_patterns),
     "tiff-16bit": Format(_tiff, read_patterns),
     "tiff-stack": Format(_tiff_stack, read_patterns),
@@ -290,6 +352,8 @@ FORMATS: dict[str, Format] = {
     "nordif-dat": Format(lambda folder: _nordif(folder, "Pattern.dat"), read_nordif, with_folder=True),
     "model-zip": Format(_model_zip, import_model_zip),
     "ang-layout": Format(_ang, read_layout),
+    "ang-orientations": Format(_ang, read_indexing),
+    "ctf-orientations": Format(_ctf, read_indexing),
 }
 
 
