@@ -96,24 +96,6 @@ def _h5ebsd(folder: Path) -> Path:
     return path
 
 
-def _h5oina(folder: Path) -> Path:
-    """kikuchipy's own H5OINA test file (3x3 Ni patterns of 60x60 px, AZtec's indexing of two grains)."""
-    from kikuchipy.data._dummy_files.oxford_h5ebsd import create_dummy_oxford_h5ebsd_file
-
-    path = folder / "sample.h5oina"
-    create_dummy_oxford_h5ebsd_file(path)
-    return path
-
-
-def _oim_h5(folder: Path) -> Path:
-    """kikuchipy's EDAX OIM HDF5 example (3x3 patterns of 60x60 px with their indexing)."""
-    import importlib.util
-
-    path = folder / "sample.h5"
-    shutil.copyfile(Path(importlib.util.find_spec("kikuchipy").origin).parent / "data/edax_h5ebsd/patterns.h5", path)
-    return path
-
-
 def _kikuchipy_example(relative: str) -> Callable[[Path], Path]:
     """A copy of a vendor example file kikuchipy ships (``relative`` to its ``data`` folder)."""
 
@@ -128,13 +110,18 @@ def _kikuchipy_example(relative: str) -> Callable[[Path], Path]:
     return make
 
 
-def _bruker_h5(folder: Path) -> Path:
-    """kikuchipy's Bruker h5 test file (a full scan)."""
-    from kikuchipy.data._dummy_files.bruker_h5ebsd import create_dummy_bruker_h5ebsd_file
+def _kikuchipy_test_file(writer: str, name: str) -> Callable[[Path], Path]:
+    """A file written by one of kikuchipy's test writers (``module.function`` in ``kikuchipy.data._dummy_files``)."""
 
-    path = folder / "sample.h5"
-    create_dummy_bruker_h5ebsd_file(path)
-    return path
+    def make(folder: Path) -> Path:
+        import importlib
+
+        module, function = writer.split(".")
+        path = folder / name
+        getattr(importlib.import_module(f"kikuchipy.data._dummy_files.{module}"), function)(path)
+        return path
+
+    return make
 
 
 def _png(folder: Path) -> Path:
@@ -335,13 +322,19 @@ class Format:
 FORMATS: dict[str, Format] = {
     "project-hdf5": Format(_dataset, read_patterns),
     "kikuchipy-h5ebsd": Format(_h5ebsd, read_patterns),
-    "oxford-h5oina": Format(_h5oina, read_patterns_and_indexing),
-    "edax-oim-h5": Format(_oim_h5, read_patterns_and_indexing),
+    # H5OINA: 3x3 Ni patterns of 60x60 px with AZtec's indexing of two grains; OIM h5: 3x3 patterns with indexing
+    "oxford-h5oina": Format(
+        _kikuchipy_test_file("oxford_h5ebsd.create_dummy_oxford_h5ebsd_file", "sample.h5oina"),
+        read_patterns_and_indexing,
+    ),
+    "edax-oim-h5": Format(_kikuchipy_example("edax_h5ebsd/patterns.h5"), read_patterns_and_indexing),
     "edax-up1": Format(_kikuchipy_example("edax_binary/edax_binary.up1"), read_patterns),
     "edax-up2": Format(_kikuchipy_example("edax_binary/edax_binary.up2"), read_patterns),
     "oxford-ebsp": Format(_kikuchipy_example("oxford_binary/patterns.ebsp"), read_patterns),
     "emsoft-h5": Format(_kikuchipy_example("emsoft_ebsd/simulated_ebsd.h5"), read_patterns),
-    "bruker-h5": Format(_bruker_h5, read_patterns),
+    "bruker-h5": Format(
+        _kikuchipy_test_file("bruker_h5ebsd.create_dummy_bruker_h5ebsd_file", "sample.h5"), read_patterns
+    ),
     "png": Format(_png, read_patterns),
     "tiff-16bit": Format(_tiff, read_patterns),
     "tiff-stack": Format(_tiff_stack, read_patterns),
