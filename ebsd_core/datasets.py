@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,22 +54,30 @@ def _split_counts(total: int, parts: int) -> list[int]:
     return [base + (i < extra) for i in range(parts)]
 
 
-def simulate_dataset(
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What :func:`simulate_dataset` will simulate: the classes, and each material's pattern count and split."""
+
+    classes: list[int]
+    holdout: set[str]
+    runs: list[tuple[Material, int, str]]  # (material, patterns, "train" or "holdout")
+
+
+def plan_simulation(
     per_class: int,
     classes: Sequence[int | str] | str | None = "default",
     phases: Sequence[str] | None = None,
     holdout_materials: Sequence[str] = (),
-    size: int = 60,
-    seed: int = 0,
-    geometry: GeometryRanges = GeometryRanges(),
-    detector: DetectorModel = DetectorModel(),
     extra_materials: Sequence[Material] = (),
-    progress: Progress | None = None,
-) -> Dataset:
-    """Simulate ``per_class`` patterns for every class, spread over its materials.
+) -> SimulationPlan:
+    """Check the choice of classes, materials and held-out materials and share ``per_class`` out among them, at
+    once (the dashboard says what is wrong before it queues a simulation).
 
-    Held-out materials get their own ``per_class`` patterns per class, marked
-    ``split="holdout"``, for evaluation on materials never seen in training.
+    Raises
+    ------
+    PhaseError
+        If a phase or space group is unknown, a held-out material is of none of the classes, or every material
+        of a class is held out.
     """
     materials = resolve_materials(classes, phases) + list(extra_materials)
     holdout = {get_material(h).key if not any(m.key == h for m in extra_materials) else h for h in holdout_materials}
@@ -81,17 +90,39 @@ def simulate_dataset(
                 f"held-out material {key!r} is {material.symbol}, none of the simulated classes ({symbols})"
             )
         materials.append(material)
-    jobs: list[tuple[Material, int, str]] = []
+    runs: list[tuple[Material, int, str]] = []
     for sg in class_list:
         for split in ("train", "holdout"):
             group = [m for m in materials if m.space_group == sg and (m.key in holdout) == (split == "holdout")]
             if group:
-                jobs += [(m, n, split) for m, n in zip(group, _split_counts(per_class, len(group))) if n > 0]
-    trained = {m.space_group for m, _, split in jobs if split == "train"}
+                runs += [(m, n, split) for m, n in zip(group, _split_counts(per_class, len(group))) if n > 0]
+    trained = {m.space_group for m, _, split in runs if split == "train"}
     for sg in class_list:
         if sg not in trained:
             held = ", ".join(sorted(m.key for m in materials if m.space_group == sg))
             raise PhaseError(f"every {space_group_symbol(sg)} material is held out ({held}): none is left to train on")
+    return SimulationPlan(class_list, holdout, runs)
+
+
+def simulate_dataset(
+    per_class: int,
+    classes: Sequence[int | str] | str | None = "default",
+    phases: Sequence[str] | None = None,
+    holdout_materials: Sequence[str] = (),
+    size: int = 60,
+    seed: int = 0,
+    geometry: GeometryRanges = GeometryRanges(),
+    detector: DetectorModel = DetectorModel(),
+    extra_materials: Sequence[Material] = (),
+    progress: Progress | None = None,
+) -> Dataset:
+    """Simulate ``per_class`` patterns for every class, spread over its materials (:func:`plan_simulation`).
+
+    Held-out materials get their own ``per_class`` patterns per class, marked
+    ``split="holdout"``, for evaluation on materials never seen in training.
+    """
+    plan = plan_simulation(per_class, classes, phases, holdout_materials, extra_materials)
+    class_list, holdout, jobs = plan.classes, plan.holdout, plan.runs
     parts, kinds = [], {}
     total = sum(n for _, n, _ in jobs)
     done = 0

@@ -1,7 +1,10 @@
 """A small job queue for long work (training, simulation) off the caller's thread.
 
 Jobs run on worker threads, at most ``max_concurrent`` at a time per manager
-(one by default, so two trainings queue instead of fighting over one GPU).
+(one by default, so two trainings queue instead of fighting over one GPU), and
+each owner (a browser session) has at most one queued or running: a second one
+would hide the first from its page and make everyone else on a shared server
+wait twice.
 Each job's state is written atomically to ``<home>/jobs/<id>.json`` after every
 change, so a page reload or a new browser session can find it again; jobs that
 were running when the process died are reported as failed on the next start.
@@ -78,6 +81,17 @@ class JobState:
     finished: float | None = None
 
 
+class BusyError(EbsdError):
+    """An owner asked for a job while one of its own is queued or running (``job``: that one)."""
+
+    def __init__(self, job: JobState) -> None:
+        self.job = job
+        super().__init__(
+            f"your job {job.title!r} is still {job.status}: wait for it to end or cancel it, then start this one "
+            "(one job per session at a time, so that everyone on this server gets a turn)"
+        )
+
+
 class JobContext:
     """What a running job sees: progress reporting and the cancel flag."""
 
@@ -129,10 +143,19 @@ class JobManager:
             self._jobs[state.id] = state
 
     def submit(self, kind: str, title: str, owner: str, function: JobFunction, params: dict | None = None) -> str:
+        """Queue ``function`` as a job of ``owner``; returns its id.
+
+        Raises
+        ------
+        BusyError
+            If ``owner`` has a job queued or running.
+        """
         job_id = uuid.uuid4().hex[:12]
         state = JobState(id=job_id, kind=kind, owner=owner, title=title, params=dict(params or {}))
         context = JobContext(self, job_id)
         with self._lock:
+            if unfinished := self.unfinished_job_of(owner):
+                raise BusyError(unfinished)
             self._jobs[job_id] = state
             self._contexts[job_id] = context
             self._persist(state)
@@ -193,6 +216,11 @@ class JobManager:
         with self._lock:
             state = self._jobs.get(job_id)
             return None if state is None else JobState(**json.loads(json.dumps(asdict(state))))
+
+    def unfinished_job_of(self, owner: str) -> JobState | None:
+        """The job of ``owner`` that is queued or running, if any (there is one at most)."""
+        with self._lock:
+            return next((s for s in self.jobs_of(owner) if s.status not in FINISHED), None)
 
     def jobs_of(self, owner: str) -> list[JobState]:
         with self._lock:

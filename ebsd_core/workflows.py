@@ -195,6 +195,24 @@ def demo_train_job(context, folder: Path, epochs: int) -> dict:
     return {"dataset": str(path), **summary, "model_name": name}
 
 
+def simulate_job(context, params: dict, out: str | Path) -> dict:
+    """Job body of the Data page's simulation: ``params`` are :func:`ebsd_core.datasets.simulate_dataset`'s keyword
+    arguments (JSON: ``per_class``, ``classes``, ``phases``, ``holdout_materials``, ``size``, ``seed``); the dataset
+    is written to ``out``. Cancellable between materials."""
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.errors import CancelledError
+    from ebsd_core.io.dataset import write_dataset
+
+    def progress(fraction: float, message: str) -> None:
+        if context.should_stop():
+            raise CancelledError("simulation cancelled")
+        context.report(0.95 * fraction, message)
+
+    dataset = simulate_dataset(**params, progress=progress)
+    context.report(0.95, f"writing {len(dataset):,} patterns")
+    return {"dataset": str(write_dataset(dataset, out)), "patterns": len(dataset)}
+
+
 def phase_map_job(
     context,
     model_dir: str,

@@ -19,7 +19,7 @@ import streamlit as st
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
-from ebsd_core.jobs import QUEUED, JobManager, jobs_home
+from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
 from ebsd_core.paths import fewshot_home
 from ebsd_core.wording import counted
 
@@ -33,6 +33,53 @@ IMAGE_FILE_TYPES = ["png", "tif", "tiff", "bmp", "jpg", "jpeg"]
 def job_manager() -> JobManager:
     """One queue per server process: jobs survive reloads and page switches."""
     return JobManager(jobs_home(), max_concurrent=1)
+
+
+#: The page that shows each kind of job (its progress and Cancel button) and the session key naming the job it shows.
+JOB_PAGES = {
+    "demo": ("pages/train.py", "train_job"),
+    "train": ("pages/train.py", "train_job"),
+    "prior": ("pages/train.py", "train_job"),
+    "phasemap": ("pages/phasemap.py", "map_job"),
+    "simulate": ("pages/data.py", "simulate_job"),
+}
+
+
+def start_job(kind: str, title: str, function: JobFunction, params: dict | None = None) -> str | None:
+    """Queue a job of this session and return its id; None when the session has a job queued or running, which
+    is then named, with a link to the page that shows it."""
+    return _unless_busy(lambda: job_manager().submit(kind, title, session_id(), function, params))
+
+
+def restart_job(job_id: str, function: JobFunction) -> str | None:
+    """Start a finished job of this session again (a new id); None, as :func:`start_job`, while another runs."""
+    return _unless_busy(lambda: job_manager().restart(job_id, function))
+
+
+def latest_job_shown_on(page: str, finished: bool = True) -> str | None:
+    """This session's latest job of the kinds ``page`` shows, or None: what the page shows after a browser reload,
+    which empties the session state. ``finished=False``: only a job still queued or running (a finished one would
+    apply its result again, over what the user chose since)."""
+    kinds = {kind for kind, (shown_on, _) in JOB_PAGES.items() if shown_on == page}
+    jobs = [job for job in job_manager().jobs_of(session_id()) if job.kind in kinds]
+    return next((job.id for job in jobs if finished or job.status not in FINISHED), None)
+
+
+def _unless_busy(submit) -> str | None:
+    try:
+        return submit()
+    except BusyError as exc:
+        st.error(for_the_user(str(exc)))
+        link_to_job(exc.job)
+        return None
+
+
+def link_to_job(job: JobState) -> None:
+    """A link to the page that shows ``job``, which that page then shows (even if a later click had hidden it)."""
+    if job.kind in JOB_PAGES:
+        page, key = JOB_PAGES[job.kind]
+        st.session_state[key] = job.id
+        st.page_link(page, label=f"See {job.title}", icon=":material/pending:")
 
 
 def queue_note(job_id: str) -> str | None:

@@ -14,26 +14,34 @@ from ebsd_core.assemble import (
     dataset_from_scans,
     sampling_notes,
 )
-from ebsd_core.datasets import simulate_dataset
+from ebsd_core.datasets import plan_simulation
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
+from ebsd_core.jobs import FINISHED
 from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.wording import counted
+from ebsd_core.workflows import simulate_job
 from pages.common import (
     IMAGE_FILE_TYPES,
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
+    for_the_user,
+    job_manager,
+    latest_job_shown_on,
     montage_figure,
     new_session_file,
     opened_source,
+    queue_note,
     safe_name,
     server_path_input,
+    session_id,
     set_active_dataset,
     show_error,
     show_source_warnings,
+    start_job,
     upload_to_session,
     uploads_to_read,
 )
@@ -51,6 +59,20 @@ def dataset_ready(dataset, path: Path, label: str) -> None:
     st.success("Dataset ready: go to **Train**.")
     for note in blank_notes(dataset) if dataset is not None else []:
         st.warning(note)
+
+
+def queue_simulation(settings: dict) -> None:
+    """Queue a simulation of ``settings`` (:func:`ebsd_core.datasets.simulate_dataset`'s keyword arguments) as this
+    session's job, after checking the choice of classes and materials at once."""
+    try:
+        plan_simulation(**{k: settings[k] for k in ("per_class", "classes", "phases", "holdout_materials")})
+    except EbsdError as exc:  # said now, not when the queued job starts
+        show_error(exc)
+        return
+    out = new_session_file(f"simulated-{settings['seed']}")
+    title = f"Simulate {counted(settings['per_class'], 'pattern')} per class at {settings['size']} px"
+    if job := start_job("simulate", title, lambda ctx: simulate_job(ctx, settings, out), settings):
+        st.session_state.simulate_job = job
 
 
 def explain_scans_dataset(dataset) -> None:
@@ -215,22 +237,43 @@ with tab_simulate:
     )
     seed = c3.number_input("Seed", 0, 10_000, 0)
     if st.button("Simulate", type="primary"):
-        try:
-            bar = st.progress(0.0, "starting")
-            dataset = simulate_dataset(
-                per_class=int(per_class),
-                classes=groups,
-                phases=phases or None,
-                holdout_materials=holdout,
-                size=int(size),
-                seed=int(seed),
-                progress=lambda f, m: bar.progress(f, m),
-            )
-            path = write_dataset(dataset, new_session_file(f"simulated-{seed}"))
-            set_active_dataset(path, f"simulated ({len(dataset)} patterns)")
-            st.success(f"Simulated {len(dataset)} patterns.")
-        except EbsdError as exc:
-            show_error(exc)
+        queue_simulation(
+            {
+                "per_class": int(per_class),
+                "classes": [int(group) for group in groups],
+                "phases": phases or None,
+                "holdout_materials": holdout,
+                "size": int(size),
+                "seed": int(seed),
+            }
+        )
+
+
+@st.fragment(run_every=1.0)
+def simulation_progress(job_id: str) -> None:
+    """The session's simulation job: queue, progress and Cancel; once done, its dataset becomes the session's."""
+    state = job_manager().get(job_id)
+    if state is None or state.owner != session_id():
+        return
+    if state.status == "done":
+        if st.session_state.get("applied_simulation") != job_id:
+            st.session_state.applied_simulation = job_id
+            set_active_dataset(Path(state.result["dataset"]), f"simulated ({state.result['patterns']:,} patterns)")
+            st.rerun(scope="app")  # the sidebar and the dataset below show it
+        return
+    if state.status in FINISHED:
+        st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
+        return
+    if note := queue_note(job_id):
+        st.info(note)
+    st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
+    if st.button("Cancel", key="cancel_simulation"):
+        job_manager().cancel(job_id)
+
+
+if simulation_job := st.session_state.get("simulate_job") or latest_job_shown_on("pages/data.py", finished=False):
+    st.session_state.simulate_job = simulation_job
+    simulation_progress(simulation_job)
 
 path = active_dataset_path()
 if path:

@@ -12,10 +12,12 @@ from pages.common import (
     active_dataset_path,
     enter_page,
     job_manager,
+    link_to_job,
     new_session_file,
     session_dir,
     session_id,
     set_active_dataset,
+    start_job,
 )
 
 enter_page()
@@ -38,17 +40,20 @@ st.write(
 )
 
 running, queued = job_manager().occupancy()
-if running or queued:
+own = job_manager().unfinished_job_of(session_id())
+if own is not None:  # one job per session at a time (ebsd_core.jobs)
+    st.info(f"Your job {own.title!r} is {own.status}: a demo can start once it has ended.")
+    link_to_job(own)
+elif running or queued:
     waiting = f" and {counted(queued, 'job')} queued" if queued else ""
     st.info(f"The compute device is busy: {counted(running, 'job')} running{waiting}. A new demo starts after them.")
 epochs = st.number_input("Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy")
-if st.button("Run the demo", type="primary"):
+if st.button("Run the demo", type="primary", disabled=own is not None):
     folder = session_dir()
-    job_id = job_manager().submit(
-        "demo", "Demo: simulate + train", session_id(), lambda ctx: demo_train_job(ctx, folder, epochs)
-    )
-    st.session_state.train_job = job_id
-    st.switch_page("pages/train.py")
+    job_id = start_job("demo", "Demo: simulate + train", lambda ctx: demo_train_job(ctx, folder, epochs))
+    if job_id:
+        st.session_state.train_job = job_id
+        st.switch_page("pages/train.py")
 ready = latest_demo_model()
 if ready is not None:
     accuracy = "" if ready["accuracy"] is None else f", test accuracy {ready['accuracy']:.2f}"

@@ -24,10 +24,12 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    latest_job_shown_on,
     new_session_file,
     one_upload_to_read,
     opened_source,
     queue_note,
+    restart_job,
     select_model,
     server_path_input,
     session_dir,
@@ -35,6 +37,7 @@ from pages.common import (
     show_error,
     show_notes,
     show_source_warnings,
+    start_job,
     tidy,
     upload_to_session,
 )
@@ -70,13 +73,13 @@ def choose_scan(model_name: str | None) -> Path | None:
         if st.button("Run the demo map", type="primary"):
             folder = session_dir() / "maps"
             model_dir = str(default_store() / model_name) if model_name else None
-            job = manager.submit(
+            job = start_job(
                 "phasemap",
                 f"Demo map: {pair}",
-                session_id(),
                 lambda ctx: demo_map_job(ctx, DEMO_PAIRS[pair], (int(rows), int(cols)), folder, model_dir),
             )
-            st.session_state.map_job = job
+            if job:
+                st.session_state.map_job = job
     with tab_upload:
         uploads = st.file_uploader(
             "Scan file (kikuchipy formats, a NORDIF Pattern.dat together with its Setting.txt, the project's .h5, "
@@ -130,9 +133,9 @@ def start_map(model_name: str, scan: Path) -> None:
             params["nav_shape"] = list(nav_shape)
         if orientations is not None:
             params["orientations"] = str(orientations)
-        st.session_state.map_job = manager.submit(
-            "phasemap", f"Phase map of {scan.name} with {model_name}", session_id(), _map_function(params), params
-        )
+        job = start_job("phasemap", f"Phase map of {scan.name} with {model_name}", _map_function(params), params)
+        if job:
+            st.session_state.map_job = job
 
 
 def map_shape_choice(source) -> tuple[int, int] | None | bool:
@@ -227,8 +230,9 @@ def job_progress(job_id: str) -> None:
                 st.rerun(scope="app")
         else:
             st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
-            if "scan" in state.params and st.button("Start again", key="restart_map"):
-                st.session_state.map_job = manager.restart(job_id, _map_function(state.params))
+            restart = "scan" in state.params and st.button("Start again", key="restart_map")
+            if restart and (again := restart_job(job_id, _map_function(state.params))):
+                st.session_state.map_job = again
                 st.rerun()
         return
     note = queue_note(job_id)
@@ -398,8 +402,9 @@ model_name = model_choice()
 scan = choose_scan(model_name)
 if scan is not None and model_name:
     start_map(model_name, scan)
-if st.session_state.get("map_job"):
-    job_progress(st.session_state.map_job)
+if map_job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", finished=False):
+    st.session_state.map_job = map_job
+    job_progress(map_job)
 if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():
     try:
         show_map(st.session_state.map_path, st.session_state.map_scan)

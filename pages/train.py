@@ -25,11 +25,14 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    latest_job_shown_on,
     queue_note,
     renew_default_name,
+    restart_job,
     session_id,
     set_active_dataset,
     show_error,
+    start_job,
 )
 
 enter_page()
@@ -77,8 +80,9 @@ def prior_form(path: Path) -> str | None:
                 raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
             params = {"exclude": exclude, "name": prior_name, "settings": settings.to_dict()}
-            job = manager.submit("prior", f"EBSD prior {prior_name}", session_id(), lambda ctx: prior_job(ctx, params))
-            renew_default_name("prior")
+            job = start_job("prior", f"EBSD prior {prior_name}", lambda ctx: prior_job(ctx, params))
+            if job:
+                renew_default_name("prior")
             return job
         except (ValueError, EbsdError) as exc:
             show_error(exc)
@@ -89,10 +93,7 @@ manager = job_manager()
 
 
 path = active_dataset_path()
-job_id = st.session_state.get("train_job")
-if not job_id:  # after a browser reload: the latest job of this session
-    mine = manager.jobs_of(session_id())
-    job_id = mine[0].id if mine else None
+job_id = st.session_state.get("train_job") or latest_job_shown_on("pages/train.py")
 
 if path is None and not job_id:
     st.info("No dataset yet: simulate or upload one on the **Data** page, or run the demo on **Home**.")
@@ -220,12 +221,10 @@ elif path is not None:
                 "runs": [[label, config.to_dict()] for label, config in runs],
                 "name": name,
             }
-            job = manager.submit(
-                "train", f"{name}: {len(runs)} run(s)", session_id(), lambda ctx: train_runs_job(ctx, params), params
-            )
-            st.session_state.train_job = job
-            job_id = job
-            renew_default_name("model")
+            job = start_job("train", f"{name}: {len(runs)} run(s)", lambda ctx: train_runs_job(ctx, params), params)
+            if job:
+                st.session_state.train_job = job_id = job
+                renew_default_name("model")
         except (ValueError, EbsdError) as exc:
             show_error(exc)
 
@@ -280,8 +279,9 @@ def job_panel(job_id: str) -> None:
             st.error(for_the_user(f"{state.status}: {state.error or state.message}"))
             if state.kind == "train" and state.params and st.button("Start again", key="restart"):
                 params = state.params
-                st.session_state.train_job = manager.restart(job_id, lambda ctx: train_runs_job(ctx, params))
-                st.rerun()
+                if again := restart_job(job_id, lambda ctx: train_runs_job(ctx, params)):
+                    st.session_state.train_job = again
+                    st.rerun()
         return
 
 

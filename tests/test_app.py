@@ -1,8 +1,10 @@
 """Dashboard tests with Streamlit's AppTest: every page renders, the demo runs end to end, bad input is explained."""
 
+import contextlib
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -432,10 +434,9 @@ def test_sessions_do_not_share_datasets_or_jobs(app, tmp_path):
     assert job_manager().jobs_of(second.session_state["session_id"]) == []
 
 
-def test_a_queued_job_says_what_it_waits_for(app):
-    """A class clicking the demo at once: the second student's page says one job runs before theirs."""
-    import threading
-
+@contextlib.contextmanager
+def another_sessions_job_running():
+    """Another session's job runs on the device for as long as the block lasts; yields its id."""
     from pages.common import job_manager
 
     release = threading.Event()
@@ -443,6 +444,17 @@ def test_a_queued_job_says_what_it_waits_for(app):
     try:
         while job_manager().get(other).status != "running":
             time.sleep(0.01)
+        yield other
+    finally:
+        release.set()
+        job_manager().wait(other)
+
+
+def test_a_queued_job_says_what_it_waits_for(app):
+    """A class clicking the demo at once: the second student's page says one job runs before theirs."""
+    from pages.common import job_manager
+
+    with another_sessions_job_running():
         app.run()
         mine = job_manager().submit("demo", "Demo: simulate + train", app.session_state["session_id"], lambda ctx: {})
         app.session_state["train_job"] = mine
@@ -450,11 +462,63 @@ def test_a_queued_job_says_what_it_waits_for(app):
         assert not app.exception
         assert any("1 job is running. It starts by itself" in i.value for i in app.info)
         assert "another student" not in str([i.value for i in app.info])  # nothing of the other job is shown
-        app.switch_page("pages/home.py").run()  # the next student sees the queue before adding to it
-        assert any("busy: 1 job running and 1 job queued" in i.value for i in app.info)
+        app.switch_page("pages/home.py").run()  # their own demo waits: nothing more to start
+        assert any("Your job 'Demo: simulate + train' is queued" in i.value for i in app.info)
+        next_student = AppTest.from_file(APP, default_timeout=120).run()  # sees the queue before adding to it
+        assert any("busy: 1 job running and 1 job queued" in i.value for i in next_student.info)
+    assert job_manager().wait(mine).status == "done"
+
+
+def test_a_second_demo_is_refused_while_the_sessions_first_runs(app):
+    """Found on review: a second click queued a second demo and the Train page showed only that one, so the first
+    ran unseen and uncancellable while a class waited behind both."""
+    import threading
+
+    from pages.common import job_manager
+
+    release = threading.Event()
+    app.run()
+    mine = app.session_state["session_id"]
+    first = job_manager().submit("demo", "Demo: simulate + train", mine, lambda ctx: release.wait(60) and {})
+    try:
+        later = AppTest.from_file(APP, default_timeout=120)
+        later.query_params["sid"] = mine  # the same session, its page drawn after the job started
+        later.run()
+        assert next(b for b in later.button if b.label == "Run the demo").disabled
+        assert any("Your job 'Demo: simulate + train' is" in i.value for i in later.info)
+        assert later.session_state["train_job"] == first  # the Train page (linked) shows the one that runs
+        next(b for b in app.button if b.label == "Run the demo").click().run()  # a click before the page said so
+        assert not app.exception
+        assert any("Your job 'Demo: simulate + train' is" in i.value for i in app.info)
+        assert [job.id for job in job_manager().jobs_of(mine)] == [first]
     finally:
         release.set()
-    assert job_manager().wait(other).status == job_manager().wait(mine).status == "done"
+    assert job_manager().wait(first).status == "done"
+
+
+def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
+    """Found on review: after a reload the Phase map page forgot a map still running (the Train page kept its job)."""
+    import threading
+
+    from pages.common import job_manager
+
+    release = threading.Event()
+    app.run()
+    mine = app.session_state["session_id"]
+    job = job_manager().submit("phasemap", "Phase map of scan.h5", mine, lambda ctx: release.wait(60) and {"map": ""})
+    try:
+        reloaded = AppTest.from_file(APP, default_timeout=120)
+        reloaded.query_params["sid"] = mine  # a reload keeps the URL's session id and nothing else
+        reloaded.run()
+        reloaded.switch_page("pages/phasemap.py").run()
+        assert not reloaded.exception
+        assert reloaded.session_state["map_job"] == job
+        assert any(b.label == "Cancel" for b in reloaded.button)
+        reloaded.switch_page("pages/train.py").run()  # a map is not a training job: the Train page does not show it
+        assert not any(b.label == "Cancel" for b in reloaded.button)
+    finally:
+        release.set()
+    job_manager().wait(job)
 
 
 def test_a_job_forgotten_with_its_idle_session_is_explained(app):
@@ -833,6 +897,15 @@ def test_a_run_whose_model_exists_is_refused_before_training(app, tmp_path, map_
     assert "train_job" not in app.session_state and not app.exception
 
 
+def _simulation_done(app) -> None:
+    """Wait for the Data page's simulation job, then draw the page again, which makes its dataset the session's."""
+    from pages.common import job_manager
+
+    assert job_manager().wait(app.session_state["simulate_job"]).status == "done"
+    app.run()
+    assert not app.exception
+
+
 @pytest.mark.parametrize(
     "held_out, message", [("cu3au", None), ("ni", "every Fm-3m material is held out (ni): none is left to train on")]
 )
@@ -847,12 +920,34 @@ def test_simulate_tab_holds_out_a_material_it_does_not_train_on(app, held_out, m
     app.select_slider[0].set_value(40)
     next(b for b in app.button if b.label == "Simulate").click().run()
     assert not app.exception
-    if message:
+    if message:  # said at once, before any job is queued
         assert any(message in e.value for e in app.error), [e.value for e in app.error]
+        assert "simulate_job" not in app.session_state
         return
+    _simulation_done(app)
     dataset = read_dataset(app.session_state["dataset_path"])
     assert set(dataset.material[dataset.split == "holdout"]) == {"cu3au"}
     assert set(dataset.material[dataset.split == "train"]) == {"ni", "ni3al"}
+
+
+def test_a_simulation_waits_in_the_queue_as_a_job_and_can_be_cancelled(app):
+    """Found on review: the Data page simulated on the page's own thread, beside the queue (up to 30,000 patterns of
+    240 px, about 10 minutes here), and a click elsewhere in that time lost the work."""
+    from pages.common import job_manager
+
+    with another_sessions_job_running():
+        app.run()
+        app.switch_page("pages/data.py").run()
+        app.number_input[0].set_value(4)
+        app.select_slider[0].set_value(40)
+        next(b for b in app.button if b.label == "Simulate").click().run()
+        assert not app.exception
+        assert any("1 job is running. It starts by itself" in i.value for i in app.info)
+        next(b for b in app.button if b.label == "Cancel").click().run()
+        assert job_manager().get(app.session_state["simulate_job"]).status == "cancelled"
+        app.run()
+        assert any("cancelled before it started" in e.value for e in app.error)
+        assert "dataset_path" not in app.session_state
 
 
 def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
@@ -868,6 +963,7 @@ def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
         app.number_input[0].set_value(per_class)
         next(b for b in app.button if b.label == "Simulate").click().run()
         assert not app.exception
+        _simulation_done(app)
         paths.append(app.session_state["dataset_path"])
     assert paths[0] != paths[1]
     assert len(read_dataset(paths[0])) == 8 and len(read_dataset(paths[1])) == 12
@@ -888,3 +984,25 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, ma
     assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
     assert not any(b.label == "Classify every pattern" for b in app.button)
+
+
+def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):
+    """The Phase map page asks nothing first: the queue refuses a demo map while the session's demo trains."""
+    import threading
+
+    from pages.common import job_manager
+
+    release = threading.Event()
+    app.run()
+    mine = app.session_state["session_id"]
+    first = job_manager().submit("demo", "Demo: simulate + train", mine, lambda ctx: release.wait(60) and {})
+    try:
+        app.switch_page("pages/phasemap.py").run()
+        next(b for b in app.button if b.label == "Run the demo map").click().run()
+        assert not app.exception
+        assert any("your job 'Demo: simulate + train' is still" in e.value for e in app.error)
+        assert app.session_state["train_job"] == first  # the linked Train page shows it
+        assert "map_job" not in app.session_state and len(job_manager().jobs_of(mine)) == 1
+    finally:
+        release.set()
+    job_manager().wait(first)

@@ -7,7 +7,9 @@ import threading
 import time
 from pathlib import Path
 
-from ebsd_core.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobManager
+import pytest
+
+from ebsd_core.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, BusyError, JobManager
 
 
 class _Finaliser:
@@ -110,3 +112,32 @@ def test_a_job_that_meets_a_missing_file_says_which_not_internal_error(tmp_path)
     manager = JobManager(tmp_path / "jobs")
     state = manager.wait(manager.submit("phasemap", "map", "a", lambda ctx: (tmp_path / "gone.h5").read_bytes()))
     assert state.status == FAILED and state.error == f"{tmp_path / 'gone.h5'}: No such file or directory"
+
+
+def test_an_owner_has_one_job_queued_or_running_at_a_time(tmp_path):
+    """Found on review: a second click on "Run the demo" queued a second demo, and the Train page showed only the
+    second, so the first ran unseen and could not be cancelled, while a class waited behind both."""
+    manager = JobManager(tmp_path / "jobs")
+    release = threading.Event()
+    first = manager.submit("demo", "Demo: simulate + train", "a", lambda ctx: release.wait(30) and {})
+    with pytest.raises(BusyError, match="your job 'Demo: simulate \\+ train' is still (queued|running)") as refused:
+        manager.submit("phasemap", "Demo map", "a", lambda ctx: {})
+    assert refused.value.job.id == first
+    other = manager.submit("demo", "another student's demo", "b", lambda ctx: {})  # queued behind it: not refused
+    release.set()
+    assert manager.wait(first).status == DONE and manager.wait(other).status == DONE
+    assert [job.id for job in manager.jobs_of("a")] == [first]  # the refused one left no record
+    again = manager.wait(manager.submit("phasemap", "Demo map", "a", lambda ctx: {}))  # once the first has ended
+    assert again.status == DONE and manager.unfinished_job_of("a") is None
+
+
+def test_a_job_started_again_waits_for_its_owners_other_job(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    failed = manager.wait(manager.submit("train", "train", "a", lambda ctx: 1 / 0))
+    release = threading.Event()
+    running = manager.submit("phasemap", "map", "a", lambda ctx: release.wait(30) and {})
+    with pytest.raises(BusyError) as refused:
+        manager.restart(failed.id, lambda ctx: {})
+    release.set()
+    assert refused.value.job.id == running and manager.wait(running).status == DONE
+    assert manager.wait(manager.restart(failed.id, lambda ctx: {})).status == DONE

@@ -2,8 +2,15 @@
 
 import json
 import shutil
+import threading
 
-from ebsd_core.workflows import latest_demo_model
+import pytest
+
+from ebsd_core.datasets import plan_simulation
+from ebsd_core.errors import CancelledError, PhaseError
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.jobs import JobManager
+from ebsd_core.workflows import latest_demo_model, simulate_job
 
 
 def _copy(model, store, name, created):
@@ -21,3 +28,51 @@ def test_the_latest_demo_model_is_the_newest_the_home_demo_saved(tmp_path, map_m
     _copy(map_model, store, "demo-mine", "2026-12-03T12:00:00+00:00")  # a user's own name
     latest = latest_demo_model(store)
     assert latest["name"] == "demo-00000000000b" and latest["epochs"] == 2
+
+
+SETTINGS = {"per_class": 4, "classes": None, "phases": ["ni", "w"], "holdout_materials": [], "size": 32, "seed": 3}
+
+
+def test_the_data_pages_simulation_job_writes_the_dataset(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    out = tmp_path / "simulated.h5"
+    state = manager.wait(manager.submit("simulate", "simulate", "a", lambda ctx: simulate_job(ctx, SETTINGS, out)))
+    assert state.status == "done" and state.result == {"dataset": str(out), "patterns": 8}
+    dataset = read_dataset(out)
+    assert dataset.class_symbols == ["Fm-3m", "Im-3m"] and dataset.provenance["seed"] == 3
+
+
+def test_a_cancelled_simulation_writes_nothing(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    out = tmp_path / "simulated.h5"
+    release = threading.Event()
+    first = manager.submit("train", "someone's training", "b", lambda ctx: release.wait(30) and {})
+    queued = manager.submit("simulate", "simulate", "a", lambda ctx: simulate_job(ctx, SETTINGS, out))
+    manager.cancel(queued)
+    release.set()
+    assert manager.wait(first).status == "done" and manager.wait(queued).status == "cancelled"
+
+    class Stopping:  # a job cancelled while it simulates: it stops at the next material
+        job_id = "x"
+
+        def report(self, fraction, message="", event=None):
+            pass
+
+        def should_stop(self):
+            return True
+
+    with pytest.raises(CancelledError, match="simulation cancelled"):
+        simulate_job(Stopping(), SETTINGS, out)
+    assert not out.exists()
+
+
+def test_a_simulation_plan_is_checked_without_simulating():
+    plan = plan_simulation(10, None, ["ni", "ni3al"], ["cu3au"])
+    assert plan.classes == [221, 225] and plan.holdout == {"cu3au"}
+    assert sorted((m.key, n, split) for m, n, split in plan.runs) == [
+        ("cu3au", 10, "holdout"),
+        ("ni", 10, "train"),
+        ("ni3al", 10, "train"),
+    ]
+    with pytest.raises(PhaseError, match="every Fm-3m material is held out"):
+        plan_simulation(10, None, ["ni", "ni3al"], ["ni"])
