@@ -37,15 +37,22 @@ def _last_touched(folder: Path) -> float:
     return newest
 
 
-def cleanup_sessions(home: Path | None = None, max_age_hours: float = SESSION_MAX_AGE_HOURS) -> list[str]:
-    """Remove session folders untouched for ``max_age_hours``; returns the removed session ids."""
+def cleanup_sessions(
+    home: Path | None = None, max_age_hours: float = SESSION_MAX_AGE_HOURS, working: Iterable[str] = ()
+) -> list[str]:
+    """Remove session folders untouched for ``max_age_hours``; returns the removed session ids.
+
+    The sessions in ``working`` (those with a job queued or running) stay, however long ago their user looked: a
+    phase map of a large scan can run for longer than a day on a CPU, reading the scan uploaded to the session's
+    folder and writing its map there at the end."""
     sessions = (home or fewshot_home()) / "sessions"
     if not sessions.is_dir():
         return []
     cutoff = time.time() - max_age_hours * 3600
+    working = set(working)
     removed = []
     for folder in sessions.iterdir():
-        if folder.is_dir() and _last_touched(folder) < cutoff:
+        if folder.is_dir() and folder.name not in working and _last_touched(folder) < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     if removed:

@@ -222,6 +222,11 @@ class JobManager:
         with self._lock:
             return next((s for s in self.jobs_of(owner) if s.status not in FINISHED), None)
 
+    def working_owners(self) -> set[str]:
+        """The owners with a job queued or running."""
+        with self._lock:
+            return {s.owner for s in self._jobs.values() if s.status not in FINISHED}
+
     def jobs_of(self, owner: str) -> list[JobState]:
         with self._lock:
             return sorted((s for s in self._jobs.values() if s.owner == owner), key=lambda s: s.created, reverse=True)

@@ -231,7 +231,7 @@ def housekeeping() -> float:
     from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
     from ebsd_core.store import default_store
 
-    removed = cleanup_sessions()
+    removed = cleanup_sessions(working=job_manager().working_owners())
     retire_demo_models(removed)  # reads the removed sessions' job records: before they are forgotten
     job_manager().forget(removed)
     cleanup_partial_saves(default_store())

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,15 +146,29 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(tmp_path):
 
 def test_idle_sessions_age_out(tmp_path):
     sessions = tmp_path / "sessions"
-    idle, active = sessions / "idle", sessions / "active"
-    for folder in (idle, active):
+    idle, active, mapping = sessions / "idle", sessions / "active", sessions / "mapping"
+    for folder in (idle, active, mapping):
         (folder / "uploads").mkdir(parents=True)
         (folder / "uploads" / "scan.h5").write_bytes(b"x")
     old = time.time() - 48 * 3600
-    for path in (idle, idle / "uploads", idle / "uploads" / "scan.h5"):
-        os.utime(path, (old, old))
-    assert cleanup_sessions(tmp_path, max_age_hours=24) == ["idle"]
-    assert active.exists() and not idle.exists()
+    for folder in (idle, mapping):
+        for path in (folder, folder / "uploads", folder / "uploads" / "scan.h5"):
+            os.utime(path, (old, old))
+    # found on review: a map of a large scan running for over a day lost the scan it read, and its map
+    assert cleanup_sessions(tmp_path, max_age_hours=24, working=["mapping"]) == ["idle"]
+    assert active.exists() and mapping.exists() and not idle.exists()
+
+
+def test_the_sessions_with_a_job_queued_or_running_are_working(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    release = threading.Event()
+    manager.wait(manager.submit("demo", "Demo", "done", lambda ctx: {}))
+    running = manager.submit("phasemap", "map", "mapping", lambda ctx: release.wait(30) and {})
+    queued = manager.submit("train", "train", "waiting", lambda ctx: {})
+    assert manager.working_owners() == {"mapping", "waiting"}
+    release.set()
+    manager.wait(running), manager.wait(queued)
+    assert manager.working_owners() == set()
 
 
 def test_demo_models_go_with_their_session(tmp_path, map_model):
