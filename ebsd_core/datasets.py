@@ -76,10 +76,12 @@ def plan_simulation(
     Raises
     ------
     PhaseError
-        If a phase or space group is unknown, a held-out material is of none of the classes, or every material
-        of a class is held out.
+        If nothing is chosen, a phase or space group is unknown, a held-out material is of none of the classes, or
+        every material of a class is held out.
     """
     materials = resolve_materials(classes, phases) + list(extra_materials)
+    if not materials:  # found on review: the Data page with no space group chosen failed in numpy
+        raise PhaseError("nothing to simulate: choose at least one space group or material")
     holdout = {get_material(h).key if not any(m.key == h for m in extra_materials) else h for h in holdout_materials}
     class_list = sorted({m.space_group for m in materials})
     for key in sorted(holdout - {m.key for m in materials}):  # held out of --phases: simulated for the test only

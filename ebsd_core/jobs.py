@@ -81,6 +81,11 @@ class JobState:
     finished: float | None = None
 
 
+def _copy(state: JobState) -> JobState:
+    """A deep copy of ``state``, for callers outside the manager's lock."""
+    return JobState(**json.loads(json.dumps(asdict(state))))
+
+
 class BusyError(EbsdError):
     """An owner asked for a job while one of its own is queued or running (``job``: that one)."""
 
@@ -215,12 +220,12 @@ class JobManager:
     def get(self, job_id: str) -> JobState | None:
         with self._lock:
             state = self._jobs.get(job_id)
-            return None if state is None else JobState(**json.loads(json.dumps(asdict(state))))
+            return None if state is None else _copy(state)
 
     def unfinished_job_of(self, owner: str) -> JobState | None:
         """The job of ``owner`` that is queued or running, if any (there is one at most)."""
         with self._lock:
-            return next((s for s in self.jobs_of(owner) if s.status not in FINISHED), None)
+            return next((_copy(s) for s in self.jobs_of(owner) if s.status not in FINISHED), None)
 
     def working_owners(self) -> set[str]:
         """The owners with a job queued or running."""

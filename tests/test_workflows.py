@@ -76,3 +76,5 @@ def test_a_simulation_plan_is_checked_without_simulating():
     ]
     with pytest.raises(PhaseError, match="every Fm-3m material is held out"):
         plan_simulation(10, None, ["ni", "ni3al"], ["ni"])
+    with pytest.raises(PhaseError, match="nothing to simulate: choose at least one space group or material"):
+        plan_simulation(10, [], None)  # the Data page with every space group taken out
