@@ -56,6 +56,16 @@ def restart_job(job_id: str, function: JobFunction) -> str | None:
     return _unless_busy(lambda: job_manager().restart(job_id, function))
 
 
+def start_again_button(key: str) -> bool:
+    """A "Start again" button for a failed or cancelled job; while the session has another job queued or running,
+    a note saying so instead (a refusal shown inside a page's job panel would be gone at its next refresh)."""
+    own = job_manager().unfinished_job_of(session_id())
+    if own is not None:
+        st.caption(f"It can start again once your job {own.title!r} has ended.")
+        return False
+    return st.button("Start again", key=key)
+
+
 def latest_job_shown_on(page: str, finished: bool = True) -> str | None:
     """This session's latest job of the kinds ``page`` shows, or None: what the page shows after a browser reload,
     which empties the session state. ``finished=False``: only a job still queued or running (a finished one would

@@ -37,6 +37,7 @@ from pages.common import (
     show_error,
     show_notes,
     show_source_warnings,
+    start_again_button,
     start_job,
     tidy,
     upload_to_session,
@@ -230,7 +231,7 @@ def job_progress(job_id: str) -> None:
                 st.rerun(scope="app")
         else:
             st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
-            restart = "scan" in state.params and st.button("Start again", key="restart_map")
+            restart = "scan" in state.params and start_again_button("restart_map")
             if restart and (again := restart_job(job_id, _map_function(state.params))):
                 st.session_state.map_job = again
                 st.rerun()

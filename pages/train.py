@@ -32,6 +32,7 @@ from pages.common import (
     session_id,
     set_active_dataset,
     show_error,
+    start_again_button,
     start_job,
 )
 
@@ -277,7 +278,7 @@ def job_panel(job_id: str) -> None:
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(for_the_user(f"{state.status}: {state.error or state.message}"))
-            if state.kind == "train" and state.params and st.button("Start again", key="restart"):
+            if state.kind == "train" and state.params and start_again_button("restart"):
                 params = state.params
                 if again := restart_job(job_id, lambda ctx: train_runs_job(ctx, params)):
                     st.session_state.train_job = again

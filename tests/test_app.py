@@ -1006,3 +1006,24 @@ def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):
     finally:
         release.set()
     job_manager().wait(first)
+
+
+def test_a_failed_job_starts_again_once_the_sessions_other_job_has_ended(app):
+    """A refusal inside the job panel would vanish at its next refresh: the panel says why there is no button."""
+    from pages.common import job_manager
+
+    app.run()
+    mine = app.session_state["session_id"]
+    failed = job_manager().wait(job_manager().submit("train", "m: 1 run(s)", mine, lambda ctx: 1 / 0, {"runs": []}))
+    release = threading.Event()
+    running = job_manager().submit("phasemap", "Phase map of scan.h5", mine, lambda ctx: release.wait(60) and {})
+    try:
+        app.session_state["train_job"] = failed.id
+        app.switch_page("pages/train.py").run()
+        assert not app.exception and not any(b.label == "Start again" for b in app.button)
+        assert any("once your job 'Phase map of scan.h5' has ended" in c.value for c in app.caption)
+    finally:
+        release.set()
+    job_manager().wait(running)
+    app.run()
+    assert any(b.label == "Start again" for b in app.button)
