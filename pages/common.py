@@ -392,6 +392,15 @@ def set_active_dataset(path: Path, label: str) -> None:
         tmp.write_text(str(path))
 
 
+def apply_job_dataset(path: Path, label: str, finished: float) -> None:
+    """Make the dataset a job made the session's, unless the session chose one after the job ended: a page that shows
+    the job again after a browser reload must not undo that choice."""
+    remembered = session_dir() / "active_dataset.txt"
+    if remembered.exists() and remembered.stat().st_mtime > finished:
+        return
+    set_active_dataset(path, label)
+
+
 def tidy(fig: go.Figure, height: int, **layout) -> go.Figure:
     """The dashboard's common plot layout: compact margins and a fixed height."""
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), **layout)

@@ -27,6 +27,7 @@ from pages.common import (
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
+    apply_job_dataset,
     enter_page,
     for_the_user,
     job_manager,
@@ -258,7 +259,8 @@ def simulation_progress(job_id: str) -> None:
     if state.status == "done":
         if st.session_state.get("applied_simulation") != job_id:
             st.session_state.applied_simulation = job_id
-            set_active_dataset(Path(state.result["dataset"]), f"simulated ({state.result['patterns']:,} patterns)")
+            label = f"simulated ({state.result['patterns']:,} patterns)"
+            apply_job_dataset(Path(state.result["dataset"]), label, state.finished)
             st.rerun(scope="app")  # the sidebar and the dataset below show it
         return
     if state.status in FINISHED:

@@ -20,6 +20,7 @@ from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
+    apply_job_dataset,
     curves_figure,
     default_name,
     enter_page,
@@ -30,7 +31,6 @@ from pages.common import (
     renew_default_name,
     restart_job,
     session_id,
-    set_active_dataset,
     show_error,
     start_again_button,
     start_job,
@@ -273,7 +273,7 @@ def job_panel(job_id: str) -> None:
                 st.session_state.applied_job = job_id
                 st.session_state.model_name = state.result.get("model_name")
                 if state.result.get("dataset"):
-                    set_active_dataset(Path(state.result["dataset"]), "demo")
+                    apply_job_dataset(Path(state.result["dataset"]), "demo", state.finished)
                 st.rerun(scope="app")  # a fragment run leaves the sidebar's dataset and model as they were
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:

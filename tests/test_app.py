@@ -1027,3 +1027,32 @@ def test_a_failed_job_starts_again_once_the_sessions_other_job_has_ended(app):
     job_manager().wait(running)
     app.run()
     assert any(b.label == "Start again" for b in app.button)
+
+
+def test_a_reload_does_not_undo_the_dataset_chosen_after_the_demo(app, tmp_path):
+    """Found on review: after a reload the Train page applied the session's finished demo again, so the demo's
+    dataset replaced the one the user had uploaded since."""
+    from pages.common import job_manager
+
+    app.run()
+    mine = app.session_state["session_id"]
+    demo = tmp_path / "demo.h5"
+    demo.write_bytes(b"")
+    done = job_manager().wait(
+        job_manager().submit("demo", "Demo", mine, lambda ctx: {"dataset": str(demo), "model_name": None})
+    )
+    app.session_state["train_job"] = done.id
+    app.switch_page("pages/train.py").run()  # the demo's dataset becomes the session's as the demo ends
+    assert app.session_state["dataset_path"] == str(demo)
+    time.sleep(0.05)
+    uploaded = tmp_path / "uploaded.h5"
+    uploaded.write_bytes(b"")
+    app.session_state["dataset_path"] = str(uploaded)
+    (tmp_path / "home" / "sessions" / mine / "active_dataset.txt").write_text(str(uploaded))  # the Data page's choice
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params["sid"] = mine
+    reloaded.run()
+    reloaded.switch_page("pages/train.py").run()
+    assert not reloaded.exception
+    assert any("Finished: the model is in the store" in s.value for s in reloaded.success)  # shown, not applied
+    assert reloaded.session_state["dataset_path"] == str(uploaded)
