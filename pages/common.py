@@ -229,6 +229,16 @@ def session_dir() -> Path:
     return folder
 
 
+def in_another_sessions_folder(path: str | Path) -> bool:
+    """Whether ``path`` lies in another browser session's private folder (its uploads and datasets)."""
+    sessions = (fewshot_home() / "sessions").resolve()
+    try:
+        relative = Path(path).resolve().relative_to(sessions)
+    except ValueError:
+        return False
+    return bool(relative.parts) and relative.parts[0] != session_id()
+
+
 def new_session_file(stem: str, suffix: str = ".h5") -> Path:
     """A new file in this session's folder. A dataset made again must not replace the one a model was trained on:
     the model's card names that file, and Results, Explain and a restarted job read it."""

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
+from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
@@ -20,6 +21,7 @@ from pages.common import (
     confusion_png,
     curves_figure,
     enter_page,
+    in_another_sessions_folder,
     montage_figure,
     select_model,
     show_error,
@@ -194,11 +196,16 @@ if match:
         st.plotly_chart(fig)
 
 with st.expander("Misclassified test patterns"):
+    trained_on = card.training.get("dataset_path") or ""
+    # the store is shared; the patterns a user uploaded to train on stay private to their session
+    private = in_another_sessions_folder(trained_on) and not made_by_simulator(card.training.get("dataset"))
     try:
         model_dir = default_store() / choice
-        found = None if untested else misclassified(str(model_dir), weights_mtime(model_dir))
+        found = None if untested or private else misclassified(str(model_dir), weights_mtime(model_dir))
         if untested:
             st.info("No test patterns: every pattern of the training materials went to training and validation.")
+        elif private:
+            st.info("This model was trained on patterns uploaded in another session: they are shown only there.")
         elif found is None:
             st.info("The dataset this model was trained on is not available here.")
         elif len(found[0]) == 0:

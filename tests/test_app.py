@@ -1056,3 +1056,33 @@ def test_a_reload_does_not_undo_the_dataset_chosen_after_the_demo(app, tmp_path)
     assert not reloaded.exception
     assert any("Finished: the model is in the store" in s.value for s in reloaded.success)  # shown, not applied
     assert reloaded.session_state["dataset_path"] == str(uploaded)
+
+
+def test_patterns_uploaded_in_one_session_are_not_shown_to_another_on_results(app, map_model, tmp_path):
+    """Found on review: the store is shared, and its Results page showed any session the misclassified test patterns
+    of a model trained on another session's uploaded patterns, read from that session's private folder."""
+    import shutil
+
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    owner = "a" * 32
+    uploaded = tmp_path / "home" / "sessions" / owner / "uploaded-1.h5"
+    uploaded.parent.mkdir(parents=True)
+    dataset = simulate_dataset(per_class=24, phases=["austenite", "ferrite"], size=32, seed=5)
+    dataset.provenance["generator"] = "ebsd_core dataset"  # as recorded patterns are labelled
+    write_dataset(dataset, uploaded)
+    shutil.copytree(map_model, tmp_path / "store" / "theirs")
+    card_file = tmp_path / "store" / "theirs" / "model.json"
+    card = json.loads(card_file.read_text())
+    card["training"] |= {"dataset_path": str(uploaded), "dataset": "ebsd_core dataset"}
+    card_file.write_text(json.dumps(card))
+    notice = "trained on patterns uploaded in another session"
+    app.switch_page("pages/results.py").run()
+    assert not app.exception and any(notice in i.value for i in app.info)
+    own = AppTest.from_file(APP, default_timeout=120)
+    own.query_params["sid"] = owner
+    own.run()
+    own.switch_page("pages/results.py").run()
+    assert not own.exception and not any(notice in i.value for i in own.info)
+    assert own.dataframe or any("No misclassified patterns" in s.value for s in own.success)  # its own: shown
