@@ -355,16 +355,29 @@ def delete_model(name: str, store: Path | None = None) -> Path:
 
 def model_zip(folder: str | Path) -> bytes:
     """A saved model as a zip of its folder's ``model.json`` and ``weights.safetensors`` (what Results downloads and
-    :func:`import_model` takes). The weights are stored, not compressed: they would shrink by a few per cent."""
+    :func:`import_model` takes), with no path of this machine in it. The weights are stored, not compressed: they
+    would shrink by a few per cent."""
     folder = Path(folder)
     for file in (META, WEIGHTS):
         if not (folder / file).is_file():
             raise ModelError(f"{file} is missing: not a saved model", folder)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.write(folder / META, f"{folder.name}/{META}", zipfile.ZIP_DEFLATED)
+        archive.writestr(f"{folder.name}/{META}", _shareable_meta(folder / META), zipfile.ZIP_DEFLATED)
         archive.write(folder / WEIGHTS, f"{folder.name}/{WEIGHTS}", zipfile.ZIP_STORED)
     return buffer.getvalue()
+
+
+def _shareable_meta(path: Path) -> str:
+    """``model.json`` as a model leaves this machine: its training dataset named by file name, not by where it lies.
+
+    On a hosted dashboard that path runs through the private folder of the session that trained the model, whose
+    id is what grants access to the session; elsewhere the path would name another file anyway (import_model)."""
+    meta = json.loads(path.read_text())
+    training = meta.get("training")
+    if isinstance(training, dict) and isinstance(training.get("dataset_path"), str):
+        training["dataset_path"] = Path(training["dataset_path"]).name
+    return json.dumps(meta, indent=2)
 
 
 def export_model(name: str | Path, out: str | Path, store: Path | None = None, force: bool = False) -> Path:

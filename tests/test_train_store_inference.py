@@ -1,6 +1,7 @@
 """Training, the model store and inference on tiny settings (CPU, fixed seeds)."""
 
 import copy
+import io
 import json
 import os
 import zipfile
@@ -22,6 +23,7 @@ from ebsd_core.store import (
     import_model,
     list_models,
     load_model,
+    model_zip,
     read_card,
     save_model,
 )
@@ -131,6 +133,26 @@ def test_a_downloaded_model_is_imported_checked_and_never_over_another(trained, 
     assert main(["import-model", str(download), "--store", str(store), "--name", "via-cli"]) == 0
     assert sorted(m["name"] for m in list_models(store)) == ["from-folder", "gpu-model", "renamed", "via-cli"]
     assert not [p for p in store.iterdir() if p.name.startswith(".") and p.is_dir()]  # no staging left behind
+
+
+def test_a_models_zip_holds_no_path_of_the_server(trained, tmp_path):
+    """Found on review: a model's zip (any user may download one on Results) carried its training dataset's full path,
+    which on a hosted server holds the private session id of whoever trained it: the key to their session."""
+    _, result = trained
+    card = copy.deepcopy(result.card)
+    secret = "0123456789abcdef0123456789abcdef"
+    card.training["dataset_path"] = f"/srv/ebsd/sessions/{secret}/uploaded-3.h5"
+    path = save_model(result.model, card, tmp_path / "store" / "shared")
+    data = model_zip(path)
+    assert secret.encode() not in data and b"/srv/ebsd" not in data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        meta = json.loads(archive.read("shared/model.json"))
+    assert meta["training"]["dataset_path"] == "uploaded-3.h5"
+    download = tmp_path / "shared.zip"
+    download.write_bytes(data)
+    imported = import_model(download, "elsewhere", tmp_path / "other-store")
+    assert read_card(imported).training["dataset_path_where_trained"] == "uploaded-3.h5"
+    assert json.loads((path / "model.json").read_text())["training"]["dataset_path"].endswith("uploaded-3.h5")
 
 
 @pytest.mark.parametrize(
