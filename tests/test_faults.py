@@ -164,6 +164,8 @@ def test_the_sessions_with_a_job_queued_or_running_are_working(tmp_path):
     release = threading.Event()
     manager.wait(manager.submit("demo", "Demo", "done", lambda ctx: {}))
     running = manager.submit("phasemap", "map", "mapping", lambda ctx: release.wait(30) and {})
+    while manager.get(running).status != "running":  # it holds the device: the next one waits
+        time.sleep(0.01)
     queued = manager.submit("train", "train", "waiting", lambda ctx: {})
     assert manager.working_owners() == {"mapping", "waiting"}
     release.set()
