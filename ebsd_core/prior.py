@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ebsd_core.backbones import DEFAULT_FINETUNE_LR
 from ebsd_core.datasets import resolve_materials, simulate_dataset
-from ebsd_core.errors import PhaseError, StoreError
+from ebsd_core.errors import CancelledError, PhaseError, StoreError
 from ebsd_core.phases import get_material
 from ebsd_core.preprocess import input_size_for
 from ebsd_core.store import resolve_model_dir
@@ -79,8 +79,17 @@ def build_prior(
     if target.exists() and not force:
         raise StoreError("a model of this name exists; choose another name or replace it on purpose", target)
     materials = prior_materials(exclude)
+
+    def stop_if_asked(fraction: float, message: str) -> None:  # a job's Cancel acts while it simulates too
+        if should_stop and should_stop():
+            raise CancelledError("cancelled while simulating the prior's patterns")
+
     dataset = simulate_dataset(
-        per_class=settings.per_class, phases=materials, size=settings.pattern_size, seed=settings.seed
+        per_class=settings.per_class,
+        phases=materials,
+        size=settings.pattern_size,
+        seed=settings.seed,
+        progress=stop_if_asked,
     )
     config = TrainConfig(
         backbone=settings.backbone,
@@ -129,6 +138,7 @@ def prior_job(context, params: dict) -> dict:
     """Job body of the Train page's "Build an EBSD prior": ``params`` has ``exclude``, ``name`` and
     ``settings`` (a :class:`PriorSettings` dict, from :func:`settings_for`; :data:`PAGE_SETTINGS` when absent)."""
     name = params["name"]
+    context.report(0.0, "simulating the prior's patterns")
     progress = job_progress(context, name)
     settings = PriorSettings(**params["settings"]) if "settings" in params else PAGE_SETTINGS
     summary = build_prior(params["exclude"], name, settings, progress=progress, should_stop=context.should_stop)

@@ -9,7 +9,7 @@ import torch
 
 from ebsd_core.cli import build_parser, main
 from ebsd_core.datasets import simulate_dataset
-from ebsd_core.errors import ModelError, PhaseError
+from ebsd_core.errors import CancelledError, ModelError, PhaseError
 from ebsd_core.phases import get_material, materials_for
 from ebsd_core.prior import PriorSettings, minutes_on_two_cores, prior_materials, settings_for
 from ebsd_core.rehearsal import REHEARSAL_SOURCES, rehearsal_for, rehearsal_materials
@@ -165,3 +165,12 @@ def test_rehearsal_needs_a_prior(prior, tmp_path):
     save_model(trained.model, trained.card, plain)
     with pytest.raises(ModelError, match="not an EBSD prior"):
         rehearsal_for(str(plain), pair, 4)
+
+
+def test_a_prior_build_stops_while_it_simulates_when_cancelled(tmp_path):
+    """Its ~900 patterns take about 20 s to simulate at 240 px, before any training step could see the Cancel."""
+    from ebsd_core.prior import build_prior
+
+    with pytest.raises(CancelledError, match="while simulating the prior's patterns"):
+        build_prior(["ni"], tmp_path / "store" / "prior", should_stop=lambda: True)
+    assert not (tmp_path / "store" / "prior").exists()
