@@ -257,6 +257,7 @@ def demo_map_job(
     first trains a 20-shot model for the pair (:data:`DEMO_MAP`).
     """
     from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.errors import CancelledError
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.phases import get_material
     from ebsd_core.simulate_map import simulate_scan, voronoi_layout
@@ -293,9 +294,16 @@ def demo_map_job(
         ]
         start = 0.65
     context.report(start, f"simulating a {shape[0]}x{shape[1]} scan")
+
+    def simulating(fraction: float, message: str) -> None:  # a 300x300 scan takes minutes: Cancel acts here too
+        if context.should_stop():
+            raise CancelledError("cancelled while simulating the scan")
+        context.report(start + 0.05 * fraction, message)
+
     layout = voronoi_layout(materials, shape, grain_size=8, seed=1)
     scan_file = f"demo-scan-{'-'.join(phases)}-{context.job_id}.h5"  # the map's title and export names
-    scan_path = write_dataset(simulate_scan(layout, size=pattern_size, seed=1), folder / scan_file)
+    scan = simulate_scan(layout, size=pattern_size, seed=1, progress=simulating)
+    scan_path = write_dataset(scan, folder / scan_file)
     scaled = _ScaledContext(context, start + 0.05, 1.0)
     return {
         "model_name": name,

@@ -30,6 +30,21 @@ def test_the_latest_demo_model_is_the_newest_the_home_demo_saved(tmp_path, map_m
     assert latest["name"] == "demo-00000000000b" and latest["epochs"] == 2
 
 
+class CancelledContext:
+    """A job's context once its Cancel was pressed; it keeps the messages the job reports."""
+
+    job_id = "x"
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def report(self, fraction: float, message: str = "", event: dict | None = None) -> None:
+        self.messages.append(message)
+
+    def should_stop(self) -> bool:
+        return True
+
+
 SETTINGS = {"per_class": 4, "classes": None, "phases": ["ni", "w"], "holdout_materials": [], "size": 32, "seed": 3}
 
 
@@ -52,17 +67,8 @@ def test_a_cancelled_simulation_writes_nothing(tmp_path):
     release.set()
     assert manager.wait(first).status == "done" and manager.wait(queued).status == "cancelled"
 
-    class Stopping:  # a job cancelled while it simulates: it stops at the next material
-        job_id = "x"
-
-        def report(self, fraction, message="", event=None):
-            pass
-
-        def should_stop(self):
-            return True
-
-    with pytest.raises(CancelledError, match="simulation cancelled"):
-        simulate_job(Stopping(), SETTINGS, out)
+    with pytest.raises(CancelledError, match="simulation cancelled"):  # cancelled while it simulates
+        simulate_job(CancelledContext(), SETTINGS, out)
     assert not out.exists()
 
 
@@ -78,3 +84,13 @@ def test_a_simulation_plan_is_checked_without_simulating():
         plan_simulation(10, None, ["ni", "ni3al"], ["ni"])
     with pytest.raises(PhaseError, match="nothing to simulate: choose at least one space group or material"):
         plan_simulation(10, [], None)  # the Data page with every space group taken out
+
+
+def test_the_demo_map_stops_while_it_simulates_its_scan_when_cancelled(tmp_path, map_model):
+    """The page allows 300x300 points (minutes of simulation before the first map batch could see the Cancel)."""
+    from ebsd_core.workflows import demo_map_job
+
+    context = CancelledContext()
+    with pytest.raises(CancelledError, match="while simulating the scan"):
+        demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path, str(map_model))
+    assert context.messages == ["simulating a 10x10 scan"] and not list(tmp_path.iterdir())
