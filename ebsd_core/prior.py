@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ebsd_core.backbones import DEFAULT_FINETUNE_LR
 from ebsd_core.datasets import resolve_materials, simulate_dataset
-from ebsd_core.errors import CancelledError, PhaseError, StoreError
+from ebsd_core.errors import PhaseError, StoreError
 from ebsd_core.phases import get_material
 from ebsd_core.preprocess import input_size_for
 from ebsd_core.store import resolve_model_dir
 from ebsd_core.train import TrainConfig, TrainProgress
-from ebsd_core.workflows import job_progress, train_evaluate_save
+from ebsd_core.workflows import cancellable, job_progress, train_evaluate_save
 
 #: Priors were measured with this rate (150 patterns per class); the few-shot default of Lite0 is higher.
 PRIOR_LR = DEFAULT_FINETUNE_LR
@@ -79,17 +79,12 @@ def build_prior(
     if target.exists() and not force:
         raise StoreError("a model of this name exists; choose another name or replace it on purpose", target)
     materials = prior_materials(exclude)
-
-    def stop_if_asked(fraction: float, message: str) -> None:  # a job's Cancel acts while it simulates too
-        if should_stop and should_stop():
-            raise CancelledError("cancelled while simulating the prior's patterns")
-
     dataset = simulate_dataset(
         per_class=settings.per_class,
         phases=materials,
         size=settings.pattern_size,
         seed=settings.seed,
-        progress=stop_if_asked,
+        progress=cancellable(should_stop, "cancelled while simulating the prior's patterns"),
     )
     config = TrainConfig(
         backbone=settings.backbone,

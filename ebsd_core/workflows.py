@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ebsd_core.errors import CancelledError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
 from ebsd_core.store import list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
@@ -195,19 +196,29 @@ def demo_train_job(context, folder: Path, epochs: int) -> dict:
     return {"dataset": str(path), **summary, "model_name": name}
 
 
+def cancellable(
+    should_stop: Callable[[], bool] | None, cancelled: str, report: Callable[[float, str], None] | None = None
+) -> Callable[[float, str], None]:
+    """A simulation's progress callback for a job: raises :class:`CancelledError` (``cancelled``) once the job's
+    Cancel was pressed, else passes the progress on to ``report``. Simulations have no ``should_stop`` of their own."""
+
+    def progress(fraction: float, message: str) -> None:
+        if should_stop and should_stop():
+            raise CancelledError(cancelled)
+        if report:
+            report(fraction, message)
+
+    return progress
+
+
 def simulate_job(context, params: dict, out: str | Path) -> dict:
     """Job body of the Data page's simulation: ``params`` are :func:`ebsd_core.datasets.simulate_dataset`'s keyword
     arguments (JSON: ``per_class``, ``classes``, ``phases``, ``holdout_materials``, ``size``, ``seed``); the dataset
     is written to ``out``. Cancellable between materials."""
     from ebsd_core.datasets import simulate_dataset
-    from ebsd_core.errors import CancelledError
     from ebsd_core.io.dataset import write_dataset
 
-    def progress(fraction: float, message: str) -> None:
-        if context.should_stop():
-            raise CancelledError("simulation cancelled")
-        context.report(0.95 * fraction, message)
-
+    progress = cancellable(context.should_stop, "simulation cancelled", lambda f, m: context.report(0.95 * f, m))
     dataset = simulate_dataset(**params, progress=progress)
     context.report(0.95, f"writing {len(dataset):,} patterns")
     return {"dataset": str(write_dataset(dataset, out)), "patterns": len(dataset)}
@@ -257,7 +268,6 @@ def demo_map_job(
     first trains a 20-shot model for the pair (:data:`DEMO_MAP`).
     """
     from ebsd_core.datasets import simulate_dataset
-    from ebsd_core.errors import CancelledError
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.phases import get_material
     from ebsd_core.simulate_map import simulate_scan, voronoi_layout
@@ -294,12 +304,10 @@ def demo_map_job(
         ]
         start = 0.65
     context.report(start, f"simulating a {shape[0]}x{shape[1]} scan")
-
-    def simulating(fraction: float, message: str) -> None:  # a 300x300 scan takes minutes: Cancel acts here too
-        if context.should_stop():
-            raise CancelledError("cancelled while simulating the scan")
-        context.report(start + 0.05 * fraction, message)
-
+    # a 300x300 scan takes minutes: Cancel acts here too
+    simulating = cancellable(
+        context.should_stop, "cancelled while simulating the scan", lambda f, m: context.report(start + 0.05 * f, m)
+    )
     layout = voronoi_layout(materials, shape, grain_size=8, seed=1)
     scan_file = f"demo-scan-{'-'.join(phases)}-{context.job_id}.h5"  # the map's title and export names
     scan = simulate_scan(layout, size=pattern_size, seed=1, progress=simulating)
