@@ -109,6 +109,17 @@ def queue_note(job_id: str) -> str | None:
     )
 
 
+def show_unfinished_job(job_id: str, state: JobState, cancel_key: str, label: str, details=None) -> None:
+    """A queued or running job: what it waits for, its progress bar, ``details`` (e.g. curves) and Cancel."""
+    if note := queue_note(job_id):
+        st.info(note)
+    st.progress(min(1.0, state.progress), label)
+    if details is not None:
+        details()
+    if state.status not in FINISHED and st.button("Cancel", key=cancel_key):
+        job_manager().cancel(job_id)
+
+
 def _secret_section(name: str) -> dict:
     try:
         return dict(st.secrets.get(name, {}))

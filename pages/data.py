@@ -35,13 +35,13 @@ from pages.common import (
     montage_figure,
     new_session_file,
     opened_source,
-    queue_note,
     safe_name,
     server_path_input,
     session_id,
     set_active_dataset,
     show_error,
     show_source_warnings,
+    show_unfinished_job,
     start_job,
     upload_to_session,
     uploads_to_read,
@@ -266,11 +266,7 @@ def simulation_progress(job_id: str) -> None:
     if state.status in FINISHED:
         st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
         return
-    if note := queue_note(job_id):
-        st.info(note)
-    st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
-    if st.button("Cancel", key="cancel_simulation"):
-        job_manager().cancel(job_id)
+    show_unfinished_job(job_id, state, "cancel_simulation", f"{state.title}: {state.message or state.status}")
 
 
 if simulation_job := st.session_state.get("simulate_job") or latest_job_shown_on("pages/data.py", finished=False):

@@ -28,7 +28,6 @@ from pages.common import (
     new_session_file,
     one_upload_to_read,
     opened_source,
-    queue_note,
     restart_job,
     select_model,
     server_path_input,
@@ -37,6 +36,7 @@ from pages.common import (
     show_error,
     show_notes,
     show_source_warnings,
+    show_unfinished_job,
     start_again_button,
     start_job,
     tidy,
@@ -236,12 +236,7 @@ def job_progress(job_id: str) -> None:
                 st.session_state.map_job = again
                 st.rerun()
         return
-    note = queue_note(job_id)
-    if note:
-        st.info(note)
-    st.progress(min(1.0, state.progress), f"{state.title}: {state.message or state.status}")
-    if st.button("Cancel", key="cancel_map"):
-        manager.cancel(job_id)
+    show_unfinished_job(job_id, state, "cancel_map", f"{state.title}: {state.message or state.status}")
 
 
 def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None, clickable=False) -> go.Figure:

@@ -10,7 +10,7 @@ from ebsd_core.backbones import describe_registry
 from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot import check_shots, suggested_shots
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.jobs import FINISHED, QUEUED, RUNNING
+from ebsd_core.jobs import FINISHED
 from ebsd_core.phases import CATALOGUE
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
@@ -27,11 +27,11 @@ from pages.common import (
     for_the_user,
     job_manager,
     latest_job_shown_on,
-    queue_note,
     renew_default_name,
     restart_job,
     session_id,
     show_error,
+    show_unfinished_job,
     start_again_button,
     start_job,
 )
@@ -237,6 +237,16 @@ def _tested(run: dict) -> str:
     return f"test accuracy {accuracy:.3f}"
 
 
+def training_curves(state) -> None:
+    histories: dict[str, list] = {}
+    for event in state.events:
+        histories.setdefault(event.get("run", "model"), []).append(event)
+    if histories:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(curves_figure(histories, "loss"), key=f"loss-{len(state.events)}")
+        c2.plotly_chart(curves_figure(histories, "accuracy"), key=f"acc-{len(state.events)}")
+
+
 @st.fragment(run_every=1.0)
 def job_panel(job_id: str) -> None:
     state = manager.get(job_id)
@@ -251,19 +261,7 @@ def job_panel(job_id: str) -> None:
         st.warning("This job is not known to this session.")
         return
     st.subheader(state.title)
-    note = queue_note(job_id)
-    if note:
-        st.info(note)
-    st.progress(min(1.0, state.progress), state.message or state.status)
-    histories: dict[str, list] = {}
-    for event in state.events:
-        histories.setdefault(event.get("run", "model"), []).append(event)
-    if histories:
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(curves_figure(histories, "loss"), key=f"loss-{len(state.events)}")
-        c2.plotly_chart(curves_figure(histories, "accuracy"), key=f"acc-{len(state.events)}")
-    if state.status in (QUEUED, RUNNING) and st.button("Cancel", key="cancel"):
-        manager.cancel(job_id)
+    show_unfinished_job(job_id, state, "cancel", state.message or state.status, lambda: training_curves(state))
     if state.status in FINISHED:
         if state.status == "done":
             st.success("Finished: the model is in the store.")
