@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ebsd_core.errors import EbsdError, os_error_text
+from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
@@ -316,16 +316,61 @@ def _evaluate(args: argparse.Namespace) -> int:
 @command("predict")
 def _predict(args: argparse.Namespace) -> int:
     import csv
+    import functools
+    from collections import Counter
 
     from ebsd_core.atomic import atomic_path
+    from ebsd_core.io.images import first_names
+    from ebsd_core.io.readers import scans_in_folder
+    from ebsd_core.wording import counted
+
+    model, card = _load_for_inference(args)
+    scans = scans_in_folder(args.input)  # a folder of scans: each is read by itself, rows named by file
+    counts: Counter[str] = Counter()
+    noted: dict[str, list[str]] = {}  # each note once, with the files it concerns
+    left_out: list[str] = []  # files of the folder that could not be read
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
+        for path in scans or [args.input]:
+            if scans:  # said once at the end, for the files it concerns, not once per file
+                say = functools.partial(lambda name, note: noted.setdefault(note, []).append(name), path.name)
+            else:  # said at once: before a long run, what makes its answers doubtful
+                say = functools.partial(log.warning, "%s: %s", path)
+            labels = _predict_rows(args, model, card, path, writer, say, in_folder=bool(scans))
+            if labels is None:
+                left_out.append(path.name)
+            counts.update(labels or [])
+        if scans and len(left_out) == len(scans):
+            found = counted(len(scans), "scan file")
+            raise InputError(f"none of the scan files here could be read ({found}, each named above)", args.input)
+    for note, names in noted.items():
+        log.warning("%s (%s): %s", args.input, first_names(names), note)
+    summary = {"out": str(args.out), "patterns": sum(counts.values())}
+    summary |= {"files": len(scans) - len(left_out), "left_out": left_out} if scans else {}
+    print(json.dumps(summary | {"predictions": dict(sorted(counts.items()))}))
+    return 0
+
+
+def _predict_rows(
+    args: argparse.Namespace, model, card, path: Path, writer, say: Callable[[str], object], in_folder: bool
+) -> list[str] | None:
+    """Classify the patterns of ``path`` and write their CSV rows; returns their predictions. ``say`` gets the notes
+    on how far they can be trusted. In a folder of scans, a file that cannot be read is left out with a warning
+    (returns None)."""
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
 
-    model, card = _load_for_inference(args)
-    source = open_patterns(args.input)
+    try:
+        source = open_patterns(path)
+    except InputError as exc:
+        if not in_folder:
+            raise
+        log.warning("%s (left out)", exc)
+        return None
     for note in reading_notes(source, card):
-        log.warning("%s: %s", args.input, note)
+        say(note)
     prediction = predict_source(
         model,
         card,
@@ -336,19 +381,12 @@ def _predict(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     for note in blank_pattern_note(blank_points(prediction.quality)):
-        log.warning("%s: %s", args.input, note)
-    names = source.names or [source.path] * len(source)
-    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
-        for i, (label, conf, probs) in enumerate(
-            zip(prediction.labels, prediction.confidence, prediction.probabilities)
-        ):
-            path = names[i] if source.names else source.path
-            writer.writerow([path, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
-    counts = {label: prediction.labels.count(label) for label in sorted(set(prediction.labels))}
-    print(json.dumps({"out": str(args.out), "patterns": len(source), "predictions": counts}))
-    return 0
+        say(note)
+    file_name = path.name if in_folder else source.path
+    for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
+        name = source.names[i] if source.names else file_name
+        writer.writerow([name, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
+    return prediction.labels
 
 
 @command("simulate-map")
@@ -870,7 +908,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_inference_options(p, compile_option=False)
 
-    p = sub.add_parser("predict", help="classify patterns of any supported file, image or folder")
+    p = sub.add_parser(
+        "predict", help="classify patterns of any supported file, image, folder of images or folder of scan files"
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="CSV file")

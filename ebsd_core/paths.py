@@ -14,6 +14,12 @@ def fewshot_home() -> Path:
     return Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
 
 
+def is_hidden(name: str) -> bool:
+    """A hidden file (``.name``), never a pattern or a scan: among them the ``._name.png`` that macOS writes beside
+    every file it copies onto a USB drive (its metadata, not an image)."""
+    return name.startswith(".")
+
+
 def resolve_under_root(root: str | Path, relative: str) -> Path:
     """Resolve ``relative`` inside ``root``; refuse anything that escapes it.
 

@@ -69,6 +69,42 @@ def test_warnings_name_the_file_as_errors_do(tmp_path):
     assert json.loads(done.stdout)["patterns"] == 3
 
 
+def _csv_rows(path):
+    import csv
+
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, tmp_path, capsys, caplog):
+    """Found on review: a folder of the session's scans was refused as holding no images; each is now classified as
+    if given alone, its rows named by its file, and a file that cannot be read is left out with a warning."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("scan2.h5", "scan10.h5"):
+        (folder / name).write_bytes(map_scan_file.read_bytes())
+    (folder / "broken.up2").write_bytes(b"not a scan")
+    (folder / "._scan2.h5").write_bytes(b"macOS metadata")  # hidden: not even tried
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 2 and summary["left_out"] == ["broken.up2"] and summary["patterns"] == 160
+    rows = _csv_rows(out)
+    assert [row["path"] for row in rows] == ["scan2.h5"] * 80 + ["scan10.h5"] * 80  # natural order of names
+    assert [int(row["index"]) for row in rows] == [*range(80), *range(80)]
+    assert "broken.up2" in caplog.text and "left out" in caplog.text and "._scan2" not in caplog.text
+    alone = tmp_path / "alone.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(folder / "scan2.h5"), "--out", str(alone)]) == 0
+    assert [row["p_Fm-3m"] for row in _csv_rows(alone)] == [row["p_Fm-3m"] for row in rows[:80]]
+
+    (folder / "scan2.h5").unlink()
+    (folder / "scan10.h5").unlink()
+    capsys.readouterr()
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "none of the scan files here could be read (1 scan file" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
     assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
     assert capsys.readouterr().err.strip() == (

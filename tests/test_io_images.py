@@ -170,6 +170,27 @@ def test_images_are_taken_in_natural_name_order(tmp_path):
         np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))
 
 
+APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000)
+
+
+def test_the_hidden_files_macos_writes_beside_copied_images_are_passed_over(tmp_path):
+    """Found on review: a folder copied from a Mac onto a USB drive holds a ``._p0.png`` (metadata) beside every
+    image, and each was reported as an image that could not be read, as if the scan were damaged."""
+    folder = tmp_path / "scan"
+    for name in ("Fm-3m", "Im-3m"):
+        (folder / name).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((16, 16), index, np.uint8)).save(folder / name / f"p{index}.png")
+            (folder / name / f"._p{index}.png").write_bytes(APPLE_DOUBLE)
+    archive = tmp_path / "scan.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # zipped on the drive, the metadata files come along
+        for path in sorted(folder.rglob("*.png")):
+            zf.write(path, str(path.relative_to(folder)))
+    for source in (open_patterns(folder), open_patterns(archive)):
+        assert source.names == ["Fm-3m/p0.png", "Fm-3m/p1.png", "Im-3m/p0.png", "Im-3m/p1.png"]
+        assert source.warnings == [] and source.classes == [225, 229]
+
+
 def test_info_says_how_a_folder_is_read(tmp_path, monkeypatch, capsys):
     import json
 

@@ -139,6 +139,10 @@ def test_zip_bomb_refused(tmp_path):
         (lambda p: p.with_suffix(".txt").write_text("hi"), "unsupported file type"),
         (lambda p: p.with_suffix(".ang").write_text("# header"), "orientations, not its patterns"),
         (lambda p: (p.mkdir(), (p / "model.json").write_text("{}")), "is a saved model, not patterns"),
+        (
+            lambda p: (p.mkdir(), (p / "b.up2").write_bytes(b"x"), (p / "a.h5").write_bytes(b"x")),
+            r"holds 2 scan file\(s\) \(a.h5, b.up2\) and no images: give one scan file at a time",
+        ),
         (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG broken"), "cannot read this image"),
         (lambda p: p.with_suffix(".h5").write_bytes(b"\x89HDF\r\n\x1a\n junk"), "kikuchipy cannot read"),
     ],

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ebsd_core.errors import InputError, PhaseError
+from ebsd_core.paths import is_hidden
 from ebsd_core.phases import get_material, parse_space_group
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
@@ -249,7 +250,7 @@ def _checked_image_members(path: Path) -> dict[str, str]:
         parts = PurePosixPath(member.filename.replace("\\", "/")).parts
         if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
             raise InputError(f"zip member {member.filename!r} points outside the archive", path)
-        if parts and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS:
+        if parts and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(parts[-1]):
             images["/".join(parts)] = member.filename
     tops = {name.split("/")[0] for name in images if not name.startswith((".", "__"))}
     if len(tops) == 1 and (top := tops.pop()) not in images:  # a zip of one top folder holding the class folders
@@ -384,9 +385,17 @@ def natural_order(name: str | Path) -> tuple[list, str]:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The images directly in ``folder``, in natural order of their names."""
-    images = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The images directly in ``folder``, in natural order of their names (hidden files left out)."""
+    images = (
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
+    )
     return sorted(images, key=lambda path: natural_order(path.name))
+
+
+def holds_images(folder: Path) -> bool:
+    """Whether ``folder`` has images directly inside or in a visible sub-folder (how it is read as images)."""
+    direct, inside = _Folder(folder).listing()
+    return bool(direct) or any(inside.values())
 
 
 def class_from_folder_name(name: str) -> int:

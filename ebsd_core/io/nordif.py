@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.paths import is_hidden
 
 SCAN_SUFFIX = ".dat"
 SETTING_FILE = "Setting.txt"
@@ -28,7 +29,7 @@ MISSING_SETTING = (
 
 
 def is_scan_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() == SCAN_SUFFIX
+    return Path(path).suffix.lower() == SCAN_SUFFIX and not is_hidden(Path(path).name)
 
 
 def has_setting(scan: Path) -> bool:

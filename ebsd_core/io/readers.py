@@ -20,6 +20,7 @@ from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
+from ebsd_core.paths import is_hidden
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +284,24 @@ def _read_acquisition_folder(scan: Path) -> Reader:
     return lambda _folder, lazy: _with_note(_read_kikuchipy(scan, lazy), note)
 
 
+def _is_scan_file_name(name: str) -> bool:
+    return Path(name).suffix.lower() in KIKUCHIPY_EXTENSIONS and not is_hidden(name)
+
+
+def scans_in_folder(folder: Path) -> list[Path]:
+    """The scan files directly in ``folder`` when it holds scans and no images (each is read by itself), in natural
+    order of their names; empty for a file, a NORDIF acquisition folder, a saved model or a folder of images."""
+    if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
+        return []
+    if images.holds_images(folder):
+        return []
+    scans = (p for p in folder.iterdir() if p.is_file() and _is_scan_file_name(p.name))
+    return sorted(scans, key=lambda p: images.natural_order(p.name))
+
+
 def _unread_scan_files(names: list[str]) -> str | None:
     """The warning for scan files inside a folder or zip read as images, or None when there are none."""
-    scans = sorted(name for name in names if Path(name).suffix.lower() in KIKUCHIPY_EXTENSIONS)
+    scans = sorted(name for name in names if _is_scan_file_name(Path(name).name))
     if not scans:
         return None
     return f"scan file(s) here were not read, only the images: {images.first_names(scans)}; give a scan file by itself"
@@ -333,6 +349,12 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     if path.is_dir():
         if scan := nordif.scan_in_folder(path):
             return _read_acquisition_folder(scan)
+        if scans := scans_in_folder(path):
+            raise InputError(
+                f"holds {len(scans)} scan file(s) ({images.first_names([p.name for p in scans])}) and no images: "
+                "give one scan file at a time",
+                path,
+            )
         return _read_image_container(
             "image-folder",
             lambda p, lazy: images.read_image_folder(p, labelled, lazy),
