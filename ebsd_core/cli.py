@@ -480,9 +480,15 @@ def _phasemap(args: argparse.Namespace) -> int:
                 orientations=args.orientations,
                 views_below=args.views_below,
             )
-    written = [str(export_map(phase_map, out)) for out in outputs]
-    print(json.dumps({"written": written, **phase_map.summary()}))
-    return 0
+    written, refused = [], []
+    for out in outputs:  # a format that cannot hold this map leaves the others written
+        try:
+            written.append(str(export_map(phase_map, out)))
+        except InputError as exc:
+            log.error("%s", exc)
+            refused.append(str(out))
+    print(json.dumps({"written": written} | ({"refused": refused} if refused else {}) | phase_map.summary()))
+    return 2 if refused else 0
 
 
 EXPLAIN_OPTIONS_USED = {  # besides --model and --out
@@ -1069,7 +1075,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _configure_logging(verbose: bool) -> None:
     """Messages as ``warning: FILE: what`` beside the ``error: FILE: what`` of a failed command."""
-    for level in (logging.DEBUG, logging.INFO, logging.WARNING):
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 

@@ -186,12 +186,25 @@ def check_export_path(path: str | Path) -> Callable[[PhaseMap, Path], None]:
     return writer
 
 
+def unwritable_reason(phase_map: PhaseMap, suffix: str) -> str | None:
+    """Why the map cannot be exported in the format of ``suffix``, or None when it can."""
+    if phase_map.size == 0:
+        return "the map is empty: nothing to export"
+    if suffix.lower() == ".ang" and phase_map.nav_shape[1] == 1:
+        # orix takes every one-dimensional map for a row: one point fails, a column is written with x = y = 0
+        return (
+            "a map of one column cannot be written as .ang (orix, which writes it, takes every one-dimensional map for "
+            "a row); export .ctf, .h5 or .csv"
+        )
+    return None
+
+
 def export_map(phase_map: PhaseMap, path: str | Path) -> Path:
     """Write the map in the format its extension names, atomically."""
     path = Path(path)
     writer = check_export_path(path)
-    if phase_map.size == 0:
-        raise InputError("the map is empty: nothing to export", path)
+    if reason := unwritable_reason(phase_map, path.suffix):
+        raise InputError(reason, path)
     with atomic_path(path, keep_suffix=True) as tmp:
         writer(phase_map, tmp)
     return path

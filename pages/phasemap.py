@@ -12,7 +12,7 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
-from ebsd_core.map_export import EXPORT_FORMATS, export_bytes
+from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
 from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
@@ -385,12 +385,14 @@ def show_map(map_path: str, scan_path: str) -> None:
     st.caption(f"Orientations: {phase_map.orientations_note}.")
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
+        reason = unwritable_reason(phase_map, suffix)
         column.download_button(
             suffix,
             functools.partial(cached_export, map_path, modified, suffix),  # made only when clicked
             file_name=f"{Path(phase_map.source).stem}{suffix}",
-            help=description,
+            help=f"Not available: {reason}." if reason else description,
             key=f"export{suffix}",
+            disabled=reason is not None,
         )
 
 

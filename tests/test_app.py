@@ -668,6 +668,26 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     )
 
 
+def test_a_one_pattern_map_offers_every_export_but_ang_and_says_why(app, monkeypatch, map_model, tmp_path):
+    """orix cannot write a one-point map as .ang (it failed inside orix): the button is off, with the reason."""
+    import shutil
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(tmp_path / "one.png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("one.png").run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    app.run()
+    buttons = {b.proto.label: b.proto for b in app.get("download_button")}
+    assert buttons[".ang"].disabled and "map of one column cannot be written as .ang" in buttons[".ang"].help
+    assert not any(buttons[suffix].disabled for suffix in (".ctf", ".h5", ".csv", ".png"))
+    assert not app.exception
+
+
 def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     """A NORDIF Pattern.dat is mapped when its Setting.txt comes with it; two scans at once are refused, naming them."""
     import shutil

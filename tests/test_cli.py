@@ -105,6 +105,17 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_phasemap_writes_the_formats_a_one_pattern_scan_fits_and_names_the_one_it_does_not(map_model, tmp_path, capsys):
+    """Found on review: mapping a single recorded pattern with ``--out map.ang`` ended in a traceback from orix."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(tmp_path / "p.png")
+    outs = [tmp_path / "map.ang", tmp_path / "map.ctf"]
+    args = ["phasemap", "--model", str(map_model), "--scan", str(tmp_path / "p.png")]
+    assert main([*args, "--out", str(outs[0]), "--out", str(outs[1])]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["refused"] == [str(outs[0])] and "Traceback" not in captured.err
+    assert not outs[0].exists() and outs[1].exists()
+
+
 def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
     assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
     assert capsys.readouterr().err.strip() == (

@@ -1,6 +1,7 @@
 """Exports round-trip through orix's readers; a failed export leaves nothing behind."""
 
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -96,3 +97,34 @@ def test_exports_keep_the_scans_orientations(small_map, tmp_path, suffix):
     indexed[5] = False
     assert _angle_deg(xmap.rotations.data[indexed], small_map.rotations[indexed]).max() < 0.01
     assert _angle_deg(xmap.rotations.data[[5]], np.array([[1.0, 0, 0, 0]])).max() < 0.01
+
+
+def _reshaped(phase_map, shape):
+    size = shape[0] * shape[1]
+    return dataclasses.replace(
+        phase_map,
+        nav_shape=shape,
+        probabilities=phase_map.probabilities[:size],
+        quality=phase_map.quality[:size],
+        truth=phase_map.truth[:size],
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1)])
+def test_a_map_of_one_column_is_exported_in_every_format_but_ang(small_map, tmp_path, shape):
+    """Found on review: the .ang of a one-pattern scan failed inside orix (on the command line, with a traceback),
+    and a one-column map's .ang put every point at x = y = 0 (orix writes every one-dimensional map as a row)."""
+    column = _reshaped(small_map, shape)
+    with pytest.raises(InputError, match=r"map of one column cannot be written as .ang \(orix.*; export .ctf") as info:
+        export_map(column, tmp_path / "map.ang")
+    assert "map.ang" in str(info.value) and not list(tmp_path.iterdir())
+    assert map_export.unwritable_reason(column, ".ang") and map_export.unwritable_reason(column, ".ctf") is None
+    points = [line.split("\t") for line in export_map(column, tmp_path / "map.ctf").read_text().splitlines()[16:]]
+    assert [(float(p[1]), float(p[2])) for p in points] == [(0, 1.5 * row) for row in range(shape[0])]
+    for suffix in (".h5", ".csv", ".png"):
+        assert export_map(column, tmp_path / f"map{suffix}").stat().st_size > 0
+
+
+def test_a_map_of_one_row_is_exported_as_ang(small_map, tmp_path):
+    xmap = orix_io.load(str(export_map(_reshaped(small_map, (1, 4)), tmp_path / "map.ang")))
+    assert xmap.size == 4 and xmap.x.tolist() == pytest.approx([0, 1.5, 3, 4.5])
