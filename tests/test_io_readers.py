@@ -124,6 +124,12 @@ def test_zip_bomb_refused(tmp_path):
         open_patterns(archive)
 
 
+def _zip_of(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
 @pytest.mark.parametrize(
     "setup,match",
     [
@@ -142,6 +148,10 @@ def test_zip_bomb_refused(tmp_path):
         (
             lambda p: (p.mkdir(), (p / "b.up2").write_bytes(b"x"), (p / "a.h5").write_bytes(b"x")),
             r"holds 2 scan file\(s\) \(a.h5, b.up2\) and no images: give one scan file at a time",
+        ),
+        (
+            lambda p: _zip_of(p.with_suffix(".zip"), {"scans/a.h5": b"x", "scans/._a.h5": b"x", "notes.txt": b"x"}),
+            r"holds 1 scan file\(s\) \(scans/a.h5\) and no images: a scan is read from its own file, never from a zip",
         ),
         (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG broken"), "cannot read this image"),
         (lambda p: p.with_suffix(".h5").write_bytes(b"\x89HDF\r\n\x1a\n junk"), "kikuchipy cannot read"),

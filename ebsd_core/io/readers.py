@@ -299,9 +299,18 @@ def scans_in_folder(folder: Path) -> list[Path]:
     return sorted(scans, key=lambda p: images.natural_order(p.name))
 
 
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in images.IMAGE_EXTENSIONS and not is_hidden(Path(name).name)
+
+
+def _scan_file_names(names: list[str]) -> list[str]:
+    """The scan files among the file ``names`` of a folder or zip, by name."""
+    return sorted(name for name in names if _is_scan_file_name(Path(name).name))
+
+
 def _unread_scan_files(names: list[str]) -> str | None:
     """The warning for scan files inside a folder or zip read as images, or None when there are none."""
-    scans = sorted(name for name in names if _is_scan_file_name(Path(name).name))
+    scans = _scan_file_names(names)
     if not scans:
         return None
     return f"scan file(s) here were not read, only the images: {images.first_names(scans)}; give a scan file by itself"
@@ -367,6 +376,12 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
                 f"holds a NORDIF acquisition ({nordif.SCAN_SUFFIX} scan and {nordif.SETTING_FILE}), which is read from "
                 f"its files, never from a zip: upload the .dat with {nordif.SETTING_FILE}, or unpack the zip on the "
                 "server and give its folder",
+                path,
+            )
+        if not any(_is_image_name(name) for name in members) and (scans := _scan_file_names(members)):
+            raise InputError(
+                f"holds {len(scans)} scan file(s) ({images.first_names(scans)}) and no images: a scan is read from its "
+                "own file, never from a zip; unpack it and give one scan file at a time",
                 path,
             )
         return _read_image_container(
