@@ -329,14 +329,21 @@ def _predict(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     noted: dict[str, list[str]] = {}  # each note once, with the files it concerns
     left_out: list[str] = []  # files of the folder that could not be read
+
+    def note_for_the_end(name: str, note: str) -> None:
+        noted.setdefault(note, []).append(name)
+
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
         for path in scans or [args.input]:
-            if scans:  # said once at the end, for the files it concerns, not once per file
-                say = functools.partial(lambda name, note: noted.setdefault(note, []).append(name), path.name)
-            else:  # said at once: before a long run, what makes its answers doubtful
-                say = functools.partial(log.warning, "%s: %s", path)
+            # in a folder, a note is said once at the end for the files it concerns; for one file, at once (before a
+            # long run, what makes its answers doubtful)
+            say = (
+                functools.partial(note_for_the_end, path.name)
+                if scans
+                else functools.partial(log.warning, "%s: %s", path)
+            )
             labels = _predict_rows(args, model, card, path, writer, say, in_folder=bool(scans))
             if labels is None:
                 left_out.append(path.name)

@@ -250,7 +250,7 @@ def _checked_image_members(path: Path) -> dict[str, str]:
         parts = PurePosixPath(member.filename.replace("\\", "/")).parts
         if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
             raise InputError(f"zip member {member.filename!r} points outside the archive", path)
-        if parts and PurePosixPath(parts[-1]).suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(parts[-1]):
+        if parts and is_image_name(parts[-1]):
             images["/".join(parts)] = member.filename
     tops = {name.split("/")[0] for name in images if not name.startswith((".", "__"))}
     if len(tops) == 1 and (top := tops.pop()) not in images:  # a zip of one top folder holding the class folders
@@ -384,11 +384,15 @@ def natural_order(name: str | Path) -> tuple[list, str]:
     return [int(part) if index % 2 else part for index, part in enumerate(parts)], name
 
 
+def is_image_name(name: str) -> bool:
+    """Whether a file of this name (or path in a zip) is read as an image: by its extension; a hidden file never is."""
+    path = PurePosixPath(name)
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(path.name)
+
+
 def list_images(folder: Path) -> list[Path]:
     """The images directly in ``folder``, in natural order of their names (hidden files left out)."""
-    images = (
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not is_hidden(p.name)
-    )
+    images = (p for p in folder.iterdir() if p.is_file() and is_image_name(p.name))
     return sorted(images, key=lambda path: natural_order(path.name))
 
 

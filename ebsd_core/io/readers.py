@@ -299,10 +299,6 @@ def scans_in_folder(folder: Path) -> list[Path]:
     return sorted(scans, key=lambda p: images.natural_order(p.name))
 
 
-def _is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in images.IMAGE_EXTENSIONS and not is_hidden(Path(name).name)
-
-
 def _scan_file_names(names: list[str]) -> list[str]:
     """The scan files among the file ``names`` of a folder or zip, by name."""
     return sorted(name for name in names if _is_scan_file_name(Path(name).name))
@@ -378,7 +374,7 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
                 "server and give its folder",
                 path,
             )
-        if not any(_is_image_name(name) for name in members) and (scans := _scan_file_names(members)):
+        if not any(images.is_image_name(name) for name in members) and (scans := _scan_file_names(members)):
             raise InputError(
                 f"holds {len(scans)} scan file(s) ({images.first_names(scans)}) and no images: a scan is read from its "
                 "own file, never from a zip; unpack it and give one scan file at a time",
