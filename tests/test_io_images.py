@@ -170,6 +170,41 @@ def test_images_are_taken_in_natural_name_order(tmp_path):
         np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))
 
 
+def _band_at_45_degrees(rows, cols):
+    """A 5 px wide line through the centre at 45 degrees, as a Kikuchi band would cross the pattern."""
+    image = np.zeros((rows, cols), np.uint8)
+    for row in range(rows):
+        col = row - rows // 2 + cols // 2
+        if 0 <= col < cols:
+            image[row, max(col - 2, 0) : col + 3] = 255
+    return image
+
+
+@pytest.mark.parametrize("other", [(120, 160), (160, 120)])
+def test_an_image_of_another_aspect_ratio_is_cropped_not_stretched(tmp_path, other):
+    """Found on review: a 4:3 camera's pattern among square ones was stretched to a square, which turned a 45 degree
+    band to 37 degrees (slope 0.75); a labelled folder gathered from two cameras trained on bent bands."""
+    for name, shape in (("Fd-3m/s0.png", (60, 60)), ("Fd-3m/s1.png", (60, 60)), ("Im-3m/other.png", other)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(_band_at_45_degrees(*shape)).save(tmp_path / name)
+    source = open_patterns(tmp_path)
+    assert source.pattern_shape == (60, 60) and "centre crop" in source.warnings[0]
+    rows, cols = np.nonzero(np.asarray(source.patterns[2], float) > 128)
+    assert np.polyfit(rows, cols, 1)[0] == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "shape,target,expected",
+    [((120, 160), (60, 60), (120, 120)), ((160, 120), (60, 60), (120, 120)), ((60, 60), (30, 40), (45, 60))],
+)
+def test_crop_to_aspect_keeps_the_largest_centred_window(shape, target, expected):
+    array = np.arange(shape[0] * shape[1]).reshape(shape)
+    window = images.crop_to_aspect(array, target)
+    assert window.shape == expected
+    top, left = (shape[0] - expected[0]) // 2, (shape[1] - expected[1]) // 2
+    assert window[0, 0] == array[top, left]
+
+
 APPLE_DOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4000)
 
 
