@@ -138,7 +138,7 @@ def _backbones(args: argparse.Namespace) -> int:
 
 @command("masters")
 def _masters(args: argparse.Namespace) -> int:
-    from ebsd_core.masters import build_catalogue, build_master, dynamical_available, save_master, user_master_dir
+    from ebsd_core.masters import build_catalogue, build_master, dynamical_available, master_path, save_master
     from ebsd_core.phases import phase_from_cif
 
     if args.action != "build":
@@ -148,7 +148,7 @@ def _masters(args: argparse.Namespace) -> int:
     for path in args.cif or []:
         material = phase_from_cif(path)
         master = build_master(material, progress=print)
-        out = save_master(master, user_master_dir() / f"{material.key}.h5")
+        out = save_master(master, master_path(material))
         print(f"{material.key}: {master.kind} master pattern written to {out}")
     if not args.cif or args.phase:
         for path in build_catalogue(_csv(args.phase) or None, skip_existing=args.missing_only):

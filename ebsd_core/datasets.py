@@ -82,6 +82,10 @@ def plan_simulation(
     materials = resolve_materials(classes, phases) + list(extra_materials)
     if not materials:  # found on review: the Data page with no space group chosen failed in numpy
         raise PhaseError("nothing to simulate: choose at least one space group or material")
+    keys = [m.key for m in materials]
+    if twice := sorted({key for key in keys if keys.count(key) > 1}):  # a dataset tells its materials apart by name
+        sources = " and ".join(m.source for m in materials if m.key == twice[0])
+        raise PhaseError(f"two materials are named {twice[0]!r} ({sources}): rename the CIF file, which names it")
     holdout = {get_material(h).key if not any(m.key == h for m in extra_materials) else h for h in holdout_materials}
     class_list = sorted({m.space_group for m in materials})
     for key in sorted(holdout - {m.key for m in materials}):  # held out of --phases: simulated for the test only

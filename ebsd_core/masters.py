@@ -10,6 +10,7 @@ with a Monte Carlo depth/energy weighting) and shipped compressed in
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import time
 from collections.abc import Callable
@@ -76,11 +77,18 @@ def dynamical_available() -> bool:
     return importlib.util.find_spec("de_ebsd") is not None
 
 
+def structure_digest(material: Material) -> str:
+    """A short hash of what a master pattern is computed from: space group, cell, sites and Debye-Waller factor."""
+    described = repr((material.space_group, material.a, material.sites, material.debye_waller))
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
+
+
 def master_path(material: Material) -> Path:
-    shipped = PACKAGE_MASTER_DIR / f"{material.key}.h5"
-    if material.source == "catalogue" or shipped.exists():
-        return shipped
-    return user_master_dir() / f"{material.key}.h5"
+    """The shipped master of a catalogue material; for a user's phase (a CIF), its cache, named by its structure: a
+    CIF named like a catalogue material (``cu.cif``), or one edited since, gets a master of its own."""
+    if material.source == "catalogue":
+        return PACKAGE_MASTER_DIR / f"{material.key}.h5"
+    return user_master_dir() / f"{material.key}-{structure_digest(material)}.h5"
 
 
 def save_master(master: MasterPattern, path: str | Path) -> Path:

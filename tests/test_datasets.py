@@ -2,7 +2,7 @@
 
 import pytest
 
-from ebsd_core.datasets import simulate_dataset
+from ebsd_core.datasets import plan_simulation, simulate_dataset
 from ebsd_core.errors import PhaseError
 
 
@@ -24,3 +24,17 @@ def test_a_material_held_out_of_named_phases_is_simulated_for_the_test():
 def test_held_out_materials_that_leave_a_class_untrainable_are_refused(holdout, message):
     with pytest.raises(PhaseError, match=message.replace("(", r"\(").replace(")", r"\)")):
         simulate_dataset(per_class=1, phases=["ni", "ni3al"], holdout_materials=[holdout], size=16)
+
+
+def test_two_materials_of_one_name_are_refused(tmp_path):
+    """A dataset tells its materials apart by name: a CIF named cu.cif beside the catalogue's Cu would mix them."""
+    from test_phases import CIF_TEMPLATE
+
+    from ebsd_core.phases import phase_from_cif
+
+    path = tmp_path / "cu.cif"
+    path.write_text(CIF_TEMPLATE.format(name="cu", a=3.615, hm="F m -3 m", number=225, sites="Cu1 Cu 0 0 0 1.0"))
+    mine = phase_from_cif(path)
+    with pytest.raises(PhaseError, match=r"two materials are named 'cu' \(catalogue and cif:cu.cif\): rename the CIF"):
+        plan_simulation(10, None, ["ni", "cu"], extra_materials=[mine])
+    assert plan_simulation(10, None, ["ni"], extra_materials=[mine]).classes == [225]

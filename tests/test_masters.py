@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from test_phases import CIF_TEMPLATE
 
 from ebsd_core.errors import InputError
 from ebsd_core.masters import (
@@ -7,10 +8,12 @@ from ebsd_core.masters import (
     build_master,
     default_dmin,
     load_master,
+    master_path,
     read_master,
     save_master,
+    user_master_dir,
 )
-from ebsd_core.phases import CATALOGUE, get_material
+from ebsd_core.phases import CATALOGUE, get_material, phase_from_cif
 
 
 def test_every_catalogue_phase_ships_a_dynamical_master():
@@ -61,3 +64,16 @@ def test_building_an_unknown_phase_names_it_before_building_anything():
 
     with pytest.raises(InputError, match="unknown phase 'kryptonite'"):
         build_catalogue(["ni", "kryptonite"])
+
+
+def test_a_cif_named_like_a_catalogue_material_gets_a_master_of_its_own(tmp_path):
+    """Found on review: ``cu.cif`` was simulated with the shipped Cu master whatever the CIF held, and a CIF edited
+    since its first use kept the master cached under its name."""
+    path = tmp_path / "cu.cif"
+    path.write_text(CIF_TEMPLATE.format(name="cu", a=3.615, hm="F m -3 m", number=225, sites="Cu1 Cu 0 0 0 1.0"))
+    mine = phase_from_cif(path)
+    assert mine.key == "cu" and master_path(mine).parent == user_master_dir()
+    assert master_path(mine) != master_path(get_material("cu"))
+    path.write_text(CIF_TEMPLATE.format(name="cu", a=3.70, hm="F m -3 m", number=225, sites="Cu1 Cu 0 0 0 1.0"))
+    assert master_path(phase_from_cif(path)) != master_path(mine)
+    assert master_path(phase_from_cif(path)) == master_path(phase_from_cif(path))  # the same CIF: its cache again
