@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import re
 import threading
@@ -155,7 +156,7 @@ class _Folder:
 
     def listing(self) -> tuple[list[str], dict[str, list[str]]]:
         """The images directly inside, and those of each visible sub-folder."""
-        subfolders = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+        subfolders = sorted(_visible_subfolders(self.root))
         inside = {sub.name: [f"{sub.name}/{p.name}" for p in list_images(sub)] for sub in subfolders}
         return [p.name for p in list_images(self.root)], inside
 
@@ -277,8 +278,8 @@ class ImageStack:
     """Pattern images as an (N, rows, cols) array that decodes them when sliced.
 
     Images of another size than the most common one are centre-cropped to its aspect ratio and resized to it; the
-    pixel type is the images' own when they
-    all share one (8-bit patterns take a quarter of the memory of float32), float32 otherwise.
+    pixel type is the images' own when they all share one (8-bit patterns take a quarter of the memory of float32),
+    float32 otherwise.
     """
 
     ndim = 3
@@ -412,10 +413,15 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(images, key=lambda path: natural_order(path.name))
 
 
+def _visible_subfolders(folder: Path) -> Iterator[Path]:
+    return (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
 def holds_images(folder: Path) -> bool:
-    """Whether ``folder`` has images directly inside or in a visible sub-folder (how it is read as images)."""
-    direct, inside = _Folder(folder).listing()
-    return bool(direct) or any(inside.values())
+    """Whether ``folder`` has images directly inside or in a visible sub-folder (how it is read as images); stops
+    at the first, as the folder is listed in full again when it is read."""
+    places = itertools.chain([folder], _visible_subfolders(folder))
+    return any(is_image_name(p.name) and p.is_file() for place in places for p in place.iterdir())
 
 
 def class_from_folder_name(name: str) -> int:
