@@ -10,6 +10,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,9 @@ def queue_note(job_id: str) -> str | None:
     )
 
 
-def show_unfinished_job(job_id: str, state: JobState, cancel_key: str, label: str, details=None) -> None:
+def show_unfinished_job(
+    job_id: str, state: JobState, cancel_key: str, label: str, details: Callable[[], None] | None = None
+) -> None:
     """A queued or running job: what it waits for, its progress bar, ``details`` (e.g. curves) and Cancel."""
     if note := queue_note(job_id):
         st.info(note)
