@@ -6,15 +6,18 @@
 * :func:`activation_maps` returns a layer's feature maps for one pattern.
 * :func:`grad_cam` computes Grad-CAM (Selvaraju et al. 2017) for any class.
 * :func:`shap_values` computes Shapley-value attributions with ``shap``:
-  ``GradientExplainer`` (expected gradients) by default, or ``DeepExplainer``
-  (DeepLIFT), which works on a copy of the model with in-place activations
-  turned off and ReLU6 registered as a non-linearity (shap does not know it).
+  ``DeepExplainer`` (DeepLIFT: its values add up exactly to the logit minus its
+  mean over the background), which works on a copy of the model with in-place
+  activations turned off and ReLU6 registered as a non-linearity (shap does not
+  know it), or ``GradientExplainer`` (expected gradients: sampled, so they add
+  up only on average) for networks DeepLIFT cannot follow.
 * :mod:`ebsd_core.band_check` then asks whether the attributions sit on Kikuchi bands.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ from ebsd_core.errors import InputError
 from ebsd_core.inference import model_device
 
 METHODS = ("filters", "activations", "gradcam", "shap")
+SHAP_METHODS = ("deep", "gradient")  # the first is the default
+GRADIENT_SAMPLES = 64
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -129,6 +134,14 @@ def grad_cam(model: nn.Module, pattern: np.ndarray, target: int, layer: str | No
 # --- SHAP --------------------------------------------------------------------------------------------
 
 
+class DeepLiftUnsupported(InputError):
+    """DeepExplainer cannot follow this network (``limit`` says why); expected gradients can."""
+
+    def __init__(self, network: str, why: str) -> None:
+        self.limit = f"DeepLIFT cannot follow this network, {network}: {why}"
+        super().__init__(f"SHAP's {self.limit}; use the gradient explainer")
+
+
 @dataclass
 class ShapResult:
     values: np.ndarray  # (N, C, S, S): attribution of every pixel to every class output (logit)
@@ -148,6 +161,28 @@ def _deep_ready(model: nn.Module) -> nn.Module:
     return clone
 
 
+def _deep_values(model: nn.Module, x: torch.Tensor, background: torch.Tensor):
+    import shap
+
+    network = type(model.net if hasattr(model, "net") else model).__name__
+    # shap warns "unrecognized nn.Module: X" for layers it passes through as if linear; its additivity check tells
+    # whether that mattered, and the warnings then name the culprits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            return shap.DeepExplainer(_deep_ready(model), background).shap_values(x, check_additivity=True)
+        except RuntimeError as exc:  # timm's ResNet blocks add their shortcut in place, which shap's hooks forbid
+            if "inplace" not in str(exc):
+                raise
+            why = "it changes values in place"
+        except AssertionError as exc:  # shap's additivity check
+            if "do not sum up" not in str(exc):
+                raise
+            unknown = sorted({str(w.message).rpartition(": ")[2] for w in caught if "unrecognized" in str(w.message)})
+            why = "its values would not add up, as DeepLIFT does not know its " + (", ".join(unknown) or "operations")
+    raise DeepLiftUnsupported(network, why)
+
+
 def _as_per_class(values, n: int) -> np.ndarray:
     """shap returns a list per class (old) or one array (..., C) (new); make it (N, C, S, S)."""
     if isinstance(values, list):
@@ -160,11 +195,14 @@ def shap_values(
     model: nn.Module,
     patterns: np.ndarray,
     background: np.ndarray,
-    method: str = "gradient",
-    nsamples: int = 64,
+    method: str = "deep",
+    nsamples: int = GRADIENT_SAMPLES,
     seed: int = 0,
 ) -> ShapResult:
-    """Shapley-value attributions of preprocessed patterns (N, S, S) against a background (B, S, S)."""
+    """Shapley-value attributions of preprocessed patterns (N, S, S) against a background (B, S, S).
+
+    Raises :class:`DeepLiftUnsupported` when ``method="deep"`` meets layers DeepLIFT cannot follow.
+    """
     import shap
 
     model = model.float().eval()
@@ -175,9 +213,7 @@ def shap_values(
         explainer = shap.GradientExplainer(model, bg)
         values = explainer.shap_values(x, nsamples=nsamples, rseed=seed)
     elif method == "deep":
-        deep_model = _deep_ready(model)
-        explainer = shap.DeepExplainer(deep_model, bg)
-        values = explainer.shap_values(x, check_additivity=True)
+        values = _deep_values(model, x, bg)
     else:
         raise InputError(f"unknown SHAP method {method!r}; use 'gradient' or 'deep'")
     with torch.no_grad():

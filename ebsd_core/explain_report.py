@@ -16,12 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ebsd_core.caveats import reading_notes
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.explain import (
+    GRADIENT_SAMPLES,
     METHODS,
+    SHAP_METHODS,
+    DeepLiftUnsupported,
+    ShapResult,
     activation_maps,
+    as_input,
     conv_layers,
     filter_changes,
     filter_grid,
@@ -245,7 +251,7 @@ def explain_pattern(
     target: int | None = None,
     layer: str | None = None,
     compare: str | None = None,
-    shap_method: str = "gradient",
+    shap_method: str | None = None,
 ) -> Explanation:
     """Run one explanation method on pattern ``index`` of ``input_path``."""
     if method not in METHODS:
@@ -296,21 +302,37 @@ def explain_pattern(
         )
     else:
         background, kind = background_patterns(card, source, index)
-        result = shap_values(model, context.pattern[None], background, method=shap_method)
+        result, gave_way = _shap_of(model, context.pattern, background, shap_method or SHAP_METHODS[0])
         values = result.values[0]
-        out.numbers["shap_sum"] = round(float(values[target].sum()), 4)
-        out.numbers["expected_logit"] = round(float(result.expected[target]), 4)
+        with torch.no_grad():
+            logit = float(model.float().eval()(as_input(context.pattern, model))[0, target])
+        total, expected = float(values[target].sum()), float(result.expected[target])
+        out.numbers |= {"shap_method": result.method, "shap_sum": round(total, 4), "expected_logit": round(expected, 4)}
+        out.numbers["logit"] = round(logit, 4)
         lines = _band_lines_and_report(context, values[target], out.numbers)
         out.figures["shap"] = _overlay_png(
-            context.pattern, values[target], f"SHAP for {symbol} ({shap_method})", lines, symmetric=True
+            context.pattern, values[target], f"SHAP for {symbol} ({result.method})", lines, symmetric=True
         )
-        out.captions["shap"] = (
-            f"Red pixels push the prediction towards {symbol}, blue pixels away from it; "
-            f"the values add up to the logit minus its mean over {len(background)} background patterns {kind}."
-        )
+        over = f"the logit minus its mean over {len(background)} background patterns {kind}"
+        if result.method == "deep":
+            adds_up = f"DeepLIFT: the values add up to {over} ({total:.2f})."
+        else:
+            adds_up = (
+                f"expected gradients from {GRADIENT_SAMPLES} samples{gave_way}: the values add up to {over} only on "
+                f"average (here {total:.2f} against {logit - expected:.2f}), and another run would differ in detail."
+            )
+        out.captions["shap"] = f"Red pixels push the prediction towards {symbol}, blue pixels away from it; {adds_up}"
         out.figures["shap_all_classes"] = shap_image_plot(values, context.pattern, card.class_symbols)
         out.captions["shap_all_classes"] = "The same for every class (shap's image plot)."
     return out
+
+
+def _shap_of(model, pattern: np.ndarray, background: np.ndarray, method: str) -> tuple[ShapResult, str]:
+    """SHAP of one pattern, and why DeepLIFT gave way to expected gradients ("" when it did not)."""
+    try:
+        return shap_values(model, pattern[None], background, method=method), ""
+    except DeepLiftUnsupported as exc:
+        return shap_values(model, pattern[None], background, method="gradient"), f" ({exc.limit})"
 
 
 def shap_image_plot(values: np.ndarray, pattern: np.ndarray, labels: list[str]) -> bytes:

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
+from ebsd_core.explain import SHAP_METHODS
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
@@ -64,7 +65,7 @@ if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists()
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
-source_path, index, target, shap_method = None, 0, None, "gradient"
+source_path, index, target, shap_method = None, 0, None, SHAP_METHODS[0]
 if method != "filters":
     uploads = st.file_uploader(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
@@ -99,9 +100,11 @@ if method != "filters":
     if method == "shap":
         shap_method = c3.radio(
             "SHAP explainer",
-            ["gradient", "deep"],
+            SHAP_METHODS,
             horizontal=True,
-            help="gradient: expected gradients; deep: DeepLIFT, exactly additive",
+            help="deep: DeepLIFT, whose values add up exactly to the class's score; where it cannot follow the "
+            "network (ResNet, ConvNeXt, MobileNetV3) the caption says so and gradient is used. gradient: expected "
+            "gradients, sampled, so the values add up only on average and another run differs in detail.",
         )
 
 if st.button("Explain", type="primary") or st.session_state.get("explain_shown") == (model_name, method, index):
