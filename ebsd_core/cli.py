@@ -97,6 +97,11 @@ def _dataset(args: argparse.Namespace) -> int:
         dataset = dataset_from_labelled(open_patterns(args.labelled, labelled=True))
     else:
         pairs = [_path_and_space_group(text, "--scan") for text in args.scan]
+        if len(pairs) == 1:
+            raise EbsdError(
+                "one --scan makes a dataset of one phase, which cannot be trained on: give a scan of each phase "
+                "(to score a model on a scan of one known phase: evaluate --data PATH=SPACEGROUP)"
+            )
         per_scan = PER_SCAN if args.per_scan is None else args.per_scan
         dataset = dataset_from_scans([(open_patterns(path), group) for path, group in pairs], per_scan)
         for note in sampling_notes(dataset):
@@ -281,12 +286,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from ebsd_core.evaluate import evaluate_predictions
     from ebsd_core.inference import predict_source
-    from ebsd_core.io.readers import open_patterns
 
     model, card = _load_for_inference(args)
-    source = open_patterns(args.data, labelled=True)
-    if not source.labelled:
-        raise EbsdError(f"{args.data}: has no labels to evaluate against (use 'predict' instead)")
+    source = _evaluation_source(args.data)
     missing = sorted(set(source.classes) - set(card.classes))
     if missing:
         from ebsd_core.phases import space_group_symbol
@@ -311,6 +313,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     prediction = predict_source(model, card, source, batch_size=args.batch_size, precision=args.precision)
     print(json.dumps(evaluate_predictions(prediction.probabilities, labels, card.classes, materials)))
     return 0
+
+
+def _evaluation_source(data: Path):
+    """Labelled data, or ``PATH=SPACEGROUP``: a scan, image or folder of one known phase (a reference sample)."""
+    import numpy as np
+
+    from ebsd_core.io.readers import open_patterns
+
+    if data.exists() or "=" not in data.name:
+        source = open_patterns(data, labelled=True)
+        if not source.labelled:
+            raise EbsdError(
+                f"{data}: has no labels to evaluate against: for patterns of one known phase give "
+                f"--data {data}=SPACEGROUP (a space group such as Fm-3m or 225); otherwise use 'predict'"
+            )
+        return source
+    path, group = _path_and_space_group(str(data), "--data")
+    source = open_patterns(path)
+    if source.labelled:
+        raise EbsdError(f"{path}: holds labels of its own: evaluate against them with --data {path}")
+    source.labels, source.classes = np.zeros(len(source), dtype=int), [group]
+    source.material = np.full(len(source), path.stem)
+    return source
 
 
 @command("predict")
@@ -914,7 +939,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics of a saved model on labelled data (JSON)")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", type=Path, required=True)
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a labelled dataset, folder or zip; or PATH=SPACEGROUP: a scan, image or folder of one known phase "
+        "(a reference sample, e.g. ni.h5=Fm-3m)",
+    )
     p.add_argument("--split", default="all", choices=["all", "train", "holdout"], help="dataset split to score")
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"

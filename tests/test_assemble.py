@@ -158,10 +158,47 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     assert main(train) == 0
     assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] <= 1
     assert main(["dataset", "--scan", f"{ni_path}=Fm-3m", "--out", str(tmp_path / "one.h5")]) == 2
+    assert "to score a model on a scan of one known phase: evaluate --data PATH=SPACEGROUP" in capsys.readouterr().err
+    twice = [
+        "dataset",
+        "--scan",
+        f"{ni_path}=Fm-3m",
+        "--scan",
+        f"{ferrite_path}=225",
+        "--out",
+        str(tmp_path / "one.h5"),
+    ]
+    assert main(twice) == 2
     assert "classification needs two classes" in capsys.readouterr().err
     assert main(["dataset", "--scan", str(ni_path), "--out", str(tmp_path / "bad.h5")]) == 2
     assert "write it as PATH=SPACEGROUP" in capsys.readouterr().err
     assert not (tmp_path / "one.h5").exists() and not (tmp_path / "bad.h5").exists()
+
+
+def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tmp_path, capsys):
+    """A reference sample (pure Ni): `dataset` refuses one phase, as nothing can be trained on it, so `evaluate`
+    takes the scan with its phase; before, it said only that the scan had no labels."""
+    ni_path, ferrite_path, _, _ = two_scans
+    evaluate = ["evaluate", "--model", str(map_model), "--data"]
+    assert main([*evaluate, str(ni_path)]) == 2
+    assert f"give --data {ni_path}=SPACEGROUP" in capsys.readouterr().err
+    assert main([*evaluate, f"{ni_path}=Fm-3m"]) == 0
+    as_ni = json.loads(capsys.readouterr().out)
+    assert as_ni["patterns"] == 10 and as_ni["per_class"]["Fm-3m"]["support"] == 10
+    assert as_ni["per_class"]["Im-3m"]["support"] == 0 and list(as_ni["per_material"]) == ["ni_scan"]
+    assert main([*evaluate, f"{ni_path}=Im-3m"]) == 0  # the same answers, scored against the other phase
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(1 - as_ni["accuracy"])
+    assert main([*evaluate, f"{ferrite_path}=229"]) == 0  # a folder of images of one phase
+    assert json.loads(capsys.readouterr().out)["per_class"]["Im-3m"]["support"] == 10
+    assert main([*evaluate, f"{ni_path}=Pm-3m"]) == 2
+    assert "holds patterns of Pm-3m (221), which the model does not know" in capsys.readouterr().err
+    labelled = write_dataset(
+        dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)]), tmp_path / "both.h5"
+    )
+    assert main([*evaluate, f"{labelled}=Fm-3m"]) == 2
+    assert (
+        f"{labelled}: holds labels of its own: evaluate against them with --data {labelled}" in capsys.readouterr().err
+    )
 
 
 def test_scans_of_one_file_name_are_told_apart_by_their_folder(two_scans, tmp_path):
