@@ -175,10 +175,10 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "one.h5").exists() and not (tmp_path / "bad.h5").exists()
 
 
-def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tmp_path, capsys):
+def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tmp_path, capsys, caplog):
     """A reference sample (pure Ni): `dataset` refuses one phase, as nothing can be trained on it, so `evaluate`
     takes the scan with its phase; before, it said only that the scan had no labels."""
-    ni_path, ferrite_path, _, _ = two_scans
+    ni_path, ferrite_path, _, ferrite = two_scans
     evaluate = ["evaluate", "--model", str(map_model), "--data"]
     assert main([*evaluate, str(ni_path)]) == 2
     assert f"give --data {ni_path}=SPACEGROUP" in capsys.readouterr().err
@@ -189,7 +189,12 @@ def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tm
     assert main([*evaluate, f"{ni_path}=Im-3m"]) == 0  # the same answers, scored against the other phase
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(1 - as_ni["accuracy"])
     assert main([*evaluate, f"{ferrite_path}=229"]) == 0  # a folder of images of one phase
-    assert json.loads(capsys.readouterr().out)["per_class"]["Im-3m"]["support"] == 10
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["per_class"]["Im-3m"]["support"] == 10
+    assert "simulated patterns only" not in caplog.text  # its advice, to check against known phases, is this
+    larger = [np.asarray(Image.fromarray(p).resize((64, 64))) for p in ferrite]
+    assert main([*evaluate, f"{_png_folder(tmp_path / 'larger', larger)}=229"]) == 0
+    assert "patterns are 64x64 px but the model was trained on 32x32 px" in caplog.text
     assert main([*evaluate, f"{ni_path}=Pm-3m"]) == 2
     assert "holds patterns of Pm-3m (221), which the model does not know" in capsys.readouterr().err
     labelled = write_dataset(
