@@ -106,12 +106,24 @@ def _capture(layer: nn.Module) -> Iterator[dict]:
         handle.remove()
 
 
+def _feature_maps(store: dict, model: nn.Module, layer: str) -> torch.Tensor:
+    """The captured output of ``layer``, which must be feature maps (N, C, H, W)."""
+    output = store.get("activation")
+    if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise InputError(
+            f"layer {layer!r} gives no feature maps (its output is {shape}): choose one with maps, such as a "
+            f"convolution ({', '.join(conv_layers(model)[:3])}, ..., {default_cam_layer(model)})"
+        )
+    return output
+
+
 @torch.no_grad()
 def activation_maps(model: nn.Module, pattern: np.ndarray, layer: str, top: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` most active feature maps of ``layer`` for one pattern: (maps (top, h, w), channel ids)."""
     with _capture(get_layer(model, layer)) as store:
         model(as_input(pattern, model))
-    maps = store["activation"][0].float().cpu().numpy()
+    maps = _feature_maps(store, model, layer)[0].float().cpu().numpy()
     order = np.argsort(maps.mean(axis=(1, 2)))[::-1][:top]
     return maps[order], order
 
@@ -119,11 +131,13 @@ def activation_maps(model: nn.Module, pattern: np.ndarray, layer: str, top: int 
 def grad_cam(model: nn.Module, pattern: np.ndarray, target: int, layer: str | None = None) -> np.ndarray:
     """Grad-CAM heat map (S, S) in [0, 1] of class ``target`` for one preprocessed pattern."""
     x = as_input(pattern, model)
-    with _capture(get_layer(model, layer or default_cam_layer(model))) as store, torch.enable_grad():
+    layer = layer or default_cam_layer(model)
+    with _capture(get_layer(model, layer)) as store, torch.enable_grad():
         logits = model(x)
+        maps = _feature_maps(store, model, layer)
         # the gradient at the layer only: no weight gradients (which a shared, cached model would keep)
-        (gradient,) = torch.autograd.grad(logits[0, target], store["activation"])
-    activation, gradient = store["activation"][0].detach(), gradient[0]
+        (gradient,) = torch.autograd.grad(logits[0, target], maps)
+    activation, gradient = maps[0].detach(), gradient[0]
     weights = gradient.mean(dim=(1, 2))
     cam = F.relu((weights[:, None, None] * activation).sum(0))[None, None]
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]

@@ -203,6 +203,9 @@ def test_explain_refuses_bad_index(map_model, map_scan_file, tmp_path, capsys):
     # an option the method would ignore is refused, not ignored
     assert main(args + ["--method", "activations", "--target", "1", "--out", str(tmp_path)]) == 2
     assert "--method activations does not use --target: leave it out" in capsys.readouterr().err
+    for method in ("activations", "gradcam"):  # a layer without maps ended in a numpy / torch traceback
+        assert main([*args[:-1], "3", "--method", method, "--layer", "global_pool", "--out", str(tmp_path)]) == 2
+        assert "layer 'global_pool' gives no feature maps (its output is (1, " in capsys.readouterr().err
     filters = ["explain", "--model", str(map_model), "--method", "filters"]
     assert main([*filters, "--layer", "conv_stem", "--out", str(tmp_path)]) == 2
     assert "--method filters does not use --layer" in capsys.readouterr().err
