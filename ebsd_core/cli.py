@@ -315,8 +315,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         materials = source.material
     prediction = predict_source(model, card, source, batch_size=args.batch_size, precision=args.precision)
-    print(json.dumps(evaluate_predictions(prediction.probabilities, labels, card.classes, materials)))
+    probabilities, labels, materials = _without_blank_patterns(prediction, labels, materials, source.path)
+    print(json.dumps(evaluate_predictions(probabilities, labels, card.classes, materials)))
     return 0
+
+
+def _without_blank_patterns(prediction, labels, materials, path: str) -> tuple:
+    """Leave blank patterns (dropped frames) out of the scores: their answer is a tie, which argmax reads as the
+    first class, so they counted as right or wrong by the order of the classes."""
+    from ebsd_core.caveats import blank_pattern_note
+    from ebsd_core.inference import blank_points
+
+    blank = blank_points(prediction.quality)
+    for note in blank_pattern_note(blank):
+        log.warning("%s: %s and left out of the scores", path, note)
+    if blank.all():
+        raise EbsdError(f"{path}: every pattern holds one value everywhere: there is nothing to score")
+    keep = ~blank
+    return prediction.probabilities[keep], labels[keep], None if materials is None else materials[keep]
 
 
 def _evaluation_source(data: Path):

@@ -178,7 +178,7 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
 def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tmp_path, capsys, caplog):
     """A reference sample (pure Ni): `dataset` refuses one phase, as nothing can be trained on it, so `evaluate`
     takes the scan with its phase; before, it said only that the scan had no labels."""
-    ni_path, ferrite_path, _, ferrite = two_scans
+    ni_path, ferrite_path, ni, ferrite = two_scans
     evaluate = ["evaluate", "--model", str(map_model), "--data"]
     assert main([*evaluate, str(ni_path)]) == 2
     assert f"give --data {ni_path}=SPACEGROUP" in capsys.readouterr().err
@@ -197,6 +197,14 @@ def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tm
     assert "patterns are 64x64 px but the model was trained on 32x32 px" in caplog.text
     assert main([*evaluate, f"{ni_path}=Pm-3m"]) == 2
     assert "holds patterns of Pm-3m (221), which the model does not know" in capsys.readouterr().err
+    dropped = ni.copy()
+    dropped[[0, 3]] = 0  # dropped frames, as NORDIF writes them
+    scan = _kikuchipy_scan(tmp_path / "dropped.h5", dropped)
+    assert main([*evaluate, f"{scan}=Fm-3m"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["patterns"] == 8 and scores["per_class"]["Fm-3m"]["support"] == 8
+    assert "2 of 10 patterns hold one value everywhere (index 0, 3)" in caplog.text
+    assert "and left out of the scores" in caplog.text
     labelled = write_dataset(
         dataset_from_scans([(open_patterns(ni_path), 225), (open_patterns(ferrite_path), 229)]), tmp_path / "both.h5"
     )
