@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ebsd_core.errors import EbsdError, InputError, os_error_text
@@ -1133,8 +1133,36 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_writable_folder(out)
         else:
             check_writable_file(out)
+            _refuse_writing_over_inputs(Path(out), args)
             if args.command in DATA_OUTPUTS and Path(out).exists() and not args.force:
                 raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
+
+
+def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:
+    """(option, path) of every file or folder the command reads: Path options, and PATH=SPACEGROUP texts."""
+    for name, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if name == "out" or not isinstance(item, Path | str):
+                continue
+            if isinstance(item, str) and "=" in item:  # --scan, --real-data and evaluate's --data PATH=SPACEGROUP
+                item = item.rpartition("=")[0]
+            elif isinstance(item, str):
+                continue
+            yield "--" + name.replace("_", "-"), Path(item)
+
+
+def _refuse_writing_over_inputs(out: Path, args: argparse.Namespace) -> None:
+    """An output must not replace what the command reads: ``phasemap --orientations scan.ang --out scan.ang``
+    replaced the microscope's own indexing, ``predict --input scan.h5 --out scan.h5`` a scan with a CSV."""
+    if not out.is_file():
+        return
+    for option, path in _input_paths(args):
+        inside = path.is_dir() and out.resolve().is_relative_to(path.resolve()) and out.suffix.lower() != ".csv"
+        if inside or (path.exists() and out.resolve() == path.resolve()):
+            what = f"is in the {option} folder" if inside else f"is the {option} file"
+            raise EbsdError(
+                f"{out}: {what}, which this command reads: writing there would replace it; choose another --out"
+            )
 
 
 def _configure_logging(verbose: bool) -> None:

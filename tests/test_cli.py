@@ -250,3 +250,31 @@ def test_backbones_lists_the_registry_and_what_works_offline(capsys):
     assert set(by_name) == {"efficientnet_lite0", "resnet18", "mobilenetv3_small_100", "convnext_atto", "xception41"}
     assert by_name["efficientnet_lite0"].endswith("[ImageNet weights offline]")  # the package is a requirement
     assert "online only" in by_name["xception41"]
+
+
+def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp_path, capsys):
+    """`predict --input scan.h5 --out scan.h5` replaced 11,700 patterns with a CSV; an image of the folder it reads
+    too. A CSV of predictions may sit among the images (no reader takes it), and be written again."""
+    import shutil
+
+    scan = tmp_path / "scan.h5"
+    shutil.copy(map_scan_file, scan)
+    before = scan.read_bytes()
+    predict = ["predict", "--model", str(map_model), "--input"]
+    assert main([*predict, str(scan), "--out", str(scan)]) == 2
+    assert "scan.h5: is the --input file, which this command reads: writing there would replace it" in (
+        capsys.readouterr().err
+    )
+    assert scan.read_bytes() == before
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 40 * i + 10, dtype=np.uint8)).save(folder / f"p{i}.png")
+    assert main([*predict, str(folder), "--out", str(folder / "p1.png")]) == 2
+    assert "p1.png: is in the --input folder" in capsys.readouterr().err
+    for _ in range(2):
+        assert main([*predict, str(folder), "--out", str(folder / "preds.csv")]) == 0
+        assert json.loads(capsys.readouterr().out)["patterns"] == 3
+    simulate = ["dataset", "--scan", f"{scan}=Fm-3m", "--scan", f"{folder}=Im-3m", "--force", "--out", str(scan)]
+    assert main(simulate) == 2
+    assert "scan.h5: is the --scan file" in capsys.readouterr().err

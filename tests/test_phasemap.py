@@ -203,6 +203,11 @@ def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_mode
     xmap = orix_io.load(str(tmp_path / "map.ang"))
     indexed = xmap.phase_id >= 0
     assert indexed.any() and _angles_deg(xmap.rotations.data[indexed], hough.data[indexed]).max() < 0.01
+    before = (tmp_path / "hough.ang").read_bytes()
+    over = args[:-1] + [str(tmp_path / "hough.ang")]  # the microscope's own indexing was replaced by the export
+    assert main(over) == 2
+    assert "hough.ang: is the --orientations file, which this command reads" in capsys.readouterr().err
+    assert (tmp_path / "hough.ang").read_bytes() == before
     args[args.index("--orientations") + 1] = str(map_scan_file)  # a pattern file orix cannot read
     assert main(args[:-2] + ["--out", str(tmp_path / "other.ang")]) == 2
     assert "duplex_scan.h5: orix cannot read a crystal map" in capsys.readouterr().err
