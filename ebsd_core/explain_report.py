@@ -301,30 +301,38 @@ def explain_pattern(
             "(green) and superlattice bands (magenta) when known."
         )
     else:
-        background, kind = background_patterns(card, source, index)
-        result, gave_way = _shap_of(model, context.pattern, background, shap_method or SHAP_METHODS[0])
-        values = result.values[0]
-        with torch.no_grad():
-            logit = float(model.float().eval()(as_input(context.pattern, model))[0, target])
-        total, expected = float(values[target].sum()), float(result.expected[target])
-        out.numbers |= {"shap_method": result.method, "shap_sum": round(total, 4), "expected_logit": round(expected, 4)}
-        out.numbers["logit"] = round(logit, 4)
-        lines = _band_lines_and_report(context, values[target], out.numbers)
-        out.figures["shap"] = _overlay_png(
-            context.pattern, values[target], f"SHAP for {symbol} ({result.method})", lines, symmetric=True
-        )
-        over = f"the logit minus its mean over {len(background)} background patterns {kind}"
-        if result.method == "deep":
-            adds_up = f"DeepLIFT: the values add up to {over} ({total:.2f})."
-        else:
-            adds_up = (
-                f"expected gradients from {GRADIENT_SAMPLES} samples{gave_way}: the values add up to {over} only on "
-                f"average (here {total:.2f} against {logit - expected:.2f}), and another run would differ in detail."
-            )
-        out.captions["shap"] = f"Red pixels push the prediction towards {symbol}, blue pixels away from it; {adds_up}"
-        out.figures["shap_all_classes"] = shap_image_plot(values, context.pattern, card.class_symbols)
-        out.captions["shap_all_classes"] = "The same for every class (shap's image plot)."
+        _add_shap(out, model, card, source, context, target, shap_method or SHAP_METHODS[0])
     return out
+
+
+def _add_shap(
+    out: Explanation, model, card: ModelCard, source: PatternSource, context: PatternContext, target: int, method: str
+) -> None:
+    """SHAP of the pattern for class ``target``: figures, captions (with how far the values add up) and numbers."""
+    symbol = card.class_symbols[target]
+    background, kind = background_patterns(card, source, context.index)
+    result, gave_way = _shap_of(model, context.pattern, background, method)
+    values = result.values[0]
+    with torch.no_grad():
+        logit = float(model.float().eval()(as_input(context.pattern, model))[0, target])
+    total, expected = float(values[target].sum()), float(result.expected[target])
+    out.numbers |= {"shap_method": result.method, "shap_sum": round(total, 4), "expected_logit": round(expected, 4)}
+    out.numbers["logit"] = round(logit, 4)
+    lines = _band_lines_and_report(context, values[target], out.numbers)
+    out.figures["shap"] = _overlay_png(
+        context.pattern, values[target], f"SHAP for {symbol} ({result.method})", lines, symmetric=True
+    )
+    over = f"the logit minus its mean over {len(background)} background patterns {kind}"
+    if result.method == "deep":
+        adds_up = f"DeepLIFT: the values add up to {over} ({total:.2f})."
+    else:
+        adds_up = (
+            f"expected gradients from {GRADIENT_SAMPLES} samples{gave_way}: the values add up to {over} only on "
+            f"average (here {total:.2f} against {logit - expected:.2f}), and another run would differ in detail."
+        )
+    out.captions["shap"] = f"Red pixels push the prediction towards {symbol}, blue pixels away from it; {adds_up}"
+    out.figures["shap_all_classes"] = shap_image_plot(values, context.pattern, card.class_symbols)
+    out.captions["shap_all_classes"] = "The same for every class (shap's image plot)."
 
 
 def _shap_of(model, pattern: np.ndarray, background: np.ndarray, method: str) -> tuple[ShapResult, str]:
