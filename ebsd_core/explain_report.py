@@ -328,7 +328,8 @@ def _add_shap(
     else:
         adds_up = (
             f"expected gradients from {GRADIENT_SAMPLES} samples{gave_way}: the values add up to {over} only on "
-            f"average (here {total:.2f} against {logit - expected:.2f}), and another run would differ in detail."
+            f"average (here {total:.2f} against {logit - expected:.2f}); other random samples would change the map in "
+            "detail."
         )
     out.captions["shap"] = f"Red pixels push the prediction towards {symbol}, blue pixels away from it; {adds_up}"
     out.figures["shap_all_classes"] = shap_image_plot(values, context.pattern, card.class_symbols)

@@ -104,7 +104,8 @@ if method != "filters":
             horizontal=True,
             help="deep: DeepLIFT, whose values add up exactly to the class's score; where it cannot follow the "
             "network (ResNet, ConvNeXt, MobileNetV3) the caption says so and gradient is used. gradient: expected "
-            "gradients, sampled, so the values add up only on average and another run differs in detail.",
+            "gradients, sampled at random, so the values add up only on average and other samples change the map in "
+            "detail.",
         )
 
 if st.button("Explain", type="primary") or st.session_state.get("explain_shown") == (model_name, method, index):
