@@ -1139,16 +1139,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:
-    """(option, path) of every file or folder the command reads: Path options, and PATH=SPACEGROUP texts."""
+    """(option, path) of every option that may name a file or folder the command reads (a model folder and a
+    ``--cif`` too); ``PATH=SPACEGROUP`` gives its path. Options that name nothing on disk are dropped later."""
     for name, value in vars(args).items():
         for item in value if isinstance(value, list) else [value]:
-            if name == "out" or not isinstance(item, Path | str):
-                continue
-            if isinstance(item, str) and "=" in item:  # --scan, --real-data and evaluate's --data PATH=SPACEGROUP
-                item = item.rpartition("=")[0]
-            elif isinstance(item, str):
-                continue
-            yield "--" + name.replace("_", "-"), Path(item)
+            if name not in ("out", "command", "action") and isinstance(item, Path | str) and str(item):
+                for text in {str(item), str(item).rpartition("=")[0]} - {""}:  # a file name may hold "=" too
+                    yield "--" + name.replace("_", "-"), Path(text)
 
 
 def _refuse_writing_over_inputs(out: Path, args: argparse.Namespace) -> None:

@@ -278,3 +278,6 @@ def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp
     simulate = ["dataset", "--scan", f"{scan}=Fm-3m", "--scan", f"{folder}=Im-3m", "--force", "--out", str(scan)]
     assert main(simulate) == 2
     assert "scan.h5: is the --scan file" in capsys.readouterr().err
+    in_model = ["predict", "--model", str(map_model), "--input", str(folder), "--out", str(map_model / "model.json")]
+    assert main(in_model) == 2
+    assert "model.json: is in the --model folder" in capsys.readouterr().err
