@@ -159,16 +159,8 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     assert 0 <= json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_accuracy"] <= 1
     assert main(["dataset", "--scan", f"{ni_path}=Fm-3m", "--out", str(tmp_path / "one.h5")]) == 2
     assert "to score a model on a scan of one known phase: evaluate --data PATH=SPACEGROUP" in capsys.readouterr().err
-    twice = [
-        "dataset",
-        "--scan",
-        f"{ni_path}=Fm-3m",
-        "--scan",
-        f"{ferrite_path}=225",
-        "--out",
-        str(tmp_path / "one.h5"),
-    ]
-    assert main(twice) == 2
+    both_ni = ["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=225"]
+    assert main([*both_ni, "--out", str(tmp_path / "one.h5")]) == 2
     assert "classification needs two classes" in capsys.readouterr().err
     assert main(["dataset", "--scan", str(ni_path), "--out", str(tmp_path / "bad.h5")]) == 2
     assert "write it as PATH=SPACEGROUP" in capsys.readouterr().err
@@ -189,8 +181,7 @@ def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tm
     assert main([*evaluate, f"{ni_path}=Im-3m"]) == 0  # the same answers, scored against the other phase
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(1 - as_ni["accuracy"])
     assert main([*evaluate, f"{ferrite_path}=229"]) == 0  # a folder of images of one phase
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["per_class"]["Im-3m"]["support"] == 10
+    assert json.loads(capsys.readouterr().out)["per_class"]["Im-3m"]["support"] == 10
     assert "simulated patterns only" not in caplog.text  # its advice, to check against known phases, is this
     larger = [np.asarray(Image.fromarray(p).resize((64, 64))) for p in ferrite]
     assert main([*evaluate, f"{_png_folder(tmp_path / 'larger', larger)}=229"]) == 0

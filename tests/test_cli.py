@@ -275,8 +275,8 @@ def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp
     for _ in range(2):
         assert main([*predict, str(folder), "--out", str(folder / "preds.csv")]) == 0
         assert json.loads(capsys.readouterr().out)["patterns"] == 3
-    simulate = ["dataset", "--scan", f"{scan}=Fm-3m", "--scan", f"{folder}=Im-3m", "--force", "--out", str(scan)]
-    assert main(simulate) == 2
+    dataset = ["dataset", "--scan", f"{scan}=Fm-3m", "--scan", f"{folder}=Im-3m", "--force", "--out", str(scan)]
+    assert main(dataset) == 2
     assert "scan.h5: is the --scan file" in capsys.readouterr().err
     in_model = ["predict", "--model", str(map_model), "--input", str(folder), "--out", str(map_model / "model.json")]
     assert main(in_model) == 2
