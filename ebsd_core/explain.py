@@ -69,9 +69,13 @@ def first_layer_filters(model: nn.Module, layer: str | None = None) -> np.ndarra
     return conv.weight.detach().float().cpu().numpy()
 
 
-def filter_grid(weights: np.ndarray, columns: int = 8, channel: int = 0) -> np.ndarray:
-    """Kernels (out, in, k, k) tiled into one image with a one-pixel gap, each scaled to [0, 1]."""
-    kernels = weights[:, channel] if weights.ndim == 4 else weights
+def filter_grid(weights: np.ndarray, columns: int = 8) -> np.ndarray:
+    """Kernels (out, in, k, k) tiled into one image with a one-pixel gap, each scaled to [0, 1].
+
+    Each kernel is shown as it acts on a grey pattern: summed over its input channels, which a pattern replicated
+    to RGB fills alike (the first channel alone, shown before, is a third of an RGB stem's kernel).
+    """
+    kernels = weights.sum(axis=1) if weights.ndim == 4 else weights
     n, k = kernels.shape[0], kernels.shape[-1]
     rows = int(np.ceil(n / columns))
     grid = np.full((rows * (k + 1) - 1, columns * (k + 1) - 1), np.nan, dtype=np.float32)

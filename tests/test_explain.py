@@ -151,6 +151,8 @@ def test_filter_grids_and_changes(map_model):
     assert weights.shape == (32, 1, 3, 3)
     assert filter_grid(weights).shape == (4 * 4 - 1, 8 * 4 - 1)
     assert filter_grid(weights, columns=5).shape == (7 * 4 - 1, 5 * 4 - 1)
+    rgb = np.random.default_rng(0).normal(size=(8, 3, 3, 3))  # a stem fed a grey pattern replicated to RGB
+    np.testing.assert_allclose(filter_grid(rgb), filter_grid(rgb.sum(axis=1, keepdims=True)), atol=1e-6)
     changes = filter_changes(weights, weights + np.arange(32)[:, None, None, None] * 0.1)
     np.testing.assert_allclose(changes, np.arange(32) * 0.1 * 3, rtol=1e-5)
     np.testing.assert_array_equal(filter_changes(weights, weights), 0)
