@@ -1,12 +1,13 @@
 """Folders and zips of images: decoded at once when they fit in memory, image by image when they do not."""
 
+import re
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from ebsd_core.errors import InputError
+from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.io import images
 from ebsd_core.io.readers import open_patterns
 
@@ -133,6 +134,16 @@ def test_a_zip_header_beyond_the_first_bytes_is_read_from_the_whole_member(tmp_p
 )
 def test_class_folders_name_a_space_group_or_a_catalogue_material(name, space_group):
     assert images.class_from_folder_name(name) == space_group
+
+
+@pytest.mark.parametrize(
+    "name, hint",
+    [("Fe", "ferrite is Im-3m (229), austenite Fm-3m (225)"), ("BCC_steel", "a BCC metal is Im-3m (229)")],
+)
+def test_a_lattice_or_element_name_is_told_which_space_groups_it_could_be(name, hint):
+    """Labs name class folders "Fe", "FCC" or "BCC", which do not say which of a lattice's space groups is meant."""
+    with pytest.raises(PhaseError, match=re.escape(hint)):
+        images.class_from_folder_name(name)
 
 
 def test_a_class_folder_of_a_zip_that_names_no_space_group_is_named_with_the_zip(tmp_path):

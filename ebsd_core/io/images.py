@@ -424,6 +424,15 @@ def holds_images(folder: Path) -> bool:
     return any(is_image_name(p.name) and p.is_file() for place in places for p in place.iterdir())
 
 
+# names labs give class folders that do not say which of the space groups sharing a lattice is meant
+AMBIGUOUS_CLASS_NAMES = {
+    "fe": "iron: ferrite is Im-3m (229), austenite Fm-3m (225)",
+    "iron": "ferrite is Im-3m (229), austenite Fm-3m (225)",
+    "fcc": "an FCC metal is Fm-3m (225), diamond-cubic Si or Ge Fd-3m (227), L1_2 Ni3Al Pm-3m (221)",
+    "bcc": "a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221)",
+}
+
+
 def class_from_folder_name(name: str) -> int:
     """``"Fm-3m"``, ``"225"``, ``"225_ni"``, ``"Fm-3m ni"`` or a catalogue material, ``"Ni"``, -> 225."""
     tokens = [name, *name.replace("-", " - ").split()[:1], *name.replace("_", " ").split()]
@@ -435,8 +444,9 @@ def class_from_folder_name(name: str) -> int:
     for token in tokens:  # after the space groups: "225_w" is Fm-3m, whatever tungsten's group
         with contextlib.suppress(PhaseError):
             return get_material(token).space_group
+    hint = next((f" ({AMBIGUOUS_CLASS_NAMES[t.lower()]})" for t in tokens if t.lower() in AMBIGUOUS_CLASS_NAMES), "")
     raise PhaseError(
-        f"class folder {name!r} does not name a space group; name it like 'Fm-3m', '225', '225_ni' or after a "
+        f"class folder {name!r} does not name a space group{hint}; name it like 'Fm-3m', '225', '225_ni' or after a "
         "catalogue material ('ni3al'; see 'python -m ebsd_core phases')"
     )
 
