@@ -146,6 +146,15 @@ def test_a_lattice_or_element_name_is_told_which_space_groups_it_could_be(name, 
         images.class_from_folder_name(name)
 
 
+def test_every_class_folder_that_names_no_space_group_is_named_at_once(tmp_path):
+    """One run names them all, instead of one per run."""
+    root = _class_folder(tmp_path / "data")
+    (root / "Fm-3m").rename(root / "FCC")
+    (root / "229_ferrite").rename(root / "BCC")
+    with pytest.raises(InputError, match=r"BCC: class folder 'BCC' does not name .*\. Nor does 'FCC'$"):
+        open_patterns(root, labelled=True)
+
+
 def test_a_class_folder_of_a_zip_that_names_no_space_group_is_named_with_the_zip(tmp_path):
     root = _class_folder(tmp_path / "data")
     (root / "Fm-3m").rename(root / "thumbnails")

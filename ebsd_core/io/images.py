@@ -546,8 +546,10 @@ def _class_folders(
             continue
         try:
             space_group = class_from_folder_name(sub)
-        except PhaseError as exc:
-            raise container.error(exc.reason, sub) from None
+        except PhaseError as exc:  # with the others that fail too, so that one run finds them all
+            others = [f"'{o}'" for o, held in inside.items() if held and o != sub and not _names_space_group(o)]
+            also = f". Nor {'does' if len(others) == 1 else 'do'} {first_names(others)}" if others else ""
+            raise container.error(exc.reason + also, sub) from None
         label_of.update(dict.fromkeys(names, space_group))
     if not label_of:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) in any class sub-folder")
