@@ -1150,16 +1150,23 @@ def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:
 
 def _refuse_writing_over_inputs(out: Path, args: argparse.Namespace) -> None:
     """An output must not replace what the command reads: ``phasemap --orientations scan.ang --out scan.ang``
-    replaced the microscope's own indexing, ``predict --input scan.h5 --out scan.h5`` a scan with a CSV."""
-    if not out.is_file():
-        return
+    replaced the microscope's own indexing, ``predict --input scan.h5 --out scan.h5`` a scan with a CSV. Nor may a
+    new image go into a folder read for its images (the next reading takes it for a pattern); a CSV may."""
+    from ebsd_core.io.images import is_image_name
+
     for option, path in _input_paths(args):
-        inside = path.is_dir() and out.resolve().is_relative_to(path.resolve()) and out.suffix.lower() != ".csv"
-        if inside or (path.exists() and out.resolve() == path.resolve()):
-            what = f"is in the {option} folder" if inside else f"is the {option} file"
-            raise EbsdError(
-                f"{out}: {what}, which this command reads: writing there would replace it; choose another --out"
-            )
+        if path.is_dir() and out.resolve().is_relative_to(path.resolve()) and out.suffix.lower() != ".csv":
+            if out.is_file():
+                problem = f"is in the {option} folder, which this command reads: writing there would replace it"
+            elif is_image_name(out.name):
+                problem = f"is in the {option} folder, whose images are read: it would be read as a pattern next time"
+            else:
+                continue
+        elif out.is_file() and path.exists() and out.resolve() == path.resolve():
+            problem = f"is the {option} file, which this command reads: writing there would replace it"
+        else:
+            continue
+        raise EbsdError(f"{out}: {problem}; choose another --out")
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -254,7 +254,8 @@ def test_backbones_lists_the_registry_and_what_works_offline(capsys):
 
 def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp_path, capsys):
     """`predict --input scan.h5 --out scan.h5` replaced 11,700 patterns with a CSV; an image of the folder it reads
-    too. A CSV of predictions may sit among the images (no reader takes it), and be written again."""
+    too, and a new image there would be read as a pattern next time. A CSV of predictions may sit among the images
+    (no reader takes it), and be written again."""
     import shutil
 
     scan = tmp_path / "scan.h5"
@@ -272,6 +273,12 @@ def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp
         Image.fromarray(np.full((32, 32), 40 * i + 10, dtype=np.uint8)).save(folder / f"p{i}.png")
     assert main([*predict, str(folder), "--out", str(folder / "p1.png")]) == 2
     assert "p1.png: is in the --input folder" in capsys.readouterr().err
+    phasemap = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--nav-shape", "1x3", "--out"]
+    assert main([*phasemap, str(folder / "map.png")]) == 2  # a new image there would be a pattern of the next run
+    assert "map.png: is in the --scan folder, whose images are read: it would be read as a pattern" in (
+        capsys.readouterr().err
+    )
+    assert not (folder / "map.png").exists()
     for _ in range(2):
         assert main([*predict, str(folder), "--out", str(folder / "preds.csv")]) == 0
         assert json.loads(capsys.readouterr().out)["patterns"] == 3
