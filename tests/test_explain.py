@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ebsd_core.band_check import band_masks, band_report, parent_centring
-from ebsd_core.cli import main
+from ebsd_core.cli import build_parser, main
 from ebsd_core.explain import (
+    SHAP_METHODS,
     DeepLiftUnsupported,
     activation_maps,
     filter_changes,
@@ -121,6 +122,15 @@ def test_the_default_shap_adds_up_and_says_so(map_model, map_scan_file):
     assert gradient.numbers["shap_method"] == "gradient"
     here = f"here {gradient.numbers['shap_sum']:.2f} against {deep['logit'] - deep['expected_logit']:.2f}"
     assert "only on average" in gradient.captions["shap"] and here in gradient.captions["shap"]
+
+
+def test_the_cli_offers_the_engines_shap_methods():
+    """The CLI spells them out (it does not import the engine to start): they must stay the same."""
+    explain = ["explain", "--model", "m", "--input", "x.h5", "--method", "shap", "--out", "o"]
+    parse = build_parser().parse_args
+    assert [parse([*explain, "--shap-method", m]).shap_method for m in SHAP_METHODS] == list(SHAP_METHODS)
+    with pytest.raises(SystemExit):
+        parse([*explain, "--shap-method", "kernel"])
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "convnext_atto"])
