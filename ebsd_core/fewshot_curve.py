@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -12,14 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.atomic import atomic_path
+from ebsd_core.caveats import blank_pattern_note
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.fewshot import check_shots
-from ebsd_core.inference import predict_source
+from ebsd_core.inference import blank_points, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import file_sha256, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, evaluate_split, record_metrics, train_model
 from ebsd_core.wording import counted
+
+log = logging.getLogger(__name__)
 
 MODES = {"transfer": True, "scratch": False}
 VARIANT_KEY = re.compile(r"_accuracy_(\d+view|binned\d+)$")  # scores with other views or binned patterns
@@ -36,14 +40,21 @@ def epochs_to_reach(history: list[dict], target: float = 0.95) -> int | None:
 
 def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list[dict]:
     """Predict every pattern of each (file, true space group) pair; ``most_likely`` is the top class
-    even where the prediction is ``unknown``, ``p_truth`` the probability of the true class."""
+    even where the prediction is ``unknown``, ``p_truth`` the probability of the true class.
+
+    Blank patterns (dropped frames) are left out, with a warning: there is nothing in them to be right or
+    wrong about."""
     rows = []
     for path, space_group in real_data:
         source = open_patterns(path)
         prediction = predict_source(model, card, source)
         known = space_group in card.classes
         truth = card.class_symbols[card.classes.index(space_group)] if known else str(space_group)
-        for label, probabilities in zip(prediction.labels, prediction.probabilities):
+        blank = blank_points(prediction.quality)
+        for note in blank_pattern_note(blank):
+            log.warning("%s: %s and left out of the real patterns' scores", path, note)
+        labels = prediction.labels
+        for label, probabilities in ((labels[i], prediction.probabilities[i]) for i in np.flatnonzero(~blank)):
             rows.append(
                 {
                     "file": Path(path).name,

@@ -242,3 +242,24 @@ def test_real_patterns_are_scored_with_their_most_likely_class_and_the_truths_pr
         assert row["most_likely"] in ("Fm-3m", "Im-3m") and 0 <= row["p_truth"] <= 1
         assert row["correct"] == (row["prediction"] == "Fm-3m")
     assert all(row["p_truth"] is None and not row["correct"] for row in absent)  # Pm-3m: not a class of the model
+
+
+def test_blank_real_patterns_are_left_out_of_the_real_scores(map_model, map_scan_file, tmp_path, caplog):
+    """A dropped frame's answer is a tie (unknown): it counted as a wrong real pattern, whatever the model."""
+    from PIL import Image
+
+    from ebsd_core.fewshot_curve import score_real
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.store import load_model
+
+    patterns = open_patterns(map_scan_file).batch(0, 3)
+    folder = tmp_path / "ni"
+    folder.mkdir()
+    for i, pattern in enumerate([*patterns, np.zeros_like(patterns[0])]):
+        Image.fromarray(np.uint8(np.interp(pattern, (pattern.min(), pattern.max() or 1), (0, 255)))).save(
+            folder / f"p{i}.png"
+        )
+    rows = score_real(*load_model(map_model), [(folder, 225)])
+    assert [row["file"] for row in rows] == ["ni"] * 3
+    assert "1 of 4 patterns hold one value everywhere (index 3)" in caplog.text
+    assert "left out of the real patterns' scores" in caplog.text
