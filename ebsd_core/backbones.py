@@ -9,8 +9,11 @@ order onto timm's ``efficientnet_lite0``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import pickle
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +34,29 @@ class BackboneSpec:
     name: str
     timm_name: str
     description: str
-    weights: str  # "package:<module>" (offline), "timm-hub" (online only), or "none"
+    weights: str  # "package:<module>" (offline), "timm-hub" (online, or once downloaded), or "none"
     # AdamW learning rate for fine-tuning from these ImageNet weights (measured for EfficientNet-Lite0 only)
     finetune_lr: float = DEFAULT_FINETUNE_LR
 
     @property
     def offline_pretrained(self) -> bool:
-        """Whether ImageNet weights are available without a network."""
+        """Whether ImageNet weights are available without a network: shipped in a package, or timm's download
+        already in the Hugging Face cache (e.g. fetched once while the machine was online)."""
         if self.weights.startswith("package:"):
             return importlib.util.find_spec(self.weights.split(":", 1)[1]) is not None
+        return self.weights == "timm-hub" and hub_weights_cached(self.timm_name)
+
+
+def hub_weights_cached(timm_name: str) -> bool:
+    """Whether timm's ImageNet weights of ``timm_name`` are in the Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(timm_name)
+    if config is None or not config.hf_hub_id:
         return False
+    names = [config.hf_hub_filename] if config.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(config.hf_hub_id, name), str) for name in names)
 
 
 REGISTRY: dict[str, BackboneSpec] = {
@@ -202,14 +218,7 @@ def create_model(
     elif pretrained and spec.weights.startswith("package:"):
         state = _package_state_dict(spec, timm.create_model(spec.timm_name, pretrained=False))
     elif pretrained:
-        try:
-            donor = timm.create_model(spec.timm_name, pretrained=True)
-        except Exception as exc:
-            raise ModelError(
-                f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); "
-                "use --weights FILE, --scratch, or the default efficientnet_lite0"
-            ) from None
-        state = donor.state_dict()
+        state = _downloaded_state_dict(spec.timm_name, name)
     model = timm.create_model(spec.timm_name, pretrained=False, in_chans=in_chans, num_classes=num_classes)
     if state is not None:
         if in_chans == 1:
@@ -221,6 +230,56 @@ def create_model(
         if not_head:
             raise ModelError(f"pretrained weights do not fit {name}: missing {not_head[:3]}")
     return GreyToRGB(model) if channel_mode == "replicate" else model
+
+
+def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]:
+    """timm's ImageNet weights: from the Hugging Face cache when they are there, else downloaded.
+
+    Before downloading, the hub must answer at all: its client retries an unreachable host for about a
+    minute before it gives up, which an offline lab would spend waiting for a refusal.
+    """
+    with _hub_offline(), contextlib.suppress(Exception):
+        return timm.create_model(timm_name, pretrained=True).state_dict()
+    advice = "use --weights FILE, --scratch, or the default efficientnet_lite0"
+    unreachable = _hub_unreachable()
+    if unreachable:
+        raise ModelError(f"no offline ImageNet weights for {name}, and {unreachable}: {advice}")
+    try:
+        return timm.create_model(timm_name, pretrained=True).state_dict()
+    except Exception as exc:
+        raise ModelError(
+            f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); {advice}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Hugging Face's client in offline mode: the cache or a prompt error, no requests."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it answers."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"this machine cannot reach {url.hostname} ({exc.strerror or exc.__class__.__name__})"
+    return None
 
 
 def _head_names(model: nn.Module) -> set[str]:

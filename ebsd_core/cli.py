@@ -130,7 +130,9 @@ def _backbones(args: argparse.Namespace) -> int:
     from ebsd_core.backbones import describe_registry
 
     for entry in describe_registry():
-        if entry["pretrained_offline"]:
+        if entry["pretrained_offline"] and entry["weights"] == "timm-hub":
+            weights = "ImageNet weights offline: timm's download, in the Hugging Face cache"
+        elif entry["pretrained_offline"]:
             weights = "ImageNet weights offline"
         elif entry["weights"] == "timm-hub":
             weights = "ImageNet weights online only (timm's download), or --weights FILE"

@@ -41,6 +41,32 @@ def test_grey_stem_is_summed_rgb(imagenet_model):
     assert out.shape == (2, 6)
 
 
+def test_hub_weights_come_from_the_cache_and_an_unreachable_hub_is_refused_at_once(tmp_path, monkeypatch):
+    """timm's download retried an unreachable hub for 52 s before the refusal; weights in the Hugging Face cache
+    are used without asking the hub."""
+    import timm
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    offline_before = constants.HF_HUB_OFFLINE
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    with pytest.raises(
+        ModelError, match="no offline ImageNet weights for test_efficientnet, and this machine cannot reach hub.invalid"
+    ):
+        create_model("test_efficientnet", 2, pretrained=True, channel_mode="replicate")
+    cached = timm.create_model("test_efficientnet", pretrained=False).state_dict()
+    snapshot = tmp_path / "models--timm--test_efficientnet.r160_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    save_file({k: v.contiguous() for k, v in cached.items()}, snapshot / "model.safetensors")
+    assert get_spec("test_efficientnet").offline_pretrained  # the Train page offers it; `backbones` says why
+    model = create_model("test_efficientnet", 2, pretrained=True, channel_mode="replicate")
+    assert torch.equal(model.net.conv_stem.weight, cached["conv_stem.weight"])
+    assert offline_before == constants.HF_HUB_OFFLINE  # offline only while the cache was read
+
+
 def test_registry_says_what_is_offline():
     rows = {r["name"]: r for r in describe_registry()}
     assert rows["efficientnet_lite0"]["pretrained_offline"] is True
