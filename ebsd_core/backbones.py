@@ -240,7 +240,7 @@ def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]
     """
     with _hub_offline(), contextlib.suppress(Exception):
         return timm.create_model(timm_name, pretrained=True).state_dict()
-    advice = "use --weights FILE, --scratch, or the default efficientnet_lite0"
+    advice = "start from a local weights file (--weights FILE), train from scratch, or use efficientnet_lite0"
     unreachable = _hub_unreachable()
     if unreachable:
         raise ModelError(f"no offline ImageNet weights for {name}, and {unreachable}: {advice}")

@@ -20,7 +20,14 @@ from ebsd_core.inference import blank_points, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.store import file_sha256, save_model
-from ebsd_core.train import TrainConfig, TrainProgress, evaluate_split, record_metrics, train_model
+from ebsd_core.train import (
+    TrainConfig,
+    TrainProgress,
+    evaluate_split,
+    initial_model,
+    record_metrics,
+    train_model,
+)
 from ebsd_core.wording import counted
 
 log = logging.getLogger(__name__)
@@ -163,6 +170,7 @@ def run_curve(
     todo = [(mode, k, seed) for mode in modes for k in shots for seed in seeds if (mode, k, seed) not in done]
     if runs and progress:
         progress(0.0, f"{curve_file}: {counted(len(runs), 'run')} kept, {len(todo)} to train")
+    _check_starts(todo, config_for, len(dataset.classes))
     for number, (mode, k, seed) in enumerate(todo):
         if progress:
             progress(number / len(todo), f"{mode}, {k} shots, seed {seed} (run {number + 1} of {len(todo)})")
@@ -189,6 +197,14 @@ def run_curve(
         runs.append(run)
         write_curve(runs, out_dir)
     return {"runs": runs, "summary": summarise(runs)}
+
+
+def _check_starts(todo: Sequence[tuple[str, int, int]], config_for, num_classes: int) -> None:
+    """Build each mode's starting network once before any run, so that missing ImageNet weights or a prior that
+    does not fit are said at once, not after the hours of the modes trained before them."""
+    for mode in dict.fromkeys(mode for mode, _, _ in todo):
+        k, seed = next((k, seed) for m, k, seed in todo if m == mode)
+        initial_model(config_for(k, MODES[mode], seed), num_classes)
 
 
 def _earlier_runs(curve_file: Path, settings_for: Callable[[str, int, int], dict], resume: bool, force: bool) -> list:

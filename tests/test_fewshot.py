@@ -214,7 +214,7 @@ def test_fewshot_merge_joins_sweeps_run_apart(tiny_dataset, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsys):
+def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, map_model, tmp_path, capsys):
     from ebsd_core.cli import main
 
     args = ["--data", str(tiny_dataset), "--seeds", "0", "--out", str(tmp_path / "c")]
@@ -227,6 +227,13 @@ def test_fewshot_curve_cli_names_a_bad_number_list(tiny_dataset, tmp_path, capsy
     # train may take 11 of 12 (one left to validate on); a curve's run is scored too, so it needs one to test on
     assert main(["fewshot-curve", *args, "--shots", "11", "--epochs", "1"]) == 2
     assert "13 are needed for 11 shots per class (two more to validate and test on)" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    # the scratch runs come first here: a transfer start that cannot be built was refused only after them
+    prior = ["--backbone", "resnet18", "--weights", str(map_model), "--modes", "scratch,transfer"]
+    assert main(["fewshot-curve", *args, "--shots", "1", "--epochs", "1", *prior]) == 2
+    assert "this model is efficientnet_lite0 with adapt channels; the training asks for resnet18" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "c").exists()
 
 
