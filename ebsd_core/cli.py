@@ -694,6 +694,13 @@ def _fewshot_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Defaults of the engine's training settings that the help states (the CLI starts without importing the
+#: engine; a test keeps them equal to ebsd_core.augment.AugmentConfig's and ebsd_core.train.TrainConfig's).
+TRAINING_DEFAULTS = {"crystal_rotation": 30.0, "noise_std": 0.3, "views_below": 0.8}
+#: ebsd_core.prior.PriorSettings's, likewise.
+PRIOR_DEFAULTS = {"per_class": 150, "pattern_size": 120, "input_size": 128, "epochs": 20}
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate' or 'dataset')")
     p.add_argument(
@@ -711,8 +718,18 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="network input in pixels (default: the smallest of 32, 48, 64, 96, 128, 160, 224 that keeps every "
         "pixel of the patterns: 60 px -> 64, 120 px -> 128)",
     )
-    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), default=30)
-    p.add_argument("--batch-size", type=whole_number_within("batch size", 1, 4096), default=32)
+    p.add_argument(
+        "--epochs",
+        type=whole_number_within("epochs", 1, 10_000),
+        default=30,
+        help="epochs at most (early stopping may end sooner; default 30)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=whole_number_within("batch size", 1, 4096),
+        default=32,
+        help="patterns per training step (default 32)",
+    )
     p.add_argument(
         "--lr",
         type=number_within("learning rate", 1e-7, 1),
@@ -730,13 +747,15 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--rotation",
         type=number_within("rotation", 0, 180),
         default=0.0,
+        metavar="DEG",
         help="augment with in-plane rotations up to DEG degrees",
     )
     p.add_argument(
         "--crystal-rotation",
         type=number_within("crystal rotation", 0, 180),
+        metavar="DEG",
         help="augment with crystal rotations up to DEG degrees, re-projected through the projection centre "
-        "(0 turns it off; default: ebsd_core.augment.AugmentConfig's)",
+        f"(0 turns it off; default {TRAINING_DEFAULTS['crystal_rotation']:g})",
     )
     p.add_argument(
         "--camera-binning",
@@ -751,10 +770,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=number_within("noise", 0, 10),
         metavar="K",
         help="augment with white noise of up to K times each pattern's standard deviation, at the camera "
-        "binning's pixel scale (default: ebsd_core.augment.AugmentConfig's; bench/RESULTS.md measures K = 2)",
+        f"binning's pixel scale (default {TRAINING_DEFAULTS['noise_std']:g}; bench/RESULTS.md measures K = 2)",
     )
     _add_views_option(p, "test-time views the saved model predicts with")
-    _add_views_below_option(p, "ebsd_core.train.TrainConfig's")
+    _add_views_below_option(p, f"{TRAINING_DEFAULTS['views_below']:g}")
     p.add_argument(
         "--rehearse",
         type=whole_number_within("rehearsal patterns", 0, 100_000),
@@ -775,7 +794,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--patience",
         type=whole_number_within("patience", 1, 10_000),
         default=8,
-        help="early-stopping patience (epochs)",
+        help="early-stopping patience: epochs without a lower validation loss (default 8)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
     p.add_argument(
@@ -902,8 +921,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATED_SIZE,
         help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same patterns")
+    p.add_argument("--out", type=Path, required=True, help="the dataset to write (.h5)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser(
@@ -929,7 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backbones", help="list the backbone registry and which ImageNet weights work offline")
 
     p = sub.add_parser("masters", help="build master patterns with de-ebsd")
-    p.add_argument("action", choices=["build"])
+    p.add_argument("action", choices=["build"], help="build: compute master patterns with de-ebsd")
     p.add_argument("--phase", help="catalogue phases to rebuild (default: all)")
     p.add_argument("--cif", action="append", help="build the master of a CIF phase into the user cache")
     p.add_argument("--missing-only", action="store_true", help="skip phases whose master exists")
@@ -938,7 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(p)
     p.add_argument("--shots", type=int, default=20, help="training patterns per class")
     p.add_argument("--scratch", action="store_true", help="random initialisation instead of ImageNet weights")
-    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--seed", type=SEED, default=0, help="random seed of the few-shot sample and the training")
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
@@ -951,16 +970,20 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="comma-separated materials the prior must not see: the phases your few-shot model will tell apart",
     )
-    defaults = "default: ebsd_core.prior.PriorSettings's"
-    p.add_argument("--per-class", type=PER_CLASS, help=f"simulated patterns per space group ({defaults}, 150)")
-    p.add_argument("--size", type=PATTERN_SIZE, help=f"simulated pattern size in pixels ({defaults}, 120)")
-    p.add_argument("--input-size", type=INPUT_SIZE, help=f"network input in pixels ({defaults}, 128)")
-    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), help=f"({defaults}, 20)")
+    given = PRIOR_DEFAULTS
+    p.add_argument(
+        "--per-class", type=PER_CLASS, help=f"simulated patterns per space group (default {given['per_class']})"
+    )
+    p.add_argument(
+        "--size", type=PATTERN_SIZE, help=f"simulated pattern size in pixels (default {given['pattern_size']})"
+    )
+    p.add_argument("--input-size", type=INPUT_SIZE, help=f"network input in pixels (default {given['input_size']})")
+    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), help=f"(default {given['epochs']})")
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
     p = sub.add_parser("evaluate", help="metrics of a saved model on labelled data (JSON)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="models/NAME (or NAME)")
     p.add_argument(
         "--data",
         type=Path,
@@ -977,8 +1000,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict", help="classify patterns of any supported file, image, folder of images or folder of scan files"
     )
-    p.add_argument("--model", required=True)
-    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--model", required=True, help="models/NAME (or NAME)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="a scan file, an image, a folder or zip of images, or a folder of scan files",
+    )
     p.add_argument("--out", type=Path, required=True, help="CSV file")
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
@@ -1028,8 +1056,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATED_SIZE,
         help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same scan")
+    p.add_argument("--out", type=Path, required=True, help="the scan to write (.h5, with its ground truth)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
@@ -1073,8 +1101,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
     p.add_argument("--index", type=int, help="which pattern of the input (default 0)")
-    p.add_argument("--method", choices=["filters", "activations", "gradcam", "shap"], required=True)
-    p.add_argument("--target", type=int, help="gradcam, shap: the class index to explain (default: predicted)")
+    p.add_argument(
+        "--method",
+        choices=["filters", "activations", "gradcam", "shap"],
+        required=True,
+        help="filters: the first layer's kernels, before and after fine-tuning; activations: a layer's feature "
+        "maps; gradcam: where the evidence for a class lies; shap: each pixel's share of a class's logit",
+    )
+    p.add_argument(
+        "--target",
+        help="gradcam, shap: the class to explain, as a symbol, space group or the model's class index (Fm-3m, "
+        "225 or 2; default: the predicted class)",
+    )
     p.add_argument("--layer", help="layer for activations / Grad-CAM (default: a middle / the last convolution)")
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
     p.add_argument(
@@ -1099,7 +1137,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model store: list; export NAME (a zip for import-model or the Results page elsewhere); delete NAME "
         "(moved to the store's .deleted/)",
     )
-    p.add_argument("action", choices=["list", "export", "delete"])
+    p.add_argument(
+        "action",
+        choices=["list", "export", "delete"],
+        help="list: the store's models; export NAME: a zip for import-model or the Results page elsewhere; "
+        "delete NAME: moved to the store's .deleted/ folder",
+    )
     p.add_argument("name", nargs="?", help="export, delete: the model's name in the store (export: or its folder)")
     p.add_argument("--out", type=Path, help="export: the zip to write (default: NAME.zip here)")
     p.add_argument("--force", action="store_true", help="export: replace the zip when it exists")
@@ -1109,7 +1152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
 
     p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=Path, help="a scan file, an image, a folder or zip of images, or a dataset .h5")
     return parser
 
 

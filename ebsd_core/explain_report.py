@@ -37,6 +37,7 @@ from ebsd_core.explain import (
 )
 from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
+from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
 
@@ -243,17 +244,39 @@ def explain_filters(model, card: ModelCard, compare: str | None = None) -> Expla
     return out
 
 
+def class_index(card: ModelCard, target: int | str) -> int:
+    """A class of the model as its index: from an index, a space-group number (221-230) or a symbol."""
+    classes = ", ".join(
+        f"{i} {symbol} ({group})" for i, (symbol, group) in enumerate(zip(card.class_symbols, card.classes))
+    )
+    text = str(target).strip()
+    if text.isdigit() and int(text) not in M3M_SPACE_GROUPS:
+        if int(text) < len(card.classes):
+            return int(text)
+        raise InputError(f"class index {text} is outside 0..{len(card.classes) - 1}; the classes are {classes}")
+    try:
+        group = parse_space_group(text)
+    except EbsdError:
+        raise InputError(f"{text!r} is not a class of the model; its classes are {classes}") from None
+    if group not in card.classes:
+        raise InputError(f"the model does not know {M3M_SPACE_GROUPS[group]} ({group}); its classes are {classes}")
+    return card.classes.index(group)
+
+
 def explain_pattern(
     model_dir: str | Path,
     input_path: str | Path,
     index: int,
     method: str,
-    target: int | None = None,
+    target: int | str | None = None,
     layer: str | None = None,
     compare: str | None = None,
     shap_method: str | None = None,
 ) -> Explanation:
-    """Run one explanation method on pattern ``index`` of ``input_path``."""
+    """Run one explanation method on pattern ``index`` of ``input_path``.
+
+    ``target``: the class to explain (default: the predicted one), as the model's class index, a space-group
+    number or a symbol (``2``, ``225`` or ``"Fm-3m"``)."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     model, card = load_model(model_dir)
@@ -266,9 +289,7 @@ def explain_pattern(
     probabilities = predict_tensor(model, context.pattern[None], precision, card.views, card.views_below)[0]
     predicted = int(np.argmax(probabilities))
     decided = int(decide(probabilities[None], card.unknown_threshold)[0])
-    target = predicted if target is None else int(target)
-    if not 0 <= target < len(card.classes):
-        raise InputError(f"class index {target} is outside 0..{len(card.classes) - 1} ({card.class_symbols})")
+    target = predicted if target is None else class_index(card, target)
     out = Explanation(method, notes=reading_notes(source, card))
     out.numbers.update(
         {

@@ -288,3 +288,17 @@ def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp
     in_model = ["predict", "--model", str(map_model), "--input", str(folder), "--out", str(map_model / "model.json")]
     assert main(in_model) == 2
     assert "model.json: is in the --model folder" in capsys.readouterr().err
+
+
+def test_the_training_help_states_the_engines_defaults():
+    """The help spells the defaults out (the CLI does not import the engine to start): they must stay the same."""
+    from ebsd_core.augment import AugmentConfig
+    from ebsd_core.cli import TRAINING_DEFAULTS, build_parser
+    from ebsd_core.train import TrainConfig
+
+    engine = {"crystal_rotation": AugmentConfig.crystal_rotation, "noise_std": AugmentConfig.noise_std}
+    assert {**engine, "views_below": TrainConfig.views_below} == TRAINING_DEFAULTS
+    args = build_parser().parse_args(["train", "--data", "d.h5", "--shots", "5", "--out", "m"])
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size", "patience", "unknown_threshold")}
+    engine = {"epochs": TrainConfig.epochs, "batch_size": TrainConfig.batch_size, "patience": TrainConfig.patience}
+    assert given == {**engine, "unknown_threshold": TrainConfig.unknown_threshold}

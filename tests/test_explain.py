@@ -222,6 +222,24 @@ def test_explain_refuses_bad_index(map_model, map_scan_file, tmp_path, capsys):
     assert "--method filters does not use --layer" in capsys.readouterr().err
 
 
+def test_the_class_to_explain_is_named_as_a_symbol_space_group_or_index(map_model, map_scan_file, tmp_path, capsys):
+    """`--target` took the model's class index only; microscopists name a phase by its symbol or number."""
+    args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--method", "gradcam"]
+    explained = []
+    for target in ("Im-3m", "229", "Im3m", "1"):
+        assert main([*args, "--target", target, "--out", str(tmp_path / target)]) == 0
+        explained.append(json.loads(capsys.readouterr().out)["explained_class"])
+    assert explained == ["Im-3m"] * 4
+    for target, message in (
+        ("Pm-3m", "the model does not know Pm-3m (221); its classes are 0 Fm-3m (225), 1 Im-3m (229)"),
+        ("2", "class index 2 is outside 0..1; the classes are 0 Fm-3m (225), 1 Im-3m (229)"),
+        ("bcc", "'bcc' is not a class of the model; its classes are 0 Fm-3m (225), 1 Im-3m (229)"),
+    ):
+        assert main([*args, "--target", target, "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file, tmp_path):
     """With the model's test-time views and inference precision (bf16 on CPUs that have it), as predict."""
     import shutil
