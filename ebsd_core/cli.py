@@ -832,6 +832,16 @@ def whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
 
 
 SEED = whole_number_within("seed", 0, 2**32 - 1)
+
+
+def pattern_position(text: str) -> int | tuple[int, int]:
+    """An argparse type: a pattern's index (``17``) or its row and column in a map (``3,4``)."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) in (1, 2) and all(part.isdigit() for part in parts):
+        return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    raise argparse.ArgumentTypeError(f"give a pattern's index (17) or its row and column in a map (3,4), not {text!r}")
+
+
 PER_CLASS = whole_number_within("patterns per class", 1, 100_000)
 PATTERN_SIZE = whole_number_within("pattern size", 16, 1024)
 INPUT_SIZE = whole_number_within("input size", 16, 1024)
@@ -1100,7 +1110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
-    p.add_argument("--index", type=int, help="which pattern of the input (default 0)")
+    p.add_argument(
+        "--index",
+        type=pattern_position,
+        help="which pattern of the input: its index, or ROW,COL in a map (default 0)",
+    )
     p.add_argument(
         "--method",
         choices=["filters", "activations", "gradcam", "shap"],

@@ -40,6 +40,7 @@ from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
+from ebsd_core.wording import counted
 
 log = logging.getLogger(__name__)
 SHAP_BACKGROUND = 16
@@ -130,6 +131,24 @@ class PatternContext:
     pc: np.ndarray | None = None
     detector_tilt: float = 0.0
     sample_tilt: float = 70.0
+
+
+def pattern_index(source: PatternSource, index: int | tuple[int, int]) -> int:
+    """A pattern's index in ``source`` from its index or its (row, column) in a map."""
+    if isinstance(index, int | np.integer):
+        return int(index)
+    row, column = index
+    shape = source.nav_shape
+    if shape is None or len(shape) != 2:
+        held = counted(len(source), "pattern")
+        raise InputError(f"holds {held}, not a map of rows and columns: give the pattern's index", source.path)
+    if not (0 <= row < shape[0] and 0 <= column < shape[1]):
+        raise InputError(
+            f"row {row}, column {column} is outside the {shape[0]}x{shape[1]} map (rows 0..{shape[0] - 1}, "
+            f"columns 0..{shape[1] - 1})",
+            source.path,
+        )
+    return row * shape[1] + column
 
 
 def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternContext:
@@ -266,14 +285,14 @@ def class_index(card: ModelCard, target: int | str) -> int:
 def explain_pattern(
     model_dir: str | Path,
     input_path: str | Path,
-    index: int,
+    index: int | tuple[int, int],
     method: str,
     target: int | str | None = None,
     layer: str | None = None,
     compare: str | None = None,
     shap_method: str | None = None,
 ) -> Explanation:
-    """Run one explanation method on pattern ``index`` of ``input_path``.
+    """Run one explanation method on pattern ``index`` of ``input_path`` (an index, or a (row, column) of a map).
 
     ``target``: the class to explain (default: the predicted one), as the model's class index, a space-group
     number or a symbol (``2``, ``225`` or ``"Fm-3m"``)."""
@@ -283,6 +302,7 @@ def explain_pattern(
     if method == "filters":
         return explain_filters(model, card, compare)
     source = open_patterns(input_path)
+    index = pattern_index(source, index)
     context = load_pattern(source, card, index)
     # the model's answer as predict gives it (its test-time views and precision); the methods below explain one view
     precision = inference_precision(model_device(model), "auto", card)

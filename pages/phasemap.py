@@ -244,8 +244,9 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     rows, cols = phase_map.nav_shape
     x, y = phase_map.coordinates()
     names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index + 1]
-    hover = (
-        "x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>confidence %{customdata[3]:.2f}"
+    hover = (  # x and y of the heatmap and the markers are the column and row
+        "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>"
+        "confidence %{customdata[3]:.2f}"
     )
     custom = np.stack([x, y, names, phase_map.confidence], axis=-1)
     fig = go.Figure(

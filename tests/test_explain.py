@@ -240,6 +240,18 @@ def test_the_class_to_explain_is_named_as_a_symbol_space_group_or_index(map_mode
     assert not (tmp_path / "x").exists()
 
 
+def test_a_pattern_of_a_map_is_named_by_its_row_and_column(map_model, map_scan_file, tmp_path, capsys):
+    """The 8x10 scan: row 2, column 3 is pattern 23, as a microscopist reads it off the phase map."""
+    args = ["explain", "--model", str(map_model), "--input", str(map_scan_file), "--method", "gradcam"]
+    assert main([*args, "--index", "2,3", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads(capsys.readouterr().out)["index"] == 23
+    assert main([*args, "--index", "8,0", "--out", str(tmp_path / "b")]) == 2
+    assert "row 8, column 0 is outside the 8x10 map (rows 0..7, columns 0..9)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--index", "2,3,4", "--out", str(tmp_path / "c")])
+    assert "give a pattern's index (17) or its row and column in a map (3,4), not '2,3,4'" in capsys.readouterr().err
+
+
 def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file, tmp_path):
     """With the model's test-time views and inference precision (bf16 on CPUs that have it), as predict."""
     import shutil
