@@ -307,19 +307,50 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{named(card.classes)}): evaluate it on data of its classes"
         )
     labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
+    keep = np.arange(len(labels))
     if args.split != "all":
         keep = np.flatnonzero(source.split == args.split) if source.split is not None else []
         if not len(keep):
             splits = "no splits" if source.split is None else f"splits {sorted(set(source.split))}"
             raise EbsdError(f"{args.data}: has no {args.split!r} patterns ({splits}); use --split all")
+    keep, learned = _without_learned_patterns(card, args.data, keep)
+    if len(keep) < len(labels):
         source.patterns = np.asarray(source.patterns)[keep]
-        labels, materials = labels[keep], source.material[keep]
-    else:
-        materials = source.material
+    labels, materials = labels[keep], None if source.material is None else source.material[keep]
     prediction = predict_source(model, card, source, batch_size=args.batch_size, precision=args.precision)
     probabilities, labels, materials = _without_blank_patterns(prediction, labels, materials, source.path)
-    print(json.dumps(evaluate_predictions(probabilities, labels, card.classes, materials)))
+    metrics = evaluate_predictions(probabilities, labels, card.classes, materials)
+    print(json.dumps({**metrics, **({"learned_patterns_left_out": learned} if learned else {})}))
     return 0
+
+
+def _without_learned_patterns(card, data: Path, keep):
+    """``keep`` without the patterns the model was trained and validated on, when ``data`` is its training file
+    (scored, they flattered it), and how many were left out."""
+    import numpy as np
+
+    from ebsd_core.wording import counted
+    from ebsd_core.workflows import learned_patterns
+
+    learned = learned_patterns(card, data)
+    if learned is None:
+        return keep, 0
+    kept = np.setdiff1d(keep, learned)
+    left_out = len(keep) - len(kept)
+    if not len(kept):
+        raise EbsdError(
+            f"{data}: is the file the model was trained on, and it was trained or validated on every pattern "
+            "scored here: there is nothing left to score; evaluate it on other data"
+        )
+    if left_out:
+        log.warning(
+            "%s: the model was trained on this file; the %s it was trained and validated on are left out, so "
+            "the scores are of the %s it has not seen",
+            data,
+            counted(left_out, "pattern"),
+            counted(len(kept), "pattern"),
+        )
+    return kept, left_out
 
 
 def _without_blank_patterns(prediction, labels, materials, path: str) -> tuple:

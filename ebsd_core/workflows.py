@@ -11,7 +11,7 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
-from ebsd_core.store import list_models, read_card, resolve_model_dir, save_model
+from ebsd_core.store import file_sha256, list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
@@ -81,6 +81,7 @@ def train_evaluate_save(
     metrics = record_metrics(result, dataset)
     if dataset_path is not None:
         result.card.training["dataset_path"] = str(Path(dataset_path).resolve())
+        result.card.training["dataset_sha256"] = file_sha256(Path(dataset_path))
     result.card.training.update(training_notes or {})
     save_model(result.model, result.card, target, force=force)
     return {
@@ -99,11 +100,9 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
     Returns ``(patterns, labels, probabilities, materials)``, or None when that dataset is not here.
     """
     from ebsd_core.errors import InputError
-    from ebsd_core.fewshot import few_shot_split
     from ebsd_core.inference import predict_patterns
     from ebsd_core.io.dataset import read_dataset, take
 
-    config = card.training.get("config", {})
     path = card.training.get("dataset_path")
     if not path or not Path(path).exists():
         return None
@@ -114,12 +113,43 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
             f"({', '.join(card.class_symbols)}): the file has changed since the model was trained on it",
             Path(path).name,
         )
-    split = few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
+    split = training_split(card, dataset)
     index = np.sort(split.test)[:scanned]
     probabilities = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)
     wrong = index[np.flatnonzero(probabilities.argmax(1) != dataset.labels[index])[:limit]]
     probabilities = probabilities[np.isin(index, wrong)]
     return take(dataset.patterns, wrong), dataset.labels[wrong], probabilities, dataset.material[wrong]
+
+
+def training_split(card, dataset: Dataset):
+    """The few-shot split the model was trained with, recomputed from the seed and shots on its card."""
+    from ebsd_core.fewshot import few_shot_split
+
+    config = card.training.get("config", {})
+    return few_shot_split(dataset, config["shots"], config["seed"], config["val_per_class"])
+
+
+def learned_patterns(card, data: str | Path) -> np.ndarray | None:
+    """Indices of the patterns of ``data`` the model was trained and validated on, when ``data`` is the file it
+    was trained on (the same content, or the same path for models saved before their cards held its SHA-256);
+    else None. Scoring the model on them would flatter it."""
+    from ebsd_core.io.dataset import read_dataset
+
+    training = card.training
+    if not Path(data).is_file():
+        return None
+    recorded = training.get("dataset_sha256")
+    if recorded:
+        same = file_sha256(Path(data)) == recorded
+    else:
+        same = bool(training.get("dataset_path")) and Path(data).resolve() == Path(training["dataset_path"])
+    if not same or "shots" not in training.get("config", {}):
+        return None
+    dataset = read_dataset(data, lazy=True)
+    if dataset.classes != card.classes:
+        return None
+    split = training_split(card, dataset)
+    return np.sort(np.concatenate([split.train, split.val]))
 
 
 def job_progress(context, label: str, index: int = 0, runs: int = 1) -> Callable[[TrainProgress], None]:

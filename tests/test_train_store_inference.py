@@ -4,6 +4,7 @@ import copy
 import io
 import json
 import os
+import shutil
 import zipfile
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from ebsd_core.cli import main
 from ebsd_core.errors import CancelledError, InputError, ModelError, StoreError
 from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
+from ebsd_core.fewshot import few_shot_split
 from ebsd_core.inference import inference_precision, predict_source
 from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
@@ -336,7 +338,7 @@ def test_metrics_on_known_predictions():
     assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0
 
 
-def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch):
+def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, caplog, monkeypatch):
     monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
     args = ["--data", str(tiny_dataset), "--shots", "3", "--epochs", "1", "--input-size", "32", "--batch-size", "8"]
     assert main(["train", *args, "--out", "cli-model"]) == 0
@@ -346,7 +348,21 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, monkeypatch)
     assert "already exists" in capsys.readouterr().err
     assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset), "--precision", "fp32"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["patterns"] == 96 and len(metrics["confusion_matrix"]) == 6
+    # its training file: the patterns it trained and validated on flattered it, and are left out (named)
+    learned = metrics["learned_patterns_left_out"]
+    assert learned == 3 * 6 + len(few_shot_split(read_dataset(tiny_dataset), 3, 0).val)
+    assert metrics["patterns"] == 96 - learned and len(metrics["confusion_matrix"]) == 6
+    assert f"the {learned} patterns it was trained and validated on are left out" in caplog.text
+    card = read_card(tmp_path / "store" / "cli-model")
+    assert metrics["per_material"].keys() >= {"cu", "w"}  # the held-out materials are scored as the card's are
+    test_materials = set(metrics["per_material"]) - {"cu", "w"}
+    tested = sum(metrics["per_material"][m]["n"] for m in test_materials)
+    assert tested == card.metrics["test"]["patterns"]
+    shutil.copy(tiny_dataset, tmp_path / "copy.h5")  # the same content elsewhere: known by its SHA-256
+    assert main(["evaluate", "--model", "cli-model", "--data", str(tmp_path / "copy.h5")]) == 0
+    assert json.loads(capsys.readouterr().out)["learned_patterns_left_out"] == learned
+    assert main(["evaluate", "--model", "cli-model", "--data", str(tiny_dataset), "--split", "holdout"]) == 0
+    assert "learned_patterns_left_out" not in json.loads(capsys.readouterr().out)  # never trained on
     unsplit = read_dataset(tiny_dataset)
     unsplit.split[:] = "train"
     write_dataset(unsplit, tmp_path / "unsplit.h5")
