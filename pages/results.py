@@ -145,12 +145,18 @@ test = card.metrics.get("test", {})
 untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
 c1, c2, c3, c4 = st.columns(4)
 c1.metric(
-    "Test accuracy (unseen orientations)",
+    "Unseen orientations",
     "no test patterns" if untested else _score(test.get("accuracy")),
-    help="Every pattern went to training and validation: none was left to test on." if untested else None,
+    help="Every pattern went to training and validation: none was left to test on."
+    if untested
+    else "Test accuracy on patterns of the training materials in orientations the model never saw.",
 )
 if "holdout" in card.metrics:
-    c2.metric("Held-out materials", _score(card.metrics["holdout"].get("accuracy")))
+    c2.metric(
+        "Held-out materials",
+        _score(card.metrics["holdout"].get("accuracy")),
+        help="Test accuracy on materials the model never saw (the dataset's held-out split).",
+    )
 start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...
 c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)
 c4.metric("Calibration error (ECE)", _score(test.get("ece")))

@@ -65,7 +65,7 @@ def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model,
     app.switch_page("pages/results.py").run()
     assert not app.exception and not app.error
     assert any("old-sweep was saved without test metrics" in i.value for i in app.info)
-    assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "not recorded"
+    assert next(m for m in app.metric if m.label == "Unseen orientations").value == "not recorded"
 
 
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
@@ -286,7 +286,7 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     assert not app.exception
     assert not app.error
     assert any(i.value.startswith("No test patterns: every pattern") for i in app.info)  # none to look through
-    assert next(m for m in app.metric if m.label.startswith("Test accuracy")).value == "no test patterns"
+    assert next(m for m in app.metric if m.label == "Unseen orientations").value == "no test patterns"
     assert next(r for r in app.radio if r.label == "Split").options == ["holdout"]  # its confusion matrix is shown
     assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
 

@@ -136,7 +136,7 @@ def test_demo_in_a_real_browser(server, tmp_path):
         assert page.get_by_text("Model: demo-").count() == 1
         page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
         page.get_by_role("link", name="See the results").click()
-        page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
+        page.get_by_text("Unseen orientations").wait_for(timeout=60_000)
         page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         assert page.get_by_text("predicted").count() >= 1
@@ -249,7 +249,7 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_label("Name (empty: the name it was saved under)").fill("from-the-gpu")
         page.get_by_role("button", name="Add to the models").click()  # the name is sent as the field loses focus
         page.get_by_text("Added from-the-gpu.").wait_for(timeout=120_000)
-        page.get_by_text("Test accuracy (unseen orientations)").wait_for(timeout=60_000)
+        page.get_by_text("Unseen orientations").wait_for(timeout=60_000)
         wait_until_idle(page)
         with page.expect_download(timeout=60_000) as download_info:  # the zip is made when the button is clicked
             page.get_by_role("button", name="Model (zip: weights.safetensors + model.json)").click()
