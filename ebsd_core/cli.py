@@ -179,6 +179,7 @@ def _info(args: argparse.Namespace) -> int:
                 "pattern_shape": list(source.pattern_shape),
                 "nav_shape": list(source.nav_shape) if source.nav_shape else None,
                 "classes": source.classes,
+                **_labelled_summary(source),
                 "static_background": source.static_background is not None,
                 "orientations": source.orientations_from or None,  # what a phase map's exports would keep
                 "hexagonal_grid": source.hexagonal_grid,
@@ -189,6 +190,25 @@ def _info(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _labelled_summary(source) -> dict:
+    """What labelled patterns hold: patterns per class (by symbol), materials and the held-out ones."""
+    import numpy as np
+
+    from ebsd_core.phases import space_group_symbol
+
+    if not source.labelled:
+        return {}
+    counts = np.bincount(source.labels, minlength=len(source.classes))
+    summary = {"class_counts": {space_group_symbol(g): int(n) for g, n in zip(source.classes, counts)}}
+    if source.material is not None:
+        summary["materials"] = sorted({str(m) for m in source.material})
+        if source.split is not None:
+            summary["holdout_materials"] = sorted(
+                {str(m) for m, s in zip(source.material, source.split) if s == "holdout"}
+            )
+    return summary
 
 
 def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int, pattern_shape: tuple[int, int]):

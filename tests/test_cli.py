@@ -57,6 +57,16 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_info_of_a_dataset_says_what_it_holds_per_class(tiny_dataset, capsys):
+    """A dataset's info gave its classes as numbers only; training asks for a count of each."""
+    assert main(["info", str(tiny_dataset)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["classes"] == [221, 223, 225, 227, 229, 230]
+    assert list(info["class_counts"]) == ["Pm-3m", "Pm-3n", "Fm-3m", "Fd-3m", "Im-3m", "Ia-3d"]
+    assert sum(info["class_counts"].values()) == info["patterns"] == 96
+    assert info["holdout_materials"] == ["cu", "w"] and {"cu", "w", "ni"} <= set(info["materials"])
+
+
 def test_warnings_name_the_file_as_errors_do(tmp_path):
     """Run as a user runs it (a process of its own, where the command line sets up logging)."""
     for index in range(3):
