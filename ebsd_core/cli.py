@@ -335,7 +335,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise EbsdError(f"{args.data}: has no {args.split!r} patterns ({splits}); use --split all")
     keep, learned = _without_learned_patterns(card, args.data, keep)
     if len(keep) < len(labels):
-        source.patterns = np.asarray(source.patterns)[keep]
+        from ebsd_core.io.dataset import take
+
+        source.patterns = take(source.patterns, keep)  # the kept rows only, also from a file read lazily
     labels, materials = labels[keep], None if source.material is None else source.material[keep]
     prediction = predict_source(model, card, source, batch_size=args.batch_size, precision=args.precision)
     probabilities, labels, materials = _without_blank_patterns(prediction, labels, materials, source.path)
