@@ -10,7 +10,6 @@ against the geometrical Kikuchi bands (:mod:`ebsd_core.band_check`).
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from ebsd_core.explain import (
     grad_cam,
     shap_values,
 )
+from ebsd_core.figures import png_bytes, pyplot
 from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group
@@ -68,56 +68,38 @@ class Explanation:
         return written
 
 
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _overlay_png(
     pattern: np.ndarray, heat: np.ndarray, title: str, lines=(), cmap="jet", symmetric=False, unit_range=False
 ) -> bytes:
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
-    axes[0].imshow(pattern, cmap="gray")
-    axes[0].set_title("pattern (preprocessed)", fontsize=9)
-    axes[1].imshow(pattern, cmap="gray")
     limit = np.abs(heat).max() or 1.0
     kwargs = {"vmin": -limit, "vmax": limit} if symmetric else {}
     if unit_range:  # a flat map (e.g. Grad-CAM of a 1x1 last layer) must not get a stretched colour scale
         kwargs = {"vmin": 0.0, "vmax": 1.0}
-    shown = axes[1].imshow(heat, cmap="bwr" if symmetric else cmap, alpha=0.55, **kwargs)
-    for colour, group in lines:
-        for x0, y0, x1, y1 in group:
-            axes[1].plot([x0, x1], [y0, y1], color=colour, lw=0.6, alpha=0.8)
-    axes[1].set_xlim(0, pattern.shape[1] - 1)
-    axes[1].set_ylim(pattern.shape[0] - 1, 0)
-    axes[1].set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=axes[1], fraction=0.046)
-    for ax in axes:
-        ax.set_axis_off()
-    return _png(fig)
+    with pyplot() as plt:
+        fig, axes = plt.subplots(1, 2, figsize=(7, 3.6))
+        axes[0].imshow(pattern, cmap="gray")
+        axes[0].set_title("pattern (preprocessed)", fontsize=9)
+        axes[1].imshow(pattern, cmap="gray")
+        shown = axes[1].imshow(heat, cmap="bwr" if symmetric else cmap, alpha=0.55, **kwargs)
+        for colour, group in lines:
+            for x0, y0, x1, y1 in group:
+                axes[1].plot([x0, x1], [y0, y1], color=colour, lw=0.6, alpha=0.8)
+        axes[1].set_xlim(0, pattern.shape[1] - 1)
+        axes[1].set_ylim(pattern.shape[0] - 1, 0)
+        axes[1].set_title(title, fontsize=9)
+        fig.colorbar(shown, ax=axes[1], fraction=0.046)
+        for ax in axes:
+            ax.set_axis_off()
+        return png_bytes(fig)
 
 
 def _grid_png(image: np.ndarray, title: str, cmap="gray") -> bytes:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / max(image.shape[1], 1) + 0.4))
-    ax.imshow(np.ma.masked_invalid(image), cmap=cmap)
-    ax.set_title(title, fontsize=9)
-    ax.set_axis_off()
-    return _png(fig)
+    with pyplot() as plt:
+        fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / max(image.shape[1], 1) + 0.4))
+        ax.imshow(np.ma.masked_invalid(image), cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+        return png_bytes(fig)
 
 
 @dataclass
@@ -389,11 +371,11 @@ def shap_image_plot(values: np.ndarray, pattern: np.ndarray, labels: list[str]) 
     """shap's standard image plot for one pattern and every class."""
     import shap
 
-    plt = _plt()
-    shap.image_plot(
-        [values[c][None, :, :, None] for c in range(len(labels))],
-        pattern[None, :, :, None],
-        labels=np.array([labels]),
-        show=False,
-    )
-    return _png(plt.gcf())
+    with pyplot() as plt:  # shap draws on pyplot's current figure
+        shap.image_plot(
+            [values[c][None, :, :, None] for c in range(len(labels))],
+            pattern[None, :, :, None],
+            labels=np.array([labels]),
+            show=False,
+        )
+        return png_bytes(plt.gcf())

@@ -16,6 +16,7 @@ from ebsd_core.atomic import atomic_path
 from ebsd_core.caveats import blank_pattern_note
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.fewshot import check_shots
+from ebsd_core.figures import pyplot
 from ebsd_core.inference import blank_points, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
@@ -359,11 +360,11 @@ def summarise(runs: list[dict]) -> dict:
 def plot_curve(summary: dict, path: str | Path, targets: dict[str, float] | None = None, note: str = "") -> None:
     """Accuracy against shots per class, one panel per test set; ``targets`` (by accuracy key) are drawn as
     dashed lines and ``note`` is printed below the panels."""
-    import matplotlib
+    with pyplot() as plt:
+        _draw_curve(plt, summary, path, targets, note)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _draw_curve(plt, summary: dict, path: str | Path, targets: dict[str, float] | None, note: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, key, title in zip(
         axes, ("test_accuracy", "holdout_accuracy"), ("unseen orientations", "held-out materials")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import InputError
+from ebsd_core.figures import pyplot
 from ebsd_core.inference import UNKNOWN
 from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap
 
@@ -107,10 +108,8 @@ def write_csv(phase_map: PhaseMap, path: Path) -> None:
 
 
 def map_figure(phase_map: PhaseMap, title: str | None = None):
-    """A matplotlib figure of the phase map with a legend and a scale bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """A matplotlib figure of the phase map with a legend and a scale bar (draw it inside
+    :func:`ebsd_core.figures.pyplot`)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -160,13 +159,12 @@ def _nice_length(value: float) -> float:
 
 
 def write_png(phase_map: PhaseMap, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = map_figure(phase_map)
-    try:
-        fig.savefig(path, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with pyplot() as plt:
+        fig = map_figure(phase_map)
+        try:
+            fig.savefig(path, format="png", bbox_inches="tight")
+        finally:
+            plt.close(fig)
 
 
 WRITERS: dict[str, Callable[[PhaseMap, Path], None]] = {
