@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import pickle
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,11 @@ from torch import nn
 from ebsd_core.errors import InputError, ModelError
 
 CHANNEL_MODES = ("adapt", "replicate")
+
+#: torch's and numpy's global random generators belong to the whole process: a SHAP explanation seeding and
+#: drawing from them while a training job (another thread) initialised its network changed the trained weights of
+#: a seeded run (3 of 4 runs). What seeds them and draws from them holds this lock.
+GLOBAL_RNG = threading.RLock()
 DEFAULT_FINETUNE_LR = 1e-3
 
 
@@ -216,10 +222,10 @@ def create_model(
     elif weights_file is not None:
         state = load_weights_file(weights_file)
     elif pretrained and spec.weights.startswith("package:"):
-        state = _package_state_dict(spec, timm.create_model(spec.timm_name, pretrained=False))
+        state = _package_state_dict(spec, _timm_model(spec.timm_name, pretrained=False))
     elif pretrained:
         state = _downloaded_state_dict(spec.timm_name, name)
-    model = timm.create_model(spec.timm_name, pretrained=False, in_chans=in_chans, num_classes=num_classes)
+    model = _timm_model(spec.timm_name, pretrained=False, in_chans=in_chans, num_classes=num_classes)
     if state is not None:
         if in_chans == 1:
             state = _adapt_to_grey(state, model)
@@ -232,6 +238,12 @@ def create_model(
     return GreyToRGB(model) if channel_mode == "replicate" else model
 
 
+def _timm_model(name: str, **kwargs) -> nn.Module:
+    """``timm.create_model``, whose random initial weights come from the global generator (see GLOBAL_RNG)."""
+    with GLOBAL_RNG:
+        return timm.create_model(name, **kwargs)
+
+
 def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]:
     """timm's ImageNet weights: from the Hugging Face cache when they are there, else downloaded.
 
@@ -239,13 +251,13 @@ def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]
     minute before it gives up, which an offline lab would spend waiting for a refusal.
     """
     with _hub_offline(), contextlib.suppress(Exception):
-        return timm.create_model(timm_name, pretrained=True).state_dict()
+        return _timm_model(timm_name, pretrained=True).state_dict()
     advice = "start from a local weights file (--weights FILE), train from scratch, or use efficientnet_lite0"
     unreachable = _hub_unreachable()
     if unreachable:
         raise ModelError(f"no offline ImageNet weights for {name}, and {unreachable}: {advice}")
     try:
-        return timm.create_model(timm_name, pretrained=True).state_dict()
+        return _timm_model(timm_name, pretrained=True).state_dict()
     except Exception as exc:
         raise ModelError(
             f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); {advice}"

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ebsd_core.backbones import GLOBAL_RNG
 from ebsd_core.errors import InputError
 from ebsd_core.inference import model_device
 
@@ -223,17 +224,17 @@ def shap_values(
     """
     import shap
 
+    if method not in SHAP_METHODS:
+        raise InputError(f"unknown SHAP method {method!r}; use one of {', '.join(SHAP_METHODS)}")
     model = model.float().eval()
     x, bg = as_input(patterns, model), as_input(background, model)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    if method == "gradient":
-        explainer = shap.GradientExplainer(model, bg)
-        values = explainer.shap_values(x, nsamples=nsamples, rseed=seed)
-    elif method == "deep":
-        values = _deep_values(model, x, bg)
-    else:
-        raise InputError(f"unknown SHAP method {method!r}; use 'gradient' or 'deep'")
+    with GLOBAL_RNG:  # shap draws from the global generators: seeded, and not while a training job seeds them
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        if method == "gradient":
+            values = shap.GradientExplainer(model, bg).shap_values(x, nsamples=nsamples, rseed=seed)
+        else:
+            values = _deep_values(model, x, bg)
     with torch.no_grad():
         expected = model(bg).float().mean(0).cpu().numpy()
     return ShapResult(_as_per_class(values, len(patterns)), expected, method)

@@ -22,7 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
-from ebsd_core.backbones import DEFAULT_FINETUNE_LR, classifier_parameters, create_model, finetune_lr, select_device
+from ebsd_core.backbones import (
+    DEFAULT_FINETUNE_LR,
+    GLOBAL_RNG,
+    classifier_parameters,
+    create_model,
+    finetune_lr,
+    select_device,
+)
 from ebsd_core.depthwise import fast_depthwise_grads
 from ebsd_core.errors import CancelledError, ModelError
 from ebsd_core.evaluate import evaluate_predictions
@@ -248,7 +255,6 @@ def train_model(
 ) -> TrainResult:
     """Train on ``config.shots`` patterns per class; returns the best-validation model."""
     start_time = time.perf_counter()
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     split = split or few_shot_split(dataset, config.shots, config.seed, config.val_per_class)
     pre = PreprocessConfig(size=config.input_size)
@@ -263,7 +269,9 @@ def train_model(
         x_train, y_train, pc_train = _with_rehearsal(x_train, y_train, pc_train, rehearsal.dataset, pre)
 
     device = select_device(config.device)
-    model = initial_model(config, len(dataset.classes)).to(device)
+    with GLOBAL_RNG:  # the new head's random weights come from the global generator
+        torch.manual_seed(config.seed)
+        model = initial_model(config, len(dataset.classes)).to(device)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         model.parameters(),
