@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import pickle
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,9 @@ import torch
 from torch import nn
 
 from ebsd_core.errors import InputError, ModelError
+from ebsd_core.shared_state import GLOBAL_RNG
 
 CHANNEL_MODES = ("adapt", "replicate")
-
-#: torch's and numpy's global random generators belong to the whole process: a SHAP explanation seeding and
-#: drawing from them while a training job (another thread) initialised its network changed the trained weights of
-#: a seeded run (3 of 4 runs). What seeds them and draws from them holds this lock.
-GLOBAL_RNG = threading.RLock()
 DEFAULT_FINETUNE_LR = 1e-3
 
 
@@ -239,7 +234,8 @@ def create_model(
 
 
 def _timm_model(name: str, **kwargs) -> nn.Module:
-    """``timm.create_model``, whose random initial weights come from the global generator (see GLOBAL_RNG)."""
+    """``timm.create_model``, whose random initial weights come from the global generator (one thread at a
+    time: :data:`ebsd_core.shared_state.GLOBAL_RNG`)."""
     with GLOBAL_RNG:
         return timm.create_model(name, **kwargs)
 

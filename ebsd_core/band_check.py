@@ -19,6 +19,7 @@ import numpy as np
 
 from ebsd_core.explain import mass_fraction
 from ebsd_core.phases import Material
+from ebsd_core.shared_state import caught_warnings
 
 SUPERLATTICE_MIN_DSPACING_A = 1.5  # angstrom: {100}, {110}, {111}, {210} of L1_2; {100}, {111} of B2
 
@@ -73,7 +74,7 @@ def band_masks(
     from orix.quaternion import Rotation
 
     with (
-        warnings.catch_warnings(),
+        caught_warnings(),  # one thread at a time: the filters and standard streams are the process's
         contextlib.redirect_stdout(io.StringIO()),
         contextlib.redirect_stderr(io.StringIO()),
     ):

@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebsd_core.backbones import GLOBAL_RNG
 from ebsd_core.errors import InputError
 from ebsd_core.inference import model_device
+from ebsd_core.shared_state import GLOBAL_RNG, caught_warnings
 
 METHODS = ("filters", "activations", "gradcam", "shap")
 SHAP_METHODS = ("deep", "gradient")  # the first is the default
@@ -186,7 +186,7 @@ def _deep_values(model: nn.Module, x: torch.Tensor, background: torch.Tensor):
     network = type(model.net if hasattr(model, "net") else model).__name__
     # shap warns "unrecognized nn.Module: X" for layers it passes through as if linear; its additivity check tells
     # whether that mattered, and the warnings then name the culprits
-    with warnings.catch_warnings(record=True) as caught:
+    with caught_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
             return shap.DeepExplainer(_deep_ready(model), background).shap_values(x, check_additivity=True)

@@ -24,7 +24,6 @@ from torch import nn
 from ebsd_core.augment import NOMINAL_PC, AugmentConfig, augment_batch
 from ebsd_core.backbones import (
     DEFAULT_FINETUNE_LR,
-    GLOBAL_RNG,
     classifier_parameters,
     create_model,
     finetune_lr,
@@ -38,6 +37,7 @@ from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, bin_patterns, preprocess, square_crop_pc
 from ebsd_core.rehearsal import rehearsal_for, repeats_for
+from ebsd_core.shared_state import GLOBAL_RNG
 from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
 BF16_CHECK_PATTERNS = 256

@@ -282,3 +282,24 @@ def test_a_zip_member_without_a_name_is_passed_over(tmp_path):
     path.write_bytes(data[:directory] + b"\0" + data[directory + 1 :])
     source = open_patterns(path)
     assert len(source) == 3 and source.classes == [225, 229]
+
+
+def test_scans_read_at_once_in_two_threads_keep_their_own_grid():
+    """kikuchipy says a grid is hexagonal with a warning, caught around its read; warnings.catch_warnings swaps the
+    process's handler, so another thread's read caught it instead: a hexagonal scan was read as square, a square
+    one as hexagonal (2-4 of 80 reads with two threads)."""
+    import threading
+
+    hexagonal, square = KIKUCHIPY_DATA / "edax_binary/edax_binary.up2", KIKUCHIPY_DATA / "kikuchipy_h5ebsd/patterns.h5"
+    assert open_patterns(hexagonal).hexagonal_grid and not open_patterns(square).hexagonal_grid
+    read = []
+
+    def read_many(path) -> None:
+        read.extend((path, open_patterns(path).hexagonal_grid) for _ in range(30))
+
+    threads = [threading.Thread(target=read_many, args=(path,)) for path in (hexagonal, square)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(read) == 60 and all(grid == (path == hexagonal) for path, grid in read)

@@ -21,6 +21,7 @@ from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
+from ebsd_core.shared_state import caught_warnings
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     if nordif.is_scan_file(path) and not nordif.has_setting(path):
         raise InputError(nordif.MISSING_SETTING, path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with caught_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # kikuchipy zero-pads a scan whose header declares more patterns than the file holds; a damaged
             # header can declare billions (found by fuzzing: 22 GB and counting), so refuse instead

@@ -1,0 +1,26 @@
+"""State the whole process shares, which the dashboard's threads (its sessions and jobs) take turns with.
+
+``warnings.catch_warnings`` swaps the process's warning filters and handler: a hexagonal-grid scan read while
+another thread read a square one was taken for square (2 of 80 reads), its warning caught by the other thread.
+torch's and numpy's global random generators are the process's too: a SHAP explanation seeding them while a
+training job built its network changed the trained weights of a seeded run (3 of 4 runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
+#: Held while warnings are caught or filtered (:func:`caught_warnings`).
+WARNINGS = threading.RLock()
+#: Held while the global random generators are seeded or drawn from (model construction, SHAP).
+GLOBAL_RNG = threading.RLock()
+
+
+@contextlib.contextmanager
+def caught_warnings(record: bool = False) -> Iterator[list[warnings.WarningMessage] | None]:
+    """``warnings.catch_warnings``, one thread at a time."""
+    with WARNINGS, warnings.catch_warnings(record=record) as caught:
+        yield caught
