@@ -10,8 +10,6 @@ Pm-3m Ni3Al and Fm-3m Ni.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from dataclasses import dataclass
 
@@ -19,7 +17,7 @@ import numpy as np
 
 from ebsd_core.explain import mass_fraction
 from ebsd_core.phases import Material
-from ebsd_core.shared_state import caught_warnings
+from ebsd_core.shared_state import caught_warnings, silenced_output
 
 SUPERLATTICE_MIN_DSPACING_A = 1.5  # angstrom: {100}, {110}, {111}, {210} of L1_2; {100}, {111} of B2
 
@@ -73,11 +71,7 @@ def band_masks(
     from diffsims.crystallography import ReciprocalLatticeVector
     from orix.quaternion import Rotation
 
-    with (
-        caught_warnings(),  # one thread at a time: the filters and standard streams are the process's
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-    ):
+    with caught_warnings(), silenced_output(stderr=True):
         warnings.simplefilter("ignore")
         reflectors = ReciprocalLatticeVector.from_min_dspacing(material.to_orix_phase(), min_dspacing)
         reflectors.sanitise_phase()

@@ -9,11 +9,13 @@ training job built its network changed the trained weights of a seeded run (3 of
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 import warnings
 from collections.abc import Iterator
 
-#: Held while warnings are caught or filtered (:func:`caught_warnings`).
+#: Held while warnings are caught or filtered (:func:`caught_warnings`) or the standard streams are swapped
+#: (:func:`silenced_output`: two threads restoring them in the wrong order would leave one swallowing all output).
 WARNINGS = threading.RLock()
 #: Held while the global random generators are seeded or drawn from (model construction, SHAP).
 GLOBAL_RNG = threading.RLock()
@@ -24,3 +26,14 @@ def caught_warnings(record: bool = False) -> Iterator[list[warnings.WarningMessa
     """``warnings.catch_warnings``, one thread at a time."""
     with WARNINGS, warnings.catch_warnings(record=record) as caught:
         yield caught
+
+
+@contextlib.contextmanager
+def silenced_output(stderr: bool = False) -> Iterator[None]:
+    """What libraries print to standard output (and ``stderr``) inside the block is dropped, one thread at a time."""
+    with WARNINGS, contextlib.redirect_stdout(io.StringIO()):
+        if not stderr:
+            yield
+            return
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield

@@ -14,8 +14,6 @@ Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.shared_state import silenced_output
 
 #: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
 HDF5_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina"}
@@ -129,7 +128,7 @@ def load_crystal_map(path: str | Path):
 
     path = Path(path)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # orix prints phase-name notes
+        with silenced_output():  # orix prints phase-name notes
             xmap = orix_io.load(str(path))
     except Exception as exc:  # orix raises many types for files it cannot parse
         raise InputError(f"orix cannot read a crystal map from it ({exc.__class__.__name__}: {exc})", path) from None
