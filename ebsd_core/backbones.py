@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import pickle
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,9 @@ def create_model(
     return GreyToRGB(model) if channel_mode == "replicate" else model
 
 
+_HUB = threading.Lock()
+
+
 def _timm_model(name: str, **kwargs) -> nn.Module:
     """``timm.create_model``, whose random initial weights come from the global generator (one thread at a
     time: :data:`ebsd_core.shared_state.GLOBAL_RNG`)."""
@@ -246,6 +250,11 @@ def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]
     Before downloading, the hub must answer at all: its client retries an unreachable host for about a
     minute before it gives up, which an offline lab would spend waiting for a refusal.
     """
+    with _HUB:  # the offline switch below is the process's: one thread at a time
+        return _cached_or_downloaded(timm_name, name)
+
+
+def _cached_or_downloaded(timm_name: str, name: str) -> dict[str, torch.Tensor]:
     with _hub_offline(), contextlib.suppress(Exception):
         return _timm_model(timm_name, pretrained=True).state_dict()
     advice = "start from a local weights file (--weights FILE), train from scratch, or use efficientnet_lite0"
