@@ -887,18 +887,18 @@ def whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
 SEED = whole_number_within("seed", 0, 2**32 - 1)
 
 
+PER_CLASS = whole_number_within("patterns per class", 1, 100_000)
+PATTERN_SIZE = whole_number_within("pattern size", 16, 1024)
+INPUT_SIZE = whole_number_within("input size", 16, 1024)
+INFERENCE_BATCH = whole_number_within("batch size", 1, 65_536)
+
+
 def pattern_position(text: str) -> int | tuple[int, int]:
     """An argparse type: a pattern's index (``17``) or its row and column in a map (``3,4``)."""
     parts = [part.strip() for part in text.split(",")]
     if len(parts) in (1, 2) and all(part.isdigit() for part in parts):
         return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
     raise argparse.ArgumentTypeError(f"give a pattern's index (17) or its row and column in a map (3,4), not {text!r}")
-
-
-PER_CLASS = whole_number_within("patterns per class", 1, 100_000)
-PATTERN_SIZE = whole_number_within("pattern size", 16, 1024)
-INPUT_SIZE = whole_number_within("input size", 16, 1024)
-INFERENCE_BATCH = whole_number_within("batch size", 1, 65_536)
 
 
 def _views(text: str) -> int:
@@ -1041,7 +1041,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=PATTERN_SIZE, help=f"simulated pattern size in pixels (default {given['pattern_size']})"
     )
     p.add_argument("--input-size", type=INPUT_SIZE, help=f"network input in pixels (default {given['input_size']})")
-    p.add_argument("--epochs", type=whole_number_within("epochs", 1, 10_000), help=f"(default {given['epochs']})")
+    p.add_argument(
+        "--epochs", type=whole_number_within("epochs", 1, 10_000), help=f"training epochs (default {given['epochs']})"
+    )
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
@@ -1054,7 +1056,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a labelled dataset, folder or zip; or PATH=SPACEGROUP: a scan, image or folder of one known phase "
         "(a reference sample, e.g. ni.h5=Fm-3m)",
     )
-    p.add_argument("--split", default="all", choices=["all", "train", "holdout"], help="dataset split to score")
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "holdout"],
+        help="which patterns to score: all, those of the training materials (train) or of the held-out "
+        "materials (holdout)",
+    )
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
     )
