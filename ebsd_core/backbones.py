@@ -251,22 +251,18 @@ def _downloaded_state_dict(timm_name: str, name: str) -> dict[str, torch.Tensor]
     minute before it gives up, which an offline lab would spend waiting for a refusal.
     """
     with _HUB:  # the offline switch below is the process's: one thread at a time
-        return _cached_or_downloaded(timm_name, name)
-
-
-def _cached_or_downloaded(timm_name: str, name: str) -> dict[str, torch.Tensor]:
-    with _hub_offline(), contextlib.suppress(Exception):
-        return _timm_model(timm_name, pretrained=True).state_dict()
-    advice = "start from a local weights file (--weights FILE), train from scratch, or use efficientnet_lite0"
-    unreachable = _hub_unreachable()
-    if unreachable:
-        raise ModelError(f"no offline ImageNet weights for {name}, and {unreachable}: {advice}")
-    try:
-        return _timm_model(timm_name, pretrained=True).state_dict()
-    except Exception as exc:
-        raise ModelError(
-            f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); {advice}"
-        ) from None
+        with _hub_offline(), contextlib.suppress(Exception):
+            return _timm_model(timm_name, pretrained=True).state_dict()
+        advice = "start from a local weights file (--weights FILE), train from scratch, or use efficientnet_lite0"
+        unreachable = _hub_unreachable()
+        if unreachable:
+            raise ModelError(f"no offline ImageNet weights for {name}, and {unreachable}: {advice}")
+        try:
+            return _timm_model(timm_name, pretrained=True).state_dict()
+        except Exception as exc:
+            raise ModelError(
+                f"no offline ImageNet weights for {name} and the download failed ({exc.__class__.__name__}); {advice}"
+            ) from None
 
 
 @contextlib.contextmanager

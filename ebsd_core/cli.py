@@ -194,21 +194,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _labelled_summary(source) -> dict:
     """What labelled patterns hold: patterns per class (by symbol), materials and the held-out ones."""
-    import numpy as np
+    from ebsd_core.io.dataset import label_summary
 
-    from ebsd_core.phases import space_group_symbol
-
-    if not source.labelled:
-        return {}
-    counts = np.bincount(source.labels, minlength=len(source.classes))
-    summary = {"class_counts": {space_group_symbol(g): int(n) for g, n in zip(source.classes, counts)}}
-    if source.material is not None:
-        summary["materials"] = sorted({str(m) for m in source.material})
-        if source.split is not None:
-            summary["holdout_materials"] = sorted(
-                {str(m) for m, s in zip(source.material, source.split) if s == "holdout"}
-            )
-    return summary
+    return label_summary(source.labels, source.classes, source.material, source.split) if source.labelled else {}
 
 
 def _train_config(args: argparse.Namespace, shots: int, pretrained: bool, seed: int, pattern_shape: tuple[int, int]):

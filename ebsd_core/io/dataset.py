@@ -82,7 +82,7 @@ class Dataset:
         return [space_group_symbol(sg) for sg in self.classes]
 
     def class_counts(self) -> dict[str, int]:
-        return {sym: int((self.labels == i).sum()) for i, sym in enumerate(self.class_symbols)}
+        return label_summary(self.labels, self.classes)["class_counts"]
 
     def subset(self, index: np.ndarray) -> Dataset:
         """A new dataset holding the patterns at ``index``."""
@@ -110,10 +110,19 @@ class Dataset:
             "patterns": len(self),
             "pattern_shape": list(self.patterns.shape[1:]),
             "classes": self.class_symbols,
-            "class_counts": self.class_counts(),
-            "materials": sorted({str(m) for m in self.material}),
-            "holdout_materials": sorted({str(m) for m, s in zip(self.material, self.split) if s == "holdout"}),
+            **label_summary(self.labels, self.classes, self.material, self.split),
         }
+
+
+def label_summary(labels: np.ndarray, classes: Sequence[int], material=None, split=None) -> dict:
+    """Patterns per class (by symbol), and when known the materials and the held-out ones."""
+    labels = np.asarray(labels)
+    summary: dict = {"class_counts": {space_group_symbol(g): int((labels == i).sum()) for i, g in enumerate(classes)}}
+    if material is not None:
+        summary["materials"] = sorted({str(m) for m in material})
+        if split is not None:
+            summary["holdout_materials"] = sorted({str(m) for m, s in zip(material, split) if s == "holdout"})
+    return summary
 
 
 def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Path | None = None) -> None:
