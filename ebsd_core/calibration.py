@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.io.hdf5 import check_variable_length
 from ebsd_core.masters import MasterPattern, load_master
 from ebsd_core.phases import Material, get_material
 from ebsd_core.preprocess import PreprocessConfig, normalized_cross_correlation, preprocess
@@ -63,10 +64,11 @@ def indexed_scans(path: str | Path) -> list[IndexedScan]:
     import kikuchipy as kp
 
     path = Path(path)
+    check_variable_length(path)
     try:
         with h5py.File(path, "r") as f:
             names = [k for k in f if k.lower().startswith("scan")]
-    except OSError as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged files
         raise InputError(f"cannot read ({exc})", path) from None
     scans, seen = [], set()
     for name in names:

@@ -27,6 +27,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
+from ebsd_core.io.hdf5 import check_variable_length
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -203,6 +204,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
         )
     if not path.is_file():
         raise InputError("no such file", path)
+    check_variable_length(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

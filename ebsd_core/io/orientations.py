@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.io.hdf5 import check_variable_length
 from ebsd_core.shared_state import silenced_output
 
 #: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
@@ -102,7 +103,7 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
             header = scan["EBSD/Header"]
             shape = tuple(int(np.asarray(header[name]).reshape(-1)[0]) for name in layout.shape)
             hexagonal = layout.grid in header and "hex" in _text(header[layout.grid][()]).lower()
-    except (OSError, KeyError, TypeError, ValueError) as exc:  # h5py and numpy raise these for damaged files
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # h5py's and numpy's for damaged files
         raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
     if hexagonal:
         raise InputError(_hexagonal_grid(len(euler)), path)
@@ -127,6 +128,8 @@ def load_crystal_map(path: str | Path):
     from orix import io as orix_io
 
     path = Path(path)
+    if path.suffix.lower() in HDF5_EXTENSIONS:
+        check_variable_length(path)  # orix reads every header string
     try:
         with silenced_output():  # orix prints phase-name notes
             xmap = orix_io.load(str(path))

@@ -1,0 +1,240 @@
+"""A check run on every HDF5 file before h5py reads its contents.
+
+HDF5 allocates and zero-fills the length a variable-length value (a string, mostly) declares before it
+compares it with what the file's heap holds: found by fuzzing, a damaged 92 kB H5OINA whose ``Format Version``
+declared 4,294,967,167 bytes made reading it take 4.5 GB of memory and 19 s before HDF5 refused it, and the
+same damage to the project dataset's ``format`` attribute took 4 GB when the file was only asked what it is.
+On a dashboard shared by a group, a few such uploads at once would take the server's memory. A value can never
+be longer than the file that holds it, so a declared length beyond that is refused here, before anything reads
+it.
+
+Where the values lie is read from the file's own structures (the HDF5 file format specification, version 3):
+a contiguous dataset's data through h5py; attributes and compact datasets from their object headers, which
+h5py does not expose. What cannot be found this way (attributes in dense storage, chunked variable-length
+datasets) is left to HDF5.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ebsd_core.errors import InputError
+
+#: Variable-length values checked per dataset or attribute (EBSD files hold a few header strings).
+MAX_CHECKED_VALUES = 1_000_000
+#: Object header messages read per object (a real header holds tens), and the largest header block read.
+MAX_MESSAGES = 10_000
+MAX_BLOCK_BYTES = 16 * 2**20
+
+_DATATYPE, _LAYOUT, _ATTRIBUTE, _CONTINUATION = 0x03, 0x08, 0x0C, 0x10
+_VARIABLE_LENGTH_CLASS, _VARIABLE_LENGTH_STRING = 9, 1
+_COMPACT_LAYOUT = 0
+
+
+@dataclass(frozen=True)
+class _Values:
+    """Where the on-disk records of some variable-length values start, and what they are."""
+
+    what: str  # "dataset 'Format Version'", "attribute 'format' of /"
+    offset: int
+    count: int
+    value_size: int  # bytes per element of a value: 1 for a string
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    address: int
+    length: int
+    file: int
+
+    @property
+    def record(self) -> int:
+        """A value on disk: its length (4 bytes), its global heap collection's address, its index (4 bytes)."""
+        return 4 + self.address + 4
+
+
+def check_variable_length(path: str | Path) -> None:
+    """Refuse an HDF5 file whose variable-length values declare more bytes than the whole file.
+
+    A file h5py cannot open is left to the reader, which says why.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the dataset or attribute.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as file:
+            sizes = _Sizes(*file.id.get_create_plist().get_sizes(), path.stat().st_size)
+            datasets, headers = _contiguous_values(file)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError):  # h5py's errors for damaged files
+        return
+    with path.open("rb") as handle:
+        found = datasets + [
+            values for name, address in headers for values in _header_values(handle, name, address, sizes)
+        ]
+        for values in found:
+            _check_lengths(handle, path, values, sizes)
+
+
+def _contiguous_values(file) -> tuple[list[_Values], list[tuple[str, int]]]:
+    """The variable-length datasets stored contiguously, and every object's name and header address."""
+    import h5py
+
+    datasets: list[_Values] = []
+    headers = [("/", h5py.h5o.get_info(file.id).addr)]
+
+    def visit(name: str, item) -> None:
+        headers.append((name, h5py.h5o.get_info(item.id).addr))
+        if not isinstance(item, h5py.Dataset):
+            return
+        value_size = _value_size(item.id.get_type())
+        offset = item.id.get_offset()  # None unless stored contiguously and allocated
+        count = item.id.get_space().get_simple_extent_npoints()
+        if value_size and offset is not None and 0 < count <= MAX_CHECKED_VALUES:
+            datasets.append(_Values(f"dataset '{name}'", offset, count, value_size))
+
+    file.visititems(visit)
+    return datasets, headers
+
+
+def _value_size(kind) -> int:
+    """Bytes per element of a variable-length type's values; 0 for other types."""
+    import h5py
+
+    if kind.get_class() == h5py.h5t.STRING and kind.is_variable_str():
+        return 1
+    if kind.get_class() == h5py.h5t.VLEN:
+        return kind.get_super().get_size()
+    return 0
+
+
+def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes) -> None:
+    handle.seek(values.offset)
+    raw = handle.read(min(values.count, MAX_CHECKED_VALUES) * sizes.record)
+    whole = len(raw) // sizes.record
+    records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
+    declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
+    if declared.size and (longest := int(declared.max())) > sizes.file:
+        raise InputError(
+            f"damaged: its {values.what} declares a value of {longest:,} bytes in a file of {sizes.file:,} bytes",
+            path,
+        )
+
+
+# --- object headers (the format specification's section IV.A) ----------------------------------------
+
+
+def _header_values(handle: BinaryIO, name: str, address: int, sizes: _Sizes) -> Iterator[_Values]:
+    """The variable-length values in the attribute messages of one object's header, and a compact dataset's."""
+    datatype, compact = b"", None
+    for kind, start, size in _messages(handle, address, sizes):
+        handle.seek(start)
+        body = handle.read(size)
+        if kind == _ATTRIBUTE:
+            yield from _attribute_values(body, start, name, sizes)
+        elif kind == _DATATYPE:
+            datatype = body
+        elif kind == _LAYOUT and len(body) >= 4 and body[0] in (3, 4) and body[1] == _COMPACT_LAYOUT:
+            compact = (start + 4, struct.unpack_from("<H", body, 2)[0])  # the data lie in the header
+    if compact and (value_size := _declared_value_size(datatype)) and (count := compact[1] // sizes.record):
+        yield _Values(f"dataset '{name}'", compact[0], count, value_size)
+
+
+def _messages(handle: BinaryIO, address: int, sizes: _Sizes) -> Iterator[tuple[int, int, int]]:
+    """(type, body offset, body size) of each message of the header at ``address``, continuations followed.
+
+    Stops quietly at anything that does not parse: HDF5 then says what is wrong when it reads the file.
+    """
+    handle.seek(address)
+    start = handle.read(16)
+    if start[:4] == b"OHDR" and len(start) == 16:
+        flags = start[5]
+        blocks = [_first_chunk_v2(flags, address, handle)]
+        prefix = 4 + (2 if flags & 0x04 else 0)  # type, size, flags, and the creation order when it is tracked
+    elif len(start) == 16 and start[0] == 1:
+        blocks, prefix = [(address + 16, struct.unpack_from("<I", start, 8)[0])], 0
+    else:
+        return
+    seen = 0
+    while blocks and seen < MAX_MESSAGES:
+        block_start, block_size = blocks.pop(0)
+        if block_start < 0 or not 0 <= block_size <= MAX_BLOCK_BYTES or block_start + block_size > sizes.file:
+            return
+        handle.seek(block_start)
+        block = handle.read(block_size)
+        for kind, offset, size in _block_messages(block, prefix):
+            seen += 1
+            if kind == _CONTINUATION and size >= sizes.address + sizes.length:
+                body = block[offset : offset + size]
+                blocks.append((_number(body, 0, sizes.address), _number(body, sizes.address, sizes.length)))
+            yield kind, block_start + offset, size
+
+
+def _first_chunk_v2(flags: int, address: int, handle: BinaryIO) -> tuple[int, int]:
+    position = 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)  # times, attribute phase change
+    width = 1 << (flags & 0x03)
+    handle.seek(address + position)
+    return address + position + width, int.from_bytes(handle.read(width), "little")
+
+
+def _block_messages(block: bytes, prefix: int) -> Iterator[tuple[int, int, int]]:
+    """(type, body offset in the block, body size) of the messages of one header block; ``prefix`` is a
+    version-2 message's header size, 0 for version 1 (whose is 8 bytes)."""
+    position = 0
+    if prefix and block[:4] == b"OCHK":  # a version-2 continuation block: its signature, its checksum at the end
+        block, position = block[:-4], 4
+    while position + (prefix or 8) <= len(block):
+        if prefix:
+            kind, size = struct.unpack_from("<BH", block, position)
+        else:
+            kind, size = struct.unpack_from("<HH", block, position)
+        body = position + (prefix or 8)
+        if body + size > len(block):
+            return
+        yield kind, body, size
+        position = body + size
+
+
+def _number(data: bytes, at: int, width: int) -> int:
+    return int.from_bytes(data[at : at + width], "little")
+
+
+def _attribute_values(body: bytes, start: int, owner: str, sizes: _Sizes) -> Iterator[_Values]:
+    """The values of one attribute message, when they are variable-length (and its datatype is its own)."""
+    if len(body) < 8 or body[0] not in (1, 2, 3):
+        return
+    version, flags = body[0], body[1]
+    name_size, type_size, space_size = struct.unpack_from("<HHH", body, 2)
+    if version > 1 and flags & 0x01:  # a shared (committed) datatype: not described here
+        return
+    padded = (lambda n: (n + 7) // 8 * 8) if version == 1 else (lambda n: n)
+    name_at = 9 if version == 3 else 8
+    type_at = name_at + padded(name_size)
+    data_at = type_at + padded(type_size) + padded(space_size)
+    datatype = body[type_at : type_at + type_size]
+    value_size = _declared_value_size(datatype)
+    if not value_size or data_at > len(body):
+        return
+    name = body[name_at : name_at + name_size].split(b"\0")[0].decode("utf-8", "replace")
+    count = (len(body) - data_at) // sizes.record
+    if count:
+        yield _Values(f"attribute '{name}' of {owner}", start + data_at, count, value_size)
+
+
+def _declared_value_size(datatype: bytes) -> int:
+    """Bytes per element of a variable-length datatype message's values; 0 for other types."""
+    if len(datatype) < 8 or datatype[0] & 0x0F != _VARIABLE_LENGTH_CLASS:
+        return 0
+    if datatype[1] & 0x0F == _VARIABLE_LENGTH_STRING:
+        return 1
+    return struct.unpack_from("<I", datatype, 12)[0] if len(datatype) >= 16 else 0  # the base type's size

@@ -1,0 +1,179 @@
+"""A variable-length value declaring more bytes than its file is refused before HDF5 allocates them."""
+
+import h5py
+import numpy as np
+import pytest
+from fuzzing import FORMATS
+
+from ebsd_core.errors import InputError
+from ebsd_core.io.dataset import FORMAT_NAME, Dataset, read_dataset, write_dataset
+from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.orientations import load_crystal_map, read_orientations
+from ebsd_core.io.readers import open_patterns
+
+# what fuzzing found: HDF5 took 4.5 GB and 19 s to refuse this length in a 92 kB H5OINA's 'Format Version'
+FOUND_LENGTH = 4_294_967_167
+
+
+def _declare_length(path, name: str, length: int, value: int = 0) -> None:
+    """Overwrite the length the ``value``-th element of dataset ``name`` declares, as damage would."""
+    with h5py.File(path, "r") as file:
+        offset = file[name].id.get_offset()
+        record = 4 + file.id.get_create_plist().get_sizes()[0] + 4
+    with open(path, "r+b") as handle:
+        handle.seek(offset + value * record)
+        handle.write(np.uint32(length).astype("<u4").tobytes())
+
+
+@pytest.fixture
+def h5oina(tmp_path):
+    return FORMATS["oxford-h5oina"].make(tmp_path)
+
+
+def test_a_header_string_longer_than_the_file_is_refused_naming_it(h5oina):
+    _declare_length(h5oina, "Format Version", FOUND_LENGTH)
+    with pytest.raises(InputError, match="'Format Version' declares a value of 4,294,967,167 bytes") as caught:
+        open_patterns(h5oina)
+    assert h5oina.name in str(caught.value)
+
+
+def test_the_indexing_of_such_a_file_is_still_read(h5oina):
+    """Only the Euler angles and the header's map size are read: the damaged string is never asked for."""
+    _declare_length(h5oina, "Format Version", FOUND_LENGTH)
+    assert read_orientations(h5oina, points=9).shape == (9, 4)
+
+
+def test_a_crystal_map_orix_would_read_is_checked_first(tmp_path):
+    from orix import io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+
+    path = tmp_path / "map.h5"
+    points = Rotation.identity(6)
+    io.save(str(path), CrystalMap(points, x=np.tile(np.arange(3.0), 2), y=np.repeat(np.arange(2.0), 3)))
+    with h5py.File(path, "r+") as file:  # as a variable-length string, which orix reads as well
+        del file["crystal_map/header/scan_unit"]
+        file["crystal_map/header/scan_unit"] = "um"
+    assert load_crystal_map(path).shape == (2, 3)
+    _declare_length(path, "crystal_map/header/scan_unit", FOUND_LENGTH)
+    with pytest.raises(InputError, match="'crystal_map/header/scan_unit' declares"):
+        load_crystal_map(path)
+
+
+@pytest.fixture
+def dataset_file(tmp_path):
+    rng = np.random.default_rng(0)
+    dataset = Dataset(rng.integers(0, 255, (4, 8, 8), dtype=np.uint8), [0, 1] * 2, [225, 229], ["ni", "w"] * 2)
+    return write_dataset(dataset, tmp_path / "data.h5")
+
+
+def test_a_damaged_material_name_in_a_dataset_is_refused(dataset_file):
+    _declare_length(dataset_file, "material", 2**31, value=3)
+    with pytest.raises(InputError, match="'material' declares a value of 2,147,483,648 bytes"):
+        read_dataset(dataset_file)
+
+
+def test_a_damaged_attribute_is_refused_before_the_file_is_asked_what_it_is(dataset_file):
+    """The project dataset's ``format`` attribute: asking whether the file was one took 4 GB."""
+    raw = bytearray(dataset_file.read_bytes())
+    at = _record_of(raw, FORMAT_NAME)
+    raw[at : at + 4] = np.uint32(FOUND_LENGTH).tobytes()
+    dataset_file.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="attribute 'format' of / declares a value of 4,294,967,167 bytes"):
+        open_patterns(dataset_file)
+
+
+def _record_of(raw: bytearray, value: str, address_size: int = 8) -> int:
+    """Where the on-disk record of a variable-length string ``value`` lies: its length, then the address of a
+    global heap collection (found by its signature, independently of the code under test)."""
+    length = np.uint32(len(value)).tobytes()
+    at = raw.find(length)
+    while at >= 0:
+        address = int.from_bytes(raw[at + 4 : at + 4 + address_size], "little")
+        if raw[address : address + 4] == b"GCOL":
+            return at
+        at = raw.find(length, at + 1)
+    raise AssertionError(f"no record of {value!r}")
+
+
+def _v1_headers(path):
+    return h5py.File(path, "w", libver="earliest")
+
+
+def _four_byte_addresses(path):
+    plist = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    plist.set_sizes(4, 4)
+    return h5py.File(h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=plist))
+
+
+def _v2_headers_with_creation_order(path):
+    return h5py.File(path, "w", libver="latest", track_order=True)
+
+
+def _values_in_headers(path, layout) -> int:
+    """A file whose attribute and compact dataset hold variable-length strings (in their object headers, which
+    h5py does not show); returns its address size."""
+    with layout(path) as file:
+        group = file.create_group("group", track_order=layout is _v2_headers_with_creation_order)
+        group.attrs["notes"] = np.array(["first", "the third"], dtype=h5py.string_dtype())
+        compact = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        compact.set_layout(h5py.h5d.COMPACT)
+        values = np.array(["one", "second"], dtype=object)
+        group.create_dataset("compact", data=values, dtype=h5py.string_dtype(), dcpl=compact)
+        return file.id.get_create_plist().get_sizes()[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"), [("the third", "attribute 'notes' of group"), ("second", "dataset 'group/compact'")]
+)
+def test_values_in_object_headers_are_checked(tmp_path, value, named):
+    path = tmp_path / "layout.h5"
+    _values_in_headers(path, _v1_headers)
+    check_variable_length(path)
+    raw = bytearray(path.read_bytes())
+    at = _record_of(raw, value)
+    raw[at : at + 4] = np.uint32(FOUND_LENGTH).tobytes()
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=f"{named} declares a value of 4,294,967,167 bytes"):
+        check_variable_length(path)
+
+
+@pytest.mark.parametrize("layout", [_v2_headers_with_creation_order, _four_byte_addresses])
+def test_values_in_version_2_headers_are_found(tmp_path, layout):
+    """HDF5 meets damage there by the header's checksum before it reads a value, so this checks only where the
+    values are found (a file written with 4-byte addresses has such headers too)."""
+    from ebsd_core.io.hdf5 import _header_values, _Sizes
+
+    path = tmp_path / "layout.h5"
+    address_size = _values_in_headers(path, layout)
+    raw = path.read_bytes()
+    sizes = _Sizes(address_size, address_size, len(raw))
+    with h5py.File(path, "r") as file:
+        headers = {name: h5py.h5o.get_info(file[name].id).addr for name in ("group", "group/compact")}
+    with path.open("rb") as handle:
+        found = [values for name, at in headers.items() for values in _header_values(handle, name, at, sizes)]
+    assert [(values.what, values.count) for values in found] == [
+        ("attribute 'notes' of group", 2),
+        ("dataset 'group/compact'", 2),
+    ]
+    assert {_record_of(bytearray(raw), text, address_size) for text in ("the third", "second")} <= {
+        values.offset + i * sizes.record for values in found for i in range(values.count)
+    }
+
+
+def test_valid_files_pass(h5oina, tmp_path):
+    check_variable_length(h5oina)
+    assert len(open_patterns(h5oina)) == 9
+    path = tmp_path / "long.h5"
+    with h5py.File(path, "w") as file:
+        file["text"] = "x" * 50_000  # a long value, wholly in the file
+        file.create_dataset("empty", shape=(0,), dtype=h5py.string_dtype())
+    check_variable_length(path)
+
+
+def test_a_file_h5py_cannot_open_is_left_to_the_reader(tmp_path):
+    path = tmp_path / "scan.h5oina"
+    path.write_bytes(b"not hdf5 at all")
+    check_variable_length(path)
+    with pytest.raises(InputError, match="scan.h5oina"):
+        open_patterns(path)
