@@ -12,6 +12,7 @@ from ebsd_core.io.orientations import load_crystal_map, read_orientations
 from ebsd_core.io.readers import open_patterns
 
 # what fuzzing found: HDF5 took 4.5 GB and 19 s to refuse this length in a 92 kB H5OINA's 'Format Version'
+# (its heap collection holds 4,096 bytes)
 FOUND_LENGTH = 4_294_967_167
 
 
@@ -32,7 +33,8 @@ def h5oina(tmp_path):
 
 def test_a_header_string_longer_than_the_file_is_refused_naming_it(h5oina):
     _declare_length(h5oina, "Format Version", FOUND_LENGTH)
-    with pytest.raises(InputError, match="'Format Version' declares a value of 4,294,967,167 bytes") as caught:
+    message = "'Format Version' declares a value of 4,294,967,167 bytes, more than the heap it points at holds"
+    with pytest.raises(InputError, match=message) as caught:
         open_patterns(h5oina)
     assert h5oina.name in str(caught.value)
 
@@ -94,6 +96,31 @@ def _record_of(raw: bytearray, value: str, address_size: int = 8) -> int:
             return at
         at = raw.find(length, at + 1)
     raise AssertionError(f"no record of {value!r}")
+
+
+def test_a_length_within_a_large_file_is_still_held_to_its_heap(tmp_path):
+    """A damaged length short of a multi-gigabyte scan's size would still be allocated: 200 kB stand for it."""
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as file:
+        file["Manufacturer"] = "EDAX"
+        file["patterns"] = np.zeros(500_000, np.uint8)
+    _declare_length(path, "Manufacturer", 200_000)
+    with pytest.raises(InputError, match="200,000 bytes, more than the heap it points at holds \\(4,096 bytes\\)"):
+        check_variable_length(path)
+
+
+def test_a_long_value_pointing_at_no_heap_is_refused(tmp_path):
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as file:
+        file["Manufacturer"] = "EDAX"
+        file["patterns"] = np.zeros(500_000, np.uint8)
+    with h5py.File(path, "r") as file:
+        record = file["Manufacturer"].id.get_offset()
+    with open(path, "r+b") as handle:  # its length, then the address of the patterns' data instead of its heap's
+        handle.seek(record)
+        handle.write(np.uint32(200_000).tobytes() + np.uint64(400_000).tobytes())
+    with pytest.raises(InputError, match="'Manufacturer' declares a value of 200,000 bytes and points at no heap"):
+        check_variable_length(path)
 
 
 def _v1_headers(path):

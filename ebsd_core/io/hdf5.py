@@ -4,9 +4,9 @@ HDF5 allocates and zero-fills the length a variable-length value (a string, most
 compares it with what the file's heap holds: found by fuzzing, a damaged 92 kB H5OINA whose ``Format Version``
 declared 4,294,967,167 bytes made reading it take 4.5 GB of memory and 19 s before HDF5 refused it, and the
 same damage to the project dataset's ``format`` attribute took 4 GB when the file was only asked what it is.
-On a dashboard shared by a group, a few such uploads at once would take the server's memory. A value can never
-be longer than the file that holds it, so a declared length beyond that is refused here, before anything reads
-it.
+On a dashboard shared by a group, a few such uploads at once would take the server's memory. A value lies
+whole in one global heap collection, whose size the file states, so a declared length beyond that is refused
+here, before anything reads it.
 
 Where the values lie is read from the file's own structures (the HDF5 file format specification, version 3):
 a contiguous dataset's data through h5py; attributes and compact datasets from their object headers, which
@@ -28,6 +28,10 @@ from ebsd_core.errors import InputError
 
 #: Variable-length values checked per dataset or attribute (EBSD files hold a few header strings).
 MAX_CHECKED_VALUES = 1_000_000
+#: HDF5's smallest global heap collection: values up to this long are never looked up.
+HEAP_MINIMUM_BYTES = 4096
+#: Long values looked up per dataset or attribute.
+MAX_LOOKED_UP = 10_000
 #: Object header messages read per object (a real header holds tens), and the largest header block read.
 MAX_MESSAGES = 10_000
 MAX_BLOCK_BYTES = 16 * 2**20
@@ -60,7 +64,7 @@ class _Sizes:
 
 
 def check_variable_length(path: str | Path) -> None:
-    """Refuse an HDF5 file whose variable-length values declare more bytes than the whole file.
+    """Refuse an HDF5 file whose variable-length values declare more bytes than their heap holds.
 
     A file h5py cannot open is left to the reader, which says why.
 
@@ -119,16 +123,36 @@ def _value_size(kind) -> int:
 
 
 def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes) -> None:
+    """Refuse a value that declares more bytes than the global heap collection it points at holds (a value
+    lies whole in one; a collection holds at least 4,096 bytes, so only longer values are looked up)."""
     handle.seek(values.offset)
-    raw = handle.read(min(values.count, MAX_CHECKED_VALUES) * sizes.record)
+    raw = handle.read(values.count * sizes.record)
     whole = len(raw) // sizes.record
     records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
     declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
-    if declared.size and (longest := int(declared.max())) > sizes.file:
-        raise InputError(
-            f"damaged: its {values.what} declares a value of {longest:,} bytes in a file of {sizes.file:,} bytes",
-            path,
-        )
+    for row in np.flatnonzero(declared > HEAP_MINIMUM_BYTES)[:MAX_LOOKED_UP]:
+        length = int(declared[row])
+        heap = _heap_size(handle, _number(records[row].tobytes(), 4, sizes.address), sizes)
+        if heap is None:
+            raise InputError(
+                f"damaged: its {values.what} declares a value of {length:,} bytes and points at no heap", path
+            )
+        if length > heap:
+            raise InputError(
+                f"damaged: its {values.what} declares a value of {length:,} bytes, more than the heap it points at "
+                f"holds ({heap:,} bytes)",
+                path,
+            )
+
+
+def _heap_size(handle: BinaryIO, address: int, sizes: _Sizes) -> int | None:
+    """The size of the global heap collection at ``address``, or None when there is none that fits the file."""
+    handle.seek(address)
+    header = handle.read(8 + sizes.length)  # "GCOL", version, 3 reserved bytes, the collection's size
+    if len(header) < 8 + sizes.length or header[:4] != b"GCOL":
+        return None
+    size = _number(header, 8, sizes.length)
+    return size if address + size <= sizes.file else None
 
 
 # --- object headers (the format specification's section IV.A) ----------------------------------------
