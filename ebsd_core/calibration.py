@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.masters import MasterPattern, load_master
 from ebsd_core.phases import Material, get_material
 from ebsd_core.preprocess import PreprocessConfig, normalized_cross_correlation, preprocess
@@ -68,7 +68,7 @@ def indexed_scans(path: str | Path) -> list[IndexedScan]:
     try:
         with h5py.File(path, "r") as f:
             names = [k for k in f if k.lower().startswith("scan")]
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged files
+    except H5PY_ERRORS as exc:
         raise InputError(f"cannot read ({exc})", path) from None
     scans, seen = [], set()
     for name in names:

@@ -27,7 +27,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -189,7 +189,7 @@ def is_dataset_file(path: str | Path) -> bool:
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("format") == FORMAT_NAME
-    except (OSError, ValueError, KeyError, RuntimeError):  # h5py's errors for damaged files
+    except H5PY_ERRORS:
         return False
 
 

@@ -26,6 +26,8 @@ import numpy as np
 
 from ebsd_core.errors import InputError
 
+#: What h5py raises for a damaged file (an InputError is a ValueError too: raise none inside such a ``try``).
+H5PY_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
 #: Variable-length values checked per dataset or attribute (EBSD files hold a few header strings).
 MAX_CHECKED_VALUES = 1_000_000
 #: HDF5's smallest global heap collection: values up to this long are never looked up.
@@ -80,7 +82,7 @@ def check_variable_length(path: str | Path) -> None:
         with h5py.File(path, "r") as file:
             sizes = _Sizes(*file.id.get_create_plist().get_sizes(), path.stat().st_size)
             datasets, headers = _contiguous_values(file)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError):  # h5py's errors for damaged files
+    except H5PY_ERRORS:
         return
     with path.open("rb") as handle:
         found = datasets + [

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.shared_state import silenced_output
 
 #: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
@@ -103,7 +103,7 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
             header = scan["EBSD/Header"]
             shape = tuple(int(np.asarray(header[name]).reshape(-1)[0]) for name in layout.shape)
             hexagonal = layout.grid in header and "hex" in _text(header[layout.grid][()]).lower()
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:  # h5py's and numpy's for damaged files
+    except H5PY_ERRORS as exc:
         raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
     if hexagonal:
         raise InputError(_hexagonal_grid(len(euler)), path)

@@ -19,7 +19,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
@@ -248,7 +248,7 @@ def _h5ebsd_scans(path: Path) -> list[str]:
                 for key, item in file.items()
                 if isinstance(item, h5py.Group) and isinstance(item.get("EBSD/Data"), h5py.Group)
             ]
-    except (OSError, ValueError, KeyError, RuntimeError):  # h5py's errors for damaged files
+    except H5PY_ERRORS:
         return []  # kikuchipy has just read it; nothing more to say
 
 
