@@ -123,6 +123,20 @@ def test_a_long_value_pointing_at_no_heap_is_refused(tmp_path):
         check_variable_length(path)
 
 
+def test_every_value_is_checked_however_many(tmp_path, monkeypatch):
+    """Values are read a million at a time (here two): the last one of the last read is checked too."""
+    import ebsd_core.io.hdf5
+
+    monkeypatch.setattr(ebsd_core.io.hdf5, "VALUES_PER_READ", 2)
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as file:
+        file["names"] = np.array(["x" * 10_000, "b", "x" * 9_000, "d", "e"], dtype=h5py.string_dtype())
+    check_variable_length(path)  # long values in heaps that hold them
+    _declare_length(path, "names", FOUND_LENGTH, value=4)
+    with pytest.raises(InputError, match="'names' declares a value of 4,294,967,167 bytes"):
+        check_variable_length(path)
+
+
 def _v1_headers(path):
     return h5py.File(path, "w", libver="earliest")
 

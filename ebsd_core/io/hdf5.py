@@ -28,12 +28,10 @@ from ebsd_core.errors import InputError
 
 #: What h5py raises for a damaged file (an InputError is a ValueError too: raise none inside such a ``try``).
 H5PY_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
-#: Variable-length values checked per dataset or attribute (EBSD files hold a few header strings).
-MAX_CHECKED_VALUES = 1_000_000
+#: Variable-length values read at a time (EBSD files hold a few header strings, but any number are checked).
+VALUES_PER_READ = 1_000_000
 #: HDF5's smallest global heap collection: values up to this long are never looked up.
 HEAP_MINIMUM_BYTES = 4096
-#: Long values looked up per dataset or attribute.
-MAX_LOOKED_UP = 10_000
 #: Object header messages read per object (a real header holds tens), and the largest header block read.
 MAX_MESSAGES = 10_000
 MAX_BLOCK_BYTES = 16 * 2**20
@@ -106,7 +104,7 @@ def _contiguous_values(file) -> tuple[list[_Values], list[tuple[str, int]]]:
         value_size = _value_size(item.id.get_type())
         offset = item.id.get_offset()  # None unless stored contiguously and allocated
         count = item.id.get_space().get_simple_extent_npoints()
-        if value_size and offset is not None and 0 < count <= MAX_CHECKED_VALUES:
+        if value_size and offset is not None and count > 0:
             datasets.append(_Values(f"dataset '{name}'", offset, count, value_size))
 
     file.visititems(visit)
@@ -127,24 +125,30 @@ def _value_size(kind) -> int:
 def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes) -> None:
     """Refuse a value that declares more bytes than the global heap collection it points at holds (a value
     lies whole in one; a collection holds at least 4,096 bytes, so only longer values are looked up)."""
-    handle.seek(values.offset)
-    raw = handle.read(values.count * sizes.record)
-    whole = len(raw) // sizes.record
-    records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
-    declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
-    for row in np.flatnonzero(declared > HEAP_MINIMUM_BYTES)[:MAX_LOOKED_UP]:
-        length = int(declared[row])
-        heap = _heap_size(handle, _number(records[row].tobytes(), 4, sizes.address), sizes)
-        if heap is None:
-            raise InputError(
-                f"damaged: its {values.what} declares a value of {length:,} bytes and points at no heap", path
-            )
-        if length > heap:
-            raise InputError(
-                f"damaged: its {values.what} declares a value of {length:,} bytes, more than the heap it points at "
-                f"holds ({heap:,} bytes)",
-                path,
-            )
+    for first in range(0, values.count, VALUES_PER_READ):
+        handle.seek(values.offset + first * sizes.record)
+        raw = handle.read(min(VALUES_PER_READ, values.count - first) * sizes.record)
+        whole = len(raw) // sizes.record
+        records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
+        declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
+        long_values = np.flatnonzero(declared > HEAP_MINIMUM_BYTES)
+        addresses = [_number(records[row].tobytes(), 4, sizes.address) for row in long_values]
+        heaps = {address: _heap_size(handle, address, sizes) for address in set(addresses)}
+        for row, address in zip(long_values, addresses, strict=True):
+            _refuse_beyond(path, values.what, int(declared[row]), heaps[address])
+        if whole < VALUES_PER_READ:
+            return
+
+
+def _refuse_beyond(path: Path, what: str, length: int, heap: int | None) -> None:
+    if heap is None:
+        raise InputError(f"damaged: its {what} declares a value of {length:,} bytes and points at no heap", path)
+    if length > heap:
+        raise InputError(
+            f"damaged: its {what} declares a value of {length:,} bytes, more than the heap it points at holds "
+            f"({heap:,} bytes)",
+            path,
+        )
 
 
 def _heap_size(handle: BinaryIO, address: int, sizes: _Sizes) -> int | None:
