@@ -119,7 +119,7 @@ def test_a_long_value_pointing_at_no_heap_is_refused(tmp_path):
     with open(path, "r+b") as handle:  # its length, then the address of the patterns' data instead of its heap's
         handle.seek(record)
         handle.write(np.uint32(200_000).tobytes() + np.uint64(400_000).tobytes())
-    with pytest.raises(InputError, match="'Manufacturer' declares a value of 200,000 bytes and points at no heap"):
+    with pytest.raises(InputError, match="'Manufacturer' declares a value of 200,000 bytes, and points at no heap"):
         check_variable_length(path)
 
 

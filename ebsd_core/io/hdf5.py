@@ -142,13 +142,16 @@ def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes)
 
 def _refuse_beyond(path: Path, what: str, length: int, heap: int | None) -> None:
     if heap is None:
-        raise InputError(f"damaged: its {what} declares a value of {length:,} bytes and points at no heap", path)
-    if length > heap:
-        raise InputError(
-            f"damaged: its {what} declares a value of {length:,} bytes, more than the heap it points at holds "
-            f"({heap:,} bytes)",
-            path,
-        )
+        where = "and points at no heap"
+    elif length > heap:
+        where = f"more than the heap it points at holds ({heap:,} bytes)"
+    else:
+        return
+    raise InputError(
+        f"the file is damaged: its {what} declares a value of {length:,} bytes, {where}; copy it again from the "
+        "computer that recorded it",
+        path,
+    )
 
 
 def _heap_size(handle: BinaryIO, address: int, sizes: _Sizes) -> int | None:
