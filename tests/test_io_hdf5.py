@@ -1,4 +1,4 @@
-"""A variable-length value declaring more bytes than its file is refused before HDF5 allocates them."""
+"""A variable-length value declaring more bytes than its heap holds is refused before HDF5 allocates them."""
 
 import h5py
 import numpy as np
