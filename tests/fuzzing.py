@@ -1,4 +1,5 @@
-"""Fuzzing harness shared by tests/test_fuzz.py (a few hundred cases) and bench/fuzz.py (1,000+ per format).
+"""Fuzzing harness shared by tests/test_fuzz.py (a few hundred cases), bench/fuzz.py (1,000+ per format) and
+bench/hdf5_sweep.py (every word of an HDF5 file's metadata).
 
 Every format has a valid sample maker and the reader a user's file goes through.
 Mutations: truncation, bit flips, a garbage header, and "huge declared sizes"
