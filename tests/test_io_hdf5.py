@@ -1,5 +1,7 @@
 """A variable-length value declaring more bytes than its heap holds is refused before HDF5 allocates them."""
 
+import zlib
+
 import h5py
 import numpy as np
 import pytest
@@ -134,6 +136,25 @@ def test_every_value_is_checked_however_many(tmp_path, monkeypatch):
     check_variable_length(path)  # long values in heaps that hold them
     _declare_length(path, "names", FOUND_LENGTH, value=4)
     with pytest.raises(InputError, match="'names' declares a value of 4,294,967,167 bytes"):
+        check_variable_length(path)
+
+
+@pytest.mark.parametrize("filters", [{}, {"compression": "gzip", "shuffle": True}], ids=["raw", "gzip-shuffle"])
+def test_values_of_chunked_datasets_are_checked(tmp_path, filters):
+    """EMsoft keeps its NML settings as chunked, deflated strings: each chunk is read raw and inflated (HDF5 skips
+    the shuffle for variable-length data: the chunk's filter mask says so)."""
+    path = tmp_path / "nml.h5"
+    with h5py.File(path, "w") as file:
+        values = np.array(["&EBSDdata", "energymax = 20.0"], dtype=object)
+        file.create_dataset("NML", data=values, dtype=h5py.string_dtype(), chunks=(2,), **filters)
+    check_variable_length(path)
+    with h5py.File(path, "r+") as file:
+        dataset = file["NML"]
+        skipped, chunk = dataset.id.read_direct_chunk((0,))
+        records = bytearray(zlib.decompress(chunk) if filters else chunk)
+        records[16:20] = np.uint32(FOUND_LENGTH).tobytes()  # the second value's length
+        dataset.id.write_direct_chunk((0,), zlib.compress(records) if filters else bytes(records), skipped)
+    with pytest.raises(InputError, match="dataset 'NML' declares a value of 4,294,967,167 bytes"):
         check_variable_length(path)
 
 

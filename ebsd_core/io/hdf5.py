@@ -9,9 +9,9 @@ whole in one global heap collection, whose size the file states, so a declared l
 here, before anything reads it.
 
 Where the values lie is read from the file's own structures (the HDF5 file format specification, version 3):
-a contiguous dataset's data through h5py; attributes and compact datasets from their object headers, which
-h5py does not expose. What cannot be found this way (attributes in dense storage, chunked variable-length
-datasets) is left to HDF5.
+a dataset's data through h5py (a chunked one's chunks read raw and inflated); attributes and
+compact datasets from their object headers, which h5py does not expose. What cannot be found this way
+(attributes in dense storage, chunks through other filters) is left to HDF5.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class _Values:
     offset: int
     count: int
     value_size: int  # bytes per element of a value: 1 for a string
+    records: bytes | None = None  # the records themselves, of a chunked dataset (inflated)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def check_variable_length(path: str | Path) -> None:
     try:
         with h5py.File(path, "r") as file:
             sizes = _Sizes(*file.id.get_create_plist().get_sizes(), path.stat().st_size)
-            datasets, headers = _contiguous_values(file)
+            datasets, headers = _dataset_values(file, sizes)
     except H5PY_ERRORS:
         return
     with path.open("rb") as handle:
@@ -90,8 +91,9 @@ def check_variable_length(path: str | Path) -> None:
             _check_lengths(handle, path, values, sizes)
 
 
-def _contiguous_values(file) -> tuple[list[_Values], list[tuple[str, int]]]:
-    """The variable-length datasets stored contiguously, and every object's name and header address."""
+def _dataset_values(file, sizes: _Sizes) -> tuple[list[_Values], list[tuple[str, int]]]:
+    """The variable-length datasets (where their records lie, or a chunked one's records), and every object's
+    name and header address."""
     import h5py
 
     datasets: list[_Values] = []
@@ -99,16 +101,42 @@ def _contiguous_values(file) -> tuple[list[_Values], list[tuple[str, int]]]:
 
     def visit(name: str, item) -> None:
         headers.append((name, h5py.h5o.get_info(item.id).addr))
-        if not isinstance(item, h5py.Dataset):
+        if not isinstance(item, h5py.Dataset) or not (value_size := _value_size(item.id.get_type())):
             return
-        value_size = _value_size(item.id.get_type())
         offset = item.id.get_offset()  # None unless stored contiguously and allocated
         count = item.id.get_space().get_simple_extent_npoints()
-        if value_size and offset is not None and count > 0:
+        if offset is not None and count > 0:
             datasets.append(_Values(f"dataset '{name}'", offset, count, value_size))
+        elif item.chunks and (records := _chunk_records(item, sizes.record)):
+            datasets.append(_Values(f"dataset '{name}'", 0, len(records) // sizes.record, value_size, records))
 
     file.visititems(visit)
     return datasets, headers
+
+
+def _chunk_records(dataset, record: int) -> bytes | None:
+    """The records of a chunked variable-length dataset, each chunk read raw and inflated; None when another
+    filter was applied (HDF5 skips shuffling variable-length data, and each chunk's filter mask says so)."""
+    import zlib
+
+    import h5py
+
+    plist = dataset.id.get_create_plist()
+    pipeline = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    most = int(np.prod(dataset.chunks)) * record  # what one chunk can hold: more is not read
+    chunks: list = []
+    dataset.id.chunk_iter(chunks.append)  # one pass over the chunk index (get_chunk_info searches it each time)
+    records = []
+    for chunk in chunks:
+        skipped, data = dataset.id.read_direct_chunk(chunk.chunk_offset)
+        for position in reversed(range(len(pipeline))):
+            if skipped & (1 << position):
+                continue
+            if pipeline[position] != h5py.h5z.FILTER_DEFLATE:
+                return None
+            data = zlib.decompressobj().decompress(data, most)
+        records.append(data[:most])
+    return b"".join(records)
 
 
 def _value_size(kind) -> int:
@@ -125,19 +153,26 @@ def _value_size(kind) -> int:
 def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes) -> None:
     """Refuse a value that declares more bytes than the global heap collection it points at holds (a value
     lies whole in one; a collection holds at least 4,096 bytes, so only longer values are looked up)."""
+    if values.records is not None:
+        _check_records(handle, path, values, values.records, sizes)
+        return
     for first in range(0, values.count, VALUES_PER_READ):
         handle.seek(values.offset + first * sizes.record)
         raw = handle.read(min(VALUES_PER_READ, values.count - first) * sizes.record)
-        whole = len(raw) // sizes.record
-        records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
-        declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
-        long_values = np.flatnonzero(declared > HEAP_MINIMUM_BYTES)
-        addresses = [_number(records[row].tobytes(), 4, sizes.address) for row in long_values]
-        heaps = {address: _heap_size(handle, address, sizes) for address in set(addresses)}
-        for row, address in zip(long_values, addresses, strict=True):
-            _refuse_beyond(path, values.what, int(declared[row]), heaps[address])
-        if whole < VALUES_PER_READ:
+        _check_records(handle, path, values, raw, sizes)
+        if len(raw) < VALUES_PER_READ * sizes.record:
             return
+
+
+def _check_records(handle: BinaryIO, path: Path, values: _Values, raw: bytes, sizes: _Sizes) -> None:
+    whole = len(raw) // sizes.record
+    records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
+    declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
+    long_values = np.flatnonzero(declared > HEAP_MINIMUM_BYTES)
+    addresses = [_number(records[row].tobytes(), 4, sizes.address) for row in long_values]
+    heaps = {address: _heap_size(handle, address, sizes) for address in set(addresses)}
+    for row, address in zip(long_values, addresses, strict=True):
+        _refuse_beyond(path, values.what, int(declared[row]), heaps[address])
 
 
 def _refuse_beyond(path: Path, what: str, length: int, heap: int | None) -> None:
