@@ -158,6 +158,18 @@ def test_values_of_chunked_datasets_are_checked(tmp_path, filters):
         check_variable_length(path)
 
 
+def test_a_chunk_that_does_not_inflate_is_left_to_the_reader(tmp_path):
+    path = tmp_path / "nml.h5"
+    with h5py.File(path, "w") as file:
+        values = np.array(["&EBSDdata", "energymax = 20.0"], dtype=object)
+        file.create_dataset("NML", data=values, dtype=h5py.string_dtype(), chunks=(2,), compression="gzip")
+    with h5py.File(path, "r+") as file:
+        file["NML"].id.write_direct_chunk((0,), b"not deflated at all")
+    check_variable_length(path)
+    with h5py.File(path, "r") as file, pytest.raises(OSError):
+        file["NML"][()]
+
+
 def _v1_headers(path):
     return h5py.File(path, "w", libver="earliest")
 

@@ -134,7 +134,10 @@ def _chunk_records(dataset, record: int) -> bytes | None:
                 continue
             if pipeline[position] != h5py.h5z.FILTER_DEFLATE:
                 return None
-            data = zlib.decompressobj().decompress(data, most)
+            try:
+                data = zlib.decompressobj().decompress(data, most)
+            except zlib.error:
+                return None  # a damaged chunk: HDF5 refuses it before it reads a value
         records.append(data[:most])
     return b"".join(records)
 
