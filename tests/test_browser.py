@@ -277,7 +277,8 @@ def test_a_pattern_of_ones_own_is_explained_with_shap(server, tmp_path, map_mode
     shutil.copytree(map_model, tmp_path / "store" / "duplex")
     Image.fromarray(open_patterns(map_scan_file).batch(5, 6)[0]).save(tmp_path / "my_grain.tif")
     with dashboard_page(server, "Explain") as page:
-        page.get_by_text("No patterns yet: upload one above").wait_for(timeout=60_000)
+        # the Explain page's first render imports shap and torch: once 60 s on 2 busy cores in a full run
+        page.get_by_text("No patterns yet: upload one above").wait_for(timeout=120_000)
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "my_grain.tif"), timeout=60_000)
         page.get_by_text("Pattern index (0 to 0)").wait_for(timeout=60_000)  # the upload, one pattern, chosen
         page.get_by_text("SHAP (Shapley values").click()
