@@ -123,6 +123,29 @@ def show_unfinished_job(
         job_manager().cancel(job_id)
 
 
+@st.fragment(run_every=1.0)
+def _live_job(job_id: str, draw: Callable[[str], None]) -> None:
+    state = job_manager().get(job_id)
+    ended = state is not None and state.status in FINISHED  # None: forgotten while shown, which draw() says
+    if ended:
+        st.session_state.setdefault("jobs_drawn_ended", set()).add(job_id)
+    draw(job_id)  # an ended job's result is applied here, where the page's widgets may still be set
+    if ended:
+        st.rerun(scope="app")  # from now on drawn by the page itself, and no longer every second
+
+
+def show_job(job_id: str, draw: Callable[[str], None]) -> None:
+    """The page's panel of a job, ``draw(job_id)``: redrawn every second while the job is queued or running, and
+    once more when it has ended, when it applies the job's result; after that, drawn with the page. A fragment
+    polling an ended job would redraw it (its curves too) every second for as long as the page stays open: 3 % of a
+    core per open tab, taken from the jobs that run. A job forgotten with its idle session is drawn once (draw()
+    says so)."""
+    if job_id in st.session_state.get("jobs_drawn_ended", ()) or job_manager().get(job_id) is None:
+        draw(job_id)
+    else:
+        _live_job(job_id, draw)
+
+
 def _secret_section(name: str) -> dict:
     try:
         return dict(st.secrets.get(name, {}))

@@ -40,6 +40,7 @@ from pages.common import (
     session_id,
     set_active_dataset,
     show_error,
+    show_job,
     show_source_warnings,
     show_unfinished_job,
     start_job,
@@ -250,7 +251,6 @@ with tab_simulate:
         )
 
 
-@st.fragment(run_every=1.0)
 def simulation_progress(job_id: str) -> None:
     """The session's simulation job: queue, progress and Cancel; once done, its dataset becomes the session's."""
     state = job_manager().get(job_id)
@@ -271,7 +271,7 @@ def simulation_progress(job_id: str) -> None:
 
 if simulation_job := st.session_state.get("simulate_job") or latest_job_shown_on("pages/data.py", finished=False):
     st.session_state.simulate_job = simulation_job
-    simulation_progress(simulation_job)
+    show_job(simulation_job, simulation_progress)
 
 path = active_dataset_path()
 if path:

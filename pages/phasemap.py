@@ -34,6 +34,7 @@ from pages.common import (
     session_dir,
     session_id,
     show_error,
+    show_job,
     show_notes,
     show_source_warnings,
     show_unfinished_job,
@@ -215,7 +216,6 @@ def _map_function(params: dict):
     )
 
 
-@st.fragment(run_every=1.0)
 def job_progress(job_id: str) -> None:
     state = manager.get(job_id)
     if state is None or state.owner != session_id():
@@ -403,7 +403,7 @@ if scan is not None and model_name:
     start_map(model_name, scan)
 if map_job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", finished=False):
     st.session_state.map_job = map_job
-    job_progress(map_job)
+    show_job(map_job, job_progress)
 if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():
     try:
         show_map(st.session_state.map_path, st.session_state.map_scan)

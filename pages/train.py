@@ -31,6 +31,7 @@ from pages.common import (
     restart_job,
     session_id,
     show_error,
+    show_job,
     show_unfinished_job,
     start_again_button,
     start_job,
@@ -247,7 +248,6 @@ def training_curves(state) -> None:
         c2.plotly_chart(curves_figure(histories, "accuracy"), key=f"acc-{len(state.events)}")
 
 
-@st.fragment(run_every=1.0)
 def job_panel(job_id: str) -> None:
     state = manager.get(job_id)
     if state is None:  # forgotten with its idle session's files (ebsd_core.housekeeping)
@@ -272,7 +272,7 @@ def job_panel(job_id: str) -> None:
                 st.session_state.model_name = state.result.get("model_name")
                 if state.result.get("dataset"):
                     apply_job_dataset(Path(state.result["dataset"]), "demo", state.finished)
-                st.rerun(scope="app")  # a fragment run leaves the sidebar's dataset and model as they were
+                st.rerun(scope="app")  # the form above and the sidebar show the new dataset and model
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(for_the_user(f"{state.status}: {state.error or state.message}"))
@@ -290,4 +290,4 @@ if path is not None:
         st.session_state.train_job = job_id
 
 if job_id:
-    job_panel(job_id)
+    show_job(job_id, job_panel)
