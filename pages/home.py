@@ -57,7 +57,7 @@ if st.button("Run the demo", type="primary", disabled=own is not None):
 ready = latest_demo_model()
 if ready is not None:
     accuracy = "" if ready["accuracy"] is None else f", test accuracy {ready['accuracy']:.2f}"
-    trained = f"{ready['epochs']} epochs{accuracy}, trained {since(ready['created'])}"
+    trained = f"{counted(ready['epochs'], 'epoch')}{accuracy}, trained {since(ready['created'])}"
     if st.button(
         f"See the latest demo's results at once ({trained})",
         help="A demo someone on this server has run already: no waiting for the compute device.",
