@@ -954,7 +954,11 @@ SIMULATED_SIZE = 120  # default pattern size of simulations: at 60 px austenite/
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ebsd_core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ebsd_core",
+        description="Few-shot classification of EBSD patterns by space group: simulate, train, evaluate, predict, "
+        "map and explain. 'python -m ebsd_core COMMAND --help' tells more of each.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
