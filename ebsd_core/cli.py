@@ -752,7 +752,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="start from a local weights file (safetensors or state dict) or a saved model, e.g. an EBSD prior "
         "made with 'prior' (models/NAME); not with --scratch (fewshot-curve: its transfer runs only)",
     )
-    p.add_argument("--channels", choices=["adapt", "replicate"], default="adapt", help="grey input handling")
+    p.add_argument(
+        "--channels",
+        choices=["adapt", "replicate"],
+        default="adapt",
+        help="how a grey pattern meets a colour network: adapt (its first layer's RGB kernels summed into one grey "
+        "channel; default) or replicate (the pattern copied to three channels)",
+    )
     p.add_argument(
         "--input-size",
         type=INPUT_SIZE,
@@ -789,7 +795,8 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=number_within("rotation", 0, 180),
         default=0.0,
         metavar="DEG",
-        help="augment with in-plane rotations up to DEG degrees",
+        help="augment with rotations of the pattern about its centre up to DEG degrees (default 0: off; "
+        "--crystal-rotation makes true patterns of other orientations instead)",
     )
     p.add_argument(
         "--crystal-rotation",
@@ -1010,9 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="fine-tune a backbone on a few patterns per class")
     _add_training_options(p)
-    p.add_argument("--shots", type=int, default=20, help="training patterns per class")
+    p.add_argument("--shots", type=int, default=20, help="training patterns per class (default 20)")
     p.add_argument("--scratch", action="store_true", help="random initialisation instead of ImageNet weights")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed of the few-shot sample and the training")
+    p.add_argument(
+        "--seed", type=SEED, default=0, help="random seed of the few-shot sample and the training (default 0)"
+    )
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
