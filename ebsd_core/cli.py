@@ -844,7 +844,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=8,
         help="early-stopping patience: epochs without a lower validation loss (default 8)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU; default), cpu, cuda, cuda:1, ...")
     p.add_argument(
         "--unknown-threshold",
         type=number_within("unknown threshold", 0, 1),
@@ -944,7 +944,7 @@ def _add_inference_options(
         choices=["auto", "fp32", "bf16"],
         default="auto",
         help="inference arithmetic; auto: bf16 where it is faster (CPUs with AVX512-BF16 or AMX; GPUs from 128 px "
-        "inputs on) and the model passed its bf16 check when trained, else fp32",
+        "inputs on) and the model passed its bf16 check when trained, else fp32 (default auto)",
     )
     if compile_option:
         p.add_argument(
@@ -953,7 +953,7 @@ def _add_inference_options(
             default="auto",
             help="compile the model (CPU: about 20 s each run, then 1.35-1.6x faster; GPU: 1.8x faster); "
             "auto: when the scan is large enough (one view each: 49,000 patterns at a 64 px input, 12,000 at 128 px, "
-            "4,000 at 224 px)",
+            "4,000 at 224 px; default)",
         )
 
 
@@ -971,7 +971,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate a labelled dataset (HDF5)")
     p.add_argument(
-        "--classes", help="'default' (the six of Kaufmann et al.) or space groups, e.g. 225,229 or Fm-3m,Im-3m"
+        "--classes",
+        help="'default' (the six of Kaufmann et al.; the default without --phases or --cif) or space groups, "
+        "e.g. 225,229 or Fm-3m,Im-3m",
     )
     p.add_argument("--phases", help="materials instead of classes, e.g. ni,ni3al (see 'phases')")
     p.add_argument("--cif", action="append", help="add a phase from a CIF file (repeatable)")
@@ -981,9 +983,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=PATTERN_SIZE,
         default=SIMULATED_SIZE,
-        help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
+        help=f"pattern size in pixels (square; default {SIMULATED_SIZE}); 60 trains and maps 4x faster, but FCC vs "
+        "BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same patterns")
+    p.add_argument(
+        "--seed", type=SEED, default=0, help="random seed: the same seed gives the same patterns (default 0)"
+    )
     p.add_argument("--out", type=Path, required=True, help="the dataset to write (.h5)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
@@ -1061,8 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="all",
         choices=["all", "train", "holdout"],
-        help="which patterns to score: all, those of the training materials (train) or of the held-out "
-        "materials (holdout)",
+        help="which patterns to score: all (default), those of the training materials (train) or of the "
+        "held-out materials (holdout); of the model's own training file, never those it learned from",
     )
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
@@ -1126,9 +1131,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=PATTERN_SIZE,
         default=SIMULATED_SIZE,
-        help="pattern size in pixels (square); 60 trains and maps 4x faster, but FCC vs BCC needs the detail of 120",
+        help=f"pattern size in pixels (square; default {SIMULATED_SIZE}); 60 trains and maps 4x faster, but FCC vs "
+        "BCC needs the detail of 120",
     )
-    p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same scan")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same scan (default 0)")
     p.add_argument("--out", type=Path, required=True, help="the scan to write (.h5, with its ground truth)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
@@ -1148,7 +1154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler",
         default="auto",
-        help="'none' or 'auto' (this process, every core), 'local' (a dask LocalCluster of --workers "
+        help="'none' or 'auto' (this process, every core; default), 'local' (a dask LocalCluster of --workers "
         "processes), or a scheduler address (tcp://host:8786)",
     )
     p.add_argument(
@@ -1159,13 +1165,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=INFERENCE_BATCH,
         help="patterns per batch (default: 256 on a CPU, 4096 on a GPU; per task on a cluster: 512)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU; default), cpu, cuda, ...")
     p.add_argument(
         "--cleanup",
         choices=["grain", "none"],
         default="grain",
-        help="grain: average each point with its same-grain neighbours (patterns that correlate), a second "
-        "pass over the scan; none: every point on its own",
+        help="grain (default): average each point with its same-grain neighbours (patterns that correlate), a "
+        "second pass over the scan; none: every point on its own",
     )
     _add_inference_options(p, views_below_default="1, every point gets every view: the grain clean-up needs them")
 
