@@ -745,7 +745,9 @@ PRIOR_DEFAULTS = {"per_class": 150, "pattern_size": 120, "input_size": 128, "epo
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="labelled dataset (.h5 from 'simulate' or 'dataset')")
     p.add_argument(
-        "--backbone", default="efficientnet_lite0", help="registry name (see 'backbones') or any timm model name"
+        "--backbone",
+        default="efficientnet_lite0",
+        help="registry name (see 'backbones') or any timm model name (default efficientnet_lite0)",
     )
     p.add_argument(
         "--weights",
@@ -834,7 +836,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--rehearse-from",
         choices=("prior", "catalogue"),  # ebsd_core.rehearsal.REHEARSAL_SOURCES, unimported: the CLI starts light
         default="prior",
-        help="with --rehearse: the prior's own materials, or every catalogue material of the classes that "
+        help="with --rehearse: the prior's own materials (default), or every catalogue material of the classes that "
         "the data does not name (adds superlattice phases the prior may not have seen, and phases it was "
         "told not to see)",
     )
@@ -1092,10 +1094,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
     _add_training_options(p)
-    p.add_argument("--shots", default="1,5,10,20", help="comma-separated shots per class")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--shots", default="1,5,10,20", help="comma-separated shots per class (default 1,5,10,20)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument(
-        "--modes", default="transfer,scratch", help="comma-separated: transfer (from --weights or ImageNet), scratch"
+        "--modes",
+        default="transfer,scratch",
+        help="comma-separated: transfer (from --weights or ImageNet), scratch (default both)",
     )
     p.add_argument("--real-data", action="append", help="real patterns to score, as PATH=SPACEGROUP (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="folder for curve.json and curve.png")
@@ -1106,7 +1110,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     again.add_argument("--force", action="store_true", help="OUT holds a curve: start it again (runs replaced)")
     p.add_argument(
-        "--also-binning", default="", help="comma-separated camera binnings to score the models with too, e.g. 2,4"
+        "--also-binning",
+        default="",
+        help="comma-separated camera binnings to score the models with too, e.g. 2,4 (default: none)",
     )
 
     p = sub.add_parser("fewshot-merge", help="one curve from several fewshot-curve runs (a sweep split up)")

@@ -300,6 +300,24 @@ def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp
     assert "model.json: is in the --model folder" in capsys.readouterr().err
 
 
+def test_every_option_with_a_default_says_what_it_is():
+    """A user reads the help, not the code: an option that does something when left out says what."""
+    import argparse
+
+    from ebsd_core.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [
+        f"{name} {action.option_strings[0]}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings
+        and action.default not in (None, False, argparse.SUPPRESS)
+        and "default" not in (action.help or "")
+    ]
+    assert not silent, f"options whose help does not name their default: {silent}"
+
+
 def test_the_training_help_states_the_engines_defaults():
     """The help spells the defaults out (the CLI does not import the engine to start): they must stay the same."""
     from ebsd_core.augment import AugmentConfig
