@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,15 @@ class PhaseMap(Decisions):
         rows, cols = self.nav_shape
         yy, xx = np.divmod(np.arange(rows * cols), cols)
         return xx * self.step_um, yy * self.step_um
+
+    def shown_points(self, max_points: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """The rows and columns of the points to draw when a screen can show ``max_points``: every ``step``-th row
+        and column, ``step`` as small as that allows (1: every point). Returns (rows, columns, step)."""
+        rows, cols = self.nav_shape
+        step = max(1, math.isqrt(rows * cols // max_points))
+        while -(-rows // step) * -(-cols // step) > max_points:
+            step += 1
+        return np.arange(0, rows, step), np.arange(0, cols, step), step
 
     def fractions(self) -> dict[str, float]:
         index = self.index

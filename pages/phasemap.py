@@ -52,7 +52,9 @@ st.caption(
     "confidence, click a point to see its pattern and the model's probabilities."
 )
 manager = job_manager()
-MAX_CLICKABLE_POINTS = 60_000  # beyond this the map takes the row/column inputs only
+# points drawn of a map: a 1000 x 1000 map drawn whole took 26 s to show and 18 s of server time at every click,
+# and one of 2000 x 2000 exceeded Streamlit's 200 MB message (bench/RESULTS.md); a screen shows no more
+MAX_SHOWN_POINTS = 60_000
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
 SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
 
@@ -240,19 +242,24 @@ def job_progress(job_id: str) -> None:
 
 
 def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None, clickable=False) -> go.Figure:
-    """A map as a heatmap in (column, row) coordinates; ``clickable`` adds invisible markers that take clicks."""
-    rows, cols = phase_map.nav_shape
+    """A map as a heatmap in (column, row) coordinates, of at most MAX_SHOWN_POINTS points (a larger map is drawn at
+    every few rows and columns, each point under its own row and column); ``clickable`` adds invisible markers that
+    take clicks."""
+    rows, cols, _ = phase_map.shown_points(MAX_SHOWN_POINTS)
+    points = rows[:, None] * phase_map.nav_shape[1] + cols[None, :]  # flat indices of the points drawn
     x, y = phase_map.coordinates()
-    names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index + 1]
+    names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
     hover = (  # x and y of the heatmap and the markers are the column and row
         "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>"
         "confidence %{customdata[3]:.2f}"
     )
-    custom = np.stack([x, y, names, phase_map.confidence], axis=-1)
+    custom = np.stack([x[points], y[points], names, phase_map.confidence[points]], axis=-1)
     fig = go.Figure(
         go.Heatmap(
-            z=values.reshape(rows, cols),
-            customdata=custom.reshape(rows, cols, 4),
+            x=cols,
+            y=rows,
+            z=np.asarray(values)[points],
+            customdata=custom,
             hovertemplate=hover + "<extra></extra>",
             showscale=colours is None,
             colorscale=colours or "Viridis",
@@ -260,16 +267,16 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
             zmax=zrange[1] if zrange else None,
         )
     )
-    if clickable and phase_map.size <= MAX_CLICKABLE_POINTS:
-        row, col = np.divmod(np.arange(phase_map.size), cols)
+    if clickable:
+        column, row = np.meshgrid(cols, rows)
         fig.add_trace(
             go.Scattergl(
-                x=col,
-                y=row,
+                x=column.ravel(),
+                y=row.ravel(),
                 mode="markers",
-                customdata=custom,
+                customdata=custom.reshape(-1, 4),
                 hovertemplate=hover + "<extra></extra>",
-                marker=dict(size=max(3, 400 // max(rows, cols)), color="rgba(0,0,0,0)", symbol="square"),
+                marker=dict(size=max(3, 400 // max(len(rows), len(cols))), color="rgba(0,0,0,0)", symbol="square"),
                 showlegend=False,
             )
         )
@@ -336,6 +343,13 @@ def show_map(map_path: str, scan_path: str) -> None:
     phase_map = cached_phase_map(map_path, modified)
     st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
     show_notes(phase_map.notes)
+    shown_rows, shown_cols, step = phase_map.shown_points(MAX_SHOWN_POINTS)
+    if step > 1:
+        st.caption(
+            f"Drawn at one point in {step} along each row and column ({len(shown_rows) * len(shown_cols):,} of "
+            f"{phase_map.size:,} points; a screen shows no more). Hover and clicks give each point's own row and "
+            "column; the fractions, scores and exports take every point."
+        )
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
     n = len(colours)
     phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n), True)

@@ -37,6 +37,23 @@ def test_accuracy_is_scored_against_ground_truth(phase_map):
     assert phase_map.accuracy() == pytest.approx(float((phase_map.index == truth).mean()))
 
 
+@pytest.mark.parametrize(
+    ("shape", "step"), [((8, 10), 1), ((245, 244), 1), ((1000, 1000), 5), ((2000, 2000), 9), ((3, 100_000), 3)]
+)
+def test_a_large_map_is_drawn_at_every_few_rows_and_columns(shape, step):
+    """At most the points a screen shows, every step-th row and column, the step as small as that allows."""
+    from ebsd_core.phasemap import MapPhase, PhaseMap
+
+    n = shape[0] * shape[1]
+    phase_map = PhaseMap(shape, [MapPhase("Ni", 225, 3.52, "#1f77b4")], np.ones((n, 1), np.float32), np.ones(n), 0.5)
+    rows, cols, found = phase_map.shown_points(60_000)
+    assert found == step and len(rows) * len(cols) <= 60_000
+    assert rows[0] == cols[0] == 0 and (np.diff(rows) == step).all() and (np.diff(cols) == step).all()
+    assert rows[-1] > shape[0] - 1 - step and cols[-1] > shape[1] - 1 - step  # the last rows and columns are reached
+    if step > 1:  # one step less would draw too many
+        assert -(-shape[0] // (step - 1)) * -(-shape[1] // (step - 1)) > 60_000
+
+
 def test_crystal_map_has_phases_and_points(phase_map):
     xmap = phase_map.to_crystal_map()
     assert xmap.shape == (8, 10)
