@@ -287,16 +287,20 @@ def decide(probabilities: np.ndarray, threshold: float) -> np.ndarray:
 
 
 class Decisions:
-    """Top probability and decided class of every row of ``self.probabilities`` (N, C) at ``self.threshold``."""
+    """Top probability and decided class of every row of ``self.probabilities`` (N, C) at ``self.threshold``.
+
+    Both are worked out once per object (0.6 s for a map of 4 million points, asked for by every figure, fraction and
+    score of a page): the probabilities are never changed in place, and ``dataclasses.replace`` makes a new object.
+    """
 
     probabilities: np.ndarray
     threshold: float
 
-    @property
+    @functools.cached_property
     def confidence(self) -> np.ndarray:
         return self.probabilities.max(axis=1)
 
-    @property
+    @functools.cached_property
     def index(self) -> np.ndarray:
         """Class index per row, -1 where the model is not confident enough."""
         return decide(self.probabilities, self.threshold)

@@ -247,13 +247,13 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     take clicks."""
     rows, cols, _ = phase_map.shown_points(MAX_SHOWN_POINTS)
     points = rows[:, None] * phase_map.nav_shape[1] + cols[None, :]  # flat indices of the points drawn
-    x, y = phase_map.coordinates()
+    x, y = np.broadcast_arrays(cols[None, :] * phase_map.step_um, rows[:, None] * phase_map.step_um)  # µm
     names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
     hover = (  # x and y of the heatmap and the markers are the column and row
         "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>"
         "confidence %{customdata[3]:.2f}"
     )
-    custom = np.stack([x[points], y[points], names, phase_map.confidence[points]], axis=-1)
+    custom = np.stack([x, y, names, phase_map.confidence[points]], axis=-1)
     fig = go.Figure(
         go.Heatmap(
             x=cols,

@@ -642,7 +642,9 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     ]
     assert len(plotted(markers["x"])) == 40_000 and plotted(markers["y"])[-1] == 995  # clickable, at its own row
     index = 995 * 1000 + 995
-    assert markers["customdata"][-1][2] == phases[int(probabilities[index].argmax())].label
+    x_um, y_um, phase, confidence = markers["customdata"][-1]
+    assert (x_um, y_um, phase) == (995, 995, phases[int(probabilities[index].argmax())].label)
+    assert confidence == pytest.approx(probabilities[index].max())
 
 
 def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model, map_scan_file):
