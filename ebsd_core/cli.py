@@ -962,6 +962,16 @@ def _add_inference_options(
 SIMULATED_SIZE = 120  # default pattern size of simulations: at 60 px austenite/ferrite stays near chance
 
 
+def _add_simulated_size_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--size",
+        type=PATTERN_SIZE,
+        default=SIMULATED_SIZE,
+        help=f"pattern size in pixels (square; default {SIMULATED_SIZE}); 60 trains and maps 4x faster, but FCC vs "
+        "BCC needs the detail of 120",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ebsd_core",
@@ -981,13 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cif", action="append", help="add a phase from a CIF file (repeatable)")
     p.add_argument("--holdout-materials", help="materials simulated as a held-out test split, e.g. cu,w")
     p.add_argument("--per-class", type=PER_CLASS, required=True, help="patterns per class")
-    p.add_argument(
-        "--size",
-        type=PATTERN_SIZE,
-        default=SIMULATED_SIZE,
-        help=f"pattern size in pixels (square; default {SIMULATED_SIZE}); 60 trains and maps 4x faster, but FCC vs "
-        "BCC needs the detail of 120",
-    )
+    _add_simulated_size_option(p)
     p.add_argument(
         "--seed", type=SEED, default=0, help="random seed: the same seed gives the same patterns (default 0)"
     )
@@ -1133,13 +1137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--step", type=number_within("step", 1e-4, 1e4), help="scan step of the Voronoi map in micrometres (default 1)"
     )
-    p.add_argument(
-        "--size",
-        type=PATTERN_SIZE,
-        default=SIMULATED_SIZE,
-        help=f"pattern size in pixels (square; default {SIMULATED_SIZE}); 60 trains and maps 4x faster, but FCC vs "
-        "BCC needs the detail of 120",
-    )
+    _add_simulated_size_option(p)
     p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same scan (default 0)")
     p.add_argument("--out", type=Path, required=True, help="the scan to write (.h5, with its ground truth)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
