@@ -790,7 +790,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--frozen-epochs",
         type=whole_number_within("frozen epochs", 0, 10_000),
         default=0,
-        help="epochs training only the head first, on the pretrained weights (not with --scratch)",
+        help="epochs training only the head first, on the pretrained weights (not with --scratch; default 0: off)",
     )
     p.add_argument(
         "--rotation",

@@ -312,7 +312,9 @@ def test_every_option_with_a_default_says_what_it_is():
         for name, command in commands.items()
         for action in command._actions
         if action.option_strings
-        and action.default not in (None, False, argparse.SUPPRESS)
+        and action.default is not None
+        and action.default is not False  # a flag (0, a number, is a default to name)
+        and action.default != argparse.SUPPRESS
         and "default" not in (action.help or "")
     ]
     assert not silent, f"options whose help does not name their default: {silent}"
