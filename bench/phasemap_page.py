@@ -1,0 +1,78 @@
+"""The Phase map page on a saved map of N x N points (AppTest, no browser): server time to draw it, per rerun (a
+click, a row typed), and the size of its largest chart, which Streamlit refuses above 200 MB (server.maxMessageSize).
+
+Targets: a rerun well under the 18 s a 1000 x 1000 map took when every point was drawn; every map shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import ROOT, emit, parser
+
+sys.path.insert(0, str(ROOT / "tests"))
+from serving import as_running_server  # noqa: E402
+
+STREAMLIT_MESSAGE_LIMIT_MB = 200
+
+
+def saved_map(side: int, folder: Path) -> Path:
+    """A random two-phase map of side x side points with ground truth (so the page draws its three maps)."""
+    from ebsd_core.phasemap import MapPhase, PhaseMap, save_phase_map
+
+    n = side * side
+    rng = np.random.default_rng(0)
+    phases = [MapPhase("Ni", 225, 3.52, "#1f77b4"), MapPhase("Ni3Al", 221, 3.57, "#ff7f0e")]
+    probabilities = rng.dirichlet([1, 1], n).astype(np.float32)
+    phase_map = PhaseMap(
+        (side, side), phases, probabilities, np.ones(n, np.float32), 0.5, truth=rng.integers(0, 2, n), source="big.h5"
+    )
+    return save_phase_map(phase_map, folder / f"map-{side}.npz")
+
+
+def measure(side: int, reruns: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    path = saved_map(side, Path(tempfile.mkdtemp()))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+    app.run()
+    app.session_state["map_path"] = str(path)
+    app.session_state["map_scan"] = str(path.with_suffix(".h5"))  # none: the point's pattern is said to be missing
+    start = time.perf_counter()
+    app.switch_page("pages/phasemap.py").run()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(reruns):
+        start = time.perf_counter()
+        app.run()
+        times.append(time.perf_counter() - start)
+    charts = [len(chart.proto.spec) / 1e6 for chart in app.get("plotly_chart")]
+    return {
+        "points": side * side,
+        "first_draw_s": round(first, 2),
+        "rerun_s": round(max(times), 2),
+        "largest_chart_mb": round(max(charts), 1),
+        "all_charts_mb": round(sum(charts), 1),
+        "under_message_limit": max(charts) < STREAMLIT_MESSAGE_LIMIT_MB,
+        "exception": bool(app.exception),
+    }
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    os.environ.setdefault("EBSD_FEWSHOT_HOME", tempfile.mkdtemp())
+    os.environ.setdefault("EBSD_MODEL_STORE", tempfile.mkdtemp())
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.__init__ = as_running_server(PagesManager.__init__)
+    sides = (200, 1000) if args.quick else (200, 1000, 2000)
+    emit({"benchmark": "phasemap_page", "maps": [measure(side, 2 if args.quick else 3) for side in sides]})
+
+
+if __name__ == "__main__":
+    main()
