@@ -29,6 +29,7 @@ from ebsd_core.inference import (
     COMPILE_MIN_WORK,
     CompiledForInference,
     cpu_has_native_bf16,
+    default_batch_size,
     model_probabilities,
     predict_source,
 )
@@ -63,11 +64,13 @@ def measure(
     precision: str = "fp32",
     compile: bool = False,
     views: int = 1,
+    scatter_views: bool = False,
 ) -> tuple[float, float]:
     """Patterns/s of one run over ``n`` patterns, and the seconds compiling took before it (0 uncompiled).
 
     The model is compiled once, on a warm-up batch, as for a scan; frozen weights are not cached on disk,
     so a run pays the compile seconds every time: a scan gains only when it is large (``compile_wanted``).
+    ``scatter_views``: each pattern gets views of its own, as on a phase map.
     """
     model = create_model("efficientnet_lite0", 6, pretrained=False).to(device, memory_format=torch.channels_last).eval()
     classes = [221, 223, 225, 227, 229, 230]
@@ -76,10 +79,11 @@ def measure(
     runner = CompiledForInference(model) if compile else model
     warm_up = source.__class__(**{**source.__dict__, "patterns": source.patterns[:batch]})
     start = time.perf_counter()
-    predict_source(runner, card, warm_up, batch_size=batch, precision=precision, compile="never")
+    run = dict(batch_size=batch, precision=precision, compile="never", scatter_views=scatter_views)
+    predict_source(runner, card, warm_up, **run)
     compile_seconds = time.perf_counter() - start if compile else 0.0
     start = time.perf_counter()
-    predict_source(runner, card, source, batch_size=batch, precision=precision, compile="never")
+    predict_source(runner, card, source, **run)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return n / (time.perf_counter() - start), compile_seconds
@@ -167,18 +171,45 @@ def model_only(n: int, input_size: int, batch: int, precision: str) -> float:
 
 
 def measure_cuda(args) -> dict:
-    n = 100_000 if args.quick else 500_000
+    """The GPU, most telling first (each figure is logged as it comes, for a run cut short): the defaults of a
+    scan, then what a newly trained model and a phase map do (every view, views of each point's own), the
+    network alone, eager, and 120 px patterns at a 128 px input in float32 and bf16."""
+    n = args.cuda_patterns or (100_000 if args.quick else 500_000)
     result = {"gpu": torch.cuda.get_device_name(0), "cuda_patterns": n}
-    for precision in ("fp32", "bf16"):
-        result[f"cuda_{precision}_model_only_patterns_per_s"] = round(model_only(n, args.input_size, 4096, precision))
-        for compile in (False, True):
-            for batch in (4096, 16384):
-                speed, _ = measure("cuda", n, args.size, args.input_size, batch, precision, compile)
-                key = f"cuda_{precision}_{'compiled' if compile else 'eager'}_batch{batch}_patterns_per_s"
-                result[key] = round(speed, 1)
-                log(f"{key}: {speed:,.0f}")
-    # what a scan gets by default on a GPU at 64 px: float32, compiled, 4096-pattern batches
+
+    def record(key: str, n_run: int, size: int, input_size: int, **run) -> None:
+        speed, seconds = measure("cuda", n_run, size, input_size, **run)
+        result[f"{key}_patterns_per_s"] = round(speed, 1)
+        if run.get("compile"):
+            result[f"{key}_compile_s"] = round(seconds, 1)
+        log(f"{key}: {speed:,.0f} patterns/s" + (f" (compiled in {seconds:.1f} s)" if run.get("compile") else ""))
+
+    views = TrainConfig.views
+    scan = (n, args.size, args.input_size)
+    # what a scan gets by default on a GPU at 64 px: float32, compiled, 4096-pattern batches, one view
+    record("cuda_fp32_compiled_batch4096", *scan, batch=4096, compile=True)
     result["cuda_patterns_per_s"] = result["cuda_fp32_compiled_batch4096_patterns_per_s"]
+    record(f"cuda_fp32_compiled_batch4096_views{views}", *scan, batch=4096, compile=True, views=views)
+    record(
+        f"cuda_fp32_compiled_batch4096_views{views}_own",
+        *scan,
+        batch=4096,
+        compile=True,
+        views=views,
+        scatter_views=True,
+    )
+    for precision in ("fp32", "bf16"):
+        speed = model_only(n, args.input_size, 4096, precision)
+        result[f"cuda_{precision}_model_only_patterns_per_s"] = round(speed)
+        log(f"cuda_{precision}_model_only: {speed:,.0f} patterns/s")
+    record("cuda_fp32_eager_batch4096", *scan, batch=4096)
+    # bf16 at 64 px and batches of 16,384 were slower or no faster on the H100 (bench/RESULTS.md): not repeated
+    # 120 px patterns at a 128 px input, where --precision auto picks bf16 (for models that pass the check)
+    large = (max(n // 5, 4096), 2 * args.size, 2 * args.input_size)
+    batch = default_batch_size(torch.device("cuda"), (large[1], large[1]))
+    result["cuda_patterns_128px"] = large[0]
+    for precision in ("fp32", "bf16"):
+        record(f"cuda_128px_{precision}_compiled_batch{batch}", *large, batch=batch, precision=precision, compile=True)
     return result
 
 
@@ -187,6 +218,7 @@ def main() -> None:
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--size", type=int, default=60)
     p.add_argument("--skip-cpu", action="store_true", help="measure only the GPU (on a GPU machine)")
+    p.add_argument("--cuda-patterns", type=int, help="patterns of the GPU runs (default 500,000; 100,000 with --quick)")
     p.add_argument("--model", help="a trained model (models/NAME): measure its test-time views on --scan")
     p.add_argument("--scan", help="with --model: a labelled scan or dataset of the model's classes")
     p.add_argument("--views-below", type=float, default=TrainConfig.views_below, help="with --model")

@@ -16,8 +16,10 @@ REAL_NI = SHARED / "real" / "ni_kikuchipy_small" / "patterns.h5"
 REAL_SI = SHARED / "real" / "si_kikuchipy_moving_screen" / "si_in.h5"
 REAL_FE = SHARED / "real" / "fe_astroebsd" / "astroebsd_Fe_pattern_1.tif"
 SDSS_LAYOUT = SHARED / "layouts" / "sdss_ferrite_austenite.ang"
+_KIKUCHIPY = importlib.util.find_spec("kikuchipy")
 #: The example files kikuchipy ships (vendor formats, a real NORDIF acquisition), found without importing it.
-KIKUCHIPY_DATA = Path(importlib.util.find_spec("kikuchipy").origin).parent / "data"
+#: None where kikuchipy is not installed (a GPU machine that runs the engine's tests alone).
+KIKUCHIPY_DATA = Path(_KIKUCHIPY.origin).parent / "data" if _KIKUCHIPY else None
 
 torch.set_num_threads(2)
 
@@ -38,7 +40,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 def _warm_streamlit_server(request, monkeypatch):
     """Dashboard tests run as on a server that is already up (``serving.as_running_server``), unless marked
     ``cold_server``."""
-    if "cold_server" in request.keywords:
+    if "cold_server" in request.keywords or importlib.util.find_spec("streamlit") is None:
         return
     from serving import as_running_server
     from streamlit.runtime.pages_manager import PagesManager

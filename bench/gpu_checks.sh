@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, in one run, most telling first (bench/RESULTS.md records what they gave):
+# the engine's tests with CUDA there, the command line's few-shot training and evaluation on the GPU, and the
+# GPU throughput. Made for a lent GPU machine that has PyTorch and timm but not kikuchipy or streamlit, so
+# the tests are those that need neither (TESTS, a file of test ids, one per line; all of tests/ without it).
+#
+# Usage: bash bench/gpu_checks.sh DATA OUT
+#   DATA: a folder with six60.h5 and six120.h5, made with
+#     python -m ebsd_core simulate --classes default --per-class 120 --size 60 \
+#       --holdout-materials cu3au,v3si,cu,ge,mo,almandine --seed 123 --out DATA/six60.h5
+#     python -m ebsd_core simulate --classes default --per-class 80 --size 120 \
+#       --holdout-materials cu3au,v3si,cu,ge,mo,almandine --seed 123 --out DATA/six120.h5
+#   OUT: where the logs and JSON go (one file per step).
+# CUDA_PATTERNS (default 250000) sets the throughput scan's patterns; EPOCHS (default 30), the training's most epochs.
+set -u
+data=${1:?a folder with six60.h5 and six120.h5}
+out=${2:?a folder for the logs}
+mkdir -p "$out"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+EBSD_FEWSHOT_HOME=$(mktemp -d)
+export EBSD_FEWSHOT_HOME
+models=$(mktemp -d)
+
+step() { echo "== $(date +%T) $*"; }
+
+step machine
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+python3 -c "import torch, timm, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm',
+timm.__version__, 'numpy', numpy.__version__, 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+
+step tests
+tests=(tests)
+[ -n "${TESTS:-}" ] && mapfile -t tests <"$TESTS"
+python3 -m pytest -o addopts="" -q -rs -p no:cacheprovider --timeout 300 "${tests[@]}" 2>&1 | tee "$out/tests.log" | tail -15
+
+# the 60 s target's command (2-core CPU), then the 120 px, 20-shot recipe of bench/RESULTS.md
+train_and_evaluate() {
+    local name=$1 data_file=$2 shots=$3
+    step "train $name"
+    local start=$SECONDS
+    python3 -m ebsd_core train --data "$data_file" --shots "$shots" --epochs "${EPOCHS:-30}" --out "$models/$name" 2>"$out/$name.train.log" |
+        tee "$out/$name.train.json"
+    echo "wall s (with start-up): $((SECONDS - start))"
+    python3 -c "import json, sys; t = json.load(open(sys.argv[1]))['training']
+print('device', t['device'], 'best epoch', t['best_epoch'], 'bf16 check', t['bf16_check'])" "$models/$name/model.json"
+    step "evaluate $name"
+    python3 -m ebsd_core evaluate --model "$models/$name" --data "$data_file" >"$out/$name.evaluate.json"
+    python3 -c "import json, sys; m = json.load(open(sys.argv[1])); print('patterns', m['patterns'],
+'accuracy', round(m['accuracy'], 4))" "$out/$name.evaluate.json"
+}
+train_and_evaluate six60_10shots "$data/six60.h5" 10
+train_and_evaluate six120_20shots "$data/six120.h5" 20
+
+step throughput
+python3 bench/throughput.py --skip-cpu --cuda-patterns "${CUDA_PATTERNS:-250000}" 2>&1 | tee "$out/throughput.log" | tail -1
+step done
