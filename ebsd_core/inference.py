@@ -26,9 +26,14 @@ UNKNOWN = "unknown"
 log = logging.getLogger(__name__)
 
 
-def autocast_context(device: torch.device):
-    """bf16 autocast for training on CUDA; nothing elsewhere (CPU bf16 training is slower: 0.16 vs 0.08 s/step)."""
-    return inference_autocast(device, "bf16" if device.type == "cuda" else "fp32")
+def autocast_context(device: torch.device, input_size: int):
+    """bf16 autocast for training on CUDA from ``GPU_BF16_MIN_INPUT`` pixels on; nothing elsewhere.
+
+    A training step (batch 32, EfficientNet-Lite0) on an H200 took 42.7 ms in bf16 against 18.2 ms in float32
+    at 64 px, and 18.8 against 18.1 ms at 128 px; CPU bf16 training is slower too (0.16 vs 0.08 s/step).
+    """
+    bf16 = device.type == "cuda" and input_size >= GPU_BF16_MIN_INPUT
+    return inference_autocast(device, "bf16" if bf16 else "fp32")
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -2,9 +2,9 @@
 
 AdamW with linear warm-up and cosine decay, label smoothing, class-preserving
 augmentations, early stopping on validation loss (the best epoch's weights are
-kept), an optional frozen-backbone warm-up, bf16 autocast and channels_last on
-CUDA. A progress callback receives :class:`TrainProgress`; ``should_stop``
-cancels between batches.
+kept), an optional frozen-backbone warm-up, channels_last, and on CUDA the
+augmentation on the GPU and bf16 autocast from 128 px inputs. A progress callback
+receives :class:`TrainProgress`; ``should_stop`` cancels between batches.
 """
 
 from __future__ import annotations
@@ -285,6 +285,11 @@ def train_model(
     augment = config.augment_config
     x_all = torch.from_numpy(x_train)[:, None]
     y_all = torch.from_numpy(y_train)
+    augment_generator = generator
+    if device.type == "cuda":  # augmented there: on the CPU it kept a GPU waiting
+        x_all = x_all.to(device)
+        pc_train = None if pc_train is None else pc_train.to(device)
+        augment_generator = torch.Generator(device=device).manual_seed(config.seed)
 
     history: list[dict] = []
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
@@ -299,10 +304,10 @@ def train_model(
                 pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
                 xb = x_all[pick]
                 if config.augment:
-                    xb = augment_batch(xb, augment, generator, None if pc_train is None else pc_train[pick])
+                    xb = augment_batch(xb, augment, augment_generator, None if pc_train is None else pc_train[pick])
                 xb, yb = xb.to(device), y_all[pick].to(device)
                 xb = xb.contiguous(memory_format=torch.channels_last)
-                with autocast_context(device):
+                with autocast_context(device, config.input_size):
                     logits = model(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)

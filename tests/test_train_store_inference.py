@@ -494,3 +494,16 @@ def test_misclassified_test_patterns_are_the_test_splits_mistakes(tiny_dataset, 
     card.training["dataset_path"] = str(tmp_path / "changed.h5")
     with pytest.raises(InputError, match=r"classes \(Pm-3m, Pm-3n\) differ from the model's \(Pm-3m, Pm-3n, Fm-3m"):
         misclassified_test_patterns(model, card)
+
+
+def test_training_autocasts_to_bf16_only_on_a_gpu_from_128_px():
+    from ebsd_core.inference import autocast_context
+
+    def autocast_dtype(device: str, size: int):
+        with autocast_context(torch.device(device), size):
+            return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+    assert autocast_dtype("cpu", 224) is None
+    if torch.cuda.is_available():
+        assert autocast_dtype("cuda", 64) is None
+        assert autocast_dtype("cuda", 128) == torch.bfloat16
