@@ -250,15 +250,17 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     x, y = np.broadcast_arrays(cols[None, :] * phase_map.step_um, rows[:, None] * phase_map.step_um)  # µm
     names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
     hover = (  # x and y of the heatmap and the markers are the column and row
-        "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{customdata[2]}<br>"
-        "confidence %{customdata[3]:.2f}"
+        "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{text}<br>"
+        "confidence %{customdata[2]:.2f}"
     )
-    custom = np.stack([x, y, names, phase_map.confidence[points]], axis=-1)
+    # numbers alone, which plotly sends as binary (names among them made every point a JSON list)
+    custom = np.stack([x, y, phase_map.confidence[points]], axis=-1).astype(np.float32)
     fig = go.Figure(
         go.Heatmap(
             x=cols,
             y=rows,
             z=np.asarray(values)[points],
+            text=names,
             customdata=custom,
             hovertemplate=hover + "<extra></extra>",
             showscale=colours is None,
@@ -274,7 +276,8 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
                 x=column.ravel(),
                 y=row.ravel(),
                 mode="markers",
-                customdata=custom.reshape(-1, 4),
+                text=names.ravel(),
+                customdata=custom.reshape(-1, 3),
                 hovertemplate=hover + "<extra></extra>",
                 marker=dict(size=max(3, 400 // max(len(rows), len(cols))), color="rgba(0,0,0,0)", symbol="square"),
                 showlegend=False,

@@ -642,8 +642,8 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     ]
     assert len(plotted(markers["x"])) == 40_000 and plotted(markers["y"])[-1] == 995  # clickable, at its own row
     index = 995 * 1000 + 995
-    x_um, y_um, phase, confidence = markers["customdata"][-1]
-    assert (x_um, y_um, phase) == (995, 995, phases[int(probabilities[index].argmax())].label)
+    x_um, y_um, confidence = plotted(markers["customdata"]).reshape(-1, 3)[-1]
+    assert (x_um, y_um, markers["text"][-1]) == (995, 995, phases[int(probabilities[index].argmax())].label)
     assert confidence == pytest.approx(probabilities[index].max())
 
 
