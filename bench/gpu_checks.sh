@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one run, most telling first (bench/RESULTS.md records what they gave):
-# the engine's tests with CUDA there, the command line's few-shot training and evaluation on the GPU, and the
-# GPU throughput. Made for a lent GPU machine that has PyTorch and timm but not kikuchipy or streamlit: TESTS, a
-# file of test ids (one per line), runs their test files (all of tests/ without it); tests that need what is
-# missing fail with ModuleNotFoundError. Ids alone do not do: some parametrised tests are named otherwise where
-# CUDA is.
+# the engine's tests with CUDA there, the command line's few-shot training and evaluation on the GPU, a training
+# step's parts, and the GPU throughput. Made for a lent GPU machine that has PyTorch and timm but not kikuchipy or
+# streamlit: TESTS, a file of test ids (one per line), runs their test files (all of tests/ without it); tests that
+# need what is missing fail with ModuleNotFoundError. Ids alone do not do: some parametrised tests are named
+# otherwise where CUDA is.
 #
 # Usage: bash bench/gpu_checks.sh DATA OUT
 #   DATA: a folder with six60.h5 and six120.h5, made with
@@ -52,6 +52,9 @@ print('device', t['device'], 'best epoch', t['best_epoch'], 'bf16 check', t['bf1
 }
 train_and_evaluate six60_10shots "$data/six60.h5" 10
 train_and_evaluate six120_20shots "$data/six120.h5" 20
+
+step "training step"
+python3 bench/train_step.py --device cuda --sizes 64,128,224 2>&1 | tee "$out/train_step.log" | tail -1
 
 step throughput
 python3 bench/throughput.py --skip-cpu --cuda-patterns "${CUDA_PATTERNS:-250000}" 2>&1 | tee "$out/throughput.log" | tail -1
