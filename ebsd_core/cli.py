@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ebsd_core.errors import EbsdError, InputError, os_error_text
+from ebsd_core.errors import EbsdError, InputError, os_error_text, out_of_memory_text
 from ebsd_core.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
@@ -1320,6 +1320,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # what the checks above cannot foresee (a path that vanishes, a permission taken away)
         print(f"error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if (text := out_of_memory_text(exc)) is None:
+            raise
+        print(f"error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -45,3 +45,20 @@ def os_error_text(exc: OSError) -> str:
     where = exc.filename2 or exc.filename
     reason = exc.strerror or str(exc)
     return f"{where}: {reason}" if where else reason
+
+
+def out_of_memory_text(exc: BaseException) -> str | None:
+    """One line for an allocation that failed, on a GPU or the CPU, with what to try; None for any other error.
+
+    A GPU shared with other programs runs out when they hold its memory; torch is not imported here, so its
+    ``OutOfMemoryError`` is known by name.
+    """
+    message = str(exc).strip().split("\n")[0]
+    if type(exc).__name__ == "OutOfMemoryError":
+        return (
+            f"the GPU ran out of memory ({message}): use a smaller batch size, close what else uses the GPU, "
+            "or run on the CPU"
+        )
+    if isinstance(exc, MemoryError) or "can't allocate memory" in message:
+        return f"out of memory ({message}): use a smaller batch size or fewer patterns at once"
+    return None

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ebsd_core.atomic import atomic_path
-from ebsd_core.errors import CancelledError, EbsdError, os_error_text
+from ebsd_core.errors import CancelledError, EbsdError, os_error_text, out_of_memory_text
 from ebsd_core.memory import release_freed_memory
 from ebsd_core.paths import fewshot_home
 
@@ -185,7 +185,10 @@ class JobManager:
                 self._update(job_id, status=FAILED, error=str(exc), finished=time.time())
             except OSError as exc:  # a file that went away or a permission taken away: the user can act on it
                 self._update(job_id, status=FAILED, error=os_error_text(exc), finished=time.time())
-            except Exception as exc:  # a bug: keep the trace in the job file, show one line
+            except Exception as exc:  # a bug (keep the trace in the job file, show one line), or memory ran out
+                if memory := out_of_memory_text(exc):  # the job asked for more than there was: no bug
+                    self._update(job_id, status=FAILED, error=memory, finished=time.time())
+                    return
                 self._update(
                     job_id,
                     status=FAILED,

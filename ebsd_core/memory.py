@@ -21,6 +21,7 @@ import ctypes
 import functools
 import os
 import platform
+import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -60,7 +61,11 @@ def worker_environment() -> dict[str, str]:
 
 
 def release_freed_memory() -> None:
-    """Give the freed memory kept in the process back to the system (``malloc_trim``)."""
+    """Give the freed memory kept in the process back to the system (``malloc_trim``), and a GPU's memory that
+    torch keeps for reuse back to the other programs that share the GPU."""
     libc = _glibc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+    torch = sys.modules.get("torch")  # not imported for it: a process without torch has no GPU memory to give
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

@@ -332,3 +332,31 @@ def test_the_training_help_states_the_engines_defaults():
     given = {name: getattr(args, name) for name in ("epochs", "batch_size", "patience", "unknown_threshold")}
     engine = {"epochs": TrainConfig.epochs, "batch_size": TrainConfig.batch_size, "patience": TrainConfig.patience}
     assert given == {**engine, "unknown_threshold": TrainConfig.unknown_threshold}
+
+
+def test_running_out_of_memory_is_one_line_with_what_to_try(monkeypatch, capsys):
+    import torch
+
+    from ebsd_core import cli
+
+    def too_large(args):
+        torch.empty(2**50, dtype=torch.uint8)  # a real allocation failure: 1 PiB
+
+    def gpu_full(args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nSee the documentation.")
+
+    def a_bug(args):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", too_large)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory (") and "smaller batch size" in err and "Traceback" not in err
+    monkeypatch.setitem(cli.COMMANDS, "models", gpu_full)
+    assert main(["models", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB.)")
+    assert "run on the CPU" in err and err.count("\n") == 1
+    monkeypatch.setitem(cli.COMMANDS, "models", a_bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug keeps its traceback
+        main(["models", "list"])

@@ -141,3 +141,19 @@ def test_a_job_started_again_waits_for_its_owners_other_job(tmp_path):
     release.set()
     assert refused.value.job.id == running and manager.wait(running).status == DONE
     assert manager.wait(manager.restart(failed.id, lambda ctx: {})).status == DONE
+
+
+def test_a_job_that_runs_out_of_memory_fails_with_what_to_try(tmp_path):
+    """Not an 'internal error' with a traceback: a shared GPU that other programs fill is no bug of the job's."""
+    import torch
+
+    manager = JobManager(tmp_path / "jobs")
+
+    def gpu_full(ctx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+
+    state = manager.wait(manager.submit("train", "train", "a", gpu_full))
+    assert state.status == FAILED and state.error.startswith("the GPU ran out of memory (CUDA out of memory.")
+    assert "traceback" not in state.result
+    state = manager.wait(manager.submit("train", "train", "a", lambda ctx: torch.empty(2**50, dtype=torch.uint8)))
+    assert state.status == FAILED and state.error.startswith("out of memory (") and "traceback" not in state.result
