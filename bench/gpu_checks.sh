@@ -4,7 +4,8 @@
 # step's parts, and the GPU throughput. Made for a lent GPU machine that has PyTorch and timm but not kikuchipy or
 # streamlit: TESTS, a file of test ids (one per line), runs their test files (all of tests/ without it); tests that
 # need what is missing fail with ModuleNotFoundError. Ids alone do not do: some parametrised tests are named
-# otherwise where CUDA is.
+# otherwise where CUDA is. EBSD_TEST_SIMULATED=FOLDER gives the tests the datasets they simulate, kept in FOLDER by a
+# run of the tests here with the same setting: the tests that train on them then train on the GPU there.
 #
 # Usage: bash bench/gpu_checks.sh DATA OUT
 #   DATA: a folder with six60.h5 and six120.h5, made with

@@ -24,6 +24,24 @@ KIKUCHIPY_DATA = Path(_KIKUCHIPY.origin).parent / "data" if _KIKUCHIPY else None
 torch.set_num_threads(2)
 
 
+#: Where the simulated fixtures are kept, when set: read from there where kikuchipy, which simulates, is not installed
+#: (the GPU machine of bench/gpu_checks.sh), written there first where it is.
+SIMULATED = os.environ.get("EBSD_TEST_SIMULATED")
+
+
+def simulated(name: str, make):
+    """The dataset ``make()`` simulates, or its copy kept in ``EBSD_TEST_SIMULATED``."""
+    if not SIMULATED:
+        return make()
+    from ebsd_core.io.dataset import read_dataset, write_dataset
+
+    kept = Path(SIMULATED) / f"{name}.h5"
+    if not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_dataset(make(), kept)
+    return read_dataset(kept)
+
+
 def shared_file(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available at {path}")
@@ -54,7 +72,7 @@ def tiny_dataset(tmp_path_factory):
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
 
-    dataset = simulate_dataset(per_class=12, size=32, seed=3, holdout_materials=["cu", "w"])
+    dataset = simulated("tiny", lambda: simulate_dataset(per_class=12, size=32, seed=3, holdout_materials=["cu", "w"]))
     path = tmp_path_factory.mktemp("data") / "tiny.h5"
     write_dataset(dataset, path)
     return path
@@ -67,7 +85,8 @@ def map_model(tmp_path_factory):
     from ebsd_core.store import save_model
     from ebsd_core.train import TrainConfig, train_model
 
-    dataset = simulate_dataset(per_class=24, phases=["austenite", "ferrite"], size=32, seed=5)
+    phases = ["austenite", "ferrite"]
+    dataset = simulated("duplex", lambda: simulate_dataset(per_class=24, phases=phases, size=32, seed=5))
     config = TrainConfig(shots=8, epochs=2, input_size=32, batch_size=8, min_steps_per_epoch=2, val_per_class=4)
     result = train_model(dataset, config)
     return save_model(result.model, result.card, tmp_path_factory.mktemp("store") / "duplex")
@@ -80,9 +99,12 @@ def map_scan_file(tmp_path_factory):
     from ebsd_core.phases import get_material
     from ebsd_core.simulate_map import simulate_scan, voronoi_layout
 
-    layout = voronoi_layout([get_material("austenite"), get_material("ferrite")], (8, 10), grain_size=4, seed=2)
+    def scan():
+        layout = voronoi_layout([get_material("austenite"), get_material("ferrite")], (8, 10), grain_size=4, seed=2)
+        return simulate_scan(layout, size=32, seed=1)
+
     path = tmp_path_factory.mktemp("scans") / "duplex_scan.h5"
-    write_dataset(simulate_scan(layout, size=32, seed=1), path)
+    write_dataset(simulated("duplex_scan", scan), path)
     return path
 
 
