@@ -541,7 +541,7 @@ def _phasemap(args: argparse.Namespace) -> int:
     if scheduler == "none":
         from ebsd_core.io.readers import open_patterns
 
-        model, card = _load_for_inference(args, _device(args.device))
+        model, card = _load_for_inference(args)
         source = open_patterns(args.scan)
         if args.orientations is not None:
             attach_orientations(source, args.orientations, nav_shape)
@@ -682,6 +682,9 @@ def _hash_password(args: argparse.Namespace) -> int:
         raise EbsdError("the two passwords differ")
     print(f'[access]\npassword_hash = "{hash_password(password)}"')
     return 0
+
+
+DEVICE_HELP = "auto (CUDA, MPS, CPU; default), cpu, cuda, cuda:1, ..."
 
 
 def _device(name: str):
@@ -846,7 +849,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         default=8,
         help="early-stopping patience: epochs without a lower validation loss (default 8)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU; default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--unknown-threshold",
         type=number_within("unknown threshold", 0, 1),
@@ -904,11 +907,11 @@ def _views(text: str) -> int:
     return whole_number_within("views", 1, MAX_VIEWS)(text)
 
 
-def _load_for_inference(args: argparse.Namespace, device=None):
-    """The model and card of ``--model``, predicting with ``--views`` when given."""
+def _load_for_inference(args: argparse.Namespace):
+    """The model and card of ``--model`` on ``--device``, predicting with ``--views`` when given."""
     from ebsd_core.store import load_model
 
-    model, card = load_model(args.model) if device is None else load_model(args.model, device=device)
+    model, card = load_model(args.model, device=_device(args.device))
     if args.views:
         card.views = args.views
     if args.views_below is not None:
@@ -941,6 +944,7 @@ def _add_inference_options(
 ) -> None:
     _add_views_option(p, "inference")
     _add_views_below_option(p, views_below_default)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -1169,7 +1173,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=INFERENCE_BATCH,
         help="patterns per batch (default: 256 on a CPU, 4096 on a GPU; per task on a cluster: 512)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU; default), cpu, cuda, ...")
     p.add_argument(
         "--cleanup",
         choices=["grain", "none"],

@@ -507,3 +507,22 @@ def test_training_autocasts_to_bf16_only_on_a_gpu_from_128_px():
     if torch.cuda.is_available():
         assert autocast_dtype("cuda", 64) is None
         assert autocast_dtype("cuda", 128) == torch.bfloat16
+
+
+def test_evaluate_and_predict_run_on_the_device_asked_for(map_model, map_scan_file, tmp_path, capsys, monkeypatch):
+    """They loaded every model on the CPU, a GPU machine's too, where predict then ran at the CPU's speed."""
+    from ebsd_core import store
+    from ebsd_core.backbones import select_device
+
+    devices, load = [], store.load_model
+    monkeypatch.setattr(store, "load_model", lambda path, device: devices.append(str(device)) or load(path, device))
+    model, scan = str(map_model), str(map_scan_file)
+    assert main(["evaluate", "--model", model, "--data", scan, "--split", "all"]) == 0
+    predict = ["predict", "--model", model, "--input", scan, "--out"]
+    assert main([*predict, str(tmp_path / "auto.csv")]) == 0
+    assert main([*predict, str(tmp_path / "cpu.csv"), "--device", "cpu"]) == 0
+    assert devices == [str(select_device("auto"))] * 2 + ["cpu"]
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert main(["evaluate", "--model", model, "--data", scan, "--device", "cuda"]) == 2
+        assert "no CUDA GPU is available here" in capsys.readouterr().err
