@@ -63,4 +63,14 @@ python3 bench/train_step.py --device cuda --sizes 64,128,224 2>&1 | tee "$out/tr
 
 step throughput
 python3 bench/throughput.py --skip-cpu --cuda-patterns "${CUDA_PATTERNS:-250000}" 2>&1 | tee "$out/throughput.log" | tail -1
+
+# what a user's command gets: the 60 px model of above on the throughput scan, its own views and one view
+scan=bench/out/throughput-${CUDA_PATTERNS:-250000}-60.h5
+for views in "" 1; do
+    step "predict${views:+ --views $views}"
+    start=$SECONDS
+    python3 -m ebsd_core predict --model "$models/six60_10shots" --input "$scan" --out "$models/preds$views.csv" \
+        ${views:+--views $views} 2>&1 | tail -2
+    echo "wall s (with start-up): $((SECONDS - start)) for $(($(wc -l <"$models/preds$views.csv") - 1)) patterns"
+done
 step done
