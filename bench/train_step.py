@@ -26,21 +26,34 @@ from ebsd_core.depthwise import fast_depthwise_grads, slow_depthwise_weight_grad
 from ebsd_core.inference import inference_autocast
 
 
-def seconds_per_step(backbone: str, size: int, depthwise: bool, steps: int, batch: int = 32) -> float:
+def training_step(backbone: str, size: int, device: torch.device, batch: int = 32):
+    """A model, a random batch and a function that takes one training step on it (forward, backward, AdamW,
+    channels_last) in ``"fp32"`` or under ``"bf16"`` autocast."""
     torch.manual_seed(0)
-    model = create_model(backbone, 6, pretrained=False).to(memory_format=torch.channels_last).train()
-    x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 6, (batch,))
+    model = create_model(backbone, 6, pretrained=False).to(device, memory_format=torch.channels_last).train()
+    x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 6, (batch,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-    swap = fast_depthwise_grads(model, torch.device("cpu"), enabled=True) if depthwise else contextlib.nullcontext()
+
+    def step(precision: str = "fp32") -> None:
+        with inference_autocast(device, precision):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return model, x, step
+
+
+def seconds_per_step(backbone: str, size: int, depthwise: bool, steps: int, batch: int = 32) -> float:
+    cpu = torch.device("cpu")
+    model, _, step = training_step(backbone, size, cpu, batch)
+    swap = fast_depthwise_grads(model, cpu, enabled=True) if depthwise else contextlib.nullcontext()
     times = []
     with swap:
         for _ in range(steps + 2):  # the first two warm oneDNN's primitive cache
             start = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step()
             times.append(time.perf_counter() - start)
     return sum(times[2:]) / steps
 
@@ -61,19 +74,7 @@ def cuda_row(backbone: str, size: int, steps: int, batch: int = 32) -> dict:
     """Milliseconds of a training step in float32 and in bf16 autocast, and of a batch's augmentation on the
     CPU and on the GPU."""
     cuda = torch.device("cuda")
-    torch.manual_seed(0)
-    model = create_model(backbone, 6, pretrained=False).to(cuda, memory_format=torch.channels_last).train()
-    x = torch.randn(batch, 1, size, size, device=cuda).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 6, (batch,), device=cuda)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-
-    def step(precision: str) -> None:
-        with inference_autocast(cuda, precision):
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    _, x, step = training_step(backbone, size, cuda, batch)
     row = {"input": size}
     for precision in ("fp32", "bf16"):
         row[f"step_{precision}_ms"] = round(1000 * cuda_seconds(functools.partial(step, precision), steps), 2)
