@@ -37,8 +37,11 @@ test: $(VENV)/.dev
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 
+# every benchmark's quick run; one that fails does not stop the others, the list of failures ends the output
 bench: $(VENV)/.dev
-	for script in bench/*.py; do $(PY) $$script --quick || exit 1; done
+	@failed=; for script in bench/[!_]*.py; do echo "== $$script --quick"; \
+		$(PY) $$script --quick || failed="$$failed $$script"; done; \
+		test -z "$$failed" || { echo "failed:$$failed"; exit 1; }
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 """Phase-map benchmarks: map accuracy with 20-shot models, throughput (1 vs 2 dask workers), memory at 1M points.
 
     python bench/phasemap.py accuracy [--quick]      # Voronoi maps + the real SDSS layout, ground truth known
-    python bench/phasemap.py throughput [--quick]    # in-process vs dask LocalCluster with 1 and 2 workers
+    python bench/phasemap.py [throughput] [--quick]  # in-process vs dask LocalCluster with 1 and 2 workers (default)
     python bench/phasemap.py memory [--points N]     # streams an N-point 60x60 scan, reports peak RSS
     python bench/phasemap.py cleanup                 # grain clean-up settings on maps the accuracy run never sees
     python bench/phasemap.py views                   # shared test-time views vs each point's own, same maps
@@ -259,7 +259,12 @@ def memory(args) -> dict:
 
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("what", choices=["accuracy", "throughput", "memory", "cleanup", "views", "prior"])
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="throughput",
+        choices=["accuracy", "throughput", "memory", "cleanup", "views", "prior"],
+    )
     p.add_argument("--prior", action="store_true", help="accuracy: start the 20-shot models from an EBSD prior")
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--size", type=int, default=60)
