@@ -360,3 +360,21 @@ def test_running_out_of_memory_is_one_line_with_what_to_try(monkeypatch, capsys)
     monkeypatch.setitem(cli.COMMANDS, "models", a_bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):  # a bug keeps its traceback
         main(["models", "list"])
+
+
+def test_every_command_line_of_the_readme_parses():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from ebsd_core.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    parser, parsed = build_parser(), []
+    for line in re.findall(r"python -m ebsd_core ([^`\n]*)", readme):
+        command = re.sub(r"\[[^\]]*\]", "", line.split(" #")[0]).strip()  # comments and [--optional] parts out
+        if command in ("", "--help") or "..." in command:  # "train ...": an elision, not a command
+            continue
+        parser.parse_args(shlex.split(command))  # argparse exits (the test fails) on an option the CLI lacks
+        parsed.append(command.split()[0])
+    assert {"simulate", "train", "evaluate", "predict", "phasemap", "explain", "fewshot-curve"} <= set(parsed)
