@@ -67,8 +67,8 @@ def choose_scan(model_name: str | None) -> Path | None:
     with tab_demo:
         st.write(
             "Simulates a dual-phase scan with Voronoi grains and known ground truth and maps it with the chosen "
-            "model when it knows both phases, or else first trains a 20-shot model for the pair (a few minutes on "
-            "a CPU)."
+            "model when it knows both phases, or else first trains a 20-shot model for the pair (a minute or two on "
+            "a CPU). The Home demo's models are too briefly trained to map: a model for the pair is trained instead."
         )
         pair = st.selectbox("Phases", list(DEMO_PAIRS))
         c1, c2 = st.columns(2)

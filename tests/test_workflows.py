@@ -94,3 +94,19 @@ def test_the_demo_map_stops_while_it_simulates_its_scan_when_cancelled(tmp_path,
     with pytest.raises(CancelledError, match="while simulating the scan"):
         demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path, str(map_model))
     assert context.messages == ["simulating a 10x10 scan"] and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("name", "mapped_with_it"), [("duplex-mine", True), ("demo-00000000000d", False)])
+def test_the_demo_map_uses_the_chosen_model_unless_it_is_a_home_demo_model(tmp_path, map_model, name, mapped_with_it):
+    """A Home demo model (six classes, a few epochs) mapped a duplex demo scan 0.1 % right: the demo map trains a
+    model for the pair instead, as for a model that does not know both phases."""
+    from ebsd_core import workflows
+
+    shutil.copytree(map_model, tmp_path / name)
+    tiny = workflows.DemoMapSettings(shots=2, val_per_class=1, pattern_size=32, input_size=32, epochs=1)
+    context = CancelledContext()
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(CancelledError):
+        patch.setattr(workflows, "DEMO_MAP", tiny)
+        workflows.demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path / "maps", str(tmp_path / name))
+    first = "simulating a 10x10 scan" if mapped_with_it else "simulating 2 training patterns per phase"
+    assert context.messages[0] == first
