@@ -46,10 +46,19 @@ def check_pattern_size(source: PatternSource, card: ModelCard, allow_resize: boo
 
 #: Shown when a model trained on simulated patterns alone reads a recorded scan (bench/RESULTS.md, issue 3 (c)).
 SIMULATION_ONLY_CAUTION = (
-    "the model was trained on simulated patterns only. Models trained that way read the real Si test patterns "
-    "right, but not the real Ni ones (read Ia-3d, Pm-3m or unknown) nor the Fe one (bench/RESULTS.md): check the "
-    "result against a region of known phase, or fine-tune on labelled real patterns of every phase from this "
-    "camera (python -m ebsd_core dataset, or the Data page)"
+    "the model was trained on simulated patterns only. Models trained that way misread real patterns: six-class ones "
+    "read the real Si test patterns right but not the real Ni ones (Ia-3d, Pm-3m or unknown) nor the Fe one, and a "
+    "Ni/Ni3Al model read the real Ni patterns Fm-3m, but also the same patterns with Ni3Al's superlattice bands put "
+    "in (bench/RESULTS.md): check the result against a region of each phase, or fine-tune on labelled real "
+    "patterns of every phase from this camera (python -m ebsd_core dataset, or the Data page)"
+)
+
+#: ``evaluate`` of recorded patterns of one phase with such a model: one phase right proves little (see above).
+ONE_PHASE_CHECK = (
+    "these patterns are all of one phase, and the model was trained on simulated patterns only: such a model can "
+    "read every pattern of a camera as one phase (a Ni/Ni3Al model read real Ni patterns Fm-3m, and the same "
+    "patterns with Ni3Al's superlattice bands put in too; bench/RESULTS.md), so evaluate a region of each of its "
+    "other phases as well"
 )
 
 

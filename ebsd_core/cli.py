@@ -294,15 +294,17 @@ def _prior(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ebsd_core.caveats import SIMULATION_ONLY_CAUTION, reading_notes
+    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, reading_notes
     from ebsd_core.evaluate import evaluate_predictions
     from ebsd_core.inference import predict_source
 
     model, card = _load_for_inference(args)
     source = _evaluation_source(args.data)
     for note in reading_notes(source, card):
-        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this one
+        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
             log.warning("%s: %s", source.path, note)
+        elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little
+            log.warning("%s: %s", source.path, ONE_PHASE_CHECK)
     missing = sorted(set(source.classes) - set(card.classes))
     if missing:
         from ebsd_core.phases import space_group_symbol
