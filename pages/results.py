@@ -134,7 +134,11 @@ if not models:
 
 names = [m["name"] for m in models]
 choice = select_model(names)
-compare = st.multiselect("Overlay training curves of", [n for n in names if n != choice])
+others = [n for n in names if n != choice]
+together = st.session_state.get("job_models", [])  # the models the session's last training job trained together
+compare = st.multiselect(
+    "Overlay training curves of", others, default=[n for n in together if n in others] if choice in together else []
+)
 try:
     card = read_card(default_store() / choice)
 except EbsdError as exc:

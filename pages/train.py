@@ -264,12 +264,19 @@ def job_panel(job_id: str) -> None:
     show_unfinished_job(job_id, state, "cancel", state.message or state.status, lambda: training_curves(state))
     if state.status in FINISHED:
         if state.status == "done":
-            st.success("Finished: the model is in the store.")
-            for run in state.result.get("runs", [state.result]):
+            runs = state.result.get("runs", [state.result])
+            st.success(
+                f"Finished: the {len(runs)} models are in the store."
+                if len(runs) > 1
+                else "Finished: the model is in the store."
+            )
+            for run in runs:
                 st.write(f"**{run.get('run', run.get('model_name'))}**: {_tested(run)}, {run.get('seconds')} s")
             if st.session_state.get("applied_job") != job_id:
                 st.session_state.applied_job = job_id
                 st.session_state.model_name = state.result.get("model_name")
+                # the Results page overlays the curves of a job's models on each other (transfer vs scratch)
+                st.session_state.job_models = [Path(run["model"]).name for run in runs if run.get("model")]
                 if state.result.get("dataset"):
                     apply_job_dataset(Path(state.result["dataset"]), "demo", state.finished)
                 st.rerun(scope="app")  # the form above and the sidebar show the new dataset and model

@@ -292,6 +292,36 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
 
 
+def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, tmp_path):
+    """The paper's comparison on the Train page: both models are named as finished, and the Results page overlays
+    the other one's curves at once (it showed the transfer model alone, the overlay empty)."""
+    from ebsd_core.io.dataset import Dataset, write_dataset
+    from pages.common import job_manager
+
+    patterns = np.random.default_rng(1).integers(0, 255, (16, 16, 16), dtype=np.uint8)
+    data = tmp_path / "two.h5"
+    write_dataset(Dataset(patterns, np.repeat([0, 1], 8), [225, 229], np.repeat(["ni", "fe"], 8), None), data)
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
+    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
+    next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("pair")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception
+    assert [s.value for s in app.success] == ["Finished: the 2 models are in the store."]
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert app.selectbox[0].value == "pair-transfer-k2"
+    assert next(m for m in app.multiselect if m.label == "Overlay training curves of").value == ["pair-scratch-k2"]
+    app.selectbox[0].set_value("pair-scratch-k2").run()  # the other one chosen: the first is overlaid
+    assert next(m for m in app.multiselect if m.label == "Overlay training curves of").value == ["pair-transfer-k2"]
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 
