@@ -486,7 +486,9 @@ def curves_figure(histories: dict[str, list[dict]], metric: str) -> go.Figure:
                     line=dict(dash="dot" if split == "train" else "solid"),
                 )
             )
-    return tidy(fig, 320, xaxis_title="epoch", yaxis_title=metric)
+    # the legend under the plot: beside it, a few models' names took half the width from the curves
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    return tidy(fig, 320 + 20 * len(histories), xaxis_title="epoch", yaxis_title=metric)
 
 
 def confusion_figure(matrix: list[list[int]], classes: list[str], normalise: bool) -> go.Figure:
