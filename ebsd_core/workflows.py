@@ -62,6 +62,14 @@ def latest_demo_model(store: Path | None = None) -> dict | None:
     }
 
 
+def latest_demo_map_model(phases: tuple[str, ...], store: Path | None = None) -> str | None:
+    """The folder of the newest model that a demo map trained for ``phases`` (in anyone's session), or None."""
+    own_name = re.compile(rf"demo-map-{re.escape('-'.join(phases))}-[0-9a-f]{{12}}")  # and the job's id
+    rows = [r for r in list_models(store) if "error" not in r and own_name.fullmatch(r["name"])]
+    newest = max(rows, key=lambda r: r["created"], default=None)
+    return None if newest is None else str(newest["path"])
+
+
 def train_evaluate_save(
     dataset: Dataset,
     config: TrainConfig,
@@ -294,11 +302,12 @@ def demo_map_job(
 ) -> dict:
     """Job body of the dashboard's demo map: simulate a Voronoi scan of two phases and map it.
 
-    Uses ``model_dir`` when that model knows both phases' space groups and is not a Home demo model; otherwise
-    first trains a 20-shot model for the pair (:data:`DEMO_MAP`). A Home demo model saw 10 patterns of each of six
-    classes for a few epochs: it mapped a 40 x 50 austenite/ferrite demo scan 0.1 % right and a Ni/Ni3Al one
-    43 % (every point Pm-3m or unknown), where a model for each pair mapped them 94 % and 99.95 % right (73 s and
-    95 s for the whole job on 2 cores).
+    Uses ``model_dir`` when that model knows both phases' space groups and is not a Home demo model; otherwise the
+    model an earlier demo map trained for the pair (anyone's: a class's demo maps queue behind one training, not
+    one each), or else first trains a 20-shot model for the pair (:data:`DEMO_MAP`). A Home demo model saw 10
+    patterns of each of six classes for a few epochs: it mapped a 40 x 50 austenite/ferrite demo scan 0.1 % right
+    and a Ni/Ni3Al one 43 % (every point Pm-3m or unknown), where a model for each pair mapped them 94 % and
+    99.95 % right (73 s and 95 s for the whole job on 2 cores).
     """
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
@@ -310,7 +319,10 @@ def demo_map_job(
     name = f"demo-map-{'-'.join(phases)}-{context.job_id}"
     pattern_size = DEMO_MAP.pattern_size
     card = read_card(model_dir) if model_dir and not DEMO_MODEL_NAME.fullmatch(Path(model_dir).name) else None
-    if card is not None and {m.space_group for m in materials} <= set(card.classes):
+    if card is None or not {m.space_group for m in materials} <= set(card.classes):
+        model_dir = latest_demo_map_model(phases)
+        card = read_card(model_dir) if model_dir else None
+    if card is not None:
         pattern_size = int(card.training.get("pattern_size", pattern_size))
         name = card.name or Path(model_dir).name
         start = 0.0

@@ -67,8 +67,9 @@ def choose_scan(model_name: str | None) -> Path | None:
     with tab_demo:
         st.write(
             "Simulates a dual-phase scan with Voronoi grains and known ground truth and maps it with the chosen "
-            "model when it knows both phases, or else first trains a 20-shot model for the pair (a minute or two on "
-            "a CPU). The Home demo's models are too briefly trained to map: a model for the pair is trained instead."
+            "model when it knows both phases, or else with a 20-shot model for the pair: the first demo map of a "
+            "pair on this server trains it (a minute or two on a CPU), later ones use it. The Home demo's models are "
+            "too briefly trained to map: the model for the pair is used instead."
         )
         pair = st.selectbox("Phases", list(DEMO_PAIRS))
         c1, c2 = st.columns(2)

@@ -3,6 +3,7 @@
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -97,11 +98,14 @@ def test_the_demo_map_stops_while_it_simulates_its_scan_when_cancelled(tmp_path,
 
 
 @pytest.mark.parametrize(("name", "mapped_with_it"), [("duplex-mine", True), ("demo-00000000000d", False)])
-def test_the_demo_map_uses_the_chosen_model_unless_it_is_a_home_demo_model(tmp_path, map_model, name, mapped_with_it):
+def test_the_demo_map_uses_the_chosen_model_unless_it_is_a_home_demo_model(
+    tmp_path, monkeypatch, map_model, name, mapped_with_it
+):
     """A Home demo model (six classes, a few epochs) mapped a duplex demo scan 0.1 % right: the demo map trains a
     model for the pair instead, as for a model that does not know both phases."""
     from ebsd_core import workflows
 
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))  # no earlier demo map's model to reuse
     shutil.copytree(map_model, tmp_path / name)
     tiny = workflows.DemoMapSettings(shots=2, val_per_class=1, pattern_size=32, input_size=32, epochs=1)
     context = CancelledContext()
@@ -110,3 +114,22 @@ def test_the_demo_map_uses_the_chosen_model_unless_it_is_a_home_demo_model(tmp_p
         workflows.demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path / "maps", str(tmp_path / name))
     first = "simulating a 10x10 scan" if mapped_with_it else "simulating 2 training patterns per phase"
     assert context.messages[0] == first
+
+
+def test_a_demo_map_reuses_the_model_an_earlier_one_trained_for_the_pair(tmp_path, monkeypatch, map_model):
+    """A class clicking "Run the demo map" queued one training each (78 s apiece on 2 cores): the first trains."""
+    from ebsd_core import workflows
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
+    _copy(map_model, store, "demo-map-austenite-ferrite-00000000000a", "2026-12-04T10:00:00+00:00")
+    _copy(map_model, store, "demo-map-austenite-ferrite-00000000000b", "2026-12-04T11:00:00+00:00")
+    _copy(map_model, store, "demo-map-austenite-ferrite-mine", "2026-12-04T12:00:00+00:00")  # a user's name
+    _copy(map_model, store, "demo-00000000000c", "2026-12-04T12:00:00+00:00")  # the Home demo's
+    newest = workflows.latest_demo_map_model(("austenite", "ferrite"))
+    assert Path(newest).name == "demo-map-austenite-ferrite-00000000000b"
+    assert workflows.latest_demo_map_model(("ni", "ni3al")) is None
+    context = CancelledContext()
+    with pytest.raises(CancelledError):
+        workflows.demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path, str(store / "demo-00000000000c"))
+    assert context.messages[0] == "simulating a 10x10 scan"  # no training first
