@@ -259,10 +259,23 @@ def test_train_page_refuses_more_shots_than_the_dataset_has_before_any_job(app, 
     assert "train_job" not in app.session_state  # no job was started
 
 
+def train_on_the_page(app, name: str) -> None:
+    """Start the Train page's form as set, for 1 epoch and 1 view, as models ``name-...``; wait for the job."""
+    from pages.common import job_manager
+
+    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value(name)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception
+
+
 def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_path):
     """Few real patterns: 3 shots of 4 per class leave one to validate on and none to test on."""
     from ebsd_core.io.dataset import Dataset, write_dataset
-    from pages.common import job_manager
 
     patterns = np.random.default_rng(0).integers(0, 255, (12, 16, 16), dtype=np.uint8)
     labels, material = np.repeat([0, 1, 0, 1], [4, 4, 2, 2]), np.repeat(["ni", "fe", "cu", "w"], [4, 4, 2, 2])
@@ -274,14 +287,7 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     shots = next(t for t in app.text_input if t.label.startswith("Shots per class"))
     assert shots.value == "2"  # 4 per class: 2 shots keep one to validate and one to test on
     shots.set_value("3")
-    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
-    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
-    next(t for t in app.text_input if t.label == "Model name prefix").set_value("all-in")
-    next(b for b in app.button if b.label == "Start training").click().run()
-    state = job_manager().wait(app.session_state["train_job"], timeout=600)
-    assert state.status == "done", state.error
-    app.run()
-    assert not app.exception
+    train_on_the_page(app, "all-in")
     assert any("no pattern was left to test on" in m.value for m in app.markdown), [m.value for m in app.markdown]
     app.switch_page("pages/results.py").run()
     assert not app.exception
@@ -296,7 +302,6 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     """The paper's comparison on the Train page: both models are named as finished, and the Results page overlays
     the other one's curves at once (it showed the transfer model alone, the overlay empty)."""
     from ebsd_core.io.dataset import Dataset, write_dataset
-    from pages.common import job_manager
 
     patterns = np.random.default_rng(1).integers(0, 255, (16, 16, 16), dtype=np.uint8)
     data = tmp_path / "two.h5"
@@ -304,15 +309,8 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     app.session_state["dataset_path"] = str(data)
     app.switch_page("pages/train.py").run()
     next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
-    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
-    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
     next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
-    next(t for t in app.text_input if t.label == "Model name prefix").set_value("pair")
-    next(b for b in app.button if b.label == "Start training").click().run()
-    state = job_manager().wait(app.session_state["train_job"], timeout=600)
-    assert state.status == "done", state.error
-    app.run()
-    assert not app.exception
+    train_on_the_page(app, "pair")
     assert [s.value for s in app.success] == ["Finished: the 2 models are in the store."]
     app.switch_page("pages/results.py").run()
     assert not app.exception
