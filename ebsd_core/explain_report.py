@@ -210,24 +210,40 @@ def _band_lines_and_report(context: PatternContext, heat: np.ndarray, numbers: d
     return [("lime", masks.lines), ("magenta", masks.superlattice_lines)]
 
 
-def explain_filters(model, card: ModelCard, compare: str | None = None) -> Explanation:
+def starting_filters(card: ModelCard) -> tuple[np.ndarray, str, str]:
+    """The first-layer filters ``card``'s training started from, with a title and a caption: those of the EBSD prior
+    or saved model it started from while that is in the store, else ImageNet's (said so when training started
+    elsewhere). Raises :class:`EbsdError` when neither can be had."""
     from ebsd_core.backbones import create_model
 
+    kind, name = card.initialisation
+    if kind in ("EBSD prior", "saved model"):
+        with contextlib.suppress(EbsdError):
+            started, _ = load_model(card.training["config"]["weights_file"])
+            caption = f"Before fine-tuning: the filters of the {kind} it started from, {name}."
+            return first_layer_filters(started), f"the same filters in {name}", caption
+    imagenet = create_model(card.backbone, len(card.classes), pretrained=True, channel_mode=card.channel_mode)
+    caption = "Before fine-tuning: edge and blob detectors learned from photographs."
+    if kind != "ImageNet":  # a prior's or a file's own training changed them too
+        caption = f"ImageNet's filters, before {name} ({kind}, not in the store here) and fine-tuning changed them."
+    return first_layer_filters(imagenet), "the same filters from ImageNet", caption
+
+
+def explain_filters(model, card: ModelCard, compare: str | None = None) -> Explanation:
     out = Explanation("filters")
     after = first_layer_filters(model)
     out.figures["filters_finetuned"] = _grid_png(filter_grid(after), "first-layer filters after fine-tuning")
     out.captions["filters_finetuned"] = "The first convolution's kernels after training on EBSD patterns."
     if card.pretrained:
         try:
-            imagenet = create_model(card.backbone, len(card.classes), pretrained=True, channel_mode=card.channel_mode)
+            before, title, caption = starting_filters(card)
         except EbsdError as exc:
             out.numbers["imagenet"] = f"not available: {exc}"
         else:
-            before = first_layer_filters(imagenet)
             change = filter_changes(before, after)
             order = np.argsort(change)[::-1]
-            out.figures["filters_imagenet"] = _grid_png(filter_grid(before), "the same filters from ImageNet")
-            out.captions["filters_imagenet"] = "Before fine-tuning: edge and blob detectors learned from photographs."
+            out.figures["filters_imagenet"] = _grid_png(filter_grid(before), title)
+            out.captions["filters_imagenet"] = caption
             out.figures["filters_most_changed"] = _grid_png(
                 filter_grid(after[order[:16]], columns=8), "the 16 filters fine-tuning changed most"
             )

@@ -168,6 +168,31 @@ def test_filter_grids_and_changes(map_model):
     np.testing.assert_array_equal(filter_changes(weights, weights), 0)
 
 
+def test_filters_are_compared_with_those_of_the_model_training_started_from(map_model, tmp_path):
+    """A model fine-tuned from an EBSD prior was shown against ImageNet's filters as "before fine-tuning"."""
+    import shutil
+
+    from ebsd_core.explain_report import explain_filters
+
+    shutil.copytree(map_model, tmp_path / "start")
+    shutil.copytree(map_model, tmp_path / "tuned")  # the same weights: fine-tuning "changed" nothing
+    card_file = tmp_path / "tuned" / "model.json"
+    card = json.loads(card_file.read_text())
+    card["training"]["config"]["weights_file"] = str(tmp_path / "start")
+    card_file.write_text(json.dumps(card))
+    model, card = load_model(tmp_path / "tuned")
+    report = explain_filters(model, card)
+    assert (
+        report.captions["filters_imagenet"]
+        == "Before fine-tuning: the filters of the saved model it started from, start."
+    )
+    assert report.numbers["mean_change"] == 0
+    shutil.rmtree(tmp_path / "start")  # gone from the store: ImageNet's, said so
+    report = explain_filters(model, card)
+    assert report.captions["filters_imagenet"].startswith("ImageNet's filters, before start (saved model, not in the")
+    assert report.numbers["mean_change"] > 0
+
+
 def test_activation_maps_are_ranked(map_model, map_scan_file):
     from ebsd_core.io.dataset import read_dataset
     from ebsd_core.preprocess import preprocess
