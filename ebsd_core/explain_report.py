@@ -219,7 +219,7 @@ def starting_filters(card: ModelCard) -> tuple[np.ndarray, str, str]:
     kind, name = card.initialisation
     if kind in ("EBSD prior", "saved model"):
         with contextlib.suppress(EbsdError):
-            started, _ = load_model(card.training["config"]["weights_file"])
+            started, _ = load_model(card.weights_file)
             caption = f"Before fine-tuning: the filters of the {kind} it started from, {name}."
             return first_layer_filters(started), f"the same filters in {name}", caption
     imagenet = create_model(card.backbone, len(card.classes), pretrained=True, channel_mode=card.channel_mode)

@@ -87,11 +87,16 @@ class ModelCard:
         return "prior" in self.training
 
     @property
+    def weights_file(self) -> str | None:
+        """The saved model (an EBSD prior) or weights file training started from (``TrainConfig.weights_file``)."""
+        return (self.training.get("config") or {}).get("weights_file")
+
+    @property
     def initialisation(self) -> tuple[str, str]:
         """Where training started, as (kind, name): ("ImageNet", ""), ("scratch", ""), ("EBSD prior", NAME),
-        ("saved model", NAME) or ("weights file", NAME), from ``TrainConfig.weights_file`` (a prior is named so
-        while its folder is still here)."""
-        weights = (self.training.get("config") or {}).get("weights_file")
+        ("saved model", NAME) or ("weights file", NAME), from :attr:`weights_file` (a prior is named so while its
+        folder is still here)."""
+        weights = self.weights_file
         if not weights:
             return ("ImageNet" if self.pretrained else "scratch"), ""
         path = Path(str(weights))
