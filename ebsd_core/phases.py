@@ -74,6 +74,11 @@ class Material:
     def symbol(self) -> str:
         return space_group_symbol(self.space_group)
 
+    @property
+    def choice_label(self) -> str:
+        """How a picker shows it: the key typed on the command line, the name and the space group."""
+        return f"{self.key}: {self.name}, {self.symbol}"
+
     def to_orix_phase(self):
         """An orix ``Phase`` with the full (expanded) unit cell."""
         from diffpy.structure import Atom, Lattice, Structure

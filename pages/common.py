@@ -22,6 +22,7 @@ from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
 from ebsd_core.paths import fewshot_home
+from ebsd_core.phases import CATALOGUE
 from ebsd_core.wording import counted
 
 # what the uploaders take: every format the engine reads patterns from (ebsd_core.io.readers)
@@ -325,6 +326,11 @@ def select_model(names: list[str], key: str | None = None) -> str:
     choice = st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
     st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
     return choice
+
+
+def material_choice(key: str) -> str:
+    """A catalogue material as a picker shows it (its key, name and space group)."""
+    return CATALOGUE[key].choice_label
 
 
 def show_source_warnings(name: str, source) -> None:

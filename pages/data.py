@@ -32,6 +32,7 @@ from pages.common import (
     for_the_user,
     job_manager,
     latest_job_shown_on,
+    material_choice,
     montage_figure,
     new_session_file,
     opened_source,
@@ -219,10 +220,11 @@ with tab_simulate:
         format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
     )
     available = [k for k, m in CATALOGUE.items() if m.space_group in groups]
-    phases = st.multiselect("Materials (empty: all of the chosen groups)", available)
+    phases = st.multiselect("Materials (empty: all of the chosen groups)", available, format_func=material_choice)
     holdout = st.multiselect(
         "Held-out materials (test only)",
         available,
+        format_func=material_choice,
         help="Simulated for the test split only, to score the model on materials it never trained on; they need "
         "not be among the chosen materials, but each class needs a material left to train on.",
     )

@@ -69,6 +69,12 @@ def cached_model_zip(model_dir: str, modified: float) -> bytes:
 cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
 
 
+def same_lattice_table(confusions: dict[str, float]) -> pd.DataFrame:
+    """The metrics' ``{"Fm-3m as Pm-3m": 0.2}`` as rows of true class, read as, fraction."""
+    rows = [(*key.split(" as "), f"{fraction:.1%}") for key, fraction in confusions.items()]
+    return pd.DataFrame(rows, columns=["true class", "read as", "fraction"])
+
+
 def _score(value: float | None) -> str:
     return "not recorded" if value is None else f"{value:.3f}"
 
@@ -192,8 +198,8 @@ if scored_splits:  # a split without patterns (every one went to training) has n
     table = pd.DataFrame(metrics["per_class"]).T
     st.dataframe(table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
     if metrics.get("same_lattice_confusion"):
-        st.caption("Same-lattice confusions (fraction of the true class predicted as the other):")
-        st.json(metrics["same_lattice_confusion"])
+        st.caption("Same-lattice confusions: the fraction of each true class read as the other class of its lattice")
+        st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
     if metrics.get("per_material"):
         st.caption("Accuracy of each material (n: its patterns in this split):")
         st.dataframe(pd.DataFrame(metrics["per_material"]).T.style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}))

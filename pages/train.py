@@ -17,6 +17,7 @@ from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, se
 from ebsd_core.rehearsal import REHEARSAL_PER_CLASS
 from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
 from ebsd_core.train import TrainConfig
+from ebsd_core.wording import counted
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
@@ -27,6 +28,7 @@ from pages.common import (
     for_the_user,
     job_manager,
     latest_job_shown_on,
+    material_choice,
     renew_default_name,
     restart_job,
     session_id,
@@ -73,7 +75,9 @@ def prior_form(path: Path) -> str | None:
             "like this dataset's patterns."
         )
         with st.form("prior"):
-            exclude = st.multiselect("Materials the prior must not see", sorted(CATALOGUE), materials)
+            exclude = st.multiselect(
+                "Materials the prior must not see", sorted(CATALOGUE), materials, format_func=material_choice
+            )
             prior_name = st.text_input("Prior name", default_name("prior"))
             if not st.form_submit_button("Build the prior"):
                 return None
@@ -223,7 +227,9 @@ elif path is not None:
                 "runs": [[label, config.to_dict()] for label, config in runs],
                 "name": name,
             }
-            job = start_job("train", f"{name}: {len(runs)} run(s)", lambda ctx: train_runs_job(ctx, params), params)
+            job = start_job(
+                "train", f"{name}: {counted(len(runs), 'run')}", lambda ctx: train_runs_job(ctx, params), params
+            )
             if job:
                 st.session_state.train_job = job_id = job
                 renew_default_name("model")

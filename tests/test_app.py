@@ -69,6 +69,27 @@ def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model,
     assert next(m for m in app.metric if m.label == "Unseen orientations").value == "not recorded"
 
 
+def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_as(app, map_model, tmp_path):
+    import shutil
+
+    from ebsd_core.evaluate import evaluate_predictions
+
+    shutil.copytree(map_model, tmp_path / "store" / "pair")
+    card_file = tmp_path / "store" / "pair" / "model.json"
+    card = json.loads(card_file.read_text())
+    labels = np.repeat([0, 1], [5, 4])  # Fm-3m: 1 of 5 read as Pm-3m; Pm-3m: 1 of 4 read as Fm-3m
+    predicted = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0])
+    card["metrics"]["test"] = evaluate_predictions(np.eye(2)[predicted], labels, [225, 221])
+    card_file.write_text(json.dumps(card))
+    app.switch_page("pages/results.py").run()
+    assert not app.exception and not app.error
+    table = next(d.value for d in app.dataframe if "read as" in d.value.columns)
+    assert table.to_dict("records") == [
+        {"true class": "Fm-3m", "read as": "Pm-3m", "fraction": "20.0%"},
+        {"true class": "Pm-3m", "read as": "Fm-3m", "fraction": "25.0%"},
+    ]
+
+
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
     import shutil
 
