@@ -5,7 +5,8 @@ The Data page and ``python -m ebsd_core dataset`` both build their datasets here
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.io.readers import PatternSource
+from ebsd_core.phases import space_group_symbol
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns
 
 #: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
@@ -118,15 +120,167 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
     """
     if not scans:
         raise InputError("no scans given")
-    classes = sorted({int(space_group) for _, space_group in scans})
-    shape = scans[0][0].pattern_shape
-    backgrounds = [_own_background(source) for source, _ in scans]
-    subtract = any(background is not None for background in backgrounds)
-    if labelled := next((source for source, _ in scans if source.labelled), None):
-        raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", labelled.path)
+    _refuse_labelled([source for source, _ in scans])
     names = scan_files([source.path for source, _ in scans])
-    patterns, labels, materials, taken, blanks = [], [], [], [], []
-    for (source, space_group), background, name in zip(scans, backgrounds, names):
+    parts = [
+        (source, space_group, spread_over(len(source), per_scan, source.nav_shape), len(source), name.as_posix())
+        for (source, space_group), name in zip(scans, names)
+    ]
+    dataset = _dataset_of_parts(parts, material_of=lambda name: Path(name).with_suffix("").as_posix())
+    dataset.provenance.update(
+        generator="single-phase scans",
+        files=[name.as_posix() for name in names],
+        space_groups=[int(sg) for _, sg in scans],
+    )
+    return dataset
+
+
+@dataclass(frozen=True)
+class MapRegion:
+    """A rectangle of a scan's map whose points are all of one phase: first and last row and column, inclusive."""
+
+    space_group: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+
+    def __str__(self) -> str:
+        return f"rows {self.rows[0]}-{self.rows[1]}, columns {self.cols[0]}-{self.cols[1]}"
+
+    def summary(self) -> dict:
+        """The region as a table shows it."""
+        return {
+            "space group": space_group_symbol(self.space_group),
+            "rows": f"{self.rows[0]}-{self.rows[1]}",
+            "columns": f"{self.cols[0]}-{self.cols[1]}",
+            "points": self.size,
+        }
+
+    @property
+    def size(self) -> int:
+        return (self.rows[1] - self.rows[0] + 1) * (self.cols[1] - self.cols[0] + 1)
+
+    def points(self, nav_shape: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
+        """Flat indices of the region's points on a map of ``nav_shape``, row by row.
+
+        Raises
+        ------
+        InputError
+            When the region is empty or reaches outside the map (of the scan at ``path``, named in the message).
+        """
+        (first_row, last_row), (first_col, last_col) = self.rows, self.cols
+        if first_row > last_row or first_col > last_col:
+            raise InputError(f"region {self}: a first row or column after the last", path)
+        if min(first_row, first_col) < 0 or last_row >= nav_shape[0] or last_col >= nav_shape[1]:
+            raise InputError(
+                f"region {self} reaches outside the map of {nav_shape[0]} x {nav_shape[1]} points "
+                f"(rows 0-{nav_shape[0] - 1}, columns 0-{nav_shape[1] - 1})",
+                path,
+            )
+        rows = np.arange(first_row, last_row + 1)
+        cols = np.arange(first_col, last_col + 1)
+        return (rows[:, None] * nav_shape[1] + cols[None, :]).ravel()
+
+
+#: Shown wherever a dataset is made of labelled regions of a map.
+MAP_REGIONS_CAUTION = (
+    "The test patterns come from the same regions as the shots, often the same grains, so the test accuracy "
+    "flatters the model: judge it by the phase map of the whole scan, and label regions of several grains of "
+    "each phase, spread over the scan, where you can."
+)
+
+
+def dataset_from_regions(
+    source: PatternSource,
+    regions: Sequence[MapRegion],
+    per_region: int | None = PER_SCAN,
+    nav_shape: tuple[int, int] | None = None,
+) -> Dataset:
+    """A dataset of regions of one scan's map, each labelled with the space group of its phase: the few shots
+    a microscopist can give of a multi-phase scan (grains they know). A region's material is the scan's name and
+    the region (``scan r10-19 c30-49``), so that the Results page scores each region.
+
+    ``per_region``: at most this many patterns of each region, spread evenly over it (None or 0: every one).
+    ``nav_shape``: the map's rows and columns, where the file does not record them (images). The labels a
+    simulated scan holds are not used: the regions' space groups are the labels.
+
+    Raises
+    ------
+    InputError
+        When the source records no map shape and none is given, a region reaches outside the map, a point lies in
+        regions of two space groups, or the regions are all of one space group.
+    """
+    shape = tuple(nav_shape or source.nav_shape or ())
+    if len(shape) != 2 or shape[0] * shape[1] != len(source):
+        raise InputError(
+            f"regions need the map's rows and columns, and the file records none for its {len(source):,} patterns",
+            source.path,
+        )
+    if not regions:
+        raise InputError("no regions given", source.path)
+    if len(groups := {region.space_group for region in regions}) < 2:
+        raise InputError(
+            f"every region is {space_group_symbol(groups.pop())}: label regions of two phases or more", source.path
+        )
+    stem = Path(source.path).stem
+    parts = []
+    for region, points in zip(regions, region_points(regions, shape, source.path)):
+        region_shape = (region.rows[1] - region.rows[0] + 1, region.cols[1] - region.cols[0] + 1)
+        chosen = points[spread_over(len(points), per_region, region_shape)]
+        name = f"{stem} r{region.rows[0]}-{region.rows[1]} c{region.cols[0]}-{region.cols[1]}"
+        parts.append((source, region.space_group, chosen, len(points), name))
+    dataset = _dataset_of_parts(parts)
+    dataset.provenance.update(
+        generator="map regions",
+        files=[Path(source.path).name],
+        regions=[{"space_group": r.space_group, "rows": list(r.rows), "cols": list(r.cols)} for r in regions],
+        nav_shape=list(shape),
+    )
+    return dataset
+
+
+def region_points(
+    regions: Sequence[MapRegion], nav_shape: tuple[int, int], path: str | Path | None = None
+) -> list[np.ndarray]:
+    """Each region's points on a map of ``nav_shape``; a point of two regions of one space group is the first's.
+
+    Raises
+    ------
+    InputError
+        When a region reaches outside the map, overlaps a region of another space group, or lies inside regions
+        given before it (``path``: the scan, named in the message).
+    """
+    owner = np.full(nav_shape[0] * nav_shape[1], -1)  # which region each point was labelled by
+    taken = []
+    for i, region in enumerate(regions):
+        points = region.points(nav_shape, path)
+        others = [regions[j] for j in np.unique(owner[points]) if j >= 0]
+        if clash := next((other for other in others if other.space_group != region.space_group), None):
+            raise InputError(f"regions {clash} and {region} overlap but name different space groups", path)
+        points = points[owner[points] < 0]
+        if not len(points):
+            raise InputError(f"region {region} lies inside regions given before it", path)
+        owner[points] = i
+        taken.append(points)
+    return taken
+
+
+def _refuse_labelled(sources: Sequence[PatternSource]) -> None:
+    if labelled := next((source for source in sources if source.labelled), None):
+        raise InputError("holds labelled patterns: use it as the labelled source, not as a scan", labelled.path)
+
+
+def _dataset_of_parts(
+    parts: list[tuple[PatternSource, int, np.ndarray, int, str]], material_of: Callable[[str], str] = str
+) -> Dataset:
+    """A dataset of ``parts``: (source, space group, indices of the patterns taken, of how many, name); a part's
+    material is ``material_of(name)``. Each source's static background is subtracted from its patterns where it has
+    one."""
+    classes = sorted({int(part[1]) for part in parts})
+    shape = parts[0][0].pattern_shape
+    backgrounds = {id(source): _own_background(source) for source, *_ in parts}
+    subtract = any(background is not None for background in backgrounds.values())
+    patterns, labels, materials, blanks = [], [], [], []
+    for source, space_group, chosen, _, name in parts:
         if source.pattern_shape != shape:
             rows, cols = source.pattern_shape
             raise InputError(
@@ -134,18 +288,18 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
                 "pattern size, so use scans recorded with the same camera and binning",
                 source.path,
             )
-        chosen = spread_over(len(source), per_scan, source.nav_shape)
-        block = source.batch(0, len(source)) if len(chosen) == len(source) else source.take(chosen)
-        taken.append([len(chosen), len(source)])
+        whole = len(chosen) == len(source)  # chosen indices are distinct
+        block = source.batch(0, len(source)) if whole else source.take(chosen)
         blank = np.asarray(blank_patterns(block))  # before the background: a blank frame minus it is not blank
         if blank.any():
             block = block[~blank]
-            blanks.append(_blank_record(blank, source.path, name.as_posix()))
+            blanks.append(_blank_record(blank, source.path, name))
         if subtract:
+            background = backgrounds[id(source)]
             block = block.astype(np.float32) - (0.0 if background is None else background)
         patterns.append(block)
         labels.append(np.full(len(block), classes.index(int(space_group))))
-        materials.append(np.full(len(block), name.with_suffix("").as_posix(), dtype=object))
+        materials.append(np.full(len(block), material_of(name), dtype=object))
     return _checked(
         Dataset(
             patterns=np.concatenate(patterns),
@@ -153,11 +307,9 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
             classes=classes,
             material=np.concatenate(materials),
             provenance={
-                "generator": "single-phase scans",
-                "files": [name.as_posix() for name in names],
-                "space_groups": [int(space_group) for _, space_group in scans],
-                "static_background_subtracted": [background is not None for background in backgrounds],
-                "patterns_taken_of": taken,  # per scan: [taken, in the scan], spread evenly over it
+                "parts": [name for *_, name in parts],
+                "static_background_subtracted": [backgrounds[id(source)] is not None for source, *_ in parts],
+                "patterns_taken_of": [[len(chosen), of] for _, _, chosen, of, _ in parts],  # spread evenly over each
                 **({"blank_left_out": blanks} if blanks else {}),
             },
         )
@@ -166,11 +318,12 @@ def dataset_from_scans(scans: Sequence[tuple[PatternSource, int]], per_scan: int
 
 def sampling_notes(dataset: Dataset) -> list[str]:
     """``FILE: N of its M patterns ...`` for each scan of which only a part was taken (dataset_from_scans)."""
-    files = dataset.provenance.get("files", [])
+    parts = dataset.provenance.get("parts") or dataset.provenance.get("files", [])  # files: datasets made before parts
     taken = dataset.provenance.get("patterns_taken_of", [])
+    over = "its region" if dataset.provenance.get("generator") == "map regions" else "the scan"
     return [
-        f"{name}: {used:,} of its {total:,} patterns were taken, spread evenly over the scan"
-        for name, (used, total) in zip(files, taken)
+        f"{name}: {used:,} of its {total:,} patterns were taken, spread evenly over {over}"
+        for name, (used, total) in zip(parts, taken)
         if used < total
     ]
 

@@ -89,9 +89,16 @@ def _dataset(args: argparse.Namespace) -> int:
     from ebsd_core.io.dataset import write_dataset
     from ebsd_core.io.readers import open_patterns
 
-    if bool(args.scan) == bool(args.labelled):
-        raise EbsdError("give either --labelled PATH or two or more --scan PATH=SPACEGROUP")
-    if args.labelled:
+    if sum(map(bool, (args.scan, args.labelled, args.region))) != 1:
+        raise EbsdError(
+            "give either --labelled PATH, two or more --scan PATH=SPACEGROUP, or --region PATH=SPACEGROUP@ROWS,COLUMNS "
+            "of two or more phases"
+        )
+    if args.nav_shape and not args.region:
+        raise EbsdError("--nav-shape gives the map shape for --region; the other sources are read as they are")
+    if args.region:
+        dataset = _dataset_of_regions(args)
+    elif args.labelled:
         if args.per_scan is not None:
             raise EbsdError("--per-scan takes patterns of --scan files; a --labelled source is read whole")
         dataset = dataset_from_labelled(open_patterns(args.labelled, labelled=True))
@@ -112,6 +119,40 @@ def _dataset(args: argparse.Namespace) -> int:
     write_dataset(dataset, args.out)
     print(json.dumps({"out": str(args.out), **dataset.summary()}))
     return 0
+
+
+def _dataset_of_regions(args: argparse.Namespace):
+    import re
+
+    from ebsd_core.assemble import MAP_REGIONS_CAUTION, PER_SCAN, MapRegion, dataset_from_regions, sampling_notes
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phases import parse_space_group
+    from ebsd_core.simulate_map import parse_shape
+
+    regions, paths = [], set()
+    for text in args.region:
+        where, _, span = text.rpartition("@")
+        path, _, group = where.rpartition("=")
+        bounds = re.fullmatch(r"(\d+)-(\d+),(\d+)-(\d+)", span.replace(" ", ""))
+        if not path or not bounds:
+            raise EbsdError(
+                f"--region {text!r}: write it as PATH=SPACEGROUP@ROWS,COLUMNS with first and last row and column, "
+                "e.g. scan.h5=Fm-3m@10-19,30-49"
+            )
+        paths.add(Path(path).resolve())
+        first_row, last_row, first_col, last_col = map(int, bounds.groups())
+        regions.append(MapRegion(parse_space_group(group), (first_row, last_row), (first_col, last_col)))
+    if len(paths) > 1:
+        raise EbsdError(
+            "--region: give regions of one scan (map each scan with its own model, or train on both with --scan)"
+        )
+    source = open_patterns(Path(args.region[0].rpartition("@")[0].rpartition("=")[0]))
+    per_region = PER_SCAN if args.per_scan is None else args.per_scan
+    dataset = dataset_from_regions(source, regions, per_region, parse_shape(args.nav_shape) if args.nav_shape else None)
+    for note in sampling_notes(dataset):
+        log.warning("%s (--per-scan sets how many)", note)
+    print(MAP_REGIONS_CAUTION, file=sys.stderr)
+    return dataset
 
 
 @command("phases")
@@ -1014,11 +1055,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a single-phase scan and its space group, PATH=SPACEGROUP (e.g. ni.up1=Fm-3m); repeat per scan",
     )
     p.add_argument(
+        "--region",
+        action="append",
+        help="a region of a scan's map that holds one phase, PATH=SPACEGROUP@ROWS,COLUMNS with first and last row "
+        "and column (e.g. scan.h5=Fm-3m@10-19,30-49: rows 10 to 19, columns 30 to 49); repeat per region, two "
+        "phases or more, one scan",
+    )
+    p.add_argument("--nav-shape", help="with --region: ROWSxCOLS when the file does not record the map shape")
+    p.add_argument(
         "--per-scan",
         type=whole_number_within("patterns per scan", 0, 100_000_000),
         metavar="N",
         help="with --scan: at most N patterns of each scan, spread evenly over it (default 1000, "
-        "ebsd_core.assemble.PER_SCAN: enough for 400 shots, validation and testing; 0: every pattern)",
+        "ebsd_core.assemble.PER_SCAN: enough for 400 shots, validation and testing; 0: every pattern); with "
+        "--region: of each region",
     )
     p.add_argument("--out", type=Path, required=True, help="the dataset file to write, for train --data")
     p.add_argument("--force", action="store_true", help="replace an existing file")

@@ -22,7 +22,7 @@ from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
 from ebsd_core.paths import fewshot_home
-from ebsd_core.phases import CATALOGUE
+from ebsd_core.phases import CATALOGUE, M3M_SPACE_GROUPS
 from ebsd_core.wording import counted
 
 # what the uploaders take: every format the engine reads patterns from (ebsd_core.io.readers)
@@ -326,6 +326,19 @@ def select_model(names: list[str], key: str | None = None) -> str:
     choice = st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
     st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
     return choice
+
+
+def space_group_choice(label: str, key: str, where=st) -> int | None:
+    """The space group of a single-phase scan or a region of a map; none is preselected, as a label left as it came
+    would go unnoticed."""
+    return where.selectbox(
+        label,
+        list(M3M_SPACE_GROUPS),
+        index=None,
+        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+        placeholder="choose its space group",
+        key=key,
+    )
 
 
 def material_choice(key: str) -> str:

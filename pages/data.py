@@ -44,6 +44,7 @@ from pages.common import (
     show_job,
     show_source_warnings,
     show_unfinished_job,
+    space_group_choice,
     start_job,
     upload_to_session,
     uploads_to_read,
@@ -83,18 +84,6 @@ def explain_scans_dataset(dataset) -> None:
     for note in sampling_notes(dataset):
         st.caption(f"{note}: enough for few-shot training.")
     st.info(SINGLE_PHASE_SCANS_CAUTION)
-
-
-def space_group_choice(label: str, key: str, where=st) -> int | None:
-    """A single-phase scan's space group; none is preselected, as a label left as it came would go unnoticed."""
-    return where.selectbox(
-        label,
-        list(M3M_SPACE_GROUPS),
-        index=None,
-        format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
-        placeholder="choose its space group",
-        key=key,
-    )
 
 
 def label_server_scan(path: Path) -> None:

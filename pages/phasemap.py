@@ -9,11 +9,21 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from ebsd_core.assemble import (
+    MAP_REGIONS_CAUTION,
+    MapRegion,
+    blank_notes,
+    dataset_from_regions,
+    region_points,
+    sampling_notes,
+)
 from ebsd_core.errors import EbsdError
+from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
+from ebsd_core.phases import space_group_symbol
 from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models
 from ebsd_core.wording import counted
@@ -33,11 +43,13 @@ from pages.common import (
     server_path_input,
     session_dir,
     session_id,
+    set_active_dataset,
     show_error,
     show_job,
     show_notes,
     show_source_warnings,
     show_unfinished_job,
+    space_group_choice,
     start_again_button,
     start_job,
     tidy,
@@ -207,6 +219,31 @@ def orientation_problem(path: str, modified_ns: int, points: int, nav_shape: tup
     return None
 
 
+#: What a map of a scan is made with besides the model, kept to map the scan again with another one
+REMAP_SETTINGS = ("cleanup", "nav_shape", "orientations")
+
+
+def mapped_with(phase_map) -> str:
+    """The store's name of the model the map shown was made with (a folder copied by hand keeps its card's name)."""
+    return st.session_state.get("map_model_used") or phase_map.model
+
+
+def remap_button(phase_map, model_name: str | None) -> None:
+    """Map the scan shown again with the model now chosen (one trained on regions of it, say): the upload is gone
+    once the visitor has left the page, the scan is not."""
+    scan = st.session_state.get("map_scan")
+    if not model_name or model_name == mapped_with(phase_map) or not scan or not Path(scan).exists():
+        return
+    if st.button(f"Map {Path(phase_map.source).name} with {model_name}", icon=":material/map:", key="remap"):
+        out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
+        params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
+        params["model_dir"] = str(default_store() / model_name)
+        job = start_job("phasemap", f"Phase map of {Path(scan).name} with {model_name}", _map_function(params), params)
+        if job:
+            st.session_state.map_job = job
+            st.rerun()
+
+
 def _map_function(params: dict):
     return lambda ctx: phase_map_job(
         ctx,
@@ -228,6 +265,10 @@ def job_progress(job_id: str) -> None:
             if st.session_state.get("map_path") != state.result["map"]:
                 st.session_state.map_path = state.result["map"]
                 st.session_state.map_scan = state.result["scan"]
+                # how it was mapped, to map it again with another model (a demo scan: with its own orientations)
+                st.session_state.map_settings = {k: v for k, v in state.params.items() if k in REMAP_SETTINGS}
+                used = state.params.get("model_dir")  # the store's name for it; a demo map names its own model
+                st.session_state.map_model_used = Path(used).name if used else state.result.get("model_name")
                 st.session_state.map_point = (0, 0)
                 if state.result.get("model_name"):  # the demo map's own model: the picker shows it too
                     st.session_state.model_name = st.session_state.map_model = state.result["model_name"]
@@ -342,10 +383,105 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         st.switch_page("pages/explain.py")
 
 
-def show_map(map_path: str, scan_path: str) -> None:
+def selected_box(selection: dict, nav_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """First and last row and column of the points inside the box last drawn on the phase map, or None."""
+    boxes = selection.get("box") or []
+    try:
+        x0, x1 = sorted(boxes[-1]["x"])
+        y0, y1 = sorted(boxes[-1]["y"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+    rows, cols = nav_shape
+    first_row, last_row = max(0, int(np.ceil(y0))), min(rows - 1, int(np.floor(y1)))
+    first_col, last_col = max(0, int(np.ceil(x0))), min(cols - 1, int(np.floor(x1)))
+    if first_row > last_row or first_col > last_col:
+        return None
+    return first_row, last_row, first_col, last_col
+
+
+def labelled_regions(scan_path: str) -> list[MapRegion]:
+    """The regions of this scan labelled so far in this session."""
+    return st.session_state.setdefault("map_regions", {}).setdefault(scan_path, [])
+
+
+def draw_regions(fig: go.Figure, regions: list[MapRegion]) -> None:
+    """Outline each labelled region on the phase map and name its space group (the map's own colours could hide
+    an outline in the colour of its phase)."""
+    for region in regions:
+        x0, x1 = region.cols[0] - 0.5, region.cols[1] + 0.5
+        y0, y1 = region.rows[0] - 0.5, region.rows[1] + 0.5
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="black", width=2))
+        fig.add_annotation(
+            x=x0,
+            y=y0,
+            text=space_group_symbol(region.space_group),
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font=dict(color="black", size=11),
+            bgcolor="rgba(255,255,255,0.7)",
+        )
+
+
+def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | None) -> None:
+    """Label regions of known phase on the map and make a dataset of their patterns, to train a model on this
+    scan's own patterns."""
+    st.subheader("Train on this scan's own patterns")
+    st.caption(
+        "Where you know the phase of some grains, label them: draw a box over one on the phase map (the box-select "
+        "tool above it) or give its rows and columns, choose its space group and add it. Regions of two phases or "
+        "more make a dataset; train on it on **Train** and map the scan with that model."
+    )
+    rows, cols = phase_map.nav_shape
+    first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
+    key = f"{scan_path}-{box}"  # a new box fills the numbers in
+    first_row = c1.number_input("First row", 0, rows - 1, first_row, key=f"region_r0-{key}")
+    last_row = c2.number_input("Last row", 0, rows - 1, last_row, key=f"region_r1-{key}")
+    first_col = c3.number_input("First column", 0, cols - 1, first_col, key=f"region_c0-{key}")
+    last_col = c4.number_input("Last column", 0, cols - 1, last_col, key=f"region_c1-{key}")
+    space_group = space_group_choice("Space group of the region", "region_space_group", c5)
+    region = MapRegion(space_group or 0, (int(first_row), int(last_row)), (int(first_col), int(last_col)))
+    regions = labelled_regions(scan_path)
+    if st.button("Add the region", disabled=space_group is None, key="add_region"):
+        try:
+            region_points([*regions, region], phase_map.nav_shape)  # refused now, not when the dataset is made
+            regions.append(region)
+            st.rerun()
+        except EbsdError as exc:
+            show_error(exc)
+    if not regions:
+        return
+    st.dataframe(pd.DataFrame([r.summary() for r in regions]), hide_index=True)
+    c1, c2 = st.columns(2)
+    if c2.button("Clear the regions", key="clear_regions"):
+        regions.clear()
+        st.rerun()
+    if c1.button("Make a dataset of these regions", type="primary", key="regions_dataset"):
+        make_regions_dataset(phase_map, scan_path, regions)
+
+
+def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) -> None:
+    try:
+        with st.spinner("Reading the regions' patterns"):
+            dataset = dataset_from_regions(opened_source(scan_path), regions, nav_shape=phase_map.nav_shape)
+            path = write_dataset(dataset, new_session_file("regions"))
+    except EbsdError as exc:
+        show_error(exc)
+        return
+    set_active_dataset(path, f"{Path(scan_path).name}: {len(regions)} regions")
+    st.success(f"Dataset ready: {counted(len(dataset.labels), 'pattern')} of {len(regions)} regions. Go to **Train**.")
+    for note in sampling_notes(dataset) + blank_notes(dataset):
+        st.caption(note)
+    st.info(MAP_REGIONS_CAUTION)
+
+
+def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     modified = Path(map_path).stat().st_mtime
     phase_map = cached_phase_map(map_path, modified)
     st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
+    st.caption(f"Mapped with {mapped_with(phase_map)}.")
+    remap_button(phase_map, model_name)
     show_notes(phase_map.notes)
     shown_rows, shown_cols, step = phase_map.shown_points(MAX_SHOWN_POINTS)
     if step > 1:
@@ -357,9 +493,10 @@ def show_map(map_path: str, scan_path: str) -> None:
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
     n = len(colours)
     phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n), True)
+    draw_regions(phase_fig, labelled_regions(scan_path))
     left, right = st.columns(2)
     with left:
-        event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode="points", key="phase_map_chart")
+        event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode=("points", "box"), key="phase_map_chart")
         swatches = [(p.colour, p.label) for p in phase_map.phases] + [(UNKNOWN_COLOUR, "unknown")]
         st.markdown(
             " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)}" for c, label in swatches),
@@ -390,9 +527,11 @@ def show_map(map_path: str, scan_path: str) -> None:
             (0, 2),
         )
         st.plotly_chart(diff, key="diff_map")
-    points = event.get("selection", {}).get("points", []) if event else []
+    selection = event.get("selection", {}) if event else {}
+    box = selected_box(selection, phase_map.nav_shape)
+    points = selection.get("points", [])
     rows, cols = phase_map.nav_shape
-    if points:
+    if points and box is None:  # a click; a box selects every point inside it
         st.session_state.map_point = (int(round(points[0]["y"])), int(round(points[0]["x"])))
     chosen = st.session_state.get("map_point", (0, 0))
     st.caption("Click a point of the phase map, or choose it here, to see its pattern and probabilities.")
@@ -400,6 +539,7 @@ def show_map(map_path: str, scan_path: str) -> None:
     row = int(c1.number_input("Row", 0, rows - 1, min(chosen[0], rows - 1), key=f"pt_row_{chosen}"))
     col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
     show_point(phase_map, scan_path, row * cols + col)
+    regions_section(phase_map, scan_path, box)
     st.subheader("Export")
     st.caption(f"Orientations: {phase_map.orientations_note}.")
     columns = st.columns(len(EXPORT_FORMATS))
@@ -424,6 +564,6 @@ if map_job := st.session_state.get("map_job") or latest_job_shown_on("pages/phas
     show_job(map_job, job_progress)
 if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():
     try:
-        show_map(st.session_state.map_path, st.session_state.map_scan)
+        show_map(st.session_state.map_path, st.session_state.map_scan, model_name)
     except EbsdError as exc:
         show_error(exc)

@@ -65,7 +65,7 @@ def prior_form(path: Path) -> str | None:
     shape, materials, _ = dataset_facts(str(path), path.stat().st_mtime)
     settings = settings_for(shape)
     minutes = minutes_on_two_cores(settings)
-    with st.expander(f"Build an EBSD prior (about {minutes} minutes on a 2-core CPU)"):
+    with st.expander(f"Build an EBSD prior (about {counted(minutes, 'minute')} on a 2-core CPU)"):
         st.caption(
             "A prior is the ImageNet network trained further on simulated patterns of the other catalogue "
             "materials of the six cubic space groups. A few-shot model started from it has seen band geometry "

@@ -659,6 +659,56 @@ def test_phase_map_demo_end_to_end(app, monkeypatch):
     assert len(app.get("download_button")) == 5
 
 
+def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_another_model(
+    app, map_model, map_scan_file, tmp_path
+):
+    """Few-shot training on a scan's own patterns: label a grain of each phase on its map, make a dataset of them,
+    and map the scan again with the model trained on it (the upload is gone once the page was left)."""
+    import shutil
+
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import map_scan, save_phase_map
+    from ebsd_core.store import load_model
+    from pages.common import job_manager
+
+    for name in ("duplex", "other"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    model, card = load_model(tmp_path / "store" / "duplex")
+    phase_map = map_scan(model, card, open_patterns(map_scan_file), cleanup=False)
+    app.session_state["map_path"] = str(save_phase_map(phase_map, tmp_path / "map.npz"))
+    app.session_state["map_scan"] = str(map_scan_file)
+    app.session_state["model_name"] = "duplex"
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception and not app.error
+
+    def add_region(rows, cols, group):
+        for label, value in zip(("First row", "Last row", "First column", "Last column"), (*rows, *cols)):
+            next(n for n in app.number_input if n.label == label).set_value(value)
+        next(s for s in app.selectbox if s.label == "Space group of the region").select(group).run()
+        next(b for b in app.button if b.label == "Add the region").click().run()
+
+    add_region((0, 1), (0, 2), 225)
+    add_region((5, 7), (7, 9), 229)
+    add_region((1, 2), (1, 3), 229)  # over the first region, another phase: refused, named
+    assert any("overlap but name different space groups" in e.value for e in app.error)
+    assert next(d.value for d in app.dataframe if "points" in d.value.columns)["points"].tolist() == [6, 9]
+    next(b for b in app.button if b.label == "Make a dataset of these regions").click().run()
+    assert not app.exception
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.class_counts() == {"Fm-3m": 6, "Im-3m": 9}
+    assert any(s.value.startswith("Dataset ready: 15 patterns of 2 regions") for s in app.success)
+
+    app.selectbox(key="map_model").select("other").run()
+    next(b for b in app.button if b.label == "Map duplex_scan.h5 with other").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    app.run()  # the finished job's map becomes the page's
+    assert not app.exception and not app.error
+    assert "Mapped with other." in [c.value for c in app.caption]
+    assert not [b for b in app.button if b.label.startswith("Map duplex_scan.h5 with")]  # mapped with the chosen one
+
+
 def plotted(values) -> np.ndarray:
     """An array of a plotly figure's JSON, which writes numeric arrays as base64 ({"dtype", "bdata"})."""
     if isinstance(values, dict):

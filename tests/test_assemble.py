@@ -5,8 +5,10 @@ import pytest
 from PIL import Image
 
 from ebsd_core.assemble import (
+    MapRegion,
     checked_dataset_file,
     dataset_from_labelled,
+    dataset_from_regions,
     dataset_from_scans,
     sampling_notes,
     spread_over,
@@ -256,3 +258,78 @@ def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, 
     out = tmp_path / "cli.h5"
     assert main(["dataset", "--scan", f"{ni_path}=225", "--scan", f"{ferrite_path}=229", "--out", str(out)]) == 0
     assert "ni_dropped.h5: 2 blank pattern(s) were left out" in caplog.text
+
+
+def _map_scan(tmp_path, rows=4, cols=5):
+    """A rows x cols kikuchipy scan of distinct random 16x16 patterns (pattern i has mean near i)."""
+    rng = np.random.default_rng(0)
+    patterns = (rng.integers(0, 60, (rows * cols, 16, 16)) + 8 * np.arange(rows * cols)[:, None, None]).astype(np.uint8)
+    import kikuchipy as kp
+
+    path = tmp_path / "duplex.h5"
+    kp.signals.EBSD(patterns.reshape(rows, cols, 16, 16)).save(path)
+    return path, patterns
+
+
+def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
+    """A microscopist labels the grains they know on a two-phase map: each region's points, with its space group."""
+    path, patterns = _map_scan(tmp_path)
+    regions = [MapRegion(225, (0, 1), (0, 1)), MapRegion(221, (2, 3), (3, 4)), MapRegion(225, (1, 1), (1, 2))]
+    dataset = dataset_from_regions(open_patterns(path), regions)
+    assert dataset.classes == [221, 225] and dataset.class_counts() == {"Pm-3m": 4, "Fm-3m": 5}
+    first = dataset.material == "duplex r0-1 c0-1"
+    assert (dataset.patterns[first] == patterns[[0, 1, 5, 6]]).all()
+    assert (dataset.patterns[dataset.material == "duplex r2-3 c3-4"] == patterns[[13, 14, 18, 19]]).all()
+    assert (dataset.patterns[dataset.material == "duplex r1-1 c1-2"] == patterns[[7]]).all()  # (1, 1) once only
+    assert dataset.provenance["generator"] == "map regions"
+    assert dataset.provenance["regions"][1] == {"space_group": 221, "rows": [2, 3], "cols": [3, 4]}
+    sparse = dataset_from_regions(open_patterns(path), regions[:2], per_region=2)
+    assert sparse.class_counts() == {"Pm-3m": 2, "Fm-3m": 2}
+    note = "duplex r0-1 c0-1: 2 of its 4 patterns were taken, spread evenly over its region"
+    assert sampling_notes(sparse)[0] == note
+
+
+@pytest.mark.parametrize(
+    ("regions", "message"),
+    [
+        ([MapRegion(225, (0, 4), (0, 1)), MapRegion(221, (0, 0), (3, 4))], r"rows 0-4, columns 0-1 reaches outside"),
+        ([MapRegion(225, (0, 1), (0, 1)), MapRegion(221, (1, 2), (1, 2))], "overlap but name different space groups"),
+        (
+            [MapRegion(225, (0, 1), (0, 1)), MapRegion(225, (0, 0), (0, 0)), MapRegion(221, (3, 3), (4, 4))],
+            "duplex.h5: region rows 0-0, columns 0-0 lies inside regions given before it",
+        ),
+        ([MapRegion(225, (0, 1), (0, 1)), MapRegion(225, (2, 3), (2, 3))], "duplex.h5: every region is Fm-3m"),
+        ([MapRegion(225, (1, 0), (0, 1)), MapRegion(221, (2, 3), (2, 3))], "a first row or column after the last"),
+    ],
+)
+def test_regions_that_cannot_be_trained_on_are_refused_with_the_scan_named(tmp_path, regions, message):
+    path, _ = _map_scan(tmp_path)
+    with pytest.raises(InputError, match=message):
+        dataset_from_regions(open_patterns(path), regions)
+
+
+def test_regions_of_images_need_the_map_shape(two_scans):
+    _, ferrite_path, _, ferrite = two_scans
+    regions = [MapRegion(229, (0, 0), (0, 1)), MapRegion(221, (1, 1), (3, 4))]
+    with pytest.raises(InputError, match="regions need the map's rows and columns"):
+        dataset_from_regions(open_patterns(ferrite_path), regions)
+    dataset = dataset_from_regions(open_patterns(ferrite_path), regions, nav_shape=(2, 5))
+    assert (dataset.patterns[dataset.labels == dataset.classes.index(221)] == ferrite[[8, 9]]).all()
+
+
+def test_cli_dataset_of_regions(tmp_path, capsys, caplog):
+    path, patterns = _map_scan(tmp_path)
+    out = tmp_path / "regions.h5"
+    given = ["--region", f"{path}=Fm-3m@0-1,0-1", "--region", f"{path}=221@2-3,3-4"]
+    assert main(["dataset", *given, "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["class_counts"] == {"Pm-3m": 4, "Fm-3m": 4}
+    written = read_dataset(out)
+    assert (written.patterns[written.labels == written.classes.index(221)] == patterns[[13, 14, 18, 19]]).all()
+    assert main(["dataset", "--region", f"{path}=Fm-3m@0-1", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "write it as PATH=SPACEGROUP@ROWS,COLUMNS" in capsys.readouterr().err
+    other = str(tmp_path / "x.h5")
+    outside = ["--region", f"{path}=Fm-3m@0-1,0-9", "--region", f"{path}=221@2-3,3-4"]
+    assert main(["dataset", *outside, "--out", other]) == 2
+    assert "duplex.h5: region rows 0-1, columns 0-9 reaches outside the map of 4 x 5 points" in capsys.readouterr().err
+    assert main(["dataset", *given, "--scan", f"{path}=Fm-3m", "--out", other]) == 2
+    assert "give either --labelled PATH" in capsys.readouterr().err
