@@ -72,14 +72,15 @@ def main() -> None:
     p.add_argument("--phases", default="ni,ni3al", help="the scan's two catalogue phases")
     p.add_argument("--regions", default="2,4,8", help="regions labelled per phase, each in its own grain")
     p.add_argument("--shots", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--size", type=int, default=60, help="pattern size of the simulated scan")
-    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    # the demo map's sizes: at 60 px / 64 even austenite vs ferrite stayed near chance (ebsd_core.workflows)
+    p.add_argument("--size", type=int, default=120, help="pattern size of the simulated scan")
+    p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--shape", default="60x80", help="the scan's rows x columns")
     p.add_argument("--start-from-simulation", action="store_true", help="also fine-tune a simulation-trained model")
     args = p.parse_args()
     if args.quick:
-        args.regions, args.shots, args.epochs, args.shape = "2", 5, 2, "20x24"
+        args.regions, args.shots, args.epochs, args.shape, args.size, args.input_size = "2", 5, 2, "20x24", 60, 64
     phases = args.phases.split(",")
     rows, cols = (int(v) for v in args.shape.split("x"))
     layout = voronoi_layout([get_material(m) for m in phases], (rows, cols), seed=4)

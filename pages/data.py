@@ -89,7 +89,8 @@ def explain_scans_dataset(dataset) -> None:
 def label_server_scan(path: Path) -> None:
     """An unlabelled scan on the server: give it its space group and collect it for a dataset of such scans."""
     st.caption(
-        "Unlabelled: map it on **Phase map**, or, when it holds one phase, give its space group and add it to the "
+        "Unlabelled: map it on **Phase map**, where regions of known phase can be labelled to train on, or, when it "
+        "holds one phase, give its space group and add it to the "
         f"scans of a dataset (at most {PER_SCAN:,} patterns of each are taken, spread over it)."
     )
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
@@ -125,7 +126,7 @@ with tab_upload:
     st.write(
         "Upload EBSD files (any format kikuchipy reads; a NORDIF `Pattern.dat` together with its `Setting.txt`), "
         "a zip of class folders (`Fm-3m/`, `229/`, ...), images, or a dataset `.h5` made by this tool. Label each "
-        "single-phase scan with its space group."
+        "single-phase scan with its space group; label regions of a scan of several phases on its **Phase map**."
     )
     uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
     if uploads:

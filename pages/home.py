@@ -77,7 +77,7 @@ st.page_link("pages/train.py", label="Train: backbone, shots, transfer vs scratc
 st.page_link("pages/results.py", label="Results: curves, confusion matrix, downloads", icon=":material/insights:")
 st.page_link(
     "pages/phasemap.py",
-    label="Phase map: classify every point of a scan, export to MTEX/OIM/AZtec",
+    label="Phase map: classify every point of a scan, export to MTEX/OIM/AZtec, label grains to train on",
     icon=":material/map:",
 )
 st.page_link(

@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from ebsd_core.assemble import MAP_REGIONS_CAUTION
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
@@ -154,11 +155,14 @@ except EbsdError as exc:
 test = card.metrics.get("test", {})
 untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
 c1, c2, c3, c4 = st.columns(4)
+of_regions = card.training.get("dataset") == "map regions"  # its test patterns: the same grains as its shots
 c1.metric(
-    "Unseen orientations",
+    "Other points of its regions" if of_regions else "Unseen orientations",
     "no test patterns" if untested else _score(test.get("accuracy")),
     help="Every pattern went to training and validation: none was left to test on."
     if untested
+    else MAP_REGIONS_CAUTION
+    if of_regions
     else "Test accuracy on patterns of the training materials in orientations the model never saw.",
 )
 if "holdout" in card.metrics:

@@ -669,7 +669,7 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     from ebsd_core.io.dataset import read_dataset
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.phasemap import map_scan, save_phase_map
-    from ebsd_core.store import load_model
+    from ebsd_core.store import load_model, read_card
     from pages.common import job_manager
 
     for name in ("duplex", "other"):
@@ -699,6 +699,16 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     assert dataset.class_counts() == {"Fm-3m": 6, "Im-3m": 9}
     assert any(s.value.startswith("Dataset ready: 15 patterns of 2 regions") for s in app.success)
 
+    app.switch_page("pages/train.py").run()  # from the model the scan was mapped with, which knows both phases
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex"
+    train_on_the_page(app, "grains")
+    assert any(i.value.startswith("Its test patterns are other points of the labelled regions") for i in app.info)
+    app.switch_page("pages/results.py").run()
+    assert any(m.label == "Other points of its regions" for m in app.metric)
+    trained = next((tmp_path / "store").glob("grains-transfer-k*"))
+    assert read_card(trained).initialisation == ("saved model", "duplex")
+
+    app.switch_page("pages/phasemap.py").run()
     app.selectbox(key="map_model").select("other").run()
     next(b for b in app.button if b.label == "Map duplex_scan.h5 with other").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
