@@ -129,7 +129,7 @@ def _dataset_of_regions(args: argparse.Namespace):
     from ebsd_core.phases import parse_space_group
     from ebsd_core.simulate_map import parse_shape
 
-    regions, paths = [], set()
+    regions, paths = [], []
     for text in args.region:
         where, _, span = text.rpartition("@")
         path, _, group = where.rpartition("=")
@@ -139,14 +139,14 @@ def _dataset_of_regions(args: argparse.Namespace):
                 f"--region {text!r}: write it as PATH=SPACEGROUP@ROWS,COLUMNS with first and last row and column, "
                 "e.g. scan.h5=Fm-3m@10-19,30-49"
             )
-        paths.add(Path(path).resolve())
+        paths.append(Path(path))
         first_row, last_row, first_col, last_col = map(int, bounds.groups())
         regions.append(MapRegion(parse_space_group(group), (first_row, last_row), (first_col, last_col)))
-    if len(paths) > 1:
+    if len({path.resolve() for path in paths}) > 1:
         raise EbsdError(
             "--region: give regions of one scan (map each scan with its own model, or train on both with --scan)"
         )
-    source = open_patterns(Path(args.region[0].rpartition("@")[0].rpartition("=")[0]))
+    source = open_patterns(paths[0])
     per_region = PER_SCAN if args.per_scan is None else args.per_scan
     dataset = dataset_from_regions(source, regions, per_region, parse_shape(args.nav_shape) if args.nav_shape else None)
     for note in sampling_notes(dataset):

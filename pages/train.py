@@ -56,20 +56,17 @@ class DatasetFacts(NamedTuple):
     of_map_regions: bool  # made of labelled regions of a scan's map
 
 
+# cache_resource: this page's own class cannot be pickled, as cache_data would; the facts are only read
+@st.cache_resource(max_entries=16, show_spinner=False)
 def dataset_facts(path: str, modified: float) -> DatasetFacts:
     """What the training form needs to know of the dataset; read once per file version."""
-    return DatasetFacts(*_dataset_facts(path, modified))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _dataset_facts(path: str, modified: float) -> tuple:  # plain values: a page's own class cannot be pickled
     try:
         source = open_patterns(path)
     except EbsdError:
-        return (60, 60), [], 10, set(), False
+        return DatasetFacts((60, 60), [], 10, set(), False)
     found = source.material if source.material is not None else []
     shots = suggested_shots(source.labels, source.split) if source.labelled else 10
-    return (
+    return DatasetFacts(
         tuple(source.pattern_shape),
         sorted({str(m) for m in found} & set(CATALOGUE)),
         shots,
