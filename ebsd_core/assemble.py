@@ -16,6 +16,7 @@ from ebsd_core.io.dataset import Dataset, check_two_classes
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns
+from ebsd_core.wording import counted
 
 #: Shown wherever a dataset made of single-phase scans is created (measured in bench/RESULTS.md, bench/realshots.py).
 SINGLE_PHASE_SCANS_CAUTION = (
@@ -189,6 +190,26 @@ MAP_REGIONS_CAUTION = (
     "starts from). On a simulated Ni/Ni3Al scan that put 0.998 of the points right, where 2 grains of each phase "
     "gave 0.57-0.75 (bench/RESULTS.md)."
 )
+
+
+#: Grains to label of each phase at least: with 2, fine-tuning taught the grains' orientations and the maps got worse
+#: (bench/map_regions.py: Ni/Ni3Al 0.568 and austenite/ferrite 0.787 from simulation-trained models that alone mapped
+#: 0.935 and 0.980; with 4, 0.998 and 0.989)
+FEWEST_REGIONS = 4
+
+
+def few_regions_notes(regions: Sequence[MapRegion]) -> list[str]:
+    """A warning for each space group labelled in fewer than :data:`FEWEST_REGIONS` regions."""
+    counts: dict[int, int] = {}
+    for region in regions:
+        counts[region.space_group] = counts.get(region.space_group, 0) + 1
+    return [
+        f"{space_group_symbol(group)}: {counted(n, 'region')}; label {FEWEST_REGIONS} grains or more of each phase, "
+        "as fewer teach the model their orientations rather than their crystal (on simulated scans, 2 grains of each "
+        "phase made a good model's map worse: bench/RESULTS.md)"
+        for group, n in sorted(counts.items())
+        if n < FEWEST_REGIONS
+    ]
 
 
 def dataset_from_regions(

@@ -124,7 +124,14 @@ def _dataset(args: argparse.Namespace) -> int:
 def _dataset_of_regions(args: argparse.Namespace):
     import re
 
-    from ebsd_core.assemble import MAP_REGIONS_CAUTION, PER_SCAN, MapRegion, dataset_from_regions, sampling_notes
+    from ebsd_core.assemble import (
+        MAP_REGIONS_CAUTION,
+        PER_SCAN,
+        MapRegion,
+        dataset_from_regions,
+        few_regions_notes,
+        sampling_notes,
+    )
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.phases import parse_space_group
     from ebsd_core.simulate_map import parse_shape
@@ -151,6 +158,8 @@ def _dataset_of_regions(args: argparse.Namespace):
     dataset = dataset_from_regions(source, regions, per_region, parse_shape(args.nav_shape) if args.nav_shape else None)
     for note in sampling_notes(dataset):
         log.warning("%s (--per-scan sets how many)", note)
+    for note in few_regions_notes(regions):
+        log.warning("%s", note)
     print(MAP_REGIONS_CAUTION, file=sys.stderr)
     return dataset
 

@@ -14,6 +14,7 @@ from ebsd_core.assemble import (
     MapRegion,
     blank_notes,
     dataset_from_regions,
+    few_regions_notes,
     region_points,
     sampling_notes,
 )
@@ -471,6 +472,8 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
         return
     set_active_dataset(path, f"{Path(scan_path).name}: {len(regions)} regions")
     st.success(f"Dataset ready: {counted(len(dataset.labels), 'pattern')} of {len(regions)} regions. Go to **Train**.")
+    for note in few_regions_notes(regions):
+        st.warning(note)
     for note in sampling_notes(dataset) + blank_notes(dataset):
         st.caption(note)
     st.info(MAP_REGIONS_CAUTION)

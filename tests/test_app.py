@@ -698,6 +698,7 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     dataset = read_dataset(app.session_state["dataset_path"])
     assert dataset.class_counts() == {"Fm-3m": 6, "Im-3m": 9}
     assert any(s.value.startswith("Dataset ready: 15 patterns of 2 regions") for s in app.success)
+    assert any(w.value.startswith("Im-3m: 1 region; label 4 grains or more of each phase") for w in app.warning)
 
     app.switch_page("pages/train.py").run()  # from the model the scan was mapped with, which knows both phases
     assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex"

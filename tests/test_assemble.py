@@ -10,6 +10,7 @@ from ebsd_core.assemble import (
     dataset_from_labelled,
     dataset_from_regions,
     dataset_from_scans,
+    few_regions_notes,
     sampling_notes,
     spread_over,
 )
@@ -283,6 +284,16 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert (dataset.patterns[dataset.material == "duplex r1-1 c1-2"] == patterns[[7]]).all()  # (1, 1) once only
     assert dataset.provenance["generator"] == "map regions"
     assert dataset.provenance["regions"][1] == {"space_group": 221, "rows": [2, 3], "cols": [3, 4]}
+    assert few_regions_notes(regions) == [
+        "Pm-3m: 1 region; label 4 grains or more of each phase, as fewer teach the model their orientations rather "
+        "than their crystal (on simulated scans, 2 grains of each phase made a good model's map worse: "
+        "bench/RESULTS.md)",
+        "Fm-3m: 2 regions; label 4 grains or more of each phase, as fewer teach the model their orientations rather "
+        "than their crystal (on simulated scans, 2 grains of each phase made a good model's map worse: "
+        "bench/RESULTS.md)",
+    ]
+    four = [MapRegion(group, (row, row), (col, col)) for group, row in ((225, 0), (221, 3)) for col in range(4)]
+    assert few_regions_notes(four) == []
     sparse = dataset_from_regions(open_patterns(path), regions[:2], per_region=2)
     assert sparse.class_counts() == {"Pm-3m": 2, "Fm-3m": 2}
     note = "duplex r0-1 c0-1: 2 of its 4 patterns were taken, spread evenly over its region"
@@ -323,6 +334,7 @@ def test_cli_dataset_of_regions(tmp_path, capsys, caplog):
     given = ["--region", f"{path}=Fm-3m@0-1,0-1", "--region", f"{path}=221@2-3,3-4"]
     assert main(["dataset", *given, "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["class_counts"] == {"Pm-3m": 4, "Fm-3m": 4}
+    assert "Fm-3m: 1 region; label 4 grains or more of each phase" in caplog.text
     written = read_dataset(out)
     assert (written.patterns[written.labels == written.classes.index(221)] == patterns[[13, 14, 18, 19]]).all()
     assert main(["dataset", "--region", f"{path}=Fm-3m@0-1", "--out", str(tmp_path / "x.h5")]) == 2
