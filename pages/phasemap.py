@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ebsd_core.assemble import (
+    FEWEST_REGIONS,
     MAP_REGIONS_CAUTION,
     MapRegion,
     blank_notes,
@@ -429,9 +430,10 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
     scan's own patterns."""
     st.subheader("Train on this scan's own patterns")
     st.caption(
-        "Where you know the phase of some grains, label them: draw a box over one on the phase map (the box-select "
-        "tool above it) or give its rows and columns, choose its space group and add it. Regions of two phases or "
-        "more make a dataset; train on it on **Train** and map the scan with that model."
+        f"Where you know the phase of some grains, label them, {FEWEST_REGIONS} or more of each phase: draw a box over "
+        "one on the phase map (the box-select tool above it) or give its rows and columns, choose its space group and "
+        "add it. The regions make a dataset; train on it on **Train**, best from a model trained on simulated "
+        "patterns of these phases, and map the scan with the new model."
     )
     rows, cols = phase_map.nav_shape
     first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
