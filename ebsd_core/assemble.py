@@ -185,11 +185,10 @@ class MapRegion:
 #: Shown wherever a dataset is made of labelled regions of a map.
 MAP_REGIONS_CAUTION = (
     "The test patterns come from the same regions as the shots, mostly the same grains, so the test accuracy "
-    "flatters the model: judge it by the phase map of the whole scan (with 5 regions or more of every phase, the last "
-    "of each is kept out of training and scores the model on grains it never saw). Label 4 grains or more of each "
-    "phase to train on, spread over the scan, and start training from a model trained on simulated patterns of the "
-    "phases (Train: Transfer starts from). On a simulated Ni/Ni3Al scan that put 0.998 of the points right, where 2 "
-    "grains of each phase gave 0.57-0.75 (bench/RESULTS.md)."
+    "flatters the model: judge it by the phase map of the whole scan. Label 4 grains or more of each phase, spread "
+    "over the scan, and start training from a model trained on simulated patterns of the phases (Train: Transfer "
+    "starts from). On a simulated Ni/Ni3Al scan that put 0.998 of the points right, where 2 grains of each phase "
+    "gave 0.57-0.75 (bench/RESULTS.md)."
 )
 
 
@@ -197,9 +196,6 @@ MAP_REGIONS_CAUTION = (
 #: (bench/map_regions.py: Ni/Ni3Al 0.568 and austenite/ferrite 0.787 from simulation-trained models that alone mapped
 #: 0.935 and 0.980; with 4, 0.998 and 0.989)
 FEWEST_REGIONS = 4
-#: With this many regions of every phase or more, the last of each is held out of training, so that the model is also
-#: scored on grains it never saw (its test patterns are other points of the trained regions: the same grains)
-HOLD_OUT_FROM = FEWEST_REGIONS + 1
 
 
 def few_regions_notes(regions: Sequence[MapRegion]) -> list[str]:
@@ -256,29 +252,13 @@ def dataset_from_regions(
         name = f"{stem} r{region.rows[0]}-{region.rows[1]} c{region.cols[0]}-{region.cols[1]}"
         parts.append((source, region.space_group, chosen, len(points), name))
     dataset = _dataset_of_parts(parts)
-    held_out = held_out_regions(regions)
-    names = [name for *_, name in parts]
-    dataset.split = np.where(np.isin(dataset.material, [names[i] for i in held_out]), "holdout", "train").astype(object)
     dataset.provenance.update(
         generator="map regions",
         files=[Path(source.path).name],
-        regions=[
-            {"space_group": r.space_group, "rows": list(r.rows), "cols": list(r.cols), "held_out": i in held_out}
-            for i, r in enumerate(regions)
-        ],
+        regions=[{"space_group": r.space_group, "rows": list(r.rows), "cols": list(r.cols)} for r in regions],
         nav_shape=list(shape),
     )
     return dataset
-
-
-def held_out_regions(regions: Sequence[MapRegion]) -> list[int]:
-    """The regions kept out of training: the last of each space group, when each has :data:`HOLD_OUT_FROM` or more."""
-    by_group: dict[int, list[int]] = {}
-    for i, region in enumerate(regions):
-        by_group.setdefault(region.space_group, []).append(i)
-    if min(len(indices) for indices in by_group.values()) < HOLD_OUT_FROM:
-        return []
-    return sorted(indices[-1] for indices in by_group.values())
 
 
 def region_points(

@@ -16,7 +16,6 @@ from ebsd_core.assemble import (
     blank_notes,
     dataset_from_regions,
     few_regions_notes,
-    held_out_regions,
     region_points,
     sampling_notes,
 )
@@ -477,11 +476,6 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
     st.success(f"Dataset ready: {counted(len(dataset.labels), 'pattern')} of {len(regions)} regions. Go to **Train**.")
     for note in few_regions_notes(regions):
         st.warning(note)
-    if held_out := held_out_regions(regions):
-        st.caption(
-            f"The last region of each phase ({counted(len(held_out), 'region')}) is kept out of training: the Results "
-            "page scores the model on those grains it never saw."
-        )
     for note in sampling_notes(dataset) + blank_notes(dataset):
         st.caption(note)
     st.info(MAP_REGIONS_CAUTION)

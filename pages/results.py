@@ -167,11 +167,9 @@ c1.metric(
 )
 if "holdout" in card.metrics:
     c2.metric(
-        "Grains it never saw" if of_regions else "Held-out materials",
+        "Held-out materials",
         _score(card.metrics["holdout"].get("accuracy")),
-        help="Accuracy on the regions kept out of training: the last labelled of each phase."
-        if of_regions
-        else "Test accuracy on materials the model never saw (the dataset's held-out split).",
+        help="Test accuracy on materials the model never saw (the dataset's held-out split).",
     )
 start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...
 c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)

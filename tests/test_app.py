@@ -90,22 +90,6 @@ def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_
     ]
 
 
-def test_a_model_of_map_regions_is_scored_on_its_regions_and_on_grains_it_never_saw(app, map_model, tmp_path):
-    import shutil
-
-    shutil.copytree(map_model, tmp_path / "store" / "grains")
-    card_file = tmp_path / "store" / "grains" / "model.json"
-    card = json.loads(card_file.read_text())
-    card["training"]["dataset"] = "map regions"
-    card["metrics"] = {"test": {"accuracy": 1.0, "patterns": 30}, "holdout": {"accuracy": 0.8, "patterns": 18}}
-    card_file.write_text(json.dumps(card))
-    app.switch_page("pages/results.py").run()
-    assert not app.exception and not app.error
-    metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Other points of its regions"] == "1.000" and metrics["Grains it never saw"] == "0.800"
-    assert "Unseen orientations" not in metrics and "Held-out materials" not in metrics
-
-
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
     import shutil
 

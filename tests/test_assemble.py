@@ -283,8 +283,7 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert (dataset.patterns[dataset.material == "duplex r2-3 c3-4"] == patterns[[13, 14, 18, 19]]).all()
     assert (dataset.patterns[dataset.material == "duplex r1-1 c1-2"] == patterns[[7]]).all()  # (1, 1) once only
     assert dataset.provenance["generator"] == "map regions"
-    assert dataset.provenance["regions"][1] == {"space_group": 221, "rows": [2, 3], "cols": [3, 4], "held_out": False}
-    assert set(dataset.split) == {"train"}  # too few regions to keep one of each phase out of training
+    assert dataset.provenance["regions"][1] == {"space_group": 221, "rows": [2, 3], "cols": [3, 4]}
     assert few_regions_notes(regions) == [
         "Pm-3m: 1 region; label 4 grains or more of each phase, as fewer teach the model their orientations rather "
         "than their crystal (on simulated scans, 2 grains of each phase made a good model's map worse: "
@@ -299,18 +298,6 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert sparse.class_counts() == {"Pm-3m": 2, "Fm-3m": 2}
     note = "duplex r0-1 c0-1: 2 of its 4 patterns were taken, spread evenly over its region"
     assert sampling_notes(sparse)[0] == note
-
-
-def test_with_five_regions_of_every_phase_the_last_of_each_is_held_out(tmp_path):
-    """Its test patterns are other points of the regions it trained on; a held-out grain scores what it learnt."""
-    path, patterns = _map_scan(tmp_path, rows=5, cols=4)
-    regions = [MapRegion(225 if col < 2 else 221, (row, row), (col, col)) for col in (0, 2) for row in range(5)]
-    dataset = dataset_from_regions(open_patterns(path), regions)
-    held = dataset.split == "holdout"
-    assert sorted(dataset.material[held]) == ["duplex r4-4 c0-0", "duplex r4-4 c2-2"]
-    assert (dataset.patterns[held] == patterns[[16, 18]]).all()
-    assert [r["held_out"] for r in dataset.provenance["regions"]] == [False] * 4 + [True] + [False] * 4 + [True]
-    assert dataset_from_regions(open_patterns(path), regions[1:]).split.tolist().count("holdout") == 0  # 4 of one
 
 
 @pytest.mark.parametrize(
