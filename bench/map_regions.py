@@ -108,7 +108,7 @@ def main() -> None:
                     "regions_per_phase": per_phase,
                     "start": start,
                     "patterns": len(dataset.labels),
-                    "shots": result.card.training.get("shots") or result.card.training.get("config", {}).get("shots"),
+                    "shots": result.card.training["config"]["shots"],
                     "test_accuracy_on_regions": round(float(result.card.metrics["test"]["accuracy"]), 4),
                     "map_accuracy": round(phase_map.accuracy(), 4),
                     "map_accuracy_before_cleanup": phase_map.summary()["accuracy_before_cleanup"],
