@@ -16,9 +16,8 @@ import shutil
 import numpy as np
 from _common import OUT, emit, parser
 
-from ebsd_core.assemble import MapRegion, dataset_from_regions
+from ebsd_core.assemble import MapRegion, dataset_from_regions, region_shots
 from ebsd_core.datasets import simulate_dataset
-from ebsd_core.fewshot import suggested_shots
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import map_scan
@@ -54,8 +53,7 @@ def grain_windows(layout: MapLayout, per_phase: int, seed: int) -> list[MapRegio
 
 def train(dataset, args, weights: str | None, tag: str):
     """Up to ``--shots`` per class, half a class's patterns at most (the rest validate and test)."""
-    smallest = int(np.bincount(dataset.labels).min())
-    shots = min(suggested_shots(dataset.labels, None, args.shots), smallest // 2)
+    shots = region_shots(dataset.labels, args.shots)
     config = TrainConfig(
         shots=shots, epochs=args.epochs, input_size=args.input_size, patience=args.epochs, weights_file=weights
     )

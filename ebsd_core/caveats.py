@@ -49,8 +49,10 @@ SIMULATION_ONLY_CAUTION = (
     "the model was trained on simulated patterns only. Models trained that way misread real patterns: six-class ones "
     "read the real Si test patterns right but not the real Ni ones (Ia-3d, Pm-3m or unknown) nor the Fe one, and a "
     "Ni/Ni3Al model read the real Ni patterns Fm-3m, but also the same patterns with Ni3Al's superlattice bands put "
-    "in (bench/RESULTS.md): check the result against a region of each phase, or fine-tune on labelled real "
-    "patterns of every phase from this camera (python -m ebsd_core dataset, or the Data page)"
+    "in (bench/RESULTS.md): check the result against a region of each phase, or fine-tune this model on labelled "
+    "real patterns of every phase from this camera: grains of known phase in this scan (the Phase map page's 'Train "
+    "on this scan's own patterns', or python -m ebsd_core dataset --region), class folders or single-phase scans "
+    "(the Data page)"
 )
 
 #: ``evaluate`` of recorded patterns of one phase with such a model: one phase right proves little (see above).

@@ -89,7 +89,7 @@ def phases_for_model(card: ModelCard) -> list[MapPhase]:
     one_each = all(len(mats) == 1 for mats in by_class)
     phases = []
     for i, (sg, mats) in enumerate(zip(card.classes, by_class)):
-        name = mats[0].key if one_each else space_group_symbol(sg)
+        name = mats[0].short_name if one_each else space_group_symbol(sg)
         a = mats[0].a if mats else (materials_for(sg)[0].a if materials_for(sg) else 4.0)
         phases.append(MapPhase(name, sg, float(a), PHASE_COLOURS[i % len(PHASE_COLOURS)]))
     return phases

@@ -75,6 +75,11 @@ class Material:
         return space_group_symbol(self.space_group)
 
     @property
+    def short_name(self) -> str:
+        """The name without its note in brackets (``"Ni3Al"``), as a phase map and its exports name the phase."""
+        return self.name.split(" (")[0].strip() or self.key
+
+    @property
     def choice_label(self) -> str:
         """How a picker shows it: the key typed on the command line, the name and the space group."""
         return f"{self.key}: {self.name}, {self.symbol}"

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: The two demo pairs: the hard case (same lattice, superlattice bands only) and a dual-phase steel.
 DEMO_PAIRS: dict[str, tuple[str, str]] = {
     "Ni + Ni3Al (gamma / gamma prime)": ("ni", "ni3al"),
-    "austenite + ferrite (duplex steel)": ("austenite", "ferrite"),
+    "Austenite + ferrite (duplex steel)": ("austenite", "ferrite"),
 }
 MAX_SCAN_POINTS = 4_000_000
 PC_DRIFT_PER_POINT = 0.0005  # projection-centre shift per scan step, as a fraction of the detector width

@@ -702,6 +702,7 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
 
     app.switch_page("pages/train.py").run()  # from the model the scan was mapped with, which knows both phases
     assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex"
+    assert not [c for c in app.caption if c.value.startswith("No saved model knows just these phases")]
     train_on_the_page(app, "grains")
     assert any(i.value.startswith("Its test patterns are other points of the labelled regions") for i in app.info)
     app.switch_page("pages/results.py").run()
@@ -718,6 +719,22 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     assert not app.exception and not app.error
     assert "Mapped with other." in [c.value for c in app.caption]
     assert not [b for b in app.button if b.label.startswith("Map duplex_scan.h5 with")]  # mapped with the chosen one
+
+
+def test_regions_dataset_without_a_model_of_its_phases_is_told_where_to_get_one(app, map_scan_file, tmp_path):
+    from ebsd_core.assemble import MapRegion, dataset_from_regions
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.io.readers import open_patterns
+
+    regions = [MapRegion(225, (0, 1), (0, 2)), MapRegion(229, (5, 7), (7, 9))]
+    dataset = dataset_from_regions(open_patterns(map_scan_file), regions)
+    app.session_state["dataset_path"] = str(write_dataset(dataset, tmp_path / "regions.h5"))
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "ImageNet weights"
+    assert next(t for t in app.text_input if t.label.startswith("Shots per class")).value == "3"  # of 6 Fm-3m
+    hint = next(c.value for c in app.caption if c.value.startswith("No saved model knows just these phases"))
+    assert "(Fm-3m, Im-3m)" in hint and "**Data**: Simulate" in hint
 
 
 def plotted(values) -> np.ndarray:

@@ -11,6 +11,7 @@ from ebsd_core.assemble import (
     dataset_from_regions,
     dataset_from_scans,
     few_regions_notes,
+    region_shots,
     sampling_notes,
     spread_over,
 )
@@ -294,6 +295,8 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     ]
     four = [MapRegion(group, (row, row), (col, col)) for group, row in ((225, 0), (221, 3)) for col in range(4)]
     assert few_regions_notes(four) == []
+    assert region_shots(dataset.labels) == 2  # half of Pm-3m's 4: the rest validate and test
+    assert region_shots(np.repeat([0, 1], [60, 130])) == 20 and region_shots(np.repeat([0, 1], [60, 130]), 40) == 30
     sparse = dataset_from_regions(open_patterns(path), regions[:2], per_region=2)
     assert sparse.class_counts() == {"Pm-3m": 2, "Fm-3m": 2}
     note = "duplex r0-1 c0-1: 2 of its 4 patterns were taken, spread evenly over its region"

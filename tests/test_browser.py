@@ -175,7 +175,7 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
         requests = requests_sent(page)
         page.get_by_role("button", name="Run the demo map").wait_for(timeout=60_000)
         page.get_by_test_id("stSelectbox").nth(1).click()
-        page.get_by_role("option", name="austenite + ferrite (duplex steel)").click()
+        page.get_by_role("option", name="Austenite + ferrite (duplex steel)").click()
         page.get_by_role("button", name="Run the demo map").click()
         wait_for_job(page, "Map accuracy (ground truth known)", tmp_path)
         assert_left_alone(page, requests)

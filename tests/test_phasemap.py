@@ -28,7 +28,7 @@ def test_map_has_one_result_per_point(phase_map):
     np.testing.assert_allclose(phase_map.probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert phase_map.quality.shape == (80,) and np.isfinite(phase_map.quality).all()
     assert sum(phase_map.fractions().values()) == pytest.approx(1.0)
-    assert [p.name for p in phase_map.phases] == ["austenite", "ferrite"]
+    assert [p.name for p in phase_map.phases] == ["Austenite", "Ferrite"]
 
 
 def test_accuracy_is_scored_against_ground_truth(phase_map):
@@ -126,7 +126,7 @@ def test_compile_failure_falls_back_to_eager(map_model, map_scan_file, phase_map
 
 def test_phases_are_named_by_material_only_when_each_class_had_one(map_model):
     _, card = load_model(map_model)
-    assert [p.label for p in phases_for_model(card)] == ["austenite (Fm-3m)", "ferrite (Im-3m)"]
+    assert [p.label for p in phases_for_model(card)] == ["Austenite (Fm-3m)", "Ferrite (Im-3m)"]
     card.training["materials"] = ["austenite", "ni", "ferrite"]
     assert [p.label for p in phases_for_model(card)] == ["Fm-3m", "Im-3m"]
     card.training["materials"] = ["my-steel-a", "my-steel-b"]  # class folders of real data
