@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,16 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
     with atomic_path(path, keep_suffix=True) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return Path(path)
+
+
+def saved_map_shape(path: str | Path) -> tuple[int, int] | None:
+    """The rows and columns of a saved phase map, read from its header alone; None when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            rows, cols = json.loads(bytes(data["meta"]).decode())["nav_shape"]
+        return int(rows), int(cols)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
 
 
 def load_phase_map(path: str | Path) -> PhaseMap:

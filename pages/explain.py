@@ -7,6 +7,7 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.explain import SHAP_METHODS
 from ebsd_core.explain_report import explain_pattern
+from ebsd_core.phasemap import saved_map_shape
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
     IMAGE_FILE_TYPES,
@@ -48,6 +49,15 @@ def cached_explanation(
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
 
+def scan_map_shape(source_path: str, count: int) -> tuple[int, int] | None:
+    """The rows and columns of the session's phase map when ``source_path`` is its scan, else None."""
+    map_path = st.session_state.get("map_path")
+    if source_path != st.session_state.get("map_scan") or not map_path:
+        return None
+    shape = saved_map_shape(map_path)
+    return shape if shape and shape[0] * shape[1] == count else None
+
+
 models = [m for m in list_models() if not m.get("error")]
 if not models:
     st.info("No saved model yet: train one on **Train** or run a demo first.")
@@ -65,7 +75,7 @@ if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists()
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
-source_path, index, target, shap_method = None, 0, None, SHAP_METHODS[0]
+source_path, index, target, shap_method, pattern_name = None, 0, None, SHAP_METHODS[0], ""
 if method != "filters":
     uploads = st.file_uploader(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
@@ -91,14 +101,24 @@ if method != "filters":
         st.stop()
     show_source_warnings(Path(source_path).name, opened)
     count = len(opened)
-    c1, c2, c3 = st.columns(3)
     default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
-    index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
+    map_shape = scan_map_shape(source_path, count)
+    if map_shape:  # a scan's point is found by its row and column, as on the Phase map page
+        *where, c3, c4 = st.columns([1, 1, 2, 2])
+        rows, cols = map_shape
+        first_row, first_col = divmod(default_index, cols)
+        row = int(where[0].number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
+        col = int(where[1].number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
+        index, pattern_name = row * cols + col, f"Row {row}, column {col}"
+    else:
+        c1, c3, c4 = st.columns(3)
+        index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
+        pattern_name = f"Pattern {index}"
     if method != "activations":  # what a layer responds to does not depend on a class
-        choice = c2.selectbox("Class to explain", ["predicted class", *card.class_symbols])
+        choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])
         target = None if choice == "predicted class" else card.class_symbols.index(choice)
     if method == "shap":
-        shap_method = c3.radio(
+        shap_method = c4.radio(
             "SHAP explainer",
             SHAP_METHODS,
             horizontal=True,
@@ -126,7 +146,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
         else:
             answer = f"predicted **{top}"
         st.write(
-            f"Pattern {index}: {answer}; explaining **{numbers['explained_class']}**"
+            f"{pattern_name}: {answer}; explaining **{numbers['explained_class']}**"
             + (f"; true material: {numbers['material']}" if numbers.get("material") else "")
         )
         show_notes(notes)

@@ -809,6 +809,31 @@ def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, ma
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 7
 
 
+def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model, map_scan_file, tmp_path):
+    """The scan of the session's phase map is a grid: its points are chosen and named by row and column."""
+    import shutil
+
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import map_scan, save_phase_map
+    from ebsd_core.store import load_model
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    phase_map = map_scan(*load_model(map_model), open_patterns(map_scan_file), cleanup=False)  # 8 x 10 points
+    app.session_state["map_path"] = str(save_phase_map(phase_map, tmp_path / "map.npz"))
+    app.session_state["map_scan"] = str(map_scan_file)
+    app.session_state["explain_index"], app.session_state["explain_from"] = 17, str(map_scan_file)
+    app.switch_page("pages/explain.py").run()
+    assert not app.exception
+    assert not [n for n in app.number_input if n.label.startswith("Pattern index")]
+    row, column = (next(n for n in app.number_input if n.label.startswith(name)) for name in ("Row", "Column"))
+    assert (row.label, row.value, column.label, column.value) == ("Row (0 to 7)", 1, "Column (0 to 9)", 7)
+    column.set_value(9).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert app.session_state["explain_shown"][2] == 19
+    assert any(m.value.startswith("Row 1, column 9: ") for m in app.markdown)
+
+
 def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
     """A scan picked by server path, mapped with the grain clean-up turned off on the page."""
     import shutil
