@@ -187,8 +187,8 @@ MAP_REGIONS_CAUTION = (
     "The test patterns come from the same regions as the shots, mostly the same grains, so the test accuracy "
     "flatters the model: judge it by the phase map of the whole scan. Label 4 grains or more of each phase, spread "
     "over the scan, and start training from a model trained on simulated patterns of the phases (Train: Transfer "
-    "starts from; train --weights models/MODEL on the command line). On a simulated Ni/Ni3Al scan that put 0.998 of the points right, where 2 grains of each phase "
-    "gave 0.57-0.75 (bench/RESULTS.md)."
+    "starts from; train --weights models/MODEL on the command line). On a simulated Ni/Ni3Al scan that put 0.998 "
+    "of the points right, where 2 grains of each phase gave 0.57-0.75 (bench/RESULTS.md)."
 )
 
 

@@ -376,8 +376,8 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     if phase_map.rotations is not None and np.isfinite(phase_map.rotations[point]).all():
         phi1, big_phi, phi2 = np.rad2deg(phase_map.euler([point])[0])
         right.caption(
-            f"Orientation from {phase_map.orientations_from} (Bunge Euler): "
-            f"φ1 {phi1:.1f}°, Φ {big_phi:.1f}°, φ2 {phi2:.1f}°"
+            f"Orientation (Bunge Euler): φ1 {phi1:.1f}°, Φ {big_phi:.1f}°, φ2 {phi2:.1f}°; from "
+            f"{phase_map.orientations_from}"
         )
     if right.button("Explain this pattern", icon=":material/visibility:"):
         st.session_state.explain_index = point

@@ -854,7 +854,9 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
     assert any("Orientations: from simulation" in c.value for c in app.caption)
     app.run()  # the finished job's map, and its first point
     assert any(
-        c.value.startswith("Orientation from simulation (true orientations) (Bunge Euler): φ1") for c in app.caption
+        c.value.startswith("Orientation (Bunge Euler): φ1")
+        and c.value.endswith("; from simulation (true orientations)")
+        for c in app.caption
     )
 
 
