@@ -2,11 +2,12 @@
 
 The Phase map page's "Train on this scan's own patterns" (and ``dataset --region``) makes a dataset of
 rectangles of a map, each labelled with its phase's space group. This simulates a dual-phase scan with
-ground truth (Voronoi grains), labels ``--regions`` 3x3 windows per phase, each in its own grain (as a
-microscopist would box grains they know), trains 20 shots per class on them, maps the whole scan and
-reports the map accuracy against the truth next to the test accuracy on the regions' own patterns. With
-``--start-from-simulation`` the same is done from a 20-shot model trained on simulated patterns of the
-pair (the recipe for a real scan: simulation for the crystals, the regions for this camera).
+ground truth (Voronoi grains, or a real map's with ``--layout``), labels ``--regions`` 3x3 windows per
+phase, each in its own grain (as a microscopist would box grains they know), trains 20 shots per class on
+them, maps the whole scan and reports the map accuracy against the truth next to the test accuracy on the
+regions' own patterns. With ``--start-from-simulation`` the same is done from a 20-shot model trained on
+simulated patterns of the pair (the recipe for a real scan: simulation for the crystals, the regions for
+this camera).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import map_scan
 from ebsd_core.phases import get_material
-from ebsd_core.simulate_map import MapLayout, simulate_scan, voronoi_layout
+from ebsd_core.simulate_map import MapLayout, layout_from_ang, simulate_scan, voronoi_layout
 from ebsd_core.store import load_model, save_model
 from ebsd_core.train import TrainConfig, record_metrics, train_model
 
@@ -55,7 +56,13 @@ def train(dataset, args, weights: str | None, tag: str):
     """Up to ``--shots`` per class, half a class's patterns at most (the rest validate and test)."""
     shots = region_shots(dataset.labels, args.shots)
     config = TrainConfig(
-        shots=shots, epochs=args.epochs, input_size=args.input_size, patience=args.epochs, weights_file=weights
+        shots=shots,
+        epochs=args.epochs,
+        input_size=args.input_size,
+        patience=args.epochs,
+        weights_file=weights,
+        lr=args.lr if weights else None,
+        rehearsal_per_class=args.rehearse if weights else 0,
     )
     result = train_model(dataset, config)
     record_metrics(result, dataset)
@@ -71,22 +78,32 @@ def main() -> None:
     p.add_argument("--regions", default="2,4,8", help="regions labelled per phase, each in its own grain")
     p.add_argument("--shots", type=int, default=20)
     p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, help="learning rate of the fine-tuning from the simulation-trained model")
     # the demo map's sizes: at 60 px / 64 even austenite vs ferrite stayed near chance (ebsd_core.workflows)
     p.add_argument("--size", type=int, default=120, help="pattern size of the simulated scan")
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--shape", default="60x80", help="the scan's rows x columns")
+    p.add_argument("--layout", help="a real map's phases and orientations (.ang, .ctf, orix .h5) instead of Voronoi")
     p.add_argument("--start-from-simulation", action="store_true", help="also fine-tune a simulation-trained model")
+    p.add_argument("--only-from-simulation", action="store_true", help="... and not from ImageNet")
+    p.add_argument(
+        "--rehearse", type=int, default=0, help="from the simulation-trained model: N simulated patterns per class too"
+    )
     args = p.parse_args()
     if args.quick:
         args.regions, args.shots, args.epochs, args.shape, args.size, args.input_size = "2", 5, 2, "20x24", 60, 64
     phases = args.phases.split(",")
     rows, cols = (int(v) for v in args.shape.split("x"))
-    layout = voronoi_layout([get_material(m) for m in phases], (rows, cols), seed=4)
+    if args.layout:  # its phases in file order are --phases
+        layout = layout_from_ang(args.layout, phases)
+    else:
+        layout = voronoi_layout([get_material(m) for m in phases], (rows, cols), seed=4)
     OUT.mkdir(parents=True, exist_ok=True)
     scan_path = write_dataset(simulate_scan(layout, size=args.size, seed=4), OUT / "map-regions-scan.h5")
     source = open_patterns(scan_path)
     out = {"settings": {**vars(args), "window": WINDOW}, "runs": []}
-    starts = {"ImageNet": None}
+    args.start_from_simulation |= args.only_from_simulation
+    starts = {} if args.only_from_simulation else {"ImageNet": None}
     if args.start_from_simulation:
         simulated = simulate_dataset(per_class=60, phases=phases, size=args.size, seed=0)
         model_dir, result = train(simulated, args, None, "map-regions-simulation")

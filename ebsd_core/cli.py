@@ -884,8 +884,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=whole_number_within("rehearsal patterns", 0, 100_000),
         default=0,
         metavar="N",
-        help="with --weights PRIOR: also train on N simulated patterns per space group of the prior's "
-        "materials, weighted like the shots (better on materials the model has not seen; default 0: off)",
+        help="with --weights PRIOR (an EBSD prior, or a model trained on simulated patterns alone): also train on "
+        "N simulated patterns per space group of its materials, weighted like the shots (better on materials the "
+        "model has not seen, and keeps a model of a scan's phases right when fine-tuned on labelled regions of "
+        "the scan; default 0: off)",
     )
     p.add_argument(
         "--rehearse-from",

@@ -49,22 +49,27 @@ class Rehearsal:
 
 
 def prior_record(weights_file: str | Path | None) -> dict:
-    """What a prior's card says it was trained on (``materials``, ``settings``).
+    """What the model to start from was trained on (``materials``, ``settings``): an EBSD prior's record, or for a
+    model trained on simulated patterns alone (of a scan's phases, say, fine-tuned then on labelled regions of the
+    scan) its catalogue materials and pattern size.
 
     Raises
     ------
     ModelError
-        If ``weights_file`` is not a saved EBSD prior.
+        If ``weights_file`` is neither.
     """
     folder = resolve_model_dir(weights_file) if weights_file and not Path(weights_file).is_file() else None
     if folder is None or not (folder / META).is_file():
-        raise ModelError("rehearsal needs an EBSD prior to start from (train --weights models/PRIOR)")
-    record = read_card(folder).training.get("prior")
-    if not record or not record.get("materials"):
-        raise ModelError(
-            f"{weights_file}: is not an EBSD prior (its card names no prior materials); rehearsal needs one"
-        )
-    return record
+        raise ModelError("rehearsal needs a saved model to start from (train --weights models/PRIOR)")
+    card = read_card(folder)
+    if card.is_prior and card.simulated_materials:
+        return card.training["prior"]
+    if card.simulated_materials:
+        return {"materials": card.simulated_materials, "settings": {"pattern_size": card.training.get("pattern_size")}}
+    raise ModelError(
+        f"{weights_file}: is neither an EBSD prior nor a model trained on simulated patterns of catalogue materials; "
+        "rehearsal needs one"
+    )
 
 
 def rehearsal_materials(record: dict, dataset: Dataset, source: str = "prior") -> list[str]:
@@ -95,7 +100,7 @@ def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int, so
     simulated = simulate_dataset(
         per_class=per_class,
         phases=materials,
-        size=int(settings.get("pattern_size", dataset.patterns.shape[-1])),
+        size=int(settings.get("pattern_size") or dataset.patterns.shape[-1]),
         seed=int(settings.get("seed", 0)),
     )
     labels = np.array([dataset.classes.index(simulated.classes[label]) for label in simulated.labels])

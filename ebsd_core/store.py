@@ -36,6 +36,7 @@ from ebsd_core import __version__
 from ebsd_core.atomic import atomic_dir, atomic_path, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
+from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
@@ -85,6 +86,18 @@ class ModelCard:
     def is_prior(self) -> bool:
         """Whether this model is an EBSD prior (:mod:`ebsd_core.prior`), made to start few-shot training from."""
         return "prior" in self.training
+
+    @property
+    def simulated_materials(self) -> list[str]:
+        """The catalogue materials an EBSD prior, or a model trained on simulated patterns alone, learnt from: what
+        training that starts from it can rehearse (:mod:`ebsd_core.rehearsal`); empty for other models."""
+        from ebsd_core.phases import CATALOGUE
+
+        if self.is_prior:
+            return [str(m) for m in self.training["prior"].get("materials", [])]
+        if not made_by_simulator(self.training.get("dataset")):
+            return []
+        return [str(m) for m in self.training.get("materials", []) if str(m) in CATALOGUE]
 
     @property
     def weights_file(self) -> str | None:
@@ -468,6 +481,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "accuracy": card.metrics.get("accuracy"),
                     "created": card.created,
                     "prior": card.is_prior,
+                    "rehearsable": bool(card.simulated_materials),
                 }
             )
         except ModelError as exc:

@@ -709,6 +709,8 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     assert any(m.label == "Other points of its regions" for m in app.metric)
     trained = next((tmp_path / "store").glob("grains-transfer-k*"))
     assert read_card(trained).initialisation == ("saved model", "duplex")
+    # which learnt from simulated austenite and ferrite: they are rehearsed alongside the regions, by default
+    assert read_card(trained).training["rehearsal"]["materials"] == ["austenite", "ferrite"]
 
     app.switch_page("pages/phasemap.py").run()
     app.selectbox(key="map_model").select("other").run()

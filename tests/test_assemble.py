@@ -285,14 +285,13 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert (dataset.patterns[dataset.material == "duplex r1-1 c1-2"] == patterns[[7]]).all()  # (1, 1) once only
     assert dataset.provenance["generator"] == "map regions"
     assert dataset.provenance["regions"][1] == {"space_group": 221, "rows": [2, 3], "cols": [3, 4]}
-    assert few_regions_notes(regions) == [
-        "Pm-3m: 1 region; label 4 grains or more of each phase, as fewer teach the model their orientations rather "
-        "than their crystal (on simulated scans, 2 grains of each phase made a good model's map worse: "
-        "bench/RESULTS.md)",
-        "Fm-3m: 2 regions; label 4 grains or more of each phase, as fewer teach the model their orientations rather "
-        "than their crystal (on simulated scans, 2 grains of each phase made a good model's map worse: "
-        "bench/RESULTS.md)",
-    ]
+    notes = few_regions_notes(regions)
+    assert [note.split(";")[0] for note in notes] == ["Pm-3m: 1 region", "Fm-3m: 2 regions"]
+    assert notes[0].split("; ", 1)[1] == (
+        "label 4 grains or more of each phase: fewer teach the model their orientations rather than their crystal, "
+        "unless it rehearses simulated patterns of the phases (on a simulated Ni/Ni3Al scan, 2 grains of each phase "
+        "took a model's map from 0.935 to 0.568 right without rehearsal, to 0.999 with it: bench/RESULTS.md)"
+    )
     four = [MapRegion(group, (row, row), (col, col)) for group, row in ((225, 0), (221, 3)) for col in range(4)]
     assert few_regions_notes(four) == []
     assert region_shots(dataset.labels) == 2  # half of Pm-3m's 4: the rest validate and test
