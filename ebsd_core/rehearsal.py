@@ -1,4 +1,7 @@
-"""Rehearsal: few-shot training that keeps seeing the simulated materials of its EBSD prior.
+"""Rehearsal: few-shot training that keeps seeing the simulated materials of the model it starts from: an EBSD
+prior, or a model trained on simulated patterns alone (of a scan's phases, fine-tuned on labelled regions of the
+scan: with 4 grains of each phase of a simulated scan of a real duplex steel's map, 0.864 of the map right without
+rehearsal, 0.999 with it; bench/RESULTS.md).
 
 Fine-tuned on a few patterns of a few materials, a network learns to call a new material like
 the known one it resembles most. Kept in training alongside the shots, the prior's patterns

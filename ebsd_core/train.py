@@ -70,8 +70,9 @@ class TrainConfig:
     # the same answers as every pattern getting every view, for a fraction of the work (bench/RESULTS.md)
     views_below: float | None = 0.8
     min_steps_per_epoch: int = MIN_STEPS_PER_EPOCH
-    # > 0: simulate this many patterns per space group of the prior's materials (weights_file must be an
-    # EBSD prior) and train on them alongside the shots, weighted equally (ebsd_core.rehearsal)
+    # > 0: simulate this many patterns per space group of the start model's materials (weights_file must be an
+    # EBSD prior or a model trained on simulated patterns) and train on them alongside the shots, weighted equally
+    # (ebsd_core.rehearsal)
     rehearsal_per_class: int = 0
     rehearsal_source: str = "prior"  # or "catalogue": every catalogue material the dataset does not name
     augment_config: AugmentConfig = field(default_factory=AugmentConfig)
