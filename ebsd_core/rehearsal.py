@@ -77,17 +77,18 @@ def prior_record(weights_file: str | Path | None) -> dict:
 
 def rehearsal_materials(record: dict, dataset: Dataset, source: str = "prior") -> list[str]:
     """The materials to rehearse: ``source``'s materials of ``dataset``'s classes that ``dataset`` does not name."""
+    return materials_left(record["materials"], {str(m) for m in dataset.material}, dataset.classes, source)
+
+
+def materials_left(learnt: list[str], present: set[str], classes: list[int], source: str = "prior") -> list[str]:
+    """Of the materials a start model ``learnt`` (and with ``source="catalogue"`` every catalogue material of
+    ``classes``), those of ``classes`` that the dataset's materials (``present``) do not name."""
     if source not in REHEARSAL_SOURCES:
         raise ModelError(f"unknown rehearsal source {source!r}: use one of {', '.join(REHEARSAL_SOURCES)}")
-    candidates = list(record["materials"])
+    candidates = list(learnt)
     if source == "catalogue":
-        candidates += [m.key for sg in dataset.classes for m in materials_for(sg)]
-    present = {str(m) for m in dataset.material}
-    return [
-        key
-        for key in dict.fromkeys(candidates)
-        if key not in present and get_material(key).space_group in dataset.classes
-    ]
+        candidates += [m.key for sg in classes for m in materials_for(sg)]
+    return [key for key in dict.fromkeys(candidates) if key not in present and get_material(key).space_group in classes]
 
 
 def rehearsal_for(weights_file: str | Path, dataset: Dataset, per_class: int, source: str = "prior") -> Rehearsal:

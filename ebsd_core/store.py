@@ -481,7 +481,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "accuracy": card.metrics.get("accuracy"),
                     "created": card.created,
                     "prior": card.is_prior,
-                    "rehearsable": bool(card.simulated_materials),
+                    "simulated_materials": card.simulated_materials,
                 }
             )
         except ModelError as exc:

@@ -13,10 +13,10 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.fewshot import check_shots, suggested_shots
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED
-from ebsd_core.phases import CATALOGUE, space_group_symbol
+from ebsd_core.phases import CATALOGUE, parse_space_group, space_group_symbol
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
-from ebsd_core.rehearsal import REHEARSAL_PER_CLASS
+from ebsd_core.rehearsal import REHEARSAL_PER_CLASS, materials_left
 from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.wording import counted
@@ -90,6 +90,19 @@ def preferred_start(starts: dict[str, dict], facts: DatasetFacts) -> str | None:
     if model.get("prior") or (facts.of_map_regions and set(model["classes"]) == facts.classes):
         return current
     return None
+
+
+def rehearsal_source(start: dict | None, choice: str | None, facts: DatasetFacts) -> str | None:
+    """The rehearsal to train with: the chosen source, when the start model learnt from simulated materials and some
+    of them (or of the catalogue, with that source) of the dataset's classes are not in the dataset; else None."""
+    learnt = (start or {}).get("simulated_materials") or []
+    if not choice or not learnt:
+        return None
+    left = materials_left(learnt, set(facts.materials), [parse_space_group(c) for c in facts.classes], choice)
+    if not left:
+        st.info(f"Rehearsal left out: this dataset holds every material {start['name']} learnt from.")
+        return None
+    return choice
 
 
 def start_kind(model: dict) -> str:
@@ -247,6 +260,7 @@ elif path is not None:
             prior = starts.get(start)
             if prior and prior["backbone"] != backbone:
                 raise ValueError(f"the model {start} is a {prior['backbone']}: choose that backbone to start from it")
+            rehearsal = rehearsal_source(prior, REHEARSAL_CHOICES[rehearse], facts)
             runs = [
                 (
                     f"{'transfer' if pre else 'scratch'}-k{k}",
@@ -259,10 +273,8 @@ elif path is not None:
                         input_size=int(input_size),
                         patience=max(5, int(epochs) // 3),
                         views=int(views),
-                        rehearsal_per_class=REHEARSAL_PER_CLASS
-                        if prior and prior.get("rehearsable") and pre and REHEARSAL_CHOICES[rehearse]
-                        else 0,
-                        rehearsal_source=REHEARSAL_CHOICES[rehearse] or "prior",
+                        rehearsal_per_class=REHEARSAL_PER_CLASS if rehearsal and pre else 0,
+                        rehearsal_source=rehearsal or "prior",
                         augment_config=AugmentConfig(resolution=int(binning)),
                     ),
                 )

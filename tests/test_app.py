@@ -723,6 +723,33 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     assert not [b for b in app.button if b.label.startswith("Map duplex_scan.h5 with")]  # mapped with the chosen one
 
 
+def test_a_model_fine_tuned_on_the_materials_it_learnt_from_trains_without_rehearsal(app, map_model, tmp_path):
+    """Rehearsal, on by default from a model trained on simulations, has nothing to add when the dataset holds every
+    material the model learnt from: it is left out, and said so, instead of failing the job."""
+    import shutil
+
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.store import read_card
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    pair = simulate_dataset(per_class=12, phases=["austenite", "ferrite"], size=32, seed=6)
+    app.session_state["dataset_path"] = str(write_dataset(pair, tmp_path / "pair.h5"))
+    app.session_state["model_name"] = "duplex"
+    app.switch_page("pages/train.py").run()
+    next(s for s in app.selectbox if s.label == "Transfer starts from").select("duplex")
+    next(n for n in app.number_input if n.label == "Epochs").set_value(1)
+    next(n for n in app.number_input if n.label == "Test-time views").set_value(1)
+    next(t for t in app.text_input if t.label == "Model name prefix").set_value("again")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert "Rehearsal left out: this dataset holds every material duplex learnt from." in [i.value for i in app.info]
+    state = job_manager().wait(app.session_state["train_job"], timeout=600)
+    assert state.status == "done", state.error
+    trained = read_card(next((tmp_path / "store").glob("again-transfer-k*")))
+    assert trained.initialisation == ("saved model", "duplex") and "rehearsal" not in trained.training
+
+
 def test_regions_dataset_without_a_model_of_its_phases_is_told_where_to_get_one(app, map_scan_file, tmp_path):
     from ebsd_core.assemble import MapRegion, dataset_from_regions
     from ebsd_core.io.dataset import write_dataset
