@@ -433,7 +433,7 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
         f"Where you know the phase of some grains, label them, {FEWEST_REGIONS} or more of each phase: draw a box over "
         "one on the phase map (the box-select tool above it) or give its rows and columns, choose its space group and "
         "add it. The regions make a dataset; train on it on **Train**, best from a model trained on simulated "
-        "patterns of these phases, and map the scan with the new model."
+        "patterns of these phases, rehearsing them (the page's defaults), and map the scan with the new model."
     )
     rows, cols = phase_map.nav_shape
     first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
