@@ -68,13 +68,14 @@ def start_again_button(key: str) -> bool:
     return st.button("Start again", key=key)
 
 
-def latest_job_shown_on(page: str, finished: bool = True) -> str | None:
+def latest_job_shown_on(page: str, finished: bool = True, done: bool = False) -> str | None:
     """This session's latest job of the kinds ``page`` shows, or None: what the page shows after a browser reload,
     which empties the session state. ``finished=False``: only a job still queued or running (a finished one would
-    apply its result again, over what the user chose since)."""
+    apply its result again, over what the user chose since); ``done=True``: only one that finished well."""
     kinds = {kind for kind, (shown_on, _) in JOB_PAGES.items() if shown_on == page}
     jobs = [job for job in job_manager().jobs_of(session_id()) if job.kind in kinds]
-    return next((job.id for job in jobs if finished or job.status not in FINISHED), None)
+    wanted = (lambda job: job.status == "done") if done else (lambda job: finished or job.status not in FINISHED)
+    return next((job.id for job in jobs if wanted(job)), None)
 
 
 def _unless_busy(submit) -> str | None:

@@ -564,7 +564,17 @@ model_name = model_choice()
 scan = choose_scan(model_name)
 if scan is not None and model_name:
     start_map(model_name, scan)
-if map_job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", finished=False):
+
+
+def job_to_show() -> str | None:
+    """The map job of this session to show: the page's, or after a browser reload (which empties the session state)
+    one still running, else the latest that made a map, whose map is then shown again."""
+    if job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", finished=False):
+        return job
+    return None if st.session_state.get("map_path") else latest_job_shown_on("pages/phasemap.py", done=True)
+
+
+if map_job := job_to_show():
     st.session_state.map_job = map_job
     show_job(map_job, job_progress)
 if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():

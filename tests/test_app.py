@@ -571,6 +571,30 @@ def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
     job_manager().wait(job)
 
 
+def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, map_model, map_scan_file):
+    """Found on review: a reload of the Phase map page lost the map just made (its file stays in the session)."""
+    import shutil
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    app.run()
+    shown = app.session_state["map_path"]
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params["sid"] = app.session_state["session_id"]
+    reloaded.run()
+    reloaded.switch_page("pages/phasemap.py").run()
+    assert not reloaded.exception and not reloaded.error
+    assert reloaded.session_state["map_path"] == shown
+    assert "Mapped with duplex." in [c.value for c in reloaded.caption]
+    assert any(m.label == "Map accuracy (ground truth known)" for m in reloaded.metric)
+
+
 def test_a_job_forgotten_with_its_idle_session_is_explained(app):
     from pages.common import job_manager
 
