@@ -160,6 +160,15 @@ class MapRegion:
     def size(self) -> int:
         return (self.rows[1] - self.rows[0] + 1) * (self.cols[1] - self.cols[0] + 1)
 
+    def to_dict(self) -> dict:
+        """The region as JSON keeps it (a dataset's provenance, the dashboard's session)."""
+        return {"space_group": self.space_group, "rows": list(self.rows), "cols": list(self.cols)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MapRegion:
+        rows, cols = (tuple(int(v) for v in data[key]) for key in ("rows", "cols"))
+        return cls(int(data["space_group"]), rows, cols)
+
     def points(self, nav_shape: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
         """Flat indices of the region's points on a map of ``nav_shape``, row by row.
 
@@ -270,7 +279,7 @@ def dataset_from_regions(
     dataset.provenance.update(
         generator="map regions",
         files=[Path(source.path).name],
-        regions=[{"space_group": r.space_group, "rows": list(r.rows), "cols": list(r.cols)} for r in regions],
+        regions=[region.to_dict() for region in regions],
         nav_shape=list(shape),
     )
     return dataset

@@ -2,6 +2,7 @@
 
 import functools
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from ebsd_core.assemble import (
     region_points,
     sampling_notes,
 )
+from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
@@ -401,9 +403,25 @@ def selected_box(selection: dict, nav_shape: tuple[int, int]) -> tuple[int, int,
     return first_row, last_row, first_col, last_col
 
 
+REGIONS_FILE = "map_regions.json"  # in the session folder: the labels survive a browser reload
+
+
 def labelled_regions(scan_path: str) -> list[MapRegion]:
     """The regions of this scan labelled so far in this session."""
-    return st.session_state.setdefault("map_regions", {}).setdefault(scan_path, [])
+    if "map_regions" not in st.session_state:
+        try:
+            kept = json.loads((session_dir() / REGIONS_FILE).read_text())
+            st.session_state.map_regions = {scan: [MapRegion.from_dict(r) for r in rs] for scan, rs in kept.items()}
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or not readable: start afresh
+            st.session_state.map_regions = {}
+    return st.session_state.map_regions.setdefault(scan_path, [])
+
+
+def keep_regions() -> None:
+    """Write the session's labelled regions to its folder, after each change."""
+    kept = {scan: [r.to_dict() for r in rs] for scan, rs in st.session_state.get("map_regions", {}).items() if rs}
+    with atomic_path(session_dir() / REGIONS_FILE) as tmp:
+        tmp.write_text(json.dumps(kept))
 
 
 def draw_regions(fig: go.Figure, regions: list[MapRegion]) -> None:
@@ -450,6 +468,7 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
         try:
             region_points([*regions, region], phase_map.nav_shape)  # refused now, not when the dataset is made
             regions.append(region)
+            keep_regions()
             st.rerun()
         except EbsdError as exc:
             show_error(exc)
@@ -459,6 +478,7 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
     c1, c2 = st.columns(2)
     if c2.button("Clear the regions", key="clear_regions"):
         regions.clear()
+        keep_regions()
         st.rerun()
     if c1.button("Make a dataset of these regions", type="primary", key="regions_dataset"):
         make_regions_dataset(phase_map, scan_path, regions)

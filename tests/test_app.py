@@ -593,6 +593,18 @@ def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, 
     assert reloaded.session_state["map_path"] == shown
     assert "Mapped with duplex." in [c.value for c in reloaded.caption]
     assert any(m.label == "Map accuracy (ground truth known)" for m in reloaded.metric)
+    # and the grains labelled on it: kept in the session folder
+    for label, value in zip(("First row", "Last row", "First column", "Last column"), (0, 1, 0, 2)):
+        next(n for n in reloaded.number_input if n.label == label).set_value(value)
+    next(s for s in reloaded.selectbox if s.label == "Space group of the region").select(225).run()
+    next(b for b in reloaded.button if b.label == "Add the region").click().run()
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["sid"] = app.session_state["session_id"]
+    again.run()
+    again.switch_page("pages/phasemap.py").run()
+    assert not again.exception and not again.error
+    table = next(d.value for d in again.dataframe if "points" in d.value.columns)
+    assert table.to_dict("records") == [{"space group": "Fm-3m", "rows": "0-1", "columns": "0-2", "points": 6}]
 
 
 def test_a_job_forgotten_with_its_idle_session_is_explained(app):
