@@ -546,6 +546,30 @@ def test_a_second_demo_is_refused_while_the_sessions_first_runs(app):
     assert job_manager().wait(first).status == "done"
 
 
+def reloaded_app(session: str) -> AppTest:
+    """The dashboard as a browser reload finds it: the URL's session id and nothing else."""
+    reloaded = AppTest.from_file(APP, default_timeout=120)
+    reloaded.query_params["sid"] = session
+    reloaded.run()
+    return reloaded
+
+
+def map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup: bool = True):
+    """Map the test scan by server path with the test model (as ``duplex``); the finished job's state."""
+    import shutil
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
+    if not cleanup:
+        next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    return job_manager().wait(app.session_state["map_job"], timeout=600)
+
+
 def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
     """Found on review: after a reload the Phase map page forgot a map still running (the Train page kept its job)."""
     import threading
@@ -557,9 +581,7 @@ def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
     mine = app.session_state["session_id"]
     job = job_manager().submit("phasemap", "Phase map of scan.h5", mine, lambda ctx: release.wait(60) and {"map": ""})
     try:
-        reloaded = AppTest.from_file(APP, default_timeout=120)
-        reloaded.query_params["sid"] = mine  # a reload keeps the URL's session id and nothing else
-        reloaded.run()
+        reloaded = reloaded_app(mine)
         reloaded.switch_page("pages/phasemap.py").run()
         assert not reloaded.exception
         assert reloaded.session_state["map_job"] == job
@@ -573,21 +595,10 @@ def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
 
 def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, map_model, map_scan_file):
     """Found on review: a reload of the Phase map page lost the map just made (its file stays in the session)."""
-    import shutil
-
-    from pages.common import job_manager
-
-    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
-    app.switch_page("pages/phasemap.py").run()
-    next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
-    next(b for b in app.button if b.label == "Classify every pattern").click().run()
-    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
     app.run()
     shown = app.session_state["map_path"]
-    reloaded = AppTest.from_file(APP, default_timeout=120)
-    reloaded.query_params["sid"] = app.session_state["session_id"]
-    reloaded.run()
+    reloaded = reloaded_app(app.session_state["session_id"])
     reloaded.switch_page("pages/phasemap.py").run()
     assert not reloaded.exception and not reloaded.error
     assert reloaded.session_state["map_path"] == shown
@@ -598,9 +609,7 @@ def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, 
         next(n for n in reloaded.number_input if n.label == label).set_value(value)
     next(s for s in reloaded.selectbox if s.label == "Space group of the region").select(225).run()
     next(b for b in reloaded.button if b.label == "Add the region").click().run()
-    again = AppTest.from_file(APP, default_timeout=120)
-    again.query_params["sid"] = app.session_state["session_id"]
-    again.run()
+    again = reloaded_app(app.session_state["session_id"])
     again.switch_page("pages/phasemap.py").run()
     assert not again.exception and not again.error
     table = next(d.value for d in again.dataframe if "points" in d.value.columns)
@@ -901,17 +910,7 @@ def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model,
 
 def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
     """A scan picked by server path, mapped with the grain clean-up turned off on the page."""
-    import shutil
-
-    from pages.common import job_manager
-
-    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
-    app.switch_page("pages/phasemap.py").run()
-    next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
-    next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
-    next(b for b in app.button if b.label == "Classify every pattern").click().run()
-    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    state = map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup=False)
     assert state.status == "done", state.error
     assert state.params["cleanup"] is False and state.result["grain_cleanup"] is False
     assert state.result["points"] == 80
