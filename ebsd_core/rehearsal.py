@@ -65,14 +65,14 @@ def prior_record(weights_file: str | Path | None) -> dict:
     if folder is None or not (folder / META).is_file():
         raise ModelError("rehearsal needs a saved model to start from (train --weights models/PRIOR)")
     card = read_card(folder)
-    if card.is_prior and card.simulated_materials:
+    if not card.simulated_materials:
+        raise ModelError(
+            f"{weights_file}: is neither an EBSD prior nor a model trained on simulated patterns of catalogue "
+            "materials; rehearsal needs one"
+        )
+    if card.is_prior:
         return card.training["prior"]
-    if card.simulated_materials:
-        return {"materials": card.simulated_materials, "settings": {"pattern_size": card.training.get("pattern_size")}}
-    raise ModelError(
-        f"{weights_file}: is neither an EBSD prior nor a model trained on simulated patterns of catalogue materials; "
-        "rehearsal needs one"
-    )
+    return {"materials": card.simulated_materials, "settings": {"pattern_size": card.training.get("pattern_size")}}
 
 
 def rehearsal_materials(record: dict, dataset: Dataset, source: str = "prior") -> list[str]:

@@ -38,7 +38,7 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
-from ebsd_core.phases import space_group_symbol
+from ebsd_core.phases import CATALOGUE, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 
 FORMAT_NAME = "ebsd-fewshot-model"
@@ -91,8 +91,6 @@ class ModelCard:
     def simulated_materials(self) -> list[str]:
         """The catalogue materials an EBSD prior, or a model trained on simulated patterns alone, learnt from: what
         training that starts from it can rehearse (:mod:`ebsd_core.rehearsal`); empty for other models."""
-        from ebsd_core.phases import CATALOGUE
-
         if self.is_prior:
             return [str(m) for m in self.training["prior"].get("materials", [])]
         if not made_by_simulator(self.training.get("dataset")):

@@ -104,11 +104,11 @@ if method != "filters":
     default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
     map_shape = scan_map_shape(source_path, count)
     if map_shape:  # a scan's point is found by its row and column, as on the Phase map page
-        *where, c3, c4 = st.columns([1, 1, 2, 2])
+        c1, c2, c3, c4 = st.columns([1, 1, 2, 2])
         rows, cols = map_shape
         first_row, first_col = divmod(default_index, cols)
-        row = int(where[0].number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
-        col = int(where[1].number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
+        row = int(c1.number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
+        col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
         index, pattern_name = row * cols + col, f"Row {row}, column {col}"
     else:
         c1, c3, c4 = st.columns(3)
