@@ -101,8 +101,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     scan_path = write_dataset(simulate_scan(layout, size=args.size, seed=4), OUT / "map-regions-scan.h5")
     source = open_patterns(scan_path)
-    out = {"settings": {**vars(args), "window": WINDOW}, "runs": []}
     args.start_from_simulation |= args.only_from_simulation
+    out = {"settings": {**vars(args), "window": WINDOW}, "runs": []}
     starts = {} if args.only_from_simulation else {"ImageNet": None}
     if args.start_from_simulation:
         simulated = simulate_dataset(per_class=60, phases=phases, size=args.size, seed=0)
