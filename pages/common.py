@@ -68,14 +68,21 @@ def start_again_button(key: str) -> bool:
     return st.button("Start again", key=key)
 
 
-def latest_job_shown_on(page: str, finished: bool = True, done: bool = False) -> str | None:
+#: Which of a page's jobs :func:`latest_job_shown_on` picks, by their state.
+JOB_STATES = {
+    "any": lambda job: True,
+    "unfinished": lambda job: job.status not in FINISHED,
+    "done": lambda job: job.status == "done",
+}
+
+
+def latest_job_shown_on(page: str, which: str = "any") -> str | None:
     """This session's latest job of the kinds ``page`` shows, or None: what the page shows after a browser reload,
-    which empties the session state. ``finished=False``: only a job still queued or running (a finished one would
-    apply its result again, over what the user chose since); ``done=True``: only one that finished well."""
+    which empties the session state. ``which`` (:data:`JOB_STATES`): any job, only one still queued or running (a
+    finished one would apply its result again, over what the user chose since), or only one that finished well."""
     kinds = {kind for kind, (shown_on, _) in JOB_PAGES.items() if shown_on == page}
     jobs = [job for job in job_manager().jobs_of(session_id()) if job.kind in kinds]
-    wanted = (lambda job: job.status == "done") if done else (lambda job: finished or job.status not in FINISHED)
-    return next((job.id for job in jobs if wanted(job)), None)
+    return next((job.id for job in jobs if JOB_STATES[which](job)), None)
 
 
 def _unless_busy(submit) -> str | None:

@@ -261,7 +261,7 @@ def simulation_progress(job_id: str) -> None:
     show_unfinished_job(job_id, state, "cancel_simulation", f"{state.title}: {state.message or state.status}")
 
 
-if simulation_job := st.session_state.get("simulate_job") or latest_job_shown_on("pages/data.py", finished=False):
+if simulation_job := st.session_state.get("simulate_job") or latest_job_shown_on("pages/data.py", "unfinished"):
     st.session_state.simulate_job = simulation_job
     show_job(simulation_job, simulation_progress)
 

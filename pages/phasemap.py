@@ -589,9 +589,9 @@ if scan is not None and model_name:
 def job_to_show() -> str | None:
     """The map job of this session to show: the page's, or after a browser reload (which empties the session state)
     one still running, else the latest that made a map, whose map is then shown again."""
-    if job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", finished=False):
+    if job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", "unfinished"):
         return job
-    return None if st.session_state.get("map_path") else latest_job_shown_on("pages/phasemap.py", done=True)
+    return None if st.session_state.get("map_path") else latest_job_shown_on("pages/phasemap.py", "done")
 
 
 if map_job := job_to_show():
