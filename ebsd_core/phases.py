@@ -233,6 +233,13 @@ def get_material(key: str) -> Material:
     return found
 
 
+def material_label(key: str) -> str:
+    """How a table or a title names a dataset's material: a catalogue one by its short name (``"Ni3Al"``), any other
+    (a CIF file's, an uploaded folder's) by its key."""
+    found = CATALOGUE.get(str(key).strip().lower())
+    return found.short_name if found is not None else str(key)
+
+
 def materials_for(space_group: int) -> list[Material]:
     """All catalogue materials of one space group, in catalogue order."""
     return [m for m in CATALOGUE.values() if m.space_group == space_group]

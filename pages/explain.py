@@ -8,6 +8,7 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.explain import SHAP_METHODS
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.phasemap import saved_map_shape
+from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
     IMAGE_FILE_TYPES,
@@ -147,7 +148,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
             answer = f"predicted **{top}"
         st.write(
             f"{pattern_name}: {answer}; explaining **{numbers['explained_class']}**"
-            + (f"; true material: {numbers['material']}" if numbers.get("material") else "")
+            + (f"; true material: {material_label(numbers['material'])}" if numbers.get("material") else "")
         )
         show_notes(notes)
     bands = numbers.get("bands")

@@ -13,6 +13,7 @@ import streamlit as st
 from ebsd_core.assemble import MAP_REGIONS_CAUTION
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
+from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
@@ -206,7 +207,8 @@ if scored_splits:  # a split without patterns (every one went to training) has n
         st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
     if metrics.get("per_material"):
         st.caption("Accuracy of each material (n: its patterns in this split):")
-        st.dataframe(pd.DataFrame(metrics["per_material"]).T.style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}))
+        per_material = pd.DataFrame(metrics["per_material"]).T.rename(index=material_label)
+        st.dataframe(per_material.style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}))
 
 match = SWEEP_NAME.match(choice)
 if match:
@@ -234,7 +236,8 @@ with st.expander("Misclassified test patterns"):
             patterns, labels, probs, materials = found
             symbols = card.class_symbols
             titles = [
-                f"{materials[i]}: {symbols[labels[i]]} as {symbols[probs[i].argmax()]}" for i in range(len(labels))
+                f"{material_label(material)}: {symbols[label]} as {symbols[p.argmax()]}"
+                for material, label, p in zip(materials, labels, probs)
             ]
             st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), titles, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))

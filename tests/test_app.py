@@ -79,7 +79,8 @@ def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_
     card = json.loads(card_file.read_text())
     labels = np.repeat([0, 1], [5, 4])  # Fm-3m: 1 of 5 read as Pm-3m; Pm-3m: 1 of 4 read as Fm-3m
     predicted = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0])
-    card["metrics"]["test"] = evaluate_predictions(np.eye(2)[predicted], labels, [225, 221])
+    materials = np.repeat(["ni", "ni3al", "my_cif"], [5, 3, 1])
+    card["metrics"]["test"] = evaluate_predictions(np.eye(2)[predicted], labels, [225, 221], materials)
     card_file.write_text(json.dumps(card))
     app.switch_page("pages/results.py").run()
     assert not app.exception and not app.error
@@ -88,6 +89,8 @@ def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_
         {"true class": "Fm-3m", "read as": "Pm-3m", "fraction": "20.0%"},
         {"true class": "Pm-3m", "read as": "Fm-3m", "fraction": "25.0%"},
     ]
+    per_material = next(d.value for d in app.dataframe if "n" in d.value.columns)  # named as a microscopist would
+    assert list(per_material.index) == ["my_cif", "Ni", "Ni3Al"]  # a material not in the catalogue: by its key
 
 
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
