@@ -566,6 +566,7 @@ def map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup: bool = 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
     app.switch_page("pages/phasemap.py").run()
+    app.selectbox(key="map_model").select("duplex").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
     if not cleanup:
         next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
@@ -598,6 +599,9 @@ def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
 
 def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, map_model, map_scan_file):
     """Found on review: a reload of the Phase map page lost the map just made (its file stays in the session)."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "another")  # first in the store's list
     assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
     app.run()
     shown = app.session_state["map_path"]
@@ -606,6 +610,8 @@ def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, 
     assert not reloaded.exception and not reloaded.error
     assert reloaded.session_state["map_path"] == shown
     assert "Mapped with duplex." in [c.value for c in reloaded.caption]
+    assert reloaded.selectbox(key="map_model").value == "duplex"  # not "another", with a button to map again with it
+    assert not any(b.label.startswith("Map ") for b in reloaded.button)
     assert any(m.label == "Map accuracy (ground truth known)" for m in reloaded.metric)
     # and the grains labelled on it: kept in the session folder
     for label, value in zip(("First row", "Last row", "First column", "Last column"), (0, 1, 0, 2)):
