@@ -982,6 +982,15 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error
     assert state.result["points"] == 9
+    app.run()  # its map, on which grains are labelled as on any other scan's
+    for rows, group in (((0, 0), 225), ((2, 2), 221)):
+        for label, value in zip(("First row", "Last row", "First column", "Last column"), (*rows, 0, 2)):
+            next(n for n in app.number_input if n.label == label).set_value(value)
+        next(s for s in app.selectbox if s.label == "Space group of the region").select(group).run()
+        next(b for b in app.button if b.label == "Add the region").click().run()
+    next(b for b in app.button if b.label == "Make a dataset of these regions").click().run()
+    assert not app.exception and not app.error
+    assert any(s.value.startswith("Dataset ready: 6 patterns of 2 regions") for s in app.success)
 
 
 def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch, map_model, map_scan_file, tmp_path):
