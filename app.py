@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from ebsd_core.jobs import serialise_ast_parse
-from pages.common import active_dataset_path, has_access, housekeeping, require_access, session_id
+from pages.common import active_dataset_path, current_model, has_access, housekeeping, require_access, session_id
 
 serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
 
@@ -48,7 +48,7 @@ def _sidebar_status() -> None:
     st.caption(f"Compute: **{_device_label()}**")
     dataset = active_dataset_path()
     st.caption(f"Dataset: **{st.session_state.get('dataset_label', 'none')}**" if dataset else "Dataset: none yet")
-    st.caption(f"Model: **{st.session_state.get('model_name', 'none')}**")
+    st.caption(f"Model: **{current_model() or 'none'}**")
 
 
 status = st.sidebar.empty()

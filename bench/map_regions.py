@@ -7,7 +7,8 @@ phase, each in its own grain (as a microscopist would box grains they know), tra
 them, maps the whole scan and reports the map accuracy against the truth next to the test accuracy on the
 regions' own patterns. With ``--start-from-simulation`` the same is done from a 20-shot model trained on
 simulated patterns of the pair (the recipe for a real scan: simulation for the crystals, the regions for
-this camera).
+this camera). ``--start-model`` fine-tunes a saved model instead (a six-class one, say, from the Train
+page): the scan is mapped with it alone first.
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def main() -> None:
     p.add_argument("--layout", help="a real map's phases and orientations (.ang, .ctf, orix .h5) instead of Voronoi")
     p.add_argument("--start-from-simulation", action="store_true", help="also fine-tune a simulation-trained model")
     p.add_argument("--only-from-simulation", action="store_true", help="... and not from ImageNet")
+    p.add_argument("--start-model", help="a saved model to fine-tune too (its folder), mapped alone first")
     p.add_argument(
-        "--rehearse", type=int, default=0, help="from the simulation-trained model: N simulated patterns per class too"
+        "--rehearse", type=int, default=0, help="from a model trained on simulations: N simulated patterns per class"
     )
     args = p.parse_args()
     if args.quick:
@@ -111,6 +113,11 @@ def main() -> None:
         alone = map_scan(model, card, source)
         out["simulation_only"] = {"map_accuracy": round(alone.accuracy(), 4), "train_seconds": round(result.seconds, 1)}
         starts["simulation-trained pair model"] = str(model_dir)
+    if args.start_model:
+        model, card = load_model(args.start_model)
+        alone = map_scan(model, card, source)
+        out["start_model_only"] = {"map_accuracy": round(alone.accuracy(), 4), "classes": card.class_symbols}
+        starts[f"saved model {card.name}"] = args.start_model
     for per_phase in (int(v) for v in args.regions.split(",")):
         regions = grain_windows(layout, per_phase, seed=per_phase)
         dataset = dataset_from_regions(source, regions)

@@ -5,6 +5,7 @@ Pages only lay out widgets and call ebsd_core; everything long runs as a job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -328,11 +329,28 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         return None
 
 
+CURRENT_MODEL_FILE = "current_model.txt"  # in the session folder: the session's model survives a browser reload
+
+
+def current_model() -> str | None:
+    """The session's current model (the one last trained, mapped or chosen), or None; after a browser reload, which
+    empties the session state, the one the session folder remembers."""
+    if "model_name" not in st.session_state:
+        with contextlib.suppress(OSError):
+            if remembered := (session_dir() / CURRENT_MODEL_FILE).read_text().strip():
+                st.session_state.model_name = st.session_state.model_remembered = remembered
+    return st.session_state.get("model_name")
+
+
 def select_model(names: list[str], key: str | None = None) -> str:
     """A model picker that starts on the session's current model (the one last trained, mapped or chosen)."""
-    current = st.session_state.get("model_name")
+    current = current_model()
     choice = st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
     st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
+    if st.session_state.get("model_remembered") != choice:
+        with atomic_path(session_dir() / CURRENT_MODEL_FILE) as tmp:
+            tmp.write_text(choice)
+        st.session_state.model_remembered = choice
     return choice
 
 

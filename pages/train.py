@@ -24,6 +24,7 @@ from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
     apply_job_dataset,
+    current_model,
     curves_figure,
     default_name,
     enter_page,
@@ -83,7 +84,7 @@ def dataset_facts(path: str, modified: float) -> DatasetFacts:
 def preferred_start(starts: dict[str, dict], facts: DatasetFacts) -> str | None:
     """The session's model when training should start from it: a prior just built here, or the model a scan was
     mapped with before regions of that scan were labelled (of the same classes), else None (ImageNet)."""
-    current = st.session_state.get("model_name")
+    current = current_model()
     model = starts.get(current)
     if model is None:
         return None

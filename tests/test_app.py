@@ -56,6 +56,23 @@ def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_pa
     assert "Model: **duplex**" in [c.value for c in app.sidebar.caption]
 
 
+def test_the_sessions_model_is_kept_over_a_browser_reload(app, map_model, tmp_path):
+    """Found on review: after a reload every model picker started on the store's first model (on a lab's shared
+    store, someone else's) and the sidebar said "Model: none"."""
+    import shutil
+
+    for name in ("another", "mine"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    app.run()
+    app.switch_page("pages/results.py").run()
+    app.selectbox[0].select("mine").run()
+    reloaded = reloaded_app(app.session_state["session_id"])
+    assert "Model: **mine**" in [c.value for c in reloaded.sidebar.caption]
+    reloaded.switch_page("pages/explain.py").run()
+    assert not reloaded.exception
+    assert reloaded.selectbox[0].value == "mine"
+
+
 def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model, tmp_path):
     """An older sweep model: its card has no metrics, and the Results page says which command scores it."""
     import shutil
