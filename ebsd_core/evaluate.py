@@ -66,6 +66,7 @@ def evaluate_predictions(
             m: {
                 "accuracy": float((predictions[materials == m] == labels[materials == m]).mean()),
                 "n": int((materials == m).sum()),
+                "space_group": symbols[int(labels[materials == m][0])],  # a material is of one class
             }
             for m in sorted(set(materials))
         }

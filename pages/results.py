@@ -13,7 +13,7 @@ import streamlit as st
 from ebsd_core.assemble import MAP_REGIONS_CAUTION
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
-from ebsd_core.phases import material_label
+from ebsd_core.phases import CATALOGUE, material_label
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
@@ -75,6 +75,27 @@ def same_lattice_table(confusions: dict[str, float]) -> pd.DataFrame:
     """The metrics' ``{"Fm-3m as Pm-3m": 0.2}`` as rows of true class, read as, fraction."""
     rows = [(*key.split(" as "), f"{fraction:.1%}") for key, fraction in confusions.items()]
     return pd.DataFrame(rows, columns=["true class", "read as", "fraction"])
+
+
+def catalogue_symbol(key: str) -> str:
+    return CATALOGUE[key].symbol if key in CATALOGUE else ""
+
+
+def per_material_table(metrics: dict) -> pd.DataFrame:
+    """Each material's accuracy, by space group in the model's class order: rows of material (named as a
+    microscopist would), space group, accuracy, n. On cards saved before the space group was recorded, a catalogue
+    material's is looked up and any other's left blank."""
+    order = {symbol: i for i, symbol in enumerate(metrics.get("classes", []))}
+    rows = [
+        {
+            "material": material_label(key),
+            "space group": row.get("space_group") or catalogue_symbol(key),
+            "accuracy": row["accuracy"],
+            "n": row["n"],
+        }
+        for key, row in metrics["per_material"].items()
+    ]
+    return pd.DataFrame(sorted(rows, key=lambda r: (order.get(r["space group"], len(order)), r["material"].lower())))
 
 
 def _score(value: float | None) -> str:
@@ -207,8 +228,7 @@ if scored_splits:  # a split without patterns (every one went to training) has n
         st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
     if metrics.get("per_material"):
         st.caption("Accuracy of each material (n: its patterns in this split):")
-        per_material = pd.DataFrame(metrics["per_material"]).T.rename(index=material_label)
-        st.dataframe(per_material.style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}))
+        st.dataframe(per_material_table(metrics).style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}), hide_index=True)
 
 match = SWEEP_NAME.match(choice)
 if match:

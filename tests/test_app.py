@@ -106,8 +106,12 @@ def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_
         {"true class": "Fm-3m", "read as": "Pm-3m", "fraction": "20.0%"},
         {"true class": "Pm-3m", "read as": "Fm-3m", "fraction": "25.0%"},
     ]
-    per_material = next(d.value for d in app.dataframe if "n" in d.value.columns)  # named as a microscopist would
-    assert list(per_material.index) == ["my_cif", "Ni", "Ni3Al"]  # a material not in the catalogue: by its key
+    per_material = next(d.value for d in app.dataframe if "material" in d.value.columns)
+    assert per_material[["material", "space group", "n"]].to_dict("records") == [  # in the model's class order
+        {"material": "Ni", "space group": "Fm-3m", "n": 5},  # named as a microscopist would
+        {"material": "my_cif", "space group": "Pm-3m", "n": 1},  # one not in the catalogue: by its key
+        {"material": "Ni3Al", "space group": "Pm-3m", "n": 3},
+    ]
 
 
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
