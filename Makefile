@@ -18,14 +18,20 @@ $(VENV)/.runtime: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+# the engine importable from any folder (`.venv/bin/python -m ebsd_core` run where the scans are), not installed
+$(VENV)/.project: $(VENV)/.runtime
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'ebsd_fewshot.pth')\
+		.write_text(str(pathlib.Path.cwd()) + '\n')"
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.project requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 # keep freed memory for reuse (ebsd_core/memory.py, GLIBC_TUNABLES there; EBSD_KEEP_FREED_MEMORY=0 turns it off)
 MALLOC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.arena_max=1
 
-app: $(VENV)/.runtime
+app: $(VENV)/.project
 	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
 		$(PY) -m streamlit run app.py --server.port $(PORT)
 
