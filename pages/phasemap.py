@@ -580,27 +580,21 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         )
 
 
-def job_to_show() -> str | None:
-    """The map job of this session to show: the page's, or after a browser reload (which empties the session state)
-    one still running, else the latest that made a map, whose map is then shown again with the model it was made
-    with in the picker (not the store's first model, with a button to map the scan again with that one)."""
-    if job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", "unfinished"):
-        return job
-    if st.session_state.get("map_path") or not (job := latest_job_shown_on("pages/phasemap.py", "done")):
-        return None
-    state = manager.get(job)
-    used = state.params.get("model_dir")
-    st.session_state.setdefault("model_name", Path(used).name if used else state.result.get("model_name"))
-    return job
-
-
-map_job = job_to_show()  # before the model picker, which starts on the model of a map shown again
 model_name = model_choice()
 scan = choose_scan(model_name)
 if scan is not None and model_name:
     start_map(model_name, scan)
 
-if map_job:
+
+def job_to_show() -> str | None:
+    """The map job of this session to show: the page's, or after a browser reload (which empties the session state)
+    one still running, else the latest that made a map, whose map is then shown again."""
+    if job := st.session_state.get("map_job") or latest_job_shown_on("pages/phasemap.py", "unfinished"):
+        return job
+    return None if st.session_state.get("map_path") else latest_job_shown_on("pages/phasemap.py", "done")
+
+
+if map_job := job_to_show():
     st.session_state.map_job = map_job
     show_job(map_job, job_progress)
 if st.session_state.get("map_path") and Path(st.session_state.map_path).exists():
