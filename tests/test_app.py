@@ -841,11 +841,15 @@ def test_regions_dataset_without_a_model_of_its_phases_is_told_where_to_get_one(
     assert "(Fm-3m, Im-3m)" in hint and "**Data**: Simulate" in hint
 
 
-def test_regions_training_starts_from_the_mapping_model_of_more_phases_and_rehearses_it(app, map_scan_file, tmp_path):
+def test_regions_training_starts_from_the_mapping_model_of_more_phases_and_rehearses_it(
+    app, map_model, map_scan_file, tmp_path
+):
     """A scan mapped with a model of more space groups than its regions name (the six-class one, say), trained on
     simulated patterns: the regions' training starts from it, rehearsing its materials (on a simulated Ni/Ni3Al scan
     that beat ImageNet, 0.86 and 0.96 against 0.75 and 0.83), and the page still says a model of the scan's phases
-    alone does better."""
+    alone does better, naming such models when the store has them."""
+    import shutil
+
     from ebsd_core.assemble import MapRegion, dataset_from_regions
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
@@ -866,10 +870,18 @@ def test_regions_training_starts_from_the_mapping_model_of_more_phases_and_rehea
     assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "three"
     assert next(r for r in app.radio if r.label.startswith("Rehearsal")).value == "its materials"
     assert any(c.value.startswith("No saved model knows just these phases") for c in app.caption)
+    assert not any("just these phases: starting from" in c.value for c in app.caption)
     train_on_the_page(app, "grains")
     trained = read_card(next((tmp_path / "store").glob("grains-transfer-k*")))
     assert trained.initialisation == ("saved model", "three") and trained.class_symbols == ["Fm-3m", "Im-3m"]
     assert trained.training["rehearsal"]["materials"] == ["austenite", "ferrite"]  # its NiAl is of no class here
+    # models of just these phases are now in the store: the one just trained, and one of simulated patterns
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    app.session_state["model_name"] = "three"
+    app.switch_page("pages/train.py").run()
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "three"
+    hint = next(c.value for c in app.caption if "just these phases: starting from" in c.value)
+    assert hint.startswith(f"**duplex** (simulated Austenite, Ferrite) and **{trained.name}** know just these phases")
 
 
 def plotted(values) -> np.ndarray:
