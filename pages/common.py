@@ -342,12 +342,29 @@ def current_model() -> str | None:
     return st.session_state.get("model_name")
 
 
+def model_chosen_since(finished: float) -> bool:
+    """Whether the session chose its model after ``finished`` (a job's end): a page that shows the job again after a
+    browser reload must not undo that choice with the job's model."""
+    remembered = session_dir() / CURRENT_MODEL_FILE
+    return remembered.exists() and remembered.stat().st_mtime > finished
+
+
+def apply_job_model(name: str | None, finished: float) -> None:
+    """Make the model a job made the session's, unless the session chose one since (:func:`model_chosen_since`)."""
+    if name and not model_chosen_since(finished):
+        st.session_state.model_name = name
+
+
 def select_model(names: list[str], key: str | None = None) -> str:
     """A model picker that starts on the session's current model (the one last trained, mapped or chosen)."""
     current = current_model()
-    choice = st.selectbox("Model", names, index=names.index(current) if current in names else 0, key=key)
+    index = names.index(current) if current in names else 0
+    if key is not None and st.session_state.get(key) in names:
+        index = 0  # the state a page set for the picker decides; Streamlit would warn of an index besides
+    choice = st.selectbox("Model", names, index=index, key=key)
     st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
-    if st.session_state.get("model_remembered") != choice:
+    defaulted = current not in names and choice == names[0]  # shown first, not chosen: nothing to remember
+    if st.session_state.get("model_remembered") != choice and not defaulted:
         with atomic_path(session_dir() / CURRENT_MODEL_FILE) as tmp:
             tmp.write_text(choice)
         st.session_state.model_remembered = choice

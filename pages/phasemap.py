@@ -39,6 +39,7 @@ from pages.common import (
     for_the_user,
     job_manager,
     latest_job_shown_on,
+    model_chosen_since,
     new_session_file,
     one_upload_to_read,
     opened_source,
@@ -274,8 +275,10 @@ def job_progress(job_id: str) -> None:
                 used = state.params.get("model_dir")  # the store's name for it; a demo map names its own model
                 st.session_state.map_model_used = Path(used).name if used else state.result.get("model_name")
                 st.session_state.map_point = (0, 0)
-                if state.result.get("model_name"):  # the demo map's own model: the picker shows it too
-                    st.session_state.model_name = st.session_state.map_model = state.result["model_name"]
+                # the demo map's own model: the picker shows it too, set before the picker is drawn (a full run,
+                # after a reload, has drawn it already)
+                if state.result.get("model_name") and not model_chosen_since(state.finished):
+                    st.session_state.map_model_pending = state.result["model_name"]
                 st.rerun(scope="app")
         else:
             st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
@@ -580,6 +583,8 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         )
 
 
+if pending := st.session_state.pop("map_model_pending", None):
+    st.session_state.model_name = st.session_state.map_model = pending
 model_name = model_choice()
 scan = choose_scan(model_name)
 if scan is not None and model_name:

@@ -24,6 +24,7 @@ from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_path,
     apply_job_dataset,
+    apply_job_model,
     current_model,
     curves_figure,
     default_name,
@@ -378,7 +379,7 @@ def job_panel(job_id: str) -> None:
                 )
             if st.session_state.get("applied_job") != job_id:
                 st.session_state.applied_job = job_id
-                st.session_state.model_name = state.result.get("model_name")
+                apply_job_model(state.result.get("model_name"), state.finished)
                 # the Results page overlays the curves of a job's models on each other (transfer vs scratch)
                 st.session_state.job_models = [Path(run["model"]).name for run in runs if run.get("model")]
                 if state.result.get("dataset"):

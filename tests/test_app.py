@@ -73,6 +73,30 @@ def test_the_sessions_model_is_kept_over_a_browser_reload(app, map_model, tmp_pa
     assert reloaded.selectbox[0].value == "mine"
 
 
+def test_a_model_chosen_after_training_stays_chosen_over_a_browser_reload(app, map_model, tmp_path):
+    """The Train page shows the session's last training job again after a reload and applied its model once more,
+    over the one chosen since."""
+    import shutil
+
+    from pages.common import job_manager
+
+    for name in ("chosen", "trained"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    run = {"model_name": "trained", "model": str(tmp_path / "store" / "trained"), "test_accuracy": 0.9, "seconds": 1}
+    app.run()
+    mine = app.session_state["session_id"]
+    job_manager().wait(job_manager().submit("train", "Training", mine, lambda ctx: {**run, "runs": [run]}))
+    app.switch_page("pages/train.py").run()
+    assert app.session_state["model_name"] == "trained"
+    app.switch_page("pages/results.py").run()
+    app.selectbox[0].select("chosen").run()
+    reloaded = reloaded_app(mine)
+    reloaded.switch_page("pages/train.py").run()
+    assert not reloaded.exception
+    assert any(s.value == "Finished: the model is in the store." for s in reloaded.success)  # the job is shown
+    assert "Model: **chosen**" in [c.value for c in reloaded.sidebar.caption]
+
+
 def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model, tmp_path):
     """An older sweep model: its card has no metrics, and the Results page says which command scores it."""
     import shutil
@@ -644,6 +668,32 @@ def test_the_latest_map_is_shown_again_after_a_browser_reload(app, monkeypatch, 
     assert not again.exception and not again.error
     table = next(d.value for d in again.dataframe if "points" in d.value.columns)
     assert table.to_dict("records") == [{"space group": "Fm-3m", "rows": "0-1", "columns": "0-2", "points": 6}]
+
+
+def test_a_demo_map_is_shown_again_after_a_browser_reload(app, map_model, map_scan_file, tmp_path):
+    """A demo map names its own model, which the page makes the picker's: after a reload that came in a full run of
+    the page, after the picker was drawn (where Streamlit refuses to set a widget's key)."""
+    import shutil
+
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import map_scan, save_phase_map
+    from ebsd_core.store import load_model
+    from pages.common import job_manager
+
+    for name in ("another", "duplex"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    model, card = load_model(tmp_path / "store" / "duplex")
+    saved = save_phase_map(map_scan(model, card, open_patterns(map_scan_file), cleanup=False), tmp_path / "demo.npz")
+    result = {"map": str(saved), "scan": str(map_scan_file), "model_name": "duplex"}
+    app.run()
+    mine = app.session_state["session_id"]
+    job_manager().wait(job_manager().submit("phasemap", "Demo map: Austenite + ferrite", mine, lambda ctx: result))
+    reloaded = reloaded_app(mine)
+    reloaded.switch_page("pages/phasemap.py").run()
+    assert not reloaded.exception and not reloaded.error
+    assert reloaded.session_state["map_path"] == str(saved)
+    assert reloaded.selectbox(key="map_model").value == "duplex"
+    assert "Mapped with duplex." in [c.value for c in reloaded.caption]
 
 
 def test_a_job_forgotten_with_its_idle_session_is_explained(app):
