@@ -225,9 +225,14 @@ def parse_space_group(text: str | int) -> int:
     )
 
 
+def catalogue_material(key: str) -> Material | None:
+    """The catalogue material of a key (case-insensitive), or None."""
+    return CATALOGUE.get(str(key).strip().lower())
+
+
 def get_material(key: str) -> Material:
     """Look up a catalogue material by key (case-insensitive)."""
-    found = CATALOGUE.get(str(key).strip().lower())
+    found = catalogue_material(key)
     if found is None:
         raise PhaseError(f"unknown phase {key!r}; known phases: {', '.join(sorted(CATALOGUE))}")
     return found
@@ -236,7 +241,7 @@ def get_material(key: str) -> Material:
 def material_label(key: str) -> str:
     """How a table or a title names a dataset's material: a catalogue one by its short name (``"Ni3Al"``), any other
     (a CIF file's, an uploaded folder's) by its key."""
-    found = CATALOGUE.get(str(key).strip().lower())
+    found = catalogue_material(key)
     return found.short_name if found is not None else str(key)
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 from ebsd_core.assemble import MAP_REGIONS_CAUTION
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
-from ebsd_core.phases import CATALOGUE, material_label
+from ebsd_core.phases import catalogue_material, material_label
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
@@ -77,10 +77,6 @@ def same_lattice_table(confusions: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["true class", "read as", "fraction"])
 
 
-def catalogue_symbol(key: str) -> str:
-    return CATALOGUE[key].symbol if key in CATALOGUE else ""
-
-
 def per_material_table(metrics: dict) -> pd.DataFrame:
     """Each material's accuracy, by space group in the model's class order: rows of material (named as a
     microscopist would), space group, accuracy, n. On cards saved before the space group was recorded, a catalogue
@@ -89,7 +85,7 @@ def per_material_table(metrics: dict) -> pd.DataFrame:
     rows = [
         {
             "material": material_label(key),
-            "space group": row.get("space_group") or catalogue_symbol(key),
+            "space group": row.get("space_group") or getattr(catalogue_material(key), "symbol", ""),
             "accuracy": row["accuracy"],
             "n": row["n"],
         }
