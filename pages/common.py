@@ -329,24 +329,44 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         return None
 
 
-CURRENT_MODEL_FILE = "current_model.txt"  # in the session folder: the session's model survives a browser reload
+# What a browser reload, which empties the session state, must not lose: kept in the session folder (also read by
+# the session's other tabs)
+CURRENT_MODEL_FILE = "current_model.txt"
+ACTIVE_DATASET_FILE = "active_dataset.txt"
+
+
+def kept(name: str) -> str | None:
+    """The text the session keeps in its folder under ``name``, or None."""
+    with contextlib.suppress(OSError):
+        return (session_dir() / name).read_text()
+    return None
+
+
+def keep(name: str, text: str) -> None:
+    """Keep ``text`` in the session folder under ``name`` (written atomically)."""
+    with atomic_path(session_dir() / name) as tmp:
+        tmp.write_text(text)
+
+
+def kept_since(name: str, finished: float) -> bool:
+    """Whether the session kept ``name`` after ``finished`` (a job's end): a page that shows the job again after a
+    browser reload must not undo a choice made since with the job's result."""
+    with contextlib.suppress(OSError):
+        return (session_dir() / name).stat().st_mtime > finished
+    return False
 
 
 def current_model() -> str | None:
-    """The session's current model (the one last trained, mapped or chosen), or None; after a browser reload, which
-    empties the session state, the one the session folder remembers."""
-    if "model_name" not in st.session_state:
-        with contextlib.suppress(OSError):
-            if remembered := (session_dir() / CURRENT_MODEL_FILE).read_text().strip():
-                st.session_state.model_name = st.session_state.model_remembered = remembered
+    """The session's current model (the one last trained, mapped or chosen), or None; after a browser reload, the
+    one the session folder keeps."""
+    if "model_name" not in st.session_state and (remembered := (kept(CURRENT_MODEL_FILE) or "").strip()):
+        st.session_state.model_name = st.session_state.model_remembered = remembered
     return st.session_state.get("model_name")
 
 
 def model_chosen_since(finished: float) -> bool:
-    """Whether the session chose its model after ``finished`` (a job's end): a page that shows the job again after a
-    browser reload must not undo that choice with the job's model."""
-    remembered = session_dir() / CURRENT_MODEL_FILE
-    return remembered.exists() and remembered.stat().st_mtime > finished
+    """Whether the session chose its model after ``finished`` (a job's end)."""
+    return kept_since(CURRENT_MODEL_FILE, finished)
 
 
 def apply_job_model(name: str | None, finished: float) -> None:
@@ -365,8 +385,7 @@ def select_model(names: list[str], key: str | None = None) -> str:
     st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
     defaulted = current not in names and choice == names[0]  # shown first, not chosen: nothing to remember
     if st.session_state.get("model_remembered") != choice and not defaulted:
-        with atomic_path(session_dir() / CURRENT_MODEL_FILE) as tmp:
-            tmp.write_text(choice)
+        keep(CURRENT_MODEL_FILE, choice)
         st.session_state.model_remembered = choice
     return choice
 
@@ -486,8 +505,7 @@ def show_error(exc: Exception) -> None:
 def active_dataset_path() -> Path | None:
     path = st.session_state.get("dataset_path")
     if not path:
-        remembered = session_dir() / "active_dataset.txt"
-        path = remembered.read_text().strip() if remembered.exists() else None
+        path = (kept(ACTIVE_DATASET_FILE) or "").strip()
         if path:
             st.session_state.dataset_path = path
             st.session_state.dataset_label = Path(path).name
@@ -497,17 +515,14 @@ def active_dataset_path() -> Path | None:
 def set_active_dataset(path: Path, label: str) -> None:
     st.session_state.dataset_path = str(path)
     st.session_state.dataset_label = label
-    with atomic_path(session_dir() / "active_dataset.txt") as tmp:  # read by this session's other tabs
-        tmp.write_text(str(path))
+    keep(ACTIVE_DATASET_FILE, str(path))
 
 
 def apply_job_dataset(path: Path, label: str, finished: float) -> None:
     """Make the dataset a job made the session's, unless the session chose one after the job ended: a page that shows
     the job again after a browser reload must not undo that choice."""
-    remembered = session_dir() / "active_dataset.txt"
-    if remembered.exists() and remembered.stat().st_mtime > finished:
-        return
-    set_active_dataset(path, label)
+    if not kept_since(ACTIVE_DATASET_FILE, finished):
+        set_active_dataset(path, label)
 
 
 def tidy(fig: go.Figure, height: int, **layout) -> go.Figure:

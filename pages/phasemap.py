@@ -20,7 +20,6 @@ from ebsd_core.assemble import (
     region_points,
     sampling_notes,
 )
-from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
@@ -38,6 +37,8 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    keep,
+    kept,
     latest_job_shown_on,
     model_chosen_since,
     new_session_file,
@@ -413,18 +414,17 @@ def labelled_regions(scan_path: str) -> list[MapRegion]:
     """The regions of this scan labelled so far in this session."""
     if "map_regions" not in st.session_state:
         try:
-            kept = json.loads((session_dir() / REGIONS_FILE).read_text())
-            st.session_state.map_regions = {scan: [MapRegion.from_dict(r) for r in rs] for scan, rs in kept.items()}
-        except (OSError, ValueError, KeyError, TypeError):  # none yet, or not readable: start afresh
+            regions = json.loads(kept(REGIONS_FILE) or "{}")
+            st.session_state.map_regions = {scan: [MapRegion.from_dict(r) for r in rs] for scan, rs in regions.items()}
+        except (ValueError, KeyError, TypeError, AttributeError):  # not readable: start afresh
             st.session_state.map_regions = {}
     return st.session_state.map_regions.setdefault(scan_path, [])
 
 
 def keep_regions() -> None:
     """Write the session's labelled regions to its folder, after each change."""
-    kept = {scan: [r.to_dict() for r in rs] for scan, rs in st.session_state.get("map_regions", {}).items() if rs}
-    with atomic_path(session_dir() / REGIONS_FILE) as tmp:
-        tmp.write_text(json.dumps(kept))
+    regions = st.session_state.get("map_regions", {})
+    keep(REGIONS_FILE, json.dumps({scan: [r.to_dict() for r in rs] for scan, rs in regions.items() if rs}))
 
 
 def draw_regions(fig: go.Figure, regions: list[MapRegion]) -> None:
