@@ -358,10 +358,16 @@ def kept_since(name: str, finished: float) -> bool:
 
 def current_model() -> str | None:
     """The session's current model (the one last trained, mapped or chosen), or None; after a browser reload, the
-    one the session folder keeps."""
+    one the session folder keeps. None too once the store no longer holds it (deleted here or by someone else)."""
+    from ebsd_core.store import META, default_store  # not at import: the store imports PyTorch
+
     if "model_name" not in st.session_state and (remembered := (kept(CURRENT_MODEL_FILE) or "").strip()):
         st.session_state.model_name = st.session_state.model_remembered = remembered
-    return st.session_state.get("model_name")
+    name = st.session_state.get("model_name")
+    if name and not (default_store() / name / META).is_file():
+        del st.session_state.model_name
+        return None
+    return name
 
 
 def model_chosen_since(finished: float) -> bool:
@@ -375,19 +381,28 @@ def apply_job_model(name: str | None, finished: float) -> None:
         st.session_state.model_name = name
 
 
-def select_model(names: list[str], key: str | None = None) -> str:
+def select_model(names: list[str], key: str = "model_picker") -> str:
     """A model picker that starts on the session's current model (the one last trained, mapped or chosen)."""
     current = current_model()
     index = names.index(current) if current in names else 0
-    if key is not None and st.session_state.get(key) in names:
-        index = 0  # the state a page set for the picker decides; Streamlit would warn of an index besides
-    choice = st.selectbox("Model", names, index=index, key=key)
-    st.session_state.model_name = choice  # the session's current model from now on (the sidebar names it)
-    defaulted = current not in names and choice == names[0]  # shown first, not chosen: nothing to remember
-    if st.session_state.get("model_remembered") != choice and not defaulted:
-        keep(CURRENT_MODEL_FILE, choice)
-        st.session_state.model_remembered = choice
+    if st.session_state.get(key) in names:
+        index = 0  # the picker's state decides; Streamlit would warn of an index besides one a page set
+    # a choice becomes the session's before the page runs again: the sidebar, drawn first, names it also when the
+    # page stops early (st.stop drops what is drawn after it)
+    choice = st.selectbox("Model", names, index=index, key=key, on_change=lambda: _make_current(st.session_state[key]))
+    st.session_state.model_name = choice
+    if current not in names and choice == names[0]:
+        return choice  # shown first, not chosen: nothing to remember
+    _make_current(choice)
     return choice
+
+
+def _make_current(name: str) -> None:
+    """Make model ``name`` the session's, and keep it over a browser reload."""
+    st.session_state.model_name = name
+    if st.session_state.get("model_remembered") != name:
+        keep(CURRENT_MODEL_FILE, name)
+        st.session_state.model_remembered = name
 
 
 def space_group_choice(label: str, key: str, where=st) -> int | None:

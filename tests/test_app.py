@@ -73,6 +73,48 @@ def test_the_sessions_model_is_kept_over_a_browser_reload(app, map_model, tmp_pa
     assert reloaded.selectbox[0].value == "mine"
 
 
+def test_sidebar_names_a_model_chosen_on_a_page_that_stops_early(app, map_model, tmp_path):
+    """Explain stops when the session has nothing to explain: what a page draws after st.stop is dropped, so the
+    sidebar kept naming the model chosen before."""
+    import shutil
+
+    for name in ("another", "mine"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    app.run()
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/explain.py").run()
+    app.selectbox[0].select("mine").run()
+    assert not app.exception
+    assert "Model: **mine**" in [c.value for c in app.sidebar.caption]
+
+
+def test_a_deleted_model_is_no_longer_the_sessions(app, map_model, tmp_path):
+    """Found on review: after its model was deleted (on Results, or by someone else on a shared server) the sidebar
+    still named it, also after a reload, from the session folder's memory of it."""
+    import shutil
+
+    for name in ("another", "mine"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    app.run()
+    app.switch_page("pages/results.py").run()
+    app.selectbox[0].select("mine").run()
+    next(c for c in app.checkbox if c.label == "Yes, delete mine").check().run()
+    next(b for b in app.button if b.label == "Delete").click().run()
+    assert not app.exception
+    assert app.selectbox[0].value == "another"  # shown, as the store's first
+    app.switch_page("pages/home.py").run()
+    assert "Model: **another**" in [c.value for c in app.sidebar.caption]
+    reloaded = reloaded_app(app.session_state["session_id"])
+    assert "Model: **none**" in [c.value for c in reloaded.sidebar.caption]  # not "mine"
+    # and one deleted by someone else: the session chose "another", which then leaves the store
+    reloaded.switch_page("pages/results.py").run()
+    assert reloaded.selectbox[0].value == "another"
+    reloaded.selectbox[0].select("another").run()
+    shutil.move(tmp_path / "store" / "another", tmp_path / "elsewhere")
+    reloaded.switch_page("pages/home.py").run()
+    assert "Model: **none**" in [c.value for c in reloaded.sidebar.caption]
+
+
 def test_a_model_chosen_after_training_stays_chosen_over_a_browser_reload(app, map_model, tmp_path):
     """The Train page shows the session's last training job again after a reload and applied its model once more,
     over the one chosen since."""
