@@ -584,7 +584,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
 
 
 if pending := st.session_state.pop("map_model_pending", None):
-    st.session_state.model_name = st.session_state.map_model = pending
+    st.session_state.model_name = pending  # the picker, drawn next, follows it
 model_name = model_choice()
 scan = choose_scan(model_name)
 if scan is not None and model_name:
