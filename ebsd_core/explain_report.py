@@ -109,6 +109,7 @@ class PatternContext:
     pattern: np.ndarray  # (S, S) preprocessed
     index: int
     material: str | None = None
+    true_class: str | None = None  # the space-group symbol a labelled dataset gives it
     quaternion: np.ndarray | None = None
     pc: np.ndarray | None = None
     detector_tilt: float = 0.0
@@ -149,6 +150,8 @@ def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternC
         from ebsd_core.io.dataset import read_dataset
 
         ds = read_dataset(source.path, lazy=True)
+        if 0 <= (label := int(ds.labels[index])) < len(ds.classes):
+            context.true_class = ds.class_symbols[label]
         finite = ds.pc is not None and np.isfinite(ds.pc[index]).all() and np.isfinite(ds.quaternions[index]).all()
         if finite:
             context.material = str(ds.material[index])
@@ -318,6 +321,7 @@ def explain_pattern(
             "probabilities": {s: round(float(p), 4) for s, p in zip(card.class_symbols, probabilities)},
             "explained_class": card.class_symbols[target],
             "material": context.material,
+            "true_class": context.true_class,
         }
     )
     symbol = card.class_symbols[target]

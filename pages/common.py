@@ -384,9 +384,9 @@ def apply_job_model(name: str | None, finished: float) -> None:
 def select_model(names: list[str], key: str = "model_picker") -> str:
     """A model picker that starts on the session's current model (the one last trained, mapped or chosen)."""
     current = current_model()
-    index = names.index(current) if current in names else 0
-    if st.session_state.get(key) in names:
-        index = 0  # the picker's state decides; Streamlit would warn of an index besides one a page set
+    if current in names:
+        st.session_state[key] = current  # also one a page made current since the picker was last drawn
+    index = 0  # where the picker has a state, it decides; Streamlit would warn of an index besides one set
     # a choice becomes the session's before the page runs again: the sidebar, drawn first, names it also when the
     # page stops early (st.stop drops what is drawn after it)
     choice = st.selectbox("Model", names, index=index, key=key, on_change=lambda: _make_current(st.session_state[key]))
@@ -520,17 +520,17 @@ def show_error(exc: Exception) -> None:
 def active_dataset_path() -> Path | None:
     path = st.session_state.get("dataset_path")
     if not path:
-        path = (kept(ACTIVE_DATASET_FILE) or "").strip()
+        path, _, label = (kept(ACTIVE_DATASET_FILE) or "").strip().partition("\n")  # the label: since 2026-12-05
         if path:
             st.session_state.dataset_path = path
-            st.session_state.dataset_label = Path(path).name
+            st.session_state.dataset_label = label or Path(path).name
     return Path(path) if path and Path(path).exists() else None
 
 
 def set_active_dataset(path: Path, label: str) -> None:
     st.session_state.dataset_path = str(path)
     st.session_state.dataset_label = label
-    keep(ACTIVE_DATASET_FILE, str(path))
+    keep(ACTIVE_DATASET_FILE, f"{path}\n{label}")
 
 
 def apply_job_dataset(path: Path, label: str, finished: float) -> None:

@@ -59,6 +59,14 @@ def scan_map_shape(source_path: str, count: int) -> tuple[int, int] | None:
     return shape if shape and shape[0] * shape[1] == count else None
 
 
+def _truth(numbers: dict) -> str:
+    """What the dataset says the pattern is: ``"; true class: Pm-3m (Al3Sc)"``, or nothing when it does not say."""
+    material = f" ({material_label(numbers['material'])})" if numbers.get("material") else ""
+    if numbers.get("true_class"):
+        return f"; true class: **{numbers['true_class']}**{material}"
+    return f"; true material: {material[2:-1]}" if material else ""
+
+
 models = [m for m in list_models() if not m.get("error")]
 if not models:
     st.info("No saved model yet: train one on **Train** or run a demo first.")
@@ -146,10 +154,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
             answer = f"**unknown**: top class **{top}, below the model's {numbers['threshold']:.0%} threshold"
         else:
             answer = f"predicted **{top}"
-        st.write(
-            f"{pattern_name}: {answer}; explaining **{numbers['explained_class']}**"
-            + (f"; true material: {material_label(numbers['material'])}" if numbers.get("material") else "")
-        )
+        st.write(f"{pattern_name}: {answer}; explaining **{numbers['explained_class']}**{_truth(numbers)}")
         show_notes(notes)
     bands = numbers.get("bands")
     if bands:

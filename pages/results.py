@@ -174,8 +174,9 @@ test = card.metrics.get("test", {})
 untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
 c1, c2, c3, c4 = st.columns(4)
 of_regions = card.training.get("dataset") == "map regions"  # its test patterns: the same grains as its shots
+test_label = "Other points of its regions" if of_regions else "Unseen orientations"
 c1.metric(
-    "Other points of its regions" if of_regions else "Unseen orientations",
+    test_label,
     "no test patterns" if untested else _score(test.get("accuracy")),
     help="Every pattern went to training and validation: none was left to test on."
     if untested
@@ -213,7 +214,12 @@ right.plotly_chart(curves_figure(histories, "accuracy"))
 scored_splits = [s for s in ("test", "holdout") if card.metrics.get(s, {}).get("confusion_matrix")]
 if scored_splits:  # a split without patterns (every one went to training) has no matrix
     normalise = st.toggle("Normalise confusion matrix by true class", value=True)
-    split = st.radio("Split", scored_splits, horizontal=True)
+    split_labels = {"test": test_label, "holdout": "Held-out materials"}
+    if len(scored_splits) > 1:
+        split = st.radio("Split", scored_splits, horizontal=True, format_func=split_labels.get)
+    else:
+        split = scored_splits[0]
+        st.caption(f"Scores below: {split_labels[split].lower()}.")
     metrics = card.metrics[split]
     fig = confusion_figure(metrics["confusion_matrix"], metrics["classes"], normalise)
     st.plotly_chart(fig)

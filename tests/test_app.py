@@ -180,6 +180,28 @@ def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_
     ]
 
 
+def test_the_split_of_the_confusion_matrix_is_named_as_its_metric_is(app, map_model, tmp_path):
+    """Both splits: a choice named as the metrics above it; the radio offered "test" and "holdout"."""
+    import shutil
+
+    from ebsd_core.evaluate import evaluate_predictions
+
+    shutil.copytree(map_model, tmp_path / "store" / "pair")
+    card_file = tmp_path / "store" / "pair" / "model.json"
+    card = json.loads(card_file.read_text())
+    labels, classes, materials = np.array([0, 0, 1, 1]), [225, 229], ["ni", "ni", "ferrite", "ferrite"]
+    card["metrics"]["test"] = evaluate_predictions(np.eye(2)[labels], labels, classes, materials)
+    card["metrics"]["holdout"] = evaluate_predictions(np.eye(2)[[0, 1, 1, 1]], labels, classes, ["cu"] * 4)
+    card_file.write_text(json.dumps(card))
+    app.switch_page("pages/results.py").run()
+    split = next(r for r in app.radio if r.label == "Split")
+    assert split.options == ["Unseen orientations", "Held-out materials"]
+    shown = lambda: next(d.value for d in app.dataframe if "material" in d.value.columns)["material"].tolist()  # noqa: E731
+    assert shown() == ["Ni", "Ferrite"]
+    split.set_value("holdout").run()
+    assert shown() == ["Cu"]
+
+
 def test_a_model_chosen_on_the_phase_map_page_becomes_the_sessions_model(app, map_model, tmp_path):
     import shutil
 
@@ -405,7 +427,8 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     assert not app.error
     assert any(i.value.startswith("No test patterns: every pattern") for i in app.info)  # none to look through
     assert next(m for m in app.metric if m.label == "Unseen orientations").value == "no test patterns"
-    assert next(r for r in app.radio if r.label == "Split").options == ["holdout"]  # its confusion matrix is shown
+    assert "Scores below: held-out materials." in [c.value for c in app.caption]  # its confusion matrix is shown
+    assert not any(r.label == "Split" for r in app.radio)  # a choice of one
     assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
 
 
@@ -795,6 +818,9 @@ def test_the_latest_demo_brings_a_copy_of_its_simulated_patterns(app, map_model,
     assert not app.exception
     copy = Path(app.session_state["dataset_path"])
     assert copy != theirs and copy.read_bytes() == theirs.read_bytes() and app.session_state["session_id"] in str(copy)
+    assert "Dataset: **demo**" in [c.value for c in app.sidebar.caption]
+    reloaded = reloaded_app(app.session_state["session_id"])  # named as before (it said the copy's file name)
+    assert "Dataset: **demo**" in [c.value for c in reloaded.sidebar.caption]
     card["training"]["dataset"] = "single-phase scans"  # recorded patterns: not offered
     card_file.write_text(json.dumps(card))
     other = AppTest.from_file(APP, default_timeout=120).run()
@@ -1016,6 +1042,8 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
 def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model, map_scan_file):
     import shutil
 
+    from ebsd_core.io.dataset import read_dataset
+
     target = Path(os.environ["EBSD_MODEL_STORE"]) / "duplex"
     shutil.copytree(map_model, target)
     app.switch_page("pages/explain.py").run()
@@ -1027,6 +1055,8 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert any("Evidence on Kikuchi bands" in m.label for m in app.metric)
     headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
     assert headline.startswith(("Pattern 0: predicted **", "Pattern 0: **unknown**: top class **"))
+    truth = {"austenite": "**Fm-3m** (Austenite)", "ferrite": "**Im-3m** (Ferrite)"}
+    assert headline.endswith(f"; true class: {truth[read_dataset(map_scan_file).material[0]]}")  # the scan's labels
     assert len(app.get("image")) >= 1
     app.radio[0].set_value("activations").run()  # a layer's response has no class to explain: no such box
     assert [s.label for s in app.selectbox if s.label == "Class to explain"] == []
