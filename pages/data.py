@@ -18,7 +18,7 @@ from ebsd_core.datasets import plan_simulation
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.jobs import FINISHED
-from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, space_group_symbol
+from ebsd_core.phases import CATALOGUE, DEFAULT_CLASSES, M3M_SPACE_GROUPS, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.wording import counted
 from ebsd_core.workflows import simulate_job
@@ -54,6 +54,18 @@ enter_page()
 
 st.title("Data")
 UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
+
+
+MASTER_KINDS = {"dynamical": "dynamical (de-ebsd Bloch waves)", "kinematical": "kinematical (kikuchipy)"}
+
+
+def master_kinds_caption(kinds: dict[str, str]) -> str:
+    """``"Master patterns: dynamical (de-ebsd Bloch waves) for Al, Ni3Al; kinematical (kikuchipy) for Cu."``"""
+    by_kind: dict[str, list[str]] = {}
+    for material, kind in sorted(kinds.items(), key=lambda item: material_label(item[0]).lower()):
+        by_kind.setdefault(kind, []).append(material_label(material))
+    described = "; ".join(f"{MASTER_KINDS.get(kind, kind)} for {', '.join(names)}" for kind, names in by_kind.items())
+    return f"Master patterns: {described}."
 
 
 def dataset_ready(dataset, path: Path, label: str) -> None:
@@ -280,10 +292,8 @@ if path:
         c3.metric("Classes", len(summary["classes"]))
         # sort=False: space-group order (Pm-3m 221 first), not alphabetical
         st.bar_chart(summary["class_counts"], x_label="space group", y_label="patterns", sort=False)
-        kinds = dataset.provenance.get("master_kinds")
-        if kinds:
-            described = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
-            st.caption(f"Master patterns used (dynamical = de-ebsd Bloch waves, kinematical = kikuchipy): {described}")
+        if kinds := dataset.provenance.get("master_kinds"):
+            st.caption(master_kinds_caption(kinds))
         picks = [
             int(np.flatnonzero(dataset.labels == i)[0])
             for i in range(len(dataset.classes))

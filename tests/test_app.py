@@ -1566,3 +1566,13 @@ def test_patterns_uploaded_in_one_session_are_not_shown_to_another_on_results(ap
     own.switch_page("pages/results.py").run()
     assert not own.exception and not any(notice in i.value for i in own.info)
     assert own.dataframe or any("No misclassified patterns" in s.value for s in own.success)  # its own: shown
+
+
+def test_the_master_patterns_of_a_simulated_dataset_are_named_as_materials(app, tiny_dataset):
+    """The Data page listed catalogue keys with their kind each ("al3sc: dynamical, almandine: dynamical, ...")."""
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.switch_page("pages/data.py").run()
+    assert not app.exception
+    caption = next(c.value for c in app.caption if c.value.startswith("Master patterns"))
+    assert caption.startswith("Master patterns: dynamical (de-ebsd Bloch waves) for ")
+    assert "Ni3Al" in caption and "Cu, " in caption and "ni3al" not in caption  # held-out materials are simulated too
