@@ -461,11 +461,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     from ebsd_core.atomic import atomic_path
     from ebsd_core.io.images import first_names
-    from ebsd_core.io.readers import scans_in_folder
+    from ebsd_core.io.readers import sources_in_folder
     from ebsd_core.wording import counted
 
     model, card = _load_for_inference(args)
-    scans = scans_in_folder(args.input)  # a folder of scans: each is read by itself, rows named by file
+    # a folder of scans, or of samples' folders: each source read by itself, rows named by its path in the folder
+    sources = sources_in_folder(Path(args.input))
     counts: Counter[str] = Counter()
     noted: dict[str, list[str]] = {}  # each note once, with the files it concerns
     left_out: list[str] = []  # files of the folder that could not be read
@@ -476,43 +477,42 @@ def _predict(args: argparse.Namespace) -> int:
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
-        for path in scans or [args.input]:
+        for path in sources or [args.input]:
+            name = Path(path).relative_to(args.input).as_posix() if sources else None
             # in a folder, a note is said once at the end for the files it concerns; for one file, at once (before a
             # long run, what makes its answers doubtful)
-            say = (
-                functools.partial(note_for_the_end, path.name)
-                if scans
-                else functools.partial(log.warning, "%s: %s", path)
-            )
-            labels = _predict_rows(args, model, card, path, writer, say, in_folder=bool(scans))
+            say = functools.partial(note_for_the_end, name) if name else functools.partial(log.warning, "%s: %s", path)
+            labels = _predict_rows(args, model, card, path, writer, say, name)
             if labels is None:
-                left_out.append(path.name)
+                left_out.append(name)
             counts.update(labels or [])
-        if scans and len(left_out) == len(scans):
-            found = counted(len(scans), "scan file")
-            raise InputError(f"none of the scan files here could be read ({found}, each named above)", args.input)
+        if sources and len(left_out) == len(sources):
+            kind = "scan file" if all(p.is_file() for p in sources) else "pattern source"
+            found = counted(len(sources), kind)
+            raise InputError(f"none of the {kind}s here could be read ({found}, each named above)", args.input)
     for note, names in noted.items():
         log.warning("%s (%s): %s", args.input, first_names(names), note)
     summary = {"out": str(args.out), "patterns": sum(counts.values())}
-    summary |= {"files": len(scans) - len(left_out), "left_out": left_out} if scans else {}
+    summary |= {"files": len(sources) - len(left_out), "left_out": left_out} if sources else {}
     print(json.dumps(summary | {"predictions": dict(sorted(counts.items()))}))
     return 0
 
 
 def _predict_rows(
-    args: argparse.Namespace, model, card, path: Path, writer, say: Callable[[str], object], in_folder: bool
+    args: argparse.Namespace, model, card, path: Path, writer, say: Callable[[str], object], name: str | None
 ) -> list[str] | None:
     """Classify the patterns of ``path`` and write their CSV rows; returns their predictions. ``say`` gets the notes
-    on how far they can be trusted. In a folder of scans, a file that cannot be read is left out with a warning
-    (returns None)."""
+    on how far they can be trusted. ``name``: the path's name in the folder given (None when given by itself), where
+    a source that cannot be read is left out with a warning (returns None) and a folder of images is read for its
+    own images alone (its sub-folders are sources of their own)."""
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
 
     try:
-        source = open_patterns(path)
+        source = open_patterns(path, labelled=False if name else None)
     except InputError as exc:
-        if not in_folder:
+        if not name:
             raise
         log.warning("%s (left out)", exc)
         return None
@@ -529,10 +529,11 @@ def _predict_rows(
     )
     for note in blank_pattern_note(blank_points(prediction.quality)):
         say(note)
-    file_name = path.name if in_folder else source.path
     for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
-        name = source.names[i] if source.names else file_name
-        writer.writerow([name, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
+        row_name = source.names[i] if source.names else None
+        if name:
+            row_name = f"{name}/{row_name}" if row_name and Path(path).is_dir() else name
+        writer.writerow([row_name or source.path, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
     return prediction.labels
 
 
@@ -1155,7 +1156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         type=Path,
         required=True,
-        help="a scan file, an image, a folder or zip of images, or a folder of scan files",
+        help="a scan file, an image, a folder or zip of images, or a folder of scan files or of sample folders (each "
+        "scan, NORDIF acquisition and folder of images in it read by itself)",
     )
     p.add_argument("--out", type=Path, required=True, help="CSV file")
     p.add_argument(

@@ -120,6 +120,36 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, map_scan_file, tmp_path, capsys):
+    """Found on review: a project folder of samples (``real/fe/p.tif``, ``real/ni/patterns.h5``) was read as class
+    folders and refused, as its folders do not name space groups; predict needs no labels."""
+    import shutil
+
+    project = tmp_path / "project"
+    (project / "sample_b" / "thumbs").mkdir(parents=True)
+    (project / "sample_a").mkdir()
+    (project / ".git").mkdir()
+    shutil.copy(map_scan_file, project / "sample_a" / "scan.h5")
+    shutil.copy(map_scan_file, project / ".git" / "hidden.h5")  # passed over, as a saved model in the tree is
+    shutil.copytree(map_model, project / "sample_a" / "my-model")
+    rng = np.random.default_rng(0)
+    for place, name, size in (
+        ("sample_b", "p2.png", 40),
+        ("sample_b", "p10.png", 40),
+        ("sample_b/thumbs", "t.png", 24),
+    ):
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(project / place / name)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 3 and summary["left_out"] == [] and summary["patterns"] == 80 + 2 + 1
+    paths = [row["path"] for row in _csv_rows(out)]
+    assert paths == ["sample_a/scan.h5"] * 80 + ["sample_b/p2.png", "sample_b/p10.png", "sample_b/thumbs/t.png"]
+    # a folder of images given by itself, as before: its own images (with a warning that thumbs/ was not read)
+    assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_b"), "--out", str(out)]) == 0
+    assert [row["path"] for row in _csv_rows(out)] == ["p2.png", "p10.png"]  # its images, beside thumbs/
+
+
 def test_phasemap_writes_the_formats_a_one_pattern_scan_fits_and_names_the_one_it_does_not(map_model, tmp_path, capsys):
     """Found on review: mapping a single recorded pattern with ``--out map.ang`` ended in a traceback from orix."""
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8)).save(tmp_path / "p.png")

@@ -9,6 +9,7 @@ images, folders of images (one sub-folder per class) and zips of those.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -299,6 +300,39 @@ def scans_in_folder(folder: Path) -> list[Path]:
         return []
     scans = (p for p in folder.iterdir() if p.is_file() and _is_scan_file_name(p.name))
     return sorted(scans, key=lambda p: images.natural_order(p.name))
+
+
+def sources_in_folder(folder: Path) -> list[Path]:
+    """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
+    images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
+    natural order: NORDIF acquisition folders, folders of images (their own images; see
+    :func:`open_patterns` ``labelled=False``) and scan files. Saved models and hidden folders are passed over. Empty
+    when the folder is read as one source (a folder of images or of class folders, a NORDIF acquisition)."""
+    if scans := scans_in_folder(folder):
+        return scans
+    if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
+        return []
+    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()):
+        return []
+    found: list[Path] = []
+    for place, subfolders, files in os.walk(folder):
+        here = Path(place)
+        subfolders[:] = sorted(
+            (
+                name
+                for name in subfolders
+                if not name.startswith((".", "__")) and not (here / name / "model.json").exists()
+            ),
+            key=images.natural_order,
+        )
+        if nordif.scan_in_folder(here):
+            found.append(here)
+            subfolders.clear()
+        elif any(images.is_image_name(name) for name in files):
+            found.append(here)  # its scan files, if any, go unread with a note, as in any folder of images
+        else:
+            found += [here / name for name in sorted(files, key=images.natural_order) if _is_scan_file_name(name)]
+    return found
 
 
 def _scan_file_names(names: list[str]) -> list[str]:
