@@ -333,9 +333,17 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
                 showlegend=False,
             )
         )
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
-    fig.update_xaxes(visible=False)
+    # the map's own extent: autorange would pad it for the click markers, which on a small map are large (a 3 x 3
+    # map was drawn at two thirds of the size of its confidence map beside it)
+    fig.update_xaxes(range=_extent(cols), visible=False)
+    fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x", visible=False)  # row 0 at the top
     return tidy(fig, 420, title=title)
+
+
+def _extent(centres: np.ndarray) -> list[float]:
+    """From the edge of the first drawn row or column to that of the last (they may be every few of the map's)."""
+    half = (centres[1] - centres[0]) / 2 if len(centres) > 1 else 0.5
+    return [float(centres[0] - half), float(centres[-1] + half)]
 
 
 def discrete_scale(colours: list[str]) -> list:

@@ -1024,9 +1024,11 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     app.switch_page("pages/phasemap.py").run()
     assert not app.exception
     assert any("one point in 5 along each row and column (40,000 of 1,000,000 points" in c.value for c in app.caption)
-    heatmap, markers = json.loads(
-        next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec)
-    )["data"]
+    figure = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    heatmap, markers = figure["data"]
+    # drawn to the edges of its points, not padded for the click markers (a 3 x 3 map was drawn at 2/3 of the size
+    # of its confidence map)
+    assert figure["layout"]["xaxis"]["range"] == [-2.5, 997.5] and figure["layout"]["yaxis"]["range"] == [997.5, -2.5]
     assert len(plotted(heatmap["y"])) == len(plotted(heatmap["x"])) == 200 and list(plotted(heatmap["x"])[:3]) == [
         0,
         5,
