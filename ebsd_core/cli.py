@@ -215,31 +215,42 @@ def _masters(args: argparse.Namespace) -> int:
 
 @command("info")
 def _info(args: argparse.Namespace) -> int:
+    from ebsd_core.io.readers import open_patterns, sources_in_folder
+
+    folder = Path(args.path)
+    if not (sources := sources_in_folder(folder)):
+        print(json.dumps(_description(open_patterns(args.path))))
+        return 0
+    described = []  # a folder of scans or of sample folders: each source as predict reads it, or why it cannot be
+    for path in sources:
+        name = {"name": path.relative_to(folder).as_posix()}
+        try:
+            described.append(name | _description(open_patterns(path, labelled=False)))
+        except InputError as exc:
+            described.append(name | {"error": exc.reason})
+    print(json.dumps({"path": str(folder), "kind": "folder of pattern sources", "sources": described}))
+    return 0
+
+
+def _description(source) -> dict:
+    """What ``info`` says of a pattern source."""
     import numpy as np
 
-    from ebsd_core.io.readers import open_patterns
-
-    source = open_patterns(args.path)
-    print(
-        json.dumps(
-            {
-                "path": source.path,
-                "kind": source.kind,
-                "patterns": len(source),
-                "pattern_shape": list(source.pattern_shape),
-                "nav_shape": list(source.nav_shape) if source.nav_shape else None,
-                "classes": source.classes,
-                **_labelled_summary(source),
-                "static_background": source.static_background is not None,
-                "orientations": source.orientations_from or None,  # what a phase map's exports would keep
-                "hexagonal_grid": source.hexagonal_grid,
-                # a folder of images over IN_MEMORY_BYTES, or a scan kikuchipy reads lazily
-                "read": "in memory" if isinstance(source.patterns, np.ndarray) else "from disk, batch by batch",
-                "warnings": source.warnings,
-            }
-        )
-    )
-    return 0
+    return {
+        "path": source.path,
+        "kind": source.kind,
+        "patterns": len(source),
+        "pattern_shape": list(source.pattern_shape),
+        "nav_shape": list(source.nav_shape) if source.nav_shape else None,
+        "classes": source.classes,
+        **_labelled_summary(source),
+        "static_background": source.static_background is not None,
+        "orientations": source.orientations_from or None,  # what a phase map's exports would keep
+        "hexagonal_grid": source.hexagonal_grid,
+        # a folder of images over IN_MEMORY_BYTES, or a scan kikuchipy reads lazily
+        "read": "in memory" if isinstance(source.patterns, np.ndarray) else "from disk, batch by batch",
+        "warnings": source.warnings,
+    }
 
 
 def _labelled_summary(source) -> dict:
@@ -1305,8 +1316,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
 
-    p = sub.add_parser("info", help="describe a pattern file, image folder or zip")
-    p.add_argument("path", type=Path, help="a scan file, an image, a folder or zip of images, or a dataset .h5")
+    p = sub.add_parser(
+        "info", help="describe a pattern file, image folder or zip, or each one in a folder of scans or sample folders"
+    )
+    p.add_argument(
+        "path",
+        type=Path,
+        help="a scan file, an image, a folder or zip of images, a dataset .h5, or a folder of scans or sample folders",
+    )
     return parser
 
 

@@ -122,7 +122,7 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
 
 def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, map_scan_file, tmp_path, capsys):
     """Found on review: a project folder of samples (``real/fe/p.tif``, ``real/ni/patterns.h5``) was read as class
-    folders and refused, as its folders do not name space groups; predict needs no labels."""
+    folders and refused, as its folders do not name space groups; predict needs no labels. info lists them."""
     import shutil
 
     project = tmp_path / "project"
@@ -145,6 +145,17 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
     assert summary["files"] == 3 and summary["left_out"] == [] and summary["patterns"] == 80 + 2 + 1
     paths = [row["path"] for row in _csv_rows(out)]
     assert paths == ["sample_a/scan.h5"] * 80 + ["sample_b/p2.png", "sample_b/p10.png", "sample_b/thumbs/t.png"]
+    (project / "sample_c").mkdir()
+    (project / "sample_c" / "broken.up2").write_bytes(b"not a scan")
+    assert main(["info", str(project)]) == 0  # what is there, as predict reads it
+    described = json.loads(capsys.readouterr().out)["sources"]
+    assert [(s["name"], s.get("patterns")) for s in described] == [
+        ("sample_a/scan.h5", 80),
+        ("sample_b", 2),
+        ("sample_b/thumbs", 1),
+        ("sample_c/broken.up2", None),
+    ]
+    assert described[-1]["error"].startswith("kikuchipy cannot read this file")
     # a folder of images given by itself, as before: its own images (with a warning that thumbs/ was not read)
     assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_b"), "--out", str(out)]) == 0
     assert [row["path"] for row in _csv_rows(out)] == ["p2.png", "p10.png"]  # its images, beside thumbs/
