@@ -105,7 +105,8 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
     """Test patterns the model gets wrong among the first ``scanned`` of its test split, at most ``limit``.
 
     The split is recomputed from the seed and shots recorded on the card, on the dataset it was trained on.
-    Returns ``(patterns, labels, probabilities, materials)``, or None when that dataset is not here.
+    Returns ``(patterns, labels, probabilities, materials, indices)`` (``indices``: the patterns' in the dataset), or
+    None when that dataset is not here.
     """
     from ebsd_core.errors import InputError
     from ebsd_core.inference import predict_patterns
@@ -126,7 +127,7 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
     probabilities = predict_patterns(model, card, take(dataset.patterns, index), dataset.static_background)
     wrong = index[np.flatnonzero(probabilities.argmax(1) != dataset.labels[index])[:limit]]
     probabilities = probabilities[np.isin(index, wrong)]
-    return take(dataset.patterns, wrong), dataset.labels[wrong], probabilities, dataset.material[wrong]
+    return take(dataset.patterns, wrong), dataset.labels[wrong], probabilities, dataset.material[wrong], wrong
 
 
 def training_split(card, dataset: Dataset):

@@ -80,6 +80,9 @@ if active_dataset_path():
     sources[f"dataset: {active_dataset_path().name}"] = str(active_dataset_path())
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
+sent_from = st.session_state.get("explain_from")  # by Results: a misclassified pattern of a model's training data
+if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
+    sources[f"training data: {Path(sent_from).name}"] = sent_from
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
@@ -100,7 +103,7 @@ if method != "filters":
         st.stop()
     names = list(sources)
     # a pattern sent from the Phase map page is of its scan; a file just uploaded (first) comes before it
-    sent = next((i for i, name in enumerate(names) if sources[name] == st.session_state.get("explain_from")), 0)
+    sent = next((i for i, name in enumerate(names) if sources[name] == sent_from), 0)
     label = st.selectbox("Patterns from", names, index=0 if uploaded is not None else sent)
     source_path = sources[label]
     try:

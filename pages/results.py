@@ -128,6 +128,17 @@ def add_model_section(expanded: bool) -> bool:
     return False
 
 
+def explain_one_of(patterns: dict[str, int], dataset_path: str) -> None:
+    """A misclassified pattern sent to the Explain page (``#index`` in the model's training data, which the page
+    then offers)."""
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    title = left.selectbox("Explain one of them", list(patterns))
+    if right.button("Explain it", icon=":material/visibility:"):
+        st.session_state.explain_index = int(patterns[title])
+        st.session_state.explain_from = dataset_path
+        st.switch_page("pages/explain.py")
+
+
 def delete_section(choice: str) -> None:
     with st.expander("Delete this model"):
         st.caption(
@@ -255,14 +266,15 @@ with st.expander("Misclassified test patterns"):
         elif len(found[0]) == 0:
             st.success("No misclassified patterns among the first 600 test patterns.")
         else:
-            patterns, labels, probs, materials = found
+            patterns, labels, probs, materials, indices = found
             symbols = card.class_symbols
             titles = [
-                f"{material_label(material)}: {symbols[label]} as {symbols[p.argmax()]}"
-                for material, label, p in zip(materials, labels, probs)
+                f"#{index} {material_label(material)}: {symbols[label]} as {symbols[p.argmax()]}"
+                for index, material, label, p in zip(indices, materials, labels, probs)
             ]
             st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), titles, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
+            explain_one_of(dict(zip(titles, indices)), trained_on)
     except EbsdError as exc:
         show_error(exc)
 

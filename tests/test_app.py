@@ -1578,3 +1578,28 @@ def test_the_master_patterns_of_a_simulated_dataset_are_named_as_materials(app, 
     caption = next(c.value for c in app.caption if c.value.startswith("Master patterns"))
     assert caption.startswith("Master patterns: dynamical (de-ebsd Bloch waves) for ")
     assert "Ni3Al" in caption and "Cu, " in caption and "ni3al" not in caption  # held-out materials are simulated too
+
+
+def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_dataset, tmp_path):
+    """A teacher sees a model's mistakes on Results and asks why: the pattern goes to Explain with its dataset (the
+    montage named no index to find it by)."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(read_dataset(tiny_dataset), config, tmp_path / "store" / "brief", dataset_path=tiny_dataset)
+    app.switch_page("pages/results.py").run()
+    picker = next(s for s in app.selectbox if s.label == "Explain one of them")
+    title = picker.options[-1]  # "#37 Al3Sc: Pm-3m as Fm-3m"
+    index, material = int(title.split()[0][1:]), title.split()[1][:-1]
+    picker.select(title).run()
+    next(b for b in app.button if b.label == "Explain it").click().run()
+    assert not app.exception
+    app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run Results again next)
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "training data: tiny.h5"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == index
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    headline = next(m.value for m in app.markdown if m.value.startswith(f"Pattern {index}: "))
+    assert headline.endswith(f"; true class: **{title.split()[2]}** ({material})")
