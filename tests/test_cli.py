@@ -159,6 +159,13 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
     # a folder of images given by itself, as before: its own images (with a warning that thumbs/ was not read)
     assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_b"), "--out", str(out)]) == 0
     assert [row["path"] for row in _csv_rows(out)] == ["p2.png", "p10.png"]  # its images, beside thumbs/
+    capsys.readouterr()
+    (project / "sample_b").rename(project / "Fm-3m")  # a folder of class folders: one labelled set, as before
+    shutil.rmtree(project / "sample_a")
+    shutil.rmtree(project / "sample_c")
+    assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
+    assert "files" not in json.loads(capsys.readouterr().out)
+    assert [row["path"] for row in _csv_rows(out)] == ["Fm-3m/p2.png", "Fm-3m/p10.png"]  # thumbs/: not a class
 
 
 def test_phasemap_writes_the_formats_a_one_pattern_scan_fits_and_names_the_one_it_does_not(map_model, tmp_path, capsys):

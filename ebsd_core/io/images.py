@@ -459,6 +459,15 @@ def _names_space_group(name: str) -> bool:
     return True
 
 
+def reads_as_class_folders(folder: Path) -> bool:
+    """Whether ``folder`` is read as class folders: sub-folders hold images, and each that does names a space
+    group."""
+    held = [
+        sub for sub in _visible_subfolders(folder) if any(is_image_name(p.name) and p.is_file() for p in sub.iterdir())
+    ]
+    return bool(held) and all(_names_space_group(sub.name) for sub in held)
+
+
 @dataclass
 class ImageSet:
     """What a folder or zip of images holds: the patterns, their names and, for class folders, their labels."""

@@ -307,12 +307,15 @@ def sources_in_folder(folder: Path) -> list[Path]:
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
     natural order: NORDIF acquisition folders, folders of images (their own images; see
     :func:`open_patterns` ``labelled=False``) and scan files. Saved models and hidden folders are passed over. Empty
-    when the folder is read as one source (a folder of images or of class folders, a NORDIF acquisition)."""
+    when the folder is read as one source (a folder of images, of class folders that each name a space group, a NORDIF
+    acquisition)."""
     if scans := scans_in_folder(folder):
         return scans
     if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
         return []
-    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()):
+    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()) or images.reads_as_class_folders(
+        folder
+    ):
         return []
     found: list[Path] = []
     for place, subfolders, files in os.walk(folder):
