@@ -155,7 +155,7 @@ def test_demo_in_a_real_browser(server, tmp_path):
         assert page.get_by_text("Finished: the model is in the store.").count() == 1
         page.screenshot(path=str(ARTIFACTS / "train.png"), full_page=True)
         page.get_by_role("link", name="See the results").click()
-        page.get_by_text("Unseen orientations").wait_for(timeout=60_000)
+        page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
         page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
         assert page.get_by_text("predicted").count() >= 1
@@ -269,7 +269,7 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_label("Name (empty: the name it was saved under)").fill("from-the-gpu")
         page.get_by_role("button", name="Add to the models").click()  # the name is sent as the field loses focus
         page.get_by_text("Added from-the-gpu.").wait_for(timeout=120_000)
-        page.get_by_text("Unseen orientations").wait_for(timeout=60_000)
+        page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
         wait_until_idle(page)
         # the zip is made when the button is clicked, in a run of the page: 60 s passed without a download once
         # more in a full fresh-clone run on 2 busy cores (2026-12-04), so this waits as long as a first click does
