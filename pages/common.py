@@ -550,7 +550,12 @@ def montage_figure(patterns: np.ndarray, titles: list[str], columns: int = 6) ->
     from plotly.subplots import make_subplots
 
     rows = int(np.ceil(len(patterns) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.06)
+    title_px = 15 * max(title.count("<br>") + 1 for title in titles)  # a title of two lines ("<br>") takes twice
+    spacing = min(0.5 / max(rows - 1, 1), (title_px + 8) / (170 * rows))
+    fig = make_subplots(
+        rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=spacing
+    )
+    fig.update_annotations(font_size=12)
     for i, pattern in enumerate(patterns):
         fig.add_trace(
             go.Heatmap(z=pattern[::-1], colorscale="gray", showscale=False, hoverinfo="skip"),
@@ -559,7 +564,7 @@ def montage_figure(patterns: np.ndarray, titles: list[str], columns: int = 6) ->
         )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    fig.update_layout(height=170 * rows, margin=dict(l=5, r=5, t=30, b=5))
+    fig.update_layout(height=170 * rows, margin=dict(l=5, r=5, t=title_px + 15, b=5))
     return fig
 
 

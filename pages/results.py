@@ -268,11 +268,13 @@ with st.expander("Misclassified test patterns"):
         else:
             patterns, labels, probs, materials, indices = found
             symbols = card.class_symbols
-            titles = [
-                f"#{index} {material_label(material)}: {symbols[label]} as {symbols[p.argmax()]}"
+            named = [
+                (f"#{index} {material_label(material)}", f"{symbols[label]} as {symbols[p.argmax()]}")
                 for index, material, label, p in zip(indices, materials, labels, probs)
             ]
-            st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), titles, columns=6))
+            titles = [f"{pattern}: {mistake}" for pattern, mistake in named]
+            two_lines = [f"{pattern}<br>{mistake}" for pattern, mistake in named]  # six to a row: one line overlaps
+            st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), two_lines, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
             explain_one_of(dict(zip(titles, indices)), trained_on)
     except EbsdError as exc:
