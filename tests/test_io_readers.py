@@ -303,3 +303,16 @@ def test_scans_read_at_once_in_two_threads_keep_their_own_grid():
     for thread in threads:
         thread.join()
     assert len(read) == 60 and all(grid == (path == hexagonal) for path, grid in read)
+
+
+def test_a_folder_of_sample_folders_given_as_one_source_is_told_to_give_one_at_a_time(tmp_path, map_scan_file):
+    """Found on review: ``explain --input real/`` (fe/p.tif, ni/scan.h5) said "class folder 'fe' does not name a space
+    group", as if labels were asked for; where they are (a dataset of class folders), that is still what is said."""
+    (tmp_path / "fe").mkdir()
+    (tmp_path / "ni").mkdir()
+    _write_png(tmp_path / "fe" / "p.png", np.full((20, 20), 9, np.uint8))
+    shutil.copy(map_scan_file, tmp_path / "ni" / "scan.h5")
+    with pytest.raises(InputError, match=r"2 scans or folders of patterns in its sub-folders \(fe, ni/scan.h5\): give"):
+        open_patterns(tmp_path)
+    with pytest.raises(InputError, match="class folder 'fe' does not name a space group"):
+        open_patterns(tmp_path, labelled=True)

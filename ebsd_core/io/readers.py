@@ -399,6 +399,15 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
                 "give one scan file at a time",
                 path,
             )
+        sources = sources_in_folder(path) if labelled is None else []
+        if any(source.is_file() for source in sources):
+            # sample folders, not class folders (these never hold scan files): said so, not "names no space group"
+            named = images.first_names([p.relative_to(path).as_posix() for p in sources])
+            raise InputError(
+                f"holds no patterns of its own but {len(sources)} scans or folders of patterns in its sub-folders "
+                f"({named}): give one at a time (predict and info read them all)",
+                path,
+            )
         return _read_image_container(
             "image-folder",
             lambda p, lazy: images.read_image_folder(p, labelled, lazy),
