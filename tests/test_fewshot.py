@@ -62,6 +62,23 @@ def test_fewshot_curve_cli_scores_both_modes_and_extra_views(tiny_dataset, tmp_p
     assert (tmp_path / "c" / "curve.png").stat().st_size > 1000
 
 
+def test_the_curve_has_a_panel_for_each_test_set_the_sweep_scored(tmp_path):
+    """A dataset without held-out materials (the Home demo's) got an empty "held-out materials" panel; real patterns
+    given with --real-data, none."""
+    from PIL import Image
+
+    from ebsd_core.fewshot_curve import TARGETS, plot_curve
+
+    point = {"seeds": [0], "test_accuracy": 0.6, "test_accuracy_std": 0.0}
+    for extra, panels in (
+        ({}, 1),
+        ({"holdout_accuracy": 0.5, "holdout_accuracy_std": 0.1}, 2),
+        ({"real_correct": "1/10"}, 2),
+    ):
+        plot_curve({"transfer": {"5": point | extra}}, tmp_path / "c.png", targets=TARGETS)
+        assert Image.open(tmp_path / "c.png").size == (550 * panels, 440)  # 5 x 4 inches a panel at 110 dpi
+
+
 def test_fewshot_curve_saves_models_that_reproduce_their_scores(tiny_dataset, tmp_path, capsys):
     import json
 
