@@ -74,6 +74,7 @@ def test_the_curve_has_a_panel_for_each_test_set_the_sweep_scored(tmp_path):
         ({}, 1),
         ({"holdout_accuracy": 0.5, "holdout_accuracy_std": 0.1}, 2),
         ({"real_correct": "1/10"}, 2),
+        ({"holdout_accuracy": 0.5, "holdout_accuracy_std": 0.1, "real_correct": "0/3"}, 3),
     ):
         plot_curve({"transfer": {"5": point | extra}}, tmp_path / "c.png", targets=TARGETS)
         assert Image.open(tmp_path / "c.png").size == (550 * panels, 440)  # 5 x 4 inches a panel at 110 dpi
