@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -147,6 +148,8 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
     assert paths == ["sample_a/scan.h5"] * 80 + ["sample_b/p2.png", "sample_b/p10.png", "sample_b/thumbs/t.png"]
     (project / "sample_c").mkdir()
     (project / "sample_c" / "broken.up2").write_bytes(b"not a scan")
+    with zipfile.ZipFile(project / "sample_c" / "exported.zip", "w") as archive:  # a scan's images, zipped
+        archive.write(project / "sample_b" / "p2.png", "p2.png")
     assert main(["info", str(project)]) == 0  # what is there, as predict reads it
     described = json.loads(capsys.readouterr().out)["sources"]
     assert [(s["name"], s.get("patterns")) for s in described] == [
@@ -154,8 +157,9 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
         ("sample_b", 2),
         ("sample_b/thumbs", 1),
         ("sample_c/broken.up2", None),
+        ("sample_c/exported.zip", 1),
     ]
-    assert described[-1]["error"].startswith("kikuchipy cannot read this file")
+    assert described[-2]["error"].startswith("kikuchipy cannot read this file")
     # a folder of images given by itself, as before: its own images (with a warning that thumbs/ was not read)
     assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_b"), "--out", str(out)]) == 0
     assert [row["path"] for row in _csv_rows(out)] == ["p2.png", "p10.png"]  # its images, beside thumbs/

@@ -291,6 +291,11 @@ def _is_scan_file_name(name: str) -> bool:
     return Path(name).suffix.lower() in KIKUCHIPY_EXTENSIONS and not is_hidden(name)
 
 
+def _is_source_file_name(name: str) -> bool:
+    """A scan file, or a zip (of a scan's images), by name."""
+    return _is_scan_file_name(name) or (name.lower().endswith(".zip") and not is_hidden(name))
+
+
 def scans_in_folder(folder: Path) -> list[Path]:
     """The scan files directly in ``folder`` when it holds scans and no images (each is read by itself), in natural
     order of their names; empty for a file, a NORDIF acquisition folder, a saved model or a folder of images."""
@@ -305,17 +310,16 @@ def scans_in_folder(folder: Path) -> list[Path]:
 def sources_in_folder(folder: Path) -> list[Path]:
     """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
-    natural order: NORDIF acquisition folders, folders of images (their own images; see
-    :func:`open_patterns` ``labelled=False``) and scan files. Saved models and hidden folders are passed over. Empty
-    when the folder is read as one source (a folder of images, of class folders that each name a space group, a NORDIF
-    acquisition)."""
+    natural order: NORDIF acquisition folders, folders of images (their own images; see :func:`open_patterns`
+    ``labelled=False``), scan files and zips. Saved models and hidden folders are passed over. Empty when the folder
+    is read as one source (a folder of images, of class folders that each name a space group, a NORDIF acquisition)."""
     if scans := scans_in_folder(folder):
         return scans
     if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
         return []
-    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()) or images.reads_as_class_folders(
-        folder
-    ):
+    if images.reads_as_class_folders(folder):
+        return []
+    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()):
         return []
     found: list[Path] = []
     for place, subfolders, files in os.walk(folder):
@@ -334,7 +338,7 @@ def sources_in_folder(folder: Path) -> list[Path]:
         elif any(images.is_image_name(name) for name in files):
             found.append(here)  # its scan files, if any, go unread with a note, as in any folder of images
         else:
-            found += [here / name for name in sorted(files, key=images.natural_order) if _is_scan_file_name(name)]
+            found += [here / name for name in sorted(files, key=images.natural_order) if _is_source_file_name(name)]
     return found
 
 
