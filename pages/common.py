@@ -386,10 +386,10 @@ def select_model(names: list[str], key: str = "model_picker") -> str:
     current = current_model()
     if current in names:
         st.session_state[key] = current  # also one a page made current since the picker was last drawn
-    index = 0  # where the picker has a state, it decides; Streamlit would warn of an index besides one set
-    # a choice becomes the session's before the page runs again: the sidebar, drawn first, names it also when the
-    # page stops early (st.stop drops what is drawn after it)
-    choice = st.selectbox("Model", names, index=index, key=key, on_change=lambda: _make_current(st.session_state[key]))
+    # index 0: where the picker has a state, that decides (Streamlit warns of another index beside a state set);
+    # on_change: a choice becomes the session's before the page runs again, so the sidebar, drawn first, names it
+    # also when the page stops early (st.stop drops what is drawn after it)
+    choice = st.selectbox("Model", names, index=0, key=key, on_change=lambda: _make_current(st.session_state[key]))
     st.session_state.model_name = choice
     if current not in names and choice == names[0]:
         return choice  # shown first, not chosen: nothing to remember
