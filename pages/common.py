@@ -405,6 +405,18 @@ def _make_current(name: str) -> None:
         st.session_state.model_remembered = name
 
 
+def send_to_explain(model_name: str, source: str, index: int) -> None:
+    """Open pattern ``index`` of ``source`` on the Explain page, explained at once with Grad-CAM (its first method,
+    a second or two) by ``model_name`` when the store holds it (else by the session's model)."""
+    from ebsd_core.store import META, default_store
+
+    if (default_store() / model_name / META).is_file():
+        st.session_state.model_name = model_name
+    st.session_state.explain_index, st.session_state.explain_from = index, source
+    st.session_state.explain_shown = (model_name, "gradcam", index)
+    st.switch_page("pages/explain.py")
+
+
 def space_group_choice(label: str, key: str, where=st) -> int | None:
     """The space group of a single-phase scan or a region of a map; none is preselected, as a label left as it came
     would go unnoticed."""

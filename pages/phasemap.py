@@ -46,6 +46,7 @@ from pages.common import (
     opened_source,
     restart_job,
     select_model,
+    send_to_explain,
     server_path_input,
     session_dir,
     session_id,
@@ -394,9 +395,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
             f"{phase_map.orientations_from}"
         )
     if right.button("Explain this pattern", icon=":material/visibility:"):
-        st.session_state.explain_index = point
-        st.session_state.explain_from = scan_path  # this scan's pattern, not that index of the session's dataset
-        st.switch_page("pages/explain.py")
+        send_to_explain(mapped_with(phase_map), scan_path, point)  # the map's model, not another chosen since
 
 
 def selected_box(selection: dict, nav_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:

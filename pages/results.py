@@ -26,6 +26,7 @@ from pages.common import (
     in_another_sessions_folder,
     montage_figure,
     select_model,
+    send_to_explain,
     show_error,
     tidy,
     upload_to_session,
@@ -128,15 +129,13 @@ def add_model_section(expanded: bool) -> bool:
     return False
 
 
-def explain_one_of(patterns: dict[str, int], dataset_path: str) -> None:
+def explain_one_of(model_name: str, patterns: dict[str, int], dataset_path: str) -> None:
     """A misclassified pattern sent to the Explain page (``#index`` in the model's training data, which the page
     then offers)."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     title = left.selectbox("Explain one of them", list(patterns))
     if right.button("Explain it", icon=":material/visibility:"):
-        st.session_state.explain_index = int(patterns[title])
-        st.session_state.explain_from = dataset_path
-        st.switch_page("pages/explain.py")
+        send_to_explain(model_name, dataset_path, int(patterns[title]))
 
 
 def delete_section(choice: str) -> None:
@@ -276,7 +275,7 @@ with st.expander("Misclassified test patterns"):
             two_lines = [f"{pattern}<br>{mistake}" for pattern, mistake in named]  # six to a row: one line overlaps
             st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), two_lines, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
-            explain_one_of(dict(zip(titles, indices)), trained_on)
+            explain_one_of(choice, dict(zip(titles, indices)), trained_on)
     except EbsdError as exc:
         show_error(exc)
 

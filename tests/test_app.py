@@ -1599,7 +1599,24 @@ def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_datase
     app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run Results again next)
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "training data: tiny.h5"
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == index
-    next(b for b in app.button if b.label == "Explain").click().run()
-    assert not app.exception and not app.error
+    assert not app.exception and not app.error  # explained at once (Grad-CAM), without a click on Explain
     headline = next(m.value for m in app.markdown if m.value.startswith(f"Pattern {index}: "))
     assert headline.endswith(f"; true class: **{title.split()[2]}** ({material})")
+
+
+def test_a_point_of_a_map_is_explained_at_once_with_the_maps_model(app, monkeypatch, map_model, map_scan_file):
+    """Found on review: "Explain this pattern" explained the point with the model then chosen on the page, which
+    need not be the one that made the map, and only after another click on Explain."""
+    import shutil
+
+    assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
+    app.run()
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "another")
+    app.run()
+    app.selectbox(key="map_model").select("another").run()
+    next(b for b in app.button if b.label == "Explain this pattern").click().run()
+    assert not app.exception
+    app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run the map page again next)
+    assert not app.exception and not app.error
+    assert app.selectbox[0].value == "duplex"
+    assert any(m.value.startswith("Row 0, column 0: ") for m in app.markdown)
