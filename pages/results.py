@@ -50,7 +50,8 @@ def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
     for mode, values in points.items():
         values.sort()
         fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
-    return tidy(fig, 320, xaxis_title="training patterns per class", xaxis_type="log", yaxis_title="unseen orientations")
+    axes = {"xaxis_title": "training patterns per class", "xaxis_type": "log", "yaxis_title": "unseen orientations"}
+    return tidy(fig, 320, **axes)
 
 
 def weights_mtime(model_dir: Path) -> float:
