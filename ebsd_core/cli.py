@@ -215,7 +215,7 @@ def _masters(args: argparse.Namespace) -> int:
 
 @command("info")
 def _info(args: argparse.Namespace) -> int:
-    from ebsd_core.io.readers import open_patterns, sources_in_folder
+    from ebsd_core.io.readers import open_found_source, open_patterns, sources_in_folder
 
     folder = Path(args.path)
     if not (sources := sources_in_folder(folder)):
@@ -225,7 +225,7 @@ def _info(args: argparse.Namespace) -> int:
     for path in sources:
         name = {"name": path.relative_to(folder).as_posix()}
         try:
-            described.append(name | _description(open_patterns(path, labelled=False)))
+            described.append(name | _description(open_found_source(path)))
         except InputError as exc:
             described.append(name | {"error": exc.reason})
     print(json.dumps({"path": str(folder), "kind": "folder of pattern sources", "sources": described}))
@@ -518,10 +518,10 @@ def _predict_rows(
     own images alone (its sub-folders are sources of their own)."""
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
-    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.io.readers import open_found_source, open_patterns
 
     try:
-        source = open_patterns(path, labelled=False if name else None)
+        source = open_found_source(Path(path)) if name else open_patterns(path)
     except InputError as exc:
         if not name:
             raise

@@ -61,10 +61,10 @@ def scan_map_shape(source_path: str, count: int) -> tuple[int, int] | None:
 
 def _truth(numbers: dict) -> str:
     """What the dataset says the pattern is: ``"; true class: Pm-3m (Al3Sc)"``, or nothing when it does not say."""
-    material = f" ({material_label(numbers['material'])})" if numbers.get("material") else ""
+    material = material_label(numbers["material"]) if numbers.get("material") else None
     if numbers.get("true_class"):
-        return f"; true class: **{numbers['true_class']}**{material}"
-    return f"; true material: {material[2:-1]}" if material else ""
+        return f"; true class: **{numbers['true_class']}**" + (f" ({material})" if material else "")
+    return f"; true material: {material}" if material else ""
 
 
 models = [m for m in list_models() if not m.get("error")]
@@ -80,7 +80,7 @@ if active_dataset_path():
     sources[f"dataset: {active_dataset_path().name}"] = str(active_dataset_path())
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
-sent_from = st.session_state.get("explain_from")  # by Results: a misclassified pattern of a model's training data
+sent_from = st.session_state.get("explain_from")  # a map's scan, or (from Results) a model's training data
 if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
     sources[f"training data: {Path(sent_from).name}"] = sent_from
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)

@@ -342,6 +342,12 @@ def sources_in_folder(folder: Path) -> list[Path]:
     return found
 
 
+def open_found_source(path: Path) -> PatternSource:
+    """A source :func:`sources_in_folder` found, read as meant there: a folder of images for its own images alone
+    (its sub-folders are sources of their own)."""
+    return open_patterns(path, labelled=False if path.is_dir() else None)
+
+
 def _scan_file_names(names: list[str]) -> list[str]:
     """The scan files among the file ``names`` of a folder or zip, by name."""
     return sorted(name for name in names if _is_scan_file_name(Path(name).name))
