@@ -317,9 +317,9 @@ def sources_in_folder(folder: Path) -> list[Path]:
         return scans
     if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
         return []
+    if any(images.is_image_name(p.name) and p.is_file() for p in folder.iterdir()):
+        return []  # first: it stops at the first image, where listing the sub-folders stats every file of the folder
     if images.reads_as_class_folders(folder):
-        return []
-    if any(images.is_image_name(p.name) for p in folder.iterdir() if p.is_file()):
         return []
     found: list[Path] = []
     for place, subfolders, files in os.walk(folder):
