@@ -356,15 +356,20 @@ def kept_since(name: str, finished: float) -> bool:
     return False
 
 
+def in_store(name: str) -> bool:
+    """Whether the model store holds a model ``name`` (it may have been deleted since, by anyone)."""
+    from ebsd_core.store import META, default_store  # not at import: the store imports PyTorch
+
+    return (default_store() / name / META).is_file()
+
+
 def current_model() -> str | None:
     """The session's current model (the one last trained, mapped or chosen), or None; after a browser reload, the
     one the session folder keeps. None too once the store no longer holds it (deleted here or by someone else)."""
-    from ebsd_core.store import META, default_store  # not at import: the store imports PyTorch
-
     if "model_name" not in st.session_state and (remembered := (kept(CURRENT_MODEL_FILE) or "").strip()):
         st.session_state.model_name = st.session_state.model_remembered = remembered
     name = st.session_state.get("model_name")
-    if name and not (default_store() / name / META).is_file():
+    if name and not in_store(name):
         del st.session_state.model_name
         return None
     return name
@@ -408,9 +413,7 @@ def _make_current(name: str) -> None:
 def send_to_explain(model_name: str, source: str, index: int) -> None:
     """Open pattern ``index`` of ``source`` on the Explain page, explained at once with Grad-CAM (its first method,
     a second or two) by ``model_name`` when the store holds it (else by the session's model)."""
-    from ebsd_core.store import META, default_store
-
-    if (default_store() / model_name / META).is_file():
+    if in_store(model_name):
         st.session_state.model_name = model_name
     st.session_state.explain_index, st.session_state.explain_from = index, source
     st.session_state.explain_shown = (model_name, "gradcam", index)

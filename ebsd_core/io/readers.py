@@ -296,12 +296,19 @@ def _is_source_file_name(name: str) -> bool:
     return _is_scan_file_name(name) or (name.lower().endswith(".zip") and not is_hidden(name))
 
 
+def _is_saved_model(folder: Path) -> bool:
+    return (folder / "model.json").is_file()
+
+
+def _read_whole(folder: Path) -> bool:
+    """A file, a saved model or a NORDIF acquisition folder: never a folder of sources read each by itself."""
+    return not folder.is_dir() or _is_saved_model(folder) or nordif.scan_in_folder(folder) is not None
+
+
 def scans_in_folder(folder: Path) -> list[Path]:
     """The scan files directly in ``folder`` when it holds scans and no images (each is read by itself), in natural
     order of their names; empty for a file, a NORDIF acquisition folder, a saved model or a folder of images."""
-    if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
-        return []
-    if images.holds_images(folder):
+    if _read_whole(folder) or images.holds_images(folder):
         return []
     scans = (p for p in folder.iterdir() if p.is_file() and _is_scan_file_name(p.name))
     return sorted(scans, key=lambda p: images.natural_order(p.name))
@@ -315,7 +322,7 @@ def sources_in_folder(folder: Path) -> list[Path]:
     is read as one source (a folder of images, of class folders that each name a space group, a NORDIF acquisition)."""
     if scans := scans_in_folder(folder):
         return scans
-    if not folder.is_dir() or (folder / "model.json").is_file() or nordif.scan_in_folder(folder):
+    if _read_whole(folder):
         return []
     if any(images.is_image_name(p.name) and p.is_file() for p in folder.iterdir()):
         return []  # first: it stops at the first image, where listing the sub-folders stats every file of the folder
@@ -325,11 +332,7 @@ def sources_in_folder(folder: Path) -> list[Path]:
     for place, subfolders, files in os.walk(folder):
         here = Path(place)
         subfolders[:] = sorted(
-            (
-                name
-                for name in subfolders
-                if not name.startswith((".", "__")) and not (here / name / "model.json").exists()
-            ),
+            (name for name in subfolders if not name.startswith((".", "__")) and not _is_saved_model(here / name)),
             key=images.natural_order,
         )
         if nordif.scan_in_folder(here):
@@ -398,7 +401,7 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
         raise InputError(
             f"is read with its NORDIF scan: give the {nordif.SCAN_SUFFIX} file beside it, or upload both", path
         )
-    if path.is_dir() and (path / "model.json").is_file():
+    if path.is_dir() and _is_saved_model(path):
         raise InputError("is a saved model, not patterns: give it as --model", path)
     if path.is_dir():
         if scan := nordif.scan_in_folder(path):
