@@ -81,6 +81,9 @@ if active_dataset_path():
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
 sent_from = st.session_state.get("explain_from")  # a map's scan, or (from Results) a model's training data
+# a file already offered under another spelling of its path (a model's card records it resolved) is that one
+if sent_from:
+    sent_from = next((p for p in sources.values() if Path(p).resolve() == Path(sent_from).resolve()), sent_from)
 if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
     sources[f"training data: {Path(sent_from).name}"] = sent_from
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)

@@ -329,11 +329,15 @@ elif path is not None:
             show_error(exc)
 
 
-def _tested(run: dict) -> str:
+def _tested(run: dict, of_regions: bool = False) -> str:
+    """What a finished run scored, named as the Results page names its test sets."""
     accuracy = run.get("test_accuracy")
     if accuracy is None:  # the shots and the validation took every pattern of the training materials
         return "no pattern was left to test on (add patterns or choose fewer shots to get a test accuracy)"
-    return f"test accuracy {accuracy:.3f}"
+    scores = [f"{accuracy:.3f} on {'other points of its regions' if of_regions else 'unseen orientations'}"]
+    if run.get("holdout_accuracy") is not None:
+        scores.append(f"{run['holdout_accuracy']:.3f} on held-out materials")
+    return ", ".join(scores)
 
 
 def training_curves(state) -> None:
@@ -368,10 +372,12 @@ def job_panel(job_id: str) -> None:
                 if len(runs) > 1
                 else "Finished: the model is in the store."
             )
-            for run in runs:
-                st.write(f"**{run.get('run', run.get('model_name'))}**: {_tested(run)}, {run.get('seconds')} s")
             data = Path(state.params.get("dataset_path") or "")
-            if data.is_file() and dataset_facts(str(data), data.stat().st_mtime).of_map_regions:
+            of_regions = data.is_file() and dataset_facts(str(data), data.stat().st_mtime).of_map_regions
+            for run in runs:
+                scores = _tested(run, of_regions)
+                st.write(f"**{run.get('run', run.get('model_name'))}**: {scores}; trained in {run.get('seconds')} s")
+            if of_regions:
                 st.info(
                     "Its test patterns are other points of the labelled regions, mostly of the same grains: map the "
                     "scan with it on **Phase map** to see how it does.",

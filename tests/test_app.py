@@ -446,6 +446,8 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
     train_on_the_page(app, "pair")
     assert [s.value for s in app.success] == ["Finished: the 2 models are in the store."]
+    scored = [m.value for m in app.markdown if "trained in" in m.value]
+    assert len(scored) == 2 and all(" on unseen orientations; trained in " in line for line in scored), scored
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert app.selectbox[0].value == "pair-transfer-k2"
@@ -1602,6 +1604,24 @@ def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_datase
     assert not app.exception and not app.error  # explained at once (Grad-CAM), without a click on Explain
     headline = next(m.value for m in app.markdown if m.value.startswith(f"Pattern {index}: "))
     assert headline.endswith(f"; true class: **{title.split()[2]}** ({material})")
+
+
+def test_a_pattern_sent_from_the_sessions_dataset_is_offered_once(app, tiny_dataset, tmp_path):
+    """The session's dataset named by a relative path (as typed on the Data page) and a model's card naming it
+    resolved were offered as two sources of patterns, "dataset: tiny.h5" and "training data: tiny.h5"."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(read_dataset(tiny_dataset), config, tmp_path / "store" / "brief", dataset_path=tiny_dataset)
+    app.session_state["dataset_path"] = os.path.relpath(tiny_dataset)
+    app.session_state["explain_from"], app.session_state["explain_index"] = str(Path(tiny_dataset).resolve()), 3
+    app.switch_page("pages/explain.py").run()
+    assert not app.exception
+    sources = next(s for s in app.selectbox if s.label == "Patterns from")
+    assert sources.options == ["dataset: tiny.h5"] and sources.value == "dataset: tiny.h5"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
 
 
 def test_a_point_of_a_map_is_explained_at_once_with_the_maps_model(app, monkeypatch, map_model, map_scan_file):
