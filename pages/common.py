@@ -319,14 +319,37 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         return None
     from ebsd_core.paths import resolve_under_root
 
-    relative = st.text_input(f"{label} under {root}", key=key)
+    relative = st.text_input(
+        f"{label} under {root}", key=key, placeholder="a file, or a folder to list what it holds (. for all of it)"
+    )
     if not relative:
         return None
     try:
-        return resolve_under_root(root, relative)
+        path = resolve_under_root(root, relative)
+        found = _sources_under(str(path), path.stat().st_mtime) if path.is_dir() else []
+        if not found:  # a file, or a folder read as one source
+            return path
+        choice = st.selectbox(
+            f"{path.name} holds {counted(len(found), 'source')} of patterns (scan files, folders of images): read",
+            found,
+            index=None,
+            placeholder="choose one",
+            key=f"{key or label}-found",
+        )
+        # resolved again: a link in the tree must not lead out of the root
+        return None if choice is None else resolve_under_root(root, str(Path(relative) / choice))
     except EbsdError as exc:
         show_error(exc)
         return None
+
+
+@st.cache_data(ttl=60, max_entries=16, show_spinner="Looking through the folder")
+def _sources_under(folder: str, modified: float) -> list[str]:
+    """The sources a folder on the server holds, each by itself (as ``predict`` reads them), by their paths in it;
+    empty when the folder is one source. Kept a minute: a lab's data tree can hold many thousands of files."""
+    from ebsd_core.io.readers import sources_in_folder
+
+    return [str(found.relative_to(folder)) for found in sources_in_folder(Path(folder))]
 
 
 # What a browser reload, which empties the session state, must not lose: kept in the session folder (also read by

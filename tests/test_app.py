@@ -299,6 +299,32 @@ def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monk
     assert sorted(set(dataset.material)) == ["229_ferrite", "Fm-3m_ni"]
 
 
+def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_path, monkeypatch):
+    """A lab's data folder holds a folder per sample: typing it refused it ("give one at a time"), so that a user had
+    to know each file's path; it now lists what it holds to choose one."""
+    import kikuchipy as kp
+
+    root = tmp_path / "root"
+    rng = np.random.default_rng(0)
+    for sample in ("ni_ref", "ni3al_ref"):
+        (root / "samples" / sample).mkdir(parents=True)
+        kp.signals.EBSD(rng.integers(0, 255, (2, 3, 24, 24), dtype=np.uint8)).save(
+            str(root / "samples" / sample / "scan.h5")
+        )
+    (root / "samples" / "sem_images").mkdir()
+    Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(root / "samples" / "sem_images" / "0.png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("samples").run()
+    assert not app.exception and not app.error
+    found = next(s for s in app.selectbox if s.label.startswith("samples holds 3 sources of patterns"))
+    assert found.options == ["ni3al_ref/scan.h5", "ni_ref/scan.h5", "sem_images"] and found.value is None
+    found.set_value("ni3al_ref/scan.h5").run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("6 patterns of 24x24 px") for m in app.markdown)
+    assert any(s.label == "Space group of scan.h5" for s in app.selectbox)  # labelled and added as any scan
+
+
 def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch):
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 

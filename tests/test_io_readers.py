@@ -146,6 +146,10 @@ def _zip_of(path, members: dict[str, bytes]):
         (lambda p: p.with_suffix(".ang").write_text("# header"), "orientations, not its patterns"),
         (lambda p: (p.mkdir(), (p / "model.json").write_text("{}")), "is a saved model, not patterns"),
         (
+            lambda p: (p.mkdir(), (p / "scan.ang").write_text("# header"), (p / "notes.txt").write_text("hi")),
+            r"holds no patterns, only a scan's orientations \(scan.ang\): give it with the scan's pattern file",
+        ),
+        (
             lambda p: (p.mkdir(), (p / "b.up2").write_bytes(b"x"), (p / "a.h5").write_bytes(b"x")),
             r"holds 2 scan file\(s\) \(a.h5, b.up2\) and no images: give one scan file at a time",
         ),

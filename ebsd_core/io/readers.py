@@ -351,6 +351,18 @@ def open_found_source(path: Path) -> PatternSource:
     return open_patterns(path, labelled=False if path.is_dir() else None)
 
 
+def _refuse_orientations_alone(folder: Path) -> None:
+    """A folder of a scan's orientation files (.ang, .ctf) and nothing else is said to be one, not to lack images."""
+    children = list(folder.iterdir())
+    if any(child.is_dir() or images.is_image_name(child.name) for child in children):
+        return
+    if found := sorted(c.name for c in children if c.suffix.lower() in ORIENTATION_MAP_EXTENSIONS):
+        raise InputError(
+            f"holds no patterns, only a scan's orientations ({images.first_names(found)}): {ORIENTATIONS_ADVICE}",
+            folder,
+        )
+
+
 def _scan_file_names(names: list[str]) -> list[str]:
     """The scan files among the file ``names`` of a folder or zip, by name."""
     return sorted(name for name in names if _is_scan_file_name(Path(name).name))
@@ -389,20 +401,26 @@ Reader = Callable[[Path, bool], PatternSource]
 ORIENTATION_MAP_EXTENSIONS = {".ang", ".ctf"}
 
 
+ORIENTATIONS_ADVICE = (
+    "give it with the scan's pattern file (on Phase map, as the scan's Hough indexing; phasemap --orientations) or as "
+    "the layout of a simulated map (simulate-map --layout)"
+)
+
+
 def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     suffix = path.suffix.lower()
     if suffix in ORIENTATION_MAP_EXTENSIONS:
-        raise InputError(
-            "holds a scan's orientations, not its patterns: give it to phasemap --orientations (with the pattern "
-            "file) or to simulate-map --layout",
-            path,
-        )
+        raise InputError(f"holds a scan's orientations, not its patterns: {ORIENTATIONS_ADVICE}", path)
     if path.is_file() and nordif.companion_name(path.name) == nordif.SETTING_FILE:
         raise InputError(
             f"is read with its NORDIF scan: give the {nordif.SCAN_SUFFIX} file beside it, or upload both", path
         )
     if path.is_dir() and _is_saved_model(path):
-        raise InputError("is a saved model, not patterns: give it as --model", path)
+        raise InputError(
+            "is a saved model, not patterns: give it as the model (--model; on the dashboard, a zip of it is added "
+            "on Results)",
+            path,
+        )
     if path.is_dir():
         if scan := nordif.scan_in_folder(path):
             return _read_acquisition_folder(scan)
@@ -421,6 +439,7 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
                 f"({named}): give one at a time (predict and info read them all)",
                 path,
             )
+        _refuse_orientations_alone(path)
         return _read_image_container(
             "image-folder",
             lambda p, lazy: images.read_image_folder(p, labelled, lazy),
