@@ -326,7 +326,7 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         return None
     try:
         path = resolve_under_root(root, relative)
-        found = _sources_under(str(path), path.stat().st_mtime) if path.is_dir() else []
+        found = _sources_under(str(path), path.stat().st_mtime, str(root)) if path.is_dir() else []
         if not found:  # a file, or a folder read as one source
             return path
         choice = st.selectbox(
@@ -344,12 +344,14 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
 
 
 @st.cache_data(ttl=60, max_entries=16, show_spinner="Looking through the folder")
-def _sources_under(folder: str, modified: float) -> list[str]:
+def _sources_under(folder: str, modified: float, root: str) -> list[str]:
     """The sources a folder on the server holds, each by itself (as ``predict`` reads them), by their paths in it;
-    empty when the folder is one source. Kept a minute: a lab's data tree can hold many thousands of files."""
+    empty when the folder is one source. Links that lead out of ``root`` are left out, as they would be refused.
+    Kept a minute: a lab's data tree can hold many thousands of files."""
     from ebsd_core.io.readers import sources_in_folder
 
-    return [str(found.relative_to(folder)) for found in sources_in_folder(Path(folder))]
+    inside = [found for found in sources_in_folder(Path(folder)) if found.resolve().is_relative_to(root)]
+    return [str(found.relative_to(folder)) for found in inside]
 
 
 # What a browser reload, which empties the session state, must not lose: kept in the session folder (also read by

@@ -312,6 +312,8 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
             str(root / "samples" / sample / "scan.h5")
         )
     (root / "samples" / "sem_images").mkdir()
+    (root / "samples" / "elsewhere.h5").symlink_to(tmp_path / "outside.h5")  # out of the root: not offered
+    kp.signals.EBSD(rng.integers(0, 255, (1, 2, 24, 24), dtype=np.uint8)).save(str(tmp_path / "outside.h5"))
     Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(root / "samples" / "sem_images" / "0.png")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
     app.switch_page("pages/data.py").run()
