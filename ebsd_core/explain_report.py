@@ -292,11 +292,14 @@ def explain_pattern(
     layer: str | None = None,
     compare: str | None = None,
     shap_method: str | None = None,
+    views: dict | None = None,
 ) -> Explanation:
     """Run one explanation method on pattern ``index`` of ``input_path`` (an index, or a (row, column) of a map).
 
     ``target``: the class to explain (default: the predicted one), as the model's class index, a space-group
-    number or a symbol (``2``, ``225`` or ``"Fm-3m"``)."""
+    number or a symbol (``2``, ``225`` or ``"Fm-3m"``). ``views``: the test-time views a phase map gave its points
+    (:attr:`ebsd_core.phasemap.PhaseMap.views`), for the model's answer as the map gave it before its grain
+    clean-up; by default the model's own, as ``predict`` gives them."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     model, card = load_model(model_dir)
@@ -305,9 +308,13 @@ def explain_pattern(
     source = open_patterns(input_path)
     index = pattern_index(source, index)
     context = load_pattern(source, card, index)
-    # the model's answer as predict gives it (its test-time views and precision); the methods below explain one view
+    # the model's answer as predict (or the map) gives it, with its test-time views; the methods below explain one view
     precision = inference_precision(model_device(model), "auto", card)
-    probabilities = predict_tensor(model, context.pattern[None], precision, card.views, card.views_below)[0]
+    views = views or {"views": card.views, "views_below": card.views_below}
+    first_point = index if views.get("own") else None  # a map's point: the views the map gave it
+    probabilities = predict_tensor(
+        model, context.pattern[None], precision, int(views["views"]), views.get("views_below"), first_point
+    )[0]
     predicted = int(np.argmax(probabilities))
     decided = int(decide(probabilities[None], card.unknown_threshold)[0])
     target = predicted if target is None else class_index(card, target)

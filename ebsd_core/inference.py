@@ -163,12 +163,17 @@ def model_probabilities(
 
 @torch.inference_mode()
 def predict_tensor(
-    model: nn.Module, batch: np.ndarray, precision: str = "fp32", views: int = 1, views_below: float | None = None
+    model: nn.Module,
+    batch: np.ndarray,
+    precision: str = "fp32",
+    views: int = 1,
+    views_below: float | None = None,
+    first_point: int | None = None,
 ) -> np.ndarray:
-    """Softmax probabilities for preprocessed patterns (N, S, S), in ``"fp32"`` or ``"bf16"``; ``views`` and
-    ``views_below`` as in :func:`model_probabilities`."""
+    """Softmax probabilities for preprocessed patterns (N, S, S), in ``"fp32"`` or ``"bf16"``; ``views``,
+    ``views_below`` and ``first_point`` as in :func:`model_probabilities`."""
     x = torch.from_numpy(np.ascontiguousarray(batch)).to(model_device(model), non_blocking=True)
-    return model_probabilities(model, x, precision, views, views_below=views_below).cpu().numpy()
+    return model_probabilities(model, x, precision, views, first_point, views_below).cpu().numpy()
 
 
 CPU_MICRO_BATCH = 64  # activations of 64 patterns stay in cache: 1,650 patterns/s eager vs 1,230 at 256

@@ -113,6 +113,9 @@ class PhaseMap(Decisions):
     raw_probabilities: np.ndarray | None = None  # (N, C) before the grain clean-up, when it ran
     rotations: np.ndarray | None = None  # (N, 4) the scan's own orientations (orix quaternions), NaN unknown
     orientations_from: str = ""  # where ``rotations`` came from; "" when the scan had none
+    # the test-time views its points got: {"views": n, "views_below": x or None, "own": each point its own ones};
+    # empty for maps saved before 2026-12-05
+    views: dict = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -232,6 +235,7 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
         "model": phase_map.model,
         "notes": phase_map.notes,
         "orientations_from": phase_map.orientations_from,
+        "views": phase_map.views,
     }
     arrays = {"probabilities": phase_map.probabilities, "quality": phase_map.quality}
     if phase_map.rotations is not None:
@@ -245,13 +249,21 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
     return Path(path)
 
 
+def saved_map_header(path: str | Path) -> dict | None:
+    """What a saved phase map records of itself besides its arrays (its ``meta``); None when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return dict(json.loads(bytes(data["meta"]).decode()))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return None
+
+
 def saved_map_shape(path: str | Path) -> tuple[int, int] | None:
     """The rows and columns of a saved phase map, read from its header alone; None when it cannot be read."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            rows, cols = json.loads(bytes(data["meta"]).decode())["nav_shape"]
+        rows, cols = (saved_map_header(path) or {})["nav_shape"]
         return int(rows), int(cols)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+    except (KeyError, ValueError, TypeError):
         return None
 
 
@@ -274,6 +286,7 @@ def load_phase_map(path: str | Path) -> PhaseMap:
                 raw_probabilities=data.get("raw_probabilities"),
                 rotations=data.get("rotations"),
                 orientations_from=str(meta.get("orientations_from", "")),
+                views=dict(meta.get("views") or {}),
             )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"not a saved phase map ({exc.__class__.__name__}: {exc})", path) from None
@@ -336,7 +349,9 @@ def _assemble(
     probabilities: np.ndarray,
     quality: np.ndarray,
     notes: list[str],
+    own_views: bool,
 ) -> PhaseMap:
+    """``card`` with the views the points got; ``own_views``: each point got views of its own."""
     phases = phases_for_model(card)
     truth = _truth(source, phases, notes)
     notes += blank_pattern_note(blank_points(quality))
@@ -356,6 +371,7 @@ def _assemble(
         notes=notes,
         rotations=None if rotations is None else np.asarray(rotations, dtype=np.float32).reshape(-1, 4),
         orientations_from=source.orientations_from if rotations is not None else "",
+        views={"views": card.views, "views_below": card.views_below, "own": own_views and card.views > 1},
     )
 
 
@@ -403,7 +419,7 @@ def map_scan(
         compile=compile,
         scatter_views=cleanup,
     )
-    phase_map = _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes)
+    phase_map = _assemble(source, card, shape, prediction.probabilities, prediction.quality, notes, cleanup)
     return clean_up(phase_map, source, card, progress, should_stop) if cleanup else phase_map
 
 
@@ -600,5 +616,5 @@ def map_scan_distributed(
                 progress(done / n, f"{done:,}/{n:,} patterns on {len(client.scheduler_info()['workers'])} workers")
     finally:
         client.cancel(list(futures))
-    phase_map = _assemble(source, card, shape, out[:, :n_classes], out[:, n_classes], notes)
+    phase_map = _assemble(source, card, shape, out[:, :n_classes], out[:, n_classes], notes, cleanup)
     return clean_up(phase_map, source, card, progress, should_stop) if cleanup else phase_map

@@ -7,7 +7,7 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.explain import SHAP_METHODS
 from ebsd_core.explain_report import explain_pattern
-from ebsd_core.phasemap import saved_map_shape
+from ebsd_core.phasemap import saved_map_header
 from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
@@ -43,20 +43,30 @@ METHOD_LABELS = {
 
 @st.cache_data(max_entries=32, show_spinner="Computing the explanation")
 def cached_explanation(
-    model_dir: str, modified: float, source: str, source_modified: float, index: int, method: str, target, shap_method
+    model_dir: str,
+    modified: float,
+    source: str,
+    source_modified: float,
+    index: int,
+    method: str,
+    target,
+    shap_method,
+    views: dict | None,
 ):
     """One explanation per model and source file version (an upload of the same name replaces the file)."""
-    explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method)
+    explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method, views=views)
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
 
-def scan_map_shape(source_path: str, count: int) -> tuple[int, int] | None:
-    """The rows and columns of the session's phase map when ``source_path`` is its scan, else None."""
+def session_map_header(source_path: str, count: int) -> dict | None:
+    """What the session's phase map records of itself (its rows and columns, the views its points got) when
+    ``source_path`` is its scan, else None."""
     map_path = st.session_state.get("map_path")
     if source_path != st.session_state.get("map_scan") or not map_path:
         return None
-    shape = saved_map_shape(map_path)
-    return shape if shape and shape[0] * shape[1] == count else None
+    header = saved_map_header(map_path)
+    rows, cols = (header or {}).get("nav_shape") or (0, 0)
+    return header if rows * cols == count else None
 
 
 def _truth(numbers: dict) -> str:
@@ -90,7 +100,7 @@ if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
-source_path, index, target, shap_method, pattern_name = None, 0, None, SHAP_METHODS[0], ""
+source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
 if method != "filters":
     uploads = st.file_uploader(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
@@ -117,10 +127,12 @@ if method != "filters":
     show_source_warnings(Path(source_path).name, opened)
     count = len(opened)
     default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
-    map_shape = scan_map_shape(source_path, count)
-    if map_shape:  # a scan's point is found by its row and column, as on the Phase map page
+    map_header = session_map_header(source_path, count)
+    if map_header:  # a scan's point is found by its row and column, as on the Phase map page
+        if map_header.get("model") == card.name:  # its model answers as on the map
+            map_views = map_header.get("views") or None
         c1, c2, c3, c4 = st.columns([1, 1, 2, 2])
-        rows, cols = map_shape
+        rows, cols = map_header["nav_shape"]
         first_row, first_col = divmod(default_index, cols)
         row = int(c1.number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
         col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
@@ -149,7 +161,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
         modified = (model_dir / "weights.safetensors").stat().st_mtime
         source_modified = Path(source_path).stat().st_mtime if source_path else 0.0
         figures, captions, numbers, notes = cached_explanation(
-            str(model_dir), modified, source_path, source_modified, index, method, target, shap_method
+            str(model_dir), modified, source_path, source_modified, index, method, target, shap_method, map_views
         )
     except (EbsdError, OSError) as exc:  # OSError: a file gone since the page was drawn
         show_error(exc)
@@ -161,6 +173,11 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
         else:
             answer = f"predicted **{top}"
         st.write(f"{pattern_name}: {answer}; explaining **{numbers['explained_class']}**{_truth(numbers)}")
+        if map_views and map_views.get("own"):
+            st.caption(
+                "The pattern alone, with the views the phase map gave it: the map's answer before its grain clean-up, "
+                "which averages each point with its grain."
+            )
         show_notes(notes)
     bands = numbers.get("bands")
     if bands:

@@ -388,6 +388,13 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
     fig.add_hline(y=phase_map.threshold, line_dash="dot", annotation_text="unknown below")
     right.plotly_chart(fig)
+    if phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
+        alone = phase_map.raw_probabilities[point]
+        top = int(np.argmax(alone))
+        right.caption(
+            f"After the grain clean-up, which averages each point with its grain; the pattern alone: "
+            f"{phase_map.phases[top].label} {alone[top]:.0%}."
+        )
     if phase_map.rotations is not None and np.isfinite(phase_map.rotations[point]).all():
         phi1, big_phi, phi2 = np.rad2deg(phase_map.euler([point])[0])
         right.caption(

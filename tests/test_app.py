@@ -1662,9 +1662,18 @@ def test_a_point_of_a_map_is_explained_at_once_with_the_maps_model(app, monkeypa
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "another")
     app.run()
     app.selectbox(key="map_model").select("another").run()
+    from ebsd_core.phasemap import load_phase_map
+
+    alone = load_phase_map(app.session_state["map_path"]).raw_probabilities[0]  # point 0's, before the clean-up
+    said = next(c.value for c in app.caption if c.value.startswith("After the grain clean-up"))
+    assert said.endswith(
+        f"the pattern alone: {'Austenite (Fm-3m)' if alone[0] > alone[1] else 'Ferrite (Im-3m)'} {alone.max():.0%}."
+    )
     next(b for b in app.button if b.label == "Explain this pattern").click().run()
     assert not app.exception
     app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run the map page again next)
     assert not app.exception and not app.error
     assert app.selectbox[0].value == "duplex"
-    assert any(m.value.startswith("Row 0, column 0: ") for m in app.markdown)
+    headline = next(m.value for m in app.markdown if m.value.startswith("Row 0, column 0: "))
+    assert f"({alone.max():.0%})" in headline  # the answer the map gave (the views of its own that point got)
+    assert any(c.value.startswith("The pattern alone, with the views the phase map gave it") for c in app.caption)
