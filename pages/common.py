@@ -329,6 +329,9 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         found = _sources_under(str(path), path.stat().st_mtime, str(root)) if path.is_dir() else []
         if not found:  # a file, or a folder read as one source
             return path
+        if len(found) == 1:  # a sample's folder with its one scan: nothing to choose
+            st.caption(f"Reading {found[0]} in {path.name}.")
+            return resolve_under_root(root, str(Path(relative) / found[0]))
         choice = st.selectbox(
             f"{path.name} holds {counted(len(found), 'source')} of patterns (scan files, folders of images): read",
             found,

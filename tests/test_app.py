@@ -325,6 +325,10 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     assert not app.exception and not app.error
     assert any(m.value.startswith("6 patterns of 24x24 px") for m in app.markdown)
     assert any(s.label == "Space group of scan.h5" for s in app.selectbox)  # labelled and added as any scan
+    app.text_input[0].input("samples/ni_ref").run()  # one sample's folder, with its one scan: nothing to choose
+    assert not app.exception and not app.error
+    assert "Reading scan.h5 in ni_ref." in [c.value for c in app.caption]
+    assert any(s.label == "Space group of scan.h5" for s in app.selectbox)
 
 
 def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch):
