@@ -74,6 +74,7 @@ manager = job_manager()
 # points drawn of a map: a 1000 x 1000 map drawn whole took 26 s to show and 18 s of server time at every click,
 # and one of 2000 x 2000 exceeded Streamlit's 200 MB message (bench/RESULTS.md); a screen shows no more
 MAX_SHOWN_POINTS = 60_000
+MAP_RIGHT_MARGIN = 60  # px: a confidence map's colour bar and its tick labels
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
 SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
 
@@ -315,6 +316,7 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
             customdata=custom,
             hovertemplate=hover + "<extra></extra>",
             showscale=colours is None,
+            colorbar=dict(thickness=16, x=1.0, xanchor="left", xpad=6),
             colorscale=colours or "Viridis",
             zmin=zrange[0] if zrange else None,
             zmax=zrange[1] if zrange else None,
@@ -338,7 +340,9 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     # map was drawn at two thirds of the size of its confidence map beside it)
     fig.update_xaxes(range=_extent(cols), visible=False)
     fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x", visible=False)  # row 0 at the top
-    return tidy(fig, 420, title=title)
+    # the same right margin with and without a colour bar (it fits in it): a phase map and its confidence map beside
+    # it are drawn at one size, point for point
+    return tidy(fig, 420, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 
 
 def _extent(centres: np.ndarray) -> list[float]:

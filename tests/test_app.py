@@ -1063,6 +1063,14 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     # drawn to the edges of its points, not padded for the click markers (a 3 x 3 map was drawn at 2/3 of the size
     # of its confidence map)
     assert figure["layout"]["xaxis"]["range"] == [-2.5, 997.5] and figure["layout"]["yaxis"]["range"] == [997.5, -2.5]
+    # and at the size of the confidence map beside it, whose colour bar made it smaller (Chromium: 302 x 258 px
+    # against 252 x 216 on a 100 x 117 map)
+    confidence = json.loads(
+        next(c.proto.spec for c in app.get("plotly_chart") if '"text":"confidence"' in c.proto.spec)
+    )
+    assert [f["layout"]["margin"] for f in (figure, confidence)] == 2 * [
+        {"autoexpand": False, "l": 10, "r": 60, "t": 30, "b": 10}
+    ]
     assert len(plotted(heatmap["y"])) == len(plotted(heatmap["x"])) == 200 and list(plotted(heatmap["x"])[:3]) == [
         0,
         5,
