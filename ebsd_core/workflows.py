@@ -101,10 +101,11 @@ def train_evaluate_save(
     }
 
 
-def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600):
+def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600, dataset_path: str | None = None):
     """Test patterns the model gets wrong among the first ``scanned`` of its test split, at most ``limit``.
 
-    The split is recomputed from the seed and shots recorded on the card, on the dataset it was trained on.
+    The split is recomputed from the seed and shots recorded on the card, on the dataset it was trained on
+    (``dataset_path`` where a copy of it is, else the file the card names).
     Returns ``(patterns, labels, probabilities, materials, indices)`` (``indices``: the patterns' in the dataset), or
     None when that dataset is not here.
     """
@@ -112,7 +113,7 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
     from ebsd_core.inference import predict_patterns
     from ebsd_core.io.dataset import read_dataset, take
 
-    path = card.training.get("dataset_path")
+    path = dataset_path or card.training.get("dataset_path")
     if not path or not Path(path).exists():
         return None
     dataset = read_dataset(path, lazy=True)

@@ -286,6 +286,27 @@ def in_another_sessions_folder(path: str | Path) -> bool:
     return bool(relative.parts) and relative.parts[0] != session_id()
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def _sha256(path: str, modified: float) -> str:
+    from ebsd_core.store import file_sha256
+
+    return file_sha256(Path(path))
+
+
+def trained_on_here(card) -> str | None:
+    """Where this session finds the dataset a model was trained on: its own dataset when that is a copy of it (the
+    Home page's latest demo of another session: one source of those patterns on Explain, and one that outlives the
+    other session's files), else the file the card names while it is there; None when neither."""
+    recorded = card.training.get("dataset_path") or ""
+    own = active_dataset_path()
+    if own is not None and (Path(recorded).resolve() == own.resolve() if recorded else False):
+        return str(own)
+    digest = card.training.get("dataset_sha256")
+    if own is not None and digest and _sha256(str(own), own.stat().st_mtime) == digest:
+        return str(own)
+    return recorded if recorded and Path(recorded).exists() else None
+
+
 def new_session_file(stem: str, suffix: str = ".h5") -> Path:
     """A new file in this session's folder. A dataset made again must not replace the one a model was trained on:
     the model's card names that file, and Results, Explain and a restarted job read it."""

@@ -29,6 +29,7 @@ from pages.common import (
     send_to_explain,
     show_error,
     tidy,
+    trained_on_here,
     upload_to_session,
 )
 
@@ -59,10 +60,10 @@ def weights_mtime(model_dir: Path) -> float:
 
 
 @st.cache_data(max_entries=8, show_spinner="Finding misclassified test patterns")
-def misclassified(model_dir: str, modified: float):
-    """Cached per model (folder and weights' modification time): it runs the model on up to 600 patterns,
-    which must not happen on every rerun of the page."""
-    return misclassified_test_patterns(*cached_model(model_dir, modified))
+def misclassified(model_dir: str, modified: float, dataset_path: str):
+    """Cached per model (folder and weights' modification time) and dataset file: it runs the model on up to 600
+    patterns, which must not happen on every rerun of the page."""
+    return misclassified_test_patterns(*cached_model(model_dir, modified), dataset_path=dataset_path)
 
 
 @st.cache_data(max_entries=4)
@@ -251,12 +252,19 @@ if match:
         st.plotly_chart(fig)
 
 with st.expander("Misclassified test patterns"):
-    trained_on = card.training.get("dataset_path") or ""
-    # the store is shared; the patterns a user uploaded to train on stay private to their session
-    private = in_another_sessions_folder(trained_on) and not made_by_simulator(card.training.get("dataset"))
+    trained_on = trained_on_here(card)
+    # the store is shared; the patterns a user uploaded to train on stay private to their session (unless this
+    # session holds them too)
+    private = (
+        trained_on is not None
+        and in_another_sessions_folder(trained_on)
+        and not made_by_simulator(card.training.get("dataset"))
+    )
     try:
         model_dir = default_store() / choice
-        found = None if untested or private else misclassified(str(model_dir), weights_mtime(model_dir))
+        found = None
+        if trained_on and not (untested or private):
+            found = misclassified(str(model_dir), weights_mtime(model_dir), trained_on)
         if untested:
             st.info("No test patterns: every pattern of the training materials went to training and validation.")
         elif private:

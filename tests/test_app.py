@@ -1646,6 +1646,34 @@ def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_datase
     assert headline.endswith(f"; true class: **{title.split()[2]}** ({material})")
 
 
+def test_a_models_training_data_is_found_in_the_sessions_copy_of_it(app, tiny_dataset, tmp_path):
+    """The Home page's "latest demo" copies another session's demo dataset into this one: Results looked for the
+    model's mistakes only in the other session's file (gone with that session after a day: "not available here"),
+    and Explain offered both files, the same patterns twice."""
+    import shutil
+
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    original = shutil.copyfile(tiny_dataset, tmp_path / "demo-elsewhere.h5")
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(read_dataset(original), config, tmp_path / "store" / "brief", dataset_path=original)
+    copy = shutil.copyfile(original, tmp_path / "demo-copy.h5")
+    Path(original).unlink()  # its session has ended
+    app.session_state["dataset_path"] = str(copy)
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert not any("not available here" in i.value for i in app.info)
+    picker = next(s for s in app.selectbox if s.label == "Explain one of them")
+    index = int(picker.value.split()[0][1:])
+    next(b for b in app.button if b.label == "Explain it").click().run()
+    app.switch_page("pages/explain.py").run()
+    sources = next(s for s in app.selectbox if s.label == "Patterns from")
+    assert sources.options == ["dataset: demo-copy.h5"]
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == index
+
+
 def test_a_pattern_sent_from_the_sessions_dataset_is_offered_once(app, tiny_dataset, tmp_path):
     """The session's dataset named by a relative path (as typed on the Data page) and a model's card naming it
     resolved were offered as two sources of patterns, "dataset: tiny.h5" and "training data: tiny.h5"."""
