@@ -390,7 +390,13 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     probs = phase_map.probabilities[point]
     bars = go.Bar(x=[p.label for p in phase_map.phases], y=probs, marker_color=[p.colour for p in phase_map.phases])
     fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
-    fig.add_hline(y=phase_map.threshold, line_dash="dot", annotation_text="unknown below")
+    fig.add_hline(  # its label on a ground of its own: on the line over a bar it was not legible
+        y=phase_map.threshold,
+        line_dash="dot",
+        annotation_text="unknown below",
+        annotation_position="top left",
+        annotation_bgcolor="rgba(255, 255, 255, 0.85)",
+    )
     right.plotly_chart(fig)
     if phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
         alone = phase_map.raw_probabilities[point]
