@@ -1160,7 +1160,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inference_options(p, compile_option=False)
 
     p = sub.add_parser(
-        "predict", help="classify patterns of any supported file, image, folder of images or folder of scan files"
+        "predict",
+        help="classify patterns of any supported file, image or folder of images, or of each scan and sample folder "
+        "in a folder",
     )
     p.add_argument("--model", required=True, help="models/NAME (or NAME)")
     p.add_argument(
