@@ -86,8 +86,10 @@ model_dir = default_store() / model_name
 card = read_card(model_dir)
 
 sources = {}
-if active_dataset_path():
-    sources[f"dataset: {active_dataset_path().name}"] = str(active_dataset_path())
+if active_dataset_path():  # named as the sidebar names it ("demo", not the session's file of it)
+    sources[f"dataset: {st.session_state.get('dataset_label') or active_dataset_path().name}"] = str(
+        active_dataset_path()
+    )
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
 sent_from = st.session_state.get("explain_from")  # a map's scan, or (from Results) a model's training data

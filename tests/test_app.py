@@ -1661,7 +1661,7 @@ def test_a_models_training_data_is_found_in_the_sessions_copy_of_it(app, tiny_da
     train_evaluate_save(read_dataset(original), config, tmp_path / "store" / "brief", dataset_path=original)
     copy = shutil.copyfile(original, tmp_path / "demo-copy.h5")
     Path(original).unlink()  # its session has ended
-    app.session_state["dataset_path"] = str(copy)
+    app.session_state["dataset_path"], app.session_state["dataset_label"] = str(copy), "demo"
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert not any("not available here" in i.value for i in app.info)
@@ -1670,7 +1670,7 @@ def test_a_models_training_data_is_found_in_the_sessions_copy_of_it(app, tiny_da
     next(b for b in app.button if b.label == "Explain it").click().run()
     app.switch_page("pages/explain.py").run()
     sources = next(s for s in app.selectbox if s.label == "Patterns from")
-    assert sources.options == ["dataset: demo-copy.h5"]
+    assert sources.options == ["dataset: demo"]  # as the sidebar names it
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == index
 
 
