@@ -56,7 +56,7 @@ if st.button("Run the demo", type="primary", disabled=own is not None):
         st.switch_page("pages/train.py")
 ready = latest_demo_model()
 if ready is not None:
-    accuracy = "" if ready["accuracy"] is None else f", test accuracy {ready['accuracy']:.2f}"
+    accuracy = "" if ready["accuracy"] is None else f", {ready['accuracy']:.2f} on unseen orientations"
     trained = f"{counted(ready['epochs'], 'epoch')}{accuracy}, trained {since(ready['created'])}"
     if st.button(
         f"See the latest demo's results at once ({trained})",

@@ -824,7 +824,7 @@ def test_home_offers_the_latest_demo_at_once(app, map_model, tmp_path):
     )
     app.run()
     offered = [b for b in app.button if b.label.startswith("See the latest demo")]
-    assert len(offered) == 1 and "(2 epochs, test accuracy 0.75, trained 5 minutes ago)" in offered[0].label
+    assert len(offered) == 1 and "(2 epochs, 0.75 on unseen orientations, trained 5 minutes ago)" in offered[0].label
     offered[0].click().run()
     assert not app.exception
     assert app.selectbox[0].value == "demo-0123456789ab"
