@@ -332,6 +332,9 @@ def data_root() -> Path | None:
     return Path(root).resolve() if root else None
 
 
+MAX_LISTED_SOURCES = 1000  # a choice among more is no choice, and each rerun would send them all to the browser
+
+
 def server_path_input(label: str, purpose: str, key: str | None = None) -> Path | None:
     """A path typed by the user under ``EBSD_DATA_ROOT``, confined to it; None until a valid one is given."""
     root = data_root()
@@ -353,9 +356,13 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         if len(found) == 1:  # a sample's folder with its one scan: nothing to choose
             st.caption(f"Reading {found[0]} in {path.name}.")
             return resolve_under_root(root, str(Path(relative) / found[0]))
+        if len(found) > MAX_LISTED_SOURCES:
+            st.caption(
+                f"The first {MAX_LISTED_SOURCES:,} are listed: type a folder further in to choose among the others."
+            )
         choice = st.selectbox(
             f"{path.name} holds {counted(len(found), 'source')} of patterns (scan files, folders of images): read",
-            found,
+            found[:MAX_LISTED_SOURCES],
             index=None,
             placeholder="choose one",
             key=f"{key or label}-found",

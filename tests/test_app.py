@@ -325,6 +325,13 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     assert not app.exception and not app.error
     assert any(m.value.startswith("6 patterns of 24x24 px") for m in app.markdown)
     assert any(s.label == "Space group of scan.h5" for s in app.selectbox)  # labelled and added as any scan
+    monkeypatch.setattr("pages.common.MAX_LISTED_SOURCES", 2)  # a lab's tree of thousands: the first are listed
+    app.text_input[0].input("samples/").run()
+    found = next(s for s in app.selectbox if s.label.startswith("samples holds 3 sources of patterns"))
+    assert found.options == ["ni3al_ref/scan.h5", "ni_ref/scan.h5"]
+    assert "The first 2 are listed: type a folder further in to choose among the others." in [
+        c.value for c in app.caption
+    ]
     app.text_input[0].input("samples/ni_ref").run()  # one sample's folder, with its one scan: nothing to choose
     assert not app.exception and not app.error
     assert "Reading scan.h5 in ni_ref." in [c.value for c in app.caption]
