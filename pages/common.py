@@ -369,7 +369,7 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
         )
         # resolved again: a link in the tree must not lead out of the root
         return None if choice is None else resolve_under_root(root, str(Path(relative) / choice))
-    except EbsdError as exc:
+    except (EbsdError, OSError) as exc:  # OSError: a folder the server may not list
         show_error(exc)
         return None
 

@@ -338,6 +338,19 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     assert any(s.label == "Space group of scan.h5" for s in app.selectbox)
 
 
+def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypatch):
+    def refused(folder):
+        raise PermissionError(13, "Permission denied", str(folder / "locked"))
+
+    (tmp_path / "root" / "shared").mkdir(parents=True)
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path / "root"))
+    monkeypatch.setattr("ebsd_core.io.readers.sources_in_folder", refused)
+    app.switch_page("pages/data.py").run()
+    app.text_input[0].input("shared").run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [f"{tmp_path / 'root' / 'shared' / 'locked'}: Permission denied"]
+
+
 def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch):
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 
