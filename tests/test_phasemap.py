@@ -72,6 +72,7 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
     np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
     np.testing.assert_array_equal(distributed.rotations, phase_map.rotations)  # the scan's, for the exports
+    assert distributed.views == phase_map.views  # what Explain gives a point of it
 
 
 def test_every_map_point_gets_every_view_unless_asked(map_model, map_scan_file, phase_map):
@@ -85,6 +86,8 @@ def test_every_map_point_gets_every_view_unless_asked(map_model, map_scan_file, 
     np.testing.assert_allclose(every.probabilities, map_scan(model, card, source, batch_size=16).probabilities)
     fewer = map_scan(model, card, source, batch_size=16, views_below=0.5)  # asked: the sure points keep one view
     assert not np.allclose(fewer.probabilities, every.probabilities, atol=1e-4)
+    assert every.views == {"views": 2, "views_below": None, "own": True}  # recorded for Explain
+    assert fewer.views == {"views": 2, "views_below": 0.5, "own": True}
 
 
 def test_map_views_follow_the_cleanup(map_model):
