@@ -75,6 +75,7 @@ manager = job_manager()
 # and one of 2000 x 2000 exceeded Streamlit's 200 MB message (bench/RESULTS.md); a screen shows no more
 MAX_SHOWN_POINTS = 60_000
 MAP_RIGHT_MARGIN = 60  # px: a confidence map's colour bar and its tick labels
+MAP_PLOT_WIDTH = 390  # px: a map's plot area in a half-page column of a 1,400 px wide window (Chromium)
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
 SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
 
@@ -342,7 +343,11 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x", visible=False)  # row 0 at the top
     # the same right margin with and without a colour bar (it fits in it): a phase map and its confidence map beside
     # it are drawn at one size, point for point
-    return tidy(fig, 420, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
+    # as tall as the map is at the width of a half-page column: a fixed 420 px left a wide map in white space, with
+    # its colour bar twice its height
+    rows_n, cols_n = phase_map.nav_shape
+    height = int(np.clip(MAP_PLOT_WIDTH * rows_n / cols_n, 160, 380)) + 40  # + the title's and the bottom margins
+    return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 
 
 def _extent(centres: np.ndarray) -> list[float]:
@@ -578,7 +583,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
             discrete_scale(["#dddddd", "#d62728"]),
             (0, 2),
         )
-        st.plotly_chart(diff, key="diff_map")
+        st.columns(2)[0].plotly_chart(diff, key="diff_map")  # under the phase map, at its size
     selection = event.get("selection", {}) if event else {}
     box = selected_box(selection, phase_map.nav_shape)
     points = selection.get("points", [])

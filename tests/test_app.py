@@ -1088,6 +1088,7 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     confidence = json.loads(
         next(c.proto.spec for c in app.get("plotly_chart") if '"text":"confidence"' in c.proto.spec)
     )
+    assert figure["layout"]["height"] == confidence["layout"]["height"] == 380 + 40  # square: as tall as wide
     assert [f["layout"]["margin"] for f in (figure, confidence)] == 2 * [
         {"autoexpand": False, "l": 10, "r": 60, "t": 30, "b": 10}
     ]
