@@ -457,7 +457,7 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
         if not any(images.is_image_name(name) for name in members) and (scans := _scan_file_names(members)):
             raise InputError(
                 f"holds {len(scans)} scan file(s) ({images.first_names(scans)}) and no images: a scan is read from its "
-                "own file, never from a zip; unpack it and give one scan file at a time",
+                "own file, never from a zip: unpack it and give (or upload) the scan files themselves",
                 path,
             )
         return _read_image_container(
