@@ -258,15 +258,6 @@ def saved_map_header(path: str | Path) -> dict | None:
         return None
 
 
-def saved_map_shape(path: str | Path) -> tuple[int, int] | None:
-    """The rows and columns of a saved phase map, read from its header alone; None when it cannot be read."""
-    try:
-        rows, cols = (saved_map_header(path) or {})["nav_shape"]
-        return int(rows), int(cols)
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
 def load_phase_map(path: str | Path) -> PhaseMap:
     try:
         with np.load(path, allow_pickle=False) as data:

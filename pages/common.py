@@ -299,7 +299,7 @@ def trained_on_here(card) -> str | None:
     other session's files), else the file the card names while it is there; None when neither."""
     recorded = card.training.get("dataset_path") or ""
     own = active_dataset_path()
-    if own is not None and (Path(recorded).resolve() == own.resolve() if recorded else False):
+    if own is not None and recorded and Path(recorded).resolve() == own.resolve():
         return str(own)
     digest = card.training.get("dataset_sha256")
     if own is not None and digest and _sha256(str(own), own.stat().st_mtime) == digest:

@@ -196,13 +196,13 @@ def test_a_map_keeps_the_scans_orientations_through_save_and_export(phase_map, m
     from orix import io as orix_io
 
     from ebsd_core.map_export import export_map
-    from ebsd_core.phasemap import load_phase_map, save_phase_map, saved_map_shape
+    from ebsd_core.phasemap import load_phase_map, save_phase_map, saved_map_header
 
     truth = read_dataset(map_scan_file).quaternions.reshape(-1, 4)
     assert phase_map.orientations_from == "simulation (true orientations)"
     assert phase_map.summary()["orientations"] == "simulation (true orientations)"
     reloaded = load_phase_map(save_phase_map(phase_map, tmp_path / "map.npz"))
-    assert saved_map_shape(tmp_path / "map.npz") == (8, 10) and saved_map_shape(map_scan_file) is None
+    assert saved_map_header(tmp_path / "map.npz")["nav_shape"] == [8, 10] and saved_map_header(map_scan_file) is None
     assert _angles_deg(reloaded.rotations, truth).max() < 0.01
     xmap = orix_io.load(str(export_map(reloaded, tmp_path / "map.ctf")))
     indexed = phase_map.index >= 0
