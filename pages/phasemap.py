@@ -341,10 +341,9 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     # map was drawn at two thirds of the size of its confidence map beside it)
     fig.update_xaxes(range=_extent(cols), visible=False)
     fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x", visible=False)  # row 0 at the top
-    # the same right margin with and without a colour bar (it fits in it): a phase map and its confidence map beside
-    # it are drawn at one size, point for point
-    # as tall as the map is at the width of a half-page column: a fixed 420 px left a wide map in white space, with
-    # its colour bar twice its height
+    # One size for every map of a scan, point for point: the same right margin with and without a colour bar (it
+    # fits in it), and as tall as the map is at a half-page column's width (a fixed 420 px left a wide map in white
+    # space, its colour bar twice its height).
     rows_n, cols_n = phase_map.nav_shape
     height = int(np.clip(MAP_PLOT_WIDTH * rows_n / cols_n, 160, 380)) + 40  # + the title's and the bottom margins
     return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
