@@ -324,7 +324,9 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     found.set_value("ni3al_ref/scan.h5").run()
     assert not app.exception and not app.error
     assert any(m.value.startswith("6 patterns of 24x24 px") for m in app.markdown)
-    assert any(s.label == "Space group of scan.h5" for s in app.selectbox)  # labelled and added as any scan
+    next(s for s in app.selectbox if s.label == "Space group of scan.h5").set_value(221).run()
+    next(b for b in app.button if b.label == "Add to the scans").click().run()  # named by its path: many a scan.h5
+    assert any(m.value == "Scans for a dataset: samples/ni3al_ref/scan.h5 (Pm-3m)" for m in app.markdown)
     monkeypatch.setattr("pages.common.MAX_LISTED_SOURCES", 2)  # a lab's tree of thousands: the first are listed
     app.text_input[0].input("samples/").run()
     found = next(s for s in app.selectbox if s.label.startswith("samples holds 3 sources of patterns"))
