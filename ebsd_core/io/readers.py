@@ -354,7 +354,7 @@ def open_found_source(path: Path) -> PatternSource:
 def _refuse_orientations_alone(folder: Path) -> None:
     """A folder of a scan's orientation files (.ang, .ctf) and nothing else is said to be one, not to lack images."""
     children = list(folder.iterdir())
-    if any(child.is_dir() or images.is_image_name(child.name) for child in children):
+    if any(images.is_image_name(child.name) or child.is_dir() for child in children):  # names first: no stat
         return
     if found := sorted(c.name for c in children if c.suffix.lower() in ORIENTATION_MAP_EXTENSIONS):
         raise InputError(
