@@ -76,6 +76,7 @@ manager = job_manager()
 MAX_SHOWN_POINTS = 60_000
 MAP_RIGHT_MARGIN = 60  # px: a confidence map's colour bar and its tick labels
 MAP_PLOT_WIDTH = 390  # px: a map's plot area in a half-page column of a 1,400 px wide window (Chromium)
+MAX_SQUARE_ASPECT = 8  # a map longer than this many times its width is drawn stretched, not with square points
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
 SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
 
@@ -339,12 +340,14 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
         )
     # the map's own extent: autorange would pad it for the click markers, which on a small map are large (a 3 x 3
     # map was drawn at two thirds of the size of its confidence map beside it)
+    rows_n, cols_n = phase_map.nav_shape
+    # square points, unless the map is a strip (a line scan of 1 x 500 was drawn less than a pixel tall)
+    square = max(rows_n, cols_n) <= MAX_SQUARE_ASPECT * min(rows_n, cols_n)
     fig.update_xaxes(range=_extent(cols), visible=False)
-    fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x", visible=False)  # row 0 at the top
+    fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x" if square else None, visible=False)  # row 0 on top
     # One size for every map of a scan, point for point: the same right margin with and without a colour bar (it
     # fits in it), and as tall as the map is at a half-page column's width (a fixed 420 px left a wide map in white
     # space, its colour bar twice its height).
-    rows_n, cols_n = phase_map.nav_shape
     height = int(np.clip(MAP_PLOT_WIDTH * rows_n / cols_n, 160, 380)) + 40  # + the title's and the bottom margins
     return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 

@@ -1065,6 +1065,21 @@ def plotted(values) -> np.ndarray:
     return np.asarray(values)
 
 
+def test_a_line_scan_is_drawn_stretched_not_as_a_sliver(app, tmp_path):
+    """A map of 1 x 500 points drawn with square points was less than a pixel tall."""
+    from ebsd_core.phasemap import MapPhase, PhaseMap, save_phase_map
+
+    probabilities = np.random.default_rng(0).dirichlet([1, 1], 500).astype(np.float32)
+    phases = [MapPhase("Ni", 225, 3.52, "#1f77b4"), MapPhase("Ni3Al", 221, 3.57, "#ff7f0e")]
+    line = PhaseMap((1, 500), phases, probabilities, np.ones(500, np.float32), 0.5, source="line.h5")
+    app.session_state["map_path"] = str(save_phase_map(line, tmp_path / "line.npz"))
+    app.session_state["map_scan"] = str(tmp_path / "line.h5")
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception
+    figure = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    assert "scaleanchor" not in figure["layout"]["yaxis"] and figure["layout"]["height"] == 160 + 40
+
+
 def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_path):
     """A 1000 x 1000 map drawn whole took 26 s to show and 18 s of server time at every click, and one of
     2000 x 2000 exceeded Streamlit's 200 MB message; drawn at every 5th row and column, every point drawn takes a
