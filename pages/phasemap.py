@@ -1,5 +1,6 @@
 """Phase map: classify every pattern of a scan, explore the map, export it."""
 
+import contextlib
 import functools
 import html
 import json
@@ -25,10 +26,10 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
-from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map
+from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map, phases_for_model
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.simulate_map import DEMO_PAIRS
-from ebsd_core.store import default_store, list_models
+from ebsd_core.store import default_store, list_models, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
@@ -125,7 +126,12 @@ def model_choice() -> str | None:
     if not models:
         st.info("No saved model yet: train one on **Train**, or run the demo map, which trains its own.")
         return None
-    return select_model([m["name"] for m in models], key="map_model")
+    name = select_model([m["name"] for m in models], key="map_model")
+    with contextlib.suppress(EbsdError, OSError):  # a model deleted meanwhile: the picker has said so
+        *others, last = [phase.label for phase in phases_for_model(read_card(default_store() / name))]
+        known = f"{', '.join(others)} and {last}" if others else last
+        st.caption(f"It knows {known}: a point of any other phase gets one of these (map with a model of every phase).")
+    return name
 
 
 def start_map(model_name: str, scan: Path) -> None:

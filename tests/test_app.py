@@ -1737,6 +1737,8 @@ def test_a_point_of_a_map_is_explained_at_once_with_the_maps_model(app, monkeypa
 
     assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
     app.run()
+    known = "It knows Austenite (Fm-3m) and Ferrite (Im-3m): a point of any other phase gets one of these"
+    assert any(c.value.startswith(known) for c in app.caption)  # a Si scan read Fm-3m at 1.00 with such a model
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "another")
     app.run()
     app.selectbox(key="map_model").select("another").run()
