@@ -1,5 +1,6 @@
 """Explain: what the network looks at, for one pattern and one class."""
 
+import struct
 from pathlib import Path
 
 import streamlit as st
@@ -75,6 +76,12 @@ def _truth(numbers: dict) -> str:
     if numbers.get("true_class"):
         return f"; true class: **{numbers['true_class']}**" + (f" ({material})" if material else "")
     return f"; true material: {material}" if material else ""
+
+
+def _is_strip(png: bytes) -> bool:
+    """Whether a PNG is at least 2.5 times as wide as it is tall (read from its header)."""
+    width, height = struct.unpack(">II", png[16:24])
+    return width >= 2.5 * height
 
 
 models = [m for m in list_models() if not m.get("error")]
@@ -192,11 +199,14 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
                 f"Superlattice bands hold {bands['superlattice_mass']:.0%} of the evidence on "
                 f"{bands['superlattice_area']:.0%} of the pixels (enrichment {bands['superlattice_enrichment']:.2f}x)."
             )
-    columns = st.columns(min(2, len(figures)) or 1)
-    for i, (name, png) in enumerate(figures.items()):
-        with columns[i % len(columns)]:
-            st.image(png, caption=captions.get(name, ""))
-            st.download_button(f"Download {name}.png", png, file_name=f"{name}.png", key=f"dl-{name}")
+    # a strip of panels (SHAP of every class) takes the page's width: in half of it its class names were unreadable
+    strips = [name for name, png in figures.items() if _is_strip(png)]
+    panels = [name for name in figures if name not in strips]
+    columns = st.columns(min(2, len(panels)) or 1)
+    places = [columns[i % len(columns)] for i in range(len(panels))] + [st.container() for _ in strips]
+    for name, place in zip(panels + strips, places):
+        place.image(figures[name], caption=captions.get(name, ""))
+        place.download_button(f"Download {name}.png", figures[name], file_name=f"{name}.png", key=f"dl-{name}")
     if method == "filters" and numbers.get("change_ranking"):
         st.caption("Filters that fine-tuning changed most (Euclidean distance):")
         st.dataframe(numbers["change_ranking"], hide_index=True)

@@ -1146,6 +1146,22 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert not app.exception and not app.error and len(app.get("image")) >= 1
 
 
+def test_the_shap_values_of_six_classes_take_the_pages_width(app, tiny_dataset, tmp_path):
+    """shap's plot of every class is a strip of seven panels: in half the page its class names were unreadable."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(read_dataset(tiny_dataset), config, tmp_path / "store" / "six", dataset_path=tiny_dataset)
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.switch_page("pages/explain.py").run()
+    app.radio[0].set_value("shap").run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error and len(app.get("image")) == 2
+    assert sum(len(column.get("image")) for column in app.columns) == 1  # the pattern's panel; the strip below
+
+
 def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, map_model, map_scan_file, tiny_dataset):
     """Found on review: "Explain this pattern" opened that index of the session's dataset, listed first."""
     import shutil
