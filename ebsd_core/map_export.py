@@ -118,13 +118,18 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
     rows, cols = phase_map.nav_shape
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
     width = min(12.0, max(4.0, cols / 20))
-    fig, ax = plt.subplots(figsize=(width + 2.5, width * rows / cols + 0.8), dpi=100)
+    # a strip (a line scan) is drawn stretched: square points made a 1 x 200 map 5 px tall, and a 200 x 1 one 800
+    # inches tall
+    height = float(np.clip(width * rows / cols, 1.0, 12.0))
+    stretched = height != width * rows / cols
+    fig, ax = plt.subplots(figsize=(width + 2.5, height + 0.8), dpi=100)
     ax.imshow(
         phase_map.grid(phase_map.index + 1),
         cmap=ListedColormap(colours),
         vmin=0,
         vmax=len(colours) - 1,
         interpolation="nearest",
+        aspect="auto" if stretched else "equal",
     )
     ax.set_axis_off()
     fractions = phase_map.fractions()
@@ -142,7 +147,7 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
             pad=0.4,
             color="white",
             frameon=False,
-            size_vertical=max(1, rows / 80),
+            size_vertical=rows / 15 if stretched else max(1, rows / 80),  # one row was a stretched strip's height
         )
     )
     ax.set_title(title or Path(phase_map.source).name or "phase map", fontsize=10)

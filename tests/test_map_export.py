@@ -48,6 +48,17 @@ def test_roundtrip_through_orix(small_map, tmp_path, suffix):
         assert sorted(p.space_group.number for _, p in xmap.phases if p.space_group) == [225, 229]
 
 
+@pytest.mark.parametrize("shape", [(1, 200), (200, 1)])
+def test_the_png_of_a_line_scan_is_drawn_stretched(small_map, shape):
+    """Square points drew a 1 x 200 map 5 px tall, and would have drawn a 200 x 1 one 800 inches (80,000 px) tall."""
+    import struct
+
+    probs = np.random.default_rng(1).dirichlet([1, 1], size=200).astype(np.float32)
+    line = dataclasses.replace(small_map, nav_shape=shape, probabilities=probs, quality=np.ones(200), truth=None)
+    width, height = struct.unpack(">II", export_bytes(line, ".png")[16:24])
+    assert 80 <= height <= 1400 and width <= 1800, (width, height)
+
+
 def test_ctf_marks_unindexed_points_with_phase_zero(small_map):
     data_lines = ctf_text(small_map).splitlines()[16:]
     assert len(data_lines) == 12 and data_lines[3].split("\t")[0] == "0"
