@@ -1306,8 +1306,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "action",
+        nargs="?",
+        default="list",
         choices=["list", "export", "delete"],
-        help="list: the store's models; export NAME: a zip for import-model or the Results page elsewhere; "
+        help="list (default): the store's models; export NAME: a zip for import-model or the Results page elsewhere; "
         "delete NAME: moved to the store's .deleted/ folder",
     )
     p.add_argument("name", nargs="?", help="export, delete: the model's name in the store (export: or its folder)")

@@ -258,6 +258,7 @@ def test_the_store_is_listed_exported_and_deleted_from_the_command_line(trained,
     assert main(["models", "list", "--store", str(store)]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("gpu-model\tefficientnet_lite0\ttransfer\taccuracy ") and line.endswith("Ia-3d"), line
+    assert main(["models", "--store", str(store)]) == 0 and capsys.readouterr().out.strip() == line  # list: the default
     out = tmp_path / "gpu-model.zip"
     assert main(["models", "export", "gpu-model", "--store", str(store), "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["zip"] == str(out)
