@@ -293,6 +293,18 @@ def _sha256(path: str, modified: float) -> str:
     return file_sha256(Path(path))
 
 
+def test_set(generator: str | None) -> tuple[str, str]:
+    """How the pages name a model's test set, by what made its dataset (``card.training["dataset"]``), and what a
+    score on it means: (name, explanation)."""
+    from ebsd_core.assemble import MAP_REGIONS_CAUTION, SINGLE_PHASE_SCANS_CAUTION
+
+    if generator == "map regions":  # its test patterns: the same grains as its shots
+        return "Other points of its regions", MAP_REGIONS_CAUTION
+    if generator == "single-phase scans":  # the same scans as its shots
+        return "Other points of its scans", SINGLE_PHASE_SCANS_CAUTION
+    return "Unseen orientations", "Patterns of the training materials in orientations the model never saw."
+
+
 def trained_on_here(card) -> str | None:
     """Where this session finds the dataset a model was trained on: its own dataset when that is a copy of it (the
     Home page's latest demo of another session: one source of those patterns on Explain, and one that outlives the

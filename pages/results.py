@@ -10,7 +10,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ebsd_core.assemble import MAP_REGIONS_CAUTION
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.phases import catalogue_material, material_label
@@ -28,6 +27,7 @@ from pages.common import (
     select_model,
     send_to_explain,
     show_error,
+    test_set,
     tidy,
     trained_on_here,
     upload_to_session,
@@ -185,16 +185,11 @@ except EbsdError as exc:
 test = card.metrics.get("test", {})
 untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
 c1, c2, c3, c4 = st.columns(4)
-of_regions = card.training.get("dataset") == "map regions"  # its test patterns: the same grains as its shots
-test_label = "Other points of its regions" if of_regions else "Unseen orientations"
+test_label, test_meaning = test_set(card.training.get("dataset"))
 c1.metric(
     test_label,
     "no test patterns" if untested else _score(test.get("accuracy")),
-    help="Every pattern went to training and validation: none was left to test on."
-    if untested
-    else MAP_REGIONS_CAUTION
-    if of_regions
-    else "Test accuracy on patterns of the training materials in orientations the model never saw.",
+    help="Every pattern went to training and validation: none was left to test on." if untested else test_meaning,
 )
 if "holdout" in card.metrics:
     c2.metric(

@@ -1,5 +1,6 @@
 """Train: choose backbone, shots and mode; the job runs off the script thread with live curves."""
 
+import contextlib
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -17,7 +18,7 @@ from ebsd_core.phases import CATALOGUE, material_label, parse_space_group, space
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
 from ebsd_core.rehearsal import REHEARSAL_PER_CLASS, materials_left
-from ebsd_core.store import MAX_VIEWS, default_store, list_models, validate_name
+from ebsd_core.store import MAX_VIEWS, default_store, list_models, read_card, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.wording import counted
 from ebsd_core.workflows import train_runs_job
@@ -41,6 +42,7 @@ from pages.common import (
     show_unfinished_job,
     start_again_button,
     start_job,
+    test_set,
 )
 
 enter_page()
@@ -329,15 +331,23 @@ elif path is not None:
             show_error(exc)
 
 
-def _tested(run: dict, of_regions: bool = False) -> str:
-    """What a finished run scored, named as the Results page names its test sets."""
+def _tested(run: dict, generator: str | None) -> str:
+    """What a finished run scored, its test sets named as the Results page names them (``generator``: what made its
+    dataset)."""
     accuracy = run.get("test_accuracy")
     if accuracy is None:  # the shots and the validation took every pattern of the training materials
         return "no pattern was left to test on (add patterns or choose fewer shots to get a test accuracy)"
-    scores = [f"{accuracy:.3f} on {'other points of its regions' if of_regions else 'unseen orientations'}"]
+    scores = [f"{accuracy:.3f} on {test_set(generator)[0].lower()}"]
     if run.get("holdout_accuracy") is not None:
         scores.append(f"{run['holdout_accuracy']:.3f} on held-out materials")
     return ", ".join(scores)
+
+
+def _made_by(run: dict) -> str | None:
+    """What made the dataset a finished run's model was trained on, from its card (None once it is deleted)."""
+    with contextlib.suppress(EbsdError, OSError, KeyError):
+        return read_card(run["model"]).training.get("dataset")
+    return None
 
 
 def training_curves(state) -> None:
@@ -375,7 +385,7 @@ def job_panel(job_id: str) -> None:
             data = Path(state.params.get("dataset_path") or "")
             of_regions = data.is_file() and dataset_facts(str(data), data.stat().st_mtime).of_map_regions
             for run in runs:
-                scores = _tested(run, of_regions)
+                scores = _tested(run, _made_by(run))
                 st.write(f"**{run.get('run', run.get('model_name'))}**: {scores}; trained in {run.get('seconds')} s")
             if of_regions:
                 st.info(

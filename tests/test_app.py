@@ -402,6 +402,13 @@ def test_single_phase_scans_on_the_server_become_a_dataset(app, tmp_path, monkey
     dataset = read_dataset(app.session_state["dataset_path"])
     assert dataset.classes == [221, 225] and dataset.class_counts() == {"Pm-3m": 6, "Fm-3m": 6}
     assert sorted(set(dataset.material)) == ["ni3al_ref", "ni_ref"]
+    # its test patterns are other points of the same scans, not unseen orientations, on Train and Results
+    app.switch_page("pages/train.py").run()
+    train_on_the_page(app, "scans")
+    assert any(" on other points of its scans; trained in " in m.value for m in app.markdown)
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert [m.label for m in app.metric][0] == "Other points of its scans"
 
 
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
