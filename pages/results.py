@@ -38,8 +38,9 @@ enter_page()
 SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
 
 
-def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
-    """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN)."""
+def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orientations") -> go.Figure | None:
+    """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN), on their test
+    sets (``scored_on``, as the page names them)."""
     points: dict[str, list[tuple[int, float]]] = {}
     for m in models:
         match = SWEEP_NAME.match(m["name"])
@@ -51,7 +52,7 @@ def sweep_figure(prefix: str, models: list[dict]) -> go.Figure | None:
     for mode, values in points.items():
         values.sort()
         fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
-    axes = {"xaxis_title": "training patterns per class", "xaxis_type": "log", "yaxis_title": "unseen orientations"}
+    axes = {"xaxis_title": "training patterns per class", "xaxis_type": "log", "yaxis_title": scored_on}
     return tidy(fig, 320, **axes)
 
 
@@ -241,7 +242,7 @@ if scored_splits:  # a split without patterns (every one went to training) has n
 
 match = SWEEP_NAME.match(choice)
 if match:
-    fig = sweep_figure(match["prefix"], models)
+    fig = sweep_figure(match["prefix"], models, test_label.lower())  # one dataset: one kind of test set
     if fig is not None:
         st.subheader("Few-shot curve of this sweep")
         st.plotly_chart(fig)

@@ -404,11 +404,16 @@ def test_single_phase_scans_on_the_server_become_a_dataset(app, tmp_path, monkey
     assert sorted(set(dataset.material)) == ["ni3al_ref", "ni_ref"]
     # its test patterns are other points of the same scans, not unseen orientations, on Train and Results
     app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("1,2")  # a sweep
     train_on_the_page(app, "scans")
-    assert any(" on other points of its scans; trained in " in m.value for m in app.markdown)
+    assert sum(" on other points of its scans; trained in " in m.value for m in app.markdown) == 2
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert [m.label for m in app.metric][0] == "Other points of its scans"
+    sweep = json.loads(
+        next(c.proto.spec for c in app.get("plotly_chart") if "training patterns per class" in c.proto.spec)
+    )
+    assert sweep["layout"]["yaxis"]["title"]["text"] == "other points of its scans"
 
 
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
