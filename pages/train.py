@@ -343,10 +343,11 @@ def _tested(run: dict, generator: str | None) -> str:
     return ", ".join(scores)
 
 
-def _made_by(run: dict) -> str | None:
-    """What made the dataset a finished run's model was trained on, from its card (None once it is deleted)."""
-    with contextlib.suppress(EbsdError, OSError, KeyError):
-        return read_card(run["model"]).training.get("dataset")
+def _made_by(runs: list[dict]) -> str | None:
+    """What made the dataset a finished job's models were trained on (one for all its runs), from the first one's
+    card (None once it is deleted)."""
+    with contextlib.suppress(EbsdError, OSError, KeyError, IndexError):
+        return read_card(runs[0]["model"]).training.get("dataset")
     return None
 
 
@@ -382,12 +383,11 @@ def job_panel(job_id: str) -> None:
                 if len(runs) > 1
                 else "Finished: the model is in the store."
             )
-            data = Path(state.params.get("dataset_path") or "")
-            of_regions = data.is_file() and dataset_facts(str(data), data.stat().st_mtime).of_map_regions
+            made_by = _made_by(runs)
             for run in runs:
-                scores = _tested(run, _made_by(run))
+                scores = _tested(run, made_by)
                 st.write(f"**{run.get('run', run.get('model_name'))}**: {scores}; trained in {run.get('seconds')} s")
-            if of_regions:
+            if made_by == "map regions":
                 st.info(
                     "Its test patterns are other points of the labelled regions, mostly of the same grains: map the "
                     "scan with it on **Phase map** to see how it does.",
