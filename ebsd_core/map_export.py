@@ -18,6 +18,7 @@ from ebsd_core.errors import InputError
 from ebsd_core.figures import pyplot
 from ebsd_core.inference import UNKNOWN
 from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap
+from ebsd_core.wording import percent
 
 EXPORT_FORMATS = {
     ".ang": "EDAX TSL .ang (OIM Analysis, MTEX, orix)",
@@ -133,9 +134,9 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
     )
     ax.set_axis_off()
     fractions = phase_map.fractions()
-    handles = [Patch(color=p.colour, label=f"{p.label}: {fractions[p.label]:.1%}") for p in phase_map.phases]
+    handles = [Patch(color=p.colour, label=f"{p.label}: {percent(fractions[p.label])}") for p in phase_map.phases]
     if fractions[UNKNOWN] > 0:
-        handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {fractions[UNKNOWN]:.1%}"))
+        handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {percent(fractions[UNKNOWN])}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     bar_um = _nice_length(cols * phase_map.step_um / 5)
     ax.add_artist(

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 
 
 def counted(count: int, noun: str) -> str:
     """``1 pattern``, ``1,024 patterns``."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def percent(fraction: float) -> str:
+    """``94.5%``; a share one decimal would round to all or nothing with two: ``99.95%`` (one point of 2,000
+    wrong), ``0.05%``, never ``100.0%`` or ``0.0%`` for less or more than none."""
+    text = f"{fraction:.1%}"
+    if text == "100.0%" and fraction < 1:
+        return f"{math.floor(fraction * 10_000) / 100:.2f}%"
+    if text == "0.0%" and fraction > 0:
+        return f"{math.ceil(fraction * 10_000) / 100:.2f}%"
+    return text
 
 
 def byte_size(count: float) -> str:

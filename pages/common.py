@@ -512,6 +512,12 @@ def show_source_warnings(name: str, source) -> None:
         st.warning(f"{name}: {warning}")
 
 
+def metric_row():
+    """A row of ``st.metric`` that wraps onto a second line where the page is too narrow for them (a 1,024 px
+    screen), where columns cut their labels and values short ("Image...")."""
+    return st.container(horizontal=True)
+
+
 def show_notes(notes: list[str]) -> None:
     """The engine's notes on how far a reading can be trusted (written to follow 'FILE: ') as warnings."""
     for note in notes:

@@ -34,6 +34,7 @@ from pages.common import (
     job_manager,
     latest_job_shown_on,
     material_choice,
+    metric_row,
     montage_figure,
     new_session_file,
     opened_source,
@@ -289,10 +290,10 @@ if path:
 
         dataset = read_dataset(path, lazy=True)  # patterns stay on disk: only the montage is read
         summary = dataset.summary()
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Patterns", summary["patterns"])
-        c2.metric("Pattern size", "x".join(map(str, summary["pattern_shape"][::-1])))
-        c3.metric("Classes", len(summary["classes"]))
+        with metric_row():
+            st.metric("Patterns", summary["patterns"])
+            st.metric("Pattern size", "x".join(map(str, summary["pattern_shape"][::-1])))
+            st.metric("Classes", len(summary["classes"]))
         # sort=False: space-group order (Pm-3m 221 first), not alphabetical
         st.bar_chart(summary["class_counts"], x_label="space group", y_label="patterns", sort=False)
         if kinds := dataset.provenance.get("master_kinds"):

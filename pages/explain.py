@@ -1,6 +1,5 @@
 """Explain: what the network looks at, for one pattern and one class."""
 
-import struct
 from pathlib import Path
 
 import streamlit as st
@@ -17,6 +16,7 @@ from pages.common import (
     SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
+    metric_row,
     one_upload_to_read,
     opened_source,
     select_model,
@@ -78,12 +78,6 @@ def _truth(numbers: dict) -> str:
     return f"; true material: {material}" if material else ""
 
 
-def _is_strip(png: bytes) -> bool:
-    """Whether a PNG is at least 2.5 times as wide as it is tall (read from its header)."""
-    width, height = struct.unpack(">II", png[16:24])
-    return width >= 2.5 * height
-
-
 models = [m for m in list_models() if not m.get("error")]
 if not models:
     st.info("No saved model yet: train one on **Train** or run a demo first.")
@@ -140,14 +134,14 @@ if method != "filters":
     if map_header:  # a scan's point is found by its row and column, as on the Phase map page
         if map_header.get("model") == card.name:  # its model answers as on the map
             map_views = map_header.get("views") or None
-        c1, c2, c3, c4 = st.columns([1, 1, 2, 2])
+        c1, c2, c3, c4 = st.columns([1, 1, 2, 2], vertical_alignment="bottom")  # labels wrap on narrow pages
         rows, cols = map_header["nav_shape"]
         first_row, first_col = divmod(default_index, cols)
         row = int(c1.number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
         col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
         index, pattern_name = row * cols + col, f"Row {row}, column {col}"
     else:
-        c1, c3, c4 = st.columns(3)
+        c1, c3, c4 = st.columns(3, vertical_alignment="bottom")
         index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
         pattern_name = f"Pattern {index}"
     if method != "activations":  # what a layer responds to does not depend on a class
@@ -190,21 +184,20 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
         show_notes(notes)
     bands = numbers.get("bands")
     if bands:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Evidence on Kikuchi bands", f"{bands['band_mass']:.0%}", help="share of |attribution| on bands")
-        c2.metric("Band pixels", f"{bands['band_area']:.0%}", help="share of the pattern the bands cover")
-        c3.metric("Enrichment", f"{bands['band_enrichment']:.2f}x", help="above 1: the model looks at bands")
+        with metric_row():
+            st.metric("Evidence on Kikuchi bands", f"{bands['band_mass']:.0%}", help="share of |attribution| on bands")
+            st.metric("Band pixels", f"{bands['band_area']:.0%}", help="share of the pattern the bands cover")
+            st.metric("Enrichment", f"{bands['band_enrichment']:.2f}x", help="above 1: the model looks at bands")
         if "superlattice_mass" in bands:
             st.caption(
                 f"Superlattice bands hold {bands['superlattice_mass']:.0%} of the evidence on "
                 f"{bands['superlattice_area']:.0%} of the pixels (enrichment {bands['superlattice_enrichment']:.2f}x)."
             )
-    # a strip of panels (SHAP of every class) takes the page's width: in half of it its class names were unreadable
-    strips = [name for name, png in figures.items() if _is_strip(png)]
-    panels = [name for name in figures if name not in strips]
-    columns = st.columns(min(2, len(panels)) or 1)
-    places = [columns[i % len(columns)] for i in range(len(panels))] + [st.container() for _ in strips]
-    for name, place in zip(panels + strips, places):
+    # grids of filters side by side, to compare; a pattern's figures one under the other, each as wide as it was drawn
+    # or the page is: in half a 1,024 px page SHAP's panels and class names were unreadable
+    columns = st.columns(2) if method == "filters" and len(figures) > 1 else [st.container()]
+    places = [columns[i % len(columns)] for i in range(len(figures))]
+    for name, place in zip(figures, places):
         place.image(figures[name], caption=captions.get(name, ""))
         place.download_button(f"Download {name}.png", figures[name], file_name=f"{name}.png", key=f"dl-{name}")
     if method == "filters" and numbers.get("change_ranking"):

@@ -30,7 +30,7 @@ from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map, phases_for_model
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.simulate_map import DEMO_PAIRS
 from ebsd_core.store import default_store, list_models, read_card
-from ebsd_core.wording import counted
+from ebsd_core.wording import counted, percent
 from ebsd_core.workflows import demo_map_job, phase_map_job
 from pages.common import (
     NORDIF_SETTING_TYPES,
@@ -41,6 +41,7 @@ from pages.common import (
     keep,
     kept,
     latest_job_shown_on,
+    metric_row,
     model_chosen_since,
     new_session_file,
     one_upload_to_read,
@@ -569,20 +570,22 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         )
     right.plotly_chart(map_figure(phase_map, phase_map.confidence, "confidence", zrange=(0, 1)), key="conf_map")
     fractions = phase_map.fractions()
-    c1, c2, c3 = st.columns(3)
-    c1.dataframe(
-        pd.DataFrame({"phase": list(fractions), "fraction": [f"{v:.1%}" for v in fractions.values()]}), hide_index=True
+    fractions_column, metrics_column = st.columns([1, 2])
+    fractions_column.dataframe(
+        pd.DataFrame({"phase": list(fractions), "fraction": [percent(v) for v in fractions.values()]}), hide_index=True
     )
-    c2.metric("Mean confidence", f"{phase_map.confidence.mean():.3f}")
     accuracy = phase_map.accuracy()
+    with metrics_column, metric_row():
+        st.metric("Mean confidence", f"{phase_map.confidence.mean():.3f}")
+        if accuracy is not None:
+            before = phase_map.summary().get("accuracy_before_cleanup")
+            st.metric(
+                "Map accuracy (ground truth known)",
+                percent(accuracy),
+                None if before is None else f"{accuracy - before:+.1%} by the grain clean-up",
+                help="The grain clean-up averages each point with its neighbours whose patterns correlate.",
+            )
     if accuracy is not None:
-        before = phase_map.summary().get("accuracy_before_cleanup")
-        c3.metric(
-            "Map accuracy (ground truth known)",
-            f"{accuracy:.1%}",
-            None if before is None else f"{accuracy - before:+.1%} by the grain clean-up",
-            help="The grain clean-up averages each point with its neighbours whose patterns correlate.",
-        )
         wrong = (phase_map.index != phase_map.truth) & (phase_map.truth >= 0)
         diff = map_figure(
             phase_map,

@@ -23,6 +23,7 @@ from pages.common import (
     curves_figure,
     enter_page,
     in_another_sessions_folder,
+    metric_row,
     montage_figure,
     select_model,
     send_to_explain,
@@ -185,22 +186,22 @@ except EbsdError as exc:
 
 test = card.metrics.get("test", {})
 untested = test.get("patterns") == 0  # every pattern of the training materials went to training and validation
-c1, c2, c3, c4 = st.columns(4)
 test_label, test_meaning = test_set(card.training.get("dataset"))
-c1.metric(
-    test_label,
-    "no test patterns" if untested else _score(test.get("accuracy")),
-    help="Every pattern went to training and validation: none was left to test on." if untested else test_meaning,
-)
-if "holdout" in card.metrics:
-    c2.metric(
-        "Held-out materials",
-        _score(card.metrics["holdout"].get("accuracy")),
-        help="Test accuracy on materials the model never saw (the dataset's held-out split).",
-    )
 start, start_name = card.initialisation  # ("EBSD prior", "duplex-prior"), ("ImageNet", ""), ...
-c3.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)
-c4.metric("Calibration error (ECE)", _score(test.get("ece")))
+with metric_row():
+    st.metric(
+        test_label,
+        "no test patterns" if untested else _score(test.get("accuracy")),
+        help="Every pattern went to training and validation: none was left to test on." if untested else test_meaning,
+    )
+    if "holdout" in card.metrics:
+        st.metric(
+            "Held-out materials",
+            _score(card.metrics["holdout"].get("accuracy")),
+            help="Test accuracy on materials the model never saw (the dataset's held-out split).",
+        )
+    st.metric("Initialisation", start, help=f"{card.backbone}, from {start_name}" if start_name else card.backbone)
+    st.metric("Calibration error (ECE)", _score(test.get("ece")))
 if scored := _scored_on(card.metrics):
     st.caption(scored)
 if not test:

@@ -190,7 +190,7 @@ elif path is not None:
                 )
             ),
         )
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = st.columns(3, vertical_alignment="bottom")  # the shots label takes two lines on a narrow page
         shots_text = c1.text_input(
             "Shots per class (one value or a sweep: 5,10,20)",
             str(shots_offered),

@@ -1158,8 +1158,9 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert not app.exception and not app.error and len(app.get("image")) >= 1
 
 
-def test_the_shap_values_of_six_classes_take_the_pages_width(app, tiny_dataset, tmp_path):
-    """shap's plot of every class is a strip of seven panels: in half the page its class names were unreadable."""
+def test_a_patterns_shap_figures_take_the_pages_width(app, tiny_dataset, tmp_path):
+    """shap's plot of every class (a strip of seven panels) and the pattern's own were drawn in half the page: on a
+    1,024 px screen their class names were unreadable. They now lie one under the other; filter grids side by side."""
     from ebsd_core.io.dataset import read_dataset
     from ebsd_core.train import TrainConfig
     from ebsd_core.workflows import train_evaluate_save
@@ -1171,7 +1172,11 @@ def test_the_shap_values_of_six_classes_take_the_pages_width(app, tiny_dataset, 
     app.radio[0].set_value("shap").run()
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error and len(app.get("image")) == 2
-    assert sum(len(column.get("image")) for column in app.columns) == 1  # the pattern's panel; the strip below
+    assert sum(len(column.get("image")) for column in app.columns) == 0
+    app.radio[0].set_value("filters").run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and len(app.get("image")) >= 2  # fine-tuned and ImageNet filters, compared
+    assert sum(len(column.get("image")) for column in app.columns) == len(app.get("image"))
 
 
 def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, map_model, map_scan_file, tiny_dataset):

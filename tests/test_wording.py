@@ -2,12 +2,19 @@
 
 import datetime as dt
 
-from ebsd_core.wording import byte_size, counted, since
+from ebsd_core.wording import byte_size, counted, percent, since
 
 
 def test_counts_and_sizes():
     assert counted(1, "pattern") == "1 pattern" and counted(1024, "pattern") == "1,024 patterns"
     assert byte_size(840) == "840 bytes" and byte_size(4.2e6) == "4.2 MB" and byte_size(12e9) == "12 GB"
+
+
+def test_a_share_just_short_of_all_or_above_none_is_not_rounded_to_it():
+    """A map with one point wrong of 2,000 was "100.0%" right beside a red point on its difference map."""
+    assert percent(0.945) == "94.5%" and percent(1.0) == "100.0%" and percent(0.0) == "0.0%"
+    assert percent(1999 / 2000) == "99.95%" and percent(1 - 1e-6) == "99.99%"
+    assert percent(1 / 3000) == "0.04%" and percent(1e-6) == "0.01%"
 
 
 def test_since_says_how_long_ago_in_the_largest_whole_unit():
