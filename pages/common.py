@@ -674,6 +674,9 @@ def curves_figure(histories: dict[str, list[dict]], metric: str) -> go.Figure:
             )
     # the legend under the plot: beside it, a few models' names took half the width from the curves
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
+    last_epoch = max((h["epoch"] for history in histories.values() for h in history), default=0)
+    if last_epoch <= 10:  # whole epochs: three of them were ticked 1, 1.5, 2, 2.5, 3
+        fig.update_xaxes(tick0=1, dtick=1)
     return tidy(fig, 320 + 20 * len(histories), xaxis_title="epoch", yaxis_title=metric)
 
 

@@ -43,18 +43,30 @@ def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orien
     """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN), on their test
     sets (``scored_on``, as the page names them)."""
     points: dict[str, list[tuple[int, float]]] = {}
+    classes = 0
     for m in models:
         match = SWEEP_NAME.match(m["name"])
         if match and match["prefix"] == prefix and m.get("accuracy") is not None:
             points.setdefault(match["mode"], []).append((int(match["shots"]), m["accuracy"]))
+            classes = len(m.get("classes") or [])
     if sum(len(v) for v in points.values()) < 2:
         return None
     fig = go.Figure()
     for mode, values in points.items():
         values.sort()
         fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
+    if classes:  # scratch training on a few shots is often there: a teacher's point
+        fig.add_hline(
+            1 / classes,
+            line_dash="dot",
+            line_color="grey",
+            annotation_text="chance",
+            annotation_position="bottom right",
+        )
+    # ticked at the shots trained (a sweep of 5 and 10 was ticked 5, 6, 7, 8, 9, 10)
+    shots = sorted({k for values in points.values() for k, _ in values})
     axes = {"xaxis_title": "training patterns per class", "xaxis_type": "log", "yaxis_title": scored_on}
-    return tidy(fig, 320, **axes)
+    return tidy(fig, 320, **axes).update_xaxes(tickvals=shots)
 
 
 def weights_mtime(model_dir: Path) -> float:

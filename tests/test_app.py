@@ -414,6 +414,13 @@ def test_single_phase_scans_on_the_server_become_a_dataset(app, tmp_path, monkey
         next(c.proto.spec for c in app.get("plotly_chart") if "training patterns per class" in c.proto.spec)
     )
     assert sweep["layout"]["yaxis"]["title"]["text"] == "other points of its scans"
+    # ticked at the shots trained, with the chance level of its two classes to read scratch's against
+    assert sweep["layout"]["xaxis"]["tickvals"] == [1, 2]
+    assert [(s["y0"], a["text"]) for s, a in zip(sweep["layout"]["shapes"], sweep["layout"]["annotations"])] == [
+        (0.5, "chance")
+    ]
+    curves = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"epoch"' in c.proto.spec))
+    assert curves["layout"]["xaxis"]["dtick"] == 1  # whole epochs: three were ticked 1, 1.5, 2, 2.5, 3
 
 
 def test_server_dataset_of_one_class_is_refused_when_chosen(app, tmp_path, monkeypatch):
