@@ -496,7 +496,7 @@ def space_group_choice(label: str, key: str, where=st) -> int | None:
         list(M3M_SPACE_GROUPS),
         index=None,
         format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
-        placeholder="choose its space group",
+        placeholder="choose one",  # the label names what; a longer one was cut on a 1,024 px screen
         key=key,
     )
 
