@@ -1280,7 +1280,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gradcam, shap: the class to explain, as a symbol, space group or the model's class index (Fm-3m, "
         "225 or 2; default: the predicted class)",
     )
-    p.add_argument("--layer", help="layer for activations / Grad-CAM (default: a middle / the last convolution)")
+    p.add_argument(
+        "--layer",
+        help="layer for activations / Grad-CAM (default: the deepest spatial convolution whose maps are a quarter "
+        "of the input's side / the last convolution)",
+    )
     p.add_argument("--compare", help="filters: a second model to show beside (e.g. the scratch model)")
     p.add_argument(
         "--shap-method",

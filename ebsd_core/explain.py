@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +47,41 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     if name not in modules:
         raise InputError(f"the model has no layer {name!r}; convolution layers: {', '.join(conv_layers(model)[:8])}...")
     return modules[name]
+
+
+class ConvMaps(NamedTuple):
+    """What a convolution layer gives for one input: its number of maps, their size, its kernel's size."""
+
+    maps: int
+    height: int
+    width: int
+    kernel: int
+
+
+@torch.no_grad()
+def conv_map_sizes(model: nn.Module, input_size: int) -> dict[str, ConvMaps]:
+    """Each convolution layer's maps for an input of ``input_size`` px, input to output (one forward pass of a
+    blank pattern)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    convs = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        for name, module in convs
+    ]
+    try:
+        model(as_input(np.zeros((input_size, input_size), np.float32), model))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: ConvMaps(*shapes[name], max(module.kernel_size)) for name, module in convs if name in shapes}
+
+
+def default_activation_layer(sizes: dict[str, ConvMaps], input_size: int) -> str:
+    """Of the convolutions' maps (:func:`conv_map_sizes`), the deepest spatial one (not 1 x 1, which mixes maps)
+    whose maps are still a quarter of the input's side (32 x 32 px of a 128 px input): they show band segments,
+    where a middle layer's 8 x 8 px maps of EfficientNet-Lite0 showed blocks of grey that no one could read."""
+    wide = [name for name, c in sizes.items() if c.kernel > 1 and min(c.height, c.width) * 4 >= input_size]
+    return wide[-1] if wide else next(iter(sizes))
 
 
 def default_cam_layer(model: nn.Module) -> str:

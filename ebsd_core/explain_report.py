@@ -27,7 +27,8 @@ from ebsd_core.explain import (
     ShapResult,
     activation_maps,
     as_input,
-    conv_layers,
+    conv_map_sizes,
+    default_activation_layer,
     filter_changes,
     filter_grid,
     first_layer_filters,
@@ -333,8 +334,7 @@ def explain_pattern(
     )
     symbol = card.class_symbols[target]
     if method == "activations":
-        layers = conv_layers(model)
-        layer = layer or layers[len(layers) // 3]
+        layer = layer or default_activation_layer(conv_map_sizes(model, card.input_size), card.input_size)
         maps, channels = activation_maps(model, context.pattern, layer)
         out.figures["activations"] = _grid_png(filter_grid(maps[:, None], columns=4), f"16 most active maps of {layer}")
         out.captions["activations"] = (

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from ebsd_core.errors import EbsdError
-from ebsd_core.explain import SHAP_METHODS
+from ebsd_core.explain import SHAP_METHODS, ConvMaps, conv_map_sizes, default_activation_layer
 from ebsd_core.explain_report import explain_pattern
 from ebsd_core.phasemap import saved_map_header
 from ebsd_core.phases import material_label
@@ -53,10 +53,22 @@ def cached_explanation(
     target,
     shap_method,
     views: dict | None,
+    layer: str | None,
 ):
     """One explanation per model and source file version (an upload of the same name replaces the file)."""
-    explanation = explain_pattern(model_dir, source, index, method, target=target, shap_method=shap_method, views=views)
+    explanation = explain_pattern(
+        model_dir, source, index, method, target=target, layer=layer, shap_method=shap_method, views=views
+    )
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def layer_map_sizes(model_dir: str, modified: float, input_size: int) -> dict[str, ConvMaps]:
+    """The model's convolutions and their maps (number, height, width), input to output; its own copy of the model,
+    as hooks on the shared one would meet other sessions' passes."""
+    from ebsd_core.store import load_model
+
+    return conv_map_sizes(load_model(model_dir)[0], input_size)
 
 
 def session_map_header(source_path: str, count: int) -> dict | None:
@@ -84,7 +96,12 @@ if not models:
     st.stop()
 model_name = select_model([m["name"] for m in models])
 model_dir = default_store() / model_name
-card = read_card(model_dir)
+try:  # another session may delete the model after the picker listed it
+    card = read_card(model_dir)
+    weights_modified = (model_dir / "weights.safetensors").stat().st_mtime
+except (EbsdError, OSError) as exc:
+    show_error(exc)
+    st.stop()
 
 sources = {}
 if active_dataset_path():  # named as the sidebar names it ("demo", not the session's file of it)
@@ -104,6 +121,7 @@ shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few se
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
+layer = None
 if method != "filters":
     uploads = st.file_uploader(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
@@ -147,6 +165,17 @@ if method != "filters":
     if method != "activations":  # what a layer responds to does not depend on a class
         choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])
         target = None if choice == "predicted class" else card.class_symbols.index(choice)
+    else:  # early layers show the bands, deeper ones parts of them at coarser scales (the CLI's --layer)
+        sizes = layer_map_sizes(str(model_dir), weights_modified, card.input_size)
+        names = list(sizes)
+        layer = c3.selectbox(
+            "Layer (input to output)",
+            names,
+            index=names.index(default_activation_layer(sizes, card.input_size)),
+            format_func=lambda n: f"{n} ({sizes[n].height} px)",  # square maps of a square input
+            help="The convolutions of the network, from its first (the pattern at half its size) to its last. Early "
+            "layers follow bands and edges; deeper ones answer to parts of bands and zone axes on ever coarser maps.",
+        )
     if method == "shap":
         shap_method = c4.radio(
             "SHAP explainer",
@@ -161,10 +190,18 @@ if method != "filters":
 if st.button("Explain", type="primary") or st.session_state.get("explain_shown") == (model_name, method, index):
     st.session_state.explain_shown = (model_name, method, index)
     try:
-        modified = (model_dir / "weights.safetensors").stat().st_mtime
         source_modified = Path(source_path).stat().st_mtime if source_path else 0.0
         figures, captions, numbers, notes = cached_explanation(
-            str(model_dir), modified, source_path, source_modified, index, method, target, shap_method, map_views
+            str(model_dir),
+            weights_modified,
+            source_path,
+            source_modified,
+            index,
+            method,
+            target,
+            shap_method,
+            map_views,
+            layer,
         )
     except (EbsdError, OSError) as exc:  # OSError: a file gone since the page was drawn
         show_error(exc)

@@ -1163,6 +1163,13 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     assert [s.label for s in app.selectbox if s.label == "Class to explain"] == []
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error and len(app.get("image")) >= 1
+    # any layer, as the CLI's --layer (the page offered none: a middle one's 8 x 8 px maps, unreadable)
+    picker = next(s for s in app.selectbox if s.label == "Layer (input to output)")
+    assert picker.options[0].startswith("conv_stem (") and picker.options[-1].startswith("conv_head (")
+    picker.set_value("conv_stem").run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any("conv_stem" in c for c in app.get("image")[0].proto.imgs[0].caption.split("\n"))
 
 
 def test_a_patterns_shap_figures_take_the_pages_width(app, tiny_dataset, tmp_path):

@@ -12,8 +12,11 @@ from ebsd_core.band_check import band_masks, band_report, parent_centring
 from ebsd_core.cli import build_parser, main
 from ebsd_core.explain import (
     SHAP_METHODS,
+    ConvMaps,
     DeepLiftUnsupported,
     activation_maps,
+    conv_map_sizes,
+    default_activation_layer,
     filter_changes,
     filter_grid,
     first_layer_filters,
@@ -202,6 +205,19 @@ def test_activation_maps_are_ranked(map_model, map_scan_file):
     maps, channels = activation_maps(model, pattern, "conv_stem", top=5)
     assert maps.shape == (5, 16, 16) and len(set(channels.tolist())) == 5
     assert np.all(np.diff(maps.mean(axis=(1, 2))) <= 1e-6)
+
+
+def test_the_default_activation_layer_is_the_deepest_spatial_one_with_maps_a_quarter_of_the_input(map_model):
+    """A middle layer of EfficientNet-Lite0 gave 8 x 8 px maps of a 128 px input: blocks of grey no one could read."""
+    model, card = load_model(map_model)
+    sizes = conv_map_sizes(model, card.input_size)
+    assert list(sizes)[0] == "conv_stem" and sizes["conv_stem"][1:3] == (card.input_size // 2,) * 2
+    assert list(sizes)[-1] == "conv_head" and len(sizes) == 49  # every convolution, input to output
+    layer = default_activation_layer(sizes, card.input_size)
+    assert layer == "blocks.1.1.conv_dw" and sizes[layer].height * 4 == card.input_size and sizes[layer].kernel == 3
+    deeper = list(sizes)[list(sizes).index(layer) + 1 :]
+    assert all(sizes[n].height * 4 < card.input_size or sizes[n].kernel == 1 for n in deeper)
+    assert default_activation_layer({"only": ConvMaps(8, 2, 2, 3)}, 128) == "only"  # none so wide: the first
 
 
 def test_band_masks_sit_on_bright_bands():
