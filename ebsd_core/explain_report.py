@@ -29,6 +29,7 @@ from ebsd_core.explain import (
     as_input,
     conv_map_sizes,
     default_activation_layer,
+    default_cam_layer,
     filter_changes,
     filter_grid,
     first_layer_filters,
@@ -343,13 +344,15 @@ def explain_pattern(
         )
         out.numbers["layer"], out.numbers["channels"] = layer, [int(c) for c in channels]
     elif method == "gradcam":
+        layer = layer or default_cam_layer(model)
         cam = grad_cam(model, context.pattern, target, layer)
         lines = _band_lines_and_report(context, cam, out.numbers)
         out.figures["gradcam"] = _overlay_png(context.pattern, cam, f"Grad-CAM for {symbol}", lines, unit_range=True)
         out.captions["gradcam"] = (
-            f"Where the evidence for {symbol} comes from (red = most). Lines: Kikuchi bands of the true orientation "
-            "(green) and superlattice bands (magenta) when known."
+            f"Where the evidence for {symbol} comes from, by the maps of {layer} (red = most). Lines: Kikuchi bands "
+            "of the true orientation (green) and superlattice bands (magenta) when known."
         )
+        out.numbers["layer"] = layer
     else:
         _add_shap(out, model, card, source, context, target, shap_method or SHAP_METHODS[0])
     return out

@@ -62,6 +62,18 @@ def cached_explanation(
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
 
+def layer_picker(place, sizes: dict[str, ConvMaps], default: str, help: str) -> str:
+    """A picker of a model's convolutions (``sizes``, input to output), named with their maps' size."""
+    names = list(sizes)
+    return place.selectbox(
+        "Layer (input to output)",
+        names,
+        index=names.index(default),
+        format_func=lambda n: f"{n} ({sizes[n].height} px)",  # square maps of a square input
+        help=help,
+    )
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def layer_map_sizes(model_dir: str, modified: float, input_size: int) -> dict[str, ConvMaps]:
     """The model's convolutions and their maps (number, height, width), input to output; its own copy of the model,
@@ -165,16 +177,23 @@ if method != "filters":
     if method != "activations":  # what a layer responds to does not depend on a class
         choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])
         target = None if choice == "predicted class" else card.class_symbols.index(choice)
-    else:  # early layers show the bands, deeper ones parts of them at coarser scales (the CLI's --layer)
-        sizes = layer_map_sizes(str(model_dir), weights_modified, card.input_size)
-        names = list(sizes)
-        layer = c3.selectbox(
-            "Layer (input to output)",
-            names,
-            index=names.index(default_activation_layer(sizes, card.input_size)),
-            format_func=lambda n: f"{n} ({sizes[n].height} px)",  # square maps of a square input
-            help="The convolutions of the network, from its first (the pattern at half its size) to its last. Early "
+    sizes = layer_map_sizes(str(model_dir), weights_modified, card.input_size) if method != "shap" else {}
+    if method == "activations":  # early layers show the bands, deeper ones parts of them at coarser scales (--layer)
+        layer = layer_picker(
+            c3,
+            sizes,
+            default_activation_layer(sizes, card.input_size),
+            "The convolutions of the network, from its first (the pattern at half its size) to its last. Early "
             "layers follow bands and edges; deeper ones answer to parts of bands and zone axes on ever coarser maps.",
+        )
+    if method == "gradcam":
+        layer = layer_picker(
+            c4,
+            sizes,
+            list(sizes)[-1],
+            "Grad-CAM weighs this layer's maps by how much they raise the class's score. The last (the default) is "
+            "the most specific to the class but coarse (a 128 px input gives it 4 x 4 px maps); earlier layers give "
+            "finer maps that say less of the class.",
         )
     if method == "shap":
         shap_method = c4.radio(

@@ -1170,6 +1170,13 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
     assert any("conv_stem" in c for c in app.get("image")[0].proto.imgs[0].caption.split("\n"))
+    app.radio[0].set_value("gradcam").run()  # Grad-CAM at any layer too: the last by default
+    picker = next(s for s in app.selectbox if s.label == "Layer (input to output)")
+    assert picker.value == "conv_head" and picker.options[picker.index].startswith("conv_head (")
+    picker.set_value("blocks.1.1.conv_dw").run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert "by the maps of blocks.1.1.conv_dw" in app.get("image")[0].proto.imgs[0].caption
 
 
 def test_a_patterns_shap_figures_take_the_pages_width(app, tiny_dataset, tmp_path):
