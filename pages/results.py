@@ -290,8 +290,10 @@ with st.expander("Misclassified test patterns"):
                 for index, material, label, p in zip(indices, materials, labels, probs)
             ]
             titles = [f"{pattern}: {mistake}" for pattern, mistake in named]
-            two_lines = [f"{pattern}<br>{mistake}" for pattern, mistake in named]  # six to a row: one line overlaps
-            st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), two_lines, columns=6))
+            # six to a row: a line each of the pattern, its class and what it was read as, no wider than the pattern
+            # (two lines, "Pm-3m as Fm-3m" under its name, ran into the next title on a 1,024 px screen)
+            three_lines = [f"{pattern}<br>{mistake.replace(' as ', '<br>as ')}" for pattern, mistake in named]
+            st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), three_lines, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
             explain_one_of(choice, dict(zip(titles, indices)), trained_on)
     except EbsdError as exc:

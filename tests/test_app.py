@@ -1726,6 +1726,10 @@ def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_datase
     app.switch_page("pages/results.py").run()
     picker = next(s for s in app.selectbox if s.label == "Explain one of them")
     title = picker.options[-1]  # "#37 Al3Sc: Pm-3m as Fm-3m"
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    montage = next(c for c in charts if "<br>as " in str(c["layout"].get("annotations")))
+    # a line each, no wider than a pattern: "Pm-3m as Fm-3m" ran into the next title on a 1,024 px screen
+    assert montage["layout"]["annotations"][-1]["text"] == title.replace(": ", "<br>").replace(" as ", "<br>as ")
     index, material = int(title.split()[0][1:]), title.split()[1][:-1]
     picker.select(title).run()
     next(b for b in app.button if b.label == "Explain it").click().run()
