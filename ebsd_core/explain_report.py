@@ -260,9 +260,12 @@ def explain_filters(model, card: ModelCard, compare: str | None = None) -> Expla
             ]
             out.numbers["mean_change"] = round(float(change.mean()), 4)
     if compare:
-        other, _ = load_model(compare)
-        out.figures["filters_other"] = _grid_png(filter_grid(first_layer_filters(other)), f"filters of {compare}")
-        out.captions["filters_other"] = "The other model's first-layer filters (e.g. trained from scratch)."
+        other, other_card = load_model(compare)
+        name = Path(compare).name
+        out.figures["filters_other"] = _grid_png(filter_grid(first_layer_filters(other)), f"filters of {name}")
+        out.captions["filters_other"] = f"{name}'s first-layer filters" + (
+            "." if other_card.pretrained else ", trained from scratch: from random kernels, with no photographs'."
+        )
     return out
 
 

@@ -512,6 +512,21 @@ def show_source_warnings(name: str, source) -> None:
         st.warning(f"{name}: {warning}")
 
 
+#: A model of a sweep run on the Train page: NAME-transfer-kN or NAME-scratch-kN.
+SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
+
+
+def sweep_partner(name: str, names: list[str]) -> str | None:
+    """The model trained beside ``name`` in a side-by-side run (its scratch twin for a transfer model, and the
+    reverse), when it is among ``names``."""
+    match = SWEEP_NAME.match(name)
+    if not match:
+        return None
+    other = {"transfer": "scratch", "scratch": "transfer"}[match["mode"]]
+    partner = f"{match['prefix']}-{other}-k{match['shots']}"
+    return partner if partner in names else None
+
+
 def metric_row():
     """A row of ``st.metric`` that wraps onto a second line where the page is too narrow for them (a 1,024 px
     screen), where columns cut their labels and values short ("Image...")."""

@@ -23,6 +23,7 @@ from pages.common import (
     show_error,
     show_notes,
     show_source_warnings,
+    sweep_partner,
 )
 
 enter_page()
@@ -54,10 +55,19 @@ def cached_explanation(
     shap_method,
     views: dict | None,
     layer: str | None,
+    compare: str | None,
 ):
     """One explanation per model and source file version (an upload of the same name replaces the file)."""
     explanation = explain_pattern(
-        model_dir, source, index, method, target=target, layer=layer, shap_method=shap_method, views=views
+        model_dir,
+        source,
+        index,
+        method,
+        target=target,
+        layer=layer,
+        compare=compare,
+        shap_method=shap_method,
+        views=views,
     )
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
@@ -133,7 +143,19 @@ shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few se
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
-layer = None
+layer, compare = None, None
+if method == "filters":  # the paper's comparison: a transfer model's filters beside its scratch twin's
+    others = [m["name"] for m in models if m["name"] != model_name]
+    partner = sweep_partner(model_name, others)
+    beside = st.selectbox(
+        "Beside the filters of",
+        ["no other model", *others],
+        index=1 + others.index(partner) if partner else 0,
+        help="Another saved model's first-layer filters, drawn beside these: a model trained from scratch keeps "
+        "few of the edge and blob detectors that ImageNet gives a transfer model. A model trained beside this one "
+        "(transfer and scratch, side by side on Train) is chosen at first.",
+    )
+    compare = None if beside == "no other model" else str(default_store() / beside)
 if method != "filters":
     uploads = st.file_uploader(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
@@ -221,6 +243,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
             shap_method,
             map_views,
             layer,
+            compare,
         )
     except (EbsdError, OSError) as exc:  # OSError: a file gone since the page was drawn
         show_error(exc)

@@ -2,7 +2,6 @@
 
 import functools
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from ebsd_core.store import default_store, delete_model, import_model, list_mode
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns
 from pages.common import (
+    SWEEP_NAME,
     cached_model,
     confusion_figure,
     confusion_png,
@@ -35,8 +35,6 @@ from pages.common import (
 )
 
 enter_page()
-
-SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
 
 
 def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orientations") -> go.Figure | None:

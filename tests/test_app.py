@@ -1714,6 +1714,30 @@ def test_the_master_patterns_of_a_simulated_dataset_are_named_as_materials(app, 
     assert "Ni3Al" in caption and "Cu, " in caption and "ni3al" not in caption  # held-out materials are simulated too
 
 
+def test_a_transfer_models_filters_are_shown_beside_its_scratch_twins(app, tiny_dataset, tmp_path):
+    """The paper's comparison (ImageNet transfer against scratch) of first-layer filters was the CLI's alone
+    (--compare): a model trained beside another on the Train page now has it drawn beside it at once."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    dataset = read_dataset(tiny_dataset)
+    for name, pretrained in (("run-transfer-k2", True), ("run-scratch-k2", False), ("other", True)):
+        config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1, pretrained=pretrained)
+        train_evaluate_save(dataset, config, tmp_path / "store" / name, dataset_path=tiny_dataset)
+    app.session_state["model_name"] = "run-transfer-k2"
+    app.switch_page("pages/explain.py").run()
+    app.radio[0].set_value("filters").run()
+    beside = next(s for s in app.selectbox if s.label == "Beside the filters of")
+    assert beside.value == "run-scratch-k2" and beside.options[0] == "no other model"
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    assert len(captions) == 4 and captions[-1].startswith("run-scratch-k2's first-layer filters, trained from scratch")
+    beside.set_value("no other model").run()
+    assert not app.exception and len(app.get("image")) == 3  # fine-tuned, ImageNet's, most changed
+
+
 def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_dataset, tmp_path):
     """A teacher sees a model's mistakes on Results and asks why: the pattern goes to Explain with its dataset (the
     montage named no index to find it by)."""
