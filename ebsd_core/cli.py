@@ -353,92 +353,17 @@ def _prior(args: argparse.Namespace) -> int:
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, reading_notes
-    from ebsd_core.evaluate import evaluate_predictions
-    from ebsd_core.inference import predict_source
+    from ebsd_core.workflows import score_source
 
     model, card = _load_for_inference(args)
     source = _evaluation_source(args.data)
-    for note in reading_notes(source, card):
-        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
-            log.warning("%s: %s", source.path, note)
-        elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little
-            log.warning("%s: %s", source.path, ONE_PHASE_CHECK)
-    missing = sorted(set(source.classes) - set(card.classes))
-    if missing:
-        from ebsd_core.phases import space_group_symbol
-
-        def named(numbers: list[int]) -> str:
-            return ", ".join(f"{space_group_symbol(n)} ({n})" for n in numbers)
-
-        raise EbsdError(
-            f"{args.data}: holds patterns of {named(missing)}, which the model does not know (it knows "
-            f"{named(card.classes)}): evaluate it on data of its classes"
-        )
-    labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
-    keep = np.arange(len(labels))
-    if args.split != "all":
-        keep = np.flatnonzero(source.split == args.split) if source.split is not None else []
-        if not len(keep):
-            splits = "no splits" if source.split is None else f"splits {sorted(set(source.split))}"
-            raise EbsdError(f"{args.data}: has no {args.split!r} patterns ({splits}); use --split all")
-    keep, learned = _without_learned_patterns(card, args.data, keep)
-    if len(keep) < len(labels):
-        from ebsd_core.io.dataset import take
-
-        source.patterns = take(source.patterns, keep)  # the kept rows only, also from a file read lazily
-    labels, materials = labels[keep], None if source.material is None else source.material[keep]
-    prediction = predict_source(model, card, source, batch_size=args.batch_size, precision=args.precision)
-    probabilities, labels, materials = _without_blank_patterns(prediction, labels, materials, source.path)
-    metrics = evaluate_predictions(probabilities, labels, card.classes, materials)
-    print(json.dumps({**metrics, **({"learned_patterns_left_out": learned} if learned else {})}))
+    metrics, notes = score_source(
+        model, card, source, split=args.split, batch_size=args.batch_size, precision=args.precision
+    )
+    for note in notes:
+        log.warning("%s: %s", source.path, note)
+    print(json.dumps(metrics))
     return 0
-
-
-def _without_learned_patterns(card, data: Path, keep):
-    """``keep`` without the patterns the model was trained and validated on, when ``data`` is its training file
-    (scored, they flattered it), and how many were left out."""
-    import numpy as np
-
-    from ebsd_core.wording import counted
-    from ebsd_core.workflows import learned_patterns
-
-    learned = learned_patterns(card, data)
-    if learned is None:
-        return keep, 0
-    kept = np.setdiff1d(keep, learned)
-    left_out = len(keep) - len(kept)
-    if not len(kept):
-        raise EbsdError(
-            f"{data}: is the file the model was trained on, and it was trained or validated on every pattern "
-            "scored here: there is nothing left to score; evaluate it on other data"
-        )
-    if left_out:
-        log.warning(
-            "%s: the model was trained on this file; the %s it was trained and validated on are left out, so "
-            "the scores are of the %s it has not seen",
-            data,
-            counted(left_out, "pattern"),
-            counted(len(kept), "pattern"),
-        )
-    return kept, left_out
-
-
-def _without_blank_patterns(prediction, labels, materials, path: str) -> tuple:
-    """Leave blank patterns (dropped frames) out of the scores: their answer is a tie, which argmax reads as the
-    first class, so they counted as right or wrong by the order of the classes."""
-    from ebsd_core.caveats import blank_pattern_note
-    from ebsd_core.inference import blank_points
-
-    blank = blank_points(prediction.quality)
-    for note in blank_pattern_note(blank):
-        log.warning("%s: %s and left out of the scores", path, note)
-    if blank.all():
-        raise EbsdError(f"{path}: every pattern holds one value everywhere: there is nothing to score")
-    keep = ~blank
-    return prediction.probabilities[keep], labels[keep], None if materials is None else materials[keep]
 
 
 def _evaluation_source(data: Path):

@@ -162,6 +162,85 @@ def learned_patterns(card, data: str | Path) -> np.ndarray | None:
     return np.sort(np.concatenate([split.train, split.val]))
 
 
+def score_source(
+    model,
+    card,
+    source,
+    split: str = "all",
+    batch_size: int | None = None,
+    precision: str = "auto",
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[dict, list[str]]:
+    """A saved model's scores on labelled patterns (a :class:`~ebsd_core.io.readers.PatternSource`), and notes on
+    what they rest on: the metrics of :func:`~ebsd_core.evaluate.evaluate_predictions`, with
+    ``learned_patterns_left_out`` when the source is the model's training file (the patterns it was trained and
+    validated on are left out: scored, they flattered it), and blank patterns (dropped frames) left out too.
+    ``split``: "all", or one of the source's splits ("train", "val", "test", "holdout")."""
+    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, blank_pattern_note, reading_notes
+    from ebsd_core.errors import EbsdError
+    from ebsd_core.evaluate import evaluate_predictions
+    from ebsd_core.inference import blank_points, predict_source
+    from ebsd_core.io.dataset import take
+    from ebsd_core.phases import space_group_symbol
+    from ebsd_core.wording import counted
+
+    notes = []
+    for note in reading_notes(source, card):
+        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
+            notes.append(note)
+        elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little
+            notes.append(ONE_PHASE_CHECK)
+    missing = sorted(set(source.classes) - set(card.classes))
+    if missing:
+
+        def named(numbers: list[int]) -> str:
+            return ", ".join(f"{space_group_symbol(n)} ({n})" for n in numbers)
+
+        raise EbsdError(
+            f"{source.path}: holds patterns of {named(missing)}, which the model does not know (it knows "
+            f"{named(card.classes)}): evaluate it on data of its classes"
+        )
+    labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
+    keep = np.arange(len(labels))
+    if split != "all":
+        keep = np.flatnonzero(source.split == split) if source.split is not None else []
+        if not len(keep):
+            splits = "no splits" if source.split is None else f"splits {sorted(set(source.split))}"
+            raise EbsdError(f"{source.path}: has no {split!r} patterns ({splits}); use --split all")
+    learned = learned_patterns(card, source.path) if source.path else None
+    left_out = 0
+    if learned is not None:
+        kept = np.setdiff1d(keep, learned)
+        left_out = len(keep) - len(kept)
+        if not len(kept):
+            raise EbsdError(
+                f"{source.path}: is the file the model was trained on, and it was trained or validated on every "
+                "pattern scored here: there is nothing left to score; evaluate it on other data"
+            )
+        if left_out:
+            notes.append(
+                f"the model was trained on this file; the {counted(left_out, 'pattern')} it was trained and validated "
+                f"on are left out, so the scores are of the {counted(len(kept), 'pattern')} it has not seen"
+            )
+        keep = kept
+    if len(keep) < len(labels):
+        source.patterns = take(source.patterns, keep)  # the kept rows only, also from a file read lazily
+    labels, materials = labels[keep], None if source.material is None else source.material[keep]
+    prediction = predict_source(
+        model, card, source, batch_size=batch_size, progress=progress, should_stop=should_stop, precision=precision
+    )
+    # blank patterns' answer is a tie, which argmax reads as the first class: right or wrong by the classes' order
+    blank = blank_points(prediction.quality)
+    notes += [f"{note} and left out of the scores" for note in blank_pattern_note(blank)]
+    if blank.all():
+        raise EbsdError(f"{source.path}: every pattern holds one value everywhere: there is nothing to score")
+    probabilities, labels = prediction.probabilities[~blank], labels[~blank]
+    materials = None if materials is None else materials[~blank]
+    metrics = evaluate_predictions(probabilities, labels, card.classes, materials)
+    return {**metrics, **({"learned_patterns_left_out": left_out} if left_out else {})}, notes
+
+
 def job_progress(context, label: str, index: int = 0, runs: int = 1) -> Callable[[TrainProgress], None]:
     """A training progress callback that reports run ``index`` of ``runs`` to a job, with curve events."""
 
