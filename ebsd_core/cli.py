@@ -368,9 +368,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _evaluation_source(data: Path):
     """Labelled data, or ``PATH=SPACEGROUP``: a scan, image or folder of one known phase (a reference sample)."""
-    import numpy as np
-
     from ebsd_core.io.readers import open_patterns
+    from ebsd_core.workflows import one_phase_source
 
     if data.exists() or "=" not in data.name:
         source = open_patterns(data, labelled=True)
@@ -381,12 +380,7 @@ def _evaluation_source(data: Path):
             )
         return source
     path, group = _path_and_space_group(str(data), "--data")
-    source = open_patterns(path)
-    if source.labelled:
-        raise EbsdError(f"{path}: holds labels of its own: evaluate against them with --data {path}")
-    source.labels, source.classes = np.zeros(len(source), dtype=int), [group]
-    source.material = np.full(len(source), path.stem)
-    return source
+    return one_phase_source(path, group, f"evaluate against them with --data {path}")
 
 
 @command("predict")

@@ -241,6 +241,42 @@ def score_source(
     return {**metrics, **({"learned_patterns_left_out": left_out} if left_out else {})}, notes
 
 
+def one_phase_source(path: str | Path, space_group: int, labelled_advice: str, material: str | None = None):
+    """A scan, image or folder of one known phase (a reference sample) as labelled patterns of ``material`` (by
+    default the file's stem), to score a model on; ``labelled_advice`` says where to score one that holds labels
+    of its own."""
+    from ebsd_core.errors import InputError
+    from ebsd_core.io.readers import open_patterns
+
+    source = open_patterns(path)
+    if source.labelled:
+        raise InputError(f"holds labels of its own: {labelled_advice}", path)
+    source.labels, source.classes = np.zeros(len(source), dtype=int), [space_group]
+    source.material = np.full(len(source), material or Path(path).stem)
+    return source
+
+
+def score_job(
+    context, model_dir: str, data_path: str, space_group: int | None = None, material: str | None = None
+) -> dict:
+    """Job body: score a saved model (:func:`score_source`) on a labelled dataset file, or on a scan of one known
+    phase (``space_group``; ``material``: its name in the scores)."""
+    from ebsd_core.backbones import select_device
+    from ebsd_core.errors import InputError
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.store import load_model
+
+    model, card = load_model(model_dir, device=select_device("auto"))
+    if space_group is not None:
+        source = one_phase_source(data_path, space_group, "score the model on it as the session's dataset", material)
+    else:
+        source = open_patterns(data_path, labelled=True)
+        if not source.labelled:
+            raise InputError("has no labels to score against: give the phase it holds", data_path)
+    metrics, notes = score_source(model, card, source, progress=context.report, should_stop=context.should_stop)
+    return {"model": Path(model_dir).name, "dataset": data_path, "metrics": metrics, "notes": notes}
+
+
 def job_progress(context, label: str, index: int = 0, runs: int = 1) -> Callable[[TrainProgress], None]:
     """A training progress callback that reports run ``index`` of ``runs`` to a job, with curve events."""
 

@@ -45,6 +45,7 @@ JOB_PAGES = {
     "prior": ("pages/train.py", "train_job"),
     "phasemap": ("pages/phasemap.py", "map_job"),
     "simulate": ("pages/data.py", "simulate_job"),
+    "score": ("pages/results.py", "score_job"),
 }
 
 
@@ -342,6 +343,13 @@ def data_root() -> Path | None:
     """Server-side folder users may pick scans from (``EBSD_DATA_ROOT``), or None."""
     root = os.environ.get("EBSD_DATA_ROOT")
     return Path(root).resolve() if root else None
+
+
+def shown_name(path: str | Path) -> str:
+    """A file as users know it: by its path under the data root (sample folders' scans often share a file name,
+    ``patterns.h5``), else by its name."""
+    root, path = data_root(), Path(path)
+    return str(path.relative_to(root)) if root and path.is_relative_to(root) else path.name
 
 
 MAX_LISTED_SOURCES = 1000  # a choice among more is no choice, and each rerun would send them all to the browser

@@ -28,7 +28,6 @@ from pages.common import (
     SCAN_FILE_TYPES,
     active_dataset_path,
     apply_job_dataset,
-    data_root,
     enter_page,
     for_the_user,
     job_manager,
@@ -46,6 +45,7 @@ from pages.common import (
     show_job,
     show_source_warnings,
     show_unfinished_job,
+    shown_name,
     space_group_choice,
     start_job,
     upload_to_session,
@@ -118,8 +118,7 @@ def server_scans_section() -> None:
     scans = st.session_state.get("server_scans", {})
     if not scans:
         return
-    root = data_root()  # named by their paths there: sample folders' scans often share a file name (patterns.h5)
-    named = {p: Path(p).relative_to(root) if root and Path(p).is_relative_to(root) else Path(p).name for p in scans}
+    named = {p: shown_name(p) for p in scans}
     st.write("Scans for a dataset: " + ", ".join(f"{named[p]} ({M3M_SPACE_GROUPS[sg]})" for p, sg in scans.items()))
     c1, c2 = st.columns(2)
     if c2.button("Clear the list", key="clear_server_scans"):

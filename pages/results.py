@@ -11,23 +11,40 @@ import streamlit as st
 
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
+from ebsd_core.jobs import FINISHED
 from ebsd_core.phases import catalogue_material, material_label
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
-from ebsd_core.workflows import misclassified_test_patterns
+from ebsd_core.workflows import misclassified_test_patterns, score_job
 from pages.common import (
+    IMAGE_FILE_TYPES,
+    NORDIF_SETTING_TYPES,
+    SCAN_FILE_TYPES,
     SWEEP_NAME,
+    active_dataset_path,
     cached_model,
     confusion_figure,
     confusion_png,
     curves_figure,
     enter_page,
+    for_the_user,
     in_another_sessions_folder,
+    job_manager,
+    latest_job_shown_on,
     metric_row,
     montage_figure,
+    one_upload_to_read,
     select_model,
     send_to_explain,
+    server_path_input,
+    session_id,
     show_error,
+    show_job,
+    show_notes,
+    show_unfinished_job,
+    shown_name,
+    space_group_choice,
+    start_job,
     test_set,
     tidy,
     trained_on_here,
@@ -121,6 +138,95 @@ def _scored_on(metrics: dict) -> str | None:
         if (n := metrics.get(split, {}).get("patterns"))
     ]
     return f"Scored on {' and '.join(parts)}." if parts else None
+
+
+def show_scores(metrics: dict, normalise: bool, key: str | None = None) -> None:
+    """A set of scores (a split of the model's, or of a dataset it was scored on): confusion matrix and tables."""
+    st.plotly_chart(confusion_figure(metrics["confusion_matrix"], metrics["classes"], normalise), key=key)
+    table = pd.DataFrame(metrics["per_class"]).T
+    st.dataframe(table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
+    if metrics.get("same_lattice_confusion"):
+        st.caption("Same-lattice confusions: the fraction of each true class read as the other class of its lattice")
+        st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
+    if metrics.get("per_material"):
+        st.caption("Accuracy of each material (n: its patterns in this split):")
+        st.dataframe(per_material_table(metrics).style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}), hide_index=True)
+
+
+SCORE_ON = ("A scan of one known phase", "The session's dataset")
+
+
+def score_section(choice: str, normalise: bool) -> None:
+    """Score the model on patterns of known phases (the CLI's ``evaluate``): a reference scan of one phase, or the
+    session's dataset (scans of known phases, real patterns in class folders, another simulation), as a job; its
+    result stays with the model it scored."""
+    job_id = st.session_state.get("score_job") or latest_job_shown_on("pages/results.py")
+    state = job_manager().get(job_id) if job_id else None
+    shown = state is not None and (state.status not in FINISHED or state.params.get("model") == choice)
+    with st.expander("Score it on other data", expanded=shown):
+        on = st.radio("Patterns of known phases", SCORE_ON, horizontal=True, key="score_on")
+        if on == SCORE_ON[0]:
+            path, group = scan_to_score()
+            name, ready = (shown_name(path) if path else ""), path is not None and group is not None
+        else:
+            path, group = active_dataset_path(), None
+            st.caption(
+                "Made on **Data**. On the dataset the model was trained on, the patterns it was trained and "
+                "validated on are left out."
+            )
+            if path is None:
+                st.info("No dataset in this session: choose or make one on **Data**.")
+            name, ready = st.session_state.get("dataset_label") or (path.name if path else ""), path is not None
+        if ready and st.button(f"Score {choice} on {name}"):
+            model_dir = str(default_store() / choice)
+            job = start_job(
+                "score",
+                f"{choice} on {name}",
+                lambda ctx: score_job(ctx, model_dir, str(path), group, name),
+                {"model": choice, "dataset_path": str(path), "space_group": group},
+            )
+            if job:
+                st.session_state.score_job = job_id = job
+                shown = True
+        if shown:
+            show_job(job_id, lambda job: score_panel(job, normalise))
+
+
+def scan_to_score() -> tuple[Path | None, int | None]:
+    """A scan (or image, or folder of images) of one phase, uploaded or on the server, and its space group."""
+    upload, server = st.tabs(["Upload", "Server path"])
+    with upload:
+        uploads = st.file_uploader(
+            "A scan of one phase (a scan file, a NORDIF Pattern.dat together with its Setting.txt, images)",
+            type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES,
+            accept_multiple_files=True,
+            key="score_upload",
+        )
+        path = one_upload_to_read(uploads) if uploads else None
+    with server:
+        path = server_path_input("Scan path", "score models on their scans", key="score_server_path") or path
+    group = space_group_choice("Its space group", key="score_space_group") if path else None
+    return path, group
+
+
+def score_panel(job_id: str, normalise: bool) -> None:
+    """The session's scoring job: queue, progress and Cancel; once done, its scores."""
+    state = job_manager().get(job_id)
+    if state is None or state.owner != session_id():
+        return
+    if state.status == "done":
+        metrics = state.result["metrics"]
+        st.markdown(f"**{state.title}**")
+        with metric_row():
+            st.metric("Accuracy", _score(metrics.get("accuracy")))
+            st.metric("Patterns scored", f"{metrics.get('patterns', 0):,}")
+            st.metric("Calibration error (ECE)", _score(metrics.get("ece")))
+        show_notes(state.result.get("notes", []))
+        show_scores(metrics, normalise, key=f"score-{job_id}")
+    elif state.status in FINISHED:
+        st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
+    else:
+        show_unfinished_job(job_id, state, "cancel_score", f"{state.title}: {state.message or state.status}")
 
 
 def add_model_section(expanded: bool) -> bool:
@@ -231,6 +337,7 @@ left.plotly_chart(curves_figure(histories, "loss"))
 right.plotly_chart(curves_figure(histories, "accuracy"))
 
 scored_splits = [s for s in ("test", "holdout") if card.metrics.get(s, {}).get("confusion_matrix")]
+normalise = True
 if scored_splits:  # a split without patterns (every one went to training) has no matrix
     normalise = st.toggle("Normalise confusion matrix by true class", value=True)
     split_labels = {"test": test_label, "holdout": "Held-out materials"}
@@ -239,17 +346,7 @@ if scored_splits:  # a split without patterns (every one went to training) has n
     else:
         split = scored_splits[0]
         st.caption(f"Scores below: {split_labels[split].lower()}.")
-    metrics = card.metrics[split]
-    fig = confusion_figure(metrics["confusion_matrix"], metrics["classes"], normalise)
-    st.plotly_chart(fig)
-    table = pd.DataFrame(metrics["per_class"]).T
-    st.dataframe(table.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
-    if metrics.get("same_lattice_confusion"):
-        st.caption("Same-lattice confusions: the fraction of each true class read as the other class of its lattice")
-        st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
-    if metrics.get("per_material"):
-        st.caption("Accuracy of each material (n: its patterns in this split):")
-        st.dataframe(per_material_table(metrics).style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}), hide_index=True)
+    show_scores(card.metrics[split], normalise)
 
 match = SWEEP_NAME.match(choice)
 if match:
@@ -257,6 +354,8 @@ if match:
     if fig is not None:
         st.subheader("Few-shot curve of this sweep")
         st.plotly_chart(fig)
+
+score_section(choice, normalise)
 
 with st.expander("Misclassified test patterns"):
     trained_on = trained_on_here(card)

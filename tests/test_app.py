@@ -1738,6 +1738,66 @@ def test_a_transfer_models_filters_are_shown_beside_its_scratch_twins(app, tiny_
     assert not app.exception and len(app.get("image")) == 3  # fine-tuned, ImageNet's, most changed
 
 
+def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_results(
+    app, tiny_dataset, tmp_path, monkeypatch
+):
+    """The CLI's evaluate had no place on the dashboard: a microscopist checking a model trained on simulation against
+    a reference scan of a known phase had no score of it but a phase map's fractions. On its training file, the
+    patterns it learnt from are left out."""
+    import shutil
+
+    import kikuchipy as kp
+
+    from ebsd_core.io.dataset import Dataset, read_dataset, write_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+    from pages.common import job_manager
+
+    dataset = read_dataset(tiny_dataset)
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(dataset, config, tmp_path / "store" / "brief", dataset_path=tiny_dataset)
+    root = tmp_path / "root"
+    root.mkdir()
+    patterns = np.asarray(dataset.patterns[dataset.labels == 2][:6])  # a 2 x 3 scan of the third class
+    kp.signals.EBSD(patterns.reshape(2, 3, *patterns.shape[1:])).save(str(root / "reference.h5"))
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/results.py").run()
+
+    def score(button: str) -> dict:
+        next(b for b in app.button if b.label == button).click().run()
+        state = job_manager().wait(app.session_state["score_job"], timeout=300)
+        assert state.status == "done", state.error
+        app.run()
+        assert not app.exception and not app.error
+        assert any(button.removeprefix("Score ") in m.value for m in app.markdown)
+        return {m.label: m.value for m in app.metric}
+
+    next(t for t in app.text_input if t.label.startswith("Scan path")).input("reference.h5").run()
+    assert not [b for b in app.button if b.label.startswith("Score brief")]  # until its space group is chosen
+    next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[2]).run()
+    assert score("Score brief on reference.h5")["Patterns scored"] == "6"
+    assert any("one phase" in w.value for w in app.warning)  # one phase alone proves little
+    # the session's dataset: another file of two of its classes, then the file it was trained on
+    app.radio(key="score_on").set_value("The session's dataset").run()
+    assert any("No dataset in this session" in i.value for i in app.info)
+    two = np.isin(dataset.labels, [0, 1])
+    other = tmp_path / "other.h5"
+    write_dataset(Dataset(dataset.patterns[two], dataset.labels[two], dataset.classes, dataset.material[two]), other)
+    for path, label, left_out in ((other, "other", False), (tiny_dataset, "tiny", True)):
+        app.session_state["dataset_path"], app.session_state["dataset_label"] = str(path), label
+        app.run()
+        scored = score(f"Score brief on {label}")
+        left = job_manager().get(app.session_state["score_job"]).result["metrics"].get("learned_patterns_left_out", 0)
+        assert scored["Patterns scored"] == f"{(len(dataset.labels) - left if left_out else two.sum()):,}"
+        assert bool(left) == left_out
+        assert any("it was trained and validated on are left out" in w.value for w in app.warning) == left_out
+    shutil.copytree(tmp_path / "store" / "brief", tmp_path / "store" / "other-model")
+    app.session_state["model_name"] = "other-model"  # the result stays with the model it scored
+    app.run()
+    assert next(s for s in app.selectbox if s.label == "Model").value == "other-model"
+    assert "Patterns scored" not in {m.label for m in app.metric}
+
+
 def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_dataset, tmp_path):
     """A teacher sees a model's mistakes on Results and asks why: the pattern goes to Explain with its dataset (the
     montage named no index to find it by)."""
