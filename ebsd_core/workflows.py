@@ -368,13 +368,16 @@ def cancellable(
 
 def simulate_job(context, params: dict, out: str | Path) -> dict:
     """Job body of the Data page's simulation: ``params`` are :func:`ebsd_core.datasets.simulate_dataset`'s keyword
-    arguments (JSON: ``per_class``, ``classes``, ``phases``, ``holdout_materials``, ``size``, ``seed``); the dataset
-    is written to ``out``. Cancellable between materials."""
+    arguments (JSON: ``per_class``, ``classes``, ``phases``, ``holdout_materials``, ``size``, ``seed``), with
+    ``cifs``: CIF files of more phases; the dataset is written to ``out``. Cancellable between materials."""
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
+    from ebsd_core.phases import phase_from_cif
 
     progress = cancellable(context.should_stop, "simulation cancelled", lambda f, m: context.report(0.95 * f, m))
-    dataset = simulate_dataset(**params, progress=progress)
+    settings = {key: value for key, value in params.items() if key != "cifs"}
+    extra = [phase_from_cif(path) for path in params.get("cifs", [])]
+    dataset = simulate_dataset(**settings, extra_materials=extra, progress=progress)
     context.report(0.95, f"writing {len(dataset):,} patterns")
     return {"dataset": str(write_dataset(dataset, out)), "patterns": len(dataset)}
 

@@ -1546,6 +1546,45 @@ def test_simulate_tab_holds_out_a_material_it_does_not_train_on(app, held_out, m
     assert set(dataset.material[dataset.split == "train"]) == {"ni", "ni3al"}
 
 
+def test_simulate_tab_adds_phases_of_ones_own_from_cif_files(app, monkeypatch):
+    """The CLI's simulate --cif had no place on the dashboard: a phase outside the catalogue could not be simulated
+    there. A CIF that cannot be read is named with the reason; one named like a chosen catalogue material is refused
+    before any job."""
+    from test_phases import CIF_TEMPLATE
+
+    from ebsd_core.io.dataset import read_dataset
+
+    monkeypatch.setattr("ebsd_core.masters.dynamical_available", lambda: False)  # kinematical: seconds, not a minute
+
+    def cif(name: str, a: float, hm: str, number: int, site: str) -> tuple[str, bytes, str]:
+        text = CIF_TEMPLATE.format(name=name, a=a, hm=hm, number=number, sites=site)
+        return f"{name}.cif", text.encode(), "chemical/x-cif"
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    next(m for m in app.multiselect if m.label.startswith("Materials")).set_value(["ni"]).run()
+
+    def upload(*files) -> None:  # the uploader found again: one of an earlier run keeps its old value
+        next(u for u in app.file_uploader if u.label.startswith("Phases of your own")).set_value(list(files)).run()
+
+    upload(("broken.cif", b"data_x\n_cell_length_a", "chemical/x-cif"))
+    assert any("broken.cif" in e.value for e in app.error)
+    upload(cif("ni", 3.52, "F m -3 m", 225, "Ni1 Ni 0 0 0 1.0"))
+    app.number_input[0].set_value(4)
+    app.select_slider[0].set_value(40)
+    next(b for b in app.button if b.label == "Simulate").click().run()
+    assert any("two materials are named 'ni'" in e.value for e in app.error), [e.value for e in app.error]
+    assert "simulate_job" not in app.session_state
+    upload(cif("my_w", 3.165, "I m -3 m", 229, "W1 W 0 0 0 1.0"))
+    assert any(c.value.startswith("my_w.cif: my_w, Im-3m (229), a = 3.165") for c in app.caption)
+    next(b for b in app.button if b.label == "Simulate").click().run()
+    assert not app.exception and not app.error
+    _simulation_done(app)
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.classes == [225, 229] and sorted(set(dataset.material)) == ["my_w", "ni"]
+    assert dataset.provenance["master_kinds"]["my_w"] == "kinematical"
+
+
 def test_a_simulation_waits_in_the_queue_as_a_job_and_can_be_cancelled(app):
     """Found on review: the Data page simulated on the page's own thread, beside the queue (up to 30,000 patterns of
     240 px, about 10 minutes here), and a click elsewhere in that time lost the work."""
