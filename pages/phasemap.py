@@ -1,6 +1,7 @@
 """Phase map: classify every pattern of a scan, explore the map, export it."""
 
 import contextlib
+import dataclasses
 import functools
 import html
 import json
@@ -379,9 +380,17 @@ def cached_phase_map(map_path: str, modified: float):
     return load_phase_map(map_path)
 
 
+@st.cache_resource(max_entries=8)
+def map_at_threshold(map_path: str, modified: float, threshold: float):
+    """The saved map with points whose top probability is below ``threshold`` unknown; its decisions are worked out
+    once per threshold (0.6 s for 4 million points), not on every click."""
+    saved = cached_phase_map(map_path, modified)
+    return saved if threshold == saved.threshold else dataclasses.replace(saved, threshold=threshold)
+
+
 @st.cache_data(max_entries=16, show_spinner="Preparing the export")
-def cached_export(map_path: str, modified: float, suffix: str) -> bytes:
-    return export_bytes(cached_phase_map(map_path, modified), suffix)
+def cached_export(map_path: str, modified: float, suffix: str, threshold: float) -> bytes:
+    return export_bytes(map_at_threshold(map_path, modified, threshold), suffix)
 
 
 def show_point(phase_map, scan_path: str, point: int) -> None:
@@ -544,11 +553,25 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
 
 def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     modified = Path(map_path).stat().st_mtime
-    phase_map = cached_phase_map(map_path, modified)
-    st.subheader(f"{Path(phase_map.source).name}: {phase_map.nav_shape[0]} x {phase_map.nav_shape[1]} points")
-    st.caption(f"Mapped with {mapped_with(phase_map)}.")
-    remap_button(phase_map, model_name)
-    show_notes(phase_map.notes)
+    saved = cached_phase_map(map_path, modified)
+    st.subheader(f"{Path(saved.source).name}: {saved.nav_shape[0]} x {saved.nav_shape[1]} points")
+    st.caption(f"Mapped with {mapped_with(saved)}.")
+    remap_button(saved, model_name)
+    show_notes(saved.notes)
+    threshold = st.columns(2)[0].slider(  # beside nothing: the phase map's width
+        "Unknown below",
+        0.0,
+        0.99,
+        float(saved.threshold),
+        0.01,
+        format="%.2f",
+        key=f"threshold-{map_path}",
+        help=f"A point whose top class has a lower probability than this is unknown (black). The model's own is "
+        f"{saved.threshold:.2f}; raise it to mark the points it is unsure of, such as those of a phase it does not "
+        "know (which it reads as one of its own). The map, fractions, scores and exports follow it; nothing is "
+        "mapped again.",
+    )
+    phase_map = map_at_threshold(map_path, modified, threshold)
     shown_rows, shown_cols, step = phase_map.shown_points(MAX_SHOWN_POINTS)
     if step > 1:
         st.caption(
@@ -615,7 +638,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         reason = unwritable_reason(phase_map, suffix)
         column.download_button(
             suffix,
-            functools.partial(cached_export, map_path, modified, suffix),  # made only when clicked
+            functools.partial(cached_export, map_path, modified, suffix, threshold),  # made only when clicked
             file_name=f"{Path(phase_map.source).stem}{suffix}",
             help=f"Not available: {reason}." if reason else description,
             key=f"export{suffix}",

@@ -759,6 +759,35 @@ def map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup: bool = 
     return job_manager().wait(app.session_state["map_job"], timeout=600)
 
 
+def test_the_unknown_threshold_of_a_map_is_set_on_the_page_and_its_exports_follow(
+    app, monkeypatch, map_model, map_scan_file
+):
+    """The model's threshold was the map's only one: a point of a phase the model does not know (a real Si pattern
+    read Fm-3m at 1.00 by an austenite/ferrite model) could be marked unknown only by training again."""
+    from ebsd_core.phasemap import load_phase_map
+    from ebsd_core.wording import percent
+
+    assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
+    app.run()
+    saved = load_phase_map(app.session_state["map_path"])
+    slider = next(s for s in app.slider if s.label == "Unknown below")
+    assert slider.value == pytest.approx(saved.threshold, abs=0.005)
+
+    def unknown_fraction() -> str:
+        table = next(d.value for d in app.dataframe if "fraction" in d.value.columns)
+        return table.set_index("phase")["fraction"]["unknown"]
+
+    assert unknown_fraction() == percent((saved.index == -1).mean())
+    above = float(np.quantile(saved.confidence, 0.5))  # about half the points are less sure than this
+    slider.set_value(round(above, 2)).run()
+    assert not app.exception
+    expected = (saved.confidence < round(above, 2)).mean()
+    assert unknown_fraction() == percent(expected) and expected > 0.3
+    # the point panel's line too
+    bars = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if "unknown below" in c.proto.spec))
+    assert bars["layout"]["shapes"][0]["y0"] == pytest.approx(round(above, 2))
+
+
 def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
     """Found on review: after a reload the Phase map page forgot a map still running (the Train page kept its job)."""
     import threading
