@@ -7,6 +7,7 @@ stderr with exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -558,6 +559,8 @@ def _phasemap(args: argparse.Namespace) -> int:
                 orientations=args.orientations,
                 views_below=args.views_below,
             )
+    if args.unknown_threshold is not None:
+        phase_map = dataclasses.replace(phase_map, threshold=args.unknown_threshold)
     written, refused = [], []
     for out in outputs:  # a format that cannot hold this map leaves the others written
         try:
@@ -1176,6 +1179,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="grain",
         help="grain (default): average each point with its same-grain neighbours (patterns that correlate), a "
         "second pass over the scan; none: every point on its own",
+    )
+    p.add_argument(
+        "--unknown-threshold",
+        type=number_within("unknown threshold", 0, 1),
+        help="mark 'unknown' the points whose top probability is below this (default: the model's own); higher "
+        "marks the points the model is unsure of, such as those of a phase it does not know",
     )
     _add_inference_options(p, views_below_default="1, every point gets every view: the grain clean-up needs them")
 

@@ -163,6 +163,7 @@ class PhaseMap(Decisions):
             "step_um": self.step_um,
             "phases": [p.label for p in self.phases],
             "fractions": {k: round(v, 4) for k, v in self.fractions().items()},
+            "unknown_threshold": self.threshold,
             "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "grain_cleanup": self.raw_probabilities is not None,

@@ -1,5 +1,6 @@
 """Map inference: in-process and on a dask cluster, map shape handling, ground truth, bad scans."""
 
+import csv
 import json
 import os
 
@@ -184,6 +185,16 @@ def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path
     assert "--workers sizes the cluster that --scheduler local starts" in capsys.readouterr().err
     assert main(args + ["--nav-shape", "10x8", "--out", str(tmp_path / "map.ang")]) == 2  # the file says 8x10
     assert "records its map shape, 8x10; the shape given, 10x8, would scramble it" in capsys.readouterr().err
+    # another unknown threshold than the model's, as the Phase map page sets: its points unknown in the exports
+    assert main(args + ["--unknown-threshold", "0.99", "--out", str(tmp_path / "sure.csv")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unknown_threshold"] == 0.99 and summary["fractions"]["unknown"] > 0.5
+    with open(tmp_path / "sure.csv") as table:
+        phases = [row["phase"] for row in csv.DictReader(table)]
+    assert round(phases.count("unknown") / len(phases), 4) == summary["fractions"]["unknown"]
+    with pytest.raises(SystemExit):
+        main(args + ["--unknown-threshold", "2", "--out", str(tmp_path / "x.csv")])
+    assert "unknown threshold must be a number from 0 to 1, not '2'" in capsys.readouterr().err
 
 
 def _angles_deg(a, b):
