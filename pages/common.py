@@ -610,6 +610,15 @@ def one_upload_to_read(uploads: list) -> Path | None:
         return None
 
 
+def one_scan_upload(label: str, key: str) -> Path | None:
+    """An uploader of one scan file, image or NORDIF Pattern.dat (with its Setting.txt), saved into the session:
+    its path, or None (with the reason, when more than one was given)."""
+    uploads = st.file_uploader(
+        label, type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES, accept_multiple_files=True, key=key
+    )
+    return one_upload_to_read(uploads) if uploads else None
+
+
 def for_the_user(message: str) -> str:
     """``message`` with this session's private folder left out: files are named as the user uploaded them,
     and a hosted server does not show its folders."""

@@ -11,13 +11,10 @@ from ebsd_core.phasemap import saved_map_header
 from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
-    IMAGE_FILE_TYPES,
-    NORDIF_SETTING_TYPES,
-    SCAN_FILE_TYPES,
     active_dataset_path,
     enter_page,
     metric_row,
-    one_upload_to_read,
+    one_scan_upload,
     opened_source,
     select_model,
     show_error,
@@ -157,13 +154,10 @@ if method == "filters":  # the paper's comparison: a transfer model's filters be
     )
     compare = None if beside == "no other model" else str(default_store() / beside)
 if method != "filters":
-    uploads = st.file_uploader(
+    uploaded = one_scan_upload(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
-        type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES,
-        accept_multiple_files=True,
         key="explain_upload",
     )
-    uploaded = one_upload_to_read(uploads) if uploads else None
     if uploaded is not None:
         sources = {f"upload: {uploaded.name}": str(uploaded)} | sources  # the one just given first
     if not sources:

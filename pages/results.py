@@ -17,9 +17,6 @@ from ebsd_core.store import default_store, delete_model, import_model, list_mode
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns, score_job
 from pages.common import (
-    IMAGE_FILE_TYPES,
-    NORDIF_SETTING_TYPES,
-    SCAN_FILE_TYPES,
     SWEEP_NAME,
     active_dataset_path,
     cached_model,
@@ -33,7 +30,7 @@ from pages.common import (
     latest_job_shown_on,
     metric_row,
     montage_figure,
-    one_upload_to_read,
+    one_scan_upload,
     select_model,
     send_to_explain,
     server_path_input,
@@ -196,13 +193,10 @@ def scan_to_score() -> tuple[Path | None, int | None]:
     """A scan (or image, or folder of images) of one phase, uploaded or on the server, and its space group."""
     upload, server = st.tabs(["Upload", "Server path"])
     with upload:
-        uploads = st.file_uploader(
+        path = one_scan_upload(
             "A scan of one phase (a scan file, a NORDIF Pattern.dat together with its Setting.txt, images)",
-            type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES,
-            accept_multiple_files=True,
             key="score_upload",
         )
-        path = one_upload_to_read(uploads) if uploads else None
     with server:
         path = server_path_input("Scan path", "score models on their scans", key="score_server_path") or path
     group = space_group_choice("Its space group", key="score_space_group") if path else None
