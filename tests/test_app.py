@@ -1844,6 +1844,7 @@ def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_
     assert not [b for b in app.button if b.label.startswith("Score brief")]  # until its space group is chosen
     next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[2]).run()
     assert score("Score brief on reference.h5")["Patterns scored"] == "6"
+    assert any(b.proto.label == "Scores (JSON)" for b in app.get("download_button"))
     assert any("one phase" in w.value for w in app.warning)  # one phase alone proves little
     # the session's dataset: another file of two of its classes, then the file it was trained on
     app.radio(key="score_on").set_value("The session's dataset").run()
