@@ -520,8 +520,9 @@ def show_source_warnings(name: str, source) -> None:
         st.warning(f"{name}: {warning}")
 
 
-#: A model of a sweep run on the Train page: NAME-transfer-kN or NAME-scratch-kN.
-SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)$")
+#: A model of a sweep run on the Train page: NAME-transfer-kN or NAME-scratch-kN, with -sS for its repeats
+#: (seed S; the first, seed 0, has none).
+SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)(?:-s(?P<seed>\d+))?$")
 
 
 def sweep_partner(name: str, names: list[str]) -> str | None:
@@ -531,7 +532,7 @@ def sweep_partner(name: str, names: list[str]) -> str | None:
     if not match:
         return None
     other = {"transfer": "scratch", "scratch": "transfer"}[match["mode"]]
-    partner = f"{match['prefix']}-{other}-k{match['shots']}"
+    partner = f"{match['prefix']}-{other}-k{match['shots']}" + (f"-s{match['seed']}" if match["seed"] else "")
     return partner if partner in names else None
 
 

@@ -52,21 +52,34 @@ enter_page()
 
 
 def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orientations") -> go.Figure | None:
-    """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN), on their test
-    sets (``scored_on``, as the page names them)."""
-    points: dict[str, list[tuple[int, float]]] = {}
+    """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN, and their
+    repeats -sS), on their test sets (``scored_on``, as the page names them): the mean of a point's repeats, with
+    their standard deviation as error bars."""
+    points: dict[str, dict[int, list[float]]] = {}
     classes = 0
     for m in models:
         match = SWEEP_NAME.match(m["name"])
         if match and match["prefix"] == prefix and m.get("accuracy") is not None:
-            points.setdefault(match["mode"], []).append((int(match["shots"]), m["accuracy"]))
+            points.setdefault(match["mode"], {}).setdefault(int(match["shots"]), []).append(m["accuracy"])
             classes = len(m.get("classes") or [])
     if sum(len(v) for v in points.values()) < 2:
         return None
     fig = go.Figure()
-    for mode, values in points.items():
-        values.sort()
-        fig.add_trace(go.Scatter(x=[k for k, _ in values], y=[a for _, a in values], mode="lines+markers", name=mode))
+    for mode, by_shots in points.items():
+        shots = sorted(by_shots)
+        repeats = [by_shots[k] for k in shots]
+        spread = dict(type="data", array=[float(np.std(r)) for r in repeats]) if max(map(len, repeats)) > 1 else None
+        fig.add_trace(
+            go.Scatter(
+                x=shots,
+                y=[float(np.mean(r)) for r in repeats],
+                error_y=spread,
+                customdata=[len(r) for r in repeats],
+                hovertemplate="%{x} shots: %{y:.3f} (mean of %{customdata})",
+                mode="lines+markers",
+                name=mode,
+            )
+        )
     if classes:  # scratch training on a few shots is often there: a teacher's point
         fig.add_hline(
             1 / classes,
@@ -76,7 +89,7 @@ def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orien
             annotation_position="bottom right",
         )
     # ticked at the shots trained (a sweep of 5 and 10 was ticked 5, 6, 7, 8, 9, 10)
-    shots = sorted({k for values in points.values() for k, _ in values})
+    shots = sorted({k for by_shots in points.values() for k in by_shots})
     axes = {"xaxis_title": "training patterns per class", "xaxis_type": "log", "yaxis_title": scored_on}
     return tidy(fig, 320, **axes).update_xaxes(tickvals=shots)
 
@@ -351,6 +364,8 @@ if match:
     if fig is not None:
         st.subheader("Few-shot curve of this sweep")
         st.plotly_chart(fig)
+        if any(trace.error_y.array is not None for trace in fig.data):
+            st.caption("Each point: the mean of its repeats (hover for how many); the bars: their standard deviation.")
 
 score_section(choice, normalise)
 

@@ -48,6 +48,7 @@ from pages.common import (
 enter_page()
 
 #: The rehearsal radio's choices and the rehearsal source each sets (None: off); the first is the default.
+MAX_REPEATS = 5  # of each run: more is the CLI's fewshot-curve --seeds, for a night on a CPU
 REHEARSAL_CHOICES = {"its materials": "prior", "its materials + catalogue": "catalogue", "off": None}
 
 st.title("Train")
@@ -205,7 +206,8 @@ elif path is not None:
             help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
             "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
         )
-        views = st.number_input(
+        c4, c5 = st.columns(2)
+        views = c4.number_input(
             "Test-time views",
             1,
             MAX_VIEWS,
@@ -214,6 +216,15 @@ elif path is not None:
             "fewer orientation-specific mistakes. Only patterns whose first view is unsure (below "
             f"{TrainConfig.views_below:.0%} for one class) get the other views, so prediction takes up to this "
             "many times as long, usually far less.",
+        )
+        repeats = c5.number_input(
+            "Repeats",
+            1,
+            MAX_REPEATS,
+            1,
+            help="Each run trained this many times, each on another few-shot sample of the dataset and another "
+            "initialisation of its new layers (seeds 0, 1, ...): a sweep's few-shot curve on Results then gives the "
+            "mean and spread of its repeats, as Kaufmann et al. report theirs. Each repeat takes a run's time.",
         )
         binning = st.select_slider(
             "Also train for cameras binned up to",
@@ -290,7 +301,7 @@ elif path is not None:
             rehearsal = rehearsal_source(prior, REHEARSAL_CHOICES[rehearse], facts)
             runs = [
                 (
-                    f"{'transfer' if pre else 'scratch'}-k{k}",
+                    f"{'transfer' if pre else 'scratch'}-k{k}" + (f"-s{seed}" if seed else ""),
                     TrainConfig(
                         backbone=backbone,
                         pretrained=pre,
@@ -303,10 +314,12 @@ elif path is not None:
                         rehearsal_per_class=REHEARSAL_PER_CLASS if rehearsal and pre else 0,
                         rehearsal_source=rehearsal or "prior",
                         augment_config=AugmentConfig(resolution=int(binning)),
+                        seed=seed,
                     ),
                 )
                 for k in shots
                 for pre in modes
+                for seed in range(int(repeats))
             ]
             # a run whose model exists would be kept as it is (so that a restarted job resumes): say so now
             names = [validate_name(f"{name}-{label}") for label, _ in runs]

@@ -529,6 +529,40 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     assert next(m for m in app.multiselect if m.label == "Overlay training curves of").value == ["pair-transfer-k2"]
 
 
+def test_repeats_of_a_run_train_on_other_samples_and_give_the_curve_its_spread(app, tmp_path):
+    """The paper reports the mean and spread of repeated runs; the Train page trained each run once (the CLI's
+    fewshot-curve --seeds alone repeated them)."""
+    from ebsd_core.io.dataset import Dataset, write_dataset
+    from ebsd_core.store import read_card
+
+    patterns = np.random.default_rng(1).integers(0, 255, (20, 16, 16), dtype=np.uint8)
+    data = tmp_path / "two.h5"
+    write_dataset(Dataset(patterns, np.repeat([0, 1], 10), [225, 229], np.repeat(["ni", "fe"], 10), None), data)
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
+    next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
+    next(n for n in app.number_input if n.label == "Repeats").set_value(2)
+    train_on_the_page(app, "rep")
+    assert [s.value for s in app.success] == ["Finished: the 4 models are in the store."]
+    store = tmp_path / "store"
+    names = sorted(p.parent.name for p in store.glob("*/model.json"))
+    seeds = {name: read_card(store / name).training["config"]["seed"] for name in names}
+    assert seeds == {"rep-scratch-k2": 0, "rep-scratch-k2-s1": 1, "rep-transfer-k2": 0, "rep-transfer-k2-s1": 1}
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    curve = json.loads(
+        next(c.proto.spec for c in app.get("plotly_chart") if "training patterns per class" in c.proto.spec)
+    )
+    for trace in curve["data"]:  # the mean of the two repeats, their spread as error bars
+        accuracies = [read_card(store / f"rep-{trace['name']}-k2{s}").metrics["test"]["accuracy"] for s in ("", "-s1")]
+        assert trace["y"] == [pytest.approx(np.mean(accuracies))]
+        assert trace["error_y"]["array"] == [pytest.approx(np.std(accuracies))] and trace["customdata"] == [2]
+    assert any(c.value.startswith("Each point: the mean of its repeats") for c in app.caption)
+    app.selectbox[0].set_value("rep-transfer-k2-s1").run()  # a repeat is a model of the sweep too
+    assert any("Few-shot curve of this sweep" in h.value for h in app.subheader)
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 
