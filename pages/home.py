@@ -74,7 +74,11 @@ if ready is not None:
 st.subheader("Pages")
 st.page_link("pages/data.py", label="Data: upload scans, image folders, or simulate", icon=":material/dataset:")
 st.page_link("pages/train.py", label="Train: backbone, shots, transfer vs scratch", icon=":material/model_training:")
-st.page_link("pages/results.py", label="Results: curves, confusion matrix, downloads", icon=":material/insights:")
+st.page_link(
+    "pages/results.py",
+    label="Results: curves, confusion matrix, scores on your scans, downloads",
+    icon=":material/insights:",
+)
 # short enough for one line of a 1,024 px screen: a page link does not wrap, and a longer one was cut
 st.page_link(
     "pages/phasemap.py",
