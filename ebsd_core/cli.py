@@ -904,7 +904,18 @@ def _load_for_inference(args: argparse.Namespace):
         card.views = args.views
     if args.views_below is not None:
         card.views_below = args.views_below
+    if getattr(args, "unknown_threshold", None) is not None:  # predict and phasemap take one
+        card.unknown_threshold = args.unknown_threshold
     return model, card
+
+
+def _add_unknown_threshold_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--unknown-threshold",
+        type=number_within("unknown threshold", 0, 1),
+        help="'unknown' below this top probability (default: the model's own); higher marks the patterns the model "
+        "is unsure of, such as those of a phase it does not know",
+    )
 
 
 def _add_views_option(p: argparse.ArgumentParser, what: str) -> None:
@@ -1098,6 +1109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
     )
+    _add_unknown_threshold_option(p)
     _add_inference_options(p)
 
     p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
@@ -1180,12 +1192,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grain (default): average each point with its same-grain neighbours (patterns that correlate), a "
         "second pass over the scan; none: every point on its own",
     )
-    p.add_argument(
-        "--unknown-threshold",
-        type=number_within("unknown threshold", 0, 1),
-        help="mark 'unknown' the points whose top probability is below this (default: the model's own); higher "
-        "marks the points the model is unsure of, such as those of a phase it does not know",
-    )
+    _add_unknown_threshold_option(p)
     _add_inference_options(p, views_below_default="1, every point gets every view: the grain clean-up needs them")
 
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")

@@ -112,6 +112,11 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
     alone = tmp_path / "alone.csv"
     assert main(["predict", "--model", str(map_model), "--input", str(folder / "scan2.h5"), "--out", str(alone)]) == 0
     assert [row["p_Fm-3m"] for row in _csv_rows(alone)] == [row["p_Fm-3m"] for row in rows[:80]]
+    sure = tmp_path / "sure.csv"  # another unknown threshold than the model's, as phasemap takes one
+    args = ["predict", "--model", str(map_model), "--input", str(folder / "scan2.h5"), "--out", str(sure)]
+    assert main([*args, "--unknown-threshold", "0.99"]) == 0
+    confident = [max(float(row["p_Fm-3m"]), float(row["p_Im-3m"])) >= 0.99 for row in rows[:80]]
+    assert [row["prediction"] != "unknown" for row in _csv_rows(sure)] == confident and not all(confident)
 
     (folder / "scan2.h5").unlink()
     (folder / "scan10.h5").unlink()
