@@ -199,7 +199,7 @@ def score_source(
 
         raise EbsdError(
             f"{source.path}: holds patterns of {named(missing)}, which the model does not know (it knows "
-            f"{named(card.classes)}): evaluate it on data of its classes"
+            f"{named(card.classes)}): score it on data of its classes"
         )
     labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
     keep = np.arange(len(labels))
@@ -216,7 +216,7 @@ def score_source(
         if not len(kept):
             raise EbsdError(
                 f"{source.path}: is the file the model was trained on, and it was trained or validated on every "
-                "pattern scored here: there is nothing left to score; evaluate it on other data"
+                "pattern scored here: there is nothing left to score; score it on other data"
             )
         if left_out:
             notes.append(

@@ -192,7 +192,7 @@ def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_data
     assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: {tiny_dataset}: holds patterns of Pm-3m (221), Pm-3n (223), Fd-3m (227), Ia-3d (230), which the "
-        "model does not know (it knows Fm-3m (225), Im-3m (229)): evaluate it on data of its classes"
+        "model does not know (it knows Fm-3m (225), Im-3m (229)): score it on data of its classes"
     )
 
 
