@@ -159,7 +159,7 @@ def show_scores(metrics: dict, normalise: bool, key: str | None = None) -> None:
         st.caption("Same-lattice confusions: the fraction of each true class read as the other class of its lattice")
         st.dataframe(same_lattice_table(metrics["same_lattice_confusion"]), hide_index=True)
     if metrics.get("per_material"):
-        st.caption("Accuracy of each material (n: its patterns in this split):")
+        st.caption("Accuracy of each material (n: its patterns scored here):")
         st.dataframe(per_material_table(metrics).style.format({"accuracy": "{:.3f}", "n": "{:.0f}"}), hide_index=True)
 
 
