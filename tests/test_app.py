@@ -505,18 +505,24 @@ def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_
     assert "Scored on 4 held-out patterns (each 0.250 of the accuracy)." in [c.value for c in app.caption]
 
 
-def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, tmp_path):
-    """The paper's comparison on the Train page: both models are named as finished, and the Results page overlays
-    the other one's curves at once (it showed the transfer model alone, the overlay empty)."""
+def side_by_side_on_the_page(app, tmp_path: Path, per_class: int) -> None:
+    """The Train page set for the paper's comparison (2 shots, transfer and scratch side by side) on a dataset of two
+    classes of random 16 px patterns, ``per_class`` each."""
     from ebsd_core.io.dataset import Dataset, write_dataset
 
-    patterns = np.random.default_rng(1).integers(0, 255, (16, 16, 16), dtype=np.uint8)
-    data = tmp_path / "two.h5"
-    write_dataset(Dataset(patterns, np.repeat([0, 1], 8), [225, 229], np.repeat(["ni", "fe"], 8), None), data)
-    app.session_state["dataset_path"] = str(data)
+    patterns = np.random.default_rng(1).integers(0, 255, (2 * per_class, 16, 16), dtype=np.uint8)
+    labels, materials = np.repeat([0, 1], per_class), np.repeat(["ni", "fe"], per_class)
+    write_dataset(Dataset(patterns, labels, [225, 229], materials, None), tmp_path / "two.h5")
+    app.session_state["dataset_path"] = str(tmp_path / "two.h5")
     app.switch_page("pages/train.py").run()
     next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
     next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
+
+
+def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, tmp_path):
+    """The paper's comparison on the Train page: both models are named as finished, and the Results page overlays
+    the other one's curves at once (it showed the transfer model alone, the overlay empty)."""
+    side_by_side_on_the_page(app, tmp_path, per_class=8)
     train_on_the_page(app, "pair")
     assert [s.value for s in app.success] == ["Finished: the 2 models are in the store."]
     scored = [m.value for m in app.markdown if "trained in" in m.value]
@@ -532,16 +538,9 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
 def test_repeats_of_a_run_train_on_other_samples_and_give_the_curve_its_spread(app, tmp_path):
     """The paper reports the mean and spread of repeated runs; the Train page trained each run once (the CLI's
     fewshot-curve --seeds alone repeated them)."""
-    from ebsd_core.io.dataset import Dataset, write_dataset
     from ebsd_core.store import read_card
 
-    patterns = np.random.default_rng(1).integers(0, 255, (20, 16, 16), dtype=np.uint8)
-    data = tmp_path / "two.h5"
-    write_dataset(Dataset(patterns, np.repeat([0, 1], 10), [225, 229], np.repeat(["ni", "fe"], 10), None), data)
-    app.session_state["dataset_path"] = str(data)
-    app.switch_page("pages/train.py").run()
-    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("2")
-    next(r for r in app.radio if r.label == "Initialisation").set_value("both side by side")
+    side_by_side_on_the_page(app, tmp_path, per_class=10)
     next(n for n in app.number_input if n.label == "Repeats").set_value(2)
     train_on_the_page(app, "rep")
     assert [s.value for s in app.success] == ["Finished: the 4 models are in the store."]
