@@ -125,6 +125,66 @@ def rehearsal_source(start: dict | None, choice: str | None, facts: DatasetFacts
     return choice
 
 
+class MoreSettings(NamedTuple):
+    lr: float | None  # None: the default of the initialisation
+    batch_size: int
+    frozen_epochs: int
+    rotation: float
+    first_seed: int
+    unknown_threshold: float
+
+
+#: The learning rates offered; None is each initialisation's own (TrainConfig.learning_rate).
+LEARNING_RATES = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+
+
+def more_settings() -> MoreSettings:
+    """The training settings the command line's train takes besides the form's first ones, folded away: their
+    defaults are the CLI's."""
+    with st.expander("More settings"):
+        c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
+        lr = c1.select_slider(
+            "Learning rate",
+            LEARNING_RATES,
+            value=None,
+            format_func=lambda r: "default" if r is None else f"{r:g}",
+            help="AdamW's rate. By default each initialisation's own: the backbone's fine-tuning rate from ImageNet, "
+            "1e-3 from an EBSD prior or saved model, 3e-3 from scratch.",
+        )
+        batch_size = c2.select_slider("Batch size", [8, 16, 32, 64], value=TrainConfig.batch_size)
+        frozen = c3.number_input(
+            "Frozen epochs",
+            0,
+            50,
+            TrainConfig.frozen_warmup_epochs,
+            help="Transfer only: train the new classifier alone for this many epochs before the whole network.",
+        )
+        c4, c5, c6 = st.columns(3, vertical_alignment="bottom")
+        rotation = c4.number_input(
+            "Rotation (deg)",
+            0.0,
+            180.0,
+            float(AugmentConfig.rotation),
+            1.0,
+            format="%.0f",
+            help="Augment each training pattern with an in-plane rotation of up to this many degrees (a camera "
+            "turned on its flange); 0: none.",
+        )
+        seed = c5.number_input(
+            "First seed", 0, 100_000, TrainConfig.seed, help="Of the few-shot sample and the new layers' weights."
+        )
+        threshold = c6.slider(
+            "Unknown below",
+            0.0,
+            0.99,
+            TrainConfig.unknown_threshold,
+            0.01,
+            help="The model's predictions are 'unknown' where the top class has less probability than this "
+            "(stored with it; a phase map can set another).",
+        )
+    return MoreSettings(lr, int(batch_size), int(frozen), float(rotation), int(seed), float(threshold))
+
+
 def start_kind(model: dict) -> str:
     return "EBSD prior" if model.get("prior") else f"saved model of {', '.join(model['classes'])}"
 
@@ -223,8 +283,9 @@ elif path is not None:
             MAX_REPEATS,
             1,
             help="Each run trained this many times, each on another few-shot sample of the dataset and another "
-            "initialisation of its new layers (seeds 0, 1, ...): a sweep's few-shot curve on Results then gives the "
-            "mean and spread of its repeats, as Kaufmann et al. report theirs. Each repeat takes a run's time.",
+            "initialisation of its new layers (seeds from the first one, under More settings): a sweep's few-shot "
+            "curve on Results then gives the mean and spread of its repeats, as Kaufmann et al. report theirs. Each "
+            "repeat takes a run's time.",
         )
         binning = st.select_slider(
             "Also train for cameras binned up to",
@@ -281,6 +342,7 @@ elif path is not None:
             "steel's map, 4 grains of each phase: 0.999 of the map right with it, 0.864 without, 0.985 for the "
             "model alone; bench/RESULTS.md). Not from ImageNet weights or other saved models.",
         )
+        more = more_settings()
         name = st.text_input("Model name prefix", default_name("model"))
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
@@ -313,8 +375,12 @@ elif path is not None:
                         views=int(views),
                         rehearsal_per_class=REHEARSAL_PER_CLASS if rehearsal and pre else 0,
                         rehearsal_source=rehearsal or "prior",
-                        augment_config=AugmentConfig(resolution=int(binning)),
-                        seed=seed,
+                        augment_config=AugmentConfig(resolution=int(binning), rotation=more.rotation),
+                        seed=more.first_seed + seed,
+                        lr=more.lr,
+                        batch_size=more.batch_size,
+                        frozen_warmup_epochs=more.frozen_epochs if pre else 0,
+                        unknown_threshold=more.unknown_threshold,
                     ),
                 )
                 for k in shots

@@ -562,6 +562,27 @@ def test_repeats_of_a_run_train_on_other_samples_and_give_the_curve_its_spread(a
     assert any("Few-shot curve of this sweep" in h.value for h in app.subheader)
 
 
+def test_more_settings_of_the_command_lines_train_reach_the_models(app, tmp_path):
+    """The learning rate, batch size, frozen epochs, rotation, seed and unknown threshold were the CLI's alone; under
+    More settings they reach each run (frozen epochs the transfer one only: a random backbone teaches nothing
+    frozen)."""
+    from ebsd_core.store import read_card
+
+    side_by_side_on_the_page(app, tmp_path, per_class=8)
+    next(s for s in app.select_slider if s.label == "Learning rate").set_value(1e-3)
+    next(s for s in app.select_slider if s.label == "Batch size").set_value(8)
+    next(n for n in app.number_input if n.label == "Frozen epochs").set_value(1)
+    next(n for n in app.number_input if n.label == "Rotation (deg)").set_value(5.0)
+    next(n for n in app.number_input if n.label == "First seed").set_value(7)
+    next(s for s in app.slider if s.label == "Unknown below").set_value(0.7)
+    train_on_the_page(app, "more")
+    for name, frozen in (("more-transfer-k2", 1), ("more-scratch-k2", 0)):
+        card = read_card(tmp_path / "store" / name)
+        config = card.training["config"]
+        assert (config["lr"], config["batch_size"], config["frozen_warmup_epochs"]) == (1e-3, 8, frozen)
+        assert (config["seed"], config["augment_config"]["rotation"], card.unknown_threshold) == (7, 5.0, 0.7)
+
+
 def test_upload_names_are_sanitised():
     from pages.common import safe_name
 
