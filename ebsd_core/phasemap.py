@@ -145,6 +145,20 @@ class PhaseMap(Decisions):
         out[UNKNOWN] = float((index < 0).mean())
         return out
 
+    def space_groups(self) -> np.ndarray:
+        """Each point's space group as the map decides it; 0 where it is unknown."""
+        return np.array([p.space_group for p in self.phases] + [0])[self.index]
+
+    def changed_since(self, earlier: PhaseMap) -> np.ndarray:
+        """Where ``earlier``, a map of the same scan (another model's, say), gave a point another space group, or
+        called unknown a point this map decides, or the reverse: a mask of this map's points."""
+        if tuple(earlier.nav_shape) != tuple(self.nav_shape):
+            raise InputError(
+                f"the maps are of {earlier.nav_shape[0]} x {earlier.nav_shape[1]} and {self.nav_shape[0]} x "
+                f"{self.nav_shape[1]} points: not of one scan"
+            )
+        return earlier.space_groups() != self.space_groups()
+
     def accuracy(self, probabilities: np.ndarray | None = None) -> float | None:
         """Fraction of points with a known true phase that got it (unknown counts as wrong)."""
         if self.truth is None or not (self.truth >= 0).any():

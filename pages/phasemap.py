@@ -551,6 +551,41 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
     st.info(MAP_REGIONS_CAUTION)
 
 
+def earlier_map_of(scan_path: str, map_path: str) -> str | None:
+    """The map this session made of the same scan before the one shown (with another model, say), if its file is
+    still here."""
+    maps = [
+        job.result["map"]
+        for job in job_manager().jobs_of(session_id())  # newest first
+        if job.kind == "phasemap" and job.status == "done" and job.result.get("scan") == scan_path
+    ]
+    if map_path not in maps:
+        return None
+    return next((made for made in maps[maps.index(map_path) + 1 :] if Path(made).exists()), None)
+
+
+def changes_since_earlier(phase_map, map_path: str, scan_path: str, place) -> None:
+    """Where the map shown reads the scan otherwise than this session's earlier map of it, and how many points."""
+    earlier_path = earlier_map_of(scan_path, map_path)
+    if earlier_path is None:
+        return
+    earlier = cached_phase_map(earlier_path, Path(earlier_path).stat().st_mtime)
+    try:
+        changed = phase_map.changed_since(earlier)
+    except EbsdError:
+        return
+    title = "changed since the last map: red"
+    place.plotly_chart(
+        map_figure(phase_map, changed + 0.5, title, discrete_scale(["#dddddd", "#d62728"]), (0, 2)), key="changes"
+    )
+    then = earlier.accuracy()
+    place.caption(
+        f"{counted(int(changed.sum()), 'point')} of {phase_map.size:,} ({percent(changed.mean())}) read another phase "
+        f"than in the last map of this scan, with {earlier.model}"
+        + (f" (map accuracy then {percent(then)})." if then is not None else ".")
+    )
+
+
 def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     modified = Path(map_path).stat().st_mtime
     saved = cached_phase_map(map_path, modified)
@@ -617,7 +652,10 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
             discrete_scale(["#dddddd", "#d62728"]),
             (0, 2),
         )
-        st.columns(2)[0].plotly_chart(diff, key="diff_map")  # under the phase map, at its size
+    under = st.columns(2)  # under the phase map and the confidence map, at their size
+    if accuracy is not None:
+        under[0].plotly_chart(diff, key="diff_map")
+    changes_since_earlier(phase_map, map_path, scan_path, under[1 if accuracy is not None else 0])
     selection = event.get("selection", {}) if event else {}
     box = selected_box(selection, phase_map.nav_shape)
     points = selection.get("points", [])

@@ -842,6 +842,37 @@ def test_the_unknown_threshold_of_a_map_is_set_on_the_page_and_its_exports_follo
     assert bars["layout"]["shapes"][0]["y0"] == pytest.approx(round(above, 2))
 
 
+def test_a_scan_mapped_again_with_another_model_shows_where_the_maps_differ(app, monkeypatch, map_model, map_scan_file):
+    """A scan mapped again (after training on its regions, say) replaced the map shown: nothing said where, or at how
+    many points, the new model read it otherwise."""
+    from ebsd_core.phasemap import load_phase_map
+    from ebsd_core.store import load_model, save_model
+    from pages.common import job_manager
+
+    assert map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup=False).status == "done"
+    app.run()
+    first = load_phase_map(app.session_state["map_path"])
+    assert not any("read another phase than in the last map" in c.value for c in app.caption)  # none before it
+    model, card = load_model(map_model)
+    card.unknown_threshold = 0.9  # the same network, its unsure points unknown: a map that differs where known
+    save_model(model, card, Path(os.environ["EBSD_MODEL_STORE"]) / "sure")
+    app.run()  # the picker lists it
+    app.selectbox(key="map_model").select("sure").run()
+    next(b for b in app.button if b.label.startswith("Map ") and b.label.endswith(" with sure")).click().run()
+    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    app.run()
+    assert not app.exception and not app.error
+    second = load_phase_map(app.session_state["map_path"])
+    changed = (first.index >= 0) & (second.index < 0)
+    assert changed.any()
+    note = next(c.value for c in app.caption if "read another phase than in the last map" in c.value)
+    assert note.startswith(f"{changed.sum():,} points of {second.size:,}") and "with duplex (map accuracy then" in note
+    figure = json.loads(
+        next(c.proto.spec for c in app.get("plotly_chart") if "changed since the last map" in c.proto.spec)
+    )
+    assert figure["layout"]["title"]["text"].startswith("changed since the last map")
+
+
 def test_a_map_in_progress_is_shown_again_after_a_browser_reload(app):
     """Found on review: after a reload the Phase map page forgot a map still running (the Train page kept its job)."""
     import threading
