@@ -294,3 +294,18 @@ def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, caps
         main(["predict", "--model", str(map_model), "--input", str(hexagonal), "--out", str(tmp_path / "p.csv")]) == 0
     )
     assert json.loads(capsys.readouterr().out)["patterns"] == 10
+
+
+def test_two_maps_of_a_scan_differ_where_a_point_gets_another_space_group(phase_map):
+    import dataclasses
+
+    from ebsd_core.errors import InputError
+
+    unsure = dataclasses.replace(phase_map, threshold=0.99)  # its unsure points unknown
+    changed = unsure.changed_since(phase_map)
+    assert changed.tolist() == ((phase_map.index >= 0) & (unsure.index < 0)).tolist() and changed.any()
+    assert not phase_map.changed_since(phase_map).any()
+    assert unsure.space_groups()[unsure.index < 0].tolist() == [0] * int((unsure.index < 0).sum())
+    other = dataclasses.replace(phase_map, nav_shape=(phase_map.nav_shape[1], phase_map.nav_shape[0]))
+    with pytest.raises(InputError, match="not of one scan"):
+        phase_map.changed_since(other)
