@@ -193,7 +193,12 @@ if method != "filters":
     if method != "activations":  # what a layer responds to does not depend on a class
         choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])
         target = None if choice == "predicted class" else card.class_symbols.index(choice)
-    sizes = layer_map_sizes(str(model_dir), weights_modified, card.input_size) if method != "shap" else {}
+    if method in ("activations", "gradcam"):  # both read a layer's maps
+        try:
+            sizes = layer_map_sizes(str(model_dir), weights_modified, card.input_size)
+        except EbsdError as exc:  # weights that cannot be read: said here, as the explanation would say it
+            show_error(exc)
+            st.stop()
     if method == "activations":  # early layers show the bands, deeper ones parts of them at coarser scales (--layer)
         layer = layer_picker(
             c3,
