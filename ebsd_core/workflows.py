@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import CancelledError
+from ebsd_core.errors import CancelledError, EbsdError, InputError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
 from ebsd_core.store import file_sha256, list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
@@ -109,7 +109,6 @@ def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600
     Returns ``(patterns, labels, probabilities, materials, indices)`` (``indices``: the patterns' in the dataset), or
     None when that dataset is not here.
     """
-    from ebsd_core.errors import InputError
     from ebsd_core.inference import predict_patterns
     from ebsd_core.io.dataset import read_dataset, take
 
@@ -177,30 +176,12 @@ def score_source(
     ``learned_patterns_left_out`` when the source is the model's training file (the patterns it was trained and
     validated on are left out: scored, they flattered it), and blank patterns (dropped frames) left out too.
     ``split``: "all", or one of the source's splits ("train", "val", "test", "holdout")."""
-    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, blank_pattern_note, reading_notes
-    from ebsd_core.errors import EbsdError
+    from ebsd_core.caveats import blank_pattern_note
     from ebsd_core.evaluate import evaluate_predictions
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.dataset import take
-    from ebsd_core.phases import space_group_symbol
-    from ebsd_core.wording import counted
 
-    notes = []
-    for note in reading_notes(source, card):
-        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
-            notes.append(note)
-        elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little
-            notes.append(ONE_PHASE_CHECK)
-    missing = sorted(set(source.classes) - set(card.classes))
-    if missing:
-
-        def named(numbers: list[int]) -> str:
-            return ", ".join(f"{space_group_symbol(n)} ({n})" for n in numbers)
-
-        raise EbsdError(
-            f"{source.path}: holds patterns of {named(missing)}, which the model does not know (it knows "
-            f"{named(card.classes)}): score it on data of its classes"
-        )
+    notes = _scoring_notes(source, card)
     labels = np.array([card.classes.index(source.classes[i]) for i in source.labels])
     keep = np.arange(len(labels))
     if split != "all":
@@ -208,22 +189,7 @@ def score_source(
         if not len(keep):
             splits = "no splits" if source.split is None else f"splits {sorted(set(source.split))}"
             raise EbsdError(f"{source.path}: has no {split!r} patterns ({splits}); use --split all")
-    learned = learned_patterns(card, source.path) if source.path else None
-    left_out = 0
-    if learned is not None:
-        kept = np.setdiff1d(keep, learned)
-        left_out = len(keep) - len(kept)
-        if not len(kept):
-            raise EbsdError(
-                f"{source.path}: is the file the model was trained on, and it was trained or validated on every "
-                "pattern scored here: there is nothing left to score; score it on other data"
-            )
-        if left_out:
-            notes.append(
-                f"the model was trained on this file; the {counted(left_out, 'pattern')} it was trained and validated "
-                f"on are left out, so the scores are of the {counted(len(kept), 'pattern')} it has not seen"
-            )
-        keep = kept
+    keep, left_out = _not_learned(card, source.path, keep, notes)
     if len(keep) < len(labels):
         source.patterns = take(source.patterns, keep)  # the kept rows only, also from a file read lazily
     labels, materials = labels[keep], None if source.material is None else source.material[keep]
@@ -235,17 +201,61 @@ def score_source(
     notes += [f"{note} and left out of the scores" for note in blank_pattern_note(blank)]
     if blank.all():
         raise EbsdError(f"{source.path}: every pattern holds one value everywhere: there is nothing to score")
-    probabilities, labels = prediction.probabilities[~blank], labels[~blank]
     materials = None if materials is None else materials[~blank]
-    metrics = evaluate_predictions(probabilities, labels, card.classes, materials)
+    metrics = evaluate_predictions(prediction.probabilities[~blank], labels[~blank], card.classes, materials)
     return {**metrics, **({"learned_patterns_left_out": left_out} if left_out else {})}, notes
+
+
+def _scoring_notes(source, card) -> list[str]:
+    """How far scores of ``source`` can be trusted; refuses a source of classes the model does not know."""
+    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, reading_notes
+    from ebsd_core.phases import space_group_symbol
+
+    missing = sorted(set(source.classes) - set(card.classes))
+    if missing:
+
+        def named(numbers: list[int]) -> str:
+            return ", ".join(f"{space_group_symbol(n)} ({n})" for n in numbers)
+
+        raise EbsdError(
+            f"{source.path}: holds patterns of {named(missing)}, which the model does not know (it knows "
+            f"{named(card.classes)}): score it on data of its classes"
+        )
+    notes = []
+    for note in reading_notes(source, card):
+        if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
+            notes.append(note)
+        elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little
+            notes.append(ONE_PHASE_CHECK)
+    return notes
+
+
+def _not_learned(card, path: str | None, keep: np.ndarray, notes: list[str]) -> tuple[np.ndarray, int]:
+    """``keep`` without the patterns the model was trained and validated on, when ``path`` is its training file
+    (scored, they flattered it), and how many were left out (said in ``notes``)."""
+    from ebsd_core.wording import counted
+
+    learned = learned_patterns(card, path) if path else None
+    if learned is None:
+        return keep, 0
+    kept = np.setdiff1d(keep, learned)
+    if not len(kept):
+        raise EbsdError(
+            f"{path}: is the file the model was trained on, and it was trained or validated on every pattern scored "
+            "here: there is nothing left to score; score it on other data"
+        )
+    if left_out := len(keep) - len(kept):
+        notes.append(
+            f"the model was trained on this file; the {counted(left_out, 'pattern')} it was trained and validated on "
+            f"are left out, so the scores are of the {counted(len(kept), 'pattern')} it has not seen"
+        )
+    return kept, left_out
 
 
 def one_phase_source(path: str | Path, space_group: int, labelled_advice: str, material: str | None = None):
     """A scan, image or folder of one known phase (a reference sample) as labelled patterns of ``material`` (by
     default the file's stem), to score a model on; ``labelled_advice`` says where to score one that holds labels
     of its own."""
-    from ebsd_core.errors import InputError
     from ebsd_core.io.readers import open_patterns
 
     source = open_patterns(path)
@@ -262,7 +272,6 @@ def score_job(
     """Job body: score a saved model (:func:`score_source`) on a labelled dataset file, or on a scan of one known
     phase (``space_group``; ``material``: its name in the scores)."""
     from ebsd_core.backbones import select_device
-    from ebsd_core.errors import InputError
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.store import load_model
 
