@@ -569,10 +569,10 @@ def changes_since_earlier(phase_map, map_path: str, scan_path: str, place) -> No
     earlier_path = earlier_map_of(scan_path, map_path)
     if earlier_path is None:
         return
-    earlier = cached_phase_map(earlier_path, Path(earlier_path).stat().st_mtime)
     try:
+        earlier = cached_phase_map(earlier_path, Path(earlier_path).stat().st_mtime)
         changed = phase_map.changed_since(earlier)
-    except EbsdError:
+    except (EbsdError, OSError):  # gone or damaged since, or of another shape: nothing to compare with
         return
     title = "changed since the last map: red"
     place.plotly_chart(
