@@ -12,7 +12,7 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.jobs import FINISHED
-from ebsd_core.phases import catalogue_material, material_label
+from ebsd_core.phases import catalogue_material, material_label, space_group_symbol
 from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns, score_job
@@ -166,7 +166,7 @@ def show_scores(metrics: dict, normalise: bool, key: str | None = None) -> None:
 SCORE_ON = ("A scan of one known phase", "The session's dataset")
 
 
-def score_section(choice: str, normalise: bool) -> None:
+def score_section(choice: str, classes: list[int], normalise: bool) -> None:
     """Score the model on patterns of known phases (the CLI's ``evaluate``): a reference scan of one phase, or the
     session's dataset (scans of known phases, real patterns in class folders, another simulation), as a job; its
     result stays with the model it scored."""
@@ -178,6 +178,13 @@ def score_section(choice: str, normalise: bool) -> None:
         if on == SCORE_ON[0]:
             path, group = scan_to_score()
             name, ready = (shown_name(path) if path else ""), path is not None and group is not None
+            if group is not None and group not in classes:  # said now, not by the job
+                known = ", ".join(space_group_symbol(c) for c in classes)
+                st.warning(
+                    f"{choice} knows {known}: it reads any other phase as one of these, so it cannot be scored on "
+                    f"{space_group_symbol(group)}."
+                )
+                ready = False
         else:
             path, group = active_dataset_path(), None
             st.caption(
@@ -367,7 +374,7 @@ if match:
         if any(trace.error_y.array is not None for trace in fig.data):
             st.caption("Each point: the mean of its repeats (hover for how many); the bars: their standard deviation.")
 
-score_section(choice, normalise)
+score_section(choice, card.classes, normalise)
 
 with st.expander("Misclassified test patterns"):
     trained_on = trained_on_here(card)

@@ -1927,7 +1927,18 @@ def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_
 
     next(t for t in app.text_input if t.label.startswith("Scan path")).input("reference.h5").run()
     assert not [b for b in app.button if b.label.startswith("Score brief")]  # until its space group is chosen
+    # a model of two classes, the reference's not one of them: said at once, with no button to start a job
+    first = np.flatnonzero(dataset.labels < 2)
+    two_classes = Dataset(dataset.patterns[first], dataset.labels[first], dataset.classes[:2], dataset.material[first])
+    write_dataset(two_classes, tmp_path / "two.h5")
+    train_evaluate_save(two_classes, config, tmp_path / "store" / "pair", dataset_path=tmp_path / "two.h5")
+    app.session_state["model_name"] = "pair"
+    app.run()
     next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[2]).run()
+    assert any("pair knows Pm-3m, Pm-3n: it reads any other phase as one of these" in w.value for w in app.warning)
+    assert not [b for b in app.button if b.label.startswith("Score pair")]
+    app.session_state["model_name"] = "brief"
+    app.run()
     assert score("Score brief on reference.h5")["Patterns scored"] == "6"
     assert any(b.proto.label == "Scores (JSON)" for b in app.get("download_button"))
     assert any("one phase" in w.value for w in app.warning)  # one phase alone proves little
