@@ -31,6 +31,7 @@ from pages.common import (
     metric_row,
     montage_figure,
     one_scan_upload,
+    opened_source,
     select_model,
     send_to_explain,
     server_path_input,
@@ -178,13 +179,7 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
         if on == SCORE_ON[0]:
             path, group = scan_to_score()
             name, ready = (shown_name(path) if path else ""), path is not None and group is not None
-            if group is not None and group not in classes:  # said now, not by the job
-                known = ", ".join(space_group_symbol(c) for c in classes)
-                st.warning(
-                    f"{choice} knows {known}: it reads any other phase as one of these, so it cannot be scored on "
-                    f"{space_group_symbol(group)}."
-                )
-                ready = False
+            ready = ready and knows_them(choice, classes, [group])
         else:
             path, group = active_dataset_path(), None
             st.caption(
@@ -193,7 +188,8 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
             )
             if path is None:
                 st.info("No dataset in this session: choose or make one on **Data**.")
-            name, ready = st.session_state.get("dataset_label") or (path.name if path else ""), path is not None
+            name = st.session_state.get("dataset_label") or (path.name if path else "")
+            ready = path is not None and knows_them(choice, classes, dataset_classes(path))
         if ready and st.button(f"Score {choice} on {name}"):
             model_dir = str(default_store() / choice)
             job = start_job(
@@ -207,6 +203,26 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
                 shown = True
         if shown:
             show_job(job_id, lambda job: score_panel(job, normalise))
+
+
+def knows_them(choice: str, classes: list[int], groups: list[int]) -> bool:
+    """Whether the model knows every one of ``groups``; if not, says so (at once, not when a job has started)."""
+    unknown = [g for g in groups if g not in classes]
+    if unknown:
+        known = ", ".join(space_group_symbol(c) for c in classes)
+        st.warning(
+            f"{choice} knows {known}: it reads any other phase as one of these, so it cannot be scored on "
+            f"{', '.join(space_group_symbol(g) for g in unknown)}."
+        )
+    return not unknown
+
+
+def dataset_classes(path: Path) -> list[int]:
+    """The space groups of the session's dataset; none when it cannot be read (the job will say why)."""
+    try:
+        return list(opened_source(path).classes or [])
+    except EbsdError:
+        return []
 
 
 def scan_to_score() -> tuple[Path | None, int | None]:

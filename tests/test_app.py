@@ -1937,6 +1937,13 @@ def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_
     next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[2]).run()
     assert any("pair knows Pm-3m, Pm-3n: it reads any other phase as one of these" in w.value for w in app.warning)
     assert not [b for b in app.button if b.label.startswith("Score pair")]
+    app.radio(key="score_on").set_value("The session's dataset").run()  # of six classes: the same
+    app.session_state["dataset_path"], app.session_state["dataset_label"] = str(tiny_dataset), "tiny"
+    app.run()
+    assert any("it cannot be scored on Fm-3m, Fd-3m, Im-3m, Ia-3d." in w.value for w in app.warning)
+    assert not [b for b in app.button if b.label.startswith("Score pair")]
+    app.radio(key="score_on").set_value("A scan of one known phase").run()
+    del app.session_state["dataset_path"], app.session_state["dataset_label"]
     app.session_state["model_name"] = "brief"
     app.run()
     assert score("Score brief on reference.h5")["Patterns scored"] == "6"
