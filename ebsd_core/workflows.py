@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import CancelledError, EbsdError, InputError
+from ebsd_core.errors import CancelledError, EbsdError, InputError, PhaseError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
 from ebsd_core.store import file_sha256, list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
@@ -426,10 +426,31 @@ def phase_map_job(
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 
 
+def demo_layout(phases: tuple[str, ...], shape: tuple[int, int], layout_path: str | Path | None = None):
+    """The grains of a demo scan: Voronoi grains of ``phases`` in ``shape``, or those of a real map's indexing file
+    (``layout_path``: .ang, .ctf), its phases by their names there (Austenite, Ferrite, ...) or else ``phases`` in
+    the file's order."""
+    from ebsd_core.phases import get_material
+    from ebsd_core.simulate_map import layout_from_ang, voronoi_layout
+
+    if layout_path is None:
+        return voronoi_layout([get_material(p) for p in phases], shape, grain_size=8, seed=1)
+    try:
+        return layout_from_ang(layout_path)
+    except PhaseError:  # names that are no catalogue material's: the chosen phases, in order
+        return layout_from_ang(layout_path, list(phases))
+
+
 def demo_map_job(
-    context, phases: tuple[str, ...], shape: tuple[int, int], folder: Path, model_dir: str | None = None
+    context,
+    phases: tuple[str, ...],
+    shape: tuple[int, int],
+    folder: Path,
+    model_dir: str | None = None,
+    layout_path: str | None = None,
 ) -> dict:
-    """Job body of the dashboard's demo map: simulate a Voronoi scan of two phases and map it.
+    """Job body of the dashboard's demo map: simulate a Voronoi scan of two phases (or one with the grains of a real
+    map's indexing file, ``layout_path``: :func:`demo_layout`) and map it.
 
     Uses ``model_dir`` when that model knows both phases' space groups and is not a Home demo model; otherwise the
     model an earlier demo map trained for the pair (anyone's: a class's demo maps queue behind one training, not
@@ -440,11 +461,12 @@ def demo_map_job(
     """
     from ebsd_core.datasets import simulate_dataset
     from ebsd_core.io.dataset import write_dataset
-    from ebsd_core.phases import get_material
-    from ebsd_core.simulate_map import simulate_scan, voronoi_layout
+    from ebsd_core.simulate_map import simulate_scan
 
     folder = Path(folder)
-    materials = [get_material(p) for p in phases]
+    layout = demo_layout(phases, shape, layout_path)
+    materials = layout.materials
+    phases = tuple(m.key for m in materials)
     name = f"demo-map-{'-'.join(phases)}-{context.job_id}"
     pattern_size = DEMO_MAP.pattern_size
     card = read_card(model_dir) if model_dir and not DEMO_MODEL_NAME.fullmatch(Path(model_dir).name) else None
@@ -477,12 +499,11 @@ def demo_map_job(
             "model"
         ]
         start = 0.65
-    context.report(start, f"simulating a {shape[0]}x{shape[1]} scan")
+    context.report(start, f"simulating a {layout.shape[0]}x{layout.shape[1]} scan")
     # a 300x300 scan takes minutes: Cancel acts here too
     simulating = cancellable(
         context.should_stop, "cancelled while simulating the scan", lambda f, m: context.report(start + 0.05 * f, m)
     )
-    layout = voronoi_layout(materials, shape, grain_size=8, seed=1)
     scan_file = f"demo-scan-{'-'.join(phases)}-{context.job_id}.h5"  # the map's title and export names
     scan = simulate_scan(layout, size=pattern_size, seed=1, progress=simulating)
     scan_path = write_dataset(scan, folder / scan_file)

@@ -1041,6 +1041,43 @@ def test_phase_map_demo_end_to_end(app, monkeypatch):
     assert len(app.get("download_button")) == 5
 
 
+def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypatch, map_model, map_scan_file, tmp_path):
+    """The CLI's simulate-map --layout had no place on the dashboard: a teacher could show Voronoi grains only, not
+    a real duplex steel's. A file of no use is named with the reason."""
+    import shutil
+
+    from ebsd_core import workflows
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.map_export import export_map
+    from ebsd_core.phasemap import load_phase_map, map_scan
+    from ebsd_core.store import load_model
+    from pages.common import job_manager
+
+    model, card = load_model(map_model)
+    layout = export_map(map_scan(model, card, open_patterns(map_scan_file), cleanup=False), tmp_path / "real.ang")
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")  # it knows both: no training
+    monkeypatch.setattr(workflows, "DEMO_MAP", workflows.DemoMapSettings(pattern_size=32, input_size=32, epochs=1))
+    app.switch_page("pages/phasemap.py").run()
+    app.selectbox(key="map_model").select("duplex").run()
+    app.selectbox[1].select("Austenite + ferrite (duplex steel)").run()
+    app.radio(key="demo_grains").set_value("Of a real map").run()
+    assert not [b for b in app.button if b.label == "Run the demo map"]  # until a file is given
+    uploader = lambda: next(u for u in app.file_uploader if u.label.startswith("Indexing file"))  # noqa: E731
+    uploader().set_value([("broken.ang", b"# not a map", "text/plain")]).run()
+    assert any("broken.ang" in e.value for e in app.error)
+    uploader().set_value([("real.ang", layout.read_bytes(), "text/plain")]).run()
+    assert any(c.value.startswith("real.ang: 8 x 10 points of ") for c in app.caption)
+    next(b for b in app.button if b.label == "Run the demo map").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["points"] == 80 and state.result["model_name"] == card.name
+    mapped = load_phase_map(state.result["map"])  # the scan's phases are the real map's, point by point
+    grains = workflows.demo_layout(("austenite", "ferrite"), (0, 0), layout)
+    real = np.array([m.space_group for m in grains.materials])[grains.phase.ravel()]
+    assert mapped.nav_shape == (8, 10)
+    assert np.array([p.space_group for p in mapped.phases])[mapped.truth].tolist() == real.tolist()
+
+
 def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_another_model(
     app, map_model, map_scan_file, tmp_path
 ):
