@@ -525,6 +525,12 @@ def show_source_warnings(name: str, source) -> None:
 SWEEP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<mode>transfer|scratch)-k(?P<shots>\d+)(?:-s(?P<seed>\d+))?$")
 
 
+def sweep_run(mode: str, shots: int, repeat: int = 0) -> str:
+    """A run's label in a Train page job (its model is ``PREFIX-LABEL``, :data:`SWEEP_NAME`): ``transfer-k10``,
+    ``scratch-k10-s1`` for the second repeat."""
+    return f"{mode}-k{shots}" + (f"-s{repeat}" if repeat else "")
+
+
 def sweep_partner(name: str, names: list[str]) -> str | None:
     """The model trained beside ``name`` in a side-by-side run (its scratch twin for a transfer model, and the
     reverse), when it is among ``names``."""
@@ -532,7 +538,7 @@ def sweep_partner(name: str, names: list[str]) -> str | None:
     if not match:
         return None
     other = {"transfer": "scratch", "scratch": "transfer"}[match["mode"]]
-    partner = f"{match['prefix']}-{other}-k{match['shots']}" + (f"-s{match['seed']}" if match["seed"] else "")
+    partner = f"{match['prefix']}-{sweep_run(other, int(match['shots']), int(match['seed'] or 0))}"
     return partner if partner in names else None
 
 

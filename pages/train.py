@@ -42,6 +42,7 @@ from pages.common import (
     show_unfinished_job,
     start_again_button,
     start_job,
+    sweep_run,
     test_set,
 )
 
@@ -363,7 +364,7 @@ elif path is not None:
             rehearsal = rehearsal_source(prior, REHEARSAL_CHOICES[rehearse], facts)
             runs = [
                 (
-                    f"{'transfer' if pre else 'scratch'}-k{k}" + (f"-s{seed}" if seed else ""),
+                    sweep_run("transfer" if pre else "scratch", k, seed),
                     TrainConfig(
                         backbone=backbone,
                         pretrained=pre,
