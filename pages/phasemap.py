@@ -22,7 +22,7 @@ from ebsd_core.assemble import (
     region_points,
     sampling_notes,
 )
-from ebsd_core.errors import EbsdError
+from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
@@ -79,6 +79,7 @@ manager = job_manager()
 MAX_SHOWN_POINTS = 60_000
 MAP_RIGHT_MARGIN = 60  # px: a confidence map's colour bar and its tick labels
 MAP_PLOT_WIDTH = 390  # px: a map's plot area in a half-page column of a 1,400 px wide window (Chromium)
+MAX_DEMO_POINTS = 300 * 300  # the largest demo scan, Voronoi grains or a real map's
 MAX_SQUARE_ASPECT = 8  # a map longer than this many times its width is drawn stretched, not with square points
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
 SCAN_TYPES = [*SCAN_FILE_TYPES, "tif", "tiff", "bmp", *NORDIF_SETTING_TYPES]
@@ -109,8 +110,18 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
     except EbsdError as exc:
         show_error(exc)
         return None, None
+    rows, cols = layout.shape
+    if rows * cols > MAX_DEMO_POINTS:  # as the Voronoi grains' rows and columns: a demo, not a night's simulation
+        show_error(
+            InputError(
+                f"{rows} x {cols} points: a demo scan takes up to {MAX_DEMO_POINTS:,} (300 x 300; 100 x 117 took "
+                "29 s); simulate a larger one with `python -m ebsd_core simulate-map --layout` and map it here",
+                upload.name,
+            )
+        )
+        return None, None
     phases = " and ".join(material_label(m.key) for m in layout.materials)
-    st.caption(f"{upload.name}: {layout.shape[0]} x {layout.shape[1]} points of {phases}.")
+    st.caption(f"{upload.name}: {rows} x {cols} points of {phases}.")
     return str(path), layout.shape
 
 

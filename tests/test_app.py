@@ -1046,7 +1046,11 @@ def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypat
     a real duplex steel's. A file of no use is named with the reason."""
     import shutil
 
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+
     from ebsd_core import workflows
+    from ebsd_core.io.orientations import load_crystal_map
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.map_export import export_map
     from ebsd_core.phasemap import load_phase_map, map_scan
@@ -1065,6 +1069,12 @@ def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypat
     uploader = lambda: next(u for u in app.file_uploader if u.label.startswith("Indexing file"))  # noqa: E731
     uploader().set_value([("broken.ang", b"# not a map", "text/plain")]).run()
     assert any("broken.ang" in e.value for e in app.error)
+    big = CrystalMap.empty((301, 301), step_sizes=(1, 1))  # larger than a demo scan takes
+    big.phases = load_crystal_map(layout).phases
+    orix_io.save(str(tmp_path / "big.ang"), big)
+    uploader().set_value([("big.ang", (tmp_path / "big.ang").read_bytes(), "text/plain")]).run()
+    assert any("big.ang: 301 x 301 points: a demo scan takes up to 90,000" in e.value for e in app.error)
+    assert not [b for b in app.button if b.label == "Run the demo map"]
     uploader().set_value([("real.ang", layout.read_bytes(), "text/plain")]).run()
     assert any(c.value.startswith("real.ang: 8 x 10 points of ") for c in app.caption)
     next(b for b in app.button if b.label == "Run the demo map").click().run()
