@@ -559,7 +559,7 @@ def _phasemap(args: argparse.Namespace) -> int:
                 orientations=args.orientations,
                 views_below=args.views_below,
             )
-    if args.unknown_threshold is not None:
+    if args.unknown_threshold is not None:  # a cluster's workers load the model with its own threshold
         phase_map = dataclasses.replace(phase_map, threshold=args.unknown_threshold)
     written, refused = [], []
     for out in outputs:  # a format that cannot hold this map leaves the others written
