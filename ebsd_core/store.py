@@ -38,7 +38,7 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import ModelError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
-from ebsd_core.phases import CATALOGUE, space_group_symbol
+from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 
 FORMAT_NAME = "ebsd-fewshot-model"
@@ -51,6 +51,35 @@ MAX_VIEWS = 64  # test-time views per pattern
 MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
 MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
 DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
+
+
+def _augmentation_words(augment: dict | None) -> list[str]:
+    """``["noise up to 0.3 x the pattern's std", "crystal rotation up to 30 deg", ...]``; the settings off left out."""
+    augment, words = augment or {}, []
+    if augment.get("noise_std"):
+        words.append(f"noise up to {augment['noise_std']:g} x the pattern's std")
+    if augment.get("crystal_rotation"):
+        words.append(f"crystal rotation up to {augment['crystal_rotation']:g} deg")
+    if augment.get("rotation"):
+        words.append(f"in-plane rotation up to {augment['rotation']:g} deg")
+    if (augment.get("resolution") or 1) > 1:
+        words.append(f"camera binning up to {augment['resolution']:g}x")
+    if augment and not words:
+        words.append("contrast, gamma, blur and projection-centre jitter only")
+    elif words:
+        words.append("contrast, gamma, blur, projection-centre jitter")
+    return words
+
+
+#: A training split's words in :meth:`ModelCard.how_trained`.
+SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test", "holdout": "held-out"}
+
+
+def _rehearsal_words(config: dict) -> str:
+    if "rehearsal_per_class" not in config:
+        return ""
+    per_class = config["rehearsal_per_class"]
+    return f"{per_class} simulated patterns per class ({config.get('rehearsal_source')})" if per_class else "off"
 
 
 def default_store() -> Path:
@@ -121,6 +150,50 @@ class ModelCard:
     @property
     def input_size(self) -> int:
         return self.preprocess.size
+
+    def how_trained(self) -> dict[str, str]:
+        """The training of this model in plain words, as its card records it: ``{"Shots per class": "20", ...}``;
+        what a card (an older one, or one added from elsewhere) does not record is left out."""
+        training, config = self.training, self.training.get("config") or {}
+        split = training.get("split") or {}
+        grey = {"adapt": "grey input to its adapted stem", "replicate": "grey copied to 3 channels"}
+        dataset = Path(str(training.get("dataset_path") or "")).name
+        rows = {
+            "Backbone": f"{self.backbone}, {grey.get(self.channel_mode, self.channel_mode)}",
+            "Started from": " ".join(self.initialisation).strip(),
+            "Dataset": ", ".join(filter(None, [dataset, training.get("dataset") and f"made by {training['dataset']}"])),
+            "Materials": ", ".join(material_label(m) for m in training.get("materials") or []),
+            "Shots per class": str(config.get("shots", "")),
+            "Patterns": ", ".join(f"{split[k]:,} {word}" for k, word in SPLIT_WORDS.items() if split.get(k)),
+            "Input": f"{self.input_size} px"
+            + (f" (patterns of {training['pattern_size']} px)" if training.get("pattern_size") else ""),
+            "Epochs": self._epochs_words(config.get("epochs"), training.get("best_epoch")),
+            "Optimiser": f"AdamW, learning rate {config['learning_rate']:g}, batch {config.get('batch_size')}, "
+            f"frozen epochs {config.get('frozen_warmup_epochs', 0)}, patience {config.get('patience')}"
+            if "learning_rate" in config
+            else "",
+            "Augmentation": ", ".join(_augmentation_words(training.get("augment") or config.get("augment_config"))),
+            "Rehearsal": _rehearsal_words(config),
+            "Test-time views": str(self.views)
+            + (f" (where the first is below {self.views_below:.0%})" if self.views > 1 and self.views_below else ""),
+            "Unknown below": f"{self.unknown_threshold:g}",
+            "Seed": str(config.get("seed", "")),
+            "Trained on": training.get("device", ""),
+        }
+        return {label: text for label, text in rows.items() if text}
+
+    def _epochs_words(self, most: int | None, best: int | None) -> str:
+        """``"12 of at most 30 (the best: 9), 41 s"``, from the history."""
+        if not self.history:
+            return ""
+        ran = max(int(row.get("epoch") or 0) for row in self.history)
+        seconds = sum(float(row.get("seconds") or 0) for row in self.history)
+        return (
+            f"{ran}"
+            + (f" of at most {most}" if most else "")
+            + (f" (the best: {best})" if best else "")
+            + (f", {seconds:.0f} s" if seconds else "")
+        )
 
     def to_json(self, weights_sha256: str, tensors: dict[str, list[int]]) -> dict:
         return {
@@ -474,6 +547,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "name": folder.name,
                     "path": str(folder),
                     "backbone": card.backbone,
+                    "channel_mode": card.channel_mode,
                     "pretrained": card.pretrained,
                     "classes": card.class_symbols,
                     "accuracy": card.metrics.get("accuracy"),

@@ -353,6 +353,9 @@ with metric_row():
     st.metric("Calibration error (ECE)", _score(test.get("ece")))
 if scored := _scored_on(card.metrics):
     st.caption(scored)
+with st.expander("How it was trained"):
+    settings = card.how_trained()
+    st.markdown("\n".join(f"- **{label}**: {text}" for label, text in settings.items()) or "Its card does not say.")
 if not test:
     st.info(
         f"{choice} was saved without test metrics (an older sweep model): score it with "

@@ -9,8 +9,8 @@ import streamlit as st
 
 from ebsd_core.assemble import region_shots
 from ebsd_core.augment import AugmentConfig
-from ebsd_core.backbones import describe_registry
-from ebsd_core.errors import EbsdError
+from ebsd_core.backbones import CHANNEL_MODES, describe_registry
+from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.fewshot import check_shots, suggested_shots
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.jobs import FINISHED
@@ -133,6 +133,9 @@ class MoreSettings(NamedTuple):
     rotation: float
     first_seed: int
     unknown_threshold: float
+    crystal_rotation: float
+    noise: float
+    channel_mode: str
 
 
 #: The learning rates offered; None is each initialisation's own (TrainConfig.learning_rate).
@@ -183,7 +186,47 @@ def more_settings() -> MoreSettings:
             help="The model's predictions are 'unknown' where the top class has less probability than this "
             "(stored with it; a phase map can set another).",
         )
-    return MoreSettings(lr, int(batch_size), int(frozen), float(rotation), int(seed), float(threshold))
+        c7, c8, c9 = st.columns(3, vertical_alignment="bottom")
+        crystal_rotation = c7.number_input(
+            "Crystal rotation (deg)",
+            0.0,
+            90.0,
+            float(AugmentConfig.crystal_rotation),
+            5.0,
+            format="%.0f",
+            help="Augment with true patterns of the crystal turned up to this many degrees about a random axis, "
+            "re-projected through the projection centre; 0: none. 30 degrees lifted unseen orientations from "
+            "0.77 to 0.84 and held-out materials from 0.64 to 0.71 (20 shots, 3 seeds; bench/RESULTS.md).",
+        )
+        noise = c8.number_input(
+            "Noise (x pattern std)",
+            0.0,
+            10.0,
+            float(AugmentConfig.noise_std),
+            0.1,
+            format="%.1f",
+            help="Augment with white noise of up to this many times each pattern's standard deviation. Up to 2 "
+            "did not help real patterns read right and cost held-out materials 0.958 -> 0.760 (bench/RESULTS.md).",
+        )
+        channels = c9.selectbox(
+            "Grey input",
+            CHANNEL_MODES,
+            format_func=lambda m: {"adapt": "adapted stem", "replicate": "3 channels"}[m],
+            help="How a grey pattern meets a colour network: its first layer's RGB kernels summed into one grey "
+            "channel (the default), or the pattern copied to three channels (0.706 against 0.667 in one seed, "
+            "not conclusive; bench/RESULTS.md). A saved model to start from keeps its own.",
+        )
+    return MoreSettings(
+        lr,
+        int(batch_size),
+        int(frozen),
+        float(rotation),
+        int(seed),
+        float(threshold),
+        float(crystal_rotation),
+        float(noise),
+        str(channels),
+    )
 
 
 def start_kind(model: dict) -> str:
@@ -214,14 +257,14 @@ def prior_form(path: Path) -> str | None:
                 return None
         try:
             if (default_store() / validate_name(prior_name)).exists():
-                raise ValueError(f"a model named {prior_name} exists in the store; choose another name")
+                raise InputError(f"a model named {prior_name} exists in the store; choose another name")
             prior_materials(exclude)  # says so now when too little would be left to train on
             params = {"exclude": exclude, "name": prior_name, "settings": settings.to_dict()}
             job = start_job("prior", f"EBSD prior {prior_name}", lambda ctx: prior_job(ctx, params))
             if job:
                 renew_default_name("prior")
             return job
-        except (ValueError, EbsdError) as exc:
+        except (ValueError, EbsdError) as exc:  # a ValueError of its own is unexpected, and said so
             show_error(exc)
     return None
 
@@ -350,17 +393,22 @@ elif path is not None:
         try:
             given = [s for s in re.split(r"[,\s]+", shots_text.strip()) if s]
             if not given or not all(s.isdigit() and int(s) >= 1 for s in given):  # "ten", "5.5", "-1", "0"
-                raise ValueError(f"shots per class {shots_text!r}: give whole numbers from 1, e.g. 10 or 5,10,20")
+                raise InputError(f"shots per class {shots_text!r}: give whole numbers from 1, e.g. 10 or 5,10,20")
             shots = list(dict.fromkeys(int(s) for s in given))  # 5,5: once
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]
             modes = {"ImageNet transfer": [True], "scratch": [False], "both side by side": [True, False]}[mode]
             if not offline and True in modes:
-                raise ValueError(
+                raise InputError(
                     f"{backbone} has no offline ImageNet weights here: choose scratch or efficientnet_lite0"
                 )
             prior = starts.get(start)
             if prior and prior["backbone"] != backbone:
-                raise ValueError(f"the model {start} is a {prior['backbone']}: choose that backbone to start from it")
+                raise InputError(f"the model {start} is a {prior['backbone']}: choose that backbone to start from it")
+            if prior and True in modes and prior.get("channel_mode", "adapt") != more.channel_mode:
+                raise InputError(
+                    f"the model {start} takes grey patterns with its {prior.get('channel_mode', 'adapt')} channels: "
+                    "choose that grey input under More settings to start from it"
+                )
             rehearsal = rehearsal_source(prior, REHEARSAL_CHOICES[rehearse], facts)
             runs = [
                 (
@@ -376,7 +424,13 @@ elif path is not None:
                         views=int(views),
                         rehearsal_per_class=REHEARSAL_PER_CLASS if rehearsal and pre else 0,
                         rehearsal_source=rehearsal or "prior",
-                        augment_config=AugmentConfig(resolution=int(binning), rotation=more.rotation),
+                        augment_config=AugmentConfig(
+                            resolution=int(binning),
+                            rotation=more.rotation,
+                            crystal_rotation=more.crystal_rotation,
+                            noise_std=more.noise,
+                        ),
+                        channel_mode=more.channel_mode,
                         seed=more.first_seed + seed,
                         lr=more.lr,
                         batch_size=more.batch_size,
@@ -392,7 +446,7 @@ elif path is not None:
             names = [validate_name(f"{name}-{label}") for label, _ in runs]
             taken = [model for model in names if (default_store() / model).exists()]
             if taken:
-                raise ValueError(f"a model named {taken[0]} exists in the store; choose another name prefix")
+                raise InputError(f"a model named {taken[0]} exists in the store; choose another name prefix")
             labelled = open_patterns(path)
             if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
                 check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
@@ -407,7 +461,7 @@ elif path is not None:
             if job:
                 st.session_state.train_job = job_id = job
                 renew_default_name("model")
-        except (ValueError, EbsdError) as exc:
+        except (ValueError, EbsdError) as exc:  # a ValueError of its own is unexpected, and said so
             show_error(exc)
 
 

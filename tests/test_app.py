@@ -575,12 +575,37 @@ def test_more_settings_of_the_command_lines_train_reach_the_models(app, tmp_path
     next(n for n in app.number_input if n.label == "Rotation (deg)").set_value(5.0)
     next(n for n in app.number_input if n.label == "First seed").set_value(7)
     next(s for s in app.slider if s.label == "Unknown below").set_value(0.7)
+    next(n for n in app.number_input if n.label == "Crystal rotation (deg)").set_value(10.0)
+    next(n for n in app.number_input if n.label == "Noise (x pattern std)").set_value(1.5)
+    next(r for r in app.selectbox if r.label == "Grey input").set_value("replicate")
     train_on_the_page(app, "more")
     for name, frozen in (("more-transfer-k2", 1), ("more-scratch-k2", 0)):
         card = read_card(tmp_path / "store" / name)
-        config = card.training["config"]
+        config, augment = card.training["config"], card.training["config"]["augment_config"]
         assert (config["lr"], config["batch_size"], config["frozen_warmup_epochs"]) == (1e-3, 8, frozen)
-        assert (config["seed"], config["augment_config"]["rotation"], card.unknown_threshold) == (7, 5.0, 0.7)
+        assert (config["seed"], augment["rotation"], card.unknown_threshold) == (7, 5.0, 0.7)
+        assert (augment["crystal_rotation"], augment["noise_std"], card.channel_mode) == (10.0, 1.5, "replicate")
+    # and Results says so
+    app.switch_page("pages/results.py").run()
+    app.selectbox[0].set_value("more-transfer-k2").run()
+    told = next(m.value for m in app.markdown if "**Optimiser**" in m.value)
+    assert "learning rate 0.001, batch 8, frozen epochs 1" in told and "grey copied to 3 channels" in told
+    assert "noise up to 1.5 x the pattern's std, crystal rotation up to 10 deg, in-plane rotation up to 5 deg" in told
+
+
+def test_a_saved_model_to_start_from_sets_the_grey_input(app, tmp_path):
+    """Training from a saved model of other channels is refused on submit, naming the setting to change."""
+    side_by_side_on_the_page(app, tmp_path, per_class=8)
+    next(r for r in app.radio if r.label == "Initialisation").set_value("ImageNet transfer")
+    train_on_the_page(app, "first")
+    next(s for s in app.selectbox if s.label == "Transfer starts from").set_value("first-transfer-k2")
+    next(r for r in app.selectbox if r.label == "Grey input").set_value("replicate")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    # told as a setting to change, not as an "Unexpected problem: ValueError" (as every refusal of this form was)
+    assert [e.value for e in app.error] == [
+        "the model first-transfer-k2 takes grey patterns with its adapt channels: choose that grey input under More "
+        "settings to start from it"
+    ]
 
 
 def test_upload_names_are_sanitised():

@@ -455,6 +455,32 @@ def test_the_card_says_where_training_started(tmp_path):
     assert card(weights=str(tmp_path / "gone")).initialisation == ("saved model", "gone")  # moved away since
 
 
+
+def test_the_card_says_how_its_model_was_trained():
+    """A card's training in words (Results' "How it was trained"); a card from elsewhere that records none of it says
+    only what the card itself holds."""
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    config = {**TrainConfig(shots=5, epochs=30, lr=1e-3).to_dict(), "learning_rate": 1e-3}
+    training = {"config": config, "split": {"train": 10, "val": 4, "test": 6, "holdout": 0}, "best_epoch": 7}
+    history = [{"epoch": e, "seconds": 2.0} for e in range(1, 10)]
+    card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(), training=training, history=history)
+    told = card.how_trained()
+    assert told["Shots per class"] == "5" and told["Patterns"] == "10 training, 4 validation, 6 test"
+    assert told["Epochs"] == "9 of at most 30 (the best: 7), 18 s"
+    assert told["Optimiser"] == "AdamW, learning rate 0.001, batch 32, frozen epochs 0, patience 8"
+    assert told["Augmentation"].startswith("noise up to 0.3 x the pattern's std, crystal rotation up to 30 deg, ")
+    assert told["Rehearsal"] == "off" and told["Test-time views"] == "1"
+    bare = ModelCard("resnet18", [225, 229], PreprocessConfig(size=96), views=4, views_below=0.8).how_trained()
+    assert bare == {
+        "Backbone": "resnet18, grey input to its adapted stem",
+        "Started from": "ImageNet",
+        "Input": "96 px",
+        "Test-time views": "4 (where the first is below 80%)",
+        "Unknown below": "0.5",
+    }
+
 def test_default_learning_rate_follows_where_training_starts():
     from ebsd_core.backbones import DEFAULT_FINETUNE_LR, REGISTRY
     from ebsd_core.prior import PRIOR_LR
