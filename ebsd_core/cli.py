@@ -621,7 +621,7 @@ def _import_model(args: argparse.Namespace) -> int:
 
 @command("models")
 def _models(args: argparse.Namespace) -> int:
-    from ebsd_core.store import delete_model, export_model, list_models
+    from ebsd_core.store import delete_model, export_model, list_models, read_card, resolve_model_dir
 
     if args.action == "list":
         rows = list_models(args.store)
@@ -635,6 +635,18 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise EbsdError(f"models {args.action}: give the model's NAME")
+    if args.action == "show":
+        card = read_card(resolve_model_dir(args.name, args.store))
+        told = {
+            "Name": card.name or Path(args.name).name,
+            **card.how_trained(),
+            "Classes": " ".join(card.class_symbols),
+        }
+        if args.json:
+            print(json.dumps(told))
+        else:
+            print("\n".join(f"{label}: {text}" for label, text in told.items()))
+        return 0
     if args.action == "export":
         out = export_model(args.name, args.out or Path(f"{Path(args.name).name}.zip"), args.store, force=args.force)
         print(json.dumps({"model": args.name, "zip": str(out)}))
@@ -1240,21 +1252,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "models",
-        help="the model store: list; export NAME (a zip for import-model or the Results page elsewhere); delete NAME "
-        "(moved to the store's .deleted/)",
+        help="the model store: list; show NAME (how it was trained); export NAME (a zip for import-model or the "
+        "Results page elsewhere); delete NAME (moved to the store's .deleted/)",
     )
     p.add_argument(
         "action",
         nargs="?",
         default="list",
-        choices=["list", "export", "delete"],
-        help="list (default): the store's models; export NAME: a zip for import-model or the Results page elsewhere; "
-        "delete NAME: moved to the store's .deleted/ folder",
+        choices=["list", "show", "export", "delete"],
+        help="list (default): the store's models; show NAME: how it was trained (as the Results page says); "
+        "export NAME: a zip for import-model or the Results page elsewhere; delete NAME: to the store's .deleted/",
     )
-    p.add_argument("name", nargs="?", help="export, delete: the model's name in the store (export: or its folder)")
+    p.add_argument(
+        "name", nargs="?", help="show, export, delete: the model's name in the store (show, export: or its folder)"
+    )
     p.add_argument("--out", type=Path, help="export: the zip to write (default: NAME.zip here)")
     p.add_argument("--force", action="store_true", help="export: replace the zip when it exists")
-    p.add_argument("--json", action="store_true", help="list: one JSON list instead of lines")
+    p.add_argument("--json", action="store_true", help="list, show: JSON instead of lines")
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
 
     sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")

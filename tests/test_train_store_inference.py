@@ -259,6 +259,12 @@ def test_the_store_is_listed_exported_and_deleted_from_the_command_line(trained,
     line = capsys.readouterr().out.strip()
     assert line.startswith("gpu-model\tefficientnet_lite0\ttransfer\taccuracy ") and line.endswith("Ia-3d"), line
     assert main(["models", "--store", str(store)]) == 0 and capsys.readouterr().out.strip() == line  # list: the default
+    assert main(["models", "show", "gpu-model", "--store", str(store), "--json"]) == 0  # as Results tells it
+    told = json.loads(capsys.readouterr().out)
+    assert told == {"Name": "gpu-model", **result.card.how_trained(), "Classes": "Pm-3m Pm-3n Fm-3m Fd-3m Im-3m Ia-3d"}
+    assert told["Shots per class"] == str(result.card.training["config"]["shots"])
+    assert main(["models", "show", "gpu-model", "--store", str(store)]) == 0
+    assert capsys.readouterr().out.startswith("Name: gpu-model\nBackbone: efficientnet_lite0, grey input to its ")
     out = tmp_path / "gpu-model.zip"
     assert main(["models", "export", "gpu-model", "--store", str(store), "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["zip"] == str(out)
