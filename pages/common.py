@@ -496,6 +496,14 @@ def send_to_explain(model_name: str, source: str, index: int) -> None:
     st.switch_page("pages/explain.py")
 
 
+def keep_hidden_widgets(*keys: str) -> None:
+    """Keep what was typed or chosen in these widgets while a choice hides them: Streamlit forgets a widget's value
+    on a run that does not draw it (switching a radio away and back emptied them). Call before drawing them."""
+    for key in keys:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def space_group_choice(label: str, key: str, where=st) -> int | None:
     """The space group of a single-phase scan or a region of a map; none is preselected, as a label left as it came
     would go unnoticed."""

@@ -461,7 +461,6 @@ def test_the_card_says_where_training_started(tmp_path):
     assert card(weights=str(tmp_path / "gone")).initialisation == ("saved model", "gone")  # moved away since
 
 
-
 def test_the_card_says_how_its_model_was_trained():
     """A card's training in words (Results' "How it was trained"); a card from elsewhere that records none of it says
     only what the card itself holds."""
@@ -486,6 +485,7 @@ def test_the_card_says_how_its_model_was_trained():
         "Test-time views": "4 (where the first is below 80%)",
         "Unknown below": "0.5",
     }
+
 
 def test_default_learning_rate_follows_where_training_starts():
     from ebsd_core.backbones import DEFAULT_FINETUNE_LR, REGISTRY
