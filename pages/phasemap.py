@@ -40,6 +40,7 @@ from pages.common import (
     for_the_user,
     job_manager,
     keep,
+    keep_hidden_widgets,
     kept,
     latest_job_shown_on,
     metric_row,
@@ -141,9 +142,15 @@ def choose_scan(model_name: str | None) -> Path | None:
         pair = st.selectbox("Phases", list(DEMO_PAIRS))
         grains = st.radio("Grains", ["Voronoi", "Of a real map"], horizontal=True, key="demo_grains")
         layout_path, shape = None, None
+        st.session_state.setdefault("demo_rows", 40)  # as values, not the widgets' defaults: kept while hidden
+        st.session_state.setdefault("demo_cols", 50)
+        keep_hidden_widgets("demo_rows", "demo_cols")
         if grains == "Voronoi":
             c1, c2 = st.columns(2)
-            shape = int(c1.number_input("Rows", 10, 300, 40)), int(c2.number_input("Columns", 10, 300, 50))
+            shape = (
+                int(c1.number_input("Rows", 10, 300, key="demo_rows")),
+                int(c2.number_input("Columns", 10, 300, key="demo_cols")),
+            )
         else:
             layout_path, shape = real_map_layout(DEMO_PAIRS[pair])
         if shape is not None and st.button("Run the demo map", type="primary"):

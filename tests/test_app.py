@@ -1089,6 +1089,7 @@ def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypat
     app.switch_page("pages/phasemap.py").run()
     app.selectbox(key="map_model").select("duplex").run()
     app.selectbox[1].select("Austenite + ferrite (duplex steel)").run()
+    app.number_input(key="demo_rows").set_value(12).run()
     app.radio(key="demo_grains").set_value("Of a real map").run()
     assert not [b for b in app.button if b.label == "Run the demo map"]  # until a file is given
     uploader = lambda: next(u for u in app.file_uploader if u.label.startswith("Indexing file"))  # noqa: E731
@@ -1111,6 +1112,8 @@ def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypat
     real = np.array([m.space_group for m in grains.materials])[grains.phase.ravel()]
     assert mapped.nav_shape == (8, 10)
     assert np.array([p.space_group for p in mapped.phases])[mapped.truth].tolist() == real.tolist()
+    app.radio(key="demo_grains").set_value("Voronoi").run()  # the rows set before are kept
+    assert (app.number_input(key="demo_rows").value, app.number_input(key="demo_cols").value) == (12, 50)
 
 
 def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_another_model(
