@@ -13,6 +13,7 @@ from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
     active_dataset_path,
     enter_page,
+    keep_hidden_widgets,
     metric_row,
     one_scan_upload,
     opened_source,
@@ -38,6 +39,20 @@ METHOD_LABELS = {
     "activations": "Activation maps",
     "filters": "First-layer filters",
 }
+
+
+#: The start of the pattern pickers' session-state keys, which are kept while the filters hide the pickers.
+PATTERN_KEY = "explain-pattern-"
+
+
+def pattern_keys(source: str, sent: tuple[int, ...] | None, limits: dict[str, int]) -> list[str]:
+    """The session-state keys of a source's pattern pickers (``limits``: the largest "index", or "row" and "col"),
+    set to ``sent`` (a pattern sent from another page) or else kept as they were (0 at first) while another method
+    hides them."""
+    keys = [f"{PATTERN_KEY}{name}-{source}" for name in limits]
+    for number, (key, most) in enumerate(zip(keys, limits.values())):
+        st.session_state[key] = min(int(sent[number] if sent else st.session_state.get(key, 0)), most)
+    return keys
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing the explanation")
@@ -138,7 +153,8 @@ if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
-method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True)
+keep_hidden_widgets(*(key for key in st.session_state if str(key).startswith(PATTERN_KEY)))  # see pattern_keys
+method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True, key="explain_method")
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
 layer, compare = None, None
 if method == "filters":  # the paper's comparison: a transfer model's filters beside its scratch twin's
@@ -175,20 +191,26 @@ if method != "filters":
         st.stop()
     show_source_warnings(Path(source_path).name, opened)
     count = len(opened)
-    default_index = min(int(st.session_state.get("explain_index", 0)), count - 1)
+    # a pattern sent from Results or the Phase map, once; the pattern chosen of each source stays while another
+    # method (the filters) hides the pickers
+    sent = st.session_state.pop("explain_index", None) if source_path == sent_from else None
+    sent = None if sent is None else min(int(sent), count - 1)
     map_header = session_map_header(source_path, count)
     if map_header:  # a scan's point is found by its row and column, as on the Phase map page
         if map_header.get("model") == card.name:  # its model answers as on the map
             map_views = map_header.get("views") or None
         c1, c2, c3, c4 = st.columns([1, 1, 2, 2], vertical_alignment="bottom")  # labels wrap on narrow pages
         rows, cols = map_header["nav_shape"]
-        first_row, first_col = divmod(default_index, cols)
-        row = int(c1.number_input(f"Row (0 to {rows - 1})", 0, rows - 1, first_row))
-        col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, first_col))
+        row_key, col_key = pattern_keys(
+            source_path, None if sent is None else divmod(sent, cols), {"row": rows - 1, "col": cols - 1}
+        )
+        row = int(c1.number_input(f"Row (0 to {rows - 1})", 0, rows - 1, key=row_key))
+        col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, key=col_key))
         index, pattern_name = row * cols + col, f"Row {row}, column {col}"
     else:
         c1, c3, c4 = st.columns(3, vertical_alignment="bottom")
-        index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, default_index))
+        (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
+        index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
         pattern_name = f"Pattern {index}"
     if method != "activations":  # what a layer responds to does not depend on a class
         choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])

@@ -1426,6 +1426,15 @@ def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model,
     assert not app.exception and not app.error
     assert app.session_state["explain_shown"][2] == 19
     assert any(m.value.startswith("Row 1, column 9: ") for m in app.markdown)
+    # the filters hide the point's pickers; back from them, the point is the one chosen (it went back to the sent one)
+    app.radio(key="explain_method").set_value("filters").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    row, column = (next(n for n in app.number_input if n.label.startswith(name)) for name in ("Row", "Column"))
+    assert (row.value, column.value) == (1, 9)
+    app.session_state["explain_index"], app.session_state["explain_from"] = 40, str(map_scan_file)
+    app.run()  # another point sent from the Phase map
+    row, column = (next(n for n in app.number_input if n.label.startswith(name)) for name in ("Row", "Column"))
+    assert (row.value, column.value) == (4, 0) and "explain_index" not in app.session_state
 
 
 def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model, map_scan_file):
