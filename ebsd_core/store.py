@@ -163,6 +163,9 @@ class ModelCard:
             "Started from": " ".join(self.initialisation).strip(),
             "Dataset": ", ".join(filter(None, [dataset, training.get("dataset") and f"made by {training['dataset']}"])),
             "Materials": ", ".join(material_label(m) for m in training.get("materials") or []),
+            "Left out of this prior": ", ".join(
+                material_label(m) for m in (training.get("prior") or {}).get("excluded") or []
+            ),
             "Shots per class": str(config.get("shots", "")),
             "Patterns": ", ".join(f"{split[k]:,} {word}" for k, word in SPLIT_WORDS.items() if split.get(k)),
             "Input": f"{self.input_size} px"

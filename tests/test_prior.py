@@ -55,6 +55,8 @@ def test_prior_card_records_what_it_saw(prior):
     assert card.training["prior"]["excluded"] == ["austenite", "ferrite"]
     assert set(card.training["materials"]) <= set(card.training["prior"]["materials"])
     assert "austenite" not in card.training["materials"] and len(card.classes) == 6
+    told = card.how_trained()  # as Results and "models show" say it
+    assert told["Left out of this prior"] == "Austenite, Ferrite" and "Austenite" not in told["Materials"]
 
 
 def test_prior_is_never_overwritten(prior, capsys, monkeypatch):
