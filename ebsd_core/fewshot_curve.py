@@ -20,7 +20,7 @@ from ebsd_core.figures import pyplot
 from ebsd_core.inference import blank_points, predict_source
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.store import file_sha256, save_model
+from ebsd_core.store import epochs_to_reach, file_sha256, save_model
 from ebsd_core.train import (
     TrainConfig,
     TrainProgress,
@@ -39,11 +39,6 @@ VARIANT_KEY = re.compile(r"_accuracy_(\d+view|binned\d+)$")  # scores with other
 
 #: The accuracies issue #3 asks for at 20 shots per class, drawn on every curve.
 TARGETS = {"test_accuracy": 0.98, "holdout_accuracy": 0.90, "real_correct": 1.0}  # every real pattern right
-
-
-def epochs_to_reach(history: list[dict], target: float = 0.95) -> int | None:
-    """First epoch whose validation accuracy reaches ``target`` (None if never)."""
-    return next((h["epoch"] for h in history if h["val_accuracy"] >= target), None)
 
 
 def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list[dict]:

@@ -71,6 +71,15 @@ def _augmentation_words(augment: dict | None) -> list[str]:
     return words
 
 
+#: The validation accuracy whose first epoch tells how fast a model learnt (Kaufmann et al.: transfer vs scratch).
+VALIDATION_TARGET = 0.95
+
+
+def epochs_to_reach(history: list[dict], target: float = VALIDATION_TARGET) -> int | None:
+    """First epoch whose validation accuracy reaches ``target`` (None if never)."""
+    return next((h["epoch"] for h in history if h.get("val_accuracy", 0) >= target), None)
+
+
 #: A training split's words in :meth:`ModelCard.how_trained`.
 SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test", "holdout": "held-out"}
 
@@ -171,6 +180,7 @@ class ModelCard:
             "Input": f"{self.input_size} px"
             + (f" (patterns of {training['pattern_size']} px)" if training.get("pattern_size") else ""),
             "Epochs": self._epochs_words(config.get("epochs"), training.get("best_epoch")),
+            f"{VALIDATION_TARGET:.0%} validation accuracy": self._target_words(),
             "Optimiser": f"AdamW, learning rate {config['learning_rate']:g}, batch {config.get('batch_size')}, "
             f"frozen epochs {config.get('frozen_warmup_epochs', 0)}, patience {config.get('patience')}"
             if "learning_rate" in config
@@ -184,6 +194,13 @@ class ModelCard:
             "Trained on": training.get("device", ""),
         }
         return {label: text for label, text in rows.items() if text}
+
+    def _target_words(self) -> str:
+        """``"at epoch 3"``, ``"not reached in 15 epochs"``: how fast it learnt (empty without a history)."""
+        if not any("val_accuracy" in row for row in self.history):
+            return ""
+        reached = epochs_to_reach(self.history)
+        return f"at epoch {reached}" if reached else f"not reached in {len(self.history)} epochs"
 
     def _epochs_words(self, most: int | None, best: int | None) -> str:
         """``"12 of at most 30 (the best: 9), 41 s"``, from the history."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError, EbsdError, InputError, PhaseError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
-from ebsd_core.store import file_sha256, list_models, read_card, resolve_model_dir, save_model
+from ebsd_core.store import epochs_to_reach, file_sha256, list_models, read_card, resolve_model_dir, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
@@ -96,6 +96,7 @@ def train_evaluate_save(
         "model": str(target),
         "seconds": round(result.seconds, 1),
         "best_epoch": result.best_epoch,
+        "epochs_to_95": epochs_to_reach(result.history),
         "test_accuracy": metrics["test"].get("accuracy"),
         "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
     }

@@ -13,7 +13,16 @@ from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.jobs import FINISHED
 from ebsd_core.phases import catalogue_material, material_label, space_group_symbol
-from ebsd_core.store import default_store, delete_model, import_model, list_models, model_zip, read_card
+from ebsd_core.store import (
+    VALIDATION_TARGET,
+    default_store,
+    delete_model,
+    epochs_to_reach,
+    import_model,
+    list_models,
+    model_zip,
+    read_card,
+)
 from ebsd_core.wording import counted
 from ebsd_core.workflows import misclassified_test_patterns, score_job
 from pages.common import (
@@ -53,19 +62,52 @@ from pages.common import (
 enter_page()
 
 
+def sweep_runs(prefix: str, models: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    """The models of one sweep (:data:`SWEEP_NAME`) by initialisation ("transfer", "scratch") and shots per class,
+    each shots' repeats together."""
+    runs: dict[str, dict[int, list[dict]]] = {}
+    for m in models:
+        match = SWEEP_NAME.match(m["name"])
+        if match and match["prefix"] == prefix:
+            runs.setdefault(match["mode"], {}).setdefault(int(match["shots"]), []).append(m)
+    return runs
+
+
+def sweep_speed_table(prefix: str, models: list[dict]) -> pd.DataFrame | None:
+    """The epoch each run of a sweep first reached 95 % validation accuracy (the mean of its repeats that did), by
+    shots per class and initialisation: the paper's other measure of transfer against scratch. None for a sweep of
+    one run."""
+    runs = sweep_runs(prefix, models)
+    if sum(len(by_shots) for by_shots in runs.values()) < 2:
+        return None
+    table: dict[str, dict[int, str]] = {}
+    for mode, by_shots in runs.items():
+        for shots, group in by_shots.items():
+            histories = [read_card(m["path"]).history for m in group]
+            reached = [e for e in map(epochs_to_reach, histories) if e is not None]
+            most = max(len(h) for h in histories)
+            table.setdefault(mode, {})[shots] = (
+                f"not in {counted(most, 'epoch')}"
+                if not reached
+                else f"{np.mean(reached):.3g}"
+                + (f" ({len(reached)} of {len(group)})" if len(reached) < len(group) else "")
+            )
+    return pd.DataFrame(table).sort_index().rename_axis("shots per class")
+
+
 def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orientations") -> go.Figure | None:
     """Accuracy vs shots per class for the models of one sweep (name-transfer-kN, name-scratch-kN, and their
     repeats -sS), on their test sets (``scored_on``, as the page names them): the mean of a point's repeats, with
     their standard deviation as error bars."""
-    points: dict[str, dict[int, list[float]]] = {}
-    classes = 0
-    for m in models:
-        match = SWEEP_NAME.match(m["name"])
-        if match and match["prefix"] == prefix and m.get("accuracy") is not None:
-            points.setdefault(match["mode"], {}).setdefault(int(match["shots"]), []).append(m["accuracy"])
-            classes = len(m.get("classes") or [])
+    runs = sweep_runs(prefix, [m for m in models if m.get("accuracy") is not None])
+    points = {
+        mode: {k: [m["accuracy"] for m in group] for k, group in by_shots.items()} for mode, by_shots in runs.items()
+    }
     if sum(len(v) for v in points.values()) < 2:
         return None
+    classes = max(
+        len(m.get("classes") or []) for by_shots in runs.values() for group in by_shots.values() for m in group
+    )
     fig = go.Figure()
     for mode, by_shots in points.items():
         shots = sorted(by_shots)
@@ -394,6 +436,11 @@ if match:
         st.plotly_chart(fig)
         if any(trace.error_y.array is not None for trace in fig.data):
             st.caption("Each point: the mean of its repeats (hover for how many); the bars: their standard deviation.")
+        if (speed := sweep_speed_table(match["prefix"], models)) is not None:
+            st.caption(
+                f"Epoch of {VALIDATION_TARGET:.0%} validation accuracy (how fast each learnt; of repeats, the mean):"
+            )
+            st.dataframe(speed)
 
 score_section(choice, card.classes, normalise)
 

@@ -18,7 +18,7 @@ from ebsd_core.phases import CATALOGUE, material_label, parse_space_group, space
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
 from ebsd_core.rehearsal import REHEARSAL_PER_CLASS, materials_left
-from ebsd_core.store import MAX_VIEWS, default_store, list_models, read_card, validate_name
+from ebsd_core.store import MAX_VIEWS, VALIDATION_TARGET, default_store, list_models, read_card, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.wording import counted
 from ebsd_core.workflows import train_runs_job
@@ -474,6 +474,11 @@ def _tested(run: dict, generator: str | None) -> str:
     scores = [f"{accuracy:.3f} on {test_set(generator)[0].lower()}"]
     if run.get("holdout_accuracy") is not None:
         scores.append(f"{run['holdout_accuracy']:.3f} on held-out materials")
+    if "epochs_to_95" in run:  # how fast it learnt: the paper's other measure of transfer against scratch
+        reached = run["epochs_to_95"]
+        scores.append(
+            f"{VALIDATION_TARGET:.0%} validation accuracy " + (f"at epoch {reached}" if reached else "not reached")
+        )
     return ", ".join(scores)
 
 

@@ -469,11 +469,11 @@ def test_the_card_says_how_its_model_was_trained():
 
     config = {**TrainConfig(shots=5, epochs=30, lr=1e-3).to_dict(), "learning_rate": 1e-3}
     training = {"config": config, "split": {"train": 10, "val": 4, "test": 6, "holdout": 0}, "best_epoch": 7}
-    history = [{"epoch": e, "seconds": 2.0} for e in range(1, 10)]
+    history = [{"epoch": e, "seconds": 2.0, "val_accuracy": 0.5 if e < 4 else 0.96} for e in range(1, 10)]
     card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(), training=training, history=history)
     told = card.how_trained()
     assert told["Shots per class"] == "5" and told["Patterns"] == "10 training, 4 validation, 6 test"
-    assert told["Epochs"] == "9 of at most 30 (the best: 7), 18 s"
+    assert told["Epochs"] == "9 of at most 30 (the best: 7), 18 s" and told["95% validation accuracy"] == "at epoch 4"
     assert told["Optimiser"] == "AdamW, learning rate 0.001, batch 32, frozen epochs 0, patience 8"
     assert told["Augmentation"].startswith("noise up to 0.3 x the pattern's std, crystal rotation up to 30 deg, ")
     assert told["Rehearsal"] == "off" and told["Test-time views"] == "1"
