@@ -207,7 +207,7 @@ class ModelCard:
         if not self.history:
             return ""
         ran = max(int(row.get("epoch") or 0) for row in self.history)
-        seconds = sum(float(row.get("seconds") or 0) for row in self.history)
+        seconds = max(float(row.get("seconds") or 0) for row in self.history)  # since training began
         return (
             f"{ran}"
             + (f" of at most {most}" if most else "")

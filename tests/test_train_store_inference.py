@@ -469,7 +469,7 @@ def test_the_card_says_how_its_model_was_trained():
 
     config = {**TrainConfig(shots=5, epochs=30, lr=1e-3).to_dict(), "learning_rate": 1e-3}
     training = {"config": config, "split": {"train": 10, "val": 4, "test": 6, "holdout": 0}, "best_epoch": 7}
-    history = [{"epoch": e, "seconds": 2.0, "val_accuracy": 0.5 if e < 4 else 0.96} for e in range(1, 10)]
+    history = [{"epoch": e, "seconds": 2.0 * e, "val_accuracy": 0.5 if e < 4 else 0.96} for e in range(1, 10)]
     card = ModelCard("efficientnet_lite0", [225, 229], PreprocessConfig(), training=training, history=history)
     told = card.how_trained()
     assert told["Shots per class"] == "5" and told["Patterns"] == "10 training, 4 validation, 6 test"
