@@ -92,7 +92,8 @@ def sweep_speed_table(prefix: str, models: list[dict]) -> pd.DataFrame | None:
                 else f"{np.mean(reached):.3g}"
                 + (f" ({len(reached)} of {len(group)})" if len(reached) < len(group) else "")
             )
-    return pd.DataFrame(table).sort_index().rename_axis("shots per class")
+    order = [mode for mode in ("transfer", "scratch") if mode in table]  # the paper's order
+    return pd.DataFrame(table)[order].sort_index().rename_axis("shots per class")
 
 
 def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orientations") -> go.Figure | None:
@@ -109,7 +110,7 @@ def sweep_figure(prefix: str, models: list[dict], scored_on: str = "unseen orien
         len(m.get("classes") or []) for by_shots in runs.values() for group in by_shots.values() for m in group
     )
     fig = go.Figure()
-    for mode, by_shots in points.items():
+    for mode, by_shots in sorted(points.items(), key=lambda item: item[0] != "transfer"):  # the paper's order
         shots = sorted(by_shots)
         repeats = [by_shots[k] for k in shots]
         spread = dict(type="data", array=[float(np.std(r)) for r in repeats]) if max(map(len, repeats)) > 1 else None
@@ -438,7 +439,8 @@ if match:
             st.caption("Each point: the mean of its repeats (hover for how many); the bars: their standard deviation.")
         if (speed := sweep_speed_table(match["prefix"], models)) is not None:
             st.caption(
-                f"Epoch of {VALIDATION_TARGET:.0%} validation accuracy (how fast each learnt; of repeats, the mean):"
+                f"The first epoch at {VALIDATION_TARGET:.0%} validation accuracy: how fast each learnt (of repeats, "
+                "the mean; in brackets, how many reached it)."
             )
             st.dataframe(speed)
 
