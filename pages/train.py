@@ -142,6 +142,11 @@ class MoreSettings(NamedTuple):
 LEARNING_RATES = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 
 
+def degrees_input(place, label: str, most: float, default: float, step: float, help: str) -> float:
+    """An angle of augmentation from 0 to ``most`` degrees, in whole degrees."""
+    return float(place.number_input(label, 0.0, most, float(default), step, format="%.0f", help=help))
+
+
 def more_settings() -> MoreSettings:
     """The training settings the command line's train takes besides the form's first ones, folded away: their
     defaults are the CLI's."""
@@ -164,14 +169,13 @@ def more_settings() -> MoreSettings:
             help="Transfer only: train the new classifier alone for this many epochs before the whole network.",
         )
         c4, c5, c6 = st.columns(3, vertical_alignment="bottom")
-        rotation = c4.number_input(
+        rotation = degrees_input(
+            c4,
             "Rotation (deg)",
-            0.0,
             180.0,
-            float(AugmentConfig.rotation),
+            AugmentConfig.rotation,
             1.0,
-            format="%.0f",
-            help="Augment each training pattern with an in-plane rotation of up to this many degrees (a camera "
+            "Augment each training pattern with an in-plane rotation of up to this many degrees (a camera "
             "turned on its flange); 0: none.",
         )
         seed = c5.number_input(
@@ -187,14 +191,13 @@ def more_settings() -> MoreSettings:
             "(stored with it; a phase map can set another).",
         )
         c7, c8, c9 = st.columns(3, vertical_alignment="bottom")
-        crystal_rotation = c7.number_input(
+        crystal_rotation = degrees_input(
+            c7,
             "Crystal rotation (deg)",
-            0.0,
             90.0,
-            float(AugmentConfig.crystal_rotation),
+            AugmentConfig.crystal_rotation,
             5.0,
-            format="%.0f",
-            help="Augment with true patterns of the crystal turned up to this many degrees about a random axis, "
+            "Augment with true patterns of the crystal turned up to this many degrees about a random axis, "
             "re-projected through the projection centre; 0: none. 30 degrees lifted unseen orientations from "
             "0.77 to 0.84 and held-out materials from 0.64 to 0.71 (20 shots, 3 seeds; bench/RESULTS.md).",
         )
@@ -220,10 +223,10 @@ def more_settings() -> MoreSettings:
         lr,
         int(batch_size),
         int(frozen),
-        float(rotation),
+        rotation,
         int(seed),
         float(threshold),
-        float(crystal_rotation),
+        crystal_rotation,
         float(noise),
         str(channels),
     )
