@@ -179,11 +179,16 @@ if method != "filters":
     if not sources:
         st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()
-    names = list(sources)
-    # a pattern sent from the Phase map page is of its scan; a file just uploaded (first) comes before it
-    sent = next((i for i, name in enumerate(names) if sources[name] == sent_from), 0)
-    label = st.selectbox("Patterns from", names, index=0 if uploaded is not None else sent)
-    source_path = sources[label]
+    paths = list(sources.values())
+    # a file just uploaded (first) comes first; then a pattern just sent from another page (of the Phase map's scan, or
+    # a model's training data); else the source last chosen, which the filters hid
+    chosen = st.session_state.get("explain_source")
+    if uploaded is None and "explain_index" not in st.session_state and chosen in paths:
+        first = paths.index(chosen)
+    else:
+        first = 0 if uploaded is not None or sent_from not in paths else paths.index(sent_from)
+    label = st.selectbox("Patterns from", list(sources), index=first)
+    source_path = st.session_state.explain_source = sources[label]
     try:
         opened = opened_source(source_path)
     except EbsdError as exc:

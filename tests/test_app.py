@@ -1408,6 +1408,13 @@ def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, ma
     assert not app.exception
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"phase-map scan: {map_scan_file.name}"
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 7
+    # another source and pattern chosen stay while the filters are shown (they went back to the ones sent)
+    next(s for s in app.selectbox if s.label == "Patterns from").set_value(f"dataset: {tiny_dataset.name}").run()
+    next(n for n in app.number_input if n.label.startswith("Pattern index")).set_value(3).run()
+    app.radio(key="explain_method").set_value("filters").run()
+    app.radio(key="explain_method").set_value("shap").run()
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"dataset: {tiny_dataset.name}"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
 
 
 def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model, map_scan_file, tmp_path):
