@@ -40,6 +40,7 @@ from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
+from ebsd_core.wording import counted
 
 FORMAT_NAME = "ebsd-fewshot-model"
 FORMAT_VERSION = 1
@@ -200,7 +201,7 @@ class ModelCard:
         if not any("val_accuracy" in row for row in self.history):
             return ""
         reached = epochs_to_reach(self.history)
-        return f"at epoch {reached}" if reached else f"not reached in {len(self.history)} epochs"
+        return f"at epoch {reached}" if reached else f"not reached in {counted(len(self.history), 'epoch')}"
 
     def _epochs_words(self, most: int | None, best: int | None) -> str:
         """``"12 of at most 30 (the best: 9), 41 s"``, from the history."""
