@@ -183,6 +183,8 @@ if method != "filters":
     # a file just uploaded (first) comes first; then a pattern just sent from another page (of the Phase map's scan, or
     # a model's training data); else the source last chosen, which the filters hid
     chosen = st.session_state.get("explain_source")
+    if sent_from not in paths:  # a pattern sent of a file gone since: nothing to open it in
+        st.session_state.pop("explain_index", None)
     if uploaded is None and "explain_index" not in st.session_state and chosen in paths:
         first = paths.index(chosen)
     else:
