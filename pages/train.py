@@ -217,7 +217,7 @@ def more_settings() -> MoreSettings:
             format_func=lambda m: {"adapt": "adapted stem", "replicate": "3 channels"}[m],
             help="How a grey pattern meets a colour network: its first layer's RGB kernels summed into one grey "
             "channel (the default), or the pattern copied to three channels (0.706 against 0.667 in one seed, "
-            "not conclusive; bench/RESULTS.md). A saved model to start from keeps its own.",
+            "not conclusive; bench/RESULTS.md). A saved model to start from must take its patterns the same way.",
         )
     return MoreSettings(
         lr,
