@@ -661,8 +661,7 @@ def _model_line(row: dict) -> str:
     if row.get("error"):
         return f"{row['name']}: broken ({row['error']})"
     accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
-    kind = "prior" if row["prior"] else ("transfer" if row["pretrained"] else "scratch")
-    return f"{row['name']}\t{row['backbone']}\t{kind}\taccuracy {accuracy}\t{' '.join(row['classes'])}"
+    return f"{row['name']}\t{row['backbone']}\t{row['kind']}\taccuracy {accuracy}\t{' '.join(row['classes'])}"
 
 
 @command("hash-password")

@@ -572,8 +572,13 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "pretrained": card.pretrained,
                     "classes": card.class_symbols,
                     "accuracy": card.metrics.get("accuracy"),
+                    "holdout_accuracy": (card.metrics.get("holdout") or {}).get("accuracy"),
+                    "shots": (card.training.get("config") or {}).get("shots"),
+                    "input_size": card.input_size,
+                    "epochs_to_95": epochs_to_reach(card.history),
                     "created": card.created,
                     "prior": card.is_prior,
+                    "kind": "prior" if card.is_prior else ("transfer" if card.pretrained else "scratch"),
                     "simulated_materials": card.simulated_materials,
                 }
             )

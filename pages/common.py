@@ -470,15 +470,15 @@ def select_model(names: list[str], key: str = "model_picker") -> str:
     # index 0: where the picker has a state, that decides (Streamlit warns of another index beside a state set);
     # on_change: a choice becomes the session's before the page runs again, so the sidebar, drawn first, names it
     # also when the page stops early (st.stop drops what is drawn after it)
-    choice = st.selectbox("Model", names, index=0, key=key, on_change=lambda: _make_current(st.session_state[key]))
+    choice = st.selectbox("Model", names, index=0, key=key, on_change=lambda: make_current(st.session_state[key]))
     st.session_state.model_name = choice
     if current not in names and choice == names[0]:
         return choice  # shown first, not chosen: nothing to remember
-    _make_current(choice)
+    make_current(choice)
     return choice
 
 
-def _make_current(name: str) -> None:
+def make_current(name: str) -> None:
     """Make model ``name`` the session's, and keep it over a browser reload."""
     st.session_state.model_name = name
     if st.session_state.get("model_remembered") != name:

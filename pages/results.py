@@ -23,7 +23,7 @@ from ebsd_core.store import (
     model_zip,
     read_card,
 )
-from ebsd_core.wording import counted
+from ebsd_core.wording import counted, since
 from ebsd_core.workflows import misclassified_test_patterns, score_job
 from pages.common import (
     SWEEP_NAME,
@@ -38,6 +38,7 @@ from pages.common import (
     job_manager,
     keep_hidden_widgets,
     latest_job_shown_on,
+    make_current,
     metric_row,
     montage_figure,
     one_scan_upload,
@@ -353,6 +354,56 @@ def delete_section(choice: str) -> None:
                 st.rerun()
 
 
+STORE_TABLE = "store_table"
+#: The store table's columns of numbers, some of them missing on some models; the scores among them.
+SCORES = ["test accuracy", "held-out materials"]
+NUMBERS = ["shots", *SCORES, f"epoch of {VALIDATION_TARGET:.0%} val.", "input (px)"]
+
+
+def store_overview(models: list[dict]) -> None:
+    """Every saved model in one sortable table (a lab's store fills up); drawn before the model picker, which then
+    shows the model of a row clicked."""
+    rows = [
+        {
+            "model": m["name"],  # the scores first: on a 1,024 px screen the last columns are scrolled to
+            "initialisation": m["kind"],
+            "shots": m.get("shots"),
+            "test accuracy": m.get("accuracy"),
+            "held-out materials": m.get("holdout_accuracy"),
+            f"epoch of {VALIDATION_TARGET:.0%} val.": m.get("epochs_to_95"),
+            "input (px)": m.get("input_size"),
+            "backbone": m["backbone"],
+            "saved": since(m["created"]) if m.get("created") else "",
+            "classes": " ".join(m["classes"]),
+        }
+        for m in models
+    ]
+    table = pd.DataFrame(rows).set_index("model")
+    table[NUMBERS] = table[NUMBERS].apply(pd.to_numeric)  # a column of None alone would be shown as "None"
+
+    with st.expander(f"All {counted(len(models), 'model')} side by side"):
+        st.caption(
+            "Click a column's name to sort by it, a row to show that model. Test accuracy: on each model's own test "
+            "set (unseen orientations of simulated materials, or other patterns of the same scans). None: no "
+            f"held-out materials, or {VALIDATION_TARGET:.0%} validation accuracy never reached."
+        )
+        st.dataframe(
+            table,
+            column_config={
+                column: st.column_config.NumberColumn(format="%.3f" if column in SCORES else "%d") for column in NUMBERS
+            },
+            on_select="rerun",
+            selection_mode="single-row",
+            key=STORE_TABLE,
+        )
+    # a row clicked (not one left selected while another model was chosen below) becomes the model shown
+    picked = list(st.session_state[STORE_TABLE]["selection"]["rows"])
+    if picked != st.session_state.get("store_table_picked"):
+        st.session_state.store_table_picked = picked
+        if picked:
+            make_current(str(table.index[picked[0]]))
+
+
 st.title("Results")
 stored = list_models()
 if add_model_section(expanded=not stored):
@@ -366,6 +417,8 @@ if not models:
     st.stop()
 
 names = [m["name"] for m in models]
+if len(models) > 1:
+    store_overview(models)
 choice = select_model(names)
 others = [n for n in names if n != choice]
 together = st.session_state.get("job_models", [])  # the models the session's last training job trained together

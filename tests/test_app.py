@@ -535,6 +535,15 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     assert next(m for m in app.multiselect if m.label == "Overlay training curves of").value == ["pair-scratch-k2"]
     app.selectbox[0].set_value("pair-scratch-k2").run()  # the other one chosen: the first is overlaid
     assert next(m for m in app.multiselect if m.label == "Overlay training curves of").value == ["pair-transfer-k2"]
+    # the store's models side by side; a row clicked is the model shown
+    table = next(d.value for d in app.dataframe if d.value.index.name == "model")
+    assert list(table.index) == ["pair-scratch-k2", "pair-transfer-k2"]
+    assert list(table["initialisation"]) == ["scratch", "transfer"] and list(table["shots"]) == [2, 2]
+    app.session_state["store_table"] = {"selection": {"rows": [1], "columns": []}}
+    app.run()
+    assert app.selectbox[0].value == "pair-transfer-k2" and app.session_state["model_name"] == "pair-transfer-k2"
+    app.selectbox[0].set_value("pair-scratch-k2").run()  # the row left selected does not take it back
+    assert app.selectbox[0].value == "pair-scratch-k2"
 
 
 def test_repeats_of_a_run_train_on_other_samples_and_give_the_curve_its_spread(app, tmp_path):
