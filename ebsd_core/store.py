@@ -169,32 +169,48 @@ class ModelCard:
         grey = {"adapt": "grey input to its adapted stem", "replicate": "grey copied to 3 channels"}
         dataset = Path(str(training.get("dataset_path") or "")).name
         rows = {
-            "Backbone": f"{self.backbone}, {grey.get(self.channel_mode, self.channel_mode)}",
-            "Started from": " ".join(self.initialisation).strip(),
-            "Dataset": ", ".join(filter(None, [dataset, training.get("dataset") and f"made by {training['dataset']}"])),
-            "Materials": ", ".join(material_label(m) for m in training.get("materials") or []),
-            "Left out of this prior": ", ".join(
+            "Backbone": lambda: f"{self.backbone}, {grey.get(self.channel_mode, self.channel_mode)}",
+            "Started from": lambda: " ".join(self.initialisation).strip(),
+            "Dataset": lambda: ", ".join(
+                filter(None, [dataset, training.get("dataset") and f"made by {training['dataset']}"])
+            ),
+            "Materials": lambda: ", ".join(material_label(m) for m in training.get("materials") or []),
+            "Left out of this prior": lambda: ", ".join(
                 material_label(m) for m in (training.get("prior") or {}).get("excluded") or []
             ),
-            "Shots per class": str(config.get("shots", "")),
-            "Patterns": ", ".join(f"{split[k]:,} {word}" for k, word in SPLIT_WORDS.items() if split.get(k)),
-            "Input": f"{self.input_size} px"
-            + (f" (patterns of {training['pattern_size']} px)" if training.get("pattern_size") else ""),
-            "Epochs": self._epochs_words(config.get("epochs"), training.get("best_epoch")),
-            f"{VALIDATION_TARGET:.0%} validation accuracy": self._target_words(),
-            "Optimiser": f"AdamW, learning rate {config['learning_rate']:g}, batch {config.get('batch_size')}, "
-            f"frozen epochs {config.get('frozen_warmup_epochs', 0)}, patience {config.get('patience')}"
-            if "learning_rate" in config
-            else "",
-            "Augmentation": ", ".join(_augmentation_words(training.get("augment") or config.get("augment_config"))),
-            "Rehearsal": _rehearsal_words(config),
-            "Test-time views": str(self.views)
-            + (f" (where the first is below {self.views_below:.0%})" if self.views > 1 and self.views_below else ""),
-            "Unknown below": f"{self.unknown_threshold:g}",
-            "Seed": str(config.get("seed", "")),
-            "Trained on": training.get("device", ""),
+            "Shots per class": lambda: str(config.get("shots", "")),
+            "Patterns": lambda: ", ".join(f"{split[k]:,} {word}" for k, word in SPLIT_WORDS.items() if split.get(k)),
+            "Input": lambda: (
+                f"{self.input_size} px"
+                + (f" (patterns of {training['pattern_size']} px)" if training.get("pattern_size") else "")
+            ),
+            "Epochs": lambda: self._epochs_words(config.get("epochs"), training.get("best_epoch")),
+            f"{VALIDATION_TARGET:.0%} validation accuracy": lambda: self._target_words(),
+            "Optimiser": lambda: (
+                f"AdamW, learning rate {config['learning_rate']:g}, batch {config.get('batch_size')}, "
+                f"frozen epochs {config.get('frozen_warmup_epochs', 0)}, patience {config.get('patience')}"
+                if "learning_rate" in config
+                else ""
+            ),
+            "Augmentation": lambda: ", ".join(
+                _augmentation_words(training.get("augment") or config.get("augment_config"))
+            ),
+            "Rehearsal": lambda: _rehearsal_words(config),
+            "Test-time views": lambda: (
+                str(self.views)
+                + (f" (where the first is below {self.views_below:.0%})" if self.views > 1 and self.views_below else "")
+            ),
+            "Unknown below": lambda: f"{self.unknown_threshold:g}",
+            "Seed": lambda: str(config.get("seed", "")),
+            "Trained on": lambda: training.get("device", ""),
         }
-        return {label: text for label, text in rows.items() if text}
+        told = {}
+        for label, words in rows.items():
+            # a value of another kind than this tool writes (a card from elsewhere) leaves its line out
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                if text := words():
+                    told[label] = str(text)
+        return told
 
     def _target_words(self) -> str:
         """``"at epoch 3"``, ``"not reached in 15 epochs"``: how fast it learnt (empty without a history)."""
@@ -283,7 +299,36 @@ class ModelCard:
             raise ModelError(f"views_below {card.views_below} is outside (0, 1]", source)
         if not 16 <= card.preprocess.size <= 1024:
             raise ModelError(f"input size {card.preprocess.size} is outside 16..1024", source)
+        if problem := _records_problem(card):
+            raise ModelError(f"invalid model description ({problem})", source)
         return card
+
+
+#: A history record's numbers, each a number where it is given (the Results page draws them).
+HISTORY_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _records_problem(card: ModelCard) -> str | None:
+    """What is wrong with the shape of a card's training record, metrics or history (a model.json edited by hand or
+    written by another program), which the dashboard and ``models`` read; None when nothing is."""
+    for number, row in enumerate(card.history, 1):
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+            return f"history record {number} is not an epoch's record with its epoch number"
+        if not all(_is_number(row[key]) for key in HISTORY_NUMBERS if row.get(key) is not None):
+            return f"history record {number}: {', '.join(HISTORY_NUMBERS)} must be numbers"
+    for key in ("config", "augment", "split", "prior"):
+        if not isinstance(card.training.get(key) or {}, dict):
+            return f"training {key} must be a record of names and values"
+    if not isinstance(card.training.get("materials") or [], list):
+        return "training materials must be a list"
+    for key in ("test", "holdout"):
+        if not isinstance(card.metrics.get(key) or {}, dict):
+            return f"metrics {key} must be a record of names and values"
+    return None
 
 
 def validate_name(name: str) -> str:

@@ -4,8 +4,10 @@ import copy
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -298,6 +300,30 @@ def test_invalid_model_json_is_refused(trained, tmp_path):
     (path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="space group 194"):
         load_model(path)
+
+
+def test_a_card_whose_records_are_of_another_shape_is_named_broken(trained, tmp_path):
+    """A model.json edited by hand or written by another program (added with import-model): a history, training record
+    or metrics of another shape than this tool writes is said to be broken, where the Results page and ``models list``
+    broke on it; a value of another kind leaves only its own line out of "How it was trained"."""
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "odd")
+    meta = json.loads((path / "model.json").read_text())
+    for change, message in (
+        ({"history": [{"loss": 1.0}]}, "history record 1 is not an epoch's record with its epoch number"),
+        ({"history": [{"epoch": 1, "val_accuracy": "high"}]}, "history record 1: train_loss, train_accuracy, "),
+        ({"training": {**meta["training"], "config": [1]}}, "training config must be a record of names and values"),
+        ({"training": {**meta["training"], "materials": 5}}, "training materials must be a list"),
+        ({"metrics": {**meta["metrics"], "holdout": "x"}}, "metrics holdout must be a record of names and values"),
+    ):
+        (path / "model.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(ModelError, match=re.escape(message)):
+            read_card(path)
+        assert list_models(tmp_path) == [{"name": "odd", "path": str(path), "error": ANY}]
+    config = {**meta["training"]["config"], "learning_rate": "fast", "shots": [5]}
+    (path / "model.json").write_text(json.dumps({**meta, "training": {**meta["training"], "config": config}}))
+    told = read_card(path).how_trained()
+    assert "Optimiser" not in told and told["Shots per class"] == "[5]" and told["Seed"] == "0"
 
 
 def test_views_are_stored_and_checked(trained, tmp_path):
