@@ -117,13 +117,15 @@ def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
     page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=timeout_ms)
 
 
-def download_by_click(page, button_name: str):
+def download_by_click(page, button_name: str, tmp_path: Path):
     """The download a button starts, clicked again (up to three times) when none starts in 40 s. The Results page's
     model zip (made on the click) started none in 120 s once more in a full fresh-clone run (2026-12-05), after
     passing 5 of 5 alone, 2 of 2 with both cores kept busy: a click that lands while plotly charts above the button
     still draw and move it is lost, where a person would click again."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    console: list[str] = []  # what the browser said (a deferred download that failed says so there)
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"[:500]))
     for attempt in range(3):
         wait_until_idle(page)
         button = page.get_by_role("button", name=button_name)
@@ -134,7 +136,10 @@ def download_by_click(page, button_name: str):
             return download_info.value
         except PlaywrightTimeout:
             warnings.warn(f"click {attempt + 1} on {button_name!r} started no download", stacklevel=2)
-    pytest.fail(f"three clicks on {button_name!r} started no download")
+    said = "\n".join(console[-20:])
+    pytest.fail(
+        f"three clicks on {button_name!r} started no download\n--- console ---\n{said}\n{_diagnosis(page, tmp_path)}"
+    )
 
 
 def requests_sent(page) -> list:
@@ -290,7 +295,7 @@ def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server,
         page.get_by_role("button", name="Add to the models").click()  # the name is sent as the field loses focus
         page.get_by_text("Added from-the-gpu.").wait_for(timeout=120_000)
         page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
-        downloaded = download_by_click(page, "Model (zip: weights.safetensors + model.json)")
+        downloaded = download_by_click(page, "Model (zip: weights.safetensors + model.json)", tmp_path)
         assert downloaded.suggested_filename == "from-the-gpu.zip"
         downloaded.save_as(tmp_path / "downloaded.zip")
         with zipfile.ZipFile(tmp_path / "downloaded.zip") as archive:
