@@ -620,6 +620,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "holdout_accuracy": (card.metrics.get("holdout") or {}).get("accuracy"),
                     "shots": (card.training.get("config") or {}).get("shots"),
                     "input_size": card.input_size,
+                    "epochs_run": len(card.history),
                     "epochs_to_95": epochs_to_reach(card.history),
                     "created": card.created,
                     "prior": card.is_prior,

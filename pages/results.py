@@ -17,7 +17,6 @@ from ebsd_core.store import (
     VALIDATION_TARGET,
     default_store,
     delete_model,
-    epochs_to_reach,
     import_model,
     list_models,
     model_zip,
@@ -84,9 +83,8 @@ def sweep_speed_table(prefix: str, models: list[dict]) -> pd.DataFrame | None:
     table: dict[str, dict[int, str]] = {}
     for mode, by_shots in runs.items():
         for shots, group in by_shots.items():
-            histories = [read_card(m["path"]).history for m in group]
-            reached = [e for e in map(epochs_to_reach, histories) if e is not None]
-            most = max(len(h) for h in histories)
+            reached = [m["epochs_to_95"] for m in group if m["epochs_to_95"] is not None]
+            most = max(m["epochs_run"] for m in group)
             table.setdefault(mode, {})[shots] = (
                 f"not in {counted(most, 'epoch')}"
                 if not reached
