@@ -326,8 +326,28 @@ def _records_problem(card: ModelCard) -> str | None:
     if not isinstance(card.training.get("materials") or [], list):
         return "training materials must be a list"
     for key in ("test", "holdout"):
-        if not isinstance(card.metrics.get(key) or {}, dict):
+        scores = card.metrics.get(key) or {}
+        if not isinstance(scores, dict):
             return f"metrics {key} must be a record of names and values"
+        if problem := _scores_problem(scores):
+            return f"metrics {key}: {problem}"
+    return None
+
+
+def _scores_problem(scores: dict) -> str | None:
+    """What in a split's scores the Results page could not draw (:func:`ebsd_core.evaluate.evaluate_predictions`)."""
+    if not all(_is_number(scores[key]) for key in ("accuracy", "ece", "patterns") if scores.get(key) is not None):
+        return "accuracy, ece and patterns must be numbers"
+    matrix, classes = scores.get("confusion_matrix"), scores.get("classes")
+    if matrix is not None and not (
+        isinstance(matrix, list) and all(isinstance(row, list) and all(map(_is_number, row)) for row in matrix)
+    ):
+        return "confusion_matrix must be rows of numbers"
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        return "classes must be a list of space-group symbols"
+    for table in ("per_class", "per_material", "same_lattice_confusion"):
+        if not isinstance(scores.get(table) or {}, dict):
+            return f"{table} must be a record of names and values"
     return None
 
 

@@ -152,6 +152,26 @@ def test_a_model_saved_without_test_metrics_says_how_to_score_it(app, map_model,
     assert next(m for m in app.metric if m.label == "Unseen orientations").value == "not recorded"
 
 
+def test_a_model_whose_scores_are_of_another_shape_is_shown_without_them(app, map_model, tmp_path):
+    """A card written by another program (added from elsewhere) whose scores this page cannot draw is named broken, with
+    what is wrong, where the page stopped with an error."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "odd")
+    card_file = tmp_path / "store" / "odd" / "model.json"
+    card = json.loads(card_file.read_text())
+    card["metrics"]["test"] = {"accuracy": "high", "confusion_matrix": "diagonal", "classes": ["Fm-3m", "Im-3m"]}
+    card_file.write_text(json.dumps(card))
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    problem = "invalid model description (metrics test: accuracy, ece and patterns must be numbers)"
+    assert [w.value for w in app.warning] == [f"Skipped odd: {card_file}: {problem}"]
+    card["metrics"]["test"]["accuracy"] = 0.5
+    card_file.write_text(json.dumps(card))
+    app.run()
+    assert any("metrics test: confusion_matrix must be rows of numbers" in w.value for w in app.warning)
+
+
 def test_same_lattice_confusions_are_a_table_of_true_class_and_what_it_was_read_as(app, map_model, tmp_path):
     import shutil
 
