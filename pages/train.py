@@ -136,10 +136,19 @@ class MoreSettings(NamedTuple):
     crystal_rotation: float
     noise: float
     channel_mode: str
+    patience: int | None  # None: a third of the epochs, 5 at least; 0: off
+
+    def patience_for(self, epochs: int) -> int:
+        """Epochs without a lower validation loss before training stops (as many as it runs: never)."""
+        if self.patience is None:
+            return max(5, epochs // 3)
+        return self.patience or epochs
 
 
 #: The learning rates offered; None is each initialisation's own (TrainConfig.learning_rate).
 LEARNING_RATES = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+#: The early-stopping patiences offered (MoreSettings.patience).
+PATIENCES = [None, 3, 5, 8, 10, 20, 0]
 
 
 def degrees_input(place, label: str, most: float, default: float, step: float, help: str) -> float:
@@ -219,6 +228,15 @@ def more_settings() -> MoreSettings:
             "channel (the default), or the pattern copied to three channels (0.706 against 0.667 in one seed, "
             "not conclusive; bench/RESULTS.md). A saved model to start from must take its patterns the same way.",
         )
+        patience = st.columns(3)[0].select_slider(
+            "Early stopping",
+            PATIENCES,
+            value=None,
+            format_func=lambda p: "auto" if p is None else ("off" if p == 0 else f"after {p} epochs"),
+            help="Training stops when the validation loss has not fallen for this many epochs, keeping the best "
+            "epoch's weights. auto: a third of the epochs, 5 at least; off: every epoch runs (runs compared at a "
+            "fixed number of epochs, as in the paper).",
+        )
     return MoreSettings(
         lr,
         int(batch_size),
@@ -229,6 +247,7 @@ def more_settings() -> MoreSettings:
         crystal_rotation,
         float(noise),
         str(channels),
+        patience,
     )
 
 
@@ -423,7 +442,7 @@ elif path is not None:
                         shots=k,
                         epochs=int(epochs),
                         input_size=int(input_size),
-                        patience=max(5, int(epochs) // 3),
+                        patience=more.patience_for(int(epochs)),
                         views=int(views),
                         rehearsal_per_class=REHEARSAL_PER_CLASS if rehearsal and pre else 0,
                         rehearsal_source=rehearsal or "prior",

@@ -549,6 +549,9 @@ def test_transfer_and_scratch_trained_side_by_side_are_compared_on_results(app, 
     # the paper's two measures: accuracy, and how fast it learnt (1 epoch of random patterns: not reached)
     assert len(scored) == 2, scored
     assert all(" on unseen orientations, 95% validation accuracy not reached; trained in " in line for line in scored)
+    from ebsd_core.store import read_card
+
+    assert read_card(tmp_path / "store" / "pair-transfer-k2").training["config"]["patience"] == 5  # auto: 5 at least
     app.switch_page("pages/results.py").run()
     assert not app.exception
     assert app.selectbox[0].value == "pair-transfer-k2"
@@ -614,6 +617,7 @@ def test_more_settings_of_the_command_lines_train_reach_the_models(app, tmp_path
     next(n for n in app.number_input if n.label == "Crystal rotation (deg)").set_value(10.0)
     next(n for n in app.number_input if n.label == "Noise (x pattern std)").set_value(1.5)
     next(r for r in app.selectbox if r.label == "Grey input").set_value("replicate")
+    next(s for s in app.select_slider if s.label == "Early stopping").set_value(0)  # off: as many as the epochs
     train_on_the_page(app, "more")
     for name, frozen in (("more-transfer-k2", 1), ("more-scratch-k2", 0)):
         card = read_card(tmp_path / "store" / name)
@@ -621,6 +625,7 @@ def test_more_settings_of_the_command_lines_train_reach_the_models(app, tmp_path
         assert (config["lr"], config["batch_size"], config["frozen_warmup_epochs"]) == (1e-3, 8, frozen)
         assert (config["seed"], augment["rotation"], card.unknown_threshold) == (7, 5.0, 0.7)
         assert (augment["crystal_rotation"], augment["noise_std"], card.channel_mode) == (10.0, 1.5, "replicate")
+        assert config["patience"] == config["epochs"] == 1
     # and Results says so
     app.switch_page("pages/results.py").run()
     app.selectbox[0].set_value("more-transfer-k2").run()
