@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from ebsd_core.assemble import (
@@ -319,7 +320,7 @@ if path:
     st.divider()
     st.subheader(f"Active dataset: {st.session_state.get('dataset_label')}")
     try:
-        from ebsd_core.io.dataset import read_dataset, take
+        from ebsd_core.io.dataset import materials_by_class, read_dataset, take
 
         dataset = read_dataset(path, lazy=True)  # patterns stay on disk: only the montage is read
         summary = dataset.summary()
@@ -331,6 +332,17 @@ if path:
         st.bar_chart(summary["class_counts"], x_label="space group", y_label="patterns", sort=False)
         if kinds := dataset.provenance.get("master_kinds"):
             st.caption(master_kinds_caption(kinds))
+        with st.expander(f"Materials of each class ({counted(len(summary.get('materials', [])), 'material')})"):
+            rows = materials_by_class(dataset.labels, dataset.classes, dataset.material, dataset.split)
+            table = pd.DataFrame(rows).assign(material=lambda t: t["material"].map(material_label))
+            if not table["held out"].any():
+                table = table.drop(columns="held out")
+            else:
+                st.caption(
+                    "Held out: every pattern of the material is kept for the test of materials a model never saw (the "
+                    "Results page's held-out accuracy); the others give the shots, validation and unseen orientations."
+                )
+            st.dataframe(table, hide_index=True)
         picks = [
             int(np.flatnonzero(dataset.labels == i)[0])
             for i in range(len(dataset.classes))

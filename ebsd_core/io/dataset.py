@@ -126,6 +126,28 @@ def label_summary(labels: np.ndarray, classes: Sequence[int], material=None, spl
     return summary
 
 
+def materials_by_class(labels: np.ndarray, classes: Sequence[int], material, split=None) -> list[dict]:
+    """One row per class and material: ``{"class": "Fm-3m", "material": "ni", "patterns": 40, "held out": False}``,
+    in class order; ``held out`` when every pattern of the material is in the held-out split (the test of materials a
+    model never saw)."""
+    labels, material = np.asarray(labels), np.asarray(material).astype(str)
+    held = np.asarray(split).astype(str) == "holdout" if split is not None else np.zeros(len(labels), bool)
+    rows = []
+    for index, group in enumerate(classes):
+        in_class = labels == index
+        for name in sorted(set(material[in_class])):
+            mine = in_class & (material == name)
+            rows.append(
+                {
+                    "class": space_group_symbol(group),
+                    "material": str(name),
+                    "patterns": int(mine.sum()),
+                    "held out": bool(held[mine].all()),
+                }
+            )
+    return rows
+
+
 def check_two_classes(labels: np.ndarray, classes: Sequence[int], path: str | Path | None = None) -> None:
     """Refuse labels of fewer than two classes (``path`` names the file in the message)."""
     present = sorted({int(label) for label in labels if label >= 0})
