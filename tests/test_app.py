@@ -293,7 +293,6 @@ def test_bad_server_file_shows_error_not_traceback(app, tmp_path, monkeypatch, n
     assert any(message in e.value for e in app.error), [e.value for e in app.error]
 
 
-
 def test_the_dataset_names_the_materials_of_each_class_and_those_held_out(app, tiny_dataset):
     """Which materials make up each space group, and which are kept for the held-out test, were the CLI's (simulate's
     JSON) alone."""
@@ -308,6 +307,7 @@ def test_the_dataset_names_the_materials_of_each_class_and_those_held_out(app, t
     held = table[table["held out"]]
     assert len(held) >= 1 and held["patterns"].sum() == (dataset.split == "holdout").sum()
     assert list(dict.fromkeys(table["class"])) == dataset.class_symbols  # in space-group order
+
 
 def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monkeypatch):
     from ebsd_core.io.dataset import read_dataset
