@@ -496,6 +496,13 @@ def send_to_explain(model_name: str, source: str, index: int) -> None:
     st.switch_page("pages/explain.py")
 
 
+def how_trained_section(card) -> None:
+    """A model's training in words (:meth:`ebsd_core.store.ModelCard.how_trained`), folded away."""
+    with st.expander("How it was trained"):
+        told = card.how_trained()
+        st.markdown("\n".join(f"- **{label}**: {text}" for label, text in told.items()) or "Its card does not say.")
+
+
 def keep_hidden_widgets(*keys: str) -> None:
     """Keep what was typed or chosen in these widgets while a choice hides them: Streamlit forgets a widget's value
     on a run that does not draw it (switching a radio away and back emptied them). Call before drawing them."""

@@ -38,6 +38,7 @@ from pages.common import (
     SCAN_FILE_TYPES,
     enter_page,
     for_the_user,
+    how_trained_section,
     job_manager,
     keep,
     keep_hidden_widgets,
@@ -183,9 +184,11 @@ def model_choice() -> str | None:
         return None
     name = select_model([m["name"] for m in models], key="map_model")
     with contextlib.suppress(EbsdError, OSError):  # a model deleted meanwhile: the picker has said so
-        *others, last = [phase.label for phase in phases_for_model(read_card(default_store() / name))]
+        card = read_card(default_store() / name)
+        *others, last = [phase.label for phase in phases_for_model(card)]
         known = f"{', '.join(others)} and {last}" if others else last
         st.caption(f"It knows {known}: a point of any other phase gets one of these (map with a model of every phase).")
+        how_trained_section(card)  # which materials it learnt from, at what size: what a map of it can be trusted on
     return name
 
 

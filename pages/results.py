@@ -33,6 +33,7 @@ from pages.common import (
     curves_figure,
     enter_page,
     for_the_user,
+    how_trained_section,
     in_another_sessions_folder,
     job_manager,
     keep_hidden_widgets,
@@ -449,9 +450,7 @@ with metric_row():
     st.metric("Calibration error (ECE)", _score(test.get("ece")))
 if scored := _scored_on(card.metrics):
     st.caption(scored)
-with st.expander("How it was trained"):
-    settings = card.how_trained()
-    st.markdown("\n".join(f"- **{label}**: {text}" for label, text in settings.items()) or "Its card does not say.")
+how_trained_section(card)
 if not test:
     st.info(
         f"{choice} was saved without test metrics (an older sweep model): score it with "

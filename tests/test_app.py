@@ -888,6 +888,10 @@ def map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup: bool = 
     monkeypatch.setenv("EBSD_DATA_ROOT", str(map_scan_file.parent))
     app.switch_page("pages/phasemap.py").run()
     app.selectbox(key="map_model").select("duplex").run()
+    # what the model learnt from, as Results says it (the phases and sizes a map of it can be trusted on)
+    assert any(
+        m.value.startswith("- **Backbone**: efficientnet_lite0") and "**Materials**" in m.value for m in app.markdown
+    )
     next(t for t in app.text_input if t.key == "map_server_path").set_value(map_scan_file.name).run()
     if not cleanup:
         next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
