@@ -41,15 +41,25 @@ METHOD_LABELS = {
 }
 
 
-#: The start of the pattern pickers' session-state keys, which are kept while the filters hide the pickers.
-PATTERN_KEY = "explain-pattern-"
+#: The start of the session-state keys of the pickers kept while another method hides them (the filters take no
+#: pattern, activation maps no class).
+KEPT_KEY = "explain-kept-"
+
+
+def kept_choice(name: str, options: list, default) -> str:
+    """The session-state key of a picker of ``options`` kept while another method hides it (``name`` says whose): its
+    value stays, or becomes ``default`` at first and where the options no longer hold it."""
+    key = f"{KEPT_KEY}{name}"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+    return key
 
 
 def pattern_keys(source: str, sent: tuple[int, ...] | None, limits: dict[str, int]) -> list[str]:
     """The session-state keys of a source's pattern pickers (``limits``: the largest "index", or "row" and "col"),
     set to ``sent`` (a pattern sent from another page) or else kept as they were (0 at first) while another method
     hides them."""
-    keys = [f"{PATTERN_KEY}{name}-{source}" for name in limits]
+    keys = [f"{KEPT_KEY}{name}-{source}" for name in limits]
     for number, (key, most) in enumerate(zip(keys, limits.values())):
         st.session_state[key] = min(int(sent[number] if sent else st.session_state.get(key, 0)), most)
     return keys
@@ -84,14 +94,14 @@ def cached_explanation(
     return explanation.figures, explanation.captions, explanation.numbers, explanation.notes
 
 
-def layer_picker(place, sizes: dict[str, ConvMaps], default: str, help: str) -> str:
+def layer_picker(place, sizes: dict[str, ConvMaps], default: str, key: str, help: str) -> str:
     """A picker of a model's convolutions (``sizes``, input to output), named with their maps' size."""
     names = list(sizes)
     return place.selectbox(
         "Layer (input to output)",
         names,
-        index=names.index(default),
         format_func=lambda n: f"{n} ({sizes[n].height} px)",  # square maps of a square input
+        key=kept_choice(key, names, default),
         help=help,
     )
 
@@ -153,7 +163,7 @@ if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
-keep_hidden_widgets(*(key for key in st.session_state if str(key).startswith(PATTERN_KEY)))  # see pattern_keys
+keep_hidden_widgets(*(key for key in st.session_state if str(key).startswith(KEPT_KEY)))
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True, key="explain_method")
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
 layer, compare = None, None
@@ -220,7 +230,8 @@ if method != "filters":
         index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
         pattern_name = f"Pattern {index}"
     if method != "activations":  # what a layer responds to does not depend on a class
-        choice = c3.selectbox("Class to explain", ["predicted class", *card.class_symbols])
+        targets = ["predicted class", *card.class_symbols]
+        choice = c3.selectbox("Class to explain", targets, key=kept_choice(f"class-{model_name}", targets, targets[0]))
         target = None if choice == "predicted class" else card.class_symbols.index(choice)
     if method in ("activations", "gradcam"):  # both read a layer's maps
         try:
@@ -233,6 +244,7 @@ if method != "filters":
             c3,
             sizes,
             default_activation_layer(sizes, card.input_size),
+            f"layer-activations-{model_name}",
             "The convolutions of the network, from its first (the pattern at half its size) to its last. Early "
             "layers follow bands and edges; deeper ones answer to parts of bands and zone axes on ever coarser maps.",
         )
@@ -241,6 +253,7 @@ if method != "filters":
             c4,
             sizes,
             list(sizes)[-1],
+            f"layer-gradcam-{model_name}",
             "Grad-CAM weighs this layer's maps by how much they raise the class's score. The last (the default) is "
             "the most specific to the class but coarse (a 128 px input gives it 4 x 4 px maps); earlier layers give "
             "finer maps that say less of the class.",

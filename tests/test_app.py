@@ -1494,11 +1494,17 @@ def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model,
     assert not app.exception and not app.error
     assert app.session_state["explain_shown"][2] == 19
     assert any(m.value.startswith("Row 1, column 9: ") for m in app.markdown)
-    # the filters hide the point's pickers; back from them, the point is the one chosen (it went back to the sent one)
+    # the filters hide the point's pickers; back from them, the point, class and layer are the ones chosen (they went
+    # back to the sent point, the predicted class and the last layer)
+    next(s for s in app.selectbox if s.label == "Class to explain").set_value("Im-3m").run()
+    layers = next(s for s in app.selectbox if s.label.startswith("Layer"))
+    layers.set_value(layers.options[1]).run()
     app.radio(key="explain_method").set_value("filters").run()
     app.radio(key="explain_method").set_value("gradcam").run()
     row, column = (next(n for n in app.number_input if n.label.startswith(name)) for name in ("Row", "Column"))
     assert (row.value, column.value) == (1, 9)
+    assert next(s for s in app.selectbox if s.label == "Class to explain").value == "Im-3m"
+    assert next(s for s in app.selectbox if s.label.startswith("Layer")).value == layers.options[1].split(" (")[0]
     app.session_state["explain_index"], app.session_state["explain_from"] = 40, str(map_scan_file)
     app.run()  # another point sent from the Phase map
     row, column = (next(n for n in app.number_input if n.label.startswith(name)) for name in ("Row", "Column"))
