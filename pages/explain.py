@@ -216,7 +216,11 @@ if method != "filters":
     if map_header:  # a scan's point is found by its row and column, as on the Phase map page
         if map_header.get("model") == card.name:  # its model answers as on the map
             map_views = map_header.get("views") or None
-        c1, c2, c3, c4 = st.columns([1, 1, 2, 2], vertical_alignment="bottom")  # labels wrap on narrow pages
+        # labels wrap on narrow pages; activation maps take no class, so their layer picker gets its room (a 1,024 px
+        # screen cut "blocks.1.0.conv_pw (64 px)" short)
+        widths = [1, 1, 4] if method == "activations" else [1, 1, 2, 2]
+        c1, c2, c3, *rest = st.columns(widths, vertical_alignment="bottom")
+        c4 = rest[0] if rest else None
         rows, cols = map_header["nav_shape"]
         row_key, col_key = pattern_keys(
             source_path, None if sent is None else divmod(sent, cols), {"row": rows - 1, "col": cols - 1}
@@ -225,7 +229,9 @@ if method != "filters":
         col = int(c2.number_input(f"Column (0 to {cols - 1})", 0, cols - 1, key=col_key))
         index, pattern_name = row * cols + col, f"Row {row}, column {col}"
     else:
-        c1, c3, c4 = st.columns(3, vertical_alignment="bottom")
+        widths = [1, 2] if method == "activations" else [1, 1, 1]
+        c1, c3, *rest = st.columns(widths, vertical_alignment="bottom")
+        c4 = rest[0] if rest else None
         (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
         index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
         pattern_name = f"Pattern {index}"
