@@ -185,7 +185,7 @@ class ModelCard:
                 + (f" (patterns of {training['pattern_size']} px)" if training.get("pattern_size") else "")
             ),
             "Epochs": lambda: self._epochs_words(config.get("epochs"), training.get("best_epoch")),
-            f"{VALIDATION_TARGET:.0%} validation accuracy": lambda: self._target_words(),
+            f"{VALIDATION_TARGET:.0%} validation accuracy": self._target_words,
             "Optimiser": lambda: (
                 f"AdamW, learning rate {config['learning_rate']:g}, batch {config.get('batch_size')}, "
                 f"frozen epochs {config.get('frozen_warmup_epochs', 0)}, patience {config.get('patience')}"

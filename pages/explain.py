@@ -1,5 +1,6 @@
 """Explain: what the network looks at, for one pattern and one class."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -46,7 +47,7 @@ METHOD_LABELS = {
 KEPT_KEY = "explain-kept-"
 
 
-def kept_choice(name: str, options: list, default) -> str:
+def kept_choice(name: str, options: Sequence, default) -> str:
     """The session-state key of a picker of ``options`` kept while another method hides it (``name`` says whose): its
     value stays, or becomes ``default`` at first and where the options no longer hold it."""
     key = f"{KEPT_KEY}{name}"
@@ -56,12 +57,13 @@ def kept_choice(name: str, options: list, default) -> str:
 
 
 def pattern_keys(source: str, sent: tuple[int, ...] | None, limits: dict[str, int]) -> list[str]:
-    """The session-state keys of a source's pattern pickers (``limits``: the largest "index", or "row" and "col"),
-    set to ``sent`` (a pattern sent from another page) or else kept as they were (0 at first) while another method
-    hides them."""
-    keys = [f"{KEPT_KEY}{name}-{source}" for name in limits]
-    for number, (key, most) in enumerate(zip(keys, limits.values())):
-        st.session_state[key] = min(int(sent[number] if sent else st.session_state.get(key, 0)), most)
+    """The kept pickers of a source's pattern (``limits``: the largest "index", or "row" and "col"), set to ``sent`` (a
+    pattern sent from another page) or else as they were (0 at first)."""
+    keys = []
+    for number, (name, most) in enumerate(limits.items()):
+        if sent:
+            st.session_state[f"{KEPT_KEY}{name}-{source}"] = int(sent[number])
+        keys.append(kept_choice(f"{name}-{source}", range(most + 1), 0))
     return keys
 
 
