@@ -158,6 +158,15 @@ class ModelCard:
             return "saved model", path.name
 
     @property
+    def kind(self) -> str:
+        """Where this model's training started, in a word or three for the store's listing: "prior" (an EBSD prior
+        itself), "transfer" (from ImageNet), "scratch", or "from saved model NAME" (or EBSD prior, weights file)."""
+        if self.is_prior:
+            return "prior"
+        start, name = self.initialisation
+        return {"ImageNet": "transfer", "scratch": "scratch"}.get(start) or f"from {start} {name}"
+
+    @property
     def input_size(self) -> int:
         return self.preprocess.size
 
@@ -644,7 +653,7 @@ def list_models(store: Path | None = None) -> list[dict]:
                     "epochs_to_95": epochs_to_reach(card.history),
                     "created": card.created,
                     "prior": card.is_prior,
-                    "kind": "prior" if card.is_prior else ("transfer" if card.pretrained else "scratch"),
+                    "kind": card.kind,
                     "simulated_materials": card.simulated_materials,
                 }
             )

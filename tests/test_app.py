@@ -1187,7 +1187,7 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     from ebsd_core.io.dataset import read_dataset
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.phasemap import map_scan, save_phase_map
-    from ebsd_core.store import load_model, read_card
+    from ebsd_core.store import list_models, load_model, read_card
     from pages.common import job_manager
 
     for name in ("duplex", "other"):
@@ -1227,6 +1227,8 @@ def test_regions_of_a_map_make_a_dataset_and_the_scan_is_mapped_again_with_anoth
     assert any(m.label == "Other points of its regions" for m in app.metric)
     trained = next((tmp_path / "store").glob("grains-transfer-k*"))
     assert read_card(trained).initialisation == ("saved model", "duplex")
+    listed = {m["name"]: m for m in list_models(tmp_path / "store")}
+    assert listed[trained.name]["kind"] == "from saved model duplex"
     # which learnt from simulated austenite and ferrite: they are rehearsed alongside the regions, by default
     assert read_card(trained).training["rehearsal"]["materials"] == ["austenite", "ferrite"]
 

@@ -485,6 +485,9 @@ def test_the_card_says_where_training_started(tmp_path):
     weights = tmp_path / "my weights.safetensors"
     assert card(weights=str(weights)).initialisation == ("weights file", "my weights.safetensors")
     assert card(weights=str(tmp_path / "gone")).initialisation == ("saved model", "gone")  # moved away since
+    # the store's listing says so in short (it said "transfer" of a model started from another saved model)
+    assert [card().kind, card(pretrained=False).kind] == ["transfer", "scratch"]
+    assert card(weights=str(weights)).kind == "from weights file my weights.safetensors"
 
 
 def test_the_card_says_how_its_model_was_trained():
