@@ -503,6 +503,14 @@ def how_trained_section(card) -> None:
         st.markdown("\n".join(f"- **{label}**: {text}" for label, text in told.items()) or "Its card does not say.")
 
 
+def download_button(label: str, data, file_name: str, mime: str | None = None, *, where=st, **options) -> None:
+    """Streamlit's download button, which leaves the page alone when clicked. A click also reran the page, and a
+    rerun that ended before the server took the file's request forgot a file made on the click (``data`` a
+    callable: the model zip, a map's export): "Failed to generate file for download", 2 clicks in 30 on two busy
+    cores. The rerun had nothing to do either."""
+    where.download_button(label, data, file_name, mime, on_click="ignore", **options)
+
+
 def keep_hidden_widgets(*keys: str) -> None:
     """Keep what was typed or chosen in these widgets while a choice hides them: Streamlit forgets a widget's value
     on a run that does not draw it (switching a radio away and back emptied them). Call before drawing them."""

@@ -13,6 +13,7 @@ from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
     active_dataset_path,
+    download_button,
     enter_page,
     keep_hidden_widgets,
     metric_row,
@@ -327,7 +328,7 @@ if st.button("Explain", type="primary") or st.session_state.get("explain_shown")
     places = [columns[i % len(columns)] for i in range(len(figures))]
     for name, place in zip(figures, places):
         place.image(figures[name], caption=captions.get(name, ""))
-        place.download_button(f"Download {name}.png", figures[name], file_name=f"{name}.png", key=f"dl-{name}")
+        download_button(f"Download {name}.png", figures[name], f"{name}.png", where=place, key=f"dl-{name}")
     if method == "filters" and numbers.get("change_ranking"):
         st.caption("Filters that fine-tuning changed most (Euclidean distance):")
         st.dataframe(numbers["change_ranking"], hide_index=True)

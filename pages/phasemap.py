@@ -36,6 +36,7 @@ from ebsd_core.workflows import demo_layout, demo_map_job, phase_map_job
 from pages.common import (
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
+    download_button,
     enter_page,
     for_the_user,
     how_trained_section,
@@ -730,10 +731,11 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         reason = unwritable_reason(phase_map, suffix)
-        column.download_button(
+        download_button(
             suffix,
             functools.partial(cached_export, map_path, modified, suffix, threshold),  # made only when clicked
-            file_name=f"{Path(phase_map.source).stem}{suffix}",
+            f"{Path(phase_map.source).stem}{suffix}",
+            where=column,
             help=f"Not available: {reason}." if reason else description,
             key=f"export{suffix}",
             disabled=reason is not None,

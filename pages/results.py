@@ -31,6 +31,7 @@ from pages.common import (
     confusion_figure,
     confusion_png,
     curves_figure,
+    download_button,
     enter_page,
     for_the_user,
     how_trained_section,
@@ -300,7 +301,7 @@ def score_panel(job_id: str, normalise: bool) -> None:
         show_scores(metrics, normalise, key=f"score-{job_id}")
         scored = {"model": state.result["model"], "data": state.result["dataset"], **metrics}
         name = f"{state.result['model']}-on-{Path(state.result['dataset']).stem}-scores.json"
-        st.download_button("Scores (JSON)", json.dumps(scored, indent=1), name, "application/json", key=f"dl-{job_id}")
+        download_button("Scores (JSON)", json.dumps(scored, indent=1), name, "application/json", key=f"dl-{job_id}")
     elif state.status in FINISHED:
         st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))
     else:
@@ -536,15 +537,15 @@ with st.expander("Misclassified test patterns"):
         show_error(exc)
 
 st.subheader("Downloads")
-st.download_button("Metrics (JSON)", json.dumps(card.metrics, indent=1), f"{choice}-metrics.json", "application/json")
+download_button("Metrics (JSON)", json.dumps(card.metrics, indent=1), f"{choice}-metrics.json", "application/json")
 if test.get("per_class"):
     csv = pd.DataFrame(test["per_class"]).T.to_csv()
-    st.download_button("Per-class scores (CSV)", csv, f"{choice}-per-class.csv", "text/csv")
+    download_button("Per-class scores (CSV)", csv, f"{choice}-per-class.csv", "text/csv")
 if test.get("confusion_matrix"):
     png = cached_confusion_png(test["confusion_matrix"], test["classes"], f"{choice}: test")
-    st.download_button("Confusion matrix (PNG)", png, f"{choice}-confusion.png", "image/png")
+    download_button("Confusion matrix (PNG)", png, f"{choice}-confusion.png", "image/png")
 model_dir = default_store() / choice
-st.download_button(
+download_button(
     "Model (zip: weights.safetensors + model.json)",
     functools.partial(cached_model_zip, str(model_dir), weights_mtime(model_dir)),  # made only when clicked
     f"{choice}.zip",

@@ -1125,6 +1125,8 @@ def test_phase_map_demo_end_to_end(app, monkeypatch):
     charts = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("confidence" in spec for spec in charts) and any("difference" in spec for spec in charts)
     assert len(app.get("download_button")) == 5
+    # made on the click; a click that also reran the page raced it and lost the file (see common.download_button)
+    assert all(b.proto.ignore_rerun and b.proto.deferred_file_id for b in app.get("download_button"))
 
 
 def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypatch, map_model, map_scan_file, tmp_path):
@@ -2109,6 +2111,7 @@ def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_
     assert next(s for s in app.selectbox if s.label == "Its space group").value == dataset.classes[2]
     assert score("Score brief on reference.h5")["Patterns scored"] == "6"
     assert any(b.proto.label == "Scores (JSON)" for b in app.get("download_button"))
+    assert all(b.proto.ignore_rerun for b in app.get("download_button"))  # the model zip's among them
     assert any("one phase" in w.value for w in app.warning)  # one phase alone proves little
     # the session's dataset: another file of two of its classes, then the file it was trained on
     app.radio(key="score_on").set_value("The session's dataset").run()

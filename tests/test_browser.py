@@ -118,28 +118,25 @@ def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
 
 
 def download_by_click(page, button_name: str, tmp_path: Path):
-    """The download a button starts, clicked again (up to three times) when none starts in 40 s. The Results page's
-    model zip (made on the click) started none in 120 s once more in a full fresh-clone run (2026-12-05), after
-    passing 5 of 5 alone, 2 of 2 with both cores kept busy: a click that lands while plotly charts above the button
-    still draw and move it is lost, where a person would click again."""
+    """The download one click on a button starts. The Results page's model zip, made on the click, started none in
+    three clicks in some full fresh-clone runs: each click also reran the page, and a rerun that ended before the
+    server took the file's request forgot the file (pages.common.download_button). A failure says what the browser
+    said (a deferred download that failed says so there)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    console: list[str] = []  # what the browser said (a deferred download that failed says so there)
+    console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"[:500]))
-    for attempt in range(3):
-        wait_until_idle(page)
-        button = page.get_by_role("button", name=button_name)
-        button.scroll_into_view_if_needed()
-        try:
-            with page.expect_download(timeout=40_000) as download_info:
-                button.click()
-            return download_info.value
-        except PlaywrightTimeout:
-            warnings.warn(f"click {attempt + 1} on {button_name!r} started no download", stacklevel=2)
-    said = "\n".join(console[-20:])
-    pytest.fail(
-        f"three clicks on {button_name!r} started no download\n--- console ---\n{said}\n{_diagnosis(page, tmp_path)}"
-    )
+    wait_until_idle(page)
+    button = page.get_by_role("button", name=button_name)
+    button.scroll_into_view_if_needed()
+    try:
+        with page.expect_download(timeout=60_000) as download_info:
+            button.click()
+        return download_info.value
+    except PlaywrightTimeout:
+        said = "\n".join(console[-20:])
+        told = f"--- console ---\n{said}\n{_diagnosis(page, tmp_path)}"
+        pytest.fail(f"a click on {button_name!r} started no download\n{told}")
 
 
 def requests_sent(page) -> list:
