@@ -190,7 +190,9 @@ def test_demo_in_a_real_browser(server, tmp_path):
 
 
 def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_model):
-    """Demo map with a saved duplex model, click a point, explain it with Grad-CAM."""
+    """Demo map with a saved duplex model, click a point, export the map, explain the point with Grad-CAM."""
+    from orix.io import load as orix_load
+
     shutil.copytree(map_model, tmp_path / "store" / "duplex")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with dashboard_page(server, "Phase map") as page:
@@ -210,6 +212,8 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
         row = page.get_by_label("Row", exact=True).input_value()
         column = page.get_by_label("Column", exact=True).input_value()
         assert (row, column) != ("0", "0"), "a click on the map did not select a point"
+        download_by_click(page, ".ang", tmp_path).save_as(tmp_path / "map.ang")  # written on the click
+        assert {"Austenite", "Ferrite"} <= {phase.name for _, phase in orix_load(tmp_path / "map.ang").phases}
         page.get_by_role("button", name="Explain this pattern").click(timeout=60_000)
         page.get_by_role("button", name="Explain", exact=True).click(timeout=60_000)
         page.get_by_text("Evidence on Kikuchi bands").wait_for(timeout=120_000)
