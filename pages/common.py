@@ -6,6 +6,7 @@ Pages only lay out widgets and call ebsd_core; everything long runs as a job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -640,13 +641,30 @@ def one_upload_to_read(uploads: list) -> Path | None:
         return None
 
 
-def one_scan_upload(label: str, key: str) -> Path | None:
-    """An uploader of one scan file, image or NORDIF Pattern.dat (with its Setting.txt), saved into the session:
-    its path, or None (with the reason, when more than one was given)."""
-    uploads = st.file_uploader(
-        label, type=SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES, accept_multiple_files=True, key=key
-    )
-    return one_upload_to_read(uploads) if uploads else None
+def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Path | None:
+    """An uploader of one scan file, image or NORDIF Pattern.dat (with its Setting.txt), or of ``types``, saved into
+    the session: its path, or None (with the reason, when more than one was given).
+
+    The scan stays while a choice or another page hides the uploader, which Streamlit empties then (a large scan had
+    to be uploaded again): drawn again, the uploader still gives it, saying so, until another is uploaded or it is
+    forgotten (a button, or the user removing it from the uploader)."""
+    kept_key, held_key = f"{key}-kept", f"{key}-held"
+    redrawn = key not in st.session_state  # Streamlit drops a widget's state on a run that does not draw it
+    types = types or SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
+    uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
+    if uploads:
+        path = st.session_state[kept_key] = one_upload_to_read(uploads)
+        st.session_state[held_key] = True
+        return path
+    if st.session_state.pop(held_key, False) and not redrawn:  # the user has just removed it
+        st.session_state.pop(kept_key, None)
+    earlier = st.session_state.get(kept_key)
+    if earlier is None or not earlier.exists():
+        return None
+    st.caption(f"{earlier.name}, uploaded before, is still given (upload another to replace it).")
+    forget = functools.partial(st.session_state.pop, kept_key, None)  # before the rerun draws it again
+    st.button(f"Forget {earlier.name}", key=f"{key}-forget", type="tertiary", icon=":material/close:", on_click=forget)
+    return earlier
 
 
 def for_the_user(message: str) -> str:

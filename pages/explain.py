@@ -187,8 +187,9 @@ if method != "filters":
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
         key="explain_upload",
     )
+    fresh = uploaded is not None and bool(st.session_state.get("explain_upload"))  # not one kept while hidden
     if uploaded is not None:
-        sources = {f"upload: {uploaded.name}": str(uploaded)} | sources  # the one just given first
+        sources = {f"upload: {uploaded.name}": str(uploaded)} | sources  # the one given first
     if not sources:
         st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()
@@ -198,10 +199,10 @@ if method != "filters":
     chosen = st.session_state.get("explain_source")
     if sent_from not in paths:  # a pattern sent of a file gone since: nothing to open it in
         st.session_state.pop("explain_index", None)
-    if uploaded is None and "explain_index" not in st.session_state and chosen in paths:
+    if not fresh and "explain_index" not in st.session_state and chosen in paths:
         first = paths.index(chosen)
     else:
-        first = 0 if uploaded is not None or sent_from not in paths else paths.index(sent_from)
+        first = 0 if fresh or sent_from not in paths else paths.index(sent_from)
     label = st.selectbox("Patterns from", list(sources), index=first)
     source_path = st.session_state.explain_source = sources[label]
     try:

@@ -48,7 +48,7 @@ from pages.common import (
     metric_row,
     model_chosen_since,
     new_session_file,
-    one_upload_to_read,
+    one_scan_upload,
     opened_source,
     restart_job,
     select_model,
@@ -166,16 +166,14 @@ def choose_scan(model_name: str | None) -> Path | None:
             if job:
                 st.session_state.map_job = job
     with tab_upload:
-        uploads = st.file_uploader(
+        uploaded = one_scan_upload(
             "Scan file (kikuchipy formats, a NORDIF Pattern.dat together with its Setting.txt, the project's .h5, "
             "a zip of the scan's pattern images, or a multi-page TIFF of them)",
-            type=SCAN_TYPES,
-            accept_multiple_files=True,
+            key="map_upload",
+            types=SCAN_TYPES,
         )
-        if uploads:
-            return one_upload_to_read(uploads)
     with tab_server:
-        return server_path_input("Scan path", "map large scans", key="map_server_path")
+        return server_path_input("Scan path", "map large scans", key="map_server_path") or uploaded
 
 
 def model_choice() -> str | None:

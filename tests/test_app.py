@@ -1475,6 +1475,35 @@ def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, ma
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
 
 
+def test_a_pattern_uploaded_to_explain_stays_while_the_filters_hide_its_uploader(app, map_model, tiny_dataset):
+    """A pattern of one's own was gone after a look at the filters (the uploader, hidden, was emptied); kept, it does
+    not take the place of another source chosen since."""
+    import shutil
+
+    from ebsd_core.io.dataset import read_dataset
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(read_dataset(tiny_dataset).patterns[0])).save(buffer, "PNG")
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    app.file_uploader[0].set_value([("my_grain.png", buffer.getvalue(), "image/png")]).run()
+
+    def source() -> str:
+        return next(s for s in app.selectbox if s.label == "Patterns from").value
+
+    assert source() == "upload: my_grain.png"
+    app.radio(key="explain_method").set_value("filters").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    assert source() == "upload: my_grain.png" and not app.exception
+    next(s for s in app.selectbox if s.label == "Patterns from").set_value(f"dataset: {tiny_dataset.name}").run()
+    app.radio(key="explain_method").set_value("filters").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    assert source() == f"dataset: {tiny_dataset.name}"
+    assert "upload: my_grain.png" in next(s for s in app.selectbox if s.label == "Patterns from").options
+
+
 def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model, map_scan_file, tmp_path):
     """The scan of the session's phase map is a grid: its points are chosen and named by row and column."""
     import shutil
@@ -1549,6 +1578,21 @@ def test_a_one_pattern_map_offers_every_export_but_ang_and_says_why(app, monkeyp
     assert buttons[".ang"].disabled and "map of one column cannot be written as .ang" in buttons[".ang"].help
     assert not any(buttons[suffix].disabled for suffix in (".ctf", ".h5", ".csv", ".png"))
     assert not app.exception
+
+
+def test_a_scan_uploaded_on_the_phase_map_page_stays_when_the_page_is_left(app, map_model, map_scan_file):
+    """A scan uploaded to map was gone after a look at another page (a large one took minutes to upload again)."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.switch_page("pages/phasemap.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    assert any(b.label == "Classify every pattern" for b in app.button)
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception and any(b.label == "Classify every pattern" for b in app.button)
+    assert any(c.value.startswith("scan.h5, uploaded before, is still given") for c in app.caption)
 
 
 def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
@@ -2132,6 +2176,46 @@ def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_
     app.run()
     assert next(s for s in app.selectbox if s.label == "Model").value == "other-model"
     assert "Patterns scored" not in {m.label for m in app.metric}
+
+
+def test_a_scan_uploaded_to_score_stays_while_a_choice_hides_its_uploader(app, tiny_dataset, tmp_path):
+    """A reference scan uploaded to score a model had to be uploaded again (a large one for minutes) after the radio
+    was switched to the session's dataset and back, or the page left and opened again: Streamlit empties an uploader
+    it has not drawn. Removed from the uploader by the user, it is forgotten."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    dataset = read_dataset(tiny_dataset)
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(dataset, config, tmp_path / "store" / "brief", dataset_path=tiny_dataset)
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(dataset.patterns[0])).save(buffer, "PNG")
+    app.switch_page("pages/results.py").run()
+
+    def uploader():
+        return next(u for u in app.file_uploader if u.label.startswith("A scan of one phase"))
+
+    def score_button() -> bool:
+        return any(b.label == "Score brief on reference.png" for b in app.button)
+
+    uploader().set_value([("reference.png", buffer.getvalue(), "image/png")]).run()
+    next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[0]).run()
+    assert score_button()
+    app.radio(key="score_on").set_value("The session's dataset").run()
+    app.radio(key="score_on").set_value("A scan of one known phase").run()
+    assert not uploader().value and score_button()  # the uploader drawn again empty, the scan still given
+    assert any(c.value.startswith("reference.png, uploaded before, is still given") for c in app.caption)
+    app.switch_page("pages/train.py").run()
+    app.switch_page("pages/results.py").run()  # the space group is asked again, as Streamlit forgets a page's widgets
+    next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[0]).run()
+    assert score_button() and not app.exception
+    next(b for b in app.button if b.label == "Forget reference.png").click().run()
+    assert not score_button() and not [c for c in app.caption if "uploaded before" in c.value]
+    uploader().set_value([("reference.png", buffer.getvalue(), "image/png")]).run()
+    assert score_button()
+    uploader().set_value([]).run()  # removed from the uploader by the user: forgotten too
+    assert not score_button() and not [c for c in app.caption if "uploaded before" in c.value]
 
 
 def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_dataset, tmp_path):
