@@ -643,18 +643,26 @@ def one_upload_to_read(uploads: list) -> Path | None:
 
 def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Path | None:
     """An uploader of one scan file, image or NORDIF Pattern.dat (with its Setting.txt), or of ``types``, saved into
-    the session: its path, or None (with the reason, when more than one was given).
+    the session: its path, or None (with the reason, when more than one was given); kept (:func:`kept_upload`)."""
+    types = types or SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
 
-    The scan stays while a choice or another page hides the uploader, which Streamlit empties then (a large scan had
-    to be uploaded again): drawn again, the uploader still gives it, saying so, until another is uploaded or it is
-    forgotten (a button, or the user removing it from the uploader)."""
+    def draw() -> Path | None:
+        uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
+        return one_upload_to_read(uploads) if uploads else None
+
+    return kept_upload(key, draw)
+
+
+def kept_upload(key: str, draw: Callable[[], Path | None]) -> Path | None:
+    """The file saved from the uploader that ``draw`` draws under ``key``, kept while a choice or another page hides
+    that uploader, which Streamlit empties then (a large scan had to be uploaded again): drawn again, the uploader
+    still gives it, saying so, until another is uploaded or it is forgotten (a button, or the user removing it from
+    the uploader)."""
     kept_key, held_key = f"{key}-kept", f"{key}-held"
     redrawn = key not in st.session_state  # Streamlit drops a widget's state on a run that does not draw it
-    types = types or SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
-    uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
-    if uploads:
-        path = st.session_state[kept_key] = one_upload_to_read(uploads)
-        st.session_state[held_key] = True
+    path = draw()
+    if st.session_state.get(key):  # the uploader holds a file
+        st.session_state[kept_key], st.session_state[held_key] = path, True
         return path
     if st.session_state.pop(held_key, False) and not redrawn:  # the user has just removed it
         st.session_state.pop(kept_key, None)

@@ -44,6 +44,7 @@ from pages.common import (
     keep,
     keep_hidden_widgets,
     kept,
+    kept_upload,
     latest_job_shown_on,
     metric_row,
     model_chosen_since,
@@ -97,18 +98,22 @@ def cached_layout(path: str, modified: float, pair: tuple[str, ...]):
 def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] | None]:
     """An indexing file of a real map (.ang, .ctf) whose grains a demo scan takes, and its rows and columns; its
     phases and size said at once, or why it cannot serve."""
-    upload = st.file_uploader(
-        "Indexing file of a real map (.ang, .ctf)",
-        type=["ang", "ctf"],
-        help="Its grains, phases and orientations are simulated (EDAX OIM or Oxford files; a hexagonal grid cannot "
-        "serve). Its phases by their names there (Austenite, Ferrite, Ni, ...), or else the phases chosen above, "
-        "in the file's order. 100 x 117 points took 29 s to simulate on 2 cores, before the map.",
-        key="demo_layout",
-    )
-    if upload is None:
-        return None, None
+
+    def draw() -> Path | None:
+        upload = st.file_uploader(
+            "Indexing file of a real map (.ang, .ctf)",
+            type=["ang", "ctf"],
+            help="Its grains, phases and orientations are simulated (EDAX OIM or Oxford files; a hexagonal grid cannot "
+            "serve). Its phases by their names there (Austenite, Ferrite, Ni, ...), or else the phases chosen above, "
+            "in the file's order. 100 x 117 points took 29 s to simulate on 2 cores, before the map.",
+            key="demo_layout",
+        )
+        return None if upload is None else upload_to_session(upload)
+
     try:
-        path = upload_to_session(upload)
+        path = kept_upload("demo_layout", draw)
+        if path is None:
+            return None, None
         layout = cached_layout(str(path), path.stat().st_mtime, pair)
     except EbsdError as exc:
         show_error(exc)
@@ -119,12 +124,12 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
             InputError(
                 f"{rows} x {cols} points: a demo scan takes up to {MAX_DEMO_POINTS:,} (300 x 300; 100 x 117 took "
                 "29 s); simulate a larger one with `python -m ebsd_core simulate-map --layout` and map it here",
-                upload.name,
+                path.name,
             )
         )
         return None, None
     phases = " and ".join(material_label(m.key) for m in layout.materials)
-    st.caption(f"{upload.name}: {rows} x {cols} points of {phases}.")
+    st.caption(f"{path.name}: {rows} x {cols} points of {phases}.")
     return str(path), layout.shape
 
 

@@ -1166,6 +1166,9 @@ def test_a_demo_map_takes_the_grains_of_a_real_maps_indexing_file(app, monkeypat
     assert not [b for b in app.button if b.label == "Run the demo map"]
     uploader().set_value([("real.ang", layout.read_bytes(), "text/plain")]).run()
     assert any(c.value.startswith("real.ang: 8 x 10 points of ") for c in app.caption)
+    app.radio(key="demo_grains").set_value("Voronoi").run()
+    app.radio(key="demo_grains").set_value("Of a real map").run()  # the file is still given (it was emptied)
+    assert any(c.value.startswith("real.ang: 8 x 10 points of ") for c in app.caption)
     next(b for b in app.button if b.label == "Run the demo map").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error
