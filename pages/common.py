@@ -512,12 +512,27 @@ def download_button(label: str, data, file_name: str, mime: str | None = None, *
     where.download_button(label, data, file_name, mime, on_click="ignore", **options)
 
 
+#: The session-state dict of the values that :func:`keep_hidden_widgets` keeps, by widget key.
+KEPT_WIDGETS = "kept_widgets"
+
+
 def keep_hidden_widgets(*keys: str) -> None:
-    """Keep what was typed or chosen in these widgets while a choice hides them: Streamlit forgets a widget's value
-    on a run that does not draw it (switching a radio away and back emptied them). Call before drawing them."""
+    """Keep what was typed or chosen in these widgets while a choice or another page hides them: Streamlit forgets a
+    widget's value on a run that does not draw it (switching a radio away and back emptied them, and so did a visit
+    to another page). Call before drawing them; a form's widgets keep the values last submitted. A value the widget
+    no longer offers gives its default."""
+    kept = st.session_state.setdefault(KEPT_WIDGETS, {})
     for key in keys:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+        if key in st.session_state:  # not set again: a form's edits not yet submitted would be undone
+            kept[key] = st.session_state[key]
+        elif key in kept:
+            st.session_state[key] = kept[key]
+
+
+def keep_hidden_widgets_of(prefix: str) -> None:
+    """:func:`keep_hidden_widgets` of every widget whose key starts with ``prefix``."""
+    known = [*st.session_state, *st.session_state.get(KEPT_WIDGETS, {})]
+    keep_hidden_widgets(*dict.fromkeys(str(key) for key in known if str(key).startswith(prefix)))
 
 
 def space_group_choice(label: str, key: str, where=st) -> int | None:

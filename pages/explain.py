@@ -15,7 +15,7 @@ from pages.common import (
     active_dataset_path,
     download_button,
     enter_page,
-    keep_hidden_widgets,
+    keep_hidden_widgets_of,
     metric_row,
     one_scan_upload,
     opened_source,
@@ -166,7 +166,7 @@ if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
-keep_hidden_widgets(*(key for key in st.session_state if str(key).startswith(KEPT_KEY)))
+keep_hidden_widgets_of(KEPT_KEY)
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True, key="explain_method")
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
 layer, compare = None, None

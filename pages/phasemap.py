@@ -149,9 +149,9 @@ def choose_scan(model_name: str | None) -> Path | None:
         pair = st.selectbox("Phases", list(DEMO_PAIRS))
         grains = st.radio("Grains", ["Voronoi", "Of a real map"], horizontal=True, key="demo_grains")
         layout_path, shape = None, None
+        keep_hidden_widgets("demo_rows", "demo_cols")
         st.session_state.setdefault("demo_rows", 40)  # as values, not the widgets' defaults: kept while hidden
         st.session_state.setdefault("demo_cols", 50)
-        keep_hidden_widgets("demo_rows", "demo_cols")
         if grains == "Voronoi":
             c1, c2 = st.columns(2)
             shape = (

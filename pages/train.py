@@ -32,6 +32,7 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    keep_hidden_widgets_of,
     latest_job_shown_on,
     material_choice,
     renew_default_name,
@@ -145,15 +146,17 @@ class MoreSettings(NamedTuple):
         return self.patience or epochs
 
 
+#: The start of the keys of the Train form's widgets, which it keeps (:func:`pages.common.keep_hidden_widgets`).
+FORM_KEY = "train-"
 #: The learning rates offered; None is each initialisation's own (TrainConfig.learning_rate).
 LEARNING_RATES = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 #: The early-stopping patiences offered (MoreSettings.patience).
 PATIENCES = [None, 3, 5, 8, 10, 20, 0]
 
 
-def degrees_input(place, label: str, most: float, default: float, step: float, help: str) -> float:
+def degrees_input(place, label: str, most: float, default: float, step: float, help: str, key: str) -> float:
     """An angle of augmentation from 0 to ``most`` degrees, in whole degrees."""
-    return float(place.number_input(label, 0.0, most, float(default), step, format="%.0f", help=help))
+    return float(place.number_input(label, 0.0, most, float(default), step, format="%.0f", help=help, key=key))
 
 
 def more_settings() -> MoreSettings:
@@ -168,14 +171,18 @@ def more_settings() -> MoreSettings:
             format_func=lambda r: "default" if r is None else f"{r:g}",
             help="AdamW's rate. By default each initialisation's own: the backbone's fine-tuning rate from ImageNet, "
             "1e-3 from an EBSD prior or saved model, 3e-3 from scratch.",
+            key=f"{FORM_KEY}lr",
         )
-        batch_size = c2.select_slider("Batch size", [8, 16, 32, 64], value=TrainConfig.batch_size)
+        batch_size = c2.select_slider(
+            "Batch size", [8, 16, 32, 64], value=TrainConfig.batch_size, key=f"{FORM_KEY}batch"
+        )
         frozen = c3.number_input(
             "Frozen epochs",
             0,
             50,
             TrainConfig.frozen_warmup_epochs,
             help="Transfer only: train the new classifier alone for this many epochs before the whole network.",
+            key=f"{FORM_KEY}frozen",
         )
         c4, c5, c6 = st.columns(3, vertical_alignment="bottom")
         rotation = degrees_input(
@@ -186,9 +193,15 @@ def more_settings() -> MoreSettings:
             1.0,
             "Augment each training pattern with an in-plane rotation of up to this many degrees (a camera "
             "turned on its flange); 0: none.",
+            f"{FORM_KEY}rotation",
         )
         seed = c5.number_input(
-            "First seed", 0, 100_000, TrainConfig.seed, help="Of the few-shot sample and the new layers' weights."
+            "First seed",
+            0,
+            100_000,
+            TrainConfig.seed,
+            help="Of the few-shot sample and the new layers' weights.",
+            key=f"{FORM_KEY}seed",
         )
         threshold = c6.slider(
             "Unknown below",
@@ -198,6 +211,7 @@ def more_settings() -> MoreSettings:
             0.01,
             help="The model's predictions are 'unknown' where the top class has less probability than this "
             "(stored with it; a phase map can set another).",
+            key=f"{FORM_KEY}threshold",
         )
         c7, c8, c9 = st.columns(3, vertical_alignment="bottom")
         crystal_rotation = degrees_input(
@@ -209,6 +223,7 @@ def more_settings() -> MoreSettings:
             "Augment with true patterns of the crystal turned up to this many degrees about a random axis, "
             "re-projected through the projection centre; 0: none. 30 degrees lifted unseen orientations from "
             "0.77 to 0.84 and held-out materials from 0.64 to 0.71 (20 shots, 3 seeds; bench/RESULTS.md).",
+            f"{FORM_KEY}crystal-rotation",
         )
         noise = c8.number_input(
             "Noise (x pattern std)",
@@ -219,6 +234,7 @@ def more_settings() -> MoreSettings:
             format="%.1f",
             help="Augment with white noise of up to this many times each pattern's standard deviation. Up to 2 "
             "did not help real patterns read right and cost held-out materials 0.958 -> 0.760 (bench/RESULTS.md).",
+            key=f"{FORM_KEY}noise",
         )
         channels = c9.selectbox(
             "Grey input",
@@ -227,6 +243,7 @@ def more_settings() -> MoreSettings:
             help="How a grey pattern meets a colour network: its first layer's RGB kernels summed into one grey "
             "channel (the default), or the pattern copied to three channels (0.706 against 0.667 in one seed, "
             "not conclusive; bench/RESULTS.md). A saved model to start from must take its patterns the same way.",
+            key=f"{FORM_KEY}channels",
         )
         patience = st.columns(3)[0].select_slider(
             "Early stopping",
@@ -236,6 +253,7 @@ def more_settings() -> MoreSettings:
             help="Training stops when the validation loss has not fallen for this many epochs, keeping the best "
             "epoch's weights. auto: a third of the epochs, 5 at least; off: every epoch runs (runs compared at a "
             "fixed number of epochs, as in the paper).",
+            key=f"{FORM_KEY}patience",
         )
     return MoreSettings(
         lr,
@@ -304,6 +322,9 @@ elif path is not None:
     names = [r["name"] for r in registry]
     facts = dataset_facts(str(path), path.stat().st_mtime)
     shape, shots_offered = facts.shape, facts.shots
+    # the form opens with the settings last submitted, also after a visit to another page; the shots, input size
+    # and start offered for a dataset are kept for each dataset
+    keep_hidden_widgets_of(FORM_KEY)
     with st.form("train"):
         backbone = st.selectbox(
             "Backbone",
@@ -316,6 +337,7 @@ elif path is not None:
                     else "  (no offline ImageNet weights: scratch only)"
                 )
             ),
+            key=f"{FORM_KEY}backbone",
         )
         c1, c2, c3 = st.columns(3, vertical_alignment="bottom")  # the shots label takes two lines on a narrow page
         shots_text = c1.text_input(
@@ -323,14 +345,16 @@ elif path is not None:
             str(shots_offered),
             help="Training patterns per class. Of the rest of each class, up to 10 validate (one at least) and the "
             "others test: fewer than 10 are offered when a class of this dataset could not keep one of each.",
+            key=f"{FORM_KEY}shots@{path}",
         )
-        epochs = c2.number_input("Epochs", 1, 200, 15)
+        epochs = c2.number_input("Epochs", 1, 200, 15, key=f"{FORM_KEY}epochs")
         input_size = c3.select_slider(
             "Input size (px)",
             INPUT_SIZES,
             value=input_size_for(shape),
             help="Patterns are resized to this. The default keeps every pixel of the dataset's patterns; "
             "smaller inputs train and predict faster but lose the fine band detail that tells the phases apart.",
+            key=f"{FORM_KEY}input-size@{path}",
         )
         c4, c5 = st.columns(2)
         views = c4.number_input(
@@ -342,6 +366,7 @@ elif path is not None:
             "fewer orientation-specific mistakes. Only patterns whose first view is unsure (below "
             f"{TrainConfig.views_below:.0%} for one class) get the other views, so prediction takes up to this "
             "many times as long, usually far less.",
+            key=f"{FORM_KEY}views",
         )
         repeats = c5.number_input(
             "Repeats",
@@ -352,6 +377,7 @@ elif path is not None:
             "initialisation of its new layers (seeds from the first one, under More settings): a sweep's few-shot "
             "curve on Results then gives the mean and spread of its repeats, as Kaufmann et al. report theirs. Each "
             "repeat takes a run's time.",
+            key=f"{FORM_KEY}repeats",
         )
         binning = st.select_slider(
             "Also train for cameras binned up to",
@@ -362,8 +388,10 @@ elif path is not None:
             "60 px scans): training also shows each pattern as such a camera records it. 240 px models "
             "read 60 px simulations 0.77 right without it and 0.945 with 4x, and 240 px ones as well as "
             "before (0.985 against 0.983; bench/RESULTS.md).",
+            key=f"{FORM_KEY}binning",
         )
-        mode = st.radio("Initialisation", ["ImageNet transfer", "scratch", "both side by side"], horizontal=True)
+        initialisations = ["ImageNet transfer", "scratch", "both side by side"]
+        mode = st.radio("Initialisation", initialisations, horizontal=True, key=f"{FORM_KEY}mode")
         saved = sorted((r for r in list_models() if not r.get("error")), key=lambda r: not r.get("prior"))
         starts = {r["name"]: r for r in saved}  # the EBSD priors first
         start = st.selectbox(
@@ -377,6 +405,7 @@ elif path is not None:
             "rehearsing its materials (below): on simulated scans, 4 grains of each phase then put 0.998-0.999 of "
             "the map right (0.935 and 0.985 for such models alone), where from ImageNet they gave 0.77-0.83 "
             "(bench/RESULTS.md).",
+            key=f"{FORM_KEY}start@{path}:{current}",  # a prior built since is preselected
         )
         just_these = [m for m in saved if set(m["classes"]) == facts.classes]
         if facts.of_map_regions and just_these and current not in {m["name"] for m in just_these}:
@@ -407,6 +436,7 @@ elif path is not None:
             "on labelled regions of the scan: it keeps what the model knew (a simulated scan of a real duplex "
             "steel's map, 4 grains of each phase: 0.999 of the map right with it, 0.864 without, 0.985 for the "
             "model alone; bench/RESULTS.md). Not from ImageNet weights or other saved models.",
+            key=f"{FORM_KEY}rehearse",
         )
         more = more_settings()
         name = st.text_input("Model name prefix", default_name("model"))

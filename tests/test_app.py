@@ -515,6 +515,38 @@ def train_on_the_page(app, name: str) -> None:
     assert not app.exception
 
 
+def test_the_train_form_opens_with_the_settings_last_submitted(app, tiny_dataset, tmp_path):
+    """A microscopist trains, looks at Results, and comes back to train another run: the form had gone back to its
+    defaults (every setting typed again). It keeps what was last submitted; the shots and input size, which follow
+    the dataset, for each dataset."""
+    from ebsd_core.io.dataset import read_dataset, write_dataset
+
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.switch_page("pages/train.py").run()
+    offered = next(t for t in app.text_input if t.label.startswith("Shots per class")).value
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("1")
+    next(r for r in app.radio if r.label == "Initialisation").set_value("scratch")
+    next(n for n in app.number_input if n.label == "Noise (x pattern std)").set_value(1.5)
+    train_on_the_page(app, "first")
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/train.py").run()
+
+    def shown() -> dict:
+        return {
+            "shots": next(t for t in app.text_input if t.label.startswith("Shots per class")).value,
+            "epochs": next(n for n in app.number_input if n.label == "Epochs").value,
+            "mode": next(r for r in app.radio if r.label == "Initialisation").value,
+            "noise": next(n for n in app.number_input if n.label == "Noise (x pattern std)").value,
+        }
+
+    assert shown() == {"shots": "1", "epochs": 1, "mode": "scratch", "noise": 1.5}
+    other = write_dataset(read_dataset(tiny_dataset), tmp_path / "other.h5")  # another dataset: its own shots
+    app.session_state["dataset_path"] = str(other)
+    app.run()
+    assert shown() == {"shots": offered, "epochs": 1, "mode": "scratch", "noise": 1.5}
+    assert not app.exception
+
+
 def test_a_model_trained_on_every_pattern_says_it_has_no_test_accuracy(app, tmp_path):
     """Few real patterns: 3 shots of 4 per class leave one to validate on and none to test on."""
     from ebsd_core.io.dataset import Dataset, write_dataset
@@ -2210,8 +2242,7 @@ def test_a_scan_uploaded_to_score_stays_while_a_choice_hides_its_uploader(app, t
     assert not uploader().value and score_button()  # the uploader drawn again empty, the scan still given
     assert any(c.value.startswith("reference.png, uploaded before, is still given") for c in app.caption)
     app.switch_page("pages/train.py").run()
-    app.switch_page("pages/results.py").run()  # the space group is asked again, as Streamlit forgets a page's widgets
-    next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[0]).run()
+    app.switch_page("pages/results.py").run()  # the space group chosen is kept as well
     assert score_button() and not app.exception
     next(b for b in app.button if b.label == "Forget reference.png").click().run()
     assert not score_button() and not [c for c in app.caption if "uploaded before" in c.value]
