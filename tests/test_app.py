@@ -1508,6 +1508,10 @@ def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, ma
     app.radio(key="explain_method").set_value("shap").run()
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"dataset: {tiny_dataset.name}"
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/explain.py").run()  # and while another page is visited
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"dataset: {tiny_dataset.name}"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
 
 
 def test_a_pattern_uploaded_to_explain_stays_while_the_filters_hide_its_uploader(app, map_model, tiny_dataset):
