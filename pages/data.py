@@ -32,6 +32,7 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    keep_hidden_widgets_of,
     latest_job_shown_on,
     material_choice,
     metric_row,
@@ -57,6 +58,8 @@ enter_page()
 
 st.title("Data")
 UPLOAD_TYPES = SCAN_FILE_TYPES + IMAGE_FILE_TYPES + NORDIF_SETTING_TYPES
+#: The start of the keys of the Simulate tab's settings, which it keeps (:func:`pages.common.keep_hidden_widgets`).
+SIMULATE_KEY = "simulate-"
 
 
 MASTER_KINDS = {"dynamical": "dynamical (de-ebsd Bloch waves)", "kinematical": "kinematical (kikuchipy)"}
@@ -242,20 +245,28 @@ with tab_server:
     server_scans_section()
 
 with tab_simulate:
+    keep_hidden_widgets_of(SIMULATE_KEY)  # as they were left, after a visit to another page
     groups = st.multiselect(
         "Space groups",
         list(M3M_SPACE_GROUPS),
         default=list(DEFAULT_CLASSES),
         format_func=lambda sg: f"{M3M_SPACE_GROUPS[sg]} ({sg})",
+        key=f"{SIMULATE_KEY}groups",
     )
     available = [k for k, m in CATALOGUE.items() if m.space_group in groups]
-    phases = st.multiselect("Materials (empty: all of the chosen groups)", available, format_func=material_choice)
+    phases = st.multiselect(
+        "Materials (empty: all of the chosen groups)",
+        available,
+        format_func=material_choice,
+        key=f"{SIMULATE_KEY}materials",
+    )
     holdout = st.multiselect(
         "Held-out materials (test only)",
         available,
         format_func=material_choice,
         help="Simulated for the test split only, to score the model on materials it never trained on; they need "
         "not be among the chosen materials, but each class needs a material left to train on.",
+        key=f"{SIMULATE_KEY}holdout",
     )
     cifs = st.file_uploader(
         "Phases of your own (CIF files of cubic m-3m phases)",
@@ -268,7 +279,7 @@ with tab_simulate:
     )
     own = phases_of_cifs(cifs)
     c1, c2, c3 = st.columns(3)
-    per_class = c1.number_input("Patterns per class", 4, 5000, 60)
+    per_class = c1.number_input("Patterns per class", 4, 5000, 60, key=f"{SIMULATE_KEY}per-class")
     size = c2.select_slider(
         "Pattern size (px)",
         [40, 60, 80, 120, 160, 240],
@@ -277,8 +288,9 @@ with tab_simulate:
         "120 px. 240 px (a 224 px network input) tells the same-lattice phases apart best, at 3.5x the "
         "training time of 120 px: 0.99 of new orientations right at 20 shots per class (0.93 at 120 px), from "
         "an EBSD prior built for this dataset on the Train page.",
+        key=f"{SIMULATE_KEY}size",
     )
-    seed = c3.number_input("Seed", 0, 10_000, 0)
+    seed = c3.number_input("Seed", 0, 10_000, 0, key=f"{SIMULATE_KEY}seed")
     if st.button("Simulate", type="primary"):
         queue_simulation(
             {

@@ -15,6 +15,7 @@ from pages.common import (
     active_dataset_path,
     download_button,
     enter_page,
+    keep_hidden_widgets,
     keep_hidden_widgets_of,
     metric_row,
     one_scan_upload,
@@ -167,6 +168,9 @@ if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
 keep_hidden_widgets_of(KEPT_KEY)
+keep_hidden_widgets("explain_method")  # the method last used, after a visit to another page
+if "explain_index" in st.session_state and st.session_state.get("explain_method") == "filters":
+    st.session_state.explain_method = "gradcam"  # a pattern sent here is shown, which the filters are not of
 method = st.radio("Method", list(labels), format_func=labels.get, horizontal=True, key="explain_method")
 source_path, index, target, shap_method, pattern_name, map_views = None, 0, None, SHAP_METHODS[0], "", None
 layer, compare = None, None

@@ -146,10 +146,10 @@ def choose_scan(model_name: str | None) -> Path | None:
             "pair on this server trains it (a minute or two on a CPU), later ones use it. The Home demo's models are "
             "too briefly trained to map: the model for the pair is used instead."
         )
-        pair = st.selectbox("Phases", list(DEMO_PAIRS))
+        keep_hidden_widgets("demo_pair", "demo_grains", "demo_rows", "demo_cols")  # also after another page
+        pair = st.selectbox("Phases", list(DEMO_PAIRS), key="demo_pair")
         grains = st.radio("Grains", ["Voronoi", "Of a real map"], horizontal=True, key="demo_grains")
         layout_path, shape = None, None
-        keep_hidden_widgets("demo_rows", "demo_cols")
         st.session_state.setdefault("demo_rows", 40)  # as values, not the widgets' defaults: kept while hidden
         st.session_state.setdefault("demo_cols", 50)
         if grains == "Voronoi":

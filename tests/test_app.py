@@ -1881,6 +1881,40 @@ def _simulation_done(app) -> None:
     assert not app.exception
 
 
+def test_choices_left_on_a_page_stay_after_a_visit_to_another(app, map_model, map_scan_file):
+    """A simulation's settings, the demo map's phases and grains, and Explain's method went back to their defaults
+    after a look at another page. A pattern sent to Explain while its filters were last shown is shown itself."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.switch_page("pages/data.py").run()
+
+    def simulation() -> tuple:
+        materials = next(m for m in app.multiselect if m.label.startswith("Materials")).value
+        return materials, next(n for n in app.number_input if n.label == "Patterns per class").value
+
+    next(m for m in app.multiselect if m.label.startswith("Materials")).set_value(["ni", "ni3al"]).run()
+    next(n for n in app.number_input if n.label == "Patterns per class").set_value(8).run()
+    app.switch_page("pages/phasemap.py").run()
+    app.selectbox(key="demo_pair").select("Austenite + ferrite (duplex steel)").run()
+    app.radio(key="demo_grains").set_value("Of a real map").run()
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("shap").run()
+    app.switch_page("pages/data.py").run()
+    assert simulation() == (["ni", "ni3al"], 8)
+    app.switch_page("pages/phasemap.py").run()
+    assert app.selectbox(key="demo_pair").value == "Austenite + ferrite (duplex steel)"
+    assert app.radio(key="demo_grains").value == "Of a real map"
+    app.switch_page("pages/explain.py").run()
+    assert app.radio(key="explain_method").value == "shap" and not app.exception
+    app.radio(key="explain_method").set_value("filters").run()
+    app.session_state["map_scan"] = str(map_scan_file)
+    app.session_state["explain_index"], app.session_state["explain_from"] = 3, str(map_scan_file)
+    app.run()
+    assert app.radio(key="explain_method").value == "gradcam"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
+
+
 @pytest.mark.parametrize(
     "held_out, message", [("cu3au", None), ("ni", "every Fm-3m material is held out (ni): none is left to train on")]
 )
