@@ -356,14 +356,16 @@ def shown_name(path: str | Path) -> str:
 MAX_LISTED_SOURCES = 1000  # a choice among more is no choice, and each rerun would send them all to the browser
 
 
-def server_path_input(label: str, purpose: str, key: str | None = None) -> Path | None:
-    """A path typed by the user under ``EBSD_DATA_ROOT``, confined to it; None until a valid one is given."""
+def server_path_input(label: str, purpose: str, key: str) -> Path | None:
+    """A path typed by the user under ``EBSD_DATA_ROOT``, confined to it; None until a valid one is given. What is
+    typed (and chosen of a folder) is kept while another page or a choice hides it (:func:`keep_hidden_widgets`)."""
     root = data_root()
     if root is None:
         st.info(f"Set `EBSD_DATA_ROOT` on the server to let users {purpose} by path instead of uploading.")
         return None
     from ebsd_core.paths import resolve_under_root
 
+    keep_hidden_widgets(key, f"{key}-found")
     relative = st.text_input(
         f"{label} under {root}", key=key, placeholder="a file, or a folder to list what it holds (. for all of it)"
     )
@@ -386,7 +388,7 @@ def server_path_input(label: str, purpose: str, key: str | None = None) -> Path 
             found[:MAX_LISTED_SOURCES],
             index=None,
             placeholder="choose one",
-            key=f"{key or label}-found",
+            key=f"{key}-found",
         )
         # resolved again: a link in the tree must not lead out of the root
         return None if choice is None else resolve_under_root(root, str(Path(relative) / choice))

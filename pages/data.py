@@ -220,7 +220,7 @@ with tab_upload:
                 show_error(exc)
 
 with tab_server:
-    path = server_path_input("Path", "pick large scans")
+    path = server_path_input("Path", "pick large scans", key="data_server_path")
     if path is not None:
         try:
             source = opened_source(path)

@@ -213,9 +213,11 @@ def start_map(model_name: str, scan: Path) -> None:
     orientations = orientation_choice(source, nav_shape)
     if orientations is False:
         return
+    keep_hidden_widgets("map_cleanup")  # as left, after a visit to another page
     cleanup = st.checkbox(
         "Grain clean-up",
         value=True,
+        key="map_cleanup",
         help="Averages each point with its neighbours whose patterns correlate (the same grain), so isolated "
         "mistakes take their grain's answer. Turn it off when the phases share their orientation (coherent "
         "precipitates such as gamma-prime in gamma): their patterns correlate across the phase boundary too.",
@@ -653,6 +655,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     st.caption(f"Mapped with {mapped_with(saved)}.")
     remap_button(saved, model_name)
     show_notes(saved.notes)
+    keep_hidden_widgets(f"threshold-{map_path}")  # the map, fractions and exports as left, after another page
     threshold = st.columns(2)[0].slider(  # beside nothing: the phase map's width
         "Unknown below",
         0.0,

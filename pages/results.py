@@ -220,7 +220,7 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
     state = job_manager().get(job_id) if job_id else None
     shown = state is not None and (state.status not in FINISHED or state.params.get("model") == choice)
     with st.expander("Score it on other data", expanded=shown):
-        keep_hidden_widgets("score_server_path", "score_server_path-found", "score_space_group")
+        keep_hidden_widgets("score_space_group")  # the server path input keeps its own
         on = st.radio("Patterns of known phases", SCORE_ON, horizontal=True, key="score_on")
         if on == SCORE_ON[0]:
             path, group = scan_to_score()

@@ -958,6 +958,10 @@ def test_the_unknown_threshold_of_a_map_is_set_on_the_page_and_its_exports_follo
     # the point panel's line too
     bars = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if "unknown below" in c.proto.spec))
     assert bars["layout"]["shapes"][0]["y0"] == pytest.approx(round(above, 2))
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/phasemap.py").run()  # the threshold set stays (it went back to the model's)
+    assert next(s for s in app.slider if s.label == "Unknown below").value == pytest.approx(round(above, 2))
+    assert unknown_fraction() == percent(expected)
 
 
 def test_a_scan_mapped_again_with_another_model_shows_where_the_maps_differ(app, monkeypatch, map_model, map_scan_file):
@@ -1597,6 +1601,10 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
         and c.value.endswith("; from simulation (true orientations)")
         for c in app.caption
     )
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/phasemap.py").run()  # to map it again, as it was set
+    assert next(t for t in app.text_input if t.key == "map_server_path").value == map_scan_file.name
+    assert next(c for c in app.checkbox if c.label == "Grain clean-up").value is False
 
 
 def test_a_one_pattern_map_offers_every_export_but_ang_and_says_why(app, monkeypatch, map_model, tmp_path):
