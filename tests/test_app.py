@@ -1601,10 +1601,13 @@ def test_phase_map_of_a_server_scan_without_cleanup(app, monkeypatch, map_model,
         and c.value.endswith("; from simulation (true orientations)")
         for c in app.caption
     )
+    next(n for n in app.number_input if n.label == "Row").set_value(3).run()
+    next(n for n in app.number_input if n.label == "Column").set_value(4).run()
     app.switch_page("pages/results.py").run()
-    app.switch_page("pages/phasemap.py").run()  # to map it again, as it was set
+    app.switch_page("pages/phasemap.py").run()  # to map it again, as it was set, and the point typed
     assert next(t for t in app.text_input if t.key == "map_server_path").value == map_scan_file.name
     assert next(c for c in app.checkbox if c.label == "Grain clean-up").value is False
+    assert [next(n for n in app.number_input if n.label == label).value for label in ("Row", "Column")] == [3, 4]
 
 
 def test_a_one_pattern_map_offers_every_export_but_ang_and_says_why(app, monkeypatch, map_model, tmp_path):
