@@ -394,10 +394,15 @@ elif path is not None:
         mode = st.radio("Initialisation", initialisations, horizontal=True, key=f"{FORM_KEY}mode")
         saved = sorted((r for r in list_models() if not r.get("error")), key=lambda r: not r.get("prior"))
         starts = {r["name"]: r for r in saved}  # the EBSD priors first
+        current = preferred_start(starts, facts)
+        start_key, preferred_key = f"{FORM_KEY}start@{path}", f"{FORM_KEY}preferred@{path}"
+        if current and st.session_state.get(preferred_key) != current:  # a prior built since, a map's model: offered
+            st.session_state[start_key] = current
+        st.session_state[preferred_key] = current
         start = st.selectbox(
             "Transfer starts from",
             ["ImageNet weights", *starts],
-            index=1 + list(starts).index(current) if (current := preferred_start(starts, facts)) else 0,
+            index=1 + list(starts).index(current) if current else 0,
             format_func=lambda n: n if n not in starts else f"{n} ({start_kind(starts[n])})",
             help="An EBSD prior (build one below) instead of the ImageNet weights alone: better few-shot "
             "accuracy when the prior has not seen the phases of this dataset. Or any saved model, such as one "
@@ -405,7 +410,7 @@ elif path is not None:
             "rehearsing its materials (below): on simulated scans, 4 grains of each phase then put 0.998-0.999 of "
             "the map right (0.935 and 0.985 for such models alone), where from ImageNet they gave 0.77-0.83 "
             "(bench/RESULTS.md).",
-            key=f"{FORM_KEY}start@{path}:{current}",  # a prior built since is preselected
+            key=start_key,
         )
         just_these = [m for m in saved if set(m["classes"]) == facts.classes]
         if facts.of_map_regions and just_these and current not in {m["name"] for m in just_these}:

@@ -1829,6 +1829,10 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     assert rehearsal["patterns"] == 2 * REHEARSAL_PER_CLASS and rehearsal["source"] == "prior"
     assert {"austenite", "ferrite"}.isdisjoint(rehearsal["materials"])
     assert card.initialisation == ("EBSD prior", "duplex-prior")
+    # the next run starts from the prior again, as submitted (the model just trained is now the session's)
+    app.run()
+    assert app.session_state["model_name"] == "from-prior-transfer-k2"
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex-prior"
     app.switch_page("pages/results.py").run()
     next(s for s in app.selectbox if s.label == "Model").set_value("from-prior-transfer-k2").run()
     assert next(m for m in app.metric if m.label == "Initialisation").value == "EBSD prior"
