@@ -728,9 +728,10 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     chosen = st.session_state.get("map_point", (0, 0))
     st.caption("Click a point of the phase map, or choose it here, to see its pattern and probabilities.")
     c1, c2 = st.columns(2)
-    keep_hidden_widgets(f"pt_row_{chosen}", f"pt_col_{chosen}")  # a point typed, after a visit to another page
-    row = int(c1.number_input("Row", 0, rows - 1, min(chosen[0], rows - 1), key=f"pt_row_{chosen}"))
-    col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=f"pt_col_{chosen}"))
+    row_key, col_key = f"pt_row_{map_path}_{chosen}", f"pt_col_{map_path}_{chosen}"  # of this map, not the last one
+    keep_hidden_widgets(row_key, col_key)  # a point typed, after a visit to another page
+    row = int(c1.number_input("Row", 0, rows - 1, min(chosen[0], rows - 1), key=row_key))
+    col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=col_key))
     show_point(phase_map, scan_path, row * cols + col)
     regions_section(phase_map, scan_path, box)
     st.subheader("Export")

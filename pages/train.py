@@ -395,7 +395,7 @@ elif path is not None:
         saved = sorted((r for r in list_models() if not r.get("error")), key=lambda r: not r.get("prior"))
         starts = {r["name"]: r for r in saved}  # the EBSD priors first
         current = preferred_start(starts, facts)
-        start_key, preferred_key = f"{FORM_KEY}start@{path}", f"{FORM_KEY}preferred@{path}"
+        start_key, preferred_key = f"{FORM_KEY}start@{path}", f"preferred-start@{path}"  # the latter no widget's
         if current and st.session_state.get(preferred_key) != current:  # a prior built since, a map's model: offered
             st.session_state[start_key] = current
         st.session_state[preferred_key] = current
