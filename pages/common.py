@@ -537,6 +537,12 @@ def keep_hidden_widgets_of(prefix: str) -> None:
     keep_hidden_widgets(*dict.fromkeys(str(key) for key in known if str(key).startswith(prefix)))
 
 
+def kept_tabs(labels: list[str], key: str):
+    """Tabs that open on the one last chosen, also after a visit to another page (:func:`keep_hidden_widgets`)."""
+    keep_hidden_widgets(key)
+    return st.tabs(labels, key=key, on_change="rerun")
+
+
 def space_group_choice(label: str, key: str, where=st) -> int | None:
     """The space group of a single-phase scan or a region of a map; none is preselected, as a label left as it came
     would go unnoticed."""

@@ -33,6 +33,7 @@ from pages.common import (
     for_the_user,
     job_manager,
     keep_hidden_widgets_of,
+    kept_tabs,
     latest_job_shown_on,
     material_choice,
     metric_row,
@@ -162,7 +163,7 @@ def server_scans_section() -> None:
             show_error(exc)
 
 
-tab_upload, tab_server, tab_simulate = st.tabs(["Upload", "Server path", "Simulate"], key="data_tab", on_change="rerun")
+tab_upload, tab_server, tab_simulate = kept_tabs(["Upload", "Server path", "Simulate"], key="data_tab")
 
 with tab_upload:
     st.write(

@@ -44,6 +44,7 @@ from pages.common import (
     keep,
     keep_hidden_widgets,
     kept,
+    kept_tabs,
     kept_upload,
     latest_job_shown_on,
     metric_row,
@@ -135,9 +136,7 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
 
 def choose_scan(model_name: str | None) -> Path | None:
     """Upload, server path or a demo scan; returns the scan path or None."""
-    tab_demo, tab_upload, tab_server = st.tabs(
-        ["Demo scan", "Upload", "Server path"], key="scan_tab", on_change="rerun"
-    )
+    tab_demo, tab_upload, tab_server = kept_tabs(["Demo scan", "Upload", "Server path"], key="scan_tab")
     with tab_demo:
         st.write(
             "Simulates a dual-phase scan with Voronoi grains (or those of a real map's indexing file) and known "

@@ -38,6 +38,7 @@ from pages.common import (
     in_another_sessions_folder,
     job_manager,
     keep_hidden_widgets,
+    kept_tabs,
     latest_job_shown_on,
     make_current,
     metric_row,
@@ -220,7 +221,7 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
     state = job_manager().get(job_id) if job_id else None
     shown = state is not None and (state.status not in FINISHED or state.params.get("model") == choice)
     with st.expander("Score it on other data", expanded=shown):
-        keep_hidden_widgets("score_space_group")  # the server path input keeps its own
+        keep_hidden_widgets("score_on", "score_space_group")  # the server path input keeps its own
         on = st.radio("Patterns of known phases", SCORE_ON, horizontal=True, key="score_on")
         if on == SCORE_ON[0]:
             path, group = scan_to_score()
@@ -273,7 +274,7 @@ def dataset_classes(path: Path) -> list[int]:
 
 def scan_to_score() -> tuple[Path | None, int | None]:
     """A scan (or image, or folder of images) of one phase, uploaded or on the server, and its space group."""
-    upload, server = st.tabs(["Upload", "Server path"])
+    upload, server = kept_tabs(["Upload", "Server path"], key="score_tab")
     with upload:
         path = one_scan_upload(
             "A scan of one phase (a scan file, a NORDIF Pattern.dat together with its Setting.txt, images)",

@@ -1930,6 +1930,31 @@ def test_choices_left_on_a_page_stay_after_a_visit_to_another(app, map_model, ma
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
 
 
+def test_the_tab_chosen_on_a_page_stays_after_a_visit_to_another(app, map_model):
+    """The Data and Phase map pages opened on their first tab again after a look at another page, and Results' scan
+    to score on its Upload tab, while the server path typed there was still the one scored."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    chosen = {"pages/data.py": ("data_tab", "Simulate"), "pages/phasemap.py": ("scan_tab", "Server path")}
+    for page, (key, tab) in chosen.items():
+        app.switch_page(page).run()
+        app.session_state[key] = tab  # as a click on the tab sets it
+        app.run()
+    app.switch_page("pages/results.py").run()
+    app.session_state["score_tab"] = "Server path"
+    app.run()
+    app.radio(key="score_on").set_value("The session's dataset").run()
+    app.switch_page("pages/explain.py").run()
+    for page, (key, tab) in chosen.items():
+        app.switch_page(page).run()
+        assert app.session_state[key] == tab and not app.exception
+    app.switch_page("pages/results.py").run()
+    assert app.radio(key="score_on").value == "The session's dataset"
+    app.radio(key="score_on").set_value("A scan of one known phase").run()
+    assert app.session_state["score_tab"] == "Server path" and not app.exception
+
+
 @pytest.mark.parametrize(
     "held_out, message", [("cu3au", None), ("ni", "every Fm-3m material is held out (ni): none is left to train on")]
 )
