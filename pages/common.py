@@ -607,6 +607,10 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
 
 
+#: Session key: the name each file saved by :func:`upload_to_session` was uploaded under.
+UPLOAD_NAMES = "upload_names"
+
+
 def upload_to_session(upload, name: str | None = None) -> Path:
     """Save a Streamlit upload into this session's private folder under a sanitised name (or ``name``, one the
     engine gave).
@@ -622,6 +626,7 @@ def upload_to_session(upload, name: str | None = None) -> Path:
         with atomic_path(target) as tmp:
             tmp.write_bytes(upload.getbuffer())
         written[target.name] = upload.file_id
+    st.session_state.setdefault(UPLOAD_NAMES, {})[target.name] = upload.name
     return target
 
 
@@ -678,24 +683,47 @@ def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Pat
 
 def kept_upload(key: str, draw: Callable[[], Path | None]) -> Path | None:
     """The file saved from the uploader that ``draw`` draws under ``key``, kept while a choice or another page hides
-    that uploader, which Streamlit empties then (a large scan had to be uploaded again): drawn again, the uploader
-    still gives it, saying so, until another is uploaded or it is forgotten (a button, or the user removing it from
-    the uploader)."""
+    that uploader (:func:`kept_uploads`)."""
+    paths = kept_uploads(key, lambda: [path] if (path := draw()) else [])
+    return paths[0] if paths else None
+
+
+def kept_uploads(key: str, draw: Callable[[], list[Path]]) -> list[Path]:
+    """The files saved from the uploader that ``draw`` draws under ``key``, kept while a choice or another page hides
+    that uploader, which Streamlit empties then (large scans had to be uploaded again): drawn again, the uploader
+    still gives them, saying so, until others are uploaded or they are forgotten (a button, or the user removing
+    them from the uploader)."""
     kept_key, held_key = f"{key}-kept", f"{key}-held"
     redrawn = key not in st.session_state  # Streamlit drops a widget's state on a run that does not draw it
-    path = draw()
-    if st.session_state.get(key):  # the uploader holds a file
-        st.session_state[kept_key], st.session_state[held_key] = path, True
-        return path
-    if st.session_state.pop(held_key, False) and not redrawn:  # the user has just removed it
+    paths = draw()
+    if st.session_state.get(key):  # the uploader holds files
+        st.session_state[kept_key], st.session_state[held_key] = paths, True
+        return paths
+    if st.session_state.pop(held_key, False) and not redrawn:  # the user has just removed them
         st.session_state.pop(kept_key, None)
-    earlier = st.session_state.get(kept_key)
-    if earlier is None or not earlier.exists():
-        return None
-    st.caption(f"{earlier.name}, uploaded before, is still given (upload another to replace it).")
+    earlier = [path for path in st.session_state.get(kept_key) or [] if path.exists()]
+    if not earlier:
+        return []
+    names = ", ".join(uploaded_name(path) for path in earlier)
+    one = len(earlier) == 1
+    st.caption(
+        f"{names}, uploaded before, {'is' if one else 'are'} still given "
+        f"(upload {'another to replace it' if one else 'others to replace them'})."
+    )
     forget = functools.partial(st.session_state.pop, kept_key, None)  # before the rerun draws it again
-    st.button(f"Forget {earlier.name}", key=f"{key}-forget", type="tertiary", icon=":material/close:", on_click=forget)
+    label = f"Forget {names}" if one else f"Forget these {len(earlier)} files"
+    st.button(label, key=f"{key}-forget", type="tertiary", icon=":material/close:", on_click=forget)
     return earlier
+
+
+def uploaded_name(path: Path) -> str:
+    """The name a file saved by :func:`upload_to_session` was uploaded under."""
+    return st.session_state.get(UPLOAD_NAMES, {}).get(path.name, path.name)
+
+
+def upload_key(path: Path) -> str:
+    """What tells a file saved by :func:`upload_to_session` apart from another uploaded since under its name."""
+    return f"{path.name}@{st.session_state.get('uploads_written', {}).get(path.name, '')}"
 
 
 def for_the_user(message: str) -> str:

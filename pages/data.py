@@ -32,8 +32,10 @@ from pages.common import (
     enter_page,
     for_the_user,
     job_manager,
+    keep_hidden_widgets,
     keep_hidden_widgets_of,
     kept_tabs,
+    kept_uploads,
     latest_job_shown_on,
     material_choice,
     metric_row,
@@ -51,7 +53,9 @@ from pages.common import (
     shown_name,
     space_group_choice,
     start_job,
+    upload_key,
     upload_to_session,
+    uploaded_name,
     uploads_to_read,
 )
 
@@ -163,6 +167,80 @@ def server_scans_section() -> None:
             show_error(exc)
 
 
+def saved_uploads() -> list[Path]:
+    """The files uploaded here, saved into the session; kept while another page is shown (:func:`kept_uploads`)."""
+
+    def draw() -> list[Path]:
+        uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True, key="data_upload")
+        saved, names = [], set()
+        for upload in uploads_to_read(uploads) if uploads else []:
+            if safe_name(upload.name) in names:  # both would be saved in one file, and be told apart by nothing
+                show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
+                continue
+            names.add(safe_name(upload.name))
+            try:
+                saved.append(upload_to_session(upload))
+            except EbsdError as exc:  # a disk too full to keep the upload
+                show_error(exc)
+        return saved
+
+    return kept_uploads("data_upload", draw)
+
+
+def space_group_key(path: Path) -> str:
+    """The key of an uploaded scan's space-group choice: a file uploaded since under its name gets none chosen."""
+    return f"sg-{upload_key(path)}"
+
+
+def label_uploads(paths: list[Path]) -> None:
+    """What each uploaded file holds, a space group chosen for each scan of one phase, and the dataset made of them."""
+    rows, unchosen = [], []
+    keep_hidden_widgets(*(space_group_key(path) for path in paths))  # also after a visit to another page
+    for path in paths:
+        name = uploaded_name(path)
+        try:
+            source = opened_source(path)
+        except EbsdError as exc:
+            show_error(exc)
+            continue
+        show_source_warnings(name, source)
+        if source.labelled:
+            symbols = ", ".join(space_group_symbol(c) for c in source.classes)
+            st.success(f"{name}: {len(source)} labelled patterns, classes {symbols}")
+            rows.append((source, None))
+        else:
+            choice = space_group_choice(
+                f"Space group of {name} ({counted(len(source), 'pattern')})", space_group_key(path)
+            )
+            if choice is None:
+                unchosen.append(name)
+            else:
+                rows.append((source, choice))
+    if (rows or unchosen) and st.button("Use these as the dataset", type="primary"):
+        try:
+            if unchosen:
+                raise InputError(f"choose the space group of {', '.join(unchosen)} first")
+            names = [uploaded_name(path) for path in paths]
+            use_uploads(rows, f"upload: {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else ""))
+        except EbsdError as exc:
+            show_error(exc)
+
+
+def use_uploads(rows: list[tuple], label: str) -> None:
+    """The session's dataset from one labelled upload, or from scans of one phase each (source, space group)."""
+    labelled = [source for source, group in rows if group is None]
+    scans = [(source, group) for source, group in rows if group is not None]
+    if len(labelled) > 1 or (labelled and scans):
+        raise InputError("use one labelled upload (dataset, zip or folder) at a time, or only single-phase scans")
+    if labelled and labelled[0].kind == "dataset":
+        dataset_ready(None, checked_dataset_file(labelled[0]), label)
+    else:
+        dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
+        dataset_ready(dataset, write_dataset(dataset, new_session_file("uploaded")), label)
+    if scans:
+        explain_scans_dataset(dataset)
+
+
 tab_upload, tab_server, tab_simulate = kept_tabs(["Upload", "Server path", "Simulate"], key="data_tab")
 
 with tab_upload:
@@ -171,54 +249,7 @@ with tab_upload:
         "a zip of class folders (`Fm-3m/`, `229/`, ...), images, or a dataset `.h5` made by this tool. Label each "
         "single-phase scan with its space group; label regions of a scan of several phases on its **Phase map**."
     )
-    uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True)
-    if uploads:
-        rows, saved_as, unchosen = [], set(), []
-        uploads = uploads_to_read(uploads)
-        for upload in uploads:
-            if safe_name(upload.name) in saved_as:  # both would be saved in one file, and be told apart by nothing
-                show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
-                continue
-            saved_as.add(safe_name(upload.name))
-            try:
-                source = opened_source(upload_to_session(upload))
-            except EbsdError as exc:  # also a disk too full to keep the upload
-                show_error(exc)
-                continue
-            show_source_warnings(upload.name, source)
-            if source.labelled:
-                symbols = ", ".join(space_group_symbol(c) for c in source.classes)
-                st.success(f"{upload.name}: {len(source)} labelled patterns, classes {symbols}")
-                rows.append((source, None))
-            else:
-                choice = space_group_choice(
-                    f"Space group of {upload.name} ({counted(len(source), 'pattern')})", f"sg-{upload.name}"
-                )
-                if choice is None:
-                    unchosen.append(upload.name)
-                else:
-                    rows.append((source, choice))
-        if (rows or unchosen) and st.button("Use these as the dataset", type="primary"):
-            try:
-                if unchosen:
-                    raise InputError(f"choose the space group of {', '.join(unchosen)} first")
-                labelled = [s for s, sg in rows if sg is None]
-                scans = [(s, sg) for s, sg in rows if sg is not None]
-                if len(labelled) > 1 or (labelled and scans):
-                    raise InputError(
-                        "use one labelled upload (dataset, zip or folder) at a time, or only single-phase scans"
-                    )
-                more = f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""
-                if labelled and labelled[0].kind == "dataset":
-                    dataset_ready(None, checked_dataset_file(labelled[0]), f"upload: {uploads[0].name}{more}")
-                else:
-                    dataset = dataset_from_labelled(labelled[0]) if labelled else dataset_from_scans(scans)
-                    path = write_dataset(dataset, new_session_file("uploaded"))
-                    dataset_ready(dataset, path, f"upload: {uploads[0].name}{more}")
-                if scans:
-                    explain_scans_dataset(dataset)
-            except EbsdError as exc:
-                show_error(exc)
+    label_uploads(saved_uploads())
 
 with tab_server:
     path = server_path_input("Path", "pick large scans", key="data_server_path")

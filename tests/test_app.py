@@ -811,6 +811,42 @@ def test_an_upload_is_labelled_only_with_the_space_group_chosen_for_it(app):
     assert read_dataset(app.session_state["dataset_path"]).classes == [221, 225]
 
 
+def test_files_uploaded_on_the_data_page_stay_after_a_visit_to_another(app):
+    """Scans uploaded and labelled on Data were gone after a look at another page, before the dataset was made (large
+    ones took minutes to upload again), and so were the space groups chosen for them."""
+    from ebsd_core.io.dataset import read_dataset
+
+    def png(name, seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
+        return (name, buffer.getvalue(), "image/png")
+
+    def look_at_another_page():
+        app.switch_page("pages/train.py").run()
+        app.switch_page("pages/data.py").run()
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([png("ni scan.png", 1), png("ni3al.png", 2)]).run()
+    app.selectbox[0].set_value(225).run()
+    look_at_another_page()
+    assert not app.exception and [s.value for s in app.selectbox] == [225, None]
+    assert [s.label for s in app.selectbox] == [
+        "Space group of ni scan.png (1 pattern)",
+        "Space group of ni3al.png (1 pattern)",
+    ]
+    assert any(c.value.startswith("ni scan.png, ni3al.png, uploaded before, are still given") for c in app.caption)
+    app.selectbox[1].set_value(221).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception and not app.error
+    assert read_dataset(app.session_state["dataset_path"]).classes == [221, 225]
+    app.file_uploader[0].set_value([png("ni scan.png", 3)]).run()  # another file of that name: none is chosen for it
+    assert [s.value for s in app.selectbox] == [None]
+    look_at_another_page()
+    next(b for b in app.button if b.label == "Forget ni scan.png").click().run()
+    assert not app.exception and not app.selectbox
+
+
 def test_zip_without_class_folders_is_explained(tmp_path):
     from ebsd_core.errors import InputError
     from ebsd_core.io.readers import open_patterns
