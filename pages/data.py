@@ -88,22 +88,41 @@ def dataset_ready(dataset, path: Path, label: str) -> None:
         st.warning(note)
 
 
-def phases_of_cifs(uploads: list) -> list[Path]:
-    """The uploaded CIF files saved into the session, each named with the phase it holds; one that cannot be read
-    is named with the reason and left out."""
+def own_phases() -> list[Path]:
+    """The CIF files uploaded, saved into the session (kept while another page is shown: :func:`kept_uploads`),
+    each named with the phase it holds; one that cannot be read is named with the reason and left out."""
     from ebsd_core.phases import phase_from_cif
 
-    kept = []
-    for upload in uploads or []:
+    def draw() -> list[Path]:
+        uploads = st.file_uploader(
+            "Phases of your own (CIF files of cubic m-3m phases)",
+            type=["cif"],
+            accept_multiple_files=True,
+            help="Simulated beside the materials above, each named by its file (my_phase.cif: my_phase) and of the "
+            "space group its file gives. Its master pattern is computed once, on the first simulation: dynamical "
+            "with de-ebsd where installed (15 s for a bcc metal, minutes for large cells on a 2-core CPU), else "
+            "kinematical.",
+            key="simulate_cifs",
+        )
+        saved = []
+        for upload in uploads or []:
+            try:
+                saved.append(upload_to_session(upload))
+            except EbsdError as exc:
+                show_error(exc)
+        return saved
+
+    readable = []
+    for path in kept_uploads("simulate_cifs", draw):
         try:
-            path = upload_to_session(upload)
             material = phase_from_cif(path)
         except EbsdError as exc:
             show_error(exc)
             continue
-        st.caption(f"{upload.name}: {material.key}, {material.symbol} ({material.space_group}), a = {material.a:.3f} Å")
-        kept.append(path)
-    return kept
+        name = uploaded_name(path)
+        st.caption(f"{name}: {material.key}, {material.symbol} ({material.space_group}), a = {material.a:.3f} Å")
+        readable.append(path)
+    return readable
 
 
 def queue_simulation(settings: dict) -> None:
@@ -300,16 +319,7 @@ with tab_simulate:
         "not be among the chosen materials, but each class needs a material left to train on.",
         key=f"{SIMULATE_KEY}holdout",
     )
-    cifs = st.file_uploader(
-        "Phases of your own (CIF files of cubic m-3m phases)",
-        type=["cif"],
-        accept_multiple_files=True,
-        help="Simulated beside the materials above, each named by its file (my_phase.cif: my_phase) and of the "
-        "space group its file gives. Its master pattern is computed once, on the first simulation: dynamical with "
-        "de-ebsd where installed (15 s for a bcc metal, minutes for large cells on a 2-core CPU), else kinematical.",
-        key="simulate_cifs",
-    )
-    own = phases_of_cifs(cifs)
+    own = own_phases()
     c1, c2, c3 = st.columns(3)
     per_class = c1.number_input("Patterns per class", 4, 5000, 60, key=f"{SIMULATE_KEY}per-class")
     size = c2.select_slider(

@@ -2018,7 +2018,7 @@ def test_simulate_tab_holds_out_a_material_it_does_not_train_on(app, held_out, m
 def test_simulate_tab_adds_phases_of_ones_own_from_cif_files(app, monkeypatch):
     """The CLI's simulate --cif had no place on the dashboard: a phase outside the catalogue could not be simulated
     there. A CIF that cannot be read is named with the reason; one named like a chosen catalogue material is refused
-    before any job."""
+    before any job. One uploaded stays after a visit to another page (it was gone)."""
     from test_phases import CIF_TEMPLATE
 
     from ebsd_core.io.dataset import read_dataset
@@ -2045,6 +2045,10 @@ def test_simulate_tab_adds_phases_of_ones_own_from_cif_files(app, monkeypatch):
     assert any("two materials are named 'ni'" in e.value for e in app.error), [e.value for e in app.error]
     assert "simulate_job" not in app.session_state
     upload(cif("my_w", 3.165, "I m -3 m", 229, "W1 W 0 0 0 1.0"))
+    assert any(c.value.startswith("my_w.cif: my_w, Im-3m (229), a = 3.165") for c in app.caption)
+    app.switch_page("pages/train.py").run()
+    app.switch_page("pages/data.py").run()  # the phase uploaded stays after a look at another page
+    assert any(c.value.startswith("my_w.cif, uploaded before, is still given") for c in app.caption)
     assert any(c.value.startswith("my_w.cif: my_w, Im-3m (229), a = 3.165") for c in app.caption)
     next(b for b in app.button if b.label == "Simulate").click().run()
     assert not app.exception and not app.error
