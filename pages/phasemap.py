@@ -209,7 +209,7 @@ def start_map(model_name: str, scan: Path) -> None:
     nav_shape = map_shape_choice(source)
     if nav_shape is False:
         return
-    orientations = orientation_choice(source, nav_shape)
+    orientations = orientation_choice(source, scan, nav_shape)
     if orientations is False:
         return
     keep_hidden_widgets("map_cleanup")  # as left, after a visit to another page
@@ -245,6 +245,7 @@ def map_shape_choice(source) -> tuple[int, int] | None | bool:
     order = "pages in order" if source.kind == "image-stack" else "images in the order of their names (p2 before p10)"
     st.caption(f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows.")
     # a key per pattern count: another scan starts from its own guess, not from rows that cannot fit it
+    keep_hidden_widgets(f"map_rows_{count}")  # as typed, after a visit to another page
     rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key=f"map_rows_{count}"))
     if count % rows:
         st.error(f"{count:,} patterns do not fill {rows:,} rows: give a number of rows that divides {count:,}.")
@@ -258,27 +259,34 @@ def squarest_rows(count: int) -> int:
     return next(rows for rows in range(int(count**0.5), 0, -1) if count % rows == 0)
 
 
-def orientation_choice(source, nav_shape: tuple[int, int] | None = None) -> Path | None | bool:
-    """The scan's own orientations when it has them, else an optional upload of its Hough indexing.
+def orientation_choice(source, scan: Path, nav_shape: tuple[int, int] | None = None) -> Path | None | bool:
+    """The scan's own orientations when it has them, else an optional upload of its Hough indexing, kept for this
+    scan while another page is shown (:func:`pages.common.kept_upload`).
 
     Returns the uploaded file, None (none given, or the scan's own are used) or False when the upload is refused.
     """
     if source.orientations_from:
         st.caption(f"Orientations: from {source.orientations_from}; the .ang, .ctf and .h5 exports keep them.")
         return None
-    upload = st.file_uploader(
-        "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
-        type=["ang", "ctf", "h5oina", "h5"],
-        help="The exports then keep its orientations and replace only the phases; without it every point of "
-        "the exported map has the identity orientation.",
-    )
-    if upload is None:
-        return None
+    key = f"indexing@{scan}"  # a file kept for one scan is not offered for the next
+
+    def draw() -> Path | None:
+        upload = st.file_uploader(
+            "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
+            type=["ang", "ctf", "h5oina", "h5"],
+            help="The exports then keep its orientations and replace only the phases; without it every point of "
+            "the exported map has the identity orientation.",
+            key=key,
+        )
+        return None if upload is None else upload_to_session(upload)
+
     try:
-        path = upload_to_session(upload)
+        path = kept_upload(key, draw)
     except EbsdError as exc:
         show_error(exc)
         return False
+    if path is None:
+        return None
     shape = tuple(nav_shape or source.nav_shape or ())
     problem = orientation_problem(str(path), path.stat().st_mtime_ns, len(source), shape)
     if problem:

@@ -1743,6 +1743,10 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     rows.set_value(7).run()
     assert any("80 patterns do not fill 7 rows" in e.value for e in app.error)
     assert not any(b.label == "Classify every pattern" for b in app.button)
+    next(n for n in app.number_input if n.label == "Map rows").set_value(16).run()
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/phasemap.py").run()
+    assert next(n for n in app.number_input if n.label == "Map rows").value == 16  # as typed, after another page
     next(n for n in app.number_input if n.label == "Map rows").set_value(8).run()
     next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
@@ -1781,7 +1785,8 @@ def test_a_scan_is_opened_once_while_its_map_is_looked_at(app, monkeypatch, map_
 
 
 def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model, map_scan_file, tmp_path):
-    """A scan without orientations, and the vendor's .ang of it uploaded beside: the map's exports keep them."""
+    """A scan without orientations, and the vendor's .ang of it uploaded beside: the map's exports keep them. The
+    upload stays for its scan after a look at another page (it was gone)."""
     import dataclasses
     import shutil
 
@@ -1812,6 +1817,15 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     assert not any(b.label == "Classify every pattern" for b in app.button)
     hough = next(u for u in app.file_uploader if u.label.startswith("Hough indexing"))
     hough.set_value(ang_bytes("hough.ang", 80, 10)).run()
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/phasemap.py").run()  # kept after a look at another page, for this scan only
+    given = "hough.ang, uploaded before, is still given"
+    assert any(c.value.startswith(given) for c in app.caption)
+    shutil.copy(scans / "patterns_only.h5", scans / "another.h5")
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("another.h5").run()
+    assert not any(c.value.startswith(given) for c in app.caption)
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("patterns_only.h5").run()
+    assert any(c.value.startswith(given) for c in app.caption)
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error
