@@ -12,6 +12,7 @@ from pages.common import (
     active_dataset_path,
     enter_page,
     job_manager,
+    keep_hidden_widgets,
     link_to_job,
     new_session_file,
     session_dir,
@@ -47,7 +48,10 @@ if own is not None:  # one job per session at a time (ebsd_core.jobs)
 elif running or queued:
     waiting = f" and {counted(queued, 'job')} queued" if queued else ""
     st.info(f"The compute device is busy: {counted(running, 'job')} running{waiting}. A new demo starts after them.")
-epochs = st.number_input("Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy")
+keep_hidden_widgets("demo_epochs")  # as set, after a visit to another page
+epochs = st.number_input(
+    "Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy", key="demo_epochs"
+)
 if st.button("Run the demo", type="primary", disabled=own is not None):
     folder = session_dir()
     job_id = start_job("demo", "Demo: simulate + train", lambda ctx: demo_train_job(ctx, folder, epochs))

@@ -423,8 +423,12 @@ if len(models) > 1:
 choice = select_model(names)
 others = [n for n in names if n != choice]
 together = st.session_state.get("job_models", [])  # the models the session's last training job trained together
+keep_hidden_widgets(f"compare-{choice}", "normalise_confusion", "confusion_split")  # also after another page
 compare = st.multiselect(
-    "Overlay training curves of", others, default=[n for n in together if n in others] if choice in together else []
+    "Overlay training curves of",
+    others,
+    default=[n for n in together if n in others] if choice in together else [],
+    key=f"compare-{choice}",
 )
 try:
     card = read_card(default_store() / choice)
@@ -472,10 +476,10 @@ right.plotly_chart(curves_figure(histories, "accuracy"))
 scored_splits = [s for s in ("test", "holdout") if card.metrics.get(s, {}).get("confusion_matrix")]
 normalise = True
 if scored_splits:  # a split without patterns (every one went to training) has no matrix
-    normalise = st.toggle("Normalise confusion matrix by true class", value=True)
+    normalise = st.toggle("Normalise confusion matrix by true class", value=True, key="normalise_confusion")
     split_labels = {"test": test_label, "holdout": "Held-out materials"}
     if len(scored_splits) > 1:
-        split = st.radio("Split", scored_splits, horizontal=True, format_func=split_labels.get)
+        split = st.radio("Split", scored_splits, horizontal=True, format_func=split_labels.get, key="confusion_split")
     else:
         split = scored_splits[0]
         st.caption(f"Scores below: {split_labels[split].lower()}.")

@@ -811,6 +811,38 @@ def test_an_upload_is_labelled_only_with_the_space_group_chosen_for_it(app):
     assert read_dataset(app.session_state["dataset_path"]).classes == [221, 225]
 
 
+def test_the_results_views_and_demo_epochs_stay_after_a_visit_to_another_page(app, map_model):
+    """The training curves overlaid, the confusion matrix's normalisation and split, and the demo's epochs went back
+    to their defaults after a look at another page."""
+    import shutil
+
+    from ebsd_core.evaluate import evaluate_predictions
+
+    store = Path(os.environ["EBSD_MODEL_STORE"])
+    for name in ("duplex", "duplex-again"):
+        shutil.copytree(map_model, store / name)
+    card = json.loads((store / "duplex" / "model.json").read_text())
+    labels, classes = np.array([0, 0, 1, 1]), [225, 229]
+    card["metrics"]["test"] = evaluate_predictions(np.eye(2)[labels], labels, classes, ["ni"] * 4)
+    card["metrics"]["holdout"] = evaluate_predictions(np.eye(2)[[0, 1, 1, 1]], labels, classes, ["cu"] * 4)
+    (store / "duplex" / "model.json").write_text(json.dumps(card))
+    app.run()
+    app.number_input(key="demo_epochs").set_value(9).run()
+    app.switch_page("pages/results.py").run()
+    app.selectbox(key="model_picker").select("duplex").run()
+    app.multiselect(key="compare-duplex").select("duplex-again").run()
+    app.toggle(key="normalise_confusion").set_value(False).run()
+    app.radio(key="confusion_split").set_value("holdout").run()
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/results.py").run()
+    assert not app.exception
+    assert app.multiselect(key="compare-duplex").value == ["duplex-again"]
+    assert app.toggle(key="normalise_confusion").value is False
+    assert app.radio(key="confusion_split").value == "holdout"
+    app.switch_page("pages/home.py").run()
+    assert app.number_input(key="demo_epochs").value == 9
+
+
 def test_files_uploaded_on_the_data_page_stay_after_a_visit_to_another(app):
     """Scans uploaded and labelled on Data were gone after a look at another page, before the dataset was made (large
     ones took minutes to upload again), and so were the space groups chosen for them."""
