@@ -177,10 +177,11 @@ layer, compare = None, None
 if method == "filters":  # the paper's comparison: a transfer model's filters beside its scratch twin's
     others = [m["name"] for m in models if m["name"] != model_name]
     partner = sweep_partner(model_name, others)
+    options = ["no other model", *others]
     beside = st.selectbox(
         "Beside the filters of",
-        ["no other model", *others],
-        index=1 + others.index(partner) if partner else 0,
+        options,
+        key=kept_choice(f"beside-{model_name}", options, partner or options[0]),
         help="Another saved model's first-layer filters, drawn beside these: a model trained from scratch keeps "
         "few of the edge and blob detectors that ImageNet gives a transfer model. A model trained beside this one "
         "(transfer and scratch, side by side on Train) is chosen at first.",
@@ -277,6 +278,7 @@ if method != "filters":
             "SHAP explainer",
             SHAP_METHODS,
             horizontal=True,
+            key=kept_choice("shap-method", SHAP_METHODS, SHAP_METHODS[0]),
             help="deep: DeepLIFT, whose values add up exactly to the class's score; where it cannot follow the "
             "network (ResNet, ConvNeXt, MobileNetV3) the caption says so and gradient is used. gradient: expected "
             "gradients, sampled at random, so the values add up only on average and other samples change the map in "

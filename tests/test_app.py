@@ -843,6 +843,27 @@ def test_the_results_views_and_demo_epochs_stay_after_a_visit_to_another_page(ap
     assert app.number_input(key="demo_epochs").value == 9
 
 
+def test_the_explainer_and_the_filters_compared_stay_after_a_visit_to_another_page(app, map_model, tiny_dataset):
+    """SHAP's explainer and the model whose filters are drawn beside went back to their defaults after a look at
+    another page, and the explanation shown again was then another one."""
+    import shutil
+
+    for name in ("duplex", "duplex-again"):
+        shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / name)
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.session_state["model_name"] = "duplex"
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("shap").run()
+    next(r for r in app.radio if r.label == "SHAP explainer").set_value("gradient").run()
+    app.radio(key="explain_method").set_value("filters").run()
+    next(s for s in app.selectbox if s.label == "Beside the filters of").select("duplex-again").run()
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/explain.py").run()
+    assert next(s for s in app.selectbox if s.label == "Beside the filters of").value == "duplex-again"
+    app.radio(key="explain_method").set_value("shap").run()
+    assert next(r for r in app.radio if r.label == "SHAP explainer").value == "gradient" and not app.exception
+
+
 def test_files_uploaded_on_the_data_page_stay_after_a_visit_to_another(app):
     """Scans uploaded and labelled on Data were gone after a look at another page, before the dataset was made (large
     ones took minutes to upload again), and so were the space groups chosen for them."""
