@@ -537,18 +537,41 @@ def delete_model(name: str, store: Path | None = None) -> Path:
     return moved
 
 
-def model_zip(folder: str | Path) -> bytes:
+def model_as_seen(name: str, weights_modified: float, store: Path | None = None) -> Path:
+    """The folder of model ``name`` whose weights were written at ``weights_modified`` (as a page showed it): in the
+    store, or, deleted or replaced since, its copy in the store's ``.deleted/``. So a download clicked on a page drawn
+    before still gives the model the page showed, not an error, nor another model saved under its name since."""
+    store = store or default_store()
+    moved = re.compile(re.escape(validate_name(name)) + r"-\d{8}T\d{12}")  # delete_model's NAME-TIME
+    deleted = sorted((f for f in _folders(store / DELETED) if moved.fullmatch(f.name)), reverse=True)
+    for folder in (store / name, *deleted):
+        with contextlib.suppress(OSError):
+            if (folder / WEIGHTS).stat().st_mtime == weights_modified:
+                return folder
+    raise StoreError(f"model {name} as shown is no longer in the store (deleted, or saved again since)", store)
+
+
+def _folders(parent: Path) -> list[Path]:
+    """The folders in ``parent``; none when it does not exist."""
+    try:
+        return [entry for entry in parent.iterdir() if entry.is_dir()]
+    except OSError:
+        return []
+
+
+def model_zip(folder: str | Path, name: str | None = None) -> bytes:
     """A saved model as a zip of its folder's ``model.json`` and ``weights.safetensors`` (what Results downloads and
-    :func:`import_model` takes), with no path of this machine in it. The weights are stored, not compressed: they
-    would shrink by a few per cent."""
+    :func:`import_model` takes) under ``name`` (the folder's own name when None), with no path of this machine in
+    it. The weights are stored, not compressed: they would shrink by a few per cent."""
     folder = Path(folder)
+    name = name or folder.name
     for file in (META, WEIGHTS):
         if not (folder / file).is_file():
             raise ModelError(f"{file} is missing: not a saved model", folder)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{folder.name}/{META}", _shareable_meta(folder / META), zipfile.ZIP_DEFLATED)
-        archive.write(folder / WEIGHTS, f"{folder.name}/{WEIGHTS}", zipfile.ZIP_STORED)
+        archive.writestr(f"{name}/{META}", _shareable_meta(folder / META), zipfile.ZIP_DEFLATED)
+        archive.write(folder / WEIGHTS, f"{name}/{WEIGHTS}", zipfile.ZIP_STORED)
     return buffer.getvalue()
 
 

@@ -19,6 +19,7 @@ from ebsd_core.store import (
     delete_model,
     import_model,
     list_models,
+    model_as_seen,
     model_zip,
     read_card,
 )
@@ -153,8 +154,9 @@ def misclassified(model_dir: str, modified: float, dataset_path: str):
 
 
 @st.cache_data(max_entries=4)
-def cached_model_zip(model_dir: str, modified: float) -> bytes:
-    return model_zip(model_dir)
+def cached_model_zip(name: str, modified: float) -> bytes:
+    """The zip of the model as the page showed it, also when deleted or saved again since (:func:`model_as_seen`)."""
+    return model_zip(model_as_seen(name, modified), name)
 
 
 cached_confusion_png = st.cache_data(max_entries=16)(confusion_png)
@@ -552,7 +554,7 @@ if test.get("confusion_matrix"):
 model_dir = default_store() / choice
 download_button(
     "Model (zip: weights.safetensors + model.json)",
-    functools.partial(cached_model_zip, str(model_dir), weights_mtime(model_dir)),  # made only when clicked
+    functools.partial(cached_model_zip, choice, weights_mtime(model_dir)),  # made only when clicked
     f"{choice}.zip",
     "application/zip",
 )

@@ -22,11 +22,13 @@ from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import (
+    WEIGHTS,
     delete_model,
     export_model,
     import_model,
     list_models,
     load_model,
+    model_as_seen,
     model_zip,
     read_card,
     save_model,
@@ -250,6 +252,28 @@ def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path)
     with pytest.raises(StoreError, match="not a saved model"):
         delete_model("old", tmp_path)
     save_model(result.model, result.card, tmp_path / "old")  # the name is free again
+
+
+def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
+    """Found on review: the Results page's zip, made on the click, failed for a model another user had deleted
+    meanwhile (Streamlit's "Failed to generate file for download"), and would have held another model saved under
+    its name since. Deleted models stay in .deleted/, where the one shown is found by its weights' time."""
+    _, result = trained
+    shown = save_model(result.model, result.card, tmp_path / "old")
+    save_model(result.model, result.card, tmp_path / "old-2")  # a name that begins alike is not taken for it
+    modified = (shown / WEIGHTS).stat().st_mtime
+    assert model_as_seen("old", modified, tmp_path) == shown
+    delete_model("old-2", tmp_path)
+    delete_model("old", tmp_path)
+    again = save_model(result.model, result.card, tmp_path / "old")
+    os.utime(again / WEIGHTS, (modified + 5, modified + 5))
+    found = model_as_seen("old", modified, tmp_path)
+    assert found.parent == tmp_path / ".deleted" and re.fullmatch(r"old-\d{8}T\d{12}", found.name)
+    with zipfile.ZipFile(io.BytesIO(model_zip(found, "old"))) as archive:
+        assert sorted(archive.namelist()) == ["old/model.json", "old/weights.safetensors"]
+    assert model_as_seen("old", modified + 5, tmp_path) == again
+    with pytest.raises(StoreError, match="old as shown is no longer in the store"):
+        model_as_seen("old", modified - 100, tmp_path)
 
 
 def test_the_store_is_listed_exported_and_deleted_from_the_command_line(trained, tmp_path, capsys):
