@@ -611,28 +611,36 @@ def safe_name(name: str) -> str:
 UPLOAD_NAMES = "upload_names"
 
 
-def upload_to_session(upload, name: str | None = None) -> Path:
-    """Save a Streamlit upload into this session's private folder under a sanitised name (or ``name``, one the
-    engine gave).
+def uploads_folder(uploader: str) -> Path:
+    """This session's folder of the files uploaded with the uploader keyed ``uploader``: one per uploader, so that a
+    file uploaded on one page never replaces one of its name kept on another (every NORDIF scan is a Pattern.dat)."""
+    plain = re.fullmatch(r"[A-Za-z0-9_-]{1,60}", uploader)
+    return session_dir() / "uploads" / (uploader if plain else hashlib.sha256(uploader.encode()).hexdigest()[:16])
 
-    Written once per upload, not on every rerun. Another file uploaded under the same name replaces it, also when
-    it has the same size (two uncompressed TIFF patterns of one camera do).
+
+def upload_to_session(upload, uploader: str, name: str | None = None) -> Path:
+    """Save a Streamlit upload into this session's private folder of the uploader keyed ``uploader``
+    (:func:`uploads_folder`) under a sanitised name (or ``name``, one the engine gave).
+
+    Written once per upload, not on every rerun. Another file uploaded there under the same name replaces it, also
+    when it has the same size (two uncompressed TIFF patterns of one camera do).
     """
-    folder = session_dir() / "uploads"
+    folder = uploads_folder(uploader)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name or safe_name(upload.name))
-    written = st.session_state.setdefault("uploads_written", {})  # file name -> the upload it holds
-    if not target.exists() or written.get(target.name) != upload.file_id:
+    written = st.session_state.setdefault("uploads_written", {})  # file path -> the upload it holds
+    if not target.exists() or written.get(str(target)) != upload.file_id:
         with atomic_path(target) as tmp:
             tmp.write_bytes(upload.getbuffer())
-        written[target.name] = upload.file_id
-    st.session_state.setdefault(UPLOAD_NAMES, {})[target.name] = upload.name
+        written[str(target)] = upload.file_id
+    st.session_state.setdefault(UPLOAD_NAMES, {})[str(target)] = upload.name
     return target
 
 
-def uploads_to_read(uploads: list) -> list:
-    """The uploads to read as patterns. The files a NORDIF scan is read with (Setting.txt, its background image)
-    are saved beside it under NORDIF's names instead, and its other images are left out, said so."""
+def uploads_to_read(uploads: list, uploader: str) -> list:
+    """The uploads to read as patterns (of the uploader keyed ``uploader``). The files a NORDIF scan is read with
+    (Setting.txt, its background image) are saved beside it under NORDIF's names instead, and its other images are
+    left out, said so."""
     try:
         roles = nordif.upload_roles([upload.name for upload in uploads])
     except EbsdError as exc:
@@ -640,11 +648,11 @@ def uploads_to_read(uploads: list) -> list:
         return []
     if any(nordif.is_scan_file(upload.name) for upload in uploads):  # an earlier scan's files must not be used
         uploaded = {nordif.companion_name(upload.name) for upload in uploads if roles[upload.name] == "companion"}
-        nordif.remove_companions(session_dir() / "uploads", keep=uploaded)
+        nordif.remove_companions(uploads_folder(uploader), keep=uploaded)
     for upload in uploads:
         if roles[upload.name] == "companion":
             try:
-                upload_to_session(upload, nordif.companion_name(upload.name))
+                upload_to_session(upload, uploader, nordif.companion_name(upload.name))
             except EbsdError as exc:
                 show_error(exc)
     side_images = [upload.name for upload in uploads if roles[upload.name] == "side image"]
@@ -655,15 +663,15 @@ def uploads_to_read(uploads: list) -> list:
     return [upload for upload in uploads if roles[upload.name] == "file"]
 
 
-def one_upload_to_read(uploads: list) -> Path | None:
+def one_upload_to_read(uploads: list, uploader: str) -> Path | None:
     """The one file of an uploader that takes one scan (with a NORDIF scan's Setting.txt beside it), saved into
     the session; None, with the reason shown, when there is none or more than one."""
-    to_read = uploads_to_read(uploads)
+    to_read = uploads_to_read(uploads, uploader)
     if len(to_read) > 1:
         show_error(InputError(f"one scan at a time: {', '.join(upload.name for upload in to_read)} were given"))
         return None
     try:
-        return upload_to_session(to_read[0]) if to_read else None
+        return upload_to_session(to_read[0], uploader) if to_read else None
     except EbsdError as exc:
         show_error(exc)
         return None
@@ -676,7 +684,7 @@ def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Pat
 
     def draw() -> Path | None:
         uploads = st.file_uploader(label, type=types, accept_multiple_files=True, key=key)
-        return one_upload_to_read(uploads) if uploads else None
+        return one_upload_to_read(uploads, key) if uploads else None
 
     return kept_upload(key, draw)
 
@@ -718,18 +726,20 @@ def kept_uploads(key: str, draw: Callable[[], list[Path]]) -> list[Path]:
 
 def uploaded_name(path: Path) -> str:
     """The name a file saved by :func:`upload_to_session` was uploaded under."""
-    return st.session_state.get(UPLOAD_NAMES, {}).get(path.name, path.name)
+    return st.session_state.get(UPLOAD_NAMES, {}).get(str(path), path.name)
 
 
 def upload_key(path: Path) -> str:
     """What tells a file saved by :func:`upload_to_session` apart from another uploaded since under its name."""
-    return f"{path.name}@{st.session_state.get('uploads_written', {}).get(path.name, '')}"
+    return f"{path.name}@{st.session_state.get('uploads_written', {}).get(str(path), '')}"
 
 
 def for_the_user(message: str) -> str:
     """``message`` with this session's private folder left out: files are named as the user uploaded them,
     and a hosted server does not show its folders."""
-    for folder in (session_dir() / "uploads", session_dir()):
+    uploads = session_dir() / "uploads"
+    message = re.sub(re.escape(f"{uploads}{os.sep}") + r"[A-Za-z0-9_-]+" + re.escape(os.sep), "", message)
+    for folder in (uploads, session_dir()):
         message = message.replace(f"{folder}{os.sep}", "")
     return message
 

@@ -107,7 +107,7 @@ def own_phases() -> list[Path]:
         saved = []
         for upload in uploads or []:
             try:
-                saved.append(upload_to_session(upload))
+                saved.append(upload_to_session(upload, "simulate_cifs"))
             except EbsdError as exc:
                 show_error(exc)
         return saved
@@ -192,13 +192,13 @@ def saved_uploads() -> list[Path]:
     def draw() -> list[Path]:
         uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True, key="data_upload")
         saved, names = [], set()
-        for upload in uploads_to_read(uploads) if uploads else []:
+        for upload in uploads_to_read(uploads, "data_upload") if uploads else []:
             if safe_name(upload.name) in names:  # both would be saved in one file, and be told apart by nothing
                 show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
                 continue
             names.add(safe_name(upload.name))
             try:
-                saved.append(upload_to_session(upload))
+                saved.append(upload_to_session(upload, "data_upload"))
             except EbsdError as exc:  # a disk too full to keep the upload
                 show_error(exc)
         return saved

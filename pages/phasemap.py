@@ -109,7 +109,7 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
             "in the file's order. 100 x 117 points took 29 s to simulate on 2 cores, before the map.",
             key="demo_layout",
         )
-        return None if upload is None else upload_to_session(upload)
+        return None if upload is None else upload_to_session(upload, "demo_layout")
 
     try:
         path = kept_upload("demo_layout", draw)
@@ -278,7 +278,7 @@ def orientation_choice(source, scan: Path, nav_shape: tuple[int, int] | None = N
             "the exported map has the identity orientation.",
             key=key,
         )
-        return None if upload is None else upload_to_session(upload)
+        return None if upload is None else upload_to_session(upload, key)
 
     try:
         path = kept_upload(key, draw)

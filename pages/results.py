@@ -321,7 +321,7 @@ def add_model_section(expanded: bool) -> bool:
         name = st.text_input("Name (empty: the name it was saved under)", key="model_zip_name").strip()
         if upload is not None and st.button("Add to the models", key="model_zip_add"):
             try:
-                target = import_model(upload_to_session(upload), name or None)
+                target = import_model(upload_to_session(upload, "model_zip"), name or None)
             except EbsdError as exc:
                 show_error(exc)
             else:

@@ -717,10 +717,11 @@ def _upload_twice():
         def getbuffer(self):
             return memoryview(self.data)
 
-    first = upload_to_session(Upload("id-1", b"A" * 64))
+    first = upload_to_session(Upload("id-1", b"A" * 64), "grains")
     st.session_state.first, st.session_state.written = first.read_bytes(), first.stat().st_mtime_ns
-    st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64)).stat().st_mtime_ns  # not written again
-    st.session_state.second = upload_to_session(Upload("id-2", b"B" * 64)).read_bytes()
+    # the same upload again is not written again
+    st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64), "grains").stat().st_mtime_ns
+    st.session_state.second = upload_to_session(Upload("id-2", b"B" * 64), "grains").read_bytes()
 
 
 def test_a_second_upload_of_the_same_name_and_size_replaces_the_first(tmp_path, monkeypatch):
@@ -1732,6 +1733,38 @@ def test_a_scan_uploaded_on_the_phase_map_page_stays_when_the_page_is_left(app, 
     app.switch_page("pages/phasemap.py").run()
     assert not app.exception and any(b.label == "Classify every pattern" for b in app.button)
     assert any(c.value.startswith("scan.h5, uploaded before, is still given") for c in app.caption)
+
+
+def test_a_file_uploaded_on_one_page_does_not_replace_one_of_its_name_kept_on_another(
+    app, map_model, map_scan_file, tiny_dataset
+):
+    """Found on review: every upload of a session was saved in one folder, so a scan kept on the Phase map page was
+    replaced by another file of its name uploaded on Data (every NORDIF scan is a Pattern.dat), and mapped in its
+    place, and a NORDIF scan uploaded on one page lost its Setting.txt to another's."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.switch_page("pages/phasemap.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    assert any(m.value.startswith("**scan.h5**: 80 patterns") for m in app.markdown)
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([("scan.h5", tiny_dataset.read_bytes(), "application/octet-stream")]).run()
+    assert any(s.value.startswith("scan.h5: 96 labelled patterns") for s in app.success)
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception and any(m.value.startswith("**scan.h5**: 80 patterns") for m in app.markdown)
+    shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    nordif = [
+        (name, (shipped / name).read_bytes(), "application/octet-stream") for name in ("Pattern.dat", "Setting.txt")
+    ]
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value(nordif).run()
+    app.switch_page("pages/explain.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Explain a pattern of your own"))
+    uploader.set_value(nordif[:1]).run()  # without its Setting.txt: refused, and the Phase map's scan keeps its own
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("**Pattern.dat**: 9 patterns") for m in app.markdown)
 
 
 def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
