@@ -618,14 +618,20 @@ def uploads_folder(uploader: str) -> Path:
     return session_dir() / "uploads" / (uploader if plain else hashlib.sha256(uploader.encode()).hexdigest()[:16])
 
 
-def upload_to_session(upload, uploader: str, name: str | None = None) -> Path:
-    """Save a Streamlit upload into this session's private folder of the uploader keyed ``uploader``
-    (:func:`uploads_folder`) under a sanitised name (or ``name``, one the engine gave).
+def upload_folder(uploader: str, upload) -> Path:
+    """The session's folder of one upload (of the uploader keyed ``uploader``): its own, so that a file uploaded since
+    under its name never replaces it, while a map is made of it or shown (every NORDIF scan is a Pattern.dat)."""
+    return uploads_folder(uploader) / hashlib.sha256(str(upload.file_id).encode()).hexdigest()[:12]
 
-    Written once per upload, not on every rerun. Another file uploaded there under the same name replaces it, also
-    when it has the same size (two uncompressed TIFF patterns of one camera do).
+
+def upload_to_session(upload, uploader: str, name: str | None = None, beside=None) -> Path:
+    """Save a Streamlit upload into this session's private folder of it (:func:`upload_folder`), or of the upload
+    ``beside`` (a NORDIF scan's Setting.txt goes beside its Pattern.dat), under a sanitised name (or ``name``, one
+    the engine gave).
+
+    Written once per upload, not on every rerun; a file uploaded beside another under the same name replaces it.
     """
-    folder = uploads_folder(uploader)
+    folder = upload_folder(uploader, beside or upload)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name or safe_name(upload.name))
     written = st.session_state.setdefault("uploads_written", {})  # file path -> the upload it holds
@@ -646,13 +652,14 @@ def uploads_to_read(uploads: list, uploader: str) -> list:
     except EbsdError as exc:
         show_error(exc)
         return []
-    if any(nordif.is_scan_file(upload.name) for upload in uploads):  # an earlier scan's files must not be used
+    scan = next((upload for upload in uploads if nordif.is_scan_file(upload.name)), None)
+    if scan is not None:  # companions removed from the uploader since must not be used
         uploaded = {nordif.companion_name(upload.name) for upload in uploads if roles[upload.name] == "companion"}
-        nordif.remove_companions(uploads_folder(uploader), keep=uploaded)
+        nordif.remove_companions(upload_folder(uploader, scan), keep=uploaded)
     for upload in uploads:
         if roles[upload.name] == "companion":
             try:
-                upload_to_session(upload, uploader, nordif.companion_name(upload.name))
+                upload_to_session(upload, uploader, nordif.companion_name(upload.name), beside=scan)
             except EbsdError as exc:
                 show_error(exc)
     side_images = [upload.name for upload in uploads if roles[upload.name] == "side image"]
@@ -729,16 +736,12 @@ def uploaded_name(path: Path) -> str:
     return st.session_state.get(UPLOAD_NAMES, {}).get(str(path), path.name)
 
 
-def upload_key(path: Path) -> str:
-    """What tells a file saved by :func:`upload_to_session` apart from another uploaded since under its name."""
-    return f"{path.name}@{st.session_state.get('uploads_written', {}).get(str(path), '')}"
-
-
 def for_the_user(message: str) -> str:
     """``message`` with this session's private folder left out: files are named as the user uploaded them,
     and a hosted server does not show its folders."""
     uploads = session_dir() / "uploads"
-    message = re.sub(re.escape(f"{uploads}{os.sep}") + r"[A-Za-z0-9_-]+" + re.escape(os.sep), "", message)
+    folders = r"(?:[A-Za-z0-9_-]+" + re.escape(os.sep) + r"){1,2}"  # the uploader's and the upload's
+    message = re.sub(re.escape(f"{uploads}{os.sep}") + folders, "", message)
     for folder in (uploads, session_dir()):
         message = message.replace(f"{folder}{os.sep}", "")
     return message

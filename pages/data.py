@@ -53,7 +53,6 @@ from pages.common import (
     shown_name,
     space_group_choice,
     start_job,
-    upload_key,
     upload_to_session,
     uploaded_name,
     uploads_to_read,
@@ -207,8 +206,9 @@ def saved_uploads() -> list[Path]:
 
 
 def space_group_key(path: Path) -> str:
-    """The key of an uploaded scan's space-group choice: a file uploaded since under its name gets none chosen."""
-    return f"sg-{upload_key(path)}"
+    """The key of an uploaded scan's space-group choice: a file uploaded since under its name gets none chosen (it is
+    saved apart)."""
+    return f"sg-{path}"
 
 
 def label_uploads(paths: list[Path]) -> None:

@@ -718,18 +718,45 @@ def _upload_twice():
             return memoryview(self.data)
 
     first = upload_to_session(Upload("id-1", b"A" * 64), "grains")
-    st.session_state.first, st.session_state.written = first.read_bytes(), first.stat().st_mtime_ns
+    st.session_state.written = first.stat().st_mtime_ns
     # the same upload again is not written again
     st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64), "grains").stat().st_mtime_ns
-    st.session_state.second = upload_to_session(Upload("id-2", b"B" * 64), "grains").read_bytes()
+    second = upload_to_session(Upload("id-2", b"B" * 64), "grains")
+    st.session_state.first, st.session_state.second = first.read_bytes(), second.read_bytes()
+    st.session_state.names = first.name, second.name
 
 
-def test_a_second_upload_of_the_same_name_and_size_replaces_the_first(tmp_path, monkeypatch):
+def test_a_second_upload_of_the_same_name_and_size_is_kept_apart_from_the_first(tmp_path, monkeypatch):
+    """It replaced the first (two uncompressed TIFF patterns of one camera have one size), which a map being made or
+    shown of the first then read in its place."""
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
     app = AppTest.from_function(_upload_twice).run()
     assert not app.exception
     assert app.session_state.first == b"A" * 64 and app.session_state.second == b"B" * 64
+    assert app.session_state.names == ("grain.tif", "grain.tif")
     assert app.session_state.rerun == app.session_state.written
+
+
+def _messages_for_the_user():
+    import streamlit as st
+
+    from pages.common import for_the_user, session_dir, upload_folder
+
+    class Upload:
+        file_id = "id-1"
+
+    folder = upload_folder("indexing@/data/scan.h5", Upload())
+    st.session_state.told = [
+        for_the_user(f"{folder / 'scan.ang'}: holds 6 points"),
+        for_the_user(f"{session_dir() / 'maps' / 'a.npz'}: gone"),
+    ]
+
+
+def test_messages_name_an_upload_as_uploaded_not_by_the_session_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    app = AppTest.from_function(_messages_for_the_user).run()
+    assert not app.exception
+    assert app.session_state.told == ["scan.ang: holds 6 points", "maps/a.npz: gone"]
 
 
 def test_two_uploads_of_one_name_at_once_are_explained(app):
@@ -1765,6 +1792,27 @@ def test_a_file_uploaded_on_one_page_does_not_replace_one_of_its_name_kept_on_an
     app.switch_page("pages/phasemap.py").run()
     assert not app.exception and not app.error
     assert any(m.value.startswith("**Pattern.dat**: 9 patterns") for m in app.markdown)
+
+
+def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(app, map_model, map_scan_file, tiny_dataset):
+    """Found on review: a second upload of one name replaced the first in the session, so the map shown (its points'
+    patterns, the regions to train on, a map again with another model) read the new file as the scan mapped."""
+    import shutil
+
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.switch_page("pages/phasemap.py").run()
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    app.run()
+    mapped = Path(app.session_state["map_scan"])
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    uploader.set_value([("scan.h5", tiny_dataset.read_bytes(), "application/octet-stream")]).run()
+    assert not app.exception and app.session_state["map_scan"] == str(mapped)
+    assert mapped.read_bytes() == map_scan_file.read_bytes()
 
 
 def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
