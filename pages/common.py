@@ -611,7 +611,7 @@ def safe_name(name: str) -> str:
 UPLOAD_NAMES = "upload_names"
 
 
-def uploads_folder(uploader: str) -> Path:
+def uploader_folder(uploader: str) -> Path:
     """This session's folder of the files uploaded with the uploader keyed ``uploader``: one per uploader, so that a
     file uploaded on one page never replaces one of its name kept on another (every NORDIF scan is a Pattern.dat)."""
     plain = re.fullmatch(r"[A-Za-z0-9_-]{1,60}", uploader)
@@ -621,7 +621,7 @@ def uploads_folder(uploader: str) -> Path:
 def upload_folder(uploader: str, upload) -> Path:
     """The session's folder of one upload (of the uploader keyed ``uploader``): its own, so that a file uploaded since
     under its name never replaces it, while a map is made of it or shown (every NORDIF scan is a Pattern.dat)."""
-    return uploads_folder(uploader) / hashlib.sha256(str(upload.file_id).encode()).hexdigest()[:12]
+    return uploader_folder(uploader) / hashlib.sha256(str(upload.file_id).encode()).hexdigest()[:12]
 
 
 def upload_to_session(upload, uploader: str, name: str | None = None, beside=None) -> Path:

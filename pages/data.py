@@ -192,7 +192,7 @@ def saved_uploads() -> list[Path]:
         uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True, key="data_upload")
         saved, names = [], set()
         for upload in uploads_to_read(uploads, "data_upload") if uploads else []:
-            if safe_name(upload.name) in names:  # both would be saved in one file, and be told apart by nothing
+            if safe_name(upload.name) in names:  # told apart by nothing: one label, one scan name in the dataset
                 show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
                 continue
             names.add(safe_name(upload.name))
