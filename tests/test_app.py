@@ -1794,6 +1794,20 @@ def test_a_file_uploaded_on_one_page_does_not_replace_one_of_its_name_kept_on_an
     assert any(m.value.startswith("**Pattern.dat**: 9 patterns") for m in app.markdown)
 
 
+def test_a_dataset_uploaded_again_under_its_name_leaves_the_first_as_it_was(app, tiny_dataset, map_scan_file):
+    """Found on review: a dataset .h5 uploaded on Data is used where it was saved, and another uploaded later under its
+    name replaced it, under the models trained on it (their cards name that file)."""
+    app.run()
+    app.switch_page("pages/data.py").run()
+    app.file_uploader[0].set_value([("data.h5", tiny_dataset.read_bytes(), "application/octet-stream")]).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    first = Path(app.session_state["dataset_path"])
+    app.file_uploader[0].set_value([("data.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception and Path(app.session_state["dataset_path"]) != first
+    assert first.read_bytes() == tiny_dataset.read_bytes()
+
+
 def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(app, map_model, map_scan_file, tiny_dataset):
     """Found on review: a second upload of one name replaced the first in the session, so the map shown (its points'
     patterns, the regions to train on, a map again with another model) read the new file as the scan mapped."""
