@@ -719,7 +719,9 @@ def kept_uploads(key: str, draw: Callable[[], list[Path]]) -> list[Path]:
     earlier = [path for path in st.session_state.get(kept_key) or [] if path.exists()]
     if not earlier:
         return []
-    names = ", ".join(uploaded_name(path) for path in earlier)
+    names = ", ".join(uploaded_name(path) for path in earlier[:3]) + (
+        f" and {len(earlier) - 3} more" if len(earlier) > 3 else ""
+    )  # a folder's worth of images would fill the page
     one = len(earlier) == 1
     st.caption(
         f"{names}, uploaded before, {'is' if one else 'are'} still given "

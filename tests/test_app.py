@@ -926,6 +926,10 @@ def test_files_uploaded_on_the_data_page_stay_after_a_visit_to_another(app):
     look_at_another_page()
     next(b for b in app.button if b.label == "Forget ni scan.png").click().run()
     assert not app.exception and not app.selectbox
+    app.file_uploader[0].set_value([png(f"p{i}.png", i) for i in range(5)]).run()
+    look_at_another_page()  # a folder's worth of images is not listed in full
+    assert any(c.value.startswith("p0.png, p1.png, p2.png and 2 more, uploaded before, are") for c in app.caption)
+    assert any(b.label == "Forget these 5 files" for b in app.button)
 
 
 def test_zip_without_class_folders_is_explained(tmp_path):
