@@ -348,9 +348,9 @@ def data_root() -> Path | None:
 
 def shown_name(path: str | Path) -> str:
     """A file as users know it: by its path under the data root (sample folders' scans often share a file name,
-    ``patterns.h5``), else by its name."""
+    ``patterns.h5``), else by the name it was uploaded under, else by its name."""
     root, path = data_root(), Path(path)
-    return str(path.relative_to(root)) if root and path.is_relative_to(root) else path.name
+    return str(path.relative_to(root)) if root and path.is_relative_to(root) else uploaded_name(path)
 
 
 MAX_LISTED_SOURCES = 1000  # a choice among more is no choice, and each rerun would send them all to the browser

@@ -24,6 +24,7 @@ from pages.common import (
     show_error,
     show_notes,
     show_source_warnings,
+    shown_name,
     sweep_partner,
 )
 
@@ -194,7 +195,7 @@ if method != "filters":
     )
     fresh = uploaded is not None and bool(st.session_state.get("explain_upload"))  # not one kept while hidden
     if uploaded is not None:
-        sources = {f"upload: {uploaded.name}": str(uploaded)} | sources  # the one given first
+        sources = {f"upload: {shown_name(uploaded)}": str(uploaded)} | sources  # the one given first
     if not sources:
         st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
         st.stop()

@@ -64,6 +64,7 @@ from pages.common import (
     show_notes,
     show_source_warnings,
     show_unfinished_job,
+    shown_name,
     space_group_choice,
     start_again_button,
     start_job,
@@ -125,12 +126,12 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
             InputError(
                 f"{rows} x {cols} points: a demo scan takes up to {MAX_DEMO_POINTS:,} (300 x 300; 100 x 117 took "
                 "29 s); simulate a larger one with `python -m ebsd_core simulate-map --layout` and map it here",
-                path.name,
+                shown_name(path),
             )
         )
         return None, None
     phases = " and ".join(material_label(m.key) for m in layout.materials)
-    st.caption(f"{path.name}: {rows} x {cols} points of {phases}.")
+    st.caption(f"{shown_name(path)}: {rows} x {cols} points of {phases}.")
     return str(path), layout.shape
 
 
@@ -201,8 +202,8 @@ def start_map(model_name: str, scan: Path) -> None:
         shape = source.nav_shape or ()
         points = f", a map of {shape[0]:,} x {shape[1]:,} points" if len(shape) == 2 else ""
         height, width = source.pattern_shape
-        st.write(f"**{scan.name}**: {counted(len(source), 'pattern')} of {width}x{height} px{points}")
-        show_source_warnings(scan.name, source)
+        st.write(f"**{shown_name(scan)}**: {counted(len(source), 'pattern')} of {width}x{height} px{points}")
+        show_source_warnings(shown_name(scan), source)
     except EbsdError as exc:
         show_error(exc)
         return
@@ -229,7 +230,7 @@ def start_map(model_name: str, scan: Path) -> None:
             params["nav_shape"] = list(nav_shape)
         if orientations is not None:
             params["orientations"] = str(orientations)
-        job = start_job("phasemap", f"Phase map of {scan.name} with {model_name}", _map_function(params), params)
+        job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
         if job:
             st.session_state.map_job = job
 
@@ -325,7 +326,7 @@ def remap_button(phase_map, model_name: str | None) -> None:
         out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
         params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
         params["model_dir"] = str(default_store() / model_name)
-        job = start_job("phasemap", f"Phase map of {Path(scan).name} with {model_name}", _map_function(params), params)
+        job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
         if job:
             st.session_state.map_job = job
             st.rerun()

@@ -1758,12 +1758,13 @@ def test_a_scan_uploaded_on_the_phase_map_page_stays_when_the_page_is_left(app, 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
-    uploader.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    uploader.set_value([("my scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
     assert any(b.label == "Classify every pattern" for b in app.button)
     app.switch_page("pages/explain.py").run()
     app.switch_page("pages/phasemap.py").run()
     assert not app.exception and any(b.label == "Classify every pattern" for b in app.button)
-    assert any(c.value.startswith("scan.h5, uploaded before, is still given") for c in app.caption)
+    assert any(c.value.startswith("my scan.h5, uploaded before, is still given") for c in app.caption)
+    assert any(m.value.startswith("**my scan.h5**: 80 patterns") for m in app.markdown)  # named as uploaded
 
 
 def test_a_file_uploaded_on_one_page_does_not_replace_one_of_its_name_kept_on_another(
