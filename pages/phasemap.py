@@ -508,6 +508,17 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         send_to_explain(mapped_with(phase_map), scan_path, point)  # the map's model, not another chosen since
 
 
+def kept_box(box: tuple[int, int, int, int] | None, scan_path: str, chart_redrawn: bool):
+    """The box last drawn on this scan's map, also after a visit to another page, which empties the chart's
+    selection; None once the user has cleared it (or clicked a point)."""
+    key = f"map_box@{scan_path}"
+    if box is not None:
+        st.session_state[key] = box
+    elif not chart_redrawn:
+        st.session_state.pop(key, None)
+    return st.session_state.get(key)
+
+
 def selected_box(selection: dict, nav_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """First and last row and column of the points inside the box last drawn on the phase map, or None."""
     boxes = selection.get("box") or []
@@ -577,6 +588,7 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
     first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
     key = f"{scan_path}-{box}"  # a new box fills the numbers in
+    keep_hidden_widgets(*(f"region_{n}-{key}" for n in ("r0", "r1", "c0", "c1")), "region_space_group")
     first_row = c1.number_input("First row", 0, rows - 1, first_row, key=f"region_r0-{key}")
     last_row = c2.number_input("Last row", 0, rows - 1, last_row, key=f"region_r1-{key}")
     first_col = c3.number_input("First column", 0, cols - 1, first_col, key=f"region_c0-{key}")
@@ -690,6 +702,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     phase_fig = map_figure(phase_map, phase_map.index + 1 + 0.5, "phase", discrete_scale(colours), (0, n), True)
     draw_regions(phase_fig, labelled_regions(scan_path))
     left, right = st.columns(2)
+    chart_redrawn = "phase_map_chart" not in st.session_state  # its selection forgotten: another page was visited
     with left:
         event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode=("points", "box"), key="phase_map_chart")
         swatches = [(p.colour, p.label) for p in phase_map.phases] + [(UNKNOWN_COLOUR, "unknown")]
@@ -728,7 +741,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         under[0].plotly_chart(diff, key="diff_map")
     changes_since_earlier(phase_map, map_path, scan_path, under[1 if accuracy is not None else 0])
     selection = event.get("selection", {}) if event else {}
-    box = selected_box(selection, phase_map.nav_shape)
+    box = kept_box(selected_box(selection, phase_map.nav_shape), scan_path, chart_redrawn)
     points = selection.get("points", [])
     rows, cols = phase_map.nav_shape
     if points and box is None:  # a click; a box selects every point inside it

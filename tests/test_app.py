@@ -1052,6 +1052,35 @@ def map_on_the_page(app, monkeypatch, map_model, map_scan_file, cleanup: bool = 
     return job_manager().wait(app.session_state["map_job"], timeout=600)
 
 
+def test_a_region_drawn_or_typed_on_the_map_stays_after_a_visit_to_another_page(
+    app, monkeypatch, map_model, map_scan_file
+):
+    """A box drawn on the phase map, the rows and columns typed for it and its space group went back to their
+    defaults after a look at another page, before the region was added."""
+    assert map_on_the_page(app, monkeypatch, map_model, map_scan_file).status == "done"
+    app.run()
+
+    def box(x: list[float], y: list[float]) -> None:  # as the chart's box-select tool sets it
+        app.session_state["phase_map_chart"] = {"selection": {"box": [{"x": x, "y": y}], "points": []}}
+        app.run()
+
+    def region() -> list:
+        labels = ("First row", "Last row", "First column", "Last column")
+        return [next(n for n in app.number_input if n.label == label).value for label in labels]
+
+    box([0.6, 3.2], [1.7, 4.1])
+    assert region() == [2, 4, 1, 3]
+    next(n for n in app.number_input if n.label == "Last column").set_value(5).run()
+    app.selectbox(key="region_space_group").set_value(225).run()
+    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/phasemap.py").run()
+    assert not app.exception and region() == [2, 4, 1, 5]
+    assert app.selectbox(key="region_space_group").value == 225
+    app.session_state["phase_map_chart"] = {"selection": {"box": [], "points": []}}  # the selection cleared
+    app.run()
+    assert region() == [0, 4, 0, 4]
+
+
 def test_the_unknown_threshold_of_a_map_is_set_on_the_page_and_its_exports_follow(
     app, monkeypatch, map_model, map_scan_file
 ):
