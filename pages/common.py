@@ -230,8 +230,25 @@ def default_name(prefix: str) -> str:
 
 
 def renew_default_name(prefix: str) -> None:
-    """After a job took the name: the next form offers a new one."""
+    """After a job took the name: the next form offers a new one, in a new field (:func:`name_input`)."""
     st.session_state.pop(f"default_name_{prefix}", None)
+    st.session_state.get(KEPT_WIDGETS, {}).pop(_name_key(prefix), None)
+    st.session_state[f"name_renewals_{prefix}"] = st.session_state.get(f"name_renewals_{prefix}", 0) + 1
+
+
+def _name_key(prefix: str) -> str:
+    return f"name:{prefix}:{st.session_state.get(f'name_renewals_{prefix}', 0)}"
+
+
+def name_input(label: str, prefix: str, where=st) -> str:
+    """A name field offering :func:`default_name`; what was typed in it stays after a visit to another page.
+
+    Its key changes when the name is renewed (:func:`renew_default_name`): under the old key the browser would give
+    back the name a job has just taken.
+    """
+    key = _name_key(prefix)
+    keep_hidden_widgets(key)
+    return where.text_input(label, default_name(prefix), key=key)
 
 
 def login_identity() -> str | None:

@@ -335,7 +335,9 @@ def explain_one_of(model_name: str, patterns: dict[str, int], dataset_path: str)
     """A misclassified pattern sent to the Explain page (``#index`` in the model's training data, which the page
     then offers)."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    title = left.selectbox("Explain one of them", list(patterns))
+    key = f"explain-one@{model_name}"
+    keep_hidden_widgets(key)  # as chosen, after a visit to another page
+    title = left.selectbox("Explain one of them", list(patterns), key=key)
     if right.button("Explain it", icon=":material/visibility:"):
         send_to_explain(model_name, dataset_path, int(patterns[title]))
 

@@ -28,13 +28,14 @@ from pages.common import (
     apply_job_model,
     current_model,
     curves_figure,
-    default_name,
     enter_page,
     for_the_user,
     job_manager,
+    keep_hidden_widgets,
     keep_hidden_widgets_of,
     latest_job_shown_on,
     material_choice,
+    name_input,
     renew_default_name,
     restart_job,
     session_id,
@@ -279,6 +280,8 @@ def prior_form(path: Path) -> str | None:
     shape, materials = facts.shape, facts.materials
     settings = settings_for(shape)
     minutes = minutes_on_two_cores(settings)
+    exclude_key = f"prior-exclude@{path}"  # this dataset's materials are offered
+    keep_hidden_widgets(exclude_key)  # as chosen, after a visit to another page
     with st.expander(f"Build an EBSD prior (about {counted(minutes, 'minute')} on a 2-core CPU)"):
         st.caption(
             "A prior is the ImageNet network trained further on simulated patterns of the other catalogue "
@@ -290,9 +293,13 @@ def prior_form(path: Path) -> str | None:
         )
         with st.form("prior"):
             exclude = st.multiselect(
-                "Materials the prior must not see", sorted(CATALOGUE), materials, format_func=material_choice
+                "Materials the prior must not see",
+                sorted(CATALOGUE),
+                materials,
+                format_func=material_choice,
+                key=exclude_key,
             )
-            prior_name = st.text_input("Prior name", default_name("prior"))
+            prior_name = name_input("Prior name", "prior")
             if not st.form_submit_button("Build the prior"):
                 return None
         try:
@@ -444,7 +451,7 @@ elif path is not None:
             key=f"{FORM_KEY}rehearse",
         )
         more = more_settings()
-        name = st.text_input("Model name prefix", default_name("model"))
+        name = name_input("Model name prefix", "model")
         submitted = st.form_submit_button("Start training", type="primary")
     if submitted:
         try:

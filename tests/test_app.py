@@ -540,6 +540,8 @@ def test_the_train_form_opens_with_the_settings_last_submitted(app, tiny_dataset
         }
 
     assert shown() == {"shots": "1", "epochs": 1, "mode": "scratch", "noise": 1.5}
+    # but not the name the run took: a new one is offered, which training again would not find taken
+    assert next(t for t in app.text_input if t.label == "Model name prefix").value.startswith("model-")
     other = write_dataset(read_dataset(tiny_dataset), tmp_path / "other.h5")  # another dataset: its own shots
     app.session_state["dataset_path"] = str(other)
     app.run()
@@ -2070,6 +2072,38 @@ def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     assert next(m for m in app.metric if m.label == "Initialisation").value == "EBSD prior"
 
 
+def test_the_prior_form_keeps_what_was_submitted_after_a_visit(app, tmp_path):
+    """A prior refused (its name taken) and a look at Results to choose another: the materials left out and the
+    name typed were back at their defaults, and a prior built on them would have seen the phases meant to be left
+    out. The train form's name prefix, refused, is kept too."""
+    from ebsd_core.datasets import simulate_dataset
+    from ebsd_core.io.dataset import write_dataset
+
+    data = write_dataset(simulate_dataset(per_class=4, phases=["ni", "w"], size=32, seed=2), tmp_path / "pair.h5")
+    app.session_state["dataset_path"] = str(data)
+    app.switch_page("pages/train.py").run()
+
+    def exclude():
+        return next(m for m in app.multiselect if "must not see" in m.label)
+
+    def text(label: str):
+        return next(t for t in app.text_input if t.label == label)
+
+    assert exclude().value == ["ni", "w"]
+    text("Model name prefix").set_value("../model")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
+    exclude().set_value(["ni", "ni3al", "w"])
+    text("Prior name").set_value("../prior")
+    next(b for b in app.button if b.label == "Build the prior").click().run()
+    assert any("not allowed" in e.value for e in app.error) and "train_job" not in app.session_state
+    app.switch_page("pages/results.py").run()
+    app.switch_page("pages/train.py").run()
+    assert exclude().value == ["ni", "ni3al", "w"]
+    assert (text("Prior name").value, text("Model name prefix").value) == ("../prior", "../model")
+    assert not app.exception
+
+
 def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     """A name with a path in it (and shots that are not whole numbers) is refused with a message; no job starts.
 
@@ -2584,6 +2618,9 @@ def test_a_misclassified_test_pattern_is_explained_from_results(app, tiny_datase
     assert montage["layout"]["annotations"][-1]["text"] == title.replace(": ", "<br>").replace(" as ", "<br>as ")
     index, material = int(title.split()[0][1:]), title.split()[1][:-1]
     picker.select(title).run()
+    app.switch_page("pages/data.py").run()  # a look elsewhere first: the pattern chosen is still chosen
+    app.switch_page("pages/results.py").run()
+    assert next(s for s in app.selectbox if s.label == "Explain one of them").value == title
     next(b for b in app.button if b.label == "Explain it").click().run()
     assert not app.exception
     app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run Results again next)
