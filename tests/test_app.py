@@ -724,19 +724,26 @@ def _upload_twice():
     # the same upload again is not written again
     st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64), "grains").stat().st_mtime_ns
     second = upload_to_session(Upload("id-2", b"B" * 64), "grains")
+    again = upload_to_session(Upload("id-3", b"A" * 64), "grains")  # the first file dropped on the uploader again
     st.session_state.first, st.session_state.second = first.read_bytes(), second.read_bytes()
     st.session_state.names = first.name, second.name
+    st.session_state.copies = {path.stat().st_ino for path in (first, second, again)}, first.stat().st_nlink
+    st.session_state.again = again != first and again.read_bytes() == b"A" * 64
 
 
 def test_a_second_upload_of_the_same_name_and_size_is_kept_apart_from_the_first(tmp_path, monkeypatch):
     """It replaced the first (two uncompressed TIFF patterns of one camera have one size), which a map being made or
-    shown of the first then read in its place."""
+    shown of the first then read in its place. A file uploaded again is linked, not copied."""
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
     app = AppTest.from_function(_upload_twice).run()
     assert not app.exception
     assert app.session_state.first == b"A" * 64 and app.session_state.second == b"B" * 64
     assert app.session_state.names == ("grain.tif", "grain.tif")
     assert app.session_state.rerun == app.session_state.written
+    # uploaded again, it has a folder of its own but takes no more room on the disk: a hard link of the first
+    assert app.session_state.again
+    inodes, links = app.session_state.copies
+    assert len(inodes) == 2 and links == 2  # the first and the file uploaded again share one; the other is its own
 
 
 def _messages_for_the_user():
