@@ -655,7 +655,7 @@ def upload_to_session(upload, uploader: str, name: str | None = None, beside=Non
     written = st.session_state.setdefault("uploads_written", {})  # file path -> the upload it holds
     if not target.exists() or written.get(str(target)) != upload.file_id:
         with atomic_path(target) as tmp:
-            if not _linked_to_the_same_upload(upload, uploader, target.name, tmp):
+            if not _linked_to_the_same_upload(upload, target.name, tmp):
                 tmp.write_bytes(upload.getbuffer())
         written[str(target)] = upload.file_id
     st.session_state.setdefault(UPLOAD_NAMES, {})[str(target)] = upload.name
@@ -670,14 +670,14 @@ def _same_bytes(path: Path, data: memoryview, chunk: int = 1 << 24) -> bool:
     return True
 
 
-def _linked_to_the_same_upload(upload, uploader: str, name: str, tmp: Path) -> bool:
-    """Make ``tmp`` a hard link of a file of this ``name`` and the upload's bytes that the uploader saved before, if
-    there is one: a scan uploaded again (removed from the uploader and dropped on it again) is not a second copy on
-    the server's disk. Its own folder still holds it: a file is only ever replaced whole (atomically), never
-    written into, so the two names cannot change each other. Only files of its name are compared: a folder's worth
-    of patterns of one size are not compared with each other."""
+def _linked_to_the_same_upload(upload, name: str, tmp: Path) -> bool:
+    """Make ``tmp`` a hard link of a file of this ``name`` and the upload's bytes that the session saved before, if
+    there is one: a scan uploaded again (removed from the uploader and dropped on it again, or uploaded on another
+    page) is not a second copy on the server's disk. Its own folder still holds it: a file is only ever replaced
+    whole (atomically), never written into, so the two names cannot change each other. Only files of its name are
+    compared: a folder's worth of patterns of one size are not compared with each other."""
     data = upload.getbuffer()
-    for path in uploader_folder(uploader).glob(f"*/{glob.escape(name)}"):
+    for path in (session_dir() / "uploads").glob(f"*/*/{glob.escape(name)}"):
         try:
             if path.stat().st_size != len(data) or not _same_bytes(path, data):
                 continue

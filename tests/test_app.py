@@ -725,9 +725,11 @@ def _upload_twice():
     st.session_state.rerun = upload_to_session(Upload("id-1", b"A" * 64), "grains").stat().st_mtime_ns
     second = upload_to_session(Upload("id-2", b"B" * 64), "grains")
     again = upload_to_session(Upload("id-3", b"A" * 64), "grains")  # the first file dropped on the uploader again
+    elsewhere = upload_to_session(Upload("id-4", b"A" * 64), "explain_upload")  # and on another page
     st.session_state.first, st.session_state.second = first.read_bytes(), second.read_bytes()
     st.session_state.names = first.name, second.name
-    st.session_state.copies = {path.stat().st_ino for path in (first, second, again)}, first.stat().st_nlink
+    copies = (first, second, again, elsewhere)
+    st.session_state.copies = {path.stat().st_ino for path in copies}, first.stat().st_nlink
     st.session_state.again = again != first and again.read_bytes() == b"A" * 64
 
 
@@ -743,7 +745,7 @@ def test_a_second_upload_of_the_same_name_and_size_is_kept_apart_from_the_first(
     # uploaded again, it has a folder of its own but takes no more room on the disk: a hard link of the first
     assert app.session_state.again
     inodes, links = app.session_state.copies
-    assert len(inodes) == 2 and links == 2  # the first and the file uploaded again share one; the other is its own
+    assert len(inodes) == 2 and links == 3  # the first and the file uploaded again share one; the other is its own
 
 
 def _messages_for_the_user():
