@@ -816,6 +816,12 @@ def active_dataset_path() -> Path | None:
     return Path(path) if path and Path(path).exists() else None
 
 
+def active_dataset_name() -> str:
+    """The session's dataset as the sidebar names it ("demo", not the session's file of it); "" when there is none."""
+    path = active_dataset_path()
+    return (st.session_state.get("dataset_label") or path.name) if path else ""
+
+
 def set_active_dataset(path: Path, label: str) -> None:
     st.session_state.dataset_path = str(path)
     st.session_state.dataset_label = label

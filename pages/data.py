@@ -158,7 +158,7 @@ def label_server_scan(path: Path) -> None:
         f"scans of a dataset (at most {PER_SCAN:,} patterns of each are taken, spread over it)."
     )
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    choice = space_group_choice(f"Space group of {path.name}", f"server-sg-{path}", c1)
+    choice = space_group_choice(f"Space group of {shown_name(path)}", f"server-sg-{path}", c1)
     if c2.button("Add to the scans", disabled=choice is None, key="add_server_scan"):
         st.session_state.setdefault("server_scans", {})[str(path)] = choice
 
@@ -277,18 +277,18 @@ with tab_server:
             source = opened_source(path)
             height, width = source.pattern_shape
             st.write(f"{counted(len(source), 'pattern')} of {width}x{height} px ({source.kind})")
-            show_source_warnings(path.name, source)
+            show_source_warnings(shown_name(path), source)
             if source.kind == "dataset":
                 if st.button("Use this dataset"):
-                    set_active_dataset(checked_dataset_file(source), path.name)
+                    set_active_dataset(checked_dataset_file(source), shown_name(path))
             elif source.labelled:
                 symbols = ", ".join(space_group_symbol(c) for c in source.classes)
-                st.success(f"{path.name}: labelled patterns of {symbols}")
+                st.success(f"{shown_name(path)}: labelled patterns of {symbols}")
                 if st.button("Make a dataset of these labelled patterns", key="server_labelled"):
                     with st.spinner("Reading every pattern"):
                         dataset = dataset_from_labelled(source)
                         dataset_path = write_dataset(dataset, new_session_file("server"))
-                    dataset_ready(dataset, dataset_path, f"server: {path.name}")
+                    dataset_ready(dataset, dataset_path, f"server: {shown_name(path)}")
             else:
                 label_server_scan(path)
         except EbsdError as exc:

@@ -12,6 +12,7 @@ from ebsd_core.phasemap import saved_map_header
 from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
 from pages.common import (
+    active_dataset_name,
     active_dataset_path,
     download_button,
     enter_page,
@@ -153,18 +154,16 @@ except (EbsdError, OSError) as exc:
     st.stop()
 
 sources = {}
-if active_dataset_path():  # named as the sidebar names it ("demo", not the session's file of it)
-    sources[f"dataset: {st.session_state.get('dataset_label') or active_dataset_path().name}"] = str(
-        active_dataset_path()
-    )
+if active_dataset_path():
+    sources[f"dataset: {active_dataset_name()}"] = str(active_dataset_path())
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
-    sources[f"phase-map scan: {Path(st.session_state.map_scan).name}"] = st.session_state.map_scan
+    sources[f"phase-map scan: {shown_name(st.session_state.map_scan)}"] = st.session_state.map_scan
 sent_from = st.session_state.get("explain_from")  # a map's scan, or (from Results) a model's training data
 # a file already offered under another spelling of its path (a model's card records it resolved) is that one
 if sent_from:
     sent_from = next((p for p in sources.values() if Path(p).resolve() == Path(sent_from).resolve()), sent_from)
 if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
-    sources[f"training data: {Path(sent_from).name}"] = sent_from
+    sources[f"training data: {shown_name(sent_from)}"] = sent_from
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}
@@ -216,7 +215,7 @@ if method != "filters":
     except EbsdError as exc:
         show_error(exc)
         st.stop()
-    show_source_warnings(Path(source_path).name, opened)
+    show_source_warnings(shown_name(source_path), opened)
     count = len(opened)
     # a pattern sent from Results or the Phase map, once; the pattern chosen of each source stays while another
     # method (the filters) hides the pickers

@@ -165,7 +165,7 @@ def choose_scan(model_name: str | None) -> Path | None:
             model_dir = str(default_store() / model_name) if model_name else None
             job = start_job(
                 "phasemap",
-                f"Demo map: {pair}" if layout_path is None else f"Demo map: the grains of {Path(layout_path).name}",
+                f"Demo map: {pair}" if layout_path is None else f"Demo map: the grains of {shown_name(layout_path)}",
                 lambda ctx: demo_map_job(ctx, DEMO_PAIRS[pair], shape, folder, model_dir, layout_path),
             )
             if job:
@@ -322,7 +322,7 @@ def remap_button(phase_map, model_name: str | None) -> None:
     scan = st.session_state.get("map_scan")
     if not model_name or model_name == mapped_with(phase_map) or not scan or not Path(scan).exists():
         return
-    if st.button(f"Map {Path(phase_map.source).name} with {model_name}", icon=":material/map:", key="remap"):
+    if st.button(f"Map {shown_name(phase_map.source)} with {model_name}", icon=":material/map:", key="remap"):
         out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
         params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
         params["model_dir"] = str(default_store() / model_name)
@@ -624,7 +624,7 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
     except EbsdError as exc:
         show_error(exc)
         return
-    set_active_dataset(path, f"{Path(scan_path).name}: {len(regions)} regions")
+    set_active_dataset(path, f"{shown_name(scan_path)}: {len(regions)} regions")
     st.success(f"Dataset ready: {counted(len(dataset.labels), 'pattern')} of {len(regions)} regions. Go to **Train**.")
     for note in few_regions_notes(regions):
         st.warning(note)
@@ -671,7 +671,7 @@ def changes_since_earlier(phase_map, map_path: str, scan_path: str, place) -> No
 def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     modified = Path(map_path).stat().st_mtime
     saved = cached_phase_map(map_path, modified)
-    st.subheader(f"{Path(saved.source).name}: {saved.nav_shape[0]} x {saved.nav_shape[1]} points")
+    st.subheader(f"{shown_name(saved.source)}: {saved.nav_shape[0]} x {saved.nav_shape[1]} points")
     st.caption(f"Mapped with {mapped_with(saved)}.")
     remap_button(saved, model_name)
     show_notes(saved.notes)

@@ -27,6 +27,7 @@ from ebsd_core.wording import counted, since
 from ebsd_core.workflows import misclassified_test_patterns, score_job
 from pages.common import (
     SWEEP_NAME,
+    active_dataset_name,
     active_dataset_path,
     cached_model,
     confusion_figure,
@@ -237,7 +238,7 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
             )
             if path is None:
                 st.info("No dataset in this session: choose or make one on **Data**.")
-            name = st.session_state.get("dataset_label") or (path.name if path else "")
+            name = active_dataset_name()
             ready = path is not None and knows_them(choice, classes, dataset_classes(path))
         if ready and st.button(f"Score {choice} on {name}"):
             model_dir = str(default_store() / choice)

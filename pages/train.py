@@ -23,6 +23,7 @@ from ebsd_core.train import TrainConfig
 from ebsd_core.wording import counted
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
+    active_dataset_name,
     active_dataset_path,
     apply_job_dataset,
     apply_job_model,
@@ -513,7 +514,7 @@ elif path is not None:
                 raise InputError(f"a model named {taken[0]} exists in the store; choose another name prefix")
             labelled = open_patterns(path)
             if labelled.labelled:  # says now, not when the job starts, that the dataset cannot give them
-                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), Path(path).name)
+                check_shots(labelled.labels, labelled.split, labelled.classes, max(shots), active_dataset_name())
             params = {
                 "dataset_path": str(path),
                 "runs": [[label, config.to_dict()] for label, config in runs],

@@ -360,7 +360,8 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     found.set_value("ni3al_ref/scan.h5").run()
     assert not app.exception and not app.error
     assert any(m.value.startswith("6 patterns of 24x24 px") for m in app.markdown)
-    next(s for s in app.selectbox if s.label == "Space group of scan.h5").set_value(221).run()
+    # named by its path under the root: each sample's scan is a scan.h5
+    next(s for s in app.selectbox if s.label == "Space group of samples/ni3al_ref/scan.h5").set_value(221).run()
     next(b for b in app.button if b.label == "Add to the scans").click().run()  # named by its path: many a scan.h5
     assert any(m.value == "Scans for a dataset: samples/ni3al_ref/scan.h5 (Pm-3m)" for m in app.markdown)
     monkeypatch.setattr("pages.common.MAX_LISTED_SOURCES", 2)  # a lab's tree of thousands: the first are listed
@@ -373,7 +374,7 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
     app.text_input[0].input("samples/ni_ref").run()  # one sample's folder, with its one scan: nothing to choose
     assert not app.exception and not app.error
     assert "Reading scan.h5 in ni_ref." in [c.value for c in app.caption]
-    assert any(s.label == "Space group of scan.h5" for s in app.selectbox)
+    assert any(s.label == "Space group of samples/ni_ref/scan.h5" for s in app.selectbox)
 
 
 def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypatch):
@@ -1863,13 +1864,18 @@ def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(app, map_model
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
-    uploader.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    uploader.set_value([("my scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
     assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
     app.run()
     mapped = Path(app.session_state["map_scan"])
+    # named as uploaded (not my_scan.h5, as the session's copy is named) wherever the map is
+    assert any(h.value.startswith("my scan.h5: 8 x 10 points") for h in app.subheader), [h.value for h in app.subheader]
+    app.switch_page("pages/explain.py").run()
+    assert "phase-map scan: my scan.h5" in next(s for s in app.selectbox if s.label == "Patterns from").options
+    app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
-    uploader.set_value([("scan.h5", tiny_dataset.read_bytes(), "application/octet-stream")]).run()
+    uploader.set_value([("my scan.h5", tiny_dataset.read_bytes(), "application/octet-stream")]).run()
     assert not app.exception and app.session_state["map_scan"] == str(mapped)
     assert mapped.read_bytes() == map_scan_file.read_bytes()
 
