@@ -787,6 +787,8 @@ def uploaded_name(path: Path) -> str:
 def for_the_user(message: str) -> str:
     """``message`` with this session's private folder left out: files are named as the user uploaded them,
     and a hosted server does not show its folders."""
+    for saved, name in sorted(st.session_state.get(UPLOAD_NAMES, {}).items(), key=lambda item: -len(item[0])):
+        message = message.replace(saved, name)  # "my scan.h5", not the session's my_scan.h5
     uploads = session_dir() / "uploads"
     folders = r"(?:[A-Za-z0-9_-]+" + re.escape(os.sep) + r"){1,2}"  # the uploader's and the upload's
     message = re.sub(re.escape(f"{uploads}{os.sep}") + folders, "", message)

@@ -752,15 +752,17 @@ def test_a_second_upload_of_the_same_name_and_size_is_kept_apart_from_the_first(
 def _messages_for_the_user():
     import streamlit as st
 
-    from pages.common import for_the_user, session_dir, upload_folder
+    from pages.common import UPLOAD_NAMES, for_the_user, session_dir, upload_folder
 
     class Upload:
         file_id = "id-1"
 
     folder = upload_folder("indexing@/data/scan.h5", Upload())
+    st.session_state[UPLOAD_NAMES] = {str(folder / "my_scan.ang"): "my scan.ang"}
     st.session_state.told = [
         for_the_user(f"{folder / 'scan.ang'}: holds 6 points"),
         for_the_user(f"{session_dir() / 'maps' / 'a.npz'}: gone"),
+        for_the_user(f"{folder / 'my_scan.ang'}: holds 6 points"),
     ]
 
 
@@ -768,7 +770,7 @@ def test_messages_name_an_upload_as_uploaded_not_by_the_session_folder(tmp_path,
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
     app = AppTest.from_function(_messages_for_the_user).run()
     assert not app.exception
-    assert app.session_state.told == ["scan.ang: holds 6 points", "maps/a.npz: gone"]
+    assert app.session_state.told == ["scan.ang: holds 6 points", "maps/a.npz: gone", "my scan.ang: holds 6 points"]
 
 
 def test_two_uploads_of_one_name_at_once_are_explained(app):

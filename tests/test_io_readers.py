@@ -170,6 +170,27 @@ def test_bad_inputs_are_named(tmp_path, setup, match):
     assert target.name in str(info.value)
 
 
+def test_a_scan_cut_short_or_not_what_its_name_says_is_named_so(tmp_path):
+    """Where no kikuchipy reader recognised a file, the message asked the user to report an error in RosettaSciIO;
+    a copy of a scan cut short read as HDF5's "truncated file: eof = 20024, sblock->base_addr = 0, ..." or as
+    "mmap length is greater than file size"."""
+    import kikuchipy as kp
+
+    kp.signals.EBSD(np.zeros((3, 4, 20, 20), dtype=np.uint8)).save(str(tmp_path / "whole.h5"))
+    whole = (tmp_path / "whole.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "word.h5").write_bytes(b"a Word document, renamed" * 40)
+    expected = {
+        "cut.h5": r"cut.h5: kikuchipy cannot read this file \(it is cut short: 20 kB of its 40 kB are here, of a copy "
+        r"or upload that did not finish\)",
+        "word.h5": r"word.h5: kikuchipy cannot read this file \(it is not an HDF5 file: another format under this "
+        r"name, or damaged\)",
+    }
+    for name, match in expected.items():
+        with pytest.raises(InputError, match=match):
+            open_patterns(tmp_path / name)
+
+
 def test_missing_path():
     with pytest.raises(InputError, match="no such file"):
         open_patterns("/nonexistent/scan.h5")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
+from ebsd_core.wording import byte_size
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,28 @@ def _dataset_orientations(ds) -> str:
     return "simulation (true orientations)" if made_by_simulator(ds.provenance.get("generator")) else "the dataset"
 
 
+def _why_unread(path: Path, exc: Exception) -> str:
+    """Why kikuchipy could not read ``path``, in words a user can act on where its readers' own are not: where none
+    recognised the file, RosettaSciIO asks the user to report an error in it, and a copy cut short reads as HDF5's
+    "truncated file: eof = ..." or as a failed mmap."""
+    text = str(exc)
+    if "please report this error" in text:
+        import h5py
+
+        if path.suffix.lower() in HDF5_EXTENSIONS and not h5py.is_hdf5(path):
+            return "it is not an HDF5 file: another format under this name, or damaged"
+        return "none of its readers recognises what it holds: another format under this name, or damaged"
+    if found := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text):
+        here, whole = (int(n) for n in found.groups())
+        return (
+            f"it is cut short: {byte_size(here)} of its {byte_size(whole)} are here, of a copy or upload that did "
+            "not finish"
+        )
+    if "mmap length is greater than file size" in text:
+        return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     import kikuchipy as kp
 
@@ -143,7 +167,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
                 f"{nordif.SETTING_FILE} written for another one; {exc.__class__.__name__}: {exc})",
                 path,
             ) from None
-        raise InputError(f"kikuchipy cannot read this file ({exc.__class__.__name__}: {exc})", path) from None
+        raise InputError(f"kikuchipy cannot read this file ({_why_unread(path, exc)})", path) from None
     if isinstance(signal, list):
         signal = signal[0]
     if "MasterPattern" in type(signal).__name__:
