@@ -173,18 +173,27 @@ def test_bad_inputs_are_named(tmp_path, setup, match):
 def test_a_scan_cut_short_or_not_what_its_name_says_is_named_so(tmp_path):
     """Where no kikuchipy reader recognised a file, the message asked the user to report an error in RosettaSciIO;
     a copy of a scan cut short read as HDF5's "truncated file: eof = 20024, sblock->base_addr = 0, ..." or as
-    "mmap length is greater than file size"."""
+    "mmap length is greater than file size"; a file of another layout or format, as IndexError: index 0 is out of
+    bounds."""
+    import h5py
     import kikuchipy as kp
 
     kp.signals.EBSD(np.zeros((3, 4, 20, 20), dtype=np.uint8)).save(str(tmp_path / "whole.h5"))
     whole = (tmp_path / "whole.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "word.h5").write_bytes(b"a Word document, renamed" * 40)
+    with h5py.File(tmp_path / "keras.h5", "w") as file:
+        file.create_dataset("model_weights/dense/kernel", data=np.zeros((3, 3)))
+    (tmp_path / "word.ebsp").write_bytes(b"a Word document, renamed" * 40)
     expected = {
         "cut.h5": r"cut.h5: kikuchipy cannot read this file \(it is cut short: 20 kB of its 40 kB are here, of a copy "
         r"or upload that did not finish\)",
         "word.h5": r"word.h5: kikuchipy cannot read this file \(it is not an HDF5 file: another format under this "
         r"name, or damaged\)",
+        "keras.h5": r"keras.h5: kikuchipy cannot read this file \(an HDF5 file, but not laid out as the EBSD files it "
+        r"reads are: h5ebsd of EDAX, Bruker or kikuchipy, Oxford H5OINA, EMsoft, or this tool's datasets\)",
+        "word.ebsp": r"word.ebsp: kikuchipy cannot read this file \(its header cannot be read: damaged, cut short, or "
+        r"another format under this name\)",
     }
     for name, match in expected.items():
         with pytest.raises(InputError, match=match):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,15 +129,22 @@ def _why_unread(path: Path, exc: Exception) -> str:
     if "please report this error" in text:
         import h5py
 
-        if path.suffix.lower() in HDF5_EXTENSIONS and not h5py.is_hdf5(path):
+        if path.suffix.lower() not in HDF5_EXTENSIONS:
+            return "none of its readers recognises what it holds: another format under this name, or damaged"
+        if not h5py.is_hdf5(path):
             return "it is not an HDF5 file: another format under this name, or damaged"
-        return "none of its readers recognises what it holds: another format under this name, or damaged"
+        return (
+            "an HDF5 file, but not laid out as the EBSD files it reads are: h5ebsd of EDAX, Bruker or kikuchipy, "
+            "Oxford H5OINA, EMsoft, or this tool's datasets"
+        )
     if found := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text):
         here, whole = (int(n) for n in found.groups())
         return (
             f"it is cut short: {byte_size(here)} of its {byte_size(whole)} are here, of a copy or upload that did "
             "not finish"
         )
+    if isinstance(exc, IndexError | struct.error):  # a binary header read as numbers that make no sense
+        return "its header cannot be read: damaged, cut short, or another format under this name"
     if "mmap length is greater than file size" in text:
         return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
     return f"{exc.__class__.__name__}: {exc}"
