@@ -62,6 +62,33 @@ def test_orientation_files_that_do_not_fit_are_named(tmp_path):
         read_orientations(tmp_path / "map.png", 6)
 
 
+def test_an_indexing_file_that_cannot_be_read_is_said_why(tmp_path):
+    """orix's own words were "IndexError: tuple index out of range" for an .ang cut short or empty, and an
+    AttributeError on 'NoneType' for an HDF5 file of another layout; h5py's, "truncated file: eof = ..."."""
+    import h5py
+
+    from ebsd_core.wording import byte_size
+
+    whole = _ang(tmp_path / "whole.ang", Rotation.random(6)).read_text()
+    (tmp_path / "cut.ang").write_text(whole[: whole.index("# NCOLS_ODD")])  # the header cut short, no points
+    (tmp_path / "nothing.ang").write_text("")
+    with h5py.File(tmp_path / "weights.h5", "w") as file:
+        file.create_dataset("model_weights/dense/kernel", data=np.zeros((3, 3)))
+    whole = (tmp_path / "weights.h5").read_bytes()
+    (tmp_path / "cut.h5oina").write_bytes(whole[: len(whole) // 2])
+    expected = {
+        "cut.ang": "its header or columns are not those of an EDAX OIM .ang: damaged, cut short, or another format",
+        "nothing.ang": "orix cannot read a crystal map from it (the file is empty)",
+        "weights.h5": "an HDF5 file, but not of a layout orix reads: h5ebsd of EDAX or Bruker, or orix's own .h5",
+        "cut.h5oina": f"its indexing cannot be read (it is cut short: {byte_size(len(whole) // 2)} of its "
+        f"{byte_size(len(whole))} are here, of a copy or upload that did not finish)",
+    }
+    for name, words in expected.items():
+        with pytest.raises(InputError) as info:
+            read_orientations(tmp_path / name, 6)
+        assert str(info.value).startswith(f"{tmp_path / name}: ") and words in str(info.value)
+
+
 def test_a_crystal_map_of_another_size_gives_none():
     xmap = CrystalMap(rotations=Rotation.random(4))
     assert from_crystal_map(xmap, 5) is None and from_crystal_map(None, 4) is None

@@ -16,6 +16,7 @@ compact datasets from their object headers, which h5py does not expose. What can
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ebsd_core.errors import InputError
+from ebsd_core.wording import byte_size
 
 #: What h5py raises for a damaged file (an InputError is a ValueError too: raise none inside such a ``try``).
 H5PY_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
@@ -62,6 +64,26 @@ class _Sizes:
     def record(self) -> int:
         """A value on disk: its length (4 bytes), its global heap collection's address, its index (4 bytes)."""
         return 4 + self.address + 4
+
+
+def unopened_file_words(path: str | Path, exc: Exception) -> str | None:
+    """Why h5py could not open ``path`` (the file named as HDF5), in words a user can act on; None where the file is
+    HDF5 whole and the reason lies elsewhere. A scan copied off the microscope's PC and cut short reads as HDF5's
+    "truncated file: eof = 20024, sblock->base_addr = 0, stored_eof = 40048"."""
+    import h5py
+
+    if found := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc)):
+        here, whole = (int(n) for n in found.groups())
+        return (
+            f"it is cut short: {byte_size(here)} of its {byte_size(whole)} are here, of a copy or upload that did "
+            "not finish"
+        )
+    try:
+        if not h5py.is_hdf5(path):
+            return "it is not an HDF5 file: another format under this name, or damaged"
+    except OSError:
+        return None
+    return None
 
 
 def check_variable_length(path: str | Path) -> None:

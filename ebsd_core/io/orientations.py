@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length, unopened_file_words
 from ebsd_core.shared_state import silenced_output
 
 #: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
@@ -104,7 +104,8 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
             shape = tuple(int(np.asarray(header[name]).reshape(-1)[0]) for name in layout.shape)
             hexagonal = layout.grid in header and "hex" in _text(header[layout.grid][()]).lower()
     except H5PY_ERRORS as exc:
-        raise InputError(f"its indexing cannot be read ({exc.__class__.__name__}: {exc})", path) from None
+        why = unopened_file_words(path, exc) or f"{exc.__class__.__name__}: {exc}"
+        raise InputError(f"its indexing cannot be read ({why})", path) from None
     if hexagonal:
         raise InputError(_hexagonal_grid(len(euler)), path)
     euler = euler.reshape(-1, 3)
@@ -134,13 +135,34 @@ def load_crystal_map(path: str | Path):
         with silenced_output():  # orix prints phase-name notes
             xmap = orix_io.load(str(path))
     except Exception as exc:  # orix raises many types for files it cannot parse
-        raise InputError(f"orix cannot read a crystal map from it ({exc.__class__.__name__}: {exc})", path) from None
+        raise InputError(f"orix cannot read a crystal map from it ({_why_unread(path, exc)})", path) from None
     points, grid = xmap.is_in_data.size, int(np.prod(xmap.shape))
     if points != grid:
         if _hexagonal_header(path):
             raise InputError(_hexagonal_grid(points), path)
         raise InputError(f"its {points} points do not fill its {xmap.shape[0]}x{xmap.shape[1]} grid", path)
     return xmap
+
+
+#: What orix's readers of text files raise where the header or columns are not what they expect.
+_TEXT_PARSE_ERRORS = (IndexError, ValueError, KeyError, UnicodeDecodeError)
+
+
+def _why_unread(path: Path, exc: Exception) -> str:
+    """Why orix could not read ``path``, in words a user can act on where orix's own are not ("tuple index out of
+    range" for an .ang of other columns, an AttributeError for an HDF5 file of a layout it does not read)."""
+    suffix = path.suffix.lower()
+    if suffix in HDF5_EXTENSIONS:
+        if words := unopened_file_words(path, exc):
+            return words
+        if "file_reader" in str(exc):
+            return "an HDF5 file, but not of a layout orix reads: h5ebsd of EDAX or Bruker, or orix's own .h5"
+    if suffix in {".ang", ".ctf"} and isinstance(exc, _TEXT_PARSE_ERRORS):
+        if path.stat().st_size == 0:
+            return "the file is empty"
+        vendor = "EDAX OIM .ang" if suffix == ".ang" else "Oxford .ctf"
+        return f"its header or columns are not those of an {vendor}: damaged, cut short, or another format"
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _hexagonal_grid(points: int) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -22,11 +21,10 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length, unopened_file_words
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
-from ebsd_core.wording import byte_size
 
 log = logging.getLogger(__name__)
 
@@ -123,29 +121,20 @@ def _dataset_orientations(ds) -> str:
 
 def _why_unread(path: Path, exc: Exception) -> str:
     """Why kikuchipy could not read ``path``, in words a user can act on where its readers' own are not: where none
-    recognised the file, RosettaSciIO asks the user to report an error in it, and a copy cut short reads as HDF5's
-    "truncated file: eof = ..." or as a failed mmap."""
-    text = str(exc)
-    if "please report this error" in text:
-        import h5py
-
+    recognised the file, RosettaSciIO asks the user to report an error in it, a copy cut short reads as HDF5's
+    "truncated file: eof = ..." or as a failed mmap, and a binary header of nonsense as an IndexError."""
+    if path.suffix.lower() in HDF5_EXTENSIONS and (words := unopened_file_words(path, exc)):
+        return words
+    if "please report this error" in str(exc):
         if path.suffix.lower() not in HDF5_EXTENSIONS:
             return "none of its readers recognises what it holds: another format under this name, or damaged"
-        if not h5py.is_hdf5(path):
-            return "it is not an HDF5 file: another format under this name, or damaged"
         return (
             "an HDF5 file, but not laid out as the EBSD files it reads are: h5ebsd of EDAX, Bruker or kikuchipy, "
             "Oxford H5OINA, EMsoft, or this tool's datasets"
         )
-    if found := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text):
-        here, whole = (int(n) for n in found.groups())
-        return (
-            f"it is cut short: {byte_size(here)} of its {byte_size(whole)} are here, of a copy or upload that did "
-            "not finish"
-        )
     if isinstance(exc, IndexError | struct.error):  # a binary header read as numbers that make no sense
         return "its header cannot be read: damaged, cut short, or another format under this name"
-    if "mmap length is greater than file size" in text:
+    if "mmap length is greater than file size" in str(exc):
         return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
     return f"{exc.__class__.__name__}: {exc}"
 
