@@ -605,6 +605,12 @@ def export_model(name: str | Path, out: str | Path, store: Path | None = None, f
 def read_card(path: str | Path) -> ModelCard:
     folder = resolve_model_dir(path)
     meta_path = folder / META
+    if not folder.exists():
+        raise ModelError(
+            "no such saved model: neither a model's folder nor a name in the store (python -m ebsd_core models "
+            "lists them)",
+            folder,
+        )
     if not meta_path.is_file():
         raise ModelError(f"no {META} here: not a saved model", folder)
     try:

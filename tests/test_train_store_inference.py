@@ -461,7 +461,8 @@ def test_cli_train_evaluate_predict(tiny_dataset, tmp_path, capsys, caplog, monk
     assert first.split(",")[2] in {"Pm-3m", "Pm-3n", "Fm-3m", "Fd-3m", "Im-3m", "Ia-3d", "unknown"}
     capsys.readouterr()
     assert main(["predict", "--model", "nonexistent", "--input", str(tiny_dataset), "--out", str(out)]) == 2
-    assert "not a saved model" in capsys.readouterr().err
+    told = capsys.readouterr().err
+    assert "nonexistent: no such saved model: neither a model's folder nor a name in the store" in told
     with pytest.raises(SystemExit):
         main(["predict", "--model", "cli-model", "--input", str(tiny_dataset), "--out", str(out), "--views", "0"])
     assert "views must be a whole number from 1 to 64" in capsys.readouterr().err
