@@ -763,7 +763,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         download_button(
             suffix,
             functools.partial(cached_export, map_path, modified, suffix, threshold),  # made only when clicked
-            f"{Path(phase_map.source).stem}{suffix}",
+            f"{Path(shown_name(phase_map.source)).stem}{suffix}",  # my scan.ang of my scan.h5, as uploaded
             where=column,
             help=f"Not available: {reason}." if reason else description,
             key=f"export{suffix}",

@@ -304,7 +304,7 @@ def score_panel(job_id: str, normalise: bool) -> None:
         show_notes(state.result.get("notes", []))
         show_scores(metrics, normalise, key=f"score-{job_id}")
         scored = {"model": state.result["model"], "data": state.result["dataset"], **metrics}
-        name = f"{state.result['model']}-on-{Path(state.result['dataset']).stem}-scores.json"
+        name = f"{state.result['model']}-on-{Path(shown_name(state.result['dataset'])).stem}-scores.json"
         download_button("Scores (JSON)", json.dumps(scored, indent=1), name, "application/json", key=f"dl-{job_id}")
     elif state.status in FINISHED:
         st.error(for_the_user(f"{state.title}: {state.status}: {state.error or state.message}"))

@@ -1856,13 +1856,23 @@ def test_a_dataset_uploaded_again_under_its_name_leaves_the_first_as_it_was(app,
     assert first.read_bytes() == tiny_dataset.read_bytes()
 
 
-def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(app, map_model, map_scan_file, tiny_dataset):
+def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(
+    app, monkeypatch, map_model, map_scan_file, tiny_dataset
+):
     """Found on review: a second upload of one name replaced the first in the session, so the map shown (its points'
     patterns, the regions to train on, a map again with another model) read the new file as the scan mapped."""
     import shutil
 
+    import pages.common
     from pages.common import job_manager
 
+    offered = []  # the file names of the downloads offered, which AppTest does not show
+    button = pages.common.download_button
+    monkeypatch.setattr(
+        pages.common,
+        "download_button",
+        lambda label, data, name, *a, **k: (offered.append(name), button(label, data, name, *a, **k)),
+    )
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     app.switch_page("pages/phasemap.py").run()
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
@@ -1873,6 +1883,7 @@ def test_a_mapped_scan_stays_when_another_of_its_name_is_uploaded(app, map_model
     mapped = Path(app.session_state["map_scan"])
     # named as uploaded (not my_scan.h5, as the session's copy is named) wherever the map is
     assert any(h.value.startswith("my scan.h5: 8 x 10 points") for h in app.subheader), [h.value for h in app.subheader]
+    assert "my scan.ang" in offered and "my scan.ctf" in offered  # its exports too
     app.switch_page("pages/explain.py").run()
     assert "phase-map scan: my scan.h5" in next(s for s in app.selectbox if s.label == "Patterns from").options
     app.switch_page("pages/phasemap.py").run()
