@@ -75,9 +75,14 @@ def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, strea
     source = open_patterns(root)
     assert len(source) == 8  # only its header was read
     assert source.batch(0, 2).shape == (2, 20, 20)
-    with pytest.raises(InputError, match="cannot read this image") as info:
+    # in words a user can act on, not PIL's "OSError: image file is truncated (3 bytes not processed)"
+    cut_short = r"cannot read this image \(it is cut short: a copy or upload that did not finish, or damaged\)"
+    with pytest.raises(InputError, match=cut_short) as info:
         source.batch(0, 8)
     assert str(root / "Fm-3m" / "p2.png") in str(info.value)
+    (root / "Fm-3m" / "p2.png").write_text("a text file under an image's name")  # not PIL's "cannot identify"
+    with pytest.raises(InputError, match=r"\(not an image in a format that is read: another format under this name"):
+        open_patterns(root / "Fm-3m" / "p2.png")
 
 
 def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):

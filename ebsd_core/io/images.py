@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.paths import is_hidden
@@ -72,7 +72,16 @@ def _image_errors(path: str | Path) -> Iterator[None]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning where -W error makes it one
         raise InputError("image declares an implausibly large size (decompression bomb refused)", path) from None
     except Exception as exc:  # PIL raises many types for corrupt files
-        raise InputError(f"cannot read this image ({exc.__class__.__name__}: {exc})", path) from None
+        raise InputError(f"cannot read this image ({_why_unread(exc)})", path) from None
+
+
+def _why_unread(exc: Exception) -> str:
+    """PIL's reason in words a user can act on where its own are not."""
+    if isinstance(exc, UnidentifiedImageError):  # "cannot identify image file 'x.png'"
+        return "not an image in a format that is read: another format under this name, or damaged"
+    if "image file is truncated" in str(exc):
+        return "it is cut short: a copy or upload that did not finish, or damaged"
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _checked_header(img: Image.Image, path: str | Path) -> tuple[tuple[int, int], np.dtype]:
