@@ -66,8 +66,12 @@ def test_truncated_dataset(tmp_path):
     path = write_dataset(_toy(200), tmp_path / "big.h5")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="big.h5"):
+    with pytest.raises(InputError, match="big.h5: it is cut short: .* are here, of a copy or upload that did not"):
         read_dataset(path)
+    from ebsd_core.io.readers import open_patterns
+
+    with pytest.raises(InputError, match="big.h5: it is cut short"):  # not "kikuchipy cannot read" a dataset
+        open_patterns(path)
 
 
 def test_wrong_hdf5_is_refused(tmp_path):

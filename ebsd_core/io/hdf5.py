@@ -86,6 +86,24 @@ def unopened_file_words(path: str | Path, exc: Exception) -> str | None:
     return None
 
 
+def check_opens(path: str | Path) -> None:
+    """Refuse a file named as HDF5 that h5py cannot open because it is cut short or not HDF5 at all, saying so; other
+    problems are left to the reader, which says why.
+
+    Raises
+    ------
+    InputError
+        Naming the file and what is wrong with it.
+    """
+    import h5py
+
+    try:
+        h5py.File(path, "r").close()
+    except H5PY_ERRORS as exc:
+        if words := unopened_file_words(path, exc):
+            raise InputError(words, path) from None
+
+
 def check_variable_length(path: str | Path) -> None:
     """Refuse an HDF5 file whose variable-length values declare more bytes than their heap holds.
 
