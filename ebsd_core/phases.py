@@ -219,10 +219,27 @@ def parse_space_group(text: str | int) -> int:
     by_symbol = {_symbol_key(v): k for k, v in M3M_SPACE_GROUPS.items()}
     if cleaned and _symbol_key(cleaned) in by_symbol:
         return by_symbol[_symbol_key(cleaned)]
-    raise PhaseError(
-        f"unknown space group {text!r}: use a number 221-230 or a symbol such as "
-        f"{', '.join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)}"
-    )
+    six = ", ".join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)
+    other = _other_space_group(cleaned)
+    if other in M3M_SPACE_GROUPS:  # "Fd-3m:2": an origin choice
+        return other
+    if other is not None:  # Ti's "P6_3/mmc": a space group, but not one a model here tells apart
+        raise PhaseError(
+            f"{text!r} is space group {other}, not one of the cubic m-3m space groups 221-230 this tool tells apart "
+            f"(such as {six})"
+        )
+    raise PhaseError(f"unknown space group {text!r}: use a number 221-230 or a symbol such as {six}")
+
+
+def _other_space_group(symbol: str) -> int | None:
+    """The number of a Hermann-Mauguin symbol of any space group (``"P6_3/mmc"``, ``"Fd-3m:2"``), or None."""
+    from diffpy.structure.spacegroups import GetSpaceGroup
+
+    written = re.sub(r":\w+$", "", symbol).replace("_", "").replace(" ", "")
+    try:
+        return int(GetSpaceGroup(written).number) if written else None
+    except (ValueError, KeyError):
+        return None
 
 
 def catalogue_material(key: str) -> Material | None:

@@ -31,6 +31,7 @@ def test_default_classes_have_three_materials_each():
         ("F m -3 m", 225),  # as CIF files write it
         ("Im\u22123m", 229),  # a minus sign
         ("Fd3\u0304m", 227),  # a bar over the 3
+        ("Fd-3m:2", 227),  # an origin choice, as some tables and CIF files write it
     ],
 )
 def test_parse_space_group(text, number):
@@ -41,6 +42,16 @@ def test_parse_space_group(text, number):
 def test_unknown_space_group_is_refused(bad):
     with pytest.raises(PhaseError, match="space group"):
         parse_space_group(bad)
+
+
+def test_a_space_group_of_another_kind_is_named_as_such():
+    """Ti's "P6_3/mmc" was an "unknown space group": it is one, but not one of the six a model here tells apart."""
+    with pytest.raises(PhaseError, match=r"'P6_3/mmc' is space group 194, not one of the cubic m-3m space groups"):
+        parse_space_group("P6_3/mmc")
+    with pytest.raises(PhaseError, match=r"'Fm-3' is space group 202, not one of the cubic m-3m"):
+        parse_space_group("Fm-3")
+    with pytest.raises(PhaseError, match=r"unknown space group 'nickel'"):
+        parse_space_group("nickel")
 
 
 def test_unknown_phase_names_known_ones():
