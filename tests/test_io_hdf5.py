@@ -245,9 +245,13 @@ def test_valid_files_pass(h5oina, tmp_path):
     check_variable_length(path)
 
 
-def test_a_file_h5py_cannot_open_is_left_to_the_reader(tmp_path):
+def test_a_file_that_is_not_hdf5_is_said_so_and_other_unopened_ones_left_to_the_reader(tmp_path):
     path = tmp_path / "scan.h5oina"
     path.write_bytes(b"not hdf5 at all")
-    check_variable_length(path)
-    with pytest.raises(InputError, match="scan.h5oina"):
-        open_patterns(path)
+    with pytest.raises(InputError, match="scan.h5oina: it is not an HDF5 file: another format under this name"):
+        check_variable_length(path)
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n junk")  # HDF5's signature, then nothing HDF5 can read
+    check_variable_length(damaged)
+    with pytest.raises(InputError, match="damaged.h5: kikuchipy cannot read this file"):
+        open_patterns(damaged)

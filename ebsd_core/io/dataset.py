@@ -27,7 +27,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length, unopened_file_words
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -230,7 +230,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(unopened_file_words(path, exc) or f"not a readable HDF5 file ({exc})", path) from None
+        raise InputError(f"not a readable HDF5 file ({exc})", path) from None
     try:
         if f.attrs.get("format") != FORMAT_NAME:
             raise InputError(

@@ -79,35 +79,16 @@ def unopened_file_words(path: str | Path, exc: Exception) -> str | None:
             "not finish"
         )
     try:
-        if not h5py.is_hdf5(path):
-            return "it is not an HDF5 file: another format under this name, or damaged"
+        hdf5 = h5py.is_hdf5(path)
     except OSError:
         return None
-    return None
-
-
-def check_opens(path: str | Path) -> None:
-    """Refuse a file named as HDF5 that h5py cannot open because it is cut short or not HDF5 at all, saying so; other
-    problems are left to the reader, which says why.
-
-    Raises
-    ------
-    InputError
-        Naming the file and what is wrong with it.
-    """
-    import h5py
-
-    try:
-        h5py.File(path, "r").close()
-    except H5PY_ERRORS as exc:
-        if words := unopened_file_words(path, exc):
-            raise InputError(words, path) from None
+    return None if hdf5 else "it is not an HDF5 file: another format under this name, or damaged"
 
 
 def check_variable_length(path: str | Path) -> None:
-    """Refuse an HDF5 file whose variable-length values declare more bytes than their heap holds.
-
-    A file h5py cannot open is left to the reader, which says why.
+    """Refuse an HDF5 file whose variable-length values declare more bytes than their heap holds, and one that h5py
+    cannot open because it is cut short or not HDF5 at all (:func:`unopened_file_words`); a file h5py cannot open
+    for another reason is left to the reader, which says why.
 
     Raises
     ------
@@ -121,7 +102,9 @@ def check_variable_length(path: str | Path) -> None:
         with h5py.File(path, "r") as file:
             sizes = _Sizes(*file.id.get_create_plist().get_sizes(), path.stat().st_size)
             datasets, headers = _dataset_values(file, sizes)
-    except H5PY_ERRORS:
+    except H5PY_ERRORS as exc:
+        if words := unopened_file_words(path, exc):
+            raise InputError(words, path) from None
         return
     with path.open("rb") as handle:
         found = datasets + [

@@ -21,7 +21,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_opens, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
 from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
@@ -122,7 +122,8 @@ def _dataset_orientations(ds) -> str:
 def _why_unread(path: Path, exc: Exception) -> str:
     """Why kikuchipy could not read ``path``, in words a user can act on where its readers' own are not: where none
     recognised the file, RosettaSciIO asks the user to report an error in it, a copy cut short reads as a failed
-    mmap, and a binary header of nonsense as an IndexError (an HDF5 file cut short is refused before: check_opens)."""
+    mmap, and a binary header of nonsense as an IndexError (an HDF5 file cut short was refused before it came
+    here)."""
     if "please report this error" in str(exc):
         if path.suffix.lower() not in HDF5_EXTENSIONS:
             return "none of its readers recognises what it holds: another format under this name, or damaged"
@@ -483,8 +484,7 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             "zip", lambda p, lazy: images.read_image_zip(p, labelled, lazy), lambda _zip: members
         )
     if suffix in HDF5_EXTENSIONS:
-        check_variable_length(path)  # before anything reads it, even to ask what it is
-        check_opens(path)  # a project dataset cut short is no file for kikuchipy to be named with
+        check_variable_length(path)  # before anything reads it, even to ask what it is (and one cut short)
     if suffix in {".h5", ".hdf5"} and is_dataset_file(path):
         return _read_project_dataset
     if suffix in images.IMAGE_EXTENSIONS:
