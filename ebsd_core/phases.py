@@ -8,6 +8,7 @@ Users add phases from CIF files with :func:`phase_from_cif`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,26 +221,66 @@ def parse_space_group(text: str | int) -> int:
     if cleaned and _symbol_key(cleaned) in by_symbol:
         return by_symbol[_symbol_key(cleaned)]
     six = ", ".join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)
-    other = _other_space_group(cleaned)
+    other = any_space_group(cleaned)
     if other in M3M_SPACE_GROUPS:  # "Fd-3m:2": an origin choice
         return other
     if other is not None:  # Ti's "P6_3/mmc": a space group, but not one a model here tells apart
-        raise PhaseError(
-            f"{text!r} is space group {other}, not one of the cubic m-3m space groups 221-230 this tool tells apart "
-            f"(such as {six})"
-        )
+        raise PhaseError(f"{cleaned!r} is {space_group_words(cleaned)}, {NOT_TOLD_APART} (such as {six})")
     raise PhaseError(f"unknown space group {text!r}: use a number 221-230 or a symbol such as {six}")
 
 
-def _other_space_group(symbol: str) -> int | None:
-    """The number of a Hermann-Mauguin symbol of any space group (``"P6_3/mmc"``, ``"Fd-3m:2"``), or None."""
+def _written_key(symbol: str) -> str:
+    """A symbol as a folder or file name can write it: no slashes, underscores or spaces (``"P63mmc"``)."""
+    return symbol.translate(str.maketrans("\u2212", "-", "/_ ")).lower()
+
+
+@functools.cache
+def _every_space_group() -> dict[str, tuple[int, str]]:
+    """The 230 space groups' numbers and symbols by their symbols' written keys, in every setting diffpy knows
+    (``"r-3m"``: 166, ``"R-3m"``); a key that two groups shared would be left out (none is)."""
+    from diffpy.structure.spacegroups import SpaceGroupList
+
+    found: dict[str, set[tuple[int, str]]] = {}
+    for group in SpaceGroupList:
+        number = group.number % 1000  # settings other than the standard one are numbered from 1000 (R-3m's 1166)
+        for symbol in (group.short_name, group.pdb_name):
+            found.setdefault(_written_key(symbol), set()).add((number, group.short_name))
+    return {key: min(named) for key, named in found.items() if len({number for number, _ in named}) == 1}
+
+
+def _named_space_group(text: str) -> tuple[int, str] | None:
+    cleaned = re.sub(r":\w+$", "", str(text).strip())
+    if cleaned.isdigit():
+        return (int(cleaned), _standard_symbol(int(cleaned))) if 1 <= int(cleaned) <= 230 else None
+    return _every_space_group().get(_written_key(cleaned)) if cleaned else None
+
+
+def _standard_symbol(number: int) -> str:
     from diffpy.structure.spacegroups import GetSpaceGroup
 
-    written = re.sub(r":\w+$", "", symbol).replace("_", "").replace(" ", "")
-    try:
-        return int(GetSpaceGroup(written).number) if written else None
-    except (ValueError, KeyError):
+    symbol = GetSpaceGroup(number).short_name
+    return "R" + symbol[1:] if symbol.startswith("H") else symbol  # diffpy's H-3m: R-3m on hexagonal axes
+
+
+def any_space_group(text: str) -> int | None:
+    """The number of any of the 230 space groups that a number or a Hermann-Mauguin symbol names, as written by hand,
+    by CIF files or in a folder's name: ``"194"``, ``"P6_3/mmc"``, ``"P63mmc"`` and ``"P 63/m m c"`` are 194,
+    ``"Fd-3m:2"`` (an origin choice) 227; None for anything else."""
+    named = _named_space_group(text)
+    return named[0] if named else None
+
+
+#: Why a space group other than the cubic m-3m ones is not a class here.
+NOT_TOLD_APART = "not one of the cubic m-3m space groups 221-230 this tool tells apart"
+
+
+def space_group_words(text: str) -> str | None:
+    """How a message names the space group that ``text`` names (``"P63mmc"``: ``"space group 194 (P63/mmc)"``),
+    or None when it names none."""
+    named = _named_space_group(text)
+    if named is None:
         return None
+    return "space group {} ({})".format(*named)
 
 
 def catalogue_material(key: str) -> Material | None:
@@ -286,10 +327,11 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
     except Exception as exc:  # diffpy raises many types for malformed CIFs
         raise PhaseError(f"cannot read this CIF file ({exc.__class__.__name__}: {exc})", path) from None
     lat = structure.lattice
+    group = f"{space_group_words(str(space_group % 1000))}, {NOT_TOLD_APART}"  # diffpy numbers settings from 1000
     if not (np.allclose([lat.a, lat.b], lat.c, rtol=1e-4) and np.allclose([lat.alpha, lat.beta, lat.gamma], 90)):
-        raise PhaseError(f"the cell is not cubic (a, b, c = {lat.a}, {lat.b}, {lat.c})", path)
+        raise PhaseError(f"the cell is not cubic (a, b, c = {lat.a}, {lat.b}, {lat.c}): {group}", path)
     if space_group not in M3M_SPACE_GROUPS:
-        raise PhaseError(f"space group {space_group} is not a cubic m-3m group (221-230)", path)
+        raise PhaseError(f"its phase is {group}", path)
     sites = _asymmetric_unit(structure, space_group)
     if not sites:
         raise PhaseError("the CIF file has no atom sites", path)

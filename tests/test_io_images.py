@@ -151,6 +151,21 @@ def test_a_lattice_or_element_name_is_told_which_space_groups_it_could_be(name, 
         images.class_from_folder_name(name)
 
 
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("P63mmc", "class folder 'P63mmc' names space group 194 (P63/mmc), not one of the cubic m-3m space groups"),
+        ("123_tial", "class folder '123_tial' names space group 123 (P4/mmm), not one of the cubic"),
+        ("hcp", "an HCP metal, Ti, Mg or Zr, is P6_3/mmc (194), not one of the cubic m-3m space groups"),
+        ("Ti", "alpha-Ti is P6_3/mmc (194), not one of the cubic m-3m space groups 221-230 this tool tells apart; "),
+    ],
+)
+def test_a_class_folder_of_a_structure_no_model_here_learns_is_told_so(name, why):
+    """A folder named after Ti's group was told only that it "does not name a space group"."""
+    with pytest.raises(PhaseError, match=re.escape(why)):
+        images.class_from_folder_name(name)
+
+
 def test_every_class_folder_that_names_no_space_group_is_named_at_once(tmp_path):
     """One run names them all, instead of one per run."""
     root = _class_folder(tmp_path / "data")

@@ -5,6 +5,7 @@ from ebsd_core.errors import PhaseError
 from ebsd_core.phases import (
     CATALOGUE,
     DEFAULT_CLASSES,
+    any_space_group,
     get_material,
     materials_for,
     parse_space_group,
@@ -46,10 +47,28 @@ def test_unknown_space_group_is_refused(bad):
 
 def test_a_space_group_of_another_kind_is_named_as_such():
     """Ti's "P6_3/mmc" was an "unknown space group": it is one, but not one of the six a model here tells apart."""
-    with pytest.raises(PhaseError, match=r"'P6_3/mmc' is space group 194, not one of the cubic m-3m space groups"):
+    with pytest.raises(PhaseError, match=r"'P6_3/mmc' is space group 194 \(P63/mmc\), not one of the cubic m-3m"):
         parse_space_group("P6_3/mmc")
-    with pytest.raises(PhaseError, match=r"'Fm-3' is space group 202, not one of the cubic m-3m"):
+    with pytest.raises(PhaseError, match=r"'Fm-3' is space group 202 \(Fm-3\), not one of the cubic m-3m"):
         parse_space_group("Fm-3")
+    with pytest.raises(PhaseError, match=r"'R-3m' is space group 166 \(R-3m\), not"):  # was 1166: diffpy's setting
+        parse_space_group("R-3m")
+    with pytest.raises(PhaseError, match=r"'P 63/m m c' is space group 194 "):  # as CIF files write it
+        parse_space_group("P 63/m m c")
+
+
+@pytest.mark.parametrize(
+    "written, number",
+    [("P63mmc", 194), ("P6_3mmc", 194), ("P4mmm", 123), ("P42mnm", 136), ("P-42m", 111), ("Fd-3m:2", 227), ("1", 1)],
+)
+def test_any_space_group_is_read_as_a_folder_name_can_write_it(written, number):
+    """A folder's name has no slash: "P63mmc" is P6_3/mmc; minus signs are kept, as P4_2/m and P-42m differ."""
+    assert any_space_group(written) == number
+
+
+@pytest.mark.parametrize("written", ["hcp", "0", "231", "", "nickel"])
+def test_what_names_no_space_group_is_none(written):
+    assert any_space_group(written) is None
     with pytest.raises(PhaseError, match=r"unknown space group 'nickel'"):
         parse_space_group("nickel")
 
@@ -151,7 +170,17 @@ def test_non_cubic_cif_refused(tmp_path):
     path.write_text(
         CIF_TEMPLATE.format(name="x", a=3.0, hm="P 63/m m c", number=194, sites="Mg1 Mg 0.333 0.667 0.25 1")
     )
-    with pytest.raises(PhaseError, match="hex.cif"):
+    with pytest.raises(PhaseError, match=r"hex.cif: its phase is space group 194 \(P63/mmc\), not one of the cubic"):
+        phase_from_cif(path)
+    path.write_text(path.read_text().replace("_cell_length_c 3.0", "_cell_length_c 5.2"))  # as Mg's cell is
+    with pytest.raises(PhaseError, match=r"not cubic \(a, b, c = 3.0, 3.0, 5.2\): space group 194 \(P63/mmc\), not"):
+        phase_from_cif(path)
+
+
+def test_a_cubic_cif_of_another_point_group_is_named_by_its_space_group(tmp_path):
+    path = tmp_path / "pyrite.cif"
+    path.write_text(CIF_TEMPLATE.format(name="fes2", a=5.42, hm="P a -3", number=205, sites="Fe1 Fe 0 0 0 1"))
+    with pytest.raises(PhaseError, match=r"pyrite.cif: its phase is space group 205 \(Pa-3\), not one of the cubic"):
         phase_from_cif(path)
 
 

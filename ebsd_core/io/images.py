@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.paths import is_hidden
-from ebsd_core.phases import get_material, parse_space_group
+from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
 MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 pattern; larger declared sizes are refused as bombs
@@ -433,13 +433,26 @@ def holds_images(folder: Path) -> bool:
     return any(is_image_name(p.name) and p.is_file() for place in places for p in place.iterdir())
 
 
-# names labs give class folders that do not say which of the space groups sharing a lattice is meant
-AMBIGUOUS_CLASS_NAMES = {
+# names labs give class folders that do not say which of the space groups sharing a lattice is meant, or that
+# name a structure no model here tells apart
+CLASS_NAME_HINTS = {
     "fe": "iron: ferrite is Im-3m (229), austenite Fm-3m (225)",
     "iron": "ferrite is Im-3m (229), austenite Fm-3m (225)",
     "fcc": "an FCC metal is Fm-3m (225), diamond-cubic Si or Ge Fd-3m (227), L1_2 Ni3Al Pm-3m (221)",
     "bcc": "a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221)",
+    "ti": f"titanium: alpha-Ti is P6_3/mmc (194), {NOT_TOLD_APART}; beta-Ti is Im-3m (229)",
+    "hcp": f"an HCP metal, Ti, Mg or Zr, is P6_3/mmc (194), {NOT_TOLD_APART}",
 }
+
+
+def _why_not_a_class(tokens: list[str]) -> str:
+    for token in tokens:  # "P63mmc" for Ti, "123"
+        if named := space_group_words(token):
+            return f"names {named}, {NOT_TOLD_APART}"
+    for token in tokens:
+        if token.lower() in CLASS_NAME_HINTS:
+            return f"does not name a space group ({CLASS_NAME_HINTS[token.lower()]})"
+    return "does not name a space group"
 
 
 def class_from_folder_name(name: str) -> int:
@@ -453,10 +466,9 @@ def class_from_folder_name(name: str) -> int:
     for token in tokens:  # after the space groups: "225_w" is Fm-3m, whatever tungsten's group
         with contextlib.suppress(PhaseError):
             return get_material(token).space_group
-    hint = next((f" ({AMBIGUOUS_CLASS_NAMES[t.lower()]})" for t in tokens if t.lower() in AMBIGUOUS_CLASS_NAMES), "")
     raise PhaseError(
-        f"class folder {name!r} does not name a space group{hint}; name it like 'Fm-3m', '225', '225_ni' or after a "
-        "catalogue material ('ni3al'; see 'python -m ebsd_core phases')"
+        f"class folder {name!r} {_why_not_a_class(tokens)}; name it like 'Fm-3m', '225', "
+        "'225_ni' or after a catalogue material ('ni3al'; see 'python -m ebsd_core phases')"
     )
 
 
