@@ -49,7 +49,9 @@ def dashboard_page(server: str, link: str):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server)
-        # Playwright's default 30 s is too short for a first page on 2 busy cores (it imports torch)
+        # Playwright's default 30 s is too short for a first page on 2 busy cores (it imports torch); Home's first
+        # run is let finish before the link is clicked (twice in CI, a page clicked to during it never showed)
+        page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=FIRST_RUN_MS)
         page.get_by_role("link", name=link).first.click(timeout=120_000)
         yield page
         browser.close()
