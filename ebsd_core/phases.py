@@ -327,10 +327,12 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
     except Exception as exc:  # diffpy raises many types for malformed CIFs
         raise PhaseError(f"cannot read this CIF file ({exc.__class__.__name__}: {exc})", path) from None
     lat = structure.lattice
-    group = f"{space_group_words(str(space_group % 1000))}, {NOT_TOLD_APART}"  # diffpy numbers settings from 1000
+    # diffpy numbers settings other than the standard one from 1000
+    group = "" if space_group in M3M_SPACE_GROUPS else f"{space_group_words(str(space_group % 1000))}, {NOT_TOLD_APART}"
     if not (np.allclose([lat.a, lat.b], lat.c, rtol=1e-4) and np.allclose([lat.alpha, lat.beta, lat.gamma], 90)):
-        raise PhaseError(f"the cell is not cubic (a, b, c = {lat.a}, {lat.b}, {lat.c}): {group}", path)
-    if space_group not in M3M_SPACE_GROUPS:
+        shape = f"the cell is not cubic (a, b, c = {lat.a}, {lat.b}, {lat.c})"
+        raise PhaseError(f"{shape}: {group}" if group else shape, path)
+    if group:
         raise PhaseError(f"its phase is {group}", path)
     sites = _asymmetric_unit(structure, space_group)
     if not sites:

@@ -177,6 +177,14 @@ def test_non_cubic_cif_refused(tmp_path):
         phase_from_cif(path)
 
 
+def test_a_cif_of_an_m3m_group_with_a_cell_not_cubic_is_not_told_its_group_is_another(tmp_path):
+    path = tmp_path / "ni.cif"
+    path.write_text(CIF_TEMPLATE.format(name="ni", a=3.52, hm="F m -3 m", number=225, sites="Ni1 Ni 0 0 0 1"))
+    path.write_text(path.read_text().replace("_cell_length_c 3.52", "_cell_length_c 3.60"))
+    with pytest.raises(PhaseError, match=r"ni.cif: the cell is not cubic \(a, b, c = 3.52, 3.52, 3.6\)$"):
+        phase_from_cif(path)
+
+
 def test_a_cubic_cif_of_another_point_group_is_named_by_its_space_group(tmp_path):
     path = tmp_path / "pyrite.cif"
     path.write_text(CIF_TEMPLATE.format(name="fes2", a=5.42, hm="P a -3", number=205, sites="Fe1 Fe 0 0 0 1"))
