@@ -157,6 +157,10 @@ def _zip_of(path, members: dict[str, bytes]):
             lambda p: _zip_of(p.with_suffix(".zip"), {"scans/a.h5": b"x", "scans/._a.h5": b"x", "notes.txt": b"x"}),
             r"holds 1 scan file\(s\) \(scans/a.h5\) and no images: a scan is read from its own file, never from a zip",
         ),
+        (
+            lambda p: _zip_of(p.with_suffix(".zip"), {"Fm-3m.zip": b"x", "._Fm-3m.zip": b"x", "Im-3m.zip": b"x"}),
+            r"holds 2 zip\(s\) \(Fm-3m.zip, Im-3m.zip\) and no images: a zip inside a zip is not read: unpack it",
+        ),
         (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG broken"), "cannot read this image"),
         (lambda p: p.with_suffix(".h5").write_bytes(b"\x89HDF\r\n\x1a\n junk"), "kikuchipy cannot read"),
     ],
@@ -168,6 +172,26 @@ def test_bad_inputs_are_named(tmp_path, setup, match):
     with pytest.raises(InputError, match=match) as info:
         open_patterns(target)
     assert target.name in str(info.value)
+
+
+def test_scans_and_zips_beside_images_are_named_as_not_read(tmp_path):
+    """Found on review: a zip inside a folder or zip of images was passed over without a word (scan files were
+    named)."""
+    folder = tmp_path / "patterns"
+    _write_png(folder / "p1.png", np.zeros((20, 20), np.uint8))
+    (folder / "more.zip").write_bytes(b"x")
+    assert open_patterns(folder).warnings == [
+        "zip(s) here were not read, only the images: more.zip; give a zip by itself"
+    ]
+    (folder / "scan.up2").write_bytes(b"x")
+    _zip_of(tmp_path / "patterns.zip", {name: (folder / name).read_bytes() for name in ("p1.png", "more.zip")})
+    assert open_patterns(folder).warnings == [
+        "scan file(s) and zip(s) here were not read, only the images: scan.up2, more.zip; give a scan file (or zip) "
+        "by itself"
+    ]
+    assert open_patterns(tmp_path / "patterns.zip").warnings == [
+        "zip(s) here were not read, only the images: more.zip; give a zip by itself"
+    ]
 
 
 def test_a_scan_cut_short_or_not_what_its_name_says_is_named_so(tmp_path):
@@ -291,6 +315,27 @@ def test_a_hexagonal_grid_is_named(recwarn):
     source = open_patterns(KIKUCHIPY_DATA / ("edax_binary/edax_binary.up2"))
     assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID]
     assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
+
+
+def test_an_edax_binary_file_cut_short_says_so(tmp_path):
+    """Found on review: an .up1 (or a hexagonal .up2) cut part-way through a pattern read as a smaller scan without
+    a word, as kikuchipy counts their patterns from the file's size; cut within its header, the user was shown
+    Python's own words ("not enough values to unpack", "float division by zero")."""
+    for name in ("edax_binary.up1", "edax_binary.up2"):
+        whole = (KIKUCHIPY_DATA / "edax_binary" / name).read_bytes()
+        cut = tmp_path / name
+        cut.write_bytes(whole[: len(whole) // 2])
+        source = open_patterns(cut)
+        assert len(source) == 4
+        assert source.warnings[-1] == (
+            "the file ends part-way through pattern 5 (a copy or upload that did not finish?): the 4 whole "
+            "patterns before it were read"
+        )
+        for size in (8, 20, 40):
+            cut.write_bytes(whole[:size])
+            with pytest.raises(InputError, match=rf"{name}: kikuchipy cannot read this file \(its header cannot be"):
+                open_patterns(cut)
+    assert open_patterns(KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up1").warnings == []
 
 
 def test_a_master_pattern_is_named_as_such():

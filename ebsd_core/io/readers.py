@@ -131,7 +131,8 @@ def _why_unread(path: Path, exc: Exception) -> str:
             "an HDF5 file, but not laid out as the EBSD files it reads are: h5ebsd of EDAX, Bruker or kikuchipy, "
             "Oxford H5OINA, EMsoft, or this tool's datasets"
         )
-    if isinstance(exc, IndexError | struct.error):  # a binary header read as numbers that make no sense
+    if isinstance(exc, IndexError | struct.error | ZeroDivisionError) or "values to unpack" in str(exc):
+        # a binary header read as numbers that make no sense (a pattern of 0 px), or cut short before its end
         return "its header cannot be read: damaged, cut short, or another format under this name"
     if "mmap length is greater than file size" in str(exc):
         return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
@@ -202,6 +203,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         hexagonal_grid=hexagonal,
         warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path))
         + ([HEXAGONAL_GRID] if hexagonal else [])
+        + _edax_cut_short(path, len(flat), int(np.prod(sig_shape)) * data.dtype.itemsize, hexagonal)
         + indexing_notes,
     )
 
@@ -250,6 +252,23 @@ def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]
     if nordif.is_scan_file(path) and background is None:
         notes.append(f"no {nordif.BACKGROUND_FILE} beside it: only the dynamic background is removed")
     return notes
+
+
+def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bool) -> list[str]:
+    """A note when an EDAX .up1/.up2 file ends part-way through a pattern. Where its header gives no map (version
+    1, or a hexagonal grid), kikuchipy counts the patterns from the file's size and drops a last one cut short;
+    so a copy or upload that did not finish reads without a word, as a smaller scan."""
+    if path.suffix.lower() not in {".up1", ".up2"}:
+        return []
+    with open(path, "rb") as file:
+        version, _, _, offset = struct.unpack("<4I", file.read(16))
+    left_over = path.stat().st_size - offset - patterns * pattern_bytes
+    if (version != 1 and not hexagonal) or not 0 < left_over < pattern_bytes:
+        return []
+    return [
+        f"the file ends part-way through pattern {patterns + 1} (a copy or upload that did not finish?): the "
+        f"{patterns} whole patterns before it were read"
+    ]
 
 
 def _h5ebsd_scans(path: Path) -> list[str]:
@@ -388,12 +407,21 @@ def _scan_file_names(names: list[str]) -> list[str]:
     return sorted(name for name in names if _is_scan_file_name(Path(name).name))
 
 
+def _zip_file_names(names: list[str]) -> list[str]:
+    """The zips among the member ``names`` of a zip, hidden ones passed over as everywhere else."""
+    return sorted(name for name in names if name.lower().endswith(".zip") and not is_hidden(Path(name).name))
+
+
 def _unread_scan_files(names: list[str]) -> str | None:
-    """The warning for scan files inside a folder or zip read as images, or None when there are none."""
-    scans = _scan_file_names(names)
-    if not scans:
+    """The warning for scan files (or zips) inside a folder or zip read as images, or None when there are none."""
+    scans, zips = _scan_file_names(names), _zip_file_names(names)
+    if not scans and not zips:
         return None
-    return f"scan file(s) here were not read, only the images: {images.first_names(scans)}; give a scan file by itself"
+    what = " and ".join(kind for kind, found in (("scan file(s)", scans), ("zip(s)", zips)) if found)
+    return (
+        f"{what} here were not read, only the images: {images.first_names(scans + zips)}; give "
+        f"{'a scan file' if scans else 'a zip'}{' (or zip)' if scans and zips else ''} by itself"
+    )
 
 
 def _read_image_container(kind: str, read: Callable, listing: Callable[[Path], list[str]]) -> Reader:
@@ -478,6 +506,12 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             raise InputError(
                 f"holds {len(scans)} scan file(s) ({images.first_names(scans)}) and no images: a scan is read from its "
                 "own file, never from a zip: unpack it and give (or upload) the scan files themselves",
+                path,
+            )
+        if not any(images.is_image_name(name) for name in members) and (zips := _zip_file_names(members)):
+            raise InputError(
+                f"holds {len(zips)} zip(s) ({images.first_names(zips)}) and no images: a zip inside a zip is not "
+                "read: unpack it and give (or upload) the zips inside one at a time",
                 path,
             )
         return _read_image_container(
