@@ -85,3 +85,22 @@ def test_wrong_hdf5_is_refused(tmp_path):
 def test_a_folder_given_as_a_dataset_says_how_to_make_one(tmp_path):
     with pytest.raises(InputError, match="is a folder, not a dataset file: make one from class folders"):
         read_dataset(tmp_path)
+
+
+def test_a_pattern_file_given_as_a_dataset_is_named_for_what_it_is(tmp_path):
+    """Found on review: a PNG or an EDAX scan given to train as --data was told it is "not an HDF5 file: another
+    format under this name, or damaged"."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "p1.png")
+    (tmp_path / "scan.up2").write_bytes(b"\x03\x00\x00\x00" * 8)
+    (tmp_path / "data").write_bytes(b"\x03\x00\x00\x00" * 8)
+    for name, what in (("p1.png", "is a .png file, not"), ("scan.up2", "is a .up2 file, not"), ("data", "is not")):
+        with pytest.raises(InputError, match=rf"/{name}: {what} a dataset \(the HDF5 file that 'simulate'"):
+            read_dataset(tmp_path / name)
+    (tmp_path / "empty.h5").write_bytes(b"")
+    with pytest.raises(InputError, match="/empty.h5: the file is empty$"):
+        read_dataset(tmp_path / "empty.h5")
+    (tmp_path / "word.h5").write_bytes(b"a Word document, renamed" * 40)  # HDF5 by its name: the HDF5 checks speak
+    with pytest.raises(InputError, match="/word.h5: it is not an HDF5 file: another format under this name"):
+        read_dataset(tmp_path / "word.h5")

@@ -27,7 +27,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -215,6 +215,22 @@ def is_dataset_file(path: str | Path) -> bool:
         return False
 
 
+def _refuse_other_formats(path: Path) -> None:
+    """Refuse an empty file, and a pattern file of another format (an image, an EDAX scan) by what it is: found on
+    review, a PNG given as a dataset was told that it is not an HDF5 file, "another format under this name, or
+    damaged". One named as HDF5 is left to the HDF5 checks, which say what is wrong with it."""
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", path)
+    if path.suffix.lower() not in HDF5_EXTENSIONS and not h5py.is_hdf5(path):
+        raise InputError(
+            f"{f'is a {path.suffix} file, not' if path.suffix else 'is not'} a dataset (the HDF5 file that 'simulate' "
+            "and 'dataset' write): make one of a scan or images of one known phase with 'python -m ebsd_core dataset "
+            "--scan FILE=SPACEGROUP --out data.h5', of class folders with 'dataset --labelled FOLDER' (or on the "
+            "Data page)",
+            path,
+        )
+
+
 def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     """Read a dataset; with ``lazy=True`` the patterns stay an open h5py dataset."""
     path = Path(path)
@@ -226,6 +242,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
         )
     if not path.is_file():
         raise InputError("no such file", path)
+    _refuse_other_formats(path)
     check_variable_length(path)
     try:
         f = h5py.File(path, "r")

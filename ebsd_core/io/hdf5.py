@@ -30,6 +30,8 @@ from ebsd_core.wording import byte_size
 
 #: What h5py raises for a damaged file (an InputError is a ValueError too: raise none inside such a ``try``).
 H5PY_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError)
+#: HDF5 file types: EBSD vendors' (where their own layouts are looked for) and this tool's datasets.
+HDF5_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina"}
 #: Variable-length values read at a time (EBSD files hold a few header strings, but any number are checked).
 VALUES_PER_READ = 1_000_000
 #: HDF5's smallest global heap collection: values up to this long are never looked up.

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length, unopened_file_words
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, unopened_file_words
 from ebsd_core.shared_state import silenced_output
 
-#: HDF5 file types, where a vendor's own layout (:data:`VENDOR_INDEXING`) is looked for before orix reads them.
-HDF5_EXTENSIONS = {".h5", ".hdf5", ".h5ebsd", ".h5oina"}
 #: File types orientations are read from.
 ORIENTATION_EXTENSIONS = {".ang", ".ctf"} | HDF5_EXTENSIONS
 

@@ -21,8 +21,8 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.hdf5 import H5PY_ERRORS, check_variable_length
-from ebsd_core.io.orientations import HDF5_EXTENSIONS, from_crystal_map, known, read_vendor_indexing
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length
+from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
 
