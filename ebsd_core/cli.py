@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -892,6 +893,20 @@ INPUT_SIZE = whole_number_within("input size", 16, 1024)
 INFERENCE_BATCH = whole_number_within("batch size", 1, 65_536)
 
 
+def file_to_write(example: str) -> Callable[[str], Path]:
+    """An argparse type: the file an ``--out`` writes, refused where it ends in a slash, which names a folder (found
+    on review: ``--out results/`` wrote a file named ``results``, as a path loses its trailing slash)."""
+
+    def parse(text: str) -> Path:
+        if text.endswith(("/", os.sep)):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} names a folder (it ends in '/'): give the file to write, such as '{text}{example}'"
+            )
+        return Path(text)
+
+    return parse
+
+
 def pattern_position(text: str) -> int | tuple[int, int]:
     """An argparse type: a pattern's index (``17``) or its row and column in a map (``3,4``)."""
     parts = [part.strip() for part in text.split(",")]
@@ -1009,7 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=SEED, default=0, help="random seed: the same seed gives the same patterns (default 0)"
     )
-    p.add_argument("--out", type=Path, required=True, help="the dataset to write (.h5)")
+    p.add_argument("--out", type=file_to_write("data.h5"), required=True, help="the dataset to write (.h5)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser(
@@ -1037,7 +1052,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ebsd_core.assemble.PER_SCAN: enough for 400 shots, validation and testing; 0: every pattern); with "
         "--region: of each region",
     )
-    p.add_argument("--out", type=Path, required=True, help="the dataset file to write, for train --data")
+    p.add_argument(
+        "--out", type=file_to_write("data.h5"), required=True, help="the dataset file to write, for train --data"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     sub.add_parser("phases", help="list the phase catalogue")
@@ -1116,7 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scan file, an image, a folder or zip of images, or a folder of scan files or of sample folders (each "
         "scan, NORDIF acquisition and folder of images in it read by itself)",
     )
-    p.add_argument("--out", type=Path, required=True, help="CSV file")
+    p.add_argument("--out", type=file_to_write("preds.csv"), required=True, help="CSV file")
     p.add_argument(
         "--batch-size", type=INFERENCE_BATCH, help="patterns per batch (default: 256 on a CPU, 4096 on a GPU)"
     )
@@ -1166,14 +1183,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_simulated_size_option(p)
     p.add_argument("--seed", type=SEED, default=0, help="random seed: the same seed gives the same scan (default 0)")
-    p.add_argument("--out", type=Path, required=True, help="the scan to write (.h5, with its ground truth)")
+    p.add_argument(
+        "--out", type=file_to_write("scan.h5"), required=True, help="the scan to write (.h5, with its ground truth)"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
     p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--scan", type=Path, required=True, help="scan file (any supported format)")
     p.add_argument(
-        "--out", action="append", required=True, help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)"
+        "--out",
+        type=file_to_write("map.ang"),
+        action="append",
+        required=True,
+        help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)",
     )
     p.add_argument("--nav-shape", help="ROWSxCOLS when the file does not record the map shape")
     p.add_argument(
@@ -1265,7 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "name", nargs="?", help="show, export, delete: the model's name in the store (show, export: or its folder)"
     )
-    p.add_argument("--out", type=Path, help="export: the zip to write (default: NAME.zip here)")
+    p.add_argument("--out", type=file_to_write("NAME.zip"), help="export: the zip to write (default: NAME.zip here)")
     p.add_argument("--force", action="store_true", help="export: replace the zip when it exists")
     p.add_argument("--json", action="store_true", help="list, show: JSON instead of lines")
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")

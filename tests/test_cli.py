@@ -302,6 +302,21 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_work(tiny_dataset
     assert "Traceback" not in err
     assert main(["simulate", "--phases", "ni,ni3al", "--per-class", "2", "--out", str(tmp_path)]) == 2
     assert f"error: {tmp_path}: is a folder; give a file name" in capsys.readouterr().err
+    # a new folder, named by its trailing slash: a file named "results" was written
+    for command, example in (
+        (["simulate", "--phases", "ni,ni3al", "--per-class", "2"], "data.h5"),
+        (["predict", "--model", "m", "--input", str(tiny_dataset)], "preds.csv"),
+        (["phasemap", "--model", "m", "--scan", str(tiny_dataset), "--out", "map.png"], "map.ang"),
+        (["models", "export", "m"], "NAME.zip"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--out", f"{tmp_path}/results/"])
+        assert exit_info.value.code == 2
+        assert (
+            f"error: argument --out: '{tmp_path}/results/' names a folder (it ends in '/'): give the file to write, "
+            f"such as '{tmp_path}/results/{example}'"
+        ) in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
 
 
 def test_hash_password_without_a_terminal_says_so(monkeypatch, capsys):
