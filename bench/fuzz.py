@@ -1,7 +1,9 @@
 """Fuzz every reader with N mutated files per format (default 1,000) and count the outcomes.
 
 A case is "read" (the mutation left a valid file), "refused" (the project's own error with a
-message) or a finding: any other exception or a hang, listed with its type and message.
+message) or a finding: any other exception or a hang, listed with its type and message. Refusals
+that pass on Python's own words (``ValueError: ...``) are counted and listed apart, as messages
+still to be put in words a user can act on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from _common import ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fuzzing import FORMATS, case_file, outcome  # noqa: E402
+from fuzzing import FORMATS, PYTHON_WORDS, case_file, outcome  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
@@ -26,6 +28,7 @@ def fuzz_format(name: str, cases: int, folder: Path) -> dict:
     target, strategy = case_file(name, sample, folder / "case")
     counts: Counter = Counter()
     findings: Counter = Counter()
+    refusals: Counter = Counter()
 
     @settings(
         max_examples=cases, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
@@ -34,18 +37,21 @@ def fuzz_format(name: str, cases: int, folder: Path) -> dict:
     def case(data):
         target.write_bytes(data)
         try:
-            counts[outcome(fmt.read, target)] += 1
+            counts[outcome(fmt.read, target, refusals)] += 1
         except Exception as exc:  # a finding: count it and go on
             counts["finding"] += 1
             findings[f"{exc.__class__.__name__}: {str(exc)[:120]}"] += 1
 
     start = time.perf_counter()
     case()
+    in_python_words = Counter({message: n for message, n in refusals.items() if PYTHON_WORDS.search(message)})
     return {
         "cases": sum(counts.values()),
         **counts,
+        "refused_in_python_words": sum(in_python_words.values()),
         "seconds": round(time.perf_counter() - start, 1),
         "findings": dict(findings.most_common(10)),
+        "python_words": {message[:200]: n for message, n in in_python_words.most_common(10)},
     }
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import signal
 import zipfile
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,15 +67,23 @@ def time_limit(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def outcome(read: Callable[[Path], object], path: Path) -> str:
-    """'read' or 'refused'; anything else propagates (the test fails, the benchmark counts it)."""
+def outcome(read: Callable[[Path], object], path: Path, refusals: Counter | None = None) -> str:
+    """'read' or 'refused' (its message counted in ``refusals``); anything else propagates (the test fails, the
+    benchmark counts it)."""
     with time_limit(CASE_TIMEOUT_S):
         try:
             read(path)
         except EbsdError as exc:
             assert str(exc), "an error without a message"
+            if refusals is not None:
+                refusals[str(exc)] += 1
             return "refused"
     return "read"
+
+
+#: A refusal that passes on Python's own words ("ValueError: not enough values to unpack"): where a reader's
+#: failure has not been put in words a user can act on.
+PYTHON_WORDS = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b:")
 
 
 # --- valid samples ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import shutil
+import struct
 import zipfile
 
 import numpy as np
@@ -336,6 +337,30 @@ def test_an_edax_binary_file_cut_short_says_so(tmp_path):
             with pytest.raises(InputError, match=rf"{name}: kikuchipy cannot read this file \(its header cannot be"):
                 open_patterns(cut)
     assert open_patterns(KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up1").warnings == []
+
+
+def test_binary_headers_of_nonsense_are_put_in_words(tmp_path):
+    """Found by fuzzing (bench/fuzz.py counts refusals in Python's own words): Oxford .ebsp files whose patterns
+    are compressed, whose offsets point before the file or whose sizes do not fit; an .up1 whose patterns start
+    past its end."""
+    ebsp = bytearray((KIKUCHIPY_DATA / "oxford_binary" / "patterns.ebsp").read_bytes())
+    first_pattern = 80  # the first pattern's header: is_compressed, rows, columns, bytes (int32 each)
+    cases = {
+        "compressed.ebsp": (first_pattern, 1, r"its patterns are compressed, which kikuchipy cannot read: export"),
+        "version.ebsp": (0, 7, r"its header cannot be read: damaged, cut short, or another format"),  # EINVAL
+        "offset.ebsp": (8, 1, r"its header cannot be read"),  # cannot reshape
+    }
+    for name, (at, value, match) in cases.items():
+        damaged = bytearray(ebsp)
+        damaged[at : at + 4] = struct.pack("<i", value)
+        (tmp_path / name).write_bytes(damaged)
+        with pytest.raises(InputError, match=rf"{name}: kikuchipy cannot read this file \({match}"):
+            open_patterns(tmp_path / name)
+    up1 = bytearray((KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up1").read_bytes())
+    up1[12:16] = struct.pack("<I", len(up1) + 100)  # where its patterns start
+    (tmp_path / "past.up1").write_bytes(up1)
+    with pytest.raises(InputError, match=r"past.up1: kikuchipy cannot read this file \(it is shorter than its header"):
+        open_patterns(tmp_path / "past.up1")
 
 
 def test_a_master_pattern_is_named_as_such():

@@ -8,6 +8,7 @@ images, folders of images (one sub-folder per class) and zips of those.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -131,12 +132,23 @@ def _why_unread(path: Path, exc: Exception) -> str:
             "an HDF5 file, but not laid out as the EBSD files it reads are: h5ebsd of EDAX, Bruker or kikuchipy, "
             "Oxford H5OINA, EMsoft, or this tool's datasets"
         )
-    if isinstance(exc, IndexError | struct.error | ZeroDivisionError) or "values to unpack" in str(exc):
-        # a binary header read as numbers that make no sense (a pattern of 0 px), or cut short before its end
+    if "Cannot read compressed EBSD patterns" in str(exc):  # Oxford's .ebsp
+        return (
+            "its patterns are compressed, which kikuchipy cannot read: export the scan from AZtec with "
+            "uncompressed patterns, or as .h5oina"
+        )
+    if isinstance(exc, IndexError | struct.error | ZeroDivisionError) or _header_nonsense(exc):
         return "its header cannot be read: damaged, cut short, or another format under this name"
-    if "mmap length is greater than file size" in str(exc):
+    if any(words in str(exc) for words in ("mmap length is greater than file size", "length must be positive")):
         return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
     return f"{exc.__class__.__name__}: {exc}"
+
+
+def _header_nonsense(exc: Exception) -> bool:
+    """Whether a binary reader failed on numbers of its header that make no sense (found by fuzzing): a pattern of
+    0 px, a header cut short before its end, a size that does not fit the data, an offset before the file."""
+    words = ("values to unpack", "total size of new array must be unchanged", "cannot reshape array")
+    return any(w in str(exc) for w in words) or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
 
 
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
