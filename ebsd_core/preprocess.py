@@ -47,6 +47,8 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"preprocessing settings must be a record, not {type(data).__name__}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
 

@@ -274,28 +274,28 @@ class ModelCard:
         if version > FORMAT_VERSION:
             raise ModelError(f"model format {version} is newer than this tool", source)
         try:
-            classes = [int(c["space_group"]) for c in data["classes"]]
+            classes = _field(data, "classes", _space_group_numbers, "a list of classes, each with its space_group")
             for sg in classes:
                 space_group_symbol(sg)
-            threshold = float(data.get("unknown_threshold", DEFAULT_UNKNOWN_THRESHOLD))
+            threshold = _field(data, "unknown_threshold", float, "a number", DEFAULT_UNKNOWN_THRESHOLD)
             card = cls(
-                backbone=str(data["backbone"]),
+                backbone=_field(data, "backbone", str, "a name"),
                 classes=classes,
-                preprocess=PreprocessConfig.from_dict(data["preprocess"]),
-                channel_mode=str(data.get("channel_mode", "adapt")),
-                pretrained=bool(data.get("pretrained", True)),
+                preprocess=_field(data, "preprocess", PreprocessConfig.from_dict, RECORD),
+                channel_mode=_field(data, "channel_mode", str, "a name", "adapt"),
+                pretrained=_field(data, "pretrained", bool, "true or false", True),
                 unknown_threshold=threshold,
-                views=int(data.get("views", 1)),
-                views_below=None if data.get("views_below") is None else float(data["views_below"]),
-                training=dict(data.get("training", {})),
-                metrics=dict(data.get("metrics", {})),
-                history=list(data.get("history", [])),
+                views=_field(data, "views", int, "a whole number", 1),
+                views_below=_field(data, "views_below", _number_or_none, "a number", None),
+                training=_field(data, "training", dict, RECORD, {}),
+                metrics=_field(data, "metrics", dict, RECORD, {}),
+                history=_field(data, "history", list, "a list of epochs' records", []),
                 name=str(data.get("name", "")),
                 created=str(data.get("created", "")),
                 version=str(data.get("ebsd_core_version", "")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"invalid model description ({exc.__class__.__name__}: {exc})", source) from None
+        except _FieldProblem as problem:
+            raise ModelError(f"invalid model description: {problem}", source) from None
         if len(set(classes)) != len(classes) or len(classes) < 2:
             raise ModelError("the class list must hold at least two distinct space groups", source)
         if card.channel_mode not in CHANNEL_MODES:
@@ -309,7 +309,7 @@ class ModelCard:
         if not 16 <= card.preprocess.size <= 1024:
             raise ModelError(f"input size {card.preprocess.size} is outside 16..1024", source)
         if problem := _records_problem(card):
-            raise ModelError(f"invalid model description ({problem})", source)
+            raise ModelError(f"invalid model description: {problem}", source)
         return card
 
 
@@ -319,6 +319,40 @@ HISTORY_NUMBERS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class _FieldProblem(Exception):
+    """A field of model.json missing or of the wrong kind, in the words the error shows."""
+
+
+_REQUIRED = object()
+RECORD = "a record of names and values"
+
+
+def _field(data: dict, key: str, convert: Callable, kind: str, default: object = _REQUIRED) -> object:
+    """``data[key]`` made what the card holds, or ``default`` where it is absent; a model.json edited by hand or
+    written by another program is told which field is missing or holds what (found by fuzzing: "invalid model
+    description (TypeError: 'NoneType' object is not iterable)")."""
+    if key not in data:
+        if default is _REQUIRED:
+            raise _FieldProblem(f"'{key}' is missing")
+        return default
+    try:
+        return convert(data[key])
+    except (KeyError, TypeError, ValueError):
+        shown = json.dumps(data[key])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise _FieldProblem(f"'{key}' holds {shown}, not {kind}") from None
+
+
+def _space_group_numbers(classes: list) -> list[int]:
+    if not isinstance(classes, list):
+        raise TypeError("not a list")
+    return [int(c["space_group"]) for c in classes]
+
+
+def _number_or_none(value: object) -> float | None:
+    return None if value is None else float(value)
 
 
 def _records_problem(card: ModelCard) -> str | None:

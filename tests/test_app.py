@@ -164,7 +164,7 @@ def test_a_model_whose_scores_are_of_another_shape_is_shown_without_them(app, ma
     card_file.write_text(json.dumps(card))
     app.switch_page("pages/results.py").run()
     assert not app.exception
-    problem = "invalid model description (metrics test: accuracy, ece and patterns must be numbers)"
+    problem = "invalid model description: metrics test: accuracy, ece and patterns must be numbers"
     assert [w.value for w in app.warning] == [f"Skipped odd: {card_file}: {problem}"]
     card["metrics"]["test"]["accuracy"] = 0.5
     card_file.write_text(json.dumps(card))

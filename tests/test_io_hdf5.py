@@ -1,5 +1,7 @@
 """A variable-length value declaring more bytes than its heap holds is refused before HDF5 allocates them."""
 
+import subprocess
+import sys
 import zlib
 
 import h5py
@@ -9,7 +11,7 @@ from fuzzing import FORMATS
 
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import FORMAT_NAME, Dataset, read_dataset, write_dataset
-from ebsd_core.io.hdf5 import check_variable_length
+from ebsd_core.io.hdf5 import LOCKED_WORDS, check_variable_length, hdf5_error_words
 from ebsd_core.io.orientations import load_crystal_map, read_orientations
 from ebsd_core.io.readers import open_patterns
 
@@ -255,3 +257,75 @@ def test_a_file_that_is_not_hdf5_is_said_so_and_other_unopened_ones_left_to_the_
     check_variable_length(damaged)
     with pytest.raises(InputError, match="damaged.h5: kikuchipy cannot read this file"):
         open_patterns(damaged)
+
+
+def test_a_file_another_program_holds_open_for_writing_says_so(dataset_file):
+    """Found on review: a scan still being written (or open in HDFView) read as "BlockingIOError: [Errno 11] Unable
+    to synchronously open file (unable to lock file, errno = 11, ...)"."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); print('open'); time.sleep(60)"]
+        + [str(dataset_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        for read in (read_dataset, open_patterns):
+            with pytest.raises(InputError, match=r"\.h5: it is open for writing in another program, and HDF5 locks"):
+                read(dataset_file)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize(
+    "error,words",
+    [
+        (
+            BlockingIOError(
+                11,
+                "Unable to synchronously open file (unable to lock file, errno = 11, error message = "
+                "'Resource temporarily unavailable')",
+            ),
+            LOCKED_WORDS,
+        ),
+        (
+            PermissionError(
+                13,
+                "Unable to synchronously open file (unable to open file: name = 'a.h5', errno = 13, "
+                "error message = 'Permission denied', flags = 0, o_flags = 0)",
+            ),
+            "the system would not open it (Permission denied)",
+        ),
+        (
+            OSError(
+                "Unable to synchronously open file (unable to lock file, errno = 38, error message = 'Function "
+                "not implemented')"
+            ),
+            "the system would not open it (Function not implemented)",  # a file system without locks: no program
+        ),
+        (
+            KeyError("Unable to synchronously open attribute (wrong version number in dataspace message)"),
+            "it is damaged: HDF5 cannot read part of it (wrong version number in dataspace message)",
+        ),
+        (
+            RuntimeError("Link iteration failed (addr overflow, addr = 5632, size = 33554608, eoa = 35624)"),
+            "it is damaged: HDF5 cannot read part of it (addr overflow, addr = 5632, size = 33554608, eoa = 35624)",
+        ),
+        (
+            KeyError("Unable to synchronously open object (object 'labels' doesn't exist)"),
+            "'labels' is missing from it: a file of another kind, or one left incomplete",
+        ),
+        (ValueError("could not broadcast input array"), None),  # not HDF5's: left to the reader's words
+    ],
+)
+def test_hdf5s_errors_are_put_in_words(error, words):
+    """Found by fuzzing (bench/fuzz.py counts refusals in Python's words): HDF5's own were shown."""
+    assert hdf5_error_words(error) == words
+
+
+def test_a_dataset_missing_its_labels_says_so(dataset_file):
+    with h5py.File(dataset_file, "a") as file:
+        del file["labels"]
+    with pytest.raises(InputError, match=r"\.h5: 'labels' is missing from it: a file of another kind, or one left"):
+        read_dataset(dataset_file)

@@ -339,3 +339,15 @@ def test_images_declaring_huge_sizes_are_refused_from_their_header(tmp_path, sid
     with pytest.raises(InputError, match=message) as caught:
         images.read_image(_png_header_only(tmp_path / "huge.png", side, side))
     assert str(caught.value).startswith(str(tmp_path / "huge.png"))
+
+
+def test_an_image_whose_pixels_are_damaged_says_so(tmp_path):
+    """Found by fuzzing (bench/fuzz.py counts refusals in Python's words): "OSError: broken data stream when reading
+    image file"."""
+    path = tmp_path / "p1.png"
+    Image.fromarray((np.arange(400).reshape(20, 20) % 251).astype(np.uint8)).save(path)
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"IDAT") + 8] ^= 0xFF  # inside the compressed pixels
+    path.write_bytes(raw)
+    with pytest.raises(InputError, match=r"p1.png: cannot read this image \(its image data is damaged: the header"):
+        images.read_image(path)

@@ -124,7 +124,7 @@ def test_a_setting_file_of_another_scan_is_refused_with_both_sizes(acquisition):
 
 def test_a_setting_file_kikuchipy_cannot_parse_is_named(acquisition):
     (acquisition / "Setting.txt").write_text("not a NORDIF setting file\n")
-    with pytest.raises(InputError, match="cannot read this scan with the Setting.txt beside it"):
+    with pytest.raises(InputError, match="the Setting.txt beside it cannot be read: a line kikuchipy reads there does"):
         open_patterns(acquisition)
 
 

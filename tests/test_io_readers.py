@@ -2,6 +2,7 @@ import shutil
 import struct
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 from conftest import KIKUCHIPY_DATA, REAL_FE, REAL_NI, REAL_SI, shared_file
@@ -308,6 +309,12 @@ def test_bruker_files_made_by_kikuchipys_test_writers_are_read(tmp_path):
     assert open_patterns(tmp_path / "roi.h5").nav_shape == (3, 2)  # a rectangular region of the scan
     with pytest.raises(InputError, match="outline.h5: kikuchipy cannot read .*Only a rectangular region"):
         open_patterns(tmp_path / "outline.h5")
+    dummy.create_dummy_bruker_h5ebsd_file(tmp_path / "hexagonal.h5")
+    with h5py.File(tmp_path / "hexagonal.h5", "r+") as file:  # Bruker calls its square grid "isometric"
+        del file["Scan 0/EBSD/Header/Grid Type"]
+        file["Scan 0/EBSD/Header/Grid Type"] = [b"hexagonal"]
+    with pytest.raises(InputError, match=r"hexagonal.h5: kikuchipy cannot read this file \(kikuchipy reads Bruker"):
+        open_patterns(tmp_path / "hexagonal.h5")
 
 
 def test_a_hexagonal_grid_is_named(recwarn):
@@ -361,6 +368,10 @@ def test_binary_headers_of_nonsense_are_put_in_words(tmp_path):
     (tmp_path / "past.up1").write_bytes(up1)
     with pytest.raises(InputError, match=r"past.up1: kikuchipy cannot read this file \(it is shorter than its header"):
         open_patterns(tmp_path / "past.up1")
+    up1[:16] = struct.pack("<4I", 2, 60, 60, 16)  # version 2, which kikuchipy refuses
+    (tmp_path / "version2.up1").write_bytes(up1)
+    with pytest.raises(InputError, match=r"\(it is an EDAX file of version 2, which kikuchipy does not read \(it"):
+        open_patterns(tmp_path / "version2.up1")
 
 
 def test_a_master_pattern_is_named_as_such():

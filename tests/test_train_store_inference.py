@@ -119,6 +119,28 @@ def test_store_roundtrip_refuses_overwrite_and_tampering(trained, tmp_path):
     assert list_models(tmp_path)[0]["error"]
 
 
+def test_a_model_json_edited_by_hand_names_the_field(trained, tmp_path):
+    """Found by fuzzing (bench/fuzz.py): model.json's faults were told in Python's words, as "invalid model
+    description (TypeError: 'NoneType' object is not iterable)" or "(KeyError: 'backbone')"."""
+    _, result = trained
+    path = save_model(result.model, result.card, tmp_path / "m")
+    meta = json.loads((path / "model.json").read_text())
+    edits = {
+        "'backbone' is missing": {k: v for k, v in meta.items() if k != "backbone"},
+        "'classes' holds null, not a list of classes, each with its space_group": meta | {"classes": None},
+        "'classes' holds \\[225, 229\\], not a list of classes": meta | {"classes": [225, 229]},
+        "'views' holds \"two\", not a whole number": meta | {"views": "two"},
+        "'unknown_threshold' holds \\[0.5\\], not a number": meta | {"unknown_threshold": [0.5]},
+        "'preprocess' holds \"none\", not a record of names and values": meta | {"preprocess": "none"},
+        "'history' holds 3, not a list of epochs' records": meta | {"history": 3},
+        "'training' holds \"a{36}\\.\\.\\., not a record": meta | {"training": "a" * 80},  # cut short
+    }
+    for problem, edited in edits.items():
+        (path / "model.json").write_text(json.dumps(edited))
+        with pytest.raises(ModelError, match=f"model.json: invalid model description: {problem}"):
+            read_card(path)
+
+
 def test_force_replaces_atomically(trained, tmp_path):
     _, result = trained
     save_model(result.model, result.card, tmp_path / "m2")

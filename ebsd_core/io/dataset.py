@@ -27,7 +27,7 @@ import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -247,7 +247,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"not a readable HDF5 file ({exc})", path) from None
+        raise InputError(hdf5_error_words(exc) or f"not a readable HDF5 file ({exc})", path) from None
     try:
         if f.attrs.get("format") != FORMAT_NAME:
             raise InputError(
@@ -292,7 +292,8 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
         raise
     except (KeyError, ValueError, TypeError, OSError, RuntimeError, json.JSONDecodeError) as exc:
         f.close()
-        raise InputError(f"corrupt dataset ({exc.__class__.__name__}: {exc})", path) from None
+        words = hdf5_error_words(exc) or f"a damaged dataset ({exc.__class__.__name__}: {exc})"
+        raise InputError(words, path) from None
     if not lazy:
         f.close()
     return dataset

@@ -68,12 +68,45 @@ class _Sizes:
         return 4 + self.address + 4
 
 
+#: Why a file held open for writing by another program (an acquisition still running, HDFView editing it) cannot
+#: be read: HDF5 locks it meanwhile.
+LOCKED_WORDS = (
+    "it is open for writing in another program, and HDF5 locks it meanwhile: wait until that program closes it (an "
+    "acquisition still running?), or read a copy of it"
+)
+
+#: Another process holds the file's lock (EAGAIN: 11 on Linux, 35 on macOS); a file system without locks fails
+#: with other numbers, which are not a program holding the file.
+_HELD_BY_ANOTHER = re.compile(r"unable to lock file, errno = (11|35)\b")
+_HDF5_FAILURE = re.compile(r"(?:Unable to|Can't|failed) [^(]*\(([^()]+)\)\W*$")
+_REFUSED_BY_SYSTEM = re.compile(r"unable to (?:open|lock) file.*error message = '([^']+)'")
+_MISSING_OBJECT = re.compile(r"object '([^']+)' doesn't exist")
+
+
+def hdf5_error_words(exc: Exception) -> str | None:
+    """What an h5py error says of the file, in words a user can act on (found by fuzzing: HDF5's own were shown,
+    as "KeyError: 'Unable to synchronously open attribute (wrong version number in dataspace message)'"), or None
+    where it is not HDF5's."""
+    text = str(exc)
+    if _HELD_BY_ANOTHER.search(text):
+        return LOCKED_WORDS
+    if found := _REFUSED_BY_SYSTEM.search(text):  # not the file's fault: permissions, a file system without locks
+        return f"the system would not open it ({found[1]})"
+    if found := _MISSING_OBJECT.search(text):
+        return f"'{found[1]}' is missing from it: a file of another kind, or one left incomplete"
+    if found := _HDF5_FAILURE.search(text):
+        return f"it is damaged: HDF5 cannot read part of it ({found[1]})"
+    return None
+
+
 def unopened_file_words(path: str | Path, exc: Exception) -> str | None:
     """Why h5py could not open ``path`` (the file named as HDF5), in words a user can act on; None where the file is
     HDF5 whole and the reason lies elsewhere. A scan copied off the microscope's PC and cut short reads as HDF5's
     "truncated file: eof = 20024, sblock->base_addr = 0, stored_eof = 40048"."""
     import h5py
 
+    if _HELD_BY_ANOTHER.search(str(exc)):
+        return LOCKED_WORDS
     if found := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(exc)):
         here, whole = (int(n) for n in found.groups())
         return (

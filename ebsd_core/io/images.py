@@ -81,7 +81,14 @@ def _why_unread(exc: Exception) -> str:
         return "not an image in a format that is read: another format under this name, or damaged"
     if "image file is truncated" in str(exc):
         return "it is cut short: a copy or upload that did not finish, or damaged"
+    if any(words in str(exc) for words in DAMAGED_IMAGE_WORDS):
+        return "its image data is damaged: the header reads, the pixels do not"
     return f"{exc.__class__.__name__}: {exc}"
+
+
+#: What PIL says of an image whose header reads and whose pixels do not (found by fuzzing: a PNG's compressed
+#: stream, a TIFF page's size tags).
+DAMAGED_IMAGE_WORDS = ("broken data stream", "unrecognized data stream contents", "Missing dimensions")
 
 
 def _checked_header(img: Image.Image, path: str | Path) -> tuple[tuple[int, int], np.dtype]:

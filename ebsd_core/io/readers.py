@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import numpy as np
 from ebsd_core.errors import InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
-from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
@@ -70,10 +71,8 @@ class PatternSource:
         except InputError:
             raise  # names the damaged image of a folder or zip
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # truncated or corrupt file mid-scan
-            raise InputError(
-                f"cannot read patterns {start}-{stop} ({exc.__class__.__name__}: {exc}); the file may be truncated",
-                self.path,
-            ) from None
+            why = hdf5_error_words(exc) or f"{exc.__class__.__name__}: {exc}; the file may be cut short"
+            raise InputError(f"cannot read patterns {start}-{stop}: {why}", self.path) from None
 
     def take(self, index: np.ndarray, window: int = 256) -> np.ndarray:
         """Patterns at ``index`` (increasing), read in runs: indices within ``window`` of each other are read
@@ -120,18 +119,31 @@ def _dataset_orientations(ds) -> str:
     return "simulation (true orientations)" if made_by_simulator(ds.provenance.get("generator")) else "the dataset"
 
 
+#: What kikuchipy's readers say of an HDF5 file whose layout they know but whose header they cannot place.
+NOT_LAID_OUT = ("is not a supported h5ebsd file", "is not in EMsoft's format")
+
+
 def _why_unread(path: Path, exc: Exception) -> str:
     """Why kikuchipy could not read ``path``, in words a user can act on where its readers' own are not: where none
     recognised the file, RosettaSciIO asks the user to report an error in it, a copy cut short reads as a failed
     mmap, and a binary header of nonsense as an IndexError (an HDF5 file cut short was refused before it came
     here)."""
-    if "please report this error" in str(exc):
+    if path.suffix.lower() in HDF5_EXTENSIONS and (words := hdf5_error_words(exc)):
+        return words
+    if any(words in str(exc) for words in ("please report this error", *NOT_LAID_OUT)):
         if path.suffix.lower() not in HDF5_EXTENSIONS:
             return "none of its readers recognises what it holds: another format under this name, or damaged"
         return (
             "an HDF5 file, but not laid out as the EBSD files it reads are: h5ebsd of EDAX, Bruker or kikuchipy, "
             "Oxford H5OINA, EMsoft, or this tool's datasets"
         )
+    if "not 2, can be read" in str(exc):  # EDAX's .up1/.up2 of version 2
+        return (
+            "it is an EDAX file of version 2, which kikuchipy does not read (it reads version 1, and 3 on): export "
+            "the patterns again from EDAX's software"
+        )
+    if found := re.search(r"Only square grids are supported, not '([^']*)'", str(exc)):  # Bruker's
+        return f"kikuchipy reads Bruker scans of a square grid only, and this one's grid is '{found[1]}'"
     if "Cannot read compressed EBSD patterns" in str(exc):  # Oxford's .ebsp
         return (
             "its patterns are compressed, which kikuchipy cannot read: export the scan from AZtec with "
@@ -144,11 +156,20 @@ def _why_unread(path: Path, exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {exc}"
 
 
+#: What numpy says where a binary header's numbers make no sense (the last: a size of petabytes).
+HEADER_NONSENSE = ("values to unpack", "size of new array must be unchanged", "cannot reshape", "array is too big")
+
+
 def _header_nonsense(exc: Exception) -> bool:
     """Whether a binary reader failed on numbers of its header that make no sense (found by fuzzing): a pattern of
     0 px, a header cut short before its end, a size that does not fit the data, an offset before the file."""
-    words = ("values to unpack", "total size of new array must be unchanged", "cannot reshape array")
-    return any(w in str(exc) for w in words) or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
+    return any(w in str(exc) for w in HEADER_NONSENSE) or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)
+
+
+def _setting_unreadable(exc: Exception) -> bool:
+    """Whether kikuchipy failed on a NORDIF Setting.txt line that does not hold what it should (found by fuzzing:
+    "could not convert string to float", a line missing)."""
+    return isinstance(exc, IndexError) or any(w in str(exc) for w in ("could not convert", "invalid literal"))
 
 
 def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
@@ -170,6 +191,12 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
             f"the header declares more patterns than the file holds (an incomplete or damaged scan: {exc})", path
         ) from None
     except Exception as exc:  # kikuchipy/h5py raise many types for bad files
+        if nordif.is_scan_file(path) and _setting_unreadable(exc):
+            raise InputError(
+                f"the {nordif.SETTING_FILE} beside it cannot be read: a line kikuchipy reads there does not hold "
+                "what it should (damaged, edited by hand, or not NORDIF's)",
+                path,
+            ) from None
         if nordif.is_scan_file(path):
             raise InputError(
                 f"kikuchipy cannot read this scan with the {nordif.SETTING_FILE} beside it (a damaged scan, or a "
