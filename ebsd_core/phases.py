@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import PhaseError
+from ebsd_core.shared_state import silenced_output
 
 #: The ten space groups of point group m-3m, number -> Hermann-Mauguin symbol.
 M3M_SPACE_GROUPS: dict[int, str] = {
@@ -317,15 +318,8 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
         If the file cannot be parsed, the cell is not cubic, or the space group
         is not one of the m-3m groups.
     """
-    from diffpy.structure.parsers import getParser
-
     path = Path(path)
-    try:
-        parser = getParser("cif")
-        structure = parser.parseFile(str(path))
-        space_group = int(parser.spacegroup.number)
-    except Exception as exc:  # diffpy raises many types for malformed CIFs
-        raise PhaseError(f"cannot read this CIF file ({exc.__class__.__name__}: {exc})", path) from None
+    structure, space_group = _parsed_cif(path)
     lat = structure.lattice
     # diffpy numbers settings other than the standard one from 1000
     group = "" if space_group in M3M_SPACE_GROUPS else f"{space_group_words(str(space_group % 1000))}, {NOT_TOLD_APART}"
@@ -337,10 +331,71 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
     sites = _asymmetric_unit(structure, space_group)
     if not sites:
         raise PhaseError("the CIF file has no atom sites", path)
+    if unknown := sorted({element for element, _, _ in sites if element not in _known_elements()}):
+        raise PhaseError(
+            f"its atom sites name element(s) {', '.join(map(repr, unknown))}, of which no scattering factors are "
+            "known (elements H to Cf, by their symbols)",
+            path,
+        )
     key = key or re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_") or "cif_phase"
     return Material(
         key=key, name=path.stem, space_group=space_group, a=float(lat.a), sites=sites, source=f"cif:{path.name}"
     )
+
+
+def _parsed_cif(path: Path) -> tuple[object, int]:
+    """The structure of a CIF file and its space group's number (diffpy's), or a PhaseError in words a user can act
+    on (found on review: "AttributeError: 'NoneType' object has no attribute 'number'" for an empty file or one
+    without atoms, a page of PyCifRW's syntax error printed, and a cell without lengths read as 1 Angstrom)."""
+    from diffpy.structure.parsers import getParser
+
+    if not path.is_file():
+        raise PhaseError("no such file", path)
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    if not text.strip():
+        raise PhaseError("the file is empty", path)
+    parser = getParser("cif")
+    try:
+        with silenced_output() as printed:  # PyCifRW prints a syntax error at length
+            structure = parser.parseFile(str(path))
+    except Exception as exc:  # diffpy raises many types for malformed CIFs
+        raise PhaseError(f"cannot read this CIF file ({_cif_problem(exc, printed.getvalue())})", path) from None
+    if structure is None or len(structure) == 0:
+        raise PhaseError("the CIF file has no atom sites", path)
+    if parser.spacegroup is None:
+        raise PhaseError(
+            "the CIF file gives no space group (_space_group_IT_number or _symmetry_space_group_name_H-M)", path
+        )
+    if missing := [name for name in CELL_ITEMS if not re.search(rf"^\s*{name}\s", text, re.MULTILINE | re.IGNORECASE)]:
+        raise PhaseError(f"the CIF file gives no {', '.join(missing)}: the size of its cell is not known", path)
+    return structure, int(parser.spacegroup.number)
+
+
+#: The cell lengths a CIF file must give (diffpy takes 1 Angstrom for one that is absent).
+CELL_ITEMS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
+
+
+def _cif_problem(exc: Exception, printed: str) -> str:
+    """What diffpy's (or PyCifRW's) error says of a CIF file, with the line PyCifRW printed where it did."""
+    message = str(exc)
+    if found := re.search(r"SyntaxError@char\d+\((.*)\)", message, re.DOTALL):
+        line = re.search(r"SYNTAX ERROR AT LINE (\d+)", printed)
+        return f"its text is not CIF{f' at line {line[1]}' if line else ''}: {found[1]}"
+    if found := re.search(r"could not convert string to float: (.*)", message):
+        return f"a number in it cannot be read: {found[1]}"
+    if found := re.search(r"unknown space group identifier '(.*)'", message):
+        if not found[1]:
+            return "it gives no space group (_space_group_IT_number or _symmetry_space_group_name_H-M)"
+        return f"its space group '{found[1]}' is not one diffpy.structure knows"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+@functools.cache
+def _known_elements() -> frozenset[str]:
+    """The elements whose electron scattering factors the simulators have (diffsims' table, H to Cf, as de-ebsd's)."""
+    from diffsims.utils.atomic_scattering_params import ATOMIC_SCATTERING_PARAMS
+
+    return frozenset(ATOMIC_SCATTERING_PARAMS)
 
 
 def _symmetry_operations(space_group: int, origin: int) -> list:

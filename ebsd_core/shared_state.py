@@ -29,11 +29,13 @@ def caught_warnings(record: bool = False) -> Iterator[list[warnings.WarningMessa
 
 
 @contextlib.contextmanager
-def silenced_output(stderr: bool = False) -> Iterator[None]:
-    """What libraries print to standard output (and ``stderr``) inside the block is dropped, one thread at a time."""
-    with WARNINGS, contextlib.redirect_stdout(io.StringIO()):
+def silenced_output(stderr: bool = False) -> Iterator[io.StringIO]:
+    """What libraries print to standard output (and ``stderr``) inside the block is kept from the streams, one
+    thread at a time; the block is given it, for what a library says only there."""
+    printed = io.StringIO()
+    with WARNINGS, contextlib.redirect_stdout(printed):
         if not stderr:
-            yield
+            yield printed
             return
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
+        with contextlib.redirect_stderr(printed):
+            yield printed

@@ -202,3 +202,32 @@ def test_malformed_cif_names_file(tmp_path):
 def test_catalogue_keys_are_lowercase_identifiers():
     for key in CATALOGUE:
         assert key == key.lower() and key.isidentifier()
+
+
+def test_a_cif_file_with_faults_is_told_which(tmp_path, capsys):
+    """Found on review: an empty CIF file or one without atoms read as "AttributeError: 'NoneType' object has no
+    attribute 'number'", one without cell lengths as a cell of 1 Angstrom, an unknown element ('Xx') passed on to
+    the simulator (a traceback), and a syntax error printed a page of PyCifRW's text."""
+    ni = CIF_TEMPLATE.format(name="ni", a=3.52, hm="F m -3 m", number=225, sites="Ni1 Ni 0 0 0 1")
+    cases = {
+        "": r"the file is empty$",
+        "hello world\n": r"cannot read this CIF file \(its text is not CIF at line 1: Trying to find one of END",
+        ni.replace("Ni1 Ni 0 0 0 1", "Ni1 Ni 0 0"): r"\(its text is not CIF at line 18: Incorrect number of loop",
+        ni.replace("_cell_length_a 3.52", "_cell_length_a abc"): r"\(a number in it cannot be read: 'abc'\)$",
+        ni.split("loop_")[0]: r"the CIF file has no atom sites$",
+        "\n".join(line for line in ni.splitlines() if "_cell_length" not in line): (
+            r"the CIF file gives no _cell_length_a, _cell_length_b, _cell_length_c: the size of its cell is not known"
+        ),
+        ni.replace("Ni1 Ni", "Xx1 Xx"): r"its atom sites name element\(s\) 'Xx', of which no scattering factors are",
+        "\n".join(line for line in ni.splitlines() if "_symmetry" not in line): r"\(it gives no space group \(_space",
+        ni.replace("'F m -3 m'", "'Q q q'").replace("225", "999"): r"\(its space group '999' is not one diffpy",
+    }
+    for text, match in cases.items():
+        path = tmp_path / "mine.cif"
+        path.write_text(text)
+        unread = "cannot read this CIF file " if match.startswith(r"\(") else ""
+        with pytest.raises(PhaseError, match=rf"mine.cif: {unread}{match}"):
+            phase_from_cif(path)
+    path.write_text(ni.replace("Ni1 Ni ", "Ni1 Ni2+ "))  # an ion's charge is left out, as before
+    assert phase_from_cif(path).sites[0][0] == "Ni"
+    assert "SYNTAX ERROR" not in capsys.readouterr().out
