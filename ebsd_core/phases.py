@@ -381,6 +381,10 @@ def _cif_problem(exc: Exception, printed: str) -> str:
     if found := re.search(r"SyntaxError@char\d+\((.*)\)", message, re.DOTALL):
         line = re.search(r"SYNTAX ERROR AT LINE (\d+)", printed)
         return f"its text is not CIF{f' at line {line[1]}' if line else ''}: {found[1]}"
+    if "bad encoding" in message:
+        return "its text is neither UTF-8 nor ASCII: another format under this name, or damaged"
+    if found := re.search(r"No such item: (\S+?)'?$", message):
+        return f"it gives no {found[1]}"
     if found := re.search(r"could not convert string to float: (.*)", message):
         return f"a number in it cannot be read: {found[1]}"
     if found := re.search(r"unknown space group identifier '(.*)'", message):

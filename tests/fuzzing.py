@@ -218,6 +218,24 @@ def _ang(folder: Path) -> Path:
     return path
 
 
+def _cif(folder: Path) -> Path:
+    """A CIF file of Ni3Al (L1_2, two sites), as the Data page and simulate --cif read it."""
+    path = folder / "sample.cif"
+    path.write_text(
+        "data_ni3al\n_cell_length_a 3.572\n_cell_length_b 3.572\n_cell_length_c 3.572\n_cell_angle_alpha 90\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P m -3 m'\n"
+        "_symmetry_Int_Tables_number 221\nloop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+        "_atom_site_fract_y\n_atom_site_fract_z\n_atom_site_occupancy\nAl1 Al 0 0 0 1\nNi1 Ni 0 0.5 0.5 1\n"
+    )
+    return path
+
+
+def read_cif(path: Path) -> None:
+    from ebsd_core.phases import phase_from_cif
+
+    phase_from_cif(path)
+
+
 def _ctf(folder: Path) -> Path:
     """An AZtec-style .ctf of 2x3 points, two phases, one point not indexed (phase 0)."""
     lines = [
@@ -358,6 +376,7 @@ FORMATS: dict[str, Format] = {
     "ang-layout": Format(_ang, read_layout),
     "ang-orientations": Format(_ang, read_indexing),
     "ctf-orientations": Format(_ctf, read_indexing),
+    "cif": Format(_cif, read_cif),
 }
 
 

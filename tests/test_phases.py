@@ -228,6 +228,12 @@ def test_a_cif_file_with_faults_is_told_which(tmp_path, capsys):
         unread = "cannot read this CIF file " if match.startswith(r"\(") else ""
         with pytest.raises(PhaseError, match=rf"mine.cif: {unread}{match}"):
             phase_from_cif(path)
+    path.write_bytes(ni.replace("data_ni", "data_ni\xe9").encode("latin-1"))  # found by fuzzing, as the next
+    with pytest.raises(PhaseError, match=r"mine.cif: cannot read this CIF file \(its text is neither UTF-8 nor ASCII"):
+        phase_from_cif(path)
+    path.write_text(ni.replace("_cell_angle_alpha 90\n", ""))
+    with pytest.raises(PhaseError, match=r"mine.cif: cannot read this CIF file \(it gives no _cell_angle_alpha\)$"):
+        phase_from_cif(path)
     path.write_text(ni.replace("Ni1 Ni ", "Ni1 Ni2+ "))  # an ion's charge is left out, as before
     assert phase_from_cif(path).sites[0][0] == "Ni"
     assert "SYNTAX ERROR" not in capsys.readouterr().out
