@@ -35,7 +35,7 @@ from torch import nn
 from ebsd_core import __version__
 from ebsd_core.atomic import atomic_dir, atomic_path, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
-from ebsd_core.errors import ModelError, StoreError
+from ebsd_core.errors import ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
@@ -275,8 +275,6 @@ class ModelCard:
             raise ModelError(f"model format {version} is newer than this tool", source)
         try:
             classes = _field(data, "classes", _space_group_numbers, "a list of classes, each with its space_group")
-            for sg in classes:
-                space_group_symbol(sg)
             threshold = _field(data, "unknown_threshold", float, "a number", DEFAULT_UNKNOWN_THRESHOLD)
             card = cls(
                 backbone=_field(data, "backbone", str, "a name"),
@@ -348,7 +346,13 @@ def _field(data: dict, key: str, convert: Callable, kind: str, default: object =
 def _space_group_numbers(classes: list) -> list[int]:
     if not isinstance(classes, list):
         raise TypeError("not a list")
-    return [int(c["space_group"]) for c in classes]
+    numbers = [int(c["space_group"]) for c in classes]
+    for number in numbers:
+        try:
+            space_group_symbol(number)
+        except PhaseError as exc:
+            raise _FieldProblem(f"'classes': {exc.reason}") from None
+    return numbers
 
 
 def _number_or_none(value: object) -> float | None:

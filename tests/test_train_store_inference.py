@@ -344,7 +344,7 @@ def test_invalid_model_json_is_refused(trained, tmp_path):
     meta = json.loads((path / "model.json").read_text())
     meta["classes"] = [{"space_group": 194}]
     (path / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="space group 194"):
+    with pytest.raises(ModelError, match="invalid model description: 'classes': space group 194 is not one of the"):
         load_model(path)
 
 
