@@ -146,6 +146,7 @@ def _zip_of(path, members: dict[str, bytes]):
         ),
         (lambda p: p.with_suffix(".txt").write_text("hi"), "unsupported file type"),
         (lambda p: p.with_suffix(".ang").write_text("# header"), "orientations, not its patterns"),
+        (lambda p: p.with_suffix(".cif").write_text("data_ni"), "holds a crystal structure, not patterns: simulate"),
         (lambda p: (p.mkdir(), (p / "model.json").write_text("{}")), "is a saved model, not patterns"),
         (
             lambda p: (p.mkdir(), (p / "scan.ang").write_text("# header"), (p / "notes.txt").write_text("hi")),

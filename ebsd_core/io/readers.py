@@ -498,6 +498,12 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
     suffix = path.suffix.lower()
     if suffix in ORIENTATION_MAP_EXTENSIONS:
         raise InputError(f"holds a scan's orientations, not its patterns: {ORIENTATIONS_ADVICE}", path)
+    if suffix == ".cif":
+        raise InputError(
+            "holds a crystal structure, not patterns: simulate patterns of its phase with 'simulate --cif' (on the "
+            "Data page: Phases of your own)",
+            path,
+        )
     if path.is_file() and nordif.companion_name(path.name) == nordif.SETTING_FILE:
         raise InputError(
             f"is read with its NORDIF scan: give the {nordif.SCAN_SUFFIX} file beside it, or upload both", path
