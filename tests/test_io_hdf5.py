@@ -329,3 +329,32 @@ def test_a_dataset_missing_its_labels_says_so(dataset_file):
         del file["labels"]
     with pytest.raises(InputError, match=r"\.h5: 'labels' is missing from it: a file of another kind, or one left"):
         read_dataset(dataset_file)
+
+
+def _last_heap_object(raw: bytes) -> int:
+    """Where the size of the last object before the free space of the file's first global heap collection lies."""
+    start = raw.index(b"GCOL")
+    size, at, last = int.from_bytes(raw[start + 8 : start + 16], "little"), 16, None
+    while at + 16 <= size and int.from_bytes(raw[start + at : start + at + 2], "little"):
+        last = start + at + 8
+        at += 16 + -(-int.from_bytes(raw[last : last + 8], "little") // 8) * 8
+    return last
+
+
+def test_a_heap_whose_objects_hdf5_would_walk_for_ever_is_refused(dataset_file):
+    """Found by fuzzing: one object's size in a global heap collection changed, HDF5's walk over the objects
+    landed in the free space on an "object" of no size, and reading an attribute of the file hung the process."""
+    raw = bytearray(dataset_file.read_bytes())
+    at = _last_heap_object(bytes(raw))
+    raw[at : at + 8] = (100).to_bytes(8, "little")  # the walk lands in the zeros of the free space
+    dataset_file.write_bytes(raw)
+    # in a process of its own first: HDF5 hangs in C, where no timeout of this one is heard
+    reading = "import sys; from ebsd_core.io.readers import open_patterns; open_patterns(sys.argv[1])"
+    try:
+        run = subprocess.run([sys.executable, "-c", reading, str(dataset_file)], capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading the file hung")
+    assert b"the file is damaged: the heap that its" in run.stderr
+    for read in (read_dataset, open_patterns):
+        with pytest.raises(InputError, match=r"data.h5: the file is damaged: the heap that its .* points at \(object"):
+            read(dataset_file)

@@ -145,8 +145,9 @@ def check_variable_length(path: str | Path) -> None:
         found = datasets + [
             values for name, address in headers for values in _header_values(handle, name, address, sizes)
         ]
+        walked: set[int] = set()
         for values in found:
-            _check_lengths(handle, path, values, sizes)
+            _check_lengths(handle, path, values, sizes, walked)
 
 
 def _dataset_values(file, sizes: _Sizes) -> tuple[list[_Values], list[tuple[str, int]]]:
@@ -211,24 +212,26 @@ def _value_size(kind) -> int:
     return 0
 
 
-def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes) -> None:
+def _check_lengths(handle: BinaryIO, path: Path, values: _Values, sizes: _Sizes, walked: set[int]) -> None:
     """Refuse a value that declares more bytes than the global heap collection it points at holds (a value
-    lies whole in one; a collection holds at least 4,096 bytes, so only longer values are looked up)."""
+    lies whole in one; a collection holds at least 4,096 bytes, so only longer values are looked up), and a
+    collection whose objects HDF5 could not walk (``walked``: the collections already walked)."""
     if values.records is not None:
-        _check_records(handle, path, values, values.records, sizes)
+        _check_records(handle, path, values, values.records, sizes, walked)
         return
     for first in range(0, values.count, VALUES_PER_READ):
         handle.seek(values.offset + first * sizes.record)
         raw = handle.read(min(VALUES_PER_READ, values.count - first) * sizes.record)
-        _check_records(handle, path, values, raw, sizes)
+        _check_records(handle, path, values, raw, sizes, walked)
         if len(raw) < VALUES_PER_READ * sizes.record:
             return
 
 
-def _check_records(handle: BinaryIO, path: Path, values: _Values, raw: bytes, sizes: _Sizes) -> None:
+def _check_records(handle: BinaryIO, path: Path, values: _Values, raw: bytes, sizes: _Sizes, walked: set[int]) -> None:
     whole = len(raw) // sizes.record
     records = np.frombuffer(raw[: whole * sizes.record], dtype=np.uint8).reshape(whole, sizes.record)
     declared = records[:, :4].copy().view("<u4").reshape(-1).astype(np.int64) * values.value_size
+    _walk_heaps(handle, path, values.what, records[declared > 0], sizes, walked)
     long_values = np.flatnonzero(declared > HEAP_MINIMUM_BYTES)
     addresses = [_number(records[row].tobytes(), 4, sizes.address) for row in long_values]
     heaps = {address: _heap_size(handle, address, sizes) for address in set(addresses)}
@@ -248,6 +251,50 @@ def _refuse_beyond(path: Path, what: str, length: int, heap: int | None) -> None
         "computer that recorded it",
         path,
     )
+
+
+def _walk_heaps(handle: BinaryIO, path: Path, what: str, records: np.ndarray, sizes: _Sizes, walked: set[int]) -> None:
+    """Refuse a global heap collection the ``records`` point at whose objects HDF5 would walk for ever (found by
+    fuzzing: one object's size changed, the walk lands on an empty "object" of no size, and reading an attribute
+    of the file hung the process)."""
+    columns = np.zeros((len(records), 8), dtype=np.uint8)
+    columns[:, : sizes.address] = records[:, 4 : 4 + sizes.address]
+    for address in np.unique(columns.view("<u8").reshape(-1)).tolist():
+        if address in walked:
+            continue
+        walked.add(address)
+        if problem := _heap_problem(handle, address, sizes):
+            raise InputError(
+                f"the file is damaged: the heap that its {what} points at ({problem}) cannot be read; copy it "
+                "again from the computer that recorded it",
+                path,
+            )
+
+
+#: The most objects a global heap collection holds (their index is 16-bit).
+MAX_HEAP_OBJECTS = 65_535
+
+
+def _heap_problem(handle: BinaryIO, address: int, sizes: _Sizes) -> str | None:
+    """What stops a walk over the objects of the global heap collection at ``address`` as HDF5 walks them (each
+    object: index, references, 4 reserved bytes, size, then its data padded to 8 bytes; object 0, the free space,
+    spans its size whole), or None; a collection that is not there is left to HDF5, which refuses it."""
+    size = _heap_size(handle, address, sizes)
+    if size is None:
+        return None
+    handle.seek(address)
+    chunk = handle.read(size)
+    header = 8 + sizes.length
+    at, objects = header, 0
+    while at + header <= size:  # a tail too small for an object's header is free space
+        index = int.from_bytes(chunk[at : at + 2], "little")
+        length = _number(chunk, at + 8, sizes.length)
+        step = header + -(-length // 8) * 8 if index else length
+        objects += 1
+        if step <= 0 or at + step > size or objects > MAX_HEAP_OBJECTS:
+            return f"object {index} at byte {at} of {size:,} declares {length:,} bytes"
+        at += step
+    return None
 
 
 def _heap_size(handle: BinaryIO, address: int, sizes: _Sizes) -> int | None:
