@@ -383,6 +383,8 @@ def _cif_problem(exc: Exception, printed: str) -> str:
         return f"its text is not CIF{f' at line {line[1]}' if line else ''}: {found[1]}"
     if "bad encoding" in message:
         return "its text is neither UTF-8 nor ASCII: another format under this name, or damaged"
+    if found := re.search(r"Star Format error: (.*)$", message):
+        return f"its text is not CIF: {found[1]}"
     if found := re.search(r"No such item: (\S+?)'?$", message):
         return f"it gives no {found[1]}"
     if found := re.search(r"could not convert string to float: (.*)", message):

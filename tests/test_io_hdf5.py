@@ -316,6 +316,14 @@ def test_a_file_another_program_holds_open_for_writing_says_so(dataset_file):
             KeyError("Unable to synchronously open object (object 'labels' doesn't exist)"),
             "'labels' is missing from it: a file of another kind, or one left incomplete",
         ),
+        (
+            KeyError(
+                "Unable to synchronously open attribute (datatype has unusually large # of unused bits (prec = 8 "
+                "bits, size = 32768 bytes), possibly corrupted datatype)"
+            ),
+            "it is damaged: HDF5 cannot read part of it (datatype has unusually large # of unused bits (prec = 8 bits, "
+            "size = 32768 bytes), possibly corrupted datatype)",
+        ),
         (ValueError("could not broadcast input array"), None),  # not HDF5's: left to the reader's words
     ],
 )
@@ -358,3 +366,40 @@ def test_a_heap_whose_objects_hdf5_would_walk_for_ever_is_refused(dataset_file):
     for read in (read_dataset, open_patterns):
         with pytest.raises(InputError, match=r"data.h5: the file is damaged: the heap that its .* points at \(object"):
             read(dataset_file)
+
+
+def test_a_short_value_pointing_past_the_end_of_the_file_is_left_to_hdf5(dataset_file):
+    """Found by fuzzing the heap walk above: a value's heap address past the file's end made the walk's seek
+    fail ("OSError: [Errno 22] Invalid argument", "cannot fit 'int' into an offset-sized integer")."""
+    with h5py.File(dataset_file, "r") as file:
+        offset = file["material"].id.get_offset()
+    with open(dataset_file, "r+b") as handle:
+        handle.seek(offset + 4)  # the first value's heap address, after its length
+        handle.write((2**64 - 16).to_bytes(8, "little"))
+    check_variable_length(dataset_file)  # not a heap this check can walk: HDF5 says what is wrong
+    with pytest.raises(InputError, match="data.h5"):
+        read_dataset(dataset_file)
+
+
+def test_a_datasets_own_records_damaged_are_named(dataset_file):
+    """Found by fuzzing: "a damaged dataset (JSONDecodeError: Expecting ',' delimiter ...)", "(TypeError:
+    'NoneType' object is not iterable)", "(UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff ...)"."""
+    with h5py.File(dataset_file, "a") as file:
+        file.attrs["classes"] = '[{"space_group": 225}, {"space_group" 229}]'
+    with pytest.raises(InputError, match=r"data.h5: its list of classes is damaged: not the JSON this tool writes$"):
+        read_dataset(dataset_file)
+    with h5py.File(dataset_file, "a") as file:
+        file.attrs["classes"] = '[{"space_group": 225}, {"space_group": 229}]'
+        file.attrs["provenance"] = "[1, 2"
+    with pytest.raises(InputError, match=r"data.h5: its record of how it was made is damaged: not the JSON"):
+        read_dataset(dataset_file)
+    with h5py.File(dataset_file, "a") as file:
+        file.attrs["provenance"] = "{}"
+        del file["split"]
+        file["split"] = np.array([b"train\xff"] * 4)
+    with pytest.raises(InputError, match=r"data.h5: its 'split' names are damaged: not UTF-8 text$"):
+        read_dataset(dataset_file)
+    with h5py.File(dataset_file, "a") as file:
+        del file["split"]
+    with pytest.raises(InputError, match=r"data.h5: 'split' is missing from it: a file of another kind, or one"):
+        read_dataset(dataset_file)

@@ -314,7 +314,7 @@ def test_bruker_files_made_by_kikuchipys_test_writers_are_read(tmp_path):
     with h5py.File(tmp_path / "hexagonal.h5", "r+") as file:  # Bruker calls its square grid "isometric"
         del file["Scan 0/EBSD/Header/Grid Type"]
         file["Scan 0/EBSD/Header/Grid Type"] = [b"hexagonal"]
-    with pytest.raises(InputError, match=r"hexagonal.h5: kikuchipy cannot read this file \(kikuchipy reads Bruker"):
+    with pytest.raises(InputError, match=r"hexagonal.h5: kikuchipy cannot read this file \(kikuchipy reads scans of a"):
         open_patterns(tmp_path / "hexagonal.h5")
 
 

@@ -231,6 +231,28 @@ def _refuse_other_formats(path: Path) -> None:
         )
 
 
+def _texts(file, name: str, path: Path) -> np.ndarray:
+    """A dataset's strings ``name`` (material, split); a missing or damaged one named in words (found by fuzzing:
+    "TypeError: 'NoneType' object is not iterable", "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff")."""
+    if name not in file:
+        raise InputError(f"'{name}' is missing from it: a file of another kind, or one left incomplete", path)
+    try:
+        return np.asarray([v.decode() if isinstance(v, bytes) else v for v in np.asarray(file[name])], dtype=object)
+    except UnicodeDecodeError:
+        raise InputError(f"its '{name}' names are damaged: not UTF-8 text", path) from None
+
+
+def _json_attribute(file, name: str, path: Path, convert, what: str, default: str | None = None):
+    """A dataset's JSON attribute ``name``, made what the dataset holds; a damaged one is named in words (found by
+    fuzzing: "JSONDecodeError: Expecting ',' delimiter", "TypeError: 'NoneType' object is not iterable")."""
+    try:
+        text = file.attrs[name] if default is None else file.attrs.get(name, default)
+        return convert(json.loads(text))
+    except (KeyError, TypeError, ValueError) as exc:  # JSON's and UTF-8's errors are ValueErrors
+        words = hdf5_error_words(exc) or f"its {what} is damaged: not the JSON this tool writes"
+        raise InputError(words, path) from None
+
+
 def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
     """Read a dataset; with ``lazy=True`` the patterns stay an open h5py dataset."""
     path = Path(path)
@@ -258,7 +280,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
         version = int(f.attrs.get("version", 0))
         if version > FORMAT_VERSION:
             raise InputError(f"dataset version {version} is newer than this tool ({FORMAT_VERSION})", path)
-        classes = [int(c["space_group"]) for c in json.loads(f.attrs["classes"])]
+        classes = _json_attribute(f, "classes", path, lambda v: [int(c["space_group"]) for c in v], "list of classes")
         for sg in classes:
             space_group_symbol(sg)
         patterns = f["patterns"] if lazy else np.asarray(f["patterns"])
@@ -277,15 +299,15 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
             patterns=patterns,
             labels=labels,
             classes=classes,
-            material=np.asarray([m.decode() if isinstance(m, bytes) else m for m in opt("material")], dtype=object),
-            split=np.asarray([s.decode() if isinstance(s, bytes) else s for s in opt("split")], dtype=object),
+            material=_texts(f, "material", path),
+            split=_texts(f, "split", path),
             quaternions=opt("quaternions"),
             pc=opt("pc"),
             detector_tilt=opt("detector_tilt"),
             sample_tilt=opt("sample_tilt"),
             static_background=opt("static_background"),
             nav_shape=tuple(int(v) for v in f.attrs["nav_shape"]) if "nav_shape" in f.attrs else None,
-            provenance=json.loads(f.attrs.get("provenance", "{}")),
+            provenance=_json_attribute(f, "provenance", path, dict, "record of how it was made", "{}"),
         )
     except InputError:
         f.close()

@@ -78,7 +78,7 @@ LOCKED_WORDS = (
 #: Another process holds the file's lock (EAGAIN: 11 on Linux, 35 on macOS); a file system without locks fails
 #: with other numbers, which are not a program holding the file.
 _HELD_BY_ANOTHER = re.compile(r"unable to lock file, errno = (11|35)\b")
-_HDF5_FAILURE = re.compile(r"(?:Unable to|Can't|failed) [^(]*\(([^()]+)\)\W*$")
+_HDF5_FAILURE = re.compile(r"(?:Unable to|Can't|failed) [^(]*\((.+)\)\W*$", re.DOTALL)
 _REFUSED_BY_SYSTEM = re.compile(r"unable to (?:open|lock) file.*error message = '([^']+)'")
 _MISSING_OBJECT = re.compile(r"object '([^']+)' doesn't exist")
 
@@ -299,6 +299,8 @@ def _heap_problem(handle: BinaryIO, address: int, sizes: _Sizes) -> str | None:
 
 def _heap_size(handle: BinaryIO, address: int, sizes: _Sizes) -> int | None:
     """The size of the global heap collection at ``address``, or None when there is none that fits the file."""
+    if address + 8 + sizes.length > sizes.file:  # beyond the file (a seek there can fail): HDF5 refuses it
+        return None
     handle.seek(address)
     header = handle.read(8 + sizes.length)  # "GCOL", version, 3 reserved bytes, the collection's size
     if len(header) < 8 + sizes.length or header[:4] != b"GCOL":

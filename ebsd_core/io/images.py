@@ -79,16 +79,23 @@ def _why_unread(exc: Exception) -> str:
     """PIL's reason in words a user can act on where its own are not."""
     if isinstance(exc, UnidentifiedImageError):  # "cannot identify image file 'x.png'"
         return "not an image in a format that is read: another format under this name, or damaged"
-    if "image file is truncated" in str(exc):
+    if "image file is truncated" in str(exc) or "Truncated File Read" in str(exc):
         return "it is cut short: a copy or upload that did not finish, or damaged"
-    if any(words in str(exc) for words in DAMAGED_IMAGE_WORDS):
-        return "its image data is damaged: the header reads, the pixels do not"
+    if any(words in str(exc) for words in DAMAGED_IMAGE_WORDS) or isinstance(exc, KeyError | SyntaxError):
+        return "its image data is damaged: the header reads, the pixels do not"  # KeyError: a TIFF tag's number
     return f"{exc.__class__.__name__}: {exc}"
 
 
 #: What PIL says of an image whose header reads and whose pixels do not (found by fuzzing: a PNG's compressed
 #: stream, a TIFF page's size tags).
-DAMAGED_IMAGE_WORDS = ("broken data stream", "unrecognized data stream contents", "Missing dimensions")
+DAMAGED_IMAGE_WORDS = (
+    "broken data stream",
+    "unrecognized data stream contents",
+    "Missing dimensions",
+    "Invalid dimensions",
+    "unknown PCX mode",
+    "Invalid argument",
+)
 
 
 def _checked_header(img: Image.Image, path: str | Path) -> tuple[tuple[int, int], np.dtype]:
@@ -215,7 +222,8 @@ class _Zip:
                 with self._archive.open(self._members[name]) as member:
                     return io.BytesIO(member.read(HEADER_BYTES if header_only else -1))
         except (*ZIP_ERRORS, RuntimeError) as exc:  # RuntimeError: an encrypted member
-            raise InputError(f"cannot be read from the zip ({exc.__class__.__name__}: {exc})", name) from None
+            why = "its entry is damaged" if isinstance(exc, OSError) else f"{exc.__class__.__name__}: {exc}"
+            raise InputError(f"cannot be read from the zip ({why})", name) from None
 
     def header(self, name: str) -> _Header:
         try:

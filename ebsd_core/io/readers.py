@@ -142,8 +142,10 @@ def _why_unread(path: Path, exc: Exception) -> str:
             "it is an EDAX file of version 2, which kikuchipy does not read (it reads version 1, and 3 on): export "
             "the patterns again from EDAX's software"
         )
-    if found := re.search(r"Only square grids are supported, not '([^']*)'", str(exc)):  # Bruker's
-        return f"kikuchipy reads Bruker scans of a square grid only, and this one's grid is '{found[1]}'"
+    if found := re.search(r"Only square grids are supported, not '?(.*?)'?$", str(exc)):  # Bruker's, EDAX's
+        return f"kikuchipy reads scans of a square grid only, and this one's grid is '{found[1]}'"
+    if any(words in str(exc) for words in ("Unknown space group identifier", "base vectors are degenerate")):
+        return f"the crystal it describes cannot be (damaged: {exc})"  # EMsoft's phase of a simulation
     if "Cannot read compressed EBSD patterns" in str(exc):  # Oxford's .ebsp
         return (
             "its patterns are compressed, which kikuchipy cannot read: export the scan from AZtec with "
@@ -157,7 +159,14 @@ def _why_unread(path: Path, exc: Exception) -> str:
 
 
 #: What numpy says where a binary header's numbers make no sense (the last: a size of petabytes).
-HEADER_NONSENSE = ("values to unpack", "size of new array must be unchanged", "cannot reshape", "array is too big")
+HEADER_NONSENSE = (
+    "values to unpack",
+    "size of new array must be unchanged",
+    "cannot reshape",
+    "array is too big",
+    "cannot convert float",  # NaN or infinity as a size
+    "invalid shape in fixed-type tuple",
+)
 
 
 def _header_nonsense(exc: Exception) -> bool:
