@@ -282,13 +282,12 @@ def _heap_problem(handle: BinaryIO, address: int, sizes: _Sizes) -> str | None:
     size = _heap_size(handle, address, sizes)
     if size is None:
         return None
-    handle.seek(address)
-    chunk = handle.read(size)
     header = 8 + sizes.length
     at, objects = header, 0
     while at + header <= size:  # a tail too small for an object's header is free space
-        index = int.from_bytes(chunk[at : at + 2], "little")
-        length = _number(chunk, at + 8, sizes.length)
+        handle.seek(address + at)  # the objects' headers only: a damaged collection may declare gigabytes
+        found = handle.read(header)
+        index, length = int.from_bytes(found[:2], "little"), _number(found, 8, sizes.length)
         step = header + -(-length // 8) * 8 if index else length
         objects += 1
         if step <= 0 or at + step > size or objects > MAX_HEAP_OBJECTS:
