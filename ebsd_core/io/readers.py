@@ -145,7 +145,7 @@ def _why_unread(path: Path, exc: Exception) -> str:
     if found := re.search(r"Only square grids are supported, not '?(.*?)'?$", str(exc)):  # Bruker's, EDAX's
         return f"kikuchipy reads scans of a square grid only, and this one's grid is '{found[1]}'"
     if any(words in str(exc) for words in ("Unknown space group identifier", "base vectors are degenerate")):
-        return f"the crystal it describes cannot be (damaged: {exc})"  # EMsoft's phase of a simulation
+        return f"the crystal phase its header gives is damaged ({exc})"  # EMsoft's phase of a simulation
     if "Cannot read compressed EBSD patterns" in str(exc):  # Oxford's .ebsp
         return (
             "its patterns are compressed, which kikuchipy cannot read: export the scan from AZtec with "
@@ -315,7 +315,7 @@ def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bo
         return []
     return [
         f"the file ends part-way through pattern {patterns + 1} (a copy or upload that did not finish?): the "
-        f"{patterns} whole patterns before it were read"
+        f"{patterns} whole pattern{'s' if patterns != 1 else ''} before it {'were' if patterns != 1 else 'was'} read"
     ]
 
 
