@@ -153,11 +153,14 @@ def _why_unread(path: Path, exc: Exception) -> str:
         )
     if isinstance(exc, IndexError | struct.error | ZeroDivisionError) or _header_nonsense(exc):
         return "its header cannot be read: damaged, cut short, or another format under this name"
-    if any(words in str(exc) for words in ("mmap length is greater than file size", "length must be positive")):
+    if any(words in str(exc) for words in SHORTER_THAN_HEADER):
         return "it is shorter than its header says: a copy or upload that did not finish, or a damaged header"
     return f"{exc.__class__.__name__}: {exc}"
 
 
+#: What mmap and numpy say of a binary file whose header puts its patterns past its end (the last: kikuchipy 0.12's
+#: count of patterns under NumPy 2.0, negative in uint32).
+SHORTER_THAN_HEADER = ("mmap length is greater than file size", "length must be positive", "out of bounds for uint")
 #: What numpy says where a binary header's numbers make no sense (the last: a size of petabytes).
 HEADER_NONSENSE = (
     "values to unpack",
