@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: What an empty file is told, whatever it was given as.
+EMPTY_FILE = "the file is empty"
+
 
 class EbsdError(Exception):
     """Base class for every error a user can act on."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import PhaseError
+from ebsd_core.errors import EMPTY_FILE, PhaseError
 from ebsd_core.shared_state import silenced_output
 
 #: The ten space groups of point group m-3m, number -> Hermann-Mauguin symbol.
@@ -353,7 +353,7 @@ def _parsed_cif(path: Path) -> tuple[object, int]:
         raise PhaseError("no such file", path)
     text = path.read_bytes().decode("utf-8", errors="replace")
     if not text.strip():
-        raise PhaseError("the file is empty", path)
+        raise PhaseError(EMPTY_FILE, path)
     parser = getParser("cif")
     try:
         with silenced_output() as printed:  # PyCifRW prints a syntax error at length

@@ -26,8 +26,8 @@ import h5py
 import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
-from ebsd_core.errors import InputError
-from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
+from ebsd_core.errors import EMPTY_FILE, InputError
+from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words, missing_part_words
 from ebsd_core.phases import space_group_symbol
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
@@ -220,7 +220,7 @@ def _refuse_other_formats(path: Path) -> None:
     review, a PNG given as a dataset was told that it is not an HDF5 file, "another format under this name, or
     damaged". One named as HDF5 is left to the HDF5 checks, which say what is wrong with it."""
     if path.stat().st_size == 0:
-        raise InputError("the file is empty", path)
+        raise InputError(EMPTY_FILE, path)
     if path.suffix.lower() not in HDF5_EXTENSIONS and not h5py.is_hdf5(path):
         raise InputError(
             f"{f'is a {path.suffix} file, not' if path.suffix else 'is not'} a dataset (the HDF5 file that 'simulate' "
@@ -235,7 +235,7 @@ def _texts(file, name: str, path: Path) -> np.ndarray:
     """A dataset's strings ``name`` (material, split); a missing or damaged one named in words (found by fuzzing:
     "TypeError: 'NoneType' object is not iterable", "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff")."""
     if name not in file:
-        raise InputError(f"'{name}' is missing from it: a file of another kind, or one left incomplete", path)
+        raise InputError(missing_part_words(name), path)
     try:
         return np.asarray([v.decode() if isinstance(v, bytes) else v for v in np.asarray(file[name])], dtype=object)
     except UnicodeDecodeError:

@@ -83,6 +83,11 @@ _REFUSED_BY_SYSTEM = re.compile(r"unable to (?:open|lock) file.*error message = 
 _MISSING_OBJECT = re.compile(r"object '([^']+)' doesn't exist")
 
 
+def missing_part_words(name: str) -> str:
+    """What a file lacking its part ``name`` (a dataset, an attribute) is told."""
+    return f"'{name}' is missing from it: a file of another kind, or one left incomplete"
+
+
 def hdf5_error_words(exc: Exception) -> str | None:
     """What an h5py error says of the file, in words a user can act on (found by fuzzing: HDF5's own were shown,
     as "KeyError: 'Unable to synchronously open attribute (wrong version number in dataspace message)'"), or None
@@ -93,7 +98,7 @@ def hdf5_error_words(exc: Exception) -> str | None:
     if found := _REFUSED_BY_SYSTEM.search(text):  # not the file's fault: permissions, a file system without locks
         return f"the system would not open it ({found[1]})"
     if found := _MISSING_OBJECT.search(text):
-        return f"'{found[1]}' is missing from it: a file of another kind, or one left incomplete"
+        return missing_part_words(found[1])
     if found := _HDF5_FAILURE.search(text):
         return f"it is damaged: HDF5 cannot read part of it ({found[1]})"
     return None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import InputError
+from ebsd_core.errors import EMPTY_FILE, InputError
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, unopened_file_words
 from ebsd_core.shared_state import silenced_output
 
@@ -157,7 +157,7 @@ def _why_unread(path: Path, exc: Exception) -> str:
             return "an HDF5 file, but not of a layout orix reads: h5ebsd of EDAX or Bruker, or orix's own .h5"
     if suffix in {".ang", ".ctf"} and isinstance(exc, _TEXT_PARSE_ERRORS):
         if path.stat().st_size == 0:
-            return "the file is empty"
+            return EMPTY_FILE
         vendor = "EDAX OIM .ang" if suffix == ".ang" else "Oxford .ctf"
         return f"its header or columns are not those of an {vendor}: damaged, cut short, or another format"
     return f"{exc.__class__.__name__}: {exc}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import InputError
+from ebsd_core.errors import EMPTY_FILE, InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
@@ -604,7 +604,7 @@ def open_patterns(path: str | Path, lazy: bool = True, labelled: bool | None = N
     if not path.exists():
         raise InputError("no such file or folder", path)
     if path.is_file() and path.stat().st_size == 0:
-        raise InputError("the file is empty", path)
+        raise InputError(EMPTY_FILE, path)
     source = _choose_reader(path, labelled)(path, lazy)
     if len(source) == 0:
         raise InputError("holds no patterns", path)
