@@ -324,6 +324,10 @@ def test_a_file_another_program_holds_open_for_writing_says_so(dataset_file):
             "it is damaged: HDF5 cannot read part of it (datatype has unusually large # of unused bits (prec = 8 bits, "
             "size = 32768 bytes), possibly corrupted datatype)",
         ),
+        (
+            ValueError("Insufficient precision in available types to represent (31, 23, 8, 0, 23)"),
+            "it is damaged: one of its number types describes floating-point numbers that no program writes",
+        ),
         (ValueError("could not broadcast input array"), None),  # not HDF5's: left to the reader's words
     ],
 )
@@ -336,6 +340,18 @@ def test_a_dataset_missing_its_labels_says_so(dataset_file):
     with h5py.File(dataset_file, "a") as file:
         del file["labels"]
     with pytest.raises(InputError, match=r"\.h5: 'labels' is missing from it: a file of another kind, or one left"):
+        read_dataset(dataset_file)
+
+
+def test_a_dataset_whose_float_type_is_damaged_says_so(dataset_file):
+    """Found by fuzzing: a float32's exponent bias changed (127 to 2**31 - 1) was refused in h5py's words,
+    "ValueError: Insufficient precision in available types to represent (31, 23, 8, 0, 23)"."""
+    float32 = bytes([0, 0, 32, 0, 23, 8, 0, 23]) + (127).to_bytes(4, "little")  # offset, precision, fields, bias
+    raw = bytearray(dataset_file.read_bytes())
+    at = raw.index(float32) + 8
+    raw[at : at + 4] = (2**31 - 1).to_bytes(4, "little")
+    dataset_file.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"\.h5: it is damaged: one of its number types describes floating-point"):
         read_dataset(dataset_file)
 
 

@@ -81,6 +81,8 @@ _HELD_BY_ANOTHER = re.compile(r"unable to lock file, errno = (11|35)\b")
 _HDF5_FAILURE = re.compile(r"(?:Unable to|Can't|failed) [^(]*\((.+)\)\W*$", re.DOTALL)
 _REFUSED_BY_SYSTEM = re.compile(r"unable to (?:open|lock) file.*error message = '([^']+)'")
 _MISSING_OBJECT = re.compile(r"object '([^']+)' doesn't exist")
+# h5py's words for a floating-point type that no numpy type can hold: its exponent bias or sizes are damaged
+_UNHELD_FLOAT = re.compile(r"Insufficient precision in available types to represent")
 
 
 def missing_part_words(name: str) -> str:
@@ -101,6 +103,8 @@ def hdf5_error_words(exc: Exception) -> str | None:
         return missing_part_words(found[1])
     if found := _HDF5_FAILURE.search(text):
         return f"it is damaged: HDF5 cannot read part of it ({found[1]})"
+    if _UNHELD_FLOAT.search(text):
+        return "it is damaged: one of its number types describes floating-point numbers that no program writes"
     return None
 
 
