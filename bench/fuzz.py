@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fuzzing import FORMATS, PYTHON_WORDS, case_file, outcome  # noqa: E402
+from fuzzing import FORMATS, case_file, outcome, python_words_summary  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
@@ -44,14 +44,12 @@ def fuzz_format(name: str, cases: int, folder: Path) -> dict:
 
     start = time.perf_counter()
     case()
-    in_python_words = Counter({message: n for message, n in refusals.items() if PYTHON_WORDS.search(message)})
     return {
         "cases": sum(counts.values()),
         **counts,
-        "refused_in_python_words": sum(in_python_words.values()),
         "seconds": round(time.perf_counter() - start, 1),
         "findings": dict(findings.most_common(10)),
-        "python_words": {message[:200]: n for message, n in in_python_words.most_common(10)},
+        **python_words_summary(refusals),
     }
 
 

@@ -8,7 +8,8 @@ harness. Each case's peak memory is measured on its own (Linux resets the peak w
 /proc/self/clear_refs).
 
 Prints JSON: per format the cases, their outcomes, the largest memory growth of one case, the slowest case,
-and findings (anything but the project's own error).
+findings (anything but the project's own error) and refusals that pass on Python's own words (``ValueError: ...``),
+still to be put in words a user can act on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from _common import ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from fuzzing import FORMATS, outcome  # noqa: E402
+from fuzzing import FORMATS, outcome, python_words_summary  # noqa: E402
 
 HDF5_FORMATS = ["project-hdf5", "kikuchipy-h5ebsd", "oxford-h5oina", "edax-oim-h5", "emsoft-h5", "bruker-h5"]
 DAMAGE = b"\xff\xff\xff\x7f"
@@ -82,6 +83,7 @@ def sweep_format(name: str, step: int, limit: int | None, folder: Path) -> dict:
     target = folder / f"case{sample.suffix}"
     counts: Counter = Counter()
     findings: Counter = Counter()
+    refusals: Counter = Counter()
     worst = {"growth_mb": 0.0, "position": None}
     slowest = {"seconds": 0.0, "position": None}
     for position in positions:
@@ -91,7 +93,7 @@ def sweep_format(name: str, step: int, limit: int | None, folder: Path) -> dict:
         _reset_peak()
         before, start = _peak_kb(), time.perf_counter()
         try:
-            counts[outcome(fmt.read, target)] += 1
+            counts[outcome(fmt.read, target, refusals)] += 1
         except Exception as exc:  # a finding: count it and go on
             counts["finding"] += 1
             findings[f"{exc.__class__.__name__}: {str(exc)[:120]}"] += 1
@@ -108,6 +110,7 @@ def sweep_format(name: str, step: int, limit: int | None, folder: Path) -> dict:
         "largest_memory_growth": worst,
         "slowest_case": slowest,
         "findings": dict(findings.most_common(10)),
+        **python_words_summary(refusals),
     }
 
 

@@ -86,6 +86,15 @@ def outcome(read: Callable[[Path], object], path: Path, refusals: Counter | None
 PYTHON_WORDS = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b:")
 
 
+def python_words_summary(refusals: Counter) -> dict:
+    """How many of ``refusals`` (message: count) pass on Python's own words, and the ten most frequent of them."""
+    found = Counter({message: n for message, n in refusals.items() if PYTHON_WORDS.search(message)})
+    return {
+        "refused_in_python_words": found.total(),
+        "python_words": {message[:200]: n for message, n in found.most_common(10)},
+    }
+
+
 # --- valid samples ---------------------------------------------------------------------------------
 
 
