@@ -6,3 +6,14 @@ never imports streamlit; the dashboard in ``pages/`` calls into it.
 """
 
 __version__ = "0.1.0"
+
+
+def _give_the_libraries_a_home() -> None:
+    """Before HyperSpy, numba or matplotlib is imported (imported here, not at the top: the package imports none of
+    its modules as it loads, see tests/test_imports.py)."""
+    from ebsd_core.home_folder import ensure_writable_home
+
+    ensure_writable_home()
+
+
+_give_the_libraries_a_home()

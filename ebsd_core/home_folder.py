@@ -1,0 +1,73 @@
+"""A home folder the libraries can write to, for a server account that has none.
+
+HyperSpy (which kikuchipy imports) makes ``~/.hyperspy`` when imported and fails without it ("PermissionError:
+[Errno 13] Permission denied: '/nonexistent/.hyperspy'"), numba caches orix's and kikuchipy's compiled routines in
+``~/.cache/numba`` where it cannot write beside them ("cannot cache function 'get_pyramid_single': no locator
+available"), and matplotlib keeps its settings in ``~/.config``. A lab's server often runs as an account without a
+home it can write to (a service user, a container run under a numbered user), where the engine could not be
+imported at all; there ``HOME`` is pointed at a folder of the tool's before any of them is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+FEWSHOT_HOME_VARIABLE = "EBSD_FEWSHOT_HOME"
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be written in ``folder``, made when missing."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _current_home() -> Path | None:
+    try:
+        return Path.home()
+    except (RuntimeError, KeyError):  # no HOME, and no entry for this user in the password database
+        return None
+
+
+def _writable_home(home: Path | None) -> bool:
+    """Whether ``home`` is a folder this user can write in (never made: a home that is missing is not one)."""
+    return home is not None and home.is_dir() and os.access(home, os.W_OK | os.X_OK)
+
+
+def replacement_home() -> Path | None:
+    """The home given where this user's cannot be written to: ``$EBSD_FEWSHOT_HOME/home``, else a folder of this
+    user's in the temporary folder; None where neither can be written either."""
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    candidates = [Path(tempfile.gettempdir()) / f"ebsd_fewshot-home-{user}"]
+    if given := os.environ.get(FEWSHOT_HOME_VARIABLE):
+        candidates.insert(0, Path(given) / "home")
+    return next((folder for folder in candidates if _writable(folder)), None)
+
+
+def ensure_writable_home() -> Path | None:
+    """Point ``HOME`` at :func:`replacement_home` where the current one cannot be written to; the new home, or None
+    where the current one serves (or no folder can be written at all)."""
+    home = _current_home()
+    if _writable_home(home) or (replacement := replacement_home()) is None:
+        return None
+    os.environ["HOME"] = str(replacement)
+    where = (
+        "kept where EBSD_FEWSHOT_HOME says"
+        if os.environ.get(FEWSHOT_HOME_VARIABLE)
+        else f"kept under {replacement}, in the temporary folder: set EBSD_FEWSHOT_HOME to a lasting folder to "
+        "keep them"
+    )
+    logging.getLogger("ebsd_core").warning(
+        "the home folder %s cannot be written to: HyperSpy's settings and the compiled routines' cache go under "
+        "%s instead; sessions, jobs and masters are %s",
+        home or "(none)",
+        replacement,
+        where,
+    )
+    return replacement

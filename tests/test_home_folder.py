@@ -1,0 +1,75 @@
+"""A server account without a home it can write to: the engine could not be imported (HyperSpy makes
+``~/.hyperspy`` when imported; numba caches in ``~/.cache/numba`` where it cannot write beside the source)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ebsd_core import home_folder
+from ebsd_core.home_folder import FEWSHOT_HOME_VARIABLE, ensure_writable_home
+
+
+@pytest.fixture
+def no_home(tmp_path, monkeypatch) -> Path:
+    """HOME at a folder that cannot be made (its parent is a file, which holds for root too)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("HOME", str(blocker / "home"))
+    monkeypatch.setattr(home_folder.tempfile, "tempdir", str(tmp_path / "tmp"))
+    return blocker / "home"
+
+
+def test_a_writable_home_is_left_as_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ensure_writable_home() is None and os.environ["HOME"] == str(tmp_path)
+
+
+def test_a_home_that_cannot_be_written_moves_under_the_working_folder(no_home, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(tmp_path / "work"))
+    assert ensure_writable_home() == tmp_path / "work" / "home"
+    assert os.environ["HOME"] == str(tmp_path / "work" / "home")
+    assert f"the home folder {no_home} cannot be written to" in caplog.text
+    assert "sessions, jobs and masters are kept where EBSD_FEWSHOT_HOME says" in caplog.text
+
+
+def test_without_a_working_folder_it_moves_to_the_temporary_folder_and_says_so(no_home, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(FEWSHOT_HOME_VARIABLE, raising=False)
+    home = ensure_writable_home()
+    assert home is not None and home.parent == tmp_path / "tmp" and os.environ["HOME"] == str(home)
+    assert "set EBSD_FEWSHOT_HOME to a lasting folder to keep them" in caplog.text
+
+
+def test_a_user_without_any_home_gets_one(no_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(home_folder.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError())))
+    monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(tmp_path / "work"))
+    assert ensure_writable_home() == tmp_path / "work" / "home"
+
+
+def test_the_engine_and_its_libraries_import_without_a_writable_home(no_home, tmp_path):
+    """In a process of its own, as a server account would start: kikuchipy (HyperSpy) and orix (numba) import and
+    compile, and the CLI's own folders follow EBSD_FEWSHOT_HOME."""
+    script = textwrap.dedent(
+        """
+        import os
+
+        import ebsd_core
+        from kikuchipy.signals import EBSD
+        from orix.quaternion import Rotation
+
+        rotations = Rotation.random(4)
+        (rotations * rotations).to_euler()
+        print(os.environ["HOME"])
+        """
+    )
+    env = {**os.environ, "HOME": str(no_home), FEWSHOT_HOME_VARIABLE: str(tmp_path / "work")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(tmp_path / "work" / "home")]
+    assert (tmp_path / "work" / "home" / ".hyperspy").is_dir()
+    assert f"the home folder {no_home} cannot be written to" in done.stderr
