@@ -15,15 +15,18 @@ import os
 import tempfile
 from pathlib import Path
 
-FEWSHOT_HOME_VARIABLE = "EBSD_FEWSHOT_HOME"
+from ebsd_core.atomic import check_writable_folder
+from ebsd_core.errors import InputError
+from ebsd_core.paths import FEWSHOT_HOME_VARIABLE
 
 
-def _writable(folder: Path) -> bool:
-    """Whether a file can be written in ``folder``, made when missing."""
+def _writable(folder: Path | None) -> bool:
+    """Whether files can be written in ``folder``, or it can be made (as the libraries make their folders in it)."""
+    if folder is None:
+        return False
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError:
+        check_writable_folder(folder)
+    except InputError:
         return False
     return True
 
@@ -35,11 +38,6 @@ def _current_home() -> Path | None:
         return None
 
 
-def _writable_home(home: Path | None) -> bool:
-    """Whether ``home`` is a folder this user can write in (never made: a home that is missing is not one)."""
-    return home is not None and home.is_dir() and os.access(home, os.W_OK | os.X_OK)
-
-
 def replacement_home() -> Path | None:
     """The home given where this user's cannot be written to: ``$EBSD_FEWSHOT_HOME/home``, else a folder of this
     user's in the temporary folder; None where neither can be written either."""
@@ -47,14 +45,20 @@ def replacement_home() -> Path | None:
     candidates = [Path(tempfile.gettempdir()) / f"ebsd_fewshot-home-{user}"]
     if given := os.environ.get(FEWSHOT_HOME_VARIABLE):
         candidates.insert(0, Path(given) / "home")
-    return next((folder for folder in candidates if _writable(folder)), None)
+    for folder in filter(_writable, candidates):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:  # taken meanwhile, or a file of that name in the temporary folder
+            continue
+        return folder
+    return None
 
 
 def ensure_writable_home() -> Path | None:
     """Point ``HOME`` at :func:`replacement_home` where the current one cannot be written to; the new home, or None
     where the current one serves (or no folder can be written at all)."""
     home = _current_home()
-    if _writable_home(home) or (replacement := replacement_home()) is None:
+    if _writable(home) or (replacement := replacement_home()) is None:
         return None
     os.environ["HOME"] = str(replacement)
     where = (

@@ -8,10 +8,13 @@ from pathlib import Path
 
 from ebsd_core.errors import InputError
 
+#: The environment variable that moves :func:`fewshot_home`.
+FEWSHOT_HOME_VARIABLE = "EBSD_FEWSHOT_HOME"
+
 
 def fewshot_home() -> Path:
     """Per-user working folder: ``$EBSD_FEWSHOT_HOME`` or ``~/.ebsd_fewshot`` (jobs, sessions, user masters)."""
-    return Path(os.environ.get("EBSD_FEWSHOT_HOME", Path.home() / ".ebsd_fewshot"))
+    return Path(os.environ.get(FEWSHOT_HOME_VARIABLE, Path.home() / ".ebsd_fewshot"))
 
 
 def is_hidden(name: str) -> bool:

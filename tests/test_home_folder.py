@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ebsd_core import home_folder
-from ebsd_core.home_folder import FEWSHOT_HOME_VARIABLE, ensure_writable_home
+from ebsd_core.home_folder import ensure_writable_home
+from ebsd_core.paths import FEWSHOT_HOME_VARIABLE
 
 
 @pytest.fixture
