@@ -46,15 +46,19 @@ def test_without_a_working_folder_it_moves_to_the_temporary_folder_and_says_so(n
     assert "set EBSD_FEWSHOT_HOME to a lasting folder to keep them" in caplog.text
 
 
+def _no_home_known(cls):
+    raise RuntimeError("Could not determine home directory.")  # Path.home() with no HOME and no password entry
+
+
 def test_a_user_without_any_home_gets_one(no_home, tmp_path, monkeypatch):
-    monkeypatch.setattr(home_folder.Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError())))
+    monkeypatch.setattr(home_folder.Path, "home", classmethod(_no_home_known))
     monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(tmp_path / "work"))
     assert ensure_writable_home() == tmp_path / "work" / "home"
 
 
 def test_the_engine_and_its_libraries_import_without_a_writable_home(no_home, tmp_path):
     """In a process of its own, as a server account would start: kikuchipy (HyperSpy) and orix (numba) import and
-    compile, and the CLI's own folders follow EBSD_FEWSHOT_HOME."""
+    compile, with HyperSpy's settings in the home given under EBSD_FEWSHOT_HOME."""
     script = textwrap.dedent(
         """
         import os
