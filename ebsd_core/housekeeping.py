@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ebsd_core.errors import StoreError
+from ebsd_core.errors import InputError, StoreError, os_error_text
 from ebsd_core.jobs import DONE, jobs_home
 from ebsd_core.paths import fewshot_home
 from ebsd_core.store import delete_model
@@ -28,7 +28,10 @@ STALE_PART_SECONDS = 3600.0
 
 
 def _last_touched(folder: Path) -> float:
-    newest = folder.stat().st_mtime
+    try:
+        newest = folder.stat().st_mtime
+    except OSError:  # removed meanwhile by another server process: nothing to do
+        return time.time()
     for path in folder.rglob("*"):
         try:
             newest = max(newest, path.stat().st_mtime)
@@ -54,6 +57,9 @@ def cleanup_sessions(
     for folder in sessions.iterdir():
         if folder.is_dir() and folder.name not in working and _last_touched(folder) < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
+            if folder.exists():  # files of another account's in it: its jobs and models stay with it
+                log.warning("could not remove the idle session folder %s", folder)
+                continue
             removed.append(folder.name)
     if removed:
         log.info("removed %d idle session folder(s)", len(removed))
@@ -67,9 +73,16 @@ def cleanup_partial_saves(store: Path, max_age_s: float = STALE_PART_SECONDS) ->
     cutoff = time.time() - max_age_s
     removed = []
     for path in store.glob(".*.part"):
-        if path.stat().st_mtime < cutoff:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-            removed.append(path.name)
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except FileNotFoundError:  # removed meanwhile by another server process
+            continue
+        except OSError as exc:  # a store the server may read but not write: every page would fail on it
+            log.warning("could not remove %s, left by a save that never finished: %s", path, os_error_text(exc))
+            continue
+        removed.append(path.name)
     return removed
 
 
@@ -95,7 +108,10 @@ def retire_demo_models(sessions: Iterable[str], home: Path | None = None, store:
         if state.get("owner") in owners and state.get("status") == DONE and demo_model:
             try:
                 delete_model(name, store)
-            except (StoreError, OSError):  # deleted already, or never saved
+            except StoreError:  # deleted already, or never saved
+                continue
+            except (InputError, OSError) as exc:  # a store the server cannot write to
+                log.warning("could not move the demo model %s out of the store's listing: %s", name, exc)
                 continue
             retired.append(name)
     if retired:

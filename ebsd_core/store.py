@@ -35,7 +35,7 @@ from torch import nn
 from ebsd_core import __version__
 from ebsd_core.atomic import atomic_dir, atomic_path, check_writable_folder
 from ebsd_core.backbones import CHANNEL_MODES, create_model
-from ebsd_core.errors import ModelError, PhaseError, StoreError
+from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
@@ -51,6 +51,7 @@ DEFAULT_UNKNOWN_THRESHOLD = 0.5
 MAX_VIEWS = 64  # test-time views per pattern
 MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
 MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
+_EXISTS = "{target} already exists; choose another name or pass --force to replace it"
 DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
 
 
@@ -414,6 +415,42 @@ def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Pa
     return (store or default_store()) / validate_name(str(path_or_name))
 
 
+def check_can_save(path_or_name: str | Path, force: bool = False) -> Path:
+    """The folder a model will be saved in (:func:`resolve_model_dir`), checked before it is trained: a job that
+    trained for an hour must not fail at its save.
+
+    Raises
+    ------
+    InputError
+        Where the folder cannot be written in (a store mounted read-only, or owned by another account).
+    StoreError
+        Where a model of that name exists and ``force`` is not given.
+    """
+    target = resolve_model_dir(path_or_name)
+    check_writable_folder(target.parent, target)
+    if target.exists() and not force:
+        raise StoreError(_EXISTS.format(target=target))
+    return target
+
+
+def store_write_problem(store: Path | None = None) -> str | None:
+    """Why no model can be trained, added or deleted on this server, in a sentence; None where they can.
+
+    A lab may serve a store that the server cannot write to (a read-only checkout, a mount of vetted models): its
+    models are used as any store's, and the pages that would save or move one say this instead of failing after the
+    work."""
+    store = store or default_store()
+    try:
+        check_writable_folder(store)
+    except InputError as exc:
+        return (
+            f"Models can be used here but not trained, added or deleted: this server {exc.reason}, where its models "
+            "are kept. Whoever runs it can give it write access there, or set EBSD_MODEL_STORE to a folder it can "
+            "write to."
+        )
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, read 1 MiB at a time."""
     digest = hashlib.sha256()
@@ -456,7 +493,7 @@ def _install(target: Path, force: bool, write: Callable[[Path], None]) -> Path:
     all, and an existing one is replaced only with ``force``."""
     with _name_lock(target):
         if target.exists() and not force:
-            raise StoreError(f"{target} already exists; choose another name or pass --force to replace it")
+            raise StoreError(_EXISTS.format(target=target))
         staging = target.parent / f".{target.name}.new"
         shutil.rmtree(staging, ignore_errors=True)
         with atomic_dir(staging) as tmp:

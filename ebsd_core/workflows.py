@@ -11,7 +11,7 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError, EbsdError, InputError, PhaseError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
-from ebsd_core.store import epochs_to_reach, file_sha256, list_models, read_card, resolve_model_dir, save_model
+from ebsd_core.store import check_can_save, epochs_to_reach, file_sha256, list_models, read_card, save_model
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
@@ -84,7 +84,7 @@ def train_evaluate_save(
 
     ``training_notes`` are added to the card's ``training`` record (e.g. what a prior was trained on).
     """
-    target = resolve_model_dir(out)
+    target = check_can_save(out, force)
     result = train_model(dataset, config, progress=progress, should_stop=should_stop)
     metrics = record_metrics(result, dataset)
     if dataset_path is not None:

@@ -345,6 +345,30 @@ def new_session_file(stem: str, suffix: str = ".h5") -> Path:
     return session_dir() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}{suffix}"
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _store_write_problem(store: str) -> str | None:
+    from ebsd_core.store import store_write_problem
+
+    return store_write_problem(Path(store))
+
+
+def store_write_problem() -> str | None:
+    """Why no model can be saved, added or deleted on this server (:func:`ebsd_core.store.store_write_problem`),
+    looked at most every 30 s; None where they can."""
+    from ebsd_core.store import default_store
+
+    return _store_write_problem(str(default_store()))
+
+
+def read_only_store_warning() -> bool:
+    """Where no model can be saved on this server (:func:`store_write_problem`), say so as a warning; whether it did,
+    for the page to disable what would save one (not fail after the work)."""
+    problem = store_write_problem()
+    if problem:
+        st.warning(problem, icon=":material/lock:")
+    return problem is not None
+
+
 @st.cache_resource(ttl=3600, show_spinner=False)
 def housekeeping() -> float:
     """At most hourly per server process: remove idle sessions' files and demo models, and stale partial saves."""

@@ -15,6 +15,7 @@ from pages.common import (
     keep_hidden_widgets,
     link_to_job,
     new_session_file,
+    read_only_store_warning,
     session_dir,
     session_id,
     set_active_dataset,
@@ -48,11 +49,12 @@ if own is not None:  # one job per session at a time (ebsd_core.jobs)
 elif running or queued:
     waiting = f" and {counted(queued, 'job')} queued" if queued else ""
     st.info(f"The compute device is busy: {counted(running, 'job')} running{waiting}. A new demo starts after them.")
+read_only = read_only_store_warning()  # the demo saves the model it trains
 keep_hidden_widgets("demo_epochs")  # as set, after a visit to another page
 epochs = st.number_input(
     "Demo epochs", min_value=1, max_value=30, value=6, help="More epochs, better accuracy", key="demo_epochs"
 )
-if st.button("Run the demo", type="primary", disabled=own is not None):
+if st.button("Run the demo", type="primary", disabled=own is not None or read_only):
     folder = session_dir()
     job_id = start_job("demo", "Demo: simulate + train", lambda ctx: demo_train_job(ctx, folder, epochs))
     if job_id:

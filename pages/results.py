@@ -58,6 +58,7 @@ from pages.common import (
     shown_name,
     space_group_choice,
     start_job,
+    store_write_problem,
     test_set,
     tidy,
     trained_on_here,
@@ -316,6 +317,9 @@ def add_model_section(expanded: bool) -> bool:
     """Bring in a model trained on another machine (a GPU workstation, the command line), checked before it is
     listed. Whether one was added."""
     with st.expander("Add a model trained elsewhere", expanded=expanded):
+        if problem := store_write_problem():
+            st.caption(problem)
+            return False
         upload = st.file_uploader(
             "Model zip (weights.safetensors + model.json, as this page downloads it)", type="zip", key="model_zip"
         )
@@ -345,6 +349,9 @@ def explain_one_of(model_name: str, patterns: dict[str, int], dataset_path: str)
 
 def delete_section(choice: str) -> None:
     with st.expander("Delete this model"):
+        if problem := store_write_problem():
+            st.caption(problem)
+            return
         st.caption(
             "It leaves the model lists of everyone on this server. Nothing is erased: it moves to the models "
             "folder's `.deleted/`, from where whoever runs the server can move it back."

@@ -37,6 +37,7 @@ from pages.common import (
     latest_job_shown_on,
     material_choice,
     name_input,
+    read_only_store_warning,
     renew_default_name,
     restart_job,
     session_id,
@@ -301,7 +302,7 @@ def prior_form(path: Path) -> str | None:
                 key=exclude_key,
             )
             prior_name = name_input("Prior name", "prior")
-            if not st.form_submit_button("Build the prior"):
+            if not st.form_submit_button("Build the prior", disabled=read_only):
                 return None
         try:
             if (default_store() / validate_name(prior_name)).exists():
@@ -322,6 +323,7 @@ manager = job_manager()
 
 path = active_dataset_path()
 job_id = st.session_state.get("train_job") or latest_job_shown_on("pages/train.py")
+read_only = path is not None and read_only_store_warning()  # training saves the models it trains
 
 if path is None and not job_id:
     st.info("No dataset yet: simulate or upload one on the **Data** page, or run the demo on **Home**.")
@@ -453,7 +455,7 @@ elif path is not None:
         )
         more = more_settings()
         name = name_input("Model name prefix", "model")
-        submitted = st.form_submit_button("Start training", type="primary")
+        submitted = st.form_submit_button("Start training", type="primary", disabled=read_only)
     if submitted:
         try:
             given = [s for s in re.split(r"[,\s]+", shots_text.strip()) if s]

@@ -48,6 +48,36 @@ def shared_file(path: Path) -> Path:
     return path
 
 
+def unwritable(monkeypatch, folder: Path) -> None:
+    """Nothing can be made, removed or moved in ``folder``, as for a server account that may only read it (root, which
+    runs CI, may write anywhere): the store's check and the housekeeping's removals are refused there."""
+    import shutil
+    from types import SimpleNamespace
+
+    from ebsd_core import housekeeping, store
+    from ebsd_core.errors import InputError
+
+    def check_writable_folder(path, target=None):
+        if Path(path).is_relative_to(folder):
+            raise InputError(f"cannot write in {path} (Permission denied)", target or path)
+
+    def rmtree(path, ignore_errors=False):
+        if not Path(path).is_relative_to(folder):
+            return shutil.rmtree(path, ignore_errors=ignore_errors)
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.is_relative_to(folder):
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    real_unlink = Path.unlink
+    monkeypatch.setattr(store, "check_writable_folder", check_writable_folder)
+    monkeypatch.setattr(housekeeping, "shutil", SimpleNamespace(rmtree=rmtree))
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """User caches (masters of CIF phases, jobs) go to a temporary folder."""

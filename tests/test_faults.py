@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import unwritable
 from streamlit.testing.v1 import AppTest
 
 from ebsd_core import atomic
@@ -144,6 +145,31 @@ def test_leftovers_of_a_killed_save_are_ignored_then_removed(tmp_path):
     assert cleanup_partial_saves(store) == [".m.abc123.part"] and not leftover.exists()
 
 
+def test_leftovers_that_cannot_be_removed_stay_and_are_logged(tmp_path, monkeypatch, caplog):
+    """Found as a lab's server account: a leftover of a killed save in a store it could only read ended every page of
+    the dashboard in a traceback ("PermissionError: [Errno 13] Permission denied: '/tmp/rostore/.t9.abc.part'")."""
+    folder, file = tmp_path / "store" / ".m.abc123.part", tmp_path / "store" / ".data.h5.abc123.part"
+    folder.mkdir(parents=True)
+    file.write_bytes(b"half")
+    old = time.time() - 7200
+    for leftover in (folder, file):
+        os.utime(leftover, (old, old))
+    unwritable(monkeypatch, tmp_path / "store")
+    assert cleanup_partial_saves(tmp_path / "store") == [] and folder.exists() and file.exists()
+    for leftover in (folder, file):
+        assert f"could not remove {leftover}, left by a save that never finished" in caplog.text
+
+
+def test_idle_sessions_that_cannot_be_removed_keep_their_jobs(tmp_path, monkeypatch):
+    """A session folder holding another account's files stays, and so must its jobs and demo models."""
+    idle = tmp_path / "sessions" / "idle"
+    idle.mkdir(parents=True)
+    old = time.time() - 48 * 3600
+    os.utime(idle, (old, old))
+    unwritable(monkeypatch, idle)
+    assert cleanup_sessions(tmp_path, max_age_hours=24) == [] and idle.exists()
+
+
 def test_idle_sessions_age_out(tmp_path):
     sessions = tmp_path / "sessions"
     idle, active, mapping = sessions / "idle", sessions / "active", sessions / "mapping"
@@ -196,3 +222,20 @@ def test_demo_models_go_with_their_session(tmp_path, map_model):
     assert {m["name"] for m in list_models(store)} == {f"demo-{kept.id}", "demo-ni"}
     assert len(list((store / ".deleted").iterdir())) == 2  # moved, not erased
     assert retire_demo_models(["idle"], home, store) == []  # moved already
+
+
+def test_demo_models_in_a_store_that_cannot_be_written_to_stay(tmp_path, map_model, monkeypatch, caplog):
+    import shutil
+
+    home, models = tmp_path / "home", tmp_path / "store"
+    manager = JobManager(home / "jobs")
+
+    def saves(name: str) -> dict:
+        shutil.copytree(map_model, models / name)
+        return {"model_name": name}
+
+    gone = manager.wait(manager.submit("demo", "Demo", "idle", lambda ctx: saves(f"demo-{ctx.job_id}")))
+    unwritable(monkeypatch, models)
+    assert retire_demo_models(["idle"], home, models) == []
+    assert {m["name"] for m in list_models(models)} == {f"demo-{gone.id}"}
+    assert f"could not move the demo model demo-{gone.id} out of the store's listing" in caplog.text

@@ -32,6 +32,7 @@ from ebsd_core.store import (
     model_zip,
     read_card,
     save_model,
+    store_write_problem,
 )
 from ebsd_core.train import TrainConfig, train_model
 
@@ -274,6 +275,14 @@ def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path)
     with pytest.raises(StoreError, match="not a saved model"):
         delete_model("old", tmp_path)
     save_model(result.model, result.card, tmp_path / "old")  # the name is free again
+
+
+def test_a_store_the_server_cannot_write_to_is_said_to_be_read_only(tmp_path):
+    assert store_write_problem(tmp_path / "store") is None  # made at the first save
+    (tmp_path / "a-file").write_text("")
+    problem = store_write_problem(tmp_path / "a-file" / "store")
+    assert problem.startswith("Models can be used here but not trained, added or deleted: this server cannot write ")
+    assert "a-file is a file" in problem and "EBSD_MODEL_STORE" in problem
 
 
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):

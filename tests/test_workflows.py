@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from ebsd_core.datasets import plan_simulation
-from ebsd_core.errors import CancelledError, PhaseError
+from ebsd_core.errors import CancelledError, InputError, PhaseError, StoreError
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.jobs import JobManager
-from ebsd_core.workflows import latest_demo_model, simulate_job
+from ebsd_core.train import TrainConfig
+from ebsd_core.workflows import latest_demo_model, simulate_job, train_evaluate_save
 
 
 def _copy(model, store, name, created):
@@ -133,3 +134,20 @@ def test_a_demo_map_reuses_the_model_an_earlier_one_trained_for_the_pair(tmp_pat
     with pytest.raises(CancelledError):
         workflows.demo_map_job(context, ("austenite", "ferrite"), (10, 10), tmp_path, str(store / "demo-00000000000c"))
     assert context.messages[0] == "simulating a 10x10 scan"  # no training first
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_model_that_could_not_be_saved_is_not_trained(tmp_path, monkeypatch, existing):
+    """Found as a lab's server account: the Home demo trained for its minutes, then failed at the save in a model
+    store the server could not write to, and a training job of an hour would have done the same."""
+    from ebsd_core import workflows
+
+    monkeypatch.setattr(workflows, "train_model", lambda *args, **kwargs: pytest.fail("trained all the same"))
+    if existing:
+        (tmp_path / "store" / "taken").mkdir(parents=True)
+        target, refused = tmp_path / "store" / "taken", pytest.raises(StoreError, match="taken already exists")
+    else:
+        (tmp_path / "a-file").write_text("")  # a store that cannot be made, for root too
+        target, refused = tmp_path / "a-file" / "store" / "new", pytest.raises(InputError, match="cannot write in")
+    with refused:
+        train_evaluate_save(None, TrainConfig(), target)
