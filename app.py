@@ -6,7 +6,15 @@ import time
 import streamlit as st
 
 from ebsd_core.jobs import serialise_ast_parse
-from pages.common import active_dataset_path, current_model, has_access, housekeeping, require_access, session_id
+from pages.common import (
+    active_dataset_path,
+    current_model,
+    has_access,
+    housekeeping,
+    require_access,
+    require_working_folder,
+    session_id,
+)
 
 serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
 
@@ -24,6 +32,7 @@ pages = [
 # configured in .streamlit/secrets.toml.
 navigation = st.navigation(pages, position="sidebar" if has_access() else "hidden")
 require_access()
+require_working_folder()
 if "torch" not in sys.modules:  # the first visit after a server start: say why the page waits
     starting = st.empty()
     starting.info(

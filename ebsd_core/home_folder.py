@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ebsd_core.atomic import check_writable_folder
 from ebsd_core.errors import InputError
-from ebsd_core.paths import FEWSHOT_HOME_VARIABLE
+from ebsd_core.paths import FEWSHOT_HOME_VARIABLE, fewshot_home
 
 
 def _writable(folder: Path | None) -> bool:
@@ -61,12 +61,15 @@ def ensure_writable_home() -> Path | None:
     if _writable(home) or (replacement := replacement_home()) is None:
         return None
     os.environ["HOME"] = str(replacement)
-    where = (
-        "kept where EBSD_FEWSHOT_HOME says"
-        if os.environ.get(FEWSHOT_HOME_VARIABLE)
-        else f"kept under {replacement}, in the temporary folder: set EBSD_FEWSHOT_HOME to a lasting folder to "
-        "keep them"
-    )
+    given = os.environ.get(FEWSHOT_HOME_VARIABLE)
+    if given and _writable(Path(given)):
+        where = "kept where EBSD_FEWSHOT_HOME says"
+    elif given:
+        where = f"to be kept in {given} (EBSD_FEWSHOT_HOME), which cannot be written to either"
+    else:
+        where = (
+            f"kept under {replacement}, in the temporary folder: set EBSD_FEWSHOT_HOME to a lasting folder to keep them"
+        )
     logging.getLogger("ebsd_core").warning(
         "the home folder %s cannot be written to: HyperSpy's settings and the compiled routines' cache go under "
         "%s instead; sessions, jobs and masters are %s",
@@ -75,3 +78,17 @@ def ensure_writable_home() -> Path | None:
         where,
     )
     return replacement
+
+
+def working_folder_problem() -> str | None:
+    """Why sessions, uploads and jobs cannot be kept in :func:`ebsd_core.paths.fewshot_home`, in a sentence for
+    whoever runs the server; None where they can. The dashboard cannot work without it."""
+    folder = fewshot_home()
+    try:
+        check_writable_folder(folder)
+    except InputError as exc:
+        return (
+            f"This server {exc.reason}, its working folder for sessions, uploads and jobs. Whoever runs it can give "
+            f"it write access there, or set {FEWSHOT_HOME_VARIABLE} to a folder it can write to."
+        )
+    return None

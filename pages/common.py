@@ -346,6 +346,21 @@ def new_session_file(stem: str, suffix: str = ".h5") -> Path:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
+def _working_folder_problem(folder: str) -> str | None:
+    from ebsd_core.home_folder import working_folder_problem
+
+    return working_folder_problem()
+
+
+def require_working_folder() -> None:
+    """Stop with one line where the server cannot write in its working folder (``EBSD_FEWSHOT_HOME``): sessions,
+    uploads and jobs live there, and every page would end in a traceback."""
+    if problem := _working_folder_problem(str(fewshot_home())):
+        st.error(problem, icon=":material/folder_off:")
+        st.stop()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
 def _store_write_problem(store: str) -> str | None:
     from ebsd_core.store import store_write_problem
 

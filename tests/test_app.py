@@ -62,6 +62,21 @@ def test_every_page_renders_beside_a_leftover_it_cannot_remove(app, tmp_path, mo
     assert leftover.exists()
 
 
+def test_a_working_folder_the_server_cannot_write_to_is_one_line_on_every_page(app, tmp_path, monkeypatch):
+    """Found with EBSD_FEWSHOT_HOME at a folder of root's, as another account: every page ended in a traceback
+    ("PermissionError: [Errno 13] Permission denied: '/tmp/rohome/jobs'")."""
+    (tmp_path / "a-file").write_text("")  # a folder that cannot be made, for root too
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "a-file" / "home"))
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+        assert [e.value for e in app.error] == [
+            f"This server cannot write in {tmp_path / 'a-file' / 'home'} ({tmp_path / 'a-file'} is a file), its "
+            "working folder for sessions, uploads and jobs. Whoever runs it can give it write access there, or set "
+            "EBSD_FEWSHOT_HOME to a folder it can write to."
+        ]
+
+
 def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     app, tmp_path, tiny_dataset, map_model, monkeypatch
 ):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ebsd_core import home_folder
-from ebsd_core.home_folder import ensure_writable_home
+from ebsd_core.home_folder import ensure_writable_home, working_folder_problem
 from ebsd_core.paths import FEWSHOT_HOME_VARIABLE
 
 
@@ -44,6 +44,21 @@ def test_without_a_working_folder_it_moves_to_the_temporary_folder_and_says_so(n
     home = ensure_writable_home()
     assert home is not None and home.parent == tmp_path / "tmp" and os.environ["HOME"] == str(home)
     assert "set EBSD_FEWSHOT_HOME to a lasting folder to keep them" in caplog.text
+
+
+def test_a_working_folder_that_cannot_be_written_is_said_so(no_home, tmp_path, monkeypatch, caplog):
+    """Found with EBSD_FEWSHOT_HOME at a folder of root's, as another account: every page of the dashboard ended in
+    "PermissionError: [Errno 13] Permission denied: '/tmp/rohome/jobs'", and the line said to keep things there."""
+    monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(no_home.parent / "work"))  # under a file: for root too
+    assert working_folder_problem() == (
+        f"This server cannot write in {no_home.parent / 'work'} ({no_home.parent} is a file), its working folder for "
+        "sessions, uploads and jobs. Whoever runs it can give it write access there, or set EBSD_FEWSHOT_HOME to a "
+        "folder it can write to."
+    )
+    assert ensure_writable_home().parent == tmp_path / "tmp"
+    assert f"to be kept in {no_home.parent / 'work'} (EBSD_FEWSHOT_HOME), which cannot be written to" in caplog.text
+    monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(tmp_path / "work"))
+    assert working_folder_problem() is None
 
 
 def _no_home_known(cls):
