@@ -575,9 +575,9 @@ def map_scan_distributed(
     """
     from distributed import as_completed
 
-    from ebsd_core.store import read_card
+    from ebsd_core.store import read_card, resolve_model_dir
 
-    model_dir, scan_path = str(Path(model_dir).resolve()), str(Path(scan_path).resolve())
+    model_dir, scan_path = str(resolve_model_dir(model_dir).resolve()), str(Path(scan_path).resolve())
     card = read_card(model_dir)
     views = card.views = map_views(card, cleanup, views)
     card.views_below = views_below  # as the workers will (and map_scan does)

@@ -62,14 +62,19 @@ def test_crystal_map_has_phases_and_points(phase_map):
     np.testing.assert_array_equal(xmap.get_map_data("phase_id").ravel(), phase_map.index)
 
 
-def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map):
+def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map, monkeypatch, tmp_path):
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(map_model.parent))
+    monkeypatch.chdir(tmp_path)
     with open_cluster("local", workers=1) as client:
         # the workers keep freed memory as this process does (set before they start, where glibc reads it)
         expected = memory.worker_environment().get("MALLOC_MMAP_MAX_")
         assert set(client.run(os.environ.get, "MALLOC_MMAP_MAX_").values()) == {expected}
         distributed = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu")
         compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
+        # a model named as in the store, as every other command takes it: was looked for in the working folder
+        named = map_scan_distributed(map_model.name, map_scan_file, client, chunk=32, device="cpu")
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
+    np.testing.assert_array_equal(named.probabilities, distributed.probabilities)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
     np.testing.assert_allclose(compiled.probabilities, phase_map.probabilities, atol=1e-3)
     np.testing.assert_array_equal(distributed.rotations, phase_map.rotations)  # the scan's, for the exports
