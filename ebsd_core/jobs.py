@@ -8,13 +8,17 @@ wait twice.
 Each job's state is written atomically to ``<home>/jobs/<id>.json`` after every
 change, so a page reload or a new browser session can find it again; jobs that
 were running when the process died are reported as failed on the next start.
+One server process at a time keeps its jobs in a folder (:func:`hold_jobs_folder`).
 """
 
 from __future__ import annotations
 
 import ast
+import fcntl
 import functools
 import json
+import os
+import socket
 import sys
 import threading
 import time
@@ -61,6 +65,44 @@ def serialise_ast_parse() -> None:
 
 def jobs_home() -> Path:
     return fewshot_home() / "jobs"
+
+
+SERVER_LOCK = ".server.lock"
+_held: dict[Path, object] = {}  # the jobs folders this process holds: their lock files, open while it lives
+
+
+def hold_jobs_folder(home: Path) -> None:
+    """Hold ``home`` for this process as long as it lives (a lock on a file in it, which the system lets go of when
+    the process ends, killed too).
+
+    A second server started on the same working folder (``make app`` run twice by one account, whose working folder
+    is the same ``~/.ebsd_fewshot``) took the first's running jobs for ones a stopped server had left, failed them
+    on disk and offered to start them again, and its clean-up would remove the folders they read.
+
+    Raises
+    ------
+    EbsdError
+        Where another live process holds it, saying which and what to do.
+    """
+    key = home.resolve()
+    if key in _held:
+        return
+    handle = open(home / SERVER_LOCK, "a+")  # noqa: SIM115 - held open for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise EbsdError(
+            f"another dashboard server ({holder}) keeps its sessions and jobs in {home.parent}: stop it, or give "
+            "this one a working folder of its own (EBSD_FEWSHOT_HOME)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    _held[key] = handle
 
 
 @dataclass
@@ -119,6 +161,7 @@ class JobManager:
         serialise_ast_parse()  # before the first worker thread
         self.home = home or jobs_home()
         self.home.mkdir(parents=True, exist_ok=True)
+        hold_jobs_folder(self.home)
         self._lock = threading.RLock()
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._jobs: dict[str, JobState] = {}

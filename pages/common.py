@@ -353,10 +353,16 @@ def _working_folder_problem(folder: str) -> str | None:
 
 
 def require_working_folder() -> None:
-    """Stop with one line where the server cannot write in its working folder (``EBSD_FEWSHOT_HOME``): sessions,
-    uploads and jobs live there, and every page would end in a traceback."""
+    """Stop with one line where the server cannot write in its working folder (``EBSD_FEWSHOT_HOME``), or another
+    server keeps its jobs there (:func:`ebsd_core.jobs.hold_jobs_folder`): sessions, uploads and jobs live there, and
+    every page would end in a traceback, or fail the other's jobs."""
     if problem := _working_folder_problem(str(fewshot_home())):
         st.error(problem, icon=":material/folder_off:")
+        st.stop()
+    try:
+        job_manager()
+    except EbsdError as exc:  # tried again at the next click: the other server may have stopped since
+        show_error(exc)
         st.stop()
 
 

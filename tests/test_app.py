@@ -77,6 +77,35 @@ def test_a_working_folder_the_server_cannot_write_to_is_one_line_on_every_page(a
         ]
 
 
+def test_a_second_server_on_one_working_folder_says_so_on_every_page(app):
+    """Found by starting the dashboard twice with one working folder: the second failed the first's running jobs."""
+    import subprocess
+    import sys
+
+    from ebsd_core.paths import fewshot_home
+
+    jobs = fewshot_home() / "jobs"
+    jobs.mkdir(parents=True)
+    holds = f"import sys; sys.path.insert(0, {str(Path(APP).parent)!r}); from ebsd_core.jobs import JobManager; " + (
+        f"JobManager(__import__('pathlib').Path({str(jobs)!r})); print('held', flush=True); sys.stdin.read()"
+    )
+    first = subprocess.Popen([sys.executable, "-c", holds], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline() == "held\n"
+        for page in ("pages/home.py", "pages/results.py"):
+            app.switch_page(page).run()
+            assert not app.exception
+            assert [e.value for e in app.error] == [
+                f"another dashboard server (process {first.pid} on {__import__('socket').gethostname()}) keeps its "
+                f"sessions and jobs in {fewshot_home()}: stop it, or give this one a working folder of its own "
+                "(EBSD_FEWSHOT_HOME)"
+            ]
+    finally:
+        first.communicate("", timeout=60)
+    app.switch_page("pages/home.py").run()  # the other server has stopped: this one takes the folder
+    assert not app.error and any(b.label == "Run the demo" for b in app.button)
+
+
 def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     app, tmp_path, tiny_dataset, map_model, monkeypatch
 ):

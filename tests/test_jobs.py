@@ -2,6 +2,8 @@
 
 import ast
 import gc
+import json
+import subprocess
 import sys
 import threading
 import time
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from ebsd_core.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, BusyError, JobManager
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Finaliser:
@@ -157,3 +161,26 @@ def test_a_job_that_runs_out_of_memory_fails_with_what_to_try(tmp_path):
     assert "traceback" not in state.result
     state = manager.wait(manager.submit("train", "train", "a", lambda ctx: torch.empty(2**50, dtype=torch.uint8)))
     assert state.status == FAILED and state.error.startswith("out of memory (") and "traceback" not in state.result
+
+
+def test_a_second_server_on_the_same_jobs_folder_is_refused_and_fails_none_of_its_jobs(tmp_path):
+    """Found by starting the dashboard twice with one working folder (``make app`` run twice by one account): the
+    second failed the first's running job on disk ("the server stopped while this job was running") and offered to
+    start it again while it still ran."""
+    first = JobManager(tmp_path / "jobs")
+    release = threading.Event()
+    running = first.submit("phasemap", "a long map", "someone", lambda ctx: release.wait(60) and {})
+    while first.get(running).status != RUNNING:
+        time.sleep(0.01)
+    second_server = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from ebsd_core.jobs import JobManager; " + (
+        f"JobManager(__import__('pathlib').Path({str(tmp_path / 'jobs')!r}))"
+    )
+    refused = subprocess.run([sys.executable, "-c", second_server], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "another dashboard server (process " in refused.stderr
+    assert f"keeps its sessions and jobs in {tmp_path}: stop it, or give this one a working folder of its own" in (
+        refused.stderr
+    )
+    assert json.loads((tmp_path / "jobs" / f"{running}.json").read_text())["status"] == RUNNING
+    release.set()
+    first.wait(running)
