@@ -17,6 +17,7 @@ import ast
 import fcntl
 import functools
 import json
+import logging
 import os
 import socket
 import sys
@@ -98,6 +99,12 @@ def hold_jobs_folder(home: Path) -> None:
             f"another dashboard server ({holder}) keeps its sessions and jobs in {home.parent}: stop it, or give "
             "this one a working folder of its own (EBSD_FEWSHOT_HOME)"
         ) from None
+    except OSError as exc:  # a file system without locks (some network mounts): served as before, unguarded
+        logging.getLogger(__name__).warning(
+            "%s cannot be locked (%s): a second server started on this working folder would not be noticed",
+            home,
+            os_error_text(exc),
+        )
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()} on {socket.gethostname()}")

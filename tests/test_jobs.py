@@ -184,3 +184,18 @@ def test_a_second_server_on_the_same_jobs_folder_is_refused_and_fails_none_of_it
     assert json.loads((tmp_path / "jobs" / f"{running}.json").read_text())["status"] == RUNNING
     release.set()
     first.wait(running)
+
+
+def test_a_jobs_folder_that_cannot_be_locked_is_served_as_before(tmp_path, monkeypatch, caplog):
+    """Some network mounts have no locks: a second server there goes unnoticed, which the log says once."""
+    import errno
+
+    from ebsd_core import jobs
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(jobs.fcntl, "flock", no_locks)
+    manager = JobManager(tmp_path / "jobs")
+    assert manager.wait(manager.submit("demo", "Demo", "someone", lambda ctx: {})).status == DONE
+    assert f"{tmp_path / 'jobs'} cannot be locked (No locks available)" in caplog.text
