@@ -43,6 +43,10 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
     resolved = (root / candidate).resolve()
     if resolved != root and root not in resolved.parents:
         raise InputError(f"{relative!r}: points outside the data root (through a link?)")
-    if not resolved.exists():
+    try:
+        exists = resolved.exists()
+    except PermissionError:  # in a folder this account may not read
+        raise InputError(f"{relative!r}: this account may not read the folder it is in (permission denied)") from None
+    if not exists:
         raise InputError(f"{relative!r}: no such file or folder under the data root")
     return resolved

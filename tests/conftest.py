@@ -78,6 +78,38 @@ def unwritable(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(Path, "unlink", unlink)
 
 
+def unreadable(monkeypatch, *paths: Path) -> None:
+    """The system refuses to read ``paths``, as for an account without read permission there (root, which runs CI,
+    may read anything): a folder is not listed and nothing in it is looked at; a file's bytes are not read."""
+    import builtins
+
+    closed = [Path(p) for p in paths]
+    folders = [p for p in closed if p.is_dir()]
+
+    def where(path) -> Path | None:
+        return Path(os.fsdecode(path)) if isinstance(path, str | bytes | os.PathLike) else None  # not a descriptor
+
+    def inside(path) -> bool:
+        target = where(path)
+        return target is not None and any(folder in target.parents for folder in folders)
+
+    def refused(path) -> bool:
+        return inside(path) or where(path) in closed
+
+    def guarded(real, refuse):
+        def call(path=".", *args, **kwargs):
+            if refuse(path):
+                raise PermissionError(13, "Permission denied", os.fsdecode(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "scandir", guarded(os.scandir, refused))
+    monkeypatch.setattr(os, "listdir", guarded(os.listdir, refused))
+    monkeypatch.setattr(os, "stat", guarded(os.stat, inside))  # the folder itself is seen, as without read permission
+    monkeypatch.setattr(builtins, "open", guarded(builtins.open, refused))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """User caches (masters of CIF phases, jobs) go to a temporary folder."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KIKUCHIPY_DATA, unwritable
+from conftest import KIKUCHIPY_DATA, unreadable, unwritable
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -474,6 +474,33 @@ def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypat
     app.text_input[0].input("shared").run()
     assert not app.exception
     assert [e.value for e in app.error] == [f"{tmp_path / 'root' / 'shared' / 'locked'}: Permission denied"]
+
+
+def test_a_server_folder_with_private_folders_lists_them_and_says_why_they_cannot_be_read(
+    app, tmp_path, monkeypatch, map_scan_file
+):
+    """Found as a lab's server account over a data tree with private folders: one folder it may not read made the
+    whole tree unlistable ("/tmp/droot/closed: Permission denied"), and typing a file in it was told so in Python's
+    words."""
+    import shutil
+
+    root = tmp_path / "root"
+    for sample in ("closed", "open"):
+        (root / sample).mkdir(parents=True)
+        shutil.copy(map_scan_file, root / sample / "scan.h5")
+    unreadable(monkeypatch, root / "closed")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/phasemap.py").run()
+    path = app.text_input(key="map_server_path")
+    path.input(".").run()
+    assert not app.exception and not app.error
+    assert next(s for s in app.selectbox if s.key == "map_server_path-found").options == ["closed", "open/scan.h5"]
+    for typed, said in (
+        ("closed", f"{root / 'closed'}: this account may not read this folder (permission denied)"),
+        ("closed/scan.h5", "'closed/scan.h5': this account may not read the folder it is in (permission denied)"),
+    ):
+        path.input(typed).run()
+        assert not app.exception and [e.value for e in app.error] == [said]
 
 
 def test_class_counts_are_drawn_in_space_group_order(app, tmp_path, monkeypatch):

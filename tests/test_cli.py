@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import unreadable
 from PIL import Image
 
 from ebsd_core.cli import main
@@ -124,6 +125,31 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
     assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
     assert "none of the scan files here could be read (1 scan file" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_what_this_account_may_not_read_is_named_not_passed_over(
+    map_model, map_scan_file, tmp_path, capsys, caplog, monkeypatch
+):
+    """Found as a lab's server account over a data tree with private folders: a folder it may not read made the
+    whole tree unlistable ("PermissionError: [Errno 13] Permission denied: '/tmp/droot/closed'"), and a file it may
+    not read was told "kikuchipy cannot read this file (the system would not open it (Permission denied))"."""
+    import shutil
+
+    project = tmp_path / "project"
+    for sample in ("closed", "open", "private"):
+        (project / sample).mkdir(parents=True)
+        shutil.copy(map_scan_file, project / sample / "scan.h5")
+    unreadable(monkeypatch, project / "closed", project / "private" / "scan.h5")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["left_out"] == ["closed", "private/scan.h5"] and summary["patterns"] == 80
+    assert f"{project / 'closed'}: this account may not read this folder (permission denied)" in caplog.text
+    assert f"{project / 'private' / 'scan.h5'}: this account may not read this file (permission denied)" in caplog.text
+    assert main(["info", str(project / "private" / "scan.h5")]) == 2
+    assert "scan.h5: this account may not read this file (permission denied)" in capsys.readouterr().err
+    assert main(["info", str(project / "closed")]) == 2
+    assert "closed: this account may not read this folder (permission denied)" in capsys.readouterr().err
 
 
 def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, map_scan_file, tmp_path, capsys):

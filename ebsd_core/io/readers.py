@@ -387,7 +387,38 @@ def _is_source_file_name(name: str) -> bool:
 
 
 def _is_saved_model(folder: Path) -> bool:
-    return (folder / "model.json").is_file()
+    try:
+        return (folder / "model.json").is_file()
+    except OSError:  # a folder this account may not read: no model of its own (said when it is read)
+        return False
+
+
+def check_readable(path: Path) -> None:
+    """Refuse, in words, a file or folder the system will not let this account read (a lab's data tree often holds
+    private folders); readers and listings met it as "PermissionError" or in kikuchipy's and HDF5's words.
+
+    Raises
+    ------
+    InputError
+        Naming ``path``: no such file or folder, or this account may not read it.
+    """
+    try:
+        if not path.exists():
+            raise InputError("no such file or folder", path)
+        if path.is_dir():
+            os.scandir(path).close()
+        elif path.is_file():  # not a pipe, which would wait for a writer here
+            open(path, "rb").close()
+    except PermissionError:
+        kind = "folder" if _is_dir_or_unknown(path) else "file"
+        raise InputError(f"this account may not read this {kind} (permission denied)", path) from None
+
+
+def _is_dir_or_unknown(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _read_whole(folder: Path) -> bool:
@@ -409,7 +440,9 @@ def sources_in_folder(folder: Path) -> list[Path]:
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
     natural order: NORDIF acquisition folders, folders of images (their own images; see :func:`open_patterns`
     ``labelled=False``), scan files and zips. Saved models and hidden folders are passed over. Empty when the folder
-    is read as one source (a folder of images, of class folders that each name a space group, a NORDIF acquisition)."""
+    is read as one source (a folder of images, of class folders that each name a space group, a NORDIF acquisition).
+    A sub-folder this account may not read is listed as a source, to be refused with that reason when it is read."""
+    check_readable(folder)
     if scans := scans_in_folder(folder):
         return scans
     if _read_whole(folder):
@@ -419,7 +452,11 @@ def sources_in_folder(folder: Path) -> list[Path]:
     if images.reads_as_class_folders(folder):
         return []
     found: list[Path] = []
-    for place, subfolders, files in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:  # not passed over in silence: its scans would be missing from the answers
+        found.append(Path(exc.filename))
+
+    for place, subfolders, files in os.walk(folder, onerror=unreadable):
         here = Path(place)
         subfolders[:] = sorted(
             (name for name in subfolders if not name.startswith((".", "__")) and not _is_saved_model(here / name)),
@@ -601,8 +638,7 @@ def open_patterns(path: str | Path, lazy: bool = True, labelled: bool | None = N
         Naming the file and the problem when it cannot be read.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("no such file or folder", path)
+    check_readable(path)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(EMPTY_FILE, path)
     source = _choose_reader(path, labelled)(path, lazy)
