@@ -23,6 +23,27 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+#: The environment variable naming the server's folder that users may pick scans from by path.
+DATA_ROOT_VARIABLE = "EBSD_DATA_ROOT"
+
+
+def data_root_problem(root: Path) -> str | None:
+    """Why nothing can be picked under the data root (a typo in ``EBSD_DATA_ROOT``, a share not mounted), in a
+    sentence for whoever runs the server; None where it can be listed. Every path typed would otherwise be told "no
+    such file or folder under the data root", as if the user had mistyped it."""
+    try:
+        if not root.exists():
+            why = "does not exist (not mounted, or mistyped?)"
+        elif not root.is_dir():
+            why = "is not a folder"
+        else:
+            with os.scandir(root):
+                return None
+    except PermissionError:
+        why = "cannot be read by the account this runs as (permission denied)"
+    return f"The data root {root} ({DATA_ROOT_VARIABLE}) {why}: whoever runs the server can fix it, or upload instead."
+
+
 def resolve_under_root(root: str | Path, relative: str) -> Path:
     """Resolve ``relative`` inside ``root``; refuse anything that escapes it.
 

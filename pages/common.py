@@ -24,7 +24,7 @@ from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
-from ebsd_core.paths import fewshot_home
+from ebsd_core.paths import DATA_ROOT_VARIABLE, fewshot_home
 from ebsd_core.phases import CATALOGUE, M3M_SPACE_GROUPS
 from ebsd_core.wording import counted
 
@@ -405,7 +405,7 @@ def housekeeping() -> float:
 
 def data_root() -> Path | None:
     """Server-side folder users may pick scans from (``EBSD_DATA_ROOT``), or None."""
-    root = os.environ.get("EBSD_DATA_ROOT")
+    root = os.environ.get(DATA_ROOT_VARIABLE)
     return Path(root).resolve() if root else None
 
 
@@ -426,8 +426,11 @@ def server_path_input(label: str, purpose: str, key: str) -> Path | None:
     if root is None:
         st.info(f"Set `EBSD_DATA_ROOT` on the server to let users {purpose} by path instead of uploading.")
         return None
-    from ebsd_core.paths import resolve_under_root
+    from ebsd_core.paths import data_root_problem, resolve_under_root
 
+    if problem := data_root_problem(root):
+        st.error(problem)
+        return None
     keep_hidden_widgets(key, f"{key}-found")
     relative = st.text_input(
         f"{label} under {root}", key=key, placeholder="a file, or a folder to list what it holds (. for all of it)"

@@ -476,6 +476,16 @@ def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypat
     assert [e.value for e in app.error] == [f"{tmp_path / 'root' / 'shared' / 'locked'}: Permission denied"]
 
 
+def test_a_data_root_that_does_not_exist_is_said_so_not_every_path_typed(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path / "not-mounted"))
+    app.switch_page("pages/data.py").run()
+    assert not app.exception and not [t for t in app.text_input if t.key == "data_server_path"]
+    assert [e.value for e in app.error] == [
+        f"The data root {tmp_path / 'not-mounted'} (EBSD_DATA_ROOT) does not exist (not mounted, or mistyped?): "
+        "whoever runs the server can fix it, or upload instead."
+    ]
+
+
 def test_a_server_folder_with_private_folders_lists_them_and_says_why_they_cannot_be_read(
     app, tmp_path, monkeypatch, map_scan_file
 ):

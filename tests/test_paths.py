@@ -1,0 +1,28 @@
+"""The data root users pick scans from by path."""
+
+from __future__ import annotations
+
+from conftest import unreadable
+
+from ebsd_core.paths import data_root_problem
+
+
+def test_a_data_root_that_cannot_be_listed_says_why(tmp_path, monkeypatch):
+    """Found on review: with EBSD_DATA_ROOT mistyped (or its share not mounted) every path a user typed was told "no
+    such file or folder under the data root", as if they had mistyped it."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "file").write_text("")
+    assert data_root_problem(tmp_path / "root") is None
+    end = ": whoever runs the server can fix it, or upload instead."
+    assert data_root_problem(tmp_path / "gone") == (
+        f"The data root {tmp_path / 'gone'} (EBSD_DATA_ROOT) does not exist (not mounted, or mistyped?){end}"
+    )
+    assert (
+        data_root_problem(tmp_path / "file")
+        == f"The data root {tmp_path / 'file'} (EBSD_DATA_ROOT) is not a folder{end}"
+    )
+    unreadable(monkeypatch, tmp_path / "root")
+    assert data_root_problem(tmp_path / "root") == (
+        f"The data root {tmp_path / 'root'} (EBSD_DATA_ROOT) cannot be read by the account this runs as (permission "
+        f"denied){end}"
+    )
