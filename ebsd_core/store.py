@@ -52,6 +52,11 @@ MAX_VIEWS = 64  # test-time views per pattern
 MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
 MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
 _EXISTS = "{target} already exists; choose another name or pass --force to replace it"
+#: A model saved by another account whose files only it may read (a umask of 077).
+UNREADABLE_MODEL = (
+    "this account may not read it (permission denied): whoever saved it can let others read it "
+    "(chmod -R a+rX on its folder)"
+)
 DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
 
 
@@ -686,11 +691,17 @@ def read_card(path: str | Path) -> ModelCard:
             "lists them)",
             folder,
         )
-    if not meta_path.is_file():
-        raise ModelError(f"no {META} here: not a saved model", folder)
     try:
-        data = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not meta_path.is_file():
+            raise ModelError(f"no {META} here: not a saved model", folder)
+        text = meta_path.read_text()
+    except PermissionError:
+        raise ModelError(UNREADABLE_MODEL, folder) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{META} is not valid JSON ({exc})", folder) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ModelError(f"{META} is not valid JSON ({exc})", folder) from None
     return ModelCard.from_json(data, meta_path)
 
@@ -703,7 +714,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     if not weights.is_file():
         raise ModelError(f"{WEIGHTS} is missing", folder)
     data = json.loads((folder / META).read_text())
-    if data.get("weights_sha256") != file_sha256(weights):
+    try:
+        digest = file_sha256(weights)
+    except PermissionError:
+        raise ModelError(UNREADABLE_MODEL, weights) from None
+    if data.get("weights_sha256") != digest:
         raise ModelError(f"{WEIGHTS} does not match the checksum in {META} (changed or corrupt)", folder)
     try:
         with safe_open(str(weights), "pt") as stored:

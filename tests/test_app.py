@@ -106,6 +106,27 @@ def test_a_second_server_on_one_working_folder_says_so_on_every_page(app):
     assert not app.error and any(b.label == "Run the demo" for b in app.button)
 
 
+def test_a_model_of_another_account_the_server_may_not_read_is_skipped_on_every_page(
+    app, tmp_path, map_model, monkeypatch
+):
+    """Found as a lab's server account: a model saved by another account under a umask of 077 ended Home, Results,
+    Phase map and Explain in a traceback."""
+    import shutil
+
+    for name in ("mine", "theirs"):
+        shutil.copytree(map_model, tmp_path / "store" / name)
+    unreadable(monkeypatch, tmp_path / "store" / "theirs")
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+    app.switch_page("pages/results.py").run()
+    assert app.selectbox[0].options == ["mine"]
+    assert [w.value for w in app.warning if w.value.startswith("Skipped theirs: ")] == [
+        f"Skipped theirs: {tmp_path / 'store' / 'theirs'}: this account may not read it (permission denied): whoever "
+        "saved it can let others read it (chmod -R a+rX on its folder)"
+    ]
+
+
 def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     app, tmp_path, tiny_dataset, map_model, monkeypatch
 ):

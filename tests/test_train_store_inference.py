@@ -12,6 +12,7 @@ from unittest.mock import ANY
 import numpy as np
 import pytest
 import torch
+from conftest import unreadable
 
 from ebsd_core.cli import main
 from ebsd_core.errors import CancelledError, InputError, ModelError, StoreError
@@ -283,6 +284,22 @@ def test_a_store_the_server_cannot_write_to_is_said_to_be_read_only(tmp_path):
     problem = store_write_problem(tmp_path / "a-file" / "store")
     assert problem.startswith("Models can be used here but not trained, added or deleted: this server cannot write ")
     assert "a-file is a file" in problem and "EBSD_MODEL_STORE" in problem
+
+
+def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_the_store(trained, tmp_path, monkeypatch):
+    """Found as a lab's server account, with models saved into the shared store by another account under a umask of
+    077: one such folder made every model list fail ("PermissionError: [Errno 13] Permission denied:
+    '/tmp/mixstore/private/model.json'"), which ended Home, Results, Phase map and Explain in a traceback."""
+    _, result = trained
+    for name in ("open", "private", "weights-private"):
+        save_model(result.model, result.card, tmp_path / name)
+    unreadable(monkeypatch, tmp_path / "private", tmp_path / "weights-private" / WEIGHTS)
+    said = "this account may not read it (permission denied): whoever saved it can let others read it"
+    rows = {row["name"]: row for row in list_models(tmp_path)}
+    assert "error" not in rows["open"] and "error" not in rows["weights-private"]
+    assert rows["private"]["error"].startswith(f"{tmp_path / 'private'}: {said}")
+    with pytest.raises(ModelError, match=f"weights.safetensors: {re.escape(said)}"):
+        load_model(tmp_path / "weights-private")
 
 
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
