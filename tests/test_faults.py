@@ -199,17 +199,22 @@ def test_the_sessions_with_a_job_queued_or_running_are_working(tmp_path):
     assert manager.working_owners() == set()
 
 
-def test_demo_models_go_with_their_session(tmp_path, map_model):
-    """A class clicks the demo 30 times: once their sessions age out, the pickers show the lab's own models again."""
+def _jobs_saving_models(tmp_path: Path, model: Path):
+    """A working folder, a store, a job manager and a job body that saves a copy of ``model`` in the store."""
     import shutil
 
     home, store = tmp_path / "home", tmp_path / "store"
-    manager = JobManager(home / "jobs")
 
     def saves(name: str) -> dict:
-        shutil.copytree(map_model, store / name)
+        shutil.copytree(model, store / name)
         return {"model_name": name}
 
+    return home, store, JobManager(home / "jobs"), saves
+
+
+def test_demo_models_go_with_their_session(tmp_path, map_model):
+    """A class clicks the demo 30 times: once their sessions age out, the pickers show the lab's own models again."""
+    home, store, manager, saves = _jobs_saving_models(tmp_path, map_model)
     gone = manager.wait(manager.submit("demo", "Demo", "idle", lambda ctx: saves(f"demo-{ctx.job_id}")))
     gone_map = manager.wait(
         manager.submit("phasemap", "Demo map", "idle", lambda ctx: saves(f"demo-map-ni-{ctx.job_id}"))
@@ -225,15 +230,7 @@ def test_demo_models_go_with_their_session(tmp_path, map_model):
 
 
 def test_demo_models_in_a_store_that_cannot_be_written_to_stay(tmp_path, map_model, monkeypatch, caplog):
-    import shutil
-
-    home, models = tmp_path / "home", tmp_path / "store"
-    manager = JobManager(home / "jobs")
-
-    def saves(name: str) -> dict:
-        shutil.copytree(map_model, models / name)
-        return {"model_name": name}
-
+    home, models, manager, saves = _jobs_saving_models(tmp_path, map_model)
     gone = manager.wait(manager.submit("demo", "Demo", "idle", lambda ctx: saves(f"demo-{ctx.job_id}")))
     unwritable(monkeypatch, models)
     assert retire_demo_models(["idle"], home, models) == []
