@@ -80,10 +80,10 @@ def ensure_writable_home() -> Path | None:
     return replacement
 
 
-def working_folder_problem() -> str | None:
-    """Why sessions, uploads and jobs cannot be kept in :func:`ebsd_core.paths.fewshot_home`, in a sentence for
-    whoever runs the server; None where they can. The dashboard cannot work without it."""
-    folder = fewshot_home()
+def working_folder_problem(folder: Path | None = None) -> str | None:
+    """Why sessions, uploads and jobs cannot be kept in ``folder`` (default :func:`ebsd_core.paths.fewshot_home`), in
+    a sentence for whoever runs the server; None where they can. The dashboard cannot work without it."""
+    folder = folder or fewshot_home()
     try:
         check_writable_folder(folder)
     except InputError as exc:

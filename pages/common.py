@@ -349,7 +349,7 @@ def new_session_file(stem: str, suffix: str = ".h5") -> Path:
 def _working_folder_problem(folder: str) -> str | None:
     from ebsd_core.home_folder import working_folder_problem
 
-    return working_folder_problem()
+    return working_folder_problem(Path(folder))
 
 
 def require_working_folder() -> None:
