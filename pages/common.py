@@ -470,7 +470,7 @@ def _sources_under(folder: str, modified: float, root: str) -> list[str]:
     Kept a minute: a lab's data tree can hold many thousands of files."""
     from ebsd_core.io.readers import sources_in_folder
 
-    inside = [found for found in sources_in_folder(Path(folder)) if found.resolve().is_relative_to(root)]
+    inside = [found for found in sources_in_folder(Path(folder), Path(root)) if found.resolve().is_relative_to(root)]
     return [str(found.relative_to(folder)) for found in inside]
 
 

@@ -485,7 +485,7 @@ def test_a_folder_of_samples_on_the_server_lists_them_to_choose_from(app, tmp_pa
 
 
 def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypatch):
-    def refused(folder):
+    def refused(folder, within=None):
         raise PermissionError(13, "Permission denied", str(folder / "locked"))
 
     (tmp_path / "root" / "shared").mkdir(parents=True)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ebsd_core.cli import main
 from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.readers import sources_in_folder
 
 
 def test_simulate_command_is_deterministic(tmp_path, capsys):
@@ -150,6 +151,28 @@ def test_what_this_account_may_not_read_is_named_not_passed_over(
     assert "scan.h5: this account may not read this file (permission denied)" in capsys.readouterr().err
     assert main(["info", str(project / "closed")]) == 2
     assert "closed: this account may not read this folder (permission denied)" in capsys.readouterr().err
+
+
+def test_predict_follows_linked_sample_folders_once(map_model, map_scan_file, tmp_path, capsys):
+    """Found on review: a sample folder linked into the project (from a network share, as labs link them) was passed
+    over in silence, its scan missing from the answers."""
+    import shutil
+
+    project, share = tmp_path / "project", tmp_path / "share"
+    for place in (project / "sample_a", share / "sample_b"):
+        place.mkdir(parents=True)
+        shutil.copy(map_scan_file, place / "scan.h5")
+    (project / "sample_b").symlink_to(share / "sample_b")
+    (project / "loop").mkdir()
+    (project / "loop" / "up").symlink_to(project)  # a link back up the tree: walked once
+    (project / "broken").symlink_to(tmp_path / "nowhere")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 2 and summary["left_out"] == [] and summary["patterns"] == 2 * 80
+    assert sorted({row["path"] for row in _csv_rows(out)}) == ["sample_a/scan.h5", "sample_b/scan.h5"]
+    # a server's data root: a link out of it is not walked (a link to / would have the whole disk walked)
+    assert sources_in_folder(project, within=project) == [project / "sample_a" / "scan.h5"]
 
 
 def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, map_scan_file, tmp_path, capsys):

@@ -435,13 +435,15 @@ def scans_in_folder(folder: Path) -> list[Path]:
     return sorted(scans, key=lambda p: images.natural_order(p.name))
 
 
-def sources_in_folder(folder: Path) -> list[Path]:
+def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
     """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
     natural order: NORDIF acquisition folders, folders of images (their own images; see :func:`open_patterns`
-    ``labelled=False``), scan files and zips. Saved models and hidden folders are passed over. Empty when the folder
-    is read as one source (a folder of images, of class folders that each name a space group, a NORDIF acquisition).
-    A sub-folder this account may not read is listed as a source, to be refused with that reason when it is read."""
+    ``labelled=False``), scan files and zips, through linked folders too. Saved models and hidden folders are passed
+    over. Empty when the folder is read as one source (a folder of images, of class folders that each name a space
+    group, a NORDIF acquisition). A sub-folder this account may not read is listed as a source, to be refused with
+    that reason when it is read. ``within``: links that lead out of this folder are not followed (a server's data
+    root, where they would be refused: a link to ``/`` would have the whole disk walked)."""
     check_readable(folder)
     if scans := scans_in_folder(folder):
         return scans
@@ -456,7 +458,14 @@ def sources_in_folder(folder: Path) -> list[Path]:
     def unreadable(exc: OSError) -> None:  # not passed over in silence: its scans would be missing from the answers
         found.append(Path(exc.filename))
 
-    for place, subfolders, files in os.walk(folder, onerror=unreadable):
+    walked: set[str] = set()
+    # linked folders are followed (a lab's tree often links its samples' folders from a network share), each once
+    for place, subfolders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(place)
+        if real in walked or (within is not None and not Path(real).is_relative_to(within)):
+            subfolders.clear()  # a link back up the tree, to a folder walked already, or out of ``within``
+            continue
+        walked.add(real)
         here = Path(place)
         subfolders[:] = sorted(
             (name for name in subfolders if not name.startswith((".", "__")) and not _is_saved_model(here / name)),
