@@ -440,6 +440,7 @@ def _predict_rows(
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_found_source, open_patterns
+    from ebsd_core.paths import printable_path
 
     try:
         source = open_found_source(Path(path)) if name else open_patterns(path)
@@ -465,7 +466,8 @@ def _predict_rows(
         row_name = source.names[i] if source.names else None
         if name:
             row_name = f"{name}/{row_name}" if row_name and Path(path).is_dir() else name
-        writer.writerow([row_name or source.path, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
+        shown = printable_path(row_name or source.path)
+        writer.writerow([shown, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
     return prediction.labels
 
 

@@ -17,6 +17,13 @@ def fewshot_home() -> Path:
     return Path(os.environ.get(FEWSHOT_HOME_VARIABLE, Path.home() / ".ebsd_fewshot"))
 
 
+def printable_path(path: str | Path) -> str:
+    """``path`` as text that any text file or page can hold: a name that is not UTF-8 (copied from an old Windows
+    share, say ``caf\xe9``) has its undecodable bytes shown as U+FFFD, as ``ls`` shows them, where writing it as
+    Python holds it ("surrogates not allowed") failed a whole CSV."""
+    return os.fsencode(str(path)).decode("utf-8", "replace")
+
+
 def is_hidden(name: str) -> bool:
     """A hidden file (``.name``), never a pattern or a scan: among them the ``._name.png`` that macOS writes beside
     every file it copies onto a USB drive (its metadata, not an image)."""
@@ -70,4 +77,9 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
         raise InputError(f"{relative!r}: this account may not read the folder it is in (permission denied)") from None
     if not exists:
         raise InputError(f"{relative!r}: no such file or folder under the data root")
+    if printable_path(resolved) != str(resolved):  # the pages' caches and the browser take UTF-8 text alone
+        raise InputError(
+            f"'{printable_path(relative)}': its name is not UTF-8 text (as names copied from old Windows shares can "
+            "be): rename it to read it here (convmv does so for a whole tree); the command line reads it as it is"
+        )
     return resolved

@@ -24,7 +24,7 @@ from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
-from ebsd_core.paths import DATA_ROOT_VARIABLE, fewshot_home
+from ebsd_core.paths import DATA_ROOT_VARIABLE, fewshot_home, printable_path
 from ebsd_core.phases import CATALOGUE, M3M_SPACE_GROUPS
 from ebsd_core.wording import counted
 
@@ -413,7 +413,7 @@ def shown_name(path: str | Path) -> str:
     """A file as users know it: by its path under the data root (sample folders' scans often share a file name,
     ``patterns.h5``), else by the name it was uploaded under, else by its name."""
     root, path = data_root(), Path(path)
-    return str(path.relative_to(root)) if root and path.is_relative_to(root) else uploaded_name(path)
+    return printable_path(path.relative_to(root) if root and path.is_relative_to(root) else uploaded_name(path))
 
 
 MAX_LISTED_SOURCES = 1000  # a choice among more is no choice, and each rerun would send them all to the browser
@@ -443,7 +443,7 @@ def server_path_input(label: str, purpose: str, key: str) -> Path | None:
         if not found:  # a file, or a folder read as one source
             return path
         if len(found) == 1:  # a sample's folder with its one scan: nothing to choose
-            st.caption(f"Reading {found[0]} in {path.name}.")
+            st.caption(printable_path(f"Reading {found[0]} in {path.name}."))
             return resolve_under_root(root, str(Path(relative) / found[0]))
         if len(found) > MAX_LISTED_SOURCES:
             st.caption(
@@ -452,6 +452,7 @@ def server_path_input(label: str, purpose: str, key: str) -> Path | None:
         choice = st.selectbox(
             f"{path.name} holds {counted(len(found), 'source')} of patterns (scan files, folders of images): read",
             found[:MAX_LISTED_SOURCES],
+            format_func=printable_path,  # a name that is not UTF-8 (from an old Windows share) cannot be sent as it is
             index=None,
             placeholder="choose one",
             key=f"{key}-found",
@@ -842,7 +843,7 @@ def for_the_user(message: str) -> str:
     message = re.sub(re.escape(f"{uploads}{os.sep}") + folders, "", message)
     for folder in (uploads, session_dir()):
         message = message.replace(f"{folder}{os.sep}", "")
-    return message
+    return printable_path(message)
 
 
 def show_error(exc: Exception) -> None:

@@ -110,6 +110,16 @@ def unreadable(monkeypatch, *paths: Path) -> None:
     monkeypatch.setattr(builtins, "open", guarded(builtins.open, refused))
 
 
+def not_utf8_folder(parent: Path) -> Path:
+    """A folder named ``caf\xe9`` (Latin-1, as copied from an old Windows share); skips where the file system takes
+    UTF-8 names alone (macOS)."""
+    try:
+        os.mkdir(os.path.join(os.fsencode(parent), b"caf\xe9"))
+    except OSError:
+        pytest.skip("this file system takes UTF-8 names alone")
+    return parent / os.fsdecode(b"caf\xe9")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """User caches (masters of CIF phases, jobs) go to a temporary folder."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KIKUCHIPY_DATA, unreadable, unwritable
+from conftest import KIKUCHIPY_DATA, not_utf8_folder, unreadable, unwritable
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -495,6 +495,31 @@ def test_a_server_folder_that_cannot_be_listed_is_named(app, tmp_path, monkeypat
     app.text_input[0].input("shared").run()
     assert not app.exception
     assert [e.value for e in app.error] == [f"{tmp_path / 'root' / 'shared' / 'locked'}: Permission denied"]
+
+
+def test_a_server_file_whose_name_is_not_utf8_is_listed_and_said_to_be_renamed(
+    app, tmp_path, monkeypatch, map_scan_file
+):
+    """Found on review: a folder named in Latin-1 under the data root ended the Data and Phase map pages in
+    "UnicodeEncodeError: ... surrogates not allowed" when listed, and again when chosen."""
+    import shutil
+
+    root = tmp_path / "root"
+    (root / "ok").mkdir(parents=True)
+    shutil.copy(map_scan_file, root / "ok" / "scan.h5")
+    shutil.copy(map_scan_file, not_utf8_folder(root) / "scan.h5")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/phasemap.py").run()
+    app.text_input(key="map_server_path").input(".").run()
+    assert not app.exception and not app.error
+    found = next(s for s in app.selectbox if s.key == "map_server_path-found")
+    assert [found.format_func(option) for option in found.options] == ["caf\ufffd/scan.h5", "ok/scan.h5"]
+    found.set_value(found.options[0]).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "'caf\ufffd/scan.h5': its name is not UTF-8 text (as names copied from old Windows shares can be): rename it "
+        "to read it here (convmv does so for a whole tree); the command line reads it as it is"
+    ]
 
 
 def test_a_data_root_that_does_not_exist_is_said_so_not_every_path_typed(app, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import unreadable
+from conftest import not_utf8_folder, unreadable
 from PIL import Image
 
 from ebsd_core.cli import main
@@ -173,6 +173,20 @@ def test_predict_follows_linked_sample_folders_once(map_model, map_scan_file, tm
     assert sorted({row["path"] for row in _csv_rows(out)}) == ["sample_a/scan.h5", "sample_b/scan.h5"]
     # a server's data root: a link out of it is not walked (a link to / would have the whole disk walked)
     assert sources_in_folder(project, within=project) == [project / "sample_a" / "scan.h5"]
+
+
+def test_predict_names_a_file_whose_name_is_not_utf8_as_ls_does(map_model, map_scan_file, tmp_path, capsys):
+    """Found on review: a sample folder named in Latin-1 ended predict in "UnicodeEncodeError: 'utf-8' codec can't
+    encode character '\udce9' in position 3: surrogates not allowed", and no CSV was written."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(map_scan_file, not_utf8_folder(project) / "scan.h5")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["patterns"] == 80
+    assert {row["path"] for row in _csv_rows(out)} == {"caf\ufffd/scan.h5"}
 
 
 def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, map_scan_file, tmp_path, capsys):
