@@ -609,11 +609,18 @@ def delete_model(name: str, store: Path | None = None) -> Path:
     target = store / validate_name(name)
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     with _name_lock(target):
-        if not (target / META).is_file():
-            raise StoreError(f"{target} is not a saved model")
-        (store / DELETED).mkdir(exist_ok=True)
-        moved = store / DELETED / f"{name}-{stamp}"
-        os.rename(target, moved)
+        try:
+            if not (target / META).is_file():
+                raise StoreError(f"{target} is not a saved model")
+            (store / DELETED).mkdir(exist_ok=True)
+            moved = store / DELETED / f"{name}-{stamp}"
+            os.rename(target, moved)
+        except PermissionError:  # a folder of another account's (the system renames a folder only for its writers)
+            raise InputError(
+                "this account may not move it (permission denied): the account that saved it can, or whoever runs "
+                "the server",
+                target,
+            ) from None
     return moved
 
 

@@ -300,6 +300,8 @@ def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_th
     assert rows["private"]["error"].startswith(f"{tmp_path / 'private'}: {said}")
     with pytest.raises(ModelError, match=f"weights.safetensors: {re.escape(said)}"):
         load_model(tmp_path / "weights-private")
+    with pytest.raises(InputError, match="private: this account may not move it \\(permission denied\\): the account"):
+        delete_model("private", tmp_path)  # was "PermissionError: [Errno 13] Permission denied: '.../model.json'"
 
 
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
