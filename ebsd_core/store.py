@@ -51,6 +51,8 @@ DEFAULT_UNKNOWN_THRESHOLD = 0.5
 MAX_VIEWS = 64  # test-time views per pattern
 MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
 MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
+#: The environment variable that moves :func:`default_store`.
+MODEL_STORE_VARIABLE = "EBSD_MODEL_STORE"
 _EXISTS = "{target} already exists; choose another name or pass --force to replace it"
 #: A model saved by another account whose files only it may read (a umask of 077).
 UNREADABLE_MODEL = (
@@ -100,7 +102,7 @@ def _rehearsal_words(config: dict) -> str:
 
 def default_store() -> Path:
     """``$EBSD_MODEL_STORE`` or the project's ``models/`` folder."""
-    return Path(os.environ.get("EBSD_MODEL_STORE", Path(__file__).resolve().parents[1] / "models"))
+    return Path(os.environ.get(MODEL_STORE_VARIABLE, Path(__file__).resolve().parents[1] / "models"))
 
 
 @dataclass
@@ -450,8 +452,8 @@ def store_write_problem(store: Path | None = None) -> str | None:
     except InputError as exc:
         return (
             f"Models can be used here but not trained, added or deleted: this server {exc.reason}, where its models "
-            "are kept. Whoever runs it can give it write access there, or set EBSD_MODEL_STORE to a folder it can "
-            "write to."
+            f"are kept. Whoever runs it can give it write access there, or set {MODEL_STORE_VARIABLE} to a folder it "
+            "can write to."
         )
     return None
 
