@@ -63,6 +63,14 @@ def check_writable_folder(folder: str | Path, target: str | Path | None = None) 
         raise InputError(f"cannot write in {folder} ({exc.strerror or exc})", target or folder) from None
 
 
+def may_write_in(path: str | Path) -> bool:
+    """Whether this account's permissions let it write ``path``: make, rename and remove files in a folder, or change
+    a file. Asks the system rather than trying a write (:func:`check_writable_folder`), for the many folders of a
+    tree."""
+    wanted = os.W_OK | os.X_OK if Path(path).is_dir() else os.W_OK
+    return os.access(path, wanted)
+
+
 def check_writable_file(path: str | Path) -> None:
     """Check that a file can be written at ``path``: not a folder, in a folder that can be written."""
     final = Path(path)

@@ -10,12 +10,13 @@ imported at all; there ``HOME`` is pointed at a folder of the tool's before any 
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import tempfile
 from pathlib import Path
 
-from ebsd_core.atomic import check_writable_folder
+from ebsd_core.atomic import check_writable_folder, may_write_in
 from ebsd_core.errors import InputError
 from ebsd_core.paths import FEWSHOT_HOME_VARIABLE, fewshot_home
 
@@ -82,7 +83,11 @@ def ensure_writable_home() -> Path | None:
 
 def working_folder_problem(folder: Path | None = None) -> str | None:
     """Why sessions, uploads and jobs cannot be kept in ``folder`` (default :func:`ebsd_core.paths.fewshot_home`), in
-    a sentence for whoever runs the server; None where they can. The dashboard cannot work without it."""
+    a sentence for whoever runs the server; None where they can. The dashboard cannot work without it.
+
+    Every folder in it must be the server's to write in, not only the top: a lab that moved its server from root
+    (or a person's account) to a service account, and gave it the working folder without what is in it, had every
+    page end in "PermissionError: [Errno 13] Permission denied: '.../jobs/.server.lock'"."""
     folder = folder or fewshot_home()
     try:
         check_writable_folder(folder)
@@ -91,4 +96,47 @@ def working_folder_problem(folder: Path | None = None) -> str | None:
             f"This server {exc.reason}, its working folder for sessions, uploads and jobs. Whoever runs it can give "
             f"it write access there, or set {FEWSHOT_HOME_VARIABLE} to a folder it can write to."
         )
+    if (barred := _first_unwritable(folder)) is not None:
+        return (
+            f"This server (account {_account()}) cannot write in {barred}{_owner(barred)}, in its working folder for "
+            f"sessions, uploads and jobs. Whoever runs it can give it the whole folder (chown -R "
+            f"{_account()} {folder}), or set {FEWSHOT_HOME_VARIABLE} to a folder of its own."
+        )
     return None
+
+
+def _first_unwritable(folder: Path) -> Path | None:
+    """The first folder under ``folder`` (or the jobs' lock file, which a server opens to write) that this account
+    may not write in, or None. 4,500 folders took 0.06 s."""
+    from ebsd_core.jobs import SERVER_LOCK
+
+    unlisted: list[Path] = []
+
+    def note_refused(exc: OSError) -> None:  # not a folder gone meanwhile (a session cleaned up), nor one to be made
+        if isinstance(exc, PermissionError):
+            unlisted.append(Path(exc.filename))
+
+    for root, _, files in os.walk(folder, onerror=note_refused):
+        if unlisted:
+            return unlisted[0]
+        if not may_write_in(root):
+            return Path(root)
+        if SERVER_LOCK in files and not may_write_in(lock := Path(root) / SERVER_LOCK):
+            return lock
+    return unlisted[0] if unlisted else None
+
+
+def _account() -> str:
+    """This process's user name, or its number where the system has no name for it (a container's user)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def _owner(path: Path) -> str:
+    """`` (account root's)``, or nothing where the system cannot say."""
+    try:
+        return f" (account {path.owner()}'s)"
+    except (KeyError, OSError, NotImplementedError):
+        return ""

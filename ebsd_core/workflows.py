@@ -11,7 +11,15 @@ import numpy as np
 
 from ebsd_core.errors import CancelledError, EbsdError, InputError, PhaseError
 from ebsd_core.io.dataset import Dataset, made_by_simulator
-from ebsd_core.store import check_can_save, epochs_to_reach, file_sha256, list_models, read_card, save_model
+from ebsd_core.store import (
+    ModelCard,
+    check_can_save,
+    epochs_to_reach,
+    file_sha256,
+    list_models,
+    read_card,
+    save_model,
+)
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
 
 
@@ -68,6 +76,17 @@ def latest_demo_map_model(phases: tuple[str, ...], store: Path | None = None) ->
     rows = [r for r in list_models(store) if "error" not in r and own_name.fullmatch(r["name"])]
     newest = max(rows, key=lambda r: r["created"], default=None)
     return None if newest is None else str(newest["path"])
+
+
+def demo_map_model(materials, model_dir: str | None = None, store: Path | None = None) -> tuple[str, ModelCard] | None:
+    """The saved model a demo map of ``materials`` maps with, and its card: ``model_dir`` where it knows their space
+    groups and is not a Home demo model, else the model an earlier demo map trained for them; None where the demo
+    map must train one first (:func:`demo_map_job`)."""
+    card = read_card(model_dir) if model_dir and not DEMO_MODEL_NAME.fullmatch(Path(model_dir).name) else None
+    if card is not None and {m.space_group for m in materials} <= set(card.classes):
+        return model_dir, card
+    model_dir = latest_demo_map_model(tuple(m.key for m in materials), store)
+    return None if model_dir is None else (model_dir, read_card(model_dir))
 
 
 def train_evaluate_save(
@@ -470,10 +489,7 @@ def demo_map_job(
     phases = tuple(m.key for m in materials)
     name = f"demo-map-{'-'.join(phases)}-{context.job_id}"
     pattern_size = DEMO_MAP.pattern_size
-    card = read_card(model_dir) if model_dir and not DEMO_MODEL_NAME.fullmatch(Path(model_dir).name) else None
-    if card is None or not {m.space_group for m in materials} <= set(card.classes):
-        model_dir = latest_demo_map_model(phases)
-        card = read_card(model_dir) if model_dir else None
+    model_dir, card = demo_map_model(materials, model_dir) or (None, None)
     if card is not None:
         pattern_size = int(card.training.get("pattern_size", pattern_size))
         name = card.name or Path(model_dir).name

@@ -28,11 +28,11 @@ from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map, phases_for_model
-from ebsd_core.phases import material_label, space_group_symbol
-from ebsd_core.simulate_map import DEMO_PAIRS
+from ebsd_core.phases import get_material, material_label, space_group_symbol
+from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
 from ebsd_core.store import default_store, list_models, read_card
 from ebsd_core.wording import counted, percent
-from ebsd_core.workflows import demo_layout, demo_map_job, phase_map_job
+from ebsd_core.workflows import demo_layout, demo_map_job, demo_map_model, phase_map_job
 from pages.common import (
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
@@ -68,6 +68,7 @@ from pages.common import (
     space_group_choice,
     start_again_button,
     start_job,
+    store_write_problem,
     tidy,
     upload_to_session,
 )
@@ -97,9 +98,9 @@ def cached_layout(path: str, modified: float, pair: tuple[str, ...]):
     return demo_layout(pair, (0, 0), path)
 
 
-def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] | None]:
-    """An indexing file of a real map (.ang, .ctf) whose grains a demo scan takes, and its rows and columns; its
-    phases and size said at once, or why it cannot serve."""
+def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, MapLayout | None]:
+    """An indexing file of a real map (.ang, .ctf) whose grains a demo scan takes, and those grains; its phases and
+    size said at once, or why it cannot serve."""
 
     def draw() -> Path | None:
         upload = st.file_uploader(
@@ -132,7 +133,30 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, tuple[int, int] 
         return None, None
     phases = " and ".join(material_label(m.key) for m in layout.materials)
     st.caption(f"{shown_name(path)}: {rows} x {cols} points of {phases}.")
-    return str(path), layout.shape
+    return str(path), layout
+
+
+def demo_map_cannot_train(materials, model_dir: str | None) -> bool:
+    """Whether the demo map would have to train a model for ``materials`` in a store this server may not write to:
+    said here, for the button to be off (not fail when the job starts)."""
+    if store_write_problem() is None:
+        return False
+    try:
+        if demo_map_model(materials, model_dir) is not None:
+            return False
+    except EbsdError:  # a model deleted or broken meanwhile: the job would train one
+        pass
+    unknown = (
+        "the model chosen above does not know both, nor has an earlier demo map trained one"
+        if model_dir
+        else "no saved model knows both"
+    )
+    st.warning(
+        f"A demo map of {' and '.join(material_label(m.key) for m in materials)} would train its model first: "
+        f"{unknown}. {store_write_problem()}",
+        icon=":material/lock:",
+    )
+    return True
 
 
 def choose_scan(model_name: str | None) -> Path | None:
@@ -149,7 +173,7 @@ def choose_scan(model_name: str | None) -> Path | None:
         keep_hidden_widgets("demo_pair", "demo_grains", "demo_rows", "demo_cols")  # also after another page
         pair = st.selectbox("Phases", list(DEMO_PAIRS), key="demo_pair")
         grains = st.radio("Grains", ["Voronoi", "Of a real map"], horizontal=True, key="demo_grains")
-        layout_path, shape = None, None
+        layout_path, layout, materials = None, None, [get_material(p) for p in DEMO_PAIRS[pair]]
         st.session_state.setdefault("demo_rows", 40)  # as values, not the widgets' defaults: kept while hidden
         st.session_state.setdefault("demo_cols", 50)
         if grains == "Voronoi":
@@ -159,10 +183,12 @@ def choose_scan(model_name: str | None) -> Path | None:
                 int(c2.number_input("Columns", 10, 300, key="demo_cols")),
             )
         else:
-            layout_path, shape = real_map_layout(DEMO_PAIRS[pair])
-        if shape is not None and st.button("Run the demo map", type="primary"):
+            layout_path, layout = real_map_layout(DEMO_PAIRS[pair])
+            shape, materials = (None, None) if layout is None else (layout.shape, layout.materials)
+        model_dir = str(default_store() / model_name) if model_name else None
+        cannot_train = shape is not None and demo_map_cannot_train(materials, model_dir)
+        if shape is not None and st.button("Run the demo map", type="primary", disabled=cannot_train):
             folder = session_dir() / "maps"
-            model_dir = str(default_store() / model_name) if model_name else None
             job = start_job(
                 "phasemap",
                 f"Demo map: {pair}" if layout_path is None else f"Demo map: the grains of {shown_name(layout_path)}",
@@ -184,7 +210,10 @@ def choose_scan(model_name: str | None) -> Path | None:
 def model_choice() -> str | None:
     models = [m for m in list_models() if not m.get("error")]
     if not models:
-        st.info("No saved model yet: train one on **Train**, or run the demo map, which trains its own.")
+        if store_write_problem() is None:
+            st.info("No saved model yet: train one on **Train**, or run the demo map, which trains its own.")
+        else:  # nor can one be trained: the demo map says why
+            st.info("No saved model in this server's store.")
         return None
     name = select_model([m["name"] for m in models], key="map_model")
     with contextlib.suppress(EbsdError, OSError):  # a model deleted meanwhile: the picker has said so

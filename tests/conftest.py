@@ -54,7 +54,7 @@ def unwritable(monkeypatch, folder: Path) -> None:
     import shutil
     from types import SimpleNamespace
 
-    from ebsd_core import housekeeping, store
+    from ebsd_core import home_folder, housekeeping, store
     from ebsd_core.errors import InputError
 
     def check_writable_folder(path, target=None):
@@ -74,6 +74,7 @@ def unwritable(monkeypatch, folder: Path) -> None:
 
     real_unlink = Path.unlink
     monkeypatch.setattr(store, "check_writable_folder", check_writable_folder)
+    monkeypatch.setattr(home_folder, "may_write_in", lambda path: not Path(path).is_relative_to(folder))
     monkeypatch.setattr(housekeeping, "shutil", SimpleNamespace(rmtree=rmtree))
     monkeypatch.setattr(Path, "unlink", unlink)
 

@@ -77,6 +77,20 @@ def test_a_working_folder_the_server_cannot_write_to_is_one_line_on_every_page(a
         ]
 
 
+def test_a_working_folder_with_another_accounts_jobs_folder_is_one_line_on_every_page(app, monkeypatch):
+    """Found moving a server from root to a service account given the working folder but not what is in it: every
+    page ended in "PermissionError: [Errno 13] Permission denied: '/tmp/mixhome/jobs/.server.lock'"."""
+    from ebsd_core.paths import fewshot_home
+
+    (fewshot_home() / "jobs").mkdir(parents=True)
+    unwritable(monkeypatch, fewshot_home() / "jobs")
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+        assert [e.value for e in app.error if f"cannot write in {fewshot_home() / 'jobs'} (" in e.value], page
+        assert "chown -R" in app.error[0].value
+
+
 def test_a_second_server_on_one_working_folder_says_so_on_every_page(app):
     """Found by starting the dashboard twice with one working folder: the second failed the first's running jobs."""
     import subprocess
@@ -150,6 +164,24 @@ def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     assert len([c.value for c in app.caption if c.value.startswith(said)]) == 2  # adding one, deleting it
     assert "model_zip" not in [u.key for u in app.get("file_uploader")]
     assert not [b for b in app.button if b.label == "Delete"]
+
+
+def test_a_demo_map_that_would_train_in_a_read_only_store_is_off_before_the_click(
+    app, tmp_path, map_model, monkeypatch
+):
+    """Left from the session that made the store read-only: the demo map's job was refused after the click, when it
+    came to train its model. Now the page knows first; a pair the store's model knows still maps."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "vetted")  # austenite and ferrite
+    unwritable(monkeypatch, tmp_path / "store")
+    app.switch_page("pages/phasemap.py").run()
+    run = next(b for b in app.button if b.label == "Run the demo map")
+    assert run.disabled  # Ni and Ni3Al, the first pair: no model knows them
+    assert [w.value for w in app.warning if w.value.startswith("A demo map of Ni and Ni")]
+    next(s for s in app.selectbox if s.key == "demo_pair").set_value("Austenite + ferrite (duplex steel)").run()
+    assert not next(b for b in app.button if b.label == "Run the demo map").disabled
+    assert not [w.value for w in app.warning if w.value.startswith("A demo map of")]
 
 
 def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_path):

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import unreadable, unwritable
 
 from ebsd_core import home_folder
 from ebsd_core.home_folder import ensure_writable_home, working_folder_problem
@@ -59,6 +60,36 @@ def test_a_working_folder_that_cannot_be_written_is_said_so(no_home, tmp_path, m
     assert f"to be kept in {no_home.parent / 'work'} (EBSD_FEWSHOT_HOME), which cannot be written to" in caplog.text
     monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(tmp_path / "work"))
     assert working_folder_problem() is None
+
+
+def test_a_working_folder_with_another_accounts_folders_in_it_says_which(tmp_path, monkeypatch):
+    """Found moving a server from root to a service account that was given the working folder but not what is in
+    it: every page ended in "PermissionError: [Errno 13] Permission denied: '/tmp/mixhome/jobs/.server.lock'"."""
+    work = tmp_path / "work"
+    (work / "sessions" / "a1b2").mkdir(parents=True)
+    (work / "jobs").mkdir()
+    monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(work))
+    assert working_folder_problem() is None
+    unwritable(monkeypatch, work / "sessions" / "a1b2")
+    monkeypatch.setattr(home_folder, "_account", lambda: "svc")
+    assert working_folder_problem() == (
+        f"This server (account svc) cannot write in {work / 'sessions' / 'a1b2'} (account "
+        f"{(work / 'jobs').owner()}'s), in its working folder for sessions, uploads and jobs. Whoever runs it can "
+        f"give it the whole folder (chown -R svc {work}), or set EBSD_FEWSHOT_HOME to a folder of its own."
+    )
+
+
+def test_a_jobs_lock_of_another_account_is_named(tmp_path, monkeypatch):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / ".server.lock").write_text("process 1 on lab")
+    unwritable(monkeypatch, tmp_path / "jobs" / ".server.lock")
+    assert f"cannot write in {tmp_path / 'jobs' / '.server.lock'} (" in working_folder_problem(tmp_path)
+
+
+def test_a_folder_in_it_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+    (tmp_path / "sessions" / "closed").mkdir(parents=True)
+    unreadable(monkeypatch, tmp_path / "sessions" / "closed")
+    assert f"cannot write in {tmp_path / 'sessions' / 'closed'} (" in working_folder_problem(tmp_path)
 
 
 def _no_home_known(cls):
