@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import getpass
 import os
 import shutil
 import tempfile
@@ -69,6 +70,22 @@ def may_write_in(path: str | Path) -> bool:
     tree."""
     wanted = os.W_OK | os.X_OK if Path(path).is_dir() else os.W_OK
     return os.access(path, wanted)
+
+
+def account_name() -> str:
+    """This process's user name, or its number where the system has no name for it (a container's user)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def owner_note(path: Path) -> str:
+    """`` (account root's)``: whose ``path`` is, for a sentence on permissions; nothing where the system cannot say."""
+    try:
+        return f" (account {path.owner()}'s)"
+    except (KeyError, OSError, NotImplementedError):
+        return ""
 
 
 def check_writable_file(path: str | Path) -> None:

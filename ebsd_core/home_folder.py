@@ -10,13 +10,12 @@ imported at all; there ``HOME`` is pointed at a folder of the tool's before any 
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import tempfile
 from pathlib import Path
 
-from ebsd_core.atomic import check_writable_folder, may_write_in
+from ebsd_core.atomic import account_name, check_writable_folder, may_write_in, owner_note
 from ebsd_core.errors import InputError
 from ebsd_core.paths import FEWSHOT_HOME_VARIABLE, fewshot_home
 
@@ -98,9 +97,9 @@ def working_folder_problem(folder: Path | None = None) -> str | None:
         )
     if (barred := _first_unwritable(folder)) is not None:
         return (
-            f"This server (account {_account()}) cannot write in {barred}{_owner(barred)}, in its working folder for "
-            f"sessions, uploads and jobs. Whoever runs it can give it the whole folder (chown -R "
-            f"{_account()} {folder}), or set {FEWSHOT_HOME_VARIABLE} to a folder of its own."
+            f"This server (account {account_name()}) cannot write in {barred}{owner_note(barred)}, in its working "
+            f"folder for sessions, uploads and jobs. Whoever runs it can give it the whole folder (chown -R "
+            f"{account_name()} {folder}), or set {FEWSHOT_HOME_VARIABLE} to a folder of its own."
         )
     return None
 
@@ -124,19 +123,3 @@ def _first_unwritable(folder: Path) -> Path | None:
         if SERVER_LOCK in files and not may_write_in(lock := Path(root) / SERVER_LOCK):
             return lock
     return unlisted[0] if unlisted else None
-
-
-def _account() -> str:
-    """This process's user name, or its number where the system has no name for it (a container's user)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
-
-
-def _owner(path: Path) -> str:
-    """`` (account root's)``, or nothing where the system cannot say."""
-    try:
-        return f" (account {path.owner()}'s)"
-    except (KeyError, OSError, NotImplementedError):
-        return ""

@@ -33,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ebsd_core import __version__
-from ebsd_core.atomic import atomic_dir, atomic_path, check_writable_folder
+from ebsd_core.atomic import account_name, atomic_dir, atomic_path, check_writable_folder, may_write_in, owner_note
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
@@ -604,6 +604,27 @@ def import_model(source: str | Path, name: str | None = None, store: Path | None
         return _install(store / meta["name"], force, write)
 
 
+def delete_problem(name: str, store: Path | None = None) -> str | None:
+    """Why this account may not delete model ``name`` (:func:`delete_model`), in a sentence; None where it may.
+
+    Found as a lab's server account in a store it was given without its ``.deleted/`` folder (root's, from before):
+    deleting even a model of its own was said to need "the account that saved it"."""
+    store = store or default_store()
+    deleted = store / DELETED
+    if deleted.is_dir() and not may_write_in(deleted):
+        return (
+            f"this account may not write in {deleted}{owner_note(deleted)}, where deleted models go: whoever runs the "
+            f"server can give it that folder (chown -R {account_name()} {deleted})"
+        )
+    target = store / validate_name(name)
+    if target.is_dir() and not may_write_in(target):  # the system moves a folder to another only for its writers
+        return (
+            f"this account may not move it{owner_note(target)}: the account that saved it can, or whoever runs the "
+            "server"
+        )
+    return None
+
+
 def delete_model(name: str, store: Path | None = None) -> Path:
     """Move model ``name`` out of the store's listing, to ``.deleted/NAME-TIME`` in the store (never erased here:
     whoever runs the server can move it back). Returns where it went."""
@@ -614,6 +635,8 @@ def delete_model(name: str, store: Path | None = None) -> Path:
         try:
             if not (target / META).is_file():
                 raise StoreError(f"{target} is not a saved model")
+            if problem := delete_problem(name, store):
+                raise InputError(problem, target)
             (store / DELETED).mkdir(exist_ok=True)
             moved = store / DELETED / f"{name}-{stamp}"
             os.rename(target, moved)

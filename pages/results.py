@@ -17,6 +17,7 @@ from ebsd_core.store import (
     VALIDATION_TARGET,
     default_store,
     delete_model,
+    delete_problem,
     import_model,
     list_models,
     model_as_seen,
@@ -351,6 +352,9 @@ def delete_section(choice: str) -> None:
     with st.expander("Delete this model"):
         if problem := store_write_problem():
             st.caption(problem)
+            return
+        if problem := delete_problem(choice):
+            st.caption(f"It cannot be deleted here: {problem}.")
             return
         st.caption(
             "It leaves the model lists of everyone on this server. Nothing is erased: it moves to the models "

@@ -74,7 +74,8 @@ def unwritable(monkeypatch, folder: Path) -> None:
 
     real_unlink = Path.unlink
     monkeypatch.setattr(store, "check_writable_folder", check_writable_folder)
-    monkeypatch.setattr(home_folder, "may_write_in", lambda path: not Path(path).is_relative_to(folder))
+    for module in (home_folder, store):
+        monkeypatch.setattr(module, "may_write_in", lambda path: not Path(path).is_relative_to(folder))
     monkeypatch.setattr(housekeeping, "shutil", SimpleNamespace(rmtree=rmtree))
     monkeypatch.setattr(Path, "unlink", unlink)
 

@@ -184,6 +184,19 @@ def test_a_demo_map_that_would_train_in_a_read_only_store_is_off_before_the_clic
     assert not [w.value for w in app.warning if w.value.startswith("A demo map of")]
 
 
+def test_a_model_this_account_may_not_move_has_no_delete_button(app, tmp_path, map_model, monkeypatch):
+    """Found as a lab's server account: a model of root's, from before the server moved to that account, offered a
+    Delete button that then failed; now the page says why first."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "roots")
+    unwritable(monkeypatch, tmp_path / "store" / "roots")
+    app.switch_page("pages/results.py").run()
+    assert not app.exception and app.selectbox[0].value == "roots"
+    assert [c.value for c in app.caption if c.value.startswith("It cannot be deleted here: this account may not move")]
+    assert not [b for b in app.button if b.label == "Delete"]
+
+
 def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_path):
     import shutil
 

@@ -71,7 +71,7 @@ def test_a_working_folder_with_another_accounts_folders_in_it_says_which(tmp_pat
     monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(work))
     assert working_folder_problem() is None
     unwritable(monkeypatch, work / "sessions" / "a1b2")
-    monkeypatch.setattr(home_folder, "_account", lambda: "svc")
+    monkeypatch.setattr(home_folder, "account_name", lambda: "svc")
     assert working_folder_problem() == (
         f"This server (account svc) cannot write in {work / 'sessions' / 'a1b2'} (account "
         f"{(work / 'jobs').owner()}'s), in its working folder for sessions, uploads and jobs. Whoever runs it can "

@@ -12,8 +12,9 @@ from unittest.mock import ANY
 import numpy as np
 import pytest
 import torch
-from conftest import unreadable
+from conftest import unreadable, unwritable
 
+from ebsd_core import store
 from ebsd_core.cli import main
 from ebsd_core.errors import CancelledError, InputError, ModelError, StoreError
 from ebsd_core.evaluate import evaluate_predictions, expected_calibration_error
@@ -23,8 +24,10 @@ from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import (
+    META,
     WEIGHTS,
     delete_model,
+    delete_problem,
     export_model,
     import_model,
     list_models,
@@ -302,6 +305,32 @@ def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_th
         load_model(tmp_path / "weights-private")
     with pytest.raises(InputError, match="private: this account may not move it \\(permission denied\\): the account"):
         delete_model("private", tmp_path)  # was "PermissionError: [Errno 13] Permission denied: '.../model.json'"
+
+
+def test_a_deleted_folder_of_another_accounts_is_named_when_deleting(trained, tmp_path, monkeypatch):
+    """Found as a lab's server account given the store without its .deleted/ (root's, from before): deleting a model
+    of its own was said to need "the account that saved it"."""
+    _, result = trained
+    for name in ("mine", "theirs"):
+        save_model(result.model, result.card, tmp_path / name)
+    (tmp_path / ".deleted").mkdir()
+    assert delete_problem("mine", tmp_path) is None
+    unwritable(monkeypatch, tmp_path / ".deleted")
+    monkeypatch.setattr(store, "account_name", lambda: "svc")
+    owner = (tmp_path / ".deleted").owner()
+    with pytest.raises(InputError, match=re.escape(f"chown -R svc {tmp_path / '.deleted'})")) as refused:
+        delete_model("mine", tmp_path)
+    assert refused.value.reason == (
+        f"this account may not write in {tmp_path / '.deleted'} (account {owner}'s), where deleted models go: whoever "
+        f"runs the server can give it that folder (chown -R svc {tmp_path / '.deleted'})"
+    )
+    assert (tmp_path / "mine" / META).is_file()
+    monkeypatch.undo()
+    unwritable(monkeypatch, tmp_path / "theirs")
+    assert delete_problem("theirs", tmp_path) == (
+        f"this account may not move it (account {owner}'s): the account that saved it can, or whoever runs the server"
+    )
+    assert delete_model("mine", tmp_path).parent == tmp_path / ".deleted"
 
 
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
