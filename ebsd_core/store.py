@@ -471,12 +471,20 @@ def file_sha256(path: Path) -> str:
 def _name_lock(target: Path) -> Iterator[None]:
     check_writable_folder(target.parent, target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as handle:
+    lock = target.parent / f".{target.name}.lock"
+    try:  # read-only, as a lock needs: in a store shared by a lab's accounts, the file may be another account's
+        handle = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise InputError(
+            f"this account may not open {lock}{owner_note(lock)}, which keeps two saves of one name apart: its owner "
+            "can remove it, or let others read it",
+            target,
+        ) from None
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # which lets go of the lock
 
 
 def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool = False) -> Path:

@@ -50,7 +50,9 @@ def shared_file(path: Path) -> Path:
 
 def unwritable(monkeypatch, folder: Path) -> None:
     """Nothing can be made, removed or moved in ``folder``, as for a server account that may only read it (root, which
-    runs CI, may write anywhere): the store's check and the housekeeping's removals are refused there."""
+    runs CI, may write anywhere): the store's check, the housekeeping's removals and opening a file there to write are
+    refused."""
+    import builtins
     import shutil
     from types import SimpleNamespace
 
@@ -72,7 +74,22 @@ def unwritable(monkeypatch, folder: Path) -> None:
             raise PermissionError(13, "Permission denied", str(path))
         real_unlink(path, missing_ok=missing_ok)
 
-    real_unlink = Path.unlink
+    def written(path) -> bool:
+        return isinstance(path, str | os.PathLike) and Path(path).is_relative_to(folder)
+
+    def open_file(file, mode="r", *args, **kwargs):
+        if written(file) and set(mode) & set("wax+"):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def open_descriptor(path, flags, *args, **kwargs):
+        if written(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    real_unlink, real_open, real_os_open = Path.unlink, builtins.open, os.open
+    monkeypatch.setattr(builtins, "open", open_file)
+    monkeypatch.setattr(os, "open", open_descriptor)
     monkeypatch.setattr(store, "check_writable_folder", check_writable_folder)
     for module in (home_folder, store):
         monkeypatch.setattr(module, "may_write_in", lambda path: not Path(path).is_relative_to(folder))
@@ -110,6 +127,7 @@ def unreadable(monkeypatch, *paths: Path) -> None:
     monkeypatch.setattr(os, "listdir", guarded(os.listdir, refused))
     monkeypatch.setattr(os, "stat", guarded(os.stat, inside))  # the folder itself is seen, as without read permission
     monkeypatch.setattr(builtins, "open", guarded(builtins.open, refused))
+    monkeypatch.setattr(os, "open", guarded(os.open, refused))
 
 
 def not_utf8_folder(parent: Path) -> Path:

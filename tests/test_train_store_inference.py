@@ -333,6 +333,21 @@ def test_a_deleted_folder_of_another_accounts_is_named_when_deleting(trained, tm
     assert delete_model("mine", tmp_path).parent == tmp_path / ".deleted"
 
 
+def test_a_name_lock_of_another_accounts_is_shared_not_a_failure(trained, tmp_path, monkeypatch):
+    """Found as a lab's server account in a store another account had saved to: the name's lock file was theirs, and
+    importing a model of that name failed with "/tmp/mixstore/.x.lock: Permission denied" (after training, for a
+    training job). A lock needs only reading."""
+    _, result = trained
+    lock = tmp_path / ".x.lock"
+    lock.touch()
+    unwritable(monkeypatch, lock)
+    assert (save_model(result.model, result.card, tmp_path / "x") / META).is_file()
+    assert delete_model("x", tmp_path).parent == tmp_path / ".deleted"
+    unreadable(monkeypatch, lock)
+    with pytest.raises(InputError, match=f"this account may not open {re.escape(str(lock))} \\(account "):
+        save_model(result.model, result.card, tmp_path / "x")
+
+
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
     """Found on review: the Results page's zip, made on the click, failed for a model another user had deleted
     meanwhile (Streamlit's "Failed to generate file for download"), and would have held another model saved under
