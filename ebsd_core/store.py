@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -435,9 +436,23 @@ def check_can_save(path_or_name: str | Path, force: bool = False) -> Path:
     """
     target = resolve_model_dir(path_or_name)
     check_writable_folder(target.parent, target)
-    if target.exists() and not force:
-        raise StoreError(_EXISTS.format(target=target))
+    _check_can_replace(target, force)
     return target
+
+
+def _check_can_replace(target: Path, force: bool) -> None:
+    """Refuse to replace ``target`` without ``force``, or where this account could not remove it (another account's
+    model: renamed aside, it stayed there hidden, and the next replacement failed with "Directory not empty")."""
+    if not target.exists():
+        return
+    if not force:
+        raise StoreError(_EXISTS.format(target=target))
+    if target.is_dir() and not may_write_in(target):
+        raise InputError(
+            f"this account may not replace it{owner_note(target)}: the account that saved it can, or save under "
+            "another name",
+            target,
+        )
 
 
 def store_write_problem(store: Path | None = None) -> str | None:
@@ -507,17 +522,21 @@ def _install(target: Path, force: bool, write: Callable[[Path], None]) -> Path:
     """Let ``write`` fill a staging folder, then rename it onto ``target``: the model appears complete or not at
     all, and an existing one is replaced only with ``force``."""
     with _name_lock(target):
-        if target.exists() and not force:
-            raise StoreError(_EXISTS.format(target=target))
-        staging = target.parent / f".{target.name}.new"
-        shutil.rmtree(staging, ignore_errors=True)
+        _check_can_replace(target, force)
+        # names of this save's own: a leftover that this account could not remove (another's) never stands in the
+        # way of the next save. The new model's ends as a killed save's leftovers, which the housekeeping removes;
+        # the replaced one's does not: the housekeeping never erases a model
+        token = secrets.token_hex(4)
+        staging = target.parent / f".{target.name}.{token}.new.part"
         with atomic_dir(staging) as tmp:
             write(tmp)
-        old = target.parent / f".{target.name}.old"
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(target, old)
-        os.rename(staging, target)
+        old = target.parent / f".{target.name}.{token}.old"
+        try:
+            if target.exists():
+                os.rename(target, old)
+            os.rename(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # there only where a rename failed
         shutil.rmtree(old, ignore_errors=True)
     return target
 

@@ -26,6 +26,7 @@ from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import (
     META,
     WEIGHTS,
+    check_can_save,
     delete_model,
     delete_problem,
     export_model,
@@ -346,6 +347,25 @@ def test_a_name_lock_of_another_accounts_is_shared_not_a_failure(trained, tmp_pa
     unreadable(monkeypatch, lock)
     with pytest.raises(InputError, match=f"this account may not open {re.escape(str(lock))} \\(account "):
         save_model(result.model, result.card, tmp_path / "x")
+
+
+def test_replacing_a_model_this_account_may_not_remove_is_refused_before_training(trained, tmp_path, monkeypatch):
+    """Found as a lab's server account replacing (--force) a model of root's: it was renamed aside to a hidden
+    .NAME.old that this account could not remove, and the next replacement failed, after its training, with
+    "/tmp/mixstore/.rootmodel.old: Directory not empty"."""
+    _, result = trained
+    save_model(result.model, result.card, tmp_path / "mine")
+    save_model(result.model, result.card, tmp_path / "mine", force=True)
+    save_model(result.model, result.card, tmp_path / "mine", force=True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["mine"]  # nothing hidden left beside it
+    save_model(result.model, result.card, tmp_path / "theirs")
+    unwritable(monkeypatch, tmp_path / "theirs")
+    said = f"this account may not replace it \\(account {(tmp_path / 'theirs').owner()}'s\\): the account that saved"
+    with pytest.raises(InputError, match=said):
+        check_can_save(tmp_path / "theirs", force=True)
+    with pytest.raises(InputError, match=said):
+        save_model(result.model, result.card, tmp_path / "theirs", force=True)
+    assert check_can_save(tmp_path / "other", force=True) == tmp_path / "other"
 
 
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
