@@ -96,17 +96,24 @@ def working_folder_problem(folder: Path | None = None) -> str | None:
             f"it write access there, or set {FEWSHOT_HOME_VARIABLE} to a folder it can write to."
         )
     if (barred := _first_unwritable(folder)) is not None:
+        kept = " ".join(str(folder / name) for name in SERVER_FOLDERS if (folder / name).exists())
         return (
             f"This server (account {account_name()}) cannot write in {barred}{owner_note(barred)}, in its working "
-            f"folder for sessions, uploads and jobs. Whoever runs it can give it the whole folder (chown -R "
-            f"{account_name()} {folder}), or set {FEWSHOT_HOME_VARIABLE} to a folder of its own."
+            f"folder for sessions, uploads and jobs. Whoever runs it can give it what it keeps there (chown -R "
+            f"{account_name()} {kept}), or set {FEWSHOT_HOME_VARIABLE} to a folder of its own."
         )
     return None
 
 
+#: What the dashboard keeps in its working folder, and writes in: jobs' records (:func:`ebsd_core.jobs.jobs_home`),
+#: sessions' files, master patterns of users' phases (:func:`ebsd_core.masters.user_master_dir`). Only these are
+#: looked through: a lab may keep other things there (its data share, read-only), which are none of the server's.
+SERVER_FOLDERS = ("jobs", "sessions", "masters")
+
+
 def _first_unwritable(folder: Path) -> Path | None:
-    """The first folder under ``folder`` (or the jobs' lock file, which a server opens to write) that this account
-    may not write in, or None. 4,500 folders took 0.06 s."""
+    """The first folder of :data:`SERVER_FOLDERS` in ``folder``, or in them (or the jobs' lock file, which a server
+    opens to write), that this account may not write in, or None. 4,500 folders took 0.06 s."""
     from ebsd_core.jobs import SERVER_LOCK
 
     unlisted: list[Path] = []
@@ -115,11 +122,14 @@ def _first_unwritable(folder: Path) -> Path | None:
         if isinstance(exc, PermissionError):
             unlisted.append(Path(exc.filename))
 
-    for root, _, files in os.walk(folder, onerror=note_refused):
+    for top in SERVER_FOLDERS:
+        for root, _, files in os.walk(folder / top, onerror=note_refused):
+            if unlisted:
+                return unlisted[0]
+            if not may_write_in(root):
+                return Path(root)
+            if SERVER_LOCK in files and not may_write_in(lock := Path(root) / SERVER_LOCK):
+                return lock
         if unlisted:
             return unlisted[0]
-        if not may_write_in(root):
-            return Path(root)
-        if SERVER_LOCK in files and not may_write_in(lock := Path(root) / SERVER_LOCK):
-            return lock
-    return unlisted[0] if unlisted else None
+    return None

@@ -68,14 +68,17 @@ def test_a_working_folder_with_another_accounts_folders_in_it_says_which(tmp_pat
     work = tmp_path / "work"
     (work / "sessions" / "a1b2").mkdir(parents=True)
     (work / "jobs").mkdir()
+    (work / "data").mkdir()  # a lab's read-only share kept there too: none of the server's
     monkeypatch.setenv(FEWSHOT_HOME_VARIABLE, str(work))
+    unwritable(monkeypatch, work / "data")
     assert working_folder_problem() is None
     unwritable(monkeypatch, work / "sessions" / "a1b2")
     monkeypatch.setattr(home_folder, "account_name", lambda: "svc")
     assert working_folder_problem() == (
         f"This server (account svc) cannot write in {work / 'sessions' / 'a1b2'} (account "
         f"{(work / 'jobs').owner()}'s), in its working folder for sessions, uploads and jobs. Whoever runs it can "
-        f"give it the whole folder (chown -R svc {work}), or set EBSD_FEWSHOT_HOME to a folder of its own."
+        f"give it what it keeps there (chown -R svc {work / 'jobs'} {work / 'sessions'}), or set EBSD_FEWSHOT_HOME "
+        "to a folder of its own."
     )
 
 
