@@ -9,11 +9,12 @@ __version__ = "0.1.0"
 
 
 def _give_the_libraries_a_home() -> None:
-    """Before HyperSpy, numba or matplotlib is imported (imported here, not at the top: the package imports none of
-    its modules as it loads, see tests/test_imports.py)."""
-    from ebsd_core.home_folder import ensure_writable_home
+    """A home and a temporary folder, before HyperSpy, numba or matplotlib is imported (imported here, not at the
+    top: the package imports none of its modules as it loads, see tests/test_imports.py)."""
+    from ebsd_core.home_folder import ensure_temporary_folder, ensure_writable_home
 
     ensure_writable_home()
+    ensure_temporary_folder()  # in the working folder, which the new home may have made known
 
 
 _give_the_libraries_a_home()

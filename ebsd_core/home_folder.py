@@ -42,9 +42,11 @@ def replacement_home() -> Path | None:
     """The home given where this user's cannot be written to: ``$EBSD_FEWSHOT_HOME/home``, else a folder of this
     user's in the temporary folder; None where neither can be written either."""
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    candidates = [Path(tempfile.gettempdir()) / f"ebsd_fewshot-home-{user}"]
+    candidates = []
     if given := os.environ.get(FEWSHOT_HOME_VARIABLE):
-        candidates.insert(0, Path(given) / "home")
+        candidates.append(Path(given) / "home")
+    if (temporary := _temporary_folder()) is not None:
+        candidates.append(temporary / f"ebsd_fewshot-home-{user}")
     for folder in filter(_writable, candidates):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,38 @@ def ensure_writable_home() -> Path | None:
         where,
     )
     return replacement
+
+
+def _temporary_folder() -> Path | None:
+    """The system's temporary folder, or None where it has none this account can write to."""
+    try:
+        return Path(tempfile.gettempdir())
+    except FileNotFoundError:  # "No usable temporary directory found in [...]"
+        return None
+
+
+def ensure_temporary_folder() -> Path | None:
+    """Point ``TMPDIR`` at ``tmp`` in the working folder where the system has no temporary folder this account can
+    write to; that folder, or None where the system's serves (or the working folder cannot be written either).
+
+    A container run with a read-only file system and one writable volume for the working folder has none, and the
+    engine could not be imported ("FileNotFoundError: No usable temporary directory found in ['/tmp', ...]"), nor
+    could dask's workers start."""
+    if _temporary_folder() is not None:
+        return None
+    try:
+        folder = fewshot_home() / "tmp"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: no home known, and no EBSD_FEWSHOT_HOME
+        return None
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # looked for again, now finding TMPDIR
+    if _temporary_folder() != folder:
+        return None
+    logging.getLogger("ebsd_core").warning(
+        "no temporary folder can be written to: temporary files go under %s instead", folder
+    )
+    return folder
 
 
 def working_folder_problem(folder: Path | None = None) -> str | None:

@@ -127,3 +127,29 @@ def test_the_engine_and_its_libraries_import_without_a_writable_home(no_home, tm
     assert done.stdout.split() == [str(tmp_path / "work" / "home")]
     assert (tmp_path / "work" / "home" / ".hyperspy").is_dir()
     assert f"the home folder {no_home} cannot be written to" in done.stderr
+
+
+def test_the_engine_imports_where_no_temporary_folder_can_be_written(no_home, tmp_path):
+    """Found in a container run with a read-only file system and one writable volume (a read-only /tmp, as a server
+    account): importing the engine failed with "FileNotFoundError: No usable temporary directory found in ['/tmp',
+    '/var/tmp', '/usr/tmp', '/']". Root may write anywhere, so the process is told the system has none."""
+    script = textwrap.dedent(
+        """
+        import os
+        import tempfile
+
+        def candidates():  # as the system's list, with every folder of it refused (but the TMPDIR given)
+            return [os.environ["TMPDIR"]] if "TMPDIR" in os.environ else ["/nonexistent/tmp"]
+
+        tempfile._candidate_tempdir_list = candidates
+        import ebsd_core
+
+        print(tempfile.gettempdir())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")}
+    env.update(HOME=str(no_home), **{FEWSHOT_HOME_VARIABLE: str(tmp_path / "work")})
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(tmp_path / "work" / "tmp")]
+    assert f"temporary files go under {tmp_path / 'work' / 'tmp'} instead" in done.stderr
