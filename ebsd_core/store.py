@@ -418,8 +418,11 @@ def validate_name(name: str) -> str:
 def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Path:
     """``models/NAME`` or a bare ``NAME`` (looked up in the store)."""
     path = Path(path_or_name)
-    if path.is_dir() or len(path.parts) > 1:
+    if len(path.parts) > 1:  # not looked at: a link there that cannot be reached is said so by whoever reads it
         return path
+    with contextlib.suppress(OSError):
+        if path.is_dir():
+            return path
     return (store or default_store()) / validate_name(str(path_or_name))
 
 
@@ -644,7 +647,8 @@ def delete_problem(name: str, store: Path | None = None) -> str | None:
             f"server can give it that folder (chown -R {account_name()} {deleted})"
         )
     target = store / validate_name(name)
-    if target.is_dir() and not may_write_in(target):  # the system moves a folder to another only for its writers
+    # the system moves a folder to another only for its writers; a link, for anyone who may write beside it
+    if not target.is_symlink() and target.is_dir() and not may_write_in(target):
         return (
             f"this account may not move it{owner_note(target)}: the account that saved it can, or whoever runs the "
             "server"
@@ -660,7 +664,7 @@ def delete_model(name: str, store: Path | None = None) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     with _name_lock(target):
         try:
-            if not (target / META).is_file():
+            if not target.is_symlink() and not (target / META).is_file():  # a link: moved aside, reached or not
                 raise StoreError(f"{target} is not a saved model")
             if problem := delete_problem(name, store):
                 raise InputError(problem, target)
@@ -744,6 +748,8 @@ def export_model(name: str | Path, out: str | Path, store: Path | None = None, f
 def read_card(path: str | Path) -> ModelCard:
     folder = resolve_model_dir(path)
     meta_path = folder / META
+    if problem := _not_a_model_folder(folder):  # a link to a folder that cannot be reached
+        raise ModelError(problem, folder)
     if not folder.exists():
         raise ModelError(
             "no such saved model: neither a model's folder nor a name in the store (python -m ebsd_core models "
@@ -806,13 +812,35 @@ def _build(card: ModelCard) -> nn.Module:
     return create_model(card.backbone, len(card.classes), pretrained=False, channel_mode=card.channel_mode)
 
 
+def _not_a_model_folder(entry: Path) -> str | None:
+    """None for a folder of the store (a model, or a broken one); for a link to a folder that cannot be reached, why
+    (a lab links its vetted models in from a share: one that is not mounted, or that this account may not enter, had
+    its models vanish from every list, or every page that lists them end in "Permission denied"); "" for anything
+    else (a file, such as a README)."""
+    try:
+        if entry.is_dir():
+            return None
+    except PermissionError:
+        return (
+            f"a link to {os.readlink(entry)}, which this account may not reach (permission denied): whoever keeps it "
+            "there can let others read it and the folders above it"
+        )
+    if entry.is_symlink():
+        return f"a link to {os.readlink(entry)}, which does not exist (a share not mounted, or a model moved since)"
+    return ""
+
+
 def list_models(store: Path | None = None) -> list[dict]:
     """Saved models in the store with a short summary; broken ones are listed with their problem."""
     store = store or default_store()
     rows = []
     if not store.is_dir():
         return rows
-    for folder in sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in store.iterdir() if not p.name.startswith(".")):
+        if (problem := _not_a_model_folder(folder)) is not None:
+            if problem:
+                rows.append({"name": folder.name, "path": str(folder), "error": f"{folder}: {problem}"})
+            continue
         try:
             card = read_card(folder)
             rows.append(

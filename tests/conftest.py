@@ -102,22 +102,28 @@ def unreadable(monkeypatch, *paths: Path) -> None:
     may read anything): a folder is not listed and nothing in it is looked at; a file's bytes are not read."""
     import builtins
 
-    closed = [Path(p) for p in paths]
+    closed = [Path(os.path.realpath(p)) for p in paths]
     folders = [p for p in closed if p.is_dir()]
 
-    def where(path) -> Path | None:
-        return Path(os.fsdecode(path)) if isinstance(path, str | bytes | os.PathLike) else None  # not a descriptor
+    def where(path, follow_symlinks: bool = True) -> Path | None:
+        """Where ``path`` leads, links followed (a link into a closed folder cannot be entered either)."""
+        if not isinstance(path, str | bytes | os.PathLike):  # a descriptor
+            return None
+        path = Path(os.fsdecode(path))
+        if follow_symlinks:
+            return Path(os.path.realpath(path))
+        return Path(os.path.realpath(path.parent)) / path.name  # the link itself (lstat)
 
-    def inside(path) -> bool:
-        target = where(path)
+    def inside(path, follow_symlinks: bool = True) -> bool:
+        target = where(path, follow_symlinks)
         return target is not None and any(folder in target.parents for folder in folders)
 
-    def refused(path) -> bool:
-        return inside(path) or where(path) in closed
+    def refused(path, follow_symlinks: bool = True) -> bool:
+        return inside(path, follow_symlinks) or where(path, follow_symlinks) in closed
 
     def guarded(real, refuse):
         def call(path=".", *args, **kwargs):
-            if refuse(path):
+            if refuse(path, kwargs.get("follow_symlinks", True)):
                 raise PermissionError(13, "Permission denied", os.fsdecode(path))
             return real(path, *args, **kwargs)
 

@@ -141,6 +141,27 @@ def test_a_model_of_another_account_the_server_may_not_read_is_skipped_on_every_
     ]
 
 
+def test_links_to_models_the_server_cannot_reach_are_skipped_on_every_page(app, tmp_path, map_model, monkeypatch):
+    """Found as a lab's server account: a link in the store to a model in a folder it may not enter ended Home,
+    Results, Phase map and Explain in "PermissionError: [Errno 13] Permission denied: '/srv/ebsdstore/privlink'"."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "mine")
+    shutil.copytree(map_model, tmp_path / "share" / "vetted")
+    (tmp_path / "store" / "vetted").symlink_to(tmp_path / "share" / "vetted")
+    (tmp_path / "store" / "gone").symlink_to(tmp_path / "unmounted")
+    unreadable(monkeypatch, tmp_path / "share")
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+    app.switch_page("pages/results.py").run()
+    assert app.selectbox[0].options == ["mine"]
+    assert sorted(w.value.split(":")[0] for w in app.warning if w.value.startswith("Skipped ")) == [
+        "Skipped gone",
+        "Skipped vetted",
+    ]
+
+
 def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     app, tmp_path, tiny_dataset, map_model, monkeypatch
 ):

@@ -368,6 +368,36 @@ def test_replacing_a_model_this_account_may_not_remove_is_refused_before_trainin
     assert check_can_save(tmp_path / "other", force=True) == tmp_path / "other"
 
 
+def test_links_to_models_that_cannot_be_reached_are_listed_as_broken(trained, tmp_path, monkeypatch):
+    """Found as a lab's server account, with vetted models linked into the store from a folder it may not enter:
+    "models list" failed ("/srv/ebsdstore/privlink: Permission denied") and Home, Results, Phase map and Explain
+    ended in a traceback; a link into a share that is not mounted had its model vanish from every list unsaid."""
+    _, result = trained
+    share, models = tmp_path / "share", tmp_path / "models"
+    save_model(result.model, result.card, share / "vetted")
+    save_model(result.model, result.card, models / "mine")
+    (models / "vetted").symlink_to(share / "vetted")
+    (models / "gone").symlink_to(tmp_path / "unmounted" / "model")
+    (models / "README.md").write_text("the lab's models")
+    assert read_card(models / "vetted").name == "vetted"
+    unreadable(monkeypatch, share)
+    rows = {row["name"]: row for row in list_models(models)}
+    assert sorted(rows) == ["gone", "mine", "vetted"] and "error" not in rows["mine"]
+    assert rows["vetted"]["error"] == (
+        f"{models / 'vetted'}: a link to {share / 'vetted'}, which this account may not reach (permission denied): "
+        "whoever keeps it there can let others read it and the folders above it"
+    )
+    assert rows["gone"]["error"] == (
+        f"{models / 'gone'}: a link to {tmp_path / 'unmounted' / 'model'}, which does not exist (a share not "
+        "mounted, or a model moved since)"
+    )
+    for read in (read_card, load_model):
+        with pytest.raises(ModelError, match="may not reach"):
+            read(models / "vetted")
+    assert delete_model("vetted", models).is_symlink() and delete_model("gone", models).is_symlink()
+    assert [row["name"] for row in list_models(models)] == ["mine"]
+
+
 def test_a_model_deleted_or_saved_again_since_is_still_downloaded_as_shown(trained, tmp_path):
     """Found on review: the Results page's zip, made on the click, failed for a model another user had deleted
     meanwhile (Streamlit's "Failed to generate file for download"), and would have held another model saved under
