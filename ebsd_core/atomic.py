@@ -54,6 +54,11 @@ def check_writable_folder(folder: str | Path, target: str | Path | None = None) 
     folder = Path(folder).absolute()
     existing = folder
     while not existing.exists():
+        if existing.is_symlink():  # a share not mounted: what is written must not land beside it, nor fail later
+            raise InputError(
+                f"cannot write in {folder} ({existing} is a link to {os.readlink(existing)}, which does not exist)",
+                target or folder,
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"cannot write in {folder} ({existing} is a file)", target or folder)

@@ -622,9 +622,18 @@ def _import_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_folder_note(folder: Path) -> str:
+    """`` (a link to X, which does not exist)`` or `` (no such folder)`` where ``folder`` is not there; else nothing."""
+    if folder.is_dir():
+        return ""
+    if folder.is_symlink():
+        return f" (a link to {os.readlink(folder)}, which does not exist)"
+    return " (no such folder)"
+
+
 @command("models")
 def _models(args: argparse.Namespace) -> int:
-    from ebsd_core.store import delete_model, export_model, list_models, read_card, resolve_model_dir
+    from ebsd_core.store import default_store, delete_model, export_model, list_models, read_card, resolve_model_dir
 
     if args.action == "list":
         rows = list_models(args.store)
@@ -632,7 +641,8 @@ def _models(args: argparse.Namespace) -> int:
             print(json.dumps(rows))
             return 0
         if not rows:
-            print("no saved models", file=sys.stderr)
+            store = args.store or default_store()
+            print(f"no saved models in {store}{_missing_folder_note(store)}", file=sys.stderr)
         for row in rows:
             print(_model_line(row))
         return 0

@@ -290,6 +290,22 @@ def test_a_store_the_server_cannot_write_to_is_said_to_be_read_only(tmp_path):
     assert "a-file is a file" in problem and "EBSD_MODEL_STORE" in problem
 
 
+def test_a_store_linked_to_a_share_not_mounted_is_said_so(tmp_path, capsys):
+    """Found with EBSD_MODEL_STORE at a link into a share that was not mounted: the store was said to be empty
+    ("no saved models"), and a save was refused for "Permission denied" on the folder above the link (or, for an
+    account that may write there, failed when made, after the training)."""
+    link = tmp_path / "store"
+    link.symlink_to(tmp_path / "mnt" / "share" / "models")
+    said = f"cannot write in {link} ({link} is a link to {tmp_path / 'mnt' / 'share' / 'models'}, which does not exist)"
+    assert said in store_write_problem(link)
+    with pytest.raises(InputError, match=re.escape(said)):
+        check_can_save(link / "new")
+    assert main(["models", "list", "--store", str(link)]) == 0
+    assert capsys.readouterr().err == (
+        f"no saved models in {link} (a link to {tmp_path / 'mnt' / 'share' / 'models'}, which does not exist)\n"
+    )
+
+
 def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_the_store(trained, tmp_path, monkeypatch):
     """Found as a lab's server account, with models saved into the shared store by another account under a umask of
     077: one such folder made every model list fail ("PermissionError: [Errno 13] Permission denied:
