@@ -31,9 +31,16 @@ $(VENV)/.dev: $(VENV)/.project requirements-dev.txt
 # keep freed memory for reuse (ebsd_core/memory.py, GLIBC_TUNABLES there; EBSD_KEEP_FREED_MEMORY=0 turns it off)
 MALLOC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184:glibc.malloc.arena_max=1
 
+# who may connect: this computer alone, unless the dashboard asks each visitor for the lab's password or a login
+# (README: Hosting it for a lab); ADDRESS=0.0.0.0 serves the network without either
+ADDRESS ?= $(shell $(PY) -c "from ebsd_core.access import listen_address; print(listen_address())" 2>/dev/null \
+	|| echo 127.0.0.1)
+
 app: $(VENV)/.project
+	@if [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone: to serve the lab, set its password" \
+		"(README: Hosting it for a lab), or run make app ADDRESS=0.0.0.0"; fi
 	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
-		$(PY) -m streamlit run app.py --server.port $(PORT)
+		$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
 test: $(VENV)/.dev
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \

@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import os
+import tomllib
+from pathlib import Path
 
 from ebsd_core.errors import InputError
 
@@ -44,3 +46,45 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError, MemoryError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+#: The address ``make app`` serves on where no visitor is asked for anything: this computer alone.
+LOCAL_ONLY = "127.0.0.1"
+
+
+def secrets_files(project: Path) -> list[Path]:
+    """Where Streamlit reads its secrets for the dashboard in ``project``: the files its ``.streamlit/config.toml``
+    names (``[secrets] files``), else the account's global file and the project's."""
+    try:
+        config = tomllib.loads((project / ".streamlit" / "config.toml").read_text())
+        named = config.get("secrets", {}).get("files")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        named = None
+    if named:
+        return [project / Path(name).expanduser() for name in named]
+    return [Path.home() / ".streamlit" / "secrets.toml", project / ".streamlit" / "secrets.toml"]
+
+
+def asks_who_visits(files: list[Path]) -> bool:
+    """Whether the dashboard asks each visitor for the lab's password (``[access] password_hash``) or a login
+    (``[auth]``) with these secrets files; a file that cannot be read or parsed asks nothing (Streamlit then refuses
+    to start, naming it)."""
+    for file in files:
+        try:
+            secrets = tomllib.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        access = secrets.get("access")
+        if secrets.get("auth") or (isinstance(access, dict) and access.get("password_hash")):
+            return True
+    return False
+
+
+def listen_address(project: Path | None = None) -> str:
+    """The address ``make app`` serves on: every network interface (Streamlit's default, "") where the dashboard asks
+    each visitor for a password or a login, else this computer alone (:data:`LOCAL_ONLY`).
+
+    Streamlit listens on every interface by default: a ``make app`` on a lab's PC, with no password set, served
+    anyone on the network, who could upload, train and delete models."""
+    project = project or Path.cwd()
+    return "" if asks_who_visits(secrets_files(project)) else LOCAL_ONLY

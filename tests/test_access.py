@@ -1,5 +1,6 @@
 """Access control: scrypt password hashes and the dashboard's password gate."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,67 @@ def test_a_new_login_at_the_same_tab_sees_none_of_the_previous_work(tmp_path, mo
     app.run()
     assert not app.exception
     assert "dataset_path" not in app.session_state
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A project folder, and a home without Streamlit's global secrets."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "project" / ".streamlit").mkdir(parents=True)
+    return tmp_path / "project"
+
+
+def test_make_app_serves_this_computer_alone_until_visitors_are_asked_for_something(project, tmp_path):
+    """Streamlit listens on every network interface: a `make app` on a lab's PC with no password set served anyone
+    on the network, who could upload, train and delete models."""
+    from ebsd_core.access import LOCAL_ONLY, listen_address
+
+    assert listen_address(project) == LOCAL_ONLY
+    secrets = project / ".streamlit" / "secrets.toml"
+    secrets.write_text("[access]\n# password_hash to come\n")
+    assert listen_address(project) == LOCAL_ONLY
+    secrets.write_text(f'[access]\npassword_hash = "{hash_password("lab password 1")}"\n')
+    assert listen_address(project) == ""  # Streamlit's default: every interface
+    secrets.write_text("[access\n")  # Streamlit refuses to start on it, naming it
+    assert listen_address(project) == LOCAL_ONLY
+    secrets.unlink()
+    (tmp_path / "home" / ".streamlit").mkdir(parents=True)
+    (tmp_path / "home" / ".streamlit" / "secrets.toml").write_text('[auth]\nredirect_uri = "https://lab/oauth2"\n')
+    assert listen_address(project) == ""
+
+
+def test_the_secrets_files_streamlit_is_told_of_are_the_ones_read(project, tmp_path):
+    from ebsd_core.access import LOCAL_ONLY, listen_address
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "lab.toml").write_text(f'[access]\npassword_hash = "{hash_password("lab password 1")}"\n')
+    (project / ".streamlit" / "config.toml").write_text(f'[secrets]\nfiles = ["{tmp_path / "etc" / "lab.toml"}"]\n')
+    assert listen_address(project) == ""
+    (project / ".streamlit" / "config.toml").write_text('[secrets]\nfiles = ["elsewhere.toml"]\n')
+    assert listen_address(project) == LOCAL_ONLY
+
+
+def test_make_app_passes_the_address(tmp_path):
+    """As `make app` runs it (dry run): this computer alone, every interface once a password is set, or as given."""
+    import shutil
+    import subprocess
+
+    from ebsd_core.access import asks_who_visits
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    root = Path(APP).parent
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+    if asks_who_visits([root / ".streamlit" / "secrets.toml"]):
+        pytest.skip("this checkout's own secrets ask for a password")
+
+    def streamlit_command(*extra: str) -> str:
+        done = subprocess.run(["make", "-n", "app", *extra], cwd=root, env=env, capture_output=True, text=True)
+        return next(line for line in done.stdout.splitlines() if "streamlit run" in line)
+
+    assert streamlit_command().endswith("--server.address 127.0.0.1")
+    assert streamlit_command("ADDRESS=0.0.0.0").endswith("--server.address 0.0.0.0")
+    (home / ".streamlit").mkdir(parents=True)
+    (home / ".streamlit" / "secrets.toml").write_text(f'[access]\npassword_hash = "{hash_password("lab pass 12")}"\n')
+    assert "--server.address" not in streamlit_command()
