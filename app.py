@@ -11,6 +11,7 @@ from pages.common import (
     current_model,
     has_access,
     housekeeping,
+    release_memory_of_ended_sessions,
     require_access,
     require_working_folder,
     session_id,
@@ -43,6 +44,7 @@ if "torch" not in sys.modules:  # the first visit after a server start: say why 
 
     starting.empty()
 housekeeping()
+release_memory_of_ended_sessions()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 
 
