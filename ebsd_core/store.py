@@ -490,19 +490,26 @@ def _name_lock(target: Path) -> Iterator[None]:
     check_writable_folder(target.parent, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
-    try:  # read-only, as a lock needs: in a store shared by a lab's accounts, the file may be another account's
-        handle = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)  # to write: NFS locks a file only so
+    except PermissionError:  # in a store shared by a lab's accounts, another's: a local lock needs only reading
+        handle = _open_to_read(lock, target)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # which lets go of the lock
+
+
+def _open_to_read(lock: Path, target: Path) -> int:
+    try:
+        return os.open(lock, os.O_RDONLY)
     except PermissionError:
         raise InputError(
             f"this account may not open {lock}{owner_note(lock)}, which keeps two saves of one name apart: its owner "
             "can remove it, or let others read it",
             target,
         ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(handle)  # which lets go of the lock
 
 
 def save_model(model: nn.Module, card: ModelCard, path: str | Path, force: bool = False) -> Path:
