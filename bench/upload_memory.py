@@ -10,6 +10,7 @@ Streamlit holds each upload in the server's memory; without the release, three 6
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -88,6 +89,7 @@ def main() -> None:
         result["resident_mb_after_a_later_visit"] = resident_mb(server.pid)
     finally:
         stop_dashboard(server)
+        shutil.rmtree(work, ignore_errors=True)  # the uploads, saved in the sessions' folders too
     emit(result)
 
 
