@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ebsd_core.errors import InputError
+from ebsd_core.paths import broken_link
 from ebsd_core.wording import byte_size
 
 
@@ -54,11 +55,8 @@ def check_writable_folder(folder: str | Path, target: str | Path | None = None) 
     folder = Path(folder).absolute()
     existing = folder
     while not existing.exists():
-        if existing.is_symlink():  # a share not mounted: what is written must not land beside it, nor fail later
-            raise InputError(
-                f"cannot write in {folder} ({existing} is a link to {os.readlink(existing)}, which does not exist)",
-                target or folder,
-            )
+        if link := broken_link(existing):  # a share not mounted: nothing must land beside it, nor fail later
+            raise InputError(f"cannot write in {folder} ({existing} is {link})", target or folder)
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"cannot write in {folder} ({existing} is a file)", target or folder)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ebsd_core.errors import EbsdError, InputError, os_error_text, out_of_memory_text
 from ebsd_core.memory import keep_freed_memory
+from ebsd_core.paths import broken_link
 
 log = logging.getLogger(__name__)
 CLUSTER_TASK_PATTERNS = 512  # patterns per task when a phase map runs on a dask cluster
@@ -626,9 +627,7 @@ def _missing_folder_note(folder: Path) -> str:
     """`` (a link to X, which does not exist)`` or `` (no such folder)`` where ``folder`` is not there; else nothing."""
     if folder.is_dir():
         return ""
-    if folder.is_symlink():
-        return f" (a link to {os.readlink(folder)}, which does not exist)"
-    return " (no such folder)"
+    return f" ({broken_link(folder) or 'no such folder'})"
 
 
 @command("models")

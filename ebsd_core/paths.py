@@ -83,3 +83,11 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
             "be): rename it to read it here (convmv does so for a whole tree); the command line reads it as it is"
         )
     return resolved
+
+
+def broken_link(path: Path) -> str | None:
+    """``a link to TARGET, which does not exist`` where ``path`` is a link that leads nowhere (a share not mounted, a
+    folder moved), else None."""
+    if path.is_symlink() and not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
+    return None

@@ -39,6 +39,7 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
+from ebsd_core.paths import broken_link
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.wording import counted
@@ -832,8 +833,8 @@ def _not_a_model_folder(entry: Path) -> str | None:
             f"a link to {os.readlink(entry)}, which this account may not reach (permission denied): whoever keeps it "
             "there can let others read it and the folders above it"
         )
-    if entry.is_symlink():
-        return f"a link to {os.readlink(entry)}, which does not exist (a share not mounted, or a model moved since)"
+    if link := broken_link(entry):
+        return f"{link} (a share not mounted, or a model moved since)"
     return ""
 
 
