@@ -158,8 +158,6 @@ def _first_unwritable(folder: Path) -> Path | None:
 
     for top in SERVER_FOLDERS:
         for root, _, files in os.walk(folder / top, onerror=note_refused):
-            if unlisted:
-                return unlisted[0]
             if not may_write_in(root):
                 return Path(root)
             if SERVER_LOCK in files and not may_write_in(lock := Path(root) / SERVER_LOCK):

@@ -173,7 +173,7 @@ def choose_scan(model_name: str | None) -> Path | None:
         keep_hidden_widgets("demo_pair", "demo_grains", "demo_rows", "demo_cols")  # also after another page
         pair = st.selectbox("Phases", list(DEMO_PAIRS), key="demo_pair")
         grains = st.radio("Grains", ["Voronoi", "Of a real map"], horizontal=True, key="demo_grains")
-        layout_path, layout, materials = None, None, [get_material(p) for p in DEMO_PAIRS[pair]]
+        layout_path, materials = None, [get_material(p) for p in DEMO_PAIRS[pair]]
         st.session_state.setdefault("demo_rows", 40)  # as values, not the widgets' defaults: kept while hidden
         st.session_state.setdefault("demo_cols", 50)
         if grains == "Voronoi":
