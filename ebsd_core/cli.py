@@ -632,7 +632,15 @@ def _missing_folder_note(folder: Path) -> str:
 
 @command("models")
 def _models(args: argparse.Namespace) -> int:
-    from ebsd_core.store import default_store, delete_model, export_model, list_models, read_card, resolve_model_dir
+    from ebsd_core.store import (
+        default_store,
+        delete_model,
+        export_model,
+        list_models,
+        lost_store_problem,
+        read_card,
+        resolve_model_dir,
+    )
 
     if args.action == "list":
         rows = list_models(args.store)
@@ -642,6 +650,8 @@ def _models(args: argparse.Namespace) -> int:
         if not rows:
             store = args.store or default_store()
             print(f"no saved models in {store}{_missing_folder_note(store)}", file=sys.stderr)
+            if lost := lost_store_problem(store):
+                print(lost, file=sys.stderr)
         for row in rows:
             print(_model_line(row))
         return 0

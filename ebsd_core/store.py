@@ -39,7 +39,7 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
-from ebsd_core.paths import broken_link
+from ebsd_core.paths import broken_link, fewshot_home, is_hidden
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.wording import counted
@@ -62,6 +62,11 @@ UNREADABLE_MODEL = (
     "(chmod -R a+rX on its folder)"
 )
 DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
+#: A file put in each store at its first save. With the working folder's record of the stores this server saved to
+#: (:data:`STORES_SAVED_TO`), it tells a store on a share that is not mounted (an empty folder, or none, where a
+#: model saved would be hidden once the share is back) from a new store.
+STORE_MARK = ".ebsd-model-store"
+STORES_SAVED_TO = "stores.json"
 
 
 def _augmentation_words(augment: dict | None) -> list[str]:
@@ -439,6 +444,7 @@ def check_can_save(path_or_name: str | Path, force: bool = False) -> Path:
         Where a model of that name exists and ``force`` is not given.
     """
     target = resolve_model_dir(path_or_name)
+    _check_store_here(target.parent, target)
     check_writable_folder(target.parent, target)
     _check_can_replace(target, force)
     return target
@@ -466,6 +472,8 @@ def store_write_problem(store: Path | None = None) -> str | None:
     models are used as any store's, and the pages that would save or move one say this instead of failing after the
     work."""
     store = store or default_store()
+    if problem := lost_store_problem(store):
+        return problem
     try:
         check_writable_folder(store)
     except InputError as exc:
@@ -475,6 +483,64 @@ def store_write_problem(store: Path | None = None) -> str | None:
             "can write to."
         )
     return None
+
+
+def _stores_saved_to() -> dict[str, dict]:
+    """The working folder's record of the stores this server saved to: ``{folder: {"date": ..., "models": n}}``."""
+    try:
+        record = json.loads((fewshot_home() / STORES_SAVED_TO).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _visible_entries(store: Path) -> list[Path]:
+    return [entry for entry in store.iterdir() if not is_hidden(entry.name)]
+
+
+def _remember_store(store: Path) -> None:
+    """Mark ``store`` and record it in the working folder, after a save there; neither is needed for the save, so
+    neither can fail it."""
+    with contextlib.suppress(OSError):
+        (store / STORE_MARK).touch()
+        record = _stores_saved_to()
+        record[os.path.abspath(store)] = {
+            "date": _dt.date.today().isoformat(),
+            "models": sum(entry.is_dir() for entry in _visible_entries(store)),
+        }
+        with atomic_path(fewshot_home() / STORES_SAVED_TO) as tmp:
+            tmp.write_text(json.dumps(record, indent=1))
+
+
+def lost_store_problem(store: Path | None = None) -> str | None:
+    """Why ``store`` seems not to be the store this server saved to, in a sentence; None where it is, or is new.
+
+    A lab keeps its models on a share: after a restart with the share not mounted, the store was an empty folder
+    (or none), every model seemed gone, and the next model saved went to the local disk, to be hidden under the
+    share once it is back. Such a store has no :data:`STORE_MARK` and no models, where the working folder records
+    models saved there."""
+    store = store or default_store()
+    seen = _stores_saved_to().get(os.path.abspath(store))
+    if not isinstance(seen, dict):
+        return None
+    try:
+        if (store / STORE_MARK).exists() or (store.is_dir() and _visible_entries(store)):
+            return None
+    except OSError:  # what keeps it from being read is said where it is read
+        return None
+    now = "is empty" if store.is_dir() else "does not exist"
+    return (
+        f"The model store {store} {now}, where a model was last saved on {seen.get('date', '?')} "
+        f"({counted(int(seen.get('models') or 0), 'model')} there then). If it is on a share, the share may not be "
+        "mounted: mount it, as a model saved meanwhile would be hidden under it. To start a new store there, create "
+        f"the empty file {store / STORE_MARK}."
+    )
+
+
+def _check_store_here(store: Path, target: Path) -> None:
+    """Refuse to save in a store that :func:`lost_store_problem` finds lost."""
+    if problem := lost_store_problem(store):
+        raise InputError(problem[0].lower() + problem[1:], target)
 
 
 def file_sha256(path: Path) -> str:
@@ -488,6 +554,7 @@ def file_sha256(path: Path) -> str:
 
 @contextlib.contextmanager
 def _name_lock(target: Path) -> Iterator[None]:
+    _check_store_here(target.parent, target)
     check_writable_folder(target.parent, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
@@ -549,6 +616,7 @@ def _install(target: Path, force: bool, write: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # there only where a rename failed
         shutil.rmtree(old, ignore_errors=True)
+        _remember_store(target.parent)
     return target
 
 
@@ -619,6 +687,7 @@ def import_model(source: str | Path, name: str | None = None, store: Path | None
     if name is not None:
         validate_name(name)
     store = store or default_store()
+    _check_store_here(store, store)
     check_writable_folder(store)
     store.mkdir(parents=True, exist_ok=True)
     # named like the partial saves that housekeeping clears when a killed process leaves one behind

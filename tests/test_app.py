@@ -187,6 +187,30 @@ def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     assert not [b for b in app.button if b.label == "Delete"]
 
 
+def test_a_store_on_a_share_not_mounted_is_said_so_before_any_training(app, tmp_path, tiny_dataset, map_model):
+    """Found with the store on a lab's share, not mounted after a restart: every page said "No saved models yet",
+    and the demo trained a model onto the local disk, where the share would hide it once mounted."""
+    import shutil
+
+    from ebsd_core.store import import_model
+
+    import_model(map_model, "duplex", store=tmp_path / "store")  # a model saved there: the store is remembered
+    shutil.move(tmp_path / "store", tmp_path / "share")  # the share is not mounted
+    (tmp_path / "store").mkdir()  # its empty mount point
+    said = f"The model store {tmp_path / 'store'} is empty, where a model was last saved on"
+    app.run()
+    assert [w.value for w in app.warning if w.value.startswith(said)]
+    assert next(b for b in app.button if b.label == "Run the demo").disabled
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.switch_page("pages/train.py").run()
+    assert [w.value for w in app.warning if w.value.startswith(said)]
+    assert all(b.disabled for b in app.get("form_submit_button"))
+    (tmp_path / "store").rmdir()
+    shutil.move(tmp_path / "share", tmp_path / "store")  # mounted again
+    app.switch_page("pages/results.py").run()
+    assert not app.exception and app.selectbox[0].value == "duplex"
+
+
 def test_a_demo_map_that_would_train_in_a_read_only_store_is_off_before_the_click(
     app, tmp_path, map_model, monkeypatch
 ):

@@ -1,6 +1,7 @@
 """Training, the model store and inference on tiny settings (CPU, fixed seeds)."""
 
 import copy
+import datetime as _dt
 import io
 import json
 import os
@@ -25,6 +26,7 @@ from ebsd_core.io.readers import open_patterns
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.store import (
     META,
+    STORE_MARK,
     WEIGHTS,
     check_can_save,
     delete_model,
@@ -304,6 +306,54 @@ def test_a_store_linked_to_a_share_not_mounted_is_said_so(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"no saved models in {link} (a link to {tmp_path / 'mnt' / 'share' / 'models'}, which does not exist)\n"
     )
+
+
+def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_path, capsys):
+    """Found with EBSD_MODEL_STORE on a lab's share, not mounted after a restart: the store was an empty folder (or
+    none), said to hold no models, and the next model saved went to the local disk, where the share would hide it."""
+    _, result = trained
+    share, store = tmp_path / "share", tmp_path / "mnt" / "models"
+    store.parent.mkdir()
+    share.mkdir()
+    store.symlink_to(share)  # "mounted"
+    save_model(result.model, result.card, store / "ni-pair")
+    assert store_write_problem(store) is None
+    store.unlink()  # "not mounted": the store is not there
+    said = (
+        f"The model store {store} does not exist, where a model was last saved on {_dt.date.today()} (1 model there "
+        "then). If it is on a share, the share may not be mounted: mount it, as a model saved meanwhile would be "
+        f"hidden under it. To start a new store there, create the empty file {store / STORE_MARK}."
+    )
+    assert store_write_problem(store) == said
+    for save in (
+        lambda: check_can_save(store / "fe-pair"),
+        lambda: save_model(result.model, result.card, store / "fe-pair"),
+        lambda: import_model(share / "ni-pair", "fe-pair", store=store),
+    ):
+        with pytest.raises(InputError, match=re.escape("the model store " + said.removeprefix("The model store "))):
+            save()
+    assert main(["models", "list", "--store", str(store)]) == 0
+    assert capsys.readouterr().err == f"no saved models in {store} (no such folder)\n{said}\n"
+    store.mkdir()  # an empty mount point
+    assert store_write_problem(store).startswith(f"The model store {store} is empty, where a model was last saved")
+    with pytest.raises(InputError, match="is empty, where a model was last saved"):
+        save_model(result.model, result.card, store / "fe-pair")
+    assert list(store.iterdir()) == []  # nothing was written there
+    store.rmdir()
+    store.symlink_to(share)  # mounted again
+    save_model(result.model, result.card, store / "fe-pair")
+    for name in ("ni-pair", "fe-pair"):
+        delete_model(name, store)
+    assert store_write_problem(store) is None  # emptied on purpose: its mark is there
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / STORE_MARK).touch()  # a new store started where one was lost
+    save_model(result.model, result.card, fresh / "a")
+    shutil.rmtree(fresh)
+    fresh.mkdir()
+    assert store_write_problem(fresh).startswith(f"The model store {fresh} is empty")
+    (fresh / STORE_MARK).touch()
+    assert store_write_problem(fresh) is None
 
 
 def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_the_store(trained, tmp_path, monkeypatch):
