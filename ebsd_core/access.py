@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 import tomllib
 from pathlib import Path
 
@@ -46,6 +47,34 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError, MemoryError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+#: How long a browser let in with the lab's password stays in, when its visitor asks to be kept in.
+KEEP_IN_DAYS = 7
+#: The cookie that keeps a browser in (:func:`keep_in_token`).
+KEEP_IN_COOKIE = "ebsd_fewshot_access"
+
+
+def _keep_in_mac(password_hash: str, expiry: int) -> str:
+    # keyed by the stored hash (its salt is secret): a new password lets no browser kept in with the old one back in
+    key = hashlib.sha256(b"ebsd-fewshot keep-in\0" + password_hash.encode()).digest()
+    mac = hmac.new(key, str(expiry).encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def keep_in_token(password_hash: str, days: float = KEEP_IN_DAYS, now: float | None = None) -> str:
+    """``EXPIRY.MAC``: what a browser let in with the password keeps as a cookie, so that a reload or a new tab is not
+    asked again until ``EXPIRY`` (Unix seconds)."""
+    expiry = int((time.time() if now is None else now) + days * 86400)
+    return f"{expiry}.{_keep_in_mac(password_hash, expiry)}"
+
+
+def keeps_in(token: str, password_hash: str, now: float | None = None) -> bool:
+    """Whether ``token`` (made by :func:`keep_in_token` with this password hash) still lets its browser in."""
+    expiry, _, mac = str(token).partition(".")
+    if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
+        return False
+    return hmac.compare_digest(mac, _keep_in_mac(password_hash, int(expiry)))
 
 
 #: The address ``make app`` serves on where no visitor is asked for anything: this computer alone.

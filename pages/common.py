@@ -10,6 +10,7 @@ import functools
 import gc
 import glob
 import hashlib
+import json
 import os
 import re
 import time
@@ -186,11 +187,64 @@ def enter_page() -> None:
     require_access()
 
 
+def _password_hash() -> str | None:
+    """The lab's shared password hash (``[access] password_hash``), where access is by password; else None."""
+    if _secret_section("auth"):
+        return None
+    stored = _secret_section("access").get("password_hash")
+    return str(stored) if stored else None
+
+
 def has_access() -> bool:
-    """Whether this visitor may use the dashboard (see :func:`require_access`)."""
+    """Whether this visitor may use the dashboard (see :func:`require_access`): logged in, or let in with the password
+    in this session or, within :data:`~ebsd_core.access.KEEP_IN_DAYS`, in this browser (its cookie)."""
+    from ebsd_core.access import KEEP_IN_COOKIE, keeps_in
+
     if _secret_section("auth"):
         return bool(st.user.is_logged_in)
-    return not _secret_section("access").get("password_hash") or bool(st.session_state.get("access_granted"))
+    stored = _password_hash()
+    if not stored or st.session_state.get("access_granted"):
+        return True
+    if not st.session_state.get("access_locked") and keeps_in(st.context.cookies.get(KEEP_IN_COOKIE) or "", stored):
+        st.session_state.access_granted = True
+        return True
+    return False
+
+
+def _write_keep_in_cookie() -> None:
+    """Write (or, with an empty token, remove) the cookie that keeps this browser in, as asked on the run before.
+
+    Streamlit offers no way to set a cookie from a script: a script on the page does it. Its path is the
+    dashboard's (``server.baseUrlPath``), so that other sites under the same host name never get it."""
+    from ebsd_core.access import KEEP_IN_COOKIE
+
+    if (asked := st.session_state.pop("keep_in_cookie", None)) is None:
+        return
+    token, max_age = asked
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    cookie = f"{KEEP_IN_COOKIE}={token}; Max-Age={max_age}; Path=/{base}; SameSite=Strict"
+    script = f"document.cookie = {json.dumps(cookie)} + (location.protocol === 'https:' ? '; Secure' : '');"
+    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
+
+
+def lock_button() -> None:
+    """In the sidebar: log out where visitors log in, or, where access is by password, ask for it again in this
+    browser (a shared computer at the microscope)."""
+    if _secret_section("auth"):
+        if st.user.is_logged_in:
+            st.sidebar.button("Log out", icon=":material/logout:", on_click=st.logout, help="Leave this browser.")
+        return
+    if not _password_hash():
+        return
+    if st.sidebar.button(
+        "Lock this browser",
+        icon=":material/lock:",
+        help="Ask for the lab password again here, also after a reload or in a new tab (on a shared computer).",
+    ):
+        st.session_state.access_granted = False
+        st.session_state.access_locked = True  # this session still holds the cookie it started with
+        st.session_state.keep_in_cookie = ("", 0)
+        st.rerun()
 
 
 def require_access() -> None:
@@ -201,22 +255,31 @@ def require_access() -> None:
       ``python -m ebsd_core hash-password``).
     * neither (``make app`` on localhost): open.
     """
+    _write_keep_in_cookie()
     if has_access():
         return
     if _secret_section("auth"):
         st.title("EBSD few-shot classifier")
         st.button("Log in", on_click=st.login, type="primary")
         st.stop()
-    from ebsd_core.access import verify_password
+    from ebsd_core.access import KEEP_IN_DAYS, keep_in_token, verify_password
 
-    stored = _secret_section("access")["password_hash"]
-
+    stored = str(_password_hash())
     st.title("EBSD few-shot classifier")
     with st.form("login"):
         password = st.text_input("Lab password", type="password")
+        keep = st.checkbox(
+            f"Keep this browser in for {KEEP_IN_DAYS} days",
+            value=True,
+            help="A reload or a new tab is not asked again. On a shared computer, leave it unticked, or use "
+            "**Lock this browser** in the sidebar when done.",
+        )
         if st.form_submit_button("Enter", type="primary"):
-            if verify_password(password, str(stored)):
+            if verify_password(password, stored):
                 st.session_state.access_granted = True
+                st.session_state.access_locked = False
+                if keep:
+                    st.session_state.keep_in_cookie = (keep_in_token(stored), KEEP_IN_DAYS * 86400)
                 st.rerun()
             time.sleep(1.0)  # slows down guessing
             st.error("Wrong password.")

@@ -24,6 +24,20 @@ def test_hash_roundtrip_and_refusals():
         hash_password("short")
 
 
+def test_a_browser_is_kept_in_until_its_token_expires_or_the_password_changes():
+    from ebsd_core.access import keep_in_token, keeps_in
+
+    stored = hash_password("lab password 1")
+    token = keep_in_token(stored, days=7, now=1_000_000)
+    assert keeps_in(token, stored, now=1_000_000 + 7 * 86400 - 1)
+    assert not keeps_in(token, stored, now=1_000_000 + 7 * 86400 + 1)  # expired
+    assert not keeps_in(token, hash_password("lab password 1"), now=1_000_000)  # a new hash, even of the same word
+    expiry, mac = token.split(".")
+    assert not keeps_in(f"{int(expiry) + 86400}.{mac}", stored, now=1_000_000)  # its expiry moved on
+    for forged in ("", "x", "1.", f"{expiry}.", f"{expiry}.{mac[:-2]}", f"-1.{mac}", f"{expiry}.{mac}.x"):
+        assert not keeps_in(forged, stored, now=1_000_000), forged
+
+
 @pytest.fixture
 def gated(tmp_path, monkeypatch):
     monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
@@ -45,6 +59,9 @@ def test_password_gate(gated):
     gated.button[0].click().run()
     assert not gated.exception
     assert any("Few-shot EBSD" in t.value for t in gated.title)
+    next(b for b in gated.sidebar.button if b.label == "Lock this browser").click().run()
+    assert [t.label for t in gated.text_input] == ["Lab password"]
+    assert not any("Few-shot EBSD" in t.value for t in gated.title)
 
 
 @pytest.mark.cold_server
@@ -81,6 +98,7 @@ def test_with_an_identity_provider_work_follows_the_login(tmp_path, monkeypatch)
     job_manager.clear()
     office = _logged_in({"sub": "ada", "email": "ada@lab.org"}).run()
     assert not office.exception
+    assert [b.label for b in office.sidebar.button] == ["Log out"]  # a shared computer at the microscope
     mine = office.session_state["session_id"]
     assert "sid" not in office.query_params  # no private link to leak: the login is the key
     job_manager().wait(job_manager().submit("demo", "Ada's demo", mine, lambda ctx: {}))
