@@ -13,6 +13,7 @@ from pages.common import (
     housekeeping,
     lock_button,
     release_memory_of_ended_sessions,
+    removed_session_notice,
     require_access,
     require_working_folder,
     session_id,
@@ -47,6 +48,7 @@ if "torch" not in sys.modules:  # the first visit after a server start: say why 
 housekeeping()
 release_memory_of_ended_sessions()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
+removed_session_notice()
 
 
 @st.cache_resource

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -24,7 +25,57 @@ from ebsd_core.store import delete_model
 
 log = logging.getLogger(__name__)
 SESSION_MAX_AGE_HOURS = 24.0
+#: The environment variable that sets how long an idle session's folder is kept, in hours.
+SESSION_KEEP_VARIABLE = "EBSD_SESSION_KEEP_HOURS"
+#: In ``sessions/``: an empty file per session removed for idleness, named by its id, dated by its removal; a link
+#: bookmarked before then finds it, to say what became of its work.
+REMOVED_SESSIONS = ".removed"
+REMOVED_KEPT_DAYS = 90  # how long such a file is kept
 STALE_PART_SECONDS = 3600.0
+
+
+def session_keep_hours() -> float:
+    """How long an idle session's folder is kept: ``$EBSD_SESSION_KEEP_HOURS``, else 24 hours (a value that is not a
+    positive number is said in the server's log and not used)."""
+    value = os.environ.get(SESSION_KEEP_VARIABLE, "").strip()
+    if not value:
+        return SESSION_MAX_AGE_HOURS
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = float("nan")
+    if not hours > 0 or hours == float("inf"):
+        log.warning(
+            "%s=%s is not a number of hours: idle sessions are kept %g hours",
+            SESSION_KEEP_VARIABLE,
+            value,
+            SESSION_MAX_AGE_HOURS,
+        )
+        return SESSION_MAX_AGE_HOURS
+    return hours
+
+
+def session_removed_at(session: str, home: Path | None = None) -> float | None:
+    """When the folder of ``session`` was removed for idleness (Unix seconds); None where it was not, or long ago."""
+    try:
+        return ((home or fewshot_home()) / "sessions" / REMOVED_SESSIONS / session).stat().st_mtime
+    except (OSError, ValueError):
+        return None
+
+
+def _record_removed(sessions: Path, removed: list[str]) -> None:
+    """Note each removed session for :func:`session_removed_at`; forget notes older than :data:`REMOVED_KEPT_DAYS`."""
+    notes = sessions / REMOVED_SESSIONS
+    try:
+        notes.mkdir(exist_ok=True)
+        for session in removed:
+            (notes / session).touch()
+        cutoff = time.time() - REMOVED_KEPT_DAYS * 86400
+        for note in notes.iterdir():
+            if note.stat().st_mtime < cutoff:
+                note.unlink()
+    except OSError as exc:  # only what a returning link is told depends on it
+        log.warning("could not note the removed sessions in %s: %s", notes, os_error_text(exc))
 
 
 def _last_touched(folder: Path) -> float:
@@ -41,9 +92,10 @@ def _last_touched(folder: Path) -> float:
 
 
 def cleanup_sessions(
-    home: Path | None = None, max_age_hours: float = SESSION_MAX_AGE_HOURS, working: Iterable[str] = ()
+    home: Path | None = None, max_age_hours: float | None = None, working: Iterable[str] = ()
 ) -> list[str]:
-    """Remove session folders untouched for ``max_age_hours``; returns the removed session ids.
+    """Remove session folders untouched for ``max_age_hours`` (default: :func:`session_keep_hours`); returns the
+    removed session ids, each noted for :func:`session_removed_at`.
 
     The sessions in ``working`` (those with a job queued or running) stay, however long ago their user looked: a
     phase map of a large scan can run for longer than a day on a CPU, reading the scan uploaded to the session's
@@ -51,10 +103,12 @@ def cleanup_sessions(
     sessions = (home or fewshot_home()) / "sessions"
     if not sessions.is_dir():
         return []
-    cutoff = time.time() - max_age_hours * 3600
+    cutoff = time.time() - (session_keep_hours() if max_age_hours is None else max_age_hours) * 3600
     working = set(working)
     removed = []
     for folder in sessions.iterdir():
+        if folder.name == REMOVED_SESSIONS:
+            continue
         if folder.is_dir() and folder.name not in working and _last_touched(folder) < cutoff:
             shutil.rmtree(folder, ignore_errors=True)
             if folder.exists():  # files of another account's in it: its jobs and models stay with it
@@ -63,6 +117,7 @@ def cleanup_sessions(
             removed.append(folder.name)
     if removed:
         log.info("removed %d idle session folder(s)", len(removed))
+        _record_removed(sessions, removed)
     return removed
 
 

@@ -341,6 +341,7 @@ def session_id() -> str:
             for key in list(st.session_state):
                 del st.session_state[key]  # nothing of the previous one's work stays in view
             st.session_state.session_id = identity
+            _note_if_removed(identity)
         if "sid" in st.query_params:
             del st.query_params["sid"]
         return identity
@@ -348,9 +349,36 @@ def session_id() -> str:
         from_url = st.query_params.get("sid", "")
         valid = len(from_url) == 32 and all(c in "0123456789abcdef" for c in from_url)
         st.session_state.session_id = from_url if valid else uuid.uuid4().hex
+        if valid:
+            _note_if_removed(from_url)
     if st.query_params.get("sid") != st.session_state.session_id:
         st.query_params["sid"] = st.session_state.session_id
     return st.session_state.session_id
+
+
+def _note_if_removed(session: str) -> None:
+    """Where the work of a returning session (a bookmarked link, a login) was removed for idleness, keep when, for
+    :func:`removed_session_notice`."""
+    from ebsd_core.housekeeping import session_removed_at
+
+    if not (fewshot_home() / "sessions" / session).exists() and (when := session_removed_at(session)):
+        st.session_state.session_removed_at = when
+
+
+def removed_session_notice() -> None:
+    """Once, on the first page of a returning session whose work was removed for idleness: say so, and when. Before,
+    a link bookmarked on a Friday opened on the Monday as a new session, with no word of the scan uploaded to it."""
+    from ebsd_core.housekeeping import SESSION_KEEP_VARIABLE, session_keep_hours
+
+    if (when := st.session_state.pop("session_removed_at", None)) is None:
+        return
+    st.info(
+        f"The work of this session (its uploads, datasets, maps and jobs) was removed on "
+        f"{time.strftime('%Y-%m-%d at %H:%M %Z', time.localtime(when))}, unused for {session_keep_hours():g} hours "
+        f"(the server's {SESSION_KEEP_VARIABLE}). Models saved in the store stay (**Results**); those its demos "
+        "trained were taken out of the lists with it.",
+        icon=":material/history:",
+    )
 
 
 def session_dir() -> Path:

@@ -2703,6 +2703,33 @@ def test_a_reload_does_not_undo_the_dataset_chosen_after_the_demo(app, tmp_path)
     assert reloaded.session_state["dataset_path"] == str(uploaded)
 
 
+def test_a_link_whose_session_was_removed_for_idleness_is_told_so_once(app, tmp_path):
+    """Found on review: a link bookmarked on a Friday opened on the Monday as a new session, with no word of the scan
+    uploaded to it (removed after 24 hours unused)."""
+    from ebsd_core.housekeeping import cleanup_sessions
+
+    friday = "0123456789abcdef0123456789abcdef"
+    folder = tmp_path / "home" / "sessions" / friday
+    (folder / "uploads").mkdir(parents=True)
+    old = time.time() - 60 * 3600
+    for path in (folder, folder / "uploads"):
+        os.utime(path, (old, old))
+    assert cleanup_sessions(tmp_path / "home") == [friday]
+    monday = AppTest.from_file(APP, default_timeout=120)
+    monday.query_params["sid"] = friday
+    monday.run()
+    said = [i.value for i in monday.info if i.value.startswith("The work of this session")]
+    assert len(said) == 1 and "unused for 24 hours (the server's EBSD_SESSION_KEEP_HOURS)" in said[0], said
+    monday.switch_page("pages/data.py").run()
+    assert not [i for i in monday.info if i.value.startswith("The work of this session")]  # once
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["sid"] = friday  # its folder made again on the Monday: nothing more to tell
+    again.run()
+    assert not [i for i in again.info if i.value.startswith("The work of this session")]
+    fresh = AppTest.from_file(APP, default_timeout=120).run()
+    assert not [i for i in fresh.info if i.value.startswith("The work of this session")]
+
+
 def test_patterns_uploaded_in_one_session_are_not_shown_to_another_on_results(app, map_model, tmp_path):
     """Found on review: the store is shared, and its Results page showed any session the misclassified test patterns
     of a model trained on another session's uploaded patterns, read from that session's private folder."""

@@ -15,7 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 from ebsd_core import atomic
 from ebsd_core.errors import StoreError
-from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
+from ebsd_core.housekeeping import (
+    REMOVED_SESSIONS,
+    cleanup_partial_saves,
+    cleanup_sessions,
+    retire_demo_models,
+    session_keep_hours,
+    session_removed_at,
+)
 from ebsd_core.jobs import FAILED, JobManager
 from ebsd_core.store import list_models, save_model
 from ebsd_core.train import TrainConfig
@@ -183,6 +190,29 @@ def test_idle_sessions_age_out(tmp_path):
     # found on review: a map of a large scan running for over a day lost the scan it read, and its map
     assert cleanup_sessions(tmp_path, max_age_hours=24, working=["mapping"]) == ["idle"]
     assert active.exists() and mapping.exists() and not idle.exists()
+
+
+def test_a_removed_session_is_noted_and_the_time_kept_is_the_servers_to_set(tmp_path, monkeypatch, caplog):
+    """A lab keeps a weekend's work (EBSD_SESSION_KEEP_HOURS=72); a link bookmarked before a removal can be told so."""
+    sessions = tmp_path / "sessions"
+    for name, hours in (("friday", 60), ("thursday", 80)):
+        (sessions / name).mkdir(parents=True)
+        old = time.time() - hours * 3600
+        os.utime(sessions / name, (old, old))
+    stale_note = sessions / REMOVED_SESSIONS / "last-spring"
+    stale_note.parent.mkdir()
+    stale_note.touch()
+    os.utime(stale_note, (time.time() - 100 * 86400,) * 2)
+    monkeypatch.setenv("EBSD_SESSION_KEEP_HOURS", "72")
+    assert cleanup_sessions(tmp_path) == ["thursday"]
+    assert abs(session_removed_at("thursday", tmp_path) - time.time()) < 60
+    assert session_removed_at("friday", tmp_path) is None and not stale_note.exists()  # notes last 90 days
+    assert cleanup_sessions(tmp_path) == [] and (sessions / REMOVED_SESSIONS).is_dir()  # never taken for a session
+    for wrong in ("three days", "0", "-5", "inf", "nan"):
+        monkeypatch.setenv("EBSD_SESSION_KEEP_HOURS", wrong)
+        assert session_keep_hours() == 24
+        assert f"EBSD_SESSION_KEEP_HOURS={wrong} is not a number of hours: idle sessions are kept 24 hours" in caplog.text
+    assert cleanup_sessions(tmp_path) == ["friday"]
 
 
 def test_the_sessions_with_a_job_queued_or_running_are_working(tmp_path):
