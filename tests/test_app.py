@@ -162,6 +162,17 @@ def test_links_to_models_the_server_cannot_reach_are_skipped_on_every_page(app, 
     ]
 
 
+def assert_no_training_on_home_and_train(app, said: str, dataset) -> None:
+    """Home and Train say ``said`` (why no model can be saved), and their buttons that would train one are off."""
+    app.run()
+    assert [w.value for w in app.warning if w.value.startswith(said)]
+    assert next(b for b in app.button if b.label == "Run the demo").disabled
+    app.session_state["dataset_path"] = str(dataset)
+    app.switch_page("pages/train.py").run()
+    assert [w.value for w in app.warning if w.value.startswith(said)]
+    assert all(b.disabled for b in app.get("form_submit_button"))  # training and the prior
+
+
 def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     app, tmp_path, tiny_dataset, map_model, monkeypatch
 ):
@@ -173,13 +184,7 @@ def test_a_store_the_server_cannot_write_to_is_said_so_before_any_training(
     shutil.copytree(map_model, tmp_path / "store" / "vetted")
     unwritable(monkeypatch, tmp_path / "store")
     said = "Models can be used here but not trained, added or deleted: this server cannot write in"
-    app.run()
-    assert [w.value for w in app.warning if w.value.startswith(said)]
-    assert next(b for b in app.button if b.label == "Run the demo").disabled
-    app.session_state["dataset_path"] = str(tiny_dataset)
-    app.switch_page("pages/train.py").run()
-    assert [w.value for w in app.warning if w.value.startswith(said)]
-    assert all(b.disabled for b in app.get("form_submit_button"))  # training and the prior
+    assert_no_training_on_home_and_train(app, said, tiny_dataset)
     app.switch_page("pages/results.py").run()
     assert not app.exception and app.selectbox[0].value == "vetted"  # its models are shown
     assert len([c.value for c in app.caption if c.value.startswith(said)]) == 2  # adding one, deleting it
@@ -198,13 +203,7 @@ def test_a_store_on_a_share_not_mounted_is_said_so_before_any_training(app, tmp_
     shutil.move(tmp_path / "store", tmp_path / "share")  # the share is not mounted
     (tmp_path / "store").mkdir()  # its empty mount point
     said = f"The model store {tmp_path / 'store'} is empty, where a model was last saved on"
-    app.run()
-    assert [w.value for w in app.warning if w.value.startswith(said)]
-    assert next(b for b in app.button if b.label == "Run the demo").disabled
-    app.session_state["dataset_path"] = str(tiny_dataset)
-    app.switch_page("pages/train.py").run()
-    assert [w.value for w in app.warning if w.value.startswith(said)]
-    assert all(b.disabled for b in app.get("form_submit_button"))
+    assert_no_training_on_home_and_train(app, said, tiny_dataset)
     (tmp_path / "store").rmdir()
     shutil.move(tmp_path / "share", tmp_path / "store")  # mounted again
     app.switch_page("pages/results.py").run()

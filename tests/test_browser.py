@@ -41,6 +41,27 @@ def server(tmp_path):
     stop_dashboard(process)
 
 
+LAB_PASSWORD = "lab password 1"
+
+
+@contextlib.contextmanager
+def lab_server(tmp_path: Path, *options: str):
+    """A dashboard that asks for the lab's password (:data:`LAB_PASSWORD`), started with Streamlit ``options``;
+    yields its URL."""
+    from ebsd_core.access import hash_password
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[access]\npassword_hash = "{hash_password(LAB_PASSWORD)}"\n')
+    port = free_port()
+    env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
+    process = start_dashboard(port, env, options=("--secrets.files", str(secrets), *options))
+    base = options[options.index("--server.baseUrlPath") + 1] if "--server.baseUrlPath" in options else ""
+    try:
+        yield f"http://127.0.0.1:{port}" + (f"/{base}" if base else "")
+    finally:
+        stop_dashboard(process)
+
+
 @contextlib.contextmanager
 def dashboard_page(server: str, link: str):
     """A Chromium page on the dashboard, opened on the page named ``link``."""
@@ -229,76 +250,56 @@ def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_mode
 def test_a_bookmarked_page_of_a_freshly_started_lab_server_asks_for_the_password(tmp_path):
     """On a fresh server Streamlit would run a deep link's page alone, without app.py and its login."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from ebsd_core.access import hash_password
-
-    secrets = tmp_path / "secrets.toml"
-    secrets.write_text(f'[access]\npassword_hash = "{hash_password("lab password 1")}"\n')
-    port = free_port()
-    env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
-    process = start_dashboard(port, env, options=("--secrets.files", str(secrets)))
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/results")  # the first request the server ever gets
-            page.get_by_label("Lab password").wait_for(timeout=60_000)
-            assert page.get_by_text("No saved models yet").count() == 0
-            assert page.get_by_role("link", name="common").count() == 0  # no page list of the pages/ folder
-            page.get_by_label("Lab password").fill("lab password 1")
-            page.keyboard.press("Enter")
-            page.get_by_text("No saved models yet").wait_for(timeout=FIRST_RUN_MS)  # then the bookmarked page
-            assert page.get_by_role("link", name="Phase map").count() == 1
-            browser.close()
-    finally:
-        stop_dashboard(process)
+    with lab_server(tmp_path) as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/results")  # the first request the server ever gets
+        page.get_by_label("Lab password").wait_for(timeout=60_000)
+        assert page.get_by_text("No saved models yet").count() == 0
+        assert page.get_by_role("link", name="common").count() == 0  # no page list of the pages/ folder
+        page.get_by_label("Lab password").fill(LAB_PASSWORD)
+        page.keyboard.press("Enter")
+        page.get_by_text("No saved models yet").wait_for(timeout=FIRST_RUN_MS)  # then the bookmarked page
+        assert page.get_by_role("link", name="Phase map").count() == 1
+        browser.close()
 
 
 def test_a_browser_kept_in_is_not_asked_the_password_again_until_locked(tmp_path):
     """Found behind a proxy (bench/proxy.py): every reload and every new tab asked for the lab password again."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from ebsd_core.access import KEEP_IN_COOKIE, hash_password
+    from ebsd_core.access import KEEP_IN_COOKIE
 
-    secrets = tmp_path / "secrets.toml"
-    secrets.write_text(f'[access]\npassword_hash = "{hash_password("lab password 1")}"\n')
-    port = free_port()
-    env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
-    options = ("--secrets.files", str(secrets), "--server.baseUrlPath", "lab/ebsd")
-    process = start_dashboard(port, env, options=options)
-    url = f"http://127.0.0.1:{port}/lab/ebsd"
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = context.new_page()
-            page.goto(f"{url}/results")
-            page.get_by_label("Lab password").wait_for(timeout=FIRST_RUN_MS)
-            page.get_by_label("Lab password").fill("lab password 1")
-            page.keyboard.press("Enter")  # "Keep this browser in for 7 days" is ticked
-            page.get_by_text("No saved models yet").wait_for(timeout=FIRST_RUN_MS)
-            cookie = next(c for c in context.cookies() if c["name"] == KEEP_IN_COOKIE)
-            assert (cookie["path"], cookie["sameSite"]) == ("/lab/ebsd", "Strict")
-            assert 6.9 * 86400 < cookie["expires"] - time.time() <= 7 * 86400
-            page.reload()
-            page.get_by_text("No saved models yet").wait_for(timeout=60_000)
-            other_tab = context.new_page()
-            other_tab.goto(f"{url}/data")
-            other_tab.get_by_text("Dataset: none yet").wait_for(timeout=60_000)
-            assert other_tab.get_by_label("Lab password").count() == 0
-            other_tab.get_by_role("button", name="Lock this browser").click()
-            other_tab.get_by_label("Lab password").wait_for(timeout=60_000)
-            assert KEEP_IN_COOKIE not in [c["name"] for c in context.cookies()]
-            page.reload()
-            page.get_by_label("Lab password").wait_for(timeout=60_000)
-            page.get_by_label("Lab password").fill("lab password 1")
-            page.get_by_text("Keep this browser in for 7 days").click()  # a shared computer: untick it
-            page.get_by_role("button", name="Enter").click()
-            page.get_by_text("No saved models yet").wait_for(timeout=60_000)
-            assert KEEP_IN_COOKIE not in [c["name"] for c in context.cookies()]
-            page.reload()
-            page.get_by_label("Lab password").wait_for(timeout=60_000)
-            browser.close()
-    finally:
-        stop_dashboard(process)
+    with lab_server(tmp_path, "--server.baseUrlPath", "lab/ebsd") as url, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(f"{url}/results")
+        page.get_by_label("Lab password").wait_for(timeout=FIRST_RUN_MS)
+        page.get_by_label("Lab password").fill(LAB_PASSWORD)
+        page.keyboard.press("Enter")  # "Keep this browser in for 7 days" is ticked
+        page.get_by_text("No saved models yet").wait_for(timeout=FIRST_RUN_MS)
+        cookie = next(c for c in context.cookies() if c["name"] == KEEP_IN_COOKIE)
+        assert (cookie["path"], cookie["sameSite"]) == ("/lab/ebsd", "Strict")
+        assert 6.9 * 86400 < cookie["expires"] - time.time() <= 7 * 86400
+        page.reload()
+        page.get_by_text("No saved models yet").wait_for(timeout=60_000)
+        other_tab = context.new_page()
+        other_tab.goto(f"{url}/data")
+        other_tab.get_by_text("Dataset: none yet").wait_for(timeout=60_000)
+        assert other_tab.get_by_label("Lab password").count() == 0
+        other_tab.get_by_role("button", name="Lock this browser").click()
+        other_tab.get_by_label("Lab password").wait_for(timeout=60_000)
+        assert KEEP_IN_COOKIE not in [c["name"] for c in context.cookies()]
+        page.reload()
+        page.get_by_label("Lab password").wait_for(timeout=60_000)
+        page.get_by_label("Lab password").fill(LAB_PASSWORD)
+        page.get_by_text("Keep this browser in for 7 days").click()  # a shared computer: untick it
+        page.get_by_role("button", name="Enter").click()
+        page.get_by_text("No saved models yet").wait_for(timeout=60_000)
+        assert KEEP_IN_COOKIE not in [c["name"] for c in context.cookies()]
+        page.reload()
+        page.get_by_label("Lab password").wait_for(timeout=60_000)
+        browser.close()
 
 
 def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):

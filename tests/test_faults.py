@@ -211,7 +211,8 @@ def test_a_removed_session_is_noted_and_the_time_kept_is_the_servers_to_set(tmp_
     for wrong in ("three days", "0", "-5", "inf", "nan"):
         monkeypatch.setenv("EBSD_SESSION_KEEP_HOURS", wrong)
         assert session_keep_hours() == 24
-        assert f"EBSD_SESSION_KEEP_HOURS={wrong} is not a number of hours: idle sessions are kept 24 hours" in caplog.text
+        said = f"EBSD_SESSION_KEEP_HOURS={wrong} is not a number of hours: idle sessions are kept 24 hours"
+        assert said in caplog.text
     assert cleanup_sessions(tmp_path) == ["friday"]
 
 
