@@ -2,6 +2,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -21,7 +22,10 @@ from pages.common import (
 
 serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
 
-st.set_page_config(page_title="EBSD few-shot classifier", page_icon=":material/grain:", layout="wide")
+# A file of the project's: Streamlit fetches a Material icon or an emoji for the browser tab from a CDN, which a
+# microscope PC on a closed network cannot reach, and which no lab's page should make every visitor call on.
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="EBSD few-shot classifier", page_icon=str(ICON), layout="wide")
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -172,6 +172,19 @@ def requests_sent(page) -> list:
     return requests
 
 
+def requests_elsewhere(page) -> list[str]:
+    """What ``page`` asks of any host but the dashboard's from now on."""
+    host = urllib.parse.urlparse(page.url).hostname if page.url.startswith("http") else "127.0.0.1"
+    requests: list[str] = []
+
+    def note(request) -> None:
+        if request.url.startswith("http") and urllib.parse.urlparse(request.url).hostname != host:
+            requests.append(request.url)
+
+    page.on("request", note)
+    return requests
+
+
 def assert_left_alone(page, requests: list) -> None:
     """That a page left open with its job ended asks nothing of the server: an ended job redrawn every second (for as
     long as the tab stays open, on a server a lab shares) took 3 % of a core per tab from the jobs that run."""
@@ -188,6 +201,7 @@ def test_demo_in_a_real_browser(server, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         requests = requests_sent(page)
+        elsewhere = requests_elsewhere(page)
         page.goto(server)
         page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=FIRST_RUN_MS)
         page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
@@ -213,6 +227,9 @@ def test_demo_in_a_real_browser(server, tmp_path):
         page.wait_for_timeout(1500)
         page.screenshot(path=str(ARTIFACTS / "data.png"), full_page=True)
         browser.close()
+    # found offline: the browser tab's Material icon came from fonts.gstatic.com, which a microscope PC on a closed
+    # network cannot reach, and which a lab's page made every visitor call on
+    assert elsewhere == []
 
 
 def test_phase_map_demo_and_explain_in_a_real_browser(server, tmp_path, map_model):
