@@ -692,13 +692,21 @@ def _hash_password(args: argparse.Namespace) -> int:
 
     from ebsd_core.access import hash_password
 
-    try:
-        password = getpass.getpass("Lab password: ")
-        again = getpass.getpass("Again: ")
-    except EOFError:
-        raise EbsdError("no password was typed: run it in a terminal and type the password twice") from None
-    if again != password:
-        raise EbsdError("the two passwords differ")
+    if args.stdin:  # a script's: the first line, as `htpasswd -i` reads it
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise EbsdError("no password on the first line of standard input")
+    else:
+        try:
+            password = getpass.getpass("Lab password: ")
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            raise EbsdError(
+                "no password was typed: run it in a terminal and type the password twice, or give it on standard "
+                "input with --stdin"
+            ) from None
+        if again != password:
+            raise EbsdError("the two passwords differ")
     print(f'[access]\npassword_hash = "{hash_password(password)}"')
     return 0
 
@@ -1314,7 +1322,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list, show: JSON instead of lines")
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
 
-    sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
+    p = sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
+    p.add_argument(
+        "--stdin", action="store_true", help="read the password from standard input's first line (for scripts)"
+    )
 
     p = sub.add_parser(
         "info", help="describe a pattern file, image folder or zip, or each one in a folder of scans or sample folders"

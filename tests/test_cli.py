@@ -393,6 +393,21 @@ def test_hash_password_without_a_terminal_says_so(monkeypatch, capsys):
     assert "error: no password was typed" in capsys.readouterr().err
 
 
+def test_hash_password_from_a_script(monkeypatch, capsys):
+    """A lab's deployment script pipes the password in (`echo ... | hash-password` had asked for it "Again")."""
+    import io
+
+    from ebsd_core.access import verify_password
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("lab password 1\nnot read\n"))
+    assert main(["hash-password", "--stdin"]) == 0
+    stored = capsys.readouterr().out.split('"')[1]
+    assert verify_password("lab password 1", stored)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["hash-password", "--stdin"]) == 2
+    assert "error: no password on the first line of standard input" in capsys.readouterr().err
+
+
 def test_backbones_lists_the_registry_and_what_works_offline(capsys):
     assert main(["backbones"]) == 0
     lines = capsys.readouterr().out.splitlines()
