@@ -7,6 +7,14 @@ never imports streamlit; the dashboard in ``pages/`` calls into it.
 
 __version__ = "0.1.0"
 
+import os as _os
+
+if _os.name == "nt":  # rather than "No module named 'fcntl'" from deep inside
+    raise ImportError(
+        "ebsd_core runs on Linux (and macOS, untried): on Windows, run it in WSL 2, as its file locks and "
+        "permissions are POSIX ones"
+    )
+
 
 def _give_the_libraries_a_home() -> None:
     """A home and a temporary folder, before HyperSpy, numba or matplotlib is imported (imported here, not at the

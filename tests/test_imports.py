@@ -10,6 +10,8 @@ still importing the engine, or two sessions opening at once, met a half-imported
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +81,10 @@ def test_the_io_package_still_offers_its_names():
 
     assert io.open_patterns is open_patterns and io.read_dataset is read_dataset
     assert sorted(io.__all__) == ["Dataset", "PatternSource", "open_patterns", "read_dataset", "write_dataset"]
+
+
+def test_windows_is_told_to_use_wsl():
+    """The engine's file locks are POSIX ones: on Windows it said "No module named 'fcntl'" from deep inside."""
+    code = "import os; os.name = 'nt'\ntry:\n    import ebsd_core\nexcept ImportError as e:\n    print(e)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("ebsd_core runs on Linux (and macOS, untried): on Windows, run it in WSL 2")
