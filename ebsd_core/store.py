@@ -62,9 +62,9 @@ UNREADABLE_MODEL = (
     "(chmod -R a+rX on its folder)"
 )
 DELETED = ".deleted"  # where delete_model puts models; hidden from list_models
-#: A file put in each store at its first save. With the working folder's record of the stores this server saved to
-#: (:data:`STORES_SAVED_TO`), it tells a store on a share that is not mounted (an empty folder, or none, where a
-#: model saved would be hidden once the share is back) from a new store.
+#: A file put in the store (:func:`default_store`) at its first save. With the working folder's record of the stores
+#: saved to (:data:`STORES_SAVED_TO`), it tells a store on a share that is not mounted (an empty folder, or none,
+#: where a model saved would be hidden once the share is back) from a new store.
 STORE_MARK = ".ebsd-model-store"
 STORES_SAVED_TO = "stores.json"
 
@@ -499,8 +499,11 @@ def _visible_entries(store: Path) -> list[Path]:
 
 
 def _remember_store(store: Path) -> None:
-    """Mark ``store`` and record it in the working folder, after a save there; neither is needed for the save, so
-    neither can fail it."""
+    """Mark ``store`` and record it in the working folder, after a save there, where it is the server's store
+    (:func:`default_store`): a folder a script trains into (``--out runs/NAME``) may well be removed and made again.
+    Neither is needed for the save, so neither can fail it."""
+    if os.path.abspath(store) != os.path.abspath(default_store()):
+        return
     with contextlib.suppress(OSError):
         (store / STORE_MARK).touch()
         record = _stores_saved_to()

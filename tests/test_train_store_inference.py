@@ -308,11 +308,12 @@ def test_a_store_linked_to_a_share_not_mounted_is_said_so(tmp_path, capsys):
     )
 
 
-def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_path, capsys):
+def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_path, capsys, monkeypatch):
     """Found with EBSD_MODEL_STORE on a lab's share, not mounted after a restart: the store was an empty folder (or
     none), said to hold no models, and the next model saved went to the local disk, where the share would hide it."""
     _, result = trained
     share, store = tmp_path / "share", tmp_path / "mnt" / "models"
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
     store.parent.mkdir()
     share.mkdir()
     store.symlink_to(share)  # "mounted"
@@ -346,6 +347,7 @@ def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_
         delete_model(name, store)
     assert store_write_problem(store) is None  # emptied on purpose: its mark is there
     fresh = tmp_path / "fresh"
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(fresh))
     fresh.mkdir()
     (fresh / STORE_MARK).touch()  # a new store started where one was lost
     save_model(result.model, result.card, fresh / "a")
@@ -354,6 +356,11 @@ def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_
     assert store_write_problem(fresh).startswith(f"The model store {fresh} is empty")
     (fresh / STORE_MARK).touch()
     assert store_write_problem(fresh) is None
+    runs = tmp_path / "runs"  # not the store: a script's folder, removed and made again for each sweep
+    save_model(result.model, result.card, runs / "m1")
+    shutil.rmtree(runs)
+    save_model(result.model, result.card, runs / "m1")
+    assert not (runs / STORE_MARK).exists()
 
 
 def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_the_store(trained, tmp_path, monkeypatch):
