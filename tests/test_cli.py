@@ -176,7 +176,7 @@ def test_predict_follows_linked_sample_folders_once(map_model, map_scan_file, tm
 
 
 def test_predict_names_a_file_whose_name_is_not_utf8_as_ls_does(map_model, map_scan_file, tmp_path, capsys):
-    """Found on review: a sample folder named in Latin-1 ended predict in "UnicodeEncodeError: 'utf-8' codec can't
+    r"""Found on review: a sample folder named in Latin-1 ended predict in "UnicodeEncodeError: 'utf-8' codec can't
     encode character '\udce9' in position 3: surrogates not allowed", and no CSV was written."""
     import shutil
 
