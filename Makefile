@@ -40,7 +40,8 @@ app: $(VENV)/.project
 	@if [ "$(ADDRESS)" = 127.0.0.1 ] && [ "$(origin ADDRESS)" = file ]; then echo "Serving this computer alone: to" \
 		"serve the lab, set its password (README: Hosting it for a lab), or run make app ADDRESS=0.0.0.0"; \
 	elif [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone, as asked (ADDRESS=127.0.0.1):" \
-		"a reverse proxy on it can serve the lab"; fi
+		"a reverse proxy on it can serve the lab"; \
+	elif [ -z "$(ADDRESS)" ]; then echo "Serving the network: each visitor is asked for the lab's password or login"; fi
 	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
 		$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
