@@ -18,6 +18,7 @@ from pages.common import (
     require_access,
     require_working_folder,
     session_id,
+    shared_session_notice,
 )
 
 serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
@@ -53,6 +54,7 @@ housekeeping()
 release_memory_of_ended_sessions()
 session_id()  # every browser session gets its own private id (uploads, datasets, jobs)
 removed_session_notice()
+shared_session_notice()
 
 
 @st.cache_resource

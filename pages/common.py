@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -379,6 +380,48 @@ def removed_session_notice() -> None:
         "trained were taken out of the lists with it.",
         icon=":material/history:",
     )
+
+
+@st.cache_resource(show_spinner=False)
+def _tabs_of_sessions() -> tuple[threading.Lock, dict[str, set[str]]]:
+    """Per server process: the Streamlit sessions (browser tabs) that have shown each of our sessions."""
+    return threading.Lock(), {}
+
+
+def open_tabs(session: str, tab: str | None) -> int:
+    """How many browser tabs that are still connected show ``session``, ``tab`` (Streamlit's id of this one) among
+    them; 1 where that cannot be told (no server, as under AppTest)."""
+    from streamlit.runtime import Runtime
+
+    if tab is None or not Runtime.exists():
+        return 1
+    runtime = Runtime.instance()
+    lock, tabs = _tabs_of_sessions()
+    with lock:
+        for known, shown in list(tabs.items()):  # closed tabs, and sessions no tab shows any more, forgotten
+            shown.intersection_update({t for t in shown if runtime.is_active_session(t)})
+            if not shown and known != session:
+                del tabs[known]
+        tabs.setdefault(session, set()).add(tab)
+        return len(tabs[session])
+
+
+def shared_session_notice() -> None:
+    """Where this session's private link is open in more than one browser tab, say so in the sidebar, with a way to a
+    session of one's own. A teacher who pasted the address of their tab into a class's chat gave every student the
+    same session: one job at a time for all of them, each one's upload replacing the others' choices."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if login_identity() is not None:  # one person's browsers, on purpose
+        return
+    ctx = get_script_run_ctx()
+    tabs = open_tabs(session_id(), ctx.session_id if ctx else None)
+    if tabs > 1:
+        st.sidebar.info(
+            f"This session is open in {tabs} browser tabs, sharing its uploads, datasets and jobs: its link (the "
+            "`sid` in the address) was opened again, or passed on. [Start a session of your own](./) (a new link).",
+            icon=":material/group:",
+        )
 
 
 def session_dir() -> Path:

@@ -319,6 +319,30 @@ def test_a_browser_kept_in_is_not_asked_the_password_again_until_locked(tmp_path
         browser.close()
 
 
+def test_a_session_link_passed_on_is_said_to_be_shared(server, tmp_path):
+    """Found on review: a teacher who pasted the address of their tab into a class's chat gave every student the same
+    session (one job at a time for all, each upload replacing the others' choices), with no word of it."""
+    shared = "This session is open in 2 browser tabs"
+    with dashboard_page(server, "Data") as teacher:
+        teacher.get_by_text("Dataset: none yet").wait_for(timeout=60_000)
+        assert teacher.get_by_text(shared).count() == 0
+        link = teacher.url
+        classroom = teacher.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # another browser
+        student = classroom.new_page()
+        student.goto(link)
+        student.get_by_text(shared).wait_for(timeout=FIRST_RUN_MS)
+        with classroom.expect_page(timeout=30_000) as opened:
+            student.get_by_role("link", name="Start a session of your own").click()
+        own = opened.value
+        own.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=60_000)
+        sid = urllib.parse.parse_qs(urllib.parse.urlparse(own.url).query)["sid"][0]
+        assert sid not in link and own.get_by_text("This session is open in").count() == 0
+        classroom.close()
+        teacher.get_by_role("link", name="Results").first.click()  # a rerun, with the student's tab closed
+        teacher.get_by_text("No saved models yet").wait_for(timeout=60_000)
+        assert teacher.get_by_text("This session is open in").count() == 0
+
+
 def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):
     """The message names the file as the user uploaded it, not by the server's session folder."""
     import numpy as np
