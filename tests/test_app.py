@@ -3064,3 +3064,4 @@ def test_the_streamlit_internals_the_release_relies_on_are_there():
     assert "self._session_storage = " in inspect.getsource(WebsocketSessionManager.__init__)
     assert callable(WebsocketSessionManager.list_sessions)
     assert "self._session_mgr = " in inspect.getsource(Runtime.__init__)
+    assert callable(Runtime.is_active_session)  # pages.common.open_tabs
