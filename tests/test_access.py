@@ -186,3 +186,13 @@ def test_make_app_passes_the_address(tmp_path):
     (home / ".streamlit").mkdir(parents=True)
     (home / ".streamlit" / "secrets.toml").write_text(f'[access]\npassword_hash = "{hash_password("lab pass 12")}"\n')
     assert "--server.address" not in streamlit_command()
+
+
+def test_the_runtime_requirements_bring_what_streamlits_login_needs():
+    """Streamlit's OIDC login needs Authlib, its [auth] extra: without it a lab's "Log in" ended in an error. The
+    test tools bring Authlib too (oidc-provider-mock), so the browser test of the login cannot see it missing."""
+    import re
+
+    requirements = (Path(APP).parent / "requirements.txt").read_text()
+    streamlit = re.search(r"^streamlit(\[[^\]]*\])?", requirements, re.MULTILINE)
+    assert streamlit and "auth" in (streamlit.group(1) or ""), streamlit

@@ -343,6 +343,53 @@ def test_a_session_link_passed_on_is_said_to_be_shared(server, tmp_path):
         assert teacher.get_by_text("This session is open in").count() == 0
 
 
+def test_a_lab_login_through_an_identity_provider(tmp_path):
+    """Found with a real OpenID Connect provider (oidc-provider-mock): "Log in" ended in "This app has encountered an
+    error", as Streamlit's login needs Authlib, which requirements.txt did not bring (streamlit[auth] now does)."""
+    import subprocess
+    import sys
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("oidc_provider_mock")
+    provider_port, port = free_port(), free_port()
+    provider = subprocess.Popen(
+        [sys.executable, "-m", "oidc_provider_mock", "--port", str(provider_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(
+        f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\ncookie_secret = "{"c" * 32}"\n'
+        'client_id = "ebsd-dashboard"\nclient_secret = "not-a-secret"\n'
+        f'server_metadata_url = "http://127.0.0.1:{provider_port}/.well-known/openid-configuration"\n'
+    )
+    env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
+    process = start_dashboard(port, env, options=("--secrets.files", str(secrets)))
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("button", name="Log in").click(timeout=FIRST_RUN_MS)
+            page.locator("input[name=sub]").fill("ada", timeout=60_000)  # the provider's page: who logs in
+            page.get_by_role("button", name="Authorize").click()
+            page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=FIRST_RUN_MS)
+            assert "sid" not in page.url  # the login is the session's key, not a link
+            page.reload()
+            page.get_by_text("Few-shot EBSD pattern classification").wait_for(timeout=60_000)
+            assert page.get_by_role("button", name="Log in").count() == 0
+            page.get_by_role("button", name="Log out").click()
+            page.wait_for_url("**/end_session**", timeout=60_000)  # the provider's own logout
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("button", name="Log in").wait_for(timeout=60_000)
+            browser.close()
+    finally:
+        stop_dashboard(process)
+        provider.terminate()
+        provider.wait(timeout=30)
+    assert len(list((tmp_path / "home" / "sessions").iterdir())) == 1  # the login's own folder
+
+
 def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_path):
     """The message names the file as the user uploaded it, not by the server's session folder."""
     import numpy as np
