@@ -30,6 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def dashboard_url(port: int, options: tuple[str, ...] = ()) -> str:
+    """The dashboard's address on ``port``, under the path that ``--server.baseUrlPath`` in ``options`` sets."""
+    base = options[options.index("--server.baseUrlPath") + 1] if "--server.baseUrlPath" in options else ""
+    return f"http://127.0.0.1:{port}" + (f"/{base.strip('/')}" if base.strip("/") else "")
+
+
 def start_dashboard(
     port: int,
     env: dict[str, str],
@@ -45,11 +51,10 @@ def start_dashboard(
     process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=output, stderr=subprocess.STDOUT)
     if log:
         output.close()
-    base = options[options.index("--server.baseUrlPath") + 1] + "/" if "--server.baseUrlPath" in options else ""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/{base}_stcore/health", timeout=2)
+            urllib.request.urlopen(f"{dashboard_url(port, options)}/_stcore/health", timeout=2)
             return process
         except OSError:
             time.sleep(0.5)

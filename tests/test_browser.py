@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from serving import CHROMIUM, free_port, start_dashboard, stop_dashboard
+from serving import CHROMIUM, dashboard_url, free_port, start_dashboard, stop_dashboard
 from serving import CHROMIUM_FLAGS as FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,9 +55,8 @@ def lab_server(tmp_path: Path, *options: str):
     port = free_port()
     env = {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
     process = start_dashboard(port, env, options=("--secrets.files", str(secrets), *options))
-    base = options[options.index("--server.baseUrlPath") + 1] if "--server.baseUrlPath" in options else ""
     try:
-        yield f"http://127.0.0.1:{port}" + (f"/{base}" if base else "")
+        yield dashboard_url(port, options)
     finally:
         stop_dashboard(process)
 
