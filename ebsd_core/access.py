@@ -72,7 +72,8 @@ def keep_in_token(password_hash: str, days: float = KEEP_IN_DAYS, now: float | N
 def keeps_in(token: str, password_hash: str, now: float | None = None) -> bool:
     """Whether ``token`` (made by :func:`keep_in_token` with this password hash) still lets its browser in."""
     expiry, _, mac = str(token).partition(".")
-    if not expiry.isdigit() or int(expiry) < (time.time() if now is None else now):
+    # ASCII digits alone: "²".isdigit() holds, and int() of it failed, a forged cookie ending the page in a traceback
+    if not (expiry.isascii() and expiry.isdigit()) or int(expiry) < (time.time() if now is None else now):
         return False
     return hmac.compare_digest(mac, _keep_in_mac(password_hash, int(expiry)))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -43,8 +44,8 @@ def session_keep_hours() -> float:
     try:
         hours = float(value)
     except ValueError:
-        hours = float("nan")
-    if not hours > 0 or hours == float("inf"):
+        hours = 0.0
+    if not 0 < hours < math.inf:  # nan too
         log.warning(
             "%s=%s is not a number of hours: idle sessions are kept %g hours",
             SESSION_KEEP_VARIABLE,

@@ -532,9 +532,11 @@ def lost_store_problem(store: Path | None = None) -> str | None:
     except OSError:  # what keeps it from being read is said where it is read
         return None
     now = "is empty" if store.is_dir() else "does not exist"
+    models = seen.get("models")
+    models = models if isinstance(models, int) else 0  # the record is ours, but one edited by hand must not end pages
     return (
         f"The model store {store} {now}, where a model was last saved on {seen.get('date', '?')} "
-        f"({counted(int(seen.get('models') or 0), 'model')} there then). If it is on a share, the share may not be "
+        f"({counted(models, 'model')} there then). If it is on a share, the share may not be "
         "mounted: mount it, as a model saved meanwhile would be hidden under it. To start a new store there, create "
         f"the empty file {store / STORE_MARK}."
     )

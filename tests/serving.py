@@ -32,8 +32,8 @@ def free_port() -> int:
 
 def dashboard_url(port: int, options: tuple[str, ...] = ()) -> str:
     """The dashboard's address on ``port``, under the path that ``--server.baseUrlPath`` in ``options`` sets."""
-    base = options[options.index("--server.baseUrlPath") + 1] if "--server.baseUrlPath" in options else ""
-    return f"http://127.0.0.1:{port}" + (f"/{base.strip('/')}" if base.strip("/") else "")
+    base = (options[options.index("--server.baseUrlPath") + 1] if "--server.baseUrlPath" in options else "").strip("/")
+    return f"http://127.0.0.1:{port}" + (f"/{base}" if base else "")
 
 
 def start_dashboard(

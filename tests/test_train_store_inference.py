@@ -337,6 +337,11 @@ def test_a_store_on_a_share_not_mounted_is_not_taken_for_a_new_one(trained, tmp_
     assert capsys.readouterr().err == f"no saved models in {store} (no such folder)\n{said}\n"
     store.mkdir()  # an empty mount point
     assert store_write_problem(store).startswith(f"The model store {store} is empty, where a model was last saved")
+    record = tmp_path.joinpath(os.environ["EBSD_FEWSHOT_HOME"], "stores.json")  # the test's working folder
+    kept = record.read_text()
+    record.write_text(json.dumps({os.path.abspath(store): {"date": "then", "models": "many"}}))  # edited by hand
+    assert "(0 models there then)" in store_write_problem(store)  # was: ValueError, on every page
+    record.write_text(kept)
     with pytest.raises(InputError, match="is empty, where a model was last saved"):
         save_model(result.model, result.card, store / "fe-pair")
     assert list(store.iterdir()) == []  # nothing was written there
