@@ -36,7 +36,7 @@ from ebsd_core.fewshot import FewShotSplit, few_shot_split
 from ebsd_core.inference import autocast_context, bf16_check, predict_tensor
 from ebsd_core.io.dataset import Dataset, take
 from ebsd_core.preprocess import PreprocessConfig, bin_patterns, preprocess, square_crop_pc
-from ebsd_core.rehearsal import rehearsal_for, repeats_for
+from ebsd_core.rehearsal import Rehearsal, rehearsal_for, repeats_for
 from ebsd_core.shared_state import GLOBAL_RNG
 from ebsd_core.store import META, ModelCard, load_model, resolve_model_dir
 
@@ -247,18 +247,19 @@ def _validate(model: nn.Module, x: np.ndarray, y: np.ndarray, smoothing: float) 
     return float(loss), float((probs.argmax(1) == y).mean())
 
 
-def train_model(
-    dataset: Dataset,
-    config: TrainConfig,
-    progress: Callable[[TrainProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    split: FewShotSplit | None = None,
-) -> TrainResult:
-    """Train on ``config.shots`` patterns per class; returns the best-validation model."""
-    start_time = time.perf_counter()
-    generator = torch.Generator().manual_seed(config.seed)
-    split = split or few_shot_split(dataset, config.shots, config.seed, config.val_per_class)
-    pre = PreprocessConfig(size=config.input_size)
+@dataclass
+class _TrainingData:
+    """The preprocessed patterns a training uses: the shots (with any rehearsal patterns) and validation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    pc_train: torch.Tensor | None
+    rehearsal: Rehearsal | None
+
+
+def _training_data(dataset: Dataset, split: FewShotSplit, config: TrainConfig, pre: PreprocessConfig) -> _TrainingData:
     x_train = _prepared(dataset, split.train, pre)
     y_train = dataset.labels[split.train].astype(np.int64)
     x_val = _prepared(dataset, split.val, pre)
@@ -268,86 +269,143 @@ def train_model(
     if config.rehearsal_per_class > 0:
         rehearsal = rehearsal_for(config.weights_file, dataset, config.rehearsal_per_class, config.rehearsal_source)
         x_train, y_train, pc_train = _with_rehearsal(x_train, y_train, pc_train, rehearsal.dataset, pre)
+    return _TrainingData(x_train, y_train, x_val, y_val, pc_train, rehearsal)
 
-    device = select_device(config.device)
-    with GLOBAL_RNG:  # the new head's random weights come from the global generator
-        torch.manual_seed(config.seed)
-        model = initial_model(config, len(dataset.classes)).to(device)
-    model = model.to(memory_format=torch.channels_last)
+
+class _Batches:
+    """Random augmented batches of the training patterns, drawn with replacement (an epoch is ``steps`` of them)."""
+
+    def __init__(self, data: _TrainingData, config: TrainConfig, device: torch.device) -> None:
+        self.batch_size = min(config.batch_size, len(data.x_train))
+        self.steps = max(math.ceil(len(data.x_train) / self.batch_size), config.min_steps_per_epoch)
+        self.augment = config.augment_config if config.augment else None
+        self.device = device
+        self.x = torch.from_numpy(data.x_train)[:, None]
+        self.y = torch.from_numpy(data.y_train)
+        self.pc = data.pc_train
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.augment_generator = self.generator
+        if device.type == "cuda":  # augmented there: on the CPU it kept a GPU waiting
+            self.x = self.x.to(device)
+            self.pc = None if self.pc is None else self.pc.to(device)
+            self.augment_generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = torch.randint(0, len(self.x), (self.batch_size,), generator=self.generator)
+        xb = self.x[pick]
+        if self.augment is not None:
+            pc = None if self.pc is None else self.pc[pick]
+            xb = augment_batch(xb, self.augment, self.augment_generator, pc)
+        xb = xb.to(self.device).contiguous(memory_format=torch.channels_last)
+        return xb, self.y[pick].to(self.device)
+
+
+def _optimiser(
+    model: nn.Module, config: TrainConfig, device: torch.device, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a linear warm-up over the first epoch and cosine decay over the rest."""
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
         fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters: 6.7 -> 2.7 ms per step on 2 cores
     )
-    batch_size = min(config.batch_size, len(x_train))
-    steps = max(math.ceil(len(x_train) / batch_size), config.min_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps * config.epochs, steps))
-    augment = config.augment_config
-    x_all = torch.from_numpy(x_train)[:, None]
-    y_all = torch.from_numpy(y_train)
-    augment_generator = generator
-    if device.type == "cuda":  # augmented there: on the CPU it kept a GPU waiting
-        x_all = x_all.to(device)
-        pc_train = None if pc_train is None else pc_train.to(device)
-        augment_generator = torch.Generator(device=device).manual_seed(config.seed)
+    return optimizer, scheduler
+
+
+def _train_epoch(
+    model: nn.Module,
+    batches: _Batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    epoch: int,
+    on_step: Callable[[int, float, float], None],
+    should_stop: Callable[[], bool] | None,
+) -> tuple[float, float]:
+    """Epoch ``epoch``: ``batches.steps`` batches, ``on_step(step, loss, accuracy)`` after each (running means),
+    cancelled before any batch once ``should_stop()``. Returns the epoch's mean loss and accuracy."""
+    model.train()
+    losses, correct, seen = 0.0, 0, 0
+    for step in range(1, batches.steps + 1):
+        if should_stop and should_stop():
+            raise CancelledError(f"training cancelled in epoch {epoch}")
+        xb, yb = batches.draw()
+        with autocast_context(batches.device, config.input_size):
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses += float(loss.detach()) * len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += len(yb)
+        on_step(step, losses / seen, correct / seen)
+    return losses / seen, correct / seen
+
+
+def train_model(
+    dataset: Dataset,
+    config: TrainConfig,
+    progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    split: FewShotSplit | None = None,
+) -> TrainResult:
+    """Train on ``config.shots`` patterns per class; returns the best-validation model."""
+    start_time = time.perf_counter()
+    split = split or few_shot_split(dataset, config.shots, config.seed, config.val_per_class)
+    pre = PreprocessConfig(size=config.input_size)
+    data = _training_data(dataset, split, config, pre)
+    device = select_device(config.device)
+    with GLOBAL_RNG:  # the new head's random weights come from the global generator
+        torch.manual_seed(config.seed)
+        model = initial_model(config, len(dataset.classes)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    batches = _Batches(data, config, device)
+    optimizer, scheduler = _optimiser(model, config, device, batches.steps)
+    steps = batches.steps
 
     history: list[dict] = []
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     with fast_depthwise_grads(model, device):
         for epoch in range(1, config.epochs + 1):
             _set_backbone_trainable(model, epoch > config.frozen_warmup_epochs)
-            model.train()
-            losses, correct, seen = 0.0, 0, 0
-            for step in range(1, steps + 1):
-                if should_stop and should_stop():
-                    raise CancelledError(f"training cancelled in epoch {epoch}")
-                pick = torch.randint(0, len(x_all), (batch_size,), generator=generator)
-                xb = x_all[pick]
-                if config.augment:
-                    xb = augment_batch(xb, augment, augment_generator, None if pc_train is None else pc_train[pick])
-                xb, yb = xb.to(device), y_all[pick].to(device)
-                xb = xb.contiguous(memory_format=torch.channels_last)
-                with autocast_context(device, config.input_size):
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                losses += float(loss.detach()) * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(yb)
+
+            def on_step(step: int, loss: float, accuracy: float, epoch: int = epoch) -> None:
                 if progress:
-                    elapsed = time.perf_counter() - start_time
                     done = (epoch - 1) * steps + step
-                    eta = elapsed / done * (config.epochs * steps - done)
-                    progress(
-                        TrainProgress(epoch, config.epochs, step, steps, losses / seen, correct / seen, eta_seconds=eta)
-                    )
-            recalibrate_batchnorm(model, x_train)
-            val_loss, val_acc = _validate(model, x_val, y_val, config.label_smoothing)
+                    eta = (time.perf_counter() - start_time) / done * (config.epochs * steps - done)
+                    progress(TrainProgress(epoch, config.epochs, step, steps, loss, accuracy, eta_seconds=eta))
+
+            train_loss, train_accuracy = _train_epoch(
+                model, batches, optimizer, scheduler, config, epoch, on_step, should_stop
+            )
+            recalibrate_batchnorm(model, data.x_train)
+            val_loss, val_acc = _validate(model, data.x_val, data.y_val, config.label_smoothing)
             record = {
                 "epoch": epoch,
-                "train_loss": losses / seen,
-                "train_accuracy": correct / seen,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
                 "seconds": round(time.perf_counter() - start_time, 2),
             }
             history.append(record)
             if progress:
+                message = f"epoch {epoch}: val loss {val_loss:.3f}, val accuracy {val_acc:.3f}"
                 progress(
                     TrainProgress(
                         epoch,
                         config.epochs,
                         steps,
                         steps,
-                        record["train_loss"],
-                        record["train_accuracy"],
+                        train_loss,
+                        train_accuracy,
                         val_loss,
                         val_acc,
-                        message=f"epoch {epoch}: val loss {val_loss:.3f}, val accuracy {val_acc:.3f}",
+                        message=message,
                     )
                 )
             if val_loss < best[0] - 1e-4:
@@ -356,10 +414,26 @@ def train_model(
                 break
     model.load_state_dict(best[2])
     model.eval()
-    card = ModelCard(
+    card = _model_card(model, dataset, config, split, data, best_epoch=best[1], device=device, history=history)
+    return TrainResult(model, card, split, history, time.perf_counter() - start_time, best[1])
+
+
+def _model_card(
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    split: FewShotSplit,
+    data: _TrainingData,
+    best_epoch: int,
+    device: torch.device,
+    history: list[dict],
+) -> ModelCard:
+    """What the store records of a trained model: how to use it, and how it was trained."""
+    rehearsal = data.rehearsal
+    return ModelCard(
         backbone=config.backbone,
         classes=list(dataset.classes),
-        preprocess=pre,
+        preprocess=PreprocessConfig(size=config.input_size),
         channel_mode=config.channel_mode,
         pretrained=config.pretrained or config.weights_file is not None,
         unknown_threshold=config.unknown_threshold,
@@ -367,19 +441,18 @@ def train_model(
         views_below=config.views_below,
         training={
             "config": config.to_dict(),
-            "augment": augment.to_dict(),
+            "augment": config.augment_config.to_dict(),
             "split": split.sizes(),
-            "best_epoch": best[1],
+            "best_epoch": best_epoch,
             "device": str(device),
             "dataset": dataset.provenance.get("generator", "user data"),
             "materials": sorted({str(m) for m in dataset.material[split.train]}),
             **({"rehearsal": rehearsal.summary()} if rehearsal else {}),
             "pattern_size": int(dataset.patterns.shape[-1]),
-            "bf16_check": bf16_check(model, np.concatenate([x_train, x_val])[:BF16_CHECK_PATTERNS]),
+            "bf16_check": bf16_check(model, np.concatenate([data.x_train, data.x_val])[:BF16_CHECK_PATTERNS]),
         },
         history=history,
     )
-    return TrainResult(model, card, split, history, time.perf_counter() - start_time, best[1])
 
 
 def evaluate_split(model: nn.Module, card: ModelCard, dataset: Dataset, index: np.ndarray, binning: int = 1) -> dict:
