@@ -11,6 +11,8 @@ import dataclasses
 import json
 import logging
 import os
+import select
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -1030,15 +1032,7 @@ def _add_simulated_size_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m ebsd_core",
-        description="Few-shot classification of EBSD patterns by space group: simulate, train, evaluate, predict, "
-        "map and explain. 'python -m ebsd_core COMMAND --help' tells more of each.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_simulate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="simulate a labelled dataset (HDF5)")
     p.add_argument(
         "--classes",
@@ -1056,6 +1050,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=file_to_write("data.h5"), required=True, help="the dataset to write (.h5)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
+
+def _add_dataset_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dataset", help="a labelled dataset (HDF5) from real patterns: class folders, or single-phase scans"
     )
@@ -1086,15 +1082,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
+
+def _add_listing_commands(sub: argparse._SubParsersAction) -> None:
+    """phases, backbones: the catalogue and registry, without options."""
     sub.add_parser("phases", help="list the phase catalogue")
     sub.add_parser("backbones", help="list the backbone registry and which ImageNet weights work offline")
 
+
+def _add_masters_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("masters", help="build master patterns with de-ebsd")
     p.add_argument("action", choices=["build"], help="build: compute master patterns with de-ebsd")
     p.add_argument("--phase", help="catalogue phases to rebuild (default: all)")
     p.add_argument("--cif", action="append", help="build the master of a CIF phase into the user cache")
     p.add_argument("--missing-only", action="store_true", help="skip phases whose master exists")
 
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune a backbone on a few patterns per class")
     _add_training_options(p)
     p.add_argument("--shots", type=int, default=20, help="training patterns per class (default 20)")
@@ -1105,6 +1108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
+
+def _add_prior_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prior",
         help="train an EBSD prior on simulated patterns of other materials (then: train --weights models/PRIOR)",
@@ -1128,6 +1133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="models/NAME (or NAME)")
     p.add_argument("--force", action="store_true", help="replace an existing model of that name")
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="metrics of a saved model on labelled data (JSON)")
     p.add_argument("--model", required=True, help="models/NAME (or NAME)")
     p.add_argument(
@@ -1149,6 +1156,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_inference_options(p, compile_option=False)
 
+
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="classify patterns of any supported file, image or folder of images, or of each scan and sample folder "
@@ -1169,6 +1178,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unknown_threshold_option(p)
     _add_inference_options(p)
 
+
+def _add_fewshot_curve_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot-curve", help="accuracy vs shots per class, transfer vs scratch")
     _add_training_options(p)
     p.add_argument("--shots", default="1,5,10,20", help="comma-separated shots per class (default 1,5,10,20)")
@@ -1192,12 +1203,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated camera binnings to score the models with too, e.g. 2,4 (default: none)",
     )
 
+
+def _add_fewshot_merge_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fewshot-merge", help="one curve from several fewshot-curve runs (a sweep split up)")
     p.add_argument(
         "--curve", type=Path, action="append", required=True, help="a fewshot-curve --out folder or its curve.json"
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the merged curve.json and curve.png")
 
+
+def _add_simulate_map_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate-map", help="simulate a multi-phase scan with known ground truth (HDF5)")
     p.add_argument("--phases", help="two or more catalogue phases, e.g. ni,ni3al or austenite,ferrite")
     p.add_argument("--shape", help="ROWSxCOLS of the Voronoi map (default 100x100)")
@@ -1217,6 +1232,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace an existing file")
 
+
+def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phasemap", help="classify every pattern of a scan and export the phase map")
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--scan", type=Path, required=True, help="scan file (any supported format)")
@@ -1258,6 +1275,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unknown_threshold_option(p)
     _add_inference_options(p, views_below_default="1, every point gets every view: the grain clean-up needs them")
 
+
+def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="filters, activation maps, Grad-CAM or SHAP of one pattern (PNG + JSON)")
     p.add_argument("--model", required=True, help="models/NAME")
     p.add_argument("--input", type=Path, help="pattern file, image, folder or zip")
@@ -1293,6 +1312,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the PNG files")
 
+
+def _add_import_model_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-model", help="add a model trained elsewhere (a Results page zip or a folder) to the store"
     )
@@ -1301,6 +1322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
     p.add_argument("--force", action="store_true", help="replace a model of that name")
 
+
+def _add_models_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="the model store: list; show NAME (how it was trained); export NAME (a zip for import-model or the "
@@ -1322,11 +1345,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="list, show: JSON instead of lines")
     p.add_argument("--store", type=Path, help="the model store (default: $EBSD_MODEL_STORE or models/)")
 
+
+def _add_hash_password_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hash-password", help="print a shared-password hash for .streamlit/secrets.toml")
     p.add_argument(
         "--stdin", action="store_true", help="read the password from standard input's first line (for scripts)"
     )
 
+
+def _add_info_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "info", help="describe a pattern file, image folder or zip, or each one in a folder of scans or sample folders"
     )
@@ -1335,6 +1362,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="a scan file, an image, a folder or zip of images, a dataset .h5, or a folder of scans or sample folders",
     )
+
+
+# in the order --help lists them
+COMMAND_PARSERS = (
+    _add_simulate_command,
+    _add_dataset_command,
+    _add_listing_commands,
+    _add_masters_command,
+    _add_train_command,
+    _add_prior_command,
+    _add_evaluate_command,
+    _add_predict_command,
+    _add_fewshot_curve_command,
+    _add_fewshot_merge_command,
+    _add_simulate_map_command,
+    _add_phasemap_command,
+    _add_explain_command,
+    _add_import_model_command,
+    _add_models_command,
+    _add_hash_password_command,
+    _add_info_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ebsd_core",
+        description="Few-shot classification of EBSD patterns by space group: simulate, train, evaluate, predict, "
+        "map and explain. 'python -m ebsd_core COMMAND --help' tells more of each.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMAND_PARSERS:
+        add_command(sub)
     return parser
 
 
@@ -1403,6 +1464,16 @@ def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``... | head``): no error to report."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # not a file descriptor, or no poll() on this platform
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1410,11 +1481,16 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         _check_outputs(args)
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a reader that has gone is caught below, not at exit
+        return status
     except EbsdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # what the checks above cannot foresee (a path that vanishes, a permission taken away)
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `... | head` has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to write at exit
+            return 128 + signal.SIGPIPE  # as a tool that SIGPIPE ended, for `set -o pipefail`
         print(f"error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as exc:

@@ -533,3 +533,27 @@ def test_every_command_line_of_the_readme_parses():
         parser.parse_args(shlex.split(command))  # argparse exits (the test fails) on an option the CLI lacks
         parsed.append(command.split()[0])
     assert {"simulate", "train", "evaluate", "predict", "phasemap", "explain", "fewshot-curve"} <= set(parsed)
+
+
+def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """Found on review: `python -m ebsd_core phases | head -1` printed "error: Broken pipe" once head had its line.
+    The reader here closes the pipe before the command writes anything, as head does before a long listing ends."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    done = subprocess.run(
+        [sys.executable, "-m", "ebsd_core", "phases"], stdout=write_end, stderr=subprocess.PIPE, text=True
+    )
+    os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 141  # as a tool that SIGPIPE ended: `set -o pipefail` sees it
+
+
+def test_a_broken_pipe_elsewhere_is_still_an_error(monkeypatch, capsys):
+    """Only standard output's reader going away is quiet: a broken connection (a dask worker's) is still said."""
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(__import__("ebsd_core.cli").cli.COMMANDS, "phases", broken)
+    assert main(["phases"]) == 2
+    assert capsys.readouterr().err == "error: Broken pipe\n"
