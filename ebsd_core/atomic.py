@@ -91,11 +91,19 @@ def owner_note(path: Path) -> str:
         return ""
 
 
-def check_writable_file(path: str | Path) -> None:
-    """Check that a file can be written at ``path``: not a folder, in a folder that can be written."""
-    final = Path(path)
+def _refuse_all_but_a_file(final: Path) -> None:
+    """A write goes to a new file, or replaces a file: never a folder, nor a terminal, pipe or device (found on
+    review: ``predict --out /dev/stdout`` run as root renamed its CSV onto /dev/stdout, replacing that link)."""
     if final.is_dir():
         raise InputError("is a folder; give a file name", final)
+    if final.exists() and not final.is_file():
+        raise InputError("is not a file (a terminal, pipe or device): give the name of a file to write", final)
+
+
+def check_writable_file(path: str | Path) -> None:
+    """Check that a file can be written at ``path``: a file or none yet, in a folder that can be written."""
+    final = Path(path)
+    _refuse_all_but_a_file(final)
     check_writable_folder(final.parent, final)
 
 
@@ -154,8 +162,7 @@ def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     and ``path`` is left as it was.
     """
     final = Path(path)
-    if final.is_dir():
-        raise InputError("is a folder; give a file name", final)
+    _refuse_all_but_a_file(final)
     suffix = ".part" + (final.suffix if keep_suffix else "")
     with _named_for(final):
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -324,8 +324,6 @@ def _train(args: argparse.Namespace) -> int:
     from ebsd_core.workflows import train_evaluate_save
 
     out = resolve_model_dir(args.out)
-    if out.exists() and not args.force:
-        raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
     if args.scratch and (args.weights or args.rehearse or args.frozen_epochs):
         given = "--weights" if args.weights else "--rehearse" if args.rehearse else "--frozen-epochs"
         raise EbsdError(f"--scratch starts from random weights and cannot take {given}: leave out one of them")
@@ -926,9 +924,14 @@ INFERENCE_BATCH = whole_number_within("batch size", 1, 65_536)
 
 def file_to_write(example: str) -> Callable[[str], Path]:
     """An argparse type: the file an ``--out`` writes, refused where it ends in a slash, which names a folder (found
-    on review: ``--out results/`` wrote a file named ``results``, as a path loses its trailing slash)."""
+    on review: ``--out results/`` wrote a file named ``results``, as a path loses its trailing slash), or is ``-``."""
 
     def parse(text: str) -> Path:
+        if text == "-":  # standard output to many tools: here it would be a file named "-"
+            raise argparse.ArgumentTypeError(
+                f"'-' would be a file named '-' (standard output carries the command's summary): give the file to "
+                f"write, such as '{example}'"
+            )
         if text.endswith(("/", os.sep)):
             raise argparse.ArgumentTypeError(
                 f"{text!r} names a folder (it ends in '/'): give the file to write, such as '{text}{example}'"
@@ -1413,10 +1416,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
         return
     for out in outputs if isinstance(outputs, list) else [outputs]:
         if args.command in MODEL_OUTPUTS:
-            from ebsd_core.store import resolve_model_dir
+            from ebsd_core.store import check_can_save
 
-            target = resolve_model_dir(out)
-            check_writable_folder(target.parent, target)
+            target = check_can_save(out, force=True)  # a folder that can be written, where a file is not in the way
+            if target.exists() and not args.force:
+                raise EbsdError(f"{target} already exists; choose another --out or pass --force to replace it")
         elif args.command in FOLDER_OUTPUTS:
             check_writable_folder(out)
         else:
@@ -1434,6 +1438,18 @@ def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:
             if name not in ("out", "command", "action") and isinstance(item, Path | str) and str(item):
                 for text in {str(item), str(item).rpartition("=")[0]} - {""}:  # a file name may hold "=" too
                     yield "--" + name.replace("_", "-"), Path(text)
+
+
+def _refuse_pipes(args: argparse.Namespace) -> None:
+    """A named pipe (or a device) given to read: its reading waits for a writer for good, as ``import-model`` and
+    ``fewshot-merge`` did (found on review), and no reader here reads a stream."""
+    for _, path in _input_paths(args):
+        try:
+            special = path.exists() and not (path.is_file() or path.is_dir())
+        except (OSError, ValueError):  # a value that names nothing on disk (a class list), or an odd name
+            continue
+        if special:
+            raise InputError("is not a file (a pipe or device): give a file or folder", path)
 
 
 def _refuse_writing_over_inputs(out: Path, args: argparse.Namespace) -> None:
@@ -1480,6 +1496,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
     _configure_logging(args.verbose)
     try:
+        _refuse_pipes(args)
         _check_outputs(args)
         status = COMMANDS[args.command](args)
         sys.stdout.flush()  # here, where a reader that has gone is caught below, not at exit

@@ -455,6 +455,8 @@ def _check_can_replace(target: Path, force: bool) -> None:
     model: renamed aside, it stayed there hidden, and the next replacement failed with "Directory not empty")."""
     if not target.exists():
         return
+    if not target.is_dir():  # found on review: --force renamed a file aside and left it, and a pipe hung the save
+        raise InputError("is a file, not a saved model: save under another name, or move that file away", target)
     if not force:
         raise StoreError(_EXISTS.format(target=target))
     if target.is_dir() and not may_write_in(target):

@@ -557,3 +557,54 @@ def test_a_broken_pipe_elsewhere_is_still_an_error(monkeypatch, capsys):
     monkeypatch.setitem(__import__("ebsd_core.cli").cli.COMMANDS, "phases", broken)
     assert main(["phases"]) == 2
     assert capsys.readouterr().err == "error: Broken pipe\n"
+
+
+def test_an_output_that_is_no_file_is_refused_and_left_as_it_was(tiny_dataset, tmp_path, capsys):
+    """Found on review: run as root, `predict --out /dev/stdout` renamed its CSV onto /dev/stdout (a link to the
+    process's standard output), and `--out /dev/null` would have replaced /dev/null with a file; `--out -` wrote a file
+    named '-'. A pipe (and a link to one, as /dev/stdout is) stands in for them here."""
+    from ebsd_core.atomic import atomic_path
+    from ebsd_core.errors import InputError
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "stdout"
+    link.symlink_to(fifo)
+    for out in (fifo, link):
+        for command in (
+            ["predict", "--model", "m", "--input", str(tiny_dataset)],
+            ["simulate", "--phases", "ni,ni3al", "--per-class", "2"],
+        ):
+            assert main([*command, "--out", str(out)]) == 2
+            message = f"error: {out}: is not a file (a terminal, pipe or device): give the name of a file to write"
+            assert capsys.readouterr().err.startswith(message)
+        with pytest.raises(InputError, match="is not a file"), atomic_path(out) as tmp:  # the dashboard's writes
+            tmp.write_text("a,b\n")
+    assert link.is_symlink() and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "stdout"]
+
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", "m", "--input", str(tiny_dataset), "--out", "-"])
+    assert "'-' would be a file named '-' (standard output carries the command's summary)" in capsys.readouterr().err
+    assert not os.path.exists("-")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["import-model", "{pipe}"],
+        ["fewshot-merge", "--curve", "{pipe}", "--out", "{tmp}/curve"],
+        ["info", "{pipe}"],
+        ["train", "--data", "{pipe}", "--out", "{tmp}/m"],
+        ["phasemap", "--model", "m", "--scan", "{data}", "--orientations", "{pipe}", "--out", "{tmp}/map.ang"],
+    ],
+    ids=lambda command: command[0],
+)
+def test_a_named_pipe_to_read_is_refused_not_waited_on(tiny_dataset, tmp_path, capsys, command):
+    """Found on review: `import-model` and `fewshot-merge` given a named pipe waited for a writer for good, `info`
+    and `predict` too where its name ended in .h5 or .png; no reader here reads a stream."""
+    pipe = tmp_path / "patterns.h5"
+    os.mkfifo(pipe)
+    args = [part.format(pipe=pipe, tmp=tmp_path, data=tiny_dataset) for part in command]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"error: {pipe}: is not a file (a pipe or device)")

@@ -157,6 +157,34 @@ def test_force_replaces_atomically(trained, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".m2.") and p.is_dir()]
 
 
+def test_a_file_of_the_name_is_never_replaced_by_a_model(trained, tmp_path, tiny_dataset, capsys):
+    """Found on review: with --force, a file (not a model) of the name was renamed to a hidden .NAME.*.old and left
+    there, and a named pipe there hung the save for good (rmtree opened it to read). Both are refused now, forced or
+    not, before any training."""
+    _, result = trained
+    (tmp_path / "notes").write_text("keep")
+    os.mkfifo(tmp_path / "pipe")
+    for name in ("notes", "pipe"):
+        for force in (False, True):
+            with pytest.raises(InputError, match="is a file, not a saved model: save under another name"):
+                save_model(result.model, result.card, tmp_path / name, force=force)
+            train = [
+                "train",
+                "--data",
+                str(tiny_dataset),
+                "--shots",
+                "2",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / name),
+            ]
+            assert main(train + ["--force"] * force) == 2
+            assert f"error: {tmp_path / name}: is a file, not a saved model" in capsys.readouterr().err
+    assert (tmp_path / "notes").read_text() == "keep" and (tmp_path / "pipe").is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["notes", "pipe"]
+
+
 def test_saved_models_are_readable_by_the_group_as_the_umask_allows(trained, tmp_path):
     _, result = trained
     path = save_model(result.model, result.card, tmp_path / "shared")

@@ -263,7 +263,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
             path,
         )
     if not path.is_file():
-        raise InputError("no such file", path)
+        raise InputError("is not a file (a pipe or device)" if path.exists() else "no such file", path)
     _refuse_other_formats(path)
     check_variable_length(path)
     try:

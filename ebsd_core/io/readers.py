@@ -400,15 +400,17 @@ def check_readable(path: Path) -> None:
     Raises
     ------
     InputError
-        Naming ``path``: no such file or folder, or this account may not read it.
+        Naming ``path``: no such file or folder, not a file (a pipe), or this account may not read it.
     """
     try:
         if not path.exists():
             raise InputError("no such file or folder", path)
         if path.is_dir():
             os.scandir(path).close()
-        elif path.is_file():  # not a pipe, which would wait for a writer here
+        elif path.is_file():
             open(path, "rb").close()
+        else:  # a pipe, whose reading would wait for a writer for good (a readers' check does), or a device
+            raise InputError("is not a file (a pipe or device): give a file or folder of patterns", path)
     except PermissionError:
         kind = "folder" if _is_dir_or_unknown(path) else "file"
         raise InputError(f"this account may not read this {kind} (permission denied)", path) from None
