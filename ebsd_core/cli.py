@@ -7,6 +7,7 @@ stderr with exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -1490,11 +1491,40 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: a batch system's time limit or ``scancel``, a ``kill``. Ends a command as Ctrl-C does, through its
+    clean-up (a dask cluster closed, a sweep's kept runs named), where the signal's default left only a warning of
+    leaked semaphores."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_ends_as_ctrl_c() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # main() called from a thread other than the main one: leave signals as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
     _configure_logging(args.verbose)
+    with _sigterm_ends_as_ctrl_c():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its errors each in one line and an exit status: 2 for errors, 130 for Ctrl-C, 143 for SIGTERM."""
     try:
         _refuse_pipes(args)
         _check_outputs(args)
@@ -1515,9 +1545,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {text}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
         if args.command == "fewshot-curve" and (args.out / "curve.json").exists():
             kept = args.out / "curve.json"
             print(f"the finished runs are kept in {kept}: add --resume to train the rest", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)

@@ -608,3 +608,28 @@ def test_a_named_pipe_to_read_is_refused_not_waited_on(tiny_dataset, tmp_path, c
     args = [part.format(pipe=pipe, tmp=tmp_path, data=tiny_dataset) for part in command]
     assert main(args) == 2
     assert capsys.readouterr().err.startswith(f"error: {pipe}: is not a file (a pipe or device)")
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, tmp_path, capsys):
+    """Found on review: a batch system's time limit (SIGTERM) ended a sweep with no word of the runs it kept, and a
+    phase map on a local dask cluster with a warning of leaked semaphores. SIGTERM now ends a command through the
+    clean-up Ctrl-C runs, with status 143; the process's own handling of SIGTERM is as before once it returns."""
+    import signal
+    import time
+
+    from ebsd_core import cli
+
+    def sweep_then_terminated(args):
+        args.out.mkdir()
+        (args.out / "curve.json").write_text("{}")  # a finished run kept
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # not reached: the signal ends the command here
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "fewshot-curve", sweep_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["fewshot-curve", "--data", "d.h5", "--out", str(tmp_path / "curve")]) == 143
+    err = capsys.readouterr().err
+    assert err.startswith("error: terminated (SIGTERM)\n")
+    assert f"the finished runs are kept in {tmp_path / 'curve' / 'curve.json'}: add --resume" in err
+    assert signal.getsignal(signal.SIGTERM) is before
