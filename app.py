@@ -48,7 +48,9 @@ if "torch" not in sys.modules:  # the first visit after a server start: say why 
     )
     time.sleep(0.2)  # the import holds the interpreter: let the server send the note first
     import ebsd_core.train  # noqa: F401
+    from ebsd_core.threads import fit_torch_threads
 
+    fit_torch_threads()  # in a container capped below its cores, no more threads than it may run
     starting.empty()
 housekeeping()
 release_memory_of_ended_sessions()

@@ -24,6 +24,7 @@ from torch import nn
 
 from ebsd_core.errors import InputError, ModelError
 from ebsd_core.shared_state import GLOBAL_RNG
+from ebsd_core.wording import counted
 
 CHANNEL_MODES = ("adapt", "replicate")
 DEFAULT_FINETUNE_LR = 1e-3
@@ -341,4 +342,4 @@ def device_label(device: torch.device | None = None) -> str:
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "GPU: Apple MPS"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"CPU ({counted(torch.get_num_threads(), 'thread')})"  # one in a container capped at one CPU

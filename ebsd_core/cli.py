@@ -1403,6 +1403,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NETWORK_COMMANDS = ("train", "prior", "evaluate", "predict", "fewshot-curve", "phasemap", "explain")  # run PyTorch
 MODEL_OUTPUTS = ("train", "prior")  # --out is a model folder of the store
 FOLDER_OUTPUTS = ("fewshot-curve", "fewshot-merge", "explain")  # --out is a folder of files
 DATA_OUTPUTS = ("simulate", "simulate-map", "dataset")  # --out is a dataset that may have taken an hour to make
@@ -1518,6 +1519,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     keep_freed_memory()  # the network's large activations reuse pages instead of faulting on new ones
+    if args.command in NETWORK_COMMANDS:
+        from ebsd_core.threads import fit_torch_threads
+
+        fit_torch_threads()  # in a container or job capped below its cores, no more threads than it may run
     _configure_logging(args.verbose)
     with _sigterm_ends_as_ctrl_c():
         return _run(args)
