@@ -42,6 +42,8 @@ app: $(VENV)/.project
 	elif [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone, as asked (ADDRESS=127.0.0.1):" \
 		"a reverse proxy on it can serve the lab"; \
 	elif [ -z "$(ADDRESS)" ]; then echo "Serving the network: each visitor is asked for the lab's password or login"; fi
+	@$(PY) -c "import sys; from ebsd_core.access import taken_port_problem; \
+		sys.exit(taken_port_problem('$(PORT)', '$(ADDRESS)'))"
 	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
 		$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 

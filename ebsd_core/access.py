@@ -8,9 +8,11 @@ an identity provider configure Streamlit's OIDC login (``[auth]``) instead.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import os
+import socket
 import time
 import tomllib
 from pathlib import Path
@@ -118,3 +120,24 @@ def listen_address(project: Path | None = None) -> str:
     anyone on the network, who could upload, train and delete models."""
     project = project or Path.cwd()
     return "" if asks_who_visits(secrets_files(project)) else LOCAL_ONLY
+
+
+def taken_port_problem(port: str, address: str = "") -> str | None:
+    """Why ``make app`` cannot serve on ``port`` at ``address`` ("": every interface), where another program listens
+    there: Streamlit said only "Port 8501 is not available" to a teacher whose first ``make app`` still ran in another
+    terminal. None where it is free, or where the problem is another (Streamlit says it then)."""
+    if not port.isascii() or not port.isdigit():
+        return None
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: a closed one's port is free
+        try:
+            probe.bind((address, int(port)))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return None
+            return (
+                f"Port {port} is taken by another program on this computer (a dashboard started before, in another "
+                f"terminal?): open http://localhost:{port} to use that one, stop it (README: Stopping it), or run "
+                f"make app PORT={int(port) + 1}"
+            )
+    return None

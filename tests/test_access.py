@@ -197,3 +197,23 @@ def test_the_runtime_requirements_bring_what_streamlits_login_needs():
     requirements = (Path(APP).parent / "requirements.txt").read_text()
     streamlit = re.search(r"^streamlit(\[[^\]]*\])?", requirements, re.MULTILINE)
     assert streamlit and "auth" in (streamlit.group(1) or ""), streamlit
+
+
+def test_a_taken_port_is_said_with_what_to_do():
+    """Found on review: a second `make app` (the first still running in another terminal) ended in Streamlit's "Port
+    8501 is not available"; `make app` now says who may hold it and what to run instead."""
+    import socket
+
+    from ebsd_core.access import taken_port_problem
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = str(listener.getsockname()[1])
+        problem = taken_port_problem(port, "127.0.0.1")
+        assert problem.startswith(f"Port {port} is taken by another program on this computer")
+        assert f"open http://localhost:{port} to use that one" in problem
+        assert problem.endswith(f"or run make app PORT={int(port) + 1}")
+        assert taken_port_problem(port, "") is not None  # every interface: this one too
+    assert taken_port_problem(port, "127.0.0.1") is None  # closed: free again
+    assert taken_port_problem("http", "127.0.0.1") is None  # Streamlit's own words for what is not a port
