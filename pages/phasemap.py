@@ -27,7 +27,7 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_orientations
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
-from ebsd_core.phasemap import UNKNOWN_COLOUR, load_phase_map, phases_for_model
+from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model
 from ebsd_core.phases import get_material, material_label, space_group_symbol
 from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
 from ebsd_core.store import default_store, list_models, read_card
@@ -704,8 +704,19 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     st.caption(f"Mapped with {mapped_with(saved)}.")
     remap_button(saved, model_name)
     show_notes(saved.notes)
+    threshold = threshold_slider(saved, map_path)
+    phase_map = map_at_threshold(map_path, modified, threshold)
+    event, chart_redrawn = draw_maps(phase_map, scan_path)
+    scores_section(phase_map, map_path, scan_path)
+    box = point_section(phase_map, map_path, scan_path, event, chart_redrawn)
+    regions_section(phase_map, scan_path, box)
+    export_section(phase_map, map_path, modified, threshold)
+
+
+def threshold_slider(saved: PhaseMap, map_path: str) -> float:
+    """The probability below which a point is unknown: the map, fractions and exports follow it, unmapped again."""
     keep_hidden_widgets(f"threshold-{map_path}")  # the map, fractions and exports as left, after another page
-    threshold = st.columns(2)[0].slider(  # beside nothing: the phase map's width
+    return st.columns(2)[0].slider(  # beside nothing: the phase map's width
         "Unknown below",
         0.0,
         0.99,
@@ -718,7 +729,11 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
         "know (which it reads as one of its own). The map, fractions, scores and exports follow it; nothing is "
         "mapped again.",
     )
-    phase_map = map_at_threshold(map_path, modified, threshold)
+
+
+def draw_maps(phase_map: PhaseMap, scan_path: str) -> tuple[dict | None, bool]:
+    """The phase map (clickable, box-selectable) beside the confidence map; returns the phase map's selection event
+    and whether the chart was drawn afresh (its selection forgotten after a visit to another page)."""
     shown_rows, shown_cols, step = phase_map.shown_points(MAX_SHOWN_POINTS)
     if step > 1:
         st.caption(
@@ -740,6 +755,11 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
             unsafe_allow_html=True,
         )
     right.plotly_chart(map_figure(phase_map, phase_map.confidence, "confidence", zrange=(0, 1)), key="conf_map")
+    return event, chart_redrawn
+
+
+def scores_section(phase_map: PhaseMap, map_path: str, scan_path: str) -> None:
+    """Phase fractions, mean confidence, and where the ground truth is known the map's accuracy and its errors."""
     fractions = phase_map.fractions()
     fractions_column, metrics_column = st.columns([1, 2])
     fractions_column.dataframe(
@@ -756,6 +776,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
                 None if before is None else f"{accuracy - before:+.1%} by the grain clean-up",
                 help="The grain clean-up averages each point with its neighbours whose patterns correlate.",
             )
+    under = st.columns(2)  # under the phase map and the confidence map, at their size
     if accuracy is not None:
         wrong = (phase_map.index != phase_map.truth) & (phase_map.truth >= 0)
         diff = map_figure(
@@ -765,10 +786,14 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
             discrete_scale(["#dddddd", "#d62728"]),
             (0, 2),
         )
-    under = st.columns(2)  # under the phase map and the confidence map, at their size
-    if accuracy is not None:
         under[0].plotly_chart(diff, key="diff_map")
     changes_since_earlier(phase_map, map_path, scan_path, under[1 if accuracy is not None else 0])
+
+
+def point_section(
+    phase_map: PhaseMap, map_path: str, scan_path: str, event: dict | None, chart_redrawn: bool
+) -> tuple[int, int, int, int] | None:
+    """The pattern and probabilities of the point clicked or typed; returns the box selected on the map, if any."""
     selection = event.get("selection", {}) if event else {}
     box = kept_box(selected_box(selection, phase_map.nav_shape), scan_path, chart_redrawn)
     points = selection.get("points", [])
@@ -783,7 +808,11 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     row = int(c1.number_input("Row", 0, rows - 1, min(chosen[0], rows - 1), key=row_key))
     col = int(c2.number_input("Column", 0, cols - 1, min(chosen[1], cols - 1), key=col_key))
     show_point(phase_map, scan_path, row * cols + col)
-    regions_section(phase_map, scan_path, box)
+    return box
+
+
+def export_section(phase_map: PhaseMap, map_path: str, modified: float, threshold: float) -> None:
+    """A download of the map in each export format, made only when clicked."""
     st.subheader("Export")
     st.caption(f"Orientations: {phase_map.orientations_note}.")
     columns = st.columns(len(EXPORT_FORMATS))
