@@ -842,7 +842,8 @@ def show_notes(notes: list[str]) -> None:
 def safe_name(name: str) -> str:
     """A user's file name reduced to a harmless base name."""
     base = Path(name.replace("\\", "/")).name
-    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100] or "upload"
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", base)[:100]
+    return "upload" if set(safe) <= {"."} else safe  # none, or ".." (a request's own): the folder above
 
 
 #: Session key: the name each file saved by :func:`upload_to_session` was uploaded under.

@@ -963,6 +963,8 @@ def test_upload_names_are_sanitised():
 
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("a b/..\\c?.png") == "c_.png"
+    # a name no browser sends, but a request can: the session's folder of uploads, or the one above it
+    assert safe_name("..") == safe_name(".") == safe_name("") == safe_name("...") == "upload"
 
 
 def _upload_twice():
