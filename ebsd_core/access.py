@@ -88,9 +88,9 @@ def secrets_files(project: Path) -> list[Path]:
     """Where Streamlit reads its secrets for the dashboard in ``project``: the files its ``.streamlit/config.toml``
     names (``[secrets] files``), else the account's global file and the project's."""
     try:
-        config = tomllib.loads((project / ".streamlit" / "config.toml").read_text())
+        config = tomllib.loads((project / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
         named = config.get("secrets", {}).get("files")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
         named = None
     if named:
         return [project / Path(name).expanduser() for name in named]
@@ -103,7 +103,7 @@ def asks_who_visits(files: list[Path]) -> bool:
     to start, naming it)."""
     for file in files:
         try:
-            secrets = tomllib.loads(file.read_text())
+            secrets = tomllib.loads(file.read_text(encoding="utf-8"))  # TOML is UTF-8
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue
         access = secrets.get("access")

@@ -408,7 +408,7 @@ def _predict(args: argparse.Namespace) -> int:
     def note_for_the_end(name: str, note: str) -> None:
         noted.setdefault(note, []).append(name)
 
-    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
         for path in sources or [args.input]:

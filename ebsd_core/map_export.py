@@ -82,7 +82,7 @@ def ctf_text(phase_map: PhaseMap) -> str:
 
 
 def write_ctf(phase_map: PhaseMap, path: Path) -> None:
-    path.write_text(ctf_text(phase_map))
+    path.write_text(ctf_text(phase_map), encoding="utf-8")
 
 
 def write_csv(phase_map: PhaseMap, path: Path) -> None:
@@ -90,7 +90,7 @@ def write_csv(phase_map: PhaseMap, path: Path) -> None:
     rows, cols = phase_map.nav_shape
     index, confidence = phase_map.index, phase_map.confidence
     names = [p.label for p in phase_map.phases]
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         header = ["row", "col", "x_um", "y_um", "phase", "space_group", "confidence", "image_quality"]
         header += [f"p_{p.symbol}" for p in phase_map.phases]

@@ -44,8 +44,9 @@ def cpu_quota(proc: Path = Path("/proc/self")) -> float | None:
     """The CPUs' worth of time this process may use under its cgroups' limits (1.5: one and a half), the tightest
     of its cgroup and those above it; None where none is set or the system does not say (not Linux)."""
     try:
-        cgroups = (proc / "cgroup").read_text()
-        mounts = _cgroup_mounts((proc / "mountinfo").read_text())
+        cgroups = (proc / "cgroup").read_text(encoding="utf-8", errors="replace")
+        # a mount point of other letters (a USB drive's "Données") must not stop a command in an ASCII locale
+        mounts = _cgroup_mounts((proc / "mountinfo").read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return None
     quotas = []

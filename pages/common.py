@@ -655,14 +655,14 @@ ACTIVE_DATASET_FILE = "active_dataset.txt"
 def kept(name: str) -> str | None:
     """The text the session keeps in its folder under ``name``, or None."""
     with contextlib.suppress(OSError):
-        return (session_dir() / name).read_text()
+        return (session_dir() / name).read_text(encoding="utf-8")
     return None
 
 
 def keep(name: str, text: str) -> None:
     """Keep ``text`` in the session folder under ``name`` (written atomically)."""
     with atomic_path(session_dir() / name) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")  # a path typed in any letters, whatever the server's locale
 
 
 def kept_since(name: str, finished: float) -> bool:

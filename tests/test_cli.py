@@ -633,3 +633,17 @@ def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, tmp_path, capsys):
     assert err.startswith("error: terminated (SIGTERM)\n")
     assert f"the finished runs are kept in {tmp_path / 'curve' / 'curve.json'}: add --resume" in err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_outputs_are_utf8_whatever_the_locale(map_model, tmp_path):
+    """Found on review: in an ASCII locale, `predict` over a folder of sample folders, one named `café`, ended in a
+    UnicodeEncodeError traceback when its CSV row was written. Text outputs are UTF-8 now, as the readers expect."""
+    for sample in ("café", "plain"):
+        (tmp_path / "samples" / sample).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "samples" / sample / "p1.png")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONUTF8": "0", "LC_ALL": "C"}
+    command = [sys.executable, "-m", "ebsd_core", "predict", "--model", str(map_model), "--input", "samples"]
+    done = subprocess.run([*command, "--out", "p.csv"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["café/p1.png", "plain/p1.png"]

@@ -70,3 +70,12 @@ def test_threads_fit_the_quota_unless_omp_num_threads_decides(monkeypatch):
         assert fit_torch_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_mount_point_of_other_letters_is_passed_over(tmp_path):
+    """/proc/self/mountinfo shows mount points as their bytes: a drive named in Latin-1 is not UTF-8, and reading it
+    must not stop every command that runs a network."""
+    proc = _system(tmp_path, "0::/\n", [V2.replace("{mount_root}", "/")], {"unified/cpu.max": "200000 100000\n"})
+    with open(proc / "mountinfo", "ab") as mountinfo:
+        mountinfo.write(b"40 25 8:17 / /media/Donn\xe9es rw,nosuid - vfat /dev/sdb1 rw\n")
+    assert cpu_quota(proc) == 2.0
