@@ -351,13 +351,17 @@ def _parsed_cif(path: Path) -> tuple[object, int]:
 
     if not path.is_file():
         raise PhaseError("no such file", path)
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    raw = path.read_bytes()
+    try:
+        text, latin = raw.decode("utf-8"), False
+    except UnicodeDecodeError:  # written on an older system: an author's name or a comment's "Å" in Latin-1
+        text, latin = raw.decode("latin-1"), True
     if not text.strip():
         raise PhaseError(EMPTY_FILE, path)
     parser = getParser("cif")
     try:
         with silenced_output() as printed:  # PyCifRW prints a syntax error at length
-            structure = parser.parseFile(str(path))
+            structure = parser.parse(text) if latin else parser.parseFile(str(path))
     except Exception as exc:  # diffpy raises many types for malformed CIFs
         raise PhaseError(f"cannot read this CIF file ({_cif_problem(exc, printed.getvalue())})", path) from None
     if structure is None or len(structure) == 0:
@@ -381,8 +385,6 @@ def _cif_problem(exc: Exception, printed: str) -> str:
     if found := re.search(r"SyntaxError@char\d+\((.*)\)", message, re.DOTALL):
         line = re.search(r"SYNTAX ERROR AT LINE (\d+)", printed)
         return f"its text is not CIF{f' at line {line[1]}' if line else ''}: {found[1]}"
-    if "bad encoding" in message:
-        return "its text is neither UTF-8 nor ASCII: another format under this name, or damaged"
     if found := re.search(r"Star Format error: (.*)$", message):
         return f"its text is not CIF: {found[1]}"
     if found := re.search(r"No such item: (\S+?)'?$", message):

@@ -228,8 +228,12 @@ def test_a_cif_file_with_faults_is_told_which(tmp_path, capsys):
         unread = "cannot read this CIF file " if match.startswith(r"\(") else ""
         with pytest.raises(PhaseError, match=rf"mine.cif: {unread}{match}"):
             phase_from_cif(path)
-    path.write_bytes(ni.replace("data_ni", "data_ni\xe9").encode("latin-1"))  # found by fuzzing, as the next
-    with pytest.raises(PhaseError, match=r"mine.cif: cannot read this CIF file \(its text is neither UTF-8 nor ASCII"):
+    # Latin-1, as a CIF written on an older system: its letters are read (found on review: refused as "neither UTF-8
+    # nor ASCII", for an author's name), and bytes of no text are not CIF (found by fuzzing, as the next)
+    path.write_bytes(ni.replace("data_ni", "data_ni\n# a in \xc5, by M\xfcller").encode("latin-1"))
+    assert phase_from_cif(path).space_group == 225
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(PhaseError, match=r"mine.cif: cannot read this CIF file \(its text is not CIF at line 1"):
         phase_from_cif(path)
     path.write_text(ni.replace("_cell_angle_alpha 90\n", ""))
     with pytest.raises(PhaseError, match=r"mine.cif: cannot read this CIF file \(it gives no _cell_angle_alpha\)$"):
