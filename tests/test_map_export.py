@@ -139,3 +139,22 @@ def test_a_map_of_one_column_is_exported_in_every_format_but_ang(small_map, tmp_
 def test_a_map_of_one_row_is_exported_as_ang(small_map, tmp_path):
     xmap = orix_io.load(str(export_map(_reshaped(small_map, (1, 4)), tmp_path / "map.ang")))
     assert xmap.size == 4 and xmap.x.tolist() == pytest.approx([0, 1.5, 3, 4.5])
+
+
+@pytest.mark.parametrize("suffix", [".ang", ".ctf"])
+def test_an_indexing_file_written_on_windows_is_read(small_map, tmp_path, suffix):
+    """Found on review: OIM and CHANNEL5 write their text files in the Windows code page, so a sample's or operator's
+    name, a "µm" or a project's path (a .ctf's Prj line) were bytes orix could not read as UTF-8, and the file was
+    refused as "damaged, cut short, or another format"."""
+    from ebsd_core.io.orientations import load_crystal_map
+
+    lines = export_map(small_map, tmp_path / f"utf8{suffix}").read_text().splitlines(keepends=True)
+    note = "# Info Probe von J. Müller, 1.5 µm\n" if suffix == ".ang" else "Prj\tC:\\Users\\Jürgen\\Probe µm.cpr\n"
+    lines.insert(1, note)
+    path = tmp_path / f"windows{suffix}"
+    path.write_bytes("".join(lines).encode("cp1252"))
+    xmap = load_crystal_map(path)
+    assert xmap.shape == (3, 4)
+    assert _ids_after_reading(tmp_path / f"utf8{suffix}")[1] == [
+        dict(xmap.phases)[int(i)].name if i >= 0 else "not indexed" for i in xmap.phase_id
+    ]

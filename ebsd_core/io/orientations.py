@@ -14,6 +14,7 @@ Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,14 +125,11 @@ def load_crystal_map(path: str | Path):
         Naming the file: orix cannot read it, or its points do not fill a square grid (an EDAX
         hexagonal grid, or coordinates that disagree with the header).
     """
-    from orix import io as orix_io
-
     path = Path(path)
     if path.suffix.lower() in HDF5_EXTENSIONS:
         check_variable_length(path)  # orix reads every header string
     try:
-        with silenced_output():  # orix prints phase-name notes
-            xmap = orix_io.load(str(path))
+        xmap = _orix_load(path)
     except Exception as exc:  # orix raises many types for files it cannot parse
         raise InputError(f"orix cannot read a crystal map from it ({_why_unread(path, exc)})", path) from None
     points, grid = xmap.is_in_data.size, int(np.prod(xmap.shape))
@@ -140,6 +138,25 @@ def load_crystal_map(path: str | Path):
             raise InputError(_hexagonal_grid(points), path)
         raise InputError(f"its {points} points do not fill its {xmap.shape[0]}x{xmap.shape[1]} grid", path)
     return xmap
+
+
+def _orix_load(path: Path):
+    """orix's reading of ``path``; an .ang or .ctf written on Windows (a sample's or operator's name, a "µm" or a
+    project's path in its code page, which orix reads as UTF-8) through a UTF-8 copy (found on review: such a file was
+    refused as "damaged, cut short, or another format")."""
+    from orix import io as orix_io
+
+    try:
+        with silenced_output():  # orix prints phase-name notes
+            return orix_io.load(str(path))
+    except UnicodeDecodeError:
+        if path.suffix.lower() not in {".ang", ".ctf"}:
+            raise
+    with tempfile.TemporaryDirectory(prefix="ebsd-indexing-") as folder:
+        copy = Path(folder) / path.name
+        copy.write_text(path.read_text(encoding="cp1252", errors="replace"), encoding="utf-8")
+        with silenced_output():
+            return orix_io.load(str(copy))
 
 
 #: What orix's readers of text files raise where the header or columns are not what they expect.
