@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ebsd_core.errors import InputError
+from ebsd_core.errors import NOT_A_FILE, InputError
 from ebsd_core.paths import broken_link
 from ebsd_core.wording import byte_size
 
@@ -97,7 +97,7 @@ def _refuse_all_but_a_file(final: Path) -> None:
     if final.is_dir():
         raise InputError("is a folder; give a file name", final)
     if final.exists() and not final.is_file():
-        raise InputError("is not a file (a terminal, pipe or device): give the name of a file to write", final)
+        raise InputError(f"{NOT_A_FILE}: give the name of a file to write", final)
 
 
 def check_writable_file(path: str | Path) -> None:

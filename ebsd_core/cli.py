@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ebsd_core.errors import EbsdError, InputError, os_error_text, out_of_memory_text
+from ebsd_core.errors import NOT_A_FILE, EbsdError, InputError, os_error_text, out_of_memory_text
 from ebsd_core.memory import keep_freed_memory
 from ebsd_core.paths import broken_link
 
@@ -1451,7 +1451,7 @@ def _refuse_pipes(args: argparse.Namespace) -> None:
         except (OSError, ValueError):  # a value that names nothing on disk (a class list), or an odd name
             continue
         if special:
-            raise InputError("is not a file (a pipe or device): give a file or folder", path)
+            raise InputError(f"{NOT_A_FILE}: give a file or folder", path)
 
 
 def _refuse_writing_over_inputs(out: Path, args: argparse.Namespace) -> None:

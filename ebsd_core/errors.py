@@ -12,6 +12,8 @@ from pathlib import Path
 
 #: What an empty file is told, whatever it was given as.
 EMPTY_FILE = "the file is empty"
+#: A named pipe or a device where a file is to be read or written: reading one waits for a writer for good.
+NOT_A_FILE = "is not a file (a pipe or device)"
 
 
 class EbsdError(Exception):

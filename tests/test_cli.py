@@ -576,7 +576,7 @@ def test_an_output_that_is_no_file_is_refused_and_left_as_it_was(tiny_dataset, t
             ["simulate", "--phases", "ni,ni3al", "--per-class", "2"],
         ):
             assert main([*command, "--out", str(out)]) == 2
-            message = f"error: {out}: is not a file (a terminal, pipe or device): give the name of a file to write"
+            message = f"error: {out}: is not a file (a pipe or device): give the name of a file to write"
             assert capsys.readouterr().err.startswith(message)
         with pytest.raises(InputError, match="is not a file"), atomic_path(out) as tmp:  # the dashboard's writes
             tmp.write_text("a,b\n")

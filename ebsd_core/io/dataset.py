@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from ebsd_core.atomic import atomic_path, check_free_space
-from ebsd_core.errors import EMPTY_FILE, InputError
+from ebsd_core.errors import EMPTY_FILE, NOT_A_FILE, InputError
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words, missing_part_words
 from ebsd_core.phases import space_group_symbol
 
@@ -263,7 +263,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
             path,
         )
     if not path.is_file():
-        raise InputError("is not a file (a pipe or device)" if path.exists() else "no such file", path)
+        raise InputError(NOT_A_FILE if path.exists() else "no such file", path)
     _refuse_other_formats(path)
     check_variable_length(path)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ebsd_core.errors import EMPTY_FILE, InputError
+from ebsd_core.errors import EMPTY_FILE, NOT_A_FILE, InputError
 from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
@@ -410,7 +410,7 @@ def check_readable(path: Path) -> None:
         elif path.is_file():
             open(path, "rb").close()
         else:  # a pipe, whose reading would wait for a writer for good (a readers' check does), or a device
-            raise InputError("is not a file (a pipe or device): give a file or folder of patterns", path)
+            raise InputError(f"{NOT_A_FILE}: give a file or folder of patterns", path)
     except PermissionError:
         kind = "folder" if _is_dir_or_unknown(path) else "file"
         raise InputError(f"this account may not read this {kind} (permission denied)", path) from None
