@@ -459,7 +459,7 @@ def _check_can_replace(target: Path, force: bool) -> None:
         raise InputError("is a file, not a saved model: save under another name, or move that file away", target)
     if not force:
         raise StoreError(_EXISTS.format(target=target))
-    if target.is_dir() and not may_write_in(target):
+    if not may_write_in(target):
         raise InputError(
             f"this account may not replace it{owner_note(target)}: the account that saved it can, or save under "
             "another name",

@@ -654,7 +654,7 @@ ACTIVE_DATASET_FILE = "active_dataset.txt"
 
 def kept(name: str) -> str | None:
     """The text the session keeps in its folder under ``name``, or None."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # a file damaged, or written in another locale before
         return (session_dir() / name).read_text(encoding="utf-8")
     return None
 
