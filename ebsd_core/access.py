@@ -18,6 +18,7 @@ import tomllib
 from pathlib import Path
 
 from ebsd_core.errors import InputError
+from ebsd_core.wording import is_whole_number
 
 SCHEME = "scrypt"
 N, R, P = 2**14, 8, 1
@@ -74,8 +75,8 @@ def keep_in_token(password_hash: str, days: float = KEEP_IN_DAYS, now: float | N
 def keeps_in(token: str, password_hash: str, now: float | None = None) -> bool:
     """Whether ``token`` (made by :func:`keep_in_token` with this password hash) still lets its browser in."""
     expiry, _, mac = str(token).partition(".")
-    # ASCII digits alone: "²".isdigit() holds, and int() of it failed, a forged cookie ending the page in a traceback
-    if not (expiry.isascii() and expiry.isdigit()) or int(expiry) < (time.time() if now is None else now):
+    # a forged cookie's "²²²" ended the page in a traceback
+    if not is_whole_number(expiry) or int(expiry) < (time.time() if now is None else now):
         return False
     return hmac.compare_digest(mac, _keep_in_mac(password_hash, int(expiry)))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from ebsd_core.errors import NOT_A_FILE, EbsdError, InputError, os_error_text, out_of_memory_text
 from ebsd_core.memory import keep_freed_memory
 from ebsd_core.paths import broken_link
+from ebsd_core.wording import is_whole_number
 
 log = logging.getLogger(__name__)
 CLUSTER_TASK_PATTERNS = 512  # patterns per task when a phase map runs on a dask cluster
@@ -907,7 +908,7 @@ def whole_number_within(name: str, low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to ``high``, refused with a message naming ``name``."""
 
     def parse(text: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not is_whole_number(text) or not low <= int(text) <= high:
             raise argparse.ArgumentTypeError(f"{name} must be a whole number from {low} to {high}, not {text!r}")
         return int(text)
 
@@ -945,7 +946,7 @@ def file_to_write(example: str) -> Callable[[str], Path]:
 def pattern_position(text: str) -> int | tuple[int, int]:
     """An argparse type: a pattern's index (``17``) or its row and column in a map (``3,4``)."""
     parts = [part.strip() for part in text.split(",")]
-    if len(parts) in (1, 2) and all(part.isdigit() for part in parts):
+    if len(parts) in (1, 2) and all(is_whole_number(part) for part in parts):
         return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
     raise argparse.ArgumentTypeError(f"give a pattern's index (17) or its row and column in a map (3,4), not {text!r}")
 

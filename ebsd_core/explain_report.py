@@ -42,7 +42,7 @@ from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
-from ebsd_core.wording import counted
+from ebsd_core.wording import counted, is_whole_number
 
 log = logging.getLogger(__name__)
 SHAP_BACKGROUND = 16
@@ -275,7 +275,7 @@ def class_index(card: ModelCard, target: int | str) -> int:
         f"{i} {symbol} ({group})" for i, (symbol, group) in enumerate(zip(card.class_symbols, card.classes))
     )
     text = str(target).strip()
-    if text.isdigit() and int(text) not in M3M_SPACE_GROUPS:
+    if is_whole_number(text) and int(text) not in M3M_SPACE_GROUPS:
         if int(text) < len(card.classes):
             return int(text)
         raise InputError(f"class index {text} is outside 0..{len(card.classes) - 1}; the classes are {classes}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from ebsd_core.errors import EMPTY_FILE, PhaseError
 from ebsd_core.shared_state import silenced_output
+from ebsd_core.wording import is_whole_number
 
 #: The ten space groups of point group m-3m, number -> Hermann-Mauguin symbol.
 M3M_SPACE_GROUPS: dict[int, str] = {
@@ -216,7 +217,7 @@ def parse_space_group(text: str | int) -> int:
         space_group_symbol(int(text))
         return int(text)
     cleaned = str(text).strip()
-    if cleaned.isdigit():
+    if is_whole_number(cleaned):
         return parse_space_group(int(cleaned))
     by_symbol = {_symbol_key(v): k for k, v in M3M_SPACE_GROUPS.items()}
     if cleaned and _symbol_key(cleaned) in by_symbol:
@@ -251,7 +252,7 @@ def _every_space_group() -> dict[str, tuple[int, str]]:
 
 def _named_space_group(text: str) -> tuple[int, str] | None:
     cleaned = re.sub(r":\w+$", "", str(text).strip())
-    if cleaned.isdigit():
+    if is_whole_number(cleaned):
         return (int(cleaned), _standard_symbol(int(cleaned))) if 1 <= int(cleaned) <= 230 else None
     return _every_space_group().get(_written_key(cleaned)) if cleaned else None
 

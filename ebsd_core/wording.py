@@ -45,3 +45,9 @@ def since(iso_time: str, now: _dt.datetime | None = None) -> str:
         if seconds >= size:
             return f"{counted(int(seconds // size), unit)} ago"
     return "just now"
+
+
+def is_whole_number(text: str) -> bool:
+    """Whether ``text`` is ASCII digits alone. ``str.isdigit`` holds for "²", which ``int()`` refuses (a traceback
+    where a space group or a count was typed as one), and for other scripts' digits."""
+    return text.isascii() and text.isdigit()

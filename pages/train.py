@@ -20,7 +20,7 @@ from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, se
 from ebsd_core.rehearsal import REHEARSAL_PER_CLASS, materials_left
 from ebsd_core.store import MAX_VIEWS, VALIDATION_TARGET, default_store, list_models, read_card, validate_name
 from ebsd_core.train import TrainConfig
-from ebsd_core.wording import counted
+from ebsd_core.wording import counted, is_whole_number
 from ebsd_core.workflows import train_runs_job
 from pages.common import (
     active_dataset_name,
@@ -459,7 +459,7 @@ elif path is not None:
     if submitted:
         try:
             given = [s for s in re.split(r"[,\s]+", shots_text.strip()) if s]
-            if not given or not all(s.isdigit() and int(s) >= 1 for s in given):  # "ten", "5.5", "-1", "0"
+            if not given or not all(is_whole_number(s) and int(s) >= 1 for s in given):  # "ten", "5.5", "-1", "0"
                 raise InputError(f"shots per class {shots_text!r}: give whole numbers from 1, e.g. 10 or 5,10,20")
             shots = list(dict.fromkeys(int(s) for s in given))  # 5,5: once
             offline = next(r for r in registry if r["name"] == backbone)["pretrained_offline"]

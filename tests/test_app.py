@@ -2414,6 +2414,11 @@ def test_model_and_prior_names_stay_in_the_store(app, tmp_path):
     next(b for b in app.button if b.label == "Start training").click().run()
     assert any("shots per class '5.5': give whole numbers from 1" in e.value for e in app.error)
     assert "train_job" not in app.session_state
+    next(t for t in app.text_input if t.label.startswith("Shots per class")).set_value("5,²")  # isdigit() holds
+    time.sleep(1.1)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert any("shots per class '5,²': give whole numbers from 1" in e.value for e in app.error)
+    assert "train_job" not in app.session_state
     next(t for t in app.text_input if t.label == "Prior name").set_value("../escape-prior")
     time.sleep(1.1)
     next(b for b in app.button if b.label == "Build the prior").click().run()

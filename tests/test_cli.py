@@ -10,6 +10,7 @@ from conftest import not_utf8_folder, unreadable
 from PIL import Image
 
 from ebsd_core.cli import main
+from ebsd_core.errors import EbsdError
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.io.readers import sources_in_folder
 
@@ -647,3 +648,17 @@ def test_outputs_are_utf8_whatever_the_locale(map_model, tmp_path):
     assert done.returncode == 0, done.stderr
     rows = (tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()
     assert [row.split(",")[0] for row in rows[1:]] == ["café/p1.png", "plain/p1.png"]
+
+
+def test_digits_of_other_kinds_are_refused_in_words(tmp_path, capsys):
+    """Found on review: `simulate --classes ²` and `explain --target ²` ended in a traceback ("invalid literal for
+    int()"), as "²".isdigit() holds; each is now told apart from a space group or class in words."""
+    from ebsd_core.explain_report import class_index
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    assert main(["simulate", "--classes", "²", "--per-class", "2", "--out", str(tmp_path / "x.h5")]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown space group '²': use a number 221-230")
+    card = ModelCard(backbone="efficientnet_lite0", classes=[225, 229], preprocess=PreprocessConfig())
+    with pytest.raises(EbsdError, match=r"'²' is not a class of the model; its classes are 0 Fm-3m \(225\)"):
+        class_index(card, "²")

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from ebsd_core.wording import byte_size, counted, percent, since
+from ebsd_core.wording import byte_size, counted, is_whole_number, percent, since
 
 
 def test_counts_and_sizes():
@@ -25,3 +25,9 @@ def test_since_says_how_long_ago_in_the_largest_whole_unit():
     assert since("2026-12-01T12:00:00+00:00", now) == "2 days ago"
     assert since("2026-12-04T00:00:00+00:00", now) == "on 2026-12-04"  # a clock ahead of this one
     assert since("not a time", now) == "on not a time" and since("", now) == "at an unknown time"
+
+
+def test_whole_numbers_are_ascii_digits_alone():
+    """ "²".isdigit() holds and int() refuses it: typed as a space group (`--classes ²`) it ended in a traceback."""
+    assert is_whole_number("225") and is_whole_number("0")
+    assert not any(is_whole_number(text) for text in ("²", "²²⁵", "٢٢٥", "", "-1", "5.5", " 5"))
