@@ -42,10 +42,11 @@ def _csv(text: str | None) -> list[str]:
 
 
 def _csv_ints(text: str | None, option: str, low: int = 0) -> list[int]:
-    try:
-        values = [int(t) for t in _csv(text)]
-    except ValueError:
-        raise EbsdError(f"{option}: {text!r} is not a comma-separated list of whole numbers") from None
+    parts = _csv(text)
+    # "5.5", "ten", and "٢" or "1_000", which int() takes; a sign is told below
+    if not all(is_whole_number(part.removeprefix("-")) for part in parts):
+        raise EbsdError(f"{option}: {text!r} is not a comma-separated list of whole numbers")
+    values = [int(part) for part in parts]
     if any(value < low for value in values):
         raise EbsdError(f"{option}: {text!r} holds a number below {low}")
     return values

@@ -650,7 +650,7 @@ def test_outputs_are_utf8_whatever_the_locale(map_model, tmp_path):
     assert [row.split(",")[0] for row in rows[1:]] == ["café/p1.png", "plain/p1.png"]
 
 
-def test_digits_of_other_kinds_are_refused_in_words(tmp_path, capsys):
+def test_digits_of_other_kinds_are_refused_in_words(tiny_dataset, tmp_path, capsys):
     """Found on review: `simulate --classes ²` and `explain --target ²` ended in a traceback ("invalid literal for
     int()"), as "²".isdigit() holds; each is now told apart from a space group or class in words."""
     from ebsd_core.explain_report import class_index
@@ -659,6 +659,10 @@ def test_digits_of_other_kinds_are_refused_in_words(tmp_path, capsys):
 
     assert main(["simulate", "--classes", "²", "--per-class", "2", "--out", str(tmp_path / "x.h5")]) == 2
     assert capsys.readouterr().err.startswith("error: unknown space group '²': use a number 221-230")
+    for shots in ("5,٢", "1_000"):  # int() reads both; --shots elsewhere takes ASCII digits alone
+        curve = ["fewshot-curve", "--data", str(tiny_dataset), "--shots", shots, "--out", str(tmp_path / "c")]
+        assert main(curve) == 2
+        assert f"error: --shots: {shots!r} is not a comma-separated list of whole numbers" in capsys.readouterr().err
     card = ModelCard(backbone="efficientnet_lite0", classes=[225, 229], preprocess=PreprocessConfig())
     with pytest.raises(EbsdError, match=r"'²' is not a class of the model; its classes are 0 Fm-3m \(225\)"):
         class_index(card, "²")
