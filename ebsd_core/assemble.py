@@ -382,8 +382,9 @@ def blank_notes(dataset: Dataset) -> list[str]:
         more = ", ..." if record["count"] > len(record["names"]) else ""
         names = f" ({', '.join(record['names'])}{more})" if record["names"] else ""
         notes.append(
-            f"{record['file']}: {record['count']:,} blank pattern(s){names} were left "
-            f"out: they hold one value everywhere ({BLANK_CAUSES})"
+            f"{record['file']}: {counted(record['count'], 'blank pattern')}{names} "
+            f"{'was left out: it holds' if record['count'] == 1 else 'were left out: they hold'} one value "
+            f"everywhere ({BLANK_CAUSES})"
         )
     return notes
 

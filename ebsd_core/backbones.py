@@ -327,7 +327,7 @@ def _named_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r}: no CUDA GPU is available here; use auto or cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise InputError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        raise InputError(f"device {name!r}: this machine has {counted(torch.cuda.device_count(), 'CUDA GPU')}")
     mps = getattr(torch.backends, "mps", None)
     if device.type == "mps" and not (mps is not None and mps.is_available()):
         raise InputError(f"device {name!r}: Apple MPS is not available here; use auto or cpu")

@@ -45,7 +45,11 @@ def resolve_materials(
     materials = [m for sg in groups for m in materials_for(sg)]
     missing = [sg for sg in groups if not materials_for(sg)]
     if missing:
-        raise PhaseError(f"no catalogue material for space group(s) {missing}; add one from a CIF file")
+        named = ", ".join(f"{sg} ({space_group_symbol(sg)})" for sg in missing)
+        raise PhaseError(
+            f"the catalogue has no material of space group{'s' if len(missing) > 1 else ''} {named}: simulate one from "
+            "a CIF file instead (--cif FILE, without --classes)"
+        )
     return materials
 
 

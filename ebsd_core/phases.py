@@ -334,8 +334,8 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
         raise PhaseError("the CIF file has no atom sites", path)
     if unknown := sorted({element for element, _, _ in sites if element not in _known_elements()}):
         raise PhaseError(
-            f"its atom sites name element(s) {', '.join(map(repr, unknown))}, of which no scattering factors are "
-            "known (elements H to Cf, by their symbols)",
+            f"its atom sites name {'elements' if len(unknown) > 1 else 'element'} {', '.join(map(repr, unknown))}, "
+            "of which no scattering factors are known (elements H to Cf, by their symbols)",
             path,
         )
     key = key or re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_") or "cif_phase"

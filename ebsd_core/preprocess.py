@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ebsd_core.errors import InputError
+from ebsd_core.wording import counted
 
 GAUSSIAN_TRUNCATE = 4.0  # kernel radius in sigmas, as scipy.ndimage.gaussian_filter
 #: Network input sizes offered by the dashboard and chosen from by :func:`input_size_for`.
@@ -64,7 +65,9 @@ def checked_batch(patterns: np.ndarray, source: str = "patterns") -> np.ndarray:
         raise InputError(f"expected patterns of shape (N, rows, cols), got {batch.shape}", source)
     if batch.dtype.kind == "f" and not np.isfinite(batch).all():
         bad = int((~np.isfinite(batch)).any(axis=(1, 2)).sum())
-        raise InputError(f"{bad} pattern(s) contain NaN or infinite values", source)
+        raise InputError(
+            f"{counted(bad, 'pattern')} {'contains' if bad == 1 else 'contain'} NaN or infinite values", source
+        )
     return batch
 
 

@@ -520,11 +520,12 @@ def test_a_labelled_folder_on_the_server_becomes_the_dataset(app, tmp_path, monk
     monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
     app.switch_page("pages/data.py").run()
     app.text_input[0].input("labelled").run()
-    assert any("1 image(s) could not be read" in w.value for w in app.warning)
+    assert any("1 image could not be read and was left out" in w.value for w in app.warning)
     next(b for b in app.button if b.label == "Make a dataset of these labelled patterns").click().run()
     assert not app.exception and not app.error
     assert any(
-        w.value.startswith("labelled: 1 blank pattern(s) (229_ferrite/dropped.png) were left out") for w in app.warning
+        w.value.startswith("labelled: 1 blank pattern (229_ferrite/dropped.png) was left out: it holds")
+        for w in app.warning
     )
     dataset = read_dataset(app.session_state["dataset_path"])
     assert dataset.classes == [225, 229] and len(dataset.labels) == 6

@@ -243,7 +243,7 @@ def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, 
     assert dataset.class_counts() == {"Fm-3m": 8, "Im-3m": 10}
     assert np.allclose(dataset.patterns[dataset.material == "ni_dropped"], np.delete(ni, [1, 6], 0) - 7.0)
     assert blank_notes(dataset) == [
-        "ni_dropped.h5: 2 blank pattern(s) were left out: they hold one value everywhere (dropped frames, a blanked "
+        "ni_dropped.h5: 2 blank patterns were left out: they hold one value everywhere (dropped frames, a blanked "
         "beam or a saturated camera)"
     ]
     assert blank_notes(read_dataset(write_dataset(dataset, tmp_path / "d.h5"))) == blank_notes(dataset)
@@ -253,13 +253,15 @@ def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, 
     _png_folder(tmp_path / "classes" / "Im-3m", saturated)
     labelled = dataset_from_labelled(open_patterns(tmp_path / "classes"))
     assert labelled.class_counts() == {"Fm-3m": 4, "Im-3m": 2}
-    assert blank_notes(labelled)[0].startswith("classes: 1 blank pattern(s) (Im-3m/p02.png) were left out")
+    assert blank_notes(labelled)[0].startswith(
+        "classes: 1 blank pattern (Im-3m/p02.png) was left out: it holds one value"
+    )
     all_blank = _kikuchipy_scan(tmp_path / "all_blank.h5", np.zeros_like(ni))
     with pytest.raises(InputError, match="all_blank.h5: every pattern taken of it holds one value everywhere"):
         dataset_from_scans([(open_patterns(all_blank), 225), (open_patterns(ferrite_path), 229)])
     out = tmp_path / "cli.h5"
     assert main(["dataset", "--scan", f"{ni_path}=225", "--scan", f"{ferrite_path}=229", "--out", str(out)]) == 0
-    assert "ni_dropped.h5: 2 blank pattern(s) were left out" in caplog.text
+    assert "ni_dropped.h5: 2 blank patterns were left out" in caplog.text
 
 
 def _map_scan(tmp_path, rows=4, cols=5):

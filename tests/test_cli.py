@@ -84,7 +84,7 @@ def test_warnings_name_the_file_as_errors_do(tmp_path):
         [sys.executable, "-m", "ebsd_core", "info", "."], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("warning: .: 1 image(s) could not be read and were left out (p3.png)")
+    assert done.stderr.startswith("warning: .: 1 image could not be read and was left out (p3.png)")
     assert json.loads(done.stdout)["patterns"] == 3
 
 

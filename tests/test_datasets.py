@@ -38,3 +38,9 @@ def test_two_materials_of_one_name_are_refused(tmp_path):
     with pytest.raises(PhaseError, match=r"two materials are named 'cu' \(catalogue and cif:cu.cif\): rename the CIF"):
         plan_simulation(10, None, ["ni", "cu"], extra_materials=[mine])
     assert plan_simulation(10, None, ["ni"], extra_materials=[mine]).classes == [225]
+
+
+def test_space_groups_the_catalogue_lacks_are_named_with_the_way_to_add_one():
+    """Found on review: the message printed a Python list ("space group(s) [222, 224]")."""
+    with pytest.raises(PhaseError, match=r"space groups 222 \(Pn-3n\), 224 \(Pn-3m\): simulate one from a CIF file"):
+        simulate_dataset(per_class=1, classes="222,224,225")

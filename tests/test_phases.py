@@ -218,7 +218,7 @@ def test_a_cif_file_with_faults_is_told_which(tmp_path, capsys):
         "\n".join(line for line in ni.splitlines() if "_cell_length" not in line): (
             r"the CIF file gives no _cell_length_a, _cell_length_b, _cell_length_c: the size of its cell is not known"
         ),
-        ni.replace("Ni1 Ni", "Xx1 Xx"): r"its atom sites name element\(s\) 'Xx', of which no scattering factors are",
+        ni.replace("Ni1 Ni", "Xx1 Xx"): r"its atom sites name element 'Xx', of which no scattering factors are",
         "\n".join(line for line in ni.splitlines() if "_symmetry" not in line): r"\(it gives no space group \(_space",
         ni.replace("'F m -3 m'", "'Q q q'").replace("225", "999"): r"\(its space group '999' is not one diffpy",
     }

@@ -66,7 +66,7 @@ def test_static_background_subtracted_when_sizes_match(rng):
 def test_nan_is_refused_with_source_name():
     bad = np.ones((2, 10, 10))
     bad[1, 3, 3] = np.nan
-    with pytest.raises(InputError, match="scan.h5: 1 pattern"):
+    with pytest.raises(InputError, match="scan.h5: 1 pattern contains NaN or infinite values"):
         preprocess(bad, source="scan.h5")
 
 

@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.paths import is_hidden
 from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
+from ebsd_core.wording import counted
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
 MAX_IMAGE_PIXELS = 64_000_000  # a 8000x8000 pattern; larger declared sizes are refused as bombs
@@ -397,9 +398,14 @@ def _report_unreadable(container: _Container, failed: list[tuple[str, str]], tot
         return
     first = f"{failed[0][0]}: {failed[0][1]}"
     if len(failed) == total:
-        raise container.error(f"none of its {total} image(s) can be read; the first, {first}")
+        raise container.error(
+            f"its one image cannot be read: {first}"
+            if total == 1
+            else f"none of its {total:,} images can be read; the first, {first}"
+        )
     names = first_names([PurePosixPath(name).name for name, _ in failed])
-    warn.append(f"{len(failed)} image(s) could not be read and were left out ({names}); the first, {first}")
+    left_out = "was left out" if len(failed) == 1 else "were left out"
+    warn.append(f"{counted(len(failed), 'image')} could not be read and {left_out} ({names}); the first, {first}")
 
 
 def _read_headers(container: _Container, names: list[str], warn: list[str]) -> tuple[list[str], list[_Header]]:
@@ -529,7 +535,10 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
     direct, inside = container.listing()
     warn: list[str] = []
     if inside and labelled is None and direct and not all(_names_space_group(sub) for sub in inside):
-        warn.append(f"sub-folder(s) not read, as they do not all name a space group: {first_names(list(inside))}")
+        named = "it does not name" if len(inside) == 1 else "they do not all name"
+        warn.append(
+            f"{counted(len(inside), 'sub-folder')} not read, as {named} a space group: {first_names(list(inside))}"
+        )
         inside = {}
     label_of: dict[str, int] | None = None
     if inside and labelled is not False:
@@ -556,8 +565,8 @@ def _opened(
     if stack.resized:
         rows, cols = stack.shape[1:]
         warn.append(
-            f"{len(stack.resized)} image(s) resized to {cols}x{rows}, the size of most, after a centre crop to its "
-            f"aspect ratio where theirs differs (e.g. {stack.resized[0]})"
+            f"{counted(len(stack.resized), 'image')} resized to {cols}x{rows}, the size of most, after a centre crop"
+            f" to its aspect ratio where theirs differs (e.g. {stack.resized[0]})"
         )
     if lazy and stack.nbytes > IN_MEMORY_BYTES:
         return stack, names
@@ -588,7 +597,8 @@ def _class_folders(
     container: _Container, inside: dict[str, list[str]], direct: list[str], warn: list[str]
 ) -> tuple[list[str], dict[str, int]]:
     if direct:
-        warn.append(f"{len(direct)} image(s) beside the class folders were not read (e.g. {direct[0]})")
+        were = "was" if len(direct) == 1 else "were"
+        warn.append(f"{counted(len(direct), 'image')} beside the class folders {were} not read (e.g. {direct[0]})")
     label_of: dict[str, int] = {}
     for sub, names in inside.items():
         if not names:

@@ -27,6 +27,7 @@ from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_lengt
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
+from ebsd_core.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -516,9 +517,10 @@ def _unread_scan_files(names: list[str]) -> str | None:
     scans, zips = _scan_file_names(names), _zip_file_names(names)
     if not scans and not zips:
         return None
-    what = " and ".join(kind for kind, found in (("scan file(s)", scans), ("zip(s)", zips)) if found)
+    what = " and ".join(counted(len(found), kind) for kind, found in (("scan file", scans), ("zip", zips)) if found)
+    were = "was" if len(scans) + len(zips) == 1 else "were"
     return (
-        f"{what} here were not read, only the images: {images.first_names(scans + zips)}; give "
+        f"{what} here {were} not read, only the images: {images.first_names(scans + zips)}; give "
         f"{'a scan file' if scans else 'a zip'}{' (or zip)' if scans and zips else ''} by itself"
     )
 
@@ -579,8 +581,8 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             return _read_acquisition_folder(scan)
         if scans := scans_in_folder(path):
             raise InputError(
-                f"holds {len(scans)} scan file(s) ({images.first_names([p.name for p in scans])}) and no images: "
-                "give one scan file at a time",
+                f"holds {counted(len(scans), 'scan file')} ({images.first_names([p.name for p in scans])}) and no "
+                "images: give one scan file at a time",
                 path,
             )
         sources = sources_in_folder(path) if labelled is None else []
@@ -609,14 +611,14 @@ def _choose_reader(path: Path, labelled: bool | None) -> Reader:
             )
         if not any(images.is_image_name(name) for name in members) and (scans := _scan_file_names(members)):
             raise InputError(
-                f"holds {len(scans)} scan file(s) ({images.first_names(scans)}) and no images: a scan is read from its "
-                "own file, never from a zip: unpack it and give (or upload) the scan files themselves",
+                f"holds {counted(len(scans), 'scan file')} ({images.first_names(scans)}) and no images: a scan is read "
+                "from its own file, never from a zip: unpack it and give (or upload) the scan files themselves",
                 path,
             )
         if not any(images.is_image_name(name) for name in members) and (zips := _zip_file_names(members)):
             raise InputError(
-                f"holds {len(zips)} zip(s) ({images.first_names(zips)}) and no images: a zip inside a zip is not "
-                "read: unpack it and give (or upload) the zips inside one at a time",
+                f"holds {counted(len(zips), 'zip')} ({images.first_names(zips)}) and no images: a zip inside a zip is "
+                "not read: unpack it and give (or upload) the zips inside one at a time",
                 path,
             )
         return _read_image_container(
