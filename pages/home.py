@@ -38,7 +38,7 @@ st.write(
     f"Simulates {DEMO.per_class} patterns for each of the six space groups ({DEMO.pattern_size}x"
     f"{DEMO.pattern_size} px), then fine-tunes EfficientNet-Lite0 on {DEMO.shots} patterns per class for a few "
     "epochs (a minute or two on a CPU; on 2 CPU cores six epochs reached 0.75-0.78 accuracy on unseen orientations "
-    "in 42-79 s on different days, chance is 0.17)."
+    "in 38-101 s on different days, chance is 0.17)."
 )
 
 running, queued = job_manager().occupancy()
