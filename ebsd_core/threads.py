@@ -67,6 +67,17 @@ def cpu_quota(proc: Path = Path("/proc/self")) -> float | None:
     return min(quotas, default=None)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process can keep busy: those it may run on (``taskset``, a batch job's cpuset), no more than its
+    cgroup's CPU time allows (rounded up); PyTorch counts the first alone."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = cpu_quota()
+    return max(1, cpus if quota is None else min(cpus, math.ceil(quota)))
+
+
 def fit_torch_threads() -> int:
     """Start no more PyTorch threads than the cgroup's CPU time allows (rounded up, as dask counts); returns the
     number of threads PyTorch now uses."""

@@ -79,3 +79,17 @@ def test_a_mount_point_of_other_letters_is_passed_over(tmp_path):
     with open(proc / "mountinfo", "ab") as mountinfo:
         mountinfo.write(b"40 25 8:17 / /media/Donn\xe9es rw,nosuid - vfat /dev/sdb1 rw\n")
     assert cpu_quota(proc) == 2.0
+
+
+def test_usable_cpus_are_those_it_may_run_on_within_its_quota(monkeypatch):
+    """A batch job's cpuset (or ``taskset``) and a container's quota both bound the image decoders' threads."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(threads, "cpu_quota", lambda: None)
+    assert threads.usable_cpus() == 4
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 1.5)
+    assert threads.usable_cpus() == 2
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 0.2)
+    assert threads.usable_cpus() == 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {3})
+    monkeypatch.setattr(threads, "cpu_quota", lambda: 8.0)
+    assert threads.usable_cpus() == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import os
 import re
 import threading
 import zipfile
@@ -30,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.paths import is_hidden
 from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
+from ebsd_core.threads import usable_cpus
 from ebsd_core.wording import counted
 
 IMAGE_EXTENSIONS = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
@@ -39,7 +39,7 @@ MAX_ZIP_FILES = 200_000
 MAX_ZIP_RATIO = 200  # uncompressed/compressed size of one member
 # what zipfile and zlib raise for damaged archives (bad headers, CRC, truncated or unsupported data)
 ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error, NotImplementedError, ValueError)
-DECODE_THREADS = min(8, os.cpu_count() or 1)  # PIL's decoders release the GIL...
+DECODE_THREADS = min(8, usable_cpus())  # PIL's decoders release the GIL...
 # ...but below about 200x200 px the rest of reading an image (opening it, its header, numpy) holds it, and one
 # thread decodes faster than two (2-core EPYC: 5,000 PNGs of 160 px in 0.83 s on one thread, 1.01 s on two; of
 # 240 px, 10,240 in 3.4 s on one and 2.5 s on two)
