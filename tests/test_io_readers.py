@@ -259,7 +259,7 @@ def test_a_zip_names_its_unreadable_images_as_the_zip_does(tmp_path):
     assert not any("ebsd-zip-" in w for w in source.warnings)  # not the temporary folder it was unpacked to
 
 
-def test_a_file_of_several_scans_says_which_was_read(tmp_path):
+def test_a_file_of_several_scans_says_which_was_read_and_how_to_read_another(tmp_path, monkeypatch):
     """Found on review: kikuchipy reads the first scan of an h5ebsd file; the others went unmentioned."""
     import kikuchipy as kp
 
@@ -270,7 +270,13 @@ def test_a_file_of_several_scans_says_which_was_read(tmp_path):
     source = open_patterns(path)
     assert len(source) == 6
     assert len(source.warnings) == 1
-    assert source.warnings[0].startswith("holds 2 scans (Scan 1, Scan 2); the first, Scan 1, was read")
+    assert source.warnings[0].startswith("holds 2 scans (Scan 1, Scan 2); the first, Scan 1, was read. To read")
+    # the advice, as written, saves the second scan on its own
+    advice = source.warnings[0].partition("with kikuchipy: ")[2]
+    assert advice == "kikuchipy.load('two_scans.h5', scan_group_names='Scan 2').save('scan_2.h5')"
+    monkeypatch.chdir(tmp_path)
+    eval(advice, {"kikuchipy": kp})
+    assert len(open_patterns(tmp_path / "scan_2.h5")) == 2  # the second scan's 1 x 2 patterns
     single = tmp_path / "one_scan.h5"
     kp.signals.EBSD(rng.integers(0, 255, (2, 2, 16, 16), dtype=np.uint8)).save(str(single))
     assert open_patterns(single).warnings == []

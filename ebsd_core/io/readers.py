@@ -298,12 +298,18 @@ def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]
     notes = []
     if len(scans) > 1:
         notes.append(
-            f"holds {len(scans)} scans ({images.first_names(scans)}); the first, {scans[0]}, was read (save another "
-            "on its own with kikuchipy to read it)"
+            f"holds {len(scans)} scans ({images.first_names(scans)}); the first, {scans[0]}, was read. To read "
+            f"another, save it on its own with kikuchipy: kikuchipy.load({path.name!r}, scan_group_names="
+            f"{scans[1]!r}).save('{_safe_stem(scans[1])}.h5')"
         )
     if nordif.is_scan_file(path) and background is None:
         notes.append(f"no {nordif.BACKGROUND_FILE} beside it: only the dynamic background is removed")
     return notes
+
+
+def _safe_stem(name: str) -> str:
+    """A file name's stem for a scan's group name (``"Scan 2"``: ``scan_2``)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "scan"
 
 
 def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bool) -> list[str]:
