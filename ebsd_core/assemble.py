@@ -259,7 +259,8 @@ def dataset_from_regions(
     shape = tuple(nav_shape or source.nav_shape or ())
     if len(shape) != 2 or shape[0] * shape[1] != len(source):
         raise InputError(
-            f"regions need the map's rows and columns, and the file records none for its {len(source):,} patterns",
+            "regions need the map's rows and columns, and the file records none for its "
+            + counted(len(source), "pattern"),
             source.path,
         )
     if not regions:

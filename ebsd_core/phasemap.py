@@ -40,6 +40,7 @@ from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import HEXAGONAL_GRID, PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import ModelCard
+from ebsd_core.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +331,9 @@ def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[
     if len(shape) != 2:
         raise InputError("the scan has no 2D navigation shape; give one (ROWSxCOLS)", source.path)
     if shape[0] * shape[1] != len(source):
-        raise InputError(f"map shape {shape[0]}x{shape[1]} does not match its {len(source)} patterns", source.path)
+        raise InputError(
+            f"map shape {shape[0]}x{shape[1]} does not match its {counted(len(source), 'pattern')}", source.path
+        )
     return shape
 
 

@@ -142,7 +142,7 @@ def test_phases_are_named_by_material_only_when_each_class_had_one(map_model):
     assert [p.label for p in phases_for_model(card)] == ["Fm-3m", "Im-3m"]
 
 
-def test_map_shape_problems_are_named(map_model, map_scan_file):
+def test_map_shape_problems_are_named(map_model, map_scan_file, tmp_path):
     model, card = load_model(map_model)
     source = open_patterns(map_scan_file)
     with pytest.raises(InputError, match="records its map shape, 8x10; the shape given, 10x8, would scramble it"):
@@ -154,6 +154,11 @@ def test_map_shape_problems_are_named(map_model, map_scan_file):
     source.nav_shape = (80,)
     with pytest.raises(InputError, match="without a 2D map shape"):
         map_scan(model, card, source)
+    from PIL import Image
+
+    Image.fromarray(source.batch(0, 1)[0]).save(tmp_path / "one.png")
+    with pytest.raises(InputError, match=r"map shape 2x2 does not match its 1 pattern$"):  # not "its 1 patterns"
+        map_scan(model, card, open_patterns(tmp_path / "one.png"), nav_shape=(2, 2))
 
 
 def test_nan_patterns_are_refused(map_model, map_scan_file, tmp_path):

@@ -29,6 +29,7 @@ from ebsd_core.atomic import atomic_path, check_free_space
 from ebsd_core.errors import EMPTY_FILE, NOT_A_FILE, InputError
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words, missing_part_words
 from ebsd_core.phases import space_group_symbol
+from ebsd_core.wording import counted
 
 FORMAT_NAME = "ebsd-fewshot-dataset"
 FORMAT_VERSION = 1
@@ -288,7 +289,7 @@ def read_dataset(path: str | Path, lazy: bool = False) -> Dataset:
             raise InputError(f"patterns have shape {patterns.shape}, expected (N, rows, cols)", path)
         labels = np.asarray(f["labels"])
         if len(labels) != len(patterns):
-            raise InputError(f"{len(labels)} labels for {len(patterns)} patterns", path)
+            raise InputError(f"{counted(len(labels), 'label')} for {counted(len(patterns), 'pattern')}", path)
         if labels.size and (labels.max() >= len(classes) or labels.min() < -1):
             raise InputError(f"labels outside 0..{len(classes) - 1}", path)
 

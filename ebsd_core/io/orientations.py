@@ -24,6 +24,7 @@ import numpy as np
 from ebsd_core.errors import EMPTY_FILE, InputError
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, unopened_file_words
 from ebsd_core.shared_state import silenced_output
+from ebsd_core.wording import counted
 
 #: File types orientations are read from.
 ORIENTATION_EXTENSIONS = {".ang", ".ctf"} | HDF5_EXTENSIONS
@@ -109,7 +110,9 @@ def read_vendor_indexing(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]
         raise InputError(_hexagonal_grid(len(euler)), path)
     euler = euler.reshape(-1, 3)
     if len(unindexed) != len(euler):
-        raise InputError(f"its indexing holds {len(euler)} orientations but {len(unindexed)} points", path)
+        raise InputError(
+            f"its indexing holds {counted(len(euler), 'orientation')} but {counted(len(unindexed), 'point')}", path
+        )
     euler[unindexed] = 0  # OIM writes 4 pi there, which orix warns of as angles given in degrees
     quaternions = Rotation.from_euler(euler, degrees=degrees).data.astype(np.float32)
     quaternions[unindexed] = np.nan
@@ -221,7 +224,9 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
         raise InputError(f"not an orientation file; these are read: {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
     quaternions, map_shape = _indexing(path)
     if len(quaternions) != points:
-        raise InputError(f"holds {len(quaternions)} points but the scan has {points} patterns", path)
+        raise InputError(
+            f"holds {counted(len(quaternions), 'point')} but the scan has {counted(points, 'pattern')}", path
+        )
     shape = tuple(int(v) for v in nav_shape or ())
     if len(shape) == 2 and np.prod(shape) == points and map_shape not in {shape, (points,)}:
         raise InputError(f"its map is {map_shape[0]}x{map_shape[1]} points but the scan is {shape[0]}x{shape[1]}", path)
