@@ -165,10 +165,10 @@ def choose_scan(model_name: str | None) -> Path | None:
     with tab_demo:
         st.write(
             "Simulates a dual-phase scan with Voronoi grains (or those of a real map's indexing file) and known "
-            "ground truth and maps it with the chosen "
-            "model when it knows both phases, or else with a 20-shot model for the pair: the first demo map of a "
-            "pair on this server trains it (a minute or two on a CPU), later ones use it. The Home demo's models are "
-            "too briefly trained to map: the model for the pair is used instead."
+            "ground truth and maps it with the chosen model when it knows both phases, or else with a 20-shot model "
+            "for the pair: the first demo map of a pair on this server trains it (one to three minutes on a 2-core "
+            "CPU), later ones use it. The Home demo's models are too briefly trained to map: the model for the pair "
+            "is used instead."
         )
         keep_hidden_widgets("demo_pair", "demo_grains", "demo_rows", "demo_cols")  # also after another page
         pair = st.selectbox("Phases", list(DEMO_PAIRS), key="demo_pair")
