@@ -129,20 +129,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="screenshots-"))
     env = {"EBSD_FEWSHOT_HOME": str(work / "home"), "EBSD_MODEL_STORE": str(work / "store")}
     port = free_port()
-    server = start_dashboard(port, env, timeout_s=120, log=work / "server.log")
     shown: dict = {}
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport=VIEWPORT)
-            page.goto(f"http://127.0.0.1:{port}")
-            epochs = _demo(page, out, shown, epochs=1 if args.quick else None)
-            if not args.quick:  # with the Home demo's model, which the demo map replaces by a model for the pair
-                _phase_map_and_explain(page, out, shown)
-            _comparison(page, out, shown, epochs)
-            browser.close()
+        server = start_dashboard(port, env, timeout_s=120, log=work / "server.log")
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                page = browser.new_page(viewport=VIEWPORT)
+                page.goto(f"http://127.0.0.1:{port}")
+                epochs = _demo(page, out, shown, epochs=1 if args.quick else None)
+                if not args.quick:  # with the Home demo's model, which the demo map replaces by a model for the pair
+                    _phase_map_and_explain(page, out, shown)
+                _comparison(page, out, shown, epochs)
+                browser.close()
+        finally:
+            stop_dashboard(server)
+    except Exception:
+        log = work / "server.log"  # what the server said, before its folder goes
+        print(log.read_text(errors="replace")[-4000:] if log.exists() else "no server log", file=sys.stderr)
+        raise
     finally:
-        stop_dashboard(server)
         shutil.rmtree(work, ignore_errors=True)
     emit({"benchmark": "screenshots", **shown})
 
