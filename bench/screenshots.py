@@ -122,7 +122,7 @@ def main() -> None:
     args = p.parse_args()
     out = args.out or (OUT / "screenshots" if args.quick else ROOT / "docs" / "screenshots")
     if CHROMIUM is None:
-        sys.exit("Chromium is not installed (make test installs it)")
+        sys.exit("error: no Chromium on the PATH (make test installs it)")
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
