@@ -1399,7 +1399,7 @@ def build_parser() -> argparse.ArgumentParser:
         "map and explain. 'python -m ebsd_core COMMAND --help' tells more of each.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for add_command in COMMAND_PARSERS:
         add_command(sub)
     return parser

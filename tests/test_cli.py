@@ -476,6 +476,13 @@ def test_every_option_with_a_default_says_what_it_is():
     assert not silent, f"options whose help does not name their default: {silent}"
 
 
+def test_the_usage_line_names_commands_by_a_word():
+    """Found on review: the usage line listed all 18 commands in braces, twice, before the help said what they do."""
+    from ebsd_core.cli import build_parser
+
+    assert build_parser().format_usage() == "usage: python -m ebsd_core [-h] [-v] COMMAND ...\n"
+
+
 def test_the_training_help_states_the_engines_defaults():
     """The help spells the defaults out (the CLI does not import the engine to start): they must stay the same."""
     from ebsd_core.augment import AugmentConfig
