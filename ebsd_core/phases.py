@@ -17,7 +17,7 @@ import numpy as np
 
 from ebsd_core.errors import EMPTY_FILE, PhaseError
 from ebsd_core.shared_state import silenced_output
-from ebsd_core.wording import is_whole_number
+from ebsd_core.wording import is_whole_number, slug
 
 #: The ten space groups of point group m-3m, number -> Hermann-Mauguin symbol.
 M3M_SPACE_GROUPS: dict[int, str] = {
@@ -338,7 +338,7 @@ def phase_from_cif(path: str | Path, key: str | None = None) -> Material:
             "of which no scattering factors are known (elements H to Cf, by their symbols)",
             path,
         )
-    key = key or re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_") or "cif_phase"
+    key = key or slug(path.stem, "cif_phase")
     return Material(
         key=key, name=path.stem, space_group=space_group, a=float(lat.a), sites=sites, source=f"cif:{path.name}"
     )

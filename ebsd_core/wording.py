@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 
 
 def counted(count: int, noun: str) -> str:
@@ -51,3 +52,9 @@ def is_whole_number(text: str) -> bool:
     """Whether ``text`` is ASCII digits alone. ``str.isdigit`` holds for "²", which ``int()`` refuses (a traceback
     where a space group or a count was typed as one), and for other scripts' digits."""
     return text.isascii() and text.isdigit()
+
+
+def slug(text: str, empty: str) -> str:
+    """``text`` as a key or file name of lower-case letters, digits and underscores (``"Scan 2"``: ``scan_2``);
+    ``empty`` where none of its characters is one."""
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or empty

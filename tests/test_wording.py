@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from ebsd_core.wording import byte_size, counted, is_whole_number, percent, since
+from ebsd_core.wording import byte_size, counted, is_whole_number, percent, since, slug
 
 
 def test_counts_and_sizes():
@@ -31,3 +31,8 @@ def test_whole_numbers_are_ascii_digits_alone():
     """ "²".isdigit() holds and int() refuses it: typed as a space group (`--classes ²`) it ended in a traceback."""
     assert is_whole_number("225") and is_whole_number("0")
     assert not any(is_whole_number(text) for text in ("²", "²²⁵", "٢٢٥", "", "-1", "5.5", " 5"))
+
+
+def test_slug_keeps_letters_digits_and_underscores():
+    assert slug("Scan 2", "scan") == "scan_2" and slug("My CIF_phase (v2)", "x") == "my_cif_phase_v2"
+    assert slug("µ…", "cif_phase") == "cif_phase"

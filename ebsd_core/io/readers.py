@@ -27,7 +27,7 @@ from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_lengt
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
 from ebsd_core.paths import is_hidden
 from ebsd_core.shared_state import caught_warnings
-from ebsd_core.wording import counted
+from ebsd_core.wording import counted, slug
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +300,11 @@ def _kikuchipy_notes(path: Path, background: np.ndarray | None, scans: list[str]
         notes.append(
             f"holds {len(scans)} scans ({images.first_names(scans)}); the first, {scans[0]}, was read. To read "
             f"another, save it on its own with kikuchipy: kikuchipy.load({path.name!r}, scan_group_names="
-            f"{scans[1]!r}).save('{_safe_stem(scans[1])}.h5')"
+            f"{scans[1]!r}).save('{slug(scans[1], 'scan')}.h5')"
         )
     if nordif.is_scan_file(path) and background is None:
         notes.append(f"no {nordif.BACKGROUND_FILE} beside it: only the dynamic background is removed")
     return notes
-
-
-def _safe_stem(name: str) -> str:
-    """A file name's stem for a scan's group name (``"Scan 2"``: ``scan_2``)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "scan"
 
 
 def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bool) -> list[str]:
