@@ -127,7 +127,7 @@ def taken_port_problem(port: str, address: str = "") -> str | None:
     """Why ``make app`` cannot serve on ``port`` at ``address`` ("": every interface), where another program listens
     there: Streamlit said only "Port 8501 is not available" to a teacher whose first ``make app`` still ran in another
     terminal. None where it is free, or where the problem is another (Streamlit says it then)."""
-    if not port.isascii() or not port.isdigit():
+    if not is_whole_number(port):
         return None
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds: a closed one's port is free

@@ -1,4 +1,5 @@
-"""As many PyTorch threads as the CPU time this process may use, where a container or batch system caps it.
+"""As many PyTorch (and image-decoding) threads as the CPU time this process may use, where a container or batch
+system caps it.
 
 PyTorch starts one thread per core it can run on. A container limited to a share of the machine's CPU time
 (``docker run --cpus 4``, a Kubernetes CPU limit, a systemd ``CPUQuota=``) can still run on every core, so on a
@@ -79,11 +80,10 @@ def usable_cpus() -> int:
 
 
 def fit_torch_threads() -> int:
-    """Start no more PyTorch threads than the cgroup's CPU time allows (rounded up, as dask counts); returns the
-    number of threads PyTorch now uses."""
+    """Start no more PyTorch threads than :func:`usable_cpus` (the cgroup's CPU time rounded up, as dask counts);
+    returns the number of threads PyTorch now uses."""
     import torch
 
-    quota = None if "OMP_NUM_THREADS" in os.environ else cpu_quota()
-    if quota is not None and math.ceil(quota) < torch.get_num_threads():
-        torch.set_num_threads(max(1, math.ceil(quota)))
+    if "OMP_NUM_THREADS" not in os.environ and (cpus := usable_cpus()) < torch.get_num_threads():
+        torch.set_num_threads(cpus)
     return torch.get_num_threads()
