@@ -21,7 +21,14 @@ from pathlib import Path
 from _common import OUT, ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
+from serving import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    free_port,
+    start_dashboard,
+    stop_dashboard,
+    wait_until_idle,
+)
 
 VIEWPORT = {"width": 1400, "height": 1000}
 FIRST_RUN_MS = 180_000  # a page's first run imports PyTorch
@@ -29,16 +36,10 @@ JOB_MS = 600_000
 TRAINED = re.compile(r"; trained in [0-9.]+ s$")  # a finished run's line on the Train page
 
 
-def wait_until_idle(page) -> None:
-    """Until the page's script has run to its end (Streamlit's running indicator gone)."""
-    page.wait_for_timeout(1000)  # a rerun just asked for shows its indicator after a moment
-    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=FIRST_RUN_MS)
-
-
 def _shot(page, out: Path, name: str, anchor: str | re.Pattern | None = None) -> str:
     """Save the viewport as ``name``.png, once the page's script has ended, scrolled so that the text ``anchor``
     is at its top."""
-    wait_until_idle(page)
+    wait_until_idle(page, FIRST_RUN_MS)
     if anchor is not None:
         page.get_by_text(anchor).first.evaluate("node => node.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(2000)  # plotly's transitions and Streamlit's fade-in
@@ -83,8 +84,7 @@ def _comparison(page, out: Path, shown: dict, epochs: int) -> None:
 
 def _transfer_and_scratch(page, epochs: int) -> None:
     """The paper's comparison on the Train page: the demo's dataset, ImageNet transfer and scratch side by side."""
-    page.get_by_text("both side by side").wait_for(timeout=FIRST_RUN_MS)
-    page.get_by_text("both side by side").click()
+    page.get_by_text("both side by side").click(timeout=FIRST_RUN_MS)
     field = page.get_by_test_id("stNumberInput").filter(has_text=re.compile(r"^Epochs"))
     field.get_by_test_id("stNumberInputField").fill(str(epochs))
     page.keyboard.press("Enter")

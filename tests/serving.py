@@ -73,6 +73,14 @@ def stop_dashboard(process: subprocess.Popen, grace_s: float = 60) -> None:
         process.wait()
 
 
+def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
+    """Until the page's script has run to its end (Streamlit's running indicator gone). The click on the Results
+    page's model download (a zip made on click) started no download in one full-suite run on 2 busy cores, and in 1
+    of 4 runs of that test with both cores kept busy; waiting for the run to end first, in none of 5."""
+    page.wait_for_timeout(1000)  # a rerun just asked for shows its indicator after a moment
+    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=timeout_ms)
+
+
 def as_running_server(init):
     """Wrap Streamlit's ``PagesManager.__init__`` so that AppTest runs as on a server that is already up.
 

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from serving import CHROMIUM, dashboard_url, free_port, start_dashboard, stop_dashboard
+from serving import CHROMIUM, dashboard_url, free_port, start_dashboard, stop_dashboard, wait_until_idle
 from serving import CHROMIUM_FLAGS as FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,14 +132,6 @@ def wait_for_job(page, text: str, tmp_path: Path, timeout_ms: int = 300_000) -> 
         reloaded = True
     if error.count():
         pytest.fail(f"the page shows an error instead of {text!r}\n{_diagnosis(page, tmp_path)}")
-
-
-def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
-    """Until the page's script has run to its end (Streamlit's running indicator gone). The click on the Results
-    page's model download (a zip made on click) started no download in one full-suite run on 2 busy cores, and in 1
-    of 4 runs of that test with both cores kept busy; waiting for the run to end first, in none of 5."""
-    page.wait_for_timeout(1000)  # a rerun just asked for shows its indicator after a moment
-    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=timeout_ms)
 
 
 def download_by_click(page, button_name: str, tmp_path: Path):
