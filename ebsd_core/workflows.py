@@ -78,12 +78,18 @@ def latest_demo_map_model(phases: tuple[str, ...], store: Path | None = None) ->
     return None if newest is None else str(newest["path"])
 
 
-def demo_map_model(materials, model_dir: str | None = None, store: Path | None = None) -> tuple[str, ModelCard] | None:
-    """The saved model a demo map of ``materials`` maps with, and its card: ``model_dir`` where it knows their space
-    groups and is not a Home demo model, else the model an earlier demo map trained for them; None where the demo
-    map must train one first (:func:`demo_map_job`)."""
+def maps_demo_pair(materials, model_dir: str | None) -> ModelCard | None:
+    """The card of ``model_dir`` where a demo map of ``materials`` can map with it: it knows their space groups and
+    is not a Home demo model (too briefly trained to map); else None."""
     card = read_card(model_dir) if model_dir and not DEMO_MODEL_NAME.fullmatch(Path(model_dir).name) else None
-    if card is not None and {m.space_group for m in materials} <= set(card.classes):
+    return card if card is not None and {m.space_group for m in materials} <= set(card.classes) else None
+
+
+def demo_map_model(materials, model_dir: str | None = None, store: Path | None = None) -> tuple[str, ModelCard] | None:
+    """The saved model a demo map of ``materials`` maps with, and its card: ``model_dir`` where it can
+    (:func:`maps_demo_pair`), else the model an earlier demo map trained for them; None where the demo map must train
+    one first (:func:`demo_map_job`)."""
+    if (card := maps_demo_pair(materials, model_dir)) is not None:
         return model_dir, card
     model_dir = latest_demo_map_model(tuple(m.key for m in materials), store)
     return None if model_dir is None else (model_dir, read_card(model_dir))
