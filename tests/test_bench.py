@@ -50,3 +50,16 @@ def test_every_benchmark_starts_with_quick_alone():
     assert run.returncode == 0, run.stderr[-2000:]
     outcome = json.loads(run.stdout.strip().splitlines()[-1])
     assert outcome == dict.fromkeys(scripts, "ok")
+
+
+def test_the_readmes_nginx_site_is_the_one_the_proxy_benchmark_checks(monkeypatch):
+    """bench/proxy.py --proxy nginx drives a browser through this site; the README's copy must not drift from it."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from proxy import nginx_site
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("  map $http_upgrade $connection_upgrade {")
+    block = readme[start : readme.index("  ```", start)]
+    lines = [line[2:].split("  #")[0].rstrip() for line in block.splitlines()]  # the list's indent; comments
+    certificate, key = Path("/etc/ssl/lab.example.pem"), Path("/etc/ssl/lab.example.key")
+    assert "\n".join(lines) + "\n" == nginx_site(443, 8501, certificate, key)
