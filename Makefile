@@ -36,6 +36,7 @@ MALLOC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=171798691
 ADDRESS ?= $(shell $(PY) -c "from ebsd_core.access import listen_address; print(listen_address())" 2>/dev/null \
 	|| echo 127.0.0.1)
 
+# Streamlit runs by exec, in place of the shell: a SIGTERM to make alone (which make passes on) then stops it
 app: $(VENV)/.project
 	@if [ "$(ADDRESS)" = 127.0.0.1 ] && [ "$(origin ADDRESS)" = file ]; then echo "Serving this computer alone: to" \
 		"serve the lab, set its password (README: Hosting it for a lab), or run make app ADDRESS=0.0.0.0"; \
@@ -45,7 +46,7 @@ app: $(VENV)/.project
 	@$(PY) -c "import sys; from ebsd_core.access import taken_port_problem; \
 		sys.exit(taken_port_problem('$(PORT)', '$(ADDRESS)'))"
 	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
-		$(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
+		exec $(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
 test: $(VENV)/.dev
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \

@@ -1,5 +1,6 @@
 """Access control: scrypt password hashes and the dashboard's password gate."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -187,6 +188,56 @@ def test_make_app_passes_the_address(tmp_path):
     (home / ".streamlit").mkdir(parents=True)
     (home / ".streamlit" / "secrets.toml").write_text(f'[access]\npassword_hash = "{hash_password("lab pass 12")}"\n')
     assert "--server.address" not in streamlit_command()
+
+
+def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
+    """A supervisor that signals one process (supervisord's default) or `kill` of make's PID stopped make, and its
+    shell, but left Streamlit serving on the port; make now runs Streamlit in place of the shell and passes SIGTERM
+    on to it."""
+    import shutil
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from serving import free_port
+
+    root = Path(APP).parent
+    if shutil.which("make") is None or not (root / ".venv" / ".project").exists():
+        pytest.skip("no make, or no .venv made by it here")
+    port = free_port()
+    env = os.environ | {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+
+    def serving() -> bool:
+        try:
+            return urllib.request.urlopen(health, timeout=2).read() == b"ok"
+        except OSError:
+            return False
+
+    with open(tmp_path / "make.log", "wb") as log:
+        make = subprocess.Popen(
+            ["make", "app", f"PORT={port}", "ADDRESS=127.0.0.1"],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as under a supervisor; and to clean up after
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not serving() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert serving(), (tmp_path / "make.log").read_text()[-2000:]
+        make.send_signal(signal.SIGTERM)  # to make alone
+        make.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while serving() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not serving()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make.pid, signal.SIGKILL)
 
 
 def test_the_runtime_requirements_bring_what_streamlits_login_needs():
