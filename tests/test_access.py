@@ -203,8 +203,8 @@ def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
     from serving import free_port
 
     root = Path(APP).parent
-    if shutil.which("make") is None or not (root / ".venv" / ".project").exists():
-        pytest.skip("no make, or no .venv made by it here")
+    if shutil.which("make") is None or subprocess.run(["make", "-q", ".venv/.project"], cwd=root).returncode:
+        pytest.skip("no make, or no .venv made by it here that is up to date (make app would install first)")
     port = free_port()
     env = os.environ | {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
     health = f"http://127.0.0.1:{port}/_stcore/health"
