@@ -8,12 +8,20 @@ PORT ?= 8501
 
 # what a new .venv takes (measured: 6.9 GB, 4.4 of them PyTorch and its CUDA libraries): said before, not half-way
 VENV_GB := 7
+MIN_PYTHON := 3.11
+# a .venv that can install; one whose making failed half-way is made again (where python3-venv is missing, Debian's
+# and Ubuntu's `python3 -m venv` stop after bin/python, without pip, and a second make found no pip there)
+VENV_USABLE = test -x $(PY) && $(PY) -m pip --version >/dev/null 2>&1
 
 $(VENV)/.runtime: requirements.txt
-	@test -x $(PY) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 1e9; \
+	@$(VENV_USABLE) || $(PYTHON) -c "import shutil, sys; \
+		least = tuple(int(n) for n in '$(MIN_PYTHON)'.split('.')); \
+		sys.version_info[:2] >= least or sys.exit(f'$(PYTHON) is Python {sys.version.split()[0]}, and this project ' \
+		f'needs $(MIN_PYTHON) or later: install one, then run make PYTHON=python$(MIN_PYTHON) (or a later one)'); \
+		free = shutil.disk_usage('.').free / 1e9; \
 		sys.exit(None if free >= $(VENV_GB) else f'.venv needs about $(VENV_GB) GB (PyTorch and its CUDA libraries) ' \
 		f'and {free:.1f} GB are free here: free some space, then run make again')"
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_USABLE) || $(PYTHON) -m venv --clear $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@

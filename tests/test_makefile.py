@@ -1,0 +1,66 @@
+"""How `make` makes .venv: on a Python too old, and after a making that failed half-way (its own Makefile, copied
+into a folder with a requirements.txt of nothing to install, so that no package is fetched)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Debian's and Ubuntu's python3 without python3-venv: `-m venv` leaves bin/python without pip, then fails
+PYTHON_WITHOUT_ENSUREPIP = """#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+  shift 2
+  "{python}" -m venv --without-pip "$@"
+  echo "The virtual environment was not created successfully because ensurepip is not available." >&2
+  exit 1
+fi
+exec "{python}" "$@"
+"""
+
+
+@pytest.fixture
+def project(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "requirements.txt").write_text("")
+    return tmp_path
+
+
+def make_runtime(project: Path, *settings: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"PIP_NO_INDEX": "1"}  # pip's own upgrade finds nothing to fetch, and asks no index
+    return subprocess.run(
+        ["make", ".venv/.runtime", f"PYTHON={sys.executable}", *settings],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_a_python_too_old_is_said_before_any_venv_is_made(project):
+    done = make_runtime(project, "MIN_PYTHON=99.0")
+    version = sys.version.split()[0]
+    assert done.returncode != 0
+    assert f"is Python {version}, and this project needs 99.0 or later: install one, then run make" in done.stderr
+    assert not (project / ".venv").exists()
+
+
+def test_a_venv_whose_making_failed_half_way_is_made_again(project):
+    """Found reading the Makefile: where python3-venv was missing, the first make left .venv/bin/python without pip;
+    once it was installed, every later make failed with "No module named pip", as .venv/bin/python was there."""
+    fake = project / "python-without-ensurepip"
+    fake.write_text(PYTHON_WITHOUT_ENSUREPIP.format(python=sys.executable))
+    fake.chmod(0o755)
+    failed = make_runtime(project, f"PYTHON={fake}")
+    assert failed.returncode != 0 and "ensurepip is not available" in failed.stderr
+    assert (project / ".venv" / "bin" / "python").exists() and not (project / ".venv" / ".runtime").exists()
+    done = make_runtime(project)  # python3-venv installed since
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (project / ".venv" / ".runtime").exists()
+    assert subprocess.run([project / ".venv" / "bin" / "python", "-m", "pip", "--version"]).returncode == 0
