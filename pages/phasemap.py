@@ -144,9 +144,9 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, MapLayout | None
 
 
 def demo_map_with(materials, model_dir: str | None) -> str | None:
-    """The model a demo map is to use where the chosen one could map it: that one or (as chosen here) the 20-shot model
-    for the pair, which a chosen model trained briefly on six classes maps far worse than (34 % of a Ni/Ni3Al demo
-    map right against 99.9 %, bench/RESULTS.md); returns ``model_dir``, or None for the model for the pair."""
+    """The model a demo map is to use where the chosen one could map it: that one, or (as chosen here) the 20-shot
+    model for the pair. A model trained briefly on six classes mapped a Ni/Ni3Al demo scan 34 % right, the pair's
+    99.9 % (bench/RESULTS.md). Returns ``model_dir``, or None for the model for the pair."""
     try:
         usable = maps_demo_pair(materials, model_dir) is not None
     except EbsdError:  # a model deleted or broken meanwhile: the model for the pair, as the job would take
