@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,12 @@ OUT = ROOT / "bench" / "out"
 from ebsd_core.memory import keep_freed_memory  # noqa: E402  (needs ROOT on the path)
 
 keep_freed_memory()  # as the command line does: EBSD_KEEP_FREED_MEMORY=0 measures without it
+
+
+def clean_up_on_sigterm() -> None:
+    """End on SIGTERM (``timeout``, ``kill``) through the script's ``finally`` clean-up, as on Ctrl-C: the servers and
+    proxies it started are stopped, not left serving (the signal's default left them running)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, emit, parser
+from _common import ROOT, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, start_dashboard  # noqa: E402
@@ -233,6 +233,7 @@ if __name__ == "__main__":
         help="protocol: Streamlit's websocket protocol, no browser (the server's cost); browser: headless Chromium",
     )
     args = p.parse_args()
+    clean_up_on_sigterm()
     if args.quick:
         args.sessions, args.rounds = 4, 1
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from _common import ROOT, emit, parser
+from _common import ROOT, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
@@ -276,6 +276,7 @@ def main() -> None:
     p.add_argument("--mb", type=int, default=300, help="size of the large upload (MB)")
     p.add_argument("--quiet-s", type=int, default=90, help="how long a page is left alone")
     args = p.parse_args()
+    clean_up_on_sigterm()
     binary = args.caddy if args.proxy == "caddy" else args.nginx
     if not binary:
         sys.exit(

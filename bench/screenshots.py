@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import OUT, ROOT, emit, parser
+from _common import OUT, ROOT, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import (  # noqa: E402
@@ -120,6 +120,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--out", type=Path, help="folder of the PNGs")
     args = p.parse_args()
+    clean_up_on_sigterm()
     out = args.out or (OUT / "screenshots" if args.quick else ROOT / "docs" / "screenshots")
     if CHROMIUM is None:
         sys.exit("error: no Chromium on the PATH (make test installs it)")

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, emit, parser
+from _common import ROOT, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--mb", type=int, default=600, help="size of each upload (MB)")
     p.add_argument("--uploads", type=int, default=3, help="sessions, each uploading one file")
     args = p.parse_args()
+    clean_up_on_sigterm()
     mb, uploads = (50, 2) if args.quick else (args.mb, args.uploads)
     from playwright.sync_api import sync_playwright
 
