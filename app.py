@@ -66,8 +66,17 @@ def _device_label() -> str:
     return device_label()
 
 
+@st.cache_resource
+def _unused_gpu_reason() -> str | None:
+    from ebsd_core.backbones import unused_gpu_reason
+
+    return unused_gpu_reason()
+
+
 def _sidebar_status() -> None:
     st.caption(f"Compute: **{_device_label()}**")
+    if reason := _unused_gpu_reason():  # a GPU workstation whose driver is too old said only "CPU"
+        st.caption(f":material/warning: GPU unused: {reason}.")
     dataset = active_dataset_path()
     st.caption(f"Dataset: **{st.session_state.get('dataset_label', 'none')}**" if dataset else "Dataset: none yet")
     st.caption(f"Model: **{current_model() or 'none'}**")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import pickle
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -334,6 +335,37 @@ def _named_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"device {name!r}: only cpu, cuda and mps are supported")
     return device
+
+
+#: Where Linux's NVIDIA driver gives its version while its kernel module is loaded (also in a container given a GPU).
+NVIDIA_DRIVER_VERSION_FILE = Path("/proc/driver/nvidia/version")
+#: The oldest Linux driver that runs each CUDA major version (NVIDIA's CUDA release notes, minor version compatibility).
+OLDEST_DRIVER_FOR_CUDA = {11: 450, 12: 525, 13: 580}
+
+
+def unused_gpu_reason(version_file: Path | None = None) -> str | None:
+    """Why this machine's NVIDIA GPU is left unused, where it has one (its driver loaded) and PyTorch finds no CUDA;
+    else None. Without it the dashboard said only "CPU" on a lab's GPU workstation whose driver was too old."""
+    if torch.cuda.is_available():
+        return None
+    try:
+        first_line = (version_file or NVIDIA_DRIVER_VERSION_FILE).read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if torch.version.cuda is None:
+        return "this machine has an NVIDIA GPU, but this PyTorch is built without CUDA: a CUDA build would use it"
+    # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.154.05  Thu Dec 28 ...", or "... Open Kernel Module for ..."
+    found = re.search(r"\s(\d+)\.\d+(?:\.\d+)?\s", f"{first_line} ")
+    oldest = OLDEST_DRIVER_FOR_CUDA.get(int(torch.version.cuda.split(".")[0]))
+    if found and oldest and int(found.group(1)) < oldest:
+        return (
+            f"this machine has an NVIDIA GPU, but its driver ({found.group(0).strip()}) is older than this PyTorch's "
+            f"CUDA {torch.version.cuda} needs ({oldest} or later): a newer driver would let it be used"
+        )
+    return (
+        "this machine has an NVIDIA GPU, but PyTorch cannot use it "
+        "(python -c 'import torch; torch.cuda.init()' says why)"
+    )
 
 
 def device_label(device: torch.device | None = None) -> str:

@@ -1526,6 +1526,11 @@ def main(argv: list[str] | None = None) -> int:
 
         fit_torch_threads()  # in a container or job capped below its cores, no more threads than it may run
     _configure_logging(args.verbose)
+    if args.command in NETWORK_COMMANDS and getattr(args, "device", "auto") == "auto":
+        from ebsd_core.backbones import unused_gpu_reason
+
+        if reason := unused_gpu_reason():
+            logging.warning(f"{reason}; running on the CPU")
     with _sigterm_ends_as_ctrl_c():
         return _run(args)
 

@@ -278,6 +278,30 @@ def test_a_model_this_account_may_not_move_has_no_delete_button(app, tmp_path, m
     assert not [b for b in app.button if b.label == "Delete"]
 
 
+def test_the_sidebar_says_why_an_nvidia_gpu_is_left_unused(app, tmp_path, monkeypatch):
+    """A lab's GPU workstation whose driver was older than PyTorch's CUDA needed said "Compute: CPU" and no more."""
+    import streamlit as st
+    import torch
+
+    from ebsd_core import backbones
+
+    version = tmp_path / "nvidia-version"
+    version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.154.05  Thu Dec 28 15:37:48 UTC 2023\n")
+    monkeypatch.setattr(backbones, "NVIDIA_DRIVER_VERSION_FILE", version)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    st.cache_resource.clear()  # the sidebar asks once per server
+    try:
+        app.run()
+        said = [c.value for c in app.sidebar.caption if "GPU unused" in c.value]
+        assert said == [
+            ":material/warning: GPU unused: this machine has an NVIDIA GPU, but its driver (535.154.05) is older than "
+            "this PyTorch's CUDA 13.0 needs (580 or later): a newer driver would let it be used."
+        ]
+    finally:
+        st.cache_resource.clear()  # the next test's server has no such GPU
+
+
 def test_sidebar_names_the_model_the_page_has_just_chosen(app, map_model, tmp_path):
     import shutil
 

@@ -113,3 +113,40 @@ def test_a_pickled_object_is_not_weights(tmp_path):
     path.write_bytes(pickle.dumps({"not": object()}))
     with pytest.raises(ModelError, match="never pickled objects"):
         load_weights_file(path)
+
+
+DRIVER_535 = (
+    "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.154.05  Thu Dec 28 15:37:48 UTC 2023\nGCC version: 12\n"
+)
+DRIVER_580 = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build  (dvs-builder)  2025\n"
+
+
+@pytest.mark.parametrize(
+    "version_text, cuda, said",
+    [
+        (
+            DRIVER_535,
+            "13.0",
+            "its driver (535.154.05) is older than this PyTorch's CUDA 13.0 needs (580 or later): a newer driver "
+            "would let it be used",
+        ),
+        (DRIVER_535, "12.8", "PyTorch cannot use it (python -c 'import torch; torch.cuda.init()' says why)"),
+        (DRIVER_580, "13.0", "PyTorch cannot use it (python -c 'import torch; torch.cuda.init()' says why)"),
+        (DRIVER_580, None, "this PyTorch is built without CUDA: a CUDA build would use it"),
+        (None, "13.0", None),  # no NVIDIA driver loaded: no GPU left unused
+    ],
+)
+def test_an_nvidia_gpu_that_pytorch_cannot_use_is_said_with_why(tmp_path, monkeypatch, version_text, cuda, said):
+    """A lab's GPU workstation whose driver was older than PyTorch's CUDA needed got "CPU" in the sidebar, and no
+    word of why."""
+    from ebsd_core.backbones import unused_gpu_reason
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda)
+    version_file = tmp_path / "version"
+    if version_text is not None:
+        version_file.write_text(version_text)
+    reason = unused_gpu_reason(version_file)
+    assert reason == (None if said is None else f"this machine has an NVIDIA GPU, but {said}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert unused_gpu_reason(version_file) is None

@@ -673,3 +673,20 @@ def test_digits_of_other_kinds_are_refused_in_words(tiny_dataset, tmp_path, caps
     card = ModelCard(backbone="efficientnet_lite0", classes=[225, 229], preprocess=PreprocessConfig())
     with pytest.raises(EbsdError, match=r"'²' is not a class of the model; its classes are 0 Fm-3m \(225\)"):
         class_index(card, "²")
+
+
+def test_a_gpu_left_unused_is_a_warning_of_the_commands_that_run_the_network(
+    map_model, map_scan_file, tmp_path, monkeypatch, caplog
+):
+    from ebsd_core import backbones
+
+    reason = "this machine has an NVIDIA GPU, but its driver (535.154.05) is older than this PyTorch's CUDA 13.0 needs"
+    monkeypatch.setattr(backbones, "unused_gpu_reason", lambda: reason)
+    predict = ["predict", "--model", str(map_model), "--input", str(map_scan_file), "--out"]
+    assert main([*predict, str(tmp_path / "a.csv")]) == 0
+    assert f"{reason}; running on the CPU" in caplog.text
+    caplog.clear()
+    assert main([*predict, str(tmp_path / "b.csv"), "--device", "cpu"]) == 0
+    assert reason not in caplog.text  # the CPU was asked for
+    assert main(["phases"]) == 0
+    assert reason not in caplog.text
