@@ -13,6 +13,14 @@ MIN_PYTHON := 3.11
 # and Ubuntu's `python3 -m venv` stop after bin/python, without pip, and a second make found no pip there)
 VENV_USABLE = test -x $(PY) && $(PY) -m pip --version >/dev/null 2>&1
 
+# a .venv whose Python is gone (a system upgrade took the one it was made with) is made again: its stamps go, or make
+# found it up to date and `make app` ended in "No such file or directory"
+ifneq ($(wildcard $(VENV)/.runtime),)
+ifneq ($(shell test -x $(PY) || echo gone),)
+$(shell rm -f $(VENV)/.runtime $(VENV)/.project $(VENV)/.dev)
+endif
+endif
+
 $(VENV)/.runtime: requirements.txt
 	@$(VENV_USABLE) || $(PYTHON) -c "import shutil, sys; \
 		least = tuple(int(n) for n in '$(MIN_PYTHON)'.split('.')); \

@@ -64,3 +64,17 @@ def test_a_venv_whose_making_failed_half_way_is_made_again(project):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (project / ".venv" / ".runtime").exists()
     assert subprocess.run([project / ".venv" / "bin" / "python", "-m", "pip", "--version"]).returncode == 0
+
+
+def test_a_venv_whose_python_is_gone_is_made_again(project):
+    """Found reading the Makefile: after a system upgrade took the Python a .venv was made with, make found .venv up
+    to date, and `make app` ended in "No such file or directory"."""
+    python = project / "python3-of-before"
+    python.symlink_to(getattr(sys, "_base_executable", sys.executable))  # the interpreter, not this test's venv
+    assert make_runtime(project, f"PYTHON={python}").returncode == 0
+    assert (project / ".venv" / "bin" / "python").resolve() == python.resolve()
+    python.unlink()  # the upgrade
+    assert not os.access(project / ".venv" / "bin" / "python", os.X_OK)
+    done = make_runtime(project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert os.access(project / ".venv" / "bin" / "python", os.X_OK) and (project / ".venv" / ".runtime").exists()
