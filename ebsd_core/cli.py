@@ -198,6 +198,12 @@ def _backbones(args: argparse.Namespace) -> int:
             weights = "no pretrained weights"
         print(f"{entry['name']:22s} {entry['description']}  [{weights}]")
     print("also: any timm model name (python -c 'import timm; print(timm.list_models())'); --scratch: random weights")
+    from ebsd_core.backbones import device_label, unused_gpu_reason
+    from ebsd_core.threads import fit_torch_threads
+
+    fit_torch_threads()  # as the commands that run a network count them
+    reason = unused_gpu_reason()
+    print(f"runs on: {device_label()}" + (f" (GPU unused: {reason})" if reason else ""))
     return 0
 
 
@@ -1092,7 +1098,9 @@ def _add_dataset_command(sub: argparse._SubParsersAction) -> None:
 def _add_listing_commands(sub: argparse._SubParsersAction) -> None:
     """phases, backbones: the catalogue and registry, without options."""
     sub.add_parser("phases", help="list the phase catalogue")
-    sub.add_parser("backbones", help="list the backbone registry and which ImageNet weights work offline")
+    sub.add_parser(
+        "backbones", help="list the backbone registry, which ImageNet weights work offline, and what they run on here"
+    )
 
 
 def _add_masters_command(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from conftest import not_utf8_folder, unreadable
 from PIL import Image
 
@@ -412,10 +413,22 @@ def test_hash_password_from_a_script(monkeypatch, capsys):
 def test_backbones_lists_the_registry_and_what_works_offline(capsys):
     assert main(["backbones"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    by_name = {line.split()[0]: line for line in lines[:-1]}
+    by_name = {line.split()[0]: line for line in lines[:-2]}
     assert set(by_name) == {"efficientnet_lite0", "resnet18", "mobilenetv3_small_100", "convnext_atto", "xception41"}
     assert by_name["efficientnet_lite0"].endswith("[ImageNet weights offline]")  # the package is a requirement
     assert "online only" in by_name["xception41"]
+    assert lines[-1].startswith("runs on: ")  # as the sidebar's Compute
+
+
+def test_backbones_says_why_a_gpu_here_is_left_unused(monkeypatch, capsys):
+    from ebsd_core import backbones
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(backbones, "unused_gpu_reason", lambda: "this machine has an NVIDIA GPU, but its driver ...")
+    assert main(["backbones"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("runs on: CPU (")
+    assert last.endswith(") (GPU unused: this machine has an NVIDIA GPU, but its driver ...)")
 
 
 def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp_path, capsys):
