@@ -143,16 +143,17 @@ def real_map_layout(pair: tuple[str, ...]) -> tuple[str | None, MapLayout | None
     return str(path), layout
 
 
-def demo_map_with(materials, model_dir: str | None) -> str | None:
+def demo_map_with(materials, model_dir: str | None) -> tuple[str | None, bool]:
     """The model a demo map is to use where the chosen one could map it: that one, or (as chosen here) the 20-shot
     model for the pair. A model trained briefly on six classes mapped a Ni/Ni3Al demo scan 34 % right, the pair's
-    99.9 % (bench/RESULTS.md). Returns ``model_dir``, or None for the model for the pair."""
+    99.9 % (bench/RESULTS.md). Returns ``model_dir``, or None for the model for the pair, and whether the pair's was
+    chosen here over a model that could map it."""
     try:
         usable = maps_demo_pair(materials, model_dir) is not None
     except EbsdError:  # a model deleted or broken meanwhile: the model for the pair, as the job would take
-        return None
+        return None, False
     if not usable:
-        return model_dir
+        return model_dir, False
     pair = tuple(m.key for m in materials)
     own = "trained earlier" if latest_demo_map_model(pair) else "trained first, one to three minutes"
     labels = {"chosen": f"the chosen model, {Path(model_dir).name}", "pair": f"a 20-shot model for the pair ({own})"}
@@ -166,12 +167,13 @@ def demo_map_with(materials, model_dir: str | None) -> str | None:
         "trained on a few patterns of six classes for a few epochs may map a pair poorly; the 20-shot model for the "
         "pair shows what the method does.",
     )
-    return model_dir if choice == "chosen" else None
+    return (model_dir, False) if choice == "chosen" else (None, True)
 
 
-def demo_map_cannot_train(materials, model_dir: str | None) -> bool:
+def demo_map_cannot_train(materials, model_dir: str | None, pair_chosen: bool) -> bool:
     """Whether the demo map would have to train a model for ``materials`` in a store this server may not write to:
-    said here, for the button to be off (not fail when the job starts)."""
+    said here, for the button to be off (not fail when the job starts). ``pair_chosen``: the model for the pair was
+    chosen over one that could map it (:func:`demo_map_with`)."""
     if store_write_problem() is None:
         return False
     try:
@@ -181,7 +183,7 @@ def demo_map_cannot_train(materials, model_dir: str | None) -> bool:
         pass
     if model_dir:
         unknown = "the model chosen above does not know both, nor has an earlier demo map trained one"
-    elif st.session_state.get("demo_map_with") == "pair":
+    elif pair_chosen:
         unknown = "no earlier demo map has trained one (the model chosen above can map it)"
     else:
         unknown = "no saved model knows both"
@@ -221,9 +223,10 @@ def choose_scan(model_name: str | None) -> Path | None:
             layout_path, layout = real_map_layout(DEMO_PAIRS[pair])
             shape, materials = (None, None) if layout is None else (layout.shape, layout.materials)
         model_dir = str(default_store() / model_name) if model_name else None
+        pair_chosen = False
         if shape is not None:
-            model_dir = demo_map_with(materials, model_dir)
-        cannot_train = shape is not None and demo_map_cannot_train(materials, model_dir)
+            model_dir, pair_chosen = demo_map_with(materials, model_dir)
+        cannot_train = shape is not None and demo_map_cannot_train(materials, model_dir, pair_chosen)
         if shape is not None and st.button("Run the demo map", type="primary", disabled=cannot_train):
             folder = session_dir() / "maps"
             job = start_job(
