@@ -70,10 +70,14 @@ def latest_demo_model(store: Path | None = None) -> dict | None:
     }
 
 
+def is_demo_map_model(name: str, phases: tuple[str, ...]) -> bool:
+    """Whether the model ``name`` is one a demo map trained for ``phases``: "demo-map-", the phases and the job's id."""
+    return re.fullmatch(rf"demo-map-{re.escape('-'.join(phases))}-[0-9a-f]{{12}}", name) is not None
+
+
 def latest_demo_map_model(phases: tuple[str, ...], store: Path | None = None) -> str | None:
     """The folder of the newest model that a demo map trained for ``phases`` (in anyone's session), or None."""
-    own_name = re.compile(rf"demo-map-{re.escape('-'.join(phases))}-[0-9a-f]{{12}}")  # and the job's id
-    rows = [r for r in list_models(store) if "error" not in r and own_name.fullmatch(r["name"])]
+    rows = [r for r in list_models(store) if "error" not in r and is_demo_map_model(r["name"], phases)]
     newest = max(rows, key=lambda r: r["created"], default=None)
     return None if newest is None else str(newest["path"])
 
@@ -533,6 +537,7 @@ def demo_map_job(
     scaled = _ScaledContext(context, start + 0.05, 1.0)
     return {
         "model_name": name,
+        "demo_pair": list(phases),  # the page's hint when a model maps the scan poorly
         **phase_map_job(scaled, str(model_dir), str(scan_path), folder / f"{context.job_id}.npz"),
     }
 

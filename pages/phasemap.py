@@ -36,6 +36,7 @@ from ebsd_core.workflows import (
     demo_layout,
     demo_map_job,
     demo_map_model,
+    is_demo_map_model,
     latest_demo_map_model,
     maps_demo_pair,
     phase_map_job,
@@ -93,6 +94,7 @@ manager = job_manager()
 MAX_SHOWN_POINTS = 60_000
 MAP_RIGHT_MARGIN = 60  # px: a confidence map's colour bar and its tick labels
 MAP_PLOT_WIDTH = 390  # px: a map's plot area in a half-page column of a 1,400 px wide window (Chromium)
+WEAK_DEMO_MAP = 0.9  # a demo map's accuracy below which the page says what maps it well (pairs' own: 94-99.9 %)
 MAX_DEMO_POINTS = 300 * 300  # the largest demo scan, Voronoi grains or a real map's
 MAX_SQUARE_ASPECT = 8  # a map longer than this many times its width is drawn stretched, not with square points
 # a TIFF: a stack of the scan's patterns; a BMP: a NORDIF scan's static background, uploaded with it
@@ -392,13 +394,19 @@ def remap_button(phase_map, model_name: str | None) -> None:
     if not model_name or model_name == mapped_with(phase_map) or not scan or not Path(scan).exists():
         return
     if st.button(f"Map {shown_name(phase_map.source)} with {model_name}", icon=":material/map:", key="remap"):
-        out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
-        params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
-        params["model_dir"] = str(default_store() / model_name)
-        job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
-        if job:
-            st.session_state.map_job = job
-            st.rerun()
+        map_again(scan, model_name)
+
+
+def map_again(scan: str, model_name: str) -> None:
+    """Map the scan shown with the store's model ``model_name``, as the map shown was made (its clean-up, rows and
+    orientations)."""
+    out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
+    params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
+    params["model_dir"] = str(default_store() / model_name)
+    job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
+    if job:
+        st.session_state.map_job = job
+        st.rerun()
 
 
 def _map_function(params: dict):
@@ -702,6 +710,47 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
     st.info(MAP_REGIONS_CAUTION)
 
 
+def demo_pair_of(scan_path: str) -> tuple[str, ...] | None:
+    """The phases of the demo scan ``scan_path``, made by a demo map of this session; None for any other scan."""
+    return next(
+        (
+            tuple(job.result["demo_pair"])
+            for job in job_manager().jobs_of(session_id())
+            if job.kind == "phasemap"
+            and job.status == "done"
+            and job.result.get("scan") == scan_path
+            and job.result.get("demo_pair")
+        ),
+        None,
+    )
+
+
+def weak_demo_map_hint(saved: PhaseMap, scan_path: str) -> None:
+    """Where a model other than the pair's own mapped a demo scan poorly (at its own threshold), what would map it
+    well: a six-class model trained for 6 epochs mapped a Ni/Ni3Al demo scan 34 % right, the pair's 99.9 %."""
+    accuracy, pair = saved.accuracy(), demo_pair_of(scan_path)
+    used = mapped_with(saved)
+    if accuracy is None or accuracy >= WEAK_DEMO_MAP or pair is None or is_demo_map_model(used, pair):
+        return
+    phases = " and ".join(material_label(p) for p in pair)
+    said = (
+        f"{used} mapped {percent(accuracy)} of this demo scan right. A model trained on few patterns, on many classes "
+        f"or for few epochs can tell {phases} apart poorly; a 20-shot model for the pair is trained for this map."
+    )
+    pair_model = latest_demo_map_model(pair)
+    if pair_model is None:
+        st.info(
+            f'{said} To train one and map with it, choose "a 20-shot model for the pair" under "Map it with" in '
+            "the Demo scan tab above and run the demo map again (the same grains; one to three minutes).",
+            icon=":material/lightbulb:",
+        )
+        return
+    name = Path(pair_model).name
+    st.info(f"{said} One was trained earlier: {name}.", icon=":material/lightbulb:")
+    if st.button(f"Map it with {name}", icon=":material/map:", key="map_with_pair_model"):
+        map_again(scan_path, name)
+
+
 def earlier_map_of(scan_path: str, map_path: str) -> str | None:
     """The map this session made of the same scan before the one shown (with another model, say), if its file is
     still here."""
@@ -748,6 +797,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     phase_map = map_at_threshold(map_path, modified, threshold)
     event, chart_redrawn = draw_maps(phase_map, scan_path)
     scores_section(phase_map, map_path, scan_path)
+    weak_demo_map_hint(saved, scan_path)
     box = point_section(phase_map, map_path, scan_path, event, chart_redrawn)
     regions_section(phase_map, scan_path, box)
     export_section(phase_map, map_path, modified, threshold)
