@@ -13,6 +13,16 @@ MIN_PYTHON := 3.11
 # and Ubuntu's `python3 -m venv` stop after bin/python, without pip, and a second make found no pip there)
 VENV_USABLE = test -x $(PY) && $(PY) -m pip --version >/dev/null 2>&1
 
+# a .venv whose Python this account may not run (126: made with a Python under another account's home, ~/.pyenv, and
+# run by a service account) is said so; taken for one whose Python is gone, it was made again, 7 GB, where it could be
+ifneq ($(wildcard $(VENV)/pyvenv.cfg),)
+ifeq ($(shell $(PY) -c '' >/dev/null 2>&1; echo $$?),126)
+$(error $(VENV) was made with the Python in $(shell sed -n 's/^home = //p' $(VENV)/pyvenv.cfg), which this \
+account ($(shell id -un)) may not run. Run make as the account that made $(VENV), or make it again with a Python \
+this account may run: rm -rf $(VENV) as that account, then make app as this one (README: Starting with the machine))
+endif
+endif
+
 # a .venv whose Python is gone (a system upgrade took the one it was made with) is made again: its stamps go, or make
 # found it up to date and `make app` ended in "No such file or directory"
 ifneq ($(wildcard $(VENV)/.runtime),)
@@ -52,16 +62,20 @@ MALLOC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=171798691
 ADDRESS ?= $(shell $(PY) -c "from ebsd_core.access import listen_address; print(listen_address())" 2>/dev/null \
 	|| echo 127.0.0.1)
 
-# Streamlit runs by exec, in place of the shell: a SIGTERM to make alone (which make passes on) then stops it
+# Streamlit runs by exec, in place of the shell: a SIGTERM to make alone (which make passes on) then stops it. It runs
+# with the HOME the engine gives itself where its own cannot be written (ebsd_core/home_folder.py): Streamlit reads
+# ~/.streamlit/secrets.toml as it starts, and a home it may not read (supervisord's /root, which a service account
+# inherits) ended it there in "PermissionError"
 app: $(VENV)/.project
 	@if [ "$(ADDRESS)" = 127.0.0.1 ] && [ "$(origin ADDRESS)" = file ]; then echo "Serving this computer alone: to" \
 		"serve the lab, set its password (README: Hosting it for a lab), or run make app ADDRESS=0.0.0.0"; \
 	elif [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone, as asked (ADDRESS=127.0.0.1):" \
 		"a reverse proxy on it can serve the lab"; \
 	elif [ -z "$(ADDRESS)" ]; then echo "Serving the network: each visitor is asked for the lab's password or login"; fi
-	@$(PY) -c "import sys; from ebsd_core.access import taken_port_problem; \
-		sys.exit(taken_port_problem('$(PORT)', '$(ADDRESS)'))"
-	GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
+	@home="$$($(PY) -c "import os, ebsd_core; print(os.environ['HOME'])")" || exit 1; export HOME="$$home"; \
+		$(PY) -c "import sys; from ebsd_core.access import taken_port_problem; \
+		sys.exit(taken_port_problem('$(PORT)', '$(ADDRESS)'))" || exit 1; \
+		set -x; GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
 		exec $(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 
 test: $(VENV)/.dev

@@ -190,15 +190,23 @@ def test_make_app_passes_the_address(tmp_path):
     assert "--server.address" not in streamlit_command()
 
 
-def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
-    """A supervisor that signals one process (supervisord's default) or `kill` of make's PID stopped make, and its
-    shell, but left Streamlit serving on the port; make now runs Streamlit in place of the shell and passes SIGTERM
-    on to it."""
+def _serving(port: int) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def make_app(tmp_path: Path, **env: str):
+    """`make app` on a free port, in its own process group as under a supervisor; yields (process, port) once it
+    serves, and kills whatever of it is left after."""
     import shutil
     import signal
     import subprocess
     import time
-    import urllib.request
 
     from serving import free_port
 
@@ -206,15 +214,7 @@ def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
     if shutil.which("make") is None or subprocess.run(["make", "-q", ".venv/.project"], cwd=root).returncode:
         pytest.skip("no make, or no .venv made by it here that is up to date (make app would install first)")
     port = free_port()
-    env = os.environ | {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")}
-    health = f"http://127.0.0.1:{port}/_stcore/health"
-
-    def serving() -> bool:
-        try:
-            return urllib.request.urlopen(health, timeout=2).read() == b"ok"
-        except OSError:
-            return False
-
+    env = os.environ | {"EBSD_FEWSHOT_HOME": str(tmp_path / "home"), "EBSD_MODEL_STORE": str(tmp_path / "store")} | env
     with open(tmp_path / "make.log", "wb") as log:
         make = subprocess.Popen(
             ["make", "app", f"PORT={port}", "ADDRESS=127.0.0.1"],
@@ -222,22 +222,44 @@ def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as under a supervisor; and to clean up after
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 120
-        while not serving() and time.monotonic() < deadline:
+        while not _serving(port) and time.monotonic() < deadline and make.poll() is None:
             time.sleep(0.5)
-        assert serving(), (tmp_path / "make.log").read_text()[-2000:]
-        make.send_signal(signal.SIGTERM)  # to make alone
-        make.wait(timeout=60)
-        deadline = time.monotonic() + 60
-        while serving() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert not serving()
+        assert _serving(port), (tmp_path / "make.log").read_text(errors="replace")[-2000:]
+        yield make, port
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(make.pid, signal.SIGKILL)
+
+
+def test_a_sigterm_to_make_alone_stops_the_dashboard(tmp_path):
+    """A supervisor that signals one process (supervisord's default) or `kill` of make's PID stopped make, and its
+    shell, but left Streamlit serving on the port; make now runs Streamlit in place of the shell and passes SIGTERM
+    on to it."""
+    import signal
+    import time
+
+    with make_app(tmp_path) as (make, port):
+        make.send_signal(signal.SIGTERM)  # to make alone
+        make.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while _serving(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _serving(port)
+
+
+def test_make_app_serves_with_a_home_streamlit_cannot_read(tmp_path):
+    """Found running it under supervisord as a service account: the account inherited supervisord's HOME (/root),
+    Streamlit read ~/.streamlit/secrets.toml as it started and ended in "PermissionError" before the engine could
+    give itself another home. (A home under a file fails so for root too: "NotADirectoryError".)"""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with make_app(tmp_path, HOME=str(blocker / "home")) as (make, port):
+        assert make.poll() is None and _serving(port)
+    assert "cannot be written to: HyperSpy's settings" in (tmp_path / "make.log").read_text()
 
 
 def test_the_runtime_requirements_bring_what_streamlits_login_needs():

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs each script as __main__ up to its parse_args, which then stops it: what the command line asks of it, without
@@ -63,3 +65,18 @@ def test_the_readmes_nginx_site_is_the_one_the_proxy_benchmark_checks(monkeypatc
     lines = [line[2:].split("  #")[0].rstrip() for line in block.splitlines()]  # the list's indent; comments
     certificate, key = Path("/etc/ssl/lab.example.pem"), Path("/etc/ssl/lab.example.key")
     assert "\n".join(lines) + "\n" == nginx_site(443, 8501, certificate, key)
+
+
+@pytest.mark.parametrize("start", ["  [Unit]\n", "  [program:ebsd-fewshot]\n"])
+def test_the_readmes_service_files_are_the_ones_the_service_benchmark_checks(monkeypatch, start):
+    """bench/service.py runs this supervisord program (with its own checkout, account and folders) and verifies this
+    systemd unit; the README's copies must not drift from them."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from service import README_LOG, README_SERVICE, supervisor_program, systemd_unit
+
+    readme = (ROOT / "README.md").read_text()
+    begin = readme.index(start)
+    block = readme[begin : readme.index("  ```", begin)]
+    text = "\n".join(line[2:] for line in block.splitlines()) + "\n"  # the list's indent
+    expected = systemd_unit(*README_SERVICE) if "Unit" in start else supervisor_program(*README_SERVICE, README_LOG)
+    assert text == expected

@@ -2,6 +2,7 @@
 into a folder with a requirements.txt of nothing to install, so that no package is fetched)."""
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,21 @@ def test_a_venv_whose_python_is_gone_is_made_again(project):
     done = make_runtime(project)
     assert done.returncode == 0, done.stderr[-2000:]
     assert os.access(project / ".venv" / "bin" / "python", os.X_OK) and (project / ".venv" / ".runtime").exists()
+
+
+def test_a_venv_whose_python_this_account_may_not_run_is_said_so_not_made_again(project):
+    """Found running the dashboard as a service account: .venv made with the admin's ~/.pyenv Python (under a home
+    closed to others) gave that account "Permission denied" (126). make took it for a Python that is gone, removed the
+    stamps and, where the account owned the checkout, would make .venv again (7 GB) at the service's start."""
+    python = project / "python3-of-the-admin"
+    python.symlink_to(getattr(sys, "_base_executable", sys.executable))
+    assert make_runtime(project, f"PYTHON={python}").returncode == 0
+    python.unlink()
+    python.write_text("")  # there, but not to be run: as another account's home makes it
+    done = make_runtime(project)
+    assert done.returncode != 0
+    account = pwd.getpwuid(os.getuid()).pw_name
+    assert f".venv was made with the Python in {project}, which this account ({account}) may not run" in done.stderr
+    assert "Run make as the account that made .venv" in done.stderr
+    assert (project / ".venv" / ".runtime").exists()  # not taken for gone
+    assert (project / ".venv" / "bin" / "python").is_symlink()
