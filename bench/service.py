@@ -2,7 +2,8 @@
 
 supervisord (``apt install supervisor``; not a dependency of the project) runs the README's program, with this
 checkout, an account and folders of the command line's, as root runs it for a lab. Each step is checked and timed:
-started (the health check answers under the base path, the page is drawn in Chromium where there is one), the log
+started (the health check answers under the base path, the page is drawn in Chromium where there is one and, but with
+``--quick``, the Home demo runs and saves its model), the log
 (make's line and Streamlit's, as they are written), the process's account, a crash (Streamlit killed with SIGKILL:
 supervisord starts it again), a stop (``supervisorctl stop``: the port closed and no process left), a start again,
 and supervisord's own shutdown. The README's systemd unit, for this checkout, is checked with
@@ -37,6 +38,7 @@ BASE_PATH = "ebsd"
 PROGRAM = "ebsd-fewshot"
 START_TIMEOUT_S = 180
 HOME_TITLE = "Few-shot EBSD pattern classification"
+TROUBLE_WORDS = ("Traceback", "Error", "Warning", "WARNING", "error:", "denied")
 # the README's service: checkout, account, working folder, model store, data root, port; and supervisord's log
 README_SERVICE = (
     Path("/srv/ebsd-fewshot"),
@@ -187,18 +189,27 @@ def group_left(pgid: int) -> list[str]:
     return [line for line in found.splitlines() if line.strip()]
 
 
-def page_drawn(port: int) -> str:
+def page_drawn(port: int, store: Path, demo: bool) -> str:
+    """The Home page drawn; with ``demo``, the Home demo run (1 epoch) and its model saved, as the service's account."""
     if CHROMIUM is None:
         return "no Chromium here: not drawn"
     from playwright.sync_api import sync_playwright
+    from proxy import run_demo
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/{BASE_PATH}/")
         page.get_by_text(HOME_TITLE).wait_for(timeout=120_000)
+        if not demo:
+            browser.close()
+            return f"{HOME_TITLE!r} drawn"
+        start = time.perf_counter()
+        run_demo(page)
+        seconds = time.perf_counter() - start
         browser.close()
-    return f"{HOME_TITLE!r} drawn"
+    models = [(m.name, pwd.getpwuid(m.stat().st_uid).pw_name) for m in store.iterdir() if m.is_dir()]
+    return f"{HOME_TITLE!r} drawn; the Home demo (1 epoch) finished in {seconds:.1f} s; saved: {models}"
 
 
 def started(port: int) -> str:
@@ -295,7 +306,7 @@ def main() -> None:
     supervisord = subprocess.Popen(["supervisord", "-n", "-c", str(work / "supervisord.conf")], start_new_session=True)
     try:
         steps.run("started", lambda: started(port))
-        steps.run("page", lambda: page_drawn(port))
+        steps.run("page", lambda: page_drawn(port, state / "models", demo=not args.quick))
         steps.run("log", lambda: log_lines(log))
         steps.run("account", lambda: account_of(children(make_pid(work))[0]))
         steps.run("crash", lambda: crash(work, port))
@@ -306,7 +317,9 @@ def main() -> None:
         if supervisord.poll() is None:
             os.killpg(supervisord.pid, signal.SIGTERM)
             supervisord.wait(timeout=60)
-        tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        said = log.read_text(errors="replace") if log.exists() else ""
+        tail = said[-3000:]
+        troubles = [line.strip()[:300] for line in said.splitlines() if any(w in line for w in TROUBLE_WORDS)]
         shutil.rmtree(work, ignore_errors=True)
     failed = [name for name, step in steps.results.items() if not step["ok"]]
     if failed:
@@ -317,6 +330,7 @@ def main() -> None:
             "supervisord": subprocess.run(["supervisord", "--version"], capture_output=True, text=True).stdout.strip(),
             "user": args.user,
             "steps": steps.results,
+            "log_troubles": troubles,  # the service log's lines of warnings and errors, the crash's included
             "failed": failed,
         }
     )
