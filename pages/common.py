@@ -225,7 +225,33 @@ def _write_keep_in_cookie() -> None:
     base = str(st.get_option("server.baseUrlPath") or "").strip("/")
     cookie = f"{KEEP_IN_COOKIE}={token}; Max-Age={max_age}; Path=/{base}; SameSite=Strict"
     script = f"document.cookie = {json.dumps(cookie)} + (location.protocol === 'https:' ? '; Secure' : '');"
+    # this tab's own lock: its watcher (below) does not reload it, as it asks for the password already
+    script += f" window.ebsdKeepInWatchOff = {json.dumps(not token)};"
     st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
+
+
+def _watch_keep_in_cookie() -> None:
+    """Reload this tab once the cookie that keeps the browser in is gone: another tab's **Lock this browser** then
+    asks for the password in every tab of the browser, not only in those reloaded since (on a shared computer at the
+    microscope, the next person could carry on in a tab left open). It checks every 2 s and when the tab is shown
+    again, and only after it has seen the cookie (a browser that refuses cookies never has one)."""
+    from ebsd_core.access import KEEP_IN_COOKIE
+
+    script = f"""(() => {{
+  if (window.ebsdKeepInWatch) return;
+  const name = {json.dumps(KEEP_IN_COOKIE + "=")};
+  let seen = false;
+  const check = () => {{
+    if (window.ebsdKeepInWatchOff) return;
+    const kept = document.cookie.split("; ").some((c) => c.startsWith(name) && c.length > name.length);
+    if (kept) seen = true;
+    else if (seen) {{ clearInterval(window.ebsdKeepInWatch); window.location.reload(); }}
+  }};
+  window.ebsdKeepInWatch = setInterval(check, 2000);
+  document.addEventListener("visibilitychange", check);
+  check();
+}})();"""
+    st.sidebar.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 def lock_button() -> None:
@@ -246,6 +272,7 @@ def lock_button() -> None:
         st.session_state.access_locked = True  # this session still holds the cookie it started with
         st.session_state.keep_in_cookie = ("", 0)
         st.rerun()
+    _watch_keep_in_cookie()  # under the button: the sidebar's last element, whose gap shows nowhere
 
 
 def require_access() -> None:
