@@ -740,8 +740,9 @@ def weak_demo_map_hint(saved: PhaseMap, scan_path: str) -> None:
     pair_model = latest_demo_map_model(pair)
     if pair_model is None:
         st.info(
-            f'{said} To train one and map with it, choose "a 20-shot model for the pair" under "Map it with" in '
-            "the Demo scan tab above and run the demo map again (the same grains; one to three minutes).",
+            f'{said} To train one and map with it, run the demo map again with "a 20-shot model for the pair" '
+            '(under "Map it with" in the Demo scan tab above, where the model chosen knows both phases): the same '
+            "grains, in one to three minutes.",
             icon=":material/lightbulb:",
         )
         return

@@ -1566,7 +1566,7 @@ def test_a_demo_map_mapped_poorly_says_what_would_map_it_well(app, map_model, ma
         assert not hints
         return
     assert len(hints) == 1 and hints[0].startswith(f"duplex mapped {percent(weak.accuracy())} of this demo scan right")
-    assert 'choose "a 20-shot model for the pair" under "Map it with"' in hints[0]
+    assert 'run the demo map again with "a 20-shot model for the pair" (under "Map it with"' in hints[0]
     assert not [b for b in app.button if b.key == "map_with_pair_model"]  # none trained yet
     pair_model = "demo-map-austenite-ferrite-00000000000a"
     shutil.copytree(map_model, tmp_path / "store" / pair_model)  # an earlier demo map's
