@@ -710,27 +710,28 @@ def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) ->
     st.info(MAP_REGIONS_CAUTION)
 
 
+def maps_of_scan(scan_path: str) -> list[dict]:
+    """The results of this session's map jobs that mapped the scan ``scan_path``, newest first."""
+    return [
+        job.result
+        for job in job_manager().jobs_of(session_id())  # newest first
+        if job.kind == "phasemap" and job.status == "done" and job.result.get("scan") == scan_path
+    ]
+
+
 def demo_pair_of(scan_path: str) -> tuple[str, ...] | None:
     """The phases of the demo scan ``scan_path``, made by a demo map of this session; None for any other scan."""
-    return next(
-        (
-            tuple(job.result["demo_pair"])
-            for job in job_manager().jobs_of(session_id())
-            if job.kind == "phasemap"
-            and job.status == "done"
-            and job.result.get("scan") == scan_path
-            and job.result.get("demo_pair")
-        ),
-        None,
-    )
+    return next((tuple(made["demo_pair"]) for made in maps_of_scan(scan_path) if made.get("demo_pair")), None)
 
 
 def weak_demo_map_hint(saved: PhaseMap, scan_path: str) -> None:
     """Where a model other than the pair's own mapped a demo scan poorly (at its own threshold), what would map it
     well: a six-class model trained for 6 epochs mapped a Ni/Ni3Al demo scan 34 % right, the pair's 99.9 %."""
-    accuracy, pair = saved.accuracy(), demo_pair_of(scan_path)
+    accuracy = saved.accuracy()
+    if accuracy is None or accuracy >= WEAK_DEMO_MAP or (pair := demo_pair_of(scan_path)) is None:
+        return
     used = mapped_with(saved)
-    if accuracy is None or accuracy >= WEAK_DEMO_MAP or pair is None or is_demo_map_model(used, pair):
+    if is_demo_map_model(used, pair):
         return
     phases = " and ".join(material_label(p) for p in pair)
     said = (
@@ -755,11 +756,7 @@ def weak_demo_map_hint(saved: PhaseMap, scan_path: str) -> None:
 def earlier_map_of(scan_path: str, map_path: str) -> str | None:
     """The map this session made of the same scan before the one shown (with another model, say), if its file is
     still here."""
-    maps = [
-        job.result["map"]
-        for job in job_manager().jobs_of(session_id())  # newest first
-        if job.kind == "phasemap" and job.status == "done" and job.result.get("scan") == scan_path
-    ]
+    maps = [made["map"] for made in maps_of_scan(scan_path)]
     if map_path not in maps:
         return None
     return next((made for made in maps[maps.index(map_path) + 1 :] if Path(made).exists()), None)
