@@ -6,8 +6,9 @@ started (the health check answers under the base path, the page is drawn in Chro
 ``--quick``, the Home demo runs and saves its model), the log
 (make's line and Streamlit's, as they are written), the process's account, a crash (Streamlit killed with SIGKILL:
 supervisord starts it again), a stop (``supervisorctl stop``: the port closed and no process left), a start again,
-and supervisord's own shutdown. The README's systemd unit, for this checkout, is checked with
-``systemd-analyze verify`` where that is on the PATH (a machine whose PID 1 is not systemd cannot run it).
+and supervisord's own shutdown. The README's systemd unit, as the README has it, is checked with
+``systemd-analyze verify`` where that is on the PATH; it is not run here (bench/RESULTS.md says how it was run by hand
+on a machine whose first process is not systemd, and why that is no benchmark).
 
 The account (``--user``, default this one) must be able to run the checkout's ``.venv`` (``make`` says so where it
 cannot): make it as that account (``sudo -u ACCOUNT make app``, then Ctrl-C). Prints JSON: one entry per step (ok,
