@@ -302,14 +302,14 @@ def test_a_browser_kept_in_is_not_asked_the_password_again_until_locked(tmp_path
         hidden_tab.evaluate("clearInterval(window.ebsdKeepInWatch)")  # here stopped
         other_tab.get_by_role("button", name="Lock this browser").click()
         other_tab.get_by_label("Lab password").wait_for(timeout=60_000)
+        other_tab.get_by_label("Lab password").fill("half typed")  # at once: before any timer of that tab looked
         assert KEEP_IN_COOKIE not in [c["name"] for c in context.cookies()]
         # the first tab, not reloaded by hand: it had gone on serving whoever came next to a shared computer
         page.get_by_label("Lab password").wait_for(timeout=15_000)
         assert hidden_tab.get_by_label("Lab password").count() == 0  # its timer stopped: nothing has looked yet
         hidden_tab.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # shown again
         hidden_tab.get_by_label("Lab password").wait_for(timeout=15_000)
-        other_tab.get_by_label("Lab password").fill("half typed")
-        other_tab.wait_for_timeout(5000)  # the tab locked is not reloaded (it asks already): what is typed stays
+        other_tab.wait_for_timeout(3000)  # the tab locked is not reloaded (it asks already): what is typed stays
         assert other_tab.get_by_label("Lab password").input_value() == "half typed"
         page.get_by_label("Lab password").fill(LAB_PASSWORD)
         page.get_by_text("Keep this browser in for 7 days").click()  # a shared computer: untick it
