@@ -36,6 +36,7 @@ from ebsd_core.paths import fewshot_home
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 PERSIST_INTERVAL_S = 1.0  # progress-only updates (every training batch) reach disk at most this often
+SERVER_STOPPED = "the server stopped while this job was running; start it again"
 FINISHED = (DONE, FAILED, CANCELLED)
 
 JobFunction = Callable[["JobContext"], dict]
@@ -192,7 +193,7 @@ class JobManager:
                 continue
             if state.status not in FINISHED:
                 state.status = FAILED
-                state.error = "the server stopped while this job was running; start it again"
+                state.error = SERVER_STOPPED
                 state.finished = time.time()
                 self._persist(state)
             self._jobs[state.id] = state
@@ -236,6 +237,12 @@ class JobManager:
             except OSError as exc:  # a file that went away or a permission taken away: the user can act on it
                 self._update(job_id, status=FAILED, error=os_error_text(exc), finished=time.time())
             except Exception as exc:  # a bug (keep the trace in the job file, show one line), or memory ran out
+                if not threading.main_thread().is_alive():
+                    # the server is ending (a service stopped, Ctrl-C) and the libraries' thread pools with it: a
+                    # demo stopped while simulating said "internal error: RuntimeError: cannot schedule new futures
+                    # after shutdown"; said as a job that a dead server left behind is
+                    self._update(job_id, status=FAILED, error=SERVER_STOPPED, finished=time.time())
+                    return
                 if memory := out_of_memory_text(exc):  # the job asked for more than there was: no bug
                     self._update(job_id, status=FAILED, error=memory, finished=time.time())
                     return

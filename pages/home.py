@@ -56,7 +56,9 @@ epochs = st.number_input(
 )
 if st.button("Run the demo", type="primary", disabled=own is not None or read_only):
     folder = session_dir()
-    job_id = start_job("demo", "Demo: simulate + train", lambda ctx: demo_train_job(ctx, folder, epochs))
+    job_id = start_job(
+        "demo", "Demo: simulate + train", lambda ctx: demo_train_job(ctx, folder, epochs), {"epochs": int(epochs)}
+    )
     if job_id:
         st.session_state.train_job = job_id
         st.switch_page("pages/train.py")

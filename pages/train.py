@@ -21,7 +21,7 @@ from ebsd_core.rehearsal import REHEARSAL_PER_CLASS, materials_left
 from ebsd_core.store import MAX_VIEWS, VALIDATION_TARGET, default_store, list_models, read_card, validate_name
 from ebsd_core.train import TrainConfig
 from ebsd_core.wording import counted, is_whole_number
-from ebsd_core.workflows import train_runs_job
+from ebsd_core.workflows import demo_train_job, train_runs_job
 from pages.common import (
     active_dataset_name,
     active_dataset_path,
@@ -40,6 +40,7 @@ from pages.common import (
     read_only_store_warning,
     renew_default_name,
     restart_job,
+    session_dir,
     session_id,
     show_error,
     show_job,
@@ -610,12 +611,24 @@ def job_panel(job_id: str) -> None:
             st.page_link("pages/results.py", label="See the results", icon=":material/insights:")
         else:
             st.error(for_the_user(f"{state.status}: {state.error or state.message}"))
-            if state.kind == "train" and state.params and start_again_button("restart"):
-                params = state.params
-                if again := restart_job(job_id, lambda ctx: train_runs_job(ctx, params)):
-                    st.session_state.train_job = again
-                    st.rerun()
+            function = run_again(state)
+            if function is not None and start_again_button("restart") and (again := restart_job(job_id, function)):
+                st.session_state.train_job = again
+                st.rerun()
         return
+
+
+def run_again(state):
+    """What starts a failed or cancelled job of this page again, from its saved parameters: a training, or the
+    Home demo (a server restarted under it said "start it again", and only Home had a button for it); None for
+    others."""
+    params = state.params
+    if state.kind == "train" and params:
+        return lambda ctx: train_runs_job(ctx, params)
+    if state.kind == "demo" and "epochs" in params:
+        folder, epochs = session_dir(), int(params["epochs"])
+        return lambda ctx: demo_train_job(ctx, folder, epochs)
+    return None
 
 
 if path is not None:

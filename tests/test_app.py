@@ -2770,6 +2770,33 @@ def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):
     job_manager().wait(first)
 
 
+def test_a_home_demo_cut_short_starts_again_on_the_train_page(app, monkeypatch):
+    """Found restarting a lab's service during a demo: the Train page said "failed: the server stopped while this job
+    was running; start it again" with no button for it (only a training had one), and Home said nothing."""
+    from ebsd_core import workflows
+    from pages.common import job_manager
+
+    started = []
+    monkeypatch.setattr(workflows, "demo_train_job", lambda ctx, folder, epochs: started.append(epochs) or {})
+    app.run()
+    app.number_input(key="demo_epochs").set_value(2).run()
+    next(b for b in app.button if b.label == "Run the demo").click().run()
+    first = job_manager().wait(app.session_state["train_job"])
+    assert first.params == {"epochs": 2} and started == [2]
+    mine = app.session_state["session_id"]
+    cut_short = job_manager().wait(job_manager().submit("demo", first.title, mine, lambda ctx: 1 / 0, first.params))
+    app.session_state["train_job"] = cut_short.id
+    app.switch_page("pages/train.py").run()
+    next(b for b in app.button if b.label == "Start again").click().run()
+    again = job_manager().wait(app.session_state["train_job"])
+    assert again.id != cut_short.id and again.title == "Demo: simulate + train (restarted)"
+    assert again.status == "done" and started == [2, 2]
+    older = job_manager().wait(job_manager().submit("demo", first.title, mine, lambda ctx: 1 / 0))  # no epochs kept
+    app.session_state["train_job"] = older.id
+    app.run()
+    assert not app.exception and not any(b.label == "Start again" for b in app.button)
+
+
 def test_a_failed_job_starts_again_once_the_sessions_other_job_has_ended(app):
     """A refusal inside the job panel would vanish at its next refresh: the panel says why there is no button."""
     from pages.common import job_manager

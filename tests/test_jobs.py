@@ -118,6 +118,34 @@ def test_a_job_that_meets_a_missing_file_says_which_not_internal_error(tmp_path)
     assert state.status == FAILED and state.error == f"{tmp_path / 'gone.h5'}: No such file or directory"
 
 
+def test_a_job_failing_as_the_server_stops_is_said_stopped_not_internal_error(tmp_path):
+    """Found stopping a lab's service during the Home demo: as the server ended, dask's thread pool had shut down and
+    the job said "internal error: RuntimeError: cannot schedule new futures after shutdown", not what a job a dead
+    server leaves says. The process here ends its main thread while a job runs, as Streamlit's does on SIGTERM."""
+    import textwrap
+
+    from ebsd_core.jobs import SERVER_STOPPED
+
+    script = textwrap.dedent(
+        f"""
+        import atexit, threading, time
+        from pathlib import Path
+        from ebsd_core.jobs import JobManager
+
+        def simulate(ctx):
+            while threading.main_thread().is_alive():
+                time.sleep(0.01)
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+        atexit.register(time.sleep, 3)  # the server's own clean-up, during which the job still runs
+        JobManager(Path({str(tmp_path / "jobs")!r})).submit("demo", "Demo", "a", simulate)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], check=True, timeout=120)
+    (job,) = JobManager(tmp_path / "jobs").jobs_of("a")
+    assert job.status == FAILED and job.error == SERVER_STOPPED and "traceback" not in job.result
+
+
 def test_an_owner_has_one_job_queued_or_running_at_a_time(tmp_path):
     """Found on review: a second click on "Run the demo" queued a second demo, and the Train page showed only the
     second, so the first ran unseen and could not be cancelled, while a class waited behind both."""
