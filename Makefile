@@ -72,9 +72,9 @@ app: $(VENV)/.project
 	elif [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone, as asked (ADDRESS=127.0.0.1):" \
 		"a reverse proxy on it can serve the lab"; \
 	elif [ -z "$(ADDRESS)" ]; then echo "Serving the network: each visitor is asked for the lab's password or login"; fi
-	@home="$$($(PY) -c "import os, ebsd_core; print(os.environ['HOME'])")" || exit 1; export HOME="$$home"; \
-		$(PY) -c "import sys; from ebsd_core.access import taken_port_problem; \
-		sys.exit(taken_port_problem('$(PORT)', '$(ADDRESS)'))" || exit 1; \
+	@home="$$($(PY) -c "import os, sys; from ebsd_core.access import taken_port_problem; \
+		problem = taken_port_problem('$(PORT)', '$(ADDRESS)'); print(os.environ['HOME']); sys.exit(problem)")" \
+		|| exit 1; export HOME="$$home"; \
 		set -x; GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \
 		exec $(PY) -m streamlit run app.py --server.port $(PORT) $(if $(ADDRESS),--server.address $(ADDRESS))
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: argument parsing, machine info, JSON output."""
+"""Helpers shared by the benchmark scripts: argument parsing, machine info, JSON output, timed steps."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import platform
 import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,29 @@ def machine() -> dict:
 def emit(result: dict) -> None:
     """Print the result as one JSON object on the last line."""
     print(json.dumps({"machine": machine(), **result}))
+
+
+class Steps:
+    """Runs the steps in turn; one that fails is recorded with what the page showed, and the rest still run."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict] = {}
+
+    def run(self, name: str, step, page=None) -> None:
+        start = time.perf_counter()
+        try:
+            seen = step()
+            self.results[name] = {"ok": True, "seconds": round(time.perf_counter() - start, 1), "seen": seen}
+        except Exception as exc:  # a failed step is a finding: record it and go on
+            shown = ""
+            if page is not None:
+                try:
+                    shown = page.inner_text("body")[-1500:]
+                except Exception:  # the page itself may be gone
+                    shown = "(the page could not be read)"
+            self.results[name] = {
+                "ok": False,
+                "seconds": round(time.perf_counter() - start, 1),
+                "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+                "page": shown,
+            }

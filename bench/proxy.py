@@ -32,7 +32,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from _common import ROOT, clean_up_on_sigterm, emit, parser
+from _common import ROOT, Steps, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, CHROMIUM_FLAGS, free_port, start_dashboard, stop_dashboard  # noqa: E402
@@ -150,32 +150,6 @@ def start_proxy(kind: str, binary: str, https_port: int, dashboard_port: int, wo
         time.sleep(0.3)
     process.kill()
     raise RuntimeError(f"{kind} did not listen on {https_port} within 30 s: {(work / 'proxy.log').read_text()[-2000:]}")
-
-
-class Steps:
-    """Runs the steps in turn; one that fails is recorded with what the page showed, and the rest still run."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, dict] = {}
-
-    def run(self, name: str, step, page=None) -> None:
-        start = time.perf_counter()
-        try:
-            seen = step()
-            self.results[name] = {"ok": True, "seconds": round(time.perf_counter() - start, 1), "seen": seen}
-        except Exception as exc:  # a failed step is a finding: record it and go on
-            shown = ""
-            if page is not None:
-                try:
-                    shown = page.inner_text("body")[-1500:]
-                except Exception:  # the page itself may be gone
-                    shown = "(the page could not be read)"
-            self.results[name] = {
-                "ok": False,
-                "seconds": round(time.perf_counter() - start, 1),
-                "error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
-                "page": shown,
-            }
 
 
 def log_in(page) -> None:

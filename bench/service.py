@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from _common import ROOT, clean_up_on_sigterm, emit, parser
+from _common import ROOT, Steps, clean_up_on_sigterm, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
 from serving import CHROMIUM, CHROMIUM_FLAGS, free_port  # noqa: E402
@@ -131,21 +131,6 @@ def supervisord_conf(work: Path, program: str) -> str:
         )
         + program
     )
-
-
-class Steps:
-    """Runs each step, timing it; a failed step is recorded and the run goes on."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, dict] = {}
-
-    def run(self, name: str, step) -> None:
-        start = time.perf_counter()
-        try:
-            seen = step()
-            self.results[name] = {"ok": True, "s": round(time.perf_counter() - start, 1), "seen": seen}
-        except Exception as exc:  # noqa: BLE001 (a failed step is the result)
-            self.results[name] = {"ok": False, "s": round(time.perf_counter() - start, 1), "error": str(exc)[:500]}
 
 
 def health(port: int) -> str | None:

@@ -13,7 +13,7 @@ from ebsd_core.backbones import CHANNEL_MODES, describe_registry
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.fewshot import check_shots, suggested_shots
 from ebsd_core.io.readers import open_patterns
-from ebsd_core.jobs import FINISHED
+from ebsd_core.jobs import FINISHED, JobFunction, JobState
 from ebsd_core.phases import CATALOGUE, material_label, parse_space_group, space_group_symbol
 from ebsd_core.preprocess import INPUT_SIZES, input_size_for
 from ebsd_core.prior import minutes_on_two_cores, prior_job, prior_materials, settings_for
@@ -618,7 +618,7 @@ def job_panel(job_id: str) -> None:
         return
 
 
-def run_again(state):
+def run_again(state: JobState) -> JobFunction | None:
     """What starts a failed or cancelled job of this page again, from its saved parameters: a training, or the
     Home demo (a server restarted under it said "start it again", and only Home had a button for it); None for
     others."""
