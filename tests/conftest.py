@@ -146,6 +146,16 @@ def not_utf8_folder(parent: Path) -> Path:
     return parent / os.fsdecode(b"caf\xe9")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_home(tmp_path_factory):
+    """Module and session fixtures, which run before any test's own home is set, work in a temporary folder too:
+    they wrote to the user's ``~/.ebsd_fewshot``, whose record of the stores saved to then outlived the run, and a
+    later run given the same temporary folder was told its new store was a lost one."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path_factory.mktemp("session-home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """User caches (masters of CIF phases, jobs) go to a temporary folder."""

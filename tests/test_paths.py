@@ -1,10 +1,22 @@
-"""The data root users pick scans from by path."""
+"""The data root users pick scans from by path; the working folder the tests run in."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import unreadable
 
-from ebsd_core.paths import data_root_problem
+from ebsd_core.paths import data_root_problem, fewshot_home
+
+
+@pytest.fixture(scope="module")
+def home_of_a_module_fixture():
+    return fewshot_home()
+
+
+def test_module_fixtures_work_in_a_temporary_home(home_of_a_module_fixture, tmp_path_factory):
+    """Found in CI: a module fixture saved a model in the user's ``~/.ebsd_fewshot``, which then recorded the
+    run's temporary store; a later run given the same temporary folder was refused its "lost" store."""
+    assert home_of_a_module_fixture.is_relative_to(tmp_path_factory.getbasetemp())
 
 
 def test_a_data_root_that_cannot_be_listed_says_why(tmp_path, monkeypatch):
