@@ -85,9 +85,17 @@ def keeps_in(token: str, password_hash: str, now: float | None = None) -> bool:
 LOCAL_ONLY = "127.0.0.1"
 
 
+#: The environment variable that tells ``streamlit run`` its secrets files (paths split at white space), over the
+#: config file's ``[secrets] files``.
+SECRETS_FILES_VARIABLE = "STREAMLIT_SECRETS_FILES"
+
+
 def secrets_files(project: Path) -> list[Path]:
-    """Where Streamlit reads its secrets for the dashboard in ``project``: the files its ``.streamlit/config.toml``
-    names (``[secrets] files``), else the account's global file and the project's."""
+    """Where Streamlit reads its secrets for the dashboard in ``project``: the files :data:`SECRETS_FILES_VARIABLE`
+    or its ``.streamlit/config.toml`` (``[secrets] files``) names, else the account's global file and the
+    project's."""
+    if named := os.environ.get(SECRETS_FILES_VARIABLE, "").split():
+        return [project / Path(name).expanduser() for name in named]
     try:
         config = tomllib.loads((project / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
         named = config.get("secrets", {}).get("files")

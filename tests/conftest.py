@@ -146,14 +146,44 @@ def not_utf8_folder(parent: Path) -> Path:
     return parent / os.fsdecode(b"caf\xe9")
 
 
+#: What a lab's server is told in its environment, which ``make test`` run in the lab's shell must not take: models
+#: saved into the lab's store, its data root listed.
+SERVER_VARIABLES = ("EBSD_MODEL_STORE", "EBSD_DATA_ROOT", "EBSD_SESSION_KEEP_HOURS", "EBSD_WORKER_THREADS")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_session_home(tmp_path_factory):
     """Module and session fixtures, which run before any test's own home is set, work in a temporary folder too:
     they wrote to the user's ``~/.ebsd_fewshot``, whose record of the stores saved to then outlived the run, and a
-    later run given the same temporary folder was told its new store was a lost one."""
+    later run given the same temporary folder was told its new store was a lost one. The model store is a temporary
+    one unless a test sets its own, and the server's other settings are unset."""
     with pytest.MonkeyPatch.context() as patch:
+        for name in SERVER_VARIABLES:
+            patch.delenv(name, raising=False)
         patch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path_factory.mktemp("session-home")))
+        patch.setenv("EBSD_MODEL_STORE", str(tmp_path_factory.mktemp("session-store")))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_lab_secrets(tmp_path_factory):
+    """The dashboards the tests run, in this process and in a server of their own, read an empty secrets file, not
+    the password a lab set in this checkout's ``.streamlit/secrets.toml`` (or the account's): with one set, ``make
+    test`` on the lab's server failed every page test at the password form. A test gives its own secrets (AppTest's
+    ``secrets``, ``--secrets.files``)."""
+    empty = tmp_path_factory.mktemp("secrets") / "none.toml"
+    empty.write_text("")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STREAMLIT_SECRETS_FILES", str(empty))
+        if importlib.util.find_spec("streamlit") is None:
+            yield
+            return
+        from streamlit import config
+
+        kept = config.get_option("secrets.files")
+        config.set_option("secrets.files", [str(empty)])
+        yield
+        config.set_option("secrets.files", kept)
 
 
 @pytest.fixture(autouse=True)

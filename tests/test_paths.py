@@ -6,17 +6,20 @@ import pytest
 from conftest import unreadable
 
 from ebsd_core.paths import data_root_problem, fewshot_home
+from ebsd_core.store import default_store
 
 
 @pytest.fixture(scope="module")
-def home_of_a_module_fixture():
-    return fewshot_home()
+def folders_of_a_module_fixture():
+    return fewshot_home(), default_store()
 
 
-def test_module_fixtures_work_in_a_temporary_home(home_of_a_module_fixture, tmp_path_factory):
+def test_module_fixtures_work_in_a_temporary_home(folders_of_a_module_fixture, tmp_path_factory):
     """Found in CI: a module fixture saved a model in the user's ``~/.ebsd_fewshot``, which then recorded the
-    run's temporary store; a later run given the same temporary folder was refused its "lost" store."""
-    assert home_of_a_module_fixture.is_relative_to(tmp_path_factory.getbasetemp())
+    run's temporary store; a later run given the same temporary folder was refused its "lost" store. Nor may a test
+    save into the project's ``models/`` or, run in a lab's shell, into the lab's store."""
+    for folder in folders_of_a_module_fixture:
+        assert folder.is_relative_to(tmp_path_factory.getbasetemp())
 
 
 def test_a_data_root_that_cannot_be_listed_says_why(tmp_path, monkeypatch):
