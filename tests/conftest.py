@@ -166,14 +166,17 @@ def _isolated_session_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_lab_secrets(tmp_path_factory):
+def _no_lab_streamlit_settings(tmp_path_factory):
     """The dashboards the tests run, in this process and in a server of their own, read an empty secrets file, not
     the password a lab set in this checkout's ``.streamlit/secrets.toml`` (or the account's): with one set, ``make
-    test`` on the lab's server failed every page test at the password form. A test gives its own secrets (AppTest's
-    ``secrets``, ``--secrets.files``)."""
+    test`` on the lab's server failed every page test at the password form. Nor do they take the ``STREAMLIT_*``
+    settings of the shell (a lab's ``STREAMLIT_SERVER_BASE_URL_PATH=ebsd`` failed the browser tests). A test gives
+    its own (AppTest's ``secrets``, ``--secrets.files``)."""
     empty = tmp_path_factory.mktemp("secrets") / "none.toml"
     empty.write_text("")
     with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("STREAMLIT_")]:
+            patch.delenv(name)
         patch.setenv("STREAMLIT_SECRETS_FILES", str(empty))
         if importlib.util.find_spec("streamlit") is None:
             yield

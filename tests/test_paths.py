@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import unreadable
 
@@ -12,6 +15,15 @@ from ebsd_core.store import default_store
 @pytest.fixture(scope="module")
 def folders_of_a_module_fixture():
     return fewshot_home(), default_store()
+
+
+def test_the_shells_streamlit_settings_are_not_the_tests(tmp_path_factory):
+    """A lab's shell exports the service's settings (``STREAMLIT_SERVER_BASE_URL_PATH=ebsd``), which failed the
+    browser tests' dashboards; the secrets files are an empty one of the run's."""
+    settings = {name: value for name, value in os.environ.items() if name.startswith("STREAMLIT_")}
+    assert list(settings) == ["STREAMLIT_SECRETS_FILES"]
+    secrets = Path(settings["STREAMLIT_SECRETS_FILES"])
+    assert secrets.is_relative_to(tmp_path_factory.getbasetemp()) and secrets.read_text() == ""
 
 
 def test_module_fixtures_work_in_a_temporary_home(folders_of_a_module_fixture, tmp_path_factory):
