@@ -17,6 +17,14 @@ def folders_of_a_module_fixture():
     return fewshot_home(), default_store()
 
 
+def test_module_fixtures_work_in_a_temporary_home(folders_of_a_module_fixture, tmp_path_factory):
+    """Found in CI: a module fixture saved a model in the user's ``~/.ebsd_fewshot``, which then recorded the
+    run's temporary store; a later run given the same temporary folder was refused its "lost" store. Nor may a test
+    save into the project's ``models/`` or, run in a lab's shell, into the lab's store."""
+    for folder in folders_of_a_module_fixture:
+        assert folder.is_relative_to(tmp_path_factory.getbasetemp())
+
+
 def test_the_shells_streamlit_settings_are_not_the_tests(tmp_path_factory):
     """A lab's shell exports the service's settings (``STREAMLIT_SERVER_BASE_URL_PATH=ebsd``), which failed the
     browser tests' dashboards; the secrets files are an empty one of the run's."""
@@ -24,14 +32,6 @@ def test_the_shells_streamlit_settings_are_not_the_tests(tmp_path_factory):
     assert list(settings) == ["STREAMLIT_SECRETS_FILES"]
     secrets = Path(settings["STREAMLIT_SECRETS_FILES"])
     assert secrets.is_relative_to(tmp_path_factory.getbasetemp()) and secrets.read_text() == ""
-
-
-def test_module_fixtures_work_in_a_temporary_home(folders_of_a_module_fixture, tmp_path_factory):
-    """Found in CI: a module fixture saved a model in the user's ``~/.ebsd_fewshot``, which then recorded the
-    run's temporary store; a later run given the same temporary folder was refused its "lost" store. Nor may a test
-    save into the project's ``models/`` or, run in a lab's shell, into the lab's store."""
-    for folder in folders_of_a_module_fixture:
-        assert folder.is_relative_to(tmp_path_factory.getbasetemp())
 
 
 def test_a_data_root_that_cannot_be_listed_says_why(tmp_path, monkeypatch):
