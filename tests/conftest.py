@@ -146,9 +146,10 @@ def not_utf8_folder(parent: Path) -> Path:
     return parent / os.fsdecode(b"caf\xe9")
 
 
-#: What a lab's server is told in its environment, which ``make test`` run in the lab's shell must not take: models
-#: saved into the lab's store, its data root listed.
-SERVER_VARIABLES = ("EBSD_MODEL_STORE", "EBSD_DATA_ROOT", "EBSD_SESSION_KEEP_HOURS", "EBSD_WORKER_THREADS")
+#: The ``EBSD_*`` variables that are the test run's own (read as its modules are imported); the others are a lab's
+#: server settings, which ``make test`` run in the lab's shell must not take: models saved into the lab's store, its
+#: data root listed.
+TEST_VARIABLES = ("EBSD_SHARED_DATA", "EBSD_TEST_SIMULATED", "EBSD_FUZZ_CASES")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -158,8 +159,8 @@ def _isolated_session_home(tmp_path_factory):
     later run given the same temporary folder was told its new store was a lost one. The model store is a temporary
     one unless a test sets its own, and the server's other settings are unset."""
     with pytest.MonkeyPatch.context() as patch:
-        for name in SERVER_VARIABLES:
-            patch.delenv(name, raising=False)
+        for name in [name for name in os.environ if name.startswith("EBSD_") and name not in TEST_VARIABLES]:
+            patch.delenv(name)
         patch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path_factory.mktemp("session-home")))
         patch.setenv("EBSD_MODEL_STORE", str(tmp_path_factory.mktemp("session-store")))
         yield

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import unreadable
+from conftest import TEST_VARIABLES, unreadable
 
 from ebsd_core.paths import data_root_problem, fewshot_home
 from ebsd_core.store import default_store
@@ -25,9 +25,11 @@ def test_module_fixtures_work_in_a_temporary_home(folders_of_a_module_fixture, t
         assert folder.is_relative_to(tmp_path_factory.getbasetemp())
 
 
-def test_the_shells_streamlit_settings_are_not_the_tests(tmp_path_factory):
-    """A lab's shell exports the service's settings (``STREAMLIT_SERVER_BASE_URL_PATH=ebsd``), which failed the
-    browser tests' dashboards; the secrets files are an empty one of the run's."""
+def test_the_shells_settings_are_not_the_tests(tmp_path_factory):
+    """A lab's shell exports the service's settings (``STREAMLIT_SERVER_BASE_URL_PATH=ebsd``, which failed the
+    browser tests' dashboards, ``EBSD_MODEL_STORE``); the secrets files are an empty one of the run's."""
+    server = {name for name in os.environ if name.startswith("EBSD_") and name not in TEST_VARIABLES}
+    assert server == {"EBSD_FEWSHOT_HOME", "EBSD_MODEL_STORE"}  # the run's temporary ones
     settings = {name: value for name, value in os.environ.items() if name.startswith("STREAMLIT_")}
     assert list(settings) == ["STREAMLIT_SECRETS_FILES"]
     secrets = Path(settings["STREAMLIT_SECRETS_FILES"])
