@@ -36,6 +36,9 @@ from ebsd_core.wording import counted
 SCAN_FILE_TYPES = ["h5", "hdf5", "h5ebsd", "h5oina", "up1", "up2", "ebsp", "dat", "zip"]
 NORDIF_SETTING_TYPES = ["txt"]  # a NORDIF Pattern.dat is read with the Setting.txt uploaded beside it
 IMAGE_FILE_TYPES = ["png", "tif", "tiff", "bmp", "jpg", "jpeg"]
+#: What an uploaded folder gives of its files (:func:`folder_upload`): images, and a NORDIF acquisition's Pattern.dat
+#: and Setting.txt (not a folder's scan files, of which one at a time is read: they go in the uploader of files).
+FOLDER_FILE_TYPES = [*IMAGE_FILE_TYPES, "dat", *NORDIF_SETTING_TYPES]
 
 
 @st.cache_resource
@@ -897,9 +900,14 @@ def upload_to_session(upload, uploader: str, name: str | None = None, beside=Non
 
     Written once per upload, not on every rerun; a file uploaded beside another under the same name replaces it.
     """
-    folder = upload_folder(uploader, beside or upload)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / (name or safe_name(upload.name))
+    target = upload_folder(uploader, beside or upload) / (name or safe_name(upload.name))
+    _save_upload(upload, target)
+    return target
+
+
+def _save_upload(upload, target: Path) -> None:
+    """Write an upload to ``target``, once (not on every rerun), and remember the name it was uploaded under."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     written = st.session_state.setdefault("uploads_written", {})  # file path -> the upload it holds
     if not target.exists() or written.get(str(target)) != upload.file_id:
         with atomic_path(target) as tmp:
@@ -907,7 +915,89 @@ def upload_to_session(upload, uploader: str, name: str | None = None, beside=Non
                 tmp.write_bytes(upload.getbuffer())
         written[str(target)] = upload.file_id
     st.session_state.setdefault(UPLOAD_NAMES, {})[str(target)] = upload.name
-    return target
+
+
+def folder_part(name: str) -> str:
+    """A part of an uploaded file's path in its folder, kept as it was named (the reader's messages name the files
+    by their paths in the folder), unless it names no file of its own or cannot be a name here: sanitised then."""
+    if name in (".", "..") or any(ord(character) < 32 for character in name) or len(name.encode()) > 255:
+        return safe_name(name)
+    return name
+
+
+def folder_to_session(uploads: list, uploader: str) -> Path:
+    """Save the files of one uploaded folder (Streamlit names each by its path in it, the folder's name first) into a
+    folder of the session of their own, under the same paths (:func:`folder_part`): that folder's path.
+
+    Raises
+    ------
+    InputError
+        If the files are not those of one folder, or two of them would be saved under one name.
+    """
+    paths = {
+        upload.file_id: [p for p in upload.name.replace("\\", "/").split("/") if p not in ("", ".")]
+        for upload in uploads
+    }
+    if loose := [upload.name for upload in uploads if len(paths[upload.file_id]) < 2]:
+        raise InputError("a file on its own, where this takes a folder (files go in the uploader of files)", loose[0])
+    tops = sorted({parts[0] for parts in paths.values()})
+    if len(tops) > 1:
+        raise InputError(f"one folder at a time: {', '.join(tops)} were given")
+    identity = hashlib.sha256("\n".join(sorted(str(upload.file_id) for upload in uploads)).encode()).hexdigest()
+    root = uploader_folder(uploader) / identity[:12] / folder_part(tops[0])
+    saved: dict[Path, str] = {}
+    for upload in uploads:
+        target = root.joinpath(*(folder_part(part) for part in paths[upload.file_id][1:]))
+        if target in saved:  # "a\x01.png" and "a_.png": one would replace the other
+            raise InputError(f"{saved[target]} and {upload.name} would be saved under one name: rename one of them")
+        saved[target] = upload.name
+    for upload, target in zip(uploads, saved):
+        _save_upload(upload, target)
+    st.session_state.setdefault(UPLOAD_NAMES, {})[str(root)] = tops[0]
+    return root
+
+
+#: The browser sends a folder's files one by one, and Streamlit's uploader slows down with their number (measured:
+#: bench/RESULTS.md, "A folder picked in the browser").
+FOLDER_UPLOAD_HELP = (
+    "The browser sends each file on its own and slows down with many: on a 2-core server 500 images took 9 s, "
+    "1,000 took 25 s and 5,000 did not end in 10 minutes. A larger folder is quicker as one zip, or by its path "
+    "on the server (Server path, where the server offers it)."
+)
+#: Streamlit's uploader sends every file of a selection at once, and Chromium failed some of them above this many
+#: (net::ERR_INSUFFICIENT_RESOURCES: 1,000 arrived whole, 1,417-1,500 of 1,500 in 4 tries), whatever their size.
+MANY_UPLOADS = 1000
+
+
+def warn_of_many_uploads(count: int) -> None:
+    """Where ``count`` files arrived in one uploader: say that a browser may have failed to send others."""
+    if count > MANY_UPLOADS:
+        st.warning(
+            f"{count:,} files arrived. A browser may fail to send some of a selection of more than {MANY_UPLOADS:,} "
+            "files (Chromium lost up to 83 of 1,500 here): any that the uploader marks in red are not among them. "
+            "A zip of them, or their path on the server, arrives whole."
+        )
+
+
+def folder_upload(label: str, key: str, types: list[str]) -> Path | None:
+    """An uploader of one folder (its files of ``types``, with their sub-folders: class folders, a scan exported as
+    images, a NORDIF acquisition), saved into the session: the folder's path, or None (with the reason, when the
+    files are not one folder's); kept (:func:`kept_upload`)."""
+
+    def draw() -> Path | None:
+        uploads = st.file_uploader(
+            label, type=types, accept_multiple_files="directory", key=key, help=FOLDER_UPLOAD_HELP
+        )
+        if not uploads:
+            return None
+        warn_of_many_uploads(len(uploads))
+        try:
+            return folder_to_session(uploads, key)
+        except EbsdError as exc:
+            show_error(exc)
+            return None
+
+    return kept_upload(key, draw)
 
 
 def _same_bytes(path: Path, data: memoryview, chunk: int = 1 << 24) -> bool:
@@ -988,6 +1078,24 @@ def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Pat
         return one_upload_to_read(uploads, key) if uploads else None
 
     return kept_upload(key, draw)
+
+
+def one_scan_upload_or_folder(label: str, key: str, types: list[str] | None = None) -> Path | None:
+    """:func:`one_scan_upload`, and beside it an uploader of the scan as a folder (:func:`folder_upload`: a scan
+    exported as images, a NORDIF acquisition): the scan's path, or None (with the reason, when both are given)."""
+    uploaded = one_scan_upload(label, key, types)
+    folder = folder_upload(
+        "Or a folder: a scan exported as images, or a NORDIF acquisition", f"{key}-folder", FOLDER_FILE_TYPES
+    )
+    if uploaded and folder:
+        show_error(
+            InputError(
+                f"one scan at a time: {uploaded_name(uploaded)} and the folder {uploaded_name(folder)} were given: "
+                "remove one of them"
+            )
+        )
+        return None
+    return uploaded or folder
 
 
 def kept_upload(key: str, draw: Callable[[], Path | None]) -> Path | None:

@@ -24,12 +24,14 @@ from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.wording import counted
 from ebsd_core.workflows import simulate_job
 from pages.common import (
+    FOLDER_FILE_TYPES,
     IMAGE_FILE_TYPES,
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
     active_dataset_path,
     apply_job_dataset,
     enter_page,
+    folder_upload,
     for_the_user,
     job_manager,
     keep_hidden_widgets,
@@ -56,6 +58,7 @@ from pages.common import (
     upload_to_session,
     uploaded_name,
     uploads_to_read,
+    warn_of_many_uploads,
 )
 
 enter_page()
@@ -190,6 +193,7 @@ def saved_uploads() -> list[Path]:
 
     def draw() -> list[Path]:
         uploads = st.file_uploader("Files", type=UPLOAD_TYPES, accept_multiple_files=True, key="data_upload")
+        warn_of_many_uploads(len(uploads))
         saved, names = [], set()
         for upload in uploads_to_read(uploads, "data_upload") if uploads else []:
             if safe_name(upload.name) in names:  # told apart by nothing: one label, one scan name in the dataset
@@ -225,7 +229,7 @@ def label_uploads(paths: list[Path]) -> None:
         show_source_warnings(name, source)
         if source.labelled:
             symbols = ", ".join(space_group_symbol(c) for c in source.classes)
-            st.success(f"{name}: {len(source)} labelled patterns, classes {symbols}")
+            st.success(f"{name}: {len(source):,} labelled patterns, classes {symbols}")
             rows.append((source, None))
         else:
             choice = space_group_choice(
@@ -268,7 +272,14 @@ with tab_upload:
         "a zip of class folders (`Fm-3m/`, `229/`, ...), images, or a dataset `.h5` made by this tool. Label each "
         "single-phase scan with its space group; label regions of a scan of several phases on its **Phase map**."
     )
-    label_uploads(saved_uploads())
+    uploads = saved_uploads()
+    folder = folder_upload(
+        "Or a folder: class folders (`Fm-3m/`, `229/`, ...) of images, a scan exported as images, or a NORDIF "
+        "acquisition",
+        key="data_folder_upload",
+        types=FOLDER_FILE_TYPES,
+    )
+    label_uploads(uploads + ([folder] if folder else []))
 
 with tab_server:
     path = server_path_input("Path", "pick large scans", key="data_server_path")

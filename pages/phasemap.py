@@ -58,7 +58,7 @@ from pages.common import (
     metric_row,
     model_chosen_since,
     new_session_file,
-    one_scan_upload,
+    one_scan_upload_or_folder,
     opened_source,
     restart_job,
     select_model,
@@ -239,7 +239,7 @@ def choose_scan(model_name: str | None) -> Path | None:
             if job:
                 st.session_state.map_job = job
     with tab_upload:
-        uploaded = one_scan_upload(
+        uploaded = one_scan_upload_or_folder(
             "Scan file (kikuchipy formats, a NORDIF Pattern.dat together with its Setting.txt, the project's .h5, "
             "a zip of the scan's pattern images, or a multi-page TIFF of them)",
             key="map_upload",

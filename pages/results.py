@@ -46,7 +46,7 @@ from pages.common import (
     make_current,
     metric_row,
     montage_figure,
-    one_scan_upload,
+    one_scan_upload_or_folder,
     opened_source,
     select_model,
     send_to_explain,
@@ -281,7 +281,7 @@ def scan_to_score() -> tuple[Path | None, int | None]:
     """A scan (or image, or folder of images) of one phase, uploaded or on the server, and its space group."""
     upload, server = kept_tabs(["Upload", "Server path"], key="score_tab")
     with upload:
-        path = one_scan_upload(
+        path = one_scan_upload_or_folder(
             "A scan of one phase (a scan file, a NORDIF Pattern.dat together with its Setting.txt, images)",
             key="score_upload",
         )

@@ -1152,6 +1152,57 @@ def test_a_nordif_scan_is_uploaded_with_its_setting_file(app):
     ]
 
 
+def test_a_folder_of_class_folders_is_uploaded_as_it_is(app, monkeypatch):
+    """A microscopist picks the folder of class folders itself: no zip to make first. Streamlit names each file by
+    its path in the folder. Of many files, a browser may fail to send some: the page says how many arrived."""
+    from ebsd_core.io.dataset import read_dataset
+
+    monkeypatch.setattr("pages.common.MANY_UPLOADS", 9)  # 1,000: more than a test should upload
+
+    def png(name, seed):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 40), dtype=np.uint8)).save(buffer, "PNG")
+        return (name, buffer.getvalue(), "image/png")
+
+    def folder_uploader():
+        return next(u for u in app.file_uploader if u.label.startswith("Or a folder"))
+
+    app.run()
+    app.switch_page("pages/data.py").run()
+    classes = {"Fm-3m": 3, "Im-3m": 2, "227": 4}
+    files = [
+        png(f"my patterns/{c}/p {i}.png", 10 * k + i) for k, (c, n) in enumerate(classes.items()) for i in range(n)
+    ]
+    damaged = ("my patterns/Im-3m/p 9.png", b"cut short", "image/png")
+    folder_uploader().set_value([*files, damaged, png("my patterns/._p 0.png", 99)]).run()  # macOS's metadata copy
+    assert not app.exception and not app.error
+    assert app.warning[0].value.startswith("11 files arrived. A browser may fail to send some")
+    assert app.warning[1].value.startswith(
+        "my patterns: 1 image could not be read and was left out (p 9.png); the first, Im-3m/p 9.png: cannot read"
+    )  # named as uploaded, not by the session's folder
+    assert len(app.warning) == 2
+    assert [s.value for s in app.success] == ["my patterns: 9 labelled patterns, classes Fm-3m, Fd-3m, Im-3m"]
+    next(b for b in app.button if b.label == "Use these as the dataset").click().run()
+    assert not app.exception and not app.error
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.classes == [225, 227, 229] and list(np.bincount(dataset.labels)) == [3, 4, 2]
+    assert app.session_state["dataset_label"] == "upload: my patterns"
+    app.switch_page("pages/train.py").run()
+    app.switch_page("pages/data.py").run()  # Streamlit empties an uploader it did not draw: the folder stays
+    assert any(c.value.startswith("my patterns, uploaded before, is still given") for c in app.caption)
+    assert [s.value for s in app.success] == ["my patterns: 9 labelled patterns, classes Fm-3m, Fd-3m, Im-3m"]
+    folder_uploader().set_value([png("my patterns/Fm-3m/a.png", 1), png("other/Fm-3m/b.png", 2)]).run()
+    assert [e.value for e in app.error] == ["one folder at a time: my patterns, other were given"]
+    folder_uploader().set_value([png("a.png", 1)]).run()
+    assert [e.value for e in app.error] == [
+        "a.png: a file on its own, where this takes a folder (files go in the uploader of files)"
+    ]
+    folder_uploader().set_value([png("mine/Fm-3m/a\tb.png", 1), png("mine/Fm-3m/a_b.png", 2)]).run()
+    assert [e.value for e in app.error] == [
+        "mine/Fm-3m/a\tb.png and mine/Fm-3m/a_b.png would be saved under one name: rename one of them"
+    ]
+
+
 def test_an_upload_is_labelled_only_with_the_space_group_chosen_for_it(app):
     """No space group is preselected: one left as it came would have labelled the patterns unnoticed."""
     from ebsd_core.io.dataset import read_dataset
@@ -2338,6 +2389,49 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     assert state.result["nav_shape"] == [8, 10] and state.result["points"] == 80
 
 
+def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, map_model, map_scan_file):
+    """A scan exported as images, or a NORDIF acquisition, picked as the folder it is: no zip to make first."""
+    import shutil
+
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    def folder_uploader():
+        return next(u for u in app.file_uploader if u.label.startswith("Or a folder"))
+
+    def mapped_points() -> list[int]:
+        next(b for b in app.button if b.label == "Classify every pattern").click().run()
+        state = job_manager().wait(app.session_state["map_job"], timeout=600)
+        assert state.status == "done", state.error
+        return state.result["nav_shape"]
+
+    images = []
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 12)):
+        buffer = io.BytesIO()
+        Image.fromarray(pattern).save(buffer, "PNG")
+        images.append((f"exported scan/p{index}.png", buffer.getvalue(), "image/png"))  # p2 before p10
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    app.switch_page("pages/phasemap.py").run()
+    folder_uploader().set_value(images).run()
+    assert not app.exception and not app.error
+    assert next(n for n in app.number_input if n.label == "Map rows").value == 3
+    assert mapped_points() == [3, 4]
+    shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
+    acquisition = [(f"nordif/{f.name}", f.read_bytes(), "application/octet-stream") for f in sorted(shipped.iterdir())]
+    folder_uploader().set_value(acquisition).run()
+    assert not app.exception and not app.error
+    assert not any(n.label == "Map rows" for n in app.number_input)  # Setting.txt gives the shape
+    assert mapped_points() == [3, 3]
+    scan_file = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    scan_file.set_value([("scan.h5", map_scan_file.read_bytes(), "application/octet-stream")]).run()
+    assert [e.value for e in app.error] == [
+        "one scan at a time: scan.h5 and the folder nordif were given: remove one of them"
+    ]
+    assert not any(b.label == "Classify every pattern" for b in app.button)
+
+
 def test_a_scan_is_opened_once_while_its_map_is_looked_at(app, monkeypatch, map_model, tmp_path):
     """Opening a folder of images reads every file: reruns (a click on the map, a new row) reuse the opened scan."""
     import shutil
@@ -2936,6 +3030,32 @@ def test_a_transfer_models_filters_are_shown_beside_its_scratch_twins(app, tiny_
     assert len(captions) == 4 and captions[-1].startswith("run-scratch-k2's first-layer filters, trained from scratch")
     beside.set_value("no other model").run()
     assert not app.exception and len(app.get("image")) == 3  # fine-tuned, ImageNet's, most changed
+
+
+def test_a_model_is_scored_on_a_folder_of_images_of_one_phase_from_results(app, tiny_dataset, tmp_path):
+    """A reference scan exported as images, picked as its folder on Results."""
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+    from pages.common import job_manager
+
+    dataset = read_dataset(tiny_dataset)
+    config = TrainConfig(shots=2, epochs=1, input_size=32, batch_size=8, views=1)
+    train_evaluate_save(dataset, config, tmp_path / "store" / "brief", dataset_path=tiny_dataset)
+    images = []
+    for index, pattern in enumerate(dataset.patterns[dataset.labels == 2][:6]):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(pattern)).save(buffer, "PNG")
+        images.append((f"reference scan/p{index}.png", buffer.getvalue(), "image/png"))
+    app.switch_page("pages/results.py").run()
+    next(u for u in app.file_uploader if u.label.startswith("Or a folder")).set_value(images).run()
+    next(s for s in app.selectbox if s.label == "Its space group").set_value(dataset.classes[2]).run()
+    next(b for b in app.button if b.label == "Score brief on reference scan").click().run()
+    state = job_manager().wait(app.session_state["score_job"], timeout=300)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception and not app.error
+    assert {m.label: m.value for m in app.metric}["Patterns scored"] == "6"
 
 
 def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_results(

@@ -416,6 +416,27 @@ def test_an_upload_refused_on_the_data_page_is_named_as_uploaded(server, tmp_pat
         assert page.get_by_test_id("stAlertContentError").count() == 1  # what wait_for_job watches for
 
 
+def test_a_folder_of_class_folders_is_picked_on_the_data_page(server, tmp_path):
+    """The browser sends each file of a picked folder under its path in it: the class folders make the labels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for group, count in (("Fm-3m", 2), ("229", 3)):
+        (tmp_path / "my patterns" / group).mkdir(parents=True)
+        for index in range(count):
+            Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(
+                tmp_path / "my patterns" / group / f"p{index}.png"
+            )
+    with dashboard_page(server, "Data") as page:
+        folder = page.locator("input[type=file][webkitdirectory]")
+        folder.set_input_files(str(tmp_path / "my patterns"), timeout=120_000)
+        page.get_by_text("my patterns: 5 labelled patterns, classes Fm-3m, Im-3m").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Use these as the dataset").click()
+        page.get_by_text("Dataset ready: go to Train.").wait_for(timeout=60_000)
+        assert page.get_by_test_id("stAlertContentError").count() == 0
+
+
 def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server, tmp_path, map_model):
     """A lab trains on a GPU workstation, downloads the zip, and brings it to the hosted dashboard."""
     import zipfile
