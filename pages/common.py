@@ -907,9 +907,9 @@ def upload_to_session(upload, uploader: str, name: str | None = None, beside=Non
 
 def _save_upload(upload, target: Path) -> None:
     """Write an upload to ``target``, once (not on every rerun), and remember the name it was uploaded under."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     written = st.session_state.setdefault("uploads_written", {})  # file path -> the upload it holds
     if not target.exists() or written.get(str(target)) != upload.file_id:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
             if not _linked_to_the_same_upload(upload, target.name, tmp):
                 tmp.write_bytes(upload.getbuffer())
