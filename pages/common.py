@@ -778,7 +778,10 @@ def download_button(label: str, data, file_name: str, mime: str | None = None, *
     """Streamlit's download button, which leaves the page alone when clicked. A click also reran the page, and a
     rerun that ended before the server took the file's request forgot a file made on the click (``data`` a
     callable: the model zip, a map's export): "Failed to generate file for download", 2 clicks in 30 on two busy
-    cores. The rerun had nothing to do either."""
+    cores. The rerun had nothing to do either.
+
+    A callable ``data`` runs on the click in the server's own thread, outside any run of the page: a cached function
+    there needs ``show_spinner=False``, or Streamlit logged "missing ScriptRunContext!" on every download."""
     where.download_button(label, data, file_name, mime, on_click="ignore", **options)
 
 

@@ -535,7 +535,7 @@ def map_at_threshold(map_path: str, modified: float, threshold: float):
     return saved if threshold == saved.threshold else dataclasses.replace(saved, threshold=threshold)
 
 
-@st.cache_data(max_entries=16, show_spinner="Preparing the export")
+@st.cache_data(max_entries=16, show_spinner=False)  # made on the click, where no page can show one
 def cached_export(map_path: str, modified: float, suffix: str, threshold: float) -> bytes:
     return export_bytes(map_at_threshold(map_path, modified, threshold), suffix)
 

@@ -156,7 +156,7 @@ def misclassified(model_dir: str, modified: float, dataset_path: str):
     return misclassified_test_patterns(*cached_model(model_dir, modified), dataset_path=dataset_path)
 
 
-@st.cache_data(max_entries=4)
+@st.cache_data(max_entries=4, show_spinner=False)  # made on the click, where no page can show one
 def cached_model_zip(name: str, modified: float) -> bytes:
     """The zip of the model as the page showed it, also when deleted or saved again since (:func:`model_as_seen`)."""
     return model_zip(model_as_seen(name, modified), name)
