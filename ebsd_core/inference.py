@@ -24,6 +24,12 @@ from ebsd_core.store import ModelCard
 
 UNKNOWN = "unknown"
 log = logging.getLogger(__name__)
+# Compiling on a CPU imports torch.utils.cpp_extension, which warns "No CUDA runtime is found, using CUDA_HOME=..."
+# where a CUDA toolkit is installed without a usable GPU: a microscopist mapping on the CPU read it as a fault. Where a
+# GPU cannot be used, the engine says so itself (ebsd_core.backbones.unused_gpu_reason).
+logging.getLogger("torch.utils.cpp_extension").addFilter(
+    lambda record: not str(record.msg).startswith("No CUDA runtime is found")
+)
 
 
 def autocast_context(device: torch.device, input_size: int):

@@ -163,3 +163,19 @@ def test_blank_patterns_get_every_class_equally_and_no_decision(model_and_card, 
     assert (quality[[0, 1, 3, 4, 6, 8, 9]] > 0).all()
     decided = decide(probs, threshold=0.0)
     assert (decided[[2, 5, 7]] == -1).all() and (decided[[0, 1, 3]] >= 0).all()
+
+
+def test_compiling_on_a_cpu_beside_a_cuda_toolkit_does_not_warn_of_a_missing_cuda_runtime(tmp_path):
+    """A phase map compiled on the CPU (``phasemap --compile always``, or a large map) printed torch's "No CUDA runtime
+    is found, using CUDA_HOME='/usr/local'" where a CUDA toolkit is installed: it read as a fault, and where a GPU is
+    there but unusable the engine says so itself."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import ebsd_core.inference, torch.utils.cpp_extension as c; print(c.CUDA_HOME)"  # what compiling imports
+    env = os.environ | {"CUDA_HOME": str(tmp_path), "CUDA_VISIBLE_DEVICES": ""}  # a toolkit, no GPU
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == str(tmp_path)  # the toolkit was found, as where the warning was seen
+    assert "No CUDA runtime" not in run.stderr
