@@ -1,5 +1,6 @@
 """Dashboard entry point: the router (st.navigation) and the sidebar."""
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ from pages.common import (
 )
 
 serialise_ast_parse()  # before any session's thread or job imports a library that parses (CPython < 3.11.8)
+# the engine's lines in the server's log (a job's internal error with its trace, ...) dated as Streamlit's own are; once
+# per server (a no-op when the root logger has a handler)
+logging.basicConfig(format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 # A file of the project's: Streamlit fetches a Material icon or an emoji for the browser tab from a CDN, which a
 # microscope PC on a closed network cannot reach, and which no lab's page should make every visitor call on.

@@ -38,6 +38,7 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 PERSIST_INTERVAL_S = 1.0  # progress-only updates (every training batch) reach disk at most this often
 SERVER_STOPPED = "the server stopped while this job was running; start it again"
 FINISHED = (DONE, FAILED, CANCELLED)
+log = logging.getLogger(__name__)
 
 JobFunction = Callable[["JobContext"], dict]
 
@@ -101,7 +102,7 @@ def hold_jobs_folder(home: Path) -> None:
             "this one a working folder of its own (EBSD_FEWSHOT_HOME)"
         ) from None
     except OSError as exc:  # a file system without locks (some network mounts): served as before, unguarded
-        logging.getLogger(__name__).warning(
+        log.warning(
             "%s cannot be locked (%s): a second server started on this working folder would not be noticed",
             home,
             os_error_text(exc),
@@ -246,10 +247,13 @@ class JobManager:
                 if memory := out_of_memory_text(exc):  # the job asked for more than there was: no bug
                     self._update(job_id, status=FAILED, error=memory, finished=time.time())
                     return
+                # in the server's log too, where whoever keeps a lab's server looks when a user reports it
+                log.error("job %s (%s) failed with an internal error", job_id, self._jobs[job_id].title, exc_info=True)
                 self._update(
                     job_id,
                     status=FAILED,
-                    error=f"internal error: {exc.__class__.__name__}: {exc}",
+                    error=f"internal error: {exc.__class__.__name__}: {exc} (the server's log has the details: job "
+                    f"{job_id})",
                     result={"traceback": traceback.format_exc()},
                     finished=time.time(),
                 )

@@ -11,6 +11,7 @@ import gc
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -1157,13 +1158,15 @@ def for_the_user(message: str) -> str:
 
 
 def show_error(exc: Exception) -> None:
-    """One clear line for the user; never a traceback."""
+    """One clear line for the user; never a traceback. An unexpected one (a bug) logs its traceback in the server's
+    log, where whoever keeps a lab's server looks when a user reports it."""
     if isinstance(exc, EbsdError):
         text = str(exc)
     elif isinstance(exc, OSError):
         text = os_error_text(exc)
     else:
-        text = f"Unexpected problem: {exc.__class__.__name__}: {exc}"
+        logging.getLogger(__name__).error("unexpected problem on a page", exc_info=exc)
+        text = f"Unexpected problem: {exc.__class__.__name__}: {exc} (the server's log has the details)"
     st.error(for_the_user(text))
 
 

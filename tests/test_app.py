@@ -1096,6 +1096,32 @@ def test_messages_name_an_upload_as_uploaded_not_by_the_session_folder(tmp_path,
     assert app.session_state.told == ["scan.ang: holds 6 points", "maps/a.npz: gone", "my scan.ang: holds 6 points"]
 
 
+def _unexpected_problems_shown():
+    from ebsd_core.errors import InputError
+    from pages.common import show_error
+
+    for problem in (KeyError("a bug's key"), InputError("holds 6 points", "scan.ang")):
+        try:
+            raise problem
+        except Exception as exc:  # noqa: BLE001 - as the pages catch them
+            show_error(exc)
+
+
+def test_an_unexpected_problem_on_a_page_is_one_line_there_and_its_trace_in_the_servers_log(
+    tmp_path, monkeypatch, caplog
+):
+    """Whoever keeps a lab's server, told "Unexpected problem: KeyError" by a user, found nothing in its log."""
+    monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "home"))
+    app = AppTest.from_function(_unexpected_problems_shown).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "Unexpected problem: KeyError: \"a bug's key\" (the server's log has the details)",
+        "scan.ang: holds 6 points",  # the user's own to mend: not logged
+    ]
+    logged = [r for r in caplog.records if r.name == "pages.common"]
+    assert len(logged) == 1 and logged[0].levelname == "ERROR" and logged[0].exc_info[0] is KeyError
+
+
 def test_two_uploads_of_one_name_at_once_are_explained(app):
     """Found on review: both were saved in one file and their space-group boxes shared a key (an exception)."""
 

@@ -175,6 +175,24 @@ def test_a_job_started_again_waits_for_its_owners_other_job(tmp_path):
     assert manager.wait(manager.restart(failed.id, lambda ctx: {})).status == DONE
 
 
+def test_an_internal_error_of_a_job_is_one_line_on_the_page_and_its_trace_in_the_servers_log(tmp_path, caplog):
+    """The trace was kept in the job's file alone: whoever keeps a lab's server, told "internal error: KeyError" by a
+    user, found nothing in the server's log."""
+    manager = JobManager(tmp_path / "jobs")
+
+    def buggy(ctx):
+        raise KeyError("a bug's key")
+
+    job_id = manager.submit("train", "Train: 2 runs", "a", buggy)
+    state = manager.wait(job_id)
+    assert state.status == FAILED
+    assert state.error == f"internal error: KeyError: \"a bug's key\" (the server's log has the details: job {job_id})"
+    assert "KeyError" in state.result["traceback"]
+    logged = [r for r in caplog.records if r.name == "ebsd_core.jobs"]
+    assert [r.getMessage() for r in logged] == [f"job {job_id} (Train: 2 runs) failed with an internal error"]
+    assert logged[0].levelname == "ERROR" and logged[0].exc_info[0] is KeyError
+
+
 def test_a_job_that_runs_out_of_memory_fails_with_what_to_try(tmp_path):
     """Not an 'internal error' with a traceback: a shared GPU that other programs fill is no bug of the job's."""
     import torch
