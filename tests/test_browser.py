@@ -43,8 +43,9 @@ def server(tmp_path):
 
 
 def assert_quiet_log(log: Path) -> None:
-    """That the server's log holds nothing a lab's administrator would take for a fault: a model's zip, made on the
-    click in the server's own thread, logged "Thread 'asyncio_0': missing ScriptRunContext!" there on each download."""
+    """That the server's log holds nothing a lab's administrator would take for a fault (a job's internal error logs
+    its trace there): a model's zip, made on the click in the server's own thread, logged "Thread 'asyncio_0': missing
+    ScriptRunContext!" there on each download."""
     logged = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     assert [line for line in logged if "missing ScriptRunContext" in line or "Traceback" in line] == []
 
