@@ -4,6 +4,7 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import os
 import threading
 import time
@@ -1119,7 +1120,7 @@ def test_an_unexpected_problem_on_a_page_is_one_line_there_and_its_trace_in_the_
         "scan.ang: holds 6 points",  # the user's own to mend: not logged
     ]
     logged = [r for r in caplog.records if r.name == "pages.common"]
-    assert len(logged) == 1 and logged[0].levelname == "ERROR" and logged[0].exc_info[0] is KeyError
+    assert len(logged) == 1 and logged[0].levelno == logging.ERROR and logged[0].exc_info[0] is KeyError
 
 
 def test_two_uploads_of_one_name_at_once_are_explained(app):

@@ -3,6 +3,7 @@
 import ast
 import gc
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -190,7 +191,7 @@ def test_an_internal_error_of_a_job_is_one_line_on_the_page_and_its_trace_in_the
     assert "KeyError" in state.result["traceback"]
     logged = [r for r in caplog.records if r.name == "ebsd_core.jobs"]
     assert [r.getMessage() for r in logged] == [f"job {job_id} (Train: 2 runs) failed with an internal error"]
-    assert logged[0].levelname == "ERROR" and logged[0].exc_info[0] is KeyError
+    assert logged[0].levelno == logging.ERROR and logged[0].exc_info[0] is KeyError
 
 
 def test_a_job_that_runs_out_of_memory_fails_with_what_to_try(tmp_path):
