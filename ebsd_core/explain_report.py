@@ -39,7 +39,7 @@ from ebsd_core.explain import (
 from ebsd_core.figures import png_bytes, pyplot
 from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
-from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group
+from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group, space_group_symbol
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
 from ebsd_core.wording import counted, is_whole_number
@@ -111,7 +111,7 @@ class PatternContext:
     pattern: np.ndarray  # (S, S) preprocessed
     index: int
     material: str | None = None
-    true_class: str | None = None  # the space-group symbol a labelled dataset gives it
+    true_class: str | None = None  # the space-group symbol a labelled dataset or class folder gives it
     quaternion: np.ndarray | None = None
     pc: np.ndarray | None = None
     detector_tilt: float = 0.0
@@ -148,6 +148,8 @@ def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternC
         )
     pattern = preprocess(raw, card.preprocess, source.static_background, source.path)[0]
     context = PatternContext(pattern, index)
+    if source.labelled and source.kind != "dataset":  # class folders of images: the folder's space group
+        context.true_class = space_group_symbol(source.classes[int(source.labels[index])])
     if source.kind == "dataset":
         from ebsd_core.io.dataset import read_dataset
 

@@ -19,7 +19,7 @@ from pages.common import (
     keep_hidden_widgets,
     keep_hidden_widgets_of,
     metric_row,
-    one_scan_upload,
+    one_scan_upload_or_folder,
     opened_source,
     select_model,
     show_error,
@@ -188,11 +188,12 @@ if method == "filters":  # the paper's comparison: a transfer model's filters be
     )
     compare = None if beside == "no other model" else str(default_store() / beside)
 if method != "filters":
-    uploaded = one_scan_upload(
+    uploaded = one_scan_upload_or_folder(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
         key="explain_upload",
     )
-    fresh = uploaded is not None and bool(st.session_state.get("explain_upload"))  # not one kept while hidden
+    # not one kept while hidden
+    fresh = uploaded is not None and any(st.session_state.get(k) for k in ("explain_upload", "explain_upload-folder"))
     if uploaded is not None:
         sources = {f"upload: {shown_name(uploaded)}": str(uploaded)} | sources  # the one given first
     if not sources:

@@ -2160,6 +2160,38 @@ def test_a_pattern_uploaded_to_explain_stays_while_the_filters_hide_its_uploader
     assert "upload: my_grain.png" in next(s for s in app.selectbox if s.label == "Patterns from").options
 
 
+def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_file):
+    """Explain took one file: a folder of images (class folders, as the Data page takes them) had to be zipped, or
+    made a dataset on Data first. It is picked as the folder it is, as on Phase map and Results, and its class folders
+    give each pattern's true class."""
+    import shutil
+
+    from ebsd_core.io.dataset import read_dataset
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    scan = read_dataset(map_scan_file)
+    folder = {"austenite": "Fm-3m", "ferrite": "Im-3m"}
+    images = []
+    for index in range(4):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(scan.patterns[index])).save(buffer, "PNG")
+        images.append((f"my grains/{folder[scan.material[index]]}/p{index}.png", buffer.getvalue(), "image/png"))
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    next(u for u in app.file_uploader if u.label.startswith("Or a folder")).set_value(images).run()
+    assert not app.exception and not app.error
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).label == "Pattern index (0 to 3)"
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
+    first = sorted(name for name, _, _ in images)[0]  # class folders in order: Fm-3m's patterns first
+    assert headline.endswith(f"; true class: **{first.split('/')[1]}**"), headline
+    app.radio(key="explain_method").set_value("filters").run()  # kept while the filters hide the uploaders
+    app.radio(key="explain_method").set_value("gradcam").run()
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
+
+
 def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model, map_scan_file, tmp_path):
     """The scan of the session's phase map is a grid: its points are chosen and named by row and column."""
     import shutil

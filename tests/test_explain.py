@@ -293,6 +293,28 @@ def test_a_pattern_of_a_map_is_named_by_its_row_and_column(map_model, map_scan_f
     assert "give a pattern's index (17) or its row and column in a map (3,4), not '2,3,4'" in capsys.readouterr().err
 
 
+def test_a_pattern_of_class_folders_is_explained_with_its_folders_class(map_model, map_scan_file, tmp_path, capsys):
+    """Images in class folders say each pattern's space group, as a dataset does: the explanation gives it."""
+    from PIL import Image
+
+    scan = open_patterns(map_scan_file)
+    for index, (pattern, label) in enumerate(zip(scan.batch(0, 4), scan.labels[:4], strict=True)):
+        folder = tmp_path / "mine" / ("Fm-3m" if scan.classes[label] == 225 else "Im-3m")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pattern).save(folder / f"p{index}.png")
+    args = ["explain", "--model", str(map_model), "--input", str(tmp_path / "mine"), "--method", "gradcam"]
+    for index in (0, 3):
+        assert main([*args, "--index", str(index), "--out", str(tmp_path / f"out{index}")]) == 0
+        shown = sorted((tmp_path / "mine").glob("*/*.png"))[index]
+        assert json.loads(capsys.readouterr().out)["true_class"] == shown.parent.name
+    for pattern in (tmp_path / "mine").glob("*/*.png"):  # not class folders: no class to give
+        pattern.rename(tmp_path / "mine" / f"{pattern.parent.name}-{pattern.name}")
+    for folder in (tmp_path / "mine").glob("*/"):
+        folder.rmdir()
+    assert main([*args, "--index", "0", "--out", str(tmp_path / "out")]) == 0
+    assert json.loads(capsys.readouterr().out)["true_class"] is None
+
+
 def test_an_explanation_answers_unknown_as_predict_does(map_model, map_scan_file, tmp_path):
     """With the model's test-time views and inference precision (bf16 on CPUs that have it), as predict."""
     import shutil
