@@ -329,6 +329,7 @@ def explain_pattern(
     out.numbers.update(
         {
             "index": index,
+            "file": source.file_name(index),
             "predicted": card.class_symbols[predicted],
             "decision": card.class_symbols[decided] if decided >= 0 else UNKNOWN,
             "threshold": card.unknown_threshold,

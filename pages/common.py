@@ -1084,13 +1084,16 @@ def one_scan_upload(label: str, key: str, types: list[str] | None = None) -> Pat
     return kept_upload(key, draw)
 
 
-def one_scan_upload_or_folder(label: str, key: str, types: list[str] | None = None) -> Path | None:
+def one_scan_upload_or_folder(
+    label: str,
+    key: str,
+    types: list[str] | None = None,
+    folder_label: str = "Or a folder: a scan exported as images, or a NORDIF acquisition",
+) -> Path | None:
     """:func:`one_scan_upload`, and beside it an uploader of the scan as a folder (:func:`folder_upload`: a scan
     exported as images, a NORDIF acquisition): the scan's path, or None (with the reason, when both are given)."""
     uploaded = one_scan_upload(label, key, types)
-    folder = folder_upload(
-        "Or a folder: a scan exported as images, or a NORDIF acquisition", f"{key}-folder", FOLDER_FILE_TYPES
-    )
+    folder = folder_upload(folder_label, f"{key}-folder", FOLDER_FILE_TYPES)
     if uploaded and folder:
         show_error(
             InputError(

@@ -191,6 +191,8 @@ if method != "filters":
     uploaded = one_scan_upload_or_folder(
         "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
         key="explain_upload",
+        folder_label="Or a folder: images (in class folders, to see each one's true class), a scan exported as images, "
+        "or a NORDIF acquisition",
     )
     # not one kept while hidden
     fresh = uploaded is not None and any(st.session_state.get(k) for k in ("explain_upload", "explain_upload-folder"))
@@ -244,7 +246,8 @@ if method != "filters":
         c4 = rest[0] if rest else None
         (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
         index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
-        pattern_name = f"Pattern {index}"
+        file_name = opened.file_name(index)
+        pattern_name = f"Pattern {index}" + (f" ({file_name})" if file_name else "")
     if method != "activations":  # what a layer responds to does not depend on a class
         targets = ["predicted class", *card.class_symbols]
         choice = c3.selectbox("Class to explain", targets, key=kept_choice(f"class-{model_name}", targets, targets[0]))

@@ -2184,8 +2184,9 @@ def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_fil
     assert next(n for n in app.number_input if n.label.startswith("Pattern index")).label == "Pattern index (0 to 3)"
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
-    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
+    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0 "))
     first = sorted(name for name, _, _ in images)[0]  # class folders in order: Fm-3m's patterns first
+    assert headline.startswith(f"Pattern 0 ({first.partition('/')[2]}): "), headline  # the file, as it is known
     assert headline.endswith(f"; true class: **{first.split('/')[1]}**"), headline
     app.radio(key="explain_method").set_value("filters").run()  # kept while the filters hide the uploaders
     app.radio(key="explain_method").set_value("gradcam").run()

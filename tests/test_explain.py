@@ -306,7 +306,9 @@ def test_a_pattern_of_class_folders_is_explained_with_its_folders_class(map_mode
     for index in (0, 3):
         assert main([*args, "--index", str(index), "--out", str(tmp_path / f"out{index}")]) == 0
         shown = sorted((tmp_path / "mine").glob("*/*.png"))[index]
-        assert json.loads(capsys.readouterr().out)["true_class"] == shown.parent.name
+        explained = json.loads(capsys.readouterr().out)
+        assert explained["true_class"] == shown.parent.name
+        assert explained["file"] == f"{shown.parent.name}/{shown.name}"
     for pattern in (tmp_path / "mine").glob("*/*.png"):  # not class folders: no class to give
         pattern.rename(tmp_path / "mine" / f"{pattern.parent.name}-{pattern.name}")
     for folder in (tmp_path / "mine").glob("*/"):

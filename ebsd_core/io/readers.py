@@ -90,6 +90,11 @@ class PatternSource:
             first = last + 1
         return out
 
+    def file_name(self, index: int) -> str | None:
+        """The image file pattern ``index`` was read from, as its folder or zip names it (``Fm-3m/p3.png``); None
+        for a file of patterns (a page of a stack, a point of a scan)."""
+        return self.names[index] if self.names and self.kind in ("image-folder", "zip") else None
+
     @property
     def labelled(self) -> bool:
         return self.labels is not None and self.classes is not None
