@@ -18,10 +18,12 @@ from pages.common import (
     enter_page,
     keep_hidden_widgets,
     keep_hidden_widgets_of,
+    kept_tabs,
     metric_row,
     one_scan_upload_or_folder,
     opened_source,
     select_model,
+    server_path_input,
     show_error,
     show_notes,
     show_source_warnings,
@@ -188,18 +190,32 @@ if method == "filters":  # the paper's comparison: a transfer model's filters be
     )
     compare = None if beside == "no other model" else str(default_store() / beside)
 if method != "filters":
-    uploaded = one_scan_upload_or_folder(
-        "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its Setting.txt)",
-        key="explain_upload",
-        folder_label="Or a folder: images (in class folders, to see each one's true class), a scan exported as images, "
-        "or a NORDIF acquisition",
+    tab_upload, tab_server = kept_tabs(["Upload", "Server path"], key="explain_tab")
+    with tab_upload:
+        uploaded = one_scan_upload_or_folder(
+            "Explain a pattern of your own (an image, or a scan file; a NORDIF Pattern.dat together with its "
+            "Setting.txt)",
+            key="explain_upload",
+            folder_label="Or a folder: images (in class folders, to see each one's true class), a scan exported as "
+            "images, or a NORDIF acquisition",
+        )
+    with tab_server:  # a lab's scans on the server's disk, too large to upload for a look at one pattern
+        on_server = server_path_input("Scan path", "explain patterns of large scans", key="explain_server_path")
+    # given just now: a path typed since the last run, or an upload in its uploader (not one kept while hidden)
+    typed = str(on_server) if on_server else None
+    fresh = typed not in (None, st.session_state.get("explain_server_seen")) or (
+        uploaded is not None and any(st.session_state.get(k) for k in ("explain_upload", "explain_upload-folder"))
     )
-    # not one kept while hidden
-    fresh = uploaded is not None and any(st.session_state.get(k) for k in ("explain_upload", "explain_upload-folder"))
-    if uploaded is not None:
-        sources = {f"upload: {shown_name(uploaded)}": str(uploaded)} | sources  # the one given first
+    st.session_state.explain_server_seen = typed
+    if on_server is not None:  # as on Phase map and Results, a path typed takes the upload's place
+        sources = {f"server: {shown_name(on_server)}": str(on_server)} | sources  # the one given first
+    elif uploaded is not None:
+        sources = {f"upload: {shown_name(uploaded)}": str(uploaded)} | sources
     if not sources:
-        st.info("No patterns yet: upload one above, choose a dataset on **Data**, or make a phase map first.")
+        st.info(
+            "No patterns yet: upload one above (or give its path on the server), choose a dataset on **Data**, or "
+            "make a phase map first."
+        )
         st.stop()
     paths = list(sources.values())
     # a file just uploaded (first) comes first; then a pattern just sent from another page (of the Phase map's scan, or
@@ -225,15 +241,17 @@ if method != "filters":
     sent = st.session_state.pop("explain_index", None) if source_path == sent_from else None
     sent = None if sent is None else min(int(sent), count - 1)
     map_header = session_map_header(source_path, count)
-    if map_header:  # a scan's point is found by its row and column, as on the Phase map page
-        if map_header.get("model") == card.name:  # its model answers as on the map
-            map_views = map_header.get("views") or None
+    if map_header and map_header.get("model") == card.name:  # its model answers as on the map
+        map_views = map_header.get("views") or None
+    # the rows and columns the session's map gave the scan (one exported as images has none of its own), else its own
+    grid = map_header["nav_shape"] if map_header else opened.nav_shape
+    if grid and len(grid) == 2:  # a scan's point is found by its row and column, as on the Phase map page
         # labels wrap on narrow pages; activation maps take no class, so their layer picker gets its room (a 1,024 px
         # screen cut "blocks.1.0.conv_pw (64 px)" short)
         widths = [1, 1, 4] if method == "activations" else [1, 1, 2, 2]
         c1, c2, c3, *rest = st.columns(widths, vertical_alignment="bottom")
         c4 = rest[0] if rest else None
-        rows, cols = map_header["nav_shape"]
+        rows, cols = grid
         row_key, col_key = pattern_keys(
             source_path, None if sent is None else divmod(sent, cols), {"row": rows - 1, "col": cols - 1}
         )

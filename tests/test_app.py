@@ -2060,8 +2060,9 @@ def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
     assert any("Evidence on Kikuchi bands" in m.label for m in app.metric)
-    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0: "))
-    assert headline.startswith(("Pattern 0: predicted **", "Pattern 0: **unknown**: top class **"))
+    # a map of rows and columns, which the scan's file gives, even with no phase map of it in this session
+    headline = next(m.value for m in app.markdown if m.value.startswith("Row 0, column 0: "))
+    assert headline.startswith(("Row 0, column 0: predicted **", "Row 0, column 0: **unknown**: top class **"))
     truth = {"austenite": "**Fm-3m** (Austenite)", "ferrite": "**Im-3m** (Ferrite)"}
     assert headline.endswith(f"; true class: {truth[read_dataset(map_scan_file).material[0]]}")  # the scan's labels
     assert len(app.get("image")) >= 1
@@ -2191,6 +2192,42 @@ def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_fil
     app.radio(key="explain_method").set_value("filters").run()  # kept while the filters hide the uploaders
     app.radio(key="explain_method").set_value("gradcam").run()
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
+
+
+def test_a_scan_on_the_server_is_explained_by_its_path(app, monkeypatch, map_model, map_scan_file, tiny_dataset):
+    """A lab's scans lie on the server's disk, too large to upload for a look at one pattern: Explain reads one by its
+    path, as Phase map and Results do, and its points by their rows and columns; a source chosen since stays chosen
+    after a look at the filters."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    root = Path(os.environ["EBSD_MODEL_STORE"]).parent / "root"
+    (root / "sample 7").mkdir(parents=True)
+    shutil.copy(map_scan_file, root / "sample 7" / "scan.h5")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.session_state["dataset_path"] = str(tiny_dataset)
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+
+    def source():
+        return next(s for s in app.selectbox if s.label == "Patterns from")
+
+    assert source().value == f"dataset: {tiny_dataset.name}"
+    next(t for t in app.text_input if t.label.startswith("Scan path")).input("sample 7").run()  # its one scan
+    assert not app.exception and not app.error
+    assert source().value == "server: sample 7/scan.h5"
+    assert [n.label for n in app.number_input] == ["Row (0 to 7)", "Column (0 to 9)"]  # the scan's grid
+    next(n for n in app.number_input if n.label.startswith("Column")).set_value(5).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("Row 0, column 5: ") and "; true class: **" in m.value for m in app.markdown)
+    source().set_value(f"dataset: {tiny_dataset.name}").run()
+    app.radio(key="explain_method").set_value("filters").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    assert source().value == f"dataset: {tiny_dataset.name}"
+    assert next(t for t in app.text_input if t.label.startswith("Scan path")).value == "sample 7"  # kept, not chosen
+    next(t for t in app.text_input if t.label.startswith("Scan path")).input("nowhere.h5").run()
+    assert [e.value for e in app.error] == ["'nowhere.h5': no such file or folder under the data root"]
 
 
 def test_a_point_of_the_phase_map_is_explained_by_row_and_column(app, map_model, map_scan_file, tmp_path):
