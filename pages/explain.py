@@ -264,8 +264,9 @@ if method != "filters":
         c4 = rest[0] if rest else None
         (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
         index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
-        file_name = opened.file_name(index)
-        pattern_name = f"Pattern {index}" + (f" ({file_name})" if file_name else "")
+        pattern_name = f"Pattern {index}"
+    if file_name := opened.file_name(index):  # a scan exported as images, class folders
+        pattern_name += f" ({file_name})"
     if method != "activations":  # what a layer responds to does not depend on a class
         targets = ["predicted class", *card.class_symbols]
         choice = c3.selectbox("Class to explain", targets, key=kept_choice(f"class-{model_name}", targets, targets[0]))

@@ -2515,6 +2515,15 @@ def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, ma
     assert not app.exception and not app.error
     assert next(n for n in app.number_input if n.label == "Map rows").value == 3
     assert mapped_points() == [3, 4]
+    app.run()  # the finished map shown
+    app.switch_page("pages/explain.py").run()  # a point of it: by its row and column, named by its file
+    app.radio(key="explain_method").set_value("gradcam").run()
+    next(n for n in app.number_input if n.label == "Column (0 to 3)").set_value(2).run()
+    next(n for n in app.number_input if n.label == "Row (0 to 2)").set_value(1).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("Row 1, column 2 (p6.png): ") for m in app.markdown)
+    app.switch_page("pages/phasemap.py").run()
     shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
     acquisition = [(f"nordif/{f.name}", f.read_bytes(), "application/octet-stream") for f in sorted(shipped.iterdir())]
     folder_uploader().set_value(acquisition).run()
