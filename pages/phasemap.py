@@ -545,12 +545,14 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     r, c = divmod(point, cols)
     left, right = st.columns(2)
     try:
-        pattern = opened_source(scan_path).batch(point, point + 1)[0]
+        source = opened_source(scan_path)
+        pattern = source.batch(point, point + 1)[0]
+        file_name = source.file_name(point)  # a scan exported as images: the file to look for
         left.plotly_chart(
             tidy(
                 go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),
                 320,
-                title=f"pattern at row {r}, column {c}",
+                title=f"pattern at row {r}, column {c}" + (f" ({file_name})" if file_name else ""),
                 yaxis_autorange="reversed",
                 yaxis_scaleanchor="x",
             ),

@@ -2118,7 +2118,7 @@ def test_a_pattern_sent_from_the_phase_map_is_the_scans_not_the_datasets(app, ma
     app.switch_page("pages/explain.py").run()
     assert not app.exception
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == f"phase-map scan: {map_scan_file.name}"
-    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 7
+    assert [(n.label, n.value) for n in app.number_input] == [("Row (0 to 7)", 0), ("Column (0 to 9)", 7)]
     # another source and pattern chosen stay while the filters are shown (they went back to the ones sent)
     next(s for s in app.selectbox if s.label == "Patterns from").set_value(f"dataset: {tiny_dataset.name}").run()
     next(n for n in app.number_input if n.label.startswith("Pattern index")).set_value(3).run()
@@ -2515,7 +2515,8 @@ def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, ma
     assert not app.exception and not app.error
     assert next(n for n in app.number_input if n.label == "Map rows").value == 3
     assert mapped_points() == [3, 4]
-    app.run()  # the finished map shown
+    app.run()  # the finished map shown, and its first point with the file it was read from
+    assert any("pattern at row 0, column 0 (p0.png)" in c.proto.spec for c in app.get("plotly_chart"))
     app.switch_page("pages/explain.py").run()  # a point of it: by its row and column, named by its file
     app.radio(key="explain_method").set_value("gradcam").run()
     next(n for n in app.number_input if n.label == "Column (0 to 3)").set_value(2).run()
@@ -2797,7 +2798,7 @@ def test_choices_left_on_a_page_stay_after_a_visit_to_another(app, map_model, ma
     app.session_state["explain_index"], app.session_state["explain_from"] = 3, str(map_scan_file)
     app.run()
     assert app.radio(key="explain_method").value == "gradcam"
-    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 3
+    assert next(n for n in app.number_input if n.label.startswith("Column")).value == 3  # of the scan's 8x10 grid
 
 
 def test_the_tab_chosen_on_a_page_stays_after_a_visit_to_another(app, map_model):
@@ -2806,7 +2807,11 @@ def test_the_tab_chosen_on_a_page_stays_after_a_visit_to_another(app, map_model)
     import shutil
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    chosen = {"pages/data.py": ("data_tab", "Simulate"), "pages/phasemap.py": ("scan_tab", "Server path")}
+    chosen = {
+        "pages/data.py": ("data_tab", "Simulate"),
+        "pages/phasemap.py": ("scan_tab", "Server path"),
+        "pages/explain.py": ("explain_tab", "Server path"),
+    }
     for page, (key, tab) in chosen.items():
         app.switch_page(page).run()
         app.session_state[key] = tab  # as a click on the tab sets it
@@ -2815,7 +2820,7 @@ def test_the_tab_chosen_on_a_page_stays_after_a_visit_to_another(app, map_model)
     app.session_state["score_tab"] = "Server path"
     app.run()
     app.radio(key="score_on").set_value("The session's dataset").run()
-    app.switch_page("pages/explain.py").run()
+    app.switch_page("pages/home.py").run()
     for page, (key, tab) in chosen.items():
         app.switch_page(page).run()
         assert app.session_state[key] == tab and not app.exception
