@@ -929,6 +929,11 @@ def folder_part(name: str) -> str:
     return name
 
 
+#: Streamlit names an uploaded file by its path in a folder picked with the button (the browser's webkitRelativePath),
+#: but a folder dragged onto the uploader reaches it as its files alone: the browser gives dropped files no such path.
+DROPPED_FOLDER = "a folder dragged onto an uploader arrives as its files alone, without its sub-folders"
+
+
 def folder_to_session(uploads: list, uploader: str) -> Path:
     """Save the files of one uploaded folder (Streamlit names each by its path in it, the folder's name first) into a
     folder of the session of their own, under the same paths (:func:`folder_part`): that folder's path.
@@ -942,7 +947,13 @@ def folder_to_session(uploads: list, uploader: str) -> Path:
         upload.file_id: [p for p in upload.name.replace("\\", "/").split("/") if p not in ("", ".")]
         for upload in uploads
     }
-    if loose := [upload.name for upload in uploads if len(paths[upload.file_id]) < 2]:
+    loose = [upload.name for upload in uploads if len(paths[upload.file_id]) < 2]
+    if loose and len(loose) == len(uploads):  # dropped: a folder's class folders would be lost, a scan's name too
+        raise InputError(
+            f"{counted(len(uploads), 'file')} arrived, none in a folder: {DROPPED_FOLDER} (class folders would be "
+            "lost). Click the uploader and pick the folder instead, or upload a zip of it"
+        )
+    if loose:
         raise InputError("a file on its own, where this takes a folder (files go in the uploader of files)", loose[0])
     tops = sorted({parts[0] for parts in paths.values()})
     if len(tops) > 1:
@@ -966,7 +977,8 @@ def folder_to_session(uploads: list, uploader: str) -> Path:
 FOLDER_UPLOAD_HELP = (
     "The browser sends each file on its own and slows down with many: on a 2-core server 500 images took 9 s, "
     "1,000 took 25 s and 5,000 did not end in 10 minutes. A larger folder is quicker as one zip, or by its path "
-    "on the server (Server path, where the server offers it)."
+    "on the server (Server path, where the server offers it). Pick the folder with the button: "
+    f"{DROPPED_FOLDER}."
 )
 #: Streamlit's uploader sends every file of a selection at once, and Chromium failed some of them above this many
 #: (net::ERR_INSUFFICIENT_RESOURCES: 1,000 arrived whole, 1,417-1,500 of 1,500 in 4 tries), whatever their size.

@@ -24,6 +24,7 @@ from ebsd_core.preprocess import PreprocessConfig, preprocess
 from ebsd_core.wording import counted
 from ebsd_core.workflows import simulate_job
 from pages.common import (
+    DROPPED_FOLDER,
     FOLDER_FILE_TYPES,
     IMAGE_FILE_TYPES,
     NORDIF_SETTING_TYPES,
@@ -197,7 +198,13 @@ def saved_uploads() -> list[Path]:
         saved, names = [], set()
         for upload in uploads_to_read(uploads, "data_upload") if uploads else []:
             if safe_name(upload.name) in names:  # told apart by nothing: one label, one scan name in the dataset
-                show_error(InputError("two uploads have this name: rename one of them to use both", upload.name))
+                show_error(
+                    InputError(
+                        f"two uploads have this name: rename one of them to use both ({DROPPED_FOLDER}: pick it "
+                        "in the uploader of folders below)",
+                        upload.name,
+                    )
+                )
                 continue
             names.add(safe_name(upload.name))
             try:

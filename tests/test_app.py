@@ -1135,7 +1135,10 @@ def test_two_uploads_of_one_name_at_once_are_explained(app):
     app.switch_page("pages/data.py").run()
     app.file_uploader[0].set_value([png(1), png(2)]).run()
     assert not app.exception
-    assert [e.value for e in app.error] == ["pattern.png: two uploads have this name: rename one of them to use both"]
+    assert [e.value for e in app.error] == [
+        "pattern.png: two uploads have this name: rename one of them to use both (a folder dragged onto an uploader "
+        "arrives as its files alone, without its sub-folders: pick it in the uploader of folders below)"
+    ]
     assert [s.label for s in app.selectbox] == ["Space group of pattern.png (1 pattern)"]
 
 
@@ -1220,9 +1223,16 @@ def test_a_folder_of_class_folders_is_uploaded_as_it_is(app, monkeypatch):
     assert [s.value for s in app.success] == ["my patterns: 9 labelled patterns, classes Fm-3m, Fd-3m, Im-3m"]
     folder_uploader().set_value([png("my patterns/Fm-3m/a.png", 1), png("other/Fm-3m/b.png", 2)]).run()
     assert [e.value for e in app.error] == ["one folder at a time: my patterns, other were given"]
-    folder_uploader().set_value([png("a.png", 1)]).run()
+    folder_uploader().set_value([png("my patterns/Fm-3m/a.png", 1), png("b.png", 2)]).run()
     assert [e.value for e in app.error] == [
-        "a.png: a file on its own, where this takes a folder (files go in the uploader of files)"
+        "b.png: a file on its own, where this takes a folder (files go in the uploader of files)"
+    ]
+    # a folder dragged onto the uploader: the browser sends its files without their paths (seen in Chromium)
+    folder_uploader().set_value([png("a.png", 1), png("b.png", 2)]).run()
+    assert [e.value for e in app.error] == [
+        "2 files arrived, none in a folder: a folder dragged onto an uploader arrives as its files alone, without its "
+        "sub-folders (class folders would be lost). Click the uploader and pick the folder instead, or upload a zip of "
+        "it"
     ]
     folder_uploader().set_value([png("mine/Fm-3m/a\tb.png", 1), png("mine/Fm-3m/a_b.png", 2)]).run()
     assert [e.value for e in app.error] == [

@@ -449,6 +449,32 @@ def test_a_folder_of_class_folders_is_picked_on_the_data_page(server, tmp_path):
         assert page.get_by_test_id("stAlertContentError").count() == 0
 
 
+def test_a_folder_dragged_onto_the_folder_uploader_is_refused_with_the_way_that_works(server, tmp_path):
+    """A folder dropped on an uploader reaches Streamlit as its files alone (the browser gives dropped files no path),
+    so its class folders are lost: said so, with the way that keeps them. Dragged with Chromium's own drag events."""
+    import numpy as np
+    from PIL import Image
+
+    for group in ("Fm-3m", "229"):
+        (tmp_path / "my patterns" / group).mkdir(parents=True)
+        for index in range(2):
+            Image.fromarray(np.full((32, 32), index * 50, np.uint8)).save(
+                tmp_path / "my patterns" / group / f"p{index}.png"
+            )
+    with dashboard_page(server, "Data") as page:
+        zone = page.get_by_test_id("stFileUploaderDropzone").nth(1)  # the uploader of folders
+        zone.wait_for(timeout=FIRST_RUN_MS)
+        box = zone.bounding_box()
+        drag = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+        files = {"items": [], "files": [str(tmp_path / "my patterns")], "dragOperationsMask": 1}
+        browser = page.context.new_cdp_session(page)
+        for event in ("dragEnter", "dragOver", "drop"):
+            browser.send("Input.dispatchDragEvent", {"type": event, **drag, "data": files})
+        page.get_by_text("4 files arrived, none in a folder: a folder dragged onto an uploader").wait_for(
+            timeout=60_000
+        )
+
+
 def test_a_model_trained_elsewhere_is_added_on_results_and_deleted_there(server, tmp_path, map_model):
     """A lab trains on a GPU workstation, downloads the zip, and brings it to the hosted dashboard."""
     import zipfile
