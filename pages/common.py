@@ -27,6 +27,7 @@ import streamlit as st
 from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import EbsdError, InputError, os_error_text
 from ebsd_core.io import nordif
+from ebsd_core.io.images import is_image_name
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
 from ebsd_core.memory import release_freed_memory
 from ebsd_core.paths import DATA_ROOT_VARIABLE, fewshot_home, printable_path
@@ -1075,7 +1076,10 @@ def one_upload_to_read(uploads: list, uploader: str) -> Path | None:
     the session; None, with the reason shown, when there is none or more than one."""
     to_read = uploads_to_read(uploads, uploader)
     if len(to_read) > 1:
-        show_error(InputError(f"one scan at a time: {', '.join(upload.name for upload in to_read)} were given"))
+        named = ", ".join(upload.name for upload in to_read)
+        images = all(is_image_name(upload.name) for upload in to_read)  # a scan exported as images, dropped here
+        hint = f" ({DROPPED_FOLDER}: pick it in the uploader of folders below)" if images else ""
+        show_error(InputError(f"one scan at a time: {named} were given{hint}"))
         return None
     try:
         return upload_to_session(to_read[0], uploader) if to_read else None

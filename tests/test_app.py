@@ -2440,6 +2440,13 @@ def test_phase_map_of_an_uploaded_nordif_scan(app, map_model):
     uploader.set_value([*files, ("scan.h5", b"\0", "application/octet-stream")]).run()
     assert [e.value for e in app.error] == ["one scan at a time: Pattern.dat, scan.h5 were given"]
     uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
+    image = (shipped / names[2]).read_bytes()  # a scan exported as images, dragged as a folder: its files alone
+    uploader.set_value([("p0.bmp", image, "image/bmp"), ("p1.bmp", image, "image/bmp")]).run()
+    assert [e.value for e in app.error] == [
+        "one scan at a time: p0.bmp, p1.bmp were given (a folder dragged onto an uploader arrives as its files alone, "
+        "without its sub-folders: pick it in the uploader of folders below)"
+    ]
+    uploader = next(u for u in app.file_uploader if u.label.startswith("Scan file"))
     uploader.set_value(files[:2]).run()  # what the reader notices is said on this page too
     assert [w.value for w in app.warning] == [
         "Pattern.dat: no Background acquisition pattern.bmp beside it: only the dynamic background is removed"
