@@ -2202,6 +2202,12 @@ def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_fil
     app.radio(key="explain_method").set_value("filters").run()  # kept while the filters hide the uploaders
     app.radio(key="explain_method").set_value("gradcam").run()
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
+    shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns: its points by row and column
+    acquisition = [(f"nordif/{f.name}", f.read_bytes(), "application/octet-stream") for f in sorted(shipped.iterdir())]
+    next(u for u in app.file_uploader if u.label.startswith("Or a folder")).set_value(acquisition).run()
+    assert not app.exception and not app.error
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: nordif"
+    assert [n.label for n in app.number_input] == ["Row (0 to 2)", "Column (0 to 2)"]
 
 
 def test_a_scan_on_the_server_is_explained_by_its_path(app, monkeypatch, map_model, map_scan_file, tiny_dataset):
