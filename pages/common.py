@@ -950,9 +950,15 @@ def folder_to_session(uploads: list, uploader: str) -> Path:
     }
     loose = [upload.name for upload in uploads if len(paths[upload.file_id]) < 2]
     if loose and len(loose) == len(uploads):  # dropped: a folder's class folders would be lost, a scan's name too
+        acquisition = any(nordif.is_scan_file(name) for name in loose)  # never read from a zip
+        other_way = (
+            f"give its {nordif.SCAN_SUFFIX} and {nordif.SETTING_FILE} to the uploader of files"
+            if acquisition
+            else "upload a zip of it"
+        )
         raise InputError(
             f"{counted(len(uploads), 'file')} arrived, none in a folder: {DROPPED_FOLDER} (class folders would be "
-            "lost). Click the uploader and pick the folder instead, or upload a zip of it"
+            f"lost). Click the uploader and pick the folder instead, or {other_way}"
         )
     if loose:
         raise InputError("a file on its own, where this takes a folder (files go in the uploader of files)", loose[0])

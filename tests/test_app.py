@@ -1234,6 +1234,11 @@ def test_a_folder_of_class_folders_is_uploaded_as_it_is(app, monkeypatch):
         "sub-folders (class folders would be lost). Click the uploader and pick the folder instead, or upload a zip of "
         "it"
     ]
+    nordif_files = [(name, b"\0", "application/octet-stream") for name in ("Pattern.dat", "Setting.txt")]
+    folder_uploader().set_value(nordif_files).run()  # a NORDIF acquisition dropped: never read from a zip
+    assert app.error[0].value.endswith(
+        "pick the folder instead, or give its .dat and Setting.txt to the uploader of files"
+    )
     folder_uploader().set_value([png("mine/Fm-3m/a\tb.png", 1), png("mine/Fm-3m/a_b.png", 2)]).run()
     assert [e.value for e in app.error] == [
         "mine/Fm-3m/a\tb.png and mine/Fm-3m/a_b.png would be saved under one name: rename one of them"
