@@ -836,8 +836,8 @@ def material_choice(key: str) -> str:
 
 def show_source_warnings(name: str, source) -> None:
     """What the reader noticed about a pattern file (images left out, scans not read, a missing background)."""
-    for warning in source.warnings:
-        st.warning(f"{name}: {warning}")
+    for warning in source.warnings:  # it may name files whose names are not UTF-8 (from an old Windows share)
+        st.warning(printable_path(f"{name}: {warning}"))
 
 
 #: A model of a sweep run on the Train page: NAME-transfer-kN or NAME-scratch-kN, with -sS for its repeats

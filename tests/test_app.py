@@ -675,6 +675,48 @@ def test_a_server_file_whose_name_is_not_utf8_is_listed_and_said_to_be_renamed(
     ]
 
 
+def test_images_named_not_in_utf8_inside_a_folder_are_named_readably_on_explain_and_data(
+    app, tmp_path, monkeypatch, map_model, map_scan_file
+):
+    """Found on review: a folder named in UTF-8 may hold files named in Latin-1. A damaged one among them ended the
+    Explain and Data pages in "surrogates not allowed" (the reader's warning names it), and so did a pattern's own
+    file name on Explain. Both are shown with U+FFFD, as ``ls`` shows them."""
+    import shutil
+
+    from ebsd_core.io.readers import open_patterns
+
+    def latin1(folder: Path, name: str) -> Path:  # caf\xe9 ...: not UTF-8
+        return Path(os.fsdecode(os.fsencode(folder / name.encode("latin-1").decode("utf-8", "surrogateescape"))))
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    scan = open_patterns(map_scan_file)
+    for index, (pattern, label) in enumerate(zip(scan.batch(0, 4), scan.labels[:4], strict=True)):
+        group = tmp_path / "root" / "grains" / ("Fm-3m" if scan.classes[label] == 225 else "Im-3m")
+        group.mkdir(parents=True, exist_ok=True)
+        try:
+            Image.fromarray(pattern).save(latin1(group, f"caf\xe9{index}.png"))
+        except OSError:
+            pytest.skip("this file system takes UTF-8 names alone")
+    latin1(tmp_path / "root" / "grains" / "Fm-3m", "damaged\xe9.png").write_bytes(b"not a png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path / "root"))
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    app.text_input(key="explain_server_path").input("grains").run()
+    assert not app.exception and not app.error
+    assert [w.value for w in app.warning][0].startswith("grains: 1 image could not be read and was left out (damaged")
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("Pattern 0 (Fm-3m/caf\ufffd") for m in app.markdown)
+    app.switch_page("pages/data.py").run()
+    app.session_state["data_tab"] = "Server path"
+    app.run()
+    app.text_input(key="data_server_path").input("grains").run()
+    assert not app.exception and not app.error
+    next(b for b in app.button if b.label == "Make a dataset of these labelled patterns").click().run()
+    assert not app.exception and not app.error
+    assert "Dataset ready: go to **Train**." in [s.value for s in app.success]
+
+
 def test_a_data_root_that_does_not_exist_is_said_so_not_every_path_typed(app, tmp_path, monkeypatch):
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path / "not-mounted"))
     app.switch_page("pages/data.py").run()

@@ -240,6 +240,19 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
     assert main(["predict", "--model", str(map_model), "--input", str(project), "--out", str(out)]) == 0
     assert "files" not in json.loads(capsys.readouterr().out)
     assert [row["path"] for row in _csv_rows(out)] == ["Fm-3m/p2.png", "Fm-3m/p10.png"]  # thumbs/: not a class
+    # a labelled set deeper in a lab's tree is one source, as when given by itself (its class folders were listed
+    # each alone, unlabelled, by info and by the dashboard's server path)
+    labelled = tmp_path / "lab" / "training" / "ni_fe"
+    shutil.copytree(project / "Fm-3m", labelled / "Fm-3m")
+    shutil.copytree(project / "Fm-3m", labelled / "Im-3m")
+    assert sources_in_folder(tmp_path / "lab", within=tmp_path / "lab") == [labelled]
+    assert main(["info", str(tmp_path / "lab")]) == 0
+    described = json.loads(capsys.readouterr().out)["sources"]
+    assert [(s["name"], s["patterns"], s["classes"]) for s in described] == [("training/ni_fe", 4, [225, 229])]
+    assert main(["predict", "--model", str(map_model), "--input", str(tmp_path / "lab"), "--out", str(out)]) == 0
+    assert [row["path"] for row in _csv_rows(out)] == [
+        f"training/ni_fe/{group}/{name}" for group in ("Fm-3m", "Im-3m") for name in ("p2.png", "p10.png")
+    ]
 
 
 def test_phasemap_writes_the_formats_a_one_pattern_scan_fits_and_names_the_one_it_does_not(map_model, tmp_path, capsys):

@@ -25,7 +25,7 @@ from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
-from ebsd_core.paths import is_hidden
+from ebsd_core.paths import is_hidden, printable_path
 from ebsd_core.shared_state import caught_warnings
 from ebsd_core.wording import counted, slug
 
@@ -91,9 +91,12 @@ class PatternSource:
         return out
 
     def file_name(self, index: int) -> str | None:
-        """The image file pattern ``index`` was read from, as its folder or zip names it (``Fm-3m/p3.png``); None
-        for a file of patterns (a page of a stack, a point of a scan)."""
-        return self.names[index] if self.names and self.kind in ("image-folder", "zip") else None
+        """The image file pattern ``index`` was read from, as its folder or zip names it (``Fm-3m/p3.png``), as text
+        any page can show (:func:`~ebsd_core.paths.printable_path`); None for a file of patterns (a page of a stack,
+        a point of a scan)."""
+        if not self.names or self.kind not in ("image-folder", "zip"):
+            return None
+        return printable_path(self.names[index])
 
     @property
     def labelled(self) -> bool:
@@ -444,21 +447,25 @@ def scans_in_folder(folder: Path) -> list[Path]:
     return sorted(scans, key=lambda p: images.natural_order(p.name))
 
 
+def _images_directly_in(folder: Path) -> bool:
+    return any(images.is_image_name(p.name) and p.is_file() for p in folder.iterdir())
+
+
 def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
     """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
     natural order: NORDIF acquisition folders, folders of images (their own images; see :func:`open_patterns`
-    ``labelled=False``), scan files and zips, through linked folders too. Saved models and hidden folders are passed
-    over. Empty when the folder is read as one source (a folder of images, of class folders that each name a space
-    group, a NORDIF acquisition). A sub-folder this account may not read is listed as a source, to be refused with
-    that reason when it is read. ``within``: links that lead out of this folder are not followed (a server's data
-    root, where they would be refused: a link to ``/`` would have the whole disk walked)."""
+    ``labelled=False``), folders of class folders, scan files and zips, through linked folders too. Saved models and
+    hidden folders are passed over. Empty when the folder is read as one source (a folder of images, of class folders
+    that each name a space group, a NORDIF acquisition). A sub-folder this account may not read is listed as a source,
+    to be refused with that reason when it is read. ``within``: links that lead out of this folder are not followed (a
+    server's data root, where they would be refused: a link to ``/`` would have the whole disk walked)."""
     check_readable(folder)
     if scans := scans_in_folder(folder):
         return scans
     if _read_whole(folder):
         return []
-    if any(images.is_image_name(p.name) and p.is_file() for p in folder.iterdir()):
+    if _images_directly_in(folder):
         return []  # first: it stops at the first image, where listing the sub-folders stats every file of the folder
     if images.reads_as_class_folders(folder):
         return []
@@ -485,6 +492,9 @@ def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
             subfolders.clear()
         elif any(images.is_image_name(name) for name in files):
             found.append(here)  # its scan files, if any, go unread with a note, as in any folder of images
+        elif not any(_is_scan_file_name(name) for name in files) and images.reads_as_class_folders(here):
+            found.append(here)  # a labelled set (Fm-3m/, Pm-3m/): one source, as when given by itself
+            subfolders.clear()
         else:
             found += [here / name for name in sorted(files, key=images.natural_order) if _is_source_file_name(name)]
     return found
@@ -492,8 +502,12 @@ def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
 
 def open_found_source(path: Path) -> PatternSource:
     """A source :func:`sources_in_folder` found, read as meant there: a folder of images for its own images alone
-    (its sub-folders are sources of their own)."""
-    return open_patterns(path, labelled=False if path.is_dir() else None)
+    (its sub-folders are sources of their own), a folder of class folders as their labelled set."""
+    try:
+        class_folders = path.is_dir() and not _images_directly_in(path)  # found so only when they are class folders
+    except OSError:  # a folder this account may not read: refused with that reason when read
+        class_folders = False
+    return open_patterns(path, labelled=False if path.is_dir() and not class_folders else None)
 
 
 def _refuse_orientations_alone(folder: Path) -> None:
