@@ -229,9 +229,9 @@ def score_section(choice: str, classes: list[int], normalise: bool) -> None:
         keep_hidden_widgets("score_on", "score_space_group")  # the server path input keeps its own
         on = st.radio("Patterns of known phases", SCORE_ON, horizontal=True, key="score_on")
         if on == SCORE_ON[0]:
-            path, group = scan_to_score()
-            name, ready = (shown_name(path) if path else ""), path is not None and group is not None
-            ready = ready and knows_them(choice, classes, [group])
+            path, group, groups = scan_to_score()
+            name = shown_name(path) if path else ""
+            ready = bool(groups) and knows_them(choice, classes, groups)
         else:
             path, group = active_dataset_path(), None
             st.caption(
@@ -270,25 +270,35 @@ def knows_them(choice: str, classes: list[int], groups: list[int]) -> bool:
 
 
 def dataset_classes(path: Path) -> list[int]:
-    """The space groups of the session's dataset; none when it cannot be read (the job will say why)."""
+    """The space groups of the labelled patterns at ``path`` (a dataset, class folders); none for a scan, or when it
+    cannot be read (the job will say why)."""
     try:
         return list(opened_source(path).classes or [])
     except EbsdError:
         return []
 
 
-def scan_to_score() -> tuple[Path | None, int | None]:
-    """A scan (or image, or folder of images) of one phase, uploaded or on the server, and its space group."""
+def scan_to_score() -> tuple[Path | None, int | None, list[int]]:
+    """A scan (or image, or folder of images) of one phase, uploaded or on the server, with its space group; or
+    patterns labelled already (class folders, a dataset file), scored on their own labels (no space group asked).
+    Also the space groups it holds (none until one is chosen)."""
     upload, server = kept_tabs(["Upload", "Server path"], key="score_tab")
     with upload:
         path = one_scan_upload_or_folder(
             "A scan of one phase (a scan file, a NORDIF Pattern.dat together with its Setting.txt, images)",
             key="score_upload",
+            folder_label="Or a folder: a scan exported as images, a NORDIF acquisition, or class folders of images",
         )
     with server:
         path = server_path_input("Scan path", "score models on their scans", key="score_server_path") or path
-    group = space_group_choice("Its space group", key="score_space_group") if path else None
-    return path, group
+    if path is None:
+        return None, None, []
+    if labelled := dataset_classes(path):  # a tree's labelled set, as the server path lists it
+        symbols = ", ".join(space_group_symbol(group) for group in labelled)
+        st.caption(f"{shown_name(path)} holds labelled patterns of {symbols}: scored on their own labels.")
+        return path, None, labelled
+    group = space_group_choice("Its space group", key="score_space_group")
+    return path, group, [] if group is None else [group]
 
 
 def score_panel(job_id: str, normalise: bool) -> None:

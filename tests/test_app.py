@@ -3239,6 +3239,40 @@ def test_a_model_is_scored_on_a_folder_of_images_of_one_phase_from_results(app, 
     assert {m.label: m.value for m in app.metric}["Patterns scored"] == "6"
 
 
+def test_class_folders_on_the_server_are_scored_on_their_own_labels_from_results(
+    app, tmp_path, monkeypatch, map_model, map_scan_file
+):
+    """The server path lists a lab's labelled set (class folders) as one source: Results scored only a scan of one
+    phase given its space group, and the job failed on labelled patterns ("holds labels of its own"). It scores them
+    on their own labels, with no space group asked."""
+    import shutil
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    scan = open_patterns(map_scan_file)
+    for index, (pattern, label) in enumerate(zip(scan.batch(0, 12), scan.labels[:12], strict=True)):
+        group = tmp_path / "root" / "training" / "steel" / ("Fm-3m" if scan.classes[label] == 225 else "Im-3m")
+        group.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pattern).save(group / f"p{index}.png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path / "root"))
+    app.switch_page("pages/results.py").run()
+    app.session_state["score_tab"] = "Server path"
+    app.run()
+    app.text_input(key="score_server_path").input(".").run()  # its one source: the labelled set, not its folders
+    assert not app.exception and not app.error
+    assert any(
+        c.value == "training/steel holds labelled patterns of Fm-3m, Im-3m: scored on their own labels."
+        for c in app.caption
+    )
+    assert not any(s.label == "Its space group" for s in app.selectbox)
+    next(b for b in app.button if b.label == "Score duplex on training/steel").click().run()
+    state = job_manager().wait(app.session_state["score_job"], timeout=300)
+    assert state.status == "done", state.error
+    assert state.result["metrics"]["patterns"] == 12 and state.result["metrics"]["classes"] == ["Fm-3m", "Im-3m"]
+
+
 def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_results(
     app, tiny_dataset, tmp_path, monkeypatch
 ):
