@@ -17,6 +17,10 @@ def fewshot_home() -> Path:
     return Path(os.environ.get(FEWSHOT_HOME_VARIABLE, Path.home() / ".ebsd_fewshot"))
 
 
+#: Why a page refuses a file or folder named in bytes that are not UTF-8: the browser and Streamlit take text alone.
+NOT_UTF8 = "not UTF-8 text (as names copied from old Windows shares can be)"
+
+
 def printable_path(path: str | Path) -> str:
     """``path`` as text that any text file or page can hold: a name that is not UTF-8 (copied from an old Windows
     share, say ``caf\xe9``) has its undecodable bytes shown as U+FFFD, as ``ls`` shows them, where writing it as
@@ -79,8 +83,8 @@ def resolve_under_root(root: str | Path, relative: str) -> Path:
         raise InputError(f"{relative!r}: no such file or folder under the data root")
     if printable_path(resolved) != str(resolved):  # the pages' caches and the browser take UTF-8 text alone
         raise InputError(
-            f"'{printable_path(relative)}': its name is not UTF-8 text (as names copied from old Windows shares can "
-            "be): rename it to read it here (convmv does so for a whole tree); the command line reads it as it is"
+            f"'{printable_path(relative)}': its name is {NOT_UTF8}: rename it to read it here (convmv does so for a "
+            "whole tree); the command line reads it as it is"
         )
     return resolved
 

@@ -39,7 +39,7 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
-from ebsd_core.paths import broken_link, fewshot_home, is_hidden
+from ebsd_core.paths import NOT_UTF8, broken_link, fewshot_home, is_hidden, printable_path
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.wording import counted
@@ -862,6 +862,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelError(f"{WEIGHTS} is missing", folder)
+    if printable_path(weights) != str(weights):  # safetensors opens UTF-8 paths alone
+        raise ModelError(f"its path is {NOT_UTF8}: rename it to use it (convmv does so)", folder)
     data = json.loads((folder / META).read_text())
     try:
         digest = file_sha256(weights)
@@ -924,6 +926,10 @@ def list_models(store: Path | None = None) -> list[dict]:
         if (problem := _not_a_model_folder(folder)) is not None:
             if problem:
                 rows.append({"name": folder.name, "path": str(folder), "error": f"{folder}: {problem}"})
+            continue
+        if printable_path(folder.name) != folder.name:  # a page would fail on it: the browser takes text alone
+            error = f"its name is {NOT_UTF8}: rename it to use it (convmv does so)"
+            rows.append({"name": printable_path(folder.name), "path": str(folder), "error": error})
             continue
         try:
             card = read_card(folder)

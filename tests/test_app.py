@@ -142,6 +142,27 @@ def test_a_model_of_another_account_the_server_may_not_read_is_skipped_on_every_
     ]
 
 
+def test_a_model_folder_named_not_in_utf8_is_skipped_on_every_page(app, tmp_path, map_model):
+    """Found on review: a model folder copied into the store from an old Windows share, its name in Latin-1
+    ("mod\xe8le"), ended Results, Phase map and Explain in "surrogates not allowed"."""
+    import shutil
+
+    shutil.copytree(map_model, tmp_path / "store" / "mine")
+    try:
+        shutil.copytree(map_model, os.fsdecode(os.fsencode(tmp_path / "store") + b"/mod\xe8le"))
+    except OSError:
+        pytest.skip("this file system takes UTF-8 names alone")
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+    app.switch_page("pages/results.py").run()
+    assert app.selectbox[0].options == ["mine"]
+    assert [w.value for w in app.warning if w.value.startswith("Skipped ")] == [
+        "Skipped mod\ufffdle: its name is not UTF-8 text (as names copied from old Windows shares can be): rename it "
+        "to use it (convmv does so)"
+    ]
+
+
 def test_links_to_models_the_server_cannot_reach_are_skipped_on_every_page(app, tmp_path, map_model, monkeypatch):
     """Found as a lab's server account: a link in the store to a model in a folder it may not enter ended Home,
     Results, Phase map and Explain in "PermissionError: [Errno 13] Permission denied: '/srv/ebsdstore/privlink'"."""

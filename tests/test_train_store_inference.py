@@ -414,6 +414,25 @@ def test_a_model_this_account_may_not_read_is_listed_as_such_not_a_failure_of_th
         delete_model("private", tmp_path)  # was "PermissionError: [Errno 13] Permission denied: '.../model.json'"
 
 
+def test_a_model_folder_named_not_in_utf8_is_listed_as_such_and_refused_with_the_reason(trained, tmp_path):
+    """safetensors opens UTF-8 paths alone ("Path ... is not valid UTF-8"), and the pages take text alone."""
+    import shutil
+
+    _, result = trained
+    saved = save_model(result.model, result.card, tmp_path / "saved")
+    folder = os.fsdecode(os.fsencode(tmp_path / "store") + b"/mod\xe8le")
+    try:
+        shutil.copytree(saved, folder)  # copied from an old Windows share
+    except OSError:
+        pytest.skip("this file system takes UTF-8 names alone")
+    said = "not UTF-8 text (as names copied from old Windows shares can be): rename it to use it (convmv does so)"
+    assert list_models(tmp_path / "store") == [
+        {"name": "mod\ufffdle", "path": str(folder), "error": f"its name is {said}"}
+    ]
+    with pytest.raises(ModelError, match=re.escape(f"its path is {said}")):
+        load_model(folder)
+
+
 def test_a_deleted_folder_of_another_accounts_is_named_when_deleting(trained, tmp_path, monkeypatch):
     """Found as a lab's server account given the store without its .deleted/ (root's, from before): deleting a model
     of its own was said to need "the account that saved it"."""
