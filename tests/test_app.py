@@ -121,6 +121,17 @@ def test_a_second_server_on_one_working_folder_says_so_on_every_page(app):
     assert not app.error and any(b.label == "Run the demo" for b in app.button)
 
 
+def skipped_on_every_page(app) -> list[str]:
+    """Every page shown without an exception with a store of "mine" and models it cannot use: what Results says of
+    them ("Skipped NAME: why")."""
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+    app.switch_page("pages/results.py").run()
+    assert app.selectbox[0].options == ["mine"]
+    return [w.value for w in app.warning if w.value.startswith("Skipped ")]
+
+
 def test_a_model_of_another_account_the_server_may_not_read_is_skipped_on_every_page(
     app, tmp_path, map_model, monkeypatch
 ):
@@ -131,12 +142,7 @@ def test_a_model_of_another_account_the_server_may_not_read_is_skipped_on_every_
     for name in ("mine", "theirs"):
         shutil.copytree(map_model, tmp_path / "store" / name)
     unreadable(monkeypatch, tmp_path / "store" / "theirs")
-    for page in PAGES:
-        app.switch_page(page).run()
-        assert not app.exception, page
-    app.switch_page("pages/results.py").run()
-    assert app.selectbox[0].options == ["mine"]
-    assert [w.value for w in app.warning if w.value.startswith("Skipped theirs: ")] == [
+    assert skipped_on_every_page(app) == [
         f"Skipped theirs: {tmp_path / 'store' / 'theirs'}: this account may not read it (permission denied): whoever "
         "saved it can let others read it (chmod -R a+rX on its folder)"
     ]
@@ -152,12 +158,7 @@ def test_a_model_folder_named_not_in_utf8_is_skipped_on_every_page(app, tmp_path
         shutil.copytree(map_model, os.fsdecode(os.fsencode(tmp_path / "store") + b"/mod\xe8le"))
     except OSError:
         pytest.skip("this file system takes UTF-8 names alone")
-    for page in PAGES:
-        app.switch_page(page).run()
-        assert not app.exception, page
-    app.switch_page("pages/results.py").run()
-    assert app.selectbox[0].options == ["mine"]
-    assert [w.value for w in app.warning if w.value.startswith("Skipped ")] == [
+    assert skipped_on_every_page(app) == [
         "Skipped mod\ufffdle: its name is not UTF-8 text (as names copied from old Windows shares can be): rename it "
         "to use it (convmv does so)"
     ]
@@ -173,12 +174,7 @@ def test_links_to_models_the_server_cannot_reach_are_skipped_on_every_page(app, 
     (tmp_path / "store" / "vetted").symlink_to(tmp_path / "share" / "vetted")
     (tmp_path / "store" / "gone").symlink_to(tmp_path / "unmounted")
     unreadable(monkeypatch, tmp_path / "share")
-    for page in PAGES:
-        app.switch_page(page).run()
-        assert not app.exception, page
-    app.switch_page("pages/results.py").run()
-    assert app.selectbox[0].options == ["mine"]
-    assert sorted(w.value.split(":")[0] for w in app.warning if w.value.startswith("Skipped ")) == [
+    assert sorted(warning.split(":")[0] for warning in skipped_on_every_page(app)) == [
         "Skipped gone",
         "Skipped vetted",
     ]
