@@ -447,7 +447,7 @@ def _visible_subfolders(folder: Path) -> Iterator[Path]:
     return (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
 
 
-def _holds_images_itself(folder: Path) -> bool:
+def holds_images_itself(folder: Path) -> bool:
     """Whether ``folder`` has images directly inside; False for a sub-folder this account may not read."""
     try:
         return any(is_image_name(p.name) and p.is_file() for p in folder.iterdir())
@@ -458,7 +458,7 @@ def _holds_images_itself(folder: Path) -> bool:
 def holds_images(folder: Path) -> bool:
     """Whether ``folder`` has images directly inside or in a visible sub-folder (how it is read as images); stops
     at the first, as the folder is listed in full again when it is read."""
-    return any(_holds_images_itself(place) for place in itertools.chain([folder], _visible_subfolders(folder)))
+    return any(holds_images_itself(place) for place in itertools.chain([folder], _visible_subfolders(folder)))
 
 
 # names labs give class folders that do not say which of the space groups sharing a lattice is meant, or that
@@ -511,7 +511,7 @@ def _names_space_group(name: str) -> bool:
 def reads_as_class_folders(folder: Path) -> bool:
     """Whether ``folder`` is read as class folders: sub-folders hold images, and each that does names a space
     group."""
-    held = [sub for sub in _visible_subfolders(folder) if _holds_images_itself(sub)]
+    held = [sub for sub in _visible_subfolders(folder) if holds_images_itself(sub)]
     return bool(held) and all(_names_space_group(sub.name) for sub in held)
 
 

@@ -447,10 +447,6 @@ def scans_in_folder(folder: Path) -> list[Path]:
     return sorted(scans, key=lambda p: images.natural_order(p.name))
 
 
-def _images_directly_in(folder: Path) -> bool:
-    return any(images.is_image_name(p.name) and p.is_file() for p in folder.iterdir())
-
-
 def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
     """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
     images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
@@ -465,7 +461,7 @@ def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
         return scans
     if _read_whole(folder):
         return []
-    if _images_directly_in(folder):
+    if images.holds_images_itself(folder):
         return []  # first: it stops at the first image, where listing the sub-folders stats every file of the folder
     if images.reads_as_class_folders(folder):
         return []
@@ -503,11 +499,9 @@ def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
 def open_found_source(path: Path) -> PatternSource:
     """A source :func:`sources_in_folder` found, read as meant there: a folder of images for its own images alone
     (its sub-folders are sources of their own), a folder of class folders as their labelled set."""
-    try:
-        class_folders = path.is_dir() and not _images_directly_in(path)  # found so only when they are class folders
-    except OSError:  # a folder this account may not read: refused with that reason when read
-        class_folders = False
-    return open_patterns(path, labelled=False if path.is_dir() and not class_folders else None)
+    # found without images of its own only when it is class folders, or a folder this account may not read (refused
+    # with that reason when read)
+    return open_patterns(path, labelled=False if path.is_dir() and images.holds_images_itself(path) else None)
 
 
 def _refuse_orientations_alone(folder: Path) -> None:
