@@ -1112,8 +1112,9 @@ def one_scan_upload_or_folder(
     types: list[str] | None = None,
     folder_label: str = "Or a folder: a scan exported as images, or a NORDIF acquisition",
 ) -> Path | None:
-    """:func:`one_scan_upload`, and beside it an uploader of the scan as a folder (:func:`folder_upload`: a scan
-    exported as images, a NORDIF acquisition): the scan's path, or None (with the reason, when both are given)."""
+    """:func:`one_scan_upload`, and beside it an uploader of the scan as a folder (:func:`folder_upload`, labelled
+    ``folder_label``: a scan exported as images, a NORDIF acquisition, and class folders where the page reads them):
+    the scan's path, or None (with the reason, when both are given)."""
     uploaded = one_scan_upload(label, key, types)
     folder = folder_upload(folder_label, f"{key}-folder", FOLDER_FILE_TYPES)
     if uploaded and folder:
