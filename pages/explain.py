@@ -8,6 +8,7 @@ import streamlit as st
 from ebsd_core.errors import EbsdError
 from ebsd_core.explain import SHAP_METHODS, ConvMaps, conv_map_sizes, default_activation_layer
 from ebsd_core.explain_report import explain_pattern
+from ebsd_core.io.readers import PatternSource
 from ebsd_core.phasemap import saved_map_header
 from ebsd_core.phases import material_label
 from ebsd_core.store import default_store, list_models, read_card
@@ -132,6 +133,19 @@ def session_map_header(source_path: str, count: int) -> dict | None:
     header = saved_map_header(map_path)
     rows, cols = (header or {}).get("nav_shape") or (0, 0)
     return header if rows * cols == count else None
+
+
+#: The most images a folder's pattern picker lists by name; a larger folder's patterns are picked by index (a
+#: picker sends all its names to the browser), their names shown once explained.
+MOST_NAMED = 10_000
+
+
+def file_names(opened: PatternSource) -> list[str] | None:
+    """The image file of each of a folder's or zip's patterns (``Fm-3m/p3.png``), as a page shows them; None for a file
+    of patterns, and for a folder of more than :data:`MOST_NAMED` images."""
+    if len(opened) > MOST_NAMED or opened.file_name(0) is None:
+        return None
+    return [opened.file_name(index) for index in range(len(opened))]
 
 
 def _truth(numbers: dict) -> str:
@@ -263,7 +277,16 @@ if method != "filters":
         c1, c3, *rest = st.columns(widths, vertical_alignment="bottom")
         c4 = rest[0] if rest else None
         (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
-        index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
+        if names := file_names(opened):  # a folder's images are known by their names: picked by them, searchably
+            index = c1.selectbox(
+                f"Pattern ({count} images)",
+                range(count),
+                format_func=names.__getitem__,
+                key=index_key,
+                help="The images in the order of their names (p2 before p10). Type part of a name to find it.",
+            )
+        else:
+            index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
         pattern_name = f"Pattern {index}"
     if file_name := opened.file_name(index):  # a scan exported as images, class folders
         pattern_name += f" ({file_name})"

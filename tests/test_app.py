@@ -2256,13 +2256,17 @@ def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_fil
     next(u for u in app.file_uploader if u.label.startswith("Or a folder")).set_value(images).run()
     assert not app.exception and not app.error
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
-    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).label == "Pattern index (0 to 3)"
+    # its patterns are picked by their files' names, class folders in order (Fm-3m's first)
+    named = sorted(name.partition("/")[2] for name, _, _ in images)
+    picker = next(s for s in app.selectbox if s.label == "Pattern (4 images)")
+    assert picker.options == named and picker.value == 0
+    last = named[-1]  # an Im-3m pattern, picked by its name
+    picker.set_value(3).run()
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
-    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 0 "))
-    first = sorted(name for name, _, _ in images)[0]  # class folders in order: Fm-3m's patterns first
-    assert headline.startswith(f"Pattern 0 ({first.partition('/')[2]}): "), headline  # the file, as it is known
-    assert headline.endswith(f"; true class: **{first.split('/')[1]}**"), headline
+    headline = next(m.value for m in app.markdown if m.value.startswith("Pattern 3 "))
+    assert headline.startswith(f"Pattern 3 ({last}): "), headline  # the file, as it is known
+    assert headline.endswith(f"; true class: **{last.split('/')[0]}**"), headline
     app.radio(key="explain_method").set_value("filters").run()  # kept while the filters hide the uploaders
     app.radio(key="explain_method").set_value("gradcam").run()
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "upload: my grains"
