@@ -140,10 +140,10 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError("weights file not found", path)
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        if path.suffix == ".safetensors":  # read by Python: safetensors opens UTF-8 paths alone
+            from safetensors.torch import load
 
-            return load_file(str(path))
+            return load(path.read_bytes())
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own advice (load with weights_only=False) would run code from the file: never here

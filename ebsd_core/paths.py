@@ -1,4 +1,4 @@
-"""Confine user-given paths to a configured data root."""
+"""Where the tool keeps its files (working folder, model store), and user-given paths confined to the data root."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ def fewshot_home() -> Path:
     return Path(os.environ.get(FEWSHOT_HOME_VARIABLE, Path.home() / ".ebsd_fewshot"))
 
 
+#: The environment variable that moves :func:`default_store`.
+MODEL_STORE_VARIABLE = "EBSD_MODEL_STORE"
+
+
+def default_store() -> Path:
+    """``$EBSD_MODEL_STORE`` or the project's ``models/`` folder."""
+    return Path(os.environ.get(MODEL_STORE_VARIABLE, Path(__file__).resolve().parents[1] / "models"))
+
+
 #: Why a page refuses a file or folder named in bytes that are not UTF-8: the browser and Streamlit take text alone.
 NOT_UTF8 = "not UTF-8 text (as names copied from old Windows shares can be)"
 
@@ -26,6 +35,19 @@ def printable_path(path: str | Path) -> str:
     share, say ``caf\xe9``) has its undecodable bytes shown as U+FFFD, as ``ls`` shows them, where writing it as
     Python holds it ("surrogates not allowed") failed a whole CSV."""
     return os.fsencode(str(path)).decode("utf-8", "replace")
+
+
+def untextual_folder_problem(folder: Path, role: str, variable: str) -> str | None:
+    """Why the dashboard cannot use ``folder`` (its ``role``, set by ``variable``) where its path is not UTF-8 text,
+    in a sentence for whoever runs the server; None where it is. Every page held the path in a cache key or a line
+    of text, and ended in "surrogates not allowed"."""
+    if printable_path(folder) == str(folder):
+        return None
+    return (
+        f"The {role} {printable_path(folder)} ({variable}) has a path that is {NOT_UTF8}, which the pages cannot "
+        f"show: whoever runs the server can rename it (convmv does so) or set {variable} to another folder. The "
+        "command line works there as it is."
+    )
 
 
 def is_hidden(name: str) -> bool:
@@ -42,6 +64,8 @@ def data_root_problem(root: Path) -> str | None:
     """Why nothing can be picked under the data root (a typo in ``EBSD_DATA_ROOT``, a share not mounted), in a
     sentence for whoever runs the server; None where it can be listed. Every path typed would otherwise be told "no
     such file or folder under the data root", as if the user had mistyped it."""
+    if problem := untextual_folder_problem(root, "data root", DATA_ROOT_VARIABLE):
+        return problem
     try:
         if not root.exists():
             why = "does not exist (not mounted, or mistyped?)"

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import struct
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -29,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from ebsd_core import __version__
@@ -39,7 +39,15 @@ from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.images import ZIP_ERRORS
-from ebsd_core.paths import NOT_UTF8, broken_link, fewshot_home, is_hidden, printable_path
+from ebsd_core.paths import (
+    MODEL_STORE_VARIABLE,
+    NOT_UTF8,
+    broken_link,
+    default_store,
+    fewshot_home,
+    is_hidden,
+    printable_path,
+)
 from ebsd_core.phases import CATALOGUE, material_label, space_group_symbol
 from ebsd_core.preprocess import PreprocessConfig
 from ebsd_core.wording import counted
@@ -53,8 +61,6 @@ DEFAULT_UNKNOWN_THRESHOLD = 0.5
 MAX_VIEWS = 64  # test-time views per pattern
 MAX_WEIGHTS_BYTES = 4 * 1024**3  # a model to import (ConvNeXt-Base: 0.35 GB)
 MAX_META_BYTES = 64 * 1024**2  # its model.json (the history of a long training is a few MB)
-#: The environment variable that moves :func:`default_store`.
-MODEL_STORE_VARIABLE = "EBSD_MODEL_STORE"
 _EXISTS = "{target} already exists; choose another name or pass --force to replace it"
 #: A model saved by another account whose files only it may read (a umask of 077).
 UNREADABLE_MODEL = (
@@ -105,11 +111,6 @@ def _rehearsal_words(config: dict) -> str:
         return ""
     per_class = config["rehearsal_per_class"]
     return f"{per_class} simulated patterns per class ({config.get('rehearsal_source')})" if per_class else "off"
-
-
-def default_store() -> Path:
-    """``$EBSD_MODEL_STORE`` or the project's ``models/`` folder."""
-    return Path(os.environ.get(MODEL_STORE_VARIABLE, Path(__file__).resolve().parents[1] / "models"))
 
 
 @dataclass
@@ -862,19 +863,15 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ModelError(f"{WEIGHTS} is missing", folder)
-    if printable_path(weights) != str(weights):  # safetensors opens UTF-8 paths alone
-        raise ModelError(f"its path is {NOT_UTF8}: rename it to use it (convmv does so)", folder)
     data = json.loads((folder / META).read_text())
-    try:
-        digest = file_sha256(weights)
+    try:  # read once, by Python: safetensors opens UTF-8 paths alone, and a store may lie under a Latin-1 folder
+        stored = weights.read_bytes()
     except PermissionError:
         raise ModelError(UNREADABLE_MODEL, weights) from None
-    if data.get("weights_sha256") != digest:
+    if data.get("weights_sha256") != hashlib.sha256(stored).hexdigest():
         raise ModelError(f"{WEIGHTS} does not match the checksum in {META} (changed or corrupt)", folder)
     try:
-        with safe_open(str(weights), "pt") as stored:
-            # the header alone; safe_open is not iterable
-            found = {k: list(stored.get_slice(k).get_shape()) for k in stored.keys()}  # noqa: SIM118
+        found = _stored_shapes(stored)
     except Exception as exc:
         raise ModelError(f"cannot read {WEIGHTS} ({exc.__class__.__name__}: {exc})", folder) from None
     # On the meta device first: a card may name any timm architecture (a billion parameters cost 4 GB to build),
@@ -886,12 +883,20 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         mismatched = [k for k in expected if k in found and expected[k] != found[k]]
         raise ModelError(f"weights do not fit backbone {card.backbone}: {(missing_or_extra or mismatched)[:3]}", folder)
     try:
-        state = load_file(str(weights))
+        state = load(stored)
     except Exception as exc:
         raise ModelError(f"cannot read {WEIGHTS} ({exc.__class__.__name__}: {exc})", folder) from None
     model = _build(card)
     model.load_state_dict(state, strict=True)
     return model.to(device, memory_format=torch.channels_last).eval(), card
+
+
+def _stored_shapes(stored: bytes) -> dict[str, list[int]]:
+    """The shape of each tensor in a safetensors file's bytes, from its header alone (its length as a little-endian
+    u64, then that JSON), to check them before the model is built."""
+    (length,) = struct.unpack_from("<Q", stored)
+    header = json.loads(stored[8 : 8 + length])
+    return {name: list(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
 
 
 def _build(card: ModelCard) -> nn.Module:
@@ -928,7 +933,9 @@ def list_models(store: Path | None = None) -> list[dict]:
                 rows.append({"name": folder.name, "path": str(folder), "error": f"{folder}: {problem}"})
             continue
         if printable_path(folder.name) != folder.name:  # a page would fail on it: the browser takes text alone
-            error = f"its name is {NOT_UTF8}: rename it to use it (convmv does so)"
+            error = (
+                f"its name is {NOT_UTF8}: rename it to use it here (convmv does so); the command line uses it as it is"
+            )
             rows.append({"name": printable_path(folder.name), "path": str(folder), "error": error})
             continue
         try:

@@ -30,7 +30,15 @@ from ebsd_core.io import nordif
 from ebsd_core.io.images import is_image_name
 from ebsd_core.jobs import FINISHED, QUEUED, BusyError, JobFunction, JobManager, JobState, jobs_home
 from ebsd_core.memory import release_freed_memory
-from ebsd_core.paths import DATA_ROOT_VARIABLE, fewshot_home, printable_path
+from ebsd_core.paths import (
+    DATA_ROOT_VARIABLE,
+    FEWSHOT_HOME_VARIABLE,
+    MODEL_STORE_VARIABLE,
+    default_store,
+    fewshot_home,
+    printable_path,
+    untextual_folder_problem,
+)
 from ebsd_core.phases import CATALOGUE, M3M_SPACE_GROUPS
 from ebsd_core.wording import counted
 
@@ -525,8 +533,13 @@ def _working_folder_problem(folder: str) -> str | None:
 def require_working_folder() -> None:
     """Stop with one line where the server cannot write in its working folder (``EBSD_FEWSHOT_HOME``), or another
     server keeps its jobs there (:func:`ebsd_core.jobs.hold_jobs_folder`): sessions, uploads and jobs live there, and
-    every page would end in a traceback, or fail the other's jobs."""
-    if problem := _working_folder_problem(str(fewshot_home())):
+    every page would end in a traceback, or fail the other's jobs. Where its path, or the model store's, is not UTF-8
+    text, it says so (:func:`ebsd_core.paths.untextual_folder_problem`)."""
+    home = fewshot_home()
+    problem = untextual_folder_problem(home, "working folder", FEWSHOT_HOME_VARIABLE) or untextual_folder_problem(
+        default_store(), "model store", MODEL_STORE_VARIABLE
+    )
+    if problem or (problem := _working_folder_problem(str(home))):
         st.error(problem, icon=":material/folder_off:")
         st.stop()
     try:
@@ -546,8 +559,6 @@ def _store_write_problem(store: str) -> str | None:
 def store_write_problem() -> str | None:
     """Why no model can be saved, added or deleted on this server (:func:`ebsd_core.store.store_write_problem`),
     looked at most every 30 s; None where they can."""
-    from ebsd_core.store import default_store
-
     return _store_write_problem(str(default_store()))
 
 
@@ -564,7 +575,6 @@ def read_only_store_warning() -> bool:
 def housekeeping() -> float:
     """At most hourly per server process: remove idle sessions' files and demo models, and stale partial saves."""
     from ebsd_core.housekeeping import cleanup_partial_saves, cleanup_sessions, retire_demo_models
-    from ebsd_core.store import default_store
 
     removed = cleanup_sessions(working=job_manager().working_owners())
     retire_demo_models(removed)  # reads the removed sessions' job records: before they are forgotten
@@ -707,7 +717,7 @@ def kept_since(name: str, finished: float) -> bool:
 
 def in_store(name: str) -> bool:
     """Whether the model store holds a model ``name`` (it may have been deleted since, by anyone)."""
-    from ebsd_core.store import META, default_store  # not at import: the store imports PyTorch
+    from ebsd_core.store import META  # not at import: the store imports PyTorch
 
     return (default_store() / name / META).is_file()
 

@@ -101,6 +101,7 @@ def unreadable(monkeypatch, *paths: Path) -> None:
     """The system refuses to read ``paths``, as for an account without read permission there (root, which runs CI,
     may read anything): a folder is not listed and nothing in it is looked at; a file's bytes are not read."""
     import builtins
+    import io
 
     closed = [Path(os.path.realpath(p)) for p in paths]
     folders = [p for p in closed if p.is_dir()]
@@ -133,6 +134,7 @@ def unreadable(monkeypatch, *paths: Path) -> None:
     monkeypatch.setattr(os, "listdir", guarded(os.listdir, refused))
     monkeypatch.setattr(os, "stat", guarded(os.stat, inside))  # the folder itself is seen, as without read permission
     monkeypatch.setattr(builtins, "open", guarded(builtins.open, refused))
+    monkeypatch.setattr(io, "open", guarded(io.open, refused))  # Path.read_bytes and Path.open's
     monkeypatch.setattr(os, "open", guarded(os.open, refused))
 
 

@@ -78,6 +78,28 @@ def test_a_working_folder_the_server_cannot_write_to_is_one_line_on_every_page(a
         ]
 
 
+@pytest.mark.parametrize(
+    "variable, role", [("EBSD_FEWSHOT_HOME", "working folder"), ("EBSD_MODEL_STORE", "model store")]
+)
+def test_a_working_folder_or_store_named_not_in_utf8_is_one_line_on_every_page(
+    app, tmp_path, monkeypatch, variable, role
+):
+    """Found on review: with the working folder or the model store under a folder copied from an old Windows share
+    (Latin-1, "caf\xe9"), every page ended in "surrogates not allowed" (a cache key held its path); the command line
+    works there."""
+    from conftest import not_utf8_folder
+
+    monkeypatch.setenv(variable, str(not_utf8_folder(tmp_path) / "folder"))
+    for page in PAGES:
+        app.switch_page(page).run()
+        assert not app.exception, page
+        assert [e.value for e in app.error] == [
+            f"The {role} {tmp_path}/caf\ufffd/folder ({variable}) has a path that is not UTF-8 text (as names copied "
+            "from old Windows shares can be), which the pages cannot show: whoever runs the server can rename it "
+            f"(convmv does so) or set {variable} to another folder. The command line works there as it is."
+        ], page
+
+
 def test_a_working_folder_with_another_accounts_jobs_folder_is_one_line_on_every_page(app, monkeypatch):
     """Found moving a server from root to a service account given the working folder but not what is in it: every
     page ended in "PermissionError: [Errno 13] Permission denied: '/tmp/mixhome/jobs/.server.lock'"."""
@@ -160,7 +182,7 @@ def test_a_model_folder_named_not_in_utf8_is_skipped_on_every_page(app, tmp_path
         pytest.skip("this file system takes UTF-8 names alone")
     assert skipped_on_every_page(app) == [
         "Skipped mod\ufffdle: its name is not UTF-8 text (as names copied from old Windows shares can be): rename it "
-        "to use it (convmv does so)"
+        "to use it here (convmv does so); the command line uses it as it is"
     ]
 
 

@@ -84,6 +84,18 @@ def test_scratch_and_local_weights(tmp_path):
     assert torch.equal(loaded.layer1[0].conv1.weight, scratch.layer1[0].conv1.weight)
 
 
+def test_a_weights_file_in_a_folder_named_not_in_utf8_is_loaded(tmp_path):
+    """safetensors opens UTF-8 paths alone ("Path ... is not valid UTF-8"): a file under a folder copied from an old
+    Windows share (Latin-1) is read all the same."""
+    from conftest import not_utf8_folder
+    from safetensors.torch import save_file
+
+    scratch = create_model("resnet18", 3, pretrained=False)
+    path = not_utf8_folder(tmp_path) / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in scratch.state_dict().items()}, str(path))
+    assert torch.equal(load_weights_file(path)["fc.weight"], scratch.fc.weight)
+
+
 def test_bad_names_and_files(tmp_path):
     with pytest.raises(ModelError, match="unknown backbone"):
         get_spec("not_a_model")

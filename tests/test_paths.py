@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TEST_VARIABLES, unreadable
+from conftest import TEST_VARIABLES, not_utf8_folder, unreadable
 
 from ebsd_core.paths import data_root_problem, fewshot_home
 from ebsd_core.store import default_store
@@ -49,6 +49,12 @@ def test_a_data_root_that_cannot_be_listed_says_why(tmp_path, monkeypatch):
     assert (
         data_root_problem(tmp_path / "file")
         == f"The data root {tmp_path / 'file'} (EBSD_DATA_ROOT) is not a folder{end}"
+    )
+    latin1 = not_utf8_folder(tmp_path)  # copied from an old Windows share: no page could show its path
+    assert data_root_problem(latin1) == (
+        f"The data root {tmp_path}/caf\ufffd (EBSD_DATA_ROOT) has a path that is not UTF-8 text (as names copied from "
+        "old Windows shares can be), which the pages cannot show: whoever runs the server can rename it (convmv does "
+        "so) or set EBSD_DATA_ROOT to another folder. The command line works there as it is."
     )
     unreadable(monkeypatch, tmp_path / "root")
     assert data_root_problem(tmp_path / "root") == (
