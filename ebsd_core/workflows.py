@@ -232,8 +232,40 @@ def score_source(
     if blank.all():
         raise EbsdError(f"{source.path}: every pattern holds one value everywhere: there is nothing to score")
     materials = None if materials is None else materials[~blank]
-    metrics = evaluate_predictions(prediction.probabilities[~blank], labels[~blank], card.classes, materials)
+    probabilities, labels = prediction.probabilities[~blank], labels[~blank]
+    metrics = evaluate_predictions(probabilities, labels, card.classes, materials)
+    metrics["misread"] = misread_patterns(source, keep[~blank], probabilities, labels, card.class_symbols)
     return {**metrics, **({"learned_patterns_left_out": left_out} if left_out else {})}, notes
+
+
+#: The most misread patterns a score lists (the first in the source's order): a list to look through and explain.
+MAX_MISREAD_LISTED = 100
+
+
+def misread_patterns(
+    source, scored: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, symbols: list[str]
+) -> list[dict]:
+    """The first :data:`MAX_MISREAD_LISTED` patterns read as another class than their own, of those ``scored`` (their
+    indices in ``source``): each one's index, its row and column in a scan of rows and columns, its image file in a
+    folder or zip, its class ("true"), what it was read as ("predicted", as the scores count it) and how sure the
+    model was of that."""
+    predicted = probabilities.argmax(1)
+    grid = source.nav_shape if source.nav_shape is not None and len(source.nav_shape) == 2 else None
+    rows = []
+    for at in np.flatnonzero(predicted != labels)[:MAX_MISREAD_LISTED]:
+        index = int(scored[at])
+        row: dict = {"index": index}
+        if grid:
+            row["row"], row["column"] = (int(n) for n in divmod(index, grid[1]))
+        if file := source.file_name(index):
+            row["file"] = file
+        row |= {
+            "true": symbols[labels[at]],
+            "predicted": symbols[predicted[at]],
+            "confidence": round(float(probabilities[at, predicted[at]]), 4),
+        }
+        rows.append(row)
+    return rows
 
 
 def _scoring_notes(source, card) -> list[str]:

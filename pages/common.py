@@ -769,12 +769,14 @@ def make_current(name: str) -> None:
         st.session_state.model_remembered = name
 
 
-def send_to_explain(model_name: str, source: str, index: int) -> None:
+def send_to_explain(model_name: str, source: str, index: int, kind: str = "training data") -> None:
     """Open pattern ``index`` of ``source`` on the Explain page, explained at once with Grad-CAM (its first method,
-    a second or two) by ``model_name`` when the store holds it (else by the session's model)."""
+    a second or two) by ``model_name`` when the store holds it (else by the session's model); ``kind`` names the
+    source there where the page has not offered it already ("training data: NAME")."""
     if in_store(model_name):
         st.session_state.model_name = model_name
     st.session_state.explain_index, st.session_state.explain_from = index, source
+    st.session_state.explain_from_kind = kind
     st.session_state.explain_shown = (model_name, "gradcam", index)
     st.switch_page("pages/explain.py")
 

@@ -174,12 +174,13 @@ if active_dataset_path():
     sources[f"dataset: {active_dataset_name()}"] = str(active_dataset_path())
 if st.session_state.get("map_scan") and Path(st.session_state.map_scan).exists():
     sources[f"phase-map scan: {shown_name(st.session_state.map_scan)}"] = st.session_state.map_scan
-sent_from = st.session_state.get("explain_from")  # a map's scan, or (from Results) a model's training data
+# a map's scan, or (from Results) a model's training data or the patterns a model was scored on
+sent_from = st.session_state.get("explain_from")
 # a file already offered under another spelling of its path (a model's card records it resolved) is that one
 if sent_from:
     sent_from = next((p for p in sources.values() if Path(p).resolve() == Path(sent_from).resolve()), sent_from)
 if sent_from and sent_from not in sources.values() and Path(sent_from).exists():
-    sources[f"training data: {shown_name(sent_from)}"] = sent_from
+    sources[f"{st.session_state.get('explain_from_kind', 'training data')}: {shown_name(sent_from)}"] = sent_from
 # measured on the 2-core CPU with EfficientNet-Lite0: 4 s at a 128 px input, 25 s at 224 px (bench/RESULTS.md)
 shap_time = "about 25 s on a 2-core CPU" if card.input_size > 160 else "a few seconds"
 labels = METHOD_LABELS | {"shap": f"SHAP (Shapley values, {shap_time})"}

@@ -25,7 +25,7 @@ from ebsd_core.store import (
     read_card,
 )
 from ebsd_core.wording import counted, since
-from ebsd_core.workflows import misclassified_test_patterns, score_job
+from ebsd_core.workflows import MAX_MISREAD_LISTED, misclassified_test_patterns, score_job
 from pages.common import (
     SWEEP_NAME,
     active_dataset_name,
@@ -315,6 +315,8 @@ def score_panel(job_id: str, normalise: bool) -> None:
             st.metric("Calibration error (ECE)", _score(metrics.get("ece")))
         show_notes(state.result.get("notes", []))
         show_scores(metrics, normalise, key=f"score-{job_id}")
+        if misread := metrics.get("misread"):
+            misread_section(job_id, state.result["model"], state.result["dataset"], misread)
         scored = {"model": state.result["model"], "data": state.result["dataset"], **metrics}
         name = f"{state.result['model']}-on-{Path(shown_name(state.result['dataset'])).stem}-scores.json"
         download_button("Scores (JSON)", json.dumps(scored, indent=1), name, "application/json", key=f"dl-{job_id}")
@@ -347,15 +349,38 @@ def add_model_section(expanded: bool) -> bool:
     return False
 
 
-def explain_one_of(model_name: str, patterns: dict[str, int], dataset_path: str) -> None:
-    """A misclassified pattern sent to the Explain page (``#index`` in the model's training data, which the page
-    then offers)."""
+def explain_one_of(model_name: str, patterns: dict[str, int], path: str, key: str, kind: str) -> None:
+    """A misread pattern sent to the Explain page (``patterns``: each one's title and index in the file at ``path``,
+    which the page then offers, named by ``kind``)."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    key = f"explain-one@{model_name}"
     keep_hidden_widgets(key)  # as chosen, after a visit to another page
     title = left.selectbox("Explain one of them", list(patterns), key=key)
-    if right.button("Explain it", icon=":material/visibility:"):
-        send_to_explain(model_name, dataset_path, int(patterns[title]))
+    if right.button("Explain it", icon=":material/visibility:", key=f"{key}-go"):
+        send_to_explain(model_name, path, int(patterns[title]), kind)
+
+
+def misread_title(pattern: dict) -> str:
+    """A misread pattern of a score (:func:`ebsd_core.workflows.misread_patterns`) as the user finds it: by its row
+    and column in a scan, by its file in a folder, else by its place in the file."""
+    if "row" in pattern:
+        return f"Row {pattern['row']}, column {pattern['column']}"
+    return pattern.get("file") or f"#{pattern['index']}"
+
+
+def misread_section(job_id: str, model_name: str, data_path: str, misread: list[dict]) -> None:
+    """The patterns a score read as another class: what each is and was read as, and any of them to explain."""
+    listed = f" (the first {MAX_MISREAD_LISTED})" if len(misread) >= MAX_MISREAD_LISTED else ""
+    st.markdown(f"**Misread patterns**{listed}")
+    titles = [misread_title(pattern) for pattern in misread]
+    table = {
+        "pattern": titles,
+        "class": [p["true"] for p in misread],
+        "read as": [p["predicted"] for p in misread],
+        "confidence": [p["confidence"] for p in misread],
+    }
+    st.dataframe(pd.DataFrame(table).style.format({"confidence": "{:.0%}"}), hide_index=True)
+    indices = dict(zip(titles, (p["index"] for p in misread)))
+    explain_one_of(model_name, indices, data_path, key=f"explain-misread-{job_id}", kind="scored")
 
 
 def delete_section(choice: str) -> None:
@@ -563,7 +588,7 @@ with st.expander("Misclassified test patterns"):
             three_lines = [f"{pattern}<br>{mistake.replace(' as ', '<br>as ')}" for pattern, mistake in named]
             st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), three_lines, columns=6))
             st.dataframe(pd.DataFrame(probs, columns=symbols, index=titles).style.format("{:.2f}"))
-            explain_one_of(choice, dict(zip(titles, indices)), trained_on)
+            explain_one_of(choice, dict(zip(titles, indices)), trained_on, f"explain-one@{choice}", "training data")
     except EbsdError as exc:
         show_error(exc)
 

@@ -3316,6 +3316,50 @@ def test_class_folders_on_the_server_are_scored_on_their_own_labels_from_results
     assert state.result["metrics"]["patterns"] == 12 and state.result["metrics"]["classes"] == ["Fm-3m", "Im-3m"]
 
 
+def test_the_patterns_a_score_misreads_are_listed_by_file_and_explained_from_results(app, map_model, map_scan_file):
+    """A score gave a confusion matrix alone: a microscopist scoring a model on their own labelled patterns could not
+    tell which of them it read wrong, nor look at why. Its misread patterns are listed by file, and one is sent to
+    Explain, named as the patterns scored."""
+    import shutil
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    images = []
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 4)):
+        buffer = io.BytesIO()
+        Image.fromarray(pattern).save(buffer, "PNG")
+        # each pattern under both classes: one of the two copies is misread, whatever the model reads it as
+        images += [(f"my set/{group}/p{index}.png", buffer.getvalue(), "image/png") for group in ("Fm-3m", "Im-3m")]
+    app.switch_page("pages/results.py").run()
+    next(u for u in app.file_uploader if u.label.startswith("Or a folder")).set_value(images).run()
+    next(b for b in app.button if b.label == "Score duplex on my set").click().run()
+    state = job_manager().wait(app.session_state["score_job"], timeout=300)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception and not app.error
+    misread = state.result["metrics"]["misread"]
+    table = next(d.value for d in app.dataframe if "read as" in d.value.columns)
+    listed = list(table["pattern"])
+    assert sorted(name.split("/")[1] for name in listed) == [f"p{i}.png" for i in range(4)]  # one copy of each
+    assert listed == [p["file"] for p in misread]
+    assert all(table["class"] == [name.split("/")[0] for name in listed])
+    assert all(table["read as"] != table["class"])
+    picker = next(s for s in app.selectbox if s.label == "Explain one of them")
+    assert picker.options == listed
+    picker.set_value(listed[-1]).run()
+    next(b for b in app.button if b.label == "Explain it").click().run()
+    assert not app.exception
+    app.switch_page("pages/explain.py").run()  # where the button went (AppTest would run Results again next)
+    assert not app.exception and not app.error  # explained at once (Grad-CAM)
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "scored: my set"
+    assert next(s for s in app.selectbox if s.label == "Pattern (8 images)").value == misread[-1]["index"]
+    headline = next(m.value for m in app.markdown if m.value.startswith(f"Pattern {misread[-1]['index']} "))
+    assert f"({listed[-1]}): predicted **{misread[-1]['predicted']}**" in headline, headline
+    assert headline.endswith(f"; true class: **{misread[-1]['true']}**"), headline
+
+
 def test_a_model_is_scored_on_a_reference_scan_and_on_the_sessions_dataset_from_results(
     app, tiny_dataset, tmp_path, monkeypatch
 ):

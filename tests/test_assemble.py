@@ -183,12 +183,21 @@ def test_a_model_is_scored_on_a_scan_of_one_known_phase(two_scans, map_model, tm
     assert as_ni["patterns"] == 10 and as_ni["per_class"]["Fm-3m"]["support"] == 10
     assert as_ni["per_class"]["Im-3m"]["support"] == 0 and list(as_ni["per_material"]) == ["ni_scan"]
     assert main([*evaluate, f"{ni_path}=Im-3m"]) == 0  # the same answers, scored against the other phase
-    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(1 - as_ni["accuracy"])
+    as_ferrite = json.loads(capsys.readouterr().out)
+    assert as_ferrite["accuracy"] == pytest.approx(1 - as_ni["accuracy"])
+    # the patterns misread, by place in the 2x5 scan: those of one score are those the other reads right
+    misread = [(p["index"], p["row"], p["column"]) for p in as_ni["misread"] + as_ferrite["misread"]]
+    assert sorted(misread) == [(i, *divmod(i, 5)) for i in range(10)]
+    assert all(p["true"] == "Fm-3m" and p["predicted"] == "Im-3m" for p in as_ni["misread"])
     assert main([*evaluate, f"{ferrite_path}=229"]) == 0  # a folder of images of one phase
-    assert json.loads(capsys.readouterr().out)["per_class"]["Im-3m"]["support"] == 10
+    as_images = json.loads(capsys.readouterr().out)
+    assert as_images["per_class"]["Im-3m"]["support"] == 10
+    assert main([*evaluate, f"{ferrite_path}=225"]) == 0
+    misread = as_images["misread"] + json.loads(capsys.readouterr().out)["misread"]  # by file, in a folder
+    assert sorted((p["index"], p["file"]) for p in misread) == [(i, f"p{i:02d}.png") for i in range(10)]
     assert "Models trained that way misread" not in caplog.text  # its advice, to check against known phases, is this
     # but one phase read right proves little: a Ni/Ni3Al model read real Ni with Ni3Al's bands put in as Ni too
-    assert caplog.text.count("these patterns are all of one phase") == 3
+    assert caplog.text.count("these patterns are all of one phase") == 4
     larger = [np.asarray(Image.fromarray(p).resize((64, 64))) for p in ferrite]
     assert main([*evaluate, f"{_png_folder(tmp_path / 'larger', larger)}=229"]) == 0
     assert "patterns are 64x64 px but the model was trained on 32x32 px" in caplog.text
