@@ -68,14 +68,22 @@ def test_a_working_folder_the_server_cannot_write_to_is_one_line_on_every_page(a
     ("PermissionError: [Errno 13] Permission denied: '/tmp/rohome/jobs'")."""
     (tmp_path / "a-file").write_text("")  # a folder that cannot be made, for root too
     monkeypatch.setenv("EBSD_FEWSHOT_HOME", str(tmp_path / "a-file" / "home"))
+    assert errors_on_every_page(app) == [
+        f"This server cannot write in {tmp_path / 'a-file' / 'home'} ({tmp_path / 'a-file'} is a file), its "
+        "working folder for sessions, uploads and jobs. Whoever runs it can give it write access there, or set "
+        "EBSD_FEWSHOT_HOME to a folder it can write to."
+    ]
+
+
+def errors_on_every_page(app) -> list[str]:
+    """The errors every page shows alike, each page shown without an exception."""
+    shown = []
     for page in PAGES:
         app.switch_page(page).run()
         assert not app.exception, page
-        assert [e.value for e in app.error] == [
-            f"This server cannot write in {tmp_path / 'a-file' / 'home'} ({tmp_path / 'a-file'} is a file), its "
-            "working folder for sessions, uploads and jobs. Whoever runs it can give it write access there, or set "
-            "EBSD_FEWSHOT_HOME to a folder it can write to."
-        ]
+        shown.append([e.value for e in app.error])
+    assert all(errors == shown[0] for errors in shown), shown
+    return shown[0]
 
 
 @pytest.mark.parametrize(
@@ -90,14 +98,11 @@ def test_a_working_folder_or_store_named_not_in_utf8_is_one_line_on_every_page(
     from conftest import not_utf8_folder
 
     monkeypatch.setenv(variable, str(not_utf8_folder(tmp_path) / "folder"))
-    for page in PAGES:
-        app.switch_page(page).run()
-        assert not app.exception, page
-        assert [e.value for e in app.error] == [
-            f"The {role} {tmp_path}/caf\ufffd/folder ({variable}) has a path that is not UTF-8 text (as names copied "
-            "from old Windows shares can be), which the pages cannot show: whoever runs the server can rename it "
-            f"(convmv does so) or set {variable} to another folder. The command line works there as it is."
-        ], page
+    assert errors_on_every_page(app) == [
+        f"The {role} {tmp_path}/caf\ufffd/folder ({variable}) has a path that is not UTF-8 text (as names copied "
+        "from old Windows shares can be), which the pages cannot show: whoever runs the server can rename it "
+        f"(convmv does so) or set {variable} to another folder. The command line works there as it is."
+    ]
 
 
 def test_a_working_folder_with_another_accounts_jobs_folder_is_one_line_on_every_page(app, monkeypatch):
