@@ -316,8 +316,9 @@ def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[
         raise InputError(HEXAGONAL_GRID, source.path)
     recorded = tuple(int(v) for v in source.nav_shape or ())
     if nav_shape is not None and len(recorded) == 2 and tuple(int(v) for v in nav_shape) != recorded:
+        records = "its images' names give" if source.kind in ("image-folder", "zip") else "the file records"
         raise InputError(
-            f"the file records its map shape, {recorded[0]}x{recorded[1]}; the shape given, "
+            f"{records} its map shape, {recorded[0]}x{recorded[1]}; the shape given, "
             f"{'x'.join(str(int(v)) for v in nav_shape)}, would scramble it: leave it out",
             source.path,
         )

@@ -21,9 +21,9 @@ def _class_folder(root, count=4, size=20):
     return root
 
 
-def _zip(folder, archive, top=""):
+def _zip(folder, archive, top="", images="*.png"):
     with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(folder.rglob("*.png")):
+        for path in sorted(folder.rglob(images)):
             zf.write(path, top + str(path.relative_to(folder)))
     return archive
 
@@ -208,6 +208,50 @@ def test_images_are_taken_in_natural_name_order(tmp_path):
     for source in (open_patterns(folder), open_patterns(_zip(folder, tmp_path / "scan.zip"))):
         assert source.names == expected
         np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))
+
+
+@pytest.mark.parametrize("name", ["x{x}_y{y}.png", "Map Data 1 x={x} y={y}.png", "y{y}x{x}.tif"])
+def test_images_named_by_their_points_of_a_scan_are_a_map_row_by_row(tmp_path, streamed, name):
+    """Found on review: a scan exported one image per point, named by position (x0_y0, x0_y1, ...), was taken in the
+    order of the names, column by column, and a map laid out row by row from it was scrambled without a word. The
+    points' grid gives the map's shape, in a folder and in a zip, also when read image by image."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for x in range(3):
+        for y in range(2):  # a 2 x 3 map: pixel value = its place, row by row
+            Image.fromarray(np.full((16, 16), 10 * y + x, np.uint8)).save(folder / name.format(x=x, y=y))
+    for source in (open_patterns(folder), open_patterns(_zip(folder, tmp_path / "scan.zip", images="*.*"))):
+        assert source.nav_shape == (2, 3) and not source.warnings
+        assert source.file_name(1) == name.format(x=1, y=0)
+        np.testing.assert_array_equal(source.batch(0, 6)[:, 0, 0], [0, 1, 2, 10, 11, 12])
+
+
+def test_images_named_by_points_that_do_not_fill_a_grid_are_said_so(tmp_path):
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for x, y in [(0, 0), (1, 0), (0, 1)]:  # the fourth point of a 2 x 2 map is missing
+        Image.fromarray(np.full((16, 16), 10 * y + x, np.uint8)).save(folder / f"x{x}_y{y}.png")
+    source = open_patterns(folder)
+    assert source.nav_shape == (3,) and source.names == ["x0_y0.png", "x0_y1.png", "x1_y0.png"]
+    assert source.warnings == [
+        "the images' names give their points of a scan (x and y, as in x0_y0.png), but not every point of a 2 x 2 "
+        "grid once (1 missing): they are taken in the order of their names"
+    ]
+
+
+def test_an_unreadable_image_of_a_scan_named_by_points_leaves_it_without_a_map_shape(tmp_path):
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for x in range(2):
+        for y in range(2):
+            Image.fromarray(np.full((16, 16), 10 * y + x, np.uint8)).save(folder / f"x{x}_y{y}.png")
+    _truncate(folder / "x1_y0.png")
+    source = open_patterns(folder)
+    assert source.nav_shape == (3,) and source.names == ["x0_y0.png", "x0_y1.png", "x1_y1.png"]  # row by row
+    assert source.warnings[-1] == (
+        "the images' names give a map of 2 x 2 points, which the images left out leave incomplete: the map's shape is "
+        "not taken from them"
+    )
 
 
 def _band_at_45_degrees(rows, cols):

@@ -161,6 +161,26 @@ def test_map_shape_problems_are_named(map_model, map_scan_file, tmp_path):
         map_scan(model, card, open_patterns(tmp_path / "one.png"), nav_shape=(2, 2))
 
 
+def test_a_scan_exported_as_images_named_by_their_points_is_mapped_as_the_scan(
+    phase_map, map_model, map_scan_file, tmp_path
+):
+    """Images named x{column}_y{row} come column by column in the order of their names: mapped row by row as given,
+    the map was scrambled. Their names give the map's shape and order: the map is the scan's."""
+    from PIL import Image
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
+        row, column = divmod(index, 10)
+        Image.fromarray(pattern).save(folder / f"Map Data 1_x{column}_y{row}.png")
+    model, card = load_model(map_model)
+    from_images = map_scan(model, card, open_patterns(folder), batch_size=16)
+    assert from_images.nav_shape == (8, 10)
+    np.testing.assert_array_equal(from_images.index, phase_map.index)
+    with pytest.raises(InputError, match="its images' names give its map shape, 8x10; the shape given, 10x8, would"):
+        map_scan(model, card, open_patterns(folder), nav_shape=(10, 8))
+
+
 def test_nan_patterns_are_refused(map_model, map_scan_file, tmp_path):
     scan = read_dataset(map_scan_file)
     scan.patterns = scan.patterns.astype(np.float32)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ebsd_core.errors import InputError, PhaseError
+from ebsd_core.io.point_names import scan_grid
 from ebsd_core.paths import is_hidden
 from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
 from ebsd_core.threads import usable_cpus
@@ -524,6 +525,7 @@ class ImageSet:
     labels: np.ndarray | None = None  # index into classes
     classes: list[int] | None = None  # space-group numbers
     warnings: list[str] | None = None
+    grid: tuple[int, int] | None = None  # (rows, columns) of a scan whose images are named by their points
 
 
 def _read_container(container: _Container, labelled: bool | None, lazy: bool) -> ImageSet:
@@ -541,15 +543,25 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
         )
         inside = {}
     label_of: dict[str, int] | None = None
+    grid = None
     if inside and labelled is not False:
         names, label_of = _class_folders(container, inside, direct, warn)
     elif direct:
         names = direct
+        if grid := scan_grid(names, warn):  # a scan's points named by position: row by row, not column by column
+            names = [names[i] for i in grid.order]
     else:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
-    patterns, names = _opened(container, names, warn, lazy)
+    patterns, kept = _opened(container, names, warn, lazy)
     if label_of is None:
-        return ImageSet(patterns, names, warnings=warn)
+        if grid and len(kept) < len(names):
+            warn.append(
+                f"the images' names give a map of {grid.shape[0]} x {grid.shape[1]} points, which the images left out "
+                "leave incomplete: the map's shape is not taken from them"
+            )
+            grid = None
+        return ImageSet(patterns, kept, warnings=warn, grid=grid.shape if grid else None)
+    names = kept
     classes = sorted(set(label_of[name] for name in names))
     labels = np.array([classes.index(label_of[name]) for name in names])
     return ImageSet(patterns, names, labels, classes, warn)

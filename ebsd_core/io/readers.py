@@ -365,7 +365,7 @@ def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource
         path=str(path),
         kind=kind,
         patterns=found.patterns,
-        nav_shape=(len(found.patterns),),
+        nav_shape=found.grid or (len(found.patterns),),
         labels=found.labels,
         classes=found.classes,
         names=found.names,

@@ -1,0 +1,65 @@
+"""A scan exported as images, one per point, named by the point's position (``x12_y5.png``, ``Pattern x=12 y=5.bmp``).
+
+Taken in the natural order of their names, such images run column by column (``x0_y0``, ``x0_y1``, ...), and a map
+laid out row by row from them would be scrambled without a word. Where every name gives a point and the points fill a
+grid, the images are put in row order and the grid gives the map its shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ebsd_core.wording import counted
+
+_NUMBER = r"\s*[=_-]?\s*(\d+(?:\.\d+)?)(?![\d.])"
+#: x then y (``x12_y5``, ``X12Y5``, ``x=12, y=5``), or y then x; neither letter inside a word (``box3``, ``day2``).
+_POINT_NAMES = (
+    (re.compile(rf"(?<![a-z])x{_NUMBER}[\s_,;-]*(?<![a-z])y{_NUMBER}", re.I), False),
+    (re.compile(rf"(?<![a-z])y{_NUMBER}[\s_,;-]*(?<![a-z])x{_NUMBER}", re.I), True),
+)
+
+
+@dataclass(frozen=True)
+class ScanGrid:
+    """Where the images of a scan lie: ``order`` puts their names row by row (each row by column), in a grid of
+    ``shape`` (rows, columns)."""
+
+    order: list[int]
+    shape: tuple[int, int]
+
+
+def _point(name: str) -> tuple[float, float] | None:
+    """The (x, y) a file name gives, or None."""
+    stem = PurePosixPath(name).stem
+    for pattern, y_first in _POINT_NAMES:
+        if found := pattern.search(stem):
+            first, second = float(found[1]), float(found[2])
+            return (second, first) if y_first else (first, second)
+    return None
+
+
+def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
+    """The grid that the image ``names`` lay out (:class:`ScanGrid`), where each gives its point (x and y) and the
+    points fill a grid, once each; None otherwise. Names that give points but not a full grid are said in ``warn``:
+    they are then taken in the order of the names, which gives no map shape."""
+    if len(names) < 2:
+        return None
+    points = [_point(name) for name in names]
+    if any(point is None for point in points):
+        return None
+    xs, ys = sorted({x for x, _ in points}), sorted({y for _, y in points})
+    if len(set(points)) == len(points) == len(xs) * len(ys):
+        column, row = {x: i for i, x in enumerate(xs)}, {y: i for i, y in enumerate(ys)}
+        order = sorted(range(len(names)), key=lambda i: (row[points[i][1]], column[points[i][0]]))
+        return ScanGrid(order, (len(ys), len(xs)))
+    missing, twice = len(xs) * len(ys) - len(set(points)), len(points) - len(set(points))
+    gaps = [f"{missing:,} missing"] if missing else []
+    gaps += [f"{counted(twice, 'point')} named twice"] if twice else []
+    warn.append(
+        f"the images' names give their points of a scan (x and y, as in {PurePosixPath(names[0]).name}), but not "
+        f"every point of a {len(ys)} x {len(xs)} grid once ({', '.join(gaps)}): they are taken in the order of "
+        "their names"
+    )
+    return None
