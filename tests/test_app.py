@@ -2604,6 +2604,47 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     assert state.result["nav_shape"] == [8, 10] and state.result["points"] == 80
 
 
+def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
+    app, monkeypatch, map_model, map_scan_file, tmp_path
+):
+    """Images named by their points (x{column}_y{row}) came column by column in name order, and the rows asked for
+    laid them out scrambled. Their names give the map's shape: nothing is asked, and the map is the scan's."""
+    import shutil
+
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    scan = open_patterns(map_scan_file)
+    for index, pattern in enumerate(scan.batch(0, 80)):
+        row, column = divmod(index, 10)
+        Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
+    assert not app.exception and not app.error and not app.warning
+    assert any(m.value == "**exported**: 80 patterns of 32x32 px, a map of 8 x 10 points" for m in app.markdown)
+    assert not [n for n in app.number_input if n.label == "Map rows"]
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["nav_shape"] == [8, 10]
+    assert state.result["accuracy"] is None  # images carry no truth: the map is checked against the scan's
+    app.run()
+    assert any("pattern at row 0, column 0 (x0_y0.png)" in c.proto.spec for c in app.get("plotly_chart"))
+    app.switch_page("pages/explain.py").run()  # a point of it, by row and column: the image named by that point
+    app.radio(key="explain_method").set_value("gradcam").run()
+    next(n for n in app.number_input if n.label == "Row (0 to 7)").set_value(2).run()
+    next(n for n in app.number_input if n.label == "Column (0 to 9)").set_value(7).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and not app.error
+    assert any(m.value.startswith("Row 2, column 7 (x7_y2.png): ") for m in app.markdown)
+
+
 def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, map_model, map_scan_file):
     """A scan exported as images, or a NORDIF acquisition, picked as the folder it is: no zip to make first."""
     import shutil
