@@ -210,7 +210,7 @@ def test_images_are_taken_in_natural_name_order(tmp_path):
         np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], np.arange(12))
 
 
-@pytest.mark.parametrize("name", ["x{x}_y{y}.png", "Map Data 1 x={x} y={y}.png", "y{y}x{x}.tif"])
+@pytest.mark.parametrize("name", ["x{x}_y{y}.png", "Map Data 1 x={x} y={y}.png", "y{y}x{x}.tif", "row{y}_col{x}.bmp"])
 def test_images_named_by_their_points_of_a_scan_are_a_map_row_by_row(tmp_path, streamed, name):
     """Found on review: a scan exported one image per point, named by position (x0_y0, x0_y1, ...), was taken in the
     order of the names, column by column, and a map laid out row by row from it was scrambled without a word. The

@@ -1,4 +1,5 @@
-"""A scan exported as images, one per point, named by the point's position (``x12_y5.png``, ``Pattern x=12 y=5.bmp``).
+"""A scan exported as images, one per point, named by the point's place (``x12_y5.png``, ``Pattern x=12 y=5.bmp``,
+``row5_col12.tif``).
 
 Taken in the natural order of their names, such images run column by column (``x0_y0``, ``x0_y1``, ...), and a map
 laid out row by row from them would be scrambled without a word. Where every name gives a point and the points fill a
@@ -14,10 +15,12 @@ from pathlib import PurePosixPath
 from ebsd_core.wording import counted
 
 _NUMBER = r"\s*[=_-]?\s*(\d+(?:\.\d+)?)(?![\d.])"
-#: x then y (``x12_y5``, ``X12Y5``, ``x=12, y=5``), or y then x; neither letter inside a word (``box3``, ``day2``).
+_COLUMN, _ROW = r"(?:x|c|col|column)", r"(?:y|r|row)"
+#: column then row (``x12_y5``, ``X12Y5``, ``x=12, y=5``, ``c12_r5``), or row then column (``y5x12``, ``row5_col12``);
+#: neither inside a word (``box3``, ``day2``).
 _POINT_NAMES = (
-    (re.compile(rf"(?<![a-z])x{_NUMBER}[\s_,;-]*(?<![a-z])y{_NUMBER}", re.I), False),
-    (re.compile(rf"(?<![a-z])y{_NUMBER}[\s_,;-]*(?<![a-z])x{_NUMBER}", re.I), True),
+    (re.compile(rf"(?<![a-z]){_COLUMN}{_NUMBER}[\s_,;-]*(?<![a-z]){_ROW}{_NUMBER}", re.I), False),
+    (re.compile(rf"(?<![a-z]){_ROW}{_NUMBER}[\s_,;-]*(?<![a-z]){_COLUMN}{_NUMBER}", re.I), True),
 )
 
 
@@ -31,7 +34,7 @@ class ScanGrid:
 
 
 def _point(name: str) -> tuple[float, float] | None:
-    """The (x, y) a file name gives, or None."""
+    """The (x, y) (column, row) a file name gives, or None."""
     stem = PurePosixPath(name).stem
     for pattern, y_first in _POINT_NAMES:
         if found := pattern.search(stem):
