@@ -49,9 +49,11 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     they are then taken in the order of the names, which gives no map shape."""
     if len(names) < 2:
         return None
-    points = [_point(name) for name in names]
-    if any(point is None for point in points):
-        return None
+    points = []
+    for name in names:  # most folders name no points: said by the first name
+        if (point := _point(name)) is None:
+            return None
+        points.append(point)
     xs, ys = sorted({x for x, _ in points}), sorted({y for _, y in points})
     if len(set(points)) == len(points) == len(xs) * len(ys):
         column, row = {x: i for i, x in enumerate(xs)}, {y: i for i, y in enumerate(ys)}
