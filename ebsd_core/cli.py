@@ -950,12 +950,19 @@ def file_to_write(example: str) -> Callable[[str], Path]:
     return parse
 
 
-def pattern_position(text: str) -> int | tuple[int, int]:
-    """An argparse type: a pattern's index (``17``) or its row and column in a map (``3,4``)."""
+def pattern_position(text: str) -> int | tuple[int, int] | str:
+    """An argparse type: a pattern's index (``17``), its row and column in a map (``3,4``) or its image's file name
+    in a folder or zip (``p17.png``, ``Fm-3m/p17.png``)."""
+    from ebsd_core.io.images import is_image_name
+
     parts = [part.strip() for part in text.split(",")]
     if len(parts) in (1, 2) and all(is_whole_number(part) for part in parts):
         return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    raise argparse.ArgumentTypeError(f"give a pattern's index (17) or its row and column in a map (3,4), not {text!r}")
+    if is_image_name(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"give a pattern's index (17), its row and column in a map (3,4) or its image's name (p17.png), not {text!r}"
+    )
 
 
 def _views(text: str) -> int:
@@ -1297,7 +1304,8 @@ def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--index",
         type=pattern_position,
-        help="which pattern of the input: its index, or ROW,COL in a map (default 0)",
+        help="which pattern of the input: its index, ROW,COL in a map, or its image's name in a folder or zip "
+        "(p17.png, Fm-3m/p17.png) (default 0)",
     )
     p.add_argument(
         "--method",

@@ -118,10 +118,12 @@ class PatternContext:
     sample_tilt: float = 70.0
 
 
-def pattern_index(source: PatternSource, index: int | tuple[int, int]) -> int:
-    """A pattern's index in ``source`` from its index or its (row, column) in a map."""
+def pattern_index(source: PatternSource, index: int | tuple[int, int] | str) -> int:
+    """A pattern's index in ``source`` from its index, its (row, column) in a map or the name of its image file."""
     if isinstance(index, int | np.integer):
         return int(index)
+    if isinstance(index, str):
+        return source.index_of_file(index)
     row, column = index
     shape = source.nav_shape
     if shape is None or len(shape) != 2:
@@ -293,7 +295,7 @@ def class_index(card: ModelCard, target: int | str) -> int:
 def explain_pattern(
     model_dir: str | Path,
     input_path: str | Path,
-    index: int | tuple[int, int],
+    index: int | tuple[int, int] | str,
     method: str,
     target: int | str | None = None,
     layer: str | None = None,
@@ -301,7 +303,8 @@ def explain_pattern(
     shap_method: str | None = None,
     views: dict | None = None,
 ) -> Explanation:
-    """Run one explanation method on pattern ``index`` of ``input_path`` (an index, or a (row, column) of a map).
+    """Run one explanation method on pattern ``index`` of ``input_path`` (an index, a (row, column) of a map or an
+    image's file name).
 
     ``target``: the class to explain (default: the predicted one), as the model's class index, a space-group
     number or a symbol (``2``, ``225`` or ``"Fm-3m"``). ``views``: the test-time views a phase map gave its points

@@ -290,7 +290,10 @@ def test_a_pattern_of_a_map_is_named_by_its_row_and_column(map_model, map_scan_f
     assert "row 8, column 0 is outside the 8x10 map (rows 0..7, columns 0..9)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--index", "2,3,4", "--out", str(tmp_path / "c")])
-    assert "give a pattern's index (17) or its row and column in a map (3,4), not '2,3,4'" in capsys.readouterr().err
+    said = "give a pattern's index (17), its row and column in a map (3,4) or its image's name (p17.png), not '2,3,4'"
+    assert said in capsys.readouterr().err
+    assert main([*args, "--index", "p3.png", "--out", str(tmp_path / "d")]) == 2  # a scan file names no images
+    assert "holds no images named one by one: give the pattern's index, not 'p3.png'" in capsys.readouterr().err
 
 
 def test_a_pattern_of_class_folders_is_explained_with_its_folders_class(map_model, map_scan_file, tmp_path, capsys):
@@ -309,6 +312,13 @@ def test_a_pattern_of_class_folders_is_explained_with_its_folders_class(map_mode
         explained = json.loads(capsys.readouterr().out)
         assert explained["true_class"] == shown.parent.name
         assert explained["file"] == f"{shown.parent.name}/{shown.name}"
+    files = [f"{shown.parent.name}/{shown.name}" for shown in sorted((tmp_path / "mine").glob("*/*.png"))]
+    for name in (files[2], files[2].split("/")[1]):  # by its image's name, as the page picks it: with its folder or not
+        assert main([*args, "--index", name, "--out", str(tmp_path / "by-name")]) == 0
+        explained = json.loads(capsys.readouterr().out)
+        assert (explained["index"], explained["file"]) == (2, files[2])
+    assert main([*args, "--index", "p9.png", "--out", str(tmp_path / "none")]) == 2
+    assert "mine: no image named 'p9.png' (it holds " in capsys.readouterr().err
     for pattern in (tmp_path / "mine").glob("*/*.png"):  # not class folders: no class to give
         pattern.rename(tmp_path / "mine" / f"{pattern.parent.name}-{pattern.name}")
     for folder in (tmp_path / "mine").glob("*/"):

@@ -436,3 +436,16 @@ def test_a_folder_of_sample_folders_given_as_one_source_is_told_to_give_one_at_a
         open_patterns(tmp_path)
     with pytest.raises(InputError, match="class folder 'fe' does not name a space group"):
         open_patterns(tmp_path, labelled=True)
+
+
+def test_a_pattern_of_a_folder_is_found_by_its_images_name(tmp_path):
+    """As the Explain page picks it, and `explain --index p3.png`: with its folder, or without where it is the only one
+    of that name."""
+    for folder, names in (("Fm-3m", ["p0.png", "p1.png"]), ("Im-3m", ["p0.png", "p2.png"])):
+        (tmp_path / "set" / folder).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "set" / folder / name)
+    source = open_patterns(tmp_path / "set")
+    assert [source.index_of_file(name) for name in ("Fm-3m/p0.png", "Im-3m/p0.png", "p1.png", "p2.png")] == [0, 2, 1, 3]
+    with pytest.raises(InputError, match=r"set: 2 images are named 'p0.png' \(Fm-3m/p0.png, Im-3m/p0.png\): give its"):
+        source.index_of_file("p0.png")

@@ -98,6 +98,20 @@ class PatternSource:
             return None
         return printable_path(self.names[index])
 
+    def index_of_file(self, name: str) -> int:
+        """The index of the pattern read from the image ``name`` (as :meth:`file_name` gives it, ``Fm-3m/p3.png``, or
+        its last part alone, ``p3.png``, where no other image has it); an error naming a few files where none does."""
+        if self.file_name(0) is None:
+            raise InputError(f"holds no images named one by one: give the pattern's index, not {name!r}", self.path)
+        files = [self.file_name(index) for index in range(len(self))]
+        found = [index for index, file in enumerate(files) if name in (file, file.rsplit("/", 1)[-1])]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            named = images.first_names([files[index] for index in found])
+            raise InputError(f"{len(found)} images are named {name!r} ({named}): give its folder too", self.path)
+        raise InputError(f"no image named {name!r} (it holds {images.first_names(files)})", self.path)
+
     @property
     def labelled(self) -> bool:
         return self.labels is not None and self.classes is not None
