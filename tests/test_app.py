@@ -2636,13 +2636,20 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     assert state.result["accuracy"] is None  # images carry no truth: the map is checked against the scan's
     app.run()
     assert any("pattern at row 0, column 0 (x0_y0.png)" in c.proto.spec for c in app.get("plotly_chart"))
-    app.switch_page("pages/explain.py").run()  # a point of it, by row and column: the image named by that point
+    # a point of it, by row and column: the image named by that point
+    assert any(shown.startswith("Row 2, column 7 (x7_y2.png): ") for shown in explained_point(app, 2, 7))
+
+
+def explained_point(app, row: int, column: int) -> list[str]:
+    """What the Explain page shows of the point at ``row``, ``column`` of the scan it offers first, explained with
+    Grad-CAM."""
+    app.switch_page("pages/explain.py").run()
     app.radio(key="explain_method").set_value("gradcam").run()
-    next(n for n in app.number_input if n.label == "Row (0 to 7)").set_value(2).run()
-    next(n for n in app.number_input if n.label == "Column (0 to 9)").set_value(7).run()
+    next(n for n in app.number_input if n.label.startswith("Row (")).set_value(row).run()
+    next(n for n in app.number_input if n.label.startswith("Column (")).set_value(column).run()
     next(b for b in app.button if b.label == "Explain").click().run()
     assert not app.exception and not app.error
-    assert any(m.value.startswith("Row 2, column 7 (x7_y2.png): ") for m in app.markdown)
+    return [m.value for m in app.markdown]
 
 
 def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, map_model, map_scan_file):
@@ -2676,13 +2683,8 @@ def test_phase_map_of_an_uploaded_folder_of_images_or_nordif_acquisition(app, ma
     assert mapped_points() == [3, 4]
     app.run()  # the finished map shown, and its first point with the file it was read from
     assert any("pattern at row 0, column 0 (p0.png)" in c.proto.spec for c in app.get("plotly_chart"))
-    app.switch_page("pages/explain.py").run()  # a point of it: by its row and column, named by its file
-    app.radio(key="explain_method").set_value("gradcam").run()
-    next(n for n in app.number_input if n.label == "Column (0 to 3)").set_value(2).run()
-    next(n for n in app.number_input if n.label == "Row (0 to 2)").set_value(1).run()
-    next(b for b in app.button if b.label == "Explain").click().run()
-    assert not app.exception and not app.error
-    assert any(m.value.startswith("Row 1, column 2 (p6.png): ") for m in app.markdown)
+    # a point of it: by its row and column, named by its file
+    assert any(shown.startswith("Row 1, column 2 (p6.png): ") for shown in explained_point(app, 1, 2))
     app.switch_page("pages/phasemap.py").run()
     shipped = KIKUCHIPY_DATA / "nordif"  # a real NORDIF acquisition of Ni, 3x3 patterns
     acquisition = [(f"nordif/{f.name}", f.read_bytes(), "application/octet-stream") for f in sorted(shipped.iterdir())]
