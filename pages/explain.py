@@ -280,7 +280,7 @@ if method != "filters":
         (index_key,) = pattern_keys(source_path, None if sent is None else (sent,), {"index": count - 1})
         if names := file_names(opened):  # a folder's images are known by their names: picked by them, searchably
             index = c1.selectbox(
-                f"Pattern ({count} images)",
+                f"Pattern ({count:,} images)",
                 range(count),
                 format_func=names.__getitem__,
                 key=index_key,

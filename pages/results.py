@@ -361,10 +361,12 @@ def explain_one_of(model_name: str, patterns: dict[str, int], path: str, key: st
 
 def misread_title(pattern: dict) -> str:
     """A misread pattern of a score (:func:`ebsd_core.workflows.misread_patterns`) as the user finds it: by its row
-    and column in a scan, by its file in a folder, else by its place in the file."""
-    if "row" in pattern:
-        return f"Row {pattern['row']}, column {pattern['column']}"
-    return pattern.get("file") or f"#{pattern['index']}"
+    and column in a scan (and its file, where its images are named by their points), by its file in a folder, else by
+    its place in the file."""
+    file = pattern.get("file")
+    if "row" in pattern:  # a scan exported as images named by their points: both
+        return f"Row {pattern['row']}, column {pattern['column']}" + (f" ({file})" if file else "")
+    return file or f"#{pattern['index']}"
 
 
 def misread_section(job_id: str, model_name: str, data_path: str, misread: list[dict]) -> None:
