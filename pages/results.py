@@ -369,11 +369,38 @@ def misread_title(pattern: dict) -> str:
     return file or f"#{pattern['index']}"
 
 
+#: The misread patterns of a score drawn above their table: two rows of six.
+MISREAD_DRAWN = 12
+
+
+def drawn_title(pattern: dict, most: int = 11) -> str:
+    """A misread pattern's title over its drawing, no wider than it (six to a row on a 1,024 px screen, 16 letters ran
+    into the next): its row and column (two lines), else its image's own name (``p3.png`` of ``Fm-3m/p3.png``; where
+    it is longer than ``most``, the start and the longer end of its stem), else its place in the file."""
+    if "row" in pattern:  # on two lines: "Row 12, column 130" is wider than the drawing
+        return f"row {pattern['row']}<br>column {pattern['column']}"
+    if "file" not in pattern:
+        return f"#{pattern['index']}"
+    name = pattern["file"].rsplit("/", 1)[-1]
+    if len(name) <= most:
+        return name
+    stem, head = name.rsplit(".", 1)[0], (most - 1) // 3  # the end tells names apart more often (x0_y3, x0_y4)
+    return stem if len(stem) <= most else f"{stem[:head]}…{stem[head + 1 - most :]}"
+
+
 def misread_section(job_id: str, model_name: str, data_path: str, misread: list[dict]) -> None:
     """The patterns a score read as another class: what each is and was read as, and any of them to explain."""
     listed = f" (the first {MAX_MISREAD_LISTED})" if len(misread) >= MAX_MISREAD_LISTED else ""
     st.markdown(f"**Misread patterns**{listed}")
     titles = [misread_title(pattern) for pattern in misread]
+    shown = misread[:MISREAD_DRAWN]
+    try:  # the first few drawn, as the misclassified test patterns are: a glance finds a blank or a dim one
+        patterns = opened_source(data_path).take(np.array([p["index"] for p in shown]))
+    except (EbsdError, IndexError) as exc:  # the file gone or changed since: the table still says which they were
+        st.caption(f"Not drawn: {for_the_user(str(exc))}")
+    else:
+        three_lines = [f"{drawn_title(p)}<br>{p['true']}<br>as {p['predicted']}" for p in shown]
+        st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), three_lines, columns=6))
     table = {
         "pattern": titles,
         "class": [p["true"] for p in misread],

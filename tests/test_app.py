@@ -3394,6 +3394,10 @@ def test_the_patterns_a_score_misreads_are_listed_by_file_and_explained_from_res
     assert listed == [p["file"] for p in misread]
     assert all(table["class"] == [name.split("/")[0] for name in listed])
     assert all(table["read as"] != table["class"])
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    montage = next(c for c in charts if "<br>as " in str(c["layout"].get("annotations")))  # each one drawn
+    drawn = [f"{name.split('/')[1]}<br>{name.split('/')[0]}<br>as {as_}" for name, as_ in zip(listed, table["read as"])]
+    assert [a["text"] for a in montage["layout"]["annotations"]] == drawn
     picker = next(s for s in app.selectbox if s.label == "Explain one of them")
     assert picker.options == listed
     picker.set_value(listed[-1]).run()
