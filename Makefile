@@ -32,7 +32,11 @@ endif
 endif
 
 $(VENV)/.runtime: requirements.txt
-	@$(VENV_USABLE) || $(PYTHON) -c "import shutil, sys; \
+	@$(VENV_USABLE) || $(PYTHON) -c "import os, shutil, sys; \
+		here = os.getcwdb(); shown = here.decode('utf-8', 'replace'); \
+		shown.encode() == here or sys.exit(f'This project lies in {shown}, a path that is not UTF-8 text (as names ' \
+		'copied from old Windows shares can be), where Python cannot make .venv nor Streamlit serve the dashboard: ' \
+		'move it to a folder named in UTF-8, or rename the folder (convmv does so)'); \
 		least = tuple(int(n) for n in '$(MIN_PYTHON)'.split('.')); \
 		sys.version_info[:2] >= least or sys.exit(f'$(PYTHON) is Python {sys.version.split()[0]}, and this project ' \
 		f'needs $(MIN_PYTHON) or later: install one, then run make PYTHON=python$(MIN_PYTHON) (or a later one)'); \

@@ -52,6 +52,23 @@ def test_a_python_too_old_is_said_before_any_venv_is_made(project):
     assert not (project / ".venv").exists()
 
 
+def test_a_project_in_a_folder_named_not_in_utf8_is_said_so_before_any_venv_is_made(project):
+    """Found on review: cloned under a folder copied from an old Windows share (Latin-1, "caf\xe9"), `make app` ended in
+    "Error: 'utf-8' codec can't encode character '\\udce9' ...: surrogates not allowed" from `python -m venv`, and
+    Streamlit cannot serve from there either."""
+    from conftest import not_utf8_folder
+
+    moved = not_utf8_folder(project) / "project"
+    moved.mkdir()
+    for name in ("Makefile", "requirements.txt"):
+        shutil.copy(project / name, moved / name)
+    done = make_runtime(moved)
+    assert done.returncode != 0
+    assert f"This project lies in {project}/caf\ufffd/project, a path that is not UTF-8 text" in done.stderr
+    assert "move it to a folder named in UTF-8, or rename the folder (convmv does so)" in done.stderr
+    assert not (moved / ".venv").exists()
+
+
 def test_a_venv_whose_making_failed_half_way_is_made_again(project):
     """Found reading the Makefile: where python3-venv was missing, the first make left .venv/bin/python without pip;
     once it was installed, every later make failed with "No module named pip", as .venv/bin/python was there."""
