@@ -40,6 +40,7 @@ def make_runtime(project: Path, *settings: str) -> subprocess.CompletedProcess:
         env=env,
         capture_output=True,
         text=True,
+        errors="replace",  # a sub-make names its folder in its bytes ("Entering directory '.../caf\xe9'")
         timeout=600,
     )
 
