@@ -31,12 +31,16 @@ $(shell rm -f $(VENV)/.runtime $(VENV)/.project $(VENV)/.dev)
 endif
 endif
 
+# a project folder whose path is not UTF-8 (copied from an old Windows share): `python -m venv` fails there ("surrogates
+# not allowed"), and Streamlit serves a blank page from it; said before .venv is made, and before the dashboard starts
+# (a project moved there after)
+UTF8_FOLDER_CHECK = here = os.getcwdb(); shown = here.decode('utf-8', 'replace'); \
+	shown.encode() == here or sys.exit(f'This project lies in {shown}, a path that is not UTF-8 text (as names ' \
+	'copied from old Windows shares can be), where Python cannot make .venv nor Streamlit serve the dashboard: ' \
+	'move it to a folder named in UTF-8, or rename the folder (convmv does so)')
+
 $(VENV)/.runtime: requirements.txt
-	@$(VENV_USABLE) || $(PYTHON) -c "import os, shutil, sys; \
-		here = os.getcwdb(); shown = here.decode('utf-8', 'replace'); \
-		shown.encode() == here or sys.exit(f'This project lies in {shown}, a path that is not UTF-8 text (as names ' \
-		'copied from old Windows shares can be), where Python cannot make .venv nor Streamlit serve the dashboard: ' \
-		'move it to a folder named in UTF-8, or rename the folder (convmv does so)'); \
+	@$(VENV_USABLE) || $(PYTHON) -c "import os, shutil, sys; $(UTF8_FOLDER_CHECK); \
 		least = tuple(int(n) for n in '$(MIN_PYTHON)'.split('.')); \
 		sys.version_info[:2] >= least or sys.exit(f'$(PYTHON) is Python {sys.version.split()[0]}, and this project ' \
 		f'needs $(MIN_PYTHON) or later: install one, then run make PYTHON=python$(MIN_PYTHON) (or a later one)'); \
@@ -76,7 +80,7 @@ app: $(VENV)/.project
 	elif [ "$(ADDRESS)" = 127.0.0.1 ]; then echo "Serving this computer alone, as asked (ADDRESS=127.0.0.1):" \
 		"a reverse proxy on it can serve the lab"; \
 	elif [ -z "$(ADDRESS)" ]; then echo "Serving the network: each visitor is asked for the lab's password or login"; fi
-	@home="$$($(PY) -c "import os, sys; from ebsd_core.access import taken_port_problem; \
+	@home="$$($(PY) -c "import os, sys; $(UTF8_FOLDER_CHECK); from ebsd_core.access import taken_port_problem; \
 		problem = taken_port_problem('$(PORT)', '$(ADDRESS)'); print(os.environ['HOME']); sys.exit(problem)")" \
 		|| exit 1; export HOME="$$home"; \
 		set -x; GLIBC_TUNABLES=$(if $(filter 0,$(EBSD_KEEP_FREED_MEMORY)),,$(MALLOC_TUNABLES)) \

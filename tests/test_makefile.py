@@ -70,6 +70,24 @@ def test_a_project_in_a_folder_named_not_in_utf8_is_said_so_before_any_venv_is_m
     assert not (moved / ".venv").exists()
 
 
+def test_a_project_moved_into_a_folder_named_not_in_utf8_after_its_venv_is_said_so_before_serving(project):
+    """Its .venv made before, Streamlit started and served a blank page (its own script's path "surrogates not
+    allowed" in its log): `make app` says so instead, before it starts."""
+    from conftest import not_utf8_folder
+
+    assert make_runtime(project).returncode == 0
+    (project / ".venv" / ".project").touch()  # made, as `make app` makes it
+    moved = not_utf8_folder(project) / "project"
+    moved.mkdir()
+    for name in ("Makefile", "requirements.txt", ".venv"):
+        shutil.move(project / name, moved / name)
+    done = subprocess.run(
+        ["make", "app", "PORT=0"], cwd=moved, capture_output=True, text=True, errors="replace", timeout=120
+    )
+    assert done.returncode != 0
+    assert f"This project lies in {project}/caf\ufffd/project, a path that is not UTF-8 text" in done.stderr
+
+
 def test_a_venv_whose_making_failed_half_way_is_made_again(project):
     """Found reading the Makefile: where python3-venv was missing, the first make left .venv/bin/python without pip;
     once it was installed, every later make failed with "No module named pip", as .venv/bin/python was there."""
