@@ -1309,13 +1309,18 @@ def cached_source(path: str, modified: float):
     return open_patterns(path)
 
 
+def modified_time(path: str | Path) -> float:
+    """When the file at ``path`` was last changed, a cache key of its version; -1 where it is gone or unreadable
+    (opening it says which, in its own words)."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return -1.0
+
+
 def opened_source(path: str | Path):
     """:func:`cached_source` of ``path`` as it is now."""
-    try:
-        modified = Path(path).stat().st_mtime
-    except OSError:  # gone or unreadable: opening says which, in its own words
-        modified = -1.0
-    return cached_source(str(path), modified)
+    return cached_source(str(path), modified_time(path))
 
 
 @st.cache_resource(max_entries=4)

@@ -45,6 +45,7 @@ from pages.common import (
     latest_job_shown_on,
     make_current,
     metric_row,
+    modified_time,
     montage_figure,
     one_scan_upload_or_folder,
     opened_source,
@@ -373,6 +374,13 @@ def misread_title(pattern: dict) -> str:
 MISREAD_DRAWN = 12
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def drawn_patterns(path: str, modified: float, indices: tuple[int, ...]) -> np.ndarray:
+    """The patterns at ``indices`` (increasing) of the file at ``path``, read once per version of it, not at every
+    rerun of the page."""
+    return np.asarray(opened_source(path).take(np.array(indices)), dtype=np.float32)
+
+
 def drawn_title(pattern: dict, most: int = 11) -> str:
     """A misread pattern's title over its drawing, no wider than it (six to a row on a 1,024 px screen, 16 letters ran
     into the next): its row and column (two lines), else its image's own name (``p3.png`` of ``Fm-3m/p3.png``; where
@@ -395,12 +403,12 @@ def misread_section(job_id: str, model_name: str, data_path: str, misread: list[
     titles = [misread_title(pattern) for pattern in misread]
     shown = misread[:MISREAD_DRAWN]
     try:  # the first few drawn, as the misclassified test patterns are: a glance finds a blank or a dim one
-        patterns = opened_source(data_path).take(np.array([p["index"] for p in shown]))
+        patterns = drawn_patterns(data_path, modified_time(data_path), tuple(p["index"] for p in shown))
     except (EbsdError, IndexError) as exc:  # the file gone or changed since: the table still says which they were
         st.caption(f"Not drawn: {for_the_user(str(exc))}")
     else:
         three_lines = [f"{drawn_title(p)}<br>{p['true']}<br>as {p['predicted']}" for p in shown]
-        st.plotly_chart(montage_figure(np.asarray(patterns, dtype=np.float32), three_lines, columns=6))
+        st.plotly_chart(montage_figure(patterns, three_lines, columns=6))
     table = {
         "pattern": titles,
         "class": [p["true"] for p in misread],
