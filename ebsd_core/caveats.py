@@ -89,13 +89,25 @@ def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = T
     return notes
 
 
-def blank_pattern_note(blank: np.ndarray) -> list[str]:
-    """Say how many patterns were blank (``blank``: a mask, see :func:`ebsd_core.inference.blank_points`)."""
-    count = int(np.count_nonzero(blank))
-    if not count:
-        return []
-    first = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (", ..." if count > 5 else "")
-    return [
-        f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {first}): {BLANK_CAUSES}. There is "
-        "nothing in them to classify, so they are unknown"
-    ]
+def blank_pattern_note(blank: np.ndarray, imageless: np.ndarray | None = None) -> list[str]:
+    """Say how many patterns were blank (``blank``: a mask, see :func:`ebsd_core.inference.blank_points`); those of
+    points without an image (``imageless``, :attr:`~ebsd_core.io.readers.PatternSource.imageless`) on their own."""
+    imageless = np.zeros_like(blank) if imageless is None else blank & imageless
+    notes = []
+    if count := int(np.count_nonzero(blank & ~imageless)):
+        notes.append(
+            f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {_first(blank & ~imageless)}): "
+            f"{BLANK_CAUSES}. There is nothing in them to classify, so they are unknown"
+        )
+    if count := int(np.count_nonzero(imageless)):
+        notes.append(
+            f"{count:,} of {len(blank):,} points have no image (index {_first(imageless)}): none of the images' names "
+            "gives them, or their images could not be read. There is nothing to classify, so they are unknown"
+        )
+    return notes
+
+
+def _first(mask: np.ndarray) -> str:
+    """The first few indices where ``mask`` is set: ``"3, 7, 8, 12, 15, ..."``."""
+    found = np.flatnonzero(mask)
+    return ", ".join(str(i) for i in found[:5]) + (", ..." if len(found) > 5 else "")

@@ -364,7 +364,7 @@ def _assemble(
     """``card`` with the views the points got; ``own_views``: each point got views of its own."""
     phases = phases_for_model(card)
     truth = _truth(source, phases, notes)
-    notes += blank_pattern_note(blank_points(quality))
+    notes += blank_pattern_note(blank_points(quality), source.imageless)
     rotations = source.quaternions if known(source.quaternions) else None
     for message in notes:
         log.warning("%s: %s", source.path, message)

@@ -547,7 +547,8 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     try:
         source = opened_source(scan_path)
         pattern = source.batch(point, point + 1)[0]
-        file_name = source.file_name(point)  # a scan exported as images: the file to look for
+        # a scan exported as images: the file to look for, or that it has none
+        file_name = source.file_name(point) or ("no image" if source.imageless[point] else None)
         left.plotly_chart(
             tidy(
                 go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),

@@ -2608,7 +2608,8 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     app, monkeypatch, map_model, map_scan_file, tmp_path
 ):
     """Images named by their points (x{column}_y{row}) came column by column in name order, and the rows asked for
-    laid them out scrambled. Their names give the map's shape: nothing is asked, and the map is the scan's."""
+    laid them out scrambled. Their names give the map's shape: nothing is asked, and the map is the scan's. A point
+    whose image is lost (an export cut short) is blank, read as unknown: the map is still made."""
     import shutil
 
     from PIL import Image
@@ -2622,11 +2623,16 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     for index, pattern in enumerate(scan.batch(0, 80)):
         row, column = divmod(index, 10)
         Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
+    (folder / "x3_y4.png").unlink()
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
-    assert not app.exception and not app.error and not app.warning
+    assert not app.exception and not app.error
+    assert [w.value for w in app.warning] == [
+        "exported: 1 point of the 8 x 10 map that the images' names give has no readable image (row 4, column 3): "
+        "drawn as blank patterns, read as unknown"
+    ]
     assert any(m.value == "**exported**: 80 patterns of 32x32 px, a map of 8 x 10 points" for m in app.markdown)
     assert not [n for n in app.number_input if n.label == "Map rows"]
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
@@ -2634,10 +2640,24 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     assert state.status == "done", state.error
     assert state.result["nav_shape"] == [8, 10]
     assert state.result["accuracy"] is None  # images carry no truth: the map is checked against the scan's
+    assert state.result["notes"][-1] == (
+        "1 of 80 points have no image (index 43): none of the images' names gives them, or their images could not be "
+        "read. There is nothing to classify, so they are unknown"
+    )
     app.run()
     assert any("pattern at row 0, column 0 (x0_y0.png)" in c.proto.spec for c in app.get("plotly_chart"))
+    next(n for n in app.number_input if n.label == "Row").set_value(4).run()
+    next(n for n in app.number_input if n.label == "Column").set_value(3).run()
+    assert any("pattern at row 4, column 3 (no image)" in c.proto.spec for c in app.get("plotly_chart"))
     # a point of it, by row and column: the image named by that point
     assert any(shown.startswith("Row 2, column 7 (x7_y2.png): ") for shown in explained_point(app, 2, 7))
+    next(n for n in app.number_input if n.label.startswith("Row (")).set_value(4).run()
+    next(n for n in app.number_input if n.label.startswith("Column (")).set_value(3).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert app.error[0].value.endswith(
+        "exported: point 43 (row 4, column 3) has no image (none of the images' names gives it, or its image could not "
+        "be read): there is nothing to explain; pick another"
+    )
 
 
 def explained_point(app, row: int, column: int) -> list[str]:

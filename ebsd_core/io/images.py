@@ -10,6 +10,7 @@ unpacked.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import itertools
 import re
@@ -338,7 +339,18 @@ class ImageStack:
         except InputError as exc:
             raise self._container.error(exc.reason, self.names[index]) from None
 
+    def with_blanks(self, names: list[str]) -> ImageStack:
+        """This stack's images at the places of their ``names``, with a blank pattern where a name is ""."""
+        shapes = dict(zip(self.names, self._shapes))
+        stack = copy.copy(self)
+        stack.names = names
+        stack._shapes = [shapes.get(name, self.shape[1:]) for name in names]
+        stack.shape = (len(names), *self.shape[1:])
+        return stack
+
     def _read(self, index: int) -> np.ndarray:
+        if not self.names[index]:  # a point of a scan without an image
+            return np.zeros(self.shape[1:], dtype=self.dtype)
         array = self._container.decode(self.names[index])
         if array.shape != self.shape[1:]:
             return _resize(array, self.shape[1:], self.dtype)
@@ -549,22 +561,49 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
     elif direct:
         names = direct
         if grid := scan_grid(names, warn):  # a scan's points named by position: row by row, not column by column
-            names = [names[i] for i in grid.order]
+            names = [direct[i] for i in grid.order if i is not None]
     else:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
     patterns, kept = _opened(container, names, warn, lazy)
     if label_of is None:
-        if grid and len(kept) < len(names):
-            warn.append(
-                f"the images' names give a map of {grid.shape[0]} x {grid.shape[1]} points, which the images left out "
-                "leave incomplete: the map's shape is not taken from them"
+        if grid:
+            patterns, kept = _laid_on_grid(
+                patterns, kept, [None if i is None else direct[i] for i in grid.order], grid.shape, warn
             )
-            grid = None
         return ImageSet(patterns, kept, warnings=warn, grid=grid.shape if grid else None)
     names = kept
     classes = sorted(set(label_of[name] for name in names))
     labels = np.array([classes.index(label_of[name]) for name in names])
     return ImageSet(patterns, names, labels, classes, warn)
+
+
+def _laid_on_grid(
+    patterns: ImageStack | np.ndarray,
+    kept: list[str],
+    points: list[str | None],
+    shape: tuple[int, int],
+    warn: list[str],
+) -> tuple[ImageStack | np.ndarray, list[str]]:
+    """The ``patterns`` of the images ``kept`` at their ``points`` of a grid of ``shape`` (each point's image name,
+    row by row; None where none names it), with a blank pattern (zeros, read as unknown) at each point without a
+    readable image, and the names of the points ("" for a blank one)."""
+    readable = set(kept)
+    names = [name if name in readable else "" for name in points]
+    if len(kept) == len(names):
+        return patterns, kept
+    empty = [index for index, name in enumerate(names) if not name]
+    first = "; ".join(f"row {i // shape[1]}, column {i % shape[1]}" for i in empty[:3]) + (
+        "; ..." if len(empty) > 3 else ""
+    )
+    warn.append(
+        f"{counted(len(empty), 'point')} of the {shape[0]} x {shape[1]} map that the images' names give "
+        f"{'has' if len(empty) == 1 else 'have'} no readable image ({first}): drawn as blank patterns, read as unknown"
+    )
+    if isinstance(patterns, ImageStack):
+        return patterns.with_blanks(names), names
+    full = np.zeros((len(names), *patterns.shape[1:]), dtype=patterns.dtype)
+    full[[index for index, name in enumerate(names) if name]] = patterns
+    return full, names
 
 
 def _opened(

@@ -2,8 +2,9 @@
 ``row5_col12.tif``).
 
 Taken in the natural order of their names, such images run column by column (``x0_y0``, ``x0_y1``, ...), and a map
-laid out row by row from them would be scrambled without a word. Where every name gives a point and the points fill a
-grid, the images are put in row order and the grid gives the map its shape.
+laid out row by row from them would be scrambled without a word. Where every name gives a point, once, and the points
+fill at least half of a grid, the images are put in row order and the grid gives the map its shape; its points without
+an image are blank (an export cut short, a file lost, still gives its map).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ _POINT_NAMES = (
 
 @dataclass(frozen=True)
 class ScanGrid:
-    """Where the images of a scan lie: ``order`` puts their names row by row (each row by column), in a grid of
-    ``shape`` (rows, columns)."""
+    """Where the images of a scan lie: ``order`` gives, for each point of a grid of ``shape`` (rows, columns), row by
+    row (each row by column), the index of its image's name, or None where no image names it."""
 
-    order: list[int]
+    order: list[int | None]
     shape: tuple[int, int]
 
 
@@ -44,9 +45,9 @@ def _point(name: str) -> tuple[float, float] | None:
 
 
 def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
-    """The grid that the image ``names`` lay out (:class:`ScanGrid`), where each gives its point (x and y) and the
-    points fill a grid, once each; None otherwise. Names that give points but not a full grid are said in ``warn``:
-    they are then taken in the order of the names, which gives no map shape."""
+    """The grid that the image ``names`` lay out (:class:`ScanGrid`), where each gives its point (x and y), no two the
+    same, and the points fill at least half of a grid; None otherwise. Names that give points but not such a grid are
+    said in ``warn``: they are then taken in the order of the names, which gives no map shape."""
     if len(names) < 2:
         return None
     points = []
@@ -55,16 +56,15 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
             return None
         points.append(point)
     xs, ys = sorted({x for x, _ in points}), sorted({y for _, y in points})
-    if len(set(points)) == len(points) == len(xs) * len(ys):
-        column, row = {x: i for i, x in enumerate(xs)}, {y: i for i, y in enumerate(ys)}
-        order = sorted(range(len(names)), key=lambda i: (row[points[i][1]], column[points[i][0]]))
-        return ScanGrid(order, (len(ys), len(xs)))
-    missing, twice = len(xs) * len(ys) - len(set(points)), len(points) - len(set(points))
-    gaps = [f"{missing:,} missing"] if missing else []
-    gaps += [f"{counted(twice, 'point')} named twice"] if twice else []
+    place = {point: index for index, point in enumerate(points)}
+    twice = len(points) - len(place)
+    if not twice and 2 * len(points) >= len(xs) * len(ys):
+        return ScanGrid([place.get((x, y)) for y in ys for x in xs], (len(ys), len(xs)))
+    found = (
+        f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {len(xs) * len(ys):,} points"
+    )
     warn.append(
         f"the images' names give their points of a scan (x and y, as in {PurePosixPath(names[0]).name}), but not "
-        f"every point of a {len(ys)} x {len(xs)} grid once ({', '.join(gaps)}): they are taken in the order of "
-        "their names"
+        f"a {len(ys)} x {len(xs)} grid ({found}): they are taken in the order of their names"
     )
     return None

@@ -94,16 +94,23 @@ class PatternSource:
         """The image file pattern ``index`` was read from, as its folder or zip names it (``Fm-3m/p3.png``), as text
         any page can show (:func:`~ebsd_core.paths.printable_path`); None for a file of patterns (a page of a stack,
         a point of a scan)."""
-        if not self.names or self.kind not in ("image-folder", "zip"):
-            return None
+        if not self.names or self.kind not in ("image-folder", "zip") or not self.names[index]:
+            return None  # "": a point of a scan exported as images that has no image
         return printable_path(self.names[index])
+
+    @property
+    def imageless(self) -> np.ndarray:
+        """Which patterns are of points of a scan exported as images that have no image (blank patterns)."""
+        if not self.names or self.kind not in ("image-folder", "zip"):
+            return np.zeros(len(self), dtype=bool)
+        return np.array([not name for name in self.names], dtype=bool)
 
     def index_of_file(self, name: str) -> int:
         """The index of the pattern read from the image ``name`` (as :meth:`file_name` gives it, ``Fm-3m/p3.png``, or
         its last part alone, ``p3.png``, where no other image has it); an error naming a few files where none does."""
-        if self.file_name(0) is None:
+        if not self.names or self.kind not in ("image-folder", "zip"):
             raise InputError(f"holds no images named one by one: give the pattern's index, not {name!r}", self.path)
-        files = [self.file_name(index) for index in range(len(self))]
+        files = [self.file_name(index) or "" for index in range(len(self))]
         found = [index for index, file in enumerate(files) if name in (file, file.rsplit("/", 1)[-1])]
         if len(found) == 1:
             return found[0]
