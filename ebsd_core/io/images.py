@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import itertools
+import os
 import re
 import threading
 import zipfile
@@ -83,7 +84,7 @@ def _why_unread(exc: Exception) -> str:
     if isinstance(exc, UnidentifiedImageError):  # "cannot identify image file 'x.png'"
         return "not an image in a format that is read: another format under this name, or damaged"
     if "image file is truncated" in str(exc) or "Truncated File Read" in str(exc):
-        return "it is cut short: a copy or upload that did not finish, or damaged"
+        return CUT_SHORT
     if any(words in str(exc) for words in DAMAGED_IMAGE_WORDS) or isinstance(exc, KeyError | SyntaxError):
         return "its image data is damaged: the header reads, the pixels do not"  # KeyError: a TIFF tag's number
     return f"{exc.__class__.__name__}: {exc}"
@@ -128,9 +129,48 @@ def _to_grey(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _header(file: str | Path | BinaryIO, path: str | Path) -> _Header:
+def _header(file: str | Path | BinaryIO, path: str | Path, whole: bool = False) -> _Header:
+    """What the image's header says; with ``whole`` (a file of its own), also that the file holds all the data the
+    header places, as far as that is known without decoding (:func:`_cut_short`)."""
     with _image_errors(path), Image.open(file) as img:
-        return _Header(*_checked_header(img, path))
+        header = _Header(*_checked_header(img, path))
+        if whole and _cut_short(img):
+            raise InputError(f"cannot read this image ({CUT_SHORT})", path)
+        return header
+
+
+#: Why an image whose file ends before its data does cannot be read.
+CUT_SHORT = "it is cut short: a copy or upload that did not finish, or damaged"
+
+
+def _cut_short(img: Image.Image) -> bool:
+    """Whether the open image's file ends before the data its header places: PNG (its chunks, to the last), TIFF (its
+    strips or tiles) and uncompressed BMP. Found from the header and the file's size, before a scan of thousands is
+    read: decoded only while a long run streams it, the last image of an export that did not finish stopped the run
+    at its end."""
+    try:
+        size = os.fstat(img.fp.fileno()).st_size
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+    if img.format == "PNG" and img.tile:
+        return not _png_chunks_end(img.fp, img.tile[0].offset - 8, size)
+    if img.format == "TIFF":
+        offsets, counts = img.tag_v2.get(273) or img.tag_v2.get(324), img.tag_v2.get(279) or img.tag_v2.get(325)
+        return bool(offsets and counts) and max(o + c for o, c in zip(offsets, counts)) > size
+    if img.format == "BMP" and img.tile and img.tile[0].codec_name == "raw":
+        return img.tile[0].offset + abs(img.tile[0].args[1]) * img.height > size
+    return False
+
+
+def _png_chunks_end(fp: BinaryIO, at: int, size: int) -> bool:
+    """Whether the PNG chunks from offset ``at`` (the first image data's) lie within ``size`` bytes, to IEND."""
+    while at + 12 <= size:  # a chunk: length, type, data, CRC
+        fp.seek(at)
+        length, kind = int.from_bytes(fp.read(4), "big"), fp.read(4)
+        at += 12 + length
+        if kind == b"IEND":
+            return at <= size
+    return False
 
 
 def _decode(file: str | Path | BinaryIO, path: str | Path) -> np.ndarray:
@@ -187,7 +227,7 @@ class _Folder:
         return [p.name for p in list_images(self.root)], inside
 
     def header(self, name: str) -> _Header:
-        return _header(self.root / name, name)
+        return _header(self.root / name, name, whole=True)
 
     def decode(self, name: str) -> np.ndarray:
         return _decode(self.root / name, name)
