@@ -13,7 +13,6 @@ import contextlib
 import copy
 import io
 import itertools
-import os
 import re
 import threading
 import zipfile
@@ -130,8 +129,8 @@ def _to_grey(img: Image.Image) -> np.ndarray:
 
 
 def _header(file: str | Path | BinaryIO, path: str | Path, whole: bool = False) -> _Header:
-    """What the image's header says; with ``whole`` (a file of its own), also that the file holds all the data the
-    header places, as far as that is known without decoding (:func:`_cut_short`)."""
+    """What the image's header says; with ``whole`` (``file`` holds the whole image), also that the file holds all
+    the data the header places, as far as that is known without decoding (:func:`_cut_short`)."""
     with _image_errors(path), Image.open(file) as img:
         header = _Header(*_checked_header(img, path))
         if whole and _cut_short(img):
@@ -149,8 +148,8 @@ def _cut_short(img: Image.Image) -> bool:
     read: decoded only while a long run streams it, the last image of an export that did not finish stopped the run
     at its end."""
     try:
-        size = os.fstat(img.fp.fileno()).st_size
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        size = img.fp.seek(0, io.SEEK_END)
+    except (AttributeError, OSError, ValueError):
         return False
     if img.format == "PNG" and img.tile:
         return not _png_chunks_end(img.fp, img.tile[0].offset - 8, size)
@@ -269,10 +268,14 @@ class _Zip:
             raise InputError(f"cannot be read from the zip ({why})", name) from None
 
     def header(self, name: str) -> _Header:
+        first = self.open(name, header_only=True)
+        whole = first.getbuffer().nbytes < HEADER_BYTES  # a pattern's image, of 15 kB
         try:
-            return _header(self.open(name, header_only=True), name)
-        except InputError:  # a header beyond the first bytes (a TIFF may store it at the end)
-            return _header(self.open(name), name)
+            return _header(first, name, whole)
+        except InputError:
+            if whole:
+                raise
+            return _header(self.open(name), name, whole=True)  # a header beyond the first bytes (a TIFF's at its end)
 
     def decode(self, name: str) -> np.ndarray:
         return _decode(self.open(name), name)
