@@ -1265,12 +1265,13 @@ def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)",
     )
-    p.add_argument("--nav-shape", help="ROWSxCOLS when the file does not record the map shape")
+    p.add_argument("--nav-shape", help="ROWSxCOLS when neither the scan nor --orientations records the map shape")
     p.add_argument(
         "--orientations",
         type=Path,
         help="the scan's Hough indexing (.ang, .ctf, .h5oina, OIM or orix .h5; points in the scan's order) whose "
-        "orientations the exports keep; by default those the scan file holds, if any",
+        "orientations the exports keep, and whose map shape lays out images numbered in scan order; by default the "
+        "orientations the scan file holds, if any",
     )
     p.add_argument(
         "--scheduler",

@@ -303,11 +303,15 @@ def attach_orientations(
     source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None
 ) -> PatternSource:
     """Give ``source`` the orientations of a separate indexing file (the vendor's .ang, .ctf, .h5oina or OIM
-    .h5 of the same scan, points in the same order), for the map's exports; they replace any the scan file holds."""
-    from ebsd_core.io.orientations import read_orientations
+    .h5 of the same scan, points in the same order), for the map's exports; they replace any the scan file holds.
+    Where neither ``nav_shape`` nor the scan gives the map's rows and columns (images numbered in scan order), the
+    indexing file's map gives them."""
+    from ebsd_core.io.orientations import read_indexing
 
-    source.quaternions = read_orientations(path, len(source), nav_shape or source.nav_shape)
+    source.quaternions, map_shape = read_indexing(path, len(source), nav_shape or source.nav_shape)
     source.orientations_from = Path(path).name
+    if nav_shape is None and len(source.nav_shape or ()) != 2 and len(map_shape) == 2:
+        source.nav_shape = map_shape
     return source
 
 
@@ -325,7 +329,10 @@ def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[
     shape = tuple(int(v) for v in (nav_shape or source.nav_shape or ()))
     if len(shape) == 1 and nav_shape is None and source.nav_shape is not None and len(source) > 1:
         raise InputError(
-            f"the file holds {len(source)} patterns without a 2D map shape; give one (ROWSxCOLS)", source.path
+            f"{'the folder' if source.kind in ('image-folder', 'zip') else 'the file'} holds "
+            f"{counted(len(source), 'pattern')} without a 2D map shape; give one (ROWSxCOLS), or the scan's indexing "
+            "file (.ang, .ctf, .h5oina), whose map gives it",
+            source.path,
         )
     if len(shape) == 1:
         shape = (1, shape[0])
@@ -586,9 +593,9 @@ def map_scan_distributed(
     views = card.views = map_views(card, cleanup, views)
     card.views_below = views_below  # as the workers will (and map_scan does)
     source = open_patterns(scan_path, lazy=True)
+    if orientations is not None:  # before the shape, which it gives images numbered in scan order
+        attach_orientations(source, orientations, nav_shape)
     shape = _nav_shape(source, nav_shape)
-    if orientations is not None:
-        attach_orientations(source, orientations, shape)
     notes = reading_notes(source, card)
     n, n_classes = len(source), len(card.classes)
     out = np.empty((n, n_classes + 1), dtype=np.float32)

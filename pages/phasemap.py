@@ -24,7 +24,7 @@ from ebsd_core.assemble import (
 )
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import write_dataset
-from ebsd_core.io.orientations import read_orientations
+from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model
@@ -57,6 +57,7 @@ from pages.common import (
     latest_job_shown_on,
     metric_row,
     model_chosen_since,
+    modified_time,
     new_session_file,
     one_scan_upload_or_folder,
     opened_source,
@@ -278,11 +279,11 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
-    nav_shape = map_shape_choice(source)
-    if nav_shape is False:
-        return
-    orientations = orientation_choice(source, scan, nav_shape)
+    orientations = orientation_choice(source, scan)  # first: its map lays out images numbered in scan order
     if orientations is False:
+        return
+    nav_shape = map_shape_choice(source, orientations)
+    if nav_shape is False:
         return
     keep_hidden_widgets("map_cleanup")  # as left, after a visit to another page
     cleanup = st.checkbox(
@@ -306,16 +307,23 @@ def start_map(model_name: str, scan: Path) -> None:
             st.session_state.map_job = job
 
 
-def map_shape_choice(source) -> tuple[int, int] | None | bool:
-    """The map's rows and columns when the files do not record them (images, line scans); None when they do,
-    False while the rows given do not fit the patterns, and for a hexagonal grid, which no rows lay out."""
+def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:
+    """The map's rows and columns when the files do not record them (images, line scans): the ``indexing`` file's
+    map, else the rows asked for; None when they do, False while the rows given do not fit the patterns, and for a
+    hexagonal grid, which no rows lay out."""
     count = len(source)
     if source.hexagonal_grid:
         return False  # its reading note says why
     if len(source.nav_shape or ()) == 2 or count == 1:
         return None
+    if indexing is not None and len(shape := indexing_of(source, indexing)[1]) == 2:
+        st.caption(f"Map: {shape[0]:,} rows x {shape[1]:,} columns, as {indexing.name} records it.")
+        return shape
     order = "pages in order" if source.kind == "image-stack" else "images in the order of their names (p2 before p10)"
-    st.caption(f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows.")
+    indexing = "" if source.orientations_from else ", or the scan's Hough indexing above, whose map gives them"
+    st.caption(
+        f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows{indexing}."
+    )
     # a key per pattern count: another scan starts from its own guess, not from rows that cannot fit it
     keep_hidden_widgets(f"map_rows_{count}")  # as typed, after a visit to another page
     rows = int(st.number_input("Map rows", 1, count, squarest_rows(count), key=f"map_rows_{count}"))
@@ -331,7 +339,7 @@ def squarest_rows(count: int) -> int:
     return next(rows for rows in range(int(count**0.5), 0, -1) if count % rows == 0)
 
 
-def orientation_choice(source, scan: Path, nav_shape: tuple[int, int] | None = None) -> Path | None | bool:
+def orientation_choice(source, scan: Path) -> Path | None | bool:
     """The scan's own orientations when it has them, else an optional upload of its Hough indexing, kept for this
     scan while another page is shown (:func:`pages.common.kept_upload`).
 
@@ -359,23 +367,29 @@ def orientation_choice(source, scan: Path, nav_shape: tuple[int, int] | None = N
         return False
     if path is None:
         return None
-    shape = tuple(nav_shape or source.nav_shape or ())
-    problem = orientation_problem(str(path), path.stat().st_mtime_ns, len(source), shape)
+    problem = indexing_of(source, path)[0]
     if problem:
         st.error(for_the_user(problem))
         return False
     return path
 
 
+def indexing_of(source, path: Path) -> tuple[str | None, tuple[int, ...]]:
+    """:func:`checked_indexing` of the indexing file at ``path`` for the scan ``source``."""
+    return checked_indexing(str(path), modified_time(path), len(source), tuple(source.nav_shape or ()))
+
+
 @st.cache_data(max_entries=8, show_spinner="Reading the indexing")
-def orientation_problem(path: str, modified_ns: int, points: int, nav_shape: tuple[int, ...]) -> str | None:
-    """What keeps an indexing file from serving this scan, or None. Checked once per version of the file (a map's
-    indexing of a million points takes seconds to read), not on every rerun of the page."""
+def checked_indexing(
+    path: str, modified: float, points: int, nav_shape: tuple[int, ...]
+) -> tuple[str | None, tuple[int, ...]]:
+    """What keeps an indexing file from serving this scan (None when nothing does), and the map shape it records.
+    Read once per version of the file (a map's indexing of a million points takes seconds to read), not on every
+    rerun of the page."""
     try:
-        read_orientations(path, points, nav_shape or None)
+        return None, read_indexing(path, points, nav_shape or None)[1]
     except EbsdError as exc:
-        return str(exc)
-    return None
+        return str(exc), ()
 
 
 #: What a map of a scan is made with besides the model, kept to map the scan again with another one

@@ -2797,6 +2797,46 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     assert state.result["orientations"] == "hough.ang"
 
 
+def test_images_numbered_in_scan_order_are_laid_out_by_the_indexing_uploaded(
+    app, monkeypatch, map_model, map_scan_file, tmp_path
+):
+    """Found on review: images numbered in scan order (EDAX OIM's export) were laid out by the rows asked for, and the
+    scan's Hough indexing, uploaded after, was refused while the rows guessed did not match its map. The indexing is
+    now asked first, and its map lays the images out: no rows to guess."""
+    import shutil
+
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    folder = tmp_path / "numbered"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
+        Image.fromarray(pattern).save(folder / f"p{index + 1}.png")
+    yy, xx = np.divmod(np.arange(80), 10)
+    orix_io.save(str(tmp_path / "scan.ang"), CrystalMap(rotations=Rotation.random(80), x=xx * 1.0, y=yy * 1.0))
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("numbered").run()
+    rows = next(n for n in app.number_input if n.label == "Map rows")
+    assert rows.value == 8  # the squarest guess, 8 x 10, would be right here: say another
+    rows.set_value(4).run()
+    hough = next(u for u in app.file_uploader if u.label.startswith("Hough indexing"))
+    hough.set_value([("scan.ang", (tmp_path / "scan.ang").read_bytes(), "text/plain")]).run()
+    assert not app.exception and not app.error
+    assert not [n for n in app.number_input if n.label == "Map rows"]
+    assert any(c.value == "Map: 8 rows x 10 columns, as scan.ang records it." for c in app.caption)
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["nav_shape"] == [8, 10] and state.result["orientations"] == "scan.ang"
+
+
 def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     """The Train page builds an EBSD prior without the dataset's phases, then a few-shot run starts from it."""
     from ebsd_core import prior

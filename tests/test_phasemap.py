@@ -73,6 +73,11 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
         # a model named as in the store, as every other command takes it: was looked for in the working folder
         named = map_scan_distributed(map_model.name, map_scan_file, client, chunk=32, device="cpu")
+        numbered = _numbered_images(map_scan_file, tmp_path / "numbered")  # laid out by the indexing's map
+        hough = _hough_ang(tmp_path / "hough.ang")
+        laid_out = map_scan_distributed(map_model, numbered, client, chunk=32, device="cpu", orientations=hough)
+    assert laid_out.nav_shape == (8, 10)
+    np.testing.assert_allclose(laid_out.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_array_equal(named.probabilities, distributed.probabilities)
     np.testing.assert_allclose(distributed.quality, phase_map.quality, atol=1e-5)
@@ -250,14 +255,64 @@ def test_a_map_keeps_the_scans_orientations_through_save_and_export(phase_map, m
     assert _angles_deg(xmap.rotations.data[indexed], truth[indexed]).max() < 0.01
 
 
-def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_model, map_scan_file, tmp_path, capsys):
+def _numbered_images(scan_file, folder):
+    """The scan's patterns exported as images numbered in scan order (``p1.png``, ... ``p80.png``), as EDAX OIM
+    exports them: their names give no map shape."""
+    from PIL import Image
+
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(scan_file).batch(0, 80)):
+        Image.fromarray(pattern).save(folder / f"p{index + 1}.png")
+    return folder
+
+
+def _hough_ang(path, rotations=None):
+    """A Hough indexing of the 8 x 10 scan, as the microscope's software writes it."""
     from orix import io as orix_io
     from orix.crystal_map import CrystalMap
     from orix.quaternion import Rotation
 
-    hough = Rotation.random(80)
     yy, xx = np.divmod(np.arange(80), 10)
-    orix_io.save(str(tmp_path / "hough.ang"), CrystalMap(rotations=hough, x=xx * 1.0, y=yy * 1.0))
+    rotations = Rotation.random(80) if rotations is None else rotations
+    orix_io.save(str(path), CrystalMap(rotations=rotations, x=xx * 1.0, y=yy * 1.0))
+    return path
+
+
+def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_indexing(
+    map_model, map_scan_file, tmp_path, capsys
+):
+    """Found on review: images numbered in scan order (EDAX OIM's export) with the scan's .ang beside them needed
+    ``--nav-shape`` as well, though the .ang records the map: without it the command refused the folder."""
+    folder = _numbered_images(map_scan_file, tmp_path / "numbered")
+    args = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--cleanup", "none"]
+    assert main([*args, "--out", str(tmp_path / "none.png")]) == 2
+    assert (
+        "numbered: the folder holds 80 patterns without a 2D map shape; give one (ROWSxCOLS), or the scan's indexing "
+        "file (.ang, .ctf, .h5oina), whose map gives it"
+    ) in capsys.readouterr().err
+    hough = _hough_ang(tmp_path / "hough.ang")
+    assert main([*args, "--orientations", str(hough), "--out", str(tmp_path / "map.ang")]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["nav_shape"] == [8, 10] and summary["orientations"] == "hough.ang"
+    model, card = load_model(map_model)
+    expected = map_scan(model, card, open_patterns(map_scan_file), cleanup=False)
+    from orix import io as orix_io
+
+    xmap = orix_io.load(str(tmp_path / "map.ang"))
+    assert xmap.shape == (8, 10)
+    in_ang = np.where(expected.index >= 0, expected.index + 1, -1)  # an .ang counts phases from 1
+    np.testing.assert_array_equal(xmap.get_map_data("phase_id").ravel(), in_ang)
+    # a shape given that the indexing contradicts is still refused, naming both
+    assert main([*args, "--orientations", str(hough), "--nav-shape", "10x8", "--out", str(tmp_path / "m.png")]) == 2
+    assert "its map is 8x10 points but the scan is 10x8" in capsys.readouterr().err
+
+
+def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_model, map_scan_file, tmp_path, capsys):
+    from orix import io as orix_io
+    from orix.quaternion import Rotation
+
+    hough = Rotation.random(80)
+    _hough_ang(tmp_path / "hough.ang", hough)
     args = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--cleanup", "none"]
     args += ["--orientations", str(tmp_path / "hough.ang"), "--out", str(tmp_path / "map.ang")]
     assert main(args) == 0

@@ -217,6 +217,14 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
     InputError
         Naming the file: unreadable, of another size or map shape, or without orientations.
     """
+    return read_indexing(path, points, nav_shape)[0]
+
+
+def read_indexing(
+    path: str | Path, points: int, nav_shape: Sequence[int] | None = None
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The orientations of a scan's ``points`` points from an indexing file, as :func:`read_orientations` gives them,
+    and the map shape the file records: (rows, columns), or (points,) for a line or a hexagonal grid."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such orientation file", path)
@@ -232,7 +240,7 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
         raise InputError(f"its map is {map_shape[0]}x{map_shape[1]} points but the scan is {shape[0]}x{shape[1]}", path)
     if not known(quaternions):
         raise InputError("holds no orientations (every point is the identity or unindexed)", path)
-    return quaternions
+    return quaternions, map_shape
 
 
 def _indexing(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
