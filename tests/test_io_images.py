@@ -69,7 +69,7 @@ def test_an_image_damaged_past_its_header_is_left_out_when_decoded_at_once(tmp_p
     assert any("could not be read" in w and "p2.png" in w for w in source.warnings)
 
 
-@pytest.mark.parametrize("name", ["p2.png", "p2.tif", "p2.bmp"])
+@pytest.mark.parametrize("name", ["p2.png", "p2.tif", "p2.bmp", "p2.jpg"])
 def test_an_image_cut_short_is_left_out_before_a_streamed_folder_is_read(tmp_path, streamed, name):
     """Found on review: a folder too large to decode at once read its images' headers alone, so the last image of an
     export that did not finish (its header whole, its pixels cut short) stopped a phase map of thousands of patterns at
@@ -90,31 +90,47 @@ def test_an_image_cut_short_is_left_out_before_a_streamed_folder_is_read(tmp_pat
         )
 
 
-def test_an_image_whose_whole_data_is_there_is_not_taken_for_cut_short(tmp_path, streamed):
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("p2.png", lambda data: data + b"bytes some writers leave after the last chunk"),
+        ("p2.png", lambda data: data[:-12]),  # its last chunk, IEND, alone missing: PIL decodes it whole
+        ("p2.jpg", lambda data: data + b"metadata a camera appends"),
+    ],
+)
+def test_an_image_whose_whole_data_is_there_is_not_taken_for_cut_short(tmp_path, streamed, name, change):
     root = _class_folder(tmp_path / "data")
-    with open(root / "Fm-3m" / "p2.png", "ab") as image:
-        image.write(b"bytes some writers leave after the last chunk")
-    assert len(open_patterns(root)) == 8
+    if name != "p2.png":
+        Image.open(root / "Fm-3m" / "p2.png").save(root / "Fm-3m" / name)
+        (root / "Fm-3m" / "p2.png").unlink()
+    (root / "Fm-3m" / name).write_bytes(change((root / "Fm-3m" / name).read_bytes()))
+    source = open_patterns(root)
+    assert len(source) == 8 and not source.warnings
+    assert source.batch(0, 8).shape == (8, 20, 20)
+
+
+def _damage_pixels(path):
+    """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)
+    path.write_bytes(bytes(data))
 
 
 def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, streamed):
-    """A JPEG's header does not say how far its data runs: one cut short is found, and named, when it is decoded."""
+    """Damage that leaves a file's length whole is found, and named, when it is decoded."""
     root = _class_folder(tmp_path / "data")
-    Image.open(root / "Fm-3m" / "p2.png").save(root / "Fm-3m" / "p2.jpg")
-    (root / "Fm-3m" / "p2.png").unlink()
-    data = (root / "Fm-3m" / "p2.jpg").read_bytes()
-    (root / "Fm-3m" / "p2.jpg").write_bytes(data[:-30])  # its header whole, the end of its data gone
+    _damage_pixels(root / "Fm-3m" / "p2.png")
     source = open_patterns(root)
     assert len(source) == 8  # only its header was read
     assert source.batch(0, 2).shape == (2, 20, 20)
-    # in words a user can act on, not PIL's "OSError: image file is truncated (3 bytes not processed)"
-    cut_short = r"cannot read this image \(it is cut short: a copy or upload that did not finish, or damaged\)"
-    with pytest.raises(InputError, match=cut_short) as info:
+    # in words a user can act on, not PIL's "OSError: broken data stream when reading image file"
+    damaged = r"cannot read this image \(its image data is damaged: the header reads, the pixels do not\)"
+    with pytest.raises(InputError, match=damaged) as info:
         source.batch(0, 8)
-    assert str(root / "Fm-3m" / "p2.jpg") in str(info.value)
-    (root / "Fm-3m" / "p2.jpg").write_text("a text file under an image's name")  # not PIL's "cannot identify"
+    assert str(root / "Fm-3m" / "p2.png") in str(info.value)
+    (root / "Fm-3m" / "p2.png").write_text("a text file under an image's name")  # not PIL's "cannot identify"
     with pytest.raises(InputError, match=r"\(not an image in a format that is read: another format under this name"):
-        open_patterns(root / "Fm-3m" / "p2.jpg")
+        open_patterns(root / "Fm-3m" / "p2.png")
 
 
 def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):
@@ -127,17 +143,15 @@ def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):
 
 
 def test_a_zip_member_damaged_past_its_header_is_named_with_the_zip(tmp_path, streamed):
-    """Found when decoded (a JPEG's header does not say how far its data runs)."""
+    """Found when decoded (its length whole)."""
     root = _class_folder(tmp_path / "data")
-    Image.open(root / "Fm-3m" / "p1.png").save(root / "Fm-3m" / "p1.jpg")
-    (root / "Fm-3m" / "p1.png").unlink()
-    (root / "Fm-3m" / "p1.jpg").write_bytes((root / "Fm-3m" / "p1.jpg").read_bytes()[:-30])
-    archive = _zip(root, tmp_path / "scan.zip", images="*.*")
+    _damage_pixels(root / "Fm-3m" / "p1.png")
+    archive = _zip(root, tmp_path / "scan.zip")
     source = open_patterns(archive)
     with pytest.raises(InputError, match="cannot read this image") as info:
         source.batch(0, 8)
     message = str(info.value)
-    assert message.startswith(f"{archive}: Fm-3m/p1.jpg: ") and message.endswith("(inside the zip)")
+    assert message.startswith(f"{archive}: Fm-3m/p1.png: ") and message.endswith("(inside the zip)")
 
 
 def test_a_zip_member_failing_its_checksum_is_left_out(tmp_path, streamed):

@@ -129,12 +129,12 @@ def _to_grey(img: Image.Image) -> np.ndarray:
 
 
 def _header(file: str | Path | BinaryIO, path: str | Path, whole: bool = False) -> _Header:
-    """What the image's header says; with ``whole`` (``file`` holds the whole image), also that the file holds all
-    the data the header places, as far as that is known without decoding (:func:`_cut_short`)."""
+    """What the image's header says; with ``whole`` (``file`` holds the whole image), also that an image whose file
+    may end before its data does (:func:`_may_be_cut_short`) decodes."""
     with _image_errors(path), Image.open(file) as img:
         header = _Header(*_checked_header(img, path))
-        if whole and _cut_short(img):
-            raise InputError(f"cannot read this image ({CUT_SHORT})", path)
+        if whole and _may_be_cut_short(img):
+            img.load()  # rare: decoded now, its error names why it cannot be read
         return header
 
 
@@ -142,11 +142,12 @@ def _header(file: str | Path | BinaryIO, path: str | Path, whole: bool = False) 
 CUT_SHORT = "it is cut short: a copy or upload that did not finish, or damaged"
 
 
-def _cut_short(img: Image.Image) -> bool:
-    """Whether the open image's file ends before the data its header places: PNG (its chunks, to the last), TIFF (its
-    strips or tiles) and uncompressed BMP. Found from the header and the file's size, before a scan of thousands is
-    read: decoded only while a long run streams it, the last image of an export that did not finish stopped the run
-    at its end."""
+def _may_be_cut_short(img: Image.Image) -> bool:
+    """Whether the open image's file may end before its data does: a PNG whose chunks do not run to IEND within it, a
+    TIFF whose strips or tiles, or an uncompressed BMP whose rows, end beyond it, a JPEG that does not end with its
+    end marker. Found from the header and the file's size, so that a folder too large to decode at once finds such an
+    image when it is opened: decoded only as a long run streamed it, the last image of an export that did not finish
+    stopped the run at its end."""
     try:
         size = img.fp.seek(0, io.SEEK_END)
     except (AttributeError, OSError, ValueError):
@@ -158,6 +159,9 @@ def _cut_short(img: Image.Image) -> bool:
         return bool(offsets and counts) and max(o + c for o, c in zip(offsets, counts)) > size
     if img.format == "BMP" and img.tile and img.tile[0].codec_name == "raw":
         return img.tile[0].offset + abs(img.tile[0].args[1]) * img.height > size
+    if img.format == "JPEG":
+        img.fp.seek(size - 2)
+        return img.fp.read(2) != b"\xff\xd9"
     return False
 
 
