@@ -323,6 +323,20 @@ def test_a_point_of_a_scan_whose_image_cannot_be_read_is_blank_on_its_map(tmp_pa
     assert source.warnings[1].startswith("1 point of the 2 x 2 map that the images' names give has no readable image")
 
 
+def test_a_few_images_whose_names_give_no_point_are_left_out_of_a_scan_named_by_points(tmp_path):
+    """Found on review: an overview image dropped beside a scan's patterns named by their points took the map's shape
+    away, without a word: the images came in name order, column by column, one more than the map's points."""
+    folder = _point_named_scan(tmp_path / "scan", [(x, y) for x in range(5) for y in range(4)])
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(folder / "overview.png")
+    source = open_patterns(folder)
+    assert source.nav_shape == (4, 5) and "overview.png" not in source.names
+    np.testing.assert_array_equal(source.batch(0, 5)[:, 0, 0], [1, 2, 3, 4, 5])
+    assert source.warnings == ["1 image whose names give no point of the scan was left out of it (overview.png)"]
+    for index in range(2):  # three of 23: more than a tenth, not a scan's images with an extra one
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / f"other{index}.png")
+    assert open_patterns(folder).nav_shape == (23,)
+
+
 @pytest.mark.parametrize(
     ("points", "said"),
     [

@@ -4,7 +4,8 @@
 Taken in the natural order of their names, such images run column by column (``x0_y0``, ``x0_y1``, ...), and a map
 laid out row by row from them would be scrambled without a word. Where every name gives a point, once, and the points
 fill at least half of a grid, the images are put in row order and the grid gives the map its shape; its points without
-an image are blank (an export cut short, a file lost, still gives its map).
+an image are blank (an export cut short, a file lost, still gives its map), and a few images whose names give no point
+(an overview image dropped beside the patterns) are left out of the scan.
 """
 
 from __future__ import annotations
@@ -44,27 +45,38 @@ def _point(name: str) -> tuple[float, float] | None:
     return None
 
 
+#: The most of a scan's images whose names may give no point (an overview image dropped beside the patterns), as a
+#: share of them: they are left out of the scan, said so.
+MOST_UNNAMED_SHARE = 0.1
+
+
 def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     """The grid that the image ``names`` lay out (:class:`ScanGrid`), where each gives its point (x and y), no two the
-    same, and the points fill at least half of a grid; None otherwise. Names that give points but not such a grid are
-    said in ``warn``: they are then taken in the order of the names, which gives no map shape."""
-    if len(names) < 2:
+    same, and the points fill at least half of a grid; None otherwise. A few names that give no point (at most
+    :data:`MOST_UNNAMED_SHARE` of them) are left out of the grid, said in ``warn``. Names that give points but not
+    such a grid are said in ``warn`` too: they are then taken in the order of the names, which gives no map shape."""
+    if len(names) < 2 or (_point(names[0]) is None and _point(names[-1]) is None):
+        return None  # most folders name no points: said by their first and last names
+    found = {index: point for index, name in enumerate(names) if (point := _point(name)) is not None}
+    unnamed = [names[index] for index in range(len(names)) if index not in found]
+    if len(found) < 2 or len(unnamed) > MOST_UNNAMED_SHARE * len(names):
         return None
-    points = []
-    for name in names:  # most folders name no points: said by the first name
-        if (point := _point(name)) is None:
-            return None
-        points.append(point)
+    points = list(found.values())
     xs, ys = sorted({x for x, _ in points}), sorted({y for _, y in points})
-    place = {point: index for index, point in enumerate(points)}
+    place = {point: index for index, point in found.items()}
     twice = len(points) - len(place)
     if not twice and 2 * len(points) >= len(xs) * len(ys):
+        if unnamed:
+            shown = ", ".join(PurePosixPath(name).name for name in unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
+            warn.append(
+                f"{counted(len(unnamed), 'image')} whose names give no point of the scan "
+                f"{'was' if len(unnamed) == 1 else 'were'} left out of it ({shown})"
+            )
         return ScanGrid([place.get((x, y)) for y in ys for x in xs], (len(ys), len(xs)))
-    found = (
-        f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {len(xs) * len(ys):,} points"
-    )
+    gaps = f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {len(xs) * len(ys):,} points"
+    example = PurePosixPath(names[next(iter(found))]).name
     warn.append(
-        f"the images' names give their points of a scan (x and y, as in {PurePosixPath(names[0]).name}), but not "
-        f"a {len(ys)} x {len(xs)} grid ({found}): they are taken in the order of their names"
+        f"the images' names give their points of a scan (x and y, as in {example}), but not a {len(ys)} x {len(xs)} "
+        f"grid ({gaps}): they are taken in the order of their names"
     )
     return None
