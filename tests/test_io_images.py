@@ -331,7 +331,7 @@ def test_a_few_images_whose_names_give_no_point_are_left_out_of_a_scan_named_by_
     source = open_patterns(folder)
     assert source.nav_shape == (4, 5) and "overview.png" not in source.names
     np.testing.assert_array_equal(source.batch(0, 5)[:, 0, 0], [1, 2, 3, 4, 5])
-    assert source.warnings == ["1 image whose names give no point of the scan was left out of it (overview.png)"]
+    assert source.warnings == ["1 image whose name gives no point of the scan was left out of it (overview.png)"]
     for index in range(2):  # three of 23: more than a tenth, not a scan's images with an extra one
         Image.fromarray(np.zeros((16, 16), np.uint8)).save(folder / f"other{index}.png")
     assert open_patterns(folder).nav_shape == (23,)

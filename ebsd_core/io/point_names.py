@@ -69,7 +69,8 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
         if unnamed:
             shown = ", ".join(PurePosixPath(name).name for name in unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
             warn.append(
-                f"{counted(len(unnamed), 'image')} whose names give no point of the scan "
+                f"{counted(len(unnamed), 'image')} whose "
+                f"{'name gives' if len(unnamed) == 1 else 'names give'} no point of the scan "
                 f"{'was' if len(unnamed) == 1 else 'were'} left out of it ({shown})"
             )
         return ScanGrid([place.get((x, y)) for y in ys for x in xs], (len(ys), len(xs)))
