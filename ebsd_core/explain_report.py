@@ -141,7 +141,7 @@ def pattern_index(source: PatternSource, index: int | tuple[int, int] | str) -> 
 def load_pattern(source: PatternSource, card: ModelCard, index: int) -> PatternContext:
     if not 0 <= index < len(source):
         raise InputError(f"pattern index {index} is outside 0..{len(source) - 1}", source.path)
-    if source.imageless[index]:
+    if not source.has_image(index):
         shape = source.nav_shape
         place = f" (row {index // shape[1]}, column {index % shape[1]})" if shape and len(shape) == 2 else ""
         raise InputError(

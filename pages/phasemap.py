@@ -562,7 +562,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         source = opened_source(scan_path)
         pattern = source.batch(point, point + 1)[0]
         # a scan exported as images: the file to look for, or that it has none
-        file_name = source.file_name(point) or ("no image" if source.imageless[point] else None)
+        file_name = source.file_name(point) or (None if source.has_image(point) else "no image")
         left.plotly_chart(
             tidy(
                 go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),

@@ -105,6 +105,11 @@ class PatternSource:
             return np.zeros(len(self), dtype=bool)
         return np.array([not name for name in self.names], dtype=bool)
 
+    def has_image(self, index: int) -> bool:
+        """Whether pattern ``index`` was read from an image, or is of a point of a scan exported as images that has
+        none (:attr:`imageless`), without going through every name."""
+        return not self.names or self.kind not in ("image-folder", "zip") or bool(self.names[index])
+
     def index_of_file(self, name: str) -> int:
         """The index of the pattern read from the image ``name`` (as :meth:`file_name` gives it, ``Fm-3m/p3.png``, or
         its last part alone, ``p3.png``, where no other image has it); an error naming a few files where none does."""
