@@ -2631,7 +2631,7 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     assert not app.exception and not app.error
     assert [w.value for w in app.warning] == [
         "exported: 1 point of the 8 x 10 map that the images' names give has no readable image (row 4, column 3): "
-        "drawn as blank patterns, read as unknown"
+        "drawn as a blank pattern, read as unknown"
     ]
     assert any(m.value == "**exported**: 80 patterns of 32x32 px, a map of 8 x 10 points" for m in app.markdown)
     assert not [n for n in app.number_input if n.label == "Map rows"]

@@ -305,7 +305,7 @@ def test_a_point_of_a_scan_named_by_points_without_an_image_is_blank_on_its_map(
         assert source.index_of_file("x2_y1.png") == 5
         assert source.warnings == [
             "1 point of the 2 x 3 map that the images' names give has no readable image (row 1, column 1): drawn as "
-            "blank patterns, read as unknown"
+            "a blank pattern, read as unknown"
         ]
 
 

@@ -644,7 +644,8 @@ def _laid_on_grid(
     )
     warn.append(
         f"{counted(len(empty), 'point')} of the {shape[0]} x {shape[1]} map that the images' names give "
-        f"{'has' if len(empty) == 1 else 'have'} no readable image ({first}): drawn as blank patterns, read as unknown"
+        f"{'has' if len(empty) == 1 else 'have'} no readable image ({first}): drawn as "
+        f"{'a blank pattern' if len(empty) == 1 else 'blank patterns'}, read as unknown"
     )
     if isinstance(patterns, ImageStack):
         return patterns.with_blanks(names), names
