@@ -23,6 +23,7 @@ from ebsd_core.assemble import (
     sampling_notes,
 )
 from ebsd_core.errors import EbsdError, InputError
+from ebsd_core.inference import blank_points
 from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
@@ -472,6 +473,8 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     points = rows[:, None] * phase_map.nav_shape[1] + cols[None, :]  # flat indices of the points drawn
     x, y = np.broadcast_arrays(cols[None, :] * phase_map.step_um, rows[:, None] * phase_map.step_um)  # µm
     names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
+    blank = blank_points(phase_map.quality[points]) & (phase_map.index[points] < 0)  # a dropped frame, a lost image
+    names[blank] = "unknown (blank pattern)"
     hover = (  # x and y of the heatmap and the markers are the column and row
         "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{text}<br>"
         "confidence %{customdata[2]:.2f}"
