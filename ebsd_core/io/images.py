@@ -156,7 +156,10 @@ def _may_be_cut_short(img: Image.Image) -> bool:
         return not _png_chunks_end(img.fp, img.tile[0].offset - 8, size)
     if img.format == "TIFF":
         offsets, counts = img.tag_v2.get(273) or img.tag_v2.get(324), img.tag_v2.get(279) or img.tag_v2.get(325)
-        return bool(offsets and counts) and max(o + c for o, c in zip(offsets, counts)) > size
+        try:
+            return max(o + c for o, c in zip(offsets, counts)) > size
+        except (TypeError, ValueError):  # tags missing or damaged: decoding tells
+            return True
     if img.format == "BMP" and img.tile and img.tile[0].codec_name == "raw":
         return img.tile[0].offset + abs(img.tile[0].args[1]) * img.height > size
     if img.format == "JPEG":
