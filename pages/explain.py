@@ -17,6 +17,7 @@ from pages.common import (
     active_dataset_path,
     download_button,
     enter_page,
+    for_the_user,
     keep_hidden_widgets,
     keep_hidden_widgets_of,
     kept_tabs,
@@ -146,6 +147,27 @@ def file_names(opened: PatternSource) -> list[str] | None:
     if len(opened) > MOST_NAMED or opened.file_name(0) is None:
         return None
     return [opened.file_name(index) for index in range(len(opened))]
+
+
+def image_name_box(place, opened: PatternSource, source_path: str, index_key: str) -> None:
+    """A box for the name of one of a large folder's images (over :data:`MOST_NAMED`, too many to list): the name
+    typed picks its pattern's index, or is said to be none of the folder's."""
+    name_key = f"explain-image-name-{source_path}"
+
+    def find() -> None:
+        if name := st.session_state.get(name_key, "").strip():
+            try:
+                st.session_state[index_key] = opened.index_of_file(name)
+            except EbsdError as exc:  # kept in the box, to be mended
+                st.session_state[f"{name_key}-problem"] = str(exc)
+                return
+            st.session_state[name_key] = ""  # found: the index shows it, and the pattern's title its name
+
+    place.text_input(
+        "Or an image's name", key=name_key, on_change=find, placeholder="p12.png", help="Its index is then picked."
+    )
+    if problem := st.session_state.pop(f"{name_key}-problem", None):
+        st.error(for_the_user(problem))
 
 
 def _truth(numbers: dict) -> str:
@@ -288,6 +310,8 @@ if method != "filters":
             )
         else:
             index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
+            if opened.file_name(0) is not None:  # too many images to list: found by a name typed
+                image_name_box(c1, opened, source_path, index_key)
         pattern_name = f"Pattern {index}"
     if file_name := opened.file_name(index):  # a scan exported as images, class folders
         pattern_name += f" ({file_name})"

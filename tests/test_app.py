@@ -2305,6 +2305,34 @@ def test_a_folder_of_ones_own_patterns_is_explained(app, map_model, map_scan_fil
     assert [n.label for n in app.number_input] == ["Row (0 to 2)", "Column (0 to 2)"]
 
 
+def test_an_image_of_a_folder_too_large_to_list_is_found_by_its_name(app, monkeypatch, map_model):
+    """Found on review: a folder of over 10,000 images (too many names to send to the browser as a list) had its
+    pattern picked by index alone: one image, known by its name, had to be counted to."""
+    import shutil
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    root = Path(os.environ["EBSD_MODEL_STORE"]).parent / "root"
+    (root / "export").mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 8), dtype=np.uint8)
+    for index in range(10_001):  # pages/explain.py MOST_NAMED + 1 (importing a page runs it)
+        Image.fromarray(pixels).save(root / "export" / f"p{index}.png")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(root))
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    next(t for t in app.text_input if t.label.startswith("Scan path")).input("export").run()
+    assert not app.exception and not app.error
+    assert not [s for s in app.selectbox if s.label.startswith("Pattern (")]  # too many to list
+    box = next(t for t in app.text_input if t.label == "Or an image's name")
+    box.input("p123.png").run()
+    assert not app.error and next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 123
+    assert next(t for t in app.text_input if t.label == "Or an image's name").value == ""  # done: the index shows it
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert any(m.value.startswith("Pattern 123 (p123.png): ") for m in app.markdown)
+    next(t for t in app.text_input if t.label == "Or an image's name").input("p99999.png").run()
+    assert app.error[0].value.endswith("export: no image named 'p99999.png' (it holds p0.png, p1.png, p2.png, ...)")
+    assert next(n for n in app.number_input if n.label.startswith("Pattern index")).value == 123
+
+
 def test_a_scan_on_the_server_is_explained_by_its_path(app, monkeypatch, map_model, map_scan_file, tiny_dataset):
     """A lab's scans lie on the server's disk, too large to upload for a look at one pattern: Explain reads one by its
     path, as Phase map and Results do, and its points by their rows and columns; a source chosen since stays chosen
