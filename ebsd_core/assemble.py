@@ -342,6 +342,8 @@ def _dataset_of_parts(
         if blank.any():
             block = block[~blank]
             blanks.append(_blank_record(blank, source.path, name))
+            if lost := int(np.count_nonzero(blank & source.imageless[slice(None) if whole else chosen])):
+                blanks[-1]["no_image"] = lost  # points of a scan exported as images that have none
         if subtract:
             background = backgrounds[id(source)]
             block = block.astype(np.float32) - (0.0 if background is None else background)
@@ -382,12 +384,22 @@ def blank_notes(dataset: Dataset) -> list[str]:
     for record in dataset.provenance.get("blank_left_out", []):
         more = ", ..." if record["count"] > len(record["names"]) else ""
         names = f" ({', '.join(record['names'])}{more})" if record["names"] else ""
-        notes.append(
+        note = (
             f"{record['file']}: {counted(record['count'], 'blank pattern')}{names} "
             f"{'was left out: it holds' if record['count'] == 1 else 'were left out: they hold'} one value "
             f"everywhere ({BLANK_CAUSES})"
         )
+        notes.append(note + _without_image(record["count"], record.get("no_image", 0)))
     return notes
+
+
+def _without_image(count: int, lost: int) -> str:
+    """What :func:`blank_notes` adds of ``lost`` of ``count`` blank patterns, of points without an image."""
+    if not lost:
+        return ""
+    if lost == count:
+        return "; it is a point without an image" if count == 1 else "; they are points without an image"
+    return f"; {lost:,} of them {'is a point' if lost == 1 else 'are points'} without an image"
 
 
 def _own_background(source: PatternSource) -> np.ndarray | None:

@@ -273,6 +273,25 @@ def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, 
     assert "ni_dropped.h5: 2 blank patterns were left out" in caplog.text
 
 
+def test_blank_points_of_a_scan_exported_as_images_without_their_image_are_said_so(two_scans, tmp_path):
+    """Found on review: a point without its image (blank on the map) was left out of a dataset as a dropped frame."""
+    from ebsd_core.assemble import blank_notes
+
+    _, ferrite_path, ni, _ = two_scans
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index, pattern in enumerate(ni):  # a 2 x 5 scan named by its points, a dropped frame at x=4, y=1
+        row, column = divmod(index, 5)
+        Image.fromarray(pattern * (index != 9)).save(folder / f"x{column}_y{row}.png")
+    (folder / "x2_y0.png").unlink()
+    dataset = dataset_from_scans([(open_patterns(folder), 225), (open_patterns(ferrite_path), 229)])
+    assert dataset.class_counts() == {"Fm-3m": 8, "Im-3m": 10}
+    assert blank_notes(read_dataset(write_dataset(dataset, tmp_path / "d.h5"))) == [
+        "exported: 2 blank patterns were left out: they hold one value everywhere (dropped frames, a blanked beam or a "
+        "saturated camera); 1 of them is a point without an image"
+    ]
+
+
 def _map_scan(tmp_path, rows=4, cols=5):
     """A rows x cols kikuchipy scan of distinct random 16x16 patterns (pattern i has mean near i)."""
     rng = np.random.default_rng(0)
