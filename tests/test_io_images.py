@@ -275,6 +275,21 @@ def test_images_named_by_their_points_of_a_scan_are_a_map_row_by_row(tmp_path, s
         np.testing.assert_array_equal(source.batch(0, 6)[:, 0, 0], [0, 1, 2, 10, 11, 12])
 
 
+def test_images_named_by_stage_coordinates_below_zero_are_a_map_row_by_row(tmp_path):
+    """Found on review: names giving points in stage coordinates, some below zero (``x=-1.5 y=0.5``), gave no point at
+    all, and the scan was taken in name order without a word. A dash after x or y still separates (``x-12_y-5``)."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for x in range(3):
+        for y in range(2):
+            name = f"stage x={x * 0.5 - 0.5:g} y={y * 0.5 - 0.25:g}.png"
+            Image.fromarray(np.full((16, 16), 10 * y + x, np.uint8)).save(folder / name)
+    source = open_patterns(folder)
+    assert source.nav_shape == (2, 3) and not source.warnings
+    np.testing.assert_array_equal(source.batch(0, 6)[:, 0, 0], [0, 1, 2, 10, 11, 12])
+    assert source.file_name(0) == "stage x=-0.5 y=-0.25.png"
+
+
 def _point_named_scan(folder, points):
     """Images named by their ``points`` (x, y) of a scan; each pixel's value gives its place, 10 * y + x."""
     folder.mkdir()

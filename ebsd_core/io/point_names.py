@@ -16,7 +16,8 @@ from pathlib import PurePosixPath
 
 from ebsd_core.wording import counted
 
-_NUMBER = r"\s*[=_-]?\s*(\d+(?:\.\d+)?)(?![\d.])"
+#: a number after "=" may be negative (stage coordinates, ``x=-1.5``); after "_" or "-", or none, it is not (``x-12``)
+_NUMBER = r"(?:\s*=\s*(?=-?\d)|\s*[_-]?\s*(?=\d))(-?\d+(?:\.\d+)?)(?![\d.])"
 _COLUMN, _ROW = r"(?:x|c|col|column)", r"(?:y|r|row)"
 #: column then row (``x12_y5``, ``X12Y5``, ``x=12, y=5``, ``c12_r5``), or row then column (``y5x12``, ``row5_col12``);
 #: neither inside a word (``box3``, ``day2``).
