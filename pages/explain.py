@@ -144,7 +144,7 @@ MOST_NAMED = 10_000
 def file_names(opened: PatternSource) -> list[str] | None:
     """The image file of each of a folder's or zip's patterns (``Fm-3m/p3.png``), as a page shows them; None for a file
     of patterns, and for a folder of more than :data:`MOST_NAMED` images."""
-    if len(opened) > MOST_NAMED or opened.file_name(0) is None:
+    if len(opened) > MOST_NAMED or not opened.named_images:
         return None
     return [opened.file_name(index) for index in range(len(opened))]
 
@@ -310,7 +310,7 @@ if method != "filters":
             )
         else:
             index = int(c1.number_input(f"Pattern index (0 to {count - 1})", 0, count - 1, key=index_key))
-            if opened.file_name(0) is not None:  # too many images to list: found by a name typed
+            if opened.named_images:  # too many images to list: found by a name typed
                 image_name_box(c1, opened, source_path, index_key)
         pattern_name = f"Pattern {index}"
     if file_name := opened.file_name(index):  # a scan exported as images, class folders

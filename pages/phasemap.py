@@ -321,9 +321,9 @@ def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | 
         st.caption(f"Map: {shape[0]:,} rows x {shape[1]:,} columns, as {indexing.name} records it.")
         return shape
     order = "pages in order" if source.kind == "image-stack" else "images in the order of their names (p2 before p10)"
-    indexing = "" if source.orientations_from else ", or the scan's Hough indexing above, whose map gives them"
+    or_indexing = "" if source.orientations_from else ", or the scan's Hough indexing above, whose map gives them"
     st.caption(
-        f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows{indexing}."
+        f"The files do not record the map's shape. Patterns are taken row by row, {order}: give the rows{or_indexing}."
     )
     # a key per pattern count: another scan starts from its own guess, not from rows that cannot fit it
     keep_hidden_widgets(f"map_rows_{count}")  # as typed, after a visit to another page

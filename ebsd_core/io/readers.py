@@ -94,26 +94,31 @@ class PatternSource:
         """The image file pattern ``index`` was read from, as its folder or zip names it (``Fm-3m/p3.png``), as text
         any page can show (:func:`~ebsd_core.paths.printable_path`); None for a file of patterns (a page of a stack,
         a point of a scan)."""
-        if not self.names or self.kind not in ("image-folder", "zip") or not self.names[index]:
+        if not self.named_images or not self.names[index]:
             return None  # "": a point of a scan exported as images that has no image
         return printable_path(self.names[index])
 
     @property
+    def named_images(self) -> bool:
+        """Whether the patterns were read from images named one by one (a folder or zip of images)."""
+        return bool(self.names) and self.kind in ("image-folder", "zip")
+
+    @property
     def imageless(self) -> np.ndarray:
         """Which patterns are of points of a scan exported as images that have no image (blank patterns)."""
-        if not self.names or self.kind not in ("image-folder", "zip"):
+        if not self.named_images:
             return np.zeros(len(self), dtype=bool)
         return np.array([not name for name in self.names], dtype=bool)
 
     def has_image(self, index: int) -> bool:
-        """Whether pattern ``index`` was read from an image, or is of a point of a scan exported as images that has
-        none (:attr:`imageless`), without going through every name."""
-        return not self.names or self.kind not in ("image-folder", "zip") or bool(self.names[index])
+        """False for the pattern of a point of a scan exported as images that has no image (:attr:`imageless`), found
+        without going through every name; True for any other."""
+        return not self.named_images or bool(self.names[index])
 
     def index_of_file(self, name: str) -> int:
         """The index of the pattern read from the image ``name`` (as :meth:`file_name` gives it, ``Fm-3m/p3.png``, or
         its last part alone, ``p3.png``, where no other image has it); an error naming a few files where none does."""
-        if not self.names or self.kind not in ("image-folder", "zip"):
+        if not self.named_images:
             raise InputError(f"holds no images named one by one: give the pattern's index, not {name!r}", self.path)
         files = [self.file_name(index) or "" for index in range(len(self))]
         found = [index for index, file in enumerate(files) if name in (file, file.rsplit("/", 1)[-1])]
