@@ -588,7 +588,10 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         annotation_bgcolor="rgba(255, 255, 255, 0.85)",
     )
     right.plotly_chart(fig)
-    if phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
+    blank = bool(blank_points(phase_map.quality[point]))
+    if blank:  # its probabilities tie: the first class is no answer of the pattern's
+        right.caption("A blank pattern (a dropped frame, a point without its image): nothing to classify, so unknown.")
+    elif phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
         alone = phase_map.raw_probabilities[point]
         top = int(np.argmax(alone))
         right.caption(
@@ -601,7 +604,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
             f"Orientation (Bunge Euler): φ1 {phi1:.1f}°, Φ {big_phi:.1f}°, φ2 {phi2:.1f}°; from "
             f"{phase_map.orientations_from}"
         )
-    if right.button("Explain this pattern", icon=":material/visibility:"):
+    if not blank and right.button("Explain this pattern", icon=":material/visibility:"):
         send_to_explain(mapped_with(phase_map), scan_path, point)  # the map's model, not another chosen since
 
 

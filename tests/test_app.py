@@ -2678,6 +2678,10 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     next(n for n in app.number_input if n.label == "Column").set_value(3).run()
     assert any("pattern at row 4, column 3 (no image)" in c.proto.spec for c in app.get("plotly_chart"))
     assert any("unknown (blank pattern)" in c.proto.spec for c in app.get("plotly_chart"))  # its point's hover
+    # its probabilities tie: no class read "alone", and nothing to explain
+    assert any(c.value.startswith("A blank pattern (a dropped frame, a point without its image)") for c in app.caption)
+    assert not any(c.value.startswith("After the grain clean-up") for c in app.caption)
+    assert not any(b.label == "Explain this pattern" for b in app.button)
     # a point of it, by row and column: the image named by that point
     assert any(shown.startswith("Row 2, column 7 (x7_y2.png): ") for shown in explained_point(app, 2, 7))
     next(n for n in app.number_input if n.label.startswith("Row (")).set_value(4).run()
