@@ -605,21 +605,20 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
         )
         inside = {}
     label_of: dict[str, int] | None = None
-    grid = None
+    grid = points = None
     if inside and labelled is not False:
         names, label_of = _class_folders(container, inside, direct, warn)
     elif direct:
         names = direct
         if grid := scan_grid(names, warn):  # a scan's points named by position: row by row, not column by column
-            names = [direct[i] for i in grid.order if i is not None]
+            points = [None if i is None else direct[i] for i in grid.order]
+            names = [name for name in points if name is not None]
     else:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
     patterns, kept = _opened(container, names, warn, lazy)
     if label_of is None:
         if grid:
-            patterns, kept = _laid_on_grid(
-                patterns, kept, [None if i is None else direct[i] for i in grid.order], grid.shape, warn
-            )
+            patterns, kept = _laid_on_grid(patterns, kept, points, grid.shape, warn)
         return ImageSet(patterns, kept, warnings=warn, grid=grid.shape if grid else None)
     names = kept
     classes = sorted(set(label_of[name] for name in names))
