@@ -7,6 +7,8 @@ their results; each is backed by a measurement in ``bench/RESULTS.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ebsd_core.errors import ModelError
@@ -89,20 +91,35 @@ def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = T
     return notes
 
 
-def blank_pattern_note(blank: np.ndarray, imageless: np.ndarray | None = None) -> list[str]:
-    """Say how many patterns were blank (``blank``: a mask, see :func:`ebsd_core.inference.blank_points`); those of
-    points without an image (``imageless``, :attr:`~ebsd_core.io.readers.PatternSource.imageless`) on their own."""
+def blank_pattern_note(
+    blank: np.ndarray, imageless: np.ndarray | None = None, unread: Mapping[int, str] | None = None
+) -> list[str]:
+    """Say how many patterns were blank in a run (``blank``: a mask, see :func:`ebsd_core.inference.blank_points`);
+    those of points without an image (``imageless``, :attr:`~ebsd_core.io.readers.PatternSource.imageless`) and of
+    images the run could not read (``unread``, :attr:`~ebsd_core.io.readers.PatternSource.unread`) on their own."""
     imageless = np.zeros_like(blank) if imageless is None else blank & imageless
+    unread = unread or {}
+    unread_mask = np.zeros_like(blank)
+    unread_mask[[index for index in unread if index < len(blank)]] = True
+    unread_mask &= blank & ~imageless  # read in this run: an image mended since is not blank
+    other = blank & ~imageless & ~unread_mask
     notes = []
-    if count := int(np.count_nonzero(blank & ~imageless)):
+    if count := int(np.count_nonzero(other)):
         notes.append(
-            f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {_first(blank & ~imageless)}): "
+            f"{count:,} of {len(blank):,} patterns hold one value everywhere (index {_first(other)}): "
             f"{BLANK_CAUSES}. There is nothing in them to classify, so they are unknown"
         )
     if count := int(np.count_nonzero(imageless)):
         notes.append(
             f"{count:,} of {len(blank):,} points have no image (index {_first(imageless)}): none of the images' names "
             "gives them, or their images could not be read. There is nothing to classify, so they are unknown"
+        )
+    if count := int(np.count_nonzero(unread_mask)):
+        first = unread[int(np.flatnonzero(unread_mask)[0])]
+        them, are = ("it", "a blank pattern, it is") if count == 1 else ("them", "blank patterns, they are")
+        notes.append(
+            f"{count:,} of {len(blank):,} images could not be read when the run reached {them} (index "
+            f"{_first(unread_mask)}; {'the first, ' if count > 1 else ''}{first}). Read as {are} unknown"
         )
     return notes
 

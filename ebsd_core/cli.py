@@ -470,7 +470,7 @@ def _predict_rows(
         precision=args.precision,
         compile=args.compile,
     )
-    for note in blank_pattern_note(blank_points(prediction.quality), source.imageless):
+    for note in blank_pattern_note(blank_points(prediction.quality), source.imageless, source.unread):
         say(note)
     for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
         row_name = source.names[i] if source.names else None

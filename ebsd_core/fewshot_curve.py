@@ -54,7 +54,7 @@ def score_real(model, card, real_data: Sequence[tuple[str | Path, int]]) -> list
         known = space_group in card.classes
         truth = card.class_symbols[card.classes.index(space_group)] if known else str(space_group)
         blank = blank_points(prediction.quality)
-        for note in blank_pattern_note(blank):
+        for note in blank_pattern_note(blank, source.imageless, source.unread):
             log.warning("%s: %s and left out of the real patterns' scores", path, note)
         labels = prediction.labels
         for label, probabilities in ((labels[i], prediction.probabilities[i]) for i in np.flatnonzero(~blank)):

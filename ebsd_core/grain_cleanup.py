@@ -55,7 +55,7 @@ def neighbour_similarity(
         if should_stop and should_stop():
             raise CancelledError("grain clean-up cancelled")
         r1 = min(rows, r0 + block)
-        raw = source.batch(r0 * cols, min(rows, r1 + 1) * cols)
+        raw = source.run_batch(r0 * cols, min(rows, r1 + 1) * cols)
         sig = _signatures(raw, config, source.static_background, source.path)
         sig = sig.reshape(-1, cols, sig.shape[-1])
         for k, (dr, dc) in enumerate(OFFSETS):

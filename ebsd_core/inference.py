@@ -336,7 +336,7 @@ class Prediction(Decisions):
 
 def iter_source_batches(source: PatternSource, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
     for start in range(0, len(source), batch_size):
-        yield start, source.batch(start, min(len(source), start + batch_size))
+        yield start, source.run_batch(start, min(len(source), start + batch_size))
 
 
 @dataclass

@@ -39,7 +39,7 @@ from ebsd_core.inference import (
 from ebsd_core.io.orientations import known
 from ebsd_core.io.readers import HEXAGONAL_GRID, PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
-from ebsd_core.store import ModelCard
+from ebsd_core.store import META, ModelCard
 from ebsd_core.wording import counted
 
 log = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ def _assemble(
     """``card`` with the views the points got; ``own_views``: each point got views of its own."""
     phases = phases_for_model(card)
     truth = _truth(source, phases, notes)
-    notes += blank_pattern_note(blank_points(quality), source.imageless)
+    notes += blank_pattern_note(blank_points(quality), source.imageless, source.unread)
     rotations = source.quaternions if known(source.quaternions) else None
     for message in notes:
         log.warning("%s: %s", source.path, message)
@@ -463,8 +463,22 @@ def clean_up(
 # --- distributed -------------------------------------------------------------------------------
 
 
+def _version(path: str | Path) -> tuple[int, int]:
+    """What changes when the file at ``path`` is written again (a scan exported anew, a model saved over with
+    ``--force``): a worker's cached copy is then read again, not kept for the next run on the same path."""
+    stat = Path(path).stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 @functools.lru_cache(maxsize=4)
-def _worker_model(model_dir: str, device: str, compile: str, views: int | None, views_below: float | None = None):
+def _worker_model(
+    model_dir: str,
+    device: str,
+    compile: str,
+    views: int | None,
+    views_below: float | None = None,
+    version: tuple[int, int] = (0, 0),
+):
     import torch
 
     from ebsd_core.inference import prepare_for_inference
@@ -478,7 +492,7 @@ def _worker_model(model_dir: str, device: str, compile: str, views: int | None, 
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_source(scan_path: str) -> PatternSource:
+def _worker_source(scan_path: str, version: tuple[int, int] = (0, 0)) -> PatternSource:
     return open_patterns(scan_path, lazy=True)
 
 
@@ -493,27 +507,30 @@ def classify_slice(
     views: int | None = None,
     scatter_views: bool = False,
     views_below: float | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[int, str]]:
     """Run on a dask worker: open scan and model (cached per worker) and classify ``start:stop``.
 
     ``compile="always"`` compiles the model once per worker; ``views`` overrides the model's own,
     ``views_below`` as in :func:`map_scan`; ``scatter_views`` gives every point views of its own.
-    Returns (stop - start, C + 1): class probabilities, then image quality.
+    Returns (stop - start, C + 1): class probabilities, then image quality; and the images of the slice that
+    could not be read (:attr:`~ebsd_core.io.readers.PatternSource.unread`).
     """
     from ebsd_core.backbones import select_device
 
-    model, card = _worker_model(model_dir, str(select_device(device)), compile, views, views_below)
-    source = _worker_source(scan_path)
+    model_version = _version(Path(model_dir) / META)
+    model, card = _worker_model(model_dir, str(select_device(device)), compile, views, views_below, model_version)
+    source = _worker_source(scan_path, _version(scan_path))
     probs, quality = classify_batch(
         model,
         card,
-        source.batch(start, stop),
+        source.run_batch(start, stop),
         source.static_background,
         scan_path,
         precision,
         start if scatter_views else None,
     )
-    return np.concatenate([probs, quality[:, None]], axis=1)
+    unread = {index: why for index, why in source.unread.items() if start <= index < stop}
+    return np.concatenate([probs, quality[:, None]], axis=1), unread
 
 
 @contextlib.contextmanager
@@ -626,8 +643,9 @@ def map_scan_distributed(
             if should_stop and should_stop():
                 raise CancelledError("phase map cancelled")
             start = futures[future]
-            block = future.result()
+            block, unread = future.result()
             out[start : start + len(block)] = block
+            source.unread.update(unread)
             done += len(block)
             if progress:
                 progress(done / n, f"{done:,}/{n:,} patterns on {len(client.scheduler_info()['workers'])} workers")

@@ -228,7 +228,7 @@ def score_source(
     )
     # blank patterns' answer is a tie, which argmax reads as the first class: right or wrong by the classes' order
     blank = blank_points(prediction.quality)
-    notes += [f"{note} and left out of the scores" for note in blank_pattern_note(blank)]
+    notes += [f"{note} and left out of the scores" for note in blank_pattern_note(blank, unread=source.unread)]
     if blank.all():
         raise EbsdError(f"{source.path}: every pattern holds one value everywhere: there is nothing to score")
     materials = None if materials is None else materials[~blank]

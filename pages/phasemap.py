@@ -590,7 +590,10 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     right.plotly_chart(fig)
     blank = bool(blank_points(phase_map.quality[point]))
     if blank:  # its probabilities tie: the first class is no answer of the pattern's
-        right.caption("A blank pattern (a dropped frame, a point without its image): nothing to classify, so unknown.")
+        right.caption(
+            "A blank pattern (a dropped frame, a point without its image, an image that could not be read): nothing "
+            "to classify, so unknown."
+        )
     elif phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
         alone = phase_map.raw_probabilities[point]
         top = int(np.argmax(alone))

@@ -2679,7 +2679,9 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     assert any("pattern at row 4, column 3 (no image)" in c.proto.spec for c in app.get("plotly_chart"))
     assert any("unknown (blank pattern)" in c.proto.spec for c in app.get("plotly_chart"))  # its point's hover
     # its probabilities tie: no class read "alone", and nothing to explain
-    assert any(c.value.startswith("A blank pattern (a dropped frame, a point without its image)") for c in app.caption)
+    assert any(
+        c.value.startswith("A blank pattern (a dropped frame, a point without its image, an image") for c in app.caption
+    )
     assert not any(c.value.startswith("After the grain clean-up") for c in app.caption)
     assert not any(b.label == "Explain this pattern" for b in app.button)
     # a point of it, by row and column: the image named by that point
@@ -2691,6 +2693,56 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
         "exported: point 43 (row 4, column 3) has no image (none of the images' names gives it, or its image could not "
         "be read): there is nothing to explain; pick another"
     )
+
+
+def test_phase_map_of_a_large_scan_with_an_image_damaged_past_its_header_is_made_with_that_point_unknown(
+    app, monkeypatch, map_model, map_scan_file, tmp_path
+):
+    """Found on review: in a folder too large to decode when opened, an image whose damage its header does not show
+    stopped the map where the run reached it. The map is now made, with that point unknown and named in its notes; the
+    point's panel and Explain say why its pattern cannot be shown."""
+    import shutil
+
+    from PIL import Image
+
+    from ebsd_core.io import images
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
+        row, column = divmod(index, 10)
+        Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
+    damaged = bytearray((folder / "x3_y4.png").read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] = bytes(8)
+    (folder / "x3_y4.png").write_bytes(bytes(damaged))
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
+    assert not app.exception and not app.error and not app.warning
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    why = "x3_y4.png: cannot read this image (its image data is damaged: the header reads, the pixels do not)"
+    assert state.result["notes"][-1] == (
+        f"1 of 80 images could not be read when the run reached it (index 43; {why}). Read as a blank pattern, it is "
+        "unknown"
+    )
+    app.run()
+    next(n for n in app.number_input if n.label == "Row").set_value(4).run()
+    next(n for n in app.number_input if n.label == "Column").set_value(3).run()
+    assert not app.exception and any(w.value == f"{folder}/{why}" for w in app.warning)
+    assert any(c.value.startswith("A blank pattern (") for c in app.caption)
+    assert not any(b.label == "Explain this pattern" for b in app.button)
+    app.switch_page("pages/explain.py").run()
+    app.radio(key="explain_method").set_value("gradcam").run()
+    next(n for n in app.number_input if n.label.startswith("Row (")).set_value(4).run()
+    next(n for n in app.number_input if n.label.startswith("Column (")).set_value(3).run()
+    next(b for b in app.button if b.label == "Explain").click().run()
+    assert not app.exception and app.error[0].value.endswith(f"{folder}/{why}")
 
 
 def explained_point(app, row: int, column: int) -> list[str]:

@@ -66,3 +66,27 @@ def test_a_much_coarser_camera_gets_advice_on_training_for_it():
     assert "--camera-binning" not in note  # trained for it
     with pytest.raises(ModelError, match="resizing was not allowed"):
         check_pattern_size(scan, card, allow_resize=False)
+
+
+def test_blank_patterns_are_told_apart_by_why_they_are_blank():
+    """Dropped frames, points without an image and images a run could not read each get their own words; an image
+    recorded as unreadable by an earlier run but read in this one (mended since) is not counted."""
+    import numpy as np
+
+    from ebsd_core.caveats import blank_pattern_note
+
+    blank = np.array([True, False, True, True, True, False, True])
+    imageless = np.array([False, False, True, False, False, False, False])
+    unread = {3: "p3.png: cannot read this image (damaged)", 4: "p4.png: gone", 5: "p5.png: mended since"}
+    notes = blank_pattern_note(blank, imageless, unread)
+    assert [note.split(" (")[0] for note in notes] == [
+        "2 of 7 patterns hold one value everywhere",
+        "1 of 7 points have no image",
+        "2 of 7 images could not be read when the run reached them",
+    ]
+    assert "(index 0, 6)" in notes[0] and "(index 2)" in notes[1]
+    assert notes[2].endswith(
+        "(index 3, 4; the first, p3.png: cannot read this image (damaged)). Read as blank patterns, they are unknown"
+    )
+    mended = blank_pattern_note(np.array([True, False]), unread={1: "p1.png: mended since"})
+    assert mended == blank_pattern_note(np.array([True, False])) and len(mended) == 1

@@ -300,6 +300,40 @@ def test_a_scan_exported_as_images_with_an_image_lost_is_mapped_with_that_point_
     assert len(points) == 80 and points[43][5:8] == ["0.00000", "-1.00000", "0"]  # IQ 0, CI -1, not indexed
 
 
+def test_an_image_that_cannot_be_decoded_when_the_run_reaches_it_leaves_its_point_unknown(
+    map_model, map_scan_file, tmp_path, capsys, caplog, monkeypatch
+):
+    """Found on review: in a scan too large to decode when opened, one image damaged past its header (its length
+    whole: only decoding it finds the damage) stopped ``predict`` and ``phasemap`` where the run reached it, after
+    minutes of work. Its point is now unknown, and the run's notes name it."""
+    from ebsd_core.io import images
+    from ebsd_core.io.readers import open_patterns
+
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
+        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
+    damaged = bytearray((folder / "x3_y4.png").read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] = bytes(8)
+    (folder / "x3_y4.png").write_bytes(bytes(damaged))
+    note = (
+        "1 of 80 images could not be read when the run reached it (index 43; x3_y4.png: cannot read this image (its "
+        "image data is damaged: the header reads, the pixels do not)). Read as a blank pattern, it is unknown"
+    )
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(out)]) == 0
+    rows = _csv_rows(out)
+    assert len(rows) == 80 and rows[43]["prediction"] == "unknown" and rows[43]["path"] == "x3_y4.png"
+    assert note in caplog.text
+    ang = tmp_path / "map.ang"
+    assert main(["phasemap", "--model", str(map_model), "--scan", str(folder), "--out", str(ang)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["nav_shape"] == [8, 10] and summary["notes"][-1] == note
+    points = [line.split() for line in ang.read_text().splitlines() if not line.startswith("#")]
+    assert len(points) == 80 and points[43][5:8] == ["0.00000", "-1.00000", "0"]  # IQ 0, CI -1, not indexed
+
+
 def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
     assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
     assert capsys.readouterr().err.strip() == (

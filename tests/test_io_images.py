@@ -133,6 +133,31 @@ def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, strea
         open_patterns(root / "Fm-3m" / "p2.png")
 
 
+def test_an_image_that_cannot_be_decoded_when_a_run_reaches_it_is_blank_in_that_run(tmp_path, streamed):
+    """Found on review: one image damaged past its header (its length whole) in a folder too large to decode when
+    opened stopped a run of thousands where it reached it. A run now reads it as a blank pattern and keeps why; a
+    block none of whose images can be read (the folder gone) still stops it, naming the first."""
+    root = _class_folder(tmp_path / "data")
+    _damage_pixels(root / "Fm-3m" / "p2.png")
+    for source in (open_patterns(root), open_patterns(_zip(root, tmp_path / "scan.zip"))):
+        index = source.names.index("Fm-3m/p2.png")
+        block = source.run_batch(0, 8)
+        assert block.shape == (8, 20, 20) and not block[index].any() and block[index - 1].any()
+        assert source.unread == {
+            index: "Fm-3m/p2.png: cannot read this image (its image data is damaged: the header reads, the pixels do "
+            "not)"
+        }
+        readable = open_patterns(root, lazy=False)  # decoded when opened: the damaged image left out
+        np.testing.assert_array_equal(np.delete(block, index, axis=0), readable.batch(0, 7))
+    source = open_patterns(root)
+    assert source.names[0] == "229_ferrite/p0.png"
+    for image in (root / "229_ferrite").iterdir():
+        image.unlink()
+    with pytest.raises(InputError, match="cannot read this image") as info:
+        source.run_batch(0, 4)
+    assert str(info.value).startswith(str(root / "229_ferrite" / "p0.png"))
+
+
 def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):
     archive = _zip(_class_folder(tmp_path / "data"), tmp_path / "scan.zip", top="export/")
     source = open_patterns(archive)

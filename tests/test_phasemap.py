@@ -12,6 +12,7 @@ import torch
 from ebsd_core import memory
 from ebsd_core.cli import main
 from ebsd_core.errors import InputError, ModelError
+from ebsd_core.io import images
 from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import MAP_VIEWS, map_scan, map_scan_distributed, map_views, open_cluster, phases_for_model
@@ -76,7 +77,23 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         numbered = _numbered_images(map_scan_file, tmp_path / "numbered")  # laid out by the indexing's map
         hough = _hough_ang(tmp_path / "hough.ang")
         laid_out = map_scan_distributed(map_model, numbered, client, chunk=32, device="cpu", orientations=hough)
+        # a scan too large to decode when opened, here and on the workers, with an image damaged past its header
+        monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+        client.run(setattr, images, "IN_MEMORY_BYTES", 0)
+        _damage_pixels(numbered := _numbered_images(map_scan_file, tmp_path / "damaged") / "p6.png")
+        damaged = map_scan_distributed(map_model, numbered.parent, client, chunk=32, device="cpu", orientations=hough)
+        # found on review: a worker kept the scan it had read (and its model) for the next run on the same path,
+        # after the scan was exported again to it
+        scan = read_dataset(map_scan_file)
+        write_dataset(scan, tmp_path / "scan.h5")
+        first = map_scan_distributed(map_model, tmp_path / "scan.h5", client, (8, 10), 32, "cpu", cleanup=False)
+        write_dataset(scan.subset(np.arange(80)[::-1]), tmp_path / "scan.h5")
+        again = map_scan_distributed(map_model, tmp_path / "scan.h5", client, (8, 10), 32, "cpu", cleanup=False)
+    np.testing.assert_allclose(again.probabilities, first.probabilities[::-1], atol=1e-5)
     assert laid_out.nav_shape == (8, 10)
+    assert damaged.notes[-1].startswith("1 of 80 images could not be read when the run reached it (index 5; p6.png: ")
+    assert damaged.index[5] == -1 and damaged.quality[5] == 0  # unknown, where it stopped the run
+    np.testing.assert_allclose(np.delete(damaged.quality, 5), np.delete(phase_map.quality, 5), atol=1e-5)
     np.testing.assert_allclose(laid_out.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_allclose(distributed.probabilities, phase_map.probabilities, atol=1e-4)
     np.testing.assert_array_equal(named.probabilities, distributed.probabilities)
@@ -264,6 +281,13 @@ def _numbered_images(scan_file, folder):
     for index, pattern in enumerate(open_patterns(scan_file).batch(0, 80)):
         Image.fromarray(pattern).save(folder / f"p{index + 1}.png")
     return folder
+
+
+def _damage_pixels(path):
+    """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)
+    path.write_bytes(bytes(data))
 
 
 def _hough_ang(path, rotations=None):

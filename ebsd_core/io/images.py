@@ -387,7 +387,7 @@ class ImageStack:
         try:
             return self._read(index)
         except InputError as exc:
-            raise self._container.error(exc.reason, self.names[index]) from None
+            raise self.error(index, exc.reason) from None
 
     def with_blanks(self, names: list[str]) -> ImageStack:
         """This stack's images at the places of their ``names``, with a blank pattern where a name is ""."""
@@ -441,18 +441,31 @@ class ImageStack:
         array = self[:]
         return array if dtype is None else array.astype(dtype)
 
+    def read_block(self, start: int, stop: int) -> tuple[np.ndarray, dict[int, str]]:
+        """Patterns ``start:stop``, a blank one for each image that cannot be decoded, and why each of those could
+        not be, by index."""
+        out = np.zeros((stop - start, *self.shape[1:]), dtype=self.dtype)
+        failed = {}
+        pixels = self.shape[1] * self.shape[2]
+        for index, array in zip(range(start, stop), self._decoded(range(start, stop), self._try_read, pixels)):
+            if isinstance(array, InputError):
+                failed[index] = array.reason
+            else:
+                out[index - start] = array
+        return out, failed
+
+    def error(self, index: int, reason: str) -> InputError:
+        """``reason`` about the image of pattern ``index``, naming it with its folder or zip."""
+        return self._container.error(reason, self.names[index])
+
     def readable(self, warn: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every pattern that can be decoded, and their indices; the others are left out with a warning."""
-        out = np.empty(self.shape, dtype=self.dtype)
-        kept, failed = [], []
-        for index, array in enumerate(self._decoded(range(len(self)), self._try_read, self.shape[1] * self.shape[2])):
-            if isinstance(array, InputError):
-                failed.append((self.names[index], array.reason))
-            else:
-                out[index] = array
-                kept.append(index)
-        _report_unreadable(self._container, failed, len(self), warn)
-        return (out[kept] if failed else out), np.asarray(kept)
+        out, failed = self.read_block(0, len(self))
+        _report_unreadable(self._container, [(self.names[i], why) for i, why in failed.items()], len(self), warn)
+        if not failed:
+            return out, np.arange(len(self))
+        kept = np.setdiff1d(np.arange(len(self)), list(failed))
+        return out[kept], kept
 
 
 def _report_unreadable(container: _Container, failed: list[tuple[str, str]], total: int, warn: list[str]) -> None:

@@ -54,6 +54,8 @@ class PatternSource:
     hexagonal_grid: bool = False  # points on a hexagonal grid (EDAX), read as one line: no square map
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
+    # images a run found it could not decode (their patterns blank in it), by index: "NAME: why" (see run_batch)
+    unread: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.patterns.shape[0])
@@ -74,6 +76,23 @@ class PatternSource:
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # truncated or corrupt file mid-scan
             why = hdf5_error_words(exc) or f"{exc.__class__.__name__}: {exc}; the file may be cut short"
             raise InputError(f"cannot read patterns {start}-{stop}: {why}", self.path) from None
+
+    def run_batch(self, start: int, stop: int) -> np.ndarray:
+        """Patterns ``start:stop`` for a run over the whole scan (predictions, a map, its grain clean-up).
+
+        An image that cannot be decoded then (damage its header does not show, in a folder too large to decode when
+        opened; a file gone since) is a blank pattern, unknown in the run's answers, and why is kept in
+        :attr:`unread`: one image does not end a run of thousands. A block none of whose images can be read (the
+        folder moved, its drive gone) still ends it, naming the first.
+        """
+        if not isinstance(self.patterns, images.ImageStack):
+            return self.batch(start, stop)
+        block, failed = self.patterns.read_block(start, stop)
+        if failed and len(failed) == stop - start > 1:
+            first = min(failed)
+            raise self.patterns.error(first, failed[first])
+        self.unread.update({index: f"{self.patterns.names[index]}: {why}" for index, why in failed.items()})
+        return block
 
     def take(self, index: np.ndarray, window: int = 256) -> np.ndarray:
         """Patterns at ``index`` (increasing), read in runs: indices within ``window`` of each other are read
