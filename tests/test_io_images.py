@@ -323,6 +323,28 @@ def _point_named_scan(folder, points):
     return folder
 
 
+def test_a_row_or_column_of_a_scan_named_by_points_without_any_image_keeps_its_place_on_the_map(tmp_path):
+    """Found on review: a row of a scan none of whose images were exported (or a column, in stage coordinates) was
+    left out of the map without a word: the rows below it moved up one, which put their points in the wrong place in
+    the .ang and made the grain clean-up average patterns across the gap. The row is now kept, its points blank."""
+    folder = _point_named_scan(tmp_path / "scan", [(x, y) for y in (0, 2, 3) for x in range(3)])
+    source = open_patterns(folder)
+    assert source.nav_shape == (4, 3) and source.names[3:6] == ["", "", ""]
+    np.testing.assert_array_equal(source.batch(0, 12)[:, 0, 0], [1, 2, 3, 0, 0, 0, 21, 22, 23, 31, 32, 33])
+    assert source.warnings == [
+        "3 points of the 4 x 3 map that the images' names give have no readable image (row 1, column 0; row 1, "
+        "column 1; row 1, column 2): drawn as blank patterns, read as unknown"
+    ]
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    for x in (-0.5, 0.0, 1.0):  # no image at x=0.5
+        for y in (0.25, 0.75):
+            Image.fromarray(np.full((16, 16), 1, np.uint8)).save(stage / f"stage x={x:g} y={y:g}.png")
+    source = open_patterns(stage)
+    assert source.nav_shape == (2, 4) and source.names[2] == source.names[6] == ""
+    assert source.file_name(3) == "stage x=1 y=0.25.png"
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 def test_a_point_of_a_scan_named_by_points_without_an_image_is_blank_on_its_map(tmp_path, monkeypatch, lazy):
     """Found on review: an export cut short, or a file lost, left a point of the grid without an image, and the scan

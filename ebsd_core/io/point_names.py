@@ -4,8 +4,8 @@
 Taken in the natural order of their names, such images run column by column (``x0_y0``, ``x0_y1``, ...), and a map
 laid out row by row from them would be scrambled without a word. Where every name gives a point, once, and the points
 fill at least half of a grid, the images are put in row order and the grid gives the map its shape; its points without
-an image are blank (an export cut short, a file lost, still gives its map), and a few images whose names give no point
-(an overview image dropped beside the patterns) are left out of the scan.
+an image are blank (an export cut short, a file lost, still gives its map), rows and columns of them too, and a few
+images whose names give no point (an overview image dropped beside the patterns) are left out of the scan.
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     if len(found) < 2 or len(unnamed) > MOST_UNNAMED_SHARE * len(names):
         return None
     points = list(found.values())
-    xs, ys = sorted({x for x, _ in points}), sorted({y for _, y in points})
-    place = {point: index for index, point in found.items()}
+    (column, columns), (row, rows) = _places([x for x, _ in points]), _places([y for _, y in points])
+    place = {(row[y], column[x]): index for index, (x, y) in found.items()}
     twice = len(points) - len(place)
-    if not twice and 2 * len(points) >= len(xs) * len(ys):
+    if not twice and 2 * len(points) >= rows * columns:
         if unnamed:
             shown = ", ".join(PurePosixPath(name).name for name in unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
             warn.append(
@@ -74,11 +74,34 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
                 f"{'name gives' if len(unnamed) == 1 else 'names give'} no point of the scan "
                 f"{'was' if len(unnamed) == 1 else 'were'} left out of it ({shown})"
             )
-        return ScanGrid([place.get((x, y)) for y in ys for x in xs], (len(ys), len(xs)))
-    gaps = f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {len(xs) * len(ys):,} points"
+        return ScanGrid([place.get((r, c)) for r in range(rows) for c in range(columns)], (rows, columns))
+    gaps = f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {rows * columns:,} points"
     example = PurePosixPath(names[next(iter(found))]).name
     warn.append(
-        f"the images' names give their points of a scan (x and y, as in {example}), but not a {len(ys)} x {len(xs)} "
+        f"the images' names give their points of a scan (x and y, as in {example}), but not a {rows} x {columns} "
         f"grid ({gaps}): they are taken in the order of their names"
     )
     return None
+
+
+def _places(values: list[float]) -> tuple[dict[float, int], int]:
+    """Each of the ``values``' place along the scan's rows or columns, and how many places there are.
+
+    The scan's step is the smallest gap between the values: a row or column with no image between others (an export
+    that lost it) keeps its place, to be drawn blank, rather than the rows after it moving up into it. Values that are
+    not whole steps apart (coordinates of no even grid) are placed in their order.
+    """
+    distinct = sorted(set(values))
+    if len(distinct) < 2:
+        return {value: 0 for value in distinct}, len(distinct)
+    span = distinct[-1] - distinct[0]
+    step = span / round(span / min(b - a for a, b in zip(distinct, distinct[1:])))  # over the span: x=0.333 ... 33.333
+    steps = [(value - distinct[0]) / step for value in distinct]
+    if all(abs(n - round(n)) < STEP_TOLERANCE for n in steps):
+        return {value: round(n) for value, n in zip(distinct, steps)}, round(steps[-1]) + 1
+    return {value: n for n, value in enumerate(distinct)}, len(distinct)
+
+
+#: How far from a whole number of steps from the first a coordinate may lie, as a share of the step (stage coordinates
+#: written with a few decimals: ``x=0.333``)
+STEP_TOLERANCE = 0.01
