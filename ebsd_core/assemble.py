@@ -257,6 +257,7 @@ def dataset_from_regions(
         regions of two space groups, or the regions are all of one space group.
     """
     shape = tuple(nav_shape or source.nav_shape or ())
+    source = source.laid_on(shape)  # a map of more rows than its images give (an export cut short): blank there
     if len(shape) != 2 or shape[0] * shape[1] != len(source):
         raise InputError(
             "regions need the map's rows and columns, and the file records none for its "

@@ -541,7 +541,7 @@ def _phasemap(args: argparse.Namespace) -> int:
         model, card = _load_for_inference(args)
         source = open_patterns(args.scan)
         if args.orientations is not None:
-            attach_orientations(source, args.orientations, nav_shape)
+            source = attach_orientations(source, args.orientations, nav_shape)
         phase_map = map_scan(
             model,
             card,

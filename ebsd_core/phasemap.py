@@ -302,17 +302,36 @@ def load_phase_map(path: str | Path) -> PhaseMap:
 def attach_orientations(
     source: PatternSource, path: str | Path, nav_shape: Sequence[int] | None = None
 ) -> PatternSource:
-    """Give ``source`` the orientations of a separate indexing file (the vendor's .ang, .ctf, .h5oina or OIM
+    """``source`` with the orientations of a separate indexing file (the vendor's .ang, .ctf, .h5oina or OIM
     .h5 of the same scan, points in the same order), for the map's exports; they replace any the scan file holds.
     Where neither ``nav_shape`` nor the scan gives the map's rows and columns (images numbered in scan order), the
-    indexing file's map gives them."""
+    indexing file's map gives them. Images named by their points that lack the map's last rows (an export cut
+    short) are laid on the whole map (:meth:`~ebsd_core.io.readers.PatternSource.laid_on`): a new source, said in
+    its warnings."""
     from ebsd_core.io.orientations import read_indexing
 
-    source.quaternions, map_shape = read_indexing(path, len(source), nav_shape or source.nav_shape)
-    source.orientations_from = Path(path).name
+    more_rows = nav_shape is None and source.grid_starts_scan
+    quaternions, map_shape = read_indexing(path, len(source), nav_shape or source.nav_shape, more_rows)
+    if more_rows and source.rows_lacking(map_shape):
+        note = rows_lacking_note(source.nav_shape[0], map_shape[0], Path(path).name)
+        source = source.laid_on(map_shape)
+        source.warnings.append(note)
+        log.warning("%s: %s", source.path, note)
+    source.quaternions, source.orientations_from = quaternions, Path(path).name
     if nav_shape is None and len(source.nav_shape or ()) != 2 and len(map_shape) == 2:
         source.nav_shape = map_shape
     return source
+
+
+def rows_lacking_note(rows: int, map_rows: int, indexing: str) -> str:
+    """What is said of a scan named by its points whose images give the first ``rows`` of the ``map_rows`` rows that
+    its ``indexing`` file maps."""
+    lacking = map_rows - rows
+    last = "the last row" if lacking == 1 else f"the last {lacking:,} rows"
+    return (
+        f"its images' names give the first {rows:,} of the {map_rows:,} rows that {indexing} maps (an export cut "
+        f"short?): {last} {'is' if lacking == 1 else 'are'} drawn blank, read as unknown"
+    )
 
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
@@ -520,10 +539,16 @@ def classify_slice(
     model_version = _version(Path(model_dir) / META)
     model, card = _worker_model(model_dir, str(select_device(device)), compile, views, views_below, model_version)
     source = _worker_source(scan_path, _version(scan_path))
+    if stop <= len(source):
+        raw = source.run_batch(start, stop)
+    else:  # points past the scan's last image, of the map its indexing file gives (see laid_on): blank
+        raw = np.zeros((stop - start, *source.pattern_shape), dtype=source.patterns.dtype)
+        if start < len(source):
+            raw[: len(source) - start] = source.run_batch(start, len(source))
     probs, quality = classify_batch(
         model,
         card,
-        source.run_batch(start, stop),
+        raw,
         source.static_background,
         scan_path,
         precision,
@@ -611,7 +636,7 @@ def map_scan_distributed(
     card.views_below = views_below  # as the workers will (and map_scan does)
     source = open_patterns(scan_path, lazy=True)
     if orientations is not None:  # before the shape, which it gives images numbered in scan order
-        attach_orientations(source, orientations, nav_shape)
+        source = attach_orientations(source, orientations, nav_shape)
     shape = _nav_shape(source, nav_shape)
     notes = reading_notes(source, card)
     n, n_classes = len(source), len(card.classes)

@@ -474,7 +474,7 @@ def phase_map_job(
     model, card = load_model(model_dir, device=select_device("auto"))
     source = open_patterns(scan_path)
     if orientations is not None:
-        attach_orientations(source, orientations, nav_shape)
+        source = attach_orientations(source, orientations, nav_shape)
     phase_map = map_scan(
         model,
         card,

@@ -28,7 +28,7 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
-from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model
+from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model, rows_lacking_note
 from ebsd_core.phases import get_material, material_label, space_group_symbol
 from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
 from ebsd_core.store import default_store, list_models, read_card
@@ -368,27 +368,30 @@ def orientation_choice(source, scan: Path) -> Path | None | bool:
         return False
     if path is None:
         return None
-    problem = indexing_of(source, path)[0]
+    problem, shape = indexing_of(source, path)
     if problem:
         st.error(for_the_user(problem))
         return False
+    if source.rows_lacking(shape):  # an export cut short: the map is the indexing's
+        st.warning(for_the_user(f"{shown_name(scan)}: {rows_lacking_note(source.nav_shape[0], shape[0], path.name)}"))
     return path
 
 
 def indexing_of(source, path: Path) -> tuple[str | None, tuple[int, ...]]:
     """:func:`checked_indexing` of the indexing file at ``path`` for the scan ``source``."""
-    return checked_indexing(str(path), modified_time(path), len(source), tuple(source.nav_shape or ()))
+    nav_shape = tuple(source.nav_shape or ())
+    return checked_indexing(str(path), modified_time(path), len(source), nav_shape, source.grid_starts_scan)
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the indexing")
 def checked_indexing(
-    path: str, modified: float, points: int, nav_shape: tuple[int, ...]
+    path: str, modified: float, points: int, nav_shape: tuple[int, ...], more_rows: bool = False
 ) -> tuple[str | None, tuple[int, ...]]:
-    """What keeps an indexing file from serving this scan (None when nothing does), and the map shape it records.
-    Read once per version of the file (a map's indexing of a million points takes seconds to read), not on every
-    rerun of the page."""
+    """What keeps an indexing file from serving this scan (None when nothing does), and the map shape it records
+    (``more_rows`` as :func:`~ebsd_core.io.orientations.read_indexing` takes it). Read once per version of the file
+    (a map's indexing of a million points takes seconds to read), not on every rerun of the page."""
     try:
-        return None, read_indexing(path, points, nav_shape or None)[1]
+        return None, read_indexing(path, points, nav_shape or None, more_rows)[1]
     except EbsdError as exc:
         return str(exc), ()
 
@@ -557,26 +560,34 @@ def cached_export(map_path: str, modified: float, suffix: str, threshold: float)
     return export_bytes(map_at_threshold(map_path, modified, threshold), suffix)
 
 
-def show_point(phase_map, scan_path: str, point: int) -> None:
-    rows, cols = phase_map.nav_shape
-    r, c = divmod(point, cols)
-    left, right = st.columns(2)
+def show_pattern(scan_path: str, point: int, row: int, column: int) -> None:
+    """The pattern of the map's ``point``, at ``row`` and ``column``, with the image it was read from, if any."""
     try:
         source = opened_source(scan_path)
+        if point >= len(source):  # a map laid on its indexing file's, of rows after the images' last (laid_on)
+            st.info(f"Row {row}, column {column}: no image; the images' names stop before this row.")
+            return
         pattern = source.batch(point, point + 1)[0]
-        # a scan exported as images: the file to look for, or that it has none
-        file_name = source.file_name(point) or (None if source.has_image(point) else "no image")
-        left.plotly_chart(
-            tidy(
-                go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),
-                320,
-                title=f"pattern at row {r}, column {c}" + (f" ({file_name})" if file_name else ""),
-                yaxis_autorange="reversed",
-                yaxis_scaleanchor="x",
-            ),
-        )
     except EbsdError as exc:
-        left.warning(str(exc))
+        st.warning(str(exc))
+        return
+    # a scan exported as images: the file to look for, or that it has none
+    file_name = source.file_name(point) or (None if source.has_image(point) else "no image")
+    st.plotly_chart(
+        tidy(
+            go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),
+            320,
+            title=f"pattern at row {row}, column {column}" + (f" ({file_name})" if file_name else ""),
+            yaxis_autorange="reversed",
+            yaxis_scaleanchor="x",
+        ),
+    )
+
+
+def show_point(phase_map, scan_path: str, point: int) -> None:
+    left, right = st.columns(2)
+    with left:
+        show_pattern(scan_path, point, *divmod(point, phase_map.nav_shape[1]))
     probs = phase_map.probabilities[point]
     bars = go.Bar(x=[p.label for p in phase_map.phases], y=probs, marker_color=[p.colour for p in phase_map.phases])
     fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])

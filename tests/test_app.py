@@ -2922,6 +2922,52 @@ def test_images_numbered_in_scan_order_are_laid_out_by_the_indexing_uploaded(
     assert state.result["nav_shape"] == [8, 10] and state.result["orientations"] == "scan.ang"
 
 
+def test_phase_map_of_images_named_by_points_cut_short_is_laid_on_their_indexings_map(
+    app, monkeypatch, map_model, map_scan_file, tmp_path
+):
+    """Found on review: a scan exported as images named by their points, whose export stopped before its last rows,
+    had its Hough indexing of the whole scan refused ("holds 80 points but the scan has 60 patterns"). The indexing's
+    map is now the map, said so, with those rows blank; their points' panel says they have no image, and regions
+    over them are taken of the rows that have images."""
+    import shutil
+
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 60)):
+        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
+    yy, xx = np.divmod(np.arange(80), 10)
+    orix_io.save(str(tmp_path / "scan.ang"), CrystalMap(rotations=Rotation.random(80), x=xx * 1.0, y=yy * 1.0))
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()
+    hough = next(u for u in app.file_uploader if u.label.startswith("Hough indexing"))
+    hough.set_value([("scan.ang", (tmp_path / "scan.ang").read_bytes(), "text/plain")]).run()
+    assert not app.exception and not app.error
+    assert [w.value for w in app.warning] == [
+        "exported: its images' names give the first 6 of the 8 rows that scan.ang maps (an export cut short?): the "
+        "last 2 rows are drawn blank, read as unknown"
+    ]
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    assert state.result["nav_shape"] == [8, 10] and state.result["orientations"] == "scan.ang"
+    app.run()
+    next(n for n in app.number_input if n.label == "Row").set_value(7).run()
+    next(n for n in app.number_input if n.label == "Column").set_value(2).run()
+    assert not app.exception
+    assert any(i.value == "Row 7, column 2: no image; the images' names stop before this row." for i in app.info)
+    assert not any(b.label == "Explain this pattern" for b in app.button)
+
+
 def test_build_a_prior_and_train_from_it(app, monkeypatch, tmp_path):
     """The Train page builds an EBSD prior without the dataset's phases, then a few-shot run starts from it."""
     from ebsd_core import prior

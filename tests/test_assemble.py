@@ -6,6 +6,7 @@ from PIL import Image
 
 from ebsd_core.assemble import (
     MapRegion,
+    blank_notes,
     checked_dataset_file,
     dataset_from_labelled,
     dataset_from_regions,
@@ -20,6 +21,7 @@ from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phases import get_material
+from ebsd_core.preprocess import BLANK_CAUSES
 from ebsd_core.simulate import simulate_material
 
 
@@ -242,7 +244,6 @@ def test_scans_of_one_file_name_are_told_apart_by_their_folder(two_scans, tmp_pa
 def test_blank_patterns_are_left_out_of_datasets_and_named(two_scans, tmp_path, caplog):
     """A dropped frame labelled with its scan's phase would teach the model that a blank frame is that phase;
     with the scan's background subtracted it would no longer even look blank."""
-    from ebsd_core.assemble import blank_notes
 
     _, ferrite_path, ni, ferrite = two_scans
     dropped = ni.copy()
@@ -330,6 +331,26 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert sparse.class_counts() == {"Pm-3m": 2, "Fm-3m": 2}
     note = "duplex r0-1 c0-1: 2 of its 4 patterns were taken, spread evenly over its region"
     assert sampling_notes(sparse)[0] == note
+
+
+def test_regions_of_a_map_laid_on_its_indexings_rows_are_taken_of_the_rows_with_images(tmp_path):
+    """A scan named by its points whose last rows were not exported is mapped on its indexing file's map (see
+    PatternSource.laid_on); a region reaching into those rows takes the patterns of the rows that have images."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for x in range(5):
+        for y in range(3):  # the first 3 of a map's 4 rows
+            pattern = np.full((16, 16), 200, np.uint8)
+            pattern[0, 0] = 10 * y + x + 1
+            Image.fromarray(pattern).save(folder / f"x{x}_y{y}.png")
+    regions = [MapRegion(225, (0, 0), (0, 4)), MapRegion(221, (2, 3), (0, 1))]
+    dataset = dataset_from_regions(open_patterns(folder), regions, nav_shape=(4, 5))
+    assert dataset.class_counts() == {"Pm-3m": 2, "Fm-3m": 5}
+    assert sorted(dataset.patterns[dataset.labels == 0][:, 0, 0]) == [21, 22]  # row 3 has no image: left out
+    assert blank_notes(dataset) == [
+        f"scan r2-3 c0-1: 2 blank patterns were left out: they hold one value everywhere ({BLANK_CAUSES}); they are "
+        "points without an image"
+    ]
 
 
 @pytest.mark.parametrize(

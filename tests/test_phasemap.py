@@ -77,6 +77,8 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         numbered = _numbered_images(map_scan_file, tmp_path / "numbered")  # laid out by the indexing's map
         hough = _hough_ang(tmp_path / "hough.ang")
         laid_out = map_scan_distributed(map_model, numbered, client, chunk=32, device="cpu", orientations=hough)
+        cut_short = _point_named_images(map_scan_file, tmp_path / "cut", rows=6)  # its indexing maps 2 rows more
+        cut = map_scan_distributed(map_model, cut_short, client, chunk=32, device="cpu", orientations=hough)
         # a scan too large to decode when opened, here and on the workers, with an image damaged past its header
         monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
         client.run(setattr, images, "IN_MEMORY_BYTES", 0)
@@ -90,7 +92,8 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         write_dataset(scan.subset(np.arange(80)[::-1]), tmp_path / "scan.h5")
         again = map_scan_distributed(map_model, tmp_path / "scan.h5", client, (8, 10), 32, "cpu", cleanup=False)
     np.testing.assert_allclose(again.probabilities, first.probabilities[::-1], atol=1e-5)
-    assert laid_out.nav_shape == (8, 10)
+    assert laid_out.nav_shape == (8, 10) and cut.nav_shape == (8, 10) and (cut.index[60:] == -1).all()
+    np.testing.assert_allclose(cut.quality, np.where(np.arange(80) < 60, phase_map.quality, 0), atol=1e-5)
     assert damaged.notes[-1].startswith("1 of 80 images could not be read when the run reached it (index 5; p6.png: ")
     assert damaged.index[5] == -1 and damaged.quality[5] == 0  # unknown, where it stopped the run
     np.testing.assert_allclose(np.delete(damaged.quality, 5), np.delete(phase_map.quality, 5), atol=1e-5)
@@ -329,6 +332,55 @@ def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_index
     # a shape given that the indexing contradicts is still refused, naming both
     assert main([*args, "--orientations", str(hough), "--nav-shape", "10x8", "--out", str(tmp_path / "m.png")]) == 2
     assert "its map is 8x10 points but the scan is 10x8" in capsys.readouterr().err
+
+
+def _point_named_images(scan_file, folder, rows=8):
+    """The first ``rows`` rows of the 8 x 10 scan's patterns exported as images named by their points."""
+    from PIL import Image
+
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(scan_file).batch(0, rows * 10)):
+        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
+    return folder
+
+
+def test_a_scan_named_by_points_whose_last_rows_were_not_exported_is_mapped_on_its_indexings_map(
+    map_model, map_scan_file, tmp_path, capsys, caplog
+):
+    """Found on review: a scan exported as images named by their points, whose export stopped before its last rows
+    (a disk full), made a map of the rows it had; its .ang, of the whole scan, was then refused ("holds 80 points but
+    the scan has 60 patterns"). The .ang's map is now the map's: the rows without images are blank, read as unknown,
+    said so; the orientations are the .ang's."""
+    folder = _point_named_images(map_scan_file, tmp_path / "exported", rows=6)
+    hough = _hough_ang(tmp_path / "hough.ang")
+    args = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--orientations", str(hough)]
+    assert main([*args, "--cleanup", "none", "--out", str(tmp_path / "map.ang")]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["nav_shape"] == [8, 10] and summary["orientations"] == "hough.ang"
+    assert (
+        f"{folder}: its images' names give the first 6 of the 8 rows that hough.ang maps (an export cut short?): the "
+        "last 2 rows are drawn blank, read as unknown"
+    ) in caplog.text
+    model, card = load_model(map_model)
+    expected = map_scan(model, card, open_patterns(map_scan_file), cleanup=False)
+    from orix import io as orix_io
+
+    xmap = orix_io.load(str(tmp_path / "map.ang"))
+    phases = xmap.get_map_data("phase_id").ravel()
+    np.testing.assert_array_equal(phases[:60], np.where(expected.index >= 0, expected.index + 1, -1)[:60])
+    assert (phases[60:] == -1).all()
+    assert summary["notes"][-1].startswith("20 of 80 points have no image (index 60, 61, 62, 63, 64, ...)")
+    source = open_patterns(folder)
+    assert source.nav_shape == (6, 10) and source.laid_on((8, 10)).nav_shape == (8, 10)
+    assert source.laid_on((8, 11)) is source and source.laid_on((5, 10)) is source  # not its columns; fewer rows
+    # images named from a later row (a region of a scan, stage coordinates) are not taken for its first rows
+    later = tmp_path / "later"
+    later.mkdir()
+    for image in folder.iterdir():
+        x, y = (int(part[1:]) for part in image.stem.split("_"))
+        (later / f"x{x}_y{y + 2}.png").hardlink_to(image)
+    assert main([*args[:4], str(later), *args[5:], "--out", str(tmp_path / "later.png")]) == 2
+    assert "hough.ang: holds 80 points but the scan has 60 patterns" in capsys.readouterr().err
 
 
 def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_model, map_scan_file, tmp_path, capsys):

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ebsd_core.errors import InputError, PhaseError
-from ebsd_core.io.point_names import scan_grid
+from ebsd_core.io.point_names import ScanGrid, scan_grid
 from ebsd_core.paths import is_hidden
 from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
 from ebsd_core.threads import usable_cpus
@@ -600,7 +600,7 @@ class ImageSet:
     labels: np.ndarray | None = None  # index into classes
     classes: list[int] | None = None  # space-group numbers
     warnings: list[str] | None = None
-    grid: tuple[int, int] | None = None  # (rows, columns) of a scan whose images are named by their points
+    grid: ScanGrid | None = None  # of a scan whose images are named by their points
 
 
 def _read_container(container: _Container, labelled: bool | None, lazy: bool) -> ImageSet:
@@ -632,7 +632,7 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
     if label_of is None:
         if grid:
             patterns, kept = _laid_on_grid(patterns, kept, points, grid.shape, warn)
-        return ImageSet(patterns, kept, warnings=warn, grid=grid.shape if grid else None)
+        return ImageSet(patterns, kept, warnings=warn, grid=grid)
     names = kept
     classes = sorted(set(label_of[name] for name in names))
     labels = np.array([classes.index(label_of[name]) for name in names])

@@ -221,21 +221,29 @@ def read_orientations(path: str | Path, points: int, nav_shape: Sequence[int] | 
 
 
 def read_indexing(
-    path: str | Path, points: int, nav_shape: Sequence[int] | None = None
+    path: str | Path, points: int, nav_shape: Sequence[int] | None = None, more_rows: bool = False
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """The orientations of a scan's ``points`` points from an indexing file, as :func:`read_orientations` gives them,
-    and the map shape the file records: (rows, columns), or (points,) for a line or a hexagonal grid."""
+    and the map shape the file records: (rows, columns), or (points,) for a line or a hexagonal grid.
+
+    ``more_rows``: the scan's map (``nav_shape``) may be the first rows of the file's, of its columns (images named
+    by their points from the scan's first, an export cut short: see
+    :meth:`~ebsd_core.io.readers.PatternSource.laid_on`); the file's orientations are then of more points.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("no such orientation file", path)
     if path.suffix.lower() not in ORIENTATION_EXTENSIONS:
         raise InputError(f"not an orientation file; these are read: {', '.join(sorted(ORIENTATION_EXTENSIONS))}", path)
     quaternions, map_shape = _indexing(path)
+    shape = tuple(int(v) for v in nav_shape or ())
+    if more_rows and len(shape) == 2 == len(map_shape) and map_shape[1] == shape[1] and map_shape[0] > shape[0]:
+        points = len(quaternions)  # the whole scan's, rows after the scan's last included
+        shape = map_shape
     if len(quaternions) != points:
         raise InputError(
             f"holds {counted(len(quaternions), 'point')} but the scan has {counted(points, 'pattern')}", path
         )
-    shape = tuple(int(v) for v in nav_shape or ())
     if len(shape) == 2 and np.prod(shape) == points and map_shape not in {shape, (points,)}:
         raise InputError(f"its map is {map_shape[0]}x{map_shape[1]} points but the scan is {shape[0]}x{shape[1]}", path)
     if not known(quaternions):

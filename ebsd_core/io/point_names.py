@@ -30,10 +30,12 @@ _POINT_NAMES = (
 @dataclass(frozen=True)
 class ScanGrid:
     """Where the images of a scan lie: ``order`` gives, for each point of a grid of ``shape`` (rows, columns), row by
-    row (each row by column), the index of its image's name, or None where no image names it."""
+    row (each row by column), the index of its image's name, or None where no image names it. ``starts_scan``: the
+    names' first row and column are numbered 0 or 1, the scan's first (an export cut short loses its last rows)."""
 
     order: list[int | None]
     shape: tuple[int, int]
+    starts_scan: bool = False
 
 
 def _point(name: str) -> tuple[float, float] | None:
@@ -74,7 +76,9 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
                 f"{'name gives' if len(unnamed) == 1 else 'names give'} no point of the scan "
                 f"{'was' if len(unnamed) == 1 else 'were'} left out of it ({shown})"
             )
-        return ScanGrid([place.get((r, c)) for r in range(rows) for c in range(columns)], (rows, columns))
+        first = (min(x for x, _ in points), min(y for _, y in points))
+        order = [place.get((r, c)) for r in range(rows) for c in range(columns)]
+        return ScanGrid(order, (rows, columns), all(value in (0, 1) for value in first))
     gaps = f"{counted(twice, 'point')} named twice" if twice else f"{len(points):,} of its {rows * columns:,} points"
     example = PurePosixPath(names[next(iter(found))]).name
     warn.append(

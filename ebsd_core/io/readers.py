@@ -8,13 +8,14 @@ images, folders of images (one sub-folder per class) and zips of those.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import re
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class PatternSource:
     orientations_from: str = ""  # where known quaternions came from, for the map's summary; "" when none
     step_um: float = 1.0  # scan step between map points
     hexagonal_grid: bool = False  # points on a hexagonal grid (EDAX), read as one line: no square map
+    grid_starts_scan: bool = False  # images named by their points from the scan's first (see laid_on)
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
     # images a run found it could not decode (their patterns blank in it), by index: "NAME: why" (see run_batch)
@@ -93,6 +95,41 @@ class PatternSource:
             raise self.patterns.error(first, failed[first])
         self.unread.update({index: f"{self.patterns.names[index]}: {why}" for index, why in failed.items()})
         return block
+
+    def laid_on(self, nav_shape: Sequence[int]) -> PatternSource:
+        """The source on a map of ``nav_shape`` (rows, columns) that a file of the scan records (its indexing, a map
+        made of it): itself where its patterns fill that map; where they are images named by their points from the
+        scan's first (:attr:`grid_starts_scan`) and of fewer rows of its columns (an export cut short), a copy with
+        blank points, without an image, in the rows they lack; else itself, for the caller to refuse."""
+        if not (lacking := self.rows_lacking(nav_shape)):
+            return self
+        rows, cols = self.nav_shape[0] + lacking, self.nav_shape[1]
+        names = self.names + [""] * (lacking * cols)
+        if isinstance(self.patterns, images.ImageStack):
+            patterns = self.patterns.with_blanks(names)
+        else:
+            blank = np.zeros((len(names) - len(self), *self.pattern_shape), dtype=self.patterns.dtype)
+            patterns = np.concatenate([self.patterns, blank])
+        quaternions = self.quaternions
+        if quaternions is not None:  # unknown where no image is
+            quaternions = np.concatenate([quaternions, np.full((len(names) - len(self), 4), np.nan, np.float32)])
+        return dataclasses.replace(
+            self,
+            patterns=patterns,
+            names=names,
+            nav_shape=(rows, cols),
+            quaternions=quaternions,
+            warnings=list(self.warnings),
+            unread=dict(self.unread),
+        )
+
+    def rows_lacking(self, nav_shape: Sequence[int]) -> int:
+        """How many rows of a map of ``nav_shape`` (rows, columns) this scan named by its points from its first
+        (:attr:`grid_starts_scan`) has no image of: those after its last, where it has the map's columns; else 0."""
+        if not self.grid_starts_scan or len(nav_shape) != 2 or len(self.nav_shape or ()) != 2:
+            return 0
+        (rows, cols), (own_rows, own_cols) = nav_shape, self.nav_shape
+        return int(rows) - own_rows if int(cols) == own_cols and int(rows) > own_rows else 0
 
     def take(self, index: np.ndarray, window: int = 256) -> np.ndarray:
         """Patterns at ``index`` (increasing), read in runs: indices within ``window`` of each other are read
@@ -415,7 +452,8 @@ def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource
         path=str(path),
         kind=kind,
         patterns=found.patterns,
-        nav_shape=found.grid or (len(found.patterns),),
+        nav_shape=found.grid.shape if found.grid else (len(found.patterns),),
+        grid_starts_scan=bool(found.grid and found.grid.starts_scan),
         labels=found.labels,
         classes=found.classes,
         names=found.names,
