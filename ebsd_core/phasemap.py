@@ -140,6 +140,18 @@ class PhaseMap(Decisions):
             step += 1
         return np.arange(0, rows, step), np.arange(0, cols, step), step
 
+    @property
+    def blank(self) -> np.ndarray:
+        """Which points' patterns are blank (a dropped frame, a point without an image): nothing to classify."""
+        return blank_points(self.quality)
+
+    @property
+    def mean_confidence(self) -> float | None:
+        """The mean top probability of the points with a pattern; a blank one holds nothing to be confident of (its
+        probabilities tie), and counting it would read as doubt. None when every pattern is blank."""
+        held = ~self.blank
+        return float(self.confidence[held].mean()) if held.any() else None
+
     def fractions(self) -> dict[str, float]:
         index = self.index
         out = {p.label: float((index == i).mean()) for i, p in enumerate(self.phases)}
@@ -179,7 +191,7 @@ class PhaseMap(Decisions):
             "phases": [p.label for p in self.phases],
             "fractions": {k: round(v, 4) for k, v in self.fractions().items()},
             "unknown_threshold": self.threshold,
-            "mean_confidence": round(float(self.confidence.mean()), 4) if self.size else None,
+            "mean_confidence": None if (mean := self.mean_confidence) is None else round(mean, 4),
             "accuracy": None if accuracy is None else round(accuracy, 4),
             "grain_cleanup": self.raw_probabilities is not None,
             "orientations": self.orientations_note,

@@ -879,7 +879,8 @@ def draw_maps(phase_map: PhaseMap, scan_path: str) -> tuple[dict | None, bool]:
             " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)}" for c, label in swatches),
             unsafe_allow_html=True,
         )
-    right.plotly_chart(map_figure(phase_map, phase_map.confidence, "confidence", zrange=(0, 1)), key="conf_map")
+    confidence = np.where(phase_map.blank, np.nan, phase_map.confidence)  # a blank pattern's: a gap, not doubt
+    right.plotly_chart(map_figure(phase_map, confidence, "confidence", zrange=(0, 1)), key="conf_map")
     return event, chart_redrawn
 
 
@@ -892,7 +893,17 @@ def scores_section(phase_map: PhaseMap, map_path: str, scan_path: str) -> None:
     )
     accuracy = phase_map.accuracy()
     with metrics_column, metric_row():
-        st.metric("Mean confidence", f"{phase_map.confidence.mean():.3f}")
+        blank = int(np.count_nonzero(phase_map.blank))
+        mean = phase_map.mean_confidence
+        st.metric(
+            "Mean confidence",
+            "none" if mean is None else f"{mean:.3f}",
+            help=f"Of the {phase_map.size - blank:,} points with a pattern: the {counted(blank, 'blank pattern')} "
+            "(dropped frames, points without an image), which hold nothing to be confident of, are left out, and "
+            "are gaps in the confidence map."
+            if blank
+            else None,
+        )
         if accuracy is not None:
             before = phase_map.summary().get("accuracy_before_cleanup")
             st.metric(

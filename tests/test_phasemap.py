@@ -370,6 +370,8 @@ def test_a_scan_named_by_points_whose_last_rows_were_not_exported_is_mapped_on_i
     np.testing.assert_array_equal(phases[:60], np.where(expected.index >= 0, expected.index + 1, -1)[:60])
     assert (phases[60:] == -1).all()
     assert summary["notes"][-1].startswith("20 of 80 points have no image (index 60, 61, 62, 63, 64, ...)")
+    # of the points with a pattern: a blank one's tie (0.5 of two classes) read as doubt (found with this test)
+    assert summary["mean_confidence"] == pytest.approx(expected.confidence[:60].mean(), abs=1e-3)
     source = open_patterns(folder)
     assert source.nav_shape == (6, 10) and source.laid_on((8, 10)).nav_shape == (8, 10)
     assert source.laid_on((8, 11)) is source and source.laid_on((5, 10)) is source  # not its columns; fewer rows
