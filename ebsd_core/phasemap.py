@@ -496,8 +496,12 @@ def clean_up(
 
 def _version(path: str | Path) -> tuple[int, int]:
     """What changes when the file at ``path`` is written again (a scan exported anew, a model saved over with
-    ``--force``): a worker's cached copy is then read again, not kept for the next run on the same path."""
-    stat = Path(path).stat()
+    ``--force``): a worker's cached copy is then read again, not kept for the next run on the same path. (0, 0)
+    where it cannot be looked at: opening it then says why, in the reader's words."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return 0, 0
     return stat.st_mtime_ns, stat.st_size
 
 
