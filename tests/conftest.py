@@ -148,6 +148,41 @@ def not_utf8_folder(parent: Path) -> Path:
     return parent / os.fsdecode(b"caf\xe9")
 
 
+def scan_as_images(scan_file: Path, folder: Path, name: str = "x{column}_y{row}.png", count: int = 80) -> Path:
+    """The first ``count`` patterns of the 8 x 10 ``map_scan_file`` exported as images into ``folder``, each named
+    ``name`` formatted with its ``index``, ``number`` (from 1), ``row`` and ``column``."""
+    from PIL import Image
+
+    from ebsd_core.io.readers import open_patterns
+
+    folder.mkdir()
+    for index, pattern in enumerate(open_patterns(scan_file).batch(0, count)):
+        row, column = divmod(index, 10)
+        Image.fromarray(pattern).save(folder / name.format(index=index, number=index + 1, row=row, column=column))
+    return folder
+
+
+def damage_pixels(path: Path) -> None:
+    """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not (found only
+    when it is decoded)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)
+    path.write_bytes(bytes(data))
+
+
+def scan_indexing(path: Path, rotations=None, points: int = 80, columns: int = 10) -> Path:
+    """A Hough indexing of a scan of ``points`` points in rows of ``columns`` (random ``rotations`` unless given), as
+    the microscope's software writes it, at ``path`` (.ang, .ctf)."""
+    from orix import io as orix_io
+    from orix.crystal_map import CrystalMap
+    from orix.quaternion import Rotation
+
+    rows, cols = np.divmod(np.arange(points), columns)
+    rotations = Rotation.random(points) if rotations is None else rotations
+    orix_io.save(str(path), CrystalMap(rotations=rotations, x=cols * 1.0, y=rows * 1.0))
+    return path
+
+
 #: The ``EBSD_*`` variables that are the test run's own (read as its modules are imported); the others are a lab's
 #: server settings, which ``make test`` run in the lab's shell must not take: models saved into the lab's store, its
 #: data root listed.

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KIKUCHIPY_DATA, not_utf8_folder, unreadable, unwritable
+from conftest import (
+    KIKUCHIPY_DATA,
+    damage_pixels,
+    not_utf8_folder,
+    scan_as_images,
+    scan_indexing,
+    unreadable,
+    unwritable,
+)
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -2602,15 +2610,9 @@ def test_phase_map_of_a_folder_of_images_asks_for_the_map_rows(app, monkeypatch,
     """Images do not record the map's shape: the page asks for the rows and maps the folder in name order."""
     import shutil
 
-    from PIL import Image
-
-    from ebsd_core.io.readers import open_patterns
     from pages.common import job_manager
 
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
-        Image.fromarray(pattern).save(folder / f"p{index}.png")  # p2 before p10 only in natural order
+    scan_as_images(map_scan_file, tmp_path / "exported", "p{index}.png")  # p2 before p10 in natural order
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
@@ -2640,17 +2642,9 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     whose image is lost (an export cut short) is blank, read as unknown: the map is still made."""
     import shutil
 
-    from PIL import Image
-
-    from ebsd_core.io.readers import open_patterns
     from pages.common import job_manager
 
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    scan = open_patterns(map_scan_file)
-    for index, pattern in enumerate(scan.batch(0, 80)):
-        row, column = divmod(index, 10)
-        Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
+    folder = scan_as_images(map_scan_file, tmp_path / "exported")
     (folder / "x3_y4.png").unlink()
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
@@ -2703,21 +2697,12 @@ def test_phase_map_of_a_large_scan_with_an_image_damaged_past_its_header_is_made
     point's panel and Explain say why its pattern cannot be shown."""
     import shutil
 
-    from PIL import Image
-
     from ebsd_core.io import images
-    from ebsd_core.io.readers import open_patterns
     from pages.common import job_manager
 
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
-        row, column = divmod(index, 10)
-        Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
-    damaged = bytearray((folder / "x3_y4.png").read_bytes())
-    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] = bytes(8)
-    (folder / "x3_y4.png").write_bytes(bytes(damaged))
+    folder = scan_as_images(map_scan_file, tmp_path / "exported")
+    damage_pixels(folder / "x3_y4.png")
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
@@ -2840,10 +2825,6 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     import dataclasses
     import shutil
 
-    from orix import io as orix_io
-    from orix.crystal_map import CrystalMap
-    from orix.quaternion import Rotation
-
     from ebsd_core.io.dataset import read_dataset, write_dataset
     from pages.common import job_manager
 
@@ -2853,10 +2834,7 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     write_dataset(dataclasses.replace(read_dataset(map_scan_file), quaternions=None), scans / "patterns_only.h5")
 
     def ang_bytes(name, points, cols):
-        yy, xx = np.divmod(np.arange(points), cols)
-        path = tmp_path / name
-        orix_io.save(str(path), CrystalMap(rotations=Rotation.random(points), x=xx * 1.0, y=yy * 1.0))
-        return (name, path.read_bytes(), "text/plain")
+        return (name, scan_indexing(tmp_path / name, points=points, columns=cols).read_bytes(), "text/plain")
 
     monkeypatch.setenv("EBSD_DATA_ROOT", str(scans))
     app.switch_page("pages/phasemap.py").run()
@@ -2890,21 +2868,11 @@ def test_images_numbered_in_scan_order_are_laid_out_by_the_indexing_uploaded(
     now asked first, and its map lays the images out: no rows to guess."""
     import shutil
 
-    from orix import io as orix_io
-    from orix.crystal_map import CrystalMap
-    from orix.quaternion import Rotation
-    from PIL import Image
-
-    from ebsd_core.io.readers import open_patterns
     from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    folder = tmp_path / "numbered"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
-        Image.fromarray(pattern).save(folder / f"p{index + 1}.png")
-    yy, xx = np.divmod(np.arange(80), 10)
-    orix_io.save(str(tmp_path / "scan.ang"), CrystalMap(rotations=Rotation.random(80), x=xx * 1.0, y=yy * 1.0))
+    scan_as_images(map_scan_file, tmp_path / "numbered", "p{number}.png")
+    scan_indexing(tmp_path / "scan.ang")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value("numbered").run()
@@ -2931,21 +2899,11 @@ def test_phase_map_of_images_named_by_points_cut_short_is_laid_on_their_indexing
     over them are taken of the rows that have images."""
     import shutil
 
-    from orix import io as orix_io
-    from orix.crystal_map import CrystalMap
-    from orix.quaternion import Rotation
-    from PIL import Image
-
-    from ebsd_core.io.readers import open_patterns
     from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 60)):
-        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
-    yy, xx = np.divmod(np.arange(80), 10)
-    orix_io.save(str(tmp_path / "scan.ang"), CrystalMap(rotations=Rotation.random(80), x=xx * 1.0, y=yy * 1.0))
+    scan_as_images(map_scan_file, tmp_path / "exported", count=60)
+    scan_indexing(tmp_path / "scan.ang")
     monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
     app.switch_page("pages/phasemap.py").run()
     next(t for t in app.text_input if t.key == "map_server_path").set_value("exported").run()

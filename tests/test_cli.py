@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import not_utf8_folder, unreadable
+from conftest import damage_pixels, not_utf8_folder, scan_as_images, unreadable
 from PIL import Image
 
 from ebsd_core.cli import main
@@ -274,14 +274,9 @@ def test_a_scan_exported_as_images_with_an_image_lost_is_mapped_with_that_point_
     that did not finish) stopped the run at its end. Their points are now blank: unknown in the predictions and on the
     map, which says why."""
     from ebsd_core.io import images
-    from ebsd_core.io.readers import open_patterns
 
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
-
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
-        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
+    folder = scan_as_images(map_scan_file, tmp_path / "exported")
     (folder / "x3_y4.png").unlink()
     (folder / "x9_y7.png").write_bytes((folder / "x9_y7.png").read_bytes()[:-30])
     out = tmp_path / "preds.csv"
@@ -307,16 +302,10 @@ def test_an_image_that_cannot_be_decoded_when_the_run_reaches_it_leaves_its_poin
     whole: only decoding it finds the damage) stopped ``predict`` and ``phasemap`` where the run reached it, after
     minutes of work. Its point is now unknown, and the run's notes name it."""
     from ebsd_core.io import images
-    from ebsd_core.io.readers import open_patterns
 
     monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(map_scan_file).batch(0, 80)):
-        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
-    damaged = bytearray((folder / "x3_y4.png").read_bytes())
-    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] = bytes(8)
-    (folder / "x3_y4.png").write_bytes(bytes(damaged))
+    folder = scan_as_images(map_scan_file, tmp_path / "exported")
+    damage_pixels(folder / "x3_y4.png")
     note = (
         "1 of 80 images could not be read when the run reached it (index 43; x3_y4.png: cannot read this image (its "
         "image data is damaged: the header reads, the pixels do not)). Read as a blank pattern, it is unknown"

@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import damage_pixels
 from PIL import Image
 
 from ebsd_core.errors import InputError, PhaseError
@@ -109,17 +110,10 @@ def test_an_image_whose_whole_data_is_there_is_not_taken_for_cut_short(tmp_path,
     assert source.batch(0, 8).shape == (8, 20, 20)
 
 
-def _damage_pixels(path):
-    """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not."""
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)
-    path.write_bytes(bytes(data))
-
-
 def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, streamed):
     """Damage that leaves a file's length whole is found, and named, when it is decoded."""
     root = _class_folder(tmp_path / "data")
-    _damage_pixels(root / "Fm-3m" / "p2.png")
+    damage_pixels(root / "Fm-3m" / "p2.png")
     source = open_patterns(root)
     assert len(source) == 8  # only its header was read
     assert source.batch(0, 2).shape == (2, 20, 20)
@@ -138,7 +132,7 @@ def test_an_image_that_cannot_be_decoded_when_a_run_reaches_it_is_blank_in_that_
     opened stopped a run of thousands where it reached it. A run now reads it as a blank pattern and keeps why; a
     block none of whose images can be read (the folder gone) still stops it, naming the first."""
     root = _class_folder(tmp_path / "data")
-    _damage_pixels(root / "Fm-3m" / "p2.png")
+    damage_pixels(root / "Fm-3m" / "p2.png")
     for source in (open_patterns(root), open_patterns(_zip(root, tmp_path / "scan.zip"))):
         index = source.names.index("Fm-3m/p2.png")
         block = source.run_batch(0, 8)
@@ -170,7 +164,7 @@ def test_a_zip_is_read_in_place_below_its_top_folder(tmp_path, streamed):
 def test_a_zip_member_damaged_past_its_header_is_named_with_the_zip(tmp_path, streamed):
     """Found when decoded (its length whole)."""
     root = _class_folder(tmp_path / "data")
-    _damage_pixels(root / "Fm-3m" / "p1.png")
+    damage_pixels(root / "Fm-3m" / "p1.png")
     archive = _zip(root, tmp_path / "scan.zip")
     source = open_patterns(archive)
     with pytest.raises(InputError, match="cannot read this image") as info:

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import damage_pixels, scan_as_images, scan_indexing
 
 from ebsd_core import memory
 from ebsd_core.cli import main
@@ -17,6 +18,9 @@ from ebsd_core.io.dataset import read_dataset, write_dataset
 from ebsd_core.io.readers import open_patterns
 from ebsd_core.phasemap import MAP_VIEWS, map_scan, map_scan_distributed, map_views, open_cluster, phases_for_model
 from ebsd_core.store import load_model
+
+#: Images numbered in scan order (``p1.png``, ... ``p80.png``), as EDAX OIM exports them: their names give no map shape
+NUMBERED = "p{number}.png"
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +78,15 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
         # a model named as in the store, as every other command takes it: was looked for in the working folder
         named = map_scan_distributed(map_model.name, map_scan_file, client, chunk=32, device="cpu")
-        numbered = _numbered_images(map_scan_file, tmp_path / "numbered")  # laid out by the indexing's map
-        hough = _hough_ang(tmp_path / "hough.ang")
+        numbered = scan_as_images(map_scan_file, tmp_path / "numbered", NUMBERED)  # laid out by the indexing's map
+        hough = scan_indexing(tmp_path / "hough.ang")
         laid_out = map_scan_distributed(map_model, numbered, client, chunk=32, device="cpu", orientations=hough)
-        cut_short = _point_named_images(map_scan_file, tmp_path / "cut", rows=6)  # its indexing maps 2 rows more
+        cut_short = scan_as_images(map_scan_file, tmp_path / "cut", count=60)  # its indexing maps 2 rows more
         cut = map_scan_distributed(map_model, cut_short, client, chunk=32, device="cpu", orientations=hough)
         # a scan too large to decode when opened, here and on the workers, with an image damaged past its header
         monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
         client.run(setattr, images, "IN_MEMORY_BYTES", 0)
-        _damage_pixels(numbered := _numbered_images(map_scan_file, tmp_path / "damaged") / "p6.png")
+        damage_pixels(numbered := scan_as_images(map_scan_file, tmp_path / "damaged", NUMBERED) / "p6.png")
         damaged = map_scan_distributed(map_model, numbered.parent, client, chunk=32, device="cpu", orientations=hough)
         # found on review: a worker kept the scan it had read (and its model) for the next run on the same path,
         # after the scan was exported again to it
@@ -275,49 +279,19 @@ def test_a_map_keeps_the_scans_orientations_through_save_and_export(phase_map, m
     assert _angles_deg(xmap.rotations.data[indexed], truth[indexed]).max() < 0.01
 
 
-def _numbered_images(scan_file, folder):
-    """The scan's patterns exported as images numbered in scan order (``p1.png``, ... ``p80.png``), as EDAX OIM
-    exports them: their names give no map shape."""
-    from PIL import Image
-
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(scan_file).batch(0, 80)):
-        Image.fromarray(pattern).save(folder / f"p{index + 1}.png")
-    return folder
-
-
-def _damage_pixels(path):
-    """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not."""
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 8] = bytes(8)
-    path.write_bytes(bytes(data))
-
-
-def _hough_ang(path, rotations=None):
-    """A Hough indexing of the 8 x 10 scan, as the microscope's software writes it."""
-    from orix import io as orix_io
-    from orix.crystal_map import CrystalMap
-    from orix.quaternion import Rotation
-
-    yy, xx = np.divmod(np.arange(80), 10)
-    rotations = Rotation.random(80) if rotations is None else rotations
-    orix_io.save(str(path), CrystalMap(rotations=rotations, x=xx * 1.0, y=yy * 1.0))
-    return path
-
-
 def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_indexing(
     map_model, map_scan_file, tmp_path, capsys
 ):
     """Found on review: images numbered in scan order (EDAX OIM's export) with the scan's .ang beside them needed
     ``--nav-shape`` as well, though the .ang records the map: without it the command refused the folder."""
-    folder = _numbered_images(map_scan_file, tmp_path / "numbered")
+    folder = scan_as_images(map_scan_file, tmp_path / "numbered", NUMBERED)
     args = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--cleanup", "none"]
     assert main([*args, "--out", str(tmp_path / "none.png")]) == 2
     assert (
         "numbered: the folder holds 80 patterns without a 2D map shape; give one (ROWSxCOLS), or the scan's indexing "
         "file (.ang, .ctf, .h5oina), whose map gives it"
     ) in capsys.readouterr().err
-    hough = _hough_ang(tmp_path / "hough.ang")
+    hough = scan_indexing(tmp_path / "hough.ang")
     assert main([*args, "--orientations", str(hough), "--out", str(tmp_path / "map.ang")]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["nav_shape"] == [8, 10] and summary["orientations"] == "hough.ang"
@@ -334,16 +308,6 @@ def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_index
     assert "its map is 8x10 points but the scan is 10x8" in capsys.readouterr().err
 
 
-def _point_named_images(scan_file, folder, rows=8):
-    """The first ``rows`` rows of the 8 x 10 scan's patterns exported as images named by their points."""
-    from PIL import Image
-
-    folder.mkdir()
-    for index, pattern in enumerate(open_patterns(scan_file).batch(0, rows * 10)):
-        Image.fromarray(pattern).save(folder / f"x{index % 10}_y{index // 10}.png")
-    return folder
-
-
 def test_a_scan_named_by_points_whose_last_rows_were_not_exported_is_mapped_on_its_indexings_map(
     map_model, map_scan_file, tmp_path, capsys, caplog
 ):
@@ -351,8 +315,8 @@ def test_a_scan_named_by_points_whose_last_rows_were_not_exported_is_mapped_on_i
     (a disk full), made a map of the rows it had; its .ang, of the whole scan, was then refused ("holds 80 points but
     the scan has 60 patterns"). The .ang's map is now the map's: the rows without images are blank, read as unknown,
     said so; the orientations are the .ang's."""
-    folder = _point_named_images(map_scan_file, tmp_path / "exported", rows=6)
-    hough = _hough_ang(tmp_path / "hough.ang")
+    folder = scan_as_images(map_scan_file, tmp_path / "exported", count=60)
+    hough = scan_indexing(tmp_path / "hough.ang")
     args = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--orientations", str(hough)]
     assert main([*args, "--cleanup", "none", "--out", str(tmp_path / "map.ang")]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
@@ -390,7 +354,7 @@ def test_phasemap_command_takes_orientations_from_a_hough_indexing_file(map_mode
     from orix.quaternion import Rotation
 
     hough = Rotation.random(80)
-    _hough_ang(tmp_path / "hough.ang", hough)
+    scan_indexing(tmp_path / "hough.ang", hough)
     args = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--cleanup", "none"]
     args += ["--orientations", str(tmp_path / "hough.ang"), "--out", str(tmp_path / "map.ang")]
     assert main(args) == 0
