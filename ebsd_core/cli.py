@@ -445,32 +445,36 @@ def _predict_rows(
 ) -> list[str] | None:
     """Classify the patterns of ``path`` and write their CSV rows; returns their predictions. ``say`` gets the notes
     on how far they can be trusted. ``name``: the path's name in the folder given (None when given by itself), where
-    a source that cannot be read is left out with a warning (returns None) and a folder of images is read for its
+    a source that cannot be read, when opened or in the run, is left out with a warning (returns None; its notes
+    unsaid) and a folder of images is read for its
     own images alone (its sub-folders are sources of their own)."""
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_found_source, open_patterns
     from ebsd_core.paths import printable_path
 
-    try:
+    try:  # in a folder, a file found damaged, when opened or in the run, is left out: not the others' answers
         source = open_found_source(Path(path)) if name else open_patterns(path)
+        notes = reading_notes(source, card)
+        for note in () if name else notes:  # given by itself: said before a long run
+            say(note)
+        prediction = predict_source(
+            model,
+            card,
+            source,
+            batch_size=args.batch_size,
+            progress=print_progress if args.verbose else None,
+            precision=args.precision,
+            compile=args.compile,
+        )
     except InputError as exc:
         if not name:
             raise
         log.warning("%s (left out)", exc)
         return None
-    for note in reading_notes(source, card):
-        say(note)
-    prediction = predict_source(
-        model,
-        card,
-        source,
-        batch_size=args.batch_size,
-        progress=print_progress if args.verbose else None,
-        precision=args.precision,
-        compile=args.compile,
-    )
-    for note in blank_pattern_note(blank_points(prediction.quality), source.imageless, source.unread):
+    for note in (notes if name else []) + blank_pattern_note(
+        blank_points(prediction.quality), source.imageless, source.unread
+    ):
         say(note)
     for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
         row_name = source.names[i] if source.names else None

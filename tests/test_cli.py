@@ -4,6 +4,7 @@ import subprocess
 import sys
 import zipfile
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -128,6 +129,34 @@ def test_predict_reads_a_folder_of_scans_file_by_file(map_model, map_scan_file, 
     assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(tmp_path / "x.csv")]) == 2
     assert "none of the scan files here could be read (1 scan file" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_predict_leaves_out_a_scan_of_a_folder_found_damaged_in_the_run(
+    map_model, map_scan_file, tmp_path, capsys, caplog
+):
+    """Found on review: in a folder of scans, a file whose header read but whose patterns did not (a chunk of an HDF5
+    file damaged on a failing disk) stopped ``predict`` there, and the predictions of the files before it were lost
+    with the CSV. It is now left out, as a file that cannot be opened is, naming it and why."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("scan1.h5", "scan2.h5", "scan3.h5"):
+        (folder / name).write_bytes(map_scan_file.read_bytes())
+    with h5py.File(folder / "scan2.h5") as file:  # zeros in the middle of its patterns' compressed chunk
+        chunk = file["patterns"].id.get_chunk_info(0)
+    damaged = bytearray((folder / "scan2.h5").read_bytes())
+    damaged[chunk.byte_offset + chunk.size // 2 : chunk.byte_offset + chunk.size // 2 + 64] = bytes(64)
+    (folder / "scan2.h5").write_bytes(bytes(damaged))
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"] == 2 and summary["left_out"] == ["scan2.h5"] and summary["patterns"] == 160
+    assert [row["path"] for row in _csv_rows(out)] == ["scan1.h5"] * 80 + ["scan3.h5"] * 80
+    assert f"{folder / 'scan2.h5'}: cannot read patterns 0-80: it is damaged" in caplog.text
+    assert "(left out)" in caplog.text
+    capsys.readouterr()
+    args = ["predict", "--model", str(map_model), "--input", str(folder / "scan2.h5"), "--out", str(tmp_path / "x.csv")]
+    assert main(args) == 2  # given by itself, it is the error
+    assert "scan2.h5: cannot read patterns 0-80: it is damaged" in capsys.readouterr().err
 
 
 def test_what_this_account_may_not_read_is_named_not_passed_over(
