@@ -38,7 +38,7 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
     else:
         material = np.full(len(source), Path(source.path).stem, dtype=object)
     dataset = Dataset(
-        patterns=source.batch(0, len(source)),
+        patterns=source.run_batch(0, len(source)),  # an image that cannot be read: blank, left out below
         labels=source.labels,
         classes=list(source.classes),
         material=material,
@@ -51,7 +51,8 @@ def dataset_from_labelled(source: PatternSource) -> Dataset:
     if blank.any():
         dataset = dataset.subset(np.flatnonzero(~blank))
         names = [source.names[i] for i in np.flatnonzero(blank)] if source.names else []
-        dataset.provenance["blank_left_out"] = [_blank_record(blank, source.path, Path(source.path).name, names)]
+        record = _blank_record(blank, source.path, Path(source.path).name, names)
+        dataset.provenance["blank_left_out"] = [_with_causes(record, source, np.flatnonzero(blank))]
     return _checked(dataset)
 
 
@@ -63,6 +64,17 @@ def _blank_record(blank: np.ndarray, path: str, file: str, names: Sequence[str] 
             "every pattern taken of it holds one value everywhere (blank frames): there is nothing to learn from", path
         )
     return {"file": file, "count": int(blank.sum()), "names": list(names[:5])}
+
+
+def _with_causes(record: dict, source: PatternSource, blank: np.ndarray) -> dict:
+    """``record`` with how many of the blank patterns (``blank``: their indices in ``source``) are of points without
+    an image, and of images that could not be read when taken, with the first one's reason."""
+    if lost := int(np.count_nonzero(source.imageless[blank])):
+        record["no_image"] = lost  # points of a scan exported as images that have none
+    if unread := [int(index) for index in blank if int(index) in source.unread]:
+        record["unread"] = len(unread)
+        record["unread_first"] = source.unread[unread[0]]
+    return record
 
 
 #: Patterns taken from each single-phase scan by default: enough for 400 shots, validation and a test split, while a
@@ -338,13 +350,13 @@ def _dataset_of_parts(
                 source.path,
             )
         whole = len(chosen) == len(source)  # chosen indices are distinct
-        block = source.batch(0, len(source)) if whole else source.take(chosen)
+        # an image that cannot be read is blank, left out below
+        block = source.run_batch(0, len(source)) if whole else source.take(chosen, lenient=True)
         blank = np.asarray(blank_patterns(block))  # before the background: a blank frame minus it is not blank
         if blank.any():
             block = block[~blank]
-            blanks.append(_blank_record(blank, source.path, name))
-            if lost := int(np.count_nonzero(blank & source.imageless[slice(None) if whole else chosen])):
-                blanks[-1]["no_image"] = lost  # points of a scan exported as images that have none
+            taken = np.arange(len(source)) if whole else np.asarray(chosen)
+            blanks.append(_with_causes(_blank_record(blank, source.path, name), source, taken[blank]))
         if subtract:
             background = backgrounds[id(source)]
             block = block.astype(np.float32) - (0.0 if background is None else background)
@@ -390,17 +402,19 @@ def blank_notes(dataset: Dataset) -> list[str]:
             f"{'was left out: it holds' if record['count'] == 1 else 'were left out: they hold'} one value "
             f"everywhere ({BLANK_CAUSES})"
         )
-        notes.append(note + _without_image(record["count"], record.get("no_image", 0)))
+        note += _of_them(record["count"], record.get("no_image", 0), "a point", "points", "without an image")
+        note += _of_them(record["count"], record.get("unread", 0), "an image", "images", "that could not be read")
+        notes.append(note + (f" (the first, {record['unread_first']})" if record.get("unread") else ""))
     return notes
 
 
-def _without_image(count: int, lost: int) -> str:
-    """What :func:`blank_notes` adds of ``lost`` of ``count`` blank patterns, of points without an image."""
-    if not lost:
+def _of_them(count: int, some: int, one: str, many: str, what: str) -> str:
+    """What :func:`blank_notes` adds of ``some`` of ``count`` blank patterns that are ``one``/``many`` ``what``."""
+    if not some:
         return ""
-    if lost == count:
-        return "; it is a point without an image" if count == 1 else "; they are points without an image"
-    return f"; {lost:,} of them {'is a point' if lost == 1 else 'are points'} without an image"
+    if some == count:
+        return f"; it is {one} {what}" if count == 1 else f"; they are {many} {what}"
+    return f"; {some:,} of them {f'is {one}' if some == 1 else f'are {many}'} {what}"
 
 
 def _own_background(source: PatternSource) -> np.ndarray | None:

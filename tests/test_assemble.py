@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import damage_pixels
 from PIL import Image
 
 from ebsd_core.assemble import (
@@ -145,6 +146,35 @@ def test_labelled_folders_keep_their_folder_as_material(two_scans, tmp_path):
         dataset_from_labelled(open_patterns(tmp_path / "classes" / "Fm-3m"))
     with pytest.raises(InputError, match="use it as the labelled source"):
         dataset_from_scans([(open_patterns(tmp_path / "classes"), 225), (open_patterns(tmp_path / "classes"), 229)])
+
+
+def test_an_image_that_cannot_be_read_when_taken_is_left_out_of_a_dataset_and_named(two_scans, tmp_path, monkeypatch):
+    """Found on review: in class folders too large to decode when opened, or a scan's map region, an image damaged in
+    a way its header does not show stopped the dataset where it was taken; a map had read it as unknown. It is now
+    left out as a blank pattern is, named with why."""
+    from ebsd_core.io import images
+
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
+    _, _, ni, ferrite = two_scans
+    _png_folder(tmp_path / "classes" / "Fm-3m", ni[:4])
+    _png_folder(tmp_path / "classes" / "229_ferrite", ferrite[:3])
+    damage_pixels(tmp_path / "classes" / "Fm-3m" / "p01.png")
+    dataset = dataset_from_labelled(open_patterns(tmp_path / "classes"))
+    assert dataset.class_counts() == {"Fm-3m": 3, "Im-3m": 3}
+    why = "Fm-3m/p01.png: cannot read this image (its image data is damaged: the header reads, the pixels do not)"
+    assert blank_notes(dataset) == [
+        f"classes: 1 blank pattern (Fm-3m/p01.png) was left out: it holds one value everywhere ({BLANK_CAUSES}); it "
+        f"is an image that could not be read (the first, {why})"
+    ]
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    for index, pattern in enumerate(ni[:6]):
+        Image.fromarray(pattern).save(scan / f"x{index % 3}_y{index // 3}.png")
+    damage_pixels(scan / "x1_y0.png")
+    regions = [MapRegion(225, (0, 0), (0, 2)), MapRegion(229, (1, 1), (0, 2))]
+    dataset = dataset_from_regions(open_patterns(scan), regions)
+    assert dataset.class_counts() == {"Fm-3m": 2, "Im-3m": 3}
+    assert blank_notes(dataset)[0].endswith(f"it is an image that could not be read (the first, x1_y0.png: {why[15:]})")
 
 
 def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):

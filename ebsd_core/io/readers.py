@@ -131,9 +131,10 @@ class PatternSource:
         (rows, cols), (own_rows, own_cols) = nav_shape, self.nav_shape
         return int(rows) - own_rows if int(cols) == own_cols and int(rows) > own_rows else 0
 
-    def take(self, index: np.ndarray, window: int = 256) -> np.ndarray:
+    def take(self, index: np.ndarray, window: int = 256, lenient: bool = False) -> np.ndarray:
         """Patterns at ``index`` (increasing), read in runs: indices within ``window`` of each other are read
-        as one slice (one chunk of a compressed file is decompressed once, not once per pattern)."""
+        as one slice (one chunk of a compressed file is decompressed once, not once per pattern). ``lenient``: an
+        image that cannot be read is blank, as in :meth:`run_batch`."""
         index = np.asarray(index, dtype=np.int64)
         out = np.empty((len(index), *self.pattern_shape), dtype=self.patterns.dtype)
         first = 0
@@ -141,7 +142,7 @@ class PatternSource:
             last = first
             while last + 1 < len(index) and index[last + 1] - index[first] < window:
                 last += 1
-            block = self.batch(int(index[first]), int(index[last]) + 1)
+            block = (self.run_batch if lenient else self.batch)(int(index[first]), int(index[last]) + 1)
             out[first : last + 1] = block[index[first : last + 1] - index[first]]
             first = last + 1
         return out
