@@ -898,9 +898,9 @@ def scores_section(phase_map: PhaseMap, map_path: str, scan_path: str) -> None:
         st.metric(
             "Mean confidence",
             "none" if mean is None else f"{mean:.3f}",
-            help=f"Of the {phase_map.size - blank:,} points with a pattern: the {counted(blank, 'blank pattern')} "
-            "(dropped frames, points without an image), which hold nothing to be confident of, are left out, and "
-            "are gaps in the confidence map."
+            help=f"Of the {phase_map.size - blank:,} points with a pattern. Blank patterns (dropped frames, points "
+            f"without an image) hold nothing to be confident of: this map's {blank:,} "
+            f"{'is left out, and is a gap' if blank == 1 else 'are left out, and are gaps'} in the confidence map."
             if blank
             else None,
         )

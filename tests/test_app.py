@@ -2920,7 +2920,8 @@ def test_phase_map_of_images_named_by_points_cut_short_is_laid_on_their_indexing
     assert state.result["nav_shape"] == [8, 10] and state.result["orientations"] == "scan.ang"
     app.run()
     (mean,) = [m for m in app.metric if m.label == "Mean confidence"]
-    assert mean.proto.help.startswith("Of the 60 points with a pattern: the 20 blank patterns (dropped frames,")
+    assert mean.proto.help.startswith("Of the 60 points with a pattern. Blank patterns (dropped frames, points")
+    assert mean.proto.help.endswith("this map's 20 are left out, and are gaps in the confidence map.")
     next(n for n in app.number_input if n.label == "Row").set_value(7).run()
     next(n for n in app.number_input if n.label == "Column").set_value(2).run()
     assert not app.exception
