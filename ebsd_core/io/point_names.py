@@ -88,6 +88,11 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     return None
 
 
+#: How far from a whole number of steps from the first a coordinate may lie, as a share of the step (stage coordinates
+#: written with a few decimals: ``x=0.333``)
+STEP_TOLERANCE = 0.01
+
+
 def _places(values: list[float]) -> tuple[dict[float, int], int]:
     """Each of the ``values``' place along the scan's rows or columns, and how many places there are.
 
@@ -104,8 +109,3 @@ def _places(values: list[float]) -> tuple[dict[float, int], int]:
     if all(abs(n - round(n)) < STEP_TOLERANCE for n in steps):
         return {value: round(n) for value, n in zip(distinct, steps)}, round(steps[-1]) + 1
     return {value: n for n, value in enumerate(distinct)}, len(distinct)
-
-
-#: How far from a whole number of steps from the first a coordinate may lie, as a share of the step (stage coordinates
-#: written with a few decimals: ``x=0.333``)
-STEP_TOLERANCE = 0.01
