@@ -363,9 +363,15 @@ def test_regions_of_a_map_make_a_dataset_of_their_points(tmp_path):
     assert sampling_notes(sparse)[0] == note
 
 
-def test_regions_of_a_map_laid_on_its_indexings_rows_are_taken_of_the_rows_with_images(tmp_path):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_regions_of_a_map_laid_on_its_indexings_rows_are_taken_of_the_rows_with_images(tmp_path, monkeypatch, streamed):
     """A scan named by its points whose last rows were not exported is mapped on its indexing file's map (see
-    PatternSource.laid_on); a region reaching into those rows takes the patterns of the rows that have images."""
+    PatternSource.laid_on); a region reaching into those rows takes the patterns of the rows that have images, also
+    of a scan read image by image."""
+    from ebsd_core.io import images
+
+    if streamed:
+        monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)
     folder = tmp_path / "scan"
     folder.mkdir()
     for x in range(5):
@@ -374,6 +380,9 @@ def test_regions_of_a_map_laid_on_its_indexings_rows_are_taken_of_the_rows_with_
             pattern[0, 0] = 10 * y + x + 1
             Image.fromarray(pattern).save(folder / f"x{x}_y{y}.png")
     regions = [MapRegion(225, (0, 0), (0, 4)), MapRegion(221, (2, 3), (0, 1))]
+    laid = open_patterns(folder).laid_on((4, 5))
+    assert laid.nav_shape == (4, 5) and isinstance(laid.patterns, images.ImageStack) == streamed
+    assert laid.names[15:] == [""] * 5 and not laid.batch(15, 20).any()
     dataset = dataset_from_regions(open_patterns(folder), regions, nav_shape=(4, 5))
     assert dataset.class_counts() == {"Pm-3m": 2, "Fm-3m": 5}
     assert sorted(dataset.patterns[dataset.labels == 0][:, 0, 0]) == [21, 22]  # row 3 has no image: left out
