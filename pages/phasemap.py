@@ -477,13 +477,16 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     x, y = np.broadcast_arrays(cols[None, :] * phase_map.step_um, rows[:, None] * phase_map.step_um)  # µm
     names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
     blank = blank_points(phase_map.quality[points]) & (phase_map.index[points] < 0)  # a dropped frame, a lost image
-    names[blank] = "unknown (blank pattern)"
+    names[blank] = "unknown (blank pattern: no confidence)"
     hover = (  # x and y of the heatmap and the markers are the column and row
         "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{text}<br>"
         "confidence %{customdata[2]:.2f}"
     )
+    # A blank pattern's probabilities tie (0.50 of two classes), which is no confidence: NaN says so. A template
+    # cannot leave the line out for some points, short of a string per point (3 times the map's bytes).
+    confidence = np.where(blank, np.nan, phase_map.confidence[points])
     # numbers alone, which plotly sends as binary (names among them made every point a JSON list)
-    custom = np.stack([x, y, phase_map.confidence[points]], axis=-1).astype(np.float32)
+    custom = np.stack([x, y, confidence], axis=-1).astype(np.float32)
     fig = go.Figure(
         go.Heatmap(
             x=cols,

@@ -2671,7 +2671,12 @@ def test_phase_map_of_images_named_by_their_points_takes_its_shape_from_them(
     next(n for n in app.number_input if n.label == "Row").set_value(4).run()
     next(n for n in app.number_input if n.label == "Column").set_value(3).run()
     assert any("pattern at row 4, column 3 (no image)" in c.proto.spec for c in app.get("plotly_chart"))
-    assert any("unknown (blank pattern)" in c.proto.spec for c in app.get("plotly_chart"))  # its point's hover
+    # its point's hover: a blank pattern, whose tied probabilities are no confidence (they read 0.50)
+    figure = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    hover = figure["data"][0]
+    assert np.asarray(hover["text"])[4, 3] == "unknown (blank pattern: no confidence)"
+    confidence = plotted(hover["customdata"]).reshape(8, 10, 3)[..., 2]
+    assert np.isnan(confidence[4, 3]) and np.isfinite(np.delete(confidence.ravel(), 43)).all()
     # its probabilities tie: no class read "alone", and nothing to explain
     assert any(
         c.value.startswith("A blank pattern (a dropped frame, a point without its image, an image") for c in app.caption
