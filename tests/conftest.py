@@ -162,6 +162,16 @@ def scan_as_images(scan_file: Path, folder: Path, name: str = "x{column}_y{row}.
     return folder
 
 
+def as_hexagonal_grid(folder: Path) -> Path:
+    """The images ``x{column}_y{row}.png`` of ``folder`` thinned to a hexagonal grid, as named in half steps: each row
+    keeps every other column, the next row the others (``x0_y0``, ``x2_y0``, ..., ``x1_y1``, ``x3_y1``, ...)."""
+    for image in folder.glob("x*_y*.png"):
+        column, row = (int(v) for v in image.stem[1:].split("_y"))
+        if (row + column) % 2:
+            image.unlink()
+    return folder
+
+
 def damage_pixels(path: Path) -> None:
     """Zeros in the middle of a PNG's compressed pixels: its header and its length whole, its pixels not (found only
     when it is decoded)."""

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import (
     KIKUCHIPY_DATA,
+    as_hexagonal_grid,
     damage_pixels,
     not_utf8_folder,
     scan_as_images,
@@ -3267,6 +3268,25 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, ma
     uploader.set_value([("edax_binary.up2", scan.read_bytes(), "application/octet-stream")]).run()
     assert not app.exception and not app.error
     assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
+    assert not any(n.label == "Map rows" for n in app.number_input)
+    assert not any(b.label == "Classify every pattern" for b in app.button)
+
+
+def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_says_why_it_cannot_be_mapped(
+    app, map_model, map_scan_file, tmp_path, monkeypatch
+):
+    """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost."""
+    import shutil
+
+    from ebsd_core.io.point_names import HEXAGONAL_NAMES
+
+    as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
+    monkeypatch.setenv("EBSD_DATA_ROOT", str(tmp_path))
+    app.switch_page("pages/phasemap.py").run()
+    next(t for t in app.text_input if t.key == "map_server_path").set_value("hexagonal").run()
+    assert not app.exception and not app.error
+    assert [w.value for w in app.warning] == [f"hexagonal: {HEXAGONAL_NAMES}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
     assert not any(b.label == "Classify every pattern" for b in app.button)
 

@@ -379,6 +379,29 @@ def test_a_point_of_a_scan_whose_image_cannot_be_read_is_blank_on_its_map(tmp_pa
     assert source.warnings[1].startswith("1 point of the 2 x 2 map that the images' names give has no readable image")
 
 
+def test_images_named_by_points_of_a_hexagonal_grid_are_a_scan_without_a_map(tmp_path, streamed):
+    """Found on review: a hexagonal scan's images named by stage coordinates (every other row offset by half a step)
+    were laid on a square grid of half steps, a checkerboard with every other point blank, said as half the map's
+    images missing. They are now the scan's points row by row, said to be on a hexagonal grid: classified, not
+    mapped (as kikuchipy reads a vendor's hexagonal scan)."""
+    from ebsd_core.io.point_names import HEXAGONAL_NAMES
+
+    folder = tmp_path / "hexagonal"
+    folder.mkdir()
+    order = 0
+    for row in range(4):
+        for column in range(4 - row % 2):  # rows of 4 and 3 points, the odd ones half a step to the right
+            order += 1
+            x, y = 1.5 * (column + 0.5 * (row % 2)), 1.5 * 0.866 * row
+            Image.fromarray(np.full((16, 16), order, np.uint8)).save(folder / f"Map x={x:.3f} y={y:.3f}.png")
+    for source in (open_patterns(folder), open_patterns(_zip(folder, tmp_path / "hexagonal.zip"))):
+        assert source.hexagonal_grid and source.nav_shape == (14,) and source.warnings == [HEXAGONAL_NAMES]
+        np.testing.assert_array_equal(source.batch(0, 14)[:, 0, 0], np.arange(1, 15))  # row by row
+        assert source.file_name(4) == "Map x=0.750 y=1.299.png"
+    square = _point_named_scan(tmp_path / "square", [(0, 0), (1, 0), (0, 1), (2, 0), (2, 1)])
+    assert not open_patterns(square).hexagonal_grid  # a point lost is no offset row
+
+
 def test_a_few_images_whose_names_give_no_point_are_left_out_of_a_scan_named_by_points(tmp_path):
     """Found on review: an overview image dropped beside a scan's patterns named by their points took the map's shape
     away, without a word: the images came in name order, column by column, one more than the map's points."""

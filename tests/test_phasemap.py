@@ -3,12 +3,13 @@
 import csv
 import json
 import os
+import re
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import damage_pixels, scan_as_images, scan_indexing
+from conftest import as_hexagonal_grid, damage_pixels, scan_as_images, scan_indexing
 
 from ebsd_core import memory
 from ebsd_core.cli import main
@@ -280,7 +281,7 @@ def test_a_map_keeps_the_scans_orientations_through_save_and_export(phase_map, m
 
 
 def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_indexing(
-    map_model, map_scan_file, tmp_path, capsys
+    map_model, map_scan_file, tmp_path, capsys, caplog
 ):
     """Found on review: images numbered in scan order (EDAX OIM's export) with the scan's .ang beside them needed
     ``--nav-shape`` as well, though the .ang records the map: without it the command refused the folder."""
@@ -421,6 +422,27 @@ def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, caps
         main(["predict", "--model", str(map_model), "--input", str(hexagonal), "--out", str(tmp_path / "p.csv")]) == 0
     )
     assert json.loads(capsys.readouterr().out)["patterns"] == 10
+
+
+def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_but_not_mapped(
+    map_model, map_scan_file, tmp_path, capsys, caplog
+):
+    """Found on review: they were mapped as a checkerboard of every other point blank (a hexagonal grid's rows are
+    offset by half a step: on a grid of half steps, each row takes every other column)."""
+    from ebsd_core.io.point_names import HEXAGONAL_NAMES
+
+    folder = as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
+    model, card = load_model(map_model)
+    with pytest.raises(InputError, match=re.escape(f"hexagonal: {HEXAGONAL_NAMES}")):
+        map_scan(model, card, open_patterns(folder))
+    assert main(["phasemap", "--model", str(map_model), "--scan", str(folder), "--out", str(tmp_path / "m.ang")]) == 2
+    assert HEXAGONAL_NAMES in capsys.readouterr().err
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["patterns"] == 40 and HEXAGONAL_NAMES in caplog.text  # the warning
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["path"].split("::")[-1] for r in rows[:6]] == [f"x{c}_y0.png" for c in (0, 2, 4, 6, 8)] + ["x1_y1.png"]
 
 
 def test_two_maps_of_a_scan_differ_where_a_point_gets_another_space_group(phase_map):

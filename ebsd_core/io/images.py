@@ -630,7 +630,7 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
     patterns, kept = _opened(container, names, warn, lazy)
     if label_of is None:
-        if grid:
+        if grid and not grid.hexagonal:  # a hexagonal grid draws no map: its lost points are just not there
             patterns, kept = _laid_on_grid(patterns, kept, points, grid.shape, warn)
         return ImageSet(patterns, kept, warnings=warn, grid=grid)
     names = kept

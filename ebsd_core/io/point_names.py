@@ -5,12 +5,14 @@ Taken in the natural order of their names, such images run column by column (``x
 laid out row by row from them would be scrambled without a word. Where every name gives a point, once, and the points
 fill at least half of a grid, the images are put in row order and the grid gives the map its shape; its points without
 an image are blank (an export cut short, a file lost, still gives its map), rows and columns of them too, and a few
-images whose names give no point (an overview image dropped beside the patterns) are left out of the scan.
+images whose names give no point (an overview image dropped beside the patterns) are left out of the scan. Points on
+a hexagonal grid (every other row offset by half a step) are taken row by row, with no map shape, said so.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -36,6 +38,15 @@ class ScanGrid:
     order: list[int | None]
     shape: tuple[int, int]
     starts_scan: bool = False
+    hexagonal: bool = False  # every other row offset by half a step: ``order`` is row by row, ``shape`` (points,)
+
+
+#: The note on images whose names place their points on a hexagonal grid.
+HEXAGONAL_NAMES = (
+    "the images' names place their points on a hexagonal grid (every other row offset by half a step): each pattern "
+    "is classified on its own, in the scan's order (row by row), but no phase map can be drawn from it; record the "
+    "scan on a square grid to map it"
+)
 
 
 def _point(name: str) -> tuple[float, float] | None:
@@ -68,6 +79,10 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     (column, columns), (row, rows) = _places([x for x, _ in points]), _places([y for _, y in points])
     place = {(row[y], column[x]): index for index, (x, y) in found.items()}
     twice = len(points) - len(place)
+    if not twice and _hexagonal(list(place), rows, columns):
+        warn.append(HEXAGONAL_NAMES)
+        order = [place[point] for point in sorted(place)]  # row by row, as the vendors write such a scan
+        return ScanGrid(order, (len(order),), hexagonal=True)
     if not twice and 2 * len(points) >= rows * columns:
         if unnamed:
             shown = ", ".join(PurePosixPath(name).name for name in unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
@@ -86,6 +101,17 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
         f"grid ({gaps}): they are taken in the order of their names"
     )
     return None
+
+
+def _hexagonal(points: list[tuple[int, int]], rows: int, columns: int) -> bool:
+    """Whether the (row, column) ``points`` lie on a hexagonal grid: every other row offset by half a step, so that
+    on the grid of half steps each row takes every other column, the next row the others (a checkerboard of them).
+    Most rows hold two points or more (a diagonal line is no grid), and they fill at least half of its places."""
+    if rows < 2 or columns < 3 or len({(r + c) % 2 for r, c in points}) != 1:
+        return False
+    per_row = Counter(r for r, _ in points)
+    places = (rows * columns + (1 if (points[0][0] + points[0][1]) % 2 == 0 else -1) * (rows * columns % 2)) // 2
+    return 2 * sum(count >= 2 for count in per_row.values()) >= rows and 2 * len(points) >= places
 
 
 #: How far from a whole number of steps from the first a coordinate may lie, as a share of the step (stage coordinates
