@@ -404,6 +404,7 @@ def _predict(args: argparse.Namespace) -> int:
     from ebsd_core.atomic import atomic_path
     from ebsd_core.io.images import first_names
     from ebsd_core.io.readers import sources_in_folder
+    from ebsd_core.predictions import csv_header
     from ebsd_core.wording import counted
 
     model, card = _load_for_inference(args)
@@ -418,7 +419,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "index", "prediction", "confidence", *[f"p_{s}" for s in card.class_symbols]])
+        writer.writerow(csv_header(card))
         for path in sources or [args.input]:
             name = Path(path).relative_to(args.input).as_posix() if sources else None
             # in a folder, a note is said once at the end for the files it concerns; for one file, at once (before a
@@ -451,7 +452,7 @@ def _predict_rows(
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_found_source, open_patterns
-    from ebsd_core.paths import printable_path
+    from ebsd_core.predictions import csv_rows
 
     try:  # in a folder, a file found damaged, when opened or in the run, is left out: not the others' answers
         source = open_found_source(Path(path)) if name else open_patterns(path)
@@ -476,12 +477,7 @@ def _predict_rows(
         blank_points(prediction.quality), source.imageless, source.unread
     ):
         say(note)
-    for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
-        row_name = source.names[i] if source.names else None
-        if name:
-            row_name = f"{name}/{row_name}" if row_name and Path(path).is_dir() else name
-        shown = printable_path(row_name or source.path)
-        writer.writerow([shown, i, label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]])
+    writer.writerows(csv_rows(source, prediction, name))
     return prediction.labels
 
 

@@ -488,6 +488,34 @@ def phase_map_job(
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 
 
+def classify_job(context, model_dir: str, scan_path: str, out: str | Path) -> dict:
+    """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
+    on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
+    on."""
+    from ebsd_core.backbones import select_device
+    from ebsd_core.caveats import blank_pattern_note, reading_notes
+    from ebsd_core.inference import blank_points, predict_source
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.predictions import prediction_counts, write_predictions
+    from ebsd_core.store import load_model
+
+    model, card = load_model(model_dir, device=select_device("auto"))
+    source = open_patterns(scan_path)
+    report = lambda fraction, message: context.report(0.98 * fraction, message)  # noqa: E731 (the CSV after)
+    prediction = predict_source(model, card, source, progress=report, should_stop=context.should_stop)
+    context.report(0.98, f"writing the predictions of {len(source):,} patterns")
+    write_predictions(out, source, prediction, card)
+    blank = blank_points(prediction.quality)
+    return {
+        "predictions": str(out),
+        "scan": scan_path,
+        "model_name": Path(model_dir).name,  # the store's name for it
+        "patterns": len(source),
+        "counts": prediction_counts(prediction),
+        "notes": reading_notes(source, card) + blank_pattern_note(blank, source.imageless, source.unread),
+    }
+
+
 def demo_layout(phases: tuple[str, ...], shape: tuple[int, int], layout_path: str | Path | None = None):
     """The grains of a demo scan: Voronoi grains of ``phases`` in ``shape``, or those of a real map's indexing file
     (``layout_path``: .ang, .ctf), its phases by their names there (Austenite, Ferrite, ...) or else ``phases`` in

@@ -34,6 +34,7 @@ from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
 from ebsd_core.store import default_store, list_models, read_card
 from ebsd_core.wording import counted, percent
 from ebsd_core.workflows import (
+    classify_job,
     demo_layout,
     demo_map_job,
     demo_map_model,
@@ -280,6 +281,9 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
+    if source.hexagonal_grid:  # no map lays it out: its patterns are classified each on its own
+        classify_button(model_name, scan)
+        return
     orientations = orientation_choice(source, scan)  # first: its map lays out images numbered in scan order
     if orientations is False:
         return
@@ -303,9 +307,61 @@ def start_map(model_name: str, scan: Path) -> None:
             params["nav_shape"] = list(nav_shape)
         if orientations is not None:
             params["orientations"] = str(orientations)
-        job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
-        if job:
-            st.session_state.map_job = job
+        submit(f"Phase map of {shown_name(scan)} with {model_name}", params)
+
+
+def submit(title: str, params: dict) -> str | None:
+    """Start the job of ``params`` (:func:`_map_function`), shown on this page."""
+    if job := start_job("phasemap", title, _map_function(params), params):
+        st.session_state.map_job = job
+    return job
+
+
+def classify_button(model_name: str, scan: Path) -> None:
+    """Classify every pattern of a scan that no map lays out, into a CSV of the ``predict`` command's columns."""
+    if st.button(
+        "Classify every pattern",
+        type="primary",
+        help="Each on its own, in the scan's order: the patterns per phase, and a CSV of every pattern's class and "
+        "probabilities.",
+    ):
+        out = new_session_file(f"predictions/{scan.stem}-{model_name}", ".csv")
+        params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out), "classify": True}
+        submit(f"Classifying {shown_name(scan)} with {model_name}", params)
+
+
+def show_predictions(result: dict) -> None:
+    """What :func:`~ebsd_core.workflows.classify_job` found: the patterns per phase, its notes, and its CSV."""
+    scan = shown_name(result["scan"])
+    st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, each classified on its own")
+    st.caption(f"Classified with {result['model_name']}.")
+    show_notes(result["notes"])
+    total = max(result["patterns"], 1)
+    names = list(result["counts"])  # the classes' symbols, then unknown
+    with contextlib.suppress(EbsdError, OSError):  # named as its maps name them, while the model is in the store
+        labels = [phase.label for phase in phases_for_model(read_card(default_store() / result["model_name"]))]
+        names = labels + names[len(labels) :] if len(labels) == len(names) - 1 else names
+    st.dataframe(
+        {
+            "Phase": names,
+            "Patterns": list(result["counts"].values()),
+            "Share": [percent(count / total) for count in result["counts"].values()],
+        },
+        hide_index=True,
+    )
+    path = Path(result["predictions"])
+    if not path.exists():
+        st.error(f"{path.name}: the predictions' file is gone from the server (cleared with old sessions' files?)")
+        return
+    download_button(
+        "Predictions (.csv)",
+        path.read_bytes,  # read on the click: a million patterns' rows are 60 MB
+        f"{Path(scan).stem}-predictions.csv",
+        "text/csv",
+        help="One row per pattern: path, index (its place in the scan's order), prediction, confidence, then "
+        "each class's probability (the predict command's columns).",
+        key="predictions_csv",
+    )
 
 
 def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:
@@ -421,13 +477,13 @@ def map_again(scan: str, model_name: str) -> None:
     out = new_session_file(f"maps/{Path(scan).stem}-{model_name}", ".npz")
     params = {**st.session_state.get("map_settings", {}), "scan": scan, "out": str(out)}
     params["model_dir"] = str(default_store() / model_name)
-    job = start_job("phasemap", f"Phase map of {shown_name(scan)} with {model_name}", _map_function(params), params)
-    if job:
-        st.session_state.map_job = job
+    if submit(f"Phase map of {shown_name(scan)} with {model_name}", params):
         st.rerun()
 
 
 def _map_function(params: dict):
+    if params.get("classify"):  # a scan of no map (a hexagonal grid): its patterns classified, into a CSV
+        return lambda ctx: classify_job(ctx, params["model_dir"], params["scan"], params["out"])
     return lambda ctx: phase_map_job(
         ctx,
         params["model_dir"],
@@ -444,8 +500,14 @@ def job_progress(job_id: str) -> None:
     if state is None or state.owner != session_id():
         return
     if state.status in FINISHED:
-        if state.status == "done":
+        if state.status == "done" and "predictions" in state.result:  # a scan of no map, classified
+            if st.session_state.get("map_predictions") != state.result:
+                st.session_state.map_predictions = state.result
+                st.session_state.pop("map_path", None)
+                st.rerun(scope="app")
+        elif state.status == "done":
             if st.session_state.get("map_path") != state.result["map"]:
+                st.session_state.pop("map_predictions", None)
                 st.session_state.map_path = state.result["map"]
                 st.session_state.map_scan = state.result["scan"]
                 # how it was mapped, to map it again with another model (a demo scan: with its own orientations)
@@ -992,3 +1054,5 @@ if st.session_state.get("map_path") and Path(st.session_state.map_path).exists()
         show_map(st.session_state.map_path, st.session_state.map_scan, model_name)
     except EbsdError as exc:
         show_error(exc)
+elif predictions := st.session_state.get("map_predictions"):
+    show_predictions(predictions)

@@ -3255,11 +3255,13 @@ def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
     assert len(read_dataset(paths[0])) == 8 and len(read_dataset(paths[1])) == 12
 
 
-def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, map_model):
-    """kikuchipy reads a hexagonal grid as one line: no rows can lay it out, so none are asked for."""
+def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped_and_classifies_it(app, map_model):
+    """kikuchipy reads a hexagonal grid as one line: no rows can lay it out, so none are asked for; its patterns are
+    classified each on its own."""
     import shutil
 
     from ebsd_core.io.readers import HEXAGONAL_GRID
+    from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
     scan = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"
@@ -3269,16 +3271,20 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped(app, ma
     assert not app.exception and not app.error
     assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
-    assert not any(b.label == "Classify every pattern" for b in app.button)
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()  # each on its own
+    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    app.run()
+    assert any(h.value == "edax_binary.up2: 10 patterns, each classified on its own" for h in app.subheader)
 
 
-def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_says_why_it_cannot_be_mapped(
+def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_without_a_map(
     app, map_model, map_scan_file, tmp_path, monkeypatch
 ):
     """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost."""
     import shutil
 
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
+    from pages.common import job_manager
 
     as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
@@ -3288,7 +3294,20 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_says_why_it_can
     assert not app.exception and not app.error
     assert [w.value for w in app.warning] == [f"hexagonal: {HEXAGONAL_NAMES}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
-    assert not any(b.label == "Classify every pattern" for b in app.button)
+    assert not any(u.label.startswith("Hough indexing") for u in app.file_uploader)  # no map to keep it
+    # "each pattern is classified on its own", here too: the patterns per phase, and predict's CSV of them
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
+    app.run()
+    assert not app.exception and not app.error
+    assert any(h.value == "hexagonal: 40 patterns, each classified on its own" for h in app.subheader)
+    table = next(d.value for d in app.dataframe if "Share" in d.value.columns)
+    assert table["Phase"].tolist() == ["Austenite (Fm-3m)", "Ferrite (Im-3m)", "unknown"]
+    assert table["Patterns"].sum() == 40
+    (download,) = [b.proto for b in app.get("download_button")]
+    assert download.label == "Predictions (.csv)" and download.ignore_rerun and download.deferred_file_id
+    assert Path(state.result["predictions"]).read_text().startswith("path,index,prediction,confidence,p_Fm-3m")
 
 
 def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):

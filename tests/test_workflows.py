@@ -12,7 +12,7 @@ from ebsd_core.errors import CancelledError, InputError, PhaseError, StoreError
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.jobs import JobManager
 from ebsd_core.train import TrainConfig
-from ebsd_core.workflows import latest_demo_model, simulate_job, train_evaluate_save
+from ebsd_core.workflows import classify_job, latest_demo_model, simulate_job, train_evaluate_save
 
 
 def _copy(model, store, name, created):
@@ -151,3 +151,29 @@ def test_a_model_that_could_not_be_saved_is_not_trained(tmp_path, monkeypatch, e
         target, refused = tmp_path / "a-file" / "store" / "new", pytest.raises(InputError, match="cannot write in")
     with refused:
         train_evaluate_save(None, TrainConfig(), target)
+
+
+def test_the_phase_map_pages_classifying_of_a_scan_of_no_map_writes_predicts_csv(
+    tmp_path, map_model, map_scan_file, capsys
+):
+    """A hexagonal grid lays out no map: the Phase map page classifies its patterns each on its own, into the CSV the
+    predict command writes (the same rows), and counts them per phase; cancelled, it writes nothing."""
+    from conftest import as_hexagonal_grid, scan_as_images
+
+    from ebsd_core.cli import main
+
+    folder = as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
+    manager = JobManager(tmp_path / "jobs")
+    out = tmp_path / "page.csv"
+    job = manager.submit("phasemap", "classify", "a", lambda ctx: classify_job(ctx, str(map_model), str(folder), out))
+    state = manager.wait(job)
+    assert state.status == "done", state.error
+    assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(tmp_path / "cli.csv")]) == 0
+    assert out.read_text() == (tmp_path / "cli.csv").read_text()
+    said = json.loads(capsys.readouterr().out)["predictions"]
+    assert state.result["counts"] == {"Fm-3m": said.get("Fm-3m", 0), "Im-3m": said.get("Im-3m", 0), "unknown": 0}
+    assert state.result["patterns"] == 40 and state.result["model_name"] == "duplex"
+    assert state.result["predictions"] == str(out) and state.result["scan"] == str(folder)
+    with pytest.raises(CancelledError, match="prediction cancelled"):
+        classify_job(CancelledContext(), str(map_model), str(folder), tmp_path / "cancelled.csv")
+    assert not (tmp_path / "cancelled.csv").exists()

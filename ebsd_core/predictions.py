@@ -1,0 +1,44 @@
+"""A run's predictions as CSV, the ``predict`` command's contract: ``path,index,prediction,confidence``, then one
+``p_<symbol>`` column per class; ``prediction`` is the space-group symbol or ``unknown``."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from ebsd_core.atomic import atomic_path
+from ebsd_core.inference import UNKNOWN, Prediction
+from ebsd_core.io.readers import PatternSource
+from ebsd_core.paths import printable_path
+from ebsd_core.store import ModelCard
+
+
+def csv_header(card: ModelCard) -> list[str]:
+    return ["path", "index", "prediction", "confidence", *[f"p_{symbol}" for symbol in card.class_symbols]]
+
+
+def csv_rows(source: PatternSource, prediction: Prediction, name: str | None = None) -> Iterator[list[str]]:
+    """One row per pattern of ``source``: its path is its image's name, else the source's path. ``name``: the
+    source's path within a folder given (a folder of scans), which names its rows instead, with its images' names."""
+    for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
+        row_name = source.names[i] if source.names else None
+        if name:
+            row_name = f"{name}/{row_name}" if row_name and Path(source.path).is_dir() else name
+        yield [printable_path(row_name or source.path), str(i), label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]]
+
+
+def write_predictions(path: str | Path, source: PatternSource, prediction: Prediction, card: ModelCard) -> Path:
+    """The CSV of one source's predictions at ``path``, written whole or not at all."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(csv_header(card))
+        writer.writerows(csv_rows(source, prediction))
+    return Path(path)
+
+
+def prediction_counts(prediction: Prediction) -> dict[str, int]:
+    """Patterns per class, by symbol, in the model's order, then ``unknown``: each, read or not."""
+    counts = Counter(prediction.labels)
+    return {symbol: counts[symbol] for symbol in [*prediction.classes, UNKNOWN]}
