@@ -628,10 +628,12 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
             names = [name for name in points if name is not None]
     else:
         raise container.error("no images (PNG/TIFF/BMP/JPEG) and no class sub-folders")
-    patterns, kept = _opened(container, names, warn, lazy)
+    # a hexagonal grid draws no map: its lost points are just not there
+    places = points if grid and not grid.hexagonal else None
+    patterns, kept = _opened(container, names, warn, lazy, places)
     if label_of is None:
-        if grid and not grid.hexagonal:  # a hexagonal grid draws no map: its lost points are just not there
-            patterns, kept = _laid_on_grid(patterns, kept, points, grid.shape, warn)
+        if places is not None:
+            _say_blank_points(kept, grid.shape, warn)
         return ImageSet(patterns, kept, warnings=warn, grid=grid)
     names = kept
     classes = sorted(set(label_of[name] for name in names))
@@ -639,21 +641,11 @@ def _read_container(container: _Container, labelled: bool | None, lazy: bool) ->
     return ImageSet(patterns, names, labels, classes, warn)
 
 
-def _laid_on_grid(
-    patterns: ImageStack | np.ndarray,
-    kept: list[str],
-    points: list[str | None],
-    shape: tuple[int, int],
-    warn: list[str],
-) -> tuple[ImageStack | np.ndarray, list[str]]:
-    """The ``patterns`` of the images ``kept`` at their ``points`` of a grid of ``shape`` (each point's image name,
-    row by row; None where none names it), with a blank pattern (zeros, read as unknown) at each point without a
-    readable image, and the names of the points ("" for a blank one)."""
-    readable = set(kept)
-    names = [name if name in readable else "" for name in points]
-    if len(kept) == len(names):
-        return patterns, kept
+def _say_blank_points(names: list[str], shape: tuple[int, int], warn: list[str]) -> None:
+    """Say which points of a grid of ``shape`` have no readable image (their ``names`` "", row by row)."""
     empty = [index for index, name in enumerate(names) if not name]
+    if not empty:
+        return
     first = "; ".join(f"row {i // shape[1]}, column {i % shape[1]}" for i in empty[:3]) + (
         "; ..." if len(empty) > 3 else ""
     )
@@ -662,18 +654,17 @@ def _laid_on_grid(
         f"{'has' if len(empty) == 1 else 'have'} no readable image ({first}): drawn as "
         f"{'a blank pattern' if len(empty) == 1 else 'blank patterns'}, read as unknown"
     )
-    if isinstance(patterns, ImageStack):
-        return patterns.with_blanks(names), names
-    full = np.zeros((len(names), *patterns.shape[1:]), dtype=patterns.dtype)
-    full[[index for index, name in enumerate(names) if name]] = patterns
-    return full, names
 
 
 def _opened(
-    container: _Container, names: list[str], warn: list[str], lazy: bool
+    container: _Container, names: list[str], warn: list[str], lazy: bool, places: list[str | None] | None = None
 ) -> tuple[ImageStack | np.ndarray, list[str]]:
     """The patterns of the images ``names`` and the names kept: decoded now when they fit in IN_MEMORY_BYTES (or
-    ``lazy`` is False), else an ImageStack; unreadable images are left out with a warning."""
+    ``lazy`` is False), else an ImageStack; unreadable images are left out with a warning.
+
+    ``places``: the points of a scan's grid, row by row, each its image's name (None where no image names it). The
+    patterns are then laid on it, each decoded into its place, with a blank one at each point without a readable
+    image, whose name is "" (copied onto it after they were decoded, they took twice their memory meanwhile)."""
     names, headers = _without_outsized(container, *_read_headers(container, names, warn), warn)
     stack = ImageStack(container, names, headers)
     if stack.resized:
@@ -682,10 +673,17 @@ def _opened(
             f"{counted(len(stack.resized), 'image')} resized to {cols}x{rows}, the size of most, after a centre crop"
             f" to its aspect ratio where theirs differs (e.g. {stack.resized[0]})"
         )
+    if places is not None:
+        readable = set(names)
+        stack = stack.with_blanks([name if name in readable else "" for name in places])
     if lazy and stack.nbytes > IN_MEMORY_BYTES:
-        return stack, names
-    patterns, kept = stack.readable(warn)
-    return patterns, [names[i] for i in kept]
+        return stack, list(stack.names)
+    if places is None:
+        patterns, kept = stack.readable(warn)
+        return patterns, [names[i] for i in kept]
+    patterns, failed = stack.read_block(0, len(stack))
+    _report_unreadable(container, [(stack.names[i], why) for i, why in failed.items()], len(names), warn)
+    return patterns, ["" if index in failed else name for index, name in enumerate(stack.names)]
 
 
 def _without_outsized(
