@@ -465,7 +465,9 @@ class ImageStack:
         if not failed:
             return out, np.arange(len(self))
         kept = np.setdiff1d(np.arange(len(self)), list(failed))
-        return out[kept], kept
+        for place, index in enumerate(kept[min(failed) :], start=min(failed)):  # moved up in place: out[kept] is a copy
+            out[place] = out[index]
+        return out[: len(kept)], kept
 
 
 def _report_unreadable(container: _Container, failed: list[tuple[str, str]], total: int, warn: list[str]) -> None:
