@@ -21,7 +21,8 @@ def csv_header(card: ModelCard) -> list[str]:
 
 def csv_rows(source: PatternSource, prediction: Prediction, name: str | None = None) -> Iterator[list[str]]:
     """One row per pattern of ``source``: its path is its image's name, else the source's path. ``name``: the
-    source's path within a folder given (a folder of scans), which names its rows instead, with its images' names."""
+    source as its user knows it (its path within a folder of scans given), which names its rows instead, followed by
+    its images' names."""
     for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
         row_name = source.names[i] if source.names else None
         if name:
@@ -29,12 +30,15 @@ def csv_rows(source: PatternSource, prediction: Prediction, name: str | None = N
         yield [printable_path(row_name or source.path), str(i), label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]]
 
 
-def write_predictions(path: str | Path, source: PatternSource, prediction: Prediction, card: ModelCard) -> Path:
-    """The CSV of one source's predictions at ``path``, written whole or not at all."""
+def write_predictions(
+    path: str | Path, source: PatternSource, prediction: Prediction, card: ModelCard, name: str | None = None
+) -> Path:
+    """The CSV of one source's predictions at ``path``, written whole or not at all; ``name`` as :func:`csv_rows`
+    takes it."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(csv_header(card))
-        writer.writerows(csv_rows(source, prediction))
+        writer.writerows(csv_rows(source, prediction, name))
     return Path(path)
 
 

@@ -488,10 +488,11 @@ def phase_map_job(
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 
 
-def classify_job(context, model_dir: str, scan_path: str, out: str | Path) -> dict:
+def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None) -> dict:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
-    on."""
+    on. ``name``: the scan as its user knows it, which names the rows (an upload's own name, not the server's path
+    of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
@@ -504,7 +505,7 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path) -> di
     report = lambda fraction, message: context.report(0.98 * fraction, message)  # noqa: E731 (the CSV after)
     prediction = predict_source(model, card, source, progress=report, should_stop=context.should_stop)
     context.report(0.98, f"writing the predictions of {len(source):,} patterns")
-    write_predictions(out, source, prediction, card)
+    write_predictions(out, source, prediction, card, name)
     blank = blank_points(prediction.quality)
     return {
         "predictions": str(out),

@@ -326,7 +326,8 @@ def classify_button(model_name: str, scan: Path) -> None:
         "probabilities.",
     ):
         out = new_session_file(f"predictions/{scan.stem}-{model_name}", ".csv")
-        params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out), "classify": True}
+        params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
+        params |= {"classify": True, "name": shown_name(scan)}  # which names the rows, not the server's path
         submit(f"Classifying {shown_name(scan)} with {model_name}", params)
 
 
@@ -483,7 +484,7 @@ def map_again(scan: str, model_name: str) -> None:
 
 def _map_function(params: dict):
     if params.get("classify"):  # a scan of no map (a hexagonal grid): its patterns classified, into a CSV
-        return lambda ctx: classify_job(ctx, params["model_dir"], params["scan"], params["out"])
+        return lambda ctx: classify_job(ctx, params["model_dir"], params["scan"], params["out"], params.get("name"))
     return lambda ctx: phase_map_job(
         ctx,
         params["model_dir"],

@@ -3272,9 +3272,14 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped_and_cla
     assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
     next(b for b in app.button if b.label == "Classify every pattern").click().run()  # each on its own
-    assert job_manager().wait(app.session_state["map_job"], timeout=600).status == "done"
+    state = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert state.status == "done", state.error
     app.run()
     assert any(h.value == "edax_binary.up2: 10 patterns, each classified on its own" for h in app.subheader)
+    rows = Path(state.result["predictions"]).read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in rows] == [
+        ["edax_binary.up2", str(i)] for i in range(10)
+    ]  # not the upload's path
 
 
 def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_without_a_map(
@@ -3307,7 +3312,10 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert table["Patterns"].sum() == 40
     (download,) = [b.proto for b in app.get("download_button")]
     assert download.label == "Predictions (.csv)" and download.ignore_rerun and download.deferred_file_id
-    assert Path(state.result["predictions"]).read_text().startswith("path,index,prediction,confidence,p_Fm-3m")
+    rows = Path(state.result["predictions"]).read_text().splitlines()
+    assert rows[0].startswith("path,index,prediction,confidence,p_Fm-3m") and rows[1].startswith(
+        "hexagonal/x0_y0.png,0,"
+    )
 
 
 def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):
