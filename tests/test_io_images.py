@@ -402,25 +402,30 @@ def test_images_named_by_points_of_a_hexagonal_grid_are_a_scan_without_a_map(tmp
     assert not open_patterns(square).hexagonal_grid  # a point lost is no offset row
 
 
+def _opened_with_peak(folder):
+    """The folder's patterns, and the most memory that reading them took (tracemalloc, which counts numpy's)."""
+    import tracemalloc
+
+    open_patterns(folder)  # what a first read imports is not the patterns' memory
+    tracemalloc.start()
+    try:
+        source = open_patterns(folder)
+        return source, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("lost", ["missing", "unreadable"])
 def test_a_scan_named_by_points_with_a_blank_point_is_decoded_into_its_places(tmp_path, lost):
     """Found on review: the patterns were decoded, then copied onto the grid with the blank point: twice their memory
     while it was made (82 MiB of patterns peaked at 168 MiB; now at 86 MiB)."""
-    import tracemalloc
-
     folder = tmp_path / "scan"
     folder.mkdir()
     for x in range(20):
         for y in range(10):
             Image.fromarray(np.full((128, 128), 10 * y + x + 1, np.uint8)).save(folder / f"x{x}_y{y}.png")
     (folder / "x4_y3.png").unlink() if lost == "missing" else _truncate(folder / "x4_y3.png")
-    open_patterns(folder)  # what a first read imports is not the patterns' memory
-    tracemalloc.start()
-    try:
-        source = open_patterns(folder)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    source, peak = _opened_with_peak(folder)
     assert source.names[64] == "" and source.warnings[-1].startswith("1 point of the 10 x 20 map")
     np.testing.assert_array_equal(source.batch(63, 66)[:, 0, 0], [34, 0, 36])
     assert peak < 1.3 * source.patterns.nbytes, peak / source.patterns.nbytes  # one copy of them, not two or three
@@ -429,8 +434,6 @@ def test_a_scan_named_by_points_with_a_blank_point_is_decoded_into_its_places(tm
 def test_an_image_left_out_as_undecodable_costs_no_copy_of_the_others(tmp_path):
     """Found on review: the readable patterns were copied out of those decoded, twice their memory meanwhile (31 MiB
     of them peaked at 64 MiB); they are now moved up in place."""
-    import tracemalloc
-
     folder = tmp_path / "scan"
     folder.mkdir()
     for index in range(200):  # noise, whose compressed pixels fill the file: damage in its middle is in them
@@ -438,13 +441,7 @@ def test_an_image_left_out_as_undecodable_costs_no_copy_of_the_others(tmp_path):
         pattern[0, 0] = index
         Image.fromarray(pattern).save(folder / f"p{index}.png")
     damage_pixels(folder / "p50.png")
-    open_patterns(folder)  # what a first read imports is not the patterns' memory
-    tracemalloc.start()
-    try:
-        source = open_patterns(folder)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    source, peak = _opened_with_peak(folder)
     assert len(source) == 199 and "p50.png" not in source.names and "could not be read" in source.warnings[0]
     np.testing.assert_array_equal(source.batch(48, 52)[:, 0, 0], [48, 49, 51, 52])
     assert peak < 1.3 * source.patterns.nbytes, peak / source.patterns.nbytes
