@@ -317,11 +317,17 @@ def test_bruker_files_made_by_kikuchipys_test_writers_are_read(tmp_path):
     with pytest.raises(InputError, match="outline.h5: kikuchipy cannot read .*Only a rectangular region"):
         open_patterns(tmp_path / "outline.h5")
     dummy.create_dummy_bruker_h5ebsd_file(tmp_path / "hexagonal.h5")
-    with h5py.File(tmp_path / "hexagonal.h5", "r+") as file:  # Bruker calls its square grid "isometric"
-        del file["Scan 0/EBSD/Header/Grid Type"]
-        file["Scan 0/EBSD/Header/Grid Type"] = [b"hexagonal"]
-    with pytest.raises(InputError, match=r"hexagonal.h5: kikuchipy cannot read this file \(kikuchipy reads scans of a"):
-        open_patterns(tmp_path / "hexagonal.h5")
+    _grid_type(tmp_path / "hexagonal.h5", "Scan 0", b"hexagonal")  # Bruker calls its square grid "isometric"
+    hexagonal = open_patterns(tmp_path / "hexagonal.h5")  # refused by kikuchipy: read as a line, as its .up2
+    assert hexagonal.hexagonal_grid and len(hexagonal) == 9 and hexagonal.nav_shape == (9,)
+    np.testing.assert_array_equal(hexagonal.batch(0, 9), open_patterns(tmp_path / "full.h5").batch(0, 9))
+
+
+def _grid_type(path, scan: str, grid: bytes) -> None:
+    """Write ``grid`` as the grid type of an h5ebsd file's ``scan``."""
+    with h5py.File(path, "r+") as file:
+        del file[f"{scan}/EBSD/Header/Grid Type"]
+        file[f"{scan}/EBSD/Header/Grid Type"] = [grid]
 
 
 def test_a_hexagonal_grid_is_named(recwarn):
@@ -330,6 +336,30 @@ def test_a_hexagonal_grid_is_named(recwarn):
     source = open_patterns(KIKUCHIPY_DATA / ("edax_binary/edax_binary.up2"))
     assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID]
     assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_an_edax_h5_of_a_hexagonal_grid_is_read_as_a_line_of_patterns(tmp_path, recwarn, lazy):
+    """Found on review: kikuchipy refuses an OIM .h5 of a hexagonal grid ("Only square grids are supported"), and so
+    did this tool, although it classifies the patterns of an EDAX .up2 of one (read as a line). Its patterns are now
+    read as a line in the file's order too, said so, without the orientations no square map can carry."""
+    from ebsd_core.io import readers
+    from ebsd_core.io.readers import HEXAGONAL_GRID
+
+    square = KIKUCHIPY_DATA / "edax_h5ebsd" / "patterns.h5"
+    path = tmp_path / "hexagonal.h5"
+    shutil.copy(square, path)
+    _grid_type(path, "Scan 1", b"HexGrid")
+    source = readers._read_kikuchipy(path, lazy)
+    assert source.hexagonal_grid and source.nav_shape == (9,) and source.warnings == [HEXAGONAL_GRID]
+    assert source.step_um == 1.5 and source.quaternions is None
+    np.testing.assert_array_equal(source.batch(0, 9), open_patterns(square).batch(0, 9))
+    assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
+    other = tmp_path / "other.h5"
+    shutil.copy(square, other)
+    _grid_type(other, "Scan 1", b"TriangleGrid")  # no grid read as a line but a hexagonal one
+    with pytest.raises(InputError, match="kikuchipy reads scans of a square grid only, and this one's grid is 'Tri"):
+        open_patterns(other)
 
 
 def test_an_edax_binary_file_cut_short_says_so(tmp_path):

@@ -293,7 +293,11 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
             # header can declare billions (found by fuzzing: 22 GB and counting), so refuse instead
             warnings.filterwarnings("error", message=".*larger than file size", category=UserWarning)
             warnings.filterwarnings("ignore", message="Could not read static background")  # said below, plainly
-            signal = kp.load(str(path), lazy=lazy)
+            try:
+                signal = kp.load(str(path), lazy=lazy)
+            except OSError as exc:  # as kikuchipy reads an EDAX .up2 of a hexagonal grid: as a line
+                if not _refused_as_hexagonal(exc) or (signal := _hexagonal_h5ebsd(path, lazy)) is None:
+                    raise
         hexagonal = _hexagonal_grid(caught)
     except UserWarning as exc:
         raise InputError(
@@ -338,7 +342,8 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         if background.shape != sig_shape:
             background = None
     nav_axes = signal.axes_manager.navigation_axes
-    quaternions, indexing_notes = _own_orientations(signal, path, int(np.prod(nav_shape)))
+    # a hexagonal grid is mapped by no indexing (no map is drawn of it)
+    quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
     return PatternSource(
         path=str(path),
         kind="kikuchipy",
@@ -371,10 +376,11 @@ def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | Non
     return found[0], []
 
 
-#: The note on a scan recorded on a hexagonal grid, which kikuchipy reads as one line of patterns.
+#: The note on a scan recorded on a hexagonal grid, read as one line of patterns (as kikuchipy reads an EDAX .up2).
 HEXAGONAL_GRID = (
-    "the scan was recorded on a hexagonal grid, which kikuchipy reads as one line of patterns: each pattern is "
-    "classified on its own, but no phase map can be drawn from it; record the scan on a square grid to map it"
+    "the scan was recorded on a hexagonal grid and is read as one line of patterns, in the file's order: each "
+    "pattern is classified on its own, but no phase map can be drawn from it; record the scan on a square grid to "
+    "map it"
 )
 
 
@@ -382,7 +388,7 @@ def _hexagonal_grid(caught: list[warnings.WarningMessage]) -> bool:
     """Whether kikuchipy warned that the scan's grid is hexagonal; other warnings go on as they came."""
     hexagonal = False
     for warning in caught:
-        if "hexagonal grid" in str(warning.message):
+        if "hexagonal grid" in str(warning.message) or "grid is hexagonal" in str(warning.message):
             hexagonal = True
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
@@ -418,6 +424,47 @@ def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bo
         f"the file ends part-way through pattern {patterns + 1} (a copy or upload that did not finish?): the "
         f"{patterns} whole pattern{'s' if patterns != 1 else ''} before it {'were' if patterns != 1 else 'was'} read"
     ]
+
+
+def _refused_as_hexagonal(exc: Exception) -> bool:
+    """Whether kikuchipy refused an h5ebsd file as of a hexagonal grid (EDAX's "HexGrid", Bruker's "hexagonal")."""
+    found = re.search(r"Only square grids are supported, not '?(.*?)'?$", str(exc))
+    return bool(found and "hex" in found[1].lower())
+
+
+#: Where the patterns of an h5ebsd scan lie: EDAX's, Bruker's
+H5EBSD_PATTERNS = ("EBSD/Data/Pattern", "EBSD/Data/RawPatterns")
+
+
+def _hexagonal_h5ebsd(path: Path, lazy: bool):
+    """The first scan of an h5ebsd file of a hexagonal grid, which kikuchipy refuses to read, read as one line of
+    patterns in the file's order (as kikuchipy reads an EDAX ``.up2`` of one), with a warning that says so; its step
+    is the header's ``Step X``. None where no dataset of the scan holds one pattern per point."""
+    import dask.array as da
+    import h5py
+    import kikuchipy as kp
+
+    file = h5py.File(path, "r")  # kept open while a lazy scan is read, as kikuchipy keeps its own
+    try:
+        scan = file[_h5ebsd_scans(path)[0]]
+        data = next((scan[name] for name in H5EBSD_PATTERNS if isinstance(scan.get(name), h5py.Dataset)), None)
+        if data is None or data.ndim != 3 or 0 in data.shape:
+            file.close()
+            return None
+        step = scan.get("EBSD/Header/Step X")
+        step = float(np.ravel(step[()])[0]) if isinstance(step, h5py.Dataset) else 1.0
+        if lazy:
+            chunks = (max(1, 2**25 // data[0].nbytes), *data.shape[1:])
+            patterns = kp.signals.LazyEBSD(da.from_array(data, chunks=chunks))
+        else:
+            patterns = kp.signals.EBSD(data[()])
+            file.close()
+    except BaseException:
+        file.close()
+        raise
+    patterns.axes_manager.navigation_axes[0].scale = step
+    warnings.warn("the grid is hexagonal: read as one line of patterns", stacklevel=2)  # as kikuchipy says of .up2
+    return patterns
 
 
 def _h5ebsd_scans(path: Path) -> list[str]:
