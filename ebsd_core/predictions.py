@@ -25,8 +25,8 @@ def csv_rows(source: PatternSource, prediction: Prediction, name: str | None = N
     its images' names."""
     for i, (label, conf, probs) in enumerate(zip(prediction.labels, prediction.confidence, prediction.probabilities)):
         row_name = source.names[i] if source.names else None
-        if name:
-            row_name = f"{name}/{row_name}" if row_name and Path(source.path).is_dir() else name
+        if name:  # a folder's or a zip's images, a stack's pages, by their names in it; a file of one, by its own
+            row_name = f"{name}/{row_name}" if row_name and source.kind != "image" else name
         yield [printable_path(row_name or source.path), str(i), label, f"{conf:.4f}", *[f"{p:.4f}" for p in probs]]
 
 
@@ -43,6 +43,6 @@ def write_predictions(
 
 
 def prediction_counts(prediction: Prediction) -> dict[str, int]:
-    """Patterns per class, by symbol, in the model's order, then ``unknown``: each, read or not."""
+    """Patterns per class, by symbol in the model's order, then ``unknown``; a class that none was read as counts 0."""
     counts = Counter(prediction.labels)
     return {symbol: counts[symbol] for symbol in [*prediction.classes, UNKNOWN]}

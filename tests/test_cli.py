@@ -259,6 +259,11 @@ def test_predict_reads_a_folder_of_sample_folders_source_by_source(map_model, ma
         ("sample_c/exported.zip", 1),
     ]
     assert described[-2]["error"].startswith("kikuchipy cannot read this file")
+    # a zip beside a scan file is read too (only the scan files were), its images named in it, as a folder's are
+    # (they were all named by the zip alone)
+    assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_c"), "--out", str(out)]) == 0
+    assert [row["path"] for row in _csv_rows(out)] == ["exported.zip/p2.png"]
+    capsys.readouterr()
     # a folder of images given by itself, as before: its own images (with a warning that thumbs/ was not read)
     assert main(["predict", "--model", str(map_model), "--input", str(project / "sample_b"), "--out", str(out)]) == 0
     assert [row["path"] for row in _csv_rows(out)] == ["p2.png", "p10.png"]  # its images, beside thumbs/

@@ -220,6 +220,10 @@ def _dataset_orientations(ds) -> str:
 NOT_LAID_OUT = ("is not a supported h5ebsd file", "is not in EMsoft's format")
 
 
+#: What kikuchipy says of an h5ebsd scan of another grid than a square one, and the grid's name
+SQUARE_GRIDS_ONLY = re.compile(r"Only square grids are supported, not '?(.*?)'?$")
+
+
 def _why_unread(path: Path, exc: Exception) -> str:
     """Why kikuchipy could not read ``path``, in words a user can act on where its readers' own are not: where none
     recognised the file, RosettaSciIO asks the user to report an error in it, a copy cut short reads as a failed
@@ -239,7 +243,7 @@ def _why_unread(path: Path, exc: Exception) -> str:
             "it is an EDAX file of version 2, which kikuchipy does not read (it reads version 1, and 3 on): export "
             "the patterns again from EDAX's software"
         )
-    if found := re.search(r"Only square grids are supported, not '?(.*?)'?$", str(exc)):  # Bruker's, EDAX's
+    if found := SQUARE_GRIDS_ONLY.search(str(exc)):  # Bruker's, EDAX's
         return f"kikuchipy reads scans of a square grid only, and this one's grid is '{found[1]}'"
     if any(words in str(exc) for words in ("Unknown space group identifier", "base vectors are degenerate")):
         return f"the crystal phase its header gives is damaged ({exc})"  # EMsoft's phase of a simulation
@@ -428,7 +432,7 @@ def _edax_cut_short(path: Path, patterns: int, pattern_bytes: int, hexagonal: bo
 
 def _refused_as_hexagonal(exc: Exception) -> bool:
     """Whether kikuchipy refused an h5ebsd file as of a hexagonal grid (EDAX's "HexGrid", Bruker's "hexagonal")."""
-    found = re.search(r"Only square grids are supported, not '?(.*?)'?$", str(exc))
+    found = SQUARE_GRIDS_ONLY.search(str(exc))
     return bool(found and "hex" in found[1].lower())
 
 
@@ -585,17 +589,19 @@ def scans_in_folder(folder: Path) -> list[Path]:
 
 
 def sources_in_folder(folder: Path, within: Path | None = None) -> list[Path]:
-    """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` when the folder holds scans and no
-    images; when it holds neither, only sub-folders (a project folder of samples), every source in its tree, in
-    natural order: NORDIF acquisition folders, folders of images (their own images; see :func:`open_patterns`
-    ``labelled=False``), folders of class folders, scan files and zips, through linked folders too. Saved models and
-    hidden folders are passed over. Empty when the folder is read as one source (a folder of images, of class folders
-    that each name a space group, a NORDIF acquisition). A sub-folder this account may not read is listed as a source,
-    to be refused with that reason when it is read. ``within``: links that lead out of this folder are not followed (a
-    server's data root, where they would be refused: a link to ``/`` would have the whole disk walked)."""
+    """What ``predict`` reads of a folder, each by itself: :func:`scans_in_folder` and the zips beside them when the
+    folder holds scans and no images; when it holds neither, only sub-folders (a project folder of samples), every
+    source in its tree, in natural order: NORDIF acquisition folders, folders of images (their own images; see
+    :func:`open_patterns` ``labelled=False``), folders of class folders, scan files and zips, through linked folders
+    too. Saved models and hidden folders are passed over. Empty when the folder is read as one source (a folder of
+    images, of class folders that each name a space group, a NORDIF acquisition). A sub-folder this account may not read
+    is listed as a source, to be refused with that reason when it is read. ``within``: links that lead out of this
+    folder are not followed (a server's data root, where they would be refused: a link to ``/`` would have the whole
+    disk walked)."""
     check_readable(folder)
-    if scans := scans_in_folder(folder):
-        return scans
+    if scans := scans_in_folder(folder):  # with the zips beside them (of a scan's images), as in a sample's folder
+        zips = [p for p in folder.iterdir() if p.is_file() and _is_source_file_name(p.name) and p not in scans]
+        return sorted(scans + zips, key=lambda p: images.natural_order(p.name))
     if _read_whole(folder):
         return []
     if images.holds_images_itself(folder):
