@@ -39,7 +39,7 @@ from ebsd_core.atomic import account_name, atomic_dir, atomic_path, check_writab
 from ebsd_core.backbones import CHANNEL_MODES, create_model
 from ebsd_core.errors import InputError, ModelError, PhaseError, StoreError
 from ebsd_core.io.dataset import made_by_simulator
-from ebsd_core.io.images import ZIP_ERRORS
+from ebsd_core.io.images import ZIP_ERRORS, first_names
 from ebsd_core.paths import (
     MODEL_STORE_VARIABLE,
     NOT_UTF8,
@@ -844,7 +844,7 @@ def read_card(path: str | Path) -> ModelCard:
         )
     try:
         if not meta_path.is_file():
-            raise ModelError(f"no {META} here: not a saved model", folder)
+            raise ModelError(_not_a_model_words(folder), folder)
         text = meta_path.read_text()
     except PermissionError:
         raise ModelError(UNREADABLE_MODEL, folder) from None
@@ -855,6 +855,24 @@ def read_card(path: str | Path) -> ModelCard:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{META} is not valid JSON ({exc})", folder) from None
     return ModelCard.from_json(data, meta_path)
+
+
+def _not_a_model_words(path: Path) -> str:
+    """Why ``path``, which holds no ``model.json``, is no saved model, and what to give instead: the mistakes made
+    with a model's path (a file of it, its zip, the store)."""
+    if path.is_file() and path.name in (META, WEIGHTS):
+        return f"is a file of a saved model: give its folder ({path.parent})"
+    if path.is_file() and path.suffix.lower() == ".zip":
+        return (
+            "is a file, not a saved model's folder: a model's zip (the Results page's download) is added to the "
+            f"store first (python -m ebsd_core import-model {path}), then given by its name"
+        )
+    if held := sorted(folder.name for folder in _folders(path) if (folder / META).is_file()):
+        return (
+            f"no {META} here: it holds saved models ({first_names(held)}), each a model of its own: give one of "
+            f"them ({path / held[0]})"
+        )
+    return f"no {META} here: not a saved model"
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelCard]:

@@ -229,6 +229,33 @@ def _zip_of(folder, zip_path, top=True):
     return zip_path
 
 
+def test_a_model_given_by_a_file_of_it_its_zip_or_its_store_is_told_what_to_give(trained, tmp_path):
+    """Found on review: ``--model models`` (the store), ``--model models/NAME/model.json`` and ``--model NAME.zip``
+    (the Results page's download) were each "no model.json here: not a saved model", which said nothing of what to
+    give instead."""
+    _, result = trained
+    store = tmp_path / "store"
+    path = save_model(result.model, result.card, store / "mine")
+    with pytest.raises(
+        ModelError, match=re.escape(f"it holds saved models (mine), each a model of its own: give one of them ({path})")
+    ):
+        load_model(store)
+    for file in ("model.json", "weights.safetensors"):
+        with pytest.raises(ModelError, match=re.escape(f"is a file of a saved model: give its folder ({path})")):
+            load_model(path / file)
+    download = _zip_of(path, tmp_path / "mine.zip")
+    with pytest.raises(
+        ModelError,
+        match=re.escape(
+            f"is added to the store first (python -m ebsd_core import-model {download}), then given by its name"
+        ),
+    ):
+        load_model(download)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no model.json here: not a saved model"):
+        load_model(tmp_path / "empty")
+
+
 def test_a_downloaded_model_is_imported_checked_and_never_over_another(trained, tmp_path):
     _, result = trained
     card = copy.deepcopy(result.card)
