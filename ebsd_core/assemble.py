@@ -268,6 +268,12 @@ def dataset_from_regions(
         When the source records no map shape and none is given, a region reaches outside the map, a point lies in
         regions of two space groups, or the regions are all of one space group.
     """
+    if source.hexagonal_grid:  # rows and columns given would take its patterns from the wrong places
+        raise InputError(
+            f"{source.hexagonal_note}. Nor can regions of it be taken: if it holds one phase, label the scan whole "
+            "(dataset --scan PATH=SPACEGROUP; on the Data page, a scan of one phase)",
+            source.path,
+        )
     shape = tuple(nav_shape or source.nav_shape or ())
     source = source.laid_on(shape)  # a map of more rows than its images give (an export cut short): blank there
     if len(shape) != 2 or shape[0] * shape[1] != len(source):

@@ -37,8 +37,7 @@ from ebsd_core.inference import (
     views_for_all,
 )
 from ebsd_core.io.orientations import known
-from ebsd_core.io.point_names import HEXAGONAL_NAMES
-from ebsd_core.io.readers import HEXAGONAL_GRID, PatternSource, open_patterns
+from ebsd_core.io.readers import PatternSource, open_patterns
 from ebsd_core.phases import get_material, materials_for, space_group_symbol
 from ebsd_core.store import META, ModelCard
 from ebsd_core.wording import counted
@@ -349,7 +348,7 @@ def rows_lacking_note(rows: int, map_rows: int, indexing: str) -> str:
 
 def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[int, int]:
     if source.hexagonal_grid:
-        raise InputError(HEXAGONAL_GRID if source.kind == "kikuchipy" else HEXAGONAL_NAMES, source.path)
+        raise InputError(source.hexagonal_note, source.path)
     recorded = tuple(int(v) for v in source.nav_shape or ())
     if nav_shape is not None and len(recorded) == 2 and tuple(int(v) for v in nav_shape) != recorded:
         records = "its images' names give" if source.kind in ("image-folder", "zip") else "the file records"

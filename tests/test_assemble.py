@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -418,6 +419,19 @@ def test_regions_of_images_need_the_map_shape(two_scans):
         dataset_from_regions(open_patterns(ferrite_path), regions)
     dataset = dataset_from_regions(open_patterns(ferrite_path), regions, nav_shape=(2, 5))
     assert (dataset.patterns[dataset.labels == dataset.classes.index(221)] == ferrite[[8, 9]]).all()
+
+
+def test_regions_of_a_hexagonal_scan_are_refused_also_with_a_map_shape_given():
+    """Found on review: rows and columns given (--nav-shape) laid a hexagonal scan, read as a line, on a square grid
+    it does not fill that way: its regions were taken from the wrong patterns, without a word."""
+    from conftest import KIKUCHIPY_DATA
+
+    from ebsd_core.io.readers import HEXAGONAL_GRID
+
+    hexagonal = open_patterns(KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2")
+    regions = [MapRegion(225, (0, 0), (0, 4)), MapRegion(229, (1, 1), (0, 4))]
+    with pytest.raises(InputError, match=re.escape(f"{HEXAGONAL_GRID}. Nor can regions of it be taken: if it holds")):
+        dataset_from_regions(hexagonal, regions, nav_shape=(2, 5))
 
 
 def test_cli_dataset_of_regions(tmp_path, capsys, caplog):

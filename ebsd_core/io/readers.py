@@ -26,6 +26,7 @@ from ebsd_core.io import images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
+from ebsd_core.io.point_names import HEXAGONAL_NAMES
 from ebsd_core.paths import is_hidden, printable_path
 from ebsd_core.shared_state import caught_warnings
 from ebsd_core.wording import counted, slug
@@ -122,6 +123,11 @@ class PatternSource:
             warnings=list(self.warnings),
             unread=dict(self.unread),
         )
+
+    @property
+    def hexagonal_note(self) -> str:
+        """Why no map is drawn of a scan on a hexagonal grid (:attr:`hexagonal_grid`), in the words of its reading."""
+        return HEXAGONAL_GRID if self.kind == "kikuchipy" else HEXAGONAL_NAMES
 
     def rows_lacking(self, nav_shape: Sequence[int]) -> int:
         """How many rows of a map of ``nav_shape`` (rows, columns) this scan named by its points from its first
