@@ -491,12 +491,14 @@ def phase_map_job(
 def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None) -> dict:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
-    on. ``name``: the scan as its user knows it, which names the rows (an upload's own name, not the server's path
+    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do). ``name``: the scan as its user
+    knows it, which names the rows (an upload's own name, not the server's path
     of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import phases_for_model
     from ebsd_core.predictions import prediction_counts, write_predictions
     from ebsd_core.store import load_model
 
@@ -513,6 +515,7 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
         "model_name": Path(model_dir).name,  # the store's name for it
         "patterns": len(source),
         "counts": prediction_counts(prediction),
+        "labels": {phase.symbol: phase.label for phase in phases_for_model(card)},  # as its maps name them
         "notes": reading_notes(source, card) + blank_pattern_note(blank, source.imageless, source.unread),
     }
 

@@ -338,13 +338,9 @@ def show_predictions(result: dict) -> None:
     st.caption(f"Classified with {result['model_name']}.")
     show_notes(result["notes"])
     total = max(result["patterns"], 1)
-    names = list(result["counts"])  # the classes' symbols, then unknown
-    with contextlib.suppress(EbsdError, OSError):  # named as its maps name them, while the model is in the store
-        labels = [phase.label for phase in phases_for_model(read_card(default_store() / result["model_name"]))]
-        names = labels + names[len(labels) :] if len(labels) == len(names) - 1 else names
     st.dataframe(
         {
-            "Phase": names,
+            "Phase": [result["labels"].get(symbol, symbol) for symbol in result["counts"]],  # then unknown
             "Patterns": list(result["counts"].values()),
             "Share": [percent(count / total) for count in result["counts"].values()],
         },

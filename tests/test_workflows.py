@@ -173,6 +173,7 @@ def test_the_phase_map_pages_classifying_of_a_scan_of_no_map_writes_predicts_csv
     said = json.loads(capsys.readouterr().out)["predictions"]
     assert state.result["counts"] == {"Fm-3m": said.get("Fm-3m", 0), "Im-3m": said.get("Im-3m", 0), "unknown": 0}
     assert state.result["patterns"] == 40 and state.result["model_name"] == "duplex"
+    assert state.result["labels"] == {"Fm-3m": "Austenite (Fm-3m)", "Im-3m": "Ferrite (Im-3m)"}
     assert state.result["predictions"] == str(out) and state.result["scan"] == str(folder)
     with pytest.raises(CancelledError, match="prediction cancelled"):
         classify_job(CancelledContext(), str(map_model), str(folder), tmp_path / "cancelled.csv")
