@@ -110,7 +110,8 @@ def _hexagonal(points: list[tuple[int, int]], rows: int, columns: int) -> bool:
     if rows < 2 or columns < 3 or len({(r + c) % 2 for r, c in points}) != 1:
         return False
     per_row = Counter(r for r, _ in points)
-    places = (rows * columns + (1 if (points[0][0] + points[0][1]) % 2 == 0 else -1) * (rows * columns % 2)) // 2
+    even = (points[0][0] + points[0][1]) % 2 == 0
+    places = rows * columns // 2 + (rows * columns % 2 if even else 0)  # of an odd count, (0, 0)'s take one more
     return 2 * sum(count >= 2 for count in per_row.values()) >= rows and 2 * len(points) >= places
 
 
