@@ -110,6 +110,28 @@ def test_an_image_whose_whole_data_is_there_is_not_taken_for_cut_short(tmp_path,
     assert source.batch(0, 8).shape == (8, 20, 20)
 
 
+def test_an_image_that_may_be_cut_short_is_decoded_once_when_the_folder_is_decoded_at_once(tmp_path, monkeypatch):
+    """Found on review: such an image (a JPEG with metadata a camera appends after its end marker, so every image of
+    such a camera) was decoded when its header was read, to be found at once, then again with the folder: twice the
+    time (2,000 of 120x120 px: 0.58 s, now 0.37 s). Read batch by batch, it is still decoded when the folder is opened
+    (above)."""
+    from PIL import ImageFile
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(np.full((20, 20), index, np.uint8)).save(folder / f"p{index}.jpg")
+        (folder / f"p{index}.jpg").write_bytes((folder / f"p{index}.jpg").read_bytes() + b"metadata a camera appends")
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: decoded.append(bool(img.tile)) or load(img))
+    source = open_patterns(folder)
+    assert isinstance(source.patterns, np.ndarray) and len(source) == 6 and not source.warnings
+    assert sum(decoded) == 6  # each once
+    _truncate(folder / "p3.jpg")
+    assert "p3.jpg" not in open_patterns(folder).names  # found when decoded with the others, as before
+
+
 def test_an_image_damaged_past_its_header_is_named_when_streamed(tmp_path, streamed):
     """Damage that leaves a file's length whole is found, and named, when it is decoded."""
     root = _class_folder(tmp_path / "data")

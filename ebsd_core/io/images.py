@@ -58,6 +58,7 @@ class _Header:
 
     shape: tuple[int, int]
     dtype: np.dtype
+    cut_short: bool = False  # its file may end before its data does (:func:`_may_be_cut_short`): decoding tells
 
 
 # PIL raises above twice this and warns above it; _checked_header refuses what lies between, from the same header.
@@ -129,13 +130,10 @@ def _to_grey(img: Image.Image) -> np.ndarray:
 
 
 def _header(file: str | Path | BinaryIO, path: str | Path, whole: bool = False) -> _Header:
-    """What the image's header says; with ``whole`` (``file`` holds the whole image), also that an image whose file
-    may end before its data does (:func:`_may_be_cut_short`) decodes."""
+    """What the image's header says; with ``whole`` (``file`` holds the whole image), also whether its file may end
+    before its data does (:func:`_may_be_cut_short`), which decoding it tells."""
     with _image_errors(path), Image.open(file) as img:
-        header = _Header(*_checked_header(img, path))
-        if whole and _may_be_cut_short(img):
-            img.load()  # rare: decoded now, its error names why it cannot be read
-        return header
+        return _Header(*_checked_header(img, path), cut_short=whole and _may_be_cut_short(img))
 
 
 #: Why an image whose file ends before its data does cannot be read.
@@ -668,24 +666,57 @@ def _opened(
     patterns are then laid on it, each decoded into its place, with a blank one at each point without a readable
     image, whose name is "" (copied onto it after they were decoded, they took twice their memory meanwhile)."""
     names, headers = _without_outsized(container, *_read_headers(container, names, warn), warn)
-    stack = ImageStack(container, names, headers)
-    if stack.resized:
-        rows, cols = stack.shape[1:]
-        warn.append(
-            f"{counted(len(stack.resized), 'image')} resized to {cols}x{rows}, the size of most, after a centre crop"
-            f" to its aspect ratio where theirs differs (e.g. {stack.resized[0]})"
-        )
-    if places is not None:
-        readable = set(names)
-        stack = stack.with_blanks([name if name in readable else "" for name in places])
+    stack = _stack(container, names, headers, places)
     if lazy and stack.nbytes > IN_MEMORY_BYTES:
+        # an image whose file may end before its data does is decoded now, to be found when the folder is opened,
+        # not at the end of a long run (decoded at once, it is found then; decoding it here too took twice as long)
+        if len(kept := _decodable(container, names, headers, warn)) < len(names):
+            names, headers = [names[i] for i in kept], [headers[i] for i in kept]
+            stack = _stack(container, names, headers, places)
+        _say_resized(stack, warn)
         return stack, list(stack.names)
+    _say_resized(stack, warn)
     if places is None:
         patterns, kept = stack.readable(warn)
         return patterns, [names[i] for i in kept]
     patterns, failed = stack.read_block(0, len(stack))
     _report_unreadable(container, [(stack.names[i], why) for i, why in failed.items()], len(names), warn)
     return patterns, ["" if index in failed else name for index, name in enumerate(stack.names)]
+
+
+def _stack(
+    container: _Container, names: list[str], headers: list[_Header], places: list[str | None] | None
+) -> ImageStack:
+    """The images ``names``, laid on ``places`` where given (:func:`_opened`)."""
+    stack = ImageStack(container, names, headers)
+    if places is None:
+        return stack
+    readable = set(names)
+    return stack.with_blanks([name if name in readable else "" for name in places])
+
+
+def _decodable(container: _Container, names: list[str], headers: list[_Header], warn: list[str]) -> list[int]:
+    """The indices of the images that decode, of those whose files may end before their data (the others are not
+    decoded); those that do not are left out with a warning."""
+    failed = []
+    for index, (name, header) in enumerate(zip(names, headers)):
+        if header.cut_short:
+            try:
+                container.decode(name)
+            except InputError as exc:
+                failed.append((index, name, exc.reason))
+    _report_unreadable(container, [(name, why) for _, name, why in failed], len(names), warn)
+    left_out = {index for index, _, _ in failed}
+    return [index for index in range(len(names)) if index not in left_out]
+
+
+def _say_resized(stack: ImageStack, warn: list[str]) -> None:
+    if stack.resized:
+        rows, cols = stack.shape[1:]
+        warn.append(
+            f"{counted(len(stack.resized), 'image')} resized to {cols}x{rows}, the size of most, after a centre crop"
+            f" to its aspect ratio where theirs differs (e.g. {stack.resized[0]})"
+        )
 
 
 def _without_outsized(
