@@ -491,7 +491,8 @@ def phase_map_job(
 def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None) -> dict:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
-    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do). ``name``: the scan as its user
+    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do), and the pattern the model was least
+    sure of (``least_sure``, its index). ``name``: the scan as its user
     knows it, which names the rows (an upload's own name, not the server's path
     of it)."""
     from ebsd_core.backbones import select_device
@@ -509,7 +510,9 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
     context.report(0.98, f"writing the predictions of {len(source):,} patterns")
     write_predictions(out, source, prediction, card, name)
     blank = blank_points(prediction.quality)
+    held = np.flatnonzero(~blank)  # a blank pattern is not one the model was unsure of: it holds nothing
     return {
+        "least_sure": int(held[np.argmin(prediction.confidence[held])]) if len(held) else None,
         "predictions": str(out),
         "scan": scan_path,
         "model_name": Path(model_dir).name,  # the store's name for it

@@ -359,6 +359,25 @@ def show_predictions(result: dict) -> None:
         "each class's probability (the predict command's columns).",
         key="predictions_csv",
     )
+    explain_a_prediction(result)
+
+
+def explain_a_prediction(result: dict) -> None:
+    """Open one of the patterns classified on the Explain page, from the one the model was least sure of."""
+    if not Path(result["scan"]).exists():  # an upload cleared since: nothing to explain it from
+        return
+    last = result["patterns"] - 1
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    index = left.number_input(
+        f"Pattern (0 to {last:,})",
+        0,
+        last,
+        value=min(result.get("least_sure") or 0, last),
+        key=f"predictions_pattern@{result['predictions']}",
+        help="Its index in the CSV; first, the pattern the model was least sure of.",
+    )
+    if right.button("Explain this pattern", icon=":material/visibility:", key="explain_prediction"):
+        send_to_explain(result["model_name"], result["scan"], int(index), kind="classified scan")
 
 
 def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:

@@ -3316,6 +3316,13 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert rows[0].startswith("path,index,prediction,confidence,p_Fm-3m") and rows[1].startswith(
         "hexagonal/x0_y0.png,0,"
     )
+    # one of them explained, from the one the model was least sure of
+    least = min(range(40), key=lambda i: float(rows[i + 1].split(",")[3]))
+    assert next(n for n in app.number_input if n.label == "Pattern (0 to 39)").value == least
+    next(b for b in app.button if b.label == "Explain this pattern").click().run()
+    assert not app.exception and not app.error
+    assert next(s for s in app.selectbox if s.label == "Patterns from").value == "classified scan: hexagonal"
+    assert next(s for s in app.selectbox if s.label.startswith("Pattern (40 images)")).value == least
 
 
 def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):
