@@ -340,7 +340,7 @@ def show_predictions(result: dict) -> None:
     total = max(result["patterns"], 1)
     st.dataframe(
         {
-            "Phase": [result["labels"].get(symbol, symbol) for symbol in result["counts"]],  # then unknown
+            "Phase": [result.get("labels", {}).get(symbol, symbol) for symbol in result["counts"]],  # then unknown
             "Patterns": list(result["counts"].values()),
             "Share": [percent(count / total) for count in result["counts"].values()],
         },
