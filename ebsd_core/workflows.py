@@ -492,9 +492,8 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
     on (``counts`` by space-group symbol, ``labels`` naming each as its maps do), and the pattern the model was least
-    sure of (``least_sure``, its index). ``name``: the scan as its user
-    knows it, which names the rows (an upload's own name, not the server's path
-    of it)."""
+    sure of (``least_sure``, its index). ``name``: the scan as its user knows it, which names the rows (an upload's
+    own name, not the server's path of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
