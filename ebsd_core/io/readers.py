@@ -398,7 +398,7 @@ def _hexagonal_grid(caught: list[warnings.WarningMessage]) -> bool:
     """Whether kikuchipy warned that the scan's grid is hexagonal; other warnings go on as they came."""
     hexagonal = False
     for warning in caught:
-        if "hexagonal grid" in str(warning.message) or "grid is hexagonal" in str(warning.message):
+        if "hexagonal grid" in str(warning.message):
             hexagonal = True
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
@@ -473,7 +473,7 @@ def _hexagonal_h5ebsd(path: Path, lazy: bool):
         file.close()
         raise
     patterns.axes_manager.navigation_axes[0].scale = step
-    warnings.warn("the grid is hexagonal: read as one line of patterns", stacklevel=2)  # as kikuchipy says of .up2
+    warnings.warn("a hexagonal grid, read as one line of patterns", stacklevel=2)  # as kikuchipy warns of a .up2
     return patterns
 
 
