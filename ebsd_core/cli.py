@@ -141,7 +141,7 @@ def _dataset_of_regions(args: argparse.Namespace):
         sampling_notes,
     )
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.phases import parse_space_group
+    from ebsd_core.phases import space_group_of_label
     from ebsd_core.simulate_map import parse_shape
 
     regions, paths = [], []
@@ -156,7 +156,7 @@ def _dataset_of_regions(args: argparse.Namespace):
             )
         paths.append(Path(path))
         first_row, last_row, first_col, last_col = map(int, bounds.groups())
-        regions.append(MapRegion(parse_space_group(group), (first_row, last_row), (first_col, last_col)))
+        regions.append(MapRegion(space_group_of_label(group), (first_row, last_row), (first_col, last_col)))
     if len({path.resolve() for path in paths}) > 1:
         raise EbsdError(
             "--region: give regions of one scan (map each scan with its own model, or train on both with --scan)"
@@ -730,12 +730,12 @@ def _device(name: str):
 
 
 def _path_and_space_group(text: str, option: str) -> tuple[Path, int]:
-    from ebsd_core.phases import parse_space_group
+    from ebsd_core.phases import space_group_of_label
 
     path, _, group = text.rpartition("=")
     if not path:
         raise EbsdError(f"{option} {text!r}: write it as PATH=SPACEGROUP, e.g. ni.h5=Fm-3m")
-    return Path(path), parse_space_group(group)
+    return Path(path), space_group_of_label(group)
 
 
 @command("fewshot-curve")
@@ -1078,7 +1078,8 @@ def _add_dataset_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scan",
         action="append",
-        help="a single-phase scan and its space group, PATH=SPACEGROUP (e.g. ni.up1=Fm-3m); repeat per scan",
+        help="a single-phase scan and its space group, PATH=SPACEGROUP (e.g. ni.up1=Fm-3m, or by a catalogue "
+        "material: ni.up1=ni); repeat per scan",
     )
     p.add_argument(
         "--region",

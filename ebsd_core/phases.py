@@ -8,6 +8,7 @@ Users add phases from CIF files with :func:`phase_from_cif`.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from dataclasses import dataclass, field
@@ -285,6 +286,44 @@ def space_group_words(text: str) -> str | None:
     return "space group {} ({})".format(*named)
 
 
+#: Names labs give a phase (a class folder, a scan's label) that do not say which of the space groups sharing a
+#: lattice is meant, or that name a structure no model here tells apart.
+PHASE_NAME_HINTS = {
+    "fe": "iron: ferrite is Im-3m (229), austenite Fm-3m (225)",
+    "iron": "ferrite is Im-3m (229), austenite Fm-3m (225)",
+    "fcc": "an FCC metal is Fm-3m (225), diamond-cubic Si or Ge Fd-3m (227), L1_2 Ni3Al Pm-3m (221)",
+    "bcc": "a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221)",
+    "ti": f"titanium: alpha-Ti is P6_3/mmc (194), {NOT_TOLD_APART}; beta-Ti is Im-3m (229)",
+    "hcp": f"an HCP metal, Ti, Mg or Zr, is P6_3/mmc (194), {NOT_TOLD_APART}",
+}
+
+
+def space_group_of_label(text: str) -> int:
+    """The space group a user's label of a phase names: a number or symbol (``225``, ``"Fm-3m"``) or a catalogue
+    material (``"ni"``, as a class folder may be named).
+
+    Raises
+    ------
+    PhaseError
+        Naming what the label may have meant (``"Fe"``: ferrite or austenite; ``"nickel"``: ni).
+    """
+    try:
+        return parse_space_group(text)
+    except PhaseError as not_a_group:
+        if (found := catalogue_material(text)) is not None:
+            return found.space_group
+        label = str(text).strip()
+        if label.lower() in PHASE_NAME_HINTS:
+            raise PhaseError(f"{label!r} does not name a space group ({PHASE_NAME_HINTS[label.lower()]})") from None
+        if any_space_group(label) is not None:
+            raise
+        six = ", ".join(M3M_SPACE_GROUPS[k] for k in DEFAULT_CLASSES)
+        raise PhaseError(
+            f"unknown space group {label!r}{_meant_words(label)}: use a number 221-230, a symbol such as {six}, "
+            "or a catalogue material ('python -m ebsd_core phases')"
+        ) from not_a_group
+
+
 def catalogue_material(key: str) -> Material | None:
     """The catalogue material of a key (case-insensitive), or None."""
     return CATALOGUE.get(str(key).strip().lower())
@@ -294,8 +333,63 @@ def get_material(key: str) -> Material:
     """Look up a catalogue material by key (case-insensitive)."""
     found = catalogue_material(key)
     if found is None:
-        raise PhaseError(f"unknown phase {key!r}; known phases: {', '.join(sorted(CATALOGUE))}")
+        raise PhaseError(f"unknown phase {key!r}{_meant_words(str(key))}; known phases: {', '.join(sorted(CATALOGUE))}")
     return found
+
+
+#: English names of the catalogue's elements, as a user may type them for its materials.
+_ELEMENT_NAMES = {
+    "iron": ("ferrite", "austenite"),
+    "fe": ("ferrite", "austenite"),
+    "nickel": ("ni",),
+    "copper": ("cu",),
+    "aluminium": ("al",),
+    "aluminum": ("al",),
+    "silicon": ("si",),
+    "germanium": ("ge",),
+    "carbon": ("diamond",),
+    "tungsten": ("w",),
+    "molybdenum": ("mo",),
+    "tantalum": ("ta",),
+}
+
+
+def _bare(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def _name_words(material: Material) -> set[str]:
+    """The words of a material's name, alone and as its brackets group them: ``"Ni3Al (L1_2, gamma prime)"`` has
+    ``ni3al``, ``l12``, ``gamma``, ``prime`` and ``gammaprime``; ``"Ferrite (alpha-Fe)"`` has ``fe``."""
+    pieces = re.split(r"[\s(),-]+", material.name) + re.split(r"[(),]+", material.name)
+    return {_bare(piece) for piece in pieces} - {""}
+
+
+def _meant_words(key: str) -> str:
+    """What an unknown phase key may have meant, as a clause of its message: a material by an English name (``iron``), a
+    word of its name (``B2``, ``alpha-Fe``, ``garnet``), a space group's materials (``Fm-3m``) or a near spelling."""
+    word = _bare(key)
+    if not word:
+        return ""
+    meant = [CATALOGUE[k] for k in _ELEMENT_NAMES.get(word, ())] or [
+        m for m in CATALOGUE.values() if word in _name_words(m)
+    ]
+    if not meant and (named := space_group_words(key)):
+        group = any_space_group(key)
+        if group not in M3M_SPACE_GROUPS:
+            return f" (it names {named}, {NOT_TOLD_APART})"
+        keys = ", ".join(m.key for m in materials_for(group))
+        return (
+            f" (it names {named}, whose materials here are {keys})"
+            if keys
+            else f" (it names {named}, which no material here has)"
+        )
+    if not meant:
+        meant = [CATALOGUE[k] for k in difflib.get_close_matches(word, CATALOGUE, n=3, cutoff=0.75)]
+    choices = [f"{m.key} ({m.name}, {m.symbol})" for m in meant]
+    if len(choices) > 1:
+        choices = [", ".join(choices[:-1]), choices[-1]]
+    return f", perhaps {' or '.join(choices)}" if choices else ""
 
 
 def material_label(key: str) -> str:

@@ -199,6 +199,13 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     both_ni = ["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=225"]
     assert main([*both_ni, "--out", str(tmp_path / "one.h5")]) == 2
     assert "classification needs two classes" in capsys.readouterr().err
+    by_material = ["dataset", "--scan", f"{ni_path}=ni", "--scan", f"{ferrite_path}=Ferrite", "--out"]
+    assert main([*by_material, str(tmp_path / "by_material.h5")]) == 0  # as class folders may be named
+    assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 10, "Im-3m": 10}
+    assert main(["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=Fe", "--out", str(out)]) == 2
+    assert "error: 'Fe' does not name a space group (iron: ferrite is Im-3m (229), austenite Fm-3m (225))" in (
+        capsys.readouterr().err
+    )
     assert main(["dataset", "--scan", str(ni_path), "--out", str(tmp_path / "bad.h5")]) == 2
     assert "write it as PATH=SPACEGROUP" in capsys.readouterr().err
     assert not (tmp_path / "one.h5").exists() and not (tmp_path / "bad.h5").exists()

@@ -10,6 +10,7 @@ from ebsd_core.phases import (
     materials_for,
     parse_space_group,
     phase_from_cif,
+    space_group_of_label,
     space_group_symbol,
 )
 
@@ -74,8 +75,29 @@ def test_what_names_no_space_group_is_none(written):
 
 
 def test_unknown_phase_names_known_ones():
-    with pytest.raises(PhaseError, match="known phases"):
+    with pytest.raises(PhaseError, match="known phases") as raised:
         get_material("unobtainium")
+    assert "perhaps" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("fe", "perhaps ferrite (Ferrite (alpha-Fe), Im-3m) or austenite (Austenite (gamma-Fe), Fm-3m);"),
+        ("Nickel", "perhaps ni (Ni, Fm-3m);"),
+        ("B2", "perhaps nial (NiAl (B2), Pm-3m) or feal (FeAl (B2), Pm-3m);"),
+        ("L1_2", "perhaps ni3al (Ni3Al (L1_2, gamma prime), Pm-3m), cu3au (Cu3Au (L1_2), Pm-3m), pt3fe"),
+        ("gamma-prime", "perhaps ni3al ("),
+        ("ferite", "perhaps ferrite ("),
+        ("Fm-3m", "(it names space group 225 (Fm-3m), whose materials here are ni, cu, al, austenite, nacl);"),
+        ("222", "(it names space group 222 (Pn-3n), which no material here has);"),
+        ("P63/mmc", "(it names space group 194 (P63/mmc), not one of the cubic m-3m"),
+    ],
+)
+def test_unknown_phase_says_which_material_it_may_mean(typed, meant):
+    with pytest.raises(PhaseError, match="known phases") as raised:
+        get_material(typed)
+    assert f"unknown phase {typed!r}{' ' if meant.startswith('(') else ', '}{meant}" in str(raised.value)
     assert space_group_symbol(227) == "Fd-3m"
 
 
@@ -241,3 +263,25 @@ def test_a_cif_file_with_faults_is_told_which(tmp_path, capsys):
     path.write_text(ni.replace("Ni1 Ni ", "Ni1 Ni2+ "))  # an ion's charge is left out, as before
     assert phase_from_cif(path).sites[0][0] == "Ni"
     assert "SYNTAX ERROR" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("label", "space_group"), [("Fm-3m", 225), ("229", 229), ("Fm3m", 225), ("ni", 225), ("Ni3Al", 221)]
+)
+def test_a_phase_is_labelled_by_its_space_group_or_a_catalogue_material(label, space_group):
+    assert space_group_of_label(label) == space_group
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("BCC", "'BCC' does not name a space group (a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221))"),
+        ("nickel", "unknown space group 'nickel', perhaps ni (Ni, Fm-3m): use a number 221-230, a symbol such as"),
+        ("P63/mmc", "'P63/mmc' is space group 194 (P63/mmc), not one of the cubic m-3m space groups"),
+        ("zzz", "unknown space group 'zzz': use a number 221-230, a symbol such as Pm-3m, Pm-3n, Fm-3m, Fd-3m, Im-3m,"),
+    ],
+)
+def test_a_label_that_names_no_space_group_says_what_it_may_mean(label, message):
+    with pytest.raises(PhaseError) as raised:
+        space_group_of_label(label)
+    assert str(raised.value).startswith(message)

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from ebsd_core.errors import InputError, PhaseError
 from ebsd_core.io.point_names import ScanGrid, scan_grid
 from ebsd_core.paths import is_hidden
-from ebsd_core.phases import NOT_TOLD_APART, get_material, parse_space_group, space_group_words
+from ebsd_core.phases import NOT_TOLD_APART, PHASE_NAME_HINTS, get_material, parse_space_group, space_group_words
 from ebsd_core.threads import usable_cpus
 from ebsd_core.wording import counted
 
@@ -537,25 +537,13 @@ def holds_images(folder: Path) -> bool:
     return any(holds_images_itself(place) for place in itertools.chain([folder], _visible_subfolders(folder)))
 
 
-# names labs give class folders that do not say which of the space groups sharing a lattice is meant, or that
-# name a structure no model here tells apart
-CLASS_NAME_HINTS = {
-    "fe": "iron: ferrite is Im-3m (229), austenite Fm-3m (225)",
-    "iron": "ferrite is Im-3m (229), austenite Fm-3m (225)",
-    "fcc": "an FCC metal is Fm-3m (225), diamond-cubic Si or Ge Fd-3m (227), L1_2 Ni3Al Pm-3m (221)",
-    "bcc": "a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221)",
-    "ti": f"titanium: alpha-Ti is P6_3/mmc (194), {NOT_TOLD_APART}; beta-Ti is Im-3m (229)",
-    "hcp": f"an HCP metal, Ti, Mg or Zr, is P6_3/mmc (194), {NOT_TOLD_APART}",
-}
-
-
 def _why_not_a_class(tokens: list[str]) -> str:
     for token in tokens:  # "P63mmc" for Ti, "123"
         if named := space_group_words(token):
             return f"names {named}, {NOT_TOLD_APART}"
     for token in tokens:
-        if token.lower() in CLASS_NAME_HINTS:
-            return f"does not name a space group ({CLASS_NAME_HINTS[token.lower()]})"
+        if token.lower() in PHASE_NAME_HINTS:
+            return f"does not name a space group ({PHASE_NAME_HINTS[token.lower()]})"
     return "does not name a space group"
 
 
