@@ -270,7 +270,7 @@ def dataset_from_regions(
     """
     if source.hexagonal_grid:  # rows and columns given would take its patterns from the wrong places
         raise InputError(
-            f"{source.hexagonal_note}. Nor can regions of it be taken: if it holds one phase, label the scan whole "
+            f"{source.hexagonal_note}. A region of it cannot be taken: if it holds one phase, label the scan whole "
             "(dataset --scan PATH=SPACEGROUP; on the Data page, a scan of one phase)",
             source.path,
         )

@@ -540,6 +540,8 @@ def _phasemap(args: argparse.Namespace) -> int:
 
         model, card = _load_for_inference(args)
         source = open_patterns(args.scan)
+        if source.hexagonal_places is not None and nav_shape is None and args.orientations is None:
+            return _hexagonal_phasemap(args, model, card, source, outputs)
         if args.orientations is not None:
             source = attach_orientations(source, args.orientations, nav_shape)
         phase_map = map_scan(
@@ -583,6 +585,43 @@ def _phasemap(args: argparse.Namespace) -> int:
             refused.append(str(out))
     print(json.dumps({"written": written} | ({"refused": refused} if refused else {}) | phase_map.summary()))
     return 2 if refused else 0
+
+
+def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: list[Path]) -> int:
+    """``phasemap`` of a scan on a hexagonal grid whose points' places it records: its phases drawn on that grid
+    (PNG). The square map's formats are refused before any work."""
+    from ebsd_core.caveats import reading_notes
+    from ebsd_core.inference import predict_source
+    from ebsd_core.map_export import write_grid_png
+    from ebsd_core.phasemap import phases_for_model
+    from ebsd_core.predictions import grid_points, prediction_counts
+
+    for out in outputs:
+        if out.suffix.lower() != ".png":
+            raise InputError(
+                "the scan's grid is hexagonal: its phases are drawn as .png, and no square map is made of it (.ang, "
+                ".ctf, .h5, .csv); 'predict' gives every pattern's class and probabilities as CSV",
+                out,
+            )
+    progress = print_progress if args.verbose else None
+    prediction = predict_source(
+        model, card, source, args.batch_size, progress, precision=args.precision, compile=args.compile
+    )
+    points, phases = grid_points(prediction, source.hexagonal_places), phases_for_model(card)
+    written = [str(write_grid_png(points, phases, out, Path(source.path).name)) for out in outputs]
+    summary = {
+        "source": source.path,
+        "model": Path(args.model).name,
+        "grid": "hexagonal",
+        "grain_cleanup": False,  # of a square map's neighbours
+        "points": len(source),
+        "phases": [p.label for p in phases],
+        "predictions": prediction_counts(prediction),
+        "unknown_threshold": card.unknown_threshold,
+        "notes": source.warnings + reading_notes(source, card),
+    }
+    print(json.dumps({"written": written} | summary))
+    return 0
 
 
 EXPLAIN_OPTIONS_USED = {  # besides --model and --out

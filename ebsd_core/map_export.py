@@ -17,7 +17,9 @@ from ebsd_core.atomic import atomic_path
 from ebsd_core.errors import InputError
 from ebsd_core.figures import pyplot
 from ebsd_core.inference import UNKNOWN
-from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap
+from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_image, brick_shape
+from ebsd_core.phasemap import UNKNOWN_COLOUR, MapPhase, PhaseMap
+from ebsd_core.predictions import GridPoints
 from ebsd_core.wording import percent
 
 EXPORT_FORMATS = {
@@ -154,6 +156,50 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
     ax.set_title(title or Path(phase_map.source).name or "phase map", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def grid_map_figure(points: GridPoints, phases: list[MapPhase], title: str):
+    """A matplotlib figure of the phases of a scan on a hexagonal grid, drawn on that grid with a legend (draw it
+    inside :func:`ebsd_core.figures.pyplot`): each point where it was recorded, every other row offset by half a
+    step (:mod:`ebsd_core.io.hex_grid`)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    rows, columns = brick_shape(points.places)
+    colours = [UNKNOWN_COLOUR] + [p.colour for p in phases]
+    width = min(12.0, max(4.0, columns / 40))
+    aspect = ROW_HEIGHT / 0.5  # a row's height over a half step's width
+    height = float(np.clip(width * rows * aspect / columns, 1.0, 12.0))
+    fig, ax = plt.subplots(figsize=(width + 2.5, height + 0.8), dpi=100)
+    ax.imshow(
+        brick_image(points.index + 1, points.places),  # blank between the rows' ends
+        cmap=ListedColormap(colours),
+        vmin=0,
+        vmax=len(colours) - 1,
+        interpolation="nearest",
+        aspect=aspect if height < 12.0 and width * rows * aspect / columns >= 1.0 else "auto",
+    )
+    ax.set_axis_off()
+    shares = [float((points.index == i).mean()) for i in range(len(phases))]
+    handles = [Patch(color=p.colour, label=f"{p.label}: {percent(share)}") for p, share in zip(phases, shares)]
+    if (unknown := float((points.index < 0).mean())) > 0:
+        handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {percent(unknown)}"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"{title} (hexagonal grid)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def write_grid_png(points: GridPoints, phases: list[MapPhase], path: str | Path, title: str) -> Path:
+    """:func:`grid_map_figure` as a PNG at ``path``, written whole or not at all."""
+    with pyplot() as plt, atomic_path(path) as tmp:
+        fig = grid_map_figure(points, phases, title)
+        try:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        finally:
+            plt.close(fig)
+    return Path(path)
 
 
 def _nice_length(value: float) -> float:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ebsd_core.atomic import atomic_path
-from ebsd_core.inference import UNKNOWN, Prediction
+from ebsd_core.inference import UNKNOWN, Prediction, blank_points
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.paths import printable_path
 from ebsd_core.store import ModelCard
@@ -46,3 +49,49 @@ def prediction_counts(prediction: Prediction) -> dict[str, int]:
     """Patterns per class, by symbol in the model's order, then ``unknown``; a class that none was read as counts 0."""
     counts = Counter(prediction.labels)
     return {symbol: counts[symbol] for symbol in [*prediction.classes, UNKNOWN]}
+
+
+@dataclass(frozen=True)
+class GridPoints:
+    """The predictions of a scan on a hexagonal grid, point by point, for drawing them on it: ``index`` (the
+    model's class, -1 unknown), ``confidence``, ``blank`` (a blank pattern: no confidence) and ``places`` (each
+    point's row and column in half steps, :mod:`ebsd_core.io.hex_grid`)."""
+
+    index: np.ndarray
+    confidence: np.ndarray
+    blank: np.ndarray
+    places: np.ndarray
+
+
+def grid_points(prediction: Prediction, places: np.ndarray) -> GridPoints:
+    """The :class:`GridPoints` of ``prediction``, whose points lie at ``places``."""
+    return GridPoints(
+        np.asarray(prediction.index, np.int16),  # a model's classes: a few
+        np.asarray(prediction.confidence, np.float32),
+        blank_points(prediction.quality),
+        np.asarray(places, np.int32),
+    )
+
+
+def write_grid_points(path: str | Path, prediction: Prediction, places: np.ndarray) -> Path:
+    """:class:`GridPoints` of ``prediction`` at ``places``, at ``path`` (safetensors), written whole or not at all."""
+    from safetensors.numpy import save_file
+
+    points = grid_points(prediction, places)
+    arrays = {
+        "index": points.index,
+        "confidence": points.confidence,
+        "blank": points.blank.astype(np.uint8),
+        "places": points.places,
+    }
+    with atomic_path(path) as tmp:
+        save_file(arrays, str(tmp))
+    return Path(path)
+
+
+def read_grid_points(path: str | Path) -> GridPoints:
+    """What :func:`write_grid_points` wrote."""
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(path))
+    return GridPoints(arrays["index"], arrays["confidence"], arrays["blank"].astype(bool), arrays["places"])

@@ -491,15 +491,17 @@ def phase_map_job(
 def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None) -> dict:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
-    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do), and the pattern the model was least
-    sure of (``least_sure``, its index). ``name``: the scan as its user knows it, which names the rows (an upload's
-    own name, not the server's path of it)."""
+    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do, ``colours`` as they draw it), and
+    the pattern the model was least sure of (``least_sure``, its index). Where the scan says where its points lie on
+    its grid, ``grid`` is the file of its points' predictions to draw there (:func:`~ebsd_core.predictions.
+    write_grid_points`, beside ``out``), else None. ``name``: the scan as its user knows it, which names the rows
+    (an upload's own name, not the server's path of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
     from ebsd_core.phasemap import phases_for_model
-    from ebsd_core.predictions import prediction_counts, write_predictions
+    from ebsd_core.predictions import prediction_counts, write_grid_points, write_predictions
     from ebsd_core.store import load_model
 
     model, card = load_model(model_dir, device=select_device("auto"))
@@ -508,16 +510,22 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
     prediction = predict_source(model, card, source, progress=report, should_stop=context.should_stop)
     context.report(0.98, f"writing the predictions of {len(source):,} patterns")
     write_predictions(out, source, prediction, card, name)
+    grid = None
+    if source.hexagonal_places is not None:  # drawn on the scan's own grid
+        grid = str(write_grid_points(Path(out).with_suffix(".grid.safetensors"), prediction, source.hexagonal_places))
     blank = blank_points(prediction.quality)
     held = np.flatnonzero(~blank)  # a blank pattern is not one the model was unsure of: it holds nothing
+    phases = phases_for_model(card)
     return {
+        "grid": grid,
+        "colours": {phase.symbol: phase.colour for phase in phases},
         "least_sure": int(held[np.argmin(prediction.confidence[held])]) if len(held) else None,
         "predictions": str(out),
         "scan": scan_path,
         "model_name": Path(model_dir).name,  # the store's name for it
         "patterns": len(source),
         "counts": prediction_counts(prediction),
-        "labels": {phase.symbol: phase.label for phase in phases_for_model(card)},  # as its maps name them
+        "labels": {phase.symbol: phase.label for phase in phases},  # as its maps name them
         "notes": reading_notes(source, card) + blank_pattern_note(blank, source.imageless, source.unread),
     }
 

@@ -25,11 +25,13 @@ from ebsd_core.assemble import (
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.inference import blank_points
 from ebsd_core.io.dataset import write_dataset
+from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model, rows_lacking_note
 from ebsd_core.phases import get_material, material_label, space_group_symbol
+from ebsd_core.predictions import GridPoints, read_grid_points
 from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
 from ebsd_core.store import default_store, list_models, read_card
 from ebsd_core.wording import counted, percent
@@ -350,6 +352,8 @@ def show_predictions(result: dict) -> None:
     if not path.exists():
         st.error(f"{path.name}: the predictions' file is gone from the server (cleared with old sessions' files?)")
         return
+    if result.get("grid"):
+        draw_grid_maps(result)
     download_button(
         "Predictions (.csv)",
         path.read_bytes,  # read on the click: a million patterns' rows are 60 MB
@@ -360,6 +364,82 @@ def show_predictions(result: dict) -> None:
         key="predictions_csv",
     )
     explain_a_prediction(result)
+
+
+@st.cache_resource(max_entries=4)
+def cached_grid_points(path: str, modified: float) -> GridPoints:
+    return read_grid_points(path)
+
+
+def draw_grid_maps(result: dict) -> None:
+    """The phases and confidence of a scan on a hexagonal grid, drawn on that grid (its points' places from the
+    scan), beside each other as a square map's are."""
+    path = Path(result["grid"])
+    if not path.exists():
+        st.error(f"{path.name}: the points' file is gone from the server (cleared with old sessions' files?)")
+        return
+    points = cached_grid_points(str(path), path.stat().st_mtime)
+    symbols = list(result["counts"])[:-1]  # the model's classes, then unknown
+    labels = [result.get("labels", {}).get(symbol, symbol) for symbol in symbols]
+    colours = [UNKNOWN_COLOUR] + [result.get("colours", {}).get(symbol, UNKNOWN_COLOUR) for symbol in symbols]
+    names = np.array(["unknown", *labels], dtype=object)[points.index + 1]
+    names[points.blank] = "unknown (blank pattern: no confidence)"
+    rows, width = brick_shape(points.places)
+    step = max(1, int(np.ceil(np.sqrt(rows * width / MAX_SHOWN_POINTS))))
+    st.caption(
+        "Drawn on the scan's hexagonal grid: each point where it was recorded, every other row offset by half a step, "
+        "nothing resampled"
+        + (f"; at one place in {step} along each row and column (a screen shows no more)." if step > 1 else ".")
+    )
+    left, right = st.columns(2)
+    phase = grid_map_figure(points, points.index + 1.5, names, "phase", step, discrete_scale(colours), len(colours))
+    left.plotly_chart(phase, key="grid_phase_map")
+    left.markdown(
+        " · ".join(
+            f"<span style='color:{c}'>■</span> {html.escape(label)}"
+            for c, label in zip([*colours[1:], UNKNOWN_COLOUR], [*labels, "unknown"])
+        ),
+        unsafe_allow_html=True,
+    )
+    confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
+    right.plotly_chart(grid_map_figure(points, confidence, names, "confidence", step), key="grid_confidence_map")
+
+
+def grid_map_figure(
+    points: GridPoints, values: np.ndarray, names: np.ndarray, title: str, step: int, colours=None, top: float = 1
+) -> go.Figure:
+    """``values`` (0 to ``top``) of a hexagonal grid's points as a heatmap of half-step columns, each point two
+    columns wide, at every ``step``-th row and column; x in steps, y in rows of sqrt(3)/2 steps, so that the points
+    keep their places. ``colours``: a discrete scale (phases), else a colour bar."""
+    cells = brick_points(points.places)[::step, ::step]
+    drawn = cells >= 0
+    where = np.where(drawn, cells, 0)
+    z = np.where(drawn, np.asarray(values, dtype=np.float64)[where], np.nan)
+    confidence = np.where(points.blank, np.nan, points.confidence)[where]
+    custom = np.stack([where, points.places[where, 0], confidence], axis=-1).astype(np.float32)
+    x = np.arange(0, cells.shape[1] * step, step) / 2
+    y = np.arange(0, cells.shape[0] * step, step) * ROW_HEIGHT
+    fig = go.Figure(
+        go.Heatmap(
+            x=x,
+            y=y,
+            z=z,
+            text=np.where(drawn, names[where], ""),
+            customdata=custom,
+            hovertemplate="pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}<br>%{text}<br>"
+            "confidence %{customdata[2]:.2f}<extra></extra>",
+            hoverongaps=False,
+            showscale=colours is None,
+            colorbar=dict(thickness=16, x=1.0, xanchor="left", xpad=6),
+            colorscale=colours or "Viridis",
+            zmin=0,
+            zmax=top,
+        )
+    )
+    fig.update_xaxes(range=_extent(x), visible=False)
+    fig.update_yaxes(range=_extent(y)[::-1], scaleanchor="x", visible=False)  # row 0 on top
+    height = int(np.clip(MAP_PLOT_WIDTH * (y[-1] + ROW_HEIGHT) / (x[-1] + 1), 160, 380)) + 40
+    return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 
 
 def explain_a_prediction(result: dict) -> None:

@@ -3255,12 +3255,12 @@ def test_a_dataset_made_again_leaves_the_one_a_model_was_trained_on(app):
     assert len(read_dataset(paths[0])) == 8 and len(read_dataset(paths[1])) == 12
 
 
-def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped_and_classifies_it(app, map_model):
+def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_grid(app, map_model):
     """kikuchipy reads a hexagonal grid as one line: no rows can lay it out, so none are asked for; its patterns are
-    classified each on its own."""
+    classified each on its own, and drawn on its grid, which the file's header gives (rows of 3, 4 and 3 points)."""
     import shutil
 
-    from ebsd_core.io.readers import HEXAGONAL_GRID
+    from ebsd_core.io.readers import HEXAGONAL_GRID_PLACED as HEXAGONAL_GRID
     from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
@@ -3280,12 +3280,20 @@ def test_phase_map_of_a_hexagonal_edax_scan_says_why_it_cannot_be_mapped_and_cla
     assert [row.split(",")[:2] for row in rows] == [
         ["edax_binary.up2", str(i)] for i in range(10)
     ]  # not the upload's path
+    phase = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    assert phase["data"][0]["z"]["shape"] == "3, 8"
+    assert [[cell != "" for cell in row] for row in phase["data"][0]["text"]] == [
+        [False] + [True] * 6 + [False],
+        [True] * 8,
+        [False] + [True] * 6 + [False],
+    ]
 
 
-def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_without_a_map(
+def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_and_draws_them_on_it(
     app, map_model, map_scan_file, tmp_path, monkeypatch
 ):
-    """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost."""
+    """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost.
+    Then they were classified without a map; they are now drawn on their own grid, where their names place them."""
     import shutil
 
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
@@ -3316,6 +3324,19 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert rows[0].startswith("path,index,prediction,confidence,p_Fm-3m") and rows[1].startswith(
         "hexagonal/x0_y0.png,0,"
     )
+    # drawn on its own grid: 8 rows of 10 half steps, each point two of them wide, every other row offset by one
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    assert [c["layout"]["title"]["text"] for c in charts] == ["phase", "confidence"]
+    phase, confidence = (c["data"][0] for c in charts)
+    assert phase["z"]["shape"] == confidence["z"]["shape"] == "8, 11"
+    points = [row.split(",") for row in rows[1:]]
+    named = {"Fm-3m": "Austenite (Fm-3m)", "Im-3m": "Ferrite (Im-3m)", "unknown": "unknown"}
+    for row, cells in enumerate(phase["text"]):
+        offset, first = row % 2, 5 * row  # rows of 5 points: x0_y0, x2_y0, ... then x1_y1, x3_y1, ...
+        assert cells[:offset] == [] or cells[:offset] == [""]
+        assert cells[offset:][:10:2] == cells[offset + 1 :][:10:2] == [named[p[2]] for p in points[first:][:5]]
+        assert cells[offset + 10 :] == [] or cells[offset + 10 :] == [""]
+    assert charts[0]["layout"]["yaxis"]["scaleanchor"] == "x"  # the grid's own proportions
     # one of them explained, from the one the model was least sure of
     least = min(range(40), key=lambda i: float(rows[i + 1].split(",")[3]))
     assert next(n for n in app.number_input if n.label == "Pattern (0 to 39)").value == least

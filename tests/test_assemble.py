@@ -202,7 +202,12 @@ def test_cli_dataset_then_train(two_scans, tmp_path, capsys, monkeypatch):
     by_material = ["dataset", "--scan", f"{ni_path}=ni", "--scan", f"{ferrite_path}=Ferrite", "--out"]
     assert main([*by_material, str(tmp_path / "by_material.h5")]) == 0  # as class folders may be named
     assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 10, "Im-3m": 10}
-    assert main(["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=Fe", "--out", str(out)]) == 2
+    assert (
+        main(
+            ["dataset", "--scan", f"{ni_path}=Fm-3m", "--scan", f"{ferrite_path}=Fe", "--out", str(tmp_path / "fe.h5")]
+        )
+        == 2
+    )
     assert "error: 'Fe' does not name a space group (iron: ferrite is Im-3m (229), austenite Fm-3m (225))" in (
         capsys.readouterr().err
     )
@@ -433,11 +438,12 @@ def test_regions_of_a_hexagonal_scan_are_refused_also_with_a_map_shape_given():
     it does not fill that way: its regions were taken from the wrong patterns, without a word."""
     from conftest import KIKUCHIPY_DATA
 
-    from ebsd_core.io.readers import HEXAGONAL_GRID
+    from ebsd_core.io.readers import HEXAGONAL_GRID_PLACED
 
     hexagonal = open_patterns(KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2")
     regions = [MapRegion(225, (0, 0), (0, 4)), MapRegion(229, (1, 1), (0, 4))]
-    with pytest.raises(InputError, match=re.escape(f"{HEXAGONAL_GRID}. Nor can regions of it be taken: if it holds")):
+    refused = f"{HEXAGONAL_GRID_PLACED}. A region of it cannot be taken: if it holds"
+    with pytest.raises(InputError, match=re.escape(refused)):
         dataset_from_regions(hexagonal, regions, nav_shape=(2, 5))
 
 

@@ -401,11 +401,11 @@ def test_a_point_of_a_scan_whose_image_cannot_be_read_is_blank_on_its_map(tmp_pa
     assert source.warnings[1].startswith("1 point of the 2 x 2 map that the images' names give has no readable image")
 
 
-def test_images_named_by_points_of_a_hexagonal_grid_are_a_scan_without_a_map(tmp_path, streamed):
+def test_images_named_by_points_of_a_hexagonal_grid_are_a_scan_on_that_grid(tmp_path, streamed):
     """Found on review: a hexagonal scan's images named by stage coordinates (every other row offset by half a step)
     were laid on a square grid of half steps, a checkerboard with every other point blank, said as half the map's
-    images missing. They are now the scan's points row by row, said to be on a hexagonal grid: classified, not
-    mapped (as kikuchipy reads a vendor's hexagonal scan)."""
+    images missing. They are now the scan's points row by row, said to be on a hexagonal grid, each at its place on
+    it (its row and column in half steps), to be drawn there."""
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
 
     folder = tmp_path / "hexagonal"
@@ -420,6 +420,9 @@ def test_images_named_by_points_of_a_hexagonal_grid_are_a_scan_without_a_map(tmp
         assert source.hexagonal_grid and source.nav_shape == (14,) and source.warnings == [HEXAGONAL_NAMES]
         np.testing.assert_array_equal(source.batch(0, 14)[:, 0, 0], np.arange(1, 15))  # row by row
         assert source.file_name(4) == "Map x=0.750 y=1.299.png"
+        assert source.hexagonal_places.tolist() == [
+            [row, 2 * column + row % 2] for row in range(4) for column in range(4 - row % 2)
+        ]
     square = _point_named_scan(tmp_path / "square", [(0, 0), (1, 0), (0, 1), (2, 0), (2, 1)])
     assert not open_patterns(square).hexagonal_grid  # a point lost is no offset row
 

@@ -331,11 +331,39 @@ def _grid_type(path, scan: str, grid: bytes) -> None:
 
 
 def test_a_hexagonal_grid_is_named(recwarn):
-    from ebsd_core.io.readers import HEXAGONAL_GRID
+    from ebsd_core.io.readers import HEXAGONAL_GRID_PLACED
 
     source = open_patterns(KIKUCHIPY_DATA / ("edax_binary/edax_binary.up2"))
-    assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID]
+    assert len(source) == 10 and source.hexagonal_grid and source.warnings == [HEXAGONAL_GRID_PLACED]
     assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
+    # its header's 3 columns and 3 rows, and 10 patterns: rows of 3, 4 and 3, the longer half a step out
+    assert source.hexagonal_places.tolist() == [[0, 1], [0, 3], [0, 5], *[[1, c] for c in range(0, 8, 2)]] + [
+        [2, 1],
+        [2, 3],
+        [2, 5],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("patterns", "rows"),
+    [(8, [[0, 2, 4], [1, 3], [0, 2, 4]]), (10, [[1, 3, 5], [0, 2, 4, 6], [1, 3, 5]]), (9, None), (7, None)],
+)
+def test_an_edax_binary_file_of_a_hexagonal_grid_is_laid_out_where_its_count_fits_its_header(tmp_path, patterns, rows):
+    """OIM's rows alternate between its header's columns and one fewer (NCOLS_ODD, NCOLS_EVEN of its .ang);
+    kikuchipy's example has one more. Rows all of the header's columns do not say which way the second is offset,
+    and another count is a file cut short: neither is laid out, and the reading note says no map is drawn."""
+    from ebsd_core.io.readers import HEXAGONAL_GRID, HEXAGONAL_GRID_PLACED
+
+    whole = (KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2").read_bytes()
+    path = tmp_path / "hexagonal.up2"
+    path.write_bytes(whole[: 42 + patterns * 60 * 60 * 2])
+    source = open_patterns(path)
+    assert len(source) == patterns and source.hexagonal_grid
+    if rows is None:
+        assert source.hexagonal_places is None and source.warnings[0] == HEXAGONAL_GRID
+    else:
+        assert source.warnings == [HEXAGONAL_GRID_PLACED] and source.hexagonal_note == HEXAGONAL_GRID_PLACED
+        assert source.hexagonal_places.tolist() == [[row, c] for row, cs in enumerate(rows) for c in cs]
 
 
 @pytest.mark.parametrize("lazy", [False, True])
@@ -353,6 +381,7 @@ def test_an_edax_h5_of_a_hexagonal_grid_is_read_as_a_line_of_patterns(tmp_path, 
     source = readers._read_kikuchipy(path, lazy)
     assert source.hexagonal_grid and source.nav_shape == (9,) and source.warnings == [HEXAGONAL_GRID]
     assert source.step_um == 1.5 and source.quaternions is None
+    assert source.hexagonal_places is None  # its stage positions are of a square grid: not laid out
     np.testing.assert_array_equal(source.batch(0, 9), open_patterns(square).batch(0, 9))
     assert not [w for w in recwarn if "hexagonal" in str(w.message)]  # said once, in the note
     other = tmp_path / "other.h5"
@@ -360,6 +389,31 @@ def test_an_edax_h5_of_a_hexagonal_grid_is_read_as_a_line_of_patterns(tmp_path, 
     _grid_type(other, "Scan 1", b"TriangleGrid")  # no grid read as a line but a hexagonal one
     with pytest.raises(InputError, match="kikuchipy reads scans of a square grid only, and this one's grid is 'Tri"):
         open_patterns(other)
+
+
+def test_an_edax_h5_of_a_hexagonal_grid_is_laid_out_by_its_stage_positions(tmp_path):
+    """OIM's X and Y Position of each point place it on its grid: rows of 3 and 2 points, sqrt(3)/2 steps apart, the
+    second half a step in. A point OIM could not place (-1111111) leaves the scan without a layout."""
+    from ebsd_core.io.readers import HEXAGONAL_GRID, HEXAGONAL_GRID_PLACED
+
+    path = tmp_path / "hexagonal.h5"
+    shutil.copy(KIKUCHIPY_DATA / "edax_h5ebsd" / "patterns.h5", path)
+    _grid_type(path, "Scan 1", b"HexGrid")
+    x = [0, 1.5, 3, 0.75, 2.25, 0, 1.5, 3, 0.75]
+    y = [0, 0, 0, 1.299, 1.299, 2.598, 2.598, 2.598, 3.897]
+    with h5py.File(path, "r+") as file:
+        file["Scan 1/EBSD/Data/X Position"][...] = x
+        file["Scan 1/EBSD/Data/Y Position"][...] = y
+    unplaced = shutil.copy(path, tmp_path / "unplaced.h5")
+    with h5py.File(unplaced, "r+") as file:
+        file["Scan 1/EBSD/Data/X Position"][-1] = -1111111.0
+    source = open_patterns(path)
+    assert source.warnings == [HEXAGONAL_GRID_PLACED]
+    assert source.hexagonal_places.tolist() == [
+        [0, 0], [0, 2], [0, 4], [1, 1], [1, 3], [2, 0], [2, 2], [2, 4], [3, 1]
+    ]  # fmt: skip
+    failed = open_patterns(unplaced)
+    assert failed.hexagonal_places is None and failed.warnings == [HEXAGONAL_GRID]
 
 
 def test_an_edax_binary_file_cut_short_says_so(tmp_path):

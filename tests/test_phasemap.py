@@ -424,22 +424,37 @@ def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, caps
     assert json.loads(capsys.readouterr().out)["patterns"] == 10
 
 
-def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_but_not_mapped(
+def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_and_drawn_on_it_not_mapped(
     map_model, map_scan_file, tmp_path, capsys, caplog
 ):
     """Found on review: they were mapped as a checkerboard of every other point blank (a hexagonal grid's rows are
-    offset by half a step: on a grid of half steps, each row takes every other column)."""
+    offset by half a step: on a grid of half steps, each row takes every other column). No square map is made of
+    them; `phasemap` draws their phases on their grid as a PNG, and refuses a square map's formats before any work."""
+    from PIL import Image
+
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
 
     folder = as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
     model, card = load_model(map_model)
     with pytest.raises(InputError, match=re.escape(f"hexagonal: {HEXAGONAL_NAMES}")):
         map_scan(model, card, open_patterns(folder))
-    assert main(["phasemap", "--model", str(map_model), "--scan", str(folder), "--out", str(tmp_path / "m.ang")]) == 2
-    assert HEXAGONAL_NAMES in capsys.readouterr().err
+    phasemap = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--out"]
+    assert main([*phasemap, str(tmp_path / "m.png"), "--out", str(tmp_path / "m.ang")]) == 2
+    assert "m.ang: the scan's grid is hexagonal: its phases are drawn as .png, and no square map is made of it" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "m.png").exists()  # refused before any work
+    assert main([*phasemap, str(tmp_path / "m.png")]) == 0
+    drawn = json.loads(capsys.readouterr().out)
+    assert drawn["written"] == [str(tmp_path / "m.png")] and drawn["grid"] == "hexagonal" and drawn["points"] == 40
+    assert HEXAGONAL_NAMES in drawn["notes"]
+    with Image.open(tmp_path / "m.png") as image:
+        assert image.format == "PNG" and image.height > 100
     out = tmp_path / "p.csv"
     assert main(["predict", "--model", str(map_model), "--input", str(folder), "--out", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["patterns"] == 40 and HEXAGONAL_NAMES in caplog.text  # the warning
+    said = json.loads(capsys.readouterr().out)
+    assert said["patterns"] == 40 and HEXAGONAL_NAMES in caplog.text  # the warning
+    assert said["predictions"] == {k: v for k, v in drawn["predictions"].items() if v}  # the same classes
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["path"].split("::")[-1] for r in rows[:6]] == [f"x{c}_y0.png" for c in (0, 2, 4, 6, 8)] + ["x1_y1.png"]

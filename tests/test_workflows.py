@@ -1,5 +1,6 @@
 """Workflows shared by the CLI and the dashboard."""
 
+import csv
 import json
 import shutil
 import threading
@@ -11,6 +12,7 @@ from ebsd_core.datasets import plan_simulation
 from ebsd_core.errors import CancelledError, InputError, PhaseError, StoreError
 from ebsd_core.io.dataset import read_dataset
 from ebsd_core.jobs import JobManager
+from ebsd_core.predictions import read_grid_points
 from ebsd_core.train import TrainConfig
 from ebsd_core.workflows import classify_job, latest_demo_model, simulate_job, train_evaluate_save
 
@@ -175,6 +177,13 @@ def test_the_phase_map_pages_classifying_of_a_scan_of_no_map_writes_predicts_csv
     assert state.result["patterns"] == 40 and state.result["model_name"] == "duplex"
     assert state.result["labels"] == {"Fm-3m": "Austenite (Fm-3m)", "Im-3m": "Ferrite (Im-3m)"}
     assert state.result["predictions"] == str(out) and state.result["scan"] == str(folder)
+    # and its points' predictions, to draw on its grid where their names place them
+    points = read_grid_points(state.result["grid"])
+    with open(out) as handle:
+        predicted = [row["prediction"] for row in csv.DictReader(handle)]
+    assert [["Fm-3m", "Im-3m"][i] if i >= 0 else "unknown" for i in points.index] == predicted
+    assert points.places.tolist() == [[row, 2 * c + row % 2] for row in range(8) for c in range(5)]
+    assert state.result["colours"].keys() == {"Fm-3m", "Im-3m"}
     with pytest.raises(CancelledError, match="prediction cancelled"):
         classify_job(CancelledContext(), str(map_model), str(folder), tmp_path / "cancelled.csv")
-    assert not (tmp_path / "cancelled.csv").exists()
+    assert not (tmp_path / "cancelled.csv").exists() and not (tmp_path / "cancelled.grid.safetensors").exists()

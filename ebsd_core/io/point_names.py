@@ -12,10 +12,10 @@ a hexagonal grid (every other row offset by half a step) are taken row by row, w
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from ebsd_core.io.hex_grid import DRAWN_ON_ITS_GRID, is_hexagonal
 from ebsd_core.wording import counted
 
 #: a number after "=" may be negative (stage coordinates, ``x=-1.5``); after "_" or "-", or none, it is not (``x-12``)
@@ -39,13 +39,13 @@ class ScanGrid:
     shape: tuple[int, int]
     starts_scan: bool = False
     hexagonal: bool = False  # every other row offset by half a step: ``order`` is row by row, ``shape`` (points,)
+    places: tuple[tuple[int, int], ...] = ()  # of a hexagonal grid: each point's row and column in half steps
 
 
 #: The note on images whose names place their points on a hexagonal grid.
 HEXAGONAL_NAMES = (
-    "the images' names place their points on a hexagonal grid (every other row offset by half a step): each pattern "
-    "is classified on its own, in the scan's order (row by row), but no phase map can be drawn from it; record the "
-    "scan on a square grid to map it"
+    "the images' names place their points on a hexagonal grid (every other row offset by half a step), taken row by "
+    f"row: {DRAWN_ON_ITS_GRID}"
 )
 
 
@@ -76,13 +76,13 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
     if len(found) < 2 or len(unnamed) > MOST_UNNAMED_SHARE * len(names):
         return None
     points = list(found.values())
-    (column, columns), (row, rows) = _places([x for x, _ in points]), _places([y for _, y in points])
+    (column, columns), (row, rows) = grid_places([x for x, _ in points]), grid_places([y for _, y in points])
     place = {(row[y], column[x]): index for index, (x, y) in found.items()}
     twice = len(points) - len(place)
     if not twice and _hexagonal(list(place), rows, columns):
         warn.append(HEXAGONAL_NAMES)
         order = [place[point] for point in sorted(place)]  # row by row, as the vendors write such a scan
-        return ScanGrid(order, (len(order),), hexagonal=True)
+        return ScanGrid(order, (len(order),), hexagonal=True, places=tuple(sorted(place)))
     if not twice and 2 * len(points) >= rows * columns:
         if unnamed:
             shown = ", ".join(PurePosixPath(name).name for name in unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
@@ -104,15 +104,14 @@ def scan_grid(names: list[str], warn: list[str]) -> ScanGrid | None:
 
 
 def _hexagonal(points: list[tuple[int, int]], rows: int, columns: int) -> bool:
-    """Whether the (row, column) ``points`` lie on a hexagonal grid: every other row offset by half a step, so that
-    on the grid of half steps each row takes every other column, the next row the others (a checkerboard of them).
-    Most rows hold two points or more (a diagonal line is no grid), and they fill at least half of its places."""
-    if rows < 2 or columns < 3 or len({(r + c) % 2 for r, c in points}) != 1:
+    """Whether the (row, column) ``points`` lie on a hexagonal grid (:func:`~ebsd_core.io.hex_grid.is_hexagonal`;
+    on the grid of half steps, each row takes every other column, the next row the others) and fill at least half
+    of its places."""
+    if columns < 3 or not is_hexagonal(points):
         return False
-    per_row = Counter(r for r, _ in points)
     even = (points[0][0] + points[0][1]) % 2 == 0
     places = rows * columns // 2 + (rows * columns % 2 if even else 0)  # of an odd count, (0, 0)'s take one more
-    return 2 * sum(count >= 2 for count in per_row.values()) >= rows and 2 * len(points) >= places
+    return 2 * len(points) >= places
 
 
 #: How far from a whole number of steps from the first a coordinate may lie, as a share of the step (stage coordinates
@@ -120,7 +119,7 @@ def _hexagonal(points: list[tuple[int, int]], rows: int, columns: int) -> bool:
 STEP_TOLERANCE = 0.01
 
 
-def _places(values: list[float]) -> tuple[dict[float, int], int]:
+def grid_places(values: list[float]) -> tuple[dict[float, int], int]:
     """Each of the ``values``' place along the scan's rows or columns, and how many places there are.
 
     The scan's step is the smallest gap between the values: a row or column with no image between others (an export

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.errors import EMPTY_FILE, NOT_A_FILE, InputError
-from ebsd_core.io import images, nordif
+from ebsd_core.io import hex_grid, images, nordif
 from ebsd_core.io.dataset import is_dataset_file, made_by_simulator, read_dataset
 from ebsd_core.io.hdf5 import H5PY_ERRORS, HDF5_EXTENSIONS, check_variable_length, hdf5_error_words
 from ebsd_core.io.orientations import from_crystal_map, known, read_vendor_indexing
@@ -54,6 +54,8 @@ class PatternSource:
     orientations_from: str = ""  # where known quaternions came from, for the map's summary; "" when none
     step_um: float = 1.0  # scan step between map points
     hexagonal_grid: bool = False  # points on a hexagonal grid (EDAX), read as one line: no square map
+    # of a hexagonal grid, where the scan says them: each point's row and column in half steps (ebsd_core.io.hex_grid)
+    hexagonal_places: np.ndarray | None = None
     grid_starts_scan: bool = False  # images named by their points from the scan's first (see laid_on)
     warnings: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # how this tool made the file (its own datasets only)
@@ -127,7 +129,9 @@ class PatternSource:
     @property
     def hexagonal_note(self) -> str:
         """Why no map is drawn of a scan on a hexagonal grid (:attr:`hexagonal_grid`), in the words of its reading."""
-        return HEXAGONAL_GRID if self.kind == "kikuchipy" else HEXAGONAL_NAMES
+        if self.kind != "kikuchipy":
+            return HEXAGONAL_NAMES
+        return HEXAGONAL_GRID if self.hexagonal_places is None else HEXAGONAL_GRID_PLACED
 
     def rows_lacking(self, nav_shape: Sequence[int]) -> int:
         """How many rows of a map of ``nav_shape`` (rows, columns) this scan named by its points from its first
@@ -354,6 +358,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     nav_axes = signal.axes_manager.navigation_axes
     # a hexagonal grid is mapped by no indexing (no map is drawn of it)
     quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
+    places = _hexagonal_places(path, len(flat)) if hexagonal else None
     return PatternSource(
         path=str(path),
         kind="kikuchipy",
@@ -364,8 +369,9 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         orientations_from="" if quaternions is None else "the scan's own indexing",
         step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
         hexagonal_grid=hexagonal,
+        hexagonal_places=places,
         warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path))
-        + ([HEXAGONAL_GRID] if hexagonal else [])
+        + ([HEXAGONAL_GRID if places is None else HEXAGONAL_GRID_PLACED] if hexagonal else [])
         + _edax_cut_short(path, len(flat), int(np.prod(sig_shape)) * data.dtype.itemsize, hexagonal)
         + indexing_notes,
     )
@@ -392,6 +398,44 @@ HEXAGONAL_GRID = (
     "pattern is classified on its own, but no phase map can be drawn from it; record the scan on a square grid to "
     "map it"
 )
+
+#: The note on a scan recorded on a hexagonal grid whose file says where its points lie on it.
+HEXAGONAL_GRID_PLACED = (
+    "the scan was recorded on a hexagonal grid (every other row offset by half a step), read in the file's order: "
+    + hex_grid.DRAWN_ON_ITS_GRID
+)
+
+
+#: Where an h5ebsd scan gives each point's place on the stage: EDAX's, Bruker's
+H5EBSD_POSITIONS = (("EBSD/Data/X Position", "EBSD/Data/Y Position"), ("EBSD/Data/X SAMPLE", "EBSD/Data/Y SAMPLE"))
+
+
+def _hexagonal_places(path: Path, patterns: int) -> np.ndarray | None:
+    """The places on its grid of the ``patterns`` of a hexagonal scan (:mod:`ebsd_core.io.hex_grid`): from an EDAX
+    ``.up2``'s header, or an h5ebsd file's stage positions; None where the file does not say them."""
+    import h5py
+
+    if path.suffix.lower() in {".up1", ".up2"}:
+        with open(path, "rb") as file:
+            header = file.read(25)
+        if len(header) < 25 or struct.unpack_from("<I", header)[0] < 3:
+            return None
+        columns, rows = struct.unpack_from("<2I", header, 17)  # after the size, offset and a byte (kikuchipy's read)
+        return hex_grid.up2_places(columns, rows, patterns)
+    try:
+        with h5py.File(path, "r") as file:
+            scan = file[_h5ebsd_scans(path)[0]]
+            for x, y in H5EBSD_POSITIONS:
+                if isinstance(scan.get(x), h5py.Dataset) and isinstance(scan.get(y), h5py.Dataset):
+                    x, y = np.asarray(scan[x][()], np.float64).ravel(), np.asarray(scan[y][()], np.float64).ravel()
+                    break
+            else:
+                return None
+    except (*H5PY_ERRORS, IndexError):
+        return None
+    if len(x) != patterns or (x < -1e6).any() or (y < -1e6).any():  # OIM writes -1111111 where a point failed
+        return None
+    return hex_grid.places_from_positions(x, y)
 
 
 def _hexagonal_grid(caught: list[warnings.WarningMessage]) -> bool:
@@ -513,6 +557,7 @@ def _from_images(path: Path, kind: str, found: images.ImageSet) -> PatternSource
         nav_shape=found.grid.shape if found.grid and not found.grid.hexagonal else (len(found.patterns),),
         grid_starts_scan=bool(found.grid and found.grid.starts_scan),
         hexagonal_grid=bool(found.grid and found.grid.hexagonal),
+        hexagonal_places=np.array(found.grid.places) if found.grid and found.grid.places else None,
         labels=found.labels,
         classes=found.classes,
         names=found.names,

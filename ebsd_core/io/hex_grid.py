@@ -1,0 +1,96 @@
+"""Where the points of a scan recorded on a hexagonal grid lie, for drawing its phase map on that grid.
+
+On a hexagonal grid every other row is offset by half a step, and rows lie sqrt(3)/2 of a step apart. A point's
+place is its row and its column counted in half steps: row 0 has columns 0, 2, 4, ..., row 1 columns 1, 3, 5, ...
+Drawn as an image of half-step columns, each point fills its own column and the next, so that the rows interlock
+as the scan's points do (a brick wall), with nothing resampled.
+
+A place is known where the scan says it: images named by their points, an OIM ``.h5``'s ``X Position`` and
+``Y Position``, or an EDAX ``.up2`` whose count of patterns fits the rows and columns of its header.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: A row's height on a hexagonal grid, in steps.
+ROW_HEIGHT = math.sqrt(3) / 2
+
+#: What is made of a scan on a hexagonal grid whose points' places are known, as the notes on its reading say it.
+DRAWN_ON_ITS_GRID = (
+    "each pattern is classified on its own, and its phases are drawn on that grid (the Phase map page's \"Classify "
+    'every pattern", or phasemap --out map.png), but no square map is made of it (no .ang, .ctf or .h5 export, '
+    "grain clean-up or regions); record the scan on a square grid for those"
+)
+
+
+def is_hexagonal(places: Sequence[tuple[int, int]] | np.ndarray) -> bool:
+    """Whether (row, half-step column) ``places`` lie on a hexagonal grid: every other row offset by half a step,
+    so that each row takes every other column, the next row the others (a checkerboard); most rows hold two
+    points or more (a diagonal line is no grid); no place twice."""
+    places = np.asarray(places, dtype=np.int64).reshape(-1, 2)
+    if len(places) < 3 or len({tuple(p) for p in places}) != len(places):
+        return False
+    rows = places[:, 0] - places[:, 0].min()
+    if rows.max() < 1 or len(np.unique(places.sum(axis=1) % 2)) != 1:
+        return False
+    per_row = np.bincount(rows)
+    return 2 * int((per_row >= 2).sum()) >= len(per_row)
+
+
+def up2_places(columns: int, rows: int, patterns: int) -> np.ndarray | None:
+    """The places of an EDAX ``.up2`` scan of a hexagonal grid whose header gives ``columns`` and ``rows``, and whose
+    size ``patterns``: rows alternately of ``columns`` and ``columns - 1`` points, the shorter ones half a step in (as
+    OIM's ``.ang`` has them, ``NCOLS_ODD`` and ``NCOLS_EVEN``), or of ``columns`` and ``columns + 1``, the longer ones
+    half a step out (as kikuchipy's example file has them). None for any other count (a scan cut short), and for
+    rows all of ``columns`` points, which do not say which way the second row is offset."""
+    if columns < 2 or rows < 2:
+        return None
+    if patterns == columns * rows - rows // 2:
+        shorter = True
+    elif patterns == columns * rows + rows // 2:
+        shorter = False
+    else:
+        return None
+    places = []
+    for row in range(rows):
+        offset = row % 2 if shorter else 1 - row % 2
+        width = columns + (0 if row % 2 == 0 else -1 if shorter else 1)
+        places += [(row, offset + 2 * i) for i in range(width)]
+    return np.array(places, dtype=np.int64)
+
+
+def places_from_positions(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The places of points at stage positions ``x`` and ``y`` (an OIM ``.h5``'s ``X Position`` and ``Y
+    Position``), or None where they do not lie on a hexagonal grid."""
+    from ebsd_core.io.point_names import grid_places
+
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if len(x) != len(y) or len(x) < 3 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    (column, _), (row, _) = grid_places(x.tolist()), grid_places(y.tolist())
+    places = np.array([(row[b], column[a]) for a, b in zip(x.tolist(), y.tolist())], dtype=np.int64)
+    return places if is_hexagonal(places) else None
+
+
+def brick_shape(places: np.ndarray) -> tuple[int, int]:
+    """The rows and half-step columns of the image that draws ``places`` (each point two columns wide)."""
+    return int(places[:, 0].max()) + 1, int(places[:, 1].max()) + 2
+
+
+def brick_image(values: np.ndarray, places: np.ndarray, fill: float = np.nan) -> np.ndarray:
+    """``values`` (one per point) as an image of half-step columns, each point in its own column and the next;
+    ``fill`` where no point is (the half step at the end of every other row, a point the scan lacks)."""
+    image = np.full(brick_shape(places), fill, dtype=np.float64)
+    rows, columns = places[:, 0], places[:, 1]
+    image[rows, columns] = values
+    image[rows, columns + 1] = values
+    return image
+
+
+def brick_points(places: np.ndarray) -> np.ndarray:
+    """The point each cell of :func:`brick_image` draws, or -1 where none does."""
+    return brick_image(np.arange(len(places)), places, fill=-1).astype(np.int64)

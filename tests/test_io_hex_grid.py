@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from ebsd_core.io.hex_grid import brick_image, brick_points, brick_shape, is_hexagonal, places_from_positions
+
+# rows of 3 and 2 points, the second half a step in: (row, column in half steps)
+FIVE = np.array([[0, 0], [0, 2], [0, 4], [1, 1], [1, 3]])
+
+
+def test_points_are_drawn_two_half_steps_wide_so_that_rows_interlock():
+    assert brick_shape(FIVE) == (2, 6)
+    assert brick_points(FIVE).tolist() == [[0, 0, 1, 1, 2, 2], [-1, 3, 3, 4, 4, -1]]
+    image = brick_image(np.array([0.5, 1.5, 2.5, 3.5, 4.5]), FIVE)
+    np.testing.assert_array_equal(image[1], [np.nan, 3.5, 3.5, 4.5, 4.5, np.nan])
+
+
+@pytest.mark.parametrize(
+    ("places", "hexagonal"),
+    [
+        (FIVE, True),
+        ([[0, 0], [0, 1], [1, 0], [1, 1]], False),  # a square grid of half steps
+        ([[0, 0], [1, 1], [2, 2]], False),  # a diagonal line: one point a row
+        ([[0, 0], [0, 2], [0, 4]], False),  # one row
+        ([[0, 0], [0, 2], [0, 2], [1, 1]], False),  # a place twice
+    ],
+)
+def test_a_hexagonal_grid_is_told_from_other_places(places, hexagonal):
+    assert is_hexagonal(places) is hexagonal
+
+
+def test_stage_positions_give_the_places_of_a_hexagonal_grid():
+    step = 1.5
+    x = np.array([0, 1, 2, 0.5, 1.5]) * step + 10.0  # the stage's own origin
+    y = np.array([0, 0, 0, 1, 1]) * step * np.sqrt(3) / 2 + 0.0004  # written with a few decimals
+    assert places_from_positions(x, y).tolist() == FIVE.tolist()
+    assert places_from_positions(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])) is None  # square
+    assert places_from_positions(x, np.append(y[:-1], np.nan)) is None
