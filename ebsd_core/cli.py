@@ -261,10 +261,18 @@ def _description(source) -> dict:
         "static_background": source.static_background is not None,
         "orientations": source.orientations_from or None,  # what a phase map's exports would keep
         "hexagonal_grid": source.hexagonal_grid,
+        **({"hexagonal_rows": _hexagonal_rows(source.hexagonal_places)} if source.hexagonal_places is not None else {}),
         # a folder of images over IN_MEMORY_BYTES, or a scan kikuchipy reads lazily
         "read": "in memory" if isinstance(source.patterns, np.ndarray) else "from disk, batch by batch",
         "warnings": source.warnings,
     }
+
+
+def _hexagonal_rows(places) -> list[int]:
+    """The points of each row of a hexagonal grid (rows of 3, 4 and 3), as ``info`` says how the grid is laid out."""
+    import numpy as np
+
+    return np.bincount(places[:, 0]).tolist()
 
 
 def _labelled_summary(source) -> dict:

@@ -1,3 +1,4 @@
+import json
 import shutil
 import struct
 import zipfile
@@ -348,7 +349,9 @@ def test_a_hexagonal_grid_is_named(recwarn):
     ("patterns", "rows"),
     [(8, [[0, 2, 4], [1, 3], [0, 2, 4]]), (10, [[1, 3, 5], [0, 2, 4, 6], [1, 3, 5]]), (9, None), (7, None)],
 )
-def test_an_edax_binary_file_of_a_hexagonal_grid_is_laid_out_where_its_count_fits_its_header(tmp_path, patterns, rows):
+def test_an_edax_binary_file_of_a_hexagonal_grid_is_laid_out_where_its_count_fits_its_header(
+    tmp_path, capsys, patterns, rows
+):
     """OIM's rows alternate between its header's columns and one fewer (NCOLS_ODD, NCOLS_EVEN of its .ang);
     kikuchipy's example has one more. Rows all of the header's columns do not say which way the second is offset,
     and another count is a file cut short: neither is laid out, and the reading note says no map is drawn."""
@@ -364,6 +367,11 @@ def test_an_edax_binary_file_of_a_hexagonal_grid_is_laid_out_where_its_count_fit
     else:
         assert source.warnings == [HEXAGONAL_GRID_PLACED] and source.hexagonal_note == HEXAGONAL_GRID_PLACED
         assert source.hexagonal_places.tolist() == [[row, c] for row, cs in enumerate(rows) for c in cs]
+    from ebsd_core.cli import main
+
+    assert main(["info", str(path)]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["hexagonal_grid"] and said.get("hexagonal_rows") == (None if rows is None else [len(r) for r in rows])
 
 
 @pytest.mark.parametrize("lazy", [False, True])

@@ -128,7 +128,8 @@ class PatternSource:
 
     @property
     def hexagonal_note(self) -> str:
-        """Why no map is drawn of a scan on a hexagonal grid (:attr:`hexagonal_grid`), in the words of its reading."""
+        """Why no square map is made of a scan on a hexagonal grid (:attr:`hexagonal_grid`), and what is made of it,
+        in the words of its reading."""
         if self.kind != "kikuchipy":
             return HEXAGONAL_NAMES
         return HEXAGONAL_GRID if self.hexagonal_places is None else HEXAGONAL_GRID_PLACED
@@ -356,7 +357,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         if background.shape != sig_shape:
             background = None
     nav_axes = signal.axes_manager.navigation_axes
-    # a hexagonal grid is mapped by no indexing (no map is drawn of it)
+    # a hexagonal grid is mapped by no indexing (no square map is made of it)
     quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
     places = _hexagonal_places(path, len(flat)) if hexagonal else None
     return PatternSource(
