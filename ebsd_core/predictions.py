@@ -55,12 +55,13 @@ def prediction_counts(prediction: Prediction) -> dict[str, int]:
 class GridPoints:
     """The predictions of a scan on a hexagonal grid, point by point, for drawing them on it: ``index`` (the
     model's class, -1 unknown), ``confidence``, ``blank`` (a blank pattern: no confidence) and ``places`` (each
-    point's row and column in half steps, :mod:`ebsd_core.io.hex_grid`)."""
+    point's row and column in half steps, :mod:`ebsd_core.io.hex_grid`), with each point's ``probabilities``."""
 
     index: np.ndarray
     confidence: np.ndarray
     blank: np.ndarray
     places: np.ndarray
+    probabilities: np.ndarray
 
 
 def grid_points(prediction: Prediction, places: np.ndarray) -> GridPoints:
@@ -70,6 +71,7 @@ def grid_points(prediction: Prediction, places: np.ndarray) -> GridPoints:
         np.asarray(prediction.confidence, np.float32),
         blank_points(prediction.quality),
         np.asarray(places, np.int32),
+        np.asarray(prediction.probabilities, np.float32),
     )
 
 
@@ -83,6 +85,7 @@ def write_grid_points(path: str | Path, prediction: Prediction, places: np.ndarr
         "confidence": points.confidence,
         "blank": points.blank.astype(np.uint8),
         "places": points.places,
+        "probabilities": points.probabilities,
     }
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp))
@@ -94,4 +97,5 @@ def read_grid_points(path: str | Path) -> GridPoints:
     from safetensors.numpy import load_file
 
     arrays = load_file(str(path))
-    return GridPoints(arrays["index"], arrays["confidence"], arrays["blank"].astype(bool), arrays["places"])
+    blank = arrays["blank"].astype(bool)
+    return GridPoints(arrays["index"], arrays["confidence"], blank, arrays["places"], arrays["probabilities"])

@@ -519,6 +519,7 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
     return {
         "grid": grid,
         "colours": {phase.symbol: phase.colour for phase in phases},
+        "threshold": card.unknown_threshold,
         "least_sure": int(held[np.argmin(prediction.confidence[held])]) if len(held) else None,
         "predictions": str(out),
         "scan": scan_path,

@@ -25,7 +25,7 @@ from ebsd_core.assemble import (
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.inference import blank_points
 from ebsd_core.io.dataset import write_dataset
-from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape
+from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape, point_at
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
@@ -352,8 +352,7 @@ def show_predictions(result: dict) -> None:
     if not path.exists():
         st.error(f"{path.name}: the predictions' file is gone from the server (cleared with old sessions' files?)")
         return
-    if result.get("grid"):
-        draw_grid_maps(result)
+    points = draw_grid_maps(result) if result.get("grid") else None
     download_button(
         "Predictions (.csv)",
         path.read_bytes,  # read on the click: a million patterns' rows are 60 MB
@@ -363,7 +362,7 @@ def show_predictions(result: dict) -> None:
         "each class's probability (the predict command's columns).",
         key="predictions_csv",
     )
-    explain_a_prediction(result)
+    explain_a_prediction(result, points)
 
 
 @st.cache_resource(max_entries=4)
@@ -371,17 +370,16 @@ def cached_grid_points(path: str, modified: float) -> GridPoints:
     return read_grid_points(path)
 
 
-def draw_grid_maps(result: dict) -> None:
+def draw_grid_maps(result: dict) -> GridPoints | None:
     """The phases and confidence of a scan on a hexagonal grid, drawn on that grid (its points' places from the
-    scan), beside each other as a square map's are."""
+    scan), beside each other as a square map's are; a point clicked is the one shown below. Returns the points, or
+    None where their file is gone."""
     path = Path(result["grid"])
     if not path.exists():
         st.error(f"{path.name}: the points' file is gone from the server (cleared with old sessions' files?)")
-        return
+        return None
     points = cached_grid_points(str(path), path.stat().st_mtime)
-    symbols = list(result["counts"])[:-1]  # the model's classes, then unknown
-    labels = [result.get("labels", {}).get(symbol, symbol) for symbol in symbols]
-    colours = [UNKNOWN_COLOUR] + [result.get("colours", {}).get(symbol, UNKNOWN_COLOUR) for symbol in symbols]
+    labels, colours = grid_phases(result)
     names = np.array(["unknown", *labels], dtype=object)[points.index + 1]
     names[points.blank] = "unknown (blank pattern: no confidence)"
     rows, width = brick_shape(points.places)
@@ -389,20 +387,42 @@ def draw_grid_maps(result: dict) -> None:
     st.caption(
         "Drawn on the scan's hexagonal grid: each point where it was recorded, every other row offset by half a step, "
         "nothing resampled"
-        + (f"; at one place in {step} along each row and column (a screen shows no more)." if step > 1 else ".")
+        + (f"; at one place in {step} along each row and column (a screen shows no more)" if step > 1 else "")
+        + ". Click a point to see its pattern and probabilities below."
     )
     left, right = st.columns(2)
-    phase = grid_map_figure(points, points.index + 1.5, names, "phase", step, discrete_scale(colours), len(colours))
-    left.plotly_chart(phase, key="grid_phase_map")
-    left.markdown(
-        " · ".join(
-            f"<span style='color:{c}'>■</span> {html.escape(label)}"
-            for c, label in zip([*colours[1:], UNKNOWN_COLOUR], [*labels, "unknown"])
-        ),
-        unsafe_allow_html=True,
-    )
+    scale = discrete_scale([UNKNOWN_COLOUR, *colours])
+    phase = grid_map_figure(points, points.index + 1.5, names, "phase", step, scale, len(colours) + 1)
+    with left:
+        event = st.plotly_chart(phase, on_select="rerun", selection_mode="points", key="grid_phase_map")
+        phase_swatches([*zip(colours, labels), (UNKNOWN_COLOUR, "unknown")])
+    clicked = event.get("selection", {}).get("points") if event else None
+    if clicked and (point := point_at(points.places, clicked[0]["x"], clicked[0]["y"])) is not None:
+        st.session_state[f"grid_point@{result['predictions']}"] = point
     confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
     right.plotly_chart(grid_map_figure(points, confidence, names, "confidence", step), key="grid_confidence_map")
+    return points
+
+
+def grid_phases(result: dict) -> tuple[list[str], list[str]]:
+    """The labels and colours of the model's classes, in its order, as a classified scan's maps draw them."""
+    symbols = list(result["counts"])[:-1]  # the model's classes, then unknown
+    labels = [result.get("labels", {}).get(symbol, symbol) for symbol in symbols]
+    return labels, [result.get("colours", {}).get(symbol, UNKNOWN_COLOUR) for symbol in symbols]
+
+
+def phase_swatches(swatches: list[tuple[str, str]]) -> None:
+    """A map's legend: each (colour, label)."""
+    st.markdown(
+        " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)}" for c, label in swatches),
+        unsafe_allow_html=True,
+    )
+
+
+HEX_HOVER = (
+    "pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}<br>%{text}<br>confidence %{customdata[2]:.2f}"
+    "<extra></extra>"
+)
 
 
 def grid_map_figure(
@@ -426,8 +446,7 @@ def grid_map_figure(
             z=z,
             text=np.where(drawn, names[where], ""),
             customdata=custom,
-            hovertemplate="pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}<br>%{text}<br>"
-            "confidence %{customdata[2]:.2f}<extra></extra>",
+            hovertemplate=HEX_HOVER,
             hoverongaps=False,
             showscale=colours is None,
             colorbar=dict(thickness=16, x=1.0, xanchor="left", xpad=6),
@@ -436,28 +455,53 @@ def grid_map_figure(
             zmax=top,
         )
     )
+    if colours:  # the phase map takes clicks: invisible markers on the points drawn (a heatmap's cells take none)
+        shown, first = np.unique(cells[drawn], return_index=True)
+        centres = points.places[shown]
+        fig.add_trace(
+            go.Scattergl(
+                x=(centres[:, 1] + 0.5) / 2,
+                y=centres[:, 0] * ROW_HEIGHT,
+                mode="markers",
+                text=names[shown],
+                customdata=custom[drawn][first],
+                hovertemplate=HEX_HOVER,
+                marker=dict(size=max(3, 400 // max(cells.shape)), color="rgba(0,0,0,0)", symbol="square"),
+                showlegend=False,
+            )
+        )
     fig.update_xaxes(range=_extent(x), visible=False)
     fig.update_yaxes(range=_extent(y)[::-1], scaleanchor="x", visible=False)  # row 0 on top
     height = int(np.clip(MAP_PLOT_WIDTH * (y[-1] + ROW_HEIGHT) / (x[-1] + 1), 160, 380)) + 40
     return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 
 
-def explain_a_prediction(result: dict) -> None:
-    """Open one of the patterns classified on the Explain page, from the one the model was least sure of."""
+def explain_a_prediction(result: dict, points: GridPoints | None = None) -> None:
+    """Open one of the patterns classified on the Explain page, from the one the model was least sure of or, on a
+    map of the scan's grid (``points``), the one clicked there, whose pattern and probabilities are shown first."""
     if not Path(result["scan"]).exists():  # an upload cleared since: nothing to explain it from
         return
     last = result["patterns"] - 1
+    chosen = min(st.session_state.get(f"grid_point@{result['predictions']}", result.get("least_sure") or 0), last)
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     index = left.number_input(
         f"Pattern (0 to {last:,})",
         0,
         last,
-        value=min(result.get("least_sure") or 0, last),
-        key=f"predictions_pattern@{result['predictions']}",
-        help="Its index in the CSV; first, the pattern the model was least sure of.",
+        value=chosen,
+        key=f"predictions_pattern@{result['predictions']}@{chosen}",  # a click on the map starts it anew
+        help="Its index in the CSV; first, the pattern the model was least sure of"
+        + (", then the one clicked on the map." if points is not None else "."),
     )
     if right.button("Explain this pattern", icon=":material/visibility:", key="explain_prediction"):
         send_to_explain(result["model_name"], result["scan"], int(index), kind="classified scan")
+    if points is not None:
+        labels, colours = grid_phases(result)
+        pattern_column, bars_column = st.columns(2)
+        with pattern_column:
+            show_pattern(result["scan"], int(index), f"point {int(index)} (row {points.places[int(index), 0]})")
+        figure = probability_figure(labels, colours, points.probabilities[int(index)], result.get("threshold"))
+        bars_column.plotly_chart(figure, key="grid_point_probabilities")
 
 
 def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:
@@ -721,12 +765,13 @@ def cached_export(map_path: str, modified: float, suffix: str, threshold: float)
     return export_bytes(map_at_threshold(map_path, modified, threshold), suffix)
 
 
-def show_pattern(scan_path: str, point: int, row: int, column: int) -> None:
-    """The pattern of the map's ``point``, at ``row`` and ``column``, with the image it was read from, if any."""
+def show_pattern(scan_path: str, point: int, where: str) -> None:
+    """The pattern of the scan's ``point``, ``where`` it lies in words ("row 3, column 4"), with the image it was read
+    from, if any."""
     try:
         source = opened_source(scan_path)
         if point >= len(source):  # a map laid on its indexing file's, of rows after the images' last (laid_on)
-            st.info(f"Row {row}, column {column}: no image; the images' names stop before this row.")
+            st.info(f"{where[0].upper()}{where[1:]}: no image; the images' names stop before this row.")
             return
         pattern = source.batch(point, point + 1)[0]
     except EbsdError as exc:
@@ -738,28 +783,34 @@ def show_pattern(scan_path: str, point: int, row: int, column: int) -> None:
         tidy(
             go.Figure(go.Heatmap(z=pattern, colorscale="gray", showscale=False)),
             320,
-            title=f"pattern at row {row}, column {column}" + (f" ({file_name})" if file_name else ""),
+            title=f"pattern at {where}" + (f" ({file_name})" if file_name else ""),
             yaxis_autorange="reversed",
             yaxis_scaleanchor="x",
         ),
     )
 
 
+def probability_figure(labels: list[str], colours: list[str], probabilities, threshold: float | None) -> go.Figure:
+    """A pattern's probabilities, a bar per class, with the line below which it is unknown."""
+    bars = go.Bar(x=labels, y=probabilities, marker_color=colours)
+    fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
+    if threshold is not None:
+        fig.add_hline(  # its label on a ground of its own: on the line over a bar it was not legible
+            y=threshold,
+            line_dash="dot",
+            annotation_text="unknown below",
+            annotation_position="top left",
+            annotation_bgcolor="rgba(255, 255, 255, 0.85)",
+        )
+    return fig
+
+
 def show_point(phase_map, scan_path: str, point: int) -> None:
     left, right = st.columns(2)
     with left:
-        show_pattern(scan_path, point, *divmod(point, phase_map.nav_shape[1]))
-    probs = phase_map.probabilities[point]
-    bars = go.Bar(x=[p.label for p in phase_map.phases], y=probs, marker_color=[p.colour for p in phase_map.phases])
-    fig = tidy(go.Figure(bars), 320, title="probabilities", yaxis_range=[0, 1])
-    fig.add_hline(  # its label on a ground of its own: on the line over a bar it was not legible
-        y=phase_map.threshold,
-        line_dash="dot",
-        annotation_text="unknown below",
-        annotation_position="top left",
-        annotation_bgcolor="rgba(255, 255, 255, 0.85)",
-    )
-    right.plotly_chart(fig)
+        show_pattern(scan_path, point, "row {}, column {}".format(*divmod(point, phase_map.nav_shape[1])))
+    labels, colours = [p.label for p in phase_map.phases], [p.colour for p in phase_map.phases]
+    right.plotly_chart(probability_figure(labels, colours, phase_map.probabilities[point], phase_map.threshold))
     blank = bool(blank_points(phase_map.quality[point]))
     if blank:  # its probabilities tie: the first class is no answer of the pattern's
         right.caption(
@@ -1035,11 +1086,7 @@ def draw_maps(phase_map: PhaseMap, scan_path: str) -> tuple[dict | None, bool]:
     chart_redrawn = "phase_map_chart" not in st.session_state  # its selection forgotten: another page was visited
     with left:
         event = st.plotly_chart(phase_fig, on_select="rerun", selection_mode=("points", "box"), key="phase_map_chart")
-        swatches = [(p.colour, p.label) for p in phase_map.phases] + [(UNKNOWN_COLOUR, "unknown")]
-        st.markdown(
-            " · ".join(f"<span style='color:{c}'>■</span> {html.escape(label)}" for c, label in swatches),
-            unsafe_allow_html=True,
-        )
+        phase_swatches([(p.colour, p.label) for p in phase_map.phases] + [(UNKNOWN_COLOUR, "unknown")])
     confidence = np.where(phase_map.blank, np.nan, phase_map.confidence)  # a blank pattern's: a gap, not doubt
     right.plotly_chart(map_figure(phase_map, confidence, "confidence", zrange=(0, 1)), key="conf_map")
     return event, chart_redrawn

@@ -3326,8 +3326,14 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     )
     # drawn on its own grid: 8 rows of 10 half steps, each point two of them wide, every other row offset by one
     charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
-    assert [c["layout"]["title"]["text"] for c in charts] == ["phase", "confidence"]
-    phase, confidence = (c["data"][0] for c in charts)
+    least = min(range(40), key=lambda i: float(rows[i + 1].split(",")[3]))
+    assert [c["layout"]["title"]["text"] for c in charts] == [
+        "phase",
+        "confidence",
+        f"pattern at point {least} (row {least // 5}) (x{2 * (least % 5) + least // 5 % 2}_y{least // 5}.png)",
+        "probabilities",  # of the pattern the model was least sure of, first
+    ]
+    phase, confidence = (c["data"][0] for c in charts[:2])
     assert phase["z"]["shape"] == confidence["z"]["shape"] == "8, 11"
     points = [row.split(",") for row in rows[1:]]
     named = {"Fm-3m": "Austenite (Fm-3m)", "Im-3m": "Ferrite (Im-3m)", "unknown": "unknown"}
@@ -3337,8 +3343,16 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
         assert cells[offset:][:10:2] == cells[offset + 1 :][:10:2] == [named[p[2]] for p in points[first:][:5]]
         assert cells[offset + 10 :] == [] or cells[offset + 10 :] == [""]
     assert charts[0]["layout"]["yaxis"]["scaleanchor"] == "x"  # the grid's own proportions
+    probabilities = np.frombuffer(base64.b64decode(charts[3]["data"][0]["y"]["bdata"]), np.float32)
+    np.testing.assert_allclose(probabilities, [float(p) for p in points[least][4:6]], atol=1e-4)
+    app.session_state[f"grid_point@{state.result['predictions']}"] = 7  # as a click on the map sets it
+    app.run()
+    assert next(n for n in app.number_input if n.label == "Pattern (0 to 39)").value == 7
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
+    assert titles[2] == "pattern at point 7 (row 1) (x5_y1.png)"
+    app.session_state[f"grid_point@{state.result['predictions']}"] = least
+    app.run()
     # one of them explained, from the one the model was least sure of
-    least = min(range(40), key=lambda i: float(rows[i + 1].split(",")[3]))
     assert next(n for n in app.number_input if n.label == "Pattern (0 to 39)").value == least
     next(b for b in app.button if b.label == "Explain this pattern").click().run()
     assert not app.exception and not app.error

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from ebsd_core.io.hex_grid import brick_image, brick_points, brick_shape, is_hexagonal, places_from_positions
+from ebsd_core.io.hex_grid import (
+    ROW_HEIGHT,
+    brick_image,
+    brick_points,
+    brick_shape,
+    is_hexagonal,
+    places_from_positions,
+    point_at,
+)
 
 # rows of 3 and 2 points, the second half a step in: (row, column in half steps)
 FIVE = np.array([[0, 0], [0, 2], [0, 4], [1, 1], [1, 3]])
@@ -35,3 +43,11 @@ def test_stage_positions_give_the_places_of_a_hexagonal_grid():
     assert places_from_positions(x, y).tolist() == FIVE.tolist()
     assert places_from_positions(np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])) is None  # square
     assert places_from_positions(x, np.append(y[:-1], np.nan)) is None
+
+
+def test_a_click_on_the_map_finds_its_point():
+    assert point_at(FIVE, 0.0, 0) == 0 and point_at(FIVE, 0.6, 0.1) == 0  # either half step of the first point
+    assert point_at(FIVE, 1.0, 0) == 1  # the centre of the second: its first half step
+    assert point_at(FIVE, 0.75, ROW_HEIGHT) == 3  # the first of the second row, half a step in
+    assert point_at(FIVE, 0, ROW_HEIGHT) is None  # the half step before it
+    assert point_at(FIVE, 5, 0) is None and point_at(FIVE, 0, 3 * ROW_HEIGHT) is None  # off the map

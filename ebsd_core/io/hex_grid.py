@@ -94,3 +94,13 @@ def brick_image(values: np.ndarray, places: np.ndarray, fill: float = np.nan) ->
 def brick_points(places: np.ndarray) -> np.ndarray:
     """The point each cell of :func:`brick_image` draws, or -1 where none does."""
     return brick_image(np.arange(len(places)), places, fill=-1).astype(np.int64)
+
+
+def point_at(places: np.ndarray, x: float, y: float) -> int | None:
+    """The point drawn at ``x`` (in steps) and ``y`` (in steps, rows :data:`ROW_HEIGHT` apart) on the image of
+    :func:`brick_image` (a click on its map), or None where none is."""
+    cells = brick_points(places)
+    row, column = round(y / ROW_HEIGHT), round(x * 2)  # a half step's cell
+    if 0 <= row < cells.shape[0] and 0 <= column < cells.shape[1] and cells[row, column] >= 0:
+        return int(cells[row, column])
+    return None
