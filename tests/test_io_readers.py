@@ -322,6 +322,13 @@ def test_bruker_files_made_by_kikuchipys_test_writers_are_read(tmp_path):
     hexagonal = open_patterns(tmp_path / "hexagonal.h5")  # refused by kikuchipy: read as a line, as its .up2
     assert hexagonal.hexagonal_grid and len(hexagonal) == 9 and hexagonal.nav_shape == (9,)
     np.testing.assert_array_equal(hexagonal.batch(0, 9), open_patterns(tmp_path / "full.h5").batch(0, 9))
+    assert hexagonal.hexagonal_places is None  # its sample positions are all one point
+    placed = shutil.copy(tmp_path / "hexagonal.h5", tmp_path / "placed.h5")  # the first is open, read lazily
+    with h5py.File(placed, "r+") as file:  # rows of 3, 2, 3 and 1 points, µm on the stage
+        file["Scan 0/EBSD/Data/X SAMPLE"][...] = [0, 2, 4, 1, 3, 0, 2, 4, 1]
+        file["Scan 0/EBSD/Data/Y SAMPLE"][...] = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3]) * 2 * np.sqrt(3) / 2
+    placed = open_patterns(placed)
+    assert placed.hexagonal_places.tolist() == [[0, 0], [0, 2], [0, 4], [1, 1], [1, 3], [2, 0], [2, 2], [2, 4], [3, 1]]
 
 
 def _grid_type(path, scan: str, grid: bytes) -> None:
