@@ -37,13 +37,21 @@ def saved_map(side: int, folder: Path) -> Path:
 
 
 def measure(side: int, reruns: int) -> dict:
-    from streamlit.testing.v1 import AppTest
 
     path = saved_map(side, Path(tempfile.mkdtemp()))
+    # none at map_scan: the point's pattern is said to be missing
+    drawn = timed_page({"map_path": str(path), "map_scan": str(path.with_suffix(".h5"))}, reruns)
+    return {"points": side * side, **drawn}
+
+
+def timed_page(state: dict, reruns: int) -> dict:
+    """The Phase map page drawn with ``state`` in its session: the first draw, the slowest of ``reruns``, its charts."""
+    from streamlit.testing.v1 import AppTest
+
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     app.run()
-    app.session_state["map_path"] = str(path)
-    app.session_state["map_scan"] = str(path.with_suffix(".h5"))  # none: the point's pattern is said to be missing
+    for key, value in state.items():
+        app.session_state[key] = value
     start = time.perf_counter()
     app.switch_page("pages/phasemap.py").run()
     first = time.perf_counter() - start
@@ -54,12 +62,12 @@ def measure(side: int, reruns: int) -> dict:
         times.append(time.perf_counter() - start)
     charts = [len(chart.proto.spec) / 1e6 for chart in app.get("plotly_chart")]
     return {
-        "points": side * side,
         "first_draw_s": round(first, 2),
         "rerun_s": round(max(times), 2),
-        "largest_chart_mb": round(max(charts), 1),
+        "charts": len(charts),
+        "largest_chart_mb": round(max(charts, default=0), 1),
         "all_charts_mb": round(sum(charts), 1),
-        "under_message_limit": max(charts) < STREAMLIT_MESSAGE_LIMIT_MB,
+        "under_message_limit": max(charts, default=0) < STREAMLIT_MESSAGE_LIMIT_MB,
         "exception": bool(app.exception),
     }
 
@@ -91,33 +99,10 @@ def classified_hexagonal_scan(side: int, folder: Path) -> dict:
 
 
 def measure_hexagonal(side: int, reruns: int) -> dict:
-    from streamlit.testing.v1 import AppTest
-
-    folder = Path(tempfile.mkdtemp())
-    result = classified_hexagonal_scan(side, folder)
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    app.run()
-    app.session_state["map_predictions"] = result
-    start = time.perf_counter()
-    app.switch_page("pages/phasemap.py").run()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(reruns):
-        start = time.perf_counter()
-        app.run()
-        times.append(time.perf_counter() - start)
-    charts = [len(chart.proto.spec) / 1e6 for chart in app.get("plotly_chart")]
-    return {
-        "grid": "hexagonal",
-        "points": side * side,
-        "points_file_mb": round(Path(result["grid"]).stat().st_size / 1e6, 1),
-        "first_draw_s": round(first, 2),
-        "rerun_s": round(max(times), 2),
-        "charts": len(charts),
-        "largest_chart_mb": round(max(charts, default=0), 1),
-        "under_message_limit": max(charts, default=0) < STREAMLIT_MESSAGE_LIMIT_MB,
-        "exception": bool(app.exception),
-    }
+    result = classified_hexagonal_scan(side, Path(tempfile.mkdtemp()))
+    drawn = timed_page({"map_predictions": result}, reruns)
+    points_mb = round(Path(result["grid"]).stat().st_size / 1e6, 1)
+    return {"grid": "hexagonal", "points": side * side, "points_file_mb": points_mb, **drawn}
 
 
 def main() -> None:
