@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ebsd_core.atomic import atomic_path
+from ebsd_core.errors import InputError
 from ebsd_core.inference import UNKNOWN, Prediction, blank_points
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.paths import printable_path
@@ -93,9 +94,21 @@ def write_grid_points(path: str | Path, prediction: Prediction, places: np.ndarr
 
 
 def read_grid_points(path: str | Path) -> GridPoints:
-    """What :func:`write_grid_points` wrote."""
+    """What :func:`write_grid_points` wrote.
+
+    Raises
+    ------
+    InputError
+        Where the file cannot be read as such (damaged, or of another kind).
+    """
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    arrays = load_file(str(path))
-    blank = arrays["blank"].astype(bool)
-    return GridPoints(arrays["index"], arrays["confidence"], blank, arrays["places"], arrays["probabilities"])
+    try:
+        arrays = load_file(str(path))
+        blank = arrays["blank"].astype(bool)
+        return GridPoints(arrays["index"], arrays["confidence"], blank, arrays["places"], arrays["probabilities"])
+    except (SafetensorError, KeyError, OSError) as exc:
+        raise InputError(
+            f"the points of a classified scan cannot be read from it ({exc}): classify it again", path
+        ) from None

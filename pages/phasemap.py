@@ -378,7 +378,11 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     if not path.exists():
         st.error(f"{path.name}: the points' file is gone from the server (cleared with old sessions' files?)")
         return None
-    points = cached_grid_points(str(path), path.stat().st_mtime)
+    try:
+        points = cached_grid_points(str(path), path.stat().st_mtime)
+    except EbsdError as exc:
+        show_error(exc)
+        return None
     labels, colours = grid_phases(result)
     names = np.array(["unknown", *labels], dtype=object)[points.index + 1]
     names[points.blank] = "unknown (blank pattern: no confidence)"

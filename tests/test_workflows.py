@@ -184,6 +184,9 @@ def test_the_phase_map_pages_classifying_of_a_scan_of_no_map_writes_predicts_csv
     assert [["Fm-3m", "Im-3m"][i] if i >= 0 else "unknown" for i in points.index] == predicted
     assert points.places.tolist() == [[row, 2 * c + row % 2] for row in range(8) for c in range(5)]
     assert state.result["colours"].keys() == {"Fm-3m", "Im-3m"}
+    Path(state.result["grid"]).write_bytes(b"damaged")
+    with pytest.raises(InputError, match=r"page.grid.safetensors: the points of a classified scan cannot be read"):
+        read_grid_points(state.result["grid"])
     with pytest.raises(CancelledError, match="prediction cancelled"):
         classify_job(CancelledContext(), str(map_model), str(folder), tmp_path / "cancelled.csv")
     assert not (tmp_path / "cancelled.csv").exists() and not (tmp_path / "cancelled.grid.safetensors").exists()
