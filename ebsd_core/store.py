@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import difflib
 import fcntl
 import hashlib
 import io
@@ -750,6 +751,8 @@ def delete_model(name: str, store: Path | None = None) -> Path:
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
     with _name_lock(target):
         try:
+            if not target.is_symlink() and not target.exists():
+                raise StoreError(f"{target}: {_no_such_model_words(target)}")
             if not target.is_symlink() and not (target / META).is_file():  # a link: moved aside, reached or not
                 raise StoreError(f"{target} is not a saved model")
             if problem := delete_problem(name, store):
@@ -837,11 +840,7 @@ def read_card(path: str | Path) -> ModelCard:
     if problem := _not_a_model_folder(folder):  # a link to a folder that cannot be reached
         raise ModelError(problem, folder)
     if not folder.exists():
-        raise ModelError(
-            "no such saved model: neither a model's folder nor a name in the store (python -m ebsd_core models "
-            "lists them)",
-            folder,
-        )
+        raise ModelError(_no_such_model_words(folder), folder)
     try:
         if not meta_path.is_file():
             raise ModelError(_not_a_model_words(folder), folder)
@@ -855,6 +854,18 @@ def read_card(path: str | Path) -> ModelCard:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{META} is not valid JSON ({exc})", folder) from None
     return ModelCard.from_json(data, meta_path)
+
+
+def _no_such_model_words(path: Path) -> str:
+    """That no model is at ``path``, and the saved models beside it that its name may mean (a slip of the keyboard,
+    another case)."""
+    words = (
+        "no such saved model: neither a model's folder nor a name in the store (python -m ebsd_core models lists them)"
+    )
+    held = [folder.name for folder in _folders(path.parent) if (folder / META).is_file()]
+    near = [name for name in held if name.lower() == path.name.lower()]
+    near = near or difflib.get_close_matches(path.name, held, n=3, cutoff=0.7)
+    return f"{words}; perhaps {' or '.join(near)}" if near else words
 
 
 def _not_a_model_words(path: Path) -> str:

@@ -626,6 +626,13 @@ def test_the_store_is_listed_exported_and_deleted_from_the_command_line(trained,
     assert main(["models", "export", "gpu-model", "--store", str(store), "--out", str(out)]) == 2
     assert f"{out} exists" in capsys.readouterr().err
     assert read_card(import_model(out, store=other)).name == "gpu-model"
+    # a name mistyped, or in another case, is told the model it may mean (delete said only "is not a saved model")
+    for command, typed in (("show", "gpu-modle"), ("export", "GPU-Model"), ("delete", "gpu_model")):
+        assert main(["models", command, typed, "--store", str(store)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {store / typed}: no such saved model: neither a model's folder nor a name in the store "
+            "(python -m ebsd_core models lists them); perhaps gpu-model\n"
+        )
     assert main(["models", "delete", "gpu-model", "--store", str(store)]) == 0
     assert main(["models", "list", "--json", "--store", str(store)]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
