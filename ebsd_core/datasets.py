@@ -13,7 +13,9 @@ from ebsd_core.errors import PhaseError
 from ebsd_core.io.dataset import Dataset
 from ebsd_core.phases import (
     DEFAULT_CLASSES,
+    PHASE_NAME_HINTS,
     Material,
+    catalogue_material,
     get_material,
     materials_for,
     parse_space_group,
@@ -29,6 +31,23 @@ def material_seed(seed: int, material: Material) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), zlib.crc32(material.key.encode())])
 
 
+def _class_space_group(text: int | str) -> int:
+    """A class to simulate, by its space group; a material given instead is told to go to the phases, and a name
+    such as ``fcc`` gets the hint a class folder so named gets."""
+    try:
+        return parse_space_group(text)
+    except PhaseError as not_a_group:
+        if (found := catalogue_material(str(text))) is not None:
+            raise PhaseError(
+                f"{str(text).strip()!r} is a material ({found.short_name}, {found.symbol}), and classes are space "
+                "groups: give materials as phases (simulate --phases; --classes takes every catalogue material of "
+                "each space group)"
+            ) from None
+        if hint := PHASE_NAME_HINTS.get(str(text).strip().lower()):
+            raise PhaseError(f"{not_a_group} ({hint})") from None
+        raise
+
+
 def resolve_materials(
     classes: Sequence[int | str] | str | None = "default",
     phases: Sequence[str] | None = None,
@@ -39,9 +58,9 @@ def resolve_materials(
     if classes in (None, "default"):
         groups = list(DEFAULT_CLASSES)
     elif isinstance(classes, str):
-        groups = [parse_space_group(c) for c in classes.split(",") if c.strip()]
+        groups = [_class_space_group(c) for c in classes.split(",") if c.strip()]
     else:
-        groups = [parse_space_group(c) for c in classes]
+        groups = [_class_space_group(c) for c in classes]
     materials = [m for sg in groups for m in materials_for(sg)]
     missing = [sg for sg in groups if not materials_for(sg)]
     if missing:

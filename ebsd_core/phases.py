@@ -218,8 +218,8 @@ def parse_space_group(text: str | int) -> int:
         space_group_symbol(int(text))
         return int(text)
     cleaned = str(text).strip()
-    if is_whole_number(cleaned):
-        return parse_space_group(int(cleaned))
+    if is_whole_number(cleaned) and int(cleaned) in M3M_SPACE_GROUPS:
+        return int(cleaned)
     by_symbol = {_symbol_key(v): k for k, v in M3M_SPACE_GROUPS.items()}
     if cleaned and _symbol_key(cleaned) in by_symbol:
         return by_symbol[_symbol_key(cleaned)]

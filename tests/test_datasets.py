@@ -2,7 +2,7 @@
 
 import pytest
 
-from ebsd_core.datasets import plan_simulation, simulate_dataset
+from ebsd_core.datasets import plan_simulation, resolve_materials, simulate_dataset
 from ebsd_core.errors import PhaseError
 
 
@@ -44,3 +44,17 @@ def test_space_groups_the_catalogue_lacks_are_named_with_the_way_to_add_one():
     """Found on review: the message printed a Python list ("space group(s) [222, 224]")."""
     with pytest.raises(PhaseError, match=r"space groups 222 \(Pn-3n\), 224 \(Pn-3m\): simulate one from a CIF file"):
         simulate_dataset(per_class=1, classes="222,224,225")
+
+
+@pytest.mark.parametrize(
+    ("classes", "told"),
+    [
+        ("ni,ni3al", "'ni' is a material (Ni, Fm-3m), and classes are space groups: give materials as phases"),
+        ("fcc", "unknown space group 'fcc': use a number 221-230 or a symbol such as Pm-3m, Pm-3n, Fm-3m, Fd-3m, "
+         "Im-3m, Ia-3d (an FCC metal is Fm-3m (225),"),
+    ],
+)  # fmt: skip
+def test_classes_given_as_materials_or_lattices_are_told_what_to_give(classes, told):
+    with pytest.raises(PhaseError) as raised:
+        resolve_materials(classes)
+    assert str(raised.value).startswith(told)

@@ -278,6 +278,7 @@ def test_a_phase_is_labelled_by_its_space_group_or_a_catalogue_material(label, s
         ("BCC", "'BCC' does not name a space group (a BCC metal is Im-3m (229), B2 NiAl or CsCl Pm-3m (221))"),
         ("nickel", "unknown space group 'nickel', perhaps ni (Ni, Fm-3m): use a number 221-230, a symbol such as"),
         ("P63/mmc", "'P63/mmc' is space group 194 (P63/mmc), not one of the cubic m-3m space groups"),
+        ("194", "'194' is space group 194 (P63/mmc), not one of the cubic m-3m space groups"),  # as a symbol is
         ("zzz", "unknown space group 'zzz': use a number 221-230, a symbol such as Pm-3m, Pm-3n, Fm-3m, Fd-3m, Im-3m,"),
     ],
 )
