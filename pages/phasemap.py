@@ -395,16 +395,17 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
         + ". Click a point to see its pattern and probabilities below."
     )
     left, right = st.columns(2)
+    cells = brick_points(points.places)
     scale = discrete_scale([UNKNOWN_COLOUR, *colours])
-    phase = grid_map_figure(points, points.index + 1.5, names, "phase", step, scale, len(colours) + 1)
+    phase = grid_map_figure(points, cells, points.index + 1.5, names, "phase", step, scale, len(colours) + 1)
     with left:
         event = st.plotly_chart(phase, on_select="rerun", selection_mode="points", key="grid_phase_map")
         phase_swatches([*zip(colours, labels), (UNKNOWN_COLOUR, "unknown")])
     clicked = event.get("selection", {}).get("points") if event else None
-    if clicked and (point := point_at(points.places, clicked[0]["x"], clicked[0]["y"])) is not None:
+    if clicked and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
         st.session_state[f"grid_point@{result['predictions']}"] = point
     confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
-    right.plotly_chart(grid_map_figure(points, confidence, names, "confidence", step), key="grid_confidence_map")
+    right.plotly_chart(grid_map_figure(points, cells, confidence, names, "confidence", step), key="grid_confidence_map")
     return points
 
 
@@ -430,12 +431,20 @@ HEX_HOVER = (
 
 
 def grid_map_figure(
-    points: GridPoints, values: np.ndarray, names: np.ndarray, title: str, step: int, colours=None, top: float = 1
+    points: GridPoints,
+    cells: np.ndarray,
+    values: np.ndarray,
+    names: np.ndarray,
+    title: str,
+    step: int,
+    colours=None,
+    top: float = 1,
 ) -> go.Figure:
     """``values`` (0 to ``top``) of a hexagonal grid's points as a heatmap of half-step columns, each point two
-    columns wide, at every ``step``-th row and column; x in steps, y in rows of sqrt(3)/2 steps, so that the points
-    keep their places. ``colours``: a discrete scale (phases), else a colour bar."""
-    cells = brick_points(points.places)[::step, ::step]
+    columns wide (``cells``, :func:`~ebsd_core.io.hex_grid.brick_points`), at every ``step``-th row and column; x in
+    steps, y in rows of sqrt(3)/2 steps, so that the points keep their places. ``colours``: a discrete scale
+    (phases), else a colour bar."""
+    cells = cells[::step, ::step]
     drawn = cells >= 0
     where = np.where(drawn, cells, 0)
     z = np.where(drawn, np.asarray(values, dtype=np.float64)[where], np.nan)
@@ -497,7 +506,8 @@ def explain_a_prediction(result: dict, points: GridPoints | None = None) -> None
         help="Its index in the CSV; first, the pattern the model was least sure of"
         + (", then the one clicked on the map." if points is not None else "."),
     )
-    if right.button("Explain this pattern", icon=":material/visibility:", key="explain_prediction"):
+    blank = points is not None and bool(points.blank[int(index)])  # nothing in it to explain (the page refuses it)
+    if not blank and right.button("Explain this pattern", icon=":material/visibility:", key="explain_prediction"):
         send_to_explain(result["model_name"], result["scan"], int(index), kind="classified scan")
     if points is not None:
         labels, colours = grid_phases(result)
@@ -506,6 +516,8 @@ def explain_a_prediction(result: dict, points: GridPoints | None = None) -> None
             show_pattern(result["scan"], int(index), f"point {int(index)} (row {points.places[int(index), 0]})")
         figure = probability_figure(labels, colours, points.probabilities[int(index)], result.get("threshold"))
         bars_column.plotly_chart(figure, key="grid_point_probabilities")
+        if blank:
+            bars_column.caption(BLANK_POINT)
 
 
 def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:
@@ -794,6 +806,12 @@ def show_pattern(scan_path: str, point: int, where: str) -> None:
     )
 
 
+BLANK_POINT = (
+    "A blank pattern (a dropped frame, a point without its image, an image that could not be read): nothing to "
+    "classify, so unknown."
+)
+
+
 def probability_figure(labels: list[str], colours: list[str], probabilities, threshold: float | None) -> go.Figure:
     """A pattern's probabilities, a bar per class, with the line below which it is unknown."""
     bars = go.Bar(x=labels, y=probabilities, marker_color=colours)
@@ -817,10 +835,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     right.plotly_chart(probability_figure(labels, colours, phase_map.probabilities[point], phase_map.threshold))
     blank = bool(blank_points(phase_map.quality[point]))
     if blank:  # its probabilities tie: the first class is no answer of the pattern's
-        right.caption(
-            "A blank pattern (a dropped frame, a point without its image, an image that could not be read): nothing "
-            "to classify, so unknown."
-        )
+        right.caption(BLANK_POINT)
     elif phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
         alone = phase_map.raw_probabilities[point]
         top = int(np.argmax(alone))

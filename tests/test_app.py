@@ -3287,6 +3287,12 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
         [True] * 8,
         [False] + [True] * 6 + [False],
     ]
+    # its tenth pattern is blank (zeros): said so where it is clicked, and not offered to explain
+    assert phase["data"][0]["text"][2][5] == "unknown (blank pattern: no confidence)"
+    app.session_state[f"grid_point@{state.result['predictions']}"] = 9
+    app.run()
+    assert any(c.value.startswith("A blank pattern (a dropped frame,") for c in app.caption)
+    assert not any(b.label == "Explain this pattern" for b in app.button)
 
 
 def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_and_draws_them_on_it(

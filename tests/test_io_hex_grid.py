@@ -46,8 +46,9 @@ def test_stage_positions_give_the_places_of_a_hexagonal_grid():
 
 
 def test_a_click_on_the_map_finds_its_point():
-    assert point_at(FIVE, 0.0, 0) == 0 and point_at(FIVE, 0.6, 0.1) == 0  # either half step of the first point
-    assert point_at(FIVE, 1.0, 0) == 1  # the centre of the second: its first half step
-    assert point_at(FIVE, 0.75, ROW_HEIGHT) == 3  # the first of the second row, half a step in
-    assert point_at(FIVE, 0, ROW_HEIGHT) is None  # the half step before it
-    assert point_at(FIVE, 5, 0) is None and point_at(FIVE, 0, 3 * ROW_HEIGHT) is None  # off the map
+    cells = brick_points(FIVE)
+    assert point_at(cells, 0.0, 0) == 0 and point_at(cells, 0.6, 0.1) == 0  # either half step of the first point
+    assert point_at(cells, 1.0, 0) == 1  # the centre of the second: its first half step
+    assert point_at(cells, 0.75, ROW_HEIGHT) == 3  # the first of the second row, half a step in
+    assert point_at(cells, 0, ROW_HEIGHT) is None  # the half step before it
+    assert point_at(cells, 5, 0) is None and point_at(cells, 0, 3 * ROW_HEIGHT) is None  # off the map

@@ -96,10 +96,9 @@ def brick_points(places: np.ndarray) -> np.ndarray:
     return brick_image(np.arange(len(places)), places, fill=-1).astype(np.int64)
 
 
-def point_at(places: np.ndarray, x: float, y: float) -> int | None:
-    """The point drawn at ``x`` (in steps) and ``y`` (in steps, rows :data:`ROW_HEIGHT` apart) on the image of
-    :func:`brick_image` (a click on its map), or None where none is."""
-    cells = brick_points(places)
+def point_at(cells: np.ndarray, x: float, y: float) -> int | None:
+    """The point drawn at ``x`` (in steps) and ``y`` (in steps, rows :data:`ROW_HEIGHT` apart) on the image whose
+    ``cells`` :func:`brick_points` gives (a click on its map), or None where none is."""
     row, column = round(y / ROW_HEIGHT), round(x * 2)  # a half step's cell
     if 0 <= row < cells.shape[0] and 0 <= column < cells.shape[1] and cells[row, column] >= 0:
         return int(cells[row, column])
