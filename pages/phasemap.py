@@ -324,8 +324,8 @@ def classify_button(model_name: str, scan: Path) -> None:
     if st.button(
         "Classify every pattern",
         type="primary",
-        help="Each on its own, in the scan's order: the patterns per phase, and a CSV of every pattern's class and "
-        "probabilities.",
+        help="Each on its own, in the scan's order: the patterns per phase, a CSV of every pattern's class and "
+        "probabilities, and where the scan says where its points lie, their phases drawn on its hexagonal grid.",
     ):
         out = new_session_file(f"predictions/{scan.stem}-{model_name}", ".csv")
         params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
@@ -334,7 +334,8 @@ def classify_button(model_name: str, scan: Path) -> None:
 
 
 def show_predictions(result: dict) -> None:
-    """What :func:`~ebsd_core.workflows.classify_job` found: the patterns per phase, its notes, and its CSV."""
+    """What :func:`~ebsd_core.workflows.classify_job` found: the patterns per phase, its notes, its points drawn on
+    the scan's grid where it knows their places, and its CSV."""
     scan = shown_name(result["scan"])
     st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, each classified on its own")
     st.caption(f"Classified with {result['model_name']}.")
