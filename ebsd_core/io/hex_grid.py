@@ -32,10 +32,12 @@ def is_hexagonal(places: Sequence[tuple[int, int]] | np.ndarray) -> bool:
     so that each row takes every other column, the next row the others (a checkerboard); most rows hold two
     points or more (a diagonal line is no grid); no place twice."""
     places = np.asarray(places, dtype=np.int64).reshape(-1, 2)
-    if len(places) < 3 or len({tuple(p) for p in places}) != len(places):
+    if len(places) < 3:
         return False
-    rows = places[:, 0] - places[:, 0].min()
-    if rows.max() < 1 or len(np.unique(places.sum(axis=1) % 2)) != 1:
+    rows, columns = places[:, 0] - places[:, 0].min(), places[:, 1] - places[:, 1].min()
+    if np.bincount(rows * (int(columns.max()) + 1) + columns).max() > 1:  # a place twice
+        return False
+    if rows.max() < 1 or ((rows + columns - rows[0] - columns[0]) % 2).any():  # not a checkerboard
         return False
     per_row = np.bincount(rows)
     return 2 * int((per_row >= 2).sum()) >= len(per_row)
@@ -55,25 +57,32 @@ def up2_places(columns: int, rows: int, patterns: int) -> np.ndarray | None:
         shorter = False
     else:
         return None
-    places = []
-    for row in range(rows):
-        offset = row % 2 if shorter else 1 - row % 2
-        width = columns + (0 if row % 2 == 0 else -1 if shorter else 1)
-        places += [(row, offset + 2 * i) for i in range(width)]
-    return np.array(places, dtype=np.int64)
+    row = np.arange(rows)
+    widths = columns + np.where(row % 2 == 0, 0, -1 if shorter else 1)
+    offsets = row % 2 if shorter else 1 - row % 2
+    of_point = np.repeat(row, widths)
+    within = np.arange(len(of_point)) - np.repeat(np.cumsum(widths) - widths, widths)  # each point's place in its row
+    return np.column_stack([of_point, offsets[of_point] + 2 * within]).astype(np.int64)
 
 
 def places_from_positions(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     """The places of points at stage positions ``x`` and ``y`` (an OIM ``.h5``'s ``X Position`` and ``Y
     Position``), or None where they do not lie on a hexagonal grid."""
-    from ebsd_core.io.point_names import grid_places
-
     x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
     if len(x) != len(y) or len(x) < 3 or not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
-    (column, _), (row, _) = grid_places(x.tolist()), grid_places(y.tolist())
-    places = np.array([(row[b], column[a]) for a, b in zip(x.tolist(), y.tolist())], dtype=np.int64)
+    places = np.column_stack([_places_along(y), _places_along(x)])
     return places if is_hexagonal(places) else None
+
+
+def _places_along(values: np.ndarray) -> np.ndarray:
+    """Each of ``values``' place along the rows or columns (:func:`~ebsd_core.io.point_names.grid_places`), worked
+    out once per distinct value (a scan of millions of points has thousands)."""
+    from ebsd_core.io.point_names import grid_places
+
+    distinct, inverse = np.unique(values, return_inverse=True)
+    place, _ = grid_places(distinct.tolist())
+    return np.array([place[value] for value in distinct.tolist()], dtype=np.int64)[inverse]
 
 
 def brick_shape(places: np.ndarray) -> tuple[int, int]:
@@ -93,7 +102,11 @@ def brick_image(values: np.ndarray, places: np.ndarray, fill: float = np.nan) ->
 
 def brick_points(places: np.ndarray) -> np.ndarray:
     """The point each cell of :func:`brick_image` draws, or -1 where none does."""
-    return brick_image(np.arange(len(places)), places, fill=-1).astype(np.int64)
+    cells = np.full(brick_shape(places), -1, dtype=np.int64)
+    points = np.arange(len(places))
+    cells[places[:, 0], places[:, 1]] = points
+    cells[places[:, 0], places[:, 1] + 1] = points
+    return cells
 
 
 def point_at(cells: np.ndarray, x: float, y: float) -> int | None:
