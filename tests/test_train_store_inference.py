@@ -361,8 +361,8 @@ def test_a_deleted_model_leaves_the_listing_but_stays_on_disk(trained, tmp_path)
     moved = delete_model("old", tmp_path)
     assert list_models(tmp_path) == [] and moved.parent == tmp_path / ".deleted"
     assert read_card(moved).name == "old"
-    with pytest.raises(StoreError, match="not a saved model"):
-        delete_model("old", tmp_path)
+    with pytest.raises(StoreError, match="old: no such saved model: neither a model's folder nor a name in the store"):
+        delete_model("old", tmp_path)  # deleted twice: said as of any other name the store lacks
     save_model(result.model, result.card, tmp_path / "old")  # the name is free again
 
 
