@@ -651,6 +651,12 @@ def map_scan_distributed(
     views = card.views = map_views(card, cleanup, views)
     card.views_below = views_below  # as the workers will (and map_scan does)
     source = open_patterns(scan_path, lazy=True)
+    if source.hexagonal_places is not None and nav_shape is None and orientations is None:
+        raise InputError(
+            "the scan's grid is hexagonal: a cluster maps square grids, and its phases are drawn on its own grid "
+            "without one (phasemap --out map.png, with no --scheduler)",
+            source.path,
+        )
     if orientations is not None:  # before the shape, which it gives images numbered in scan order
         source = attach_orientations(source, orientations, nav_shape)
     shape = _nav_shape(source, nav_shape)

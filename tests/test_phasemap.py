@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import as_hexagonal_grid, damage_pixels, scan_as_images, scan_indexing
+from conftest import KIKUCHIPY_DATA, as_hexagonal_grid, damage_pixels, scan_as_images, scan_indexing
 
 from ebsd_core import memory
 from ebsd_core.cli import main
@@ -79,6 +79,9 @@ def test_distributed_map_matches_in_process(map_model, map_scan_file, phase_map,
         compiled = map_scan_distributed(map_model, map_scan_file, client, chunk=32, device="cpu", compile="always")
         # a model named as in the store, as every other command takes it: was looked for in the working folder
         named = map_scan_distributed(map_model.name, map_scan_file, client, chunk=32, device="cpu")
+        hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"  # drawn on its grid, in one process
+        with pytest.raises(InputError, match=r"hexagonal: a cluster maps square grids, .* \(phasemap --out map.png"):
+            map_scan_distributed(map_model, hexagonal, client, chunk=32, device="cpu")
         numbered = scan_as_images(map_scan_file, tmp_path / "numbered", NUMBERED)  # laid out by the indexing's map
         hough = scan_indexing(tmp_path / "hough.ang")
         laid_out = map_scan_distributed(map_model, numbered, client, chunk=32, device="cpu", orientations=hough)
@@ -412,8 +415,6 @@ def test_blank_frames_are_unknown_and_named(map_model, map_scan_file, tmp_path):
 
 
 def test_a_hexagonal_scan_is_classified_but_not_mapped(map_model, tmp_path, capsys):
-    from conftest import KIKUCHIPY_DATA
-
     hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"
     model, card = load_model(map_model)
     with pytest.raises(InputError, match="hexagonal grid"):
