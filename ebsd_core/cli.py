@@ -1365,8 +1365,8 @@ def _add_explain_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--target",
-        help="gradcam, shap: the class to explain, as a symbol, space group or the model's class index (Fm-3m, "
-        "225 or 2; default: the predicted class)",
+        help="gradcam, shap: the class to explain, as a symbol, space group, catalogue material or the model's class "
+        "index (Fm-3m, 225, ni or 2; default: the predicted class)",
     )
     p.add_argument(
         "--layer",

@@ -39,7 +39,7 @@ from ebsd_core.explain import (
 from ebsd_core.figures import png_bytes, pyplot
 from ebsd_core.inference import UNKNOWN, decide, inference_precision, model_device, predict_tensor
 from ebsd_core.io.readers import PatternSource, open_patterns
-from ebsd_core.phases import M3M_SPACE_GROUPS, parse_space_group, space_group_symbol
+from ebsd_core.phases import M3M_SPACE_GROUPS, space_group_of_label, space_group_symbol
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns, preprocess
 from ebsd_core.store import ModelCard, load_model
 from ebsd_core.wording import counted, is_whole_number
@@ -282,7 +282,8 @@ def explain_filters(model, card: ModelCard, compare: str | None = None) -> Expla
 
 
 def class_index(card: ModelCard, target: int | str) -> int:
-    """A class of the model as its index: from an index, a space-group number (221-230) or a symbol."""
+    """A class of the model as its index: from an index, a space-group number (221-230), a symbol or a catalogue
+    material (``ni3al``: Pm-3m), as labels name a phase."""
     classes = ", ".join(
         f"{i} {symbol} ({group})" for i, (symbol, group) in enumerate(zip(card.class_symbols, card.classes))
     )
@@ -292,7 +293,7 @@ def class_index(card: ModelCard, target: int | str) -> int:
             return int(text)
         raise InputError(f"class index {text} is outside 0..{len(card.classes) - 1}; the classes are {classes}")
     try:
-        group = parse_space_group(text)
+        group = space_group_of_label(text)
     except EbsdError:
         raise InputError(f"{text!r} is not a class of the model; its classes are {classes}") from None
     if group not in card.classes:

@@ -790,6 +790,9 @@ def test_digits_of_other_kinds_are_refused_in_words(tiny_dataset, tmp_path, caps
     card = ModelCard(backbone="efficientnet_lite0", classes=[225, 229], preprocess=PreprocessConfig())
     with pytest.raises(EbsdError, match=r"'²' is not a class of the model; its classes are 0 Fm-3m \(225\)"):
         class_index(card, "²")
+    assert class_index(card, "ferrite") == 1  # a material, as a label names a phase
+    with pytest.raises(EbsdError, match=r"the model does not know Pm-3m \(221\); its classes are 0 Fm-3m"):
+        class_index(card, "ni3al")
 
 
 def test_a_gpu_left_unused_is_a_warning_of_the_commands_that_run_the_network(
