@@ -400,7 +400,9 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     scale = discrete_scale([UNKNOWN_COLOUR, *colours])
     phase = grid_map_figure(points, cells, points.index + 1.5, names, "phase", step, scale, len(colours) + 1)
     with left:
-        event = st.plotly_chart(phase, on_select="rerun", selection_mode="points", key="grid_phase_map")
+        # of this classification: a click on another scan's map is not this one's
+        key = f"grid_phase_map@{result['predictions']}"
+        event = st.plotly_chart(phase, on_select="rerun", selection_mode="points", key=key)
         phase_swatches([*zip(colours, labels), (UNKNOWN_COLOUR, "unknown")])
     clicked = event.get("selection", {}).get("points") if event else None
     if clicked and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
