@@ -385,8 +385,6 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
         show_error(exc)
         return None
     labels, colours = grid_phases(result)
-    names = np.array(["unknown", *labels], dtype=object)[points.index + 1]
-    names[points.blank] = "unknown (blank pattern: no confidence)"
     rows, width = brick_shape(points.places)
     step = max(1, int(np.ceil(np.sqrt(rows * width / MAX_SHOWN_POINTS))))
     st.caption(
@@ -398,7 +396,7 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     left, right = st.columns(2)
     cells = brick_points(points.places)
     scale = discrete_scale([UNKNOWN_COLOUR, *colours])
-    phase = grid_map_figure(points, cells, points.index + 1.5, names, "phase", step, scale, len(colours) + 1)
+    phase = grid_map_figure(points, cells, points.index + 1.5, labels, "phase", step, scale, len(colours) + 1)
     with left:
         # of this classification: a click on another scan's map is not this one's
         key = f"grid_phase_map@{result['predictions']}"
@@ -408,7 +406,8 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     if clicked and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
         st.session_state[f"grid_point@{result['predictions']}"] = point
     confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
-    right.plotly_chart(grid_map_figure(points, cells, confidence, names, "confidence", step), key="grid_confidence_map")
+    confidence_map = grid_map_figure(points, cells, confidence, labels, "confidence", step)
+    right.plotly_chart(confidence_map, key="grid_confidence_map")
     return points
 
 
@@ -437,7 +436,7 @@ def grid_map_figure(
     points: GridPoints,
     cells: np.ndarray,
     values: np.ndarray,
-    names: np.ndarray,
+    labels: list[str],
     title: str,
     step: int,
     colours=None,
@@ -445,13 +444,14 @@ def grid_map_figure(
 ) -> go.Figure:
     """``values`` (0 to ``top``) of a hexagonal grid's points as a heatmap of half-step columns, each point two
     columns wide (``cells``, :func:`~ebsd_core.io.hex_grid.brick_points`), at every ``step``-th row and column; x in
-    steps, y in rows of sqrt(3)/2 steps, so that the points keep their places. ``colours``: a discrete scale
-    (phases), else a colour bar."""
+    steps, y in rows of sqrt(3)/2 steps, so that the points keep their places; the hover names the model's
+    ``labels``. ``colours``: a discrete scale (phases), else a colour bar."""
     cells = cells[::step, ::step]
     drawn = cells >= 0
     where = np.where(drawn, cells, 0)
     z = np.where(drawn, np.asarray(values, dtype=np.float64)[where], np.nan)
-    confidence = np.where(points.blank, np.nan, points.confidence)[where]
+    names = point_names(labels, points.index[where], points.blank[where])  # of the points drawn alone
+    confidence = np.where(points.blank[where], np.nan, points.confidence[where])
     custom = np.stack([where, points.places[where, 0], confidence], axis=-1).astype(np.float32)
     x = np.arange(0, cells.shape[1] * step, step) / 2
     y = np.arange(0, cells.shape[0] * step, step) * ROW_HEIGHT
@@ -460,7 +460,7 @@ def grid_map_figure(
             x=x,
             y=y,
             z=z,
-            text=np.where(drawn, names[where], ""),
+            text=np.where(drawn, names, ""),
             customdata=custom,
             hovertemplate=HEX_HOVER,
             hoverongaps=False,
@@ -479,7 +479,7 @@ def grid_map_figure(
                 x=(centres[:, 1] + 0.5) / 2,
                 y=centres[:, 0] * ROW_HEIGHT,
                 mode="markers",
-                text=names[shown],
+                text=names[drawn][first],
                 customdata=custom[drawn][first],
                 hovertemplate=HEX_HOVER,
                 marker=dict(size=max(3, 400 // max(cells.shape)), color="rgba(0,0,0,0)", symbol="square"),
@@ -689,6 +689,14 @@ def job_progress(job_id: str) -> None:
     show_unfinished_job(job_id, state, "cancel_map", f"{state.title}: {state.message or state.status}")
 
 
+def point_names(labels: list[str], index: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """How a map's hover names the points drawn: their phase (``labels`` by class ``index``), unknown, or a blank
+    pattern."""
+    names = np.array(["unknown", *labels], dtype=object)[index + 1]
+    names[blank] = "unknown (blank pattern: no confidence)"
+    return names
+
+
 def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=None, clickable=False) -> go.Figure:
     """A map as a heatmap in (column, row) coordinates, of at most MAX_SHOWN_POINTS points (a larger map is drawn at
     every few rows and columns, each point under its own row and column); ``clickable`` adds invisible markers that
@@ -696,9 +704,8 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     rows, cols, _ = phase_map.shown_points(MAX_SHOWN_POINTS)
     points = rows[:, None] * phase_map.nav_shape[1] + cols[None, :]  # flat indices of the points drawn
     x, y = np.broadcast_arrays(cols[None, :] * phase_map.step_um, rows[:, None] * phase_map.step_um)  # µm
-    names = np.array(["unknown"] + [p.label for p in phase_map.phases], dtype=object)[phase_map.index[points] + 1]
     blank = blank_points(phase_map.quality[points]) & (phase_map.index[points] < 0)  # a dropped frame, a lost image
-    names[blank] = "unknown (blank pattern: no confidence)"
+    names = point_names([p.label for p in phase_map.phases], phase_map.index[points], blank)
     hover = (  # x and y of the heatmap and the markers are the column and row
         "row %{y}, column %{x}<br>x %{customdata[0]:.1f} µm, y %{customdata[1]:.1f} µm<br>%{text}<br>"
         "confidence %{customdata[2]:.2f}"
