@@ -13,6 +13,7 @@ import numpy as np
 
 from ebsd_core.errors import InputError
 from ebsd_core.io.dataset import Dataset, check_two_classes
+from ebsd_core.io.hex_grid import grid_columns, grid_size
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.phases import space_group_symbol
 from ebsd_core.preprocess import BLANK_CAUSES, blank_patterns
@@ -159,13 +160,13 @@ class MapRegion:
     def __str__(self) -> str:
         return f"rows {self.rows[0]}-{self.rows[1]}, columns {self.cols[0]}-{self.cols[1]}"
 
-    def summary(self) -> dict:
-        """The region as a table shows it."""
+    def summary(self, places: np.ndarray | None = None) -> dict:
+        """The region as a table shows it; of a hexagonal grid whose points' ``places`` are given, its points there."""
         return {
             "space group": space_group_symbol(self.space_group),
             "rows": f"{self.rows[0]}-{self.rows[1]}",
             "columns": f"{self.cols[0]}-{self.cols[1]}",
-            "points": self.size,
+            "points": self.size if places is None else int(self._inside(places).sum()),
         }
 
     @property
@@ -181,8 +182,12 @@ class MapRegion:
         rows, cols = (tuple(int(v) for v in data[key]) for key in ("rows", "cols"))
         return cls(int(data["space_group"]), rows, cols)
 
-    def points(self, nav_shape: tuple[int, int], path: str | Path | None = None) -> np.ndarray:
-        """Flat indices of the region's points on a map of ``nav_shape``, row by row.
+    def points(
+        self, nav_shape: tuple[int, int] | None, path: str | Path | None = None, places: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Flat indices of the region's points on a map of ``nav_shape``, row by row; or, on a hexagonal grid whose
+        points' ``places`` are given (:mod:`ebsd_core.io.hex_grid`; ``nav_shape`` unused), of its points in its rows
+        and columns (:func:`~ebsd_core.io.hex_grid.grid_columns`), in the scan's order.
 
         Raises
         ------
@@ -192,15 +197,20 @@ class MapRegion:
         (first_row, last_row), (first_col, last_col) = self.rows, self.cols
         if first_row > last_row or first_col > last_col:
             raise InputError(f"region {self}: a first row or column after the last", path)
-        if min(first_row, first_col) < 0 or last_row >= nav_shape[0] or last_col >= nav_shape[1]:
+        rows, cols = nav_shape if places is None else grid_size(places)
+        if min(first_row, first_col) < 0 or last_row >= rows or last_col >= cols:
+            grid = f"map of {rows} x {cols} points" if places is None else f"hexagonal grid of {rows} rows"
             raise InputError(
-                f"region {self} reaches outside the map of {nav_shape[0]} x {nav_shape[1]} points "
-                f"(rows 0-{nav_shape[0] - 1}, columns 0-{nav_shape[1] - 1})",
-                path,
+                f"region {self} reaches outside the {grid} (rows 0-{rows - 1}, columns 0-{cols - 1})", path
             )
-        rows = np.arange(first_row, last_row + 1)
-        cols = np.arange(first_col, last_col + 1)
-        return (rows[:, None] * nav_shape[1] + cols[None, :]).ravel()
+        if places is not None:
+            return np.flatnonzero(self._inside(places))
+        return (np.arange(first_row, last_row + 1)[:, None] * cols + np.arange(first_col, last_col + 1)).ravel()
+
+    def _inside(self, places: np.ndarray) -> np.ndarray:
+        """Which points of a hexagonal grid's ``places`` lie in the region."""
+        rows, cols = np.asarray(places)[:, 0], grid_columns(places)
+        return (rows >= self.rows[0]) & (rows <= self.rows[1]) & (cols >= self.cols[0]) & (cols <= self.cols[1])
 
 
 #: Shown wherever a dataset is made of labelled regions of a map.
@@ -259,8 +269,9 @@ def dataset_from_regions(
     the region (``scan r10-19 c30-49``), so that the Results page scores each region.
 
     ``per_region``: at most this many patterns of each region, spread evenly over it (None or 0: every one).
-    ``nav_shape``: the map's rows and columns, where the file does not record them (images). The labels a
-    simulated scan holds are not used: the regions' space groups are the labels.
+    ``nav_shape``: the map's rows and columns, where the file does not record them (images). A scan on a hexagonal
+    grid whose points' places it records is taken on that grid (:meth:`MapRegion.points`). The labels a simulated
+    scan holds are not used: the regions' space groups are the labels.
 
     Raises
     ------
@@ -268,20 +279,7 @@ def dataset_from_regions(
         When the source records no map shape and none is given, a region reaches outside the map, a point lies in
         regions of two space groups, or the regions are all of one space group.
     """
-    if source.hexagonal_grid:  # rows and columns given would take its patterns from the wrong places
-        raise InputError(
-            f"{source.hexagonal_note}. A region of it cannot be taken: if it holds one phase, label the scan whole "
-            "(dataset --scan PATH=SPACEGROUP; on the Data page, a scan of one phase)",
-            source.path,
-        )
-    shape = tuple(nav_shape or source.nav_shape or ())
-    source = source.laid_on(shape)  # a map of more rows than its images give (an export cut short): blank there
-    if len(shape) != 2 or shape[0] * shape[1] != len(source):
-        raise InputError(
-            "regions need the map's rows and columns, and the file records none for its "
-            + counted(len(source), "pattern"),
-            source.path,
-        )
+    source, shape, places = _region_grid(source, nav_shape)
     if not regions:
         raise InputError("no regions given", source.path)
     if len(groups := {region.space_group for region in regions}) < 2:
@@ -290,7 +288,7 @@ def dataset_from_regions(
         )
     stem = Path(source.path).stem
     parts = []
-    for region, points in zip(regions, region_points(regions, shape, source.path)):
+    for region, points in zip(regions, region_points(regions, shape, source.path, places)):
         region_shape = (region.rows[1] - region.rows[0] + 1, region.cols[1] - region.cols[0] + 1)
         chosen = points[spread_over(len(points), per_region, region_shape)]
         name = f"{stem} r{region.rows[0]}-{region.rows[1]} c{region.cols[0]}-{region.cols[1]}"
@@ -301,25 +299,61 @@ def dataset_from_regions(
         files=[Path(source.path).name],
         regions=[region.to_dict() for region in regions],
         nav_shape=list(shape),
+        **({"grid": "hexagonal"} if places is not None else {}),
     )
     return dataset
 
 
+def _region_grid(
+    source: PatternSource, nav_shape: tuple[int, int] | None
+) -> tuple[PatternSource, tuple[int, ...], np.ndarray | None]:
+    """The source laid out for regions, its map's rows and columns, and on a hexagonal grid its points' places."""
+    if source.hexagonal_grid:  # rows and columns given would take its patterns from the wrong places
+        if source.hexagonal_places is None:
+            raise InputError(
+                f"{source.hexagonal_note}. A region of it cannot be taken: if it holds one phase, label the scan "
+                "whole (dataset --scan PATH=SPACEGROUP; on the Data page, a scan of one phase)",
+                source.path,
+            )
+        if nav_shape:
+            raise InputError(
+                "was recorded on a hexagonal grid, and says where its points lie on it: its regions' rows and "
+                "columns are that grid's, so give no map shape (--nav-shape)",
+                source.path,
+            )
+        return source, grid_size(source.hexagonal_places), source.hexagonal_places
+    shape = tuple(nav_shape or source.nav_shape or ())
+    source = source.laid_on(shape)  # a map of more rows than its images give (an export cut short): blank there
+    if len(shape) != 2 or shape[0] * shape[1] != len(source):
+        raise InputError(
+            "regions need the map's rows and columns, and the file records none for its "
+            + counted(len(source), "pattern"),
+            source.path,
+        )
+    return source, shape, None
+
+
 def region_points(
-    regions: Sequence[MapRegion], nav_shape: tuple[int, int], path: str | Path | None = None
+    regions: Sequence[MapRegion],
+    nav_shape: tuple[int, int] | None,
+    path: str | Path | None = None,
+    places: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Each region's points on a map of ``nav_shape``; a point of two regions of one space group is the first's.
+    """Each region's points on a map of ``nav_shape``, or on a hexagonal grid whose points' ``places`` are given
+    (:meth:`MapRegion.points`); a point of two regions of one space group is the first's.
 
     Raises
     ------
     InputError
-        When a region reaches outside the map, overlaps a region of another space group, or lies inside regions
-        given before it (``path``: the scan, named in the message).
+        When a region reaches outside the map, overlaps a region of another space group, holds no point of a
+        hexagonal grid, or lies inside regions given before it (``path``: the scan, named in the message).
     """
-    owner = np.full(nav_shape[0] * nav_shape[1], -1)  # which region each point was labelled by
+    owner = np.full(len(places) if places is not None else nav_shape[0] * nav_shape[1], -1)  # whose each point is
     taken = []
     for i, region in enumerate(regions):
-        points = region.points(nav_shape, path)
+        points = region.points(nav_shape, path, places)
+        if not len(points):  # a hexagonal grid's places the scan lacks
+            raise InputError(f"region {region} holds no point of the scan", path)
         others = [regions[j] for j in np.unique(owner[points]) if j >= 0]
         if clash := next((other for other in others if other.space_group != region.space_group), None):
             raise InputError(f"regions {clash} and {region} overlap but name different space groups", path)

@@ -1132,7 +1132,8 @@ def _add_dataset_command(sub: argparse._SubParsersAction) -> None:
         "--region",
         action="append",
         help="a region of a scan's map that holds one phase, PATH=SPACEGROUP@ROWS,COLUMNS with first and last row "
-        "and column (e.g. scan.h5=Fm-3m@10-19,30-49: rows 10 to 19, columns 30 to 49); repeat per region, two "
+        "and column (e.g. scan.h5=Fm-3m@10-19,30-49: rows 10 to 19, columns 30 to 49; on a hexagonal grid, "
+        "column c of a row is its point c, counted from 0, as the map's hover names it); repeat per region, two "
         "phases or more, one scan",
     )
     p.add_argument("--nav-shape", help="with --region: ROWSxCOLS when the file does not record the map shape")

@@ -25,7 +25,7 @@ from ebsd_core.assemble import (
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.inference import blank_points
 from ebsd_core.io.dataset import write_dataset
-from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape, point_at
+from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape, grid_columns, grid_size, point_at
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
@@ -327,18 +327,25 @@ def classify_button(model_name: str, scan: Path) -> None:
         help="Each on its own, in the scan's order: the patterns per phase, a CSV of every pattern's class and "
         "probabilities, and where the scan says where its points lie, their phases drawn on its hexagonal grid.",
     ):
-        out = new_session_file(f"predictions/{scan.stem}-{model_name}", ".csv")
-        params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
-        params |= {"classify": True, "name": shown_name(scan)}  # which names the rows, not the server's path
-        submit(f"Classifying {shown_name(scan)} with {model_name}", params)
+        classify(scan, model_name)
 
 
-def show_predictions(result: dict) -> None:
+def classify(scan: str | Path, model_name: str) -> str | None:
+    """Start classifying every pattern of ``scan`` with the store's model ``model_name``: the job, if started."""
+    out = new_session_file(f"predictions/{Path(scan).stem}-{model_name}", ".csv")
+    params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
+    params |= {"classify": True, "name": shown_name(scan)}  # which names the rows, not the server's path
+    return submit(f"Classifying {shown_name(scan)} with {model_name}", params)
+
+
+def show_predictions(result: dict, model_name: str | None) -> None:
     """What :func:`~ebsd_core.workflows.classify_job` found: the patterns per phase, its notes, its points drawn on
-    the scan's grid where it knows their places, and its CSV."""
+    the scan's grid where it knows their places, and its CSV; a button to classify it again with ``model_name``,
+    the model now chosen."""
     scan = shown_name(result["scan"])
     st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, each classified on its own")
     st.caption(f"Classified with {result['model_name']}.")
+    reclassify_button(result, model_name)
     show_notes(result["notes"])
     total = max(result["patterns"], 1)
     st.dataframe(
@@ -364,6 +371,19 @@ def show_predictions(result: dict) -> None:
         key="predictions_csv",
     )
     explain_a_prediction(result, points)
+    if points is not None and Path(result["scan"]).exists():  # an upload cleared since: no patterns to take
+        regions_section(result["scan"], grid_size(points.places), st.session_state.get(grid_box_key(result)), points)
+
+
+def reclassify_button(result: dict, model_name: str | None) -> None:
+    """Classify the scan shown again with the model now chosen (one trained on regions of it, say), as
+    :func:`remap_button` maps a scan again: the upload is gone once the visitor has left the page, the scan is not."""
+    scan = result["scan"]
+    if not model_name or model_name == result["model_name"] or not Path(scan).exists():
+        return
+    clicked = st.button(f"Classify {shown_name(scan)} with {model_name}", icon=":material/map:", key="reclassify")
+    if clicked and classify(scan, model_name):
+        st.rerun()
 
 
 @st.cache_resource(max_entries=4)
@@ -400,15 +420,25 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     with left:
         # of this classification: a click on another scan's map is not this one's
         key = f"grid_phase_map@{result['predictions']}"
-        event = st.plotly_chart(phase, on_select="rerun", selection_mode="points", key=key)
+        chart_redrawn = key not in st.session_state  # its selection forgotten: another page was visited
+        draw_regions(phase, labelled_regions(result["scan"]), hexagonal=True)
+        event = st.plotly_chart(phase, on_select="rerun", selection_mode=("points", "box"), key=key)
         phase_swatches([*zip(colours, labels), (UNKNOWN_COLOUR, "unknown")])
-    clicked = event.get("selection", {}).get("points") if event else None
-    if clicked and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
-        st.session_state[f"grid_point@{result['predictions']}"] = point
+    selection = event.get("selection", {}) if event else {}
+    box = selected_box(selection, grid_size(points.places), hexagonal=True)
+    box = kept_box(box, result["scan"], chart_redrawn, grid_box_key(result))
+    clicked = selection.get("points")
+    if clicked and box is None and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
+        st.session_state[f"grid_point@{result['predictions']}"] = point  # a click; a box selects every point inside
     confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
     confidence_map = grid_map_figure(points, cells, confidence, labels, "confidence", step)
     right.plotly_chart(confidence_map, key="grid_confidence_map")
     return points
+
+
+def grid_box_key(result: dict) -> str:
+    """Where the box last drawn on a classified scan's map is kept (:func:`kept_box`): of that classification."""
+    return f"grid_box@{result['predictions']}"
 
 
 def grid_phases(result: dict) -> tuple[list[str], list[str]]:
@@ -427,8 +457,8 @@ def phase_swatches(swatches: list[tuple[str, str]]) -> None:
 
 
 HEX_HOVER = (
-    "pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}<br>%{text}<br>confidence %{customdata[2]:.2f}"
-    "<extra></extra>"
+    "pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}, column %{customdata[2]:.0f}<br>%{text}<br>"
+    "confidence %{customdata[3]:.2f}<extra></extra>"
 )
 
 
@@ -452,7 +482,9 @@ def grid_map_figure(
     z = np.where(drawn, np.asarray(values, dtype=np.float64)[where], np.nan)
     names = point_names(labels, points.index[where], points.blank[where])  # of the points drawn alone
     confidence = np.where(points.blank[where], np.nan, points.confidence[where])
-    custom = np.stack([where, points.places[where, 0], confidence], axis=-1).astype(np.float32)
+    places = points.places[where]
+    custom = np.stack([where, places[..., 0], grid_columns(places.reshape(-1, 2)).reshape(where.shape), confidence], -1)
+    custom = custom.astype(np.float32)
     x = np.arange(0, cells.shape[1] * step, step) / 2
     y = np.arange(0, cells.shape[0] * step, step) * ROW_HEIGHT
     fig = go.Figure(
@@ -863,10 +895,10 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
         send_to_explain(mapped_with(phase_map), scan_path, point)  # the map's model, not another chosen since
 
 
-def kept_box(box: tuple[int, int, int, int] | None, scan_path: str, chart_redrawn: bool):
+def kept_box(box: tuple[int, int, int, int] | None, scan_path: str, chart_redrawn: bool, key: str | None = None):
     """The box last drawn on this scan's map, also after a visit to another page, which empties the chart's
-    selection; None once the user has cleared it (or clicked a point)."""
-    key = f"map_box@{scan_path}"
+    selection; None once the user has cleared it (or clicked a point). ``key``: where it is kept, if not by scan."""
+    key = key or f"map_box@{scan_path}"
     if box is not None:
         st.session_state[key] = box
     elif not chart_redrawn:
@@ -874,14 +906,19 @@ def kept_box(box: tuple[int, int, int, int] | None, scan_path: str, chart_redraw
     return st.session_state.get(key)
 
 
-def selected_box(selection: dict, nav_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """First and last row and column of the points inside the box last drawn on the phase map, or None."""
+def selected_box(
+    selection: dict, nav_shape: tuple[int, int], hexagonal: bool = False
+) -> tuple[int, int, int, int] | None:
+    """First and last row and column of the points inside the box last drawn on the phase map, or None. On a
+    ``hexagonal`` grid's map (x in steps, rows :data:`ROW_HEIGHT` apart), the columns whose middle is inside."""
     boxes = selection.get("box") or []
     try:
         x0, x1 = sorted(boxes[-1]["x"])
         y0, y1 = sorted(boxes[-1]["y"])
     except (IndexError, KeyError, TypeError, ValueError):
         return None
+    if hexagonal:  # column c's points lie a quarter of a step either side of c + 0.5
+        x0, x1, y0, y1 = x0 - 0.5, x1 - 0.5, y0 / ROW_HEIGHT, y1 / ROW_HEIGHT
     rows, cols = nav_shape
     first_row, last_row = max(0, int(np.ceil(y0))), min(rows - 1, int(np.floor(y1)))
     first_col, last_col = max(0, int(np.ceil(x0))), min(cols - 1, int(np.floor(x1)))
@@ -910,12 +947,15 @@ def keep_regions() -> None:
     keep(REGIONS_FILE, json.dumps({scan: [r.to_dict() for r in rs] for scan, rs in regions.items() if rs}))
 
 
-def draw_regions(fig: go.Figure, regions: list[MapRegion]) -> None:
+def draw_regions(fig: go.Figure, regions: list[MapRegion], hexagonal: bool = False) -> None:
     """Outline each labelled region on the phase map and name its space group (the map's own colours could hide
-    an outline in the colour of its phase)."""
+    an outline in the colour of its phase). On a ``hexagonal`` grid's map (:func:`grid_map_figure`), around the
+    points of its rows and columns, whichever way each row is offset."""
     for region in regions:
         x0, x1 = region.cols[0] - 0.5, region.cols[1] + 0.5
         y0, y1 = region.rows[0] - 0.5, region.rows[1] + 0.5
+        if hexagonal:  # column c's points span c - 0.25 to c + 1.25 steps (drawn two half steps wide)
+            x0, x1, y0, y1 = x0 + 0.25, x1 + 0.75, y0 * ROW_HEIGHT, y1 * ROW_HEIGHT
         fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="black", width=2))
         fig.add_annotation(
             x=x0,
@@ -929,9 +969,12 @@ def draw_regions(fig: go.Figure, regions: list[MapRegion]) -> None:
         )
 
 
-def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | None) -> None:
-    """Label regions of known phase on the map and make a dataset of their patterns, to train a model on this
-    scan's own patterns."""
+def regions_section(
+    scan_path: str, size: tuple[int, int], box: tuple[int, int, int, int] | None, grid: GridPoints | None = None
+) -> None:
+    """Label regions of known phase on the map of ``size`` (rows, columns) and make a dataset of their patterns, to
+    train a model on this scan's own patterns. ``grid``: the points of a scan on a hexagonal grid, whose rows and
+    columns (:func:`~ebsd_core.io.hex_grid.grid_columns`) the regions are of."""
     st.subheader("Train on this scan's own patterns")
     st.caption(
         f"Where you know the phase of some grains, label them, {FEWEST_REGIONS} or more of each phase: draw a box over "
@@ -939,7 +982,8 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
         "add it. The regions make a dataset; train on it on **Train**, best from a model trained on simulated "
         "patterns of these phases, rehearsing them (the page's defaults), and map the scan with the new model."
     )
-    rows, cols = phase_map.nav_shape
+    rows, cols = size
+    places = None if grid is None else grid.places
     first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
     key = f"{scan_path}-{box}"  # a new box fills the numbers in
@@ -953,7 +997,7 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
     regions = labelled_regions(scan_path)
     if st.button("Add the region", disabled=space_group is None, key="add_region"):
         try:
-            region_points([*regions, region], phase_map.nav_shape)  # refused now, not when the dataset is made
+            region_points([*regions, region], size, places=places)  # refused now, not when the dataset is made
             regions.append(region)
             keep_regions()
             st.rerun()
@@ -961,20 +1005,20 @@ def regions_section(phase_map, scan_path: str, box: tuple[int, int, int, int] | 
             show_error(exc)
     if not regions:
         return
-    st.dataframe(pd.DataFrame([r.summary() for r in regions]), hide_index=True)
+    st.dataframe(pd.DataFrame([r.summary(places) for r in regions]), hide_index=True)
     c1, c2 = st.columns(2)
     if c2.button("Clear the regions", key="clear_regions"):
         regions.clear()
         keep_regions()
         st.rerun()
     if c1.button("Make a dataset of these regions", type="primary", key="regions_dataset"):
-        make_regions_dataset(phase_map, scan_path, regions)
+        make_regions_dataset(scan_path, regions, size if grid is None else None)  # a hexagonal grid: the scan's
 
 
-def make_regions_dataset(phase_map, scan_path: str, regions: list[MapRegion]) -> None:
+def make_regions_dataset(scan_path: str, regions: list[MapRegion], nav_shape: tuple[int, int] | None) -> None:
     try:
         with st.spinner("Reading the regions' patterns"):
-            dataset = dataset_from_regions(opened_source(scan_path), regions, nav_shape=phase_map.nav_shape)
+            dataset = dataset_from_regions(opened_source(scan_path), regions, nav_shape=nav_shape)
             path = write_dataset(dataset, new_session_file("regions"))
     except EbsdError as exc:
         show_error(exc)
@@ -1075,7 +1119,7 @@ def show_map(map_path: str, scan_path: str, model_name: str | None) -> None:
     scores_section(phase_map, map_path, scan_path)
     weak_demo_map_hint(saved, scan_path)
     box = point_section(phase_map, map_path, scan_path, event, chart_redrawn)
-    regions_section(phase_map, scan_path, box)
+    regions_section(scan_path, phase_map.nav_shape, box)
     export_section(phase_map, map_path, modified, threshold)
 
 
@@ -1227,4 +1271,4 @@ if st.session_state.get("map_path") and Path(st.session_state.map_path).exists()
     except EbsdError as exc:
         show_error(exc)
 elif predictions := st.session_state.get("map_predictions"):
-    show_predictions(predictions)
+    show_predictions(predictions, model_name)

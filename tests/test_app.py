@@ -3295,11 +3295,9 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
     assert not any(b.label == "Explain this pattern" for b in app.button)
 
 
-def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_and_draws_them_on_it(
-    app, map_model, map_scan_file, tmp_path, monkeypatch
-):
-    """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost.
-    Then they were classified without a map; they are now drawn on their own grid, where their names place them."""
+def classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch):
+    """The 8 x 10 map scan's images thinned to a hexagonal grid (rows of 5 points, every other one half a step in),
+    in ``tmp_path/hexagonal``, classified on the Phase map page with the duplex model: the job's state."""
     import shutil
 
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
@@ -3320,6 +3318,15 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert state.status == "done", state.error
     app.run()
     assert not app.exception and not app.error
+    return state
+
+
+def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them_and_draws_them_on_it(
+    app, map_model, map_scan_file, tmp_path, monkeypatch
+):
+    """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost.
+    Then they were classified without a map; they are now drawn on their own grid, where their names place them."""
+    state = classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch)
     assert any(h.value == "hexagonal: 40 patterns, each classified on its own" for h in app.subheader)
     table = next(d.value for d in app.dataframe if "Share" in d.value.columns)
     assert table["Phase"].tolist() == ["Austenite (Fm-3m)", "Ferrite (Im-3m)", "unknown"]
@@ -3364,6 +3371,67 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert not app.exception and not app.error
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "classified scan: hexagonal"
     assert next(s for s in app.selectbox if s.label.startswith("Pattern (40 images)")).value == least
+
+
+def test_regions_of_a_hexagonal_scan_are_labelled_on_its_map_and_make_a_dataset_of_their_points(
+    app, map_model, map_scan_file, tmp_path, monkeypatch
+):
+    """The remedy every note on a model trained on simulation gives, training on the scan's own grains, was refused
+    for a scan on a hexagonal grid: regions are now boxed or typed on its own grid's rows and columns."""
+    import shutil
+
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.io.readers import open_patterns
+    from pages.common import job_manager
+
+    state = classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch)
+    chart = f"grid_phase_map@{state.result['predictions']}"
+    phase = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    assert "column %{customdata[2]:.0f}" in phase["data"][0]["hovertemplate"]
+    columns = np.frombuffer(base64.b64decode(phase["data"][0]["customdata"]["bdata"]), np.float32).reshape(8, 11, 4)
+    assert columns[1, 1:, 2].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # row 1, half a step in: points 0-4
+
+    def region() -> list:
+        labels = ("First row", "Last row", "First column", "Last column")
+        return [next(n for n in app.number_input if n.label == label).value for label in labels]
+
+    # as the chart's box-select tool sets it: x in steps, y in rows sqrt(3)/2 of a step apart
+    app.session_state[chart] = {"selection": {"box": [{"x": [0.6, 3.4], "y": [0.7, 2.7]}], "points": []}}
+    app.run()
+    assert not app.exception and region() == [1, 3, 1, 2]  # the columns whose middle (c + 0.5) is inside
+    app.selectbox(key="region_space_group").select(225).run()
+    next(b for b in app.button if b.label == "Add the region").click().run()
+    for label, value in zip(("First row", "Last row", "First column", "Last column"), (5, 7, 3, 4)):
+        next(n for n in app.number_input if n.label == label).set_value(value)
+    app.selectbox(key="region_space_group").select(229).run()
+    next(b for b in app.button if b.label == "Add the region").click().run()
+    assert not app.exception and not app.error
+    assert next(d.value for d in app.dataframe if "points" in d.value.columns)["points"].tolist() == [6, 6]
+    outlines = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
+    assert [(s["x0"], s["x1"]) for s in outlines["layout"]["shapes"]] == [(0.75, 3.25), (2.75, 5.25)]
+    next(b for b in app.button if b.label == "Make a dataset of these regions").click().run()
+    assert not app.exception and not app.error
+    dataset = read_dataset(app.session_state["dataset_path"])
+    assert dataset.class_counts() == {"Fm-3m": 6, "Im-3m": 6}
+    points = [5 * row + column for row in (1, 2, 3) for column in (1, 2)] + [
+        5 * row + column for row in (5, 6, 7) for column in (3, 4)
+    ]
+    np.testing.assert_array_equal(dataset.patterns, open_patterns(tmp_path / "hexagonal").take(np.array(points)))
+    app.switch_page("pages/train.py").run()  # from the model the scan was classified with
+    assert next(s for s in app.selectbox if s.label == "Transfer starts from").value == "duplex"
+
+    # a model trained on them classifies the scan again, from its map: the regions stay
+    shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "grains")
+    app.switch_page("pages/phasemap.py").run()
+    assert not [b for b in app.button if b.label.startswith("Classify hexagonal with")]  # classified with it
+    app.selectbox(key="map_model").select("grains").run()
+    next(b for b in app.button if b.label == "Classify hexagonal with grains").click().run()
+    again = job_manager().wait(app.session_state["map_job"], timeout=600)
+    assert again.status == "done", again.error
+    app.run()
+    assert not app.exception and not app.error and "Classified with grains." in [c.value for c in app.caption]
+    assert again.result["scan"] == state.result["scan"] and again.result["patterns"] == 40
+    assert next(d.value for d in app.dataframe if "points" in d.value.columns)["points"].tolist() == [6, 6]
 
 
 def test_a_job_refused_for_a_busy_session_is_named_with_a_link_to_it(app):

@@ -433,18 +433,32 @@ def test_regions_of_images_need_the_map_shape(two_scans):
     assert (dataset.patterns[dataset.labels == dataset.classes.index(221)] == ferrite[[8, 9]]).all()
 
 
-def test_regions_of_a_hexagonal_scan_are_refused_also_with_a_map_shape_given():
-    """Found on review: rows and columns given (--nav-shape) laid a hexagonal scan, read as a line, on a square grid
-    it does not fill that way: its regions were taken from the wrong patterns, without a word."""
+def test_regions_of_a_hexagonal_scan_are_taken_on_its_grid_and_a_map_shape_is_refused(tmp_path, capsys):
+    """Found on review: rows and columns given (--nav-shape) laid a hexagonal scan, read as one line, on a square
+    grid it does not fill that way: its regions were taken from the wrong patterns, without a word. Then regions of
+    it were refused; now they are of its own grid's rows and columns (kikuchipy's .up2: rows of 3, 4 and 3 points,
+    the longer half a step out), and a map shape given is refused."""
     from conftest import KIKUCHIPY_DATA
 
-    from ebsd_core.io.readers import HEXAGONAL_GRID_PLACED
-
     hexagonal = open_patterns(KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2")
-    regions = [MapRegion(225, (0, 0), (0, 4)), MapRegion(229, (1, 1), (0, 4))]
-    refused = f"{HEXAGONAL_GRID_PLACED}. A region of it cannot be taken: if it holds"
-    with pytest.raises(InputError, match=re.escape(refused)):
+    regions = [MapRegion(225, (0, 0), (1, 2)), MapRegion(229, (1, 2), (0, 1))]
+    with pytest.raises(InputError, match=re.escape("says where its points lie on it: its regions' rows and columns")):
         dataset_from_regions(hexagonal, regions, nav_shape=(2, 5))
+    dataset = dataset_from_regions(hexagonal, regions)
+    taken = [1, 2, 3, 4, 7, 8]  # row 0: points 0-2; row 1: 3-6; row 2: 7-9
+    assert dataset.labels.tolist() == [0, 0, 1, 1, 1, 1]
+    np.testing.assert_array_equal(dataset.patterns, hexagonal.take(np.array(taken)))
+    assert dataset.provenance["grid"] == "hexagonal" and dataset.provenance["nav_shape"] == [3, 4]
+    assert [region.summary(hexagonal.hexagonal_places)["points"] for region in regions] == [2, 4]
+    with pytest.raises(InputError, match=re.escape("rows 3-3, columns 0-0 reaches outside the hexagonal grid of 3")):
+        dataset_from_regions(hexagonal, [*regions, MapRegion(221, (3, 3), (0, 0))])
+    with pytest.raises(InputError, match=re.escape("region rows 0-0, columns 3-3 holds no point of the scan")):
+        dataset_from_regions(hexagonal, [*regions, MapRegion(221, (0, 0), (3, 3))])  # row 0 has 3 points
+    scan = hexagonal.path  # on the command line, the same
+    given = ["--region", f"{scan}=ni@0-0,1-2", "--region", f"{scan}=Im-3m@1-2,0-1", "--out", str(tmp_path / "r.h5")]
+    assert main(["dataset", *given]) == 0
+    assert json.loads(capsys.readouterr().out)["class_counts"] == {"Fm-3m": 2, "Im-3m": 4}
+    np.testing.assert_array_equal(read_dataset(tmp_path / "r.h5").patterns, dataset.patterns)
 
 
 def test_cli_dataset_of_regions(tmp_path, capsys, caplog):

@@ -6,9 +6,12 @@ from ebsd_core.io.hex_grid import (
     brick_image,
     brick_points,
     brick_shape,
+    grid_columns,
+    grid_size,
     is_hexagonal,
     places_from_positions,
     point_at,
+    up2_places,
 )
 
 # rows of 3 and 2 points, the second half a step in: (row, column in half steps)
@@ -52,3 +55,13 @@ def test_a_click_on_the_map_finds_its_point():
     assert point_at(cells, 0.75, ROW_HEIGHT) == 3  # the first of the second row, half a step in
     assert point_at(cells, 0, ROW_HEIGHT) is None  # the half step before it
     assert point_at(cells, 5, 0) is None and point_at(cells, 0, 3 * ROW_HEIGHT) is None  # off the map
+
+
+@pytest.mark.parametrize("shorter", [True, False])
+def test_a_rows_points_are_counted_from_0_as_its_columns_whichever_way_it_is_offset(shorter):
+    """Rows of 4 and 3 points, the shorter half a step in (OIM's .ang), or of 4 and 5, the longer half a step out
+    (kikuchipy's .up2): the columns of a region are those the map's hover names."""
+    places = up2_places(4, 3, 11 if shorter else 13)
+    widths = [4, 3, 4] if shorter else [4, 5, 4]
+    assert grid_columns(places).tolist() == [c for width in widths for c in range(width)]
+    assert grid_size(places) == (3, max(widths))

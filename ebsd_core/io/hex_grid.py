@@ -22,8 +22,9 @@ ROW_HEIGHT = math.sqrt(3) / 2
 #: What is made of a scan on a hexagonal grid whose points' places are known, as the notes on its reading say it.
 DRAWN_ON_ITS_GRID = (
     "each pattern is classified on its own, and its phases are drawn on that grid (the Phase map page's \"Classify "
-    'every pattern", or phasemap --out map.png), but no square map is made of it (no .ang, .ctf or .h5 export, '
-    "grain clean-up or regions); record the scan on a square grid for those"
+    'every pattern", or phasemap --out map.png), where regions of known phase can be labelled to train on (dataset '
+    "--region); but no square map is made of it (no .ang, .ctf or .h5 export, or grain clean-up): record the scan on "
+    "a square grid for those"
 )
 
 
@@ -83,6 +84,18 @@ def _places_along(values: np.ndarray) -> np.ndarray:
     distinct, inverse = np.unique(values, return_inverse=True)
     place, _ = grid_places(distinct.tolist())
     return np.array([place[value] for value in distinct.tolist()], dtype=np.int64)[inverse]
+
+
+def grid_columns(places: np.ndarray) -> np.ndarray:
+    """Each point's column: its place in half steps, halved and rounded down. The points of a column lie within half a
+    step of each other across the rows, and the columns of a full row are counted 0, 1, 2, ... as OIM counts them,
+    whichever way its rows are offset."""
+    return np.asarray(places)[:, 1] // 2
+
+
+def grid_size(places: np.ndarray) -> tuple[int, int]:
+    """The rows and columns (:func:`grid_columns`) of a hexagonal grid's ``places``."""
+    return int(np.asarray(places)[:, 0].max()) + 1, int(grid_columns(places).max()) + 1
 
 
 def brick_shape(places: np.ndarray) -> tuple[int, int]:
