@@ -4,6 +4,7 @@
     python bench/phasemap.py [throughput] [--quick]  # in-process vs dask LocalCluster with 1 and 2 workers (default)
     python bench/phasemap.py memory [--points N]     # streams an N-point 60x60 scan, reports peak RSS
     python bench/phasemap.py cleanup                 # grain clean-up settings on maps the accuracy run never sees
+    python bench/phasemap.py hexagonal               # the clean-up on a hexagonal grid's six neighbours
     python bench/phasemap.py views                   # shared test-time views vs each point's own, same maps
     python bench/phasemap.py prior                   # ImageNet vs an EBSD prior as the start, same maps
     python bench/phasemap.py accuracy --prior        # the accuracy maps with models started from the prior
@@ -14,6 +15,7 @@ Targets (issue #5): accuracy >= 98 % austenite/ferrite, >= 95 % Ni/Ni3Al; >= 1,0
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import shutil
 import time
@@ -125,6 +127,64 @@ def cleanup(args) -> dict:
         }
         maps[name] = {"raw": round(phase_map.accuracy(), 4), **{n: round(v, 4) for n, v in cells.items()}}
     return {**with_mean(maps), "default": f"ncc>{SAME_GRAIN_NCC} x{PASSES}"}
+
+
+def hexagonal_scan(phases, shape: tuple[int, int], size: int, seed: int):
+    """A scan of ``phases`` on a hexagonal grid with its ground truth: simulated on a square grid of half steps of
+    ``shape``, every other point kept (each row alternately offset by one), saved as images named by their places
+    (read as a hexagonal grid); its source and the space group at each of its points."""
+    from PIL import Image
+
+    layout = voronoi_layout([get_material(p) for p in phases], shape, grain_size=8, seed=seed)
+    scan = simulate_scan(layout, size=size, seed=seed)
+    folder = OUT / f"hex-{phases[0]}-{seed}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    truth = {}
+    for index, pattern in enumerate(scan.patterns):
+        row, column = divmod(index, shape[1])
+        if (row + column) % 2 == 0:
+            Image.fromarray(pattern).save(folder / f"x{column}_y{row}.png")
+            truth[row, column] = scan.classes[scan.labels[index]]
+    source = open_patterns(folder)
+    assert source.hexagonal_places is not None, "not read as a hexagonal grid"
+    return source, np.array([truth[int(r), int(c)] for r, c in source.hexagonal_places])
+
+
+def share_right(index: np.ndarray, classes: list[int], truth: np.ndarray) -> float:
+    """The share of points whose decided class (``index`` into ``classes``, -1 unknown) is their ``truth``."""
+    return round(float(np.mean(np.where(index >= 0, np.array(classes)[index], -1) == truth)), 4)
+
+
+def hexagonal(args) -> dict:
+    """Accuracy of scans on a hexagonal grid, each pattern alone (the model's views) and after the grain clean-up
+    over its six neighbours (each point's own views, as for a square map: the classify job's two settings)."""
+    from ebsd_core.grain_cleanup import clean_up_hexagonal
+    from ebsd_core.inference import predict_source
+
+    out = {}
+    for label, phases in PAIRS.items():
+        model_dir = OUT / "models" / f"map-{phases[0]}-{phases[1]}"
+        if not model_dir.exists():
+            model_dir, _ = train_pair(phases, args.size, args.input_size, args.epochs, model_dir.name)
+        model, card = load_model(model_dir)
+        for seed in (1, 2):
+            source, truth = hexagonal_scan(phases, (40, 100), args.size, seed)
+            spread = dataclasses.replace(card, views=min(card.views, MAP_VIEWS))
+            own = predict_source(model, card, source)
+            scattered = predict_source(model, spread, source, scatter_views=True)
+            start = time.perf_counter()
+            cleaned = clean_up_hexagonal(scattered.probabilities, source, card.preprocess)
+            seconds = time.perf_counter() - start
+            after = dataclasses.replace(scattered, probabilities=cleaned)
+            out[f"{label} seed {seed}"] = {
+                "points": len(source),
+                "each alone": share_right(own.index, card.classes, truth),
+                "own views, before clean-up": share_right(scattered.index, card.classes, truth),
+                "after clean-up": share_right(after.index, card.classes, truth),
+                "cleanup_seconds": round(seconds, 2),
+            }
+    return out
 
 
 def views(args) -> dict:
@@ -263,7 +323,7 @@ if __name__ == "__main__":
         "what",
         nargs="?",
         default="throughput",
-        choices=["accuracy", "throughput", "memory", "cleanup", "views", "prior"],
+        choices=["accuracy", "throughput", "memory", "cleanup", "hexagonal", "views", "prior"],
     )
     p.add_argument("--prior", action="store_true", help="accuracy: start the 20-shot models from an EBSD prior")
     p.add_argument("--points", type=int, default=1_000_000)
@@ -281,6 +341,7 @@ if __name__ == "__main__":
                 "throughput": throughput,
                 "memory": memory,
                 "cleanup": cleanup,
+                "hexagonal": hexagonal,
                 "views": views,
                 "prior": prior,
             }[args.what](args),

@@ -599,9 +599,10 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
     """``phasemap`` of a scan on a hexagonal grid whose points' places it records: its phases drawn on that grid
     (PNG). The square map's formats are refused before any work."""
     from ebsd_core.caveats import reading_notes
+    from ebsd_core.grain_cleanup import clean_up_hexagonal
     from ebsd_core.inference import predict_source
     from ebsd_core.map_export import write_grid_png
-    from ebsd_core.phasemap import phases_for_model
+    from ebsd_core.phasemap import map_views, phases_for_model
     from ebsd_core.predictions import grid_points, prediction_counts
 
     for out in outputs:
@@ -612,16 +613,28 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
                 out,
             )
     progress = print_progress if args.verbose else None
+    cleanup = args.cleanup == "grain"
+    card = dataclasses.replace(card, views=map_views(card, cleanup, args.views))
     prediction = predict_source(
-        model, card, source, args.batch_size, progress, precision=args.precision, compile=args.compile
+        model,
+        card,
+        source,
+        args.batch_size,
+        progress,
+        precision=args.precision,
+        compile=args.compile,
+        scatter_views=cleanup,
     )
+    if cleanup:
+        smoothed = clean_up_hexagonal(prediction.probabilities, source, card.preprocess, progress)
+        prediction = dataclasses.replace(prediction, probabilities=smoothed)
     points, phases = grid_points(prediction, source.hexagonal_places), phases_for_model(card)
     written = [str(write_grid_png(points, phases, out, Path(source.path).name)) for out in outputs]
     summary = {
         "source": source.path,
         "model": Path(args.model).name,
         "grid": "hexagonal",
-        "grain_cleanup": False,  # of a square map's neighbours
+        "grain_cleanup": cleanup,  # over each point's six neighbours
         "points": len(source),
         "phases": [p.label for p in phases],
         "predictions": prediction_counts(prediction),

@@ -56,31 +56,38 @@ def prediction_counts(prediction: Prediction) -> dict[str, int]:
 class GridPoints:
     """The predictions of a scan on a hexagonal grid, point by point, for drawing them on it: ``index`` (the
     model's class, -1 unknown), ``confidence``, ``blank`` (a blank pattern: no confidence) and ``places`` (each
-    point's row and column in half steps, :mod:`ebsd_core.io.hex_grid`), with each point's ``probabilities``."""
+    point's row and column in half steps, :mod:`ebsd_core.io.hex_grid`), with each point's ``probabilities``; after
+    the grain clean-up, ``raw_probabilities`` are those of each pattern alone."""
 
     index: np.ndarray
     confidence: np.ndarray
     blank: np.ndarray
     places: np.ndarray
     probabilities: np.ndarray
+    raw_probabilities: np.ndarray | None = None
 
 
-def grid_points(prediction: Prediction, places: np.ndarray) -> GridPoints:
-    """The :class:`GridPoints` of ``prediction``, whose points lie at ``places``."""
+def grid_points(prediction: Prediction, places: np.ndarray, raw: np.ndarray | None = None) -> GridPoints:
+    """The :class:`GridPoints` of ``prediction``, whose points lie at ``places``; ``raw``: the probabilities of each
+    pattern alone, before the grain clean-up."""
     return GridPoints(
         np.asarray(prediction.index, np.int16),  # a model's classes: a few
         np.asarray(prediction.confidence, np.float32),
         blank_points(prediction.quality),
         np.asarray(places, np.int32),
         np.asarray(prediction.probabilities, np.float32),
+        None if raw is None else np.asarray(raw, np.float32),
     )
 
 
-def write_grid_points(path: str | Path, prediction: Prediction, places: np.ndarray) -> Path:
-    """:class:`GridPoints` of ``prediction`` at ``places``, at ``path`` (safetensors), written whole or not at all."""
+def write_grid_points(
+    path: str | Path, prediction: Prediction, places: np.ndarray, raw: np.ndarray | None = None
+) -> Path:
+    """:class:`GridPoints` of ``prediction`` at ``places`` (and ``raw``, :func:`grid_points`), at ``path``
+    (safetensors), written whole or not at all."""
     from safetensors.numpy import save_file
 
-    points = grid_points(prediction, places)
+    points = grid_points(prediction, places, raw)
     arrays = {
         "index": points.index,
         "confidence": points.confidence,
@@ -88,6 +95,8 @@ def write_grid_points(path: str | Path, prediction: Prediction, places: np.ndarr
         "places": points.places,
         "probabilities": points.probabilities,
     }
+    if points.raw_probabilities is not None:
+        arrays["raw_probabilities"] = points.raw_probabilities
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp))
     return Path(path)
@@ -107,7 +116,8 @@ def read_grid_points(path: str | Path) -> GridPoints:
     try:
         arrays = load_file(str(path))
         blank = arrays["blank"].astype(bool)
-        return GridPoints(arrays["index"], arrays["confidence"], blank, arrays["places"], arrays["probabilities"])
+        probabilities, raw = arrays["probabilities"], arrays.get("raw_probabilities")
+        return GridPoints(arrays["index"], arrays["confidence"], blank, arrays["places"], probabilities, raw)
     except (SafetensorError, KeyError, OSError) as exc:
         raise InputError(
             f"the points of a classified scan cannot be read from it ({exc}): classify it again", path

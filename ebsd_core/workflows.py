@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -488,31 +489,50 @@ def phase_map_job(
     return {"map": str(out), "scan": scan_path, **phase_map.summary()}
 
 
-def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None) -> dict:
+def classify_job(
+    context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None, cleanup: bool = False
+) -> dict:
     """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
     on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
     on (``counts`` by space-group symbol, ``labels`` naming each as its maps do, ``colours`` as they draw it), and
     the pattern the model was least sure of (``least_sure``, its index). Where the scan says where its points lie on
     its grid, ``grid`` is the file of its points' predictions to draw there (:func:`~ebsd_core.predictions.
-    write_grid_points`, beside ``out``), else None. ``name``: the scan as its user knows it, which names the rows
-    (an upload's own name, not the server's path of it)."""
+    write_grid_points`, beside ``out``), else None; there ``cleanup`` runs the grain clean-up on that grid
+    (:func:`~ebsd_core.grain_cleanup.clean_up_hexagonal`, with each point's own views as a square map's), whose
+    answers the CSV and the grid then hold. ``name``: the scan as its user knows it, which names the rows (an
+    upload's own name, not the server's path of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.io.readers import open_patterns
-    from ebsd_core.phasemap import phases_for_model
+    from ebsd_core.phasemap import map_views, phases_for_model
     from ebsd_core.predictions import prediction_counts, write_grid_points, write_predictions
     from ebsd_core.store import load_model
 
     model, card = load_model(model_dir, device=select_device("auto"))
     source = open_patterns(scan_path)
-    report = lambda fraction, message: context.report(0.98 * fraction, message)  # noqa: E731 (the CSV after)
-    prediction = predict_source(model, card, source, progress=report, should_stop=context.should_stop)
+    cleanup = cleanup and source.hexagonal_places is not None  # neighbours only where the points' places are known
+    card = dataclasses.replace(card, views=map_views(card, cleanup))
+    share = 0.6 if cleanup else 0.98  # of the progress bar, before the clean-up and the CSV
+    report = lambda fraction, message: context.report(share * fraction, message)  # noqa: E731
+    prediction = predict_source(
+        model, card, source, progress=report, should_stop=context.should_stop, scatter_views=cleanup
+    )
+    changed, raw = 0, None
+    if cleanup:
+        from ebsd_core.grain_cleanup import clean_up_hexagonal
+
+        report = lambda fraction, message: context.report(0.6 + 0.38 * fraction, message)  # noqa: E731
+        smoothed = clean_up_hexagonal(prediction.probabilities, source, card.preprocess, report, context.should_stop)
+        cleaned = dataclasses.replace(prediction, probabilities=smoothed)
+        changed = int(np.count_nonzero(cleaned.index != prediction.index))
+        prediction, raw = cleaned, prediction.probabilities
     context.report(0.98, f"writing the predictions of {len(source):,} patterns")
     write_predictions(out, source, prediction, card, name)
     grid = None
     if source.hexagonal_places is not None:  # drawn on the scan's own grid
-        grid = str(write_grid_points(Path(out).with_suffix(".grid.safetensors"), prediction, source.hexagonal_places))
+        grid_file = Path(out).with_suffix(".grid.safetensors")
+        grid = str(write_grid_points(grid_file, prediction, source.hexagonal_places, raw))
     blank = blank_points(prediction.quality)
     held = np.flatnonzero(~blank)  # a blank pattern is not one the model was unsure of: it holds nothing
     phases = phases_for_model(card)
@@ -528,6 +548,8 @@ def classify_job(context, model_dir: str, scan_path: str, out: str | Path, name:
         "counts": prediction_counts(prediction),
         "labels": {phase.symbol: phase.label for phase in phases},  # as its maps name them
         "notes": reading_notes(source, card) + blank_pattern_note(blank, source.imageless, source.unread),
+        "grain_cleanup": cleanup,
+        "changed_by_cleanup": changed,
     }
 
 

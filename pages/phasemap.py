@@ -283,8 +283,8 @@ def start_map(model_name: str, scan: Path) -> None:
     except EbsdError as exc:
         show_error(exc)
         return
-    if source.hexagonal_grid:  # no map lays it out: its patterns are classified each on its own
-        classify_button(model_name, scan)
+    if source.hexagonal_grid:  # no square map lays it out: its patterns are classified, drawn on its grid if placed
+        classify_button(model_name, scan, source.hexagonal_places is not None and cleanup_choice())
         return
     orientations = orientation_choice(source, scan)  # first: its map lays out images numbered in scan order
     if orientations is False:
@@ -292,15 +292,7 @@ def start_map(model_name: str, scan: Path) -> None:
     nav_shape = map_shape_choice(source, orientations)
     if nav_shape is False:
         return
-    keep_hidden_widgets("map_cleanup")  # as left, after a visit to another page
-    cleanup = st.checkbox(
-        "Grain clean-up",
-        value=True,
-        key="map_cleanup",
-        help="Averages each point with its neighbours whose patterns correlate (the same grain), so isolated "
-        "mistakes take their grain's answer. Turn it off when the phases share their orientation (coherent "
-        "precipitates such as gamma-prime in gamma): their patterns correlate across the phase boundary too.",
-    )
+    cleanup = cleanup_choice()
     if st.button("Classify every pattern", type="primary"):
         model_dir = str(default_store() / model_name)
         out = new_session_file(f"maps/{scan.stem}-{model_name}", ".npz")  # two scans of one name: two maps
@@ -312,6 +304,19 @@ def start_map(model_name: str, scan: Path) -> None:
         submit(f"Phase map of {shown_name(scan)} with {model_name}", params)
 
 
+def cleanup_choice() -> bool:
+    """Whether the map is to be cleaned up by grains (:mod:`ebsd_core.grain_cleanup`)."""
+    keep_hidden_widgets("map_cleanup")  # as left, after a visit to another page
+    return st.checkbox(
+        "Grain clean-up",
+        value=True,
+        key="map_cleanup",
+        help="Averages each point with its neighbours whose patterns correlate (the same grain), so isolated "
+        "mistakes take their grain's answer. Turn it off when the phases share their orientation (coherent "
+        "precipitates such as gamma-prime in gamma): their patterns correlate across the phase boundary too.",
+    )
+
+
 def submit(title: str, params: dict) -> str | None:
     """Start the job of ``params`` (:func:`_map_function`), shown on this page."""
     if job := start_job("phasemap", title, _map_function(params), params):
@@ -319,22 +324,24 @@ def submit(title: str, params: dict) -> str | None:
     return job
 
 
-def classify_button(model_name: str, scan: Path) -> None:
-    """Classify every pattern of a scan that no map lays out, into a CSV of the ``predict`` command's columns."""
+def classify_button(model_name: str, scan: Path, cleanup: bool) -> None:
+    """Classify every pattern of a scan that no square map lays out, into a CSV of the ``predict`` command's
+    columns; with ``cleanup``, after the grain clean-up on its hexagonal grid."""
     if st.button(
         "Classify every pattern",
         type="primary",
-        help="Each on its own, in the scan's order: the patterns per phase, a CSV of every pattern's class and "
-        "probabilities, and where the scan says where its points lie, their phases drawn on its hexagonal grid.",
+        help="In the scan's order: the patterns per phase, a CSV of every pattern's class and probabilities, and "
+        "where the scan says where its points lie, their phases drawn on its hexagonal grid (there, after the grain "
+        "clean-up when it is on; else each pattern on its own).",
     ):
-        classify(scan, model_name)
+        classify(scan, model_name, cleanup)
 
 
-def classify(scan: str | Path, model_name: str) -> str | None:
+def classify(scan: str | Path, model_name: str, cleanup: bool) -> str | None:
     """Start classifying every pattern of ``scan`` with the store's model ``model_name``: the job, if started."""
     out = new_session_file(f"predictions/{Path(scan).stem}-{model_name}", ".csv")
     params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
-    params |= {"classify": True, "name": shown_name(scan)}  # which names the rows, not the server's path
+    params |= {"classify": True, "name": shown_name(scan), "cleanup": cleanup}  # the name: not the server's path
     return submit(f"Classifying {shown_name(scan)} with {model_name}", params)
 
 
@@ -343,8 +350,11 @@ def show_predictions(result: dict, model_name: str | None) -> None:
     the scan's grid where it knows their places, and its CSV; a button to classify it again with ``model_name``,
     the model now chosen."""
     scan = shown_name(result["scan"])
-    st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, each classified on its own")
-    st.caption(f"Classified with {result['model_name']}.")
+    cleaned = result.get("grain_cleanup", False)
+    how = "classified, then cleaned up by grains" if cleaned else "each classified on its own"
+    st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, {how}")
+    changed = f"; the grain clean-up changed the class of {counted(result['changed_by_cleanup'], 'point')}"
+    st.caption(f"Classified with {result['model_name']}{changed if cleaned else ''}.")
     reclassify_button(result, model_name)
     show_notes(result["notes"])
     total = max(result["patterns"], 1)
@@ -382,7 +392,7 @@ def reclassify_button(result: dict, model_name: str | None) -> None:
     if not model_name or model_name == result["model_name"] or not Path(scan).exists():
         return
     clicked = st.button(f"Classify {shown_name(scan)} with {model_name}", icon=":material/map:", key="reclassify")
-    if clicked and classify(scan, model_name):
+    if clicked and classify(scan, model_name, result.get("grain_cleanup", False)):  # as it was classified
         st.rerun()
 
 
@@ -553,6 +563,8 @@ def explain_a_prediction(result: dict, points: GridPoints | None = None) -> None
         bars_column.plotly_chart(figure, key="grid_point_probabilities")
         if blank:
             bars_column.caption(BLANK_POINT)
+        elif points.raw_probabilities is not None:  # Explain gives the pattern's own answer
+            bars_column.caption(alone_words(labels, points.raw_probabilities[int(index)]))
 
 
 def map_shape_choice(source, indexing: Path | None = None) -> tuple[int, int] | None | bool:
@@ -674,7 +686,9 @@ def map_again(scan: str, model_name: str) -> None:
 
 def _map_function(params: dict):
     if params.get("classify"):  # a scan of no map (a hexagonal grid): its patterns classified, into a CSV
-        return lambda ctx: classify_job(ctx, params["model_dir"], params["scan"], params["out"], params.get("name"))
+        return lambda ctx: classify_job(
+            ctx, params["model_dir"], params["scan"], params["out"], params.get("name"), params.get("cleanup", False)
+        )
     return lambda ctx: phase_map_job(
         ctx,
         params["model_dir"],
@@ -869,6 +883,14 @@ def probability_figure(labels: list[str], colours: list[str], probabilities, thr
     return fig
 
 
+def alone_words(labels: list[str], alone: np.ndarray) -> str:
+    """What a map's point, after the grain clean-up, was of its pattern ``alone`` (its probabilities), which
+    Explain gives."""
+    top = int(np.argmax(alone))
+    alone_said = f"{labels[top]} {alone[top]:.0%}"
+    return f"After the grain clean-up, which averages each point with its grain; the pattern alone: {alone_said}."
+
+
 def show_point(phase_map, scan_path: str, point: int) -> None:
     left, right = st.columns(2)
     with left:
@@ -879,12 +901,7 @@ def show_point(phase_map, scan_path: str, point: int) -> None:
     if blank:  # its probabilities tie: the first class is no answer of the pattern's
         right.caption(BLANK_POINT)
     elif phase_map.raw_probabilities is not None:  # Explain gives the pattern's own answer
-        alone = phase_map.raw_probabilities[point]
-        top = int(np.argmax(alone))
-        right.caption(
-            f"After the grain clean-up, which averages each point with its grain; the pattern alone: "
-            f"{phase_map.phases[top].label} {alone[top]:.0%}."
-        )
+        right.caption(alone_words(labels, phase_map.raw_probabilities[point]))
     if phase_map.rotations is not None and np.isfinite(phase_map.rotations[point]).all():
         phi1, big_phi, phi2 = np.rad2deg(phase_map.euler([point])[0])
         right.caption(

@@ -3271,11 +3271,13 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
     assert not app.exception and not app.error
     assert [w.value for w in app.warning] == [f"edax_binary.up2: {HEXAGONAL_GRID}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
-    next(b for b in app.button if b.label == "Classify every pattern").click().run()  # each on its own
+    next(c for c in app.checkbox if c.label == "Grain clean-up").uncheck().run()  # each on its own
+    next(b for b in app.button if b.label == "Classify every pattern").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error
     app.run()
     assert any(h.value == "edax_binary.up2: 10 patterns, each classified on its own" for h in app.subheader)
+    assert "Classified with duplex." in [c.value for c in app.caption]
     rows = Path(state.result["predictions"]).read_text().splitlines()[1:]
     assert [row.split(",")[:2] for row in rows] == [
         ["edax_binary.up2", str(i)] for i in range(10)
@@ -3326,8 +3328,10 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
 ):
     """Found on review: they were drawn as a checkerboard, every other point blank, said as half the images lost.
     Then they were classified without a map; they are now drawn on their own grid, where their names place them."""
+    from ebsd_core.predictions import read_grid_points
+
     state = classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch)
-    assert any(h.value == "hexagonal: 40 patterns, each classified on its own" for h in app.subheader)
+    assert any(h.value == "hexagonal: 40 patterns, classified, then cleaned up by grains" for h in app.subheader)
     table = next(d.value for d in app.dataframe if "Share" in d.value.columns)
     assert table["Phase"].tolist() == ["Austenite (Fm-3m)", "Ferrite (Im-3m)", "unknown"]
     assert table["Patterns"].sum() == 40
@@ -3363,6 +3367,9 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert next(n for n in app.number_input if n.label == "Pattern (0 to 39)").value == 7
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in app.get("plotly_chart")]
     assert titles[2] == "pattern at point 7 (row 1) (x5_y1.png)"
+    alone = read_grid_points(state.result["grid"]).raw_probabilities[7]  # cleaned up: the pattern's own answer too
+    label = ["Austenite (Fm-3m)", "Ferrite (Im-3m)"][int(np.argmax(alone))]
+    assert f"the pattern alone: {label} {alone.max():.0%}." in " ".join(c.value for c in app.caption)
     app.session_state[f"grid_point@{state.result['predictions']}"] = least
     app.run()
     # one of them explained, from the one the model was least sure of
@@ -3429,7 +3436,9 @@ def test_regions_of_a_hexagonal_scan_are_labelled_on_its_map_and_make_a_dataset_
     again = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert again.status == "done", again.error
     app.run()
-    assert not app.exception and not app.error and "Classified with grains." in [c.value for c in app.caption]
+    assert not app.exception and not app.error and again.params["cleanup"]  # as the scan was classified first
+    said = "Classified with grains; the grain clean-up changed the class of"
+    assert any(c.value.startswith(said) for c in app.caption)
     assert again.result["scan"] == state.result["scan"] and again.result["patterns"] == 40
     assert next(d.value for d in app.dataframe if "points" in d.value.columns)["points"].tolist() == [6, 6]
 

@@ -446,8 +446,11 @@ def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_and_
     )
     assert not (tmp_path / "m.png").exists()  # refused before any work
     assert main([*phasemap, str(tmp_path / "m.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["grain_cleanup"]  # over each point's six neighbours, by default
+    assert main([*phasemap, str(tmp_path / "own.png"), "--cleanup", "none"]) == 0
     drawn = json.loads(capsys.readouterr().out)
-    assert drawn["written"] == [str(tmp_path / "m.png")] and drawn["grid"] == "hexagonal" and drawn["points"] == 40
+    assert drawn["written"] == [str(tmp_path / "own.png")] and drawn["grid"] == "hexagonal" and drawn["points"] == 40
+    assert not drawn["grain_cleanup"]
     assert HEXAGONAL_NAMES in drawn["notes"]
     with Image.open(tmp_path / "m.png") as image:
         assert image.format == "PNG" and image.height > 100

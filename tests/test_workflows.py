@@ -6,6 +6,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ebsd_core.datasets import plan_simulation
@@ -190,3 +191,39 @@ def test_the_phase_map_pages_classifying_of_a_scan_of_no_map_writes_predicts_csv
     with pytest.raises(CancelledError, match="prediction cancelled"):
         classify_job(CancelledContext(), str(map_model), str(folder), tmp_path / "cancelled.csv")
     assert not (tmp_path / "cancelled.csv").exists() and not (tmp_path / "cancelled.grid.safetensors").exists()
+
+
+def test_classifying_a_scan_on_a_hexagonal_grid_cleans_it_up_by_grains_there(tmp_path, map_model, map_scan_file):
+    """The grain clean-up was of square maps alone: on a hexagonal grid whose points' places are known, it now
+    averages each point with its six neighbours whose patterns correlate, from each point's own views, as a square
+    map's; the CSV and the points drawn hold its answers."""
+    import dataclasses
+
+    from conftest import as_hexagonal_grid, scan_as_images
+
+    from ebsd_core.grain_cleanup import clean_up_hexagonal
+    from ebsd_core.inference import predict_source
+    from ebsd_core.io.readers import open_patterns
+    from ebsd_core.phasemap import map_views
+    from ebsd_core.store import load_model
+
+    folder = as_hexagonal_grid(scan_as_images(map_scan_file, tmp_path / "hexagonal"))
+    manager = JobManager(tmp_path / "jobs")
+    out = tmp_path / "cleaned.csv"
+    job = manager.submit(
+        "phasemap", "c", "a", lambda ctx: classify_job(ctx, str(map_model), str(folder), out, None, True)
+    )
+    state = manager.wait(job)
+    assert state.status == "done", state.error
+    model, card = load_model(map_model)
+    source = open_patterns(folder)
+    own_views = dataclasses.replace(card, views=map_views(card, cleanup=True))
+    raw = predict_source(model, own_views, source, scatter_views=True)
+    cleaned = dataclasses.replace(raw, probabilities=clean_up_hexagonal(raw.probabilities, source, card.preprocess))
+    points = read_grid_points(state.result["grid"])
+    np.testing.assert_allclose(points.probabilities, cleaned.probabilities, atol=1e-6)
+    np.testing.assert_allclose(points.raw_probabilities, raw.probabilities, atol=1e-6)  # each pattern's own
+    with open(out) as handle:
+        assert [row["prediction"] for row in csv.DictReader(handle)] == cleaned.labels
+    assert state.result["grain_cleanup"] is True
+    assert state.result["changed_by_cleanup"] == int((cleaned.index != raw.index).sum())

@@ -21,10 +21,10 @@ ROW_HEIGHT = math.sqrt(3) / 2
 
 #: What is made of a scan on a hexagonal grid whose points' places are known, as the notes on its reading say it.
 DRAWN_ON_ITS_GRID = (
-    "each pattern is classified on its own, and its phases are drawn on that grid (the Phase map page's \"Classify "
-    'every pattern", or phasemap --out map.png), where regions of known phase can be labelled to train on (dataset '
-    "--region); but no square map is made of it (no .ang, .ctf or .h5 export, or grain clean-up): record the scan on "
-    "a square grid for those"
+    "its patterns are classified and their phases drawn on that grid, cleaned up by grains there (the Phase map "
+    'page\'s "Classify every pattern", or phasemap --out map.png), where regions of known phase can be labelled to '
+    "train on (dataset --region); but no square map is made of it (no .ang, .ctf or .h5 export): record the scan on "
+    "a square grid for that"
 )
 
 
@@ -84,6 +84,18 @@ def _places_along(values: np.ndarray) -> np.ndarray:
     distinct, inverse = np.unique(values, return_inverse=True)
     place, _ = grid_places(distinct.tolist())
     return np.array([place[value] for value in distinct.tolist()], dtype=np.int64)[inverse]
+
+
+#: The neighbours of a point, as (row, half-step column) offsets; with their mirror images they are its six.
+NEIGHBOURS = ((0, 2), (1, -1), (1, 1))
+
+
+def place_cells(places: np.ndarray) -> np.ndarray:
+    """The point at each place (row, half-step column) of a grid of ``places``, -1 where none is."""
+    places = np.asarray(places)
+    cells = np.full((int(places[:, 0].max()) + 1, int(places[:, 1].max()) + 1), -1, dtype=np.int64)
+    cells[places[:, 0], places[:, 1]] = np.arange(len(places))
+    return cells
 
 
 def grid_columns(places: np.ndarray) -> np.ndarray:
