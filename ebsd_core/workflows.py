@@ -492,15 +492,15 @@ def phase_map_job(
 def classify_job(
     context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None, cleanup: bool = False
 ) -> dict:
-    """Job body: classify every pattern of a scan that no map lays out (a hexagonal grid) with a saved model, each
-    on its own, into the CSV ``out`` (``predict``'s columns); returns the patterns per class and what to trust them
-    on (``counts`` by space-group symbol, ``labels`` naming each as its maps do, ``colours`` as they draw it), and
-    the pattern the model was least sure of (``least_sure``, its index). Where the scan says where its points lie on
-    its grid, ``grid`` is the file of its points' predictions to draw there (:func:`~ebsd_core.predictions.
-    write_grid_points`, beside ``out``), else None; there ``cleanup`` runs the grain clean-up on that grid
-    (:func:`~ebsd_core.grain_cleanup.clean_up_hexagonal`, with each point's own views as a square map's), whose
-    answers the CSV and the grid then hold. ``name``: the scan as its user knows it, which names the rows (an
-    upload's own name, not the server's path of it)."""
+    """Job body: classify every pattern of a scan that no square map lays out (a hexagonal grid) with a saved model,
+    each on its own unless cleaned up (below), into the CSV ``out`` (``predict``'s columns); returns the patterns per
+    class and what to trust them on (``counts`` by space-group symbol, ``labels`` naming each as its maps do,
+    ``colours`` as they draw it), and the pattern the model was least sure of (``least_sure``, its index). Where the
+    scan says where its points lie on its grid, ``grid`` is the file of its points' predictions to draw there
+    (:func:`~ebsd_core.predictions.write_grid_points`, beside ``out``), else None; there ``cleanup`` runs the grain
+    clean-up on that grid (:func:`~ebsd_core.grain_cleanup.clean_up_hexagonal`, with each point's own views as a
+    square map's), whose answers the CSV and the grid then hold. ``name``: the scan as its user knows it, which names
+    the rows (an upload's own name, not the server's path of it)."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
