@@ -629,7 +629,8 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
         smoothed = clean_up_hexagonal(prediction.probabilities, source, card.preprocess, progress)
         prediction = dataclasses.replace(prediction, probabilities=smoothed)
     points, phases = grid_points(prediction, source.hexagonal_places), phases_for_model(card)
-    written = [str(write_grid_png(points, phases, out, Path(source.path).name)) for out in outputs]
+    title = Path(source.path).name
+    written = [str(write_grid_png(points, phases, out, title, source.step_um)) for out in outputs]
     summary = {
         "source": source.path,
         "model": Path(args.model).name,

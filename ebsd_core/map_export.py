@@ -116,7 +116,6 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
-    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     rows, cols = phase_map.nav_shape
     colours = [UNKNOWN_COLOUR] + [p.colour for p in phase_map.phases]
@@ -140,28 +139,35 @@ def map_figure(phase_map: PhaseMap, title: str | None = None):
     if fractions[UNKNOWN] > 0:
         handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {percent(fractions[UNKNOWN])}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    bar_um = _nice_length(cols * phase_map.step_um / 5)
-    ax.add_artist(
-        AnchoredSizeBar(
-            ax.transData,
-            bar_um / phase_map.step_um,
-            f"{bar_um:g} µm",
-            "lower right",
-            pad=0.4,
-            color="white",
-            frameon=False,
-            size_vertical=rows / 15 if stretched else max(1, rows / 80),  # one row was a stretched strip's height
-        )
-    )
+    # one row was a stretched strip's height
+    add_scale_bar(ax, cols, phase_map.step_um, rows / 15 if stretched else max(1, rows / 80))
     ax.set_title(title or Path(phase_map.source).name or "phase map", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def grid_map_figure(points: GridPoints, phases: list[MapPhase], title: str):
-    """A matplotlib figure of the phases of a scan on a hexagonal grid, drawn on that grid with a legend (draw it
-    inside :func:`ebsd_core.figures.pyplot`): each point where it was recorded, every other row offset by half a
-    step (:mod:`ebsd_core.io.hex_grid`)."""
+def add_scale_bar(ax, columns: float, step_um: float, height: float) -> None:
+    """A scale bar about a fifth of a map ``columns`` wide, each ``step_um`` apart, in its lower right corner."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bar_um = _nice_length(columns * step_um / 5)
+    bar = AnchoredSizeBar(
+        ax.transData,
+        bar_um / step_um,
+        f"{bar_um:g} µm",
+        "lower right",
+        pad=0.4,
+        color="white",
+        frameon=False,
+        size_vertical=height,
+    )
+    ax.add_artist(bar)
+
+
+def grid_map_figure(points: GridPoints, phases: list[MapPhase], title: str, step_um: float = 1.0):
+    """A matplotlib figure of the phases of a scan on a hexagonal grid, drawn on that grid with a legend and a scale
+    bar (draw it inside :func:`ebsd_core.figures.pyplot`): each point where it was recorded, every other row offset
+    by half a step (:mod:`ebsd_core.io.hex_grid`), ``step_um`` apart along its row."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -186,15 +192,18 @@ def grid_map_figure(points: GridPoints, phases: list[MapPhase], title: str):
     if (unknown := float((points.index < 0).mean())) > 0:
         handles.append(Patch(color=UNKNOWN_COLOUR, label=f"{UNKNOWN}: {percent(unknown)}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    add_scale_bar(ax, columns, step_um / 2, max(0.5, rows / 80))  # the image's columns are half steps
     ax.set_title(f"{title} (hexagonal grid)", fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def write_grid_png(points: GridPoints, phases: list[MapPhase], path: str | Path, title: str) -> Path:
+def write_grid_png(
+    points: GridPoints, phases: list[MapPhase], path: str | Path, title: str, step_um: float = 1.0
+) -> Path:
     """:func:`grid_map_figure` as a PNG at ``path``, written whole or not at all."""
     with pyplot() as plt, atomic_path(path) as tmp:
-        fig = grid_map_figure(points, phases, title)
+        fig = grid_map_figure(points, phases, title, step_um)
         try:
             fig.savefig(tmp, format="png", bbox_inches="tight")
         finally:

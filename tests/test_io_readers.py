@@ -350,6 +350,7 @@ def test_a_hexagonal_grid_is_named(recwarn):
         [2, 3],
         [2, 5],
     ]
+    assert source.step_um == pytest.approx(3.14159265)  # its header's step along a row (kikuchipy's line: the rows')
 
 
 @pytest.mark.parametrize(

@@ -158,3 +158,31 @@ def test_an_indexing_file_written_on_windows_is_read(small_map, tmp_path, suffix
     assert _ids_after_reading(tmp_path / f"utf8{suffix}")[1] == [
         dict(xmap.phases)[int(i)].name if i >= 0 else "not indexed" for i in xmap.phase_id
     ]
+
+
+def test_the_maps_of_both_grids_carry_a_scale_bar_of_their_step(small_map):
+    """The PNG of a scan on a hexagonal grid had none: its bar is of its step along a row, its image's columns being
+    half steps."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    from ebsd_core.figures import pyplot
+    from ebsd_core.inference import Prediction
+    from ebsd_core.io.hex_grid import up2_places
+    from ebsd_core.predictions import grid_points
+
+    probabilities = np.random.default_rng(2).dirichlet([1, 1], size=100 * 40 - 20).astype(np.float32)
+    points = grid_points(Prediction(probabilities, ["Fm-3m", "Im-3m"], 0.5), up2_places(100, 40, 100 * 40 - 20))
+
+    def bar(fig) -> tuple[str, float]:  # its words, and its length in the image's units
+        (found,) = [a for a in fig.axes[0].artists if isinstance(a, AnchoredSizeBar)]
+        return found.txt_label.get_text(), found.size_bar.get_children()[0].get_width()
+
+    with pyplot() as plt:
+        square = map_export.map_figure(small_map)  # 4 columns 1.5 µm apart: a bar of 1 µm
+        hexagonal = map_export.grid_map_figure(points, small_map.phases, "hex.up2", step_um=2.5)  # 250 µm wide
+        try:
+            assert bar(square) == ("1 µm", pytest.approx(1 / 1.5))
+            assert bar(hexagonal) == ("50 µm", pytest.approx(50 / 1.25))  # in half steps of 1.25 µm
+        finally:
+            plt.close(square)
+            plt.close(hexagonal)

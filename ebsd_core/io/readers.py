@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import math
 import os
 import re
 import struct
@@ -360,6 +361,10 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     # a hexagonal grid is mapped by no indexing (no square map is made of it)
     quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
     places = _hexagonal_places(path, len(flat)) if hexagonal else None
+    if hexagonal and path.suffix.lower() in {".up1", ".up2"}:
+        step = _edax_hexagonal_step(path)  # kikuchipy scales its one line by the rows' spacing
+    else:
+        step = float(nav_axes[0].scale) if nav_axes else 1.0
     return PatternSource(
         path=str(path),
         kind="kikuchipy",
@@ -368,7 +373,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         static_background=background,
         quaternions=quaternions,
         orientations_from="" if quaternions is None else "the scan's own indexing",
-        step_um=float(nav_axes[0].scale) if nav_axes else 1.0,
+        step_um=step,
         hexagonal_grid=hexagonal,
         hexagonal_places=places,
         warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path))
@@ -437,6 +442,18 @@ def _hexagonal_places(path: Path, patterns: int) -> np.ndarray | None:
     if len(x) != patterns or (x < -1e6).any() or (y < -1e6).any():  # OIM writes -1111111 where a point failed
         return None
     return hex_grid.places_from_positions(x, y)
+
+
+def _edax_hexagonal_step(path: Path) -> float:
+    """The step between the points of a row that the header of an EDAX ``.up2`` (version 3 or later) of a hexagonal
+    grid gives, in µm (after its columns, rows and grid byte, as kikuchipy reads it: kikuchipy scales its one line of
+    patterns by the rows' spacing instead); 1 where it gives none."""
+    with open(path, "rb") as file:
+        header = file.read(42)
+    if len(header) < 42 or struct.unpack_from("<I", header)[0] < 3:
+        return 1.0
+    step = struct.unpack_from("<d", header, 26)[0]
+    return step if math.isfinite(step) and step > 0 else 1.0
 
 
 def _hexagonal_grid(caught: list[warnings.WarningMessage]) -> bool:
