@@ -350,10 +350,10 @@ def show_predictions(result: dict, model_name: str | None) -> None:
     the scan's grid where it knows their places, and its CSV; a button to classify it again with ``model_name``,
     the model now chosen."""
     scan = shown_name(result["scan"])
-    cleaned = result.get("grain_cleanup", False)
+    cleaned = result.get("grain_cleanup", False)  # not in a classification made before the clean-up was
     how = "classified, then cleaned up by grains" if cleaned else "each classified on its own"
     st.subheader(f"{scan}: {counted(result['patterns'], 'pattern')}, {how}")
-    changed = f"; the grain clean-up changed the class of {counted(result['changed_by_cleanup'], 'point')}"
+    changed = f"; the grain clean-up changed the class of {counted(result.get('changed_by_cleanup', 0), 'point')}"
     st.caption(f"Classified with {result['model_name']}{changed if cleaned else ''}.")
     reclassify_button(result, model_name)
     show_notes(result["notes"])
