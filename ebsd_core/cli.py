@@ -256,6 +256,8 @@ def _description(source) -> dict:
         "patterns": len(source),
         "pattern_shape": list(source.pattern_shape),
         "nav_shape": list(source.nav_shape) if source.nav_shape else None,
+        # the step the file records, which a map's exports and scale bar take (images record none)
+        **({"step_um": source.step_um} if source.kind == "kikuchipy" else {}),
         "classes": source.classes,
         **_labelled_summary(source),
         "static_background": source.static_background is not None,

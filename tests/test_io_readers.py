@@ -380,6 +380,7 @@ def test_an_edax_binary_file_of_a_hexagonal_grid_is_laid_out_where_its_count_fit
     assert main(["info", str(path)]) == 0
     said = json.loads(capsys.readouterr().out)
     assert said["hexagonal_grid"] and said.get("hexagonal_rows") == (None if rows is None else [len(r) for r in rows])
+    assert said["step_um"] == pytest.approx(3.14159265)  # its header's, which its PNG's scale bar takes
 
 
 @pytest.mark.parametrize("lazy", [False, True])
