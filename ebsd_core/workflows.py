@@ -545,6 +545,7 @@ def classify_job(
         "scan": scan_path,
         "model_name": Path(model_dir).name,  # the store's name for it
         "patterns": len(source),
+        "step_um": source.step_um,  # along a row of its grid, as its file gives it
         "counts": prediction_counts(prediction),
         "labels": {phase.symbol: phase.label for phase in phases},  # as its maps name them
         "notes": reading_notes(source, card) + blank_pattern_note(blank, source.imageless, source.unread),

@@ -426,7 +426,8 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     left, right = st.columns(2)
     cells = brick_points(points.places)
     scale = discrete_scale([UNKNOWN_COLOUR, *colours])
-    phase = grid_map_figure(points, cells, points.index + 1.5, labels, "phase", step, scale, len(colours) + 1)
+    step_um = result.get("step_um", 1.0)  # not in a classification made before it was kept
+    phase = grid_map_figure(points, cells, points.index + 1.5, labels, "phase", step, scale, len(colours) + 1, step_um)
     with left:
         # of this classification: a click on another scan's map is not this one's
         key = f"grid_phase_map@{result['predictions']}"
@@ -441,7 +442,7 @@ def draw_grid_maps(result: dict) -> GridPoints | None:
     if clicked and box is None and (point := point_at(cells, clicked[0]["x"], clicked[0]["y"])) is not None:
         st.session_state[f"grid_point@{result['predictions']}"] = point  # a click; a box selects every point inside
     confidence = np.where(points.blank, np.nan, points.confidence)  # a blank pattern's: a gap, not doubt
-    confidence_map = grid_map_figure(points, cells, confidence, labels, "confidence", step)
+    confidence_map = grid_map_figure(points, cells, confidence, labels, "confidence", step, step_um=step_um)
     right.plotly_chart(confidence_map, key="grid_confidence_map")
     return points
 
@@ -467,8 +468,8 @@ def phase_swatches(swatches: list[tuple[str, str]]) -> None:
 
 
 HEX_HOVER = (
-    "pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}, column %{customdata[2]:.0f}<br>%{text}<br>"
-    "confidence %{customdata[3]:.2f}<extra></extra>"
+    "pattern %{customdata[0]:.0f}, row %{customdata[1]:.0f}, column %{customdata[2]:.0f}<br>"
+    "x %{customdata[4]:.1f} µm, y %{customdata[5]:.1f} µm<br>%{text}<br>confidence %{customdata[3]:.2f}<extra></extra>"
 )
 
 
@@ -481,11 +482,13 @@ def grid_map_figure(
     step: int,
     colours=None,
     top: float = 1,
+    step_um: float = 1.0,
 ) -> go.Figure:
     """``values`` (0 to ``top``) of a hexagonal grid's points as a heatmap of half-step columns, each point two
     columns wide (``cells``, :func:`~ebsd_core.io.hex_grid.brick_points`), at every ``step``-th row and column; x in
     steps, y in rows of sqrt(3)/2 steps, so that the points keep their places; the hover names the model's
-    ``labels``. ``colours``: a discrete scale (phases), else a colour bar."""
+    ``labels``, and each point's place from the first, its points ``step_um`` apart along a row. ``colours``: a
+    discrete scale (phases), else a colour bar."""
     cells = cells[::step, ::step]
     drawn = cells >= 0
     where = np.where(drawn, cells, 0)
@@ -493,8 +496,9 @@ def grid_map_figure(
     names = point_names(labels, points.index[where], points.blank[where])  # of the points drawn alone
     confidence = np.where(points.blank[where], np.nan, points.confidence[where])
     places = points.places[where]
-    custom = np.stack([where, places[..., 0], grid_columns(places.reshape(-1, 2)).reshape(where.shape), confidence], -1)
-    custom = custom.astype(np.float32)
+    columns = grid_columns(places.reshape(-1, 2)).reshape(where.shape)
+    x_um, y_um = places[..., 1] / 2 * step_um, places[..., 0] * ROW_HEIGHT * step_um
+    custom = np.stack([where, places[..., 0], columns, confidence, x_um, y_um], -1).astype(np.float32)
     x = np.arange(0, cells.shape[1] * step, step) / 2
     y = np.arange(0, cells.shape[0] * step, step) * ROW_HEIGHT
     fig = go.Figure(

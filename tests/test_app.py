@@ -3291,6 +3291,11 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
     ]
     # its tenth pattern is blank (zeros): said so where it is clicked, and not offered to explain
     assert phase["data"][0]["text"][2][5] == "unknown (blank pattern: no confidence)"
+    # the hover's place of each point from the first, its header's step (pi) along a row, rows sqrt(3)/2 of it apart
+    custom = np.frombuffer(base64.b64decode(phase["data"][0]["customdata"]["bdata"]), np.float32).reshape(3, 8, 6)
+    assert "x %{customdata[4]:.1f} µm, y %{customdata[5]:.1f} µm" in phase["data"][0]["hovertemplate"]
+    np.testing.assert_allclose(custom[0, 1, 4:], [np.pi / 2, 0], atol=1e-5)  # row 0 starts half a step in
+    np.testing.assert_allclose(custom[1, 0, 4:], [0, np.pi * np.sqrt(3) / 2], atol=1e-5)
     app.session_state[f"grid_point@{state.result['predictions']}"] = 9
     app.run()
     assert any(c.value.startswith("A blank pattern (a dropped frame,") for c in app.caption)
@@ -3403,7 +3408,7 @@ def test_regions_of_a_hexagonal_scan_are_labelled_on_its_map_and_make_a_dataset_
     chart = f"grid_phase_map@{state.result['predictions']}"
     phase = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
     assert "column %{customdata[2]:.0f}" in phase["data"][0]["hovertemplate"]
-    columns = np.frombuffer(base64.b64decode(phase["data"][0]["customdata"]["bdata"]), np.float32).reshape(8, 11, 4)
+    columns = np.frombuffer(base64.b64decode(phase["data"][0]["customdata"]["bdata"]), np.float32).reshape(8, 11, 6)
     assert columns[1, 1:, 2].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # row 1, half a step in: points 0-4
 
     def region() -> list:
