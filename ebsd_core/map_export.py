@@ -150,7 +150,7 @@ def add_scale_bar(ax, columns: float, step_um: float, height: float) -> None:
     """A scale bar about a fifth of a map ``columns`` wide, each ``step_um`` apart, in its lower right corner."""
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-    bar_um = _nice_length(columns * step_um / 5)
+    bar_um = nice_length(columns * step_um / 5)
     bar = AnchoredSizeBar(
         ax.transData,
         bar_um / step_um,
@@ -211,7 +211,7 @@ def write_grid_png(
     return Path(path)
 
 
-def _nice_length(value: float) -> float:
+def nice_length(value: float) -> float:
     """1, 2 or 5 times a power of ten, at most ``value``."""
     if value <= 0:
         return 1.0

@@ -28,7 +28,7 @@ from ebsd_core.io.dataset import write_dataset
 from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape, grid_columns, grid_size, point_at
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
-from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, unwritable_reason
+from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, nice_length, unwritable_reason
 from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model, rows_lacking_note
 from ebsd_core.phases import get_material, material_label, space_group_symbol
 from ebsd_core.predictions import GridPoints, read_grid_points
@@ -534,6 +534,7 @@ def grid_map_figure(
         )
     fig.update_xaxes(range=_extent(x), visible=False)
     fig.update_yaxes(range=_extent(y)[::-1], scaleanchor="x", visible=False)  # row 0 on top
+    add_scale_bar(fig, _extent(x), step_um)  # x in steps
     height = int(np.clip(MAP_PLOT_WIDTH * (y[-1] + ROW_HEIGHT) / (x[-1] + 1), 160, 380)) + 40
     return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
 
@@ -801,11 +802,31 @@ def map_figure(phase_map, values: np.ndarray, title: str, colours=None, zrange=N
     square = max(rows_n, cols_n) <= MAX_SQUARE_ASPECT * min(rows_n, cols_n)
     fig.update_xaxes(range=_extent(cols), visible=False)
     fig.update_yaxes(range=_extent(rows)[::-1], scaleanchor="x" if square else None, visible=False)  # row 0 on top
+    add_scale_bar(fig, _extent(cols), phase_map.step_um)
     # One size for every map of a scan, point for point: the same right margin with and without a colour bar (it
     # fits in it), and as tall as the map is at a half-page column's width (a fixed 420 px left a wide map in white
     # space, its colour bar twice its height).
     height = int(np.clip(MAP_PLOT_WIDTH * rows_n / cols_n, 160, 380)) + 40  # + the title's and the bottom margins
     return tidy(fig, height, title=title).update_layout(margin_r=MAP_RIGHT_MARGIN, margin_autoexpand=False)
+
+
+def add_scale_bar(fig: go.Figure, extent: list[float], unit_um: float) -> None:
+    """A scale bar about a fifth of a map as wide as ``extent`` (its x axis's range, in units ``unit_um`` wide), in its
+    lower right corner, as its PNG has it."""
+    length = nice_length((extent[1] - extent[0]) * unit_um / 5)
+    right = extent[1] - (extent[1] - extent[0]) / 25
+    bar = dict(xref="x", yref="paper", x0=right - length / unit_um, x1=right, y0=0.05, y1=0.05)
+    fig.add_shape(type="line", line=dict(color="white", width=4), **bar)
+    fig.add_annotation(
+        x=right - length / unit_um / 2,
+        y=0.06,
+        xref="x",
+        yref="paper",
+        text=f"{length:g} µm",
+        showarrow=False,
+        yanchor="bottom",
+        font=dict(color="white", size=11),
+    )
 
 
 def _extent(centres: np.ndarray) -> list[float]:

@@ -2154,6 +2154,10 @@ def test_a_large_map_is_drawn_at_every_few_points_and_stays_clickable(app, tmp_p
     x_um, y_um, confidence = plotted(markers["customdata"]).reshape(-1, 3)[-1]
     assert (x_um, y_um, markers["text"][-1]) == (995, 995, phases[int(probabilities[index].argmax())].label)
     assert confidence == pytest.approx(probabilities[index].max())
+    # a scale bar, as its PNG has: a fifth of its 1,000 points 1 µm apart, in its lower right corner
+    (bar,) = [shape for shape in figure["layout"]["shapes"] if shape["type"] == "line"]
+    assert (bar["x0"], bar["x1"]) == (757.5, 957.5)
+    assert [a["text"] for a in figure["layout"]["annotations"]] == ["200 µm"]
 
 
 def test_explain_page_shows_gradcam_and_band_numbers(app, monkeypatch, map_model, map_scan_file):
@@ -3296,6 +3300,8 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
     assert "x %{customdata[4]:.1f} µm, y %{customdata[5]:.1f} µm" in phase["data"][0]["hovertemplate"]
     np.testing.assert_allclose(custom[0, 1, 4:], [np.pi / 2, 0], atol=1e-5)  # row 0 starts half a step in
     np.testing.assert_allclose(custom[1, 0, 4:], [0, np.pi * np.sqrt(3) / 2], atol=1e-5)
+    (bar,) = [shape for shape in phase["layout"]["shapes"] if shape["type"] == "line"]  # of 2 µm: 2 / pi steps
+    assert bar["x1"] - bar["x0"] == pytest.approx(2 / np.pi) and phase["layout"]["annotations"][0]["text"] == "2 µm"
     app.session_state[f"grid_point@{state.result['predictions']}"] = 9
     app.run()
     assert any(c.value.startswith("A blank pattern (a dropped frame,") for c in app.caption)
@@ -3428,7 +3434,8 @@ def test_regions_of_a_hexagonal_scan_are_labelled_on_its_map_and_make_a_dataset_
     assert not app.exception and not app.error
     assert next(d.value for d in app.dataframe if "points" in d.value.columns)["points"].tolist() == [6, 6]
     outlines = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if '"text":"phase"' in c.proto.spec))
-    assert [(s["x0"], s["x1"]) for s in outlines["layout"]["shapes"]] == [(0.75, 3.25), (2.75, 5.25)]
+    regions = [s for s in outlines["layout"]["shapes"] if s["type"] == "rect"]  # besides the scale bar's line
+    assert [(s["x0"], s["x1"]) for s in regions] == [(0.75, 3.25), (2.75, 5.25)]
     next(b for b in app.button if b.label == "Make a dataset of these regions").click().run()
     assert not app.exception and not app.error
     dataset = read_dataset(app.session_state["dataset_path"])
