@@ -382,7 +382,8 @@ def show_predictions(result: dict, model_name: str | None) -> None:
     )
     explain_a_prediction(result, points)
     if points is not None and Path(result["scan"]).exists():  # an upload cleared since: no patterns to take
-        regions_section(result["scan"], grid_size(points.places), st.session_state.get(grid_box_key(result)), points)
+        box = st.session_state.get(grid_box_key(result))
+        regions_section(result["scan"], grid_size(points.places), box, points.places)
 
 
 def reclassify_button(result: dict, model_name: str | None) -> None:
@@ -1012,11 +1013,11 @@ def draw_regions(fig: go.Figure, regions: list[MapRegion], hexagonal: bool = Fal
 
 
 def regions_section(
-    scan_path: str, size: tuple[int, int], box: tuple[int, int, int, int] | None, grid: GridPoints | None = None
+    scan_path: str, size: tuple[int, int], box: tuple[int, int, int, int] | None, places: np.ndarray | None = None
 ) -> None:
     """Label regions of known phase on the map of ``size`` (rows, columns) and make a dataset of their patterns, to
-    train a model on this scan's own patterns. ``grid``: the points of a scan on a hexagonal grid, whose rows and
-    columns (:func:`~ebsd_core.io.hex_grid.grid_columns`) the regions are of."""
+    train a model on this scan's own patterns. ``places``: those of a scan's points on a hexagonal grid, whose rows
+    and columns (:func:`~ebsd_core.io.hex_grid.grid_columns`) the regions are of."""
     st.subheader("Train on this scan's own patterns")
     st.caption(
         f"Where you know the phase of some grains, label them, {FEWEST_REGIONS} or more of each phase: draw a box over "
@@ -1025,7 +1026,6 @@ def regions_section(
         "patterns of these phases, rehearsing them (the page's defaults), and map the scan with the new model."
     )
     rows, cols = size
-    places = None if grid is None else grid.places
     first_row, last_row, first_col, last_col = box or (0, min(4, rows - 1), 0, min(4, cols - 1))
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2], vertical_alignment="bottom")
     key = f"{scan_path}-{box}"  # a new box fills the numbers in
@@ -1054,7 +1054,7 @@ def regions_section(
         keep_regions()
         st.rerun()
     if c1.button("Make a dataset of these regions", type="primary", key="regions_dataset"):
-        make_regions_dataset(scan_path, regions, size if grid is None else None)  # a hexagonal grid: the scan's
+        make_regions_dataset(scan_path, regions, size if places is None else None)  # a hexagonal grid: the scan's
 
 
 def make_regions_dataset(scan_path: str, regions: list[MapRegion], nav_shape: tuple[int, int] | None) -> None:
