@@ -550,7 +550,7 @@ def _phasemap(args: argparse.Namespace) -> int:
 
         model, card = _load_for_inference(args)
         source = open_patterns(args.scan)
-        if source.hexagonal_places is not None and nav_shape is None and args.orientations is None:
+        if source.hexagonal_grid and nav_shape is None:
             return _hexagonal_phasemap(args, model, card, source, outputs)
         if args.orientations is not None:
             source = attach_orientations(source, args.orientations, nav_shape)
@@ -598,22 +598,35 @@ def _phasemap(args: argparse.Namespace) -> int:
 
 
 def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: list[Path]) -> int:
-    """``phasemap`` of a scan on a hexagonal grid whose points' places it records: its phases drawn on that grid
-    (PNG). The square map's formats are refused before any work."""
+    """``phasemap`` of a scan on a hexagonal grid: its phases drawn on that grid (PNG), and written into its own .ang
+    (``--orientations``, OIM's indexing of it on that grid), whose points' places lay out a scan that does not say
+    them. The square map's formats are refused before any work."""
     from ebsd_core.caveats import reading_notes
     from ebsd_core.grain_cleanup import clean_up_hexagonal
     from ebsd_core.inference import predict_source
-    from ebsd_core.map_export import write_grid_png
-    from ebsd_core.phasemap import map_views, phases_for_model
+    from ebsd_core.map_export import write_grid_png, write_hexagonal_ang
+    from ebsd_core.phasemap import attach_hexagonal_indexing, map_views, phases_for_model
     from ebsd_core.predictions import grid_points, prediction_counts
 
+    indexing = args.orientations
     for out in outputs:
-        if out.suffix.lower() != ".png":
+        if out.suffix.lower() == ".ang" and indexing is None:
             raise InputError(
-                "the scan's grid is hexagonal: its phases are drawn as .png, and no square map is made of it (.ang, "
-                ".ctf, .h5, .csv); 'predict' gives every pattern's class and probabilities as CSV",
+                "the scan's grid is hexagonal: its .ang is its own (OIM's indexing of it, on that grid) with the "
+                "model's phases; give that file (--orientations SCAN.ang)",
                 out,
             )
+        if out.suffix.lower() not in {".png", ".ang"}:
+            raise InputError(
+                "the scan's grid is hexagonal: its phases are drawn as .png, and written into its own .ang "
+                "(--orientations SCAN.ang); no square map is made of it (.ctf, .h5, .csv); 'predict' gives every "
+                "pattern's class and probabilities as CSV",
+                out,
+            )
+    if indexing is not None:
+        source = attach_hexagonal_indexing(source, indexing)
+    if source.hexagonal_places is None:
+        raise InputError(source.hexagonal_note, source.path)
     progress = print_progress if args.verbose else None
     cleanup = args.cleanup == "grain"
     card = dataclasses.replace(card, views=map_views(card, cleanup, args.views))
@@ -632,7 +645,12 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
         prediction = dataclasses.replace(prediction, probabilities=smoothed)
     points, phases = grid_points(prediction, source.hexagonal_places), phases_for_model(card)
     title = Path(source.path).name
-    written = [str(write_grid_png(points, phases, out, title, source.step_um)) for out in outputs]
+    written = []
+    for out in outputs:
+        if out.suffix.lower() == ".ang":
+            written.append(str(write_hexagonal_ang(points, phases, indexing, out)))
+        else:
+            written.append(str(write_grid_png(points, phases, out, title, source.step_um)))
     summary = {
         "source": source.path,
         "model": Path(args.model).name,
@@ -642,6 +660,7 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
         "phases": [p.label for p in phases],
         "predictions": prediction_counts(prediction),
         "unknown_threshold": card.unknown_threshold,
+        **({"orientations_from": Path(indexing).name} if indexing is not None else {}),
         "notes": source.warnings + reading_notes(source, card),
     }
     print(json.dumps({"written": written} | summary))
@@ -1328,7 +1347,8 @@ def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
         type=file_to_write("map.ang"),
         action="append",
         required=True,
-        help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable)",
+        help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable); of a scan on a hexagonal grid, map.png "
+        "and, with its own .ang given (--orientations), map.ang",
     )
     p.add_argument("--nav-shape", help="ROWSxCOLS when neither the scan nor --orientations records the map shape")
     p.add_argument(
@@ -1336,7 +1356,8 @@ def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="the scan's Hough indexing (.ang, .ctf, .h5oina, OIM or orix .h5; points in the scan's order) whose "
         "orientations the exports keep, and whose map shape lays out images numbered in scan order; by default the "
-        "orientations the scan file holds, if any",
+        "orientations the scan file holds, if any. Of a scan on a hexagonal grid: its .ang on that grid, which "
+        "--out map.ang writes again with the model's phases",
     )
     p.add_argument(
         "--scheduler",

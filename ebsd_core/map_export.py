@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ from ebsd_core.errors import InputError
 from ebsd_core.figures import pyplot
 from ebsd_core.inference import UNKNOWN
 from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_image, brick_shape
+from ebsd_core.io.orientations import ANG_CONFIDENCE_COLUMN, ANG_PHASE_COLUMN
 from ebsd_core.phasemap import UNKNOWN_COLOUR, MapPhase, PhaseMap
 from ebsd_core.predictions import GridPoints
-from ebsd_core.wording import percent
+from ebsd_core.wording import counted, percent
 
 EXPORT_FORMATS = {
     ".ang": "EDAX TSL .ang (OIM Analysis, MTEX, orix)",
@@ -209,6 +211,88 @@ def write_grid_png(
         finally:
             plt.close(fig)
     return Path(path)
+
+
+#: An .ang's code of the point group m-3m, that of every class (EDAX's ``Symmetry``, as orix writes it).
+ANG_CUBIC_SYMMETRY = 43
+
+#: A field of an .ang's point, with the white space before it (kept, so that its columns stay aligned).
+_ANG_FIELD = re.compile(r"\s*\S+")
+
+
+def write_hexagonal_ang(points: GridPoints, phases: list[MapPhase], indexing: str | Path, path: str | Path) -> Path:
+    """The phase map of a scan on a hexagonal grid as its own EDAX .ang (``indexing``, its Hough indexing on that
+    grid, its points in the scan's order: :func:`~ebsd_core.phasemap.hexagonal_indexing_places`) with the
+    model's phases, at ``path``: each point's phase and confidence index are the model's (phase 0 and CI -1 where it
+    is unknown, as in the square map's .ang), and the header's phases are the model's classes. The orientations,
+    places, image quality, every other column and every other header line are the file's own, byte for byte.
+    Written whole or not at all."""
+    phase_ids = np.where(points.index >= 0, points.index.astype(np.int64) + 1, 0)
+    confidence = np.where(points.index >= 0, points.confidence, -1.0)
+    with (
+        open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="latin-1", newline="") as out,
+    ):
+        point = 0
+        for line in _ang_header_with_phases(source, phases):
+            if line.lstrip().startswith("#") or not line.strip():
+                out.write(line)
+                continue
+            if point < len(phase_ids):
+                out.write(_ang_point(line, f"{confidence[point]:.3f}", str(phase_ids[point])))
+            point += 1
+        if point != len(phase_ids):
+            raise InputError(
+                f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
+                indexing,
+            )
+    return Path(path)
+
+
+def _ang_header_with_phases(lines: Iterator[str], phases: list[MapPhase]) -> Iterator[str]:
+    """``lines`` of an .ang with the phases of its header (``# Phase 1`` up to ``# GRID:``) replaced by ``phases``."""
+    written = skipping = False
+    for line in lines:
+        header = line.startswith("#")
+        words = line.lstrip("# \t").split(maxsplit=1) if header else []
+        key = words[0].upper() if words else ""
+        if not written and (key == "PHASE" or key.startswith("GRID") or (not header and line.strip())):
+            newline = "\r\n" if line.endswith("\r\n") else "\n"
+            yield from (f"{text}{newline}" for text in _ang_phase_lines(phases))
+            written, skipping = True, key == "PHASE"
+        if skipping and header and not key.startswith("GRID"):
+            continue
+        skipping = False
+        yield line
+
+
+def _ang_phase_lines(phases: list[MapPhase]) -> list[str]:
+    """The header lines of ``phases`` in an .ang, numbered from 1 as its points' phases are."""
+    lines = []
+    for number, phase in enumerate(phases, start=1):
+        a = f"{phase.a:.3f}"
+        lines += [
+            f"# Phase {number}",
+            f"# MaterialName  \t{phase.name}",
+            f"# Formula     \t{phase.name}",
+            f"# Info \t\tspace group {phase.symbol} ({phase.space_group}); phase by ebsd_fewshot",
+            f"# Symmetry              {ANG_CUBIC_SYMMETRY}",
+            f"# LatticeConstants      {a} {a} {a}  90.000  90.000  90.000",
+            "# NumberFamilies        0",
+            "#",
+        ]
+    return lines
+
+
+def _ang_point(line: str, confidence: str, phase: str) -> str:
+    """An .ang's point ``line`` with its confidence index and phase replaced, in columns as wide as before."""
+    body = line.rstrip("\r\n")
+    fields = _ANG_FIELD.findall(body)
+    for column, value in ((ANG_CONFIDENCE_COLUMN, confidence), (ANG_PHASE_COLUMN, phase)):
+        width = len(fields[column])
+        fields[column] = value.rjust(width) if len(value) < width else " " + value
+    return "".join(fields) + line[len(body) :]
 
 
 def nice_length(value: float) -> float:

@@ -335,6 +335,48 @@ def attach_orientations(
     return source
 
 
+def hexagonal_indexing_places(source: PatternSource, path: str | Path) -> np.ndarray:
+    """The places of the points of ``source``, a scan on a hexagonal grid, as its own indexing ``path`` gives them
+    (OIM's .ang of it, on that grid: :func:`~ebsd_core.io.orientations.hexagonal_ang_places`), checked against those
+    the scan gives: they must be the same, in its order (a scan that does not say where its points lie takes them).
+
+    Raises
+    ------
+    InputError
+        Naming the .ang: not one of such a grid, of another count of points, or of points elsewhere.
+    """
+    from ebsd_core.io.orientations import hexagonal_ang_places
+
+    places = hexagonal_ang_places(path, len(source))
+    if source.hexagonal_places is None:
+        return places
+    ours, its = (p - p.min(axis=0) for p in (source.hexagonal_places, places))
+    differ = np.flatnonzero((ours != its).any(axis=1))
+    if len(differ):
+        (row, column), (its_row, its_column) = ours[differ[0]] // (1, 2), its[differ[0]] // (1, 2)  # half steps
+        raise InputError(
+            f"its points do not lie where the scan's do, in its order: point {differ[0]:,} is at row {its_row}, "
+            f"column {its_column} in it, at row {row}, column {column} in the scan (the indexing of another scan?)",
+            path,
+        )
+    return places
+
+
+def attach_hexagonal_indexing(source: PatternSource, path: str | Path) -> PatternSource:
+    """``source``, a scan on a hexagonal grid, checked against its own indexing ``path``
+    (:func:`hexagonal_indexing_places`), whose points its phase map's .ang keeps
+    (:func:`~ebsd_core.map_export.write_hexagonal_ang`). Where the scan does not say where its points lie (a .up2 of
+    a count its header's rows and columns do not give), the .ang's places lay it out, as said in its warnings."""
+    from ebsd_core.io.readers import HEXAGONAL_GRID
+
+    places = hexagonal_indexing_places(source, path)
+    if source.hexagonal_places is None:
+        note = f"its file does not say where its points lie on its hexagonal grid: {Path(path).name} lays them out"
+        source.hexagonal_places = places
+        source.warnings = [w for w in source.warnings if w != HEXAGONAL_GRID] + [note]
+    return source
+
+
 def rows_lacking_note(rows: int, map_rows: int, indexing: str) -> str:
     """What is said of a scan named by its points whose images give the first ``rows`` of the ``map_rows`` rows that
     its ``indexing`` file maps."""
@@ -651,10 +693,11 @@ def map_scan_distributed(
     views = card.views = map_views(card, cleanup, views)
     card.views_below = views_below  # as the workers will (and map_scan does)
     source = open_patterns(scan_path, lazy=True)
-    if source.hexagonal_places is not None and nav_shape is None and orientations is None:
+    if source.hexagonal_grid and nav_shape is None:
         raise InputError(
-            "the scan's grid is hexagonal: a cluster maps square grids, and its phases are drawn on its own grid "
-            "without one (phasemap --out map.png, with no --scheduler)",
+            "the scan's grid is hexagonal: a cluster maps square grids, and its phases are drawn on its own grid, and "
+            "written into its own .ang, without one (phasemap --out map.png, or --orientations SCAN.ang --out "
+            "map.ang, with no --scheduler)",
             source.path,
         )
     if orientations is not None:  # before the shape, which it gives images numbered in scan order

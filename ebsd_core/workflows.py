@@ -490,7 +490,13 @@ def phase_map_job(
 
 
 def classify_job(
-    context, model_dir: str, scan_path: str, out: str | Path, name: str | None = None, cleanup: bool = False
+    context,
+    model_dir: str,
+    scan_path: str,
+    out: str | Path,
+    name: str | None = None,
+    cleanup: bool = False,
+    orientations: str | None = None,
 ) -> dict:
     """Job body: classify every pattern of a scan that no square map lays out (a hexagonal grid) with a saved model,
     each on its own unless cleaned up (below), into the CSV ``out`` (``predict``'s columns); returns the patterns per
@@ -500,7 +506,10 @@ def classify_job(
     (:func:`~ebsd_core.predictions.write_grid_points`, beside ``out``), else None; there ``cleanup`` runs the grain
     clean-up on that grid (:func:`~ebsd_core.grain_cleanup.clean_up_hexagonal`, with each point's own views as a
     square map's), whose answers the CSV and the grid then hold. ``name``: the scan as its user knows it, which names
-    the rows (an upload's own name, not the server's path of it)."""
+    the rows (an upload's own name, not the server's path of it). ``orientations``: the scan's own .ang on its grid
+    (:func:`~ebsd_core.phasemap.attach_hexagonal_indexing`), written again with the model's phases as ``ang``
+    (:func:`~ebsd_core.map_export.write_hexagonal_ang`, beside ``out``); it lays out a scan that does not say where its
+    points lie."""
     from ebsd_core.backbones import select_device
     from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.inference import blank_points, predict_source
@@ -511,6 +520,11 @@ def classify_job(
 
     model, card = load_model(model_dir, device=select_device("auto"))
     source = open_patterns(scan_path)
+    placed_by_indexing = orientations is not None and source.hexagonal_places is None
+    if orientations is not None:
+        from ebsd_core.phasemap import attach_hexagonal_indexing
+
+        source = attach_hexagonal_indexing(source, orientations)
     cleanup = cleanup and source.hexagonal_places is not None  # neighbours only where the points' places are known
     card = dataclasses.replace(card, views=map_views(card, cleanup))
     share = 0.6 if cleanup else 0.98  # of the progress bar, before the clean-up and the CSV
@@ -529,15 +543,25 @@ def classify_job(
         prediction, raw = cleaned, prediction.probabilities
     context.report(0.98, f"writing the predictions of {len(source):,} patterns")
     write_predictions(out, source, prediction, card, name)
-    grid = None
+    grid = ang = None
+    phases = phases_for_model(card)
     if source.hexagonal_places is not None:  # drawn on the scan's own grid
         grid_file = Path(out).with_suffix(".grid.safetensors")
         grid = str(write_grid_points(grid_file, prediction, source.hexagonal_places, raw))
+    if orientations is not None:
+        from ebsd_core.map_export import write_hexagonal_ang
+        from ebsd_core.predictions import grid_points
+
+        context.report(0.99, f"writing the phases of {len(source):,} points into {Path(orientations).name}")
+        points = grid_points(prediction, source.hexagonal_places)
+        ang = str(write_hexagonal_ang(points, phases, orientations, Path(out).with_suffix(".ang")))
     blank = blank_points(prediction.quality)
     held = np.flatnonzero(~blank)  # a blank pattern is not one the model was unsure of: it holds nothing
-    phases = phases_for_model(card)
     return {
         "grid": grid,
+        "ang": ang,
+        "indexing": orientations,
+        "placed_by_indexing": placed_by_indexing,  # not by the scan: no region of it can be taken
         "colours": {phase.symbol: phase.colour for phase in phases},
         "threshold": card.unknown_threshold,
         "least_sure": int(held[np.argmin(prediction.confidence[held])]) if len(held) else None,

@@ -29,7 +29,14 @@ from ebsd_core.io.hex_grid import ROW_HEIGHT, brick_points, brick_shape, grid_co
 from ebsd_core.io.orientations import read_indexing
 from ebsd_core.jobs import FINISHED
 from ebsd_core.map_export import EXPORT_FORMATS, export_bytes, nice_length, unwritable_reason
-from ebsd_core.phasemap import UNKNOWN_COLOUR, PhaseMap, load_phase_map, phases_for_model, rows_lacking_note
+from ebsd_core.phasemap import (
+    UNKNOWN_COLOUR,
+    PhaseMap,
+    hexagonal_indexing_places,
+    load_phase_map,
+    phases_for_model,
+    rows_lacking_note,
+)
 from ebsd_core.phases import get_material, material_label, space_group_symbol
 from ebsd_core.predictions import GridPoints, read_grid_points
 from ebsd_core.simulate_map import DEMO_PAIRS, MapLayout
@@ -48,6 +55,7 @@ from ebsd_core.workflows import (
 from pages.common import (
     NORDIF_SETTING_TYPES,
     SCAN_FILE_TYPES,
+    cached_source,
     download_button,
     enter_page,
     for_the_user,
@@ -84,6 +92,7 @@ from pages.common import (
     store_write_problem,
     tidy,
     upload_to_session,
+    uploaded_name,
 )
 
 enter_page()
@@ -284,7 +293,10 @@ def start_map(model_name: str, scan: Path) -> None:
         show_error(exc)
         return
     if source.hexagonal_grid:  # no square map lays it out: its patterns are classified, drawn on its grid if placed
-        classify_button(model_name, scan, source.hexagonal_places is not None and cleanup_choice())
+        indexing = hexagonal_indexing_choice(source, scan)
+        if indexing is not False:
+            placed = source.hexagonal_places is not None or indexing is not None
+            classify_button(model_name, scan, placed and cleanup_choice(), indexing)
         return
     orientations = orientation_choice(source, scan)  # first: its map lays out images numbered in scan order
     if orientations is False:
@@ -324,9 +336,10 @@ def submit(title: str, params: dict) -> str | None:
     return job
 
 
-def classify_button(model_name: str, scan: Path, cleanup: bool) -> None:
+def classify_button(model_name: str, scan: Path, cleanup: bool, indexing: Path | None = None) -> None:
     """Classify every pattern of a scan that no square map lays out, into a CSV of the ``predict`` command's
-    columns; with ``cleanup``, after the grain clean-up on its hexagonal grid."""
+    columns; with ``cleanup``, after the grain clean-up on its hexagonal grid; with ``indexing`` (its own .ang on that
+    grid), into that .ang too."""
     if st.button(
         "Classify every pattern",
         type="primary",
@@ -334,14 +347,17 @@ def classify_button(model_name: str, scan: Path, cleanup: bool) -> None:
         "where the scan says where its points lie, their phases drawn on its hexagonal grid (there, after the grain "
         "clean-up when it is on; else each pattern on its own).",
     ):
-        classify(scan, model_name, cleanup)
+        classify(scan, model_name, cleanup, indexing)
 
 
-def classify(scan: str | Path, model_name: str, cleanup: bool) -> str | None:
-    """Start classifying every pattern of ``scan`` with the store's model ``model_name``: the job, if started."""
+def classify(scan: str | Path, model_name: str, cleanup: bool, indexing: str | Path | None = None) -> str | None:
+    """Start classifying every pattern of ``scan`` with the store's model ``model_name`` (and writing its phases into
+    its own .ang, ``indexing``): the job, if started."""
     out = new_session_file(f"predictions/{Path(scan).stem}-{model_name}", ".csv")
     params = {"model_dir": str(default_store() / model_name), "scan": str(scan), "out": str(out)}
     params |= {"classify": True, "name": shown_name(scan), "cleanup": cleanup}  # the name: not the server's path
+    if indexing is not None:
+        params["orientations"] = str(indexing)
     return submit(f"Classifying {shown_name(scan)} with {model_name}", params)
 
 
@@ -380,8 +396,20 @@ def show_predictions(result: dict, model_name: str | None) -> None:
         "each class's probability (the predict command's columns).",
         key="predictions_csv",
     )
+    if (ang := result.get("ang")) and Path(ang).exists():
+        indexing = uploaded_name(Path(result["indexing"]))
+        download_button(
+            f"{indexing} with these phases",
+            Path(ang).read_bytes,
+            indexing,
+            "text/plain",
+            help=f"{indexing} as uploaded, each point's phase and confidence index (CI) the model's: phase 0 and CI -1 "
+            "where it is unknown. Its orientations, places, image quality and the rest of its header are its own.",
+            key="predictions_ang",
+        )
     explain_a_prediction(result, points)
-    if points is not None and Path(result["scan"]).exists():  # an upload cleared since: no patterns to take
+    placed = points is not None and not result.get("placed_by_indexing")  # the scan's own places, to take regions at
+    if placed and Path(result["scan"]).exists():  # an upload cleared since: no patterns to take
         box = st.session_state.get(grid_box_key(result))
         regions_section(result["scan"], grid_size(points.places), box, points.places)
 
@@ -393,7 +421,7 @@ def reclassify_button(result: dict, model_name: str | None) -> None:
     if not model_name or model_name == result["model_name"] or not Path(scan).exists():
         return
     clicked = st.button(f"Classify {shown_name(scan)} with {model_name}", icon=":material/map:", key="reclassify")
-    if clicked and classify(scan, model_name, result.get("grain_cleanup", False)):  # as it was classified
+    if clicked and classify(scan, model_name, result.get("grain_cleanup", False), result.get("indexing")):  # as before
         st.rerun()
 
 
@@ -642,6 +670,48 @@ def orientation_choice(source, scan: Path) -> Path | None | bool:
     return path
 
 
+def hexagonal_indexing_choice(source, scan: Path) -> Path | None | bool:
+    """An optional upload of OIM's indexing of a scan on a hexagonal grid (its .ang on that grid), kept for this scan
+    as :func:`orientation_choice` keeps one: the scan's phases are written into it, and its points' places lay out a
+    scan whose file does not say them. Returns the upload, None (none given) or False when it is refused."""
+    key = f"indexing@{scan}"
+
+    def draw() -> Path | None:
+        upload = st.file_uploader(
+            "OIM's indexing of this scan (optional: its .ang, on the same hexagonal grid)",
+            type=["ang"],
+            help="Its phases are then replaced by the model's, for a download of it; its orientations, places and "
+            "image quality stay its own.",
+            key=key,
+        )
+        return None if upload is None else upload_to_session(upload, key)
+
+    try:
+        path = kept_upload(key, draw)
+    except EbsdError as exc:
+        show_error(exc)
+        return False
+    if path is None:
+        return None
+    if problem := hexagonal_indexing_problem(str(path), modified_time(path), str(scan), modified_time(scan)):
+        st.error(for_the_user(problem))
+        return False
+    lays_out = "; its points' places lay out the scan" if source.hexagonal_places is None else ""
+    st.caption(f"The model's phases are written into {uploaded_name(path)} too{lays_out}.")
+    return path
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the indexing")
+def hexagonal_indexing_problem(path: str, modified: float, scan: str, scan_modified: float) -> str | None:
+    """What keeps an .ang from serving as the own indexing of a scan on a hexagonal grid (None when nothing does),
+    read once per version of each."""
+    try:
+        hexagonal_indexing_places(cached_source(scan, scan_modified), path)
+    except EbsdError as exc:
+        return str(exc)
+    return None
+
+
 def indexing_of(source, path: Path) -> tuple[str | None, tuple[int, ...]]:
     """:func:`checked_indexing` of the indexing file at ``path`` for the scan ``source``."""
     nav_shape = tuple(source.nav_shape or ())
@@ -693,7 +763,13 @@ def map_again(scan: str, model_name: str) -> None:
 def _map_function(params: dict):
     if params.get("classify"):  # a scan of no map (a hexagonal grid): its patterns classified, into a CSV
         return lambda ctx: classify_job(
-            ctx, params["model_dir"], params["scan"], params["out"], params.get("name"), params.get("cleanup", False)
+            ctx,
+            params["model_dir"],
+            params["scan"],
+            params["out"],
+            params.get("name"),
+            params.get("cleanup", False),
+            params.get("orientations"),
         )
     return lambda ctx: phase_map_job(
         ctx,

@@ -193,6 +193,59 @@ def scan_indexing(path: Path, rotations=None, points: int = 80, columns: int = 1
     return path
 
 
+def hexagonal_indexing(
+    path: Path, places, step: float = 0.5, newline: str = "\n", seed: int = 0, phases: int = 1
+) -> Path:
+    """An EDAX .ang on a hexagonal grid, as OIM writes one, of points at ``places`` (row, half-step column, in the
+    scan's order) ``step`` µm apart along a row: its header (a phase of hkl families), random orientations, image
+    quality, CI, phases (1 to ``phases``), SEM signal and fit, in fixed-width columns, lines ending ``newline``."""
+    rng = np.random.default_rng(seed)
+    places = np.asarray(places)
+    per_row = np.bincount(places[:, 0])
+    header = [
+        "# TEM_PIXperUM          1.000000",
+        "# x-star                0.501900",
+        "# y-star                0.728000",
+        "# z-star                0.675400",
+        "# WorkingDistance       15.000000",
+        "#",
+        "# Phase 1",
+        "# MaterialName  \tNickel",
+        "# Formula     \tNi",
+        "# Info \t\t",
+        "# Symmetry              43",
+        "# LatticeConstants      3.520 3.520 3.520  90.000  90.000  90.000",
+        "# NumberFamilies        2",
+        "# hklFamilies   \t 1  1  1 1 0.000000",
+        "# hklFamilies   \t 2  0  0 1 0.000000",
+        "# ElasticConstants \t0.000000 0.000000 0.000000 0.000000 0.000000 0.000000",
+        "# Categories1 1 1 1 1",
+        "#",
+        "# GRID: HexGrid",
+        f"# XSTEP: {step:.6f}",
+        f"# YSTEP: {step * np.sqrt(3) / 2:.6f}",
+        f"# NCOLS_ODD: {per_row[0]}",
+        f"# NCOLS_EVEN: {per_row[1] if len(per_row) > 1 else per_row[0]}",
+        f"# NROWS: {len(per_row)}",
+        "#",
+        "# OPERATOR: \tJ. M\u00fcller",
+        "#",
+        "# SAMPLEID: \tduplex",
+        "#",
+        "# SCANID: \t",
+        "#",
+    ]
+    eulers = rng.uniform(0, [2 * np.pi, np.pi, 2 * np.pi], size=(len(places), 3))
+    lines = [
+        f"{e[0]:9.5f} {e[1]:9.5f} {e[2]:9.5f} {column * step / 2:12.5f} {row * step * np.sqrt(3) / 2:12.5f} "
+        f"{rng.uniform(100, 2000):.1f}  {rng.uniform(0, 1):.3f}  {rng.integers(1, phases + 1)} {0:6d}  "
+        f"{rng.uniform(0.3, 2):.3f}"
+        for e, (row, column) in zip(eulers, places)
+    ]
+    path.write_bytes(newline.join([*header, *lines, ""]).encode("cp1252"))
+    return path
+
+
 #: The ``EBSD_*`` variables that are the test run's own (read as its modules are imported); the others are a lab's
 #: server settings, which ``make test`` run in the lab's shell must not take: models saved into the lab's store, its
 #: data root listed.

@@ -3308,9 +3308,10 @@ def test_phase_map_of_a_hexagonal_edax_scan_classifies_it_and_draws_it_on_its_gr
     assert not any(b.label == "Explain this pattern" for b in app.button)
 
 
-def classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch):
+def classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch, indexing=None):
     """The 8 x 10 map scan's images thinned to a hexagonal grid (rows of 5 points, every other one half a step in),
-    in ``tmp_path/hexagonal``, classified on the Phase map page with the duplex model: the job's state."""
+    in ``tmp_path/hexagonal``, classified on the Phase map page with the duplex model (``indexing``: a function of
+    the scan's folder giving its own .ang, uploaded beside it): the job's state."""
     import shutil
 
     from ebsd_core.io.point_names import HEXAGONAL_NAMES
@@ -3325,6 +3326,11 @@ def classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeyp
     assert [w.value for w in app.warning] == [f"hexagonal: {HEXAGONAL_NAMES}"]
     assert not any(n.label == "Map rows" for n in app.number_input)
     assert not any(u.label.startswith("Hough indexing") for u in app.file_uploader)  # no map to keep it
+    if indexing is not None:
+        ang = indexing(tmp_path / "hexagonal")
+        uploader = next(u for u in app.file_uploader if u.label.startswith("OIM's indexing of this scan"))
+        uploader.set_value([(ang.name, ang.read_bytes(), "text/plain")]).run()
+        assert not app.exception and not app.error
     # "each pattern is classified on its own", here too: the patterns per phase, and predict's CSV of them
     next(b for b in app.button if b.label == "Classify every pattern").click().run()
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
@@ -3397,6 +3403,41 @@ def test_phase_map_of_images_named_by_points_of_a_hexagonal_grid_classifies_them
     assert not app.exception and not app.error
     assert next(s for s in app.selectbox if s.label == "Patterns from").value == "classified scan: hexagonal"
     assert next(s for s in app.selectbox if s.label.startswith("Pattern (40 images)")).value == least
+
+
+def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_uploaded_beside_it(
+    app, map_model, map_scan_file, tmp_path, monkeypatch
+):
+    """No square map is made of a scan on a hexagonal grid, so it had no .ang: OIM's own .ang of it, uploaded beside
+    it, is given back with the model's phases; an .ang of points elsewhere is refused before any work."""
+    from conftest import hexagonal_indexing
+
+    from ebsd_core.io.orientations import _orix_load
+    from ebsd_core.io.readers import open_patterns
+
+    def indexing(folder: Path) -> Path:
+        return hexagonal_indexing(tmp_path / "hough scan.ang", open_patterns(folder).hexagonal_places)
+
+    state = classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch, indexing)
+    assert "The model's phases are written into hough scan.ang too." in [c.value for c in app.caption]
+    downloads = {b.proto.label: b.proto for b in app.get("download_button")}
+    assert set(downloads) == {"Predictions (.csv)", "hough scan.ang with these phases"}
+    assert downloads["hough scan.ang with these phases"].ignore_rerun
+    mapped, hough = _orix_load(Path(state.result["ang"])), _orix_load(tmp_path / "hough scan.ang")
+    np.testing.assert_array_equal(mapped.rotations.data, hough.rotations.data)
+    rows = Path(state.result["predictions"]).read_text().splitlines()[1:]
+    names = {"Fm-3m": "austenite", "Im-3m": "ferrite", "unknown": "not indexed"}
+    read = [mapped.phases[int(i)].name.lower() if i >= 0 else "not indexed" for i in mapped.phase_id]
+    assert read == [names[row.split(",")[2]] for row in rows]  # each point's phase, the CSV's
+    # another scan's (its points in another order): refused, named as uploaded
+    wrong = hexagonal_indexing(tmp_path / "other.ang", open_patterns(tmp_path / "hexagonal").hexagonal_places[::-1])
+    uploader = next(u for u in app.file_uploader if u.label.startswith("OIM's indexing of this scan"))
+    uploader.set_value([("other.ang", wrong.read_bytes(), "text/plain")]).run()
+    assert [e.value for e in app.error] == [
+        "other.ang: its points do not lie where the scan's do, in its order: point 0 is at row 7, column 4 in it, at "
+        "row 0, column 0 in the scan (the indexing of another scan?)"
+    ]
+    assert not [b for b in app.button if b.label == "Classify every pattern"]
 
 
 def test_regions_of_a_hexagonal_scan_are_labelled_on_its_map_and_make_a_dataset_of_their_points(

@@ -105,6 +105,38 @@ def test_a_hexagonal_grid_is_named_not_misread(tmp_path):
         read_orientations(_hexagonal_ang(tmp_path / "odd.ang", grid="SqrGrid"), 5)
 
 
+def test_the_places_of_a_hexagonal_scans_own_ang_are_read_and_a_file_that_cannot_give_them_is_named(tmp_path):
+    from conftest import hexagonal_indexing
+
+    from ebsd_core.io.hex_grid import up2_places
+    from ebsd_core.io.orientations import hexagonal_ang_places
+
+    places = up2_places(4, 3, 11)  # rows of 4, 3 and 4 points, the second half a step in
+    indexing = hexagonal_indexing(tmp_path / "scan.ang", places, step=0.15, newline="\r\n")
+    np.testing.assert_array_equal(hexagonal_ang_places(indexing, 11), places)
+    with pytest.raises(InputError, match="scan.ang: holds 11 points but the scan has 12 patterns"):
+        hexagonal_ang_places(indexing, 12)
+    square = _ang(tmp_path / "square.ang", Rotation.random(6))
+    with pytest.raises(InputError, match="square.ang: the scan's grid is hexagonal, and so must its indexing be: an"):
+        hexagonal_ang_places(square, 6)
+    with pytest.raises(InputError, match="none.ang: no such orientation file"):
+        hexagonal_ang_places(tmp_path / "none.ang", 6)
+    short = tmp_path / "short.ang"  # its points cut to their first five columns
+    lines = indexing.read_text(encoding="cp1252").splitlines()
+    short.write_text("\n".join(line if line.startswith("#") else " ".join(line.split()[:5]) for line in lines))
+    with pytest.raises(InputError, match="short.ang: its points are not an EDAX .ang's columns"):
+        hexagonal_ang_places(short, 11)
+    with pytest.raises(InputError, match="hex.ang: its points' x and y do not lie on a hexagonal grid, as its header"):
+        hexagonal_ang_places(_square_points_said_hexagonal(tmp_path / "hex.ang"), 6)
+
+
+def _square_points_said_hexagonal(path):
+    """An .ang whose header says ``GRID: HexGrid`` over points of a square grid."""
+    square = _ang(path, Rotation.random(6)).read_text()
+    path.write_text(square.replace("SqrGrid", "HexGrid"))
+    return path
+
+
 def _h5oina(path):
     """kikuchipy's own H5OINA test file: 3x3 Ni patterns of two grains, AZtec's Euler angles in radians."""
     dummy = pytest.importorskip("kikuchipy.data._dummy_files.oxford_h5ebsd")

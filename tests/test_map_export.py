@@ -9,6 +9,7 @@ from orix import io as orix_io
 
 from ebsd_core import map_export
 from ebsd_core.errors import InputError
+from ebsd_core.io.orientations import _orix_load
 from ebsd_core.map_export import ctf_text, export_bytes, export_map
 from ebsd_core.phasemap import MapPhase, PhaseMap
 
@@ -186,3 +187,65 @@ def test_the_maps_of_both_grids_carry_a_scale_bar_of_their_step(small_map):
         finally:
             plt.close(square)
             plt.close(hexagonal)
+
+
+def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_and_nothing_else_of_it_changes(small_map, tmp_path):
+    """No square map is made of a scan on a hexagonal grid; its own .ang (OIM's, on that grid) is written again with
+    the model's phases and confidence: its header's phases are the model's classes, and every other byte is its own
+    (orientations, places, image quality, its header's other lines, a Windows user's name and line endings)."""
+    from conftest import hexagonal_indexing
+
+    from ebsd_core.inference import Prediction
+    from ebsd_core.io.hex_grid import up2_places
+    from ebsd_core.predictions import grid_points
+
+    places = up2_places(4, 3, 11)  # rows of 4, 3 and 4 points
+    indexing = hexagonal_indexing(tmp_path / "scan.ang", places, newline="\r\n", phases=2)
+    probabilities = np.random.default_rng(3).dirichlet([1, 1], size=11).astype(np.float32)
+    probabilities[4] = [0.5, 0.5]  # unknown at 0.6
+    points = grid_points(Prediction(probabilities, ["Fm-3m", "Im-3m"], 0.6), places)
+    out = map_export.write_hexagonal_ang(points, small_map.phases, indexing, tmp_path / "phases.ang")
+    before, after = indexing.read_bytes().split(b"\r\n"), out.read_bytes().split(b"\r\n")
+    assert b"\n" not in out.read_bytes().replace(b"\r\n", b"")
+    first_phase, data = before.index(b"# Phase 1"), _first_point(before)
+    assert after[:first_phase] == before[:first_phase]
+    grid, its_grid = after.index(b"# GRID: HexGrid"), before.index(b"# GRID: HexGrid")
+    ours = after[first_phase:grid]
+    assert after[grid : _first_point(after)] == before[its_grid:data]
+    assert b"# MaterialName  \taustenite" in ours and b"# MaterialName  \tferrite" in ours and b"# Phase 2" in ours
+    assert not [line for line in ours if b"Nickel" in line or b"hklFamilies" in line]  # the file's phase: gone
+    assert "# OPERATOR: \tJ. Müller".encode("cp1252") in after  # as it was, not re-encoded
+    new_points, old_points = after[_first_point(after) :], before[data:]
+    assert [len(line) for line in new_points] == [len(line) for line in old_points]  # its columns stay aligned
+    assert len(new_points) == 12 and new_points[-1] == b""  # 11 points, each line ended as before
+    for new, old, index, confidence in zip(new_points, old_points, points.index, points.confidence):
+        new, old = new.split(), old.split()
+        assert new[:6] + new[8:] == old[:6] + old[8:]
+        expected = (b"-1.000", b"0") if index < 0 else (f"{confidence:.3f}".encode(), str(index + 1).encode())
+        assert (new[6], new[7]) == expected
+    xmap = _orix_load(out)  # a Windows user's name in its header: read through a UTF-8 copy, as scans are
+    names = [xmap.phases[int(i)].name.lower() if i >= 0 else "not indexed" for i in xmap.phase_id]
+    assert names == [small_map.phases[i].name if i >= 0 else "not indexed" for i in points.index]
+    assert names[4] == "not indexed" and {"austenite", "ferrite"} <= set(names)
+
+
+def _first_point(lines: list[bytes]) -> int:
+    return next(i for i, line in enumerate(lines) if not line.startswith(b"#"))
+
+
+def test_a_hexagonal_ang_of_other_points_than_those_classified_leaves_nothing(small_map, tmp_path):
+    from conftest import hexagonal_indexing
+
+    from ebsd_core.inference import Prediction
+    from ebsd_core.io.hex_grid import up2_places
+    from ebsd_core.predictions import grid_points
+
+    probabilities = np.full((11, 2), 0.5, np.float32)
+    points = grid_points(Prediction(probabilities, ["Fm-3m", "Im-3m"], 0.6), up2_places(4, 3, 11))
+    places = up2_places(4, 3, 11)
+    for count, words in ((10, "holds 10 points, not the 11"), (12, "holds 12 points, not the 11")):
+        changed_places = places[:count] if count < 11 else np.vstack([places, [[3, 0]]])
+        changed = hexagonal_indexing(tmp_path / f"changed{count}.ang", changed_places)
+        with pytest.raises(InputError, match=f"changed{count}.ang: {words} of the scan classified: changed since"):
+            map_export.write_hexagonal_ang(points, small_map.phases, changed, tmp_path / "phases.ang")
+        assert not (tmp_path / "phases.ang").exists() and not list(tmp_path.glob(".phases*"))

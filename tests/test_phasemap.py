@@ -9,7 +9,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import KIKUCHIPY_DATA, as_hexagonal_grid, damage_pixels, scan_as_images, scan_indexing
+from conftest import (
+    KIKUCHIPY_DATA,
+    as_hexagonal_grid,
+    damage_pixels,
+    hexagonal_indexing,
+    scan_as_images,
+    scan_indexing,
+)
 
 from ebsd_core import memory
 from ebsd_core.cli import main
@@ -440,8 +447,12 @@ def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_and_
     with pytest.raises(InputError, match=re.escape(f"hexagonal: {HEXAGONAL_NAMES}")):
         map_scan(model, card, open_patterns(folder))
     phasemap = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--out"]
+    assert main([*phasemap, str(tmp_path / "m.png"), "--out", str(tmp_path / "m.ctf")]) == 2
+    assert "m.ctf: the scan's grid is hexagonal: its phases are drawn as .png, and written into its own .ang" in (
+        capsys.readouterr().err
+    )
     assert main([*phasemap, str(tmp_path / "m.png"), "--out", str(tmp_path / "m.ang")]) == 2
-    assert "m.ang: the scan's grid is hexagonal: its phases are drawn as .png, and no square map is made of it" in (
+    assert "m.ang: the scan's grid is hexagonal: its .ang is its own (OIM's indexing of it, on that grid) with" in (
         capsys.readouterr().err
     )
     assert not (tmp_path / "m.png").exists()  # refused before any work
@@ -462,6 +473,50 @@ def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_and_
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert [r["path"].split("::")[-1] for r in rows[:6]] == [f"x{c}_y0.png" for c in (0, 2, 4, 6, 8)] + ["x1_y1.png"]
+
+
+def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map_model, tmp_path, capsys):
+    """A scan on a hexagonal grid had no .ang: no square map is made of it. Given its own (OIM's indexing of it, on
+    that grid), ``phasemap --out map.ang`` writes that file again with the model's phases, points and orientations
+    unchanged; an .ang of points elsewhere is refused before any work."""
+    from ebsd_core.io.orientations import _orix_load
+
+    hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"  # rows of 3, 4 and 3 points
+    places = open_patterns(hexagonal).hexagonal_places
+    indexing = hexagonal_indexing(tmp_path / "hough.ang", places, newline="\r\n")
+    phasemap = ["phasemap", "--model", str(map_model), "--scan", str(hexagonal), "--orientations", str(indexing)]
+    out = [*phasemap, "--out", str(tmp_path / "m.ang"), "--out", str(tmp_path / "m.png"), "--cleanup", "none"]
+    assert main(out) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["written"] == [str(tmp_path / "m.ang"), str(tmp_path / "m.png")]
+    assert said["orientations_from"] == "hough.ang" and said["grid"] == "hexagonal"
+    hough, mapped = _orix_load(indexing), _orix_load(tmp_path / "m.ang")
+    np.testing.assert_array_equal(mapped.rotations.data, hough.rotations.data)
+    np.testing.assert_array_equal(mapped.x, hough.x)
+    np.testing.assert_array_equal(mapped.prop["iq"], hough.prop["iq"])
+    names = [mapped.phases[int(i)].name.lower() if i >= 0 else "unknown" for i in mapped.phase_id]
+    counts = {label: names.count(name) for label, name in (("Fm-3m", "austenite"), ("Im-3m", "ferrite"))}
+    assert counts == {k: v for k, v in said["predictions"].items() if k != "unknown"}
+    assert names.count("unknown") == said["predictions"]["unknown"]
+
+    elsewhere = hexagonal_indexing(tmp_path / "other.ang", places[::-1])  # the rows read from the last
+    other = ["phasemap", "--model", str(map_model), "--scan", str(hexagonal), "--orientations", str(elsewhere)]
+    assert main([*other, "--out", str(tmp_path / "o.ang")]) == 2
+    assert "other.ang: its points do not lie where the scan's do, in its order: point 0 is at row 2" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "o.ang").exists()
+
+    cut = tmp_path / "cut.up2"  # a count its header's rows and columns do not give: its points' places unknown
+    cut.write_bytes(hexagonal.read_bytes()[: 42 + 9 * 60 * 60 * 2])
+    assert main(["phasemap", "--model", str(map_model), "--scan", str(cut), "--out", str(tmp_path / "c.png")]) == 2
+    assert "cut.up2: the scan was recorded on a hexagonal grid and is read as one line" in capsys.readouterr().err
+    laid_out = hexagonal_indexing(tmp_path / "cut.ang", places[:9])
+    cut_map = ["phasemap", "--model", str(map_model), "--scan", str(cut), "--orientations", str(laid_out)]
+    assert main([*cut_map, "--out", str(tmp_path / "c.png"), "--out", str(tmp_path / "c.ang")]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["points"] == 9 and (tmp_path / "c.png").exists() and (tmp_path / "c.ang").exists()
+    assert "its file does not say where its points lie on its hexagonal grid: cut.ang lays them out" in said["notes"]
 
 
 def test_two_maps_of_a_scan_differ_where_a_point_gets_another_space_group(phase_map):

@@ -23,8 +23,9 @@ ROW_HEIGHT = math.sqrt(3) / 2
 DRAWN_ON_ITS_GRID = (
     "its patterns are classified and their phases drawn on that grid, cleaned up by grains there (the Phase map "
     'page\'s "Classify every pattern", or phasemap --out map.png), where regions of known phase can be labelled to '
-    "train on (dataset --region); but no square map is made of it (no .ang, .ctf or .h5 export): record the scan on "
-    "a square grid for that"
+    "train on (dataset --region). No square map is made of it (no .ctf or .h5 export); its own .ang (OIM's indexing "
+    "of it, on that grid) is written again with the model's phases (uploaded beside it, or phasemap --orientations "
+    "SCAN.ang --out map.ang)"
 )
 
 

@@ -15,6 +15,7 @@ Quaternions follow orix (``Rotation.data``, shape (N, 4)); NaN rows are unknown.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,6 +202,51 @@ def _hexagonal_header(path: Path) -> bool:
             if line.lstrip("# ").upper().startswith("GRID:"):
                 return "HEX" in line.upper()
     return False
+
+
+#: The columns of an EDAX .ang's points, counted from 0, that a phase map of the scan replaces: each point's
+#: confidence index (CI) and phase. Before them: three Euler angles, x, y and the image quality.
+ANG_CONFIDENCE_COLUMN, ANG_PHASE_COLUMN = 6, 7
+
+
+def hexagonal_ang_places(path: str | Path, points: int) -> np.ndarray:
+    """The places on its grid (:mod:`~ebsd_core.io.hex_grid`) of the points of an EDAX .ang of a scan recorded on a
+    hexagonal grid (its header's ``GRID: HexGrid``), in the file's order, from their x and y: the scan's own indexing,
+    whose points its phase map keeps (:func:`~ebsd_core.map_export.write_hexagonal_ang`).
+
+    Raises
+    ------
+    InputError
+        Naming the file: none, not such an .ang, of another count of points than the scan's ``points``, or its
+        points' x and y on no hexagonal grid.
+    """
+    from ebsd_core.io.hex_grid import places_from_positions
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such orientation file", path)
+    if path.suffix.lower() != ".ang" or not _hexagonal_header(path):
+        raise InputError(
+            "the scan's grid is hexagonal, and so must its indexing be: an EDAX .ang whose header says GRID: HexGrid, "
+            "which this is not",
+            path,
+        )
+    try:
+        with warnings.catch_warnings():  # numpy's on a file of no points: its count is said below
+            warnings.simplefilter("ignore", UserWarning)
+            columns = np.loadtxt(path, comments="#", usecols=(3, 4, ANG_PHASE_COLUMN), encoding="latin-1", ndmin=2)
+    except ValueError:
+        raise InputError(
+            "its points are not an EDAX .ang's columns (three Euler angles, x, y, image quality, confidence index, "
+            "phase, ...): damaged, cut short, or another format",
+            path,
+        ) from None
+    if len(columns) != points:
+        raise InputError(f"holds {counted(len(columns), 'point')} but the scan has {counted(points, 'pattern')}", path)
+    places = places_from_positions(columns[:, 0], columns[:, 1])
+    if places is None:
+        raise InputError("its points' x and y do not lie on a hexagonal grid, as its header says they do", path)
+    return places
 
 
 def _text(value) -> str:

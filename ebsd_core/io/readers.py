@@ -401,8 +401,9 @@ def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | Non
 #: The note on a scan recorded on a hexagonal grid, read as one line of patterns (as kikuchipy reads an EDAX .up2).
 HEXAGONAL_GRID = (
     "the scan was recorded on a hexagonal grid and is read as one line of patterns, in the file's order: each "
-    "pattern is classified on its own, but no phase map can be drawn from it; record the scan on a square grid to "
-    "map it"
+    "pattern is classified on its own, and its file does not say where its points lie, to draw them; its own .ang "
+    "(OIM's indexing of it, on that grid) does: upload it beside the scan, or give it (phasemap --orientations "
+    "SCAN.ang)"
 )
 
 #: The note on a scan recorded on a hexagonal grid whose file says where its points lie on it.
