@@ -344,8 +344,9 @@ def classify_button(model_name: str, scan: Path, cleanup: bool, indexing: Path |
         "Classify every pattern",
         type="primary",
         help="In the scan's order: the patterns per phase, a CSV of every pattern's class and probabilities, and "
-        "where the scan says where its points lie, their phases drawn on its hexagonal grid (there, after the grain "
-        "clean-up when it is on; else each pattern on its own).",
+        "where the scan (or its .ang) says where its points lie, their phases drawn on its hexagonal grid (there, "
+        "after the grain clean-up when it is on; else each pattern on its own); its .ang, if uploaded, with the "
+        "model's phases.",
     ):
         classify(scan, model_name, cleanup, indexing)
 
