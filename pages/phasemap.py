@@ -643,25 +643,15 @@ def orientation_choice(source, scan: Path) -> Path | None | bool:
     if source.orientations_from:
         st.caption(f"Orientations: from {source.orientations_from}; the .ang, .ctf and .h5 exports keep them.")
         return None
-    key = f"indexing@{scan}"  # a file kept for one scan is not offered for the next
-
-    def draw() -> Path | None:
-        upload = st.file_uploader(
-            "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
-            type=["ang", "ctf", "h5oina", "h5"],
-            help="The exports then keep its orientations and replace only the phases; without it every point of "
-            "the exported map has the identity orientation.",
-            key=key,
-        )
-        return None if upload is None else upload_to_session(upload, key)
-
-    try:
-        path = kept_upload(key, draw)
-    except EbsdError as exc:
-        show_error(exc)
-        return False
-    if path is None:
-        return None
+    path = indexing_upload(
+        scan,
+        "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
+        ["ang", "ctf", "h5oina", "h5"],
+        "The exports then keep its orientations and replace only the phases; without it every point of the exported "
+        "map has the identity orientation.",
+    )
+    if not path:
+        return path
     problem, shape = indexing_of(source, path)
     if problem:
         st.error(for_the_user(problem))
@@ -671,29 +661,35 @@ def orientation_choice(source, scan: Path) -> Path | None | bool:
     return path
 
 
+def indexing_upload(scan: Path, label: str, types: list[str], tip: str) -> Path | None | bool:
+    """An optional upload of the indexing of ``scan``, kept for this scan while another page is shown
+    (:func:`pages.common.kept_upload`): the file, None (none given) or False (the upload could not be saved, said)."""
+    key = f"indexing@{scan}"  # a file kept for one scan is not offered for the next
+
+    def draw() -> Path | None:
+        upload = st.file_uploader(label, type=types, help=tip, key=key)
+        return None if upload is None else upload_to_session(upload, key)
+
+    try:
+        return kept_upload(key, draw)
+    except EbsdError as exc:
+        show_error(exc)
+        return False
+
+
 def hexagonal_indexing_choice(source, scan: Path) -> Path | None | bool:
     """An optional upload of OIM's indexing of a scan on a hexagonal grid (its .ang on that grid), kept for this scan
     as :func:`orientation_choice` keeps one: the scan's phases are written into it, and its points' places lay out a
     scan whose file does not say them. Returns the upload, None (none given) or False when it is refused."""
-    key = f"indexing@{scan}"
-
-    def draw() -> Path | None:
-        upload = st.file_uploader(
-            "OIM's indexing of this scan (optional: its .ang, on the same hexagonal grid)",
-            type=["ang"],
-            help="Its phases are then replaced by the model's, for a download of it; its orientations, places and "
-            "image quality stay its own.",
-            key=key,
-        )
-        return None if upload is None else upload_to_session(upload, key)
-
-    try:
-        path = kept_upload(key, draw)
-    except EbsdError as exc:
-        show_error(exc)
-        return False
-    if path is None:
-        return None
+    path = indexing_upload(
+        scan,
+        "OIM's indexing of this scan (optional: its .ang, on the same hexagonal grid)",
+        ["ang"],
+        "Its phases are then replaced by the model's, for a download of it; its orientations, places and image "
+        "quality stay its own.",
+    )
+    if not path:
+        return path
     if problem := hexagonal_indexing_problem(str(path), modified_time(path), str(scan), modified_time(scan)):
         st.error(for_the_user(problem))
         return False
