@@ -1,7 +1,7 @@
 """The .ang of a scan on a hexagonal grid: its own (OIM's indexing of it) written again with the model's phases.
 
 A scan of ``--points`` points (rows alternating 1,000 and 999, as OIM records them), its .ang made as OIM writes one
-(``tests/conftest.py``'s ``hexagonal_indexing``), then timed: reading its points' places
+(``tests/conftest.py``'s ``oim_indexing``), then timed: reading its points' places
 (:func:`ebsd_core.io.orientations.hexagonal_ang_places`) and writing it again with random phases
 (:func:`ebsd_core.map_export.write_hexagonal_ang`), with the peak of Python's allocations in each (tracemalloc, in a
 run of its own).
@@ -19,7 +19,7 @@ import numpy as np
 from _common import ROOT, emit, parser
 
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import hexagonal_indexing  # noqa: E402
+from conftest import oim_indexing  # noqa: E402
 
 from ebsd_core.inference import Prediction  # noqa: E402
 from ebsd_core.io.hex_grid import up2_places  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
     predicted = grid_points(Prediction(probabilities, ["Fm-3m", "Im-3m"], 0.6), places)
     phases = [MapPhase("austenite", 225, 3.595, "#1f77b4"), MapPhase("ferrite", 229, 2.867, "#ff7f0e")]
     with tempfile.TemporaryDirectory(prefix="bench-hexagonal-ang-") as folder:
-        ang = hexagonal_indexing(Path(folder) / "scan.ang", places, step=0.15)
+        ang = oim_indexing(Path(folder) / "scan.ang", places, step=0.15)
         read, read_s, read_mb = timed(lambda: hexagonal_ang_places(ang, points))
         assert np.array_equal(read, places)
         out = Path(folder) / "phases.ang"

@@ -34,6 +34,11 @@ EXPORT_FORMATS = {
 
 
 def write_ang(phase_map: PhaseMap, path: Path) -> None:
+    """The map as an .ang: the scan's own (:attr:`~ebsd_core.phasemap.PhaseMap.own_ang`) with the model's phases
+    where its orientations came from one, else one that orix writes."""
+    if (own := phase_map.own_ang) is not None:
+        ang_with_phases(phase_map.index, phase_map.confidence, phase_map.phases, own, path)
+        return
     from orix import io as orix_io
 
     xmap = phase_map.to_crystal_map()
@@ -222,17 +227,31 @@ _ANG_FIELD = re.compile(r"\s*\S+")
 
 def write_hexagonal_ang(points: GridPoints, phases: list[MapPhase], indexing: str | Path, path: str | Path) -> Path:
     """The phase map of a scan on a hexagonal grid as its own EDAX .ang (``indexing``, its Hough indexing on that
-    grid, its points in the scan's order: :func:`~ebsd_core.phasemap.hexagonal_indexing_places`) with the
-    model's phases, at ``path``: each point's phase and confidence index are the model's (phase 0 and CI -1 where it
-    is unknown, as in the square map's .ang), and the header's phases are the model's classes. The orientations,
-    places, image quality, every other column and every other header line are the file's own, byte for byte.
-    Written whole or not at all."""
-    phase_ids = np.where(points.index >= 0, points.index.astype(np.int64) + 1, 0)
-    confidence = np.where(points.index >= 0, points.confidence, -1.0)
+    grid, its points in the scan's order: :func:`~ebsd_core.phasemap.hexagonal_indexing_places`) with the model's
+    phases (:func:`ang_with_phases`), at ``path``, written whole or not at all."""
+    with atomic_path(path) as tmp:
+        ang_with_phases(points.index, points.confidence, phases, indexing, tmp)
+    return Path(path)
+
+
+def ang_with_phases(
+    index: np.ndarray, confidence: np.ndarray, phases: list[MapPhase], indexing: str | Path, path: str | Path
+) -> None:
+    """The scan's own .ang (``indexing``, its points in the scan's order) at ``path`` with the model's phases: each
+    point's phase and confidence index are the model's (``index``, -1 unknown: phase 0 and CI -1, as orix writes a
+    point not indexed), and the header's phases are the model's classes. The orientations, places, image quality,
+    every other column and every other header line are the file's own, byte for byte.
+
+    Raises
+    ------
+    InputError
+        Naming the .ang: of another count of points (changed since the scan was classified), or of too few columns.
+    """
+    phase_ids = np.where(index >= 0, np.asarray(index, dtype=np.int64) + 1, 0)
+    confidence = np.where(index >= 0, confidence, -1.0)
     with (
         open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
-        atomic_path(path) as tmp,
-        open(tmp, "w", encoding="latin-1", newline="") as out,
+        open(path, "w", encoding="latin-1", newline="") as out,
     ):
         point = 0
         for line in _ang_header_with_phases(source, phases):
@@ -240,14 +259,13 @@ def write_hexagonal_ang(points: GridPoints, phases: list[MapPhase], indexing: st
                 out.write(line)
                 continue
             if point < len(phase_ids):
-                out.write(_ang_point(line, f"{confidence[point]:.3f}", str(phase_ids[point])))
+                out.write(_ang_point(line, f"{confidence[point]:.3f}", str(phase_ids[point]), indexing))
             point += 1
-        if point != len(phase_ids):
-            raise InputError(
-                f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
-                indexing,
-            )
-    return Path(path)
+    if point != len(phase_ids):
+        raise InputError(
+            f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
+            indexing,
+        )
 
 
 def _ang_header_with_phases(lines: Iterator[str], phases: list[MapPhase]) -> Iterator[str]:
@@ -285,10 +303,12 @@ def _ang_phase_lines(phases: list[MapPhase]) -> list[str]:
     return lines
 
 
-def _ang_point(line: str, confidence: str, phase: str) -> str:
+def _ang_point(line: str, confidence: str, phase: str, indexing: str | Path) -> str:
     """An .ang's point ``line`` with its confidence index and phase replaced, in columns as wide as before."""
     body = line.rstrip("\r\n")
     fields = _ANG_FIELD.findall(body)
+    if len(fields) <= ANG_PHASE_COLUMN:
+        raise InputError(f"a point of it has {len(fields)} columns, where an .ang's has its phase in the 8th", indexing)
     for column, value in ((ANG_CONFIDENCE_COLUMN, confidence), (ANG_PHASE_COLUMN, phase)):
         width = len(fields[column])
         fields[column] = value.rjust(width) if len(value) < width else " " + value
@@ -333,7 +353,7 @@ def unwritable_reason(phase_map: PhaseMap, suffix: str) -> str | None:
     """Why the map cannot be exported in the format of ``suffix``, or None when it can."""
     if phase_map.size == 0:
         return "the map is empty: nothing to export"
-    if suffix.lower() == ".ang" and phase_map.nav_shape[1] == 1:
+    if suffix.lower() == ".ang" and phase_map.nav_shape[1] == 1 and phase_map.own_ang is None:
         # orix takes every one-dimensional map for a row: one point fails, a column is written with x = y = 0
         return (
             "a map of one column cannot be written as .ang (orix, which writes it, takes every one-dimensional map for "

@@ -114,6 +114,7 @@ class PhaseMap(Decisions):
     raw_probabilities: np.ndarray | None = None  # (N, C) before the grain clean-up, when it ran
     rotations: np.ndarray | None = None  # (N, 4) the scan's own orientations (orix quaternions), NaN unknown
     orientations_from: str = ""  # where ``rotations`` came from; "" when the scan had none
+    indexing: str = ""  # the separate indexing file of ``rotations`` (its path): an .ang of it, its .ang export keeps
     # the test-time views its points got: {"views": n, "views_below": x or None, "own": each point its own ones};
     # empty for maps saved before 2026-12-05
     views: dict = field(default_factory=dict)
@@ -203,6 +204,13 @@ class PhaseMap(Decisions):
         return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
     @property
+    def own_ang(self) -> Path | None:
+        """The scan's own .ang, its indexing (:attr:`indexing`), where it still is: the map's .ang is that file with
+        the model's phases (:func:`~ebsd_core.map_export.ang_with_phases`)."""
+        path = Path(self.indexing) if self.indexing else None
+        return path if path is not None and path.suffix.lower() == ".ang" and path.is_file() else None
+
+    @property
     def orientations_note(self) -> str:
         """Where the exports' orientations come from."""
         return self.orientations_from or "none (the exports give every point the identity)"
@@ -263,6 +271,7 @@ def save_phase_map(phase_map: PhaseMap, path: str | Path) -> Path:
         "model": phase_map.model,
         "notes": phase_map.notes,
         "orientations_from": phase_map.orientations_from,
+        "indexing": phase_map.indexing,
         "views": phase_map.views,
     }
     arrays = {"probabilities": phase_map.probabilities, "quality": phase_map.quality}
@@ -305,6 +314,7 @@ def load_phase_map(path: str | Path) -> PhaseMap:
                 raw_probabilities=data.get("raw_probabilities"),
                 rotations=data.get("rotations"),
                 orientations_from=str(meta.get("orientations_from", "")),
+                indexing=str(meta.get("indexing", "")),
                 views=dict(meta.get("views") or {}),
             )
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -329,7 +339,7 @@ def attach_orientations(
         source = source.laid_on(map_shape)
         source.warnings.append(note)
         log.warning("%s: %s", source.path, note)
-    source.quaternions, source.orientations_from = quaternions, Path(path).name
+    source.quaternions, source.orientations_from, source.orientations_file = quaternions, Path(path).name, str(path)
     if nav_shape is None and len(source.nav_shape or ()) != 2 and len(map_shape) == 2:
         source.nav_shape = map_shape
     return source
@@ -461,6 +471,7 @@ def _assemble(
         notes=notes,
         rotations=None if rotations is None else np.asarray(rotations, dtype=np.float32).reshape(-1, 4),
         orientations_from=source.orientations_from if rotations is not None else "",
+        indexing=source.orientations_file if rotations is not None else "",
         views={"views": card.views, "views_below": card.views_below, "own": own_views and card.views > 1},
     )
 

@@ -193,15 +193,24 @@ def scan_indexing(path: Path, rotations=None, points: int = 80, columns: int = 1
     return path
 
 
-def hexagonal_indexing(
-    path: Path, places, step: float = 0.5, newline: str = "\n", seed: int = 0, phases: int = 1
+def oim_indexing(
+    path: Path,
+    places,
+    step: float = 0.5,
+    newline: str = "\n",
+    seed: int = 0,
+    phases: int = 1,
+    hexagonal: bool = True,
 ) -> Path:
-    """An EDAX .ang on a hexagonal grid, as OIM writes one, of points at ``places`` (row, half-step column, in the
-    scan's order) ``step`` µm apart along a row: its header (a phase of hkl families), random orientations, image
-    quality, CI, phases (1 to ``phases``), SEM signal and fit, in fixed-width columns, lines ending ``newline``."""
+    """An EDAX .ang as OIM writes one, of points at ``places`` in the scan's order, ``step`` µm apart along a row: on a
+    hexagonal grid (row, half-step column) or a square one (row, column). Its header (a phase of hkl families), random
+    orientations, image quality, CI, phases (1 to ``phases``), SEM signal and fit, in fixed-width columns, lines ending
+    ``newline``."""
     rng = np.random.default_rng(seed)
     places = np.asarray(places)
     per_row = np.bincount(places[:, 0])
+    x = places[:, 1] * step / (2 if hexagonal else 1)
+    y = places[:, 0] * step * (np.sqrt(3) / 2 if hexagonal else 1)
     header = [
         "# TEM_PIXperUM          1.000000",
         "# x-star                0.501900",
@@ -221,9 +230,9 @@ def hexagonal_indexing(
         "# ElasticConstants \t0.000000 0.000000 0.000000 0.000000 0.000000 0.000000",
         "# Categories1 1 1 1 1",
         "#",
-        "# GRID: HexGrid",
+        f"# GRID: {'HexGrid' if hexagonal else 'SqrGrid'}",
         f"# XSTEP: {step:.6f}",
-        f"# YSTEP: {step * np.sqrt(3) / 2:.6f}",
+        f"# YSTEP: {step * (np.sqrt(3) / 2 if hexagonal else 1):.6f}",
         f"# NCOLS_ODD: {per_row[0]}",
         f"# NCOLS_EVEN: {per_row[1] if len(per_row) > 1 else per_row[0]}",
         f"# NROWS: {len(per_row)}",
@@ -237,10 +246,10 @@ def hexagonal_indexing(
     ]
     eulers = rng.uniform(0, [2 * np.pi, np.pi, 2 * np.pi], size=(len(places), 3))
     lines = [
-        f"{e[0]:9.5f} {e[1]:9.5f} {e[2]:9.5f} {column * step / 2:12.5f} {row * step * np.sqrt(3) / 2:12.5f} "
+        f"{e[0]:9.5f} {e[1]:9.5f} {e[2]:9.5f} {point_x:12.5f} {point_y:12.5f} "
         f"{rng.uniform(100, 2000):.1f}  {rng.uniform(0, 1):.3f}  {rng.integers(1, phases + 1)} {0:6d}  "
         f"{rng.uniform(0.3, 2):.3f}"
-        for e, (row, column) in zip(eulers, places)
+        for e, point_x, point_y in zip(eulers, x, y)
     ]
     path.write_bytes(newline.join([*header, *lines, ""]).encode("cp1252"))
     return path

@@ -2836,6 +2836,8 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     import shutil
 
     from ebsd_core.io.dataset import read_dataset, write_dataset
+    from ebsd_core.map_export import export_bytes
+    from ebsd_core.phasemap import load_phase_map
     from pages.common import job_manager
 
     shutil.copytree(map_model, Path(os.environ["EBSD_MODEL_STORE"]) / "duplex")
@@ -2868,6 +2870,13 @@ def test_phase_map_keeps_an_uploaded_hough_indexing(app, monkeypatch, map_model,
     state = job_manager().wait(app.session_state["map_job"], timeout=600)
     assert state.status == "done", state.error
     assert state.result["orientations"] == "hough.ang"
+    app.run()  # its .ang: the one uploaded with the model's phases, its image quality the file's own
+    assert "The .ang is hough.ang with the model's phases: its other columns and header its own." in [
+        c.value for c in app.caption
+    ]
+    exported = export_bytes(load_phase_map(state.result["map"]), ".ang").decode().splitlines()
+    uploaded = (tmp_path / "hough.ang").read_text().splitlines()
+    assert [line.split()[:6] for line in exported[-80:]] == [line.split()[:6] for line in uploaded[-80:]]
 
 
 def test_images_numbered_in_scan_order_are_laid_out_by_the_indexing_uploaded(
@@ -3410,13 +3419,13 @@ def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_uploaded_beside_i
 ):
     """No square map is made of a scan on a hexagonal grid, so it had no .ang: OIM's own .ang of it, uploaded beside
     it, is given back with the model's phases; an .ang of points elsewhere is refused before any work."""
-    from conftest import hexagonal_indexing
+    from conftest import oim_indexing
 
     from ebsd_core.io.orientations import _orix_load
     from ebsd_core.io.readers import open_patterns
 
     def indexing(folder: Path) -> Path:
-        return hexagonal_indexing(tmp_path / "hough scan.ang", open_patterns(folder).hexagonal_places)
+        return oim_indexing(tmp_path / "hough scan.ang", open_patterns(folder).hexagonal_places)
 
     state = classified_hexagonal_images(app, map_model, map_scan_file, tmp_path, monkeypatch, indexing)
     assert "The model's phases are written into hough scan.ang too." in [c.value for c in app.caption]
@@ -3430,7 +3439,7 @@ def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_uploaded_beside_i
     read = [mapped.phases[int(i)].name.lower() if i >= 0 else "not indexed" for i in mapped.phase_id]
     assert read == [names[row.split(",")[2]] for row in rows]  # each point's phase, the CSV's
     # another scan's (its points in another order): refused, named as uploaded
-    wrong = hexagonal_indexing(tmp_path / "other.ang", open_patterns(tmp_path / "hexagonal").hexagonal_places[::-1])
+    wrong = oim_indexing(tmp_path / "other.ang", open_patterns(tmp_path / "hexagonal").hexagonal_places[::-1])
     uploader = next(u for u in app.file_uploader if u.label.startswith("OIM's indexing of this scan"))
     uploader.set_value([("other.ang", wrong.read_bytes(), "text/plain")]).run()
     assert [e.value for e in app.error] == [

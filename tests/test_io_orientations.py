@@ -106,13 +106,13 @@ def test_a_hexagonal_grid_is_named_not_misread(tmp_path):
 
 
 def test_the_places_of_a_hexagonal_scans_own_ang_are_read_and_a_file_that_cannot_give_them_is_named(tmp_path):
-    from conftest import hexagonal_indexing
+    from conftest import oim_indexing
 
     from ebsd_core.io.hex_grid import up2_places
     from ebsd_core.io.orientations import hexagonal_ang_places
 
     places = up2_places(4, 3, 11)  # rows of 4, 3 and 4 points, the second half a step in
-    indexing = hexagonal_indexing(tmp_path / "scan.ang", places, step=0.15, newline="\r\n")
+    indexing = oim_indexing(tmp_path / "scan.ang", places, step=0.15, newline="\r\n")
     np.testing.assert_array_equal(hexagonal_ang_places(indexing, 11), places)
     with pytest.raises(InputError, match="scan.ang: holds 11 points but the scan has 12 patterns"):
         hexagonal_ang_places(indexing, 12)

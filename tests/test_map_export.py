@@ -193,14 +193,14 @@ def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_and_nothing_else_
     """No square map is made of a scan on a hexagonal grid; its own .ang (OIM's, on that grid) is written again with
     the model's phases and confidence: its header's phases are the model's classes, and every other byte is its own
     (orientations, places, image quality, its header's other lines, a Windows user's name and line endings)."""
-    from conftest import hexagonal_indexing
+    from conftest import oim_indexing
 
     from ebsd_core.inference import Prediction
     from ebsd_core.io.hex_grid import up2_places
     from ebsd_core.predictions import grid_points
 
     places = up2_places(4, 3, 11)  # rows of 4, 3 and 4 points
-    indexing = hexagonal_indexing(tmp_path / "scan.ang", places, newline="\r\n", phases=2)
+    indexing = oim_indexing(tmp_path / "scan.ang", places, newline="\r\n", phases=2)
     probabilities = np.random.default_rng(3).dirichlet([1, 1], size=11).astype(np.float32)
     probabilities[4] = [0.5, 0.5]  # unknown at 0.6
     points = grid_points(Prediction(probabilities, ["Fm-3m", "Im-3m"], 0.6), places)
@@ -234,7 +234,7 @@ def _first_point(lines: list[bytes]) -> int:
 
 
 def test_a_hexagonal_ang_of_other_points_than_those_classified_leaves_nothing(small_map, tmp_path):
-    from conftest import hexagonal_indexing
+    from conftest import oim_indexing
 
     from ebsd_core.inference import Prediction
     from ebsd_core.io.hex_grid import up2_places
@@ -245,7 +245,7 @@ def test_a_hexagonal_ang_of_other_points_than_those_classified_leaves_nothing(sm
     places = up2_places(4, 3, 11)
     for count, words in ((10, "holds 10 points, not the 11"), (12, "holds 12 points, not the 11")):
         changed_places = places[:count] if count < 11 else np.vstack([places, [[3, 0]]])
-        changed = hexagonal_indexing(tmp_path / f"changed{count}.ang", changed_places)
+        changed = oim_indexing(tmp_path / f"changed{count}.ang", changed_places)
         with pytest.raises(InputError, match=f"changed{count}.ang: {words} of the scan classified: changed since"):
             map_export.write_hexagonal_ang(points, small_map.phases, changed, tmp_path / "phases.ang")
         assert not (tmp_path / "phases.ang").exists() and not list(tmp_path.glob(".phases*"))

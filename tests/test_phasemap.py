@@ -13,7 +13,7 @@ from conftest import (
     KIKUCHIPY_DATA,
     as_hexagonal_grid,
     damage_pixels,
-    hexagonal_indexing,
+    oim_indexing,
     scan_as_images,
     scan_indexing,
 )
@@ -319,6 +319,34 @@ def test_images_numbered_in_scan_order_take_their_map_shape_from_the_scans_index
     assert "its map is 8x10 points but the scan is 10x8" in capsys.readouterr().err
 
 
+def test_the_ang_of_a_map_made_with_the_scans_own_ang_is_that_file_with_the_models_phases(
+    map_model, map_scan_file, tmp_path, capsys
+):
+    """The .ang of a map made with the scan's own .ang (--orientations) was one orix wrote: the .ang's orientations
+    and the model's phases, but the patterns' quality as its image quality and none of its header (the pattern centre,
+    the operator). It is now that .ang with the model's phases, every other byte its own; without one, orix's."""
+    from ebsd_core.io.orientations import _orix_load
+
+    places = np.column_stack(np.divmod(np.arange(80), 10))  # 8 rows of 10
+    hough = oim_indexing(tmp_path / "hough.ang", places, hexagonal=False, newline="\r\n")
+    args = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--cleanup", "none"]
+    assert main([*args, "--orientations", str(hough), "--out", str(tmp_path / "map.ang")]) == 0
+    capsys.readouterr()
+    before, after = hough.read_bytes().split(b"\r\n"), (tmp_path / "map.ang").read_bytes().split(b"\r\n")
+    assert after[:6] == before[:6] and b"# x-star                0.501900" in after  # its pattern centre
+    assert "# OPERATOR: \tJ. Müller".encode("cp1252") in after and b"# MaterialName  \tNickel" not in after
+    points, its_points = after[-81:-1], before[-81:-1]
+    assert [p.split()[:6] + p.split()[8:] for p in points] == [p.split()[:6] + p.split()[8:] for p in its_points]
+    model, card = load_model(map_model)
+    expected = map_scan(model, card, open_patterns(map_scan_file), cleanup=False)
+    assert [int(p.split()[7]) for p in points] == np.where(expected.index >= 0, expected.index + 1, 0).tolist()
+    mapped, indexing = _orix_load(tmp_path / "map.ang"), _orix_load(hough)
+    assert mapped.shape == (8, 10)
+    np.testing.assert_array_equal(mapped.rotations.data, indexing.rotations.data)
+    assert main([*args, "--out", str(tmp_path / "plain.ang")]) == 0  # the scan's own orientations: orix writes it
+    assert b"# OPERATOR: orix" in (tmp_path / "plain.ang").read_bytes()
+
+
 def test_a_scan_named_by_points_whose_last_rows_were_not_exported_is_mapped_on_its_indexings_map(
     map_model, map_scan_file, tmp_path, capsys, caplog
 ):
@@ -483,7 +511,7 @@ def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map
 
     hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"  # rows of 3, 4 and 3 points
     places = open_patterns(hexagonal).hexagonal_places
-    indexing = hexagonal_indexing(tmp_path / "hough.ang", places, newline="\r\n")
+    indexing = oim_indexing(tmp_path / "hough.ang", places, newline="\r\n")
     phasemap = ["phasemap", "--model", str(map_model), "--scan", str(hexagonal), "--orientations", str(indexing)]
     out = [*phasemap, "--out", str(tmp_path / "m.ang"), "--out", str(tmp_path / "m.png"), "--cleanup", "none"]
     assert main(out) == 0
@@ -499,7 +527,7 @@ def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map
     assert counts == {k: v for k, v in said["predictions"].items() if k != "unknown"}
     assert names.count("unknown") == said["predictions"]["unknown"]
 
-    elsewhere = hexagonal_indexing(tmp_path / "other.ang", places[::-1])  # the rows read from the last
+    elsewhere = oim_indexing(tmp_path / "other.ang", places[::-1])  # the rows read from the last
     other = ["phasemap", "--model", str(map_model), "--scan", str(hexagonal), "--orientations", str(elsewhere)]
     assert main([*other, "--out", str(tmp_path / "o.ang")]) == 2
     assert "other.ang: its points do not lie where the scan's do, in its order: point 0 is at row 2" in (
@@ -511,7 +539,7 @@ def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map
     cut.write_bytes(hexagonal.read_bytes()[: 42 + 9 * 60 * 60 * 2])
     assert main(["phasemap", "--model", str(map_model), "--scan", str(cut), "--out", str(tmp_path / "c.png")]) == 2
     assert "cut.up2: the scan was recorded on a hexagonal grid and is read as one line" in capsys.readouterr().err
-    laid_out = hexagonal_indexing(tmp_path / "cut.ang", places[:9])
+    laid_out = oim_indexing(tmp_path / "cut.ang", places[:9])
     cut_map = ["phasemap", "--model", str(map_model), "--scan", str(cut), "--orientations", str(laid_out)]
     assert main([*cut_map, "--out", str(tmp_path / "c.png"), "--out", str(tmp_path / "c.ang")]) == 0
     said = json.loads(capsys.readouterr().out)

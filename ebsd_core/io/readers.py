@@ -53,6 +53,7 @@ class PatternSource:
     split: np.ndarray | None = None
     quaternions: np.ndarray | None = None  # (N, 4) orix convention, NaN rows unknown
     orientations_from: str = ""  # where known quaternions came from, for the map's summary; "" when none
+    orientations_file: str = ""  # the separate indexing file they came from (its path), whose .ang a map's .ang keeps
     step_um: float = 1.0  # scan step between map points
     hexagonal_grid: bool = False  # points on a hexagonal grid (EDAX), read as one line: no square map
     # of a hexagonal grid, where the scan says them: each point's row and column in half steps (ebsd_core.io.hex_grid)
