@@ -1356,8 +1356,8 @@ def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="the scan's Hough indexing (.ang, .ctf, .h5oina, OIM or orix .h5; points in the scan's order) whose "
         "orientations the exports keep, and whose map shape lays out images numbered in scan order; by default the "
-        "orientations the scan file holds, if any. An .ang (of a hexagonal grid too) is what --out map.ang writes "
-        "again, with the model's phases",
+        "orientations the scan file holds, if any. An .ang (of a hexagonal grid too) or .ctf is what --out map.ang "
+        "or map.ctf writes again, with the model's phases",
     )
     p.add_argument(
         "--scheduler",

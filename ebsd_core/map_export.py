@@ -34,9 +34,9 @@ EXPORT_FORMATS = {
 
 
 def write_ang(phase_map: PhaseMap, path: Path) -> None:
-    """The map as an .ang: the scan's own (:attr:`~ebsd_core.phasemap.PhaseMap.own_ang`) with the model's phases
-    where its orientations came from one, else one that orix writes."""
-    if (own := phase_map.own_ang) is not None:
+    """The map as an .ang: the scan's own (:meth:`~ebsd_core.phasemap.PhaseMap.own_indexing`) with the model's
+    phases where its orientations came from one, else one that orix writes."""
+    if (own := phase_map.own_indexing(".ang")) is not None:
         ang_with_phases(phase_map.index, phase_map.confidence, phase_map.phases, own, path)
         return
     from orix import io as orix_io
@@ -72,8 +72,7 @@ def ctf_text(phase_map: PhaseMap) -> str:
         "\tTiltAngle\t70\tTiltAxis\t0",
         f"Phases\t{len(phase_map.phases)}",
     ]
-    for p in phase_map.phases:
-        header.append(f"{p.a:.4f};{p.a:.4f};{p.a:.4f}\t90.000;90.000;90.000\t{p.name}\t11\t{p.space_group}")
+    header += [_ctf_phase_line(p) for p in phase_map.phases]
     header.append("Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS")
     out.write("\n".join(header) + "\n")
     x, y = phase_map.coordinates()
@@ -84,14 +83,86 @@ def ctf_text(phase_map: PhaseMap) -> str:
     for i in range(phase_map.size):
         indexed = index[i] >= 0
         out.write(
-            f"{index[i] + 1 if indexed else 0}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else 3}"
+            f"{index[i] + 1 if indexed else 0}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else CTF_NO_SOLUTION}"
             f"\t{euler[i, 0]:.4f}\t{euler[i, 1]:.4f}\t{euler[i, 2]:.4f}\t0.0000\t{band_contrast[i]}\t{band_slope[i]}\n"
         )
     return out.getvalue()
 
 
 def write_ctf(phase_map: PhaseMap, path: Path) -> None:
+    """The map as a .ctf: the scan's own (:meth:`~ebsd_core.phasemap.PhaseMap.own_indexing`) with the model's
+    phases where its orientations came from one, else :func:`ctf_text`."""
+    if (own := phase_map.own_indexing(".ctf")) is not None:
+        ctf_with_phases(phase_map.index, phase_map.phases, own, path)
+        return
     path.write_text(ctf_text(phase_map), encoding="utf-8")
+
+
+#: A .ctf's Error code of a point with no solution: what a point the model calls unknown gets (:func:`ctf_text`).
+CTF_NO_SOLUTION = 3
+
+
+def ctf_with_phases(index: np.ndarray, phases: list[MapPhase], indexing: str | Path, path: str | Path) -> None:
+    """The scan's own Oxford .ctf (``indexing``, its points in the scan's order) at ``path`` with the model's phases:
+    each point's phase is the model's (``index``, -1 unknown: phase 0, not indexed, with the Error of no solution),
+    and the header's phases are the model's classes. The orientations, places, band contrast and slope, MAD, every
+    other column and every other header line are the file's own, byte for byte.
+
+    Raises
+    ------
+    InputError
+        Naming the .ctf: without the header of its points' columns, or of another count of points.
+    """
+    phase_ids = np.where(index >= 0, np.asarray(index, dtype=np.int64) + 1, 0)
+    with (
+        open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
+        open(path, "w", encoding="latin-1", newline="") as out,
+    ):
+        columns = _copy_ctf_header(source, out, phases, indexing)
+        phase_column, error_column = columns.index("Phase"), columns.index("Error")
+        point = 0
+        for line in source:
+            body = line.rstrip("\r\n")
+            if not body.strip():
+                out.write(line)
+                continue
+            if point < len(phase_ids):
+                fields = body.split("\t")
+                fields[phase_column] = str(phase_ids[point])
+                if phase_ids[point] == 0:
+                    fields[error_column] = str(CTF_NO_SOLUTION)
+                out.write("\t".join(fields) + line[len(body) :])
+            point += 1
+    if point != len(phase_ids):
+        raise InputError(
+            f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
+            indexing,
+        )
+
+
+def _copy_ctf_header(source, out, phases: list[MapPhase], indexing: str | Path) -> list[str]:
+    """Copy a .ctf's header from ``source`` to ``out`` up to its points' columns, its phases replaced by
+    ``phases`` (the lines of :func:`ctf_text`); returns those columns' names."""
+    skip = 0
+    for line in source:
+        newline = line[len(line.rstrip("\r\n")) :]
+        fields = line.rstrip("\r\n").split("\t")
+        if skip:
+            skip -= 1
+        elif fields[0] == "Phases" and len(fields) > 1 and fields[1].strip().isdigit():
+            skip = int(fields[1])
+            out.write(f"Phases\t{len(phases)}{newline}")
+            out.writelines(f"{_ctf_phase_line(phase)}{newline}" for phase in phases)
+        else:
+            out.write(line)
+        if fields[:3] == ["Phase", "X", "Y"] and "Error" in fields:
+            return fields
+    raise InputError("no header of its points' columns (Phase, X, Y, ..., Error, ...): not an Oxford .ctf?", indexing)
+
+
+def _ctf_phase_line(phase: MapPhase) -> str:
+    """A phase's line in a .ctf's header: its lattice, angles, name, Laue group (11, m-3m) and space group."""
+    return f"{phase.a:.4f};{phase.a:.4f};{phase.a:.4f}\t90.000;90.000;90.000\t{phase.name}\t11\t{phase.space_group}"
 
 
 def write_csv(phase_map: PhaseMap, path: Path) -> None:
@@ -353,7 +424,7 @@ def unwritable_reason(phase_map: PhaseMap, suffix: str) -> str | None:
     """Why the map cannot be exported in the format of ``suffix``, or None when it can."""
     if phase_map.size == 0:
         return "the map is empty: nothing to export"
-    if suffix.lower() == ".ang" and phase_map.nav_shape[1] == 1 and phase_map.own_ang is None:
+    if suffix.lower() == ".ang" and phase_map.nav_shape[1] == 1 and phase_map.own_indexing(".ang") is None:
         # orix takes every one-dimensional map for a row: one point fails, a column is written with x = y = 0
         return (
             "a map of one column cannot be written as .ang (orix, which writes it, takes every one-dimensional map for "

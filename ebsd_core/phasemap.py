@@ -203,12 +203,12 @@ class PhaseMap(Decisions):
     def _raw_accuracy(self) -> float | None:
         return None if self.raw_probabilities is None else self.accuracy(self.raw_probabilities)
 
-    @property
-    def own_ang(self) -> Path | None:
-        """The scan's own .ang, its indexing (:attr:`indexing`), where it still is: the map's .ang is that file with
-        the model's phases (:func:`~ebsd_core.map_export.ang_with_phases`)."""
+    def own_indexing(self, suffix: str) -> Path | None:
+        """The scan's own indexing file (:attr:`indexing`) where it is of the format of ``suffix`` (.ang, .ctf) and
+        still there: the map's export in that format is that file with the model's phases
+        (:func:`~ebsd_core.map_export.ang_with_phases`, :func:`~ebsd_core.map_export.ctf_with_phases`)."""
         path = Path(self.indexing) if self.indexing else None
-        return path if path is not None and path.suffix.lower() == ".ang" and path.is_file() else None
+        return path if path is not None and path.suffix.lower() == suffix.lower() and path.is_file() else None
 
     @property
     def orientations_note(self) -> str:

@@ -1347,8 +1347,11 @@ def export_section(phase_map: PhaseMap, map_path: str, modified: float, threshol
     """A download of the map in each export format, made only when clicked."""
     st.subheader("Export")
     st.caption(f"Orientations: {phase_map.orientations_note}.")
-    if (own := phase_map.own_ang) is not None:
-        st.caption(f"The .ang is {uploaded_name(own)} with the model's phases: its other columns and header its own.")
+    for suffix in (".ang", ".ctf"):
+        if (own := phase_map.own_indexing(suffix)) is not None:
+            st.caption(
+                f"The {suffix} is {uploaded_name(own)} with the model's phases: its other columns and header its own."
+            )
     columns = st.columns(len(EXPORT_FORMATS))
     for column, (suffix, description) in zip(columns, EXPORT_FORMATS.items()):
         reason = unwritable_reason(phase_map, suffix)

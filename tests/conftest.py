@@ -255,6 +255,46 @@ def oim_indexing(
     return path
 
 
+def oxford_indexing(
+    path: Path, rows: int, columns: int, step: float = 0.5, newline: str = "\r\n", seed: int = 0
+) -> Path:
+    """An Oxford .ctf as AZtec writes one, of a map of ``rows`` x ``columns`` points ``step`` µm apart: its header
+    (a project's Windows path, two phases), random orientations in degrees, bands, error, MAD, band contrast and
+    slope, every tenth point not indexed (phase 0, error 3), lines ending ``newline``."""
+    rng = np.random.default_rng(seed)
+    header = [
+        "Channel Text File",
+        "Prj\tC:\\Users\\J\u00fcrgen\\Probe 1.cpr",
+        "Author\t[Unknown]",
+        "JobMode\tGrid",
+        f"XCells\t{columns}",
+        f"YCells\t{rows}",
+        f"XStep\t{step:.4f}",
+        f"YStep\t{step:.4f}",
+        "AcqE1\t0.0000",
+        "AcqE2\t0.0000",
+        "AcqE3\t0.0000",
+        "Euler angles refer to Sample Coordinate system (CS0)!\tMag\t2000.0000\tCoverage\t100\tDevice\t0\tKV\t20.0000"
+        "\tTiltAngle\t70.0000\tTiltAxis\t0\tDetectorOrientationE1\t0\tDetectorOrientationE2\t0",
+        "Phases\t2",
+        "3.5240;3.5240;3.5240\t90.0000;90.0000;90.0000\tNickel\t11\t225\t\t\tCreated from nickel.cry",
+        "3.5700;3.5700;3.5700\t90.0000;90.0000;90.0000\tNi3Al\t11\t221\t\t\tCreated from ni3al.cry",
+        "Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS",
+    ]
+    lines = []
+    for point in range(rows * columns):
+        row, column = divmod(point, columns)
+        indexed = point % 10 != 9
+        euler = rng.uniform(0, [360, 180, 360]) if indexed else np.zeros(3)
+        lines.append(
+            f"{rng.integers(1, 3) if indexed else 0}\t{column * step:.4f}\t{row * step:.4f}\t{rng.integers(6, 12)}"
+            f"\t{0 if indexed else 3}\t{euler[0]:.4f}\t{euler[1]:.4f}\t{euler[2]:.4f}\t{rng.uniform(0.2, 1):.4f}"
+            f"\t{rng.integers(50, 200)}\t{rng.integers(50, 200)}"
+        )
+    path.write_bytes(newline.join([*header, *lines, ""]).encode("cp1252"))
+    return path
+
+
 #: The ``EBSD_*`` variables that are the test run's own (read as its modules are imported); the others are a lab's
 #: server settings, which ``make test`` run in the lab's shell must not take: models saved into the lab's store, its
 #: data root listed.

@@ -249,3 +249,41 @@ def test_a_hexagonal_ang_of_other_points_than_those_classified_leaves_nothing(sm
         with pytest.raises(InputError, match=f"changed{count}.ang: {words} of the scan classified: changed since"):
             map_export.write_hexagonal_ang(points, small_map.phases, changed, tmp_path / "phases.ang")
         assert not (tmp_path / "phases.ang").exists() and not list(tmp_path.glob(".phases*"))
+
+
+@pytest.mark.parametrize("suffix", [".ang", ".ctf"])
+def test_a_map_made_with_the_scans_own_indexing_exports_that_file_with_the_models_phases(small_map, tmp_path, suffix):
+    """Its .ang and .ctf were new files (orix's, this tool's): the indexing's orientations and the model's phases,
+    but the patterns' quality as image quality or band contrast, and none of the vendor's header (pattern centre,
+    project, magnification). They are now the vendor's own file with the model's phases, every other byte its own."""
+    from conftest import oim_indexing, oxford_indexing
+
+    if suffix == ".ang":
+        places = np.column_stack(np.divmod(np.arange(12), 4))
+        own = oim_indexing(tmp_path / "hough.ang", places, hexagonal=False, newline="\r\n")
+    else:
+        own = oxford_indexing(tmp_path / "hough.ctf", 3, 4)
+    mapped = dataclasses.replace(small_map, indexing=str(own))
+    before, after = own.read_bytes().split(b"\r\n"), export_map(mapped, tmp_path / f"map{suffix}").read_bytes()
+    after = after.split(b"\r\n")
+    first, last = (b"# Phase 1", b"# GRID: SqrGrid") if suffix == ".ang" else (b"Phases\t2", b"Phase\tX\tY")
+    starts = [[i for i, line in enumerate(lines) if line.startswith(first)][0] for lines in (before, after)]
+    ends = [[i for i, line in enumerate(lines) if line.startswith(last)][0] for lines in (before, after)]
+    assert after[: starts[1]] == before[: starts[0]] and after[ends[1] : -13] == before[ends[0] : -13]  # the rest
+    split = b" " if suffix == ".ang" else b"\t"
+    points = [line.split() if suffix == ".ang" else line.split(split) for line in after[-13:-1]]
+    kept = [line.split() if suffix == ".ang" else line.split(split) for line in before[-13:-1]]
+    phase, changed = (7, {6, 7}) if suffix == ".ang" else (0, {0, 4})
+    for new, old, index in zip(points, kept, small_map.index):
+        assert [v for i, v in enumerate(new) if i not in changed] == [v for i, v in enumerate(old) if i not in changed]
+        assert int(new[phase]) == (index + 1 if index >= 0 else 0)
+        if suffix == ".ctf":
+            assert new[4] == (old[4] if index >= 0 else b"3")  # no solution where the model says unknown
+    assert b"Nickel" not in b"".join(after) and b"austenite" in b"".join(after)
+    assert suffix == ".ang" or b"Probe 1.cpr" in after[1]  # the project AZtec saved it in
+    xmap = _orix_load(tmp_path / f"map{suffix}")
+    assert xmap.shape == (3, 4)
+    names = [xmap.phases[int(i)].name.lower() if i >= 0 else "not indexed" for i in xmap.phase_id]
+    assert names == [small_map.phases[i].name if i >= 0 else "not indexed" for i in small_map.index]
+    without = export_map(small_map, tmp_path / f"plain{suffix}").read_bytes()  # no indexing file: written anew
+    assert b"Nickel" not in without and b"\r\n" not in without
