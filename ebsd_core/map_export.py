@@ -76,14 +76,14 @@ def ctf_text(phase_map: PhaseMap) -> str:
     header.append("Phase\tX\tY\tBands\tError\tEuler1\tEuler2\tEuler3\tMAD\tBC\tBS")
     out.write("\n".join(header) + "\n")
     x, y = phase_map.coordinates()
-    index = phase_map.index
+    index, phase_ids = phase_map.index, file_phases(phase_map.index)
     euler = np.rad2deg(phase_map.euler())
     band_contrast = np.clip(np.round(phase_map.quality * 255), 0, 255).astype(int)
     band_slope = np.clip(np.round(phase_map.confidence * 255), 0, 255).astype(int)
     for i in range(phase_map.size):
         indexed = index[i] >= 0
         out.write(
-            f"{index[i] + 1 if indexed else 0}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else CTF_NO_SOLUTION}"
+            f"{phase_ids[i]}\t{x[i]:.4f}\t{y[i]:.4f}\t0\t{0 if indexed else CTF_NO_SOLUTION}"
             f"\t{euler[i, 0]:.4f}\t{euler[i, 1]:.4f}\t{euler[i, 2]:.4f}\t0.0000\t{band_contrast[i]}\t{band_slope[i]}\n"
         )
     return out.getvalue()
@@ -113,7 +113,7 @@ def ctf_with_phases(index: np.ndarray, phases: list[MapPhase], indexing: str | P
     InputError
         Naming the .ctf: without the header of its points' columns, or of another count of points.
     """
-    phase_ids = np.where(index >= 0, np.asarray(index, dtype=np.int64) + 1, 0)
+    phase_ids = file_phases(index)
     with (
         open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
         open(path, "w", encoding="latin-1", newline="") as out,
@@ -133,11 +133,7 @@ def ctf_with_phases(index: np.ndarray, phases: list[MapPhase], indexing: str | P
                     fields[error_column] = str(CTF_NO_SOLUTION)
                 out.write("\t".join(fields) + line[len(body) :])
             point += 1
-    if point != len(phase_ids):
-        raise InputError(
-            f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
-            indexing,
-        )
+    _check_points(point, len(phase_ids), indexing)
 
 
 def _copy_ctf_header(source, out, phases: list[MapPhase], indexing: str | Path) -> list[str]:
@@ -318,7 +314,7 @@ def ang_with_phases(
     InputError
         Naming the .ang: of another count of points (changed since the scan was classified), or of too few columns.
     """
-    phase_ids = np.where(index >= 0, np.asarray(index, dtype=np.int64) + 1, 0)
+    phase_ids = file_phases(index)
     confidence = np.where(index >= 0, confidence, -1.0)
     with (
         open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
@@ -332,10 +328,19 @@ def ang_with_phases(
             if point < len(phase_ids):
                 out.write(_ang_point(line, f"{confidence[point]:.3f}", str(phase_ids[point]), indexing))
             point += 1
-    if point != len(phase_ids):
+    _check_points(point, len(phase_ids), indexing)
+
+
+def file_phases(index: np.ndarray) -> np.ndarray:
+    """Each point's phase as an .ang or a .ctf numbers it: the model's class (``index``) from 1, 0 where unknown."""
+    return np.where(index >= 0, np.asarray(index, dtype=np.int64) + 1, 0)
+
+
+def _check_points(found: int, expected: int, indexing: str | Path) -> None:
+    """Refuse an indexing file whose ``found`` points are not the ``expected`` of the scan classified."""
+    if found != expected:
         raise InputError(
-            f"holds {counted(point, 'point')}, not the {len(phase_ids):,} of the scan classified: changed since?",
-            indexing,
+            f"holds {counted(found, 'point')}, not the {expected:,} of the scan classified: changed since?", indexing
         )
 
 
