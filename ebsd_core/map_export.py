@@ -128,6 +128,8 @@ def ctf_with_phases(index: np.ndarray, phases: list[MapPhase], indexing: str | P
                 continue
             if point < len(phase_ids):
                 fields = body.split("\t")
+                if len(fields) <= max(phase_column, error_column):
+                    raise InputError(f"a point of it has {len(fields)} columns, not the {len(columns)} named", indexing)
                 fields[phase_column] = str(phase_ids[point])
                 if phase_ids[point] == 0:
                     fields[error_column] = str(CTF_NO_SOLUTION)

@@ -287,3 +287,19 @@ def test_a_map_made_with_the_scans_own_indexing_exports_that_file_with_the_model
     assert names == [small_map.phases[i].name if i >= 0 else "not indexed" for i in small_map.index]
     without = export_map(small_map, tmp_path / f"plain{suffix}").read_bytes()  # no indexing file: written anew
     assert b"Nickel" not in without and b"\r\n" not in without
+
+
+@pytest.mark.parametrize("suffix", [".ang", ".ctf"])
+def test_an_own_indexing_file_with_a_point_cut_short_is_named_and_leaves_nothing(small_map, tmp_path, suffix):
+    from conftest import oim_indexing, oxford_indexing
+
+    if suffix == ".ang":
+        own = oim_indexing(tmp_path / "hough.ang", np.column_stack(np.divmod(np.arange(12), 4)), hexagonal=False)
+    else:
+        own = oxford_indexing(tmp_path / "hough.ctf", 3, 4, newline="\n")
+    lines = own.read_bytes().split(b"\n")
+    lines[-3] = lines[-3][:12]  # a point's line cut after its first columns
+    own.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError, match=f"hough{suffix}: a point of it has [0-9] columns"):
+        export_map(dataclasses.replace(small_map, indexing=str(own)), tmp_path / f"map{suffix}")
+    assert not (tmp_path / f"map{suffix}").exists() and not list(tmp_path.glob(".map*"))
