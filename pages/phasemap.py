@@ -647,8 +647,9 @@ def orientation_choice(source, scan: Path) -> Path | None | bool:
         scan,
         "Hough indexing of this scan (optional: .ang, .ctf, .h5oina or OIM .h5, points in the scan's order)",
         ["ang", "ctf", "h5oina", "h5"],
-        "The exports then keep its orientations and replace only the phases; without it every point of the exported "
-        "map has the identity orientation.",
+        "The exports then keep its orientations and replace only the phases (an .ang or .ctf given is what its "
+        "format's export gives back, with the model's phases); without it every point of the exported map has the "
+        "identity orientation.",
     )
     if not path:
         return path
