@@ -37,7 +37,7 @@ def write_ang(phase_map: PhaseMap, path: Path) -> None:
     """The map as an .ang: the scan's own (:meth:`~ebsd_core.phasemap.PhaseMap.own_indexing`) with the model's
     phases where its orientations came from one, else one that orix writes."""
     if (own := phase_map.own_indexing(".ang")) is not None:
-        ang_with_phases(phase_map.index, phase_map.confidence, phase_map.phases, own, path)
+        ang_with_phases(phase_map.index, phase_map.phases, own, path)
         return
     from orix import io as orix_io
 
@@ -299,17 +299,16 @@ def write_hexagonal_ang(points: GridPoints, phases: list[MapPhase], indexing: st
     grid, its points in the scan's order: :func:`~ebsd_core.phasemap.hexagonal_indexing_places`) with the model's
     phases (:func:`ang_with_phases`), at ``path``, written whole or not at all."""
     with atomic_path(path) as tmp:
-        ang_with_phases(points.index, points.confidence, phases, indexing, tmp)
+        ang_with_phases(points.index, phases, indexing, tmp)
     return Path(path)
 
 
-def ang_with_phases(
-    index: np.ndarray, confidence: np.ndarray, phases: list[MapPhase], indexing: str | Path, path: str | Path
-) -> None:
+def ang_with_phases(index: np.ndarray, phases: list[MapPhase], indexing: str | Path, path: str | Path) -> None:
     """The scan's own .ang (``indexing``, its points in the scan's order) at ``path`` with the model's phases: each
-    point's phase and confidence index are the model's (``index``, -1 unknown: phase 0 and CI -1, as orix writes a
-    point not indexed), and the header's phases are the model's classes. The orientations, places, image quality,
-    every other column and every other header line are the file's own, byte for byte.
+    point's phase is the model's (``index``; where it is unknown, -1, phase 0 and CI -1: not indexed, as orix writes
+    such a point), and the header's phases are the model's classes. The orientations, places, image quality, the
+    confidence index of every point the model decides (the indexing's: OIM's clean-ups weigh orientations by it), every
+    other column and every other header line are the file's own, byte for byte.
 
     Raises
     ------
@@ -317,7 +316,6 @@ def ang_with_phases(
         Naming the .ang: of another count of points (changed since the scan was classified), or of too few columns.
     """
     phase_ids = file_phases(index)
-    confidence = np.where(index >= 0, confidence, -1.0)
     with (
         open(indexing, encoding="latin-1", newline="") as source,  # every byte read is written back as it was
         open(path, "w", encoding="latin-1", newline="") as out,
@@ -328,7 +326,8 @@ def ang_with_phases(
                 out.write(line)
                 continue
             if point < len(phase_ids):
-                out.write(_ang_point(line, f"{confidence[point]:.3f}", str(phase_ids[point]), indexing))
+                unknown = phase_ids[point] == 0
+                out.write(_ang_point(line, "-1.000" if unknown else None, str(phase_ids[point]), indexing))
             point += 1
     _check_points(point, len(phase_ids), indexing)
 
@@ -381,13 +380,16 @@ def _ang_phase_lines(phases: list[MapPhase]) -> list[str]:
     return lines
 
 
-def _ang_point(line: str, confidence: str, phase: str, indexing: str | Path) -> str:
-    """An .ang's point ``line`` with its confidence index and phase replaced, in columns as wide as before."""
+def _ang_point(line: str, confidence: str | None, phase: str, indexing: str | Path) -> str:
+    """An .ang's point ``line`` with its phase (and its confidence index, unless None) replaced, in columns as wide as
+    before."""
     body = line.rstrip("\r\n")
     fields = _ANG_FIELD.findall(body)
     if len(fields) <= ANG_PHASE_COLUMN:
         raise InputError(f"a point of it has {len(fields)} columns, where an .ang's has its phase in the 8th", indexing)
     for column, value in ((ANG_CONFIDENCE_COLUMN, confidence), (ANG_PHASE_COLUMN, phase)):
+        if value is None:
+            continue
         width = len(fields[column])
         fields[column] = value.rjust(width) if len(value) < width else " " + value
     return "".join(fields) + line[len(body) :]

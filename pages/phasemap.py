@@ -404,8 +404,9 @@ def show_predictions(result: dict, model_name: str | None) -> None:
             Path(ang).read_bytes,
             indexing,
             "text/plain",
-            help=f"{indexing} as uploaded, each point's phase and confidence index (CI) the model's: phase 0 and CI -1 "
-            "where it is unknown. Its orientations, places, image quality and the rest of its header are its own.",
+            help=f"{indexing} as uploaded, each point's phase the model's: phase 0 and CI -1 (not indexed) where it is "
+            "unknown. Its orientations, places, image quality, CI elsewhere and the rest of its header are its own; "
+            "the model's confidence is in the CSV.",
             key="predictions_ang",
         )
     explain_a_prediction(result, points)

@@ -191,8 +191,9 @@ def test_the_maps_of_both_grids_carry_a_scale_bar_of_their_step(small_map):
 
 def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_and_nothing_else_of_it_changes(small_map, tmp_path):
     """No square map is made of a scan on a hexagonal grid; its own .ang (OIM's, on that grid) is written again with
-    the model's phases and confidence: its header's phases are the model's classes, and every other byte is its own
-    (orientations, places, image quality, its header's other lines, a Windows user's name and line endings)."""
+    the model's phases (not indexed, CI -1, where it is unknown): its header's phases are the model's classes, and
+    every other byte is its own (orientations, places, image quality, OIM's CI where the model decides, its header's
+    other lines, a Windows user's name and line endings)."""
     from conftest import oim_indexing
 
     from ebsd_core.inference import Prediction
@@ -218,10 +219,10 @@ def test_a_hexagonal_scans_phases_are_written_into_its_own_ang_and_nothing_else_
     new_points, old_points = after[_first_point(after) :], before[data:]
     assert [len(line) for line in new_points] == [len(line) for line in old_points]  # its columns stay aligned
     assert len(new_points) == 12 and new_points[-1] == b""  # 11 points, each line ended as before
-    for new, old, index, confidence in zip(new_points, old_points, points.index, points.confidence):
+    for new, old, index in zip(new_points, old_points, points.index):
         new, old = new.split(), old.split()
         assert new[:6] + new[8:] == old[:6] + old[8:]
-        expected = (b"-1.000", b"0") if index < 0 else (f"{confidence:.3f}".encode(), str(index + 1).encode())
+        expected = (b"-1.000", b"0") if index < 0 else (old[6], str(index + 1).encode())  # OIM's CI where decided
         assert (new[6], new[7]) == expected
     xmap = _orix_load(out)  # a Windows user's name in its header: read through a UTF-8 copy, as scans are
     names = [xmap.phases[int(i)].name.lower() if i >= 0 else "not indexed" for i in xmap.phase_id]
@@ -277,8 +278,8 @@ def test_a_map_made_with_the_scans_own_indexing_exports_that_file_with_the_model
     for new, old, index in zip(points, kept, small_map.index):
         assert [v for i, v in enumerate(new) if i not in changed] == [v for i, v in enumerate(old) if i not in changed]
         assert int(new[phase]) == (index + 1 if index >= 0 else 0)
-        if suffix == ".ctf":
-            assert new[4] == (old[4] if index >= 0 else b"3")  # no solution where the model says unknown
+        not_indexed = b"3" if suffix == ".ctf" else b"-1.000"  # no solution, or CI -1, where the model says unknown
+        assert new[4 if suffix == ".ctf" else 6] == (old[4 if suffix == ".ctf" else 6] if index >= 0 else not_indexed)
     assert b"Nickel" not in b"".join(after) and b"austenite" in b"".join(after)
     assert suffix == ".ang" or b"Probe 1.cpr" in after[1]  # the project AZtec saved it in
     xmap = _orix_load(tmp_path / f"map{suffix}")
