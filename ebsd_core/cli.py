@@ -660,7 +660,7 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
         "phases": [p.label for p in phases],
         "predictions": prediction_counts(prediction),
         "unknown_threshold": card.unknown_threshold,
-        **({"orientations_from": Path(indexing).name} if indexing is not None else {}),
+        "orientations": Path(indexing).name if indexing is not None else None,  # as a square map's summary says
         "notes": source.warnings + reading_notes(source, card),
     }
     print(json.dumps({"written": written} | summary))

@@ -517,7 +517,7 @@ def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map
     assert main(out) == 0
     said = json.loads(capsys.readouterr().out)
     assert said["written"] == [str(tmp_path / "m.ang"), str(tmp_path / "m.png")]
-    assert said["orientations_from"] == "hough.ang" and said["grid"] == "hexagonal"
+    assert said["orientations"] == "hough.ang" and said["grid"] == "hexagonal"
     hough, mapped = _orix_load(indexing), _orix_load(tmp_path / "m.ang")
     np.testing.assert_array_equal(mapped.rotations.data, hough.rotations.data)
     np.testing.assert_array_equal(mapped.x, hough.x)
