@@ -1,12 +1,15 @@
 """What a user should know before trusting a model's reading of a scan or pattern.
 
-Pattern sizes the model was not trained on, small simulated scans, and recorded patterns read by a
-model that has seen only simulations. ``predict``, phase maps and explanations show these notes with
-their results; each is backed by a measurement in ``bench/RESULTS.md``.
+Pattern sizes the model was not trained on, small simulated scans, recorded patterns read by a
+model that has seen only simulations, and a model surely weak on its own test patterns. ``predict``,
+phase maps and explanations show these notes with their results; each is backed by a measurement in
+``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,6 +19,7 @@ from ebsd_core.io.dataset import made_by_simulator
 from ebsd_core.io.readers import PatternSource
 from ebsd_core.preprocess import BLANK_CAUSES
 from ebsd_core.store import ModelCard
+from ebsd_core.wording import counted
 
 # scans this many times coarser than the training patterns get the advice below; a 240 px model scored
 # 0.996 / 0.983 / 0.771 on simulated unseen orientations at 240 / 120 / 60 px (bench/RESULTS.md)
@@ -82,13 +86,75 @@ def _small_simulation_note(source: PatternSource, card: ModelCard) -> list[str]:
 
 
 def reading_notes(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
-    """What a user should know before trusting ``card``'s reading of ``source``: pattern size, small simulated
-    scans, and recorded patterns (anything the simulator did not make) read by a model that has seen only
-    simulations."""
+    """What a user should know before trusting ``card``'s reading of ``source``: :func:`source_notes`, and a model
+    that read too few of its own test patterns right (:func:`weak_model_note`)."""
+    return source_notes(source, card, allow_resize) + weak_model_note(card)
+
+
+def source_notes(source: PatternSource, card: ModelCard, allow_resize: bool = True) -> list[str]:
+    """What ``source`` asks of ``card``: pattern size, small simulated scans, and recorded patterns (anything the
+    simulator did not make) read by a model that has seen only simulations."""
     notes = check_pattern_size(source, card, allow_resize) + _small_simulation_note(source, card)
     if not made_by_simulator(source.provenance.get("generator")) and made_by_simulator(card.training.get("dataset")):
         notes.append(SIMULATION_ONLY_CAUTION)
     return notes
+
+
+#: A model surely below this accuracy on its own test patterns gets :func:`weak_model_note` with its readings.
+WEAK_TEST_ACCURACY = 0.9
+
+
+def weak_model_note(card: ModelCard) -> list[str]:
+    """Say so when ``card``'s model read its own test patterns (held back from its training, of its materials and
+    camera) surely less than :data:`WEAK_TEST_ACCURACY` right: the top of the 95 % (Wilson) interval of its accuracy
+    there is below it. Many of its readings of anything else are wrong too (on a simulated Ni/Ni3Al scan, pair models
+    0.6-0.7 right on their 10 test patterns mapped 0.61-0.88 of the points right after the grain clean-up;
+    bench/RESULTS.md). A few test patterns say little: the demo map's pair models read 9 of their 10 right and mapped
+    99.9 % of a scan right, and 8 of 10 is no sure sign either. Nothing for a card that records no test."""
+    score = own_test_score(card)
+    if score and _wilson_top(*score) < WEAK_TEST_ACCURACY:
+        mistake = _worst_confusion(card.metrics["test"])
+        return [
+            f"this model read {own_test_words(card)}{mistake}: expect many of its readings to be wrong (pair models "
+            "that read 60-70% of theirs right mapped 61-88% of a simulated Ni/Ni3Al scan right). Train it longer or "
+            "on more shots per class (the Train page, or train --epochs, --shots) and check it on Results"
+        ]
+    return []
+
+
+def _wilson_top(accuracy: float, count: int, z: float = 1.96) -> float:
+    """The top of the Wilson score interval (95 % at ``z`` 1.96) of an ``accuracy`` over ``count`` trials."""
+    spread = z * math.sqrt(accuracy * (1 - accuracy) / count + z * z / (4 * count * count))
+    return (accuracy + z * z / (2 * count) + spread) / (1 + z * z / count)
+
+
+def own_test_score(card: ModelCard) -> tuple[float, int] | None:
+    """``card``'s accuracy on its own test patterns and their count; None where it records no test (a card made
+    elsewhere, a dataset too small to hold one back)."""
+    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+        test = card.metrics["test"]
+        accuracy, patterns = float(test["accuracy"]), int(test["patterns"])
+        if patterns > 0 and 0 <= accuracy <= 1:
+            return accuracy, patterns
+    return None
+
+
+def own_test_words(card: ModelCard) -> str | None:
+    """``"70% of its 10 test patterns right"`` (:func:`own_test_score`), or None."""
+    if (score := own_test_score(card)) is None:
+        return None
+    return f"{score[0]:.0%} of its {counted(score[1], 'test pattern')} right"
+
+
+def _worst_confusion(test: dict) -> str:
+    """``" (most often Fm-3m read Pm-3m: 5 of 10)"``: the test's most frequent mistake, from its confusion matrix."""
+    with contextlib.suppress(KeyError, TypeError, ValueError, IndexError):
+        matrix, classes = np.asarray(test["confusion_matrix"], dtype=np.int64), list(test["classes"])
+        wrong = matrix * (1 - np.eye(len(matrix), dtype=np.int64))
+        true, read = np.unravel_index(int(np.argmax(wrong)), wrong.shape)
+        if wrong[true, read] > 0:
+            return f" (most often {classes[true]} read {classes[read]}: {wrong[true, read]} of {matrix[true].sum()})"
+    return ""
 
 
 def blank_pattern_note(

@@ -271,7 +271,7 @@ def misread_patterns(
 
 def _scoring_notes(source, card) -> list[str]:
     """How far scores of ``source`` can be trusted; refuses a source of classes the model does not know."""
-    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, reading_notes
+    from ebsd_core.caveats import ONE_PHASE_CHECK, SIMULATION_ONLY_CAUTION, source_notes
     from ebsd_core.phases import space_group_symbol
 
     missing = sorted(set(source.classes) - set(card.classes))
@@ -285,7 +285,7 @@ def _scoring_notes(source, card) -> list[str]:
             f"{named(card.classes)}): score it on data of its classes"
         )
     notes = []
-    for note in reading_notes(source, card):
+    for note in source_notes(source, card):  # not how the model scored on its own tests: these scores say
         if note != SIMULATION_ONLY_CAUTION:  # which asks for a check against known phases: this is one
             notes.append(note)
         elif len(np.unique(source.labels)) == 1:  # but one phase alone proves little

@@ -22,6 +22,7 @@ from ebsd_core.assemble import (
     region_points,
     sampling_notes,
 )
+from ebsd_core.caveats import own_test_words
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.inference import blank_points
 from ebsd_core.io.dataset import write_dataset
@@ -276,7 +277,10 @@ def model_choice() -> str | None:
         card = read_card(default_store() / name)
         *others, last = [phase.label for phase in phases_for_model(card)]
         known = f"{', '.join(others)} and {last}" if others else last
-        st.caption(f"It knows {known}: a point of any other phase gets one of these (map with a model of every phase).")
+        scored = f" It read {words}." if (words := own_test_words(card)) else ""
+        st.caption(
+            f"It knows {known}: a point of any other phase gets one of these (map with a model of every phase).{scored}"
+        )
         how_trained_section(card)  # which materials it learnt from, at what size: what a map of it can be trusted on
     return name
 

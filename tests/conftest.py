@@ -180,6 +180,21 @@ def damage_pixels(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+#: A test of 24 patterns (the duplex model's classes) read 5 right, every ferrite pattern Fm-3m.
+WEAK_TEST = {"patterns": 24, "accuracy": 5 / 24, "classes": ["Fm-3m", "Im-3m"], "confusion_matrix": [[5, 7], [12, 0]]}
+
+
+def with_test_score(model: Path, folder: Path, test: dict) -> Path:
+    """A copy of ``model`` in ``folder`` whose card records ``test`` as its own test's metrics."""
+    import json
+    import shutil
+
+    shutil.copytree(model, folder)
+    card = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps(card | {"metrics": {"test": test}}))
+    return folder
+
+
 def scan_indexing(path: Path, rotations=None, points: int = 80, columns: int = 10) -> Path:
     """A Hough indexing of a scan of ``points`` points in rows of ``columns`` (random ``rotations`` unless given), as
     the microscope's software writes it, at ``path`` (.ang, .ctf)."""

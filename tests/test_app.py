@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import (
     KIKUCHIPY_DATA,
+    WEAK_TEST,
     as_hexagonal_grid,
     damage_pixels,
     not_utf8_folder,
@@ -22,6 +23,7 @@ from conftest import (
     scan_indexing,
     unreadable,
     unwritable,
+    with_test_score,
 )
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -4035,6 +4037,20 @@ def test_a_point_of_a_map_is_explained_at_once_with_the_maps_model(app, monkeypa
     headline = next(m.value for m in app.markdown if m.value.startswith("Row 0, column 0: "))
     assert f"({alone.max():.0%})" in headline  # the answer the map gave (the views of its own that point got)
     assert any(c.value.startswith("The pattern alone, with the views the phase map gave it") for c in app.caption)
+
+
+def test_the_phase_map_page_names_a_models_test_accuracy_and_warns_of_a_weak_ones_map(
+    app, monkeypatch, map_model, map_scan_file, tmp_path
+):
+    """Where a model is chosen, its accuracy on its own test patterns is named; a map by one surely weak there (5 of
+    24) carries the warning, with its most frequent mistake."""
+    weak = with_test_score(map_model, tmp_path / "weak", WEAK_TEST)
+    assert map_on_the_page(app, monkeypatch, weak, map_scan_file).status == "done"
+    app.run()
+    assert not app.exception
+    assert any(c.value.endswith("It read 21% of its 24 test patterns right.") for c in app.caption)
+    warned = "This model read 21% of its 24 test patterns right (most often Im-3m read Fm-3m: 12 of 12): expect many"
+    assert any(w.value.startswith(warned) for w in app.warning)
 
 
 def test_uploads_of_sessions_streamlit_has_ended_are_let_go(monkeypatch):

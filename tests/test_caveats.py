@@ -90,3 +90,39 @@ def test_blank_patterns_are_told_apart_by_why_they_are_blank():
     )
     mended = blank_pattern_note(np.array([True, False]), unread={1: "p1.png: mended since"})
     assert mended == blank_pattern_note(np.array([True, False])) and len(mended) == 1
+
+
+def test_a_model_surely_weak_on_its_test_patterns_is_named_with_its_worst_mistake():
+    """Its readings of a scan get a note (predict, phase maps, explanations) when its test accuracy is surely below
+    0.9; its scores on data given to ``evaluate`` do not, being its accuracy there; a card without a test (made
+    elsewhere) gets none."""
+    from types import SimpleNamespace
+
+    from ebsd_core.caveats import reading_notes, source_notes, weak_model_note
+    from ebsd_core.preprocess import PreprocessConfig
+    from ebsd_core.store import ModelCard
+
+    test = {"patterns": 20, "accuracy": 0.6, "classes": ["Pm-3m", "Fm-3m"], "confusion_matrix": [[7, 3], [5, 5]]}
+    card = ModelCard("efficientnet_lite0", [221, 225], PreprocessConfig(size=64), metrics={"test": test})
+    (note,) = weak_model_note(card)
+    assert note.startswith("this model read 60% of its 20 test patterns right (most often Fm-3m read Pm-3m: 5 of 10)")
+    assert "train --epochs, --shots" in note
+    scan = SimpleNamespace(pattern_shape=(60, 60), path="map.h5", provenance={"generator": "ebsd_core simulate-map"})
+    assert reading_notes(scan, card) == [note] and source_notes(scan, card) == []
+    test |= {"patterns": 1, "accuracy": 0.0, "confusion_matrix": [[0, 1], [0, 0]]}
+    (note,) = weak_model_note(card)
+    assert note.startswith("this model read 0% of its 1 test pattern right (most often Pm-3m read Fm-3m: 1 of 1)")
+    test |= {"patterns": 20, "accuracy": 0.9}
+    assert weak_model_note(card) == []  # from 0.9 on, right enough to say nothing
+    test |= {"patterns": 10, "accuracy": 0.8}
+    assert weak_model_note(card) == []  # 2 of 10 wrong is no sure sign (a demo map's pair model: 1 of 10)
+    test["accuracy"] = 0.7
+    assert len(weak_model_note(card)) == 1  # 3 of 10 is
+    for metrics in ({}, {"test": {"patterns": 0, "accuracy": 0.0}}, {"test": {"accuracy": "n/a"}}):
+        assert (
+            weak_model_note(ModelCard("efficientnet_lite0", [221, 225], PreprocessConfig(size=64), metrics=metrics))
+            == []
+        )
+    test |= {"accuracy": 0.5, "confusion_matrix": "garbled"}  # a card from elsewhere: the accuracy alone
+    (note,) = weak_model_note(card)
+    assert note.startswith("this model read 50% of its 10 test patterns right: expect")

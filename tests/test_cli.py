@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import damage_pixels, not_utf8_folder, scan_as_images, unreadable
+from conftest import WEAK_TEST, damage_pixels, not_utf8_folder, scan_as_images, unreadable, with_test_score
 from PIL import Image
 
 from ebsd_core.cli import main
@@ -355,6 +355,28 @@ def test_an_image_that_cannot_be_decoded_when_the_run_reaches_it_leaves_its_poin
     assert summary["nav_shape"] == [8, 10] and summary["notes"][-1] == note
     points = [line.split() for line in ang.read_text().splitlines() if not line.startswith("#")]
     assert len(points) == 80 and points[43][5:8] == ["0.00000", "-1.00000", "0"]  # IQ 0, CI -1, not indexed
+
+
+def test_a_model_surely_weak_on_its_own_tests_is_named_with_its_readings_not_its_scores(
+    map_model, map_scan_file, tmp_path, capsys, caplog
+):
+    """``predict`` and ``phasemap`` of a model that read 5 of its 24 test patterns right say so, with its most frequent
+    mistake; ``evaluate`` does not (its scores are its accuracy there); right enough, nothing is said."""
+    model = with_test_score(map_model, tmp_path / "weak", WEAK_TEST)
+    note = "this model read 21% of its 24 test patterns right (most often Im-3m read Fm-3m: 12 of 12): expect many"
+    assert (
+        main(["predict", "--model", str(model), "--input", str(map_scan_file), "--out", str(tmp_path / "p.csv")]) == 0
+    )
+    assert note in caplog.text
+    mapping = ["phasemap", "--model", str(model), "--scan", str(map_scan_file), "--out", str(tmp_path / "m.csv")]
+    assert main(mapping) == 0
+    assert any(n.startswith(note) for n in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["notes"])
+    caplog.clear()
+    assert main(["evaluate", "--model", str(model), "--data", str(map_scan_file)]) == 0
+    assert "test patterns right" not in caplog.text + capsys.readouterr().out
+    model = with_test_score(map_model, tmp_path / "strong", WEAK_TEST | {"accuracy": 23 / 24})
+    assert main([*mapping[:2], str(model), *mapping[3:]]) == 0
+    assert not any("test patterns right" in n for n in json.loads(capsys.readouterr().out.splitlines()[-1])["notes"])
 
 
 def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
