@@ -749,10 +749,13 @@ def _models(args: argparse.Namespace) -> int:
     if not args.name:
         raise EbsdError(f"models {args.action}: give the model's NAME")
     if args.action == "show":
+        from ebsd_core.caveats import own_test_words
+
         card = read_card(resolve_model_dir(args.name, args.store))
         told = {
             "Name": card.name or Path(args.name).name,
             **card.how_trained(),
+            **({"Tested": words} if (words := own_test_words(card)) else {}),
             "Classes": " ".join(card.class_symbols),
         }
         if args.json:

@@ -374,6 +374,8 @@ def test_a_model_surely_weak_on_its_own_tests_is_named_with_its_readings_not_its
     caplog.clear()
     assert main(["evaluate", "--model", str(model), "--data", str(map_scan_file)]) == 0
     assert "test patterns right" not in caplog.text + capsys.readouterr().out
+    assert main(["models", "show", str(model), "--json"]) == 0  # and where it is looked at
+    assert json.loads(capsys.readouterr().out)["Tested"] == "21% of its 24 test patterns right"
     model = with_test_score(map_model, tmp_path / "strong", WEAK_TEST | {"accuracy": 23 / 24})
     assert main([*mapping[:2], str(model), *mapping[3:]]) == 0
     assert not any("test patterns right" in n for n in json.loads(capsys.readouterr().out.splitlines()[-1])["notes"])
