@@ -358,17 +358,42 @@ def _train(args: argparse.Namespace) -> int:
             "model has no test accuracy: add patterns or choose fewer shots to get one",
             args.data,
         )
+    _say_if_outside_store(out)
     print(json.dumps(summary))
     return 0
+
+
+def _say_if_outside_store(saved: Path) -> None:
+    """Say where a model saved by ``--out`` lies outside the store whose models the dashboard offers (``models/NAME``
+    taken from another folder than the project's, or beside a lab's ``EBSD_MODEL_STORE``): its pages will not list
+    it."""
+    from ebsd_core.paths import MODEL_STORE_VARIABLE, default_store
+
+    store = default_store()
+    with contextlib.suppress(OSError):
+        if saved.resolve().parent == store.resolve():
+            return
+    set_by = f" ({MODEL_STORE_VARIABLE})" if os.environ.get(MODEL_STORE_VARIABLE) else ""
+    log.warning(
+        "%s: saved outside the model store whose models the dashboard offers, %s%s: to see it there, save it with "
+        "--out %s (a bare name goes into the store) or add it with python -m ebsd_core import-model %s",
+        saved,
+        store,
+        set_by,
+        saved.name,
+        saved,
+    )
 
 
 @command("prior")
 def _prior(args: argparse.Namespace) -> int:
     from ebsd_core.prior import PriorSettings, build_prior
+    from ebsd_core.store import resolve_model_dir
 
     given = dict(per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs)
     settings = PriorSettings(**{k: v for k, v in given.items() if v is not None})
     summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
+    _say_if_outside_store(resolve_model_dir(args.out))
     print(json.dumps(summary))
     return 0
 

@@ -398,6 +398,28 @@ def test_train_on_every_pattern_warns_that_nothing_is_left_to_test(tiny_dataset,
     assert f"{tiny_dataset}: no pattern was left to test on" in caplog.text
 
 
+def test_a_model_saved_outside_the_dashboards_store_is_said_so(tiny_dataset, tmp_path, capsys, caplog, monkeypatch):
+    """Found on review: ``--out models/NAME`` run from another folder than the project's, or beside a lab's
+    EBSD_MODEL_STORE, saved the model where no page of the dashboard looks, without a word."""
+    store = tmp_path / "lab-store"
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--input-size", "32", "--views", "1"]
+    assert main([*args, "--out", "models/mine"]) == 0
+    assert (tmp_path / "models" / "mine" / "model.json").is_file()
+    assert (
+        f"models/mine: saved outside the model store whose models the dashboard offers, {store} (EBSD_MODEL_STORE): "
+        "to see it there, save it with --out mine (a bare name goes into the store) or add it with python -m "
+        "ebsd_core import-model models/mine"
+    ) in caplog.text
+    caplog.clear()
+    assert main([*args, "--out", "mine"]) == 0
+    assert (store / "mine" / "model.json").is_file() and "outside the model store" not in caplog.text
+    assert main([*args, "--out", str(store / "theirs")]) == 0  # the store's own path
+    assert "outside the model store" not in caplog.text
+    capsys.readouterr()
+
+
 def test_train_refuses_more_shots_than_the_data_has_naming_the_file(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "models" / "too-many"
     assert main(["train", "--data", str(tiny_dataset), "--shots", "12", "--epochs", "1", "--out", str(out)]) == 2
