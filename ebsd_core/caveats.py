@@ -115,9 +115,9 @@ def weak_model_note(card: ModelCard) -> list[str]:
     if score and _wilson_top(*score) < WEAK_TEST_ACCURACY:
         mistake = _worst_confusion(card.metrics["test"])
         return [
-            f"this model read {own_test_words(card)}{mistake}: expect many of its readings to be wrong (pair models "
-            "that read 60-70% of theirs right mapped 61-88% of a simulated Ni/Ni3Al scan right). Train it longer or "
-            "on more shots per class (the Train page, or train --epochs, --shots) and check it on Results"
+            f"this model read {own_test_words(card)}{mistake}: expect many of its readings here to be wrong as well. "
+            "Train it longer or on more shots per class (the Train page, or train --epochs, --shots) and check it on "
+            "Results"
         ]
     return []
 
