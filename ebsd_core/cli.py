@@ -622,16 +622,21 @@ def _phasemap(args: argparse.Namespace) -> int:
     return 2 if refused else 0
 
 
+#: What ``phasemap`` writes of a scan on a hexagonal grid (:func:`_hexagonal_phasemap`).
+HEXAGONAL_OUTPUTS = {".png", ".ang", ".csv"}
+
+
 def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: list[Path]) -> int:
-    """``phasemap`` of a scan on a hexagonal grid: its phases drawn on that grid (PNG), and written into its own .ang
+    """``phasemap`` of a scan on a hexagonal grid: its phases drawn on that grid (PNG), written into its own .ang
     (``--orientations``, OIM's indexing of it on that grid), whose points' places lay out a scan that does not say
-    them. The square map's formats are refused before any work."""
-    from ebsd_core.caveats import reading_notes
+    them, and as ``predict``'s CSV (after the grain clean-up, as the Phase map page's). The square map's formats are
+    refused before any work."""
+    from ebsd_core.caveats import blank_pattern_note, reading_notes
     from ebsd_core.grain_cleanup import clean_up_hexagonal
-    from ebsd_core.inference import predict_source
+    from ebsd_core.inference import blank_points, predict_source
     from ebsd_core.map_export import write_grid_png, write_hexagonal_ang
     from ebsd_core.phasemap import attach_hexagonal_indexing, map_views, phases_for_model
-    from ebsd_core.predictions import grid_points, prediction_counts
+    from ebsd_core.predictions import grid_points, prediction_counts, write_predictions
 
     indexing = args.orientations
     for out in outputs:
@@ -641,19 +646,20 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
                 "model's phases; give that file (--orientations SCAN.ang)",
                 out,
             )
-        if out.suffix.lower() not in {".png", ".ang"}:
+        if out.suffix.lower() not in HEXAGONAL_OUTPUTS:
             raise InputError(
-                "the scan's grid is hexagonal: its phases are drawn as .png, and written into its own .ang "
-                "(--orientations SCAN.ang); no square map is made of it (.ctf, .h5, .csv); 'predict' gives every "
-                "pattern's class and probabilities as CSV",
+                "the scan's grid is hexagonal: its phases are drawn as .png, written into its own .ang "
+                "(--orientations SCAN.ang) and given point by point as .csv (predict's columns); no square map is "
+                "made of it (.ctf, .h5)",
                 out,
             )
     if indexing is not None:
         source = attach_hexagonal_indexing(source, indexing)
-    if source.hexagonal_places is None:
+    placed = source.hexagonal_places is not None
+    if not placed and any(out.suffix.lower() != ".csv" for out in outputs):  # a CSV needs no places
         raise InputError(source.hexagonal_note, source.path)
     progress = print_progress if args.verbose else None
-    cleanup = args.cleanup == "grain"
+    cleanup = args.cleanup == "grain" and placed  # neighbours only where the points' places are known
     card = dataclasses.replace(card, views=map_views(card, cleanup, args.views))
     prediction = predict_source(
         model,
@@ -668,12 +674,16 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
     if cleanup:
         smoothed = clean_up_hexagonal(prediction.probabilities, source, card.preprocess, progress)
         prediction = dataclasses.replace(prediction, probabilities=smoothed)
-    points, phases = grid_points(prediction, source.hexagonal_places), phases_for_model(card)
+    points = grid_points(prediction, source.hexagonal_places) if placed else None
+    blank = blank_points(prediction.quality)
+    phases = phases_for_model(card)
     title = Path(source.path).name
     written = []
     for out in outputs:
         if out.suffix.lower() == ".ang":
             written.append(str(write_hexagonal_ang(points, phases, indexing, out)))
+        elif out.suffix.lower() == ".csv":
+            written.append(str(write_predictions(out, source, prediction, card)))
         else:
             written.append(str(write_grid_png(points, phases, out, title, source.step_um)))
     summary = {
@@ -686,7 +696,9 @@ def _hexagonal_phasemap(args: argparse.Namespace, model, card, source, outputs: 
         "predictions": prediction_counts(prediction),
         "unknown_threshold": card.unknown_threshold,
         "orientations": Path(indexing).name if indexing is not None else None,  # as a square map's summary says
-        "notes": source.warnings + reading_notes(source, card),
+        "notes": source.warnings
+        + reading_notes(source, card)
+        + blank_pattern_note(blank, source.imageless, source.unread),
     }
     print(json.dumps({"written": written} | summary))
     return 0

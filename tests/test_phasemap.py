@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+from collections import Counter
 
 import h5py
 import numpy as np
@@ -476,7 +477,7 @@ def test_a_scan_of_images_named_by_points_of_a_hexagonal_grid_is_classified_and_
         map_scan(model, card, open_patterns(folder))
     phasemap = ["phasemap", "--model", str(map_model), "--scan", str(folder), "--out"]
     assert main([*phasemap, str(tmp_path / "m.png"), "--out", str(tmp_path / "m.ctf")]) == 2
-    assert "m.ctf: the scan's grid is hexagonal: its phases are drawn as .png, and written into its own .ang" in (
+    assert "m.ctf: the scan's grid is hexagonal: its phases are drawn as .png, written into its own .ang" in (
         capsys.readouterr().err
     )
     assert main([*phasemap, str(tmp_path / "m.png"), "--out", str(tmp_path / "m.ang")]) == 2
@@ -545,6 +546,38 @@ def test_a_hexagonal_scan_is_written_into_its_own_ang_with_the_models_phases(map
     said = json.loads(capsys.readouterr().out)
     assert said["points"] == 9 and (tmp_path / "c.png").exists() and (tmp_path / "c.ang").exists()
     assert "its file does not say where its points lie on its hexagonal grid: cut.ang lays them out" in said["notes"]
+
+
+def test_a_hexagonal_scans_phases_after_the_clean_up_are_written_as_predicts_csv(map_model, tmp_path, capsys):
+    """Found on review: the Phase map page gave a hexagonal scan's CSV after the grain clean-up, and ``phasemap``
+    refused ``.csv`` for it, pointing to ``predict``, which classifies each pattern on its own. It now writes the
+    page's CSV; of a scan whose points' places are unknown, without the clean-up (no neighbours known)."""
+    hexagonal = KIKUCHIPY_DATA / "edax_binary" / "edax_binary.up2"  # rows of 3, 4 and 3 points
+    phasemap = ["phasemap", "--model", str(map_model), "--scan", str(hexagonal), "--out", str(tmp_path / "m.csv")]
+    assert main([*phasemap, "--out", str(tmp_path / "m.png")]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["written"] == [str(tmp_path / "m.csv"), str(tmp_path / "m.png")] and said["grain_cleanup"]
+    with open(tmp_path / "m.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["index"] for row in rows] == [str(i) for i in range(10)]
+    assert list(rows[0]) == ["path", "index", "prediction", "confidence", "p_Fm-3m", "p_Im-3m"]  # predict's columns
+    assert Counter(row["prediction"] for row in rows) == {k: v for k, v in said["predictions"].items() if v}
+    assert (
+        main(["predict", "--model", str(map_model), "--input", str(hexagonal), "--out", str(tmp_path / "p.csv")]) == 0
+    )
+    capsys.readouterr()
+    with open(tmp_path / "p.csv") as f:
+        assert list(next(csv.reader(f))) == list(rows[0])
+
+    cut = tmp_path / "cut.up2"  # a count its header's rows and columns do not give: its points' places unknown
+    cut.write_bytes(hexagonal.read_bytes()[: 42 + 9 * 60 * 60 * 2])
+    cut_map = ["phasemap", "--model", str(map_model), "--scan", str(cut), "--out", str(tmp_path / "c.csv")]
+    assert main(cut_map) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["points"] == 9 and not said["grain_cleanup"]
+    assert any("is read as one line" in note for note in said["notes"])
+    assert main([*cut_map, "--out", str(tmp_path / "c.png")]) == 2  # a drawing needs the places
+    assert "cut.up2: the scan was recorded on a hexagonal grid and is read as one line" in capsys.readouterr().err
 
 
 def test_two_maps_of_a_scan_differ_where_a_point_gets_another_space_group(phase_map):
