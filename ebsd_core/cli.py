@@ -339,10 +339,10 @@ def print_run_epoch(progress) -> None:
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from ebsd_core.io.dataset import read_dataset
-    from ebsd_core.store import resolve_model_dir
+    from ebsd_core.store import resolve_save_dir
     from ebsd_core.workflows import train_evaluate_save
 
-    out = resolve_model_dir(args.out)
+    out = resolve_save_dir(args.out)
     if args.scratch and (args.weights or args.rehearse or args.frozen_epochs):
         given = "--weights" if args.weights else "--rehearse" if args.rehearse else "--frozen-epochs"
         raise EbsdError(f"--scratch starts from random weights and cannot take {given}: leave out one of them")
@@ -388,12 +388,12 @@ def _say_if_outside_store(saved: Path) -> None:
 @command("prior")
 def _prior(args: argparse.Namespace) -> int:
     from ebsd_core.prior import PriorSettings, build_prior
-    from ebsd_core.store import resolve_model_dir
+    from ebsd_core.store import resolve_save_dir
 
     given = dict(per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs)
     settings = PriorSettings(**{k: v for k, v in given.items() if v is not None})
     summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
-    _say_if_outside_store(resolve_model_dir(args.out))
+    _say_if_outside_store(resolve_save_dir(args.out))
     print(json.dumps(summary))
     return 0
 

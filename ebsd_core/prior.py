@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ebsd_core.backbones import DEFAULT_FINETUNE_LR
 from ebsd_core.datasets import resolve_materials, simulate_dataset
-from ebsd_core.errors import PhaseError, StoreError
+from ebsd_core.errors import PhaseError
 from ebsd_core.phases import get_material
 from ebsd_core.preprocess import input_size_for
-from ebsd_core.store import resolve_model_dir
+from ebsd_core.store import check_can_save
 from ebsd_core.train import TrainConfig, TrainProgress
 from ebsd_core.workflows import cancellable, job_progress, train_evaluate_save
 
@@ -75,9 +75,7 @@ def build_prior(
     out
         ``models/NAME`` or a bare store name; never overwritten unless ``force``.
     """
-    target = resolve_model_dir(out)
-    if target.exists() and not force:
-        raise StoreError("a model of this name exists; choose another name or replace it on purpose", target)
+    target = check_can_save(out, force)  # before the minutes of simulation, not after them
     materials = prior_materials(exclude)
     dataset = simulate_dataset(
         per_class=settings.per_class,

@@ -435,8 +435,18 @@ def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Pa
     return (store or default_store()) / validate_name(str(path_or_name))
 
 
+def resolve_save_dir(path_or_name: str | Path, store: Path | None = None) -> Path:
+    """Where ``--out`` saves a model: a path (``models/NAME``, ``/abs/NAME``, ``./NAME``) as given, a bare ``NAME`` in
+    the store, never a folder of that name where the command runs, as :func:`resolve_model_dir` takes one to read
+    (``train --out data`` beside a folder ``data`` of patterns put the model in it)."""
+    text = str(path_or_name)
+    if "/" in text or os.sep in text:
+        return Path(text)
+    return (store or default_store()) / validate_name(text)
+
+
 def check_can_save(path_or_name: str | Path, force: bool = False) -> Path:
-    """The folder a model will be saved in (:func:`resolve_model_dir`), checked before it is trained: a job that
+    """The folder a model will be saved in (:func:`resolve_save_dir`), checked before it is trained: a job that
     trained for an hour must not fail at its save.
 
     Raises
@@ -446,7 +456,7 @@ def check_can_save(path_or_name: str | Path, force: bool = False) -> Path:
     StoreError
         Where a model of that name exists and ``force`` is not given.
     """
-    target = resolve_model_dir(path_or_name)
+    target = resolve_save_dir(path_or_name)
     _check_store_here(target.parent, target)
     check_writable_folder(target.parent, target)
     _check_can_replace(target, force)
@@ -460,6 +470,8 @@ def _check_can_replace(target: Path, force: bool) -> None:
         return
     if not target.is_dir():  # found on review: --force renamed a file aside and left it, and a pipe hung the save
         raise InputError("is a file, not a saved model: save under another name, or move that file away", target)
+    if problem := _not_only_a_model(target):  # found on review: --force replaced a folder of patterns, and erased it
+        raise InputError(problem, target)
     if not force:
         raise StoreError(_EXISTS.format(target=target))
     if not may_write_in(target):
@@ -468,6 +480,29 @@ def _check_can_replace(target: Path, force: bool) -> None:
             "another name",
             target,
         )
+
+
+def _not_only_a_model(folder: Path) -> str | None:
+    """Why replacing ``folder`` would erase more than a saved model (a folder without its model.json, or with other
+    files beside its own), in words; None where it holds a model's files alone, or cannot be listed (the save then
+    says why)."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError:
+        return None
+    if names and META not in names:  # an empty folder loses nothing
+        return (
+            "is a folder that holds no saved model (no model.json), and replacing it would erase what it holds: "
+            "save under another name"
+        )
+    others = [name for name in names if name not in {META, WEIGHTS}]
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        return (
+            f"holds files of its own beside the saved model ({shown}), which replacing it would erase: move them "
+            "away, or save under another name"
+        )
+    return None
 
 
 def store_write_problem(store: Path | None = None) -> str | None:

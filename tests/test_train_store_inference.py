@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import zipfile
+from pathlib import Path
 from unittest.mock import ANY
 
 import numpy as np
@@ -210,6 +211,42 @@ def test_a_file_of_the_name_is_never_replaced_by_a_model(trained, tmp_path, tiny
             assert f"error: {tmp_path / name}: is a file, not a saved model" in capsys.readouterr().err
     assert (tmp_path / "notes").read_text() == "keep" and (tmp_path / "pipe").is_fifo()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["notes", "pipe"]
+
+
+def test_a_folder_that_holds_more_than_a_model_is_never_replaced_by_one(
+    trained, tmp_path, tiny_dataset, capsys, monkeypatch
+):
+    """Found on review: ``train --out data --force`` beside a folder ``data`` of patterns saved the model in it and
+    erased the patterns (a bare name was taken for a folder where the command ran, and --force replaced any folder).
+    A bare name now goes into the store, and --force replaces a saved model's own files only: a folder without a
+    model.json, or with other files beside it, is refused before any training; an empty one loses nothing."""
+    _, result = trained
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "p1.png").write_bytes(b"a pattern")
+    train = ["train", "--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--input-size", "32", "--force"]
+    assert main([*train, "--out", "data"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == str(tmp_path / "store" / "data")
+    assert (tmp_path / "store" / "data" / "model.json").is_file()
+    for given in ("./data", str(tmp_path / "data")):
+        assert main([*train, "--out", given]) == 2
+        assert "data: is a folder that holds no saved model (no model.json), and replacing it would erase" in (
+            capsys.readouterr().err
+        )
+        with pytest.raises(InputError, match="holds no saved model"):
+            save_model(result.model, result.card, Path(given), force=True)
+    assert [p.name for p in (tmp_path / "data").iterdir()] == ["p1.png"]
+    mine = save_model(result.model, result.card, tmp_path / "mine")
+    (mine / "notes.txt").write_text("how I trained it")
+    with pytest.raises(InputError, match=r"holds files of its own beside the saved model \(notes.txt\)"):
+        save_model(result.model, result.card, mine, force=True)
+    assert (mine / "notes.txt").read_text() == "how I trained it"
+    (mine / "notes.txt").unlink()
+    save_model(result.model, result.card, mine, force=True)  # a model's own files alone: replaced
+    (tmp_path / "empty").mkdir()
+    save_model(result.model, result.card, tmp_path / "empty", force=True)
+    assert (tmp_path / "empty" / "model.json").is_file()
 
 
 def test_saved_models_are_readable_by_the_group_as_the_umask_allows(trained, tmp_path):
