@@ -486,8 +486,8 @@ def _not_only_a_model(folder: Path) -> str | None:
     """Why replacing ``folder`` would erase more than a saved model (a folder without its model.json, or with other
     files beside its own), in words; None where it holds a model's files alone, or cannot be listed (the save then
     says why)."""
-    try:
-        names = sorted(entry.name for entry in os.scandir(folder))
+    try:  # hidden files (a Mac's .DS_Store, NFS's .nfs... of a file still open) are no one's work
+        names = sorted(entry.name for entry in os.scandir(folder) if not entry.name.startswith("."))
     except OSError:
         return None
     if names and META not in names:  # an empty folder loses nothing

@@ -243,6 +243,7 @@ def test_a_folder_that_holds_more_than_a_model_is_never_replaced_by_one(
         save_model(result.model, result.card, mine, force=True)
     assert (mine / "notes.txt").read_text() == "how I trained it"
     (mine / "notes.txt").unlink()
+    (mine / ".DS_Store").write_bytes(b"a Mac's")  # hidden: no one's work
     save_model(result.model, result.card, mine, force=True)  # a model's own files alone: replaced
     (tmp_path / "empty").mkdir()
     save_model(result.model, result.card, tmp_path / "empty", force=True)
