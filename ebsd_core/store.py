@@ -425,14 +425,17 @@ def validate_name(name: str) -> str:
 
 
 def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Path:
-    """``models/NAME`` or a bare ``NAME`` (looked up in the store)."""
+    """``models/NAME`` or a bare ``NAME``: a model folder of that name where the command runs, else the store's (a
+    folder of that name that holds no model, say of patterns, does not hide the store's model), else that folder."""
     path = Path(path_or_name)
     if len(path.parts) > 1:  # not looked at: a link there that cannot be reached is said so by whoever reads it
         return path
+    name = str(path_or_name)
+    stored = (store or default_store()) / name if NAME_PATTERN.match(name) else None  # else no store's name
     with contextlib.suppress(OSError):
-        if path.is_dir():
+        if path.is_dir() and (stored is None or (path / META).is_file() or not (stored / META).is_file()):
             return path
-    return (store or default_store()) / validate_name(str(path_or_name))
+    return (store or default_store()) / validate_name(name)
 
 
 def resolve_save_dir(path_or_name: str | Path, store: Path | None = None) -> Path:

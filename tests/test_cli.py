@@ -381,6 +381,34 @@ def test_a_model_surely_weak_on_its_own_tests_is_named_with_its_readings_not_its
     assert not any("test patterns right" in n for n in json.loads(capsys.readouterr().out.splitlines()[-1])["notes"])
 
 
+def test_a_folder_of_the_models_name_where_the_command_runs_hides_it_only_when_it_is_a_model(
+    map_model, map_scan_file, tmp_path, capsys, monkeypatch
+):
+    """Found on review: ``--model duplex`` run beside a folder ``duplex`` of patterns said "no model.json here: not a
+    saved model", with the store's model of that name one lookup away. A model folder there still comes first."""
+    import shutil
+
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(map_model, tmp_path / "store" / "duplex")
+    (tmp_path / "duplex").mkdir()
+    (tmp_path / "duplex" / "readme.txt").write_text("patterns of the duplex sample")
+    mapping = ["phasemap", "--model", "duplex", "--scan", str(map_scan_file), "--out", str(tmp_path / "m.csv")]
+    assert main(mapping) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "duplex", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["Name"] == "duplex"
+    assert main(["models", "show", "elsewhere", "--json"]) == 2  # nothing of that name anywhere: the store's words
+    capsys.readouterr()
+    shutil.rmtree(tmp_path / "store" / "duplex")
+    assert main(mapping) == 2  # no model in the store either: the folder named is the one said
+    assert "duplex: no model.json here: not a saved model" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "duplex")
+    shutil.copytree(map_model, tmp_path / "duplex")
+    (tmp_path / "store" / "duplex").mkdir()  # a store's folder of that name: the model here comes first
+    assert main(mapping) == 0
+
+
 def test_evaluate_names_the_classes_the_model_does_not_know(map_model, tiny_dataset, capsys):
     assert main(["evaluate", "--model", str(map_model), "--data", str(tiny_dataset)]) == 2
     assert capsys.readouterr().err.strip() == (
