@@ -1387,8 +1387,14 @@ def _add_phasemap_command(sub: argparse._SubParsersAction) -> None:
         type=file_to_write("map.ang"),
         action="append",
         required=True,
-        help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable); of a scan on a hexagonal grid, map.png "
-        "and, with its own .ang given (--orientations), map.ang",
+        help="map.ang, map.ctf, map.h5, map.csv or map.png (repeatable); of a scan on a hexagonal grid, map.png, "
+        "map.csv and, with its own .ang given (--orientations), map.ang",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing .ang, .ctf or .h5 (which may be the microscope's own indexing; a .csv or .png is "
+        "replaced without it)",
     )
     p.add_argument("--nav-shape", help="ROWSxCOLS when neither the scan nor --orientations records the map shape")
     p.add_argument(
@@ -1552,6 +1558,7 @@ NETWORK_COMMANDS = ("train", "prior", "evaluate", "predict", "fewshot-curve", "p
 MODEL_OUTPUTS = ("train", "prior")  # --out is a model folder of the store
 FOLDER_OUTPUTS = ("fewshot-curve", "fewshot-merge", "explain")  # --out is a folder of files
 DATA_OUTPUTS = ("simulate", "simulate-map", "dataset")  # --out is a dataset that may have taken an hour to make
+INDEXING_OUTPUTS = (".ang", ".ctf", ".h5")  # phasemap's that a microscope's indexing (or a scan) may be
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -1575,6 +1582,18 @@ def _check_outputs(args: argparse.Namespace) -> None:
             _refuse_writing_over_inputs(Path(out), args)
             if args.command in DATA_OUTPUTS and Path(out).exists() and not args.force:
                 raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
+            # found on review: --out scan.ang beside scan.up2 replaced OIM's indexing of it unasked
+            if _replaces_indexing(args, Path(out)):
+                raise EbsdError(
+                    f"{out} already exists, and may be the microscope's own indexing of a scan: choose another --out "
+                    "(give it as --orientations to have its phases written as the model's into that new file), or "
+                    "pass --force to replace it"
+                )
+
+
+def _replaces_indexing(args: argparse.Namespace, out: Path) -> bool:
+    """Whether ``phasemap`` would replace an existing .ang, .ctf or .h5 (:data:`INDEXING_OUTPUTS`) unasked."""
+    return args.command == "phasemap" and out.suffix.lower() in INDEXING_OUTPUTS and out.exists() and not args.force
 
 
 def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:

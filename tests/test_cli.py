@@ -8,7 +8,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import WEAK_TEST, damage_pixels, not_utf8_folder, scan_as_images, unreadable, with_test_score
+from conftest import (
+    WEAK_TEST,
+    damage_pixels,
+    not_utf8_folder,
+    scan_as_images,
+    scan_indexing,
+    unreadable,
+    with_test_score,
+)
 from PIL import Image
 
 from ebsd_core.cli import main
@@ -607,6 +615,26 @@ def test_backbones_says_why_a_gpu_here_is_left_unused(monkeypatch, capsys):
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("runs on: CPU (")
     assert last.endswith(") (GPU unused: this machine has an NVIDIA GPU, but its driver ...)")
+
+
+def test_phasemap_replaces_an_existing_ang_ctf_or_h5_only_with_force(map_model, map_scan_file, tmp_path, capsys):
+    """Found on review: ``phasemap --scan scan.up2 --out scan.ang`` (its --orientations forgotten) replaced OIM's own
+    indexing of the scan beside it, unasked. An existing .ang, .ctf or .h5 is now replaced only with --force, named
+    before any work; a .csv or .png, derived from the map alone, is replaced as before."""
+    hough = scan_indexing(tmp_path / "scan.ang")
+    kept = hough.read_bytes()
+    (tmp_path / "map.csv").write_text("an older map")
+    mapping = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--out", str(tmp_path / "map.csv")]
+    assert main([*mapping, "--out", str(hough)]) == 2
+    assert f"error: {hough} already exists, and may be the microscope's own indexing of a scan: choose another" in (
+        capsys.readouterr().err
+    )
+    assert hough.read_bytes() == kept and (tmp_path / "map.csv").read_text() == "an older map"
+    assert main(mapping) == 0  # a CSV: replaced
+    assert (tmp_path / "map.csv").read_text().startswith("row,col,")
+    assert main([*mapping, "--out", str(hough), "--force"]) == 0
+    assert hough.read_bytes() != kept
+    capsys.readouterr()
 
 
 def test_no_output_replaces_what_the_command_reads(map_model, map_scan_file, tmp_path, capsys):

@@ -252,9 +252,9 @@ def test_phasemap_command_writes_every_format(map_model, map_scan_file, tmp_path
     assert all(out.is_file() and out.stat().st_size > 0 for out in outs)
     assert main(args + ["--out", str(tmp_path / "map.txt")]) == 2
     assert "unknown export format" in capsys.readouterr().err
-    assert main(args + ["--workers", "8", "--out", str(tmp_path / "map.ang")]) == 2  # not silently one process
+    assert main(args + ["--workers", "8", "--out", str(tmp_path / "again.ang")]) == 2  # not silently one process
     assert "--workers sizes the cluster that --scheduler local starts" in capsys.readouterr().err
-    assert main(args + ["--nav-shape", "10x8", "--out", str(tmp_path / "map.ang")]) == 2  # the file says 8x10
+    assert main(args + ["--nav-shape", "10x8", "--out", str(tmp_path / "again.ang")]) == 2  # the file says 8x10
     assert "records its map shape, 8x10; the shape given, 10x8, would scramble it" in capsys.readouterr().err
     # another unknown threshold than the model's, as the Phase map page sets: its points unknown in the exports
     assert main(args + ["--unknown-threshold", "0.99", "--out", str(tmp_path / "sure.csv")]) == 0
