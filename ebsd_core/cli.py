@@ -358,7 +358,7 @@ def _train(args: argparse.Namespace) -> int:
             "model has no test accuracy: add patterns or choose fewer shots to get one",
             args.data,
         )
-    _say_if_outside_store(out)
+    _say_if_outside_store(Path(summary["model"]))
     print(json.dumps(summary))
     return 0
 
@@ -388,12 +388,11 @@ def _say_if_outside_store(saved: Path) -> None:
 @command("prior")
 def _prior(args: argparse.Namespace) -> int:
     from ebsd_core.prior import PriorSettings, build_prior
-    from ebsd_core.store import resolve_save_dir
 
     given = dict(per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs)
     settings = PriorSettings(**{k: v for k, v in given.items() if v is not None})
     summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
-    _say_if_outside_store(resolve_save_dir(args.out))
+    _say_if_outside_store(Path(summary["model"]))
     print(json.dumps(summary))
     return 0
 
@@ -1580,20 +1579,19 @@ def _check_outputs(args: argparse.Namespace) -> None:
         else:
             check_writable_file(out)
             _refuse_writing_over_inputs(Path(out), args)
-            if args.command in DATA_OUTPUTS and Path(out).exists() and not args.force:
-                raise EbsdError(f"{out} already exists; choose another --out or pass --force to replace it")
-            # found on review: --out scan.ang beside scan.up2 replaced OIM's indexing of it unasked
-            if _replaces_indexing(args, Path(out)):
-                raise EbsdError(
-                    f"{out} already exists, and may be the microscope's own indexing of a scan: choose another --out "
-                    "(give it as --orientations to have its phases written as the model's into that new file), or "
-                    "pass --force to replace it"
-                )
+            if (why := _kept_unless_forced(args, Path(out))) is not None and Path(out).exists() and not args.force:
+                raise EbsdError(f"{out} already exists{why}; choose another --out or pass --force to replace it")
 
 
-def _replaces_indexing(args: argparse.Namespace, out: Path) -> bool:
-    """Whether ``phasemap`` would replace an existing .ang, .ctf or .h5 (:data:`INDEXING_OUTPUTS`) unasked."""
-    return args.command == "phasemap" and out.suffix.lower() in INDEXING_OUTPUTS and out.exists() and not args.force
+def _kept_unless_forced(args: argparse.Namespace, out: Path) -> str | None:
+    """Why ``out`` is replaced only with ``--force`` (words to follow "already exists", maybe none), or None where an
+    export of that name is replaced as any is: a dataset (:data:`DATA_OUTPUTS`), and a ``phasemap`` .ang, .ctf or .h5
+    (:data:`INDEXING_OUTPUTS`; found on review: ``--out scan.ang`` beside scan.up2 replaced OIM's indexing of it)."""
+    if args.command in DATA_OUTPUTS:
+        return ""
+    if args.command == "phasemap" and out.suffix.lower() in INDEXING_OUTPUTS:
+        return ", and may be the microscope's own indexing of a scan"
+    return None
 
 
 def _input_paths(args: argparse.Namespace) -> Iterator[tuple[str, Path]]:

@@ -430,12 +430,12 @@ def resolve_model_dir(path_or_name: str | Path, store: Path | None = None) -> Pa
     path = Path(path_or_name)
     if len(path.parts) > 1:  # not looked at: a link there that cannot be reached is said so by whoever reads it
         return path
-    name = str(path_or_name)
-    stored = (store or default_store()) / name if NAME_PATTERN.match(name) else None  # else no store's name
+    name, store = str(path_or_name), store or default_store()
+    stored = store / name if NAME_PATTERN.match(name) else None  # else no store's name
     with contextlib.suppress(OSError):
         if path.is_dir() and (stored is None or (path / META).is_file() or not (stored / META).is_file()):
             return path
-    return (store or default_store()) / validate_name(name)
+    return store / validate_name(name)
 
 
 def resolve_save_dir(path_or_name: str | Path, store: Path | None = None) -> Path:

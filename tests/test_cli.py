@@ -626,7 +626,7 @@ def test_phasemap_replaces_an_existing_ang_ctf_or_h5_only_with_force(map_model, 
     (tmp_path / "map.csv").write_text("an older map")
     mapping = ["phasemap", "--model", str(map_model), "--scan", str(map_scan_file), "--out", str(tmp_path / "map.csv")]
     assert main([*mapping, "--out", str(hough)]) == 2
-    assert f"error: {hough} already exists, and may be the microscope's own indexing of a scan: choose another" in (
+    assert f"error: {hough} already exists, and may be the microscope's own indexing of a scan; choose another" in (
         capsys.readouterr().err
     )
     assert hough.read_bytes() == kept and (tmp_path / "map.csv").read_text() == "an older map"
