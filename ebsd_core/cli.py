@@ -1557,7 +1557,6 @@ NETWORK_COMMANDS = ("train", "prior", "evaluate", "predict", "fewshot-curve", "p
 MODEL_OUTPUTS = ("train", "prior")  # --out is a model folder of the store
 FOLDER_OUTPUTS = ("fewshot-curve", "fewshot-merge", "explain")  # --out is a folder of files
 DATA_OUTPUTS = ("simulate", "simulate-map", "dataset")  # --out is a dataset that may have taken an hour to make
-INDEXING_OUTPUTS = (".ang", ".ctf", ".h5")  # phasemap's that a microscope's indexing (or a scan) may be
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -1586,11 +1585,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _kept_unless_forced(args: argparse.Namespace, out: Path) -> str | None:
     """Why ``out`` is replaced only with ``--force`` (words to follow "already exists", maybe none), or None where an
     export of that name is replaced as any is: a dataset (:data:`DATA_OUTPUTS`), and a ``phasemap`` .ang, .ctf or .h5
-    (:data:`INDEXING_OUTPUTS`; found on review: ``--out scan.ang`` beside scan.up2 replaced OIM's indexing of it)."""
+    (:data:`~ebsd_core.map_export.INDEXING_SUFFIXES`)."""
     if args.command in DATA_OUTPUTS:
         return ""
-    if args.command == "phasemap" and out.suffix.lower() in INDEXING_OUTPUTS:
-        return ", and may be the microscope's own indexing of a scan"
+    if args.command == "phasemap":
+        from ebsd_core.map_export import INDEXING_SUFFIXES  # here: it imports the network's modules
+
+        if out.suffix.lower() in INDEXING_SUFFIXES:
+            return ", and may be the microscope's own indexing of a scan"
     return None
 
 

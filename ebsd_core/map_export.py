@@ -31,6 +31,9 @@ EXPORT_FORMATS = {
     ".csv": "CSV table, one row per point",
     ".png": "image of the map with legend and scale bar",
 }
+#: Exports that may be a microscope's own indexing of a scan (or the scan): replaced only when asked to
+#: (``phasemap --force``; found on review: ``--out scan.ang`` beside scan.up2 replaced OIM's indexing of it).
+INDEXING_SUFFIXES = (".ang", ".ctf", ".h5")
 
 
 def write_ang(phase_map: PhaseMap, path: Path) -> None:

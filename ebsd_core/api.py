@@ -1,0 +1,293 @@
+"""The engine from Python, as a notebook uses it: a saved model, its readings of patterns, a phase map.
+
+    >>> from ebsd_core.api import load_classifier
+    >>> model = load_classifier("ni-ni3al")          # a model of the store, or a model folder's path
+    >>> table = model.classify(signal)               # a kikuchipy EBSD signal, a numpy or dask array, or a file
+    >>> table.attrs["notes"]                         # what to know before trusting the readings
+    >>> phase_map = model.phase_map("scan.h5")       # with the grain clean-up, as the Phase map page
+    >>> phase_map.to_crystal_map()                   # an orix CrystalMap
+    >>> export_map(phase_map, "phases.ang")          # .ang, .ctf, .h5 (orix), .csv or .png
+
+Every reading goes through the same code as ``predict`` and ``phasemap`` (and the dashboard): the model's own
+preprocessing, test-time views and unknown threshold, blank patterns read as unknown, the same notes on how far a
+reading can be trusted. Nothing is written unless asked, and an existing .ang, .ctf or .h5 (the microscope's own
+indexing of a scan, perhaps) is replaced only with ``force=True``, as on the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ebsd_core.errors import EbsdError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+    from ebsd_core.io.readers import PatternSource
+    from ebsd_core.phasemap import PhaseMap
+    from ebsd_core.store import ModelCard
+
+log = logging.getLogger(__name__)
+
+#: Where patterns given as an array are said to come from, in notes and errors.
+ARRAY_NAME = "<array>"
+
+
+@dataclass
+class Classifier:
+    """A saved model ready to read patterns: its network (on ``device``) and its card (``model.json``)."""
+
+    network: nn.Module
+    card: ModelCard
+
+    @property
+    def classes(self) -> list[str]:
+        """The space-group symbols it tells apart, in the order of its probability columns."""
+        return self.card.class_symbols
+
+    @property
+    def device(self) -> str:
+        from ebsd_core.inference import model_device
+
+        return str(model_device(self.network))
+
+    def __repr__(self) -> str:
+        from ebsd_core.caveats import own_test_words
+
+        tested = own_test_words(self.card)
+        return (
+            f"Classifier({self.card.name or 'unnamed'!r}: {self.card.backbone}, {', '.join(self.classes)}; "
+            f"{self.card.input_size} px input; {f'read {tested}; ' if tested else ''}on {self.device})"
+        )
+
+    def classify(
+        self,
+        patterns: object,
+        static_background: np.ndarray | None = None,
+        views: int | None = None,
+        unknown_threshold: float | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Each pattern's space group, as ``predict`` reads it.
+
+        Parameters
+        ----------
+        patterns
+            A kikuchipy ``EBSD`` signal (its static background and map shape are used), an array of patterns
+            (``(rows, cols)``, ``(N, rows, cols)`` or ``(map_rows, map_cols, rows, cols)``, numpy or dask), a path to
+            any file or folder the command line reads, or a :class:`~ebsd_core.io.readers.PatternSource`.
+        static_background
+            Subtracted from every pattern before the dynamic background, where the patterns carry none.
+        views, unknown_threshold
+            Override the model's own test-time views and unknown threshold.
+        batch_size
+            Patterns per batch (default: 256 on the CPU, more on a GPU); memory is bounded by it.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per pattern, indexed by its place in ``patterns`` (row-major on a map): ``row`` and ``column``
+            on a 2D map, ``file`` for images, then ``prediction`` (a space-group symbol or ``unknown``),
+            ``confidence`` and one ``p_<symbol>`` column per class. ``attrs["notes"]`` lists what to know before
+            trusting them (a pattern size the model was not trained on, blank patterns, a model weak on its own
+            test patterns, ...), as ``predict`` warns of them.
+        """
+        import pandas as pd
+
+        from ebsd_core.caveats import blank_pattern_note, reading_notes
+        from ebsd_core.inference import blank_points, predict_source
+
+        source = as_pattern_source(patterns, static_background)
+        card = self._card_with(views, unknown_threshold)
+        notes = reading_notes(source, card)
+        prediction = predict_source(self.network, card, source, batch_size=batch_size)
+        notes += blank_pattern_note(blank_points(prediction.quality), source.imageless, source.unread)
+        for note in notes:  # said where it runs too, as a map's notes are (ebsd_core.phasemap)
+            log.warning("%s: %s", source.path, note)
+        columns: dict[str, object] = {}
+        if len(source.nav_shape or ()) == 2 and not source.hexagonal_grid:
+            columns["row"], columns["column"] = np.divmod(np.arange(len(source)), source.nav_shape[1])
+        if source.named_images:
+            columns["file"] = [source.file_name(i) or "" for i in range(len(source))]
+        columns |= {"prediction": prediction.labels, "confidence": prediction.confidence}
+        columns |= {f"p_{symbol}": prediction.probabilities[:, i] for i, symbol in enumerate(self.classes)}
+        table = pd.DataFrame(columns, index=pd.RangeIndex(len(source), name="index"))
+        table.attrs["notes"] = notes
+        table.attrs["source"] = source.path
+        return table
+
+    def phase_map(
+        self,
+        scan: object,
+        orientations: str | Path | None = None,
+        nav_shape: tuple[int, int] | None = None,
+        cleanup: bool = True,
+        views: int | None = None,
+        unknown_threshold: float | None = None,
+        batch_size: int | None = None,
+    ) -> PhaseMap:
+        """The phase map of a scan on a square grid, as ``phasemap`` makes it.
+
+        Parameters
+        ----------
+        scan
+            As ``patterns`` of :meth:`classify`; its map shape from the signal, array or file, else ``nav_shape``.
+        orientations
+            The scan's indexing file (.ang, .ctf, .h5oina, OIM .h5), points in the scan's order: its orientations go
+            into the map's exports, and its map gives the shape of a scan that does not say it.
+        nav_shape
+            (rows, columns) of a scan whose file does not give them (images numbered in scan order).
+        cleanup
+            The grain clean-up (on by default, as on the Phase map page; ``phasemap --cleanup none`` is False).
+        views, unknown_threshold, batch_size
+            As in :meth:`classify`.
+
+        Returns
+        -------
+        ebsd_core.phasemap.PhaseMap
+            ``fractions()``, ``summary()`` (its ``notes`` too), ``to_crystal_map()`` (orix), and ``grid(values)`` to
+            draw any per-point array; :func:`export_map` writes it.
+        """
+        from ebsd_core.phasemap import attach_orientations, map_scan
+
+        source = as_pattern_source(scan)
+        if orientations is not None:
+            source = attach_orientations(source, orientations, nav_shape)
+        card = self._card_with(None, unknown_threshold)
+        return map_scan(self.network, card, source, nav_shape, batch_size, cleanup=cleanup, views=views)
+
+    def _card_with(self, views: int | None, unknown_threshold: float | None) -> ModelCard:
+        """The card with the overrides given (the loaded one is left as it was, for the next call)."""
+        changes = {"views": views, "unknown_threshold": unknown_threshold}
+        return dataclasses.replace(self.card, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_classifier(model: str | Path, device: str = "auto") -> Classifier:
+    """A saved model: a bare name is one of the store the dashboard lists (the project's ``models/`` or
+    ``EBSD_MODEL_STORE``), a path its folder (or a folder of that name here that holds one, as ``--model`` takes it).
+    ``device``: ``auto`` (CUDA, then Apple MPS, then the CPU), or ``cpu``, ``cuda``, ``cuda:1``, ``mps``. Only
+    safetensors and JSON are read: nothing is unpickled."""
+    from ebsd_core.backbones import select_device
+    from ebsd_core.store import load_model
+
+    network, card = load_model(model, device=select_device(device))
+    return Classifier(network, card)
+
+
+def as_pattern_source(patterns: object, static_background: np.ndarray | None = None) -> PatternSource:
+    """The :class:`~ebsd_core.io.readers.PatternSource` of what :meth:`Classifier.classify` takes.
+
+    Raises
+    ------
+    InputError
+        An array of another number of dimensions, or empty; a master pattern; a background of another shape.
+    TypeError
+        Something that holds no patterns.
+    """
+    from ebsd_core.io.readers import PatternSource, open_patterns
+
+    if isinstance(patterns, PatternSource):
+        source = patterns
+    elif isinstance(patterns, str | Path):
+        source = open_patterns(patterns)
+    elif hasattr(patterns, "axes_manager") and hasattr(patterns, "data"):
+        source = _signal_source(patterns)
+    elif hasattr(patterns, "shape") and hasattr(patterns, "dtype"):
+        source = _array_source(patterns, ARRAY_NAME)
+    else:
+        raise TypeError(
+            f"cannot read patterns from a {type(patterns).__name__}: give a kikuchipy EBSD signal, an array of "
+            "patterns or a path"
+        )
+    if static_background is not None:
+        background = np.asarray(static_background)
+        if background.shape != source.pattern_shape:
+            raise InputError(
+                f"the static background is {_size(background.shape)} but the patterns are "
+                f"{_size(source.pattern_shape)}",
+                source.path,
+            )
+        source = dataclasses.replace(source, static_background=background)
+    return source
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape[::-1]) + " px" if len(shape) == 2 else f"of shape {shape}"
+
+
+def _array_source(data: object, name: str) -> PatternSource:
+    """Patterns of an array: one pattern (2D), a line (3D) or a map (4D) of them."""
+    from ebsd_core.io.readers import PatternSource
+
+    shape = tuple(int(v) for v in data.shape)
+    if len(shape) not in (2, 3, 4):
+        raise InputError(
+            f"an array of shape {shape} holds no patterns: give (rows, cols), (N, rows, cols) or "
+            "(map_rows, map_cols, rows, cols)",
+            name,
+        )
+    if 0 in shape:
+        raise InputError(f"the array is empty (shape {shape})", name)
+    nav_shape = shape[:-2] or (1,)
+    flat = data.reshape((-1, *shape[-2:]))
+    return PatternSource(path=name, kind="array", patterns=flat, nav_shape=nav_shape)
+
+
+def _signal_source(signal: object) -> PatternSource:
+    """Patterns of a kikuchipy ``EBSD`` signal (lazy or not), with its static background, its crystal map's
+    orientations and its step, as the file it was loaded from would give them."""
+    from ebsd_core.io.orientations import from_crystal_map
+
+    kind = type(signal).__name__
+    if "MasterPattern" in kind:
+        raise InputError(
+            "holds an EBSD master pattern (intensities over all crystal directions, for simulation), not the "
+            "patterns of a scan",
+            kind,
+        )
+    source = _array_source(signal.data, _signal_name(signal))
+    background = getattr(signal, "static_background", None)
+    if background is not None:
+        background = np.array(background.compute() if hasattr(background, "compute") else background)
+        source.static_background = background if background.shape == source.pattern_shape else None
+    quaternions = from_crystal_map(getattr(signal, "xmap", None), len(source))
+    if quaternions is not None:
+        source.quaternions, source.orientations_from = quaternions, "the signal's crystal map"
+    nav_axes = signal.axes_manager.navigation_axes
+    source.step_um = float(nav_axes[0].scale) if nav_axes else 1.0
+    return source
+
+
+def _signal_name(signal: object) -> str:
+    """The file a signal was loaded from (HyperSpy keeps it), else its title, else its kind: what its notes name."""
+    with contextlib.suppress(AttributeError, TypeError):
+        loaded = signal.tmp_parameters
+        return str(Path(loaded.folder) / f"{loaded.filename}.{loaded.extension}")
+    with contextlib.suppress(AttributeError):
+        if title := str(signal.metadata.General.title):
+            return title
+    return type(signal).__name__
+
+
+def export_map(phase_map: PhaseMap, path: str | Path, force: bool = False) -> Path:
+    """Write ``phase_map`` as its file's suffix says (.ang, .ctf, orix .h5, .csv, .png), whole or not at all.
+
+    An existing .ang, .ctf or .h5 is replaced only with ``force``: it may be the microscope's own indexing of the scan
+    (or the scan itself). A map of a scan with its own .ang (``orientations``) is written as that file with the
+    model's phases, every other byte kept.
+    """
+    from ebsd_core.map_export import INDEXING_SUFFIXES
+    from ebsd_core.map_export import export_map as write
+
+    path = Path(path)
+    if path.suffix.lower() in INDEXING_SUFFIXES and path.exists() and not force:
+        raise EbsdError(f"{path} already exists, and may be the microscope's own indexing of a scan; pass force=True")
+    return write(phase_map, path)

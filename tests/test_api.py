@@ -1,0 +1,147 @@
+"""The engine from Python (ebsd_core.api): a notebook's readings are the command line's, of signals and arrays too."""
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from conftest import KIKUCHIPY_DATA, WEAK_TEST, with_test_score
+
+from ebsd_core.api import as_pattern_source, export_map, load_classifier
+from ebsd_core.cli import main
+from ebsd_core.errors import EbsdError, InputError
+from ebsd_core.io.dataset import read_dataset
+from ebsd_core.io.readers import open_patterns
+from ebsd_core.phasemap import map_scan
+from ebsd_core.store import load_model
+
+NICKEL = KIKUCHIPY_DATA / "kikuchipy_h5ebsd" / "patterns.h5" if KIKUCHIPY_DATA else None
+needs_kikuchipy = pytest.mark.skipif(KIKUCHIPY_DATA is None, reason="kikuchipy is not installed")
+
+
+@pytest.fixture(scope="module")
+def classifier(map_model):
+    return load_classifier(map_model, device="cpu")
+
+
+def _predict_csv(model, path, out) -> list[dict]:
+    assert main(["predict", "--model", str(model), "--input", str(path), "--out", str(out)]) == 0
+    with open(out, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@needs_kikuchipy
+def test_a_signal_its_array_and_its_file_are_read_as_predict_reads_the_file(classifier, map_model, tmp_path):
+    """kikuchipy's 3 x 3 Ni scan (with a static background): as a loaded signal, as its array with that background,
+    and by its path, the readings are ``predict``'s, with a row and a column per point and the same notes."""
+    import kikuchipy as kp
+
+    rows = _predict_csv(map_model, NICKEL, tmp_path / "p.csv")
+    signal = kp.load(str(NICKEL))
+    tables = [
+        classifier.classify(NICKEL),
+        classifier.classify(signal),
+        classifier.classify(signal.data, static_background=signal.static_background),
+        classifier.classify(kp.load(str(NICKEL), lazy=True)),
+    ]
+    for table in tables:
+        assert list(table["prediction"]) == [row["prediction"] for row in rows]
+        for symbol in classifier.classes:
+            assert np.allclose(table[f"p_{symbol}"], [float(row[f"p_{symbol}"]) for row in rows], atol=1e-4)
+        assert list(table["row"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2] and list(table["column"]) == [0, 1, 2] * 3
+    assert any("60x60 px but the model was trained on 32x32" in note for note in tables[0].attrs["notes"])
+    assert tables[0].attrs["notes"] == tables[1].attrs["notes"]
+    without = classifier.classify(signal.data)  # its background left out: another reading
+    assert not np.allclose(without.filter(like="p_"), tables[0].filter(like="p_"))
+    assert tables[1].attrs["source"] == str(NICKEL)  # the notes name the file the signal was loaded from
+    assert classifier.classify(signal.deepcopy().data).attrs["source"] == "<array>"
+
+
+def test_arrays_of_one_pattern_a_line_and_a_map(classifier, map_scan_file):
+    patterns = read_dataset(map_scan_file).patterns.reshape(-1, 32, 32)
+    line = classifier.classify(patterns)
+    assert len(line) == 80 and "row" not in line and line.index.name == "index"
+    grid = classifier.classify(patterns.reshape(8, 10, 32, 32))
+    assert list(grid["prediction"]) == list(line["prediction"]) and grid["row"].max() == 7
+    one = classifier.classify(patterns[5])
+    assert len(one) == 1 and one["prediction"][0] == line["prediction"][5]
+    assert np.allclose(one.filter(like="p_").sum(axis=1), 1, atol=1e-5)
+
+
+def test_what_holds_no_patterns_is_refused_naming_it(classifier):
+    with pytest.raises(InputError, match="an array of shape \\(2, 2, 2, 32, 32\\) holds no patterns"):
+        classifier.classify(np.zeros((2, 2, 2, 32, 32)))
+    with pytest.raises(InputError, match="the array is empty"):
+        classifier.classify(np.zeros((0, 32, 32)))
+    with pytest.raises(TypeError, match="cannot read patterns from a list"):
+        classifier.classify([[1, 2], [3, 4]])
+    with pytest.raises(InputError, match="the static background is 20x10 px but the patterns are 32x32 px"):
+        classifier.classify(np.ones((3, 32, 32)), static_background=np.zeros((10, 20)))
+    with pytest.raises(InputError, match="NaN"):
+        classifier.classify(np.full((2, 32, 32), np.nan, dtype=np.float32))
+
+
+def test_blank_patterns_and_a_weak_model_are_in_the_notes(map_model, map_scan_file, tmp_path):
+    weak = load_classifier(with_test_score(map_model, tmp_path / "weak", WEAK_TEST), device="cpu")
+    patterns = read_dataset(map_scan_file).patterns.reshape(-1, 32, 32).copy()
+    patterns[3] = 0  # a dropped frame
+    table = weak.classify(patterns)
+    assert table["prediction"][3] == "unknown"
+    assert any(note.startswith("this model read 21% of its 24 test patterns right") for note in table.attrs["notes"])
+    assert any(note.startswith("1 of 80 patterns hold one value everywhere (index 3)") for note in table.attrs["notes"])
+    assert "read 21% of its 24 test patterns right" in repr(weak)
+
+
+def test_overrides_leave_the_loaded_model_as_it_was(classifier, map_scan_file):
+    views, threshold = classifier.card.views, classifier.card.unknown_threshold
+    sure = classifier.classify(map_scan_file, unknown_threshold=0.999, views=1)
+    assert (classifier.card.views, classifier.card.unknown_threshold) == (views, threshold)
+    unsure = sure["confidence"] < 0.999
+    assert unsure.any() and (sure["prediction"][unsure] == "unknown").all()
+    assert (classifier.classify(map_scan_file)["prediction"] == "unknown").sum() < unsure.sum()
+
+
+def test_a_phase_map_is_the_command_lines_of_the_file_or_its_array(classifier, map_model, map_scan_file, tmp_path):
+    model, card = load_model(map_model)
+    expected = map_scan(model, card, open_patterns(map_scan_file))
+    from_file = classifier.phase_map(map_scan_file)
+    assert np.allclose(from_file.probabilities, expected.probabilities, atol=1e-5)
+    assert from_file.accuracy() == expected.accuracy() and from_file.raw_probabilities is not None
+    patterns = read_dataset(map_scan_file).patterns
+    from_array = classifier.phase_map(patterns.reshape(8, 10, 32, 32), cleanup=False)
+    assert from_array.nav_shape == (8, 10) and from_array.raw_probabilities is None
+    xmap = from_file.to_crystal_map()
+    assert xmap.shape == (8, 10) and set(xmap.phases.names) >= {"Austenite", "Ferrite"}
+    with pytest.raises(InputError, match="without a 2D map shape"):
+        classifier.phase_map(patterns.reshape(80, 32, 32))
+    assert classifier.phase_map(patterns.reshape(80, 32, 32), nav_shape=(8, 10)).nav_shape == (8, 10)
+
+
+def test_an_existing_ang_is_replaced_only_when_forced(classifier, map_scan_file, tmp_path):
+    phase_map = classifier.phase_map(map_scan_file, cleanup=False)
+    ang = tmp_path / "scan.ang"
+    ang.write_text("# the microscope's own indexing\n")
+    with pytest.raises(EbsdError, match="already exists, and may be the microscope's own indexing"):
+        export_map(phase_map, ang)
+    assert ang.read_text() == "# the microscope's own indexing\n"
+    assert export_map(phase_map, ang, force=True) == ang and "# Phase 1" in ang.read_text()
+    png = export_map(phase_map, tmp_path / "map.png")
+    assert export_map(phase_map, png).stat().st_size > 0  # a picture is replaced as any export
+
+
+def test_a_model_is_loaded_by_its_name_in_the_store(map_model, tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    shutil.copytree(map_model, store / "duplex-api")
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
+    classifier = load_classifier("duplex-api", device="cpu")
+    assert classifier.classes == ["Fm-3m", "Im-3m"] and classifier.device == "cpu"
+    assert repr(classifier).startswith("Classifier('duplex': efficientnet_lite0, Fm-3m, Im-3m; 32 px input")
+    with pytest.raises(EbsdError, match="no-such-model"):
+        load_classifier("no-such-model")
+
+
+def test_a_master_pattern_is_refused():
+    kp = pytest.importorskip("kikuchipy")
+    master = kp.signals.EBSDMasterPattern(np.zeros((5, 5), dtype=np.float32))
+    with pytest.raises(InputError, match="master pattern"):
+        as_pattern_source(master)
