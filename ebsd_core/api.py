@@ -1,4 +1,4 @@
-"""The engine from Python, as a notebook uses it: a saved model, its readings of patterns, a phase map.
+"""The engine from Python, as a notebook uses it: a saved model, its readings of patterns, a phase map, explanations.
 
     >>> from ebsd_core.api import load_classifier
     >>> model = load_classifier("ni-ni3al")          # a model of the store, or a model folder's path
@@ -6,6 +6,7 @@
     >>> table.attrs["notes"]                         # what to know before trusting the readings
     >>> phase_map = model.phase_map("scan.h5")       # with the grain clean-up, as the Phase map page
     >>> phase_map.to_crystal_map()                   # an orix CrystalMap
+    >>> model.explain(signal, index=(2, 1))          # SHAP of one pattern (gradcam, activations; filters())
     >>> export_map(phase_map, "phases.ang")          # .ang, .ctf, .h5 (orix), .csv or .png
 
 Every reading goes through the same code as ``predict`` and ``phasemap`` (and the dashboard): the model's own
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from torch import nn
 
+    from ebsd_core.explain_report import Explanation
     from ebsd_core.io.readers import PatternSource
     from ebsd_core.phasemap import PhaseMap
     from ebsd_core.store import ModelCard
@@ -163,6 +165,53 @@ class Classifier:
             source = attach_orientations(source, orientations, nav_shape)
         card = self._card_with(None, unknown_threshold)
         return map_scan(self.network, card, source, nav_shape, batch_size, cleanup=cleanup, views=views)
+
+    def explain(
+        self,
+        patterns: object,
+        index: int | tuple[int, int] | str = 0,
+        method: str = "shap",
+        target: int | str | None = None,
+        layer: str | None = None,
+        shap_method: str | None = None,
+    ) -> Explanation:
+        """Why the model reads one pattern as it does, as ``explain`` and the Explain page show it.
+
+        Parameters
+        ----------
+        patterns
+            As in :meth:`classify`.
+        index
+            The pattern's index, its (row, column) on a map, or its image's file name in a folder.
+        method
+            ``shap`` (Shapley values of every pixel for every class), ``gradcam`` (where the evidence for ``target``
+            lies) or ``activations`` (what a layer responds to; ``layer``, default a middle one).
+        target
+            The class to explain (default: the one it reads), by symbol or space-group number.
+        shap_method
+            ``deep`` (DeepLIFT, the default) or ``gradient``.
+
+        Returns
+        -------
+        ebsd_core.explain_report.Explanation
+            Its ``figures`` (PNG bytes by name, with ``captions``), ``numbers`` (the reading, its probabilities, the
+            share of evidence on Kikuchi bands where the orientation is known) and ``notes``. A notebook shows it as
+            it is; ``save(folder)`` writes its figures.
+        """
+        from ebsd_core.explain_report import explain_in_source
+
+        source = as_pattern_source(patterns)
+        explanation = explain_in_source(self.network, self.card, source, index, method, target, layer, shap_method)
+        for note in explanation.notes:
+            log.warning("%s: %s", source.path, note)
+        return explanation
+
+    def filters(self, compare: str | Path | None = None) -> Explanation:
+        """The first layer's filters after training, beside those it started from (ImageNet's, or a prior's) and the
+        ones training changed most; ``compare``: another saved model's too (one trained from scratch, say)."""
+        from ebsd_core.explain_report import explain_filters
+
+        return explain_filters(self.network, self.card, None if compare is None else str(compare))
 
     def _card_with(self, views: int | None, unknown_threshold: float | None) -> ModelCard:
         """The card with the overrides given (the loaded one is left as it was, for the next call)."""

@@ -32,7 +32,8 @@ from ebsd_core.errors import InputError
 from ebsd_core.inference import model_device
 from ebsd_core.shared_state import GLOBAL_RNG, caught_warnings
 
-METHODS = ("filters", "activations", "gradcam", "shap")
+PATTERN_METHODS = ("activations", "gradcam", "shap")  # of one pattern; "filters" are the model's own
+METHODS = ("filters", *PATTERN_METHODS)
 SHAP_METHODS = ("deep", "gradient")  # the first is the default
 GRADIENT_SAMPLES = 64
 

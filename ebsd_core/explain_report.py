@@ -22,6 +22,7 @@ from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.explain import (
     GRADIENT_SAMPLES,
     METHODS,
+    PATTERN_METHODS,
     SHAP_METHODS,
     DeepLiftUnsupported,
     ShapResult,
@@ -68,6 +69,24 @@ class Explanation:
                 tmp.write_bytes(data)
             written.append(str(folder / f"{name}.png"))
         return written
+
+    def _repr_html_(self) -> str:
+        """Its figures with their captions, under the model's reading and the notes on it: what a notebook shows."""
+        import base64
+        from html import escape
+
+        reading = ""
+        if "predicted" in self.numbers:
+            odds = ", ".join(f"{k} {v:.0%}" for k, v in self.numbers["probabilities"].items())
+            reading = f"<p>Read as <b>{escape(self.numbers['decision'])}</b> ({escape(odds)}); explaining "
+            reading += f"<b>{escape(self.numbers['explained_class'])}</b></p>"
+        notes = "".join(f"<p><i>Note: {escape(note)}</i></p>" for note in self.notes)
+        figures = "".join(
+            f'<figure><img src="data:image/png;base64,{base64.b64encode(data).decode()}" style="max-width:100%">'
+            f"<figcaption>{escape(self.captions.get(name, ''))}</figcaption></figure>"
+            for name, data in self.figures.items()
+        )
+        return reading + notes + figures
 
 
 def _overlay_png(
@@ -324,7 +343,23 @@ def explain_pattern(
     model, card = load_model(model_dir)
     if method == "filters":
         return explain_filters(model, card, compare)
-    source = open_patterns(input_path)
+    return explain_in_source(model, card, open_patterns(input_path), index, method, target, layer, shap_method, views)
+
+
+def explain_in_source(
+    model,
+    card: ModelCard,
+    source: PatternSource,
+    index: int | tuple[int, int] | str,
+    method: str,
+    target: int | str | None = None,
+    layer: str | None = None,
+    shap_method: str | None = None,
+    views: dict | None = None,
+) -> Explanation:
+    """:func:`explain_pattern` of a loaded model and an opened source: ``activations``, ``gradcam`` or ``shap``."""
+    if method not in PATTERN_METHODS:
+        raise InputError(f"unknown method {method!r} for a pattern; use one of {', '.join(PATTERN_METHODS)}")
     index = pattern_index(source, index)
     context = load_pattern(source, card, index)
     # the model's answer as predict (or the map) gives it, with its test-time views; the methods below explain one view

@@ -145,3 +145,22 @@ def test_a_master_pattern_is_refused():
     master = kp.signals.EBSDMasterPattern(np.zeros((5, 5), dtype=np.float32))
     with pytest.raises(InputError, match="master pattern"):
         as_pattern_source(master)
+
+
+def test_a_pattern_of_an_array_is_explained_as_the_file_it_came_from(classifier, map_model, map_scan_file):
+    from ebsd_core.explain_report import explain_pattern
+
+    patterns = read_dataset(map_scan_file).patterns.reshape(8, 10, 32, 32)
+    cam = classifier.explain(patterns, index=(2, 3), method="gradcam")
+    from_file = explain_pattern(map_model, map_scan_file, (2, 3), "gradcam")
+    assert cam.numbers["index"] == 23 and cam.numbers["probabilities"] == from_file.numbers["probabilities"]
+    assert set(cam.figures) == {"gradcam"} and "Where the evidence for" in cam.captions["gradcam"]
+    shap = classifier.explain(map_scan_file, index=23, method="shap", target="Im-3m")
+    assert shap.numbers["explained_class"] == "Im-3m" and "shap" in shap.figures
+    html = shap._repr_html_()  # what a notebook shows: the reading, then every figure with its caption
+    assert html.startswith("<p>Read as <b>") and html.count("data:image/png;base64,") == len(shap.figures)
+    with pytest.raises(InputError, match="unknown method 'filters' for a pattern; use one of activations, gradcam"):
+        classifier.explain(patterns, method="filters")
+    with pytest.raises(InputError, match="row 9, column 0 is outside the 8x10 map"):
+        classifier.explain(patterns, index=(9, 0))
+    assert "filters_finetuned" in classifier.filters().figures
