@@ -294,19 +294,12 @@ def _signal_source(signal: object) -> PatternSource:
     """Patterns of a kikuchipy ``EBSD`` signal (lazy or not), with its static background, its crystal map's
     orientations and its step, as the file it was loaded from would give them."""
     from ebsd_core.io.orientations import from_crystal_map
+    from ebsd_core.io.readers import MASTER_PATTERN, signal_background
 
-    kind = type(signal).__name__
-    if "MasterPattern" in kind:
-        raise InputError(
-            "holds an EBSD master pattern (intensities over all crystal directions, for simulation), not the "
-            "patterns of a scan",
-            kind,
-        )
+    if "MasterPattern" in type(signal).__name__:
+        raise InputError(MASTER_PATTERN, _signal_name(signal))
     source = _array_source(signal.data, _signal_name(signal))
-    background = getattr(signal, "static_background", None)
-    if background is not None:
-        background = np.array(background.compute() if hasattr(background, "compute") else background)
-        source.static_background = background if background.shape == source.pattern_shape else None
+    source.static_background = signal_background(signal, source.pattern_shape)
     quaternions = from_crystal_map(getattr(signal, "xmap", None), len(source))
     if quaternions is not None:
         source.quaternions, source.orientations_from = quaternions, "the signal's crystal map"

@@ -337,11 +337,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     if isinstance(signal, list):
         signal = signal[0]
     if "MasterPattern" in type(signal).__name__:
-        raise InputError(
-            "holds an EBSD master pattern (intensities over all crystal directions, for simulation), not the "
-            "patterns of a scan: give the scan's pattern file",
-            path,
-        )
+        raise InputError(f"{MASTER_PATTERN}: give the scan's pattern file", path)
     if not isinstance(signal, kp.signals.EBSD) and type(signal).__name__ != "LazyEBSD":
         raise InputError(f"holds a {type(signal).__name__}, not EBSD patterns", path)
     data = signal.data
@@ -352,12 +348,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     if 0 in nav_shape or 0 in sig_shape:
         raise InputError(f"the scan is empty (data shape {data.shape})", path)
     flat = data.reshape((-1, *sig_shape))
-    background = getattr(signal, "static_background", None)
-    if background is not None:
-        # a copy: kikuchipy's can be read-only (NORDIF's), which torch warns of as undefined behaviour
-        background = np.array(background.compute() if hasattr(background, "compute") else background)
-        if background.shape != sig_shape:
-            background = None
+    background = signal_background(signal, sig_shape)
     nav_axes = signal.axes_manager.navigation_axes
     # a hexagonal grid is mapped by no indexing (no square map is made of it)
     quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
@@ -382,6 +373,22 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         + _edax_cut_short(path, len(flat), int(np.prod(sig_shape)) * data.dtype.itemsize, hexagonal)
         + indexing_notes,
     )
+
+
+#: What a kikuchipy master pattern is said to be, where patterns were expected.
+MASTER_PATTERN = (
+    "holds an EBSD master pattern (intensities over all crystal directions, for simulation), not the patterns of a scan"
+)
+
+
+def signal_background(signal, pattern_shape: tuple[int, ...]) -> np.ndarray | None:
+    """A kikuchipy signal's static background, where it has one of its patterns' shape."""
+    background = getattr(signal, "static_background", None)
+    if background is None:
+        return None
+    # a copy: kikuchipy's can be read-only (NORDIF's), which torch warns of as undefined behaviour
+    background = np.array(background.compute() if hasattr(background, "compute") else background)
+    return background if background.shape == tuple(pattern_shape) else None
 
 
 def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | None, list[str]]:
