@@ -166,6 +166,46 @@ class Classifier:
         card = self._card_with(None, unknown_threshold)
         return map_scan(self.network, card, source, nav_shape, batch_size, cleanup=cleanup, views=views)
 
+    def evaluate(self, data: object, space_group: int | str | None = None, split: str = "all") -> dict:
+        """The model's scores on labelled patterns, as ``evaluate`` gives them.
+
+        Parameters
+        ----------
+        data
+            A labelled dataset (a file ``simulate`` or ``dataset`` wrote, a folder or zip of class folders); or, with
+            ``space_group``, patterns of that one phase as :meth:`classify` takes them (a reference sample's scan).
+        space_group
+            The phase every pattern of ``data`` is of: a symbol, a number or a catalogue material (``"Fm-3m"``,
+            ``225``, ``"ni"``).
+        split
+            ``all``, or one of a dataset's splits (``test``, ``holdout``, ...). Of the model's own training file, the
+            patterns it was trained and validated on are left out either way.
+
+        Returns
+        -------
+        dict
+            Accuracy, per-class precision, recall and F1, the confusion matrix, expected calibration error, the
+            same-lattice confusions, the first misread patterns, and ``notes`` on what the scores rest on.
+        """
+        from ebsd_core.io.readers import open_patterns
+        from ebsd_core.phases import space_group_of_label
+        from ebsd_core.workflows import score_source
+
+        if space_group is not None:  # a reference sample: patterns of one known phase
+            group = space_group_of_label(str(space_group))
+            source = as_pattern_source(data)
+            if source.labelled:
+                raise InputError("holds labels of its own: score it without space_group=", source.path)
+            source.labels, source.classes = np.zeros(len(source), dtype=int), [group]
+        else:
+            source = open_patterns(data, labelled=True) if isinstance(data, str | Path) else as_pattern_source(data)
+            if not source.labelled:
+                raise InputError("has no labels: give the phase its patterns are all of (space_group=...)", source.path)
+        metrics, notes = score_source(self.network, self.card, source, split=split)
+        for note in notes:
+            log.warning("%s: %s", source.path, note)
+        return metrics | {"notes": notes}
+
     def explain(
         self,
         patterns: object,

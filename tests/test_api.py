@@ -164,3 +164,26 @@ def test_a_pattern_of_an_array_is_explained_as_the_file_it_came_from(classifier,
     with pytest.raises(InputError, match="row 9, column 0 is outside the 8x10 map"):
         classifier.explain(patterns, index=(9, 0))
     assert "filters_finetuned" in classifier.filters().figures
+
+
+def test_scores_are_evaluates_of_a_labelled_file_and_of_patterns_of_one_known_phase(
+    classifier, map_model, map_scan_file, capsys
+):
+    import json
+
+    assert main(["evaluate", "--model", str(map_model), "--data", str(map_scan_file)]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    scores = classifier.evaluate(map_scan_file)
+    assert scores["accuracy"] == expected["accuracy"] and scores["confusion_matrix"] == expected["confusion_matrix"]
+    assert isinstance(scores["notes"], list)
+    dataset = read_dataset(map_scan_file)
+    ferrite = dataset.patterns.reshape(-1, 32, 32)[dataset.labels.reshape(-1) == dataset.classes.index(229)]
+    one_phase = classifier.evaluate(ferrite, space_group="ferrite")  # a catalogue material names its space group
+    assert one_phase["patterns"] == len(ferrite) and one_phase["classes"] == ["Fm-3m", "Im-3m"]
+    assert any("all of one phase" in note for note in one_phase["notes"])
+    with pytest.raises(InputError, match="has no labels: give the phase its patterns are all of"):
+        classifier.evaluate(ferrite)
+    with pytest.raises(InputError, match="holds labels of its own"):
+        classifier.evaluate(map_scan_file, space_group="Im-3m")
+    with pytest.raises(InputError, match="does not name a space group"):
+        classifier.evaluate(ferrite, space_group="Fe")
