@@ -187,3 +187,22 @@ def test_scores_are_evaluates_of_a_labelled_file_and_of_patterns_of_one_known_ph
         classifier.evaluate(map_scan_file, space_group="Im-3m")
     with pytest.raises(InputError, match="does not name a space group"):
         classifier.evaluate(ferrite, space_group="Fe")
+
+
+def test_the_readmes_example_calls_what_the_api_has():
+    """The README's Python example compiles, imports what ebsd_core.api holds and calls only methods it has."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from ebsd_core import api
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"## From Python.*?```python\n(.*?)```", readme, re.S).group(1)
+    tree = ast.parse(example)
+    imported = [
+        a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "ebsd_core.api" for a in n.names
+    ]
+    assert imported and all(hasattr(api, name) for name in imported)
+    called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", "") == "model"}
+    assert called and called <= set(dir(api.Classifier)), called - set(dir(api.Classifier))
