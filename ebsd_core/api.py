@@ -49,11 +49,17 @@ class Classifier:
 
     network: nn.Module
     card: ModelCard
+    folder: Path | None = None  # where it was loaded from: its name in the store is this folder's
 
     @property
     def classes(self) -> list[str]:
         """The space-group symbols it tells apart, in the order of its probability columns."""
         return self.card.class_symbols
+
+    @property
+    def name(self) -> str:
+        """Its name in the store (its folder's), as the dashboard lists it; else the name it was trained under."""
+        return self.folder.name if self.folder is not None else self.card.name or "unnamed"
 
     @property
     def device(self) -> str:
@@ -66,7 +72,7 @@ class Classifier:
 
         tested = own_test_words(self.card)
         return (
-            f"Classifier({self.card.name or 'unnamed'!r}: {self.card.backbone}, {', '.join(self.classes)}; "
+            f"Classifier({self.name!r}: {self.card.backbone}, {', '.join(self.classes)}; "
             f"{self.card.input_size} px input; {f'read {tested}; ' if tested else ''}on {self.device})"
         )
 
@@ -265,10 +271,11 @@ def load_classifier(model: str | Path, device: str = "auto") -> Classifier:
     ``device``: ``auto`` (CUDA, then Apple MPS, then the CPU), or ``cpu``, ``cuda``, ``cuda:1``, ``mps``. Only
     safetensors and JSON are read: nothing is unpickled."""
     from ebsd_core.backbones import select_device
-    from ebsd_core.store import load_model
+    from ebsd_core.store import load_model, resolve_model_dir
 
-    network, card = load_model(model, device=select_device(device))
-    return Classifier(network, card)
+    folder = resolve_model_dir(model)
+    network, card = load_model(folder, device=select_device(device))
+    return Classifier(network, card, folder)
 
 
 def as_pattern_source(patterns: object, static_background: np.ndarray | None = None) -> PatternSource:
@@ -284,7 +291,8 @@ def as_pattern_source(patterns: object, static_background: np.ndarray | None = N
     from ebsd_core.io.readers import PatternSource, open_patterns
 
     if isinstance(patterns, PatternSource):
-        source = patterns
+        # a copy: scoring labels it and takes its rows, a run notes its unread images; the caller's stays as it was
+        source = dataclasses.replace(patterns, warnings=list(patterns.warnings), unread=dict(patterns.unread))
     elif isinstance(patterns, str | Path):
         source = open_patterns(patterns)
     elif hasattr(patterns, "axes_manager") and hasattr(patterns, "data"):

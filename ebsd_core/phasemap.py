@@ -412,7 +412,7 @@ def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[
     shape = tuple(int(v) for v in (nav_shape or source.nav_shape or ()))
     if len(shape) == 1 and nav_shape is None and source.nav_shape is not None and len(source) > 1:
         raise InputError(
-            f"{'the folder' if source.kind in ('image-folder', 'zip') else 'the file'} holds "
+            f"the {_holder(source)} holds "
             f"{counted(len(source), 'pattern')} without a 2D map shape; give one (ROWSxCOLS), or the scan's indexing "
             "file (.ang, .ctf, .h5oina), whose map gives it",
             source.path,
@@ -426,6 +426,11 @@ def _nav_shape(source: PatternSource, nav_shape: Sequence[int] | None) -> tuple[
             f"map shape {shape[0]}x{shape[1]} does not match its {counted(len(source), 'pattern')}", source.path
         )
     return shape
+
+
+def _holder(source: PatternSource) -> str:
+    """What holds the patterns of ``source``, in a word: folder (a zip's too), array or file."""
+    return "folder" if source.kind in ("image-folder", "zip") else "array" if source.kind == "array" else "file"
 
 
 def _truth(source: PatternSource, phases: list[MapPhase], notes: list[str]) -> np.ndarray | None:

@@ -112,7 +112,7 @@ def test_a_phase_map_is_the_command_lines_of_the_file_or_its_array(classifier, m
     assert from_array.nav_shape == (8, 10) and from_array.raw_probabilities is None
     xmap = from_file.to_crystal_map()
     assert xmap.shape == (8, 10) and set(xmap.phases.names) >= {"Austenite", "Ferrite"}
-    with pytest.raises(InputError, match="without a 2D map shape"):
+    with pytest.raises(InputError, match="the array holds 80 patterns without a 2D map shape"):
         classifier.phase_map(patterns.reshape(80, 32, 32))
     assert classifier.phase_map(patterns.reshape(80, 32, 32), nav_shape=(8, 10)).nav_shape == (8, 10)
 
@@ -135,7 +135,8 @@ def test_a_model_is_loaded_by_its_name_in_the_store(map_model, tmp_path, monkeyp
     monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
     classifier = load_classifier("duplex-api", device="cpu")
     assert classifier.classes == ["Fm-3m", "Im-3m"] and classifier.device == "cpu"
-    assert repr(classifier).startswith("Classifier('duplex': efficientnet_lite0, Fm-3m, Im-3m; 32 px input")
+    # named as the store names it (its folder), not as it was trained ("duplex")
+    assert repr(classifier).startswith("Classifier('duplex-api': efficientnet_lite0, Fm-3m, Im-3m; 32 px input")
     with pytest.raises(EbsdError, match="no-such-model"):
         load_classifier("no-such-model")
 
@@ -181,6 +182,9 @@ def test_scores_are_evaluates_of_a_labelled_file_and_of_patterns_of_one_known_ph
     one_phase = classifier.evaluate(ferrite, space_group="ferrite")  # a catalogue material names its space group
     assert one_phase["patterns"] == len(ferrite) and one_phase["classes"] == ["Fm-3m", "Im-3m"]
     assert any("all of one phase" in note for note in one_phase["notes"])
+    given = as_pattern_source(ferrite)
+    assert classifier.evaluate(given, space_group=229)["accuracy"] == one_phase["accuracy"]
+    assert given.labels is None and given.classes is None  # the caller's source is left as it was
     with pytest.raises(InputError, match="has no labels: give the phase its patterns are all of"):
         classifier.evaluate(ferrite)
     with pytest.raises(InputError, match="holds labels of its own"):
