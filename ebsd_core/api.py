@@ -1,4 +1,5 @@
-"""The engine from Python, as a notebook uses it: a saved model, its readings of patterns, a phase map, explanations.
+"""The engine from Python, as a notebook uses it: a saved model, its readings of patterns, a phase map, explanations;
+training one.
 
     >>> from ebsd_core.api import load_classifier
     >>> model = load_classifier("ni-ni3al")          # a model of the store, or a model folder's path
@@ -8,6 +9,7 @@
     >>> phase_map.to_crystal_map()                   # an orix CrystalMap
     >>> model.explain(signal, index=(2, 1))          # SHAP of one pattern (gradcam, activations; filters())
     >>> export_map(phase_map, "phases.ang")          # .ang, .ctf, .h5 (orix), .csv or .png
+    >>> model = train("data.h5", "my-model", shots=20, epochs=30)  # as the train command, into the store
 
 Every reading goes through the same code as ``predict`` and ``phasemap`` (and the dashboard): the model's own
 preprocessing, test-time views and unknown threshold, blank patterns read as unknown, the same notes on how far a
@@ -276,6 +278,69 @@ def load_classifier(model: str | Path, device: str = "auto") -> Classifier:
     folder = resolve_model_dir(model)
     network, card = load_model(folder, device=select_device(device))
     return Classifier(network, card, folder)
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    shots: int = 20,
+    epochs: int = 30,
+    backbone: str = "efficientnet_lite0",
+    scratch: bool = False,
+    weights: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
+    quiet: bool = False,
+    **settings: object,
+) -> Classifier:
+    """Fine-tune a model on a labelled dataset and save it, as ``train`` does; returns it, loaded.
+
+    Parameters
+    ----------
+    data
+        A labelled dataset file (``simulate``, ``dataset``, the Data page).
+    out
+        A bare name saves into the store the dashboard lists, a path (``./NAME``, ``models/NAME``) there. A saved model
+        of that name is replaced only with ``force``; a folder that holds anything else, never.
+    shots, epochs, backbone, seed
+        Patterns per class to train on, epochs at most (early stopping may end sooner), the registry's network, the
+        seed of the sample and the training.
+    scratch, weights
+        Random initial weights instead of ImageNet's; or a saved model (an EBSD prior) to start from.
+    quiet
+        No progress lines (each epoch's losses and accuracies, on stderr).
+    settings
+        Any other field of :class:`ebsd_core.train.TrainConfig` (``input_size``, ``batch_size``, ``lr``,
+        ``patience``, ``views``, ``augment_config``, ...), as ``train``'s options set them.
+    """
+    from ebsd_core.cli import print_epoch
+    from ebsd_core.fewshot import check_shots
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.preprocess import input_size_for
+    from ebsd_core.store import resolve_save_dir
+    from ebsd_core.train import TrainConfig
+    from ebsd_core.workflows import train_evaluate_save
+
+    starts = {"weights": weights} | {k: settings.get(k) for k in ("frozen_warmup_epochs", "rehearsal_per_class")}
+    if scratch and (given := [name for name, value in starts.items() if value]):
+        raise InputError(f"scratch=True starts from random weights and cannot take {given[0]}=: leave out one of them")
+    target = resolve_save_dir(out)
+    dataset = read_dataset(data)
+    check_shots(dataset.labels, dataset.split, dataset.classes, shots, data)
+    settings.setdefault("input_size", input_size_for(dataset.patterns.shape[1:]))
+    config = TrainConfig(
+        backbone=backbone,
+        pretrained=not scratch,
+        weights_file=None if weights is None else str(weights),
+        shots=shots,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        **settings,
+    )
+    summary = train_evaluate_save(dataset, config, target, force, None if quiet else print_epoch, dataset_path=data)
+    return load_classifier(summary["model"], device)
 
 
 def as_pattern_source(patterns: object, static_background: np.ndarray | None = None) -> PatternSource:

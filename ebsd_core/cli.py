@@ -324,7 +324,8 @@ def _eta(progress, what: str = "ETA") -> str:
     return "" if progress.eta_seconds is None else f" ({what} {progress.eta_seconds:.0f} s)"
 
 
-def _epoch_printer(progress) -> None:
+def print_epoch(progress) -> None:
+    """``[ 25.0%] epoch 3: ... (ETA 40 s)`` on stderr: a training run's progress, for ``train`` and ``prior``."""
     if progress.message:
         print(f"[{progress.fraction * 100:5.1f}%] {progress.message}{_eta(progress)}", file=sys.stderr, flush=True)
 
@@ -351,7 +352,7 @@ def _train(args: argparse.Namespace) -> int:
     dataset = read_dataset(args.data)
     check_shots(dataset.labels, dataset.split, dataset.classes, args.shots, args.data)  # names the file
     config = _train_config(args, args.shots, not args.scratch, args.seed, dataset.patterns.shape[1:])
-    summary = train_evaluate_save(dataset, config, out, args.force, _epoch_printer, dataset_path=args.data)
+    summary = train_evaluate_save(dataset, config, out, args.force, print_epoch, dataset_path=args.data)
     if summary["test_accuracy"] is None:
         log.warning(
             "%s: no pattern was left to test on (the shots and the validation patterns took them all), so the "
@@ -391,7 +392,7 @@ def _prior(args: argparse.Namespace) -> int:
 
     given = dict(per_class=args.per_class, pattern_size=args.size, input_size=args.input_size, epochs=args.epochs)
     settings = PriorSettings(**{k: v for k, v in given.items() if v is not None})
-    summary = build_prior(_csv(args.exclude), args.out, settings, args.force, _epoch_printer)
+    summary = build_prior(_csv(args.exclude), args.out, settings, args.force, print_epoch)
     _say_if_outside_store(Path(summary["model"]))
     print(json.dumps(summary))
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import KIKUCHIPY_DATA, WEAK_TEST, with_test_score
 
-from ebsd_core.api import as_pattern_source, export_map, load_classifier
+from ebsd_core.api import as_pattern_source, export_map, load_classifier, train
 from ebsd_core.cli import main
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import read_dataset
@@ -210,3 +210,28 @@ def test_the_readmes_example_calls_what_the_api_has():
     assert imported and all(hasattr(api, name) for name in imported)
     called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and getattr(n.value, "id", "") == "model"}
     assert called and called <= set(dir(api.Classifier)), called - set(dir(api.Classifier))
+
+
+def test_a_model_trained_from_python_is_the_train_commands(tiny_dataset, tmp_path, monkeypatch, capsys):
+    """The same data, settings and seed give the model ``train`` gives, saved where a bare name saves it; a model of
+    that name is replaced only with ``force``, and contradictory starts are refused before any training."""
+    import json
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(store))
+    args = ["train", "--data", str(tiny_dataset), "--shots", "2", "--epochs", "1", "--input-size", "32", "--views", "1"]
+    assert main([*args, "--out", "by-command"]) == 0
+    capsys.readouterr()
+    model = train(tiny_dataset, "by-python", shots=2, epochs=1, input_size=32, views=1)
+    assert model.name == "by-python" and (store / "by-python" / "model.json").is_file()
+    assert "epoch 1" in capsys.readouterr().err  # its progress, as the command's
+    cards = [json.loads((store / name / "model.json").read_text()) for name in ("by-command", "by-python")]
+    assert cards[0]["weights_sha256"] == cards[1]["weights_sha256"]
+    assert cards[0]["metrics"]["test"]["accuracy"] == cards[1]["metrics"]["test"]["accuracy"]
+    with pytest.raises(EbsdError, match="already exists"):
+        train(tiny_dataset, "by-python", shots=2, epochs=1, input_size=32, quiet=True)
+    with pytest.raises(InputError, match="scratch=True starts from random weights and cannot take weights="):
+        train(tiny_dataset, "scratch", scratch=True, weights=store / "by-command")
+    with pytest.raises(TypeError, match="no_such_setting"):
+        train(tiny_dataset, "odd", shots=2, epochs=1, no_such_setting=3)
+    assert not (store / "scratch").exists() and not (store / "odd").exists()
