@@ -280,6 +280,17 @@ def load_classifier(model: str | Path, device: str = "auto") -> Classifier:
     return Classifier(network, card, folder)
 
 
+def stored_models() -> pd.DataFrame:
+    """The models of the store the dashboard lists (the project's ``models/`` or ``EBSD_MODEL_STORE``), one row each,
+    indexed by name, as ``models list`` gives them (a broken one with its ``error``)."""
+    import pandas as pd
+
+    from ebsd_core.store import list_models
+
+    rows = list_models()
+    return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame(index=pd.Index([], name="name"))
+
+
 def train(
     data: str | Path,
     out: str | Path,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import KIKUCHIPY_DATA, WEAK_TEST, with_test_score
 
-from ebsd_core.api import as_pattern_source, export_map, load_classifier, train
+from ebsd_core.api import as_pattern_source, export_map, load_classifier, stored_models, train
 from ebsd_core.cli import main
 from ebsd_core.errors import EbsdError, InputError
 from ebsd_core.io.dataset import read_dataset
@@ -235,3 +235,7 @@ def test_a_model_trained_from_python_is_the_train_commands(tiny_dataset, tmp_pat
     with pytest.raises(TypeError, match="no_such_setting"):
         train(tiny_dataset, "odd", shots=2, epochs=1, no_such_setting=3)
     assert not (store / "scratch").exists() and not (store / "odd").exists()
+    listed = stored_models()  # what the store holds, as `models list` says it
+    assert list(listed.index) == ["by-command", "by-python"] and listed.loc["by-python", "shots"] == 2
+    monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "empty"))
+    assert stored_models().empty
