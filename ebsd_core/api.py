@@ -274,7 +274,9 @@ def load_classifier(model: str | Path, device: str = "auto") -> Classifier:
     safetensors and JSON are read: nothing is unpickled."""
     from ebsd_core.backbones import select_device
     from ebsd_core.store import load_model, resolve_model_dir
+    from ebsd_core.threads import fit_torch_threads
 
+    fit_torch_threads()  # in a container or batch job capped below its cores, no more threads than it may run
     folder = resolve_model_dir(model)
     network, card = load_model(folder, device=select_device(device))
     return Classifier(network, card, folder)
@@ -330,9 +332,11 @@ def train(
     from ebsd_core.io.dataset import read_dataset
     from ebsd_core.preprocess import input_size_for
     from ebsd_core.store import resolve_save_dir
+    from ebsd_core.threads import fit_torch_threads
     from ebsd_core.train import TrainConfig
     from ebsd_core.workflows import train_evaluate_save
 
+    fit_torch_threads()
     starts = {"weights": weights} | {k: settings.get(k) for k in ("frozen_warmup_epochs", "rehearsal_per_class")}
     if scratch and (given := [name for name, value in starts.items() if value]):
         raise InputError(f"scratch=True starts from random weights and cannot take {given[0]}=: leave out one of them")
