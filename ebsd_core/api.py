@@ -143,6 +143,7 @@ class Classifier:
         views: int | None = None,
         unknown_threshold: float | None = None,
         batch_size: int | None = None,
+        client: object | None = None,
     ) -> PhaseMap:
         """The phase map of a scan on a square grid, as ``phasemap`` makes it.
 
@@ -158,7 +159,11 @@ class Classifier:
         cleanup
             The grain clean-up (on by default, as on the Phase map page; ``phasemap --cleanup none`` is False).
         views, unknown_threshold, batch_size
-            As in :meth:`classify`.
+            As in :meth:`classify` (on a cluster, ``batch_size`` is the patterns of each task, by default 512).
+        client
+            A dask.distributed ``Client``: the map is made on its workers, as ``phasemap --scheduler`` makes it. Each
+            worker loads the saved model from its folder and reads the scan from its file (a path, which every
+            worker must see); the grain clean-up runs here.
 
         Returns
         -------
@@ -168,11 +173,33 @@ class Classifier:
         """
         from ebsd_core.phasemap import attach_orientations, map_scan
 
+        if client is not None:
+            phase_map = self._map_on(
+                client, scan, nav_shape, batch_size, views=views, cleanup=cleanup, orientations=orientations
+            )
+            return dataclasses.replace(phase_map, threshold=self._card_with(None, unknown_threshold).unknown_threshold)
         source = as_pattern_source(scan)
         if orientations is not None:
             source = attach_orientations(source, orientations, nav_shape)
         card = self._card_with(None, unknown_threshold)
         return map_scan(self.network, card, source, nav_shape, batch_size, cleanup=cleanup, views=views)
+
+    def _map_on(
+        self, client: object, scan: object, nav_shape: tuple[int, int] | None, batch_size: int | None, **options: object
+    ) -> PhaseMap:
+        """:meth:`phase_map` on a dask cluster's workers (:func:`~ebsd_core.phasemap.map_scan_distributed`), each on
+        its own GPU where it has one, at the model's saved threshold."""
+        from ebsd_core.phasemap import CLUSTER_TASK_PATTERNS, map_scan_distributed
+
+        if not isinstance(scan, str | Path):
+            raise InputError(
+                f"a cluster's workers read the scan from its file: give its path, not a {type(scan).__name__}",
+                ARRAY_NAME,
+            )
+        if self.folder is None:
+            raise EbsdError("a cluster's workers load the model from its folder: load it with load_classifier")
+        chunk = batch_size or CLUSTER_TASK_PATTERNS
+        return map_scan_distributed(self.folder, scan, client, nav_shape, chunk, "auto", **options)
 
     def evaluate(self, data: object, space_group: int | str | None = None, split: str = "all") -> dict:
         """The model's scores on labelled patterns, as ``evaluate`` gives them.

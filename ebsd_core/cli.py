@@ -24,7 +24,6 @@ from ebsd_core.paths import broken_link
 from ebsd_core.wording import is_whole_number
 
 log = logging.getLogger(__name__)
-CLUSTER_TASK_PATTERNS = 512  # patterns per task when a phase map runs on a dask cluster
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -557,7 +556,13 @@ def _simulate_map(args: argparse.Namespace) -> int:
 @command("phasemap")
 def _phasemap(args: argparse.Namespace) -> int:
     from ebsd_core.map_export import check_export_path, export_map
-    from ebsd_core.phasemap import attach_orientations, map_scan, map_scan_distributed, open_cluster
+    from ebsd_core.phasemap import (
+        CLUSTER_TASK_PATTERNS,
+        attach_orientations,
+        map_scan,
+        map_scan_distributed,
+        open_cluster,
+    )
     from ebsd_core.simulate_map import parse_shape
 
     nav_shape = parse_shape(args.nav_shape) if args.nav_shape else None

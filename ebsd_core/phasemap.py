@@ -673,6 +673,10 @@ def open_cluster(scheduler: str | None, workers: int = 2) -> Iterator:
         quiet.setLevel(level)
 
 
+#: Patterns per task when a phase map runs on a dask cluster.
+CLUSTER_TASK_PATTERNS = 512
+
+
 def map_scan_distributed(
     model_dir: str | Path,
     scan_path: str | Path,

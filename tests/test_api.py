@@ -239,3 +239,15 @@ def test_a_model_trained_from_python_is_the_train_commands(tiny_dataset, tmp_pat
     assert list(listed.index) == ["by-command", "by-python"] and listed.loc["by-python", "shots"] == 2
     monkeypatch.setenv("EBSD_MODEL_STORE", str(tmp_path / "empty"))
     assert stored_models().empty
+
+
+def test_a_phase_map_on_a_dask_cluster_is_the_one_made_here(classifier, map_scan_file):
+    from ebsd_core.phasemap import open_cluster
+
+    here = classifier.phase_map(map_scan_file, unknown_threshold=0.9)
+    with open_cluster("local", workers=1) as client:
+        there = classifier.phase_map(map_scan_file, client=client, unknown_threshold=0.9)
+        with pytest.raises(InputError, match="a cluster's workers read the scan from its file: give its path"):
+            classifier.phase_map(read_dataset(map_scan_file).patterns, client=client)
+    np.testing.assert_allclose(there.probabilities, here.probabilities, atol=1e-4)
+    assert there.threshold == here.threshold == 0.9 and there.fractions() == here.fractions()
