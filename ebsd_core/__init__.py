@@ -2,7 +2,8 @@
 
 Layers, bottom to top: ``io``, ``phases``, ``masters``, ``simulate`` ->
 ``preprocess``, ``datasets`` -> models and training -> explanation. The engine
-never imports streamlit; the dashboard in ``pages/`` calls into it.
+never imports streamlit; the dashboard in ``pages/`` calls into it. From Python (a script,
+a notebook), :mod:`ebsd_core.api` is the front door: ``load_classifier``, ``train``.
 """
 
 __version__ = "0.1.0"
