@@ -107,8 +107,8 @@ class Classifier:
             One row per pattern, indexed by its place in ``patterns`` (row-major on a map): ``row`` and ``column``
             on a 2D map, ``file`` for images, then ``prediction`` (a space-group symbol or ``unknown``),
             ``confidence`` and one ``p_<symbol>`` column per class. ``attrs["notes"]`` lists what to know before
-            trusting them (a pattern size the model was not trained on, blank patterns, a model weak on its own
-            test patterns, ...), as ``predict`` warns of them.
+            trusting them (how the patterns were read, a pattern size the model was not trained on, blank patterns, a
+            model weak on its own test patterns, ...), as ``predict`` warns of them.
         """
         import pandas as pd
 
@@ -122,6 +122,7 @@ class Classifier:
         notes += blank_pattern_note(blank_points(prediction.quality), source.imageless, source.unread)
         for note in notes:  # said where it runs too, as a map's notes are (ebsd_core.phasemap)
             log.warning("%s: %s", source.path, note)
+        notes = source.warnings + notes  # how it was read, said when it was opened
         columns: dict[str, object] = {}
         if len(source.nav_shape or ()) == 2 and not source.hexagonal_grid:
             columns["row"], columns["column"] = np.divmod(np.arange(len(source)), source.nav_shape[1])
@@ -454,7 +455,9 @@ def _signal_source(signal: object) -> PatternSource:
     if "MasterPattern" in type(signal).__name__:
         raise InputError(MASTER_PATTERN, _signal_name(signal))
     source = _array_source(signal.data, _signal_name(signal))
-    source.static_background = signal_background(signal, source.pattern_shape)
+    source.static_background, source.warnings = signal_background(signal, source.pattern_shape)
+    for message in source.warnings:  # as a file's are, when it is opened
+        log.warning("%s: %s", source.path, message)
     quaternions = from_crystal_map(getattr(signal, "xmap", None), len(source))
     if quaternions is not None:
         source.quaternions, source.orientations_from = quaternions, "the signal's crystal map"

@@ -156,7 +156,9 @@ def test_an_h5oina_files_own_indexing_is_read(tmp_path, capsys):
         file["1/EBSD/Data/Phase"][4] = 0  # AZtec indexed nothing there
     grain = Rotation([0.9542, -0.0183, -0.2806, 0.1018])  # the dummy's first grain, at points 0, 3, 6
     source = open_patterns(path)
-    assert source.orientations_from == "the scan's own indexing" and source.warnings == []
+    assert source.orientations_from == "the scan's own indexing" and source.static_background is None
+    # the dummy's patterns are kikuchipy's Ni patterns with the static background removed, which its header still holds
+    assert [w.split(",")[0] for w in source.warnings] == ["carries a static background"]
     quaternions = read_orientations(path, 9, (3, 3))
     np.testing.assert_array_equal(quaternions, source.quaternions)
     assert np.rad2deg((~Rotation(quaternions[[0, 3, 6]]) * grain).angle).max() < 0.01
@@ -177,7 +179,7 @@ def test_an_h5oina_files_own_indexing_is_read(tmp_path, capsys):
         file["1/EBSD/Data/Euler"] = ["not", "angles"]
     with pytest.raises(InputError, match="broken.h5oina: its indexing cannot be read"):
         read_orientations(broken, 9)
-    assert "its indexing cannot be read" in open_patterns(broken).warnings[0]
+    assert "its indexing cannot be read" in open_patterns(broken).warnings[-1]
 
 
 def test_an_edax_h5_files_own_indexing_is_read(tmp_path):

@@ -348,7 +348,7 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
     if 0 in nav_shape or 0 in sig_shape:
         raise InputError(f"the scan is empty (data shape {data.shape})", path)
     flat = data.reshape((-1, *sig_shape))
-    background = signal_background(signal, sig_shape)
+    background, background_notes = signal_background(signal, sig_shape)
     nav_axes = signal.axes_manager.navigation_axes
     # a hexagonal grid is mapped by no indexing (no square map is made of it)
     quaternions, indexing_notes = (None, []) if hexagonal else _own_orientations(signal, path, int(np.prod(nav_shape)))
@@ -368,7 +368,8 @@ def _read_kikuchipy(path: Path, lazy: bool) -> PatternSource:
         step_um=step,
         hexagonal_grid=hexagonal,
         hexagonal_places=places,
-        warnings=_kikuchipy_notes(path, background, _h5ebsd_scans(path))
+        warnings=_kikuchipy_notes(path, getattr(signal, "static_background", None), _h5ebsd_scans(path))
+        + background_notes
         + ([HEXAGONAL_GRID if places is None else HEXAGONAL_GRID_PLACED] if hexagonal else [])
         + _edax_cut_short(path, len(flat), int(np.prod(sig_shape)) * data.dtype.itemsize, hexagonal)
         + indexing_notes,
@@ -381,14 +382,42 @@ MASTER_PATTERN = (
 )
 
 
-def signal_background(signal, pattern_shape: tuple[int, ...]) -> np.ndarray | None:
-    """A kikuchipy signal's static background, where it has one of its patterns' shape."""
+#: Below this correlation between the mean of a scan's first patterns and the static background its file or signal
+#: carries, the patterns are taken to have had it removed already: kikuchipy's ``remove_static_background`` keeps the
+#: background on the signal (and ``save`` writes it), and subtracting it again moved a model's probabilities 4 to 17
+#: times as much as reading those patterns without it. Raw patterns gave 0.996-0.999 on every real scan here; with
+#: the static background removed 0.56 or less, with the dynamic one alone 0.67-0.85 (bench/RESULTS.md).
+RAW_PATTERN_CORRELATION = 0.9
+#: The first patterns of a scan whose mean is compared with its static background: one read, from its first chunks.
+BACKGROUND_CHECK_PATTERNS = 64
+
+
+def signal_background(signal, pattern_shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str]]:
+    """A kikuchipy signal's static background, where it has one of its patterns' shape and they have not had it
+    removed already (:data:`RAW_PATTERN_CORRELATION`); and a note when they have."""
     background = getattr(signal, "static_background", None)
     if background is None:
-        return None
+        return None, []
     # a copy: kikuchipy's can be read-only (NORDIF's), which torch warns of as undefined behaviour
     background = np.array(background.compute() if hasattr(background, "compute") else background)
-    return background if background.shape == tuple(pattern_shape) else None
+    if background.shape != tuple(pattern_shape):
+        return None, []
+    first = signal.data.reshape((-1, *background.shape))[:BACKGROUND_CHECK_PATTERNS]
+    mean = np.asarray(first.compute() if hasattr(first, "compute") else first, dtype=np.float64).mean(axis=0)
+    if (similarity := _correlation(mean, background)) is None or similarity >= RAW_PATTERN_CORRELATION:
+        return background, []
+    return None, [
+        f"carries a static background, but its patterns seem to have had it removed already (the mean of its first "
+        f"patterns correlates {similarity:.2f} with it; recorded patterns, 0.99 or more), so it is not subtracted "
+        "again: patterns as recorded are read best, as the model's own preprocessing removes the backgrounds"
+    ]
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson's correlation of two images; None where either is flat (a blank pattern, a background of zeros)."""
+    a, b = a - a.mean(), np.asarray(b, dtype=np.float64) - np.mean(b)
+    norm = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / norm) if norm > 0 else None
 
 
 def _own_orientations(signal, path: Path, points: int) -> tuple[np.ndarray | None, list[str]]:
