@@ -384,9 +384,9 @@ MASTER_PATTERN = (
 
 #: Below this correlation between the mean of a scan's first patterns and the static background its file or signal
 #: carries, the patterns are taken to have had it removed already: kikuchipy's ``remove_static_background`` keeps the
-#: background on the signal (and ``save`` writes it), and subtracting it again moved a model's probabilities 4 to 17
-#: times as much as reading those patterns without it. Raw patterns gave 0.996-0.999 on every real scan here; with
-#: the static background removed 0.56 or less, with the dynamic one alone 0.67-0.85 (bench/RESULTS.md).
+#: background on the signal (and ``save`` writes it), and subtracting it again moved a model's probabilities 4 to 30
+#: times as much as reading those patterns without it. Raw patterns gave 0.997-0.999 on every real scan here; with
+#: the static background removed 0.56 or less, with the dynamic one alone 0.67-0.85 (bench/static_background.py).
 RAW_PATTERN_CORRELATION = 0.9
 #: The first patterns of a scan whose mean is compared with its static background: one read, from its first chunks.
 BACKGROUND_CHECK_PATTERNS = 64
@@ -404,7 +404,7 @@ def signal_background(signal, pattern_shape: tuple[int, ...]) -> tuple[np.ndarra
         return None, []
     first = signal.data.reshape((-1, *background.shape))[:BACKGROUND_CHECK_PATTERNS]
     mean = np.asarray(first.compute() if hasattr(first, "compute") else first, dtype=np.float64).mean(axis=0)
-    if (similarity := _correlation(mean, background)) is None or similarity >= RAW_PATTERN_CORRELATION:
+    if (similarity := image_correlation(mean, background)) is None or similarity >= RAW_PATTERN_CORRELATION:
         return background, []
     return None, [
         f"carries a static background, but its patterns seem to have had it removed already (the mean of its first "
@@ -413,7 +413,7 @@ def signal_background(signal, pattern_shape: tuple[int, ...]) -> tuple[np.ndarra
     ]
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+def image_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     """Pearson's correlation of two images; None where either is flat (a blank pattern, a background of zeros)."""
     a, b = a - a.mean(), np.asarray(b, dtype=np.float64) - np.mean(b)
     norm = np.sqrt((a * a).sum() * (b * b).sum())
