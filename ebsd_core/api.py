@@ -91,7 +91,8 @@ class Classifier:
         Parameters
         ----------
         patterns
-            A kikuchipy ``EBSD`` signal (its static background and map shape are used), an array of patterns
+            A kikuchipy ``EBSD`` signal (its map shape, and its static background unless its patterns have had it
+            removed already, :func:`~ebsd_core.io.readers.signal_background`), an array of patterns
             (``(rows, cols)``, ``(N, rows, cols)`` or ``(map_rows, map_cols, rows, cols)``, numpy or dask), a path to
             any file or folder the command line reads, or a :class:`~ebsd_core.io.readers.PatternSource`.
         static_background
