@@ -271,3 +271,19 @@ def test_patterns_whose_static_background_was_removed_are_not_given_it_again(cla
     source = open_patterns(tmp_path / "processed.h5")
     assert source.static_background is None and "correlates 0.56 with it" in source.warnings[-1]
     assert open_patterns(NICKEL).static_background is not None  # as recorded, it is subtracted
+
+
+@needs_kikuchipy
+def test_a_scan_whose_first_rows_are_dark_keeps_its_static_background():
+    """The patterns compared with the background are spread over the scan: a scan that starts off the sample (its first
+    rows dark) is recorded as it is, and its background subtracted (left out, its readings moved 0.28-0.42)."""
+    import kikuchipy as kp
+
+    recorded = kp.load(str(NICKEL))
+    patterns = np.resize(recorded.data.reshape(9, 60, 60), (100, 60, 60)).reshape(10, 10, 60, 60).copy()
+    rng = np.random.default_rng(0)
+    patterns[:7] = rng.integers(3, 8, size=patterns[:7].shape)  # 70 dark patterns: the first 64 would all be dark
+    signal = kp.signals.EBSD(patterns)
+    signal.static_background = recorded.static_background
+    source = as_pattern_source(signal)
+    assert source.static_background is not None and source.warnings == []

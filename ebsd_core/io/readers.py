@@ -382,14 +382,16 @@ MASTER_PATTERN = (
 )
 
 
-#: Below this correlation between the mean of a scan's first patterns and the static background its file or signal
-#: carries, the patterns are taken to have had it removed already: kikuchipy's ``remove_static_background`` keeps the
-#: background on the signal (and ``save`` writes it), and subtracting it again moved a model's probabilities 4 to 30
-#: times as much as reading those patterns without it. Raw patterns gave 0.997-0.999 on every real scan here; with
-#: the static background removed 0.56 or less, with the dynamic one alone 0.67-0.85 (bench/static_background.py).
+#: Below this correlation between the mean of a scan's patterns (spread over it) and the static background its file
+#: or signal carries, the patterns are taken to have had it removed already: kikuchipy's ``remove_static_background``
+#: keeps the background on the signal (and ``save`` writes it), and subtracting it again moved a model's probabilities
+#: 4 to 30 times as much as reading those patterns without it. Recorded patterns gave 0.997-0.999 on every real scan
+#: here; with the static background removed 0.56 or less, with the dynamic one alone 0.67-0.85; and leaving it out
+#: of recorded patterns moved the probabilities 0.28-0.42 (bench/static_background.py).
 RAW_PATTERN_CORRELATION = 0.9
-#: The first patterns of a scan whose mean is compared with its static background: one read, from its first chunks.
-BACKGROUND_CHECK_PATTERNS = 64
+#: Patterns of a scan, spread evenly over it, whose mean is compared with its static background: spread, as a scan's
+#: first row may lie off the sample (a dark row whose mean is not the background's shape, though recorded as it is).
+BACKGROUND_CHECK_PATTERNS = 32
 
 
 def signal_background(signal, pattern_shape: tuple[int, ...]) -> tuple[np.ndarray | None, list[str]]:
@@ -402,15 +404,25 @@ def signal_background(signal, pattern_shape: tuple[int, ...]) -> tuple[np.ndarra
     background = np.array(background.compute() if hasattr(background, "compute") else background)
     if background.shape != tuple(pattern_shape):
         return None, []
-    first = signal.data.reshape((-1, *background.shape))[:BACKGROUND_CHECK_PATTERNS]
-    mean = np.asarray(first.compute() if hasattr(first, "compute") else first, dtype=np.float64).mean(axis=0)
+    mean, count = spread_mean(signal.data, background.shape)
     if (similarity := image_correlation(mean, background)) is None or similarity >= RAW_PATTERN_CORRELATION:
         return background, []
     return None, [
-        f"carries a static background, but its patterns seem to have had it removed already (the mean of its first "
-        f"patterns correlates {similarity:.2f} with it; recorded patterns, 0.99 or more), so it is not subtracted "
-        "again: patterns as recorded are read best, as the model's own preprocessing removes the backgrounds"
+        "carries a static background, but its patterns seem to have had it removed already (the mean of "
+        f"{count} of its patterns correlates {similarity:.2f} with it; recorded patterns, 0.99 or more), so it is "
+        "not subtracted again: patterns as recorded are read best, as the model's own preprocessing removes the "
+        "backgrounds"
     ]
+
+
+def spread_mean(data, pattern_shape: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """The mean of :data:`BACKGROUND_CHECK_PATTERNS` patterns of ``data`` (a numpy or dask array of patterns, any
+    navigation shape) spread evenly over it, read alone; and how many that was."""
+    flat = data.reshape((-1, *pattern_shape))
+    spread = np.unique(np.linspace(0, len(flat) - 1, BACKGROUND_CHECK_PATTERNS).astype(int))
+    sample = flat[spread]
+    sample = np.asarray(sample.compute() if hasattr(sample, "compute") else sample, dtype=np.float64)
+    return sample.mean(axis=0), len(spread)
 
 
 def image_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
