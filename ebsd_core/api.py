@@ -357,33 +357,23 @@ def train(
         ``patience``, ``views``, ``augment_config``, ...), as ``train``'s options set them.
     """
     from ebsd_core.cli import print_epoch
-    from ebsd_core.fewshot import check_shots
-    from ebsd_core.io.dataset import read_dataset
     from ebsd_core.preprocess import input_size_for
-    from ebsd_core.store import resolve_save_dir
     from ebsd_core.threads import fit_torch_threads
     from ebsd_core.train import TrainConfig
-    from ebsd_core.workflows import train_evaluate_save
+    from ebsd_core.workflows import train_dataset_file
 
     fit_torch_threads()
     starts = {"weights": weights} | {k: settings.get(k) for k in ("frozen_warmup_epochs", "rehearsal_per_class")}
     if scratch and (given := [name for name, value in starts.items() if value]):
         raise InputError(f"scratch=True starts from random weights and cannot take {given[0]}=: leave out one of them")
-    target = resolve_save_dir(out)
-    dataset = read_dataset(data)
-    check_shots(dataset.labels, dataset.split, dataset.classes, shots, data)
-    settings.setdefault("input_size", input_size_for(dataset.patterns.shape[1:]))
-    config = TrainConfig(
-        backbone=backbone,
-        pretrained=not scratch,
-        weights_file=None if weights is None else str(weights),
-        shots=shots,
-        epochs=epochs,
-        seed=seed,
-        device=device,
-        **settings,
-    )
-    summary = train_evaluate_save(dataset, config, target, force, None if quiet else print_epoch, dataset_path=data)
+    weights_file = None if weights is None else str(weights)
+    fixed = dict(backbone=backbone, pretrained=not scratch, weights_file=weights_file, shots=shots, epochs=epochs)
+
+    def config_for(pattern_shape: tuple[int, int]) -> TrainConfig:
+        given = {"input_size": input_size_for(pattern_shape)} | settings  # as train's default --input-size
+        return TrainConfig(**fixed, seed=seed, device=device, **given)
+
+    summary = train_dataset_file(data, out, config_for, force, None if quiet else print_epoch)
     return load_classifier(summary["model"], device)
 
 

@@ -338,26 +338,16 @@ def print_run_epoch(progress) -> None:
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from ebsd_core.io.dataset import read_dataset
-    from ebsd_core.store import resolve_save_dir
-    from ebsd_core.workflows import train_evaluate_save
+    from ebsd_core.workflows import train_dataset_file
 
-    out = resolve_save_dir(args.out)
     if args.scratch and (args.weights or args.rehearse or args.frozen_epochs):
         given = "--weights" if args.weights else "--rehearse" if args.rehearse else "--frozen-epochs"
         raise EbsdError(f"--scratch starts from random weights and cannot take {given}: leave out one of them")
-    from ebsd_core.fewshot import check_shots
 
-    dataset = read_dataset(args.data)
-    check_shots(dataset.labels, dataset.split, dataset.classes, args.shots, args.data)  # names the file
-    config = _train_config(args, args.shots, not args.scratch, args.seed, dataset.patterns.shape[1:])
-    summary = train_evaluate_save(dataset, config, out, args.force, print_epoch, dataset_path=args.data)
-    if summary["test_accuracy"] is None:
-        log.warning(
-            "%s: no pattern was left to test on (the shots and the validation patterns took them all), so the "
-            "model has no test accuracy: add patterns or choose fewer shots to get one",
-            args.data,
-        )
+    def config_for(pattern_shape: tuple[int, int]):
+        return _train_config(args, args.shots, not args.scratch, args.seed, pattern_shape)
+
+    summary = train_dataset_file(args.data, args.out, config_for, args.force, print_epoch)
     _say_if_outside_store(Path(summary["model"]))
     print(json.dumps(summary))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from ebsd_core.store import (
     save_model,
 )
 from ebsd_core.train import TrainConfig, TrainProgress, record_metrics, train_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,35 @@ def train_evaluate_save(
         "test_accuracy": metrics["test"].get("accuracy"),
         "holdout_accuracy": metrics.get("holdout", {}).get("accuracy"),
     }
+
+
+def train_dataset_file(
+    data: str | Path,
+    out: str | Path,
+    config_for: Callable[[tuple[int, int]], TrainConfig],
+    force: bool = False,
+    progress: Callable[[TrainProgress], None] | None = None,
+) -> dict:
+    """``train``'s run, for the command and the Python API alike: the labelled dataset file ``data`` trained with the
+    config ``config_for`` gives for its pattern shape, saved to ``out`` (a bare name into the store) as
+    :func:`train_evaluate_save` saves it. Shots the file cannot give are refused, naming it, before any training; a
+    run that leaves no pattern to test on is said so."""
+    from ebsd_core.fewshot import check_shots
+    from ebsd_core.io.dataset import read_dataset
+    from ebsd_core.store import resolve_save_dir
+
+    target = resolve_save_dir(out)
+    dataset = read_dataset(data)
+    config = config_for(tuple(dataset.patterns.shape[1:]))
+    check_shots(dataset.labels, dataset.split, dataset.classes, config.shots, data)
+    summary = train_evaluate_save(dataset, config, target, force, progress, dataset_path=data)
+    if summary["test_accuracy"] is None:
+        log.warning(
+            "%s: no pattern was left to test on (the shots and the validation patterns took them all), so the "
+            "model has no test accuracy: add patterns or choose fewer shots to get one",
+            data,
+        )
+    return summary
 
 
 def misclassified_test_patterns(model, card, limit: int = 12, scanned: int = 600, dataset_path: str | None = None):
